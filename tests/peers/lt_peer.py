@@ -1,0 +1,312 @@
+#!/usr/bin/python3
+"""A real libtorrent (2.0, Debian's python3-libtorrent) peer for integration tests.
+
+Runs under the system interpreter /usr/bin/python3, not the project venv.
+
+    lt_peer.py seed   --torrent T --save-path DIR --listen IP:PORT
+                      [--utp] [--ready-file F] [--upload-rate BPS]
+    lt_peer.py leech  --torrent T --save-path DIR --listen IP:PORT
+                      [--peer IP:PORT ...] [--timeout S] [--utp]
+    lt_peer.py create --path P --out T [--tracker URL ...] [--piece-size N]
+
+seed:   checks the data already in DIR, waits until seeding (and, when the
+        torrent has trackers, for the first tracker reply, bounded), writes the
+        real listen port to --ready-file atomically, then seeds until
+        SIGTERM/SIGINT and exits 0.
+leech:  downloads, rechecks the data on disk, exits 0 when complete; exits 1
+        with a status line on stderr on timeout or error.
+create: writes a v1-only .torrent of a file or directory and prints its
+        info-hash (hex) on stdout.
+
+uTP is off unless --utp is given. libtorrent allows one connection per IP, so
+tests give every libtorrent peer its own loopback address (127.0.0.2, ...).
+Status goes to stderr.
+"""
+
+import argparse
+import os
+import signal
+import sys
+import time
+
+import libtorrent as lt
+
+ANNOUNCE_WAIT_S = 10.0   # how long a seeder waits for its first tracker reply
+CHECK_TIMEOUT_S = 120.0  # bound on checking the data of a seeder
+
+
+def log(msg):
+    print(f"lt_peer[{os.getpid()}]: {msg}", file=sys.stderr, flush=True)
+
+
+def parse_endpoint(text):
+    """'IP:PORT' -> (ip, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise argparse.ArgumentTypeError(f"expected IP:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def make_session(listen, utp):
+    """A session with only what tests need: no DHT/LSD/UPnP/NAT-PMP."""
+    mask = (lt.alert.category_t.error_notification
+            | lt.alert.category_t.status_notification
+            | lt.alert.category_t.tracker_notification
+            | lt.alert.category_t.storage_notification)
+    settings = {
+        "listen_interfaces": listen,
+        "enable_dht": False,
+        "enable_lsd": False,
+        "enable_upnp": False,
+        "enable_natpmp": False,
+        "enable_incoming_utp": utp,
+        "enable_outgoing_utp": utp,
+        "enable_incoming_tcp": True,
+        "enable_outgoing_tcp": True,
+        "allow_multiple_connections_per_ip": True,
+        "announce_to_all_trackers": True,
+        "announce_to_all_tiers": True,
+        # Accept plain and encrypted incoming; connect out in plain text so a
+        # client without MSE/PE (like ours) is never made to wait for a retry.
+        "in_enc_policy": int(lt.enc_policy.pe_enabled),
+        "out_enc_policy": int(lt.enc_policy.pe_disabled),
+        "alert_mask": int(mask),
+        # Quick retries: everything here is local.
+        "min_reconnect_time": 1,
+        "peer_connect_timeout": 3,
+        "user_agent": "torrentfs-test-lt/" + lt.__version__,
+    }
+    return lt.session(settings)
+
+
+def wait_listen_port(ses, deadline):
+    """The TCP port the session really listens on (port 0 picks one)."""
+    while time.monotonic() < deadline:
+        ses.wait_for_alert(200)
+        for a in ses.pop_alerts():
+            if isinstance(a, lt.listen_failed_alert):
+                raise SystemExit(f"listen failed: {a.message()}")
+            if isinstance(a, lt.listen_succeeded_alert):
+                log(a.message())
+        port = ses.listen_port()
+        if port:
+            return port
+    raise SystemExit("timed out waiting for the listen socket")
+
+
+def add_torrent(ses, torrent, save_path):
+    """Add a torrent, started and not auto-managed (never queued or paused)."""
+    atp = lt.add_torrent_params()
+    atp.ti = lt.torrent_info(torrent)
+    atp.save_path = save_path
+    atp.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused
+                   | lt.torrent_flags.seed_mode)
+    h = ses.add_torrent(atp)
+    log(f"added {atp.ti.name()!r} info-hash {atp.ti.info_hash()} "
+        f"({atp.ti.total_size()} bytes, {atp.ti.num_pieces()} pieces)")
+    return h
+
+
+def status_line(h):
+    s = h.status()
+    return (f"state={s.state} progress={s.progress * 100:.1f}% "
+            f"have={s.num_pieces}/{h.torrent_file().num_pieces()} "
+            f"peers={s.num_peers} seeds={s.num_seeds} "
+            f"down={s.download_rate / 1024:.0f}kB/s up={s.upload_rate / 1024:.0f}kB/s "
+            f"error={s.errc.message() if s.errc.value() else '-'}")
+
+
+def log_alerts(ses):
+    """Log and return this batch of alerts."""
+    alerts = ses.pop_alerts()
+    for a in alerts:
+        if isinstance(a, (lt.tracker_reply_alert, lt.tracker_error_alert,
+                          lt.tracker_warning_alert, lt.torrent_error_alert,
+                          lt.file_error_alert, lt.hash_failed_alert,
+                          lt.listen_failed_alert, lt.torrent_checked_alert,
+                          lt.torrent_finished_alert)):
+            log(a.message())
+    return alerts
+
+
+def write_atomically(path, text):
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT so loops can end cleanly."""
+
+    def __init__(self):
+        self.stop = False
+        signal.signal(signal.SIGTERM, self._set)
+        signal.signal(signal.SIGINT, self._set)
+
+    def _set(self, signum, frame):
+        self.stop = True
+
+
+def cmd_seed(args):
+    """Check the data, become a seed, announce, write the ready file, seed."""
+    flag = StopFlag()
+    ses = make_session(args.listen, args.utp)
+    port = wait_listen_port(ses, time.monotonic() + 10)
+    h = add_torrent(ses, args.torrent, args.save_path)
+    if args.upload_rate:
+        h.set_upload_limit(args.upload_rate)  # per torrent: applies on loopback too
+    has_trackers = bool(h.torrent_file().trackers())
+
+    announced = False
+    deadline = time.monotonic() + CHECK_TIMEOUT_S
+    seeding_since = None
+    while not flag.stop:
+        ses.wait_for_alert(200)
+        for a in log_alerts(ses):
+            if isinstance(a, lt.tracker_reply_alert):
+                announced = True
+            if isinstance(a, (lt.torrent_error_alert, lt.file_error_alert)):
+                raise SystemExit(f"seed failed: {a.message()}")
+        s = h.status()
+        if s.errc.value():
+            raise SystemExit(f"seed failed: {s.errc.message()}")
+        if s.is_seeding and seeding_since is None:
+            seeding_since = time.monotonic()
+            log("data checked, seeding")
+            if has_trackers and not announced:
+                h.force_reannounce()
+        if seeding_since is not None:
+            waited = time.monotonic() - seeding_since
+            if announced or not has_trackers or waited > ANNOUNCE_WAIT_S:
+                break
+        elif time.monotonic() > deadline:
+            raise SystemExit(f"not seeding after {CHECK_TIMEOUT_S}s: {status_line(h)}")
+    if flag.stop:
+        log("stopped before ready")
+        return 0
+    if has_trackers and not announced:
+        log(f"WARNING: no tracker reply within {ANNOUNCE_WAIT_S}s; seeding anyway")
+    if args.ready_file:
+        write_atomically(args.ready_file, f"{port}\n")
+    log(f"ready: seeding on {args.listen} (port {port})")
+
+    last = time.monotonic()
+    while not flag.stop:
+        ses.wait_for_alert(500)
+        log_alerts(ses)
+        if time.monotonic() - last >= 5:
+            last = time.monotonic()
+            log(status_line(h))
+    log("signal received, stopping")
+    ses.pause()
+    return 0
+
+
+def cmd_leech(args):
+    """Download to completion, then recheck; 0 when every piece is good."""
+    flag = StopFlag()
+    ses = make_session(args.listen, args.utp)
+    wait_listen_port(ses, time.monotonic() + 10)
+    h = add_torrent(ses, args.torrent, args.save_path)
+    n = h.torrent_file().num_pieces()
+
+    def connect_peers():
+        for ip, port in args.peer:
+            h.connect_peer((ip, port))
+
+    deadline = time.monotonic() + args.timeout
+    last_log = last_connect = time.monotonic()
+    connect_peers()
+    rechecking = False
+    while time.monotonic() < deadline and not flag.stop:
+        ses.wait_for_alert(200)
+        for a in log_alerts(ses):
+            if isinstance(a, (lt.torrent_error_alert, lt.file_error_alert)):
+                log(f"FAILED: {a.message()}")
+                return 1
+        s = h.status()
+        now = time.monotonic()
+        if s.is_seeding and s.num_pieces == n and s.state == lt.torrent_status.seeding:
+            if not rechecking:
+                log("download complete; rechecking the data on disk")
+                h.force_recheck()
+                rechecking = True
+                continue
+            log(f"complete and verified: {status_line(h)}")
+            return 0
+        if args.peer and s.num_peers == 0 and now - last_connect >= 2:
+            last_connect = now
+            connect_peers()
+        if now - last_log >= 1:
+            last_log = now
+            log(status_line(h))
+    reason = "interrupted" if flag.stop else f"timed out after {args.timeout}s"
+    print(f"lt_peer leech {reason}: {status_line(h)}", file=sys.stderr, flush=True)
+    return 1
+
+
+def cmd_create(args):
+    """Write a v1-only torrent of a file or directory; print its info-hash."""
+    path = os.path.abspath(args.path)
+    fs = lt.file_storage()
+    lt.add_files(fs, path)
+    if fs.num_files() == 0:
+        raise SystemExit(f"no files under {path}")
+    ct = lt.create_torrent(fs, args.piece_size or 0, lt.create_torrent.v1_only)
+    for tier, url in enumerate(args.tracker):
+        ct.add_tracker(url, tier)
+    ct.set_creator("torrentfs tests")
+    lt.set_piece_hashes(ct, os.path.dirname(path))
+    data = lt.bencode(ct.generate())
+    tmp = f"{args.out}.tmp.{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, args.out)
+    ti = lt.torrent_info(args.out)
+    print(str(ti.info_hash()))
+    log(f"created {args.out}: {ti.num_files()} files, {ti.total_size()} bytes, "
+        f"piece size {ti.piece_length()}")
+    return 0
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def common(sp):
+        sp.add_argument("--torrent", required=True)
+        sp.add_argument("--save-path", required=True)
+        sp.add_argument("--listen", required=True, help="IP:PORT, port 0 = any")
+        sp.add_argument("--utp", action="store_true", help="enable uTP (off by default)")
+        sp.add_argument("--no-utp", dest="utp", action="store_false",
+                        help="disable uTP (the default)")
+
+    sp = sub.add_parser("seed")
+    common(sp)
+    sp.add_argument("--ready-file")
+    sp.add_argument("--upload-rate", type=int, default=0, help="bytes/s, 0 = unlimited")
+    sp.set_defaults(func=cmd_seed)
+
+    sp = sub.add_parser("leech")
+    common(sp)
+    sp.add_argument("--peer", action="append", type=parse_endpoint, default=[])
+    sp.add_argument("--timeout", type=float, default=60.0)
+    sp.set_defaults(func=cmd_leech)
+
+    sp = sub.add_parser("create")
+    sp.add_argument("--path", required=True)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--tracker", action="append", default=[])
+    sp.add_argument("--piece-size", type=int, default=0)
+    sp.set_defaults(func=cmd_create)
+
+    args = p.parse_args(argv)
+    if getattr(args, "listen", None):
+        parse_endpoint(args.listen)  # validate
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

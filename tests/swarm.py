@@ -1,0 +1,567 @@
+"""Start real BitTorrent programs nobody here wrote, for integration tests.
+
+Each helper that starts a process is a context manager: it waits for the
+process to be ready within a bounded deadline and, on exit (also on failure),
+stops it by PID: SIGTERM, a bounded wait, then SIGKILL. Process output goes to
+a log file whose tail is put into every error raised here.
+
+- opentracker (Debian's, whitelist mode) -> `opentracker()`
+- libtorrent 2.0 via tests/peers/lt_peer.py under /usr/bin/python3
+  -> `lt_seeder()`, `lt_leecher()`, `lt_create()`
+- a network namespace joined by a veth pair -> `netns_host()`
+- transmission-cli 3.00 inside such a namespace -> `transmission_seeder()`
+
+libtorrent keeps one connection per IP, so each libtorrent peer gets its own
+loopback address (127.0.0.2, 127.0.0.3, ...). transmission ignores tracker
+peers in 127.0.0.0/8, so it runs in a namespace with a veth address.
+Nothing here imports libtorrent or torrentfs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+SYSTEM_PYTHON = "/usr/bin/python3"  # has Debian's python3-libtorrent
+LT_PEER = Path(__file__).resolve().parent / "peers" / "lt_peer.py"
+NETNS_SUBNET = "10.231"  # namespaces get 10.231.N.0/24
+
+_PROXY_VARS = {"http_proxy", "https_proxy", "all_proxy", "ftp_proxy", "no_proxy"}
+_no_proxy_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+# ---------------------------------------------------------------- utilities
+
+def wait_until(predicate: Callable[[], Any], timeout: float,
+               interval: float = 0.05, message: str | None = None) -> Any:
+    """Poll `predicate` until it returns a truthy value, which is returned.
+
+    Raises TimeoutError after `timeout` seconds. Exceptions raised by the
+    predicate propagate (use that to fail fast, e.g. when a process died).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise TimeoutError(message or f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def free_port(host: str = "127.0.0.1", udp: bool = False) -> int:
+    """A port that is free on `host` for TCP (and for UDP too if `udp`)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+            if not udp:
+                return port
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                try:
+                    u.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError(f"no free port found on {host}")
+
+
+def can_connect(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True if a TCP connection to host:port succeeds."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def child_env() -> dict[str, str]:
+    """The environment for child processes, without proxy variables."""
+    return {k: v for k, v in os.environ.items() if k.lower() not in _PROXY_VARS}
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> int | None:
+    """Stop `proc` by PID: SIGTERM, wait up to `timeout`, then SIGKILL."""
+    if proc.poll() is None:
+        try:
+            proc.terminate()
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return proc.returncode
+
+
+def log_tail(path: Path | None, lines: int = 30) -> str:
+    """The last lines of a log file (status lines split on CR), for errors."""
+    if path is None or not path.exists():
+        return "(no log)"
+    text = path.read_bytes().decode("utf-8", "replace").replace("\r", "\n")
+    kept = [ln.rstrip() for ln in text.splitlines() if ln.strip()]
+    return "\n".join(kept[-lines:])
+
+
+@contextlib.contextmanager
+def _workdir(workdir: Path | str | None, prefix: str) -> Iterator[Path]:
+    """`workdir` (created if needed, kept), or a temporary one removed at exit."""
+    if workdir is not None:
+        path = Path(workdir)
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        yield Path(tmp)
+
+
+@contextlib.contextmanager
+def _running(argv: Sequence[str], log_path: Path, **popen_kw) -> Iterator[subprocess.Popen]:
+    """Popen with output to `log_path`; always stopped by PID on exit."""
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, env=child_env(), **popen_kw)
+    try:
+        yield proc
+    finally:
+        stop_process(proc)
+
+
+def _check_alive(proc: subprocess.Popen, what: str, log_path: Path) -> None:
+    if proc.poll() is not None:
+        raise RuntimeError(f"{what} exited with {proc.returncode}:\n{log_tail(log_path)}")
+
+
+def _wait_ready(proc, what, log_path, predicate, timeout):
+    """Wait for `predicate` while `proc` lives; errors carry the log tail."""
+    def check():
+        _check_alive(proc, what, log_path)
+        return predicate()
+    try:
+        return wait_until(check, timeout, interval=0.05)
+    except TimeoutError:
+        raise TimeoutError(f"{what} not ready within {timeout}s:\n{log_tail(log_path)}") from None
+
+
+# ---------------------------------------------------------------- bencode
+
+def bdecode(data: bytes) -> Any:
+    """Decode bencoded bytes (ints, bytes, lists, dicts with bytes keys)."""
+    value, end = _bdecode_at(data, 0)
+    if end != len(data):
+        raise ValueError("trailing data after bencoded value")
+    return value
+
+
+def _bdecode_at(data: bytes, i: int) -> tuple[Any, int]:
+    c = data[i:i + 1]
+    if c == b"i":
+        j = data.index(b"e", i)
+        return int(data[i + 1:j]), j + 1
+    if c in (b"l", b"d"):
+        i += 1
+        items = []
+        while data[i:i + 1] != b"e":
+            if not data[i:i + 1]:
+                raise ValueError("truncated bencode")
+            v, i = _bdecode_at(data, i)
+            items.append(v)
+        if c == b"l":
+            return items, i + 1
+        return dict(zip(items[::2], items[1::2])), i + 1
+    if c.isdigit():
+        j = data.index(b":", i)
+        n = int(data[i:j])
+        return data[j + 1:j + 1 + n], j + 1 + n
+    raise ValueError(f"bad bencode at offset {i}")
+
+
+def info_hash_of(torrent_path: Path | str) -> bytes:
+    """The v1 info-hash (20 bytes) of a .torrent file."""
+    data = Path(torrent_path).read_bytes()
+    if data[:1] != b"d":
+        raise ValueError("not a bencoded dict")
+    i = 1
+    while data[i:i + 1] != b"e":
+        key, i = _bdecode_at(data, i)
+        start = i
+        _, i = _bdecode_at(data, i)
+        if key == b"info":
+            return hashlib.sha1(data[start:i]).digest()
+    raise ValueError("no info dict")
+
+
+def _hash_bytes(info_hash: bytes | str) -> bytes:
+    if isinstance(info_hash, str):
+        info_hash = bytes.fromhex(info_hash)
+    if len(info_hash) != 20:
+        raise ValueError("an info-hash has 20 bytes")
+    return info_hash
+
+
+# ---------------------------------------------------------------- opentracker
+
+@dataclass
+class Tracker:
+    """A running opentracker; see `opentracker()`."""
+    host: str
+    port: int
+    hosts: list[str]
+    proc: subprocess.Popen
+    workdir: Path
+    log_path: Path
+    whitelist: list[bytes] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def announce_url(self) -> str:
+        return self.announce_url_for(self.host)
+
+    @property
+    def udp_url(self) -> str:
+        return f"udp://{self.host}:{self.port}/announce"
+
+    def announce_url_for(self, host: str) -> str:
+        """The HTTP announce URL on another address it listens on."""
+        return f"http://{host}:{self.port}/announce"
+
+    def _get(self, path: str, query: dict[str, Any]) -> dict:
+        url = f"http://{self.host}:{self.port}/{path}?" + urllib.parse.urlencode(query)
+        with _no_proxy_opener.open(url, timeout=5) as resp:
+            return bdecode(resp.read())
+
+    def is_authorized(self, info_hash: bytes | str) -> bool:
+        """True if the tracker serves this info-hash (it is whitelisted).
+
+        Asks with a 'stopped' announce, which adds no peer to the swarm.
+        """
+        reply = self._get("announce", {
+            "info_hash": _hash_bytes(info_hash), "peer_id": b"-TFSHRN-000000000000",
+            "port": 1, "uploaded": 0, "downloaded": 0, "left": 0,
+            "event": "stopped", "compact": 1})
+        return b"failure reason" not in reply
+
+    def scrape(self, info_hash: bytes | str) -> dict[str, int]:
+        """{'complete', 'incomplete', 'downloaded'} for one info-hash."""
+        h = _hash_bytes(info_hash)
+        reply = self._get("scrape", {"info_hash": h})
+        stats = reply.get(b"files", {}).get(h, {})
+        return {k: stats.get(k.encode(), 0) for k in ("complete", "incomplete", "downloaded")}
+
+    def add(self, info_hash: bytes | str, timeout: float = 10.0) -> None:
+        """Whitelist one more info-hash: rewrite the file, SIGHUP, wait for it."""
+        h = _hash_bytes(info_hash)
+        if h not in self.whitelist:
+            self.whitelist.append(h)
+        _write_whitelist(self.workdir / "whitelist.txt", self.whitelist)
+        self.proc.send_signal(signal.SIGHUP)  # opentracker reloads its whitelist
+        _wait_ready(self.proc, "opentracker", self.log_path,
+                    lambda: self.is_authorized(h), timeout)
+
+
+def _write_whitelist(path: Path, hashes: list[bytes]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(h.hex() + "\n" for h in hashes))
+    tmp.chmod(0o644)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def opentracker(whitelist: Sequence[bytes | str] = (), host: str = "127.0.0.1",
+                extra_hosts: Sequence[str] = (), port: int | None = None,
+                workdir: Path | str | None = None, timeout: float = 10.0) -> Iterator[Tracker]:
+    """Run Debian's opentracker serving only the whitelisted info-hashes.
+
+    Listens on TCP and UDP `port` (a free one by default) on `host` and every
+    address in `extra_hosts` (e.g. a netns_host's `.host_ip`). It chroots into
+    its work directory and runs as 'nobody'. Ready once it answers HTTP
+    (for a whitelisted hash: once it says that hash is authorized).
+    """
+    hashes = [_hash_bytes(h) for h in whitelist]
+    hosts = [host, *[h for h in extra_hosts if h != host]]
+    with _workdir(workdir, "opentracker-") as wd:
+        wd.chmod(0o755)  # opentracker drops to 'nobody' inside this chroot
+        if port is None:
+            port = free_port(host, udp=True)
+        _write_whitelist(wd / "whitelist.txt", hashes)
+        conf = wd / "opentracker.conf"
+        conf.write_text("".join(f"listen.tcp_udp {h}:{port}\n" for h in hosts)
+                        + "access.whitelist whitelist.txt\n"  # read after chroot
+                        + f"tracker.rootdir {wd}\n"
+                        + "tracker.user nobody\n")
+        log_path = wd / "opentracker.log"
+        with _running(["opentracker", "-f", str(conf)], log_path) as proc:
+            tracker = Tracker(host=host, port=port, hosts=hosts, proc=proc,
+                              workdir=wd, log_path=log_path, whitelist=hashes)
+            if hashes:
+                ready = lambda: all(can_connect(h, port) for h in hosts) \
+                    and tracker.is_authorized(hashes[0])
+            else:
+                ready = lambda: all(can_connect(h, port) for h in hosts)
+            _wait_ready(proc, "opentracker", log_path, ready, timeout)
+            yield tracker
+
+
+# ---------------------------------------------------------------- libtorrent
+
+@dataclass
+class Peer:
+    """A running seeder: where it listens and its process."""
+    ip: str
+    port: int
+    proc: subprocess.Popen
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+    def log(self) -> str:
+        return log_tail(self.log_path, 200)
+
+
+def _lt_argv(*args: str) -> list[str]:
+    return [SYSTEM_PYTHON, str(LT_PEER), *args]
+
+
+@contextlib.contextmanager
+def lt_seeder(torrent_path: Path | str, data_dir: Path | str, ip: str = "127.0.0.2",
+              port: int = 0, *, utp: bool = False, upload_rate: int | None = None,
+              workdir: Path | str | None = None, timeout: float = 60.0) -> Iterator[Peer]:
+    """Run a libtorrent seeder of the data in `data_dir` on ip:port (0 = any).
+
+    Ready once libtorrent has checked the data, is seeding and has had a
+    tracker reply (if the torrent names trackers; it waits at most ~10 s for
+    that). `upload_rate` caps its upload in bytes/s.
+    """
+    with _workdir(workdir, "lt-seed-") as wd:
+        ready = wd / f"lt-seed-{ip}-{port}.ready"
+        ready.unlink(missing_ok=True)
+        log_path = wd / f"lt-seed-{ip}.log"
+        argv = _lt_argv("seed", "--torrent", str(torrent_path), "--save-path", str(data_dir),
+                        "--listen", f"{ip}:{port}", "--ready-file", str(ready))
+        if utp:
+            argv.append("--utp")
+        if upload_rate:
+            argv += ["--upload-rate", str(upload_rate)]
+        with _running(argv, log_path) as proc:
+            _wait_ready(proc, f"lt seeder {ip}", log_path, ready.exists, timeout)
+            yield Peer(ip=ip, port=int(ready.read_text()), proc=proc, log_path=log_path)
+
+
+def lt_leecher(torrent_path: Path | str, save_dir: Path | str, ip: str = "127.0.0.9",
+               port: int = 0, peers: Sequence[str] = (), *, utp: bool = False,
+               timeout: float = 60.0) -> subprocess.CompletedProcess:
+    """Download with libtorrent into `save_dir`; returns when done or timed out.
+
+    `peers` are 'IP:PORT' strings to connect to besides the tracker's. The
+    result's returncode is 0 only when complete and rechecked; the status is
+    in its stderr. The process is killed if it overruns `timeout` by 15 s.
+    """
+    argv = _lt_argv("leech", "--torrent", str(torrent_path), "--save-path", str(save_dir),
+                    "--listen", f"{ip}:{port}", "--timeout", str(timeout))
+    for p in peers:
+        argv += ["--peer", p]
+    if utp:
+        argv.append("--utp")
+    return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          env=child_env(), timeout=timeout + 15)
+
+
+def lt_create(path: Path | str, out: Path | str, tracker: str | Sequence[str] | None = None,
+              piece_size: int | None = None) -> bytes:
+    """Write a v1-only .torrent of a file or directory; return its info-hash."""
+    trackers = [tracker] if isinstance(tracker, str) else list(tracker or ())
+    argv = _lt_argv("create", "--path", str(path), "--out", str(out))
+    for url in trackers:
+        argv += ["--tracker", url]
+    if piece_size:
+        argv += ["--piece-size", str(piece_size)]
+    res = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                         env=child_env(), timeout=120)
+    if res.returncode != 0:
+        raise RuntimeError(f"lt_peer create failed ({res.returncode}):\n{res.stderr}")
+    return bytes.fromhex(res.stdout.strip())
+
+
+# ---------------------------------------------------------------- netns
+
+@dataclass
+class NetnsHost:
+    """A network namespace linked to the root one by a veth pair."""
+    ns: str
+    n: int
+    host_if: str
+    ns_if: str
+
+    @property
+    def host_ip(self) -> str:
+        return f"{NETNS_SUBNET}.{self.n}.1"
+
+    @property
+    def ns_ip(self) -> str:
+        return f"{NETNS_SUBNET}.{self.n}.2"
+
+    def argv(self, argv: Sequence[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.ns, *argv]
+
+    def run(self, argv: Sequence[str], **kw) -> subprocess.CompletedProcess:
+        """subprocess.run inside the namespace (a timeout of 60 s by default)."""
+        kw.setdefault("timeout", 60)
+        kw.setdefault("env", child_env())
+        return subprocess.run(self.argv(argv), **kw)
+
+    def popen(self, argv: Sequence[str], **kw) -> subprocess.Popen:
+        """subprocess.Popen inside the namespace; the PID is the command's own
+        (`ip netns exec` execs it). Processes left over are killed on exit."""
+        kw.setdefault("env", child_env())
+        return subprocess.Popen(self.argv(argv), **kw)
+
+    def pids(self) -> list[int]:
+        res = subprocess.run(["ip", "netns", "pids", self.ns], capture_output=True,
+                             text=True, timeout=10)
+        return [int(p) for p in res.stdout.split()]
+
+
+_netns_counter = itertools.count()
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    res = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10)
+    if check and res.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)} failed: {res.stderr.strip()}")
+    return res
+
+
+@contextlib.contextmanager
+def netns_host(name_prefix: str = "tfs") -> Iterator[NetnsHost]:
+    """Create a namespace + veth pair with 10.231.N.1 (root) / 10.231.N.2 (ns).
+
+    N is claimed atomically through the root-side veth name 'tfsvN', so
+    concurrent callers get different subnets. Loopback and veth are up in
+    both. On exit every process left in the namespace is killed and the
+    namespace and veth are deleted.
+    """
+    start = (os.getpid() + next(_netns_counter) * 7) % 250
+    host = None
+    for k in range(250):
+        n = (start + k) % 250 + 1
+        ns = f"{name_prefix}-{os.getpid()}-{n}"
+        host_if = f"tfsv{n}"
+        if _ip("link", "show", host_if, check=False).returncode == 0:
+            continue
+        if _ip("netns", "add", ns, check=False).returncode != 0:
+            continue
+        if _ip("link", "add", host_if, "type", "veth", "peer", "name", "veth0",
+               "netns", ns, check=False).returncode != 0:
+            _ip("netns", "del", ns, check=False)
+            continue
+        host = NetnsHost(ns=ns, n=n, host_if=host_if, ns_if="veth0")
+        break
+    if host is None:
+        raise RuntimeError("no free 10.231.N.0/24 subnet for a namespace")
+    try:
+        _ip("addr", "add", f"{host.host_ip}/24", "dev", host.host_if)
+        _ip("link", "set", host.host_if, "up")
+        _ip("-n", host.ns, "addr", "add", f"{host.ns_ip}/24", "dev", host.ns_if)
+        _ip("-n", host.ns, "link", "set", "lo", "up")
+        _ip("-n", host.ns, "link", "set", host.ns_if, "up")
+        wait_until(lambda: "LOWER_UP" in _ip("link", "show", host.host_if).stdout
+                   and "LOWER_UP" in _ip("-n", host.ns, "link", "show", host.ns_if).stdout,
+                   timeout=10, message=f"veth {host.host_if} did not come up")
+        yield host
+    finally:
+        _netns_cleanup(host)
+
+
+def _netns_cleanup(host: NetnsHost) -> None:
+    """Kill what runs in the namespace (by PID), delete it and the veth."""
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        pids = host.pids()
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        with contextlib.suppress(TimeoutError):
+            wait_until(lambda: not host.pids(), wait, interval=0.05)
+    _ip("netns", "del", host.ns, check=False)
+    if _ip("link", "show", host.host_if, check=False).returncode == 0:
+        _ip("link", "del", host.host_if, check=False)
+
+
+# ---------------------------------------------------------------- transmission
+
+TRANSMISSION_SETTINGS = {
+    "dht-enabled": False,
+    "lpd-enabled": False,
+    "pex-enabled": False,
+    "utp-enabled": False,
+    "port-forwarding-enabled": False,
+    "rpc-enabled": False,
+    "blocklist-enabled": False,
+    "encryption": 0,  # 0 = tolerated: plain connections preferred, both accepted
+    "peer-port-random-on-start": False,
+    "ratio-limit-enabled": False,
+    "idle-seeding-limit-enabled": False,
+    "speed-limit-up-enabled": False,
+    "speed-limit-down-enabled": False,
+    "alt-speed-enabled": False,
+    "start-added-torrents": True,
+    "message-level": 2,  # info: verification and errors, not every announce
+}
+
+
+@contextlib.contextmanager
+def transmission_seeder(torrent_path: Path | str, data_dir: Path | str,
+                        netns_host: NetnsHost, port: int = 51413, *,
+                        workdir: Path | str | None = None,
+                        timeout: float = 60.0) -> Iterator[Peer]:
+    """Run transmission-cli 3.00 in `netns_host`, seeding the data in `data_dir`.
+
+    It gets a fresh config dir (settings.json: no DHT/LSD/PEX/uTP/port
+    mapping, plain connections tolerated), so it verifies the data before
+    seeding. Ready once its status line says 'Seeding' (verification found
+    every piece) and its port accepts TCP from the root namespace at
+    `.ip` = ns_ip. It announces to the torrent's trackers, which must be
+    reachable from the namespace (e.g. an opentracker on `.host_ip`).
+    """
+    with _workdir(workdir, "transmission-") as wd:
+        config = wd / "transmission-config"
+        if config.exists():
+            shutil.rmtree(config)
+        config.mkdir()
+        settings = dict(TRANSMISSION_SETTINGS, **{
+            "peer-port": port, "bind-address-ipv4": netns_host.ns_ip,
+            "download-dir": str(data_dir)})
+        (config / "settings.json").write_text(json.dumps(settings, indent=1))
+        log_path = wd / "transmission.log"
+        argv = netns_host.argv(["transmission-cli", "--config-dir", str(config),
+                                "--download-dir", str(data_dir), "--port", str(port),
+                                "--encryption-tolerated", "--no-portmap",
+                                "--no-downlimit", "--no-uplimit", str(torrent_path)])
+        with _running(argv, log_path) as proc:
+            def ready():
+                text = log_path.read_bytes()
+                return b"Seeding, uploading" in text and can_connect(netns_host.ns_ip, port)
+            _wait_ready(proc, "transmission-cli", log_path, ready, timeout)
+            yield Peer(ip=netns_host.ns_ip, port=port, proc=proc, log_path=log_path)

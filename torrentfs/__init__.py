@@ -1,0 +1,13 @@
+"""torrentfs: mount a torrent as a read-only FUSE filesystem that streams what you read.
+
+Layers (imports point downwards only):
+
+    cli.py      argparse, daemonising, signals
+    fuse.py     pyfuse3 Operations; the only place errors become errno
+    torrent.py  one torrent: swarm, picker, reads
+    peer.py, tracker.py, storage.py   trio shell: sockets, HTTP, files
+    ---- pure tier (stdlib + bencodepy only; no trio, no clock, no sockets) ----
+    geometry.py metainfo.py bitfield.py wire.py announce.py picker.py tree.py
+"""
+
+__version__ = "0.1.0"

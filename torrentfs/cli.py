@@ -1,0 +1,423 @@
+"""The ``torrentfs`` command: mount, unmount, info, create.
+
+Every failure a user can cause ends in one line on stderr (``torrentfs: error: ...``)
+and a non-zero exit, never a traceback. ``mount`` daemonises like sshfs: the command
+returns once the filesystem is mounted and ready (or prints why it could not be), and
+the daemon logs to ``torrentfs.log`` in the torrent's cache folder; ``-f`` stays in the
+foreground and logs to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import hashlib
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import appdirs
+
+from . import __version__
+
+log = logging.getLogger("torrentfs")
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A user-facing failure: its message is printed as one line."""
+
+
+# -- helpers ------------------------------------------------------------------------
+
+def default_cache_dir() -> Path:
+    return Path(appdirs.user_cache_dir("torrentfs"))
+
+
+def parse_size(text: str) -> int:
+    """'256K', '1M', '1MiB', '16384' -> bytes."""
+    m = re.fullmatch(r"\s*(\d+)\s*([kmg]?)(i?b)?\s*", text, re.I)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 256K or 1M)")
+    return int(m.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2).lower()]
+
+
+def parse_peer(text: str) -> tuple[str, int]:
+    """'HOST:PORT' or '[V6]:PORT' -> (host, port)."""
+    m = re.fullmatch(r"\[([^\]]+)\]:(\d+)|([^:\[\]]+):(\d+)", text.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"not HOST:PORT: {text!r}")
+    host, port = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+    if not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"port out of range in {text!r}")
+    return host, int(port)
+
+
+def load_torrent(path: str):
+    from .metainfo import MetainfoError, parse
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise CliError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise CliError(f"{path}: is a directory, not a .torrent file") from None
+    except OSError as e:
+        raise CliError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        return parse(data)
+    except MetainfoError as e:
+        raise CliError(f"{path}: {e}") from None
+
+
+def human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def setup_logging(level: str, stream=None, filename=None) -> None:
+    handler = logging.FileHandler(filename) if filename else logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, level.upper()))
+    for noisy in ("httpx", "httpcore", "hpack"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def mount_state_file(cache: Path, mountpoint: str) -> Path:
+    key = hashlib.sha1(os.path.realpath(mountpoint).encode()).hexdigest()[:16]
+    return cache / "mounts" / f"{key}.pid"
+
+
+def check_mountpoint(mountpoint: str) -> str:
+    path = os.path.abspath(mountpoint)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise CliError(f"mountpoint {mountpoint}: no such directory") from None
+    except OSError as e:
+        if e.errno == errno.ENOTCONN:
+            raise CliError(f"mountpoint {mountpoint}: stale mount from a crashed run; "
+                           f"clear it with: torrentfs unmount {mountpoint}") from None
+        raise CliError(f"mountpoint {mountpoint}: {e.strerror}") from None
+    if not os.path.isdir(path):
+        raise CliError(f"mountpoint {mountpoint}: not a directory")
+    if os.path.ismount(path):
+        raise CliError(f"mountpoint {mountpoint}: something is already mounted there")
+    if os.listdir(path):
+        raise CliError(f"mountpoint {mountpoint}: directory is not empty")
+    if not os.access("/dev/fuse", os.R_OK | os.W_OK):
+        raise CliError("cannot open /dev/fuse: is FUSE installed (apt install fuse3)?")
+    return path
+
+
+# -- commands -----------------------------------------------------------------------
+
+def cmd_info(args) -> int:
+    meta = load_torrent(args.torrent)
+    print(f"name:       {meta.name}")
+    print(f"info-hash:  {meta.info_hash.hex()}")
+    print(f"size:       {human(meta.total_length)} ({meta.total_length} bytes)")
+    print(f"pieces:     {meta.num_pieces} x {human(meta.piece_length)}")
+    if meta.private:
+        print("private:    yes")
+    if meta.comment:
+        print(f"comment:    {meta.comment}")
+    if meta.created_by:
+        print(f"created by: {meta.created_by}")
+    for n, tier in enumerate(meta.announce_list):
+        for url in tier:
+            print(f"tracker:    {url}  (tier {n})")
+    print(f"magnet:     {meta.magnet()}")
+    shown = [f for f in meta.files if not f.padding]
+    print(f"files:      {len(shown)}")
+    for f in shown:
+        path = "/".join((meta.name, *f.path)) if meta.multi_file else meta.name
+        print(f"  {f.length:>14}  {path}")
+    return 0
+
+
+def cmd_create(args) -> int:
+    from .create import CreateError, create_torrent
+    out = Path(args.output)
+    progress = None
+    if sys.stderr.isatty():
+        def progress(done: int, total: int) -> None:
+            pct = 100 * done / total if total else 100
+            print(f"\rhashing {human(done)} of {human(total)} ({pct:.0f}%)", end="",
+                  file=sys.stderr, flush=True)
+    try:
+        data = create_torrent(args.path, trackers=args.tracker or [],
+                              piece_length=args.piece_size, comment=args.comment,
+                              private=args.private, progress=progress)
+    except CreateError as e:
+        raise CliError(str(e)) from None
+    finally:
+        if progress:
+            print(file=sys.stderr)
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, out)
+    except OSError as e:
+        raise CliError(f"{out}: cannot write: {e.strerror}") from None
+    from .metainfo import parse
+    meta = parse(data)
+    print(f"created {out}: {meta.name}, {human(meta.total_length)}, "
+          f"{meta.num_pieces} pieces of {human(meta.piece_length)}")
+    print(f"info-hash: {meta.info_hash.hex()}")
+    print(f"magnet:    {meta.magnet()}")
+    return 0
+
+
+def cmd_unmount(args) -> int:
+    path = os.path.abspath(args.mountpoint)
+    state = mount_state_file(Path(args.cache_dir or default_cache_dir()), path)
+    pid = None
+    try:
+        pid = int(state.read_text().strip())
+    except (OSError, ValueError):
+        pass
+    exe = shutil.which("fusermount3") or shutil.which("fusermount")
+    if exe is None:
+        raise CliError("fusermount3 not found (apt install fuse3)")
+    r = subprocess.run([exe, "-u", path], capture_output=True, text=True)
+    if r.returncode != 0:
+        # A crashed daemon leaves "Transport endpoint is not connected": detach lazily.
+        r2 = subprocess.run([exe, "-uz", path], capture_output=True, text=True)
+        if r2.returncode != 0:
+            msg = (r.stderr.strip().splitlines() or ["failed"])[-1]
+            raise CliError(f"cannot unmount {args.mountpoint}: {msg}")
+    if pid:
+        deadline = time.monotonic() + args.wait
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+        if _alive(pid):
+            print(f"torrentfs: warning: daemon {pid} still shutting down", file=sys.stderr)
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def cmd_mount(args) -> int:
+    meta = load_torrent(args.torrent)
+    mountpoint = check_mountpoint(args.mountpoint)
+    cache = Path(args.cache_dir or default_cache_dir())
+    folder = cache / meta.info_hash.hex()
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(cache, 0o700)
+    except OSError as e:
+        raise CliError(f"cache folder {folder}: {e.strerror}") from None
+    if args.foreground:
+        setup_logging(args.log_level, stream=sys.stderr)
+        return _serve(meta, mountpoint, folder, args, ready=lambda msg: None)
+    return _daemonise(meta, mountpoint, folder, args)
+
+
+def _daemonise(meta, mountpoint: str, folder: Path, args) -> int:
+    """Fork; the child serves, the parent waits for its word that the mount is ready
+    (or why it failed) and exits with that."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(w)
+        with os.fdopen(r, "rb") as pipe:
+            word = pipe.read().decode(errors="replace").strip()
+        if word == "ok":
+            return 0
+        if not word:
+            os.waitpid(pid, 0)
+            word = f"mount failed; see {folder / 'torrentfs.log'}"
+        raise CliError(word)
+    # The child: a new session, no terminal, logs to a file.
+    os.close(r)
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    setup_logging(args.log_level, filename=folder / "torrentfs.log")
+
+    def ready(error: str | None) -> None:
+        nonlocal w
+        if w is not None:
+            os.write(w, b"ok\n" if error is None else error.encode() + b"\n")
+            os.close(w)
+            w = None
+
+    code = 1
+    try:
+        code = _serve(meta, mountpoint, folder, args, ready)
+    except CliError as e:
+        log.error("%s", e)
+        ready(str(e))
+    except BaseException as e:  # the daemon must tell its parent, whatever happened
+        log.exception("daemon failed")
+        ready(f"mount failed: {e}")
+    finally:
+        os._exit(code)
+
+
+def _serve(meta, mountpoint: str, folder: Path, args, ready) -> int:
+    import trio
+    from .fuse import TorrentFS, mount_options
+    from .torrent import Torrent
+    from .tree import Tree
+
+    state = mount_state_file(Path(args.cache_dir or default_cache_dir()), mountpoint)
+
+    async def main() -> None:
+        import pyfuse3
+        torrent = Torrent(meta, folder, port=args.port, peers=args.peer,
+                          prefetch=args.prefetch, max_peers=args.max_peers,
+                          read_timeout=args.read_timeout or None)
+        fs = TorrentFS(torrent, Tree.from_metainfo(meta))
+        async with trio.open_nursery() as nursery:
+            try:
+                await nursery.start(torrent.run)
+            except OSError as e:
+                raise CliError(f"cannot listen on port {args.port}: {e.strerror}") from None
+            try:
+                pyfuse3.init(fs, mountpoint, mount_options("torrentfs", args.o))
+            except RuntimeError as e:
+                raise CliError(f"cannot mount on {mountpoint}: {e}") from None
+            try:
+                state.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                state.write_text(f"{os.getpid()}\n")
+                log.info("mounted %s on %s (info-hash %s, port %d)",
+                         meta.name, mountpoint, meta.info_hash.hex(), torrent.port)
+                nursery.start_soon(_watch_signals, pyfuse3)
+                ready(None)
+                await pyfuse3.main()
+            finally:
+                log.info("unmounting %s", mountpoint)
+                pyfuse3.close(unmount=True)
+                state.unlink(missing_ok=True)
+            nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+    except* CliError as eg:
+        raise eg.exceptions[0] from None
+    except* KeyboardInterrupt:
+        pass
+    log.info("stopped")
+    return 0
+
+
+async def _watch_signals(pyfuse3) -> None:
+    import trio
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as sigs:
+        async for sig in sigs:
+            log.info("got %s: unmounting", signal.Signals(sig).name)
+            pyfuse3.terminate()
+            return
+
+
+# -- argument parsing ----------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="torrentfs",
+        description="Mount a torrent as a read-only filesystem that fetches what you read.")
+    p.add_argument("--version", action="version", version=f"torrentfs {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    m = sub.add_parser("mount", help="mount a .torrent on a directory",
+                       description="Mount TORRENT on MOUNTPOINT. Returns once the mount is "
+                       "ready; the files' data is fetched from the swarm as it is read.")
+    m.add_argument("torrent", metavar="TORRENT", help=".torrent file")
+    m.add_argument("mountpoint", metavar="MOUNTPOINT", help="an empty directory")
+    m.add_argument("-f", "--foreground", action="store_true",
+                   help="stay in the foreground and log to stderr")
+    m.add_argument("--peer", action="append", type=parse_peer, default=[],
+                   metavar="HOST:PORT", help="connect to this peer too (repeatable)")
+    m.add_argument("--port", type=int, default=0,
+                   help="TCP port to listen on for peers (default: any free port)")
+    m.add_argument("--cache-dir", metavar="DIR",
+                   help=f"where downloaded data is kept (default: {default_cache_dir()})")
+    m.add_argument("--prefetch", action="store_true",
+                   help="download the whole torrent in the background, below reads")
+    m.add_argument("--max-peers", type=int, default=50, metavar="N",
+                   help="connect to at most N peers (default: 50)")
+    m.add_argument("--read-timeout", type=float, default=0, metavar="SECONDS",
+                   help="fail a read with EIO when it makes no progress for this long "
+                        "(default: 0, wait for ever)")
+    m.add_argument("-o", action="append", default=[], metavar="OPT",
+                   type=lambda s: [o for o in s.split(",") if o],
+                   help="extra FUSE mount options, comma-separated (e.g. allow_other)")
+    _add_log_level(m)
+    m.set_defaults(func=cmd_mount)
+
+    u = sub.add_parser("unmount", aliases=["umount"], help="unmount a torrentfs mount",
+                       description="Unmount MOUNTPOINT and wait for its daemon to finish "
+                       "(tell trackers, save state). Also clears a stale mount.")
+    u.add_argument("mountpoint", metavar="MOUNTPOINT")
+    u.add_argument("--cache-dir", metavar="DIR", help="the cache folder the mount used")
+    u.add_argument("--wait", type=float, default=15.0, metavar="SECONDS",
+                   help="how long to wait for the daemon to exit (default: 15)")
+    u.set_defaults(func=cmd_unmount)
+
+    i = sub.add_parser("info", help="show what a .torrent holds")
+    i.add_argument("torrent", metavar="TORRENT")
+    i.set_defaults(func=cmd_info)
+
+    c = sub.add_parser("create", help="make a .torrent of a file or directory")
+    c.add_argument("path", metavar="PATH")
+    c.add_argument("-o", "--output", required=True, metavar="FILE", help="the .torrent to write")
+    c.add_argument("-t", "--tracker", action="append", metavar="URL",
+                   help="announce URL (repeatable; each is its own tier)")
+    c.add_argument("--piece-size", type=parse_size, metavar="SIZE",
+                   help="piece size, a power of two >= 16K (default: chosen from the size)")
+    c.add_argument("--comment")
+    c.add_argument("--private", action="store_true", help="set the private flag (BEP 27)")
+    c.set_defaults(func=cmd_create)
+    return p
+
+
+def _add_log_level(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", dest="log_level", action="store_const", const="debug", default="info",
+                   help="log everything (same as --log-level debug)")
+    p.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "error"], help="default: info")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if hasattr(args, "o"):
+        args.o = [opt for group in args.o for opt in group] if args.command == "mount" else args.o
+    try:
+        return args.func(args)
+    except CliError as e:
+        print(f"torrentfs: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

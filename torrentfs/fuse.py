@@ -1,0 +1,150 @@
+"""The FUSE layer: a thin read-only ``pyfuse3.Operations`` over a ``Torrent``.
+
+Directory operations come from the immutable ``tree.Tree`` and never wait. A read
+goes to ``Torrent.read`` and waits there until its pieces are verified. This is the
+only module that turns errors into errno values. Verified data never changes, so the
+kernel may cache it for ever (``keep_cache``, long attribute and entry timeouts).
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+import os
+import stat
+import time
+
+import pyfuse3
+
+from .storage import StorageError
+from .torrent import ReadTimeout, Torrent
+from .tree import Node, Tree
+
+log = logging.getLogger("torrentfs.fuse")
+
+TIMEOUT = 3600.0  # attributes and names never change while mounted
+
+
+class TorrentFS(pyfuse3.Operations):
+    supports_dot_lookup = False
+    enable_writeback_cache = False
+
+    def __init__(self, torrent: Torrent, tree: Tree) -> None:
+        super().__init__()
+        self.torrent = torrent
+        self.tree = tree
+        self.uid, self.gid = os.getuid(), os.getgid()
+        created = torrent.meta.creation_date
+        self.time_ns = int((created if created and created > 0 else time.time()) * 1e9)
+        self._handles: dict[int, object] = {}
+        self._next_fh = itertools.count(1)
+
+    def _node(self, inode: int) -> Node:
+        node = self.tree.get(inode)
+        if node is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return node
+
+    def _attrs(self, node: Node) -> pyfuse3.EntryAttributes:
+        a = pyfuse3.EntryAttributes()
+        a.st_ino = node.inode
+        a.generation = 0
+        a.entry_timeout = TIMEOUT
+        a.attr_timeout = TIMEOUT
+        if node.is_dir:
+            a.st_mode = stat.S_IFDIR | 0o555
+            a.st_nlink = 2 + sum(1 for c in node.children.values() if self.tree.nodes[c].is_dir)
+            a.st_size = 0
+        else:
+            a.st_mode = stat.S_IFREG | (0o555 if node.executable else 0o444)
+            a.st_nlink = 1
+            a.st_size = node.size
+        a.st_uid, a.st_gid = self.uid, self.gid
+        a.st_rdev = 0
+        a.st_blksize = 1 << 17
+        a.st_blocks = (a.st_size + 511) // 512
+        a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = self.time_ns
+        return a
+
+    async def lookup(self, parent_inode, name, ctx=None):
+        node = self.tree.lookup(parent_inode, os.fsdecode(name))
+        if node is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return self._attrs(node)
+
+    async def getattr(self, inode, ctx=None):
+        return self._attrs(self._node(inode))
+
+    async def opendir(self, inode, ctx):
+        if not self._node(inode).is_dir:
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        return inode
+
+    async def readdir(self, fh, start_id, token):
+        children = self.tree.children(fh)
+        for i in range(start_id, len(children)):
+            node = children[i]
+            if not pyfuse3.readdir_reply(token, os.fsencode(node.name), self._attrs(node), i + 1):
+                break
+
+    async def releasedir(self, fh):
+        pass
+
+    async def open(self, inode, flags, ctx):
+        node = self._node(inode)
+        if node.is_dir:
+            raise pyfuse3.FUSEError(errno.EISDIR)
+        if flags & os.O_ACCMODE != os.O_RDONLY:
+            raise pyfuse3.FUSEError(errno.EROFS)
+        fh = next(self._next_fh)
+        self._handles[fh] = self.torrent.open_handle(node.file_index)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=True)
+
+    async def read(self, fh, off, size):
+        handle = self._handles.get(fh)
+        if handle is None:
+            raise pyfuse3.FUSEError(errno.EBADF)
+        try:
+            return await self.torrent.read(handle.file_index, off, size, handle)
+        except ReadTimeout as e:
+            log.error("read of %d bytes at %d failed: %s", size, off, e)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+        except (StorageError, OSError) as e:
+            log.error("read of %d bytes at %d failed: %s", size, off, e)
+            raise pyfuse3.FUSEError(getattr(e, "errno", None) or errno.EIO) from None
+
+    async def release(self, fh):
+        handle = self._handles.pop(fh, None)
+        if handle is not None:
+            handle.close()
+
+    async def access(self, inode, mode, ctx):
+        self._node(inode)
+        return not mode & os.W_OK
+
+    async def statfs(self, ctx):
+        s = pyfuse3.StatvfsData()
+        s.f_bsize = s.f_frsize = 512
+        s.f_blocks = (self.torrent.geometry.total_length + 511) // 512
+        s.f_bfree = s.f_bavail = 0
+        s.f_files = len(self.tree.nodes)
+        s.f_ffree = s.f_favail = 0
+        s.f_namemax = 255
+        return s
+
+    async def getxattr(self, inode, name, ctx):
+        raise pyfuse3.FUSEError(errno.ENODATA)
+
+    async def listxattr(self, inode, ctx):
+        return []
+
+
+def mount_options(fsname: str, extra: list[str] = ()) -> set[str]:
+    """The options we mount with: read-only, kernel permission checks, a useful
+    fsname for ``mount``/``df``, and whatever the user added."""
+    opts = set(pyfuse3.default_options)
+    opts.discard("default_permissions")
+    opts |= {"ro", "default_permissions", f"fsname={fsname}", "subtype=torrentfs"}
+    opts |= set(extra)
+    return opts

@@ -1,0 +1,209 @@
+"""One peer connection: the trio shell over ``wire.PeerConnection``.
+
+A ``PeerSession`` owns a socket stream and two tasks: a receiver that feeds bytes to
+the wire core and hands each message to the swarm (``Swarm.on_message``), and a
+sender that writes whatever ``send`` queued. It tracks the four BEP 3 flags (choked and
+interested, both ways), rates, and when the peer last spoke. Any protocol error, EOF
+or timeout ends the session; the swarm hears of it through ``on_peer_closed``.
+
+``send`` never blocks: it encodes and appends to an outgoing buffer, so the swarm's
+(synchronous) decisions can send without awaiting. The buffer is bounded: a peer that
+does not read what we send is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Protocol
+
+import trio
+
+from . import wire
+
+log = logging.getLogger("torrentfs.peer")
+
+HANDSHAKE_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 5.0
+IDLE_TIMEOUT = 180.0      # no message at all from the peer for this long: drop it
+KEEPALIVE_EVERY = 90.0
+RECV_SIZE = 1 << 18
+MAX_SEND_BUFFER = 8 << 20
+
+
+class Swarm(Protocol):
+    def on_handshake(self, session: "PeerSession") -> bool: ...
+    def on_message(self, session: "PeerSession", msg: wire.Message) -> None: ...
+    def on_peer_closed(self, session: "PeerSession") -> None: ...
+
+
+class Rate:
+    """An exponentially weighted byte rate over roughly ``window`` seconds."""
+
+    def __init__(self, window: float = 5.0) -> None:
+        self.window = window
+        self.total = 0
+        self._rate = 0.0
+        self._last: float | None = None
+
+    def add(self, n: int, now: float) -> None:
+        self._decay(now)
+        self.total += n
+        self._rate += n / self.window
+
+    def rate(self, now: float) -> float:
+        self._decay(now)
+        return self._rate
+
+    def _decay(self, now: float) -> None:
+        if self._last is not None and now > self._last:
+            self._rate *= math.exp(-(now - self._last) / self.window)
+        self._last = now
+
+
+class PeerSession:
+    def __init__(self, swarm: Swarm, stream: trio.abc.Stream, addr: tuple[str, int],
+                 conn: wire.PeerConnection, *, outgoing: bool) -> None:
+        self.swarm = swarm
+        self.stream = stream
+        self.addr = addr
+        self.conn = conn
+        self.outgoing = outgoing
+        self.peer_id: bytes | None = None
+        self.am_choking = True
+        self.am_interested = False
+        self.peer_choking = True
+        self.peer_interested = False
+        self.down = Rate()
+        self.up = Rate()
+        now = trio.current_time()
+        self.connected_at = now
+        self.last_received = now
+        self.last_sent = now
+        self.last_block = now
+        self._out = bytearray()
+        self._wake = trio.Event()
+        self._cancel = trio.CancelScope()
+        self.closed = False
+        self.close_reason = ""
+        self.registered = False  # set by the swarm once the peer is in its picker
+
+    def __repr__(self) -> str:
+        return f"<peer {self.addr[0]}:{self.addr[1]}>"
+
+    @property
+    def fast(self) -> bool:
+        return self.conn.fast
+
+    # -- sending ------------------------------------------------------------------
+
+    def send(self, msg: wire.Message) -> None:
+        """Queue a message; never blocks. Updates our choke/interest flags."""
+        if self.closed:
+            return
+        if isinstance(msg, wire.Choke):
+            self.am_choking = True
+        elif isinstance(msg, wire.Unchoke):
+            self.am_choking = False
+        elif isinstance(msg, wire.Interested):
+            self.am_interested = True
+        elif isinstance(msg, wire.NotInterested):
+            self.am_interested = False
+        self._out += self.conn.send(msg)
+        if len(self._out) > MAX_SEND_BUFFER:
+            self.close("peer does not read what we send")
+        self._wake.set()
+
+    def close(self, reason: str = "") -> None:
+        """End the session (from any task)."""
+        if not self.closed:
+            self.closed = True
+            self.close_reason = reason
+            self._cancel.cancel()
+
+    # -- running ------------------------------------------------------------------
+
+    async def run(self, *, send_handshake: bool = True) -> None:
+        """Handshake, then pump messages both ways until closed or failed."""
+        with self._cancel:
+            try:
+                if send_handshake:
+                    await self.stream.send_all(self.conn.handshake())
+                with trio.fail_after(HANDSHAKE_TIMEOUT):
+                    hs = await self._next_event()
+                if not isinstance(hs, wire.Handshake):
+                    raise wire.RemoteProtocolError("expected a handshake")
+                self.peer_id = hs.peer_id
+                if not send_handshake:
+                    await self.stream.send_all(self.conn.handshake())
+                if not self.swarm.on_handshake(self):
+                    return
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._sender)
+                    await self._receiver()
+                    nursery.cancel_scope.cancel()
+            except wire.ProtocolError as e:
+                self.close_reason = self.close_reason or f"protocol error: {e}"
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
+                self.close_reason = self.close_reason or f"connection lost: {e}"
+            except trio.TooSlowError:
+                self.close_reason = self.close_reason or "timed out"
+        self.closed = True
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(1):
+                await self.stream.aclose()
+        log.debug("%r closed: %s", self, self.close_reason)
+        self.swarm.on_peer_closed(self)
+
+    async def _next_event(self) -> wire.Message:
+        while True:
+            event = self.conn.next_event()
+            if event is not wire.NEED_DATA:
+                return event
+            data = await self.stream.receive_some(RECV_SIZE)
+            self.last_received = trio.current_time()
+            self.conn.receive_data(data)
+
+    async def _receiver(self) -> None:
+        while True:
+            with trio.fail_after(IDLE_TIMEOUT):
+                event = await self._next_event()
+            if isinstance(event, wire.ConnectionClosed):
+                self.close_reason = "peer closed the connection"
+                return
+            if isinstance(event, wire.Piece):
+                now = trio.current_time()
+                self.down.add(len(event.data), now)
+                self.last_block = now
+            elif isinstance(event, wire.Choke):
+                self.peer_choking = True
+            elif isinstance(event, wire.Unchoke):
+                self.peer_choking = False
+            elif isinstance(event, wire.Interested):
+                self.peer_interested = True
+            elif isinstance(event, wire.NotInterested):
+                self.peer_interested = False
+            self.swarm.on_message(self, event)
+            if self.closed:
+                return
+
+    async def _sender(self) -> None:
+        while True:
+            if not self._out:
+                self._wake = trio.Event()
+                with trio.move_on_after(KEEPALIVE_EVERY):
+                    await self._wake.wait()
+                if not self._out:
+                    self._out += self.conn.send(wire.KeepAlive())
+            data, self._out = self._out, bytearray()
+            await self.stream.send_all(data)
+            self.last_sent = trio.current_time()
+
+
+async def connect(addr: tuple[str, int]) -> trio.SocketStream:
+    """Open a TCP connection within ``CONNECT_TIMEOUT``; raises OSError on failure."""
+    with trio.move_on_after(CONNECT_TIMEOUT):
+        stream = await trio.open_tcp_stream(*addr)
+        stream.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, 1)
+        return stream
+    raise OSError(f"connect to {addr[0]}:{addr[1]} timed out")

@@ -1,0 +1,284 @@
+"""Which blocks to ask which peer for. Pure: no I/O, no clock (``now`` is passed in).
+
+Contract
+--------
+* Pieces are wanted at a priority tier: NOW (a read is waiting), READAHEAD (a read
+  will soon wait), NORMAL (``--prefetch``: the whole torrent, rarest first). A piece at
+  NONE is never requested. Each tier above NONE carries a deadline; within a tier,
+  earlier deadlines go first.
+* A priority is raised by an *owner* (a read, a file handle) and only that owner's
+  ``drop`` undoes it; a piece's priority is the highest any owner holds.
+* ``pick(peer, now, limit)`` hands out up to ``limit`` blocks that the peer has and
+  that nobody is fetching, most urgent first. A block of a NOW piece that another peer
+  has held for longer than ``duplicate_after`` seconds is handed out again (the faster
+  answer wins; the shell cancels the other request).
+* A block is in one of three states: missing, requested (by one or more peers, each
+  with the time of its request), received. ``block_received`` reports whether the block
+  was new and whether its piece is now complete; a complete piece is neither picked
+  nor received again until ``piece_failed`` resets it, or ``piece_verified`` retires it.
+* Every block request given out is eventually matched by ``block_received``,
+  ``request_dropped`` or ``remove_peer``; otherwise the block stays requested and is
+  duplicated only for NOW pieces.
+
+Peers are any hashable keys. Method names say what the picker hears.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Hashable, Iterable
+
+from .bitfield import Bitfield
+from .geometry import Geometry
+
+NONE, NORMAL, READAHEAD, NOW = 0, 1, 2, 3
+TIER_NAMES = {NONE: "none", NORMAL: "normal", READAHEAD: "readahead", NOW: "now"}
+
+Peer = Hashable
+Block = tuple[int, int, int]  # (piece index, begin, length)
+
+
+class _Partial:
+    """A piece some of whose blocks are requested or received."""
+
+    __slots__ = ("blocks", "requests", "received", "num_received", "contributors")
+
+    def __init__(self, blocks: list[tuple[int, int]]) -> None:
+        self.blocks = blocks
+        self.requests: list[dict[Peer, float]] = [{} for _ in blocks]
+        self.received = bytearray(len(blocks))
+        self.num_received = 0
+        self.contributors: set[Peer] = set()
+
+    @property
+    def complete(self) -> bool:
+        return self.num_received == len(self.blocks)
+
+
+@dataclass
+class Received:
+    """What ``block_received`` found: ``new`` (not a duplicate or unrequested block),
+    ``piece_complete`` (all blocks of its piece are in) and ``cancel``: the other peers
+    that were also asked for this block and should be sent a cancel."""
+
+    new: bool
+    piece_complete: bool = False
+    cancel: list[Peer] = field(default_factory=list)
+
+
+class Picker:
+    def __init__(self, geometry: Geometry, have: Bitfield, *, prefetch: bool = False,
+                 duplicate_after: float = 1.0) -> None:
+        self.geometry = geometry
+        self.have = have
+        self.prefetch = prefetch
+        self.duplicate_after = duplicate_after
+        self._raises: dict[int, dict[Hashable, tuple[int, float]]] = {}
+        self._order: list[int] | None = None  # raised pieces, most urgent first (cache)
+        self._partials: dict[int, _Partial] = {}
+        self._peers: dict[Peer, Bitfield] = {}
+        self._outstanding: dict[Peer, set[tuple[int, int]]] = {}
+        self.availability = [0] * geometry.num_pieces
+
+    # -- priorities ----------------------------------------------------------------
+
+    def raise_priority(self, owner: Hashable, pieces: Iterable[int], tier: int,
+                       deadline: float) -> None:
+        """Owner ``owner`` wants ``pieces`` at ``tier`` by ``deadline``. A second raise
+        by the same owner replaces its first for those pieces."""
+        for i in pieces:
+            if i in self.have:
+                continue
+            self._raises.setdefault(i, {})[owner] = (tier, deadline)
+        self._order = None
+
+    def drop(self, owner: Hashable, pieces: Iterable[int] | None = None) -> None:
+        """Undo ``owner``'s raises: on ``pieces``, or on all of them."""
+        targets = list(self._raises) if pieces is None else pieces
+        for i in targets:
+            owners = self._raises.get(i)
+            if owners and owners.pop(owner, None) is not None and not owners:
+                del self._raises[i]
+        self._order = None
+
+    def priority(self, index: int) -> tuple[int, float]:
+        """``(tier, deadline)`` of a piece: the most urgent raise on it."""
+        owners = self._raises.get(index)
+        if not owners:
+            return (NORMAL if self.prefetch and index not in self.have else NONE, math.inf)
+        return max(owners.values(), key=lambda td: (td[0], -td[1]))
+
+    def waiting(self) -> list[tuple[int, int, float]]:
+        """``(piece, tier, deadline)`` of every raised piece, most urgent first."""
+        return [(i, *self.priority(i)) for i in self._urgent_order()]
+
+    def _urgent_order(self) -> list[int]:
+        if self._order is None:
+            def key(i: int) -> tuple[int, float, int]:
+                tier, deadline = self.priority(i)
+                return (-tier, deadline, i)
+            self._order = sorted((i for i in self._raises if i not in self.have), key=key)
+        return self._order
+
+    # -- peers ----------------------------------------------------------------------
+
+    def add_peer(self, peer: Peer) -> None:
+        self._peers[peer] = Bitfield(self.geometry.num_pieces)
+        self._outstanding[peer] = set()
+
+    def remove_peer(self, peer: Peer) -> None:
+        """Forget a peer: its requests are freed for others."""
+        self.peer_choked(peer)
+        bits = self._peers.pop(peer, None)
+        self._outstanding.pop(peer, None)
+        if bits is not None:
+            for i in bits:
+                self.availability[i] -= 1
+
+    def got_have(self, peer: Peer, index: int) -> None:
+        if self._peers[peer].add(index):
+            self.availability[index] += 1
+
+    def got_bitfield(self, peer: Peer, bits: Bitfield) -> None:
+        for i in bits:
+            self.got_have(peer, i)
+
+    def got_have_all(self, peer: Peer) -> None:
+        for i in range(self.geometry.num_pieces):
+            self.got_have(peer, i)
+
+    def peer_has(self, peer: Peer, index: int) -> bool:
+        return index in self._peers[peer]
+
+    def is_interesting(self, peer: Peer) -> bool:
+        """True when the peer has a piece we lack."""
+        bits = self._peers.get(peer)
+        if bits is None or not bits.count:
+            return False
+        if bits.complete:
+            return not self.have.complete
+        return any(i not in self.have for i in bits)
+
+    def outstanding(self, peer: Peer) -> int:
+        """How many blocks the peer has been asked for and not yet delivered."""
+        return len(self._outstanding.get(peer, ()))
+
+    def peer_choked(self, peer: Peer) -> None:
+        """The peer dropped all our requests (a choke without the fast extension)."""
+        for index, begin in list(self._outstanding.get(peer, ())):
+            self.request_dropped(peer, index, begin)
+
+    def request_dropped(self, peer: Peer, index: int, begin: int) -> None:
+        """A request will not be answered (rejected, cancelled, timed out)."""
+        out = self._outstanding.get(peer)
+        if out is not None:
+            out.discard((index, begin))
+        partial = self._partials.get(index)
+        if partial is not None:
+            partial.requests[begin // self.geometry.block_size].pop(peer, None)
+
+    # -- picking ----------------------------------------------------------------------
+
+    def pick(self, peer: Peer, now: float, limit: int) -> list[Block]:
+        """Up to ``limit`` new block requests for ``peer``, most urgent first."""
+        if limit <= 0 or peer not in self._peers:
+            return []
+        bits = self._peers[peer]
+        picked: list[Block] = []
+        for index in self._urgent_order():
+            if index in bits:
+                tier, _ = self.priority(index)
+                self._pick_from(peer, index, now, limit, picked, duplicate=tier == NOW)
+                if len(picked) >= limit:
+                    return picked
+        if self.prefetch:
+            for index in self._normal_candidates(bits):
+                self._pick_from(peer, index, now, limit, picked, duplicate=False)
+                if len(picked) >= limit:
+                    break
+        return picked
+
+    def _normal_candidates(self, bits: Bitfield) -> Iterable[int]:
+        # Partial pieces first (finish what is started), then rarest first.
+        partial = [i for i in self._partials if i in bits and i not in self._raises]
+        yield from sorted(partial)
+        rest = [i for i in range(self.geometry.num_pieces)
+                if i in bits and i not in self.have and i not in self._partials
+                and i not in self._raises]
+        rest.sort(key=lambda i: (self.availability[i], i))
+        yield from rest
+
+    def _pick_from(self, peer: Peer, index: int, now: float, limit: int,
+                   picked: list[Block], duplicate: bool) -> None:
+        partial = self._partials.get(index)
+        if partial is None:
+            partial = self._partials[index] = _Partial(self.geometry.blocks(index))
+        out = self._outstanding[peer]
+        # First pass: blocks nobody has; second (NOW only): blocks held too long by others.
+        for second in (False, True):
+            if second and not duplicate:
+                return
+            for b, (begin, length) in enumerate(partial.blocks):
+                if len(picked) >= limit:
+                    return
+                if partial.received[b] or peer in partial.requests[b]:
+                    continue
+                holders = partial.requests[b]
+                if holders and (not second or
+                                min(holders.values()) > now - self.duplicate_after):
+                    continue
+                holders[peer] = now
+                out.add((index, begin))
+                picked.append((index, begin, length))
+
+    # -- receiving --------------------------------------------------------------------
+
+    def block_received(self, peer: Peer, index: int, begin: int, length: int) -> Received:
+        """A block arrived from ``peer``. Unrequested, duplicate, or misshapen blocks
+        come back with ``new=False`` and change nothing."""
+        out = self._outstanding.get(peer)
+        if out is not None:
+            out.discard((index, begin))
+        partial = self._partials.get(index)
+        if (partial is None or index in self.have
+                or not self.geometry.is_valid_block(index, begin, length)):
+            return Received(False)
+        b = begin // self.geometry.block_size
+        holders = partial.requests[b]
+        was_requested = holders.pop(peer, None) is not None
+        if partial.received[b] or not was_requested:
+            return Received(False)
+        partial.received[b] = 1
+        partial.num_received += 1
+        partial.contributors.add(peer)
+        others = list(holders)
+        for other in others:
+            self._outstanding.get(other, set()).discard((index, begin))
+        holders.clear()
+        return Received(True, partial.complete, others)
+
+    def contributors(self, index: int) -> set[Peer]:
+        """The peers that sent blocks of a piece in progress."""
+        partial = self._partials.get(index)
+        return set(partial.contributors) if partial else set()
+
+    def piece_verified(self, index: int) -> None:
+        """The piece passed its hash: it is ours; nobody is asked for it again."""
+        self.have.add(index)
+        self._forget_partial(index)
+        if index in self._raises:
+            del self._raises[index]
+            self._order = None
+
+    def piece_failed(self, index: int) -> None:
+        """The piece failed its hash: all its blocks are missing again."""
+        self._forget_partial(index)
+
+    def _forget_partial(self, index: int) -> None:
+        partial = self._partials.pop(index, None)
+        if partial is None:
+            return
+        for b, holders in enumerate(partial.requests):
+            for peer in holders:
+                self._outstanding.get(peer, set()).discard((index, partial.blocks[b][0]))

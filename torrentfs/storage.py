@@ -1,0 +1,182 @@
+"""A torrent's data on disk: sparse files in the torrent's own layout, plus a resume file.
+
+Synchronous and obvious, on purpose: every method here blocks, and the trio shell
+calls them in worker threads (``trio.to_thread.run_sync``). Keeping storage plain
+makes it easy to reason about what is on disk after a crash.
+
+Layout under the torrent's folder (``<cache>/<info-hash hex>/``)::
+
+    <name>                 the file, for a single-file torrent
+    <name>/<path...>       the files, for a multi-file torrent
+    .torrentfs-resume      the verified-pieces bitfield (written atomically)
+
+Only verified pieces are ever written: a piece is hashed from memory first, then
+written, so whatever the data files hold at any moment is verified data or holes.
+Padding files (BEP 47) are never written; their bytes read as zeros. Paths come from
+``metainfo``, which has already refused anything that could leave the folder; this
+module checks again that every path resolves inside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+from .bitfield import Bitfield
+from .geometry import Geometry
+
+RESUME_NAME = ".torrentfs-resume"
+RESUME_MAGIC = b"TFSR1"
+
+
+class StorageError(OSError):
+    """The cache folder cannot hold or give back the torrent's data."""
+
+
+class Storage:
+    def __init__(self, folder: str | os.PathLike, meta, geometry: Geometry) -> None:
+        self.folder = Path(folder)
+        self.meta = meta
+        self.geometry = geometry
+        self.padding = {i for i, f in enumerate(meta.files) if f.padding}
+        self.paths: list[Path] = []
+        root = self.folder.resolve()
+        for f in meta.files:
+            rel = Path(meta.name, *f.path) if meta.multi_file else Path(meta.name)
+            path = self.folder / rel
+            if not path.resolve().is_relative_to(root) or path.resolve() == root:
+                raise StorageError(f"unsafe path in torrent: {rel}")
+            self.paths.append(path)
+        self._fds: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    # -- files ------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Create the folder (0700) and every data file (0600, sparse, full length).
+        Existing files are kept: their verified pieces are the cache."""
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.folder, 0o700)
+        for i, path in enumerate(self.paths):
+            if i in self.padding:
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                if os.fstat(fd).st_size != self.geometry.file_lengths[i]:
+                    os.ftruncate(fd, self.geometry.file_lengths[i])
+            except OSError:
+                os.close(fd)
+                raise
+            self._fds[i] = fd
+
+    def close(self) -> None:
+        with self._lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
+
+    def write_piece(self, index: int, data) -> None:
+        """Write a whole (verified) piece to its files."""
+        view = memoryview(data)
+        pos = 0
+        for span in self.geometry.piece_spans(index):
+            if span.file_index not in self.padding:
+                chunk = view[pos:pos + span.length]
+                written = 0
+                while written < span.length:
+                    written += os.pwrite(self._fds[span.file_index], chunk[written:],
+                                         span.file_offset + written)
+            pos += span.length
+
+    def read(self, stream_offset: int, length: int) -> bytes:
+        """Bytes ``[stream_offset, stream_offset+length)`` of the torrent's stream.
+        The caller makes sure they lie in verified pieces."""
+        parts = []
+        for span in self.geometry.spans(stream_offset, length):
+            if span.file_index in self.padding:
+                parts.append(bytes(span.length))
+                continue
+            data = os.pread(self._fds[span.file_index], span.length, span.file_offset)
+            if len(data) != span.length:
+                raise StorageError(f"short read from {self.paths[span.file_index]}")
+            parts.append(data)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def read_piece(self, index: int) -> bytes:
+        return self.read(self.geometry.piece_offset(index), self.geometry.piece_size(index))
+
+    def verify(self, index: int, data) -> bool:
+        """True when ``data`` hashes to piece ``index``'s SHA-1."""
+        return hashlib.sha1(data).digest() == self.meta.piece_hash(index)
+
+    def verify_and_write(self, index: int, data) -> bool:
+        """Hash a downloaded piece; write it only if it passes. Returns the verdict."""
+        if not self.verify(index, data):
+            return False
+        self.write_piece(index, data)
+        return True
+
+    def has_data(self, index: int) -> bool:
+        """False when any byte of the piece falls in a hole of a sparse file (so it
+        was never written); True otherwise. Cheap: asks the filesystem, reads nothing."""
+        for span in self.geometry.piece_spans(index):
+            if span.file_index in self.padding:
+                continue
+            fd = self._fds[span.file_index]
+            try:
+                hole = os.lseek(fd, span.file_offset, os.SEEK_HOLE)
+            except OSError:
+                return False
+            if hole < span.file_offset + span.length:
+                return False
+        return True
+
+    # -- resume -----------------------------------------------------------------
+
+    @property
+    def resume_path(self) -> Path:
+        return self.folder / RESUME_NAME
+
+    def save_resume(self, have: Bitfield) -> None:
+        """Write the verified-pieces bitfield atomically (temp file, fsync, rename),
+        after syncing the data files so the bitfield never claims unwritten data."""
+        for fd in list(self._fds.values()):
+            os.fsync(fd)
+        tmp = self.resume_path.with_suffix(".tmp")
+        payload = RESUME_MAGIC + self.meta.info_hash + have.to_bytes()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, payload)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.resume_path)
+        dfd = os.open(self.folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+    def load_resume(self) -> Bitfield:
+        """The pieces the resume file says are verified and whose bytes are on disk
+        (no holes). A missing, foreign or damaged resume file gives an empty set."""
+        n = self.geometry.num_pieces
+        try:
+            payload = self.resume_path.read_bytes()
+        except OSError:
+            return Bitfield(n)
+        head = RESUME_MAGIC + self.meta.info_hash
+        if not payload.startswith(head):
+            return Bitfield(n)
+        try:
+            claimed = Bitfield.from_bytes(payload[len(head):], n)
+        except ValueError:
+            return Bitfield(n)
+        have = Bitfield(n)
+        for i in claimed:
+            if self.has_data(i):
+                have.add(i)
+        return have

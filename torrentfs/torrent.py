@@ -1,0 +1,506 @@
+"""One torrent, live: its swarm of peers, its picker, its storage, and reads.
+
+``Torrent.run`` opens storage, starts the listener, the tracker announcer, the peer
+connector and a once-a-second ticker, signals readiness, and serves until cancelled;
+on the way out it tells trackers ``stopped`` and saves the resume file.
+
+``Torrent.read(file_index, offset, size)`` is the read path: it maps the range to
+pieces, raises the missing ones to NOW in the picker, wakes every unchoked peer to
+request blocks, waits for the pieces to be verified, then reads the bytes from disk.
+Only verified pieces are ever read or uploaded: a piece's blocks are gathered in
+memory, hashed in a worker thread, and written only if the hash matches.
+
+Invariants (the picker holds the block-level ones):
+* ``have`` is exactly the set of pieces verified and on disk.
+* a piece being hashed is in ``_verifying`` and is not downloaded again meanwhile.
+* every open session is in ``sessions`` and in the picker; a closed one is in neither.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+
+import trio
+
+from . import __version__, wire
+from .bitfield import Bitfield
+from .geometry import Geometry
+from .peer import PeerSession, connect
+from .picker import NOW, READAHEAD, Picker
+from .storage import Storage
+from .tracker import Announcer
+
+log = logging.getLogger("torrentfs.torrent")
+
+PIPELINE = 64               # block requests outstanding per peer
+NOW_SLACK = 0.05            # deadline of a piece a read waits on: now + this
+READAHEAD_MIN = 4 << 20     # readahead window after a seek, bytes
+READAHEAD_MAX = 64 << 20    # the window doubles on each contiguous read up to this
+SNUB_AFTER = 20.0           # an unchoked peer that sends no block for this long is snubbed
+MAX_UPLOAD_QUEUE = 256      # requests a peer may have queued with us
+MAX_UNCHOKED = 8            # until a real choker exists (issue 4), serve this many peers
+RESUME_EVERY = 10.0
+HASH_FAILS_BAN = 2          # hash failures a peer may contribute to before it is banned
+
+
+class ReadTimeout(Exception):
+    """A read made no progress for ``read_timeout`` seconds."""
+
+
+def make_peer_id() -> bytes:
+    """An Azureus-style peer id: ``-TF0100-`` and 12 random bytes."""
+    major, minor, *_ = (__version__.split(".") + ["0", "0"])
+    return f"-TF{int(major):02d}{int(minor):02d}-".encode() + secrets.token_bytes(12)
+
+
+@dataclass
+class _Candidate:
+    next_try: float = 0.0
+    failures: int = 0
+    banned: bool = False
+
+
+class ReadHandle:
+    """An open file: remembers where the last read ended, so contiguous reads grow a
+    readahead window (READAHEAD priority, later deadlines further out) and a seek
+    shrinks it back. Its raises are its own: ``close`` drops them."""
+
+    def __init__(self, torrent: "Torrent", file_index: int) -> None:
+        self.torrent = torrent
+        self.file_index = file_index
+        self.next_offset = 0
+        self.window = READAHEAD_MIN
+        self._raised: set[int] = set()
+
+    def advance(self, offset: int, size: int) -> None:
+        """A read of ``[offset, offset+size)`` happened: move the readahead window."""
+        if offset == self.next_offset:
+            self.window = min(self.window * 2, READAHEAD_MAX) if offset else self.window
+        else:
+            self.window = READAHEAD_MIN
+        self.next_offset = offset + size
+        t = self.torrent
+        pieces = [i for i in t.geometry.file_pieces(self.file_index, self.next_offset,
+                                                      self.window) if i not in t.have]
+        stale = self._raised.difference(pieces)
+        if stale:
+            t.picker.drop(self, stale)
+        now = trio.current_time()
+        for rank, i in enumerate(pieces):
+            t.picker.raise_priority(self, (i,), READAHEAD, now + 1.0 + 0.1 * rank)
+        self._raised = set(pieces)
+        if pieces:
+            t.schedule()
+
+    def close(self) -> None:
+        self.torrent.picker.drop(self)
+        self._raised.clear()
+
+
+class Torrent:
+    def __init__(self, meta, folder: str | os.PathLike, *, peer_id: bytes | None = None,
+                 port: int = 0, listen_host: str = "0.0.0.0", peers=(),
+                 prefetch: bool = False, max_peers: int = 50,
+                 read_timeout: float | None = None, announce: bool = True) -> None:
+        self.meta = meta
+        self.geometry = Geometry(meta.piece_length, tuple(f.length for f in meta.files))
+        self.storage = Storage(folder, meta, self.geometry)
+        self.have = Bitfield(self.geometry.num_pieces)
+        self.picker = Picker(self.geometry, self.have, prefetch=prefetch)
+        self.peer_id = peer_id or make_peer_id()
+        self.port = port
+        self.listen_host = listen_host
+        self.max_peers = max_peers
+        self.read_timeout = read_timeout
+        self.sessions: dict[tuple[str, int], PeerSession] = {}
+        self._connecting: set[tuple[str, int]] = set()
+        self.candidates: dict[tuple[str, int], _Candidate] = {}
+        self._buffers: dict[int, bytearray] = {}
+        self._events: dict[int, trio.Event] = {}
+        self._verifying: set[int] = set()
+        self._hash_fails: dict[bytes, int] = {}
+        self._banned_ids: set[bytes] = set()
+        self._upload_queue: dict[PeerSession, int] = {}
+        self._hash_limiter = trio.CapacityLimiter(max(1, (os.cpu_count() or 2)))
+        self._wake_connector = trio.Event()
+        self._resume_dirty = False
+        self.uploaded = 0
+        self.downloaded = 0
+        self.wasted = 0
+        self.announcer = Announcer(
+            [list(t) for t in meta.announce_list] if announce else [],
+            meta.info_hash, self.peer_id, lambda: self.port,
+            self._announce_stats, self._on_tracker_peers)
+        self._nursery: trio.Nursery | None = None
+        for addr in peers:
+            self.add_peer(addr)
+
+    # -- life cycle -----------------------------------------------------------------
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Serve the torrent until cancelled. Ready (``task_status.started``) once
+        storage is open and the listener is bound."""
+        await trio.to_thread.run_sync(self.storage.open)
+        resumed = await trio.to_thread.run_sync(self.storage.load_resume)
+        for i in resumed:
+            self.picker.piece_verified(i)
+        if resumed.count:
+            log.info("resumed %d of %d verified pieces", resumed.count, self.have.size)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                listeners = await trio.open_tcp_listeners(self.port, host=self.listen_host)
+                self.port = listeners[0].socket.getsockname()[1]
+                log.info("listening on port %d", self.port)
+                nursery.start_soon(trio.serve_listeners, self._handle_incoming, listeners)
+                nursery.start_soon(self._connector)
+                nursery.start_soon(self._ticker)
+                await nursery.start(self.announcer.run)
+                task_status.started()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self._save_resume_and_close)
+
+    def _save_resume_and_close(self) -> None:
+        try:
+            self.storage.save_resume(self.have)
+        except OSError as e:
+            log.warning("could not save resume state: %s", e)
+        self.storage.close()
+
+    # -- peers: discovery and connections ------------------------------------------
+
+    def add_peer(self, addr: tuple[str, int]) -> None:
+        """Remember a peer address to connect to (from a tracker or the user)."""
+        addr = (str(addr[0]), int(addr[1]))
+        if addr not in self.candidates:
+            self.candidates[addr] = _Candidate()
+            self._wake_connector.set()
+
+    def _on_tracker_peers(self, peers: list[tuple[str, int]]) -> None:
+        for addr in peers:
+            self.add_peer(addr)
+
+    def _announce_stats(self) -> tuple[int, int, int]:
+        left = self.geometry.total_length - sum(
+            self.geometry.piece_size(i) for i in self.have) if not self.have.complete else 0
+        return self.uploaded, self.downloaded, left
+
+    async def _connector(self) -> None:
+        while True:
+            now = trio.current_time()
+            for addr, cand in list(self.candidates.items()):
+                if len(self.sessions) + len(self._connecting) >= self.max_peers:
+                    break
+                if (cand.banned or cand.next_try > now or addr in self.sessions
+                        or addr in self._connecting):
+                    continue
+                self._connecting.add(addr)
+                self._nursery.start_soon(self._connect, addr, cand)
+            self._wake_connector = trio.Event()
+            with trio.move_on_after(1.0):
+                await self._wake_connector.wait()
+
+    async def _connect(self, addr: tuple[str, int], cand: _Candidate) -> None:
+        try:
+            try:
+                stream = await connect(addr)
+            except OSError as e:
+                cand.failures += 1
+                cand.next_try = trio.current_time() + min(15 * 2 ** cand.failures, 600)
+                log.debug("connect %s:%d failed: %s", *addr, e)
+                return
+            session = self._new_session(stream, addr, outgoing=True)
+            self.sessions[addr] = session
+        finally:
+            self._connecting.discard(addr)
+        await session.run()
+        if session.connected_at and trio.current_time() - session.connected_at > 60:
+            cand.failures = 0
+        cand.next_try = trio.current_time() + 15 * 2 ** min(cand.failures, 5)
+        cand.failures += 1
+
+    def _new_session(self, stream, addr, *, outgoing: bool) -> PeerSession:
+        conn = wire.PeerConnection(self.meta.info_hash, self.peer_id,
+                                   num_pieces=self.geometry.num_pieces)
+        return PeerSession(self, stream, addr, conn, outgoing=outgoing)
+
+    async def _handle_incoming(self, stream: trio.SocketStream) -> None:
+        try:
+            host, port, *_ = stream.socket.getpeername()
+        except OSError:
+            await stream.aclose()
+            return
+        addr = (host, port)
+        if len(self.sessions) >= self.max_peers or addr in self.sessions:
+            await stream.aclose()
+            return
+        session = self._new_session(stream, addr, outgoing=False)
+        self.sessions[addr] = session
+        await session.run(send_handshake=False)
+
+    # -- session callbacks (peer.Swarm) ---------------------------------------------
+
+    def on_handshake(self, s: PeerSession) -> bool:
+        if s.peer_id == self.peer_id:
+            s.close_reason = "connected to ourselves"
+            if s.outgoing and s.addr in self.candidates:
+                self.candidates[s.addr].banned = True
+            return False
+        if s.peer_id in self._banned_ids:
+            s.close_reason = "banned peer"
+            return False
+        if any(o is not s and o.peer_id == s.peer_id and not o.closed
+               for o in self.sessions.values()):
+            s.close_reason = "already connected to this peer"
+            return False
+        self.picker.add_peer(s)
+        s.registered = True
+        if s.fast and self.have.complete:
+            s.send(wire.HaveAll())
+        elif s.fast and not self.have.count:
+            s.send(wire.HaveNone())
+        elif self.have.count:
+            s.send(wire.Bitfield(self.have.to_bytes()))
+        log.info("connected to %r (%s)", s, "out" if s.outgoing else "in")
+        return True
+
+    def on_peer_closed(self, s: PeerSession) -> None:
+        if self.sessions.get(s.addr) is s:
+            del self.sessions[s.addr]
+        if s.registered:
+            self.picker.remove_peer(s)
+            s.registered = False
+        self._upload_queue.pop(s, None)
+        self._wake_connector.set()
+        self.schedule()
+
+    def on_message(self, s: PeerSession, msg: wire.Message) -> None:
+        handler = getattr(self, "_on_" + type(msg).__name__, None)
+        if handler is not None:
+            handler(s, msg)
+
+    def _on_Bitfield(self, s: PeerSession, msg: wire.Bitfield) -> None:
+        self.picker.got_bitfield(s, Bitfield.from_bytes(msg.bits, self.geometry.num_pieces))
+        self._update_interest(s)
+
+    def _on_HaveAll(self, s: PeerSession, msg) -> None:
+        self.picker.got_have_all(s)
+        self._update_interest(s)
+
+    def _on_Have(self, s: PeerSession, msg: wire.Have) -> None:
+        self.picker.got_have(s, msg.index)
+        if not s.am_interested and msg.index not in self.have:
+            s.send(wire.Interested())
+        if not s.peer_choking:
+            self._fill(s)
+
+    def _on_Unchoke(self, s: PeerSession, msg) -> None:
+        self._fill(s)
+
+    def _on_Choke(self, s: PeerSession, msg) -> None:
+        if not s.fast:  # with BEP 6 the peer rejects each request explicitly
+            self.picker.peer_choked(s)
+            self.schedule()
+
+    def _on_Reject(self, s: PeerSession, msg: wire.Reject) -> None:
+        self.picker.request_dropped(s, msg.index, msg.begin)
+        # Not refilled from this peer now (it would be asked the same again); the
+        # ticker refills it, and other peers may take the block at once.
+        self.schedule(skip=s)
+
+    def _on_Piece(self, s: PeerSession, msg: wire.Piece) -> None:
+        index, begin, n = msg.index, msg.begin, len(msg.data)
+        got = self.picker.block_received(s, index, begin, n)
+        if not got.new:
+            self.wasted += n
+            self._fill(s)
+            return
+        buf = self._buffers.get(index)
+        if buf is None:
+            buf = self._buffers[index] = bytearray(self.geometry.piece_size(index))
+        buf[begin:begin + n] = msg.data
+        self.downloaded += n
+        for other in got.cancel:
+            other.send(wire.Cancel(index, begin, n))
+        if got.piece_complete:
+            self._verifying.add(index)
+            self._nursery.start_soon(self._verify, index)
+        self._fill(s)
+
+    def _on_Request(self, s: PeerSession, msg: wire.Request) -> None:
+        ok = (not s.am_choking and msg.index in self.have
+              and self.geometry.is_within_piece(msg.index, msg.begin, msg.length)
+              and self._upload_queue.get(s, 0) < MAX_UPLOAD_QUEUE)
+        if not ok:
+            if s.fast:
+                s.send(wire.Reject(msg.index, msg.begin, msg.length))
+            return
+        self._upload_queue[s] = self._upload_queue.get(s, 0) + 1
+        self._nursery.start_soon(self._serve, s, msg)
+
+    def _on_Interested(self, s: PeerSession, msg) -> None:
+        unchoked = sum(1 for o in self.sessions.values() if not o.am_choking)
+        if s.am_choking and unchoked < MAX_UNCHOKED and self.have.count:
+            s.send(wire.Unchoke())
+
+    def _on_NotInterested(self, s: PeerSession, msg) -> None:
+        if not s.am_choking:
+            s.send(wire.Choke())
+
+    # -- downloading ----------------------------------------------------------------
+
+    def _update_interest(self, s: PeerSession) -> None:
+        interesting = self.picker.is_interesting(s)
+        if interesting and not s.am_interested:
+            s.send(wire.Interested())
+        elif not interesting and s.am_interested:
+            s.send(wire.NotInterested())
+
+    def _fill(self, s: PeerSession) -> None:
+        """Top up the peer's request pipeline with the most urgent blocks it has."""
+        if s.peer_choking or s.closed or not s.registered:
+            return
+        want = PIPELINE - self.picker.outstanding(s)
+        if want <= 0:
+            return
+        for index, begin, length in self.picker.pick(s, trio.current_time(), want):
+            s.send(wire.Request(index, begin, length))
+
+    def schedule(self, skip: PeerSession | None = None) -> None:
+        """Priorities changed or requests were freed: let every unchoked peer pick,
+        fastest first, so urgent blocks go to the best peers."""
+        now = trio.current_time()
+        peers = sorted(self.sessions.values(), key=lambda p: -p.down.rate(now))
+        for s in peers:
+            if s is not skip:
+                self._fill(s)
+
+    async def _verify(self, index: int) -> None:
+        buf = self._buffers.pop(index)
+        try:
+            ok = await trio.to_thread.run_sync(self.storage.verify_and_write, index, buf,
+                                               limiter=self._hash_limiter)
+        except OSError as e:
+            log.error("cannot write piece %d: %s", index, e)
+            ok = None
+        finally:
+            self._verifying.discard(index)
+        if ok:
+            self.picker.piece_verified(index)
+            self._resume_dirty = True
+            event = self._events.pop(index, None)
+            if event is not None:
+                event.set()
+            for s in list(self.sessions.values()):
+                if s.registered:
+                    s.send(wire.Have(index))
+                    if self.have.complete and s.am_interested:
+                        s.send(wire.NotInterested())
+            if self.have.complete:
+                log.info("all %d pieces verified", self.have.size)
+        else:
+            culprits = self.picker.contributors(index)
+            self.picker.piece_failed(index)
+            if ok is False:
+                log.warning("piece %d failed its hash check (from %s)", index,
+                            ", ".join(map(repr, culprits)) or "nobody")
+                for peer in culprits:
+                    self._hash_failed(peer)
+        self.schedule()
+
+    def _hash_failed(self, s: PeerSession) -> None:
+        n = self._hash_fails.get(s.peer_id, 0) + 1
+        self._hash_fails[s.peer_id] = n
+        if n >= HASH_FAILS_BAN:
+            self._banned_ids.add(s.peer_id)
+            if s.addr in self.candidates:
+                self.candidates[s.addr].banned = True
+            s.close(f"banned after {n} bad pieces")
+
+    async def _ticker(self) -> None:
+        last_save = trio.current_time()
+        while True:
+            await trio.sleep(1.0)
+            now = trio.current_time()
+            for s in list(self.sessions.values()):
+                if (not s.peer_choking and self.picker.outstanding(s)
+                        and now - s.last_block > SNUB_AFTER):
+                    log.info("%r snubbed us: its requests go to others", s)
+                    self.picker.peer_choked(s)
+                    s.last_block = now
+            self.schedule()
+            if self._resume_dirty and now - last_save > RESUME_EVERY:
+                self._resume_dirty = False
+                last_save = now
+                await trio.to_thread.run_sync(self.storage.save_resume, self.have)
+
+    # -- uploading --------------------------------------------------------------------
+
+    async def _serve(self, s: PeerSession, req: wire.Request) -> None:
+        try:
+            stream_offset = self.geometry.piece_offset(req.index) + req.begin
+            data = await trio.to_thread.run_sync(self.storage.read, stream_offset, req.length)
+        except OSError as e:
+            log.warning("cannot read piece %d for upload: %s", req.index, e)
+            return
+        finally:
+            self._upload_queue[s] = self._upload_queue.get(s, 1) - 1
+        if not s.closed and not s.am_choking:
+            s.send(wire.Piece(req.index, req.begin, data))
+            s.up.add(len(data), trio.current_time())
+            self.uploaded += len(data)
+
+    # -- the read path ----------------------------------------------------------------
+
+    def file_length(self, file_index: int) -> int:
+        return self.geometry.file_lengths[file_index]
+
+    def open_handle(self, file_index: int) -> ReadHandle:
+        return ReadHandle(self, file_index)
+
+    async def read(self, file_index: int, offset: int, size: int,
+                   handle: ReadHandle | None = None) -> bytes:
+        """Bytes ``[offset, offset+size)`` of a file (short at its end), once every
+        piece they touch is verified. Raises ``ReadTimeout`` if no piece it waits for
+        arrives within ``read_timeout`` seconds."""
+        length = self.geometry.file_lengths[file_index]
+        if size <= 0 or offset >= length:
+            return b""
+        size = min(size, length - offset)
+        start = self.geometry.file_offset(file_index) + offset
+        pieces = self.geometry.pieces_in_range(start, size)
+        if handle is not None:
+            handle.advance(offset, size)
+        missing = self.have.missing(pieces)
+        if missing:
+            await self._wait_for(missing)
+        return await trio.to_thread.run_sync(self.storage.read, start, size)
+
+    async def _wait_for(self, pieces: list[int]) -> None:
+        owner = object()
+        self.picker.raise_priority(owner, pieces, NOW, trio.current_time() + NOW_SLACK)
+        self.schedule()
+        try:
+            for i in pieces:
+                if i in self.have:
+                    continue
+                event = self._events.get(i)
+                if event is None:
+                    event = self._events[i] = trio.Event()
+                if self.read_timeout is None:
+                    await event.wait()
+                    continue
+                with trio.move_on_after(self.read_timeout):
+                    await event.wait()
+                if i not in self.have:
+                    raise ReadTimeout(
+                        f"no progress for {self.read_timeout:g} s waiting for piece {i} "
+                        f"({len(self.sessions)} peers connected, "
+                        f"{sum(1 for s in self.sessions.values() if not s.peer_choking)} "
+                        "unchoked us)")
+        finally:
+            self.picker.drop(owner)

@@ -1,0 +1,100 @@
+"""The directory tree a torrent shows: inodes, names, sizes. Pure.
+
+The mount's root holds the torrent's ``name``: the file itself for a single-file
+torrent, the top folder for a multi-file one (as a finished download would look).
+Padding files are not shown. Inode numbers are given in sorted path order, so they
+are the same on every mount of the same torrent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+ROOT_INODE = 1  # as FUSE (and pyfuse3.ROOT_INODE) number the root
+
+
+@dataclass
+class Node:
+    """A file or directory. ``file_index`` is the index in the torrent's file list."""
+
+    inode: int
+    name: str
+    parent: int
+    is_dir: bool
+    size: int = 0
+    file_index: int | None = None
+    executable: bool = False
+    children: dict[str, int] = field(default_factory=dict)
+
+
+class Tree:
+    """An immutable directory tree built from ``(path components, length, file_index,
+    executable)`` entries. Paths must already be safe (metainfo checks them)."""
+
+    def __init__(self, entries: Iterable[tuple[tuple[str, ...], int, int, bool]]) -> None:
+        self.nodes: dict[int, Node] = {ROOT_INODE: Node(ROOT_INODE, "", ROOT_INODE, True)}
+        next_inode = ROOT_INODE + 1
+        for path, length, file_index, executable in sorted(entries, key=lambda e: e[0]):
+            parent = self.nodes[ROOT_INODE]
+            for depth, name in enumerate(path):
+                last = depth == len(path) - 1
+                inode = parent.children.get(name)
+                if inode is None:
+                    node = Node(next_inode, name, parent.inode, not last)
+                    if last:
+                        node.size, node.file_index, node.executable = length, file_index, executable
+                    self.nodes[next_inode] = node
+                    parent.children[name] = next_inode
+                    next_inode += 1
+                    parent = node
+                else:
+                    parent = self.nodes[inode]
+                    if last or not parent.is_dir:
+                        raise ValueError(f"path clash at {'/'.join(path)}")
+
+    @classmethod
+    def from_metainfo(cls, meta) -> "Tree":
+        """The tree of a ``metainfo.Metainfo``."""
+        entries = []
+        for index, f in enumerate(meta.files):
+            if f.padding:
+                continue
+            path = (meta.name, *f.path) if meta.multi_file else tuple(f.path)
+            entries.append((path, f.length, index, f.executable))
+        tree = cls(entries)
+        if meta.multi_file and meta.name not in tree.root.children:
+            # A multi-file torrent of nothing but padding still shows its folder.
+            node = Node(len(tree.nodes) + 1, meta.name, ROOT_INODE, True)
+            tree.nodes[node.inode] = node
+            tree.root.children[meta.name] = node.inode
+        return tree
+
+    @property
+    def root(self) -> Node:
+        return self.nodes[ROOT_INODE]
+
+    def get(self, inode: int) -> Node | None:
+        return self.nodes.get(inode)
+
+    def lookup(self, parent: int, name: str) -> Node | None:
+        """The child ``name`` of directory ``parent``, or None."""
+        node = self.nodes.get(parent)
+        if node is None or not node.is_dir:
+            return None
+        inode = node.children.get(name)
+        return None if inode is None else self.nodes[inode]
+
+    def children(self, inode: int) -> list[Node]:
+        """The entries of a directory, sorted by name."""
+        node = self.nodes[inode]
+        return [self.nodes[node.children[n]] for n in sorted(node.children)]
+
+    def path(self, inode: int) -> str:
+        """The node's path from the root, '/'-joined (for logs)."""
+        parts = []
+        while inode != ROOT_INODE:
+            node = self.nodes[inode]
+            parts.append(node.name)
+            inode = node.parent
+        return "/".join(reversed(parts))
