@@ -248,13 +248,17 @@ class Tracker:
     def is_authorized(self, info_hash: bytes | str) -> bool:
         """True if the tracker serves this info-hash (it is whitelisted).
 
-        Asks with a 'stopped' announce, which adds no peer to the swarm.
+        opentracker checks its whitelist only for non-'stopped' announces, so
+        this announces a dummy leecher (port 1, numwant=0) and, if accepted,
+        removes it again at once with a 'stopped' announce.
         """
-        reply = self._get("announce", {
-            "info_hash": _hash_bytes(info_hash), "peer_id": b"-TFSHRN-000000000000",
-            "port": 1, "uploaded": 0, "downloaded": 0, "left": 0,
-            "event": "stopped", "compact": 1})
-        return b"failure reason" not in reply
+        query = {"info_hash": _hash_bytes(info_hash), "peer_id": b"-TFSHRN-000000000000",
+                 "port": 1, "uploaded": 0, "downloaded": 0, "left": 1,
+                 "numwant": 0, "compact": 1}
+        if b"failure reason" in self._get("announce", query):
+            return False
+        self._get("announce", dict(query, event="stopped"))
+        return True
 
     def scrape(self, info_hash: bytes | str) -> dict[str, int]:
         """{'complete', 'incomplete', 'downloaded'} for one info-hash."""
@@ -262,6 +266,20 @@ class Tracker:
         reply = self._get("scrape", {"info_hash": h})
         stats = reply.get(b"files", {}).get(h, {})
         return {k: stats.get(k.encode(), 0) for k in ("complete", "incomplete", "downloaded")}
+
+    def wait_peers(self, info_hash: bytes | str, n: int = 1, timeout: float = 20.0) -> None:
+        """Wait until at least `n` peers have announced this info-hash.
+
+        Counts seeds and leechers: a client may announce while still checking
+        its data (as a leecher) and only count as a seed after its next
+        announce, many minutes later.
+        """
+        def enough():
+            _check_alive(self.proc, "opentracker", self.log_path)
+            stats = self.scrape(info_hash)
+            return stats["complete"] + stats["incomplete"] >= n
+        wait_until(enough, timeout, interval=0.1,
+                   message=f"fewer than {n} peers announced within {timeout}s")
 
     def add(self, info_hash: bytes | str, timeout: float = 10.0) -> None:
         """Whitelist one more info-hash: rewrite the file, SIGHUP, wait for it."""
@@ -305,7 +323,8 @@ def opentracker(whitelist: Sequence[bytes | str] = (), host: str = "127.0.0.1",
                         + f"tracker.rootdir {wd}\n"
                         + "tracker.user nobody\n")
         log_path = wd / "opentracker.log"
-        with _running(["opentracker", "-f", str(conf)], log_path) as proc:
+        # cwd=wd: the whitelist path resolves the same before and after chroot.
+        with _running(["opentracker", "-f", str(conf)], log_path, cwd=wd) as proc:
             tracker = Tracker(host=host, port=port, hosts=hosts, proc=proc,
                               workdir=wd, log_path=log_path, whitelist=hashes)
             if hashes:
@@ -555,7 +574,10 @@ def transmission_seeder(torrent_path: Path | str, data_dir: Path | str,
             "download-dir": str(data_dir)})
         (config / "settings.json").write_text(json.dumps(settings, indent=1))
         log_path = wd / "transmission.log"
-        argv = netns_host.argv(["transmission-cli", "--config-dir", str(config),
+        # stdbuf -o0: its status line goes to a file, which stdio would
+        # otherwise buffer for ~10 s (stdbuf execs it: the PID stays the same).
+        argv = netns_host.argv(["stdbuf", "-o0",
+                                "transmission-cli", "--config-dir", str(config),
                                 "--download-dir", str(data_dir), "--port", str(port),
                                 "--encryption-tolerated", "--no-portmap",
                                 "--no-downlimit", "--no-uplimit", str(torrent_path)])

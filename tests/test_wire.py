@@ -583,6 +583,13 @@ def test_length_over_max_message_refused_from_prefix_alone():
     assert drain(ok) == [Piece(0, 0, b"x" * 991)]
 
 
+def test_piece_block_over_max_block_length_refused_even_if_max_message_allows():
+    conn = after_handshake(max_message=2**18)
+    conn.receive_data(raw(7, u32s(0, 0) + b"x" * (MAX_BLOCK_LENGTH + 1)))
+    with pytest.raises(RemoteProtocolError, match="exceeds"):
+        conn.next_event()
+
+
 def test_max_message_admits_bitfield_for_num_pieces():
     num_pieces = 4_000_003
     nbytes = (num_pieces + 7) // 8
@@ -736,6 +743,16 @@ def test_send_non_message():
     a, _ = make_pair()
     with pytest.raises(LocalProtocolError):
         a.send(b"\x00\x00\x00\x00")  # type: ignore[arg-type]
+
+    class Custom(Message):
+        pass
+
+    with pytest.raises(LocalProtocolError):
+        a.send(Custom())
+    with pytest.raises(LocalProtocolError):
+        a.send(Bitfield("abc"))  # type: ignore[arg-type]
+    with pytest.raises(LocalProtocolError):
+        a.send(Unknown(30, "abc"))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("second", FIRST_MESSAGES, ids=repr)
@@ -906,7 +923,8 @@ def test_property_arbitrary_bytes_after_handshake(junk, cuts, eof, fast, extende
             num_pieces=num_pieces,
             max_message=200,
         )
-        whole.receive_data(junk)
+        if junk:  # b"" would mean EOF
+            whole.receive_data(junk)
         if eof:
             whole.receive_data(b"")
         assert same(drain(whole), events)

@@ -85,6 +85,8 @@ def human(n: float) -> str:
 
 
 def setup_logging(level: str, stream=None, filename=None) -> None:
+    if filename:
+        os.close(os.open(filename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
     handler = logging.FileHandler(filename) if filename else logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter(
         "%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
@@ -417,6 +419,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # a bug: still one line for the user, the details in the log
+        log.debug("internal error", exc_info=True)
+        print(f"torrentfs: internal error: {type(e).__name__}: {e} (run with -v for details)",
+              file=sys.stderr)
+        return 70
 
 
 if __name__ == "__main__":

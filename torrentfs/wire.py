@@ -57,13 +57,19 @@ Send direction (what we send), independent of the receive direction:
 * ``handshake()`` must be called exactly once, before any ``send()``; it
   does not depend on having received the peer's handshake.
 * ``send()`` validates the message and raises :class:`LocalProtocolError`
-  (without emitting anything or changing any state) for bad field values,
-  for bitfield/have_all/have_none after our first message (keep-alive,
-  extended and port do not count), for fast-extension messages unless fast
-  is negotiated, for extended messages unless BEP 10 is negotiated (both
-  need the peer's handshake to have arrived), and for :class:`Handshake`
-  or :class:`ConnectionClosed`, which are not messages one sends.
+  (without emitting anything or changing any state) for bad field values
+  (index outside ``0..num_pieces-1``, begin outside u32, length or block
+  size outside ``1..MAX_BLOCK_LENGTH``, port outside ``1..65535``, a
+  bitfield of the wrong length or with spare bits set, an extension id
+  outside a byte, an :class:`Unknown` with an assigned id), for
+  bitfield/have_all/have_none after our first message (keep-alive,
+  extended, port and unknown do not count, as on receive), for
+  fast-extension messages unless fast is negotiated, for extended messages
+  unless BEP 10 is negotiated (both need the peer's handshake to have
+  arrived), and for :class:`Handshake` or :class:`ConnectionClosed`, which
+  are not messages one sends.
 * A receive-side ERROR or EOF does not stop ``send()``.
+* ``receive_data()`` with data after EOF is a LocalProtocolError.
 
 Not covered here (the shell's job): choke and interest state, which blocks
 were requested, whether a piece was asked for, timeouts and keep-alive
@@ -73,7 +79,8 @@ Piece data is delivered without copying it out of the receive buffer: a
 :class:`Piece` event's ``data`` is a read-only ``memoryview`` into it.  The
 buffer is never written to again once a view of it has been handed out (a
 fresh buffer is started instead), so the view stays valid and unchanged for
-as long as the caller keeps it.
+as long as the caller keeps it.  A view keeps its whole buffer alive, so
+take ``bytes(piece.data)`` for anything kept long.
 """
 
 from __future__ import annotations
@@ -367,6 +374,7 @@ NEED_DATA = _Sentinel.NEED_DATA
 
 _KNOWN_IDS = frozenset({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0x0D, 0x0E, 0x0F, 0x10, 0x11, 20})
 _FAST_TYPES = (Suggest, HaveAll, HaveNone, Reject, AllowedFast)
+_FAST_IDS = frozenset(t.msg_id for t in _FAST_TYPES)
 _FIRST_TYPES = (Bitfield, HaveAll, HaveNone)
 # Messages that may precede the bitfield without using up its slot.
 _BEFORE_FIRST_TYPES = (KeepAlive, Extended, Port, Unknown)
@@ -393,7 +401,6 @@ _NAMES = {
 }
 
 _LEN_ID = struct.Struct(">IB")
-_U32_STRUCT = struct.Struct(">I")
 _INDEX = struct.Struct(">I")
 _BLOCK = struct.Struct(">III")
 _PORT = struct.Struct(">H")
@@ -714,7 +721,7 @@ class PeerConnection:
         if not self._fill(4):
             return self._short("message")
         buf, pos = self._buf, self._pos
-        (length,) = _U32_STRUCT.unpack_from(buf, pos)
+        (length,) = _INDEX.unpack_from(buf, pos)
         if length > self._max_message:
             raise RemoteProtocolError(
                 f"message length {length} exceeds the limit of {self._max_message}"
@@ -783,7 +790,7 @@ class PeerConnection:
                 )
             return index
 
-        if msg_id in _FAST_TYPES_IDS and not self.fast:
+        if msg_id in _FAST_IDS and not self.fast:
             raise RemoteProtocolError(f"{name} received but the fast extension was not negotiated")
 
         if msg_id in _NO_PAYLOAD_TYPES:
@@ -829,6 +836,3 @@ class PeerConnection:
                 raise RemoteProtocolError("extended message without an extension id")
             return Extended(buf[start], bytes(buf[start + 1 : end]))
         return Unknown(msg_id, bytes(buf[start:end]))
-
-
-_FAST_TYPES_IDS = frozenset(t.msg_id for t in _FAST_TYPES)

@@ -1,0 +1,153 @@
+"""Shared fixtures: sample payloads and torrentfs mounts that are always unmounted.
+
+A mount made here is undone in a finalizer whatever happens: ``torrentfs unmount``,
+then ``fusermount3 -uz``, then SIGKILL of the daemon by its PID. No test can leave a
+mount or a process behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+TORRENTFS = str(Path(sys.executable).with_name("torrentfs"))
+
+
+def make_payload(root: Path, big_size: int, seed: int = 1) -> Path:
+    """A directory like real torrents have: one big file, a small tree with nested
+    folders, an empty file, a non-ASCII name, files smaller than a piece."""
+    rng = random.Random(seed)
+    root.mkdir(parents=True)
+    (root / "big.bin").write_bytes(rng.randbytes(big_size))
+    (root / "docs" / "deep" / "er").mkdir(parents=True)
+    (root / "docs" / "readme.txt").write_text("hello from torrentfs\n")
+    (root / "docs" / "deep" / "er" / "nested.dat").write_bytes(rng.randbytes(300_001))
+    (root / "docs" / "empty").write_bytes(b"")
+    (root / "données été.txt").write_text("non-ASCII name ✓\n", encoding="utf-8")
+    (root / "z-small.bin").write_bytes(rng.randbytes(777))
+    return root
+
+
+def tree_of(root: Path) -> dict[str, int | None]:
+    """Relative path -> size (None for directories) of everything under ``root``."""
+    out: dict[str, int | None] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for d in dirnames:
+            out[os.path.relpath(os.path.join(dirpath, d), root)] = None
+        for f in filenames:
+            p = os.path.join(dirpath, f)
+            out[os.path.relpath(p, root)] = os.stat(p).st_size
+    return out
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Mount:
+    """A running ``torrentfs mount``: its mountpoint, cache folder and daemon."""
+
+    def __init__(self, mountpoint: Path, cache: Path, info_hash: str) -> None:
+        self.path = mountpoint
+        self.cache = cache
+        self.info_hash = info_hash
+
+    @property
+    def folder(self) -> Path:
+        return self.cache / self.info_hash
+
+    @property
+    def log(self) -> str:
+        try:
+            return (self.folder / "torrentfs.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def pid(self) -> int | None:
+        from torrentfs.cli import mount_state_file
+        try:
+            return int(mount_state_file(self.cache, str(self.path)).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def unmount(self, timeout: float = 30) -> subprocess.CompletedProcess:
+        return subprocess.run([TORRENTFS, "unmount", str(self.path), "--cache-dir",
+                               str(self.cache)], capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def force_unmount(m: Mount) -> None:
+    """Undo a mount by any means, bounded: polite, then lazy, then SIGKILL."""
+    pid = m.pid()
+    if os.path.ismount(m.path):
+        try:
+            m.unmount(timeout=20)
+        except subprocess.TimeoutExpired:
+            pass
+    if os.path.ismount(m.path):
+        subprocess.run(["fusermount3", "-uz", str(m.path)], capture_output=True, timeout=10)
+    if pid:
+        deadline = time.monotonic() + 10
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def mount_torrent(tmp_path):
+    """``mount_torrent(torrent, *args)`` mounts with ``torrentfs mount`` (daemonised)
+    on a fresh mountpoint and cache folder, and returns a ``Mount``. Every mount is
+    undone when the test ends, even on failure."""
+    mounts: list[Mount] = []
+    counter = iter(range(1000))
+
+    def mount(torrent: Path, *args: str, cache: Path | None = None,
+              expect_ok: bool = True) -> Mount:
+        from torrentfs.metainfo import parse
+        n = next(counter)
+        mountpoint = tmp_path / f"mnt{n}"
+        mountpoint.mkdir()
+        cache = cache or tmp_path / f"cache{n}"
+        info_hash = parse(Path(torrent).read_bytes()).info_hash.hex()
+        m = Mount(mountpoint, cache, info_hash)
+        mounts.append(m)
+        r = subprocess.run([TORRENTFS, "mount", str(torrent), str(mountpoint),
+                            "--cache-dir", str(cache), "--read-timeout", "60", *args],
+                           capture_output=True, text=True, timeout=60,
+                           stdin=subprocess.DEVNULL)
+        if expect_ok:
+            assert r.returncode == 0, f"mount failed: {r.stderr}\n{m.log}"
+            assert os.path.ismount(mountpoint)
+        m.result = r
+        return m
+
+    yield mount
+    for m in mounts:
+        force_unmount(m)

@@ -1,0 +1,124 @@
+"""The command line: bad input gets one clear line on stderr and a non-zero exit,
+never a traceback. These run the real ``torrentfs`` command in a subprocess."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from torrentfs.create import create_torrent
+
+TORRENTFS = str(Path(sys.executable).with_name("torrentfs"))
+
+
+def run(*args, timeout=30):
+    return subprocess.run([TORRENTFS, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def assert_one_line_error(r, *needles):
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("torrentfs: error: ")
+    for needle in needles:
+        assert needle in lines[0]
+
+
+@pytest.fixture
+def good_torrent(tmp_path):
+    data = tmp_path / "payload.bin"
+    data.write_bytes(os.urandom(100_000))
+    t = tmp_path / "good.torrent"
+    t.write_bytes(create_torrent(data, trackers=["http://127.0.0.1:1/announce"]))
+    return t
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"this is not bencode", "not a torrent file"),
+    (b"", "not a torrent file"),
+    (b"d8:announce3:urle", "info"),
+    (b"le", "not a torrent file"),
+])
+def test_malformed_torrent(tmp_path, content, needle):
+    t = tmp_path / "bad.torrent"
+    t.write_bytes(content)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    assert_one_line_error(run("mount", t, mnt), "bad.torrent", needle)
+    assert_one_line_error(run("info", t), needle)
+    assert not os.path.ismount(mnt)
+
+
+def test_unsafe_path_torrent(tmp_path):
+    import bencodepy
+    info = {b"name": b"x", b"piece length": 16384, b"pieces": b"\0" * 20,
+            b"files": [{b"length": 5, b"path": [b"..", b"etc", b"passwd"]}]}
+    t = tmp_path / "evil.torrent"
+    t.write_bytes(bencodepy.encode({b"info": info}))
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    assert_one_line_error(run("mount", t, mnt, "--cache-dir", tmp_path / "c"), "unsafe path")
+    assert not (tmp_path / "etc").exists()
+
+
+def test_missing_torrent_file(tmp_path):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    assert_one_line_error(run("mount", tmp_path / "nope.torrent", mnt), "no such file")
+    assert_one_line_error(run("info", tmp_path / "nope.torrent"), "no such file")
+
+
+def test_missing_mountpoint(tmp_path, good_torrent):
+    assert_one_line_error(run("mount", good_torrent, tmp_path / "nowhere"),
+                          "no such directory")
+
+
+def test_mountpoint_not_empty(tmp_path, good_torrent):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    (mnt / "something").write_text("x")
+    assert_one_line_error(run("mount", good_torrent, mnt), "not empty")
+
+
+def test_mountpoint_is_a_file(tmp_path, good_torrent):
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert_one_line_error(run("mount", good_torrent, f), "not a directory")
+
+
+def test_create_missing_path(tmp_path):
+    assert_one_line_error(run("create", tmp_path / "nothing", "-o", tmp_path / "x.torrent"))
+
+
+def test_bad_piece_size(tmp_path, good_torrent):
+    r = run("create", tmp_path / "payload.bin", "-o", tmp_path / "y.torrent",
+            "--piece-size", "1000")
+    assert_one_line_error(r)
+
+
+def test_info_prints_the_facts(good_torrent):
+    from torrentfs.metainfo import parse
+    meta = parse(good_torrent.read_bytes())
+    r = run("info", good_torrent)
+    assert r.returncode == 0, r.stderr
+    assert meta.info_hash.hex() in r.stdout
+    assert "payload.bin" in r.stdout
+    assert "100000" in r.stdout
+    assert "http://127.0.0.1:1/announce" in r.stdout
+
+
+def test_help_for_every_command():
+    for cmd in ([], ["mount"], ["unmount"], ["info"], ["create"]):
+        r = run(*cmd, "--help")
+        assert r.returncode == 0
+        assert "usage: torrentfs" in r.stdout
+
+
+def test_usage_error_is_short():
+    r = run("mount")
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
