@@ -287,9 +287,15 @@ class Tracker:
         if h not in self.whitelist:
             self.whitelist.append(h)
         _write_whitelist(self.workdir / "whitelist.txt", self.whitelist)
-        self.proc.send_signal(signal.SIGHUP)  # opentracker reloads its whitelist
-        _wait_ready(self.proc, "opentracker", self.log_path,
-                    lambda: self.is_authorized(h), timeout)
+        last_hup = 0.0
+
+        def reloaded():
+            nonlocal last_hup
+            if time.monotonic() - last_hup >= 1.0:  # (re)send, in case one was lost
+                self.proc.send_signal(signal.SIGHUP)  # opentracker rereads its whitelist
+                last_hup = time.monotonic()
+            return self.is_authorized(h)
+        _wait_ready(self.proc, "opentracker", self.log_path, reloaded, timeout)
 
 
 def _write_whitelist(path: Path, hashes: list[bytes]) -> None:
@@ -327,11 +333,12 @@ def opentracker(whitelist: Sequence[bytes | str] = (), host: str = "127.0.0.1",
         with _running(["opentracker", "-f", str(conf)], log_path, cwd=wd) as proc:
             tracker = Tracker(host=host, port=port, hosts=hosts, proc=proc,
                               workdir=wd, log_path=log_path, whitelist=hashes)
-            if hashes:
-                ready = lambda: all(can_connect(h, port) for h in hosts) \
-                    and tracker.is_authorized(hashes[0])
-            else:
-                ready = lambda: all(can_connect(h, port) for h in hosts)
+            # Ready = it answers HTTP: by then its main loop runs and SIGHUP is
+            # blocked for sigwait (a TCP connect alone can come before that,
+            # and an early SIGHUP would be lost or kill it).
+            probe = hashes[0] if hashes else bytes(20)
+            ready = lambda: all(can_connect(h, port) for h in hosts) \
+                and (tracker.is_authorized(probe) or not hashes)
             _wait_ready(proc, "opentracker", log_path, ready, timeout)
             yield tracker
 

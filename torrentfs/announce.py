@@ -66,9 +66,13 @@ def announce_url(base: str, req: AnnounceRequest) -> str:
         params.append(("key", quote_from_bytes(req.key.encode(), safe="")))
     if req.tracker_id:
         params.append(("trackerid", quote_from_bytes(req.tracker_id, safe="")))
-    query = "&".join(f"{k}={v}" for k, v in params)
-    sep = "&" if urlsplit(base).query else "?"
-    return f"{base}{sep}{query}"
+    own = "&".join(f"{k}={v}" for k, v in params)
+    query = urlsplit(base).query
+    if base.endswith("?") or (query and base.endswith("&")):
+        sep = ""  # "http://t/announce?" must not give "??info_hash="
+    else:
+        sep = "&" if query else "?"
+    return f"{base}{sep}{own}"
 
 
 def _text(value, limit: int = 200) -> str:

@@ -45,7 +45,13 @@ class Bitfield:
                 out[i >> 3] |= 0x80 >> (i & 7)
         return bytes(out)
 
+    def _check(self, index: int) -> None:
+        # A bytearray would take -1 as the last bit; a piece index never counts back.
+        if index < 0:
+            raise IndexError(f"piece {index} out of range (0..{self.size - 1})")
+
     def __getitem__(self, index: int) -> bool:
+        self._check(index)
         return bool(self._bits[index])
 
     def __contains__(self, index: int) -> bool:
@@ -53,6 +59,7 @@ class Bitfield:
 
     def add(self, index: int) -> bool:
         """Set bit ``index``; True if it was clear before."""
+        self._check(index)
         if self._bits[index]:
             return False
         self._bits[index] = 1
@@ -61,6 +68,7 @@ class Bitfield:
 
     def discard(self, index: int) -> bool:
         """Clear bit ``index``; True if it was set before."""
+        self._check(index)
         if not self._bits[index]:
             return False
         self._bits[index] = 0

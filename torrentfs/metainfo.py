@@ -416,8 +416,8 @@ def _parse(data: bytes) -> Metainfo:
     files: list[FileEntry] = []
     if has_length:
         length = _length(info[b"length"], _show(name))
-        padding, executable = _attrs(info)
-        files.append(FileEntry((name,), length, 0, padding, executable))
+        _, executable = _attrs(info)  # a lone file is never padding, whatever attr says
+        files.append(FileEntry((name,), length, 0, False, executable))
     else:
         raw_files = info[b"files"]
         if not isinstance(raw_files, list):

@@ -152,7 +152,8 @@ class PeerSession:
         with trio.CancelScope(shield=True):
             with trio.move_on_after(1):
                 await self.stream.aclose()
-        log.debug("%r closed: %s", self, self.close_reason)
+        log.info("%r closed: %s (received %d bytes of blocks, sent %d)", self,
+                 self.close_reason or "shutting down", self.down.total, self.up.total)
         self.swarm.on_peer_closed(self)
 
     async def _next_event(self) -> wire.Message:

@@ -10,8 +10,9 @@ Contract
   ``drop`` undoes it; a piece's priority is the highest any owner holds.
 * ``pick(peer, now, limit)`` hands out up to ``limit`` blocks that the peer has and
   that nobody is fetching, most urgent first. A block of a NOW piece that another peer
-  has held for longer than ``duplicate_after`` seconds is handed out again (the faster
-  answer wins; the shell cancels the other request).
+  has held for ``duplicate_after`` seconds is handed out again (the faster answer
+  wins; the shell cancels the other requests). The clock restarts with each extra
+  request, so a block gains at most one more holder per ``duplicate_after``.
 * A block is in one of three states: missing, requested (by one or more peers, each
   with the time of its request), received. ``block_received`` reports whether the block
   was new and whether its piece is now complete; a complete piece is neither picked
@@ -104,10 +105,12 @@ class Picker:
 
     def priority(self, index: int) -> tuple[int, float]:
         """``(tier, deadline)`` of a piece: the most urgent raise on it."""
+        base = (NORMAL if self.prefetch and index not in self.have else NONE, math.inf)
         owners = self._raises.get(index)
         if not owners:
-            return (NORMAL if self.prefetch and index not in self.have else NONE, math.inf)
-        return max(owners.values(), key=lambda td: (td[0], -td[1]))
+            return base
+        # --prefetch holds every piece at NORMAL, so a raise at NONE cannot lower it.
+        return max(base, *owners.values(), key=lambda td: (td[0], -td[1]))
 
     def waiting(self) -> list[tuple[int, int, float]]:
         """``(piece, tier, deadline)`` of every raised piece, most urgent first."""
@@ -172,8 +175,10 @@ class Picker:
     def request_dropped(self, peer: Peer, index: int, begin: int) -> None:
         """A request will not be answered (rejected, cancelled, timed out)."""
         out = self._outstanding.get(peer)
-        if out is not None:
-            out.discard((index, begin))
+        # Only a request we made is dropped: a peer's reject may name any block.
+        if out is None or (index, begin) not in out:
+            return
+        out.discard((index, begin))
         partial = self._partials.get(index)
         if partial is not None:
             partial.requests[begin // self.geometry.block_size].pop(peer, None)
@@ -189,6 +194,8 @@ class Picker:
         for index in self._urgent_order():
             if index in bits:
                 tier, _ = self.priority(index)
+                if tier == NONE:  # raised at NONE: never requested
+                    continue
                 self._pick_from(peer, index, now, limit, picked, duplicate=tier == NOW)
                 if len(picked) >= limit:
                     return picked
@@ -226,7 +233,7 @@ class Picker:
                     continue
                 holders = partial.requests[b]
                 if holders and (not second or
-                                min(holders.values()) > now - self.duplicate_after):
+                                max(holders.values()) > now - self.duplicate_after):
                     continue
                 holders[peer] = now
                 out.add((index, begin))
@@ -237,12 +244,14 @@ class Picker:
     def block_received(self, peer: Peer, index: int, begin: int, length: int) -> Received:
         """A block arrived from ``peer``. Unrequested, duplicate, or misshapen blocks
         come back with ``new=False`` and change nothing."""
+        if not self.geometry.is_valid_block(index, begin, length):
+            # Misshapen: our request for (index, begin), if any, is still open.
+            return Received(False)
         out = self._outstanding.get(peer)
         if out is not None:
             out.discard((index, begin))
         partial = self._partials.get(index)
-        if (partial is None or index in self.have
-                or not self.geometry.is_valid_block(index, begin, length)):
+        if partial is None or index in self.have:
             return Received(False)
         b = begin // self.geometry.block_size
         holders = partial.requests[b]

@@ -6,9 +6,13 @@ makes it easy to reason about what is on disk after a crash.
 
 Layout under the torrent's folder (``<cache>/<info-hash hex>/``)::
 
-    <name>                 the file, for a single-file torrent
-    <name>/<path...>       the files, for a multi-file torrent
-    .torrentfs-resume      the verified-pieces bitfield (written atomically)
+    data/<name>            the file, for a single-file torrent
+    data/<name>/<path...>  the files, for a multi-file torrent
+    resume                 the verified-pieces bitfield (written atomically)
+    torrentfs.log          the daemon's log (written by the CLI)
+
+The torrent's own names live under ``data/`` only, so no torrent can collide with
+our bookkeeping files. A fully fetched torrent in ``data/`` is an ordinary download.
 
 Only verified pieces are ever written: a piece is hashed from memory first, then
 written, so whatever the data files hold at any moment is verified data or holes.
@@ -27,7 +31,8 @@ from pathlib import Path
 from .bitfield import Bitfield
 from .geometry import Geometry
 
-RESUME_NAME = ".torrentfs-resume"
+RESUME_NAME = "resume"
+DATA_DIR = "data"
 RESUME_MAGIC = b"TFSR1"
 
 
@@ -38,14 +43,15 @@ class StorageError(OSError):
 class Storage:
     def __init__(self, folder: str | os.PathLike, meta, geometry: Geometry) -> None:
         self.folder = Path(folder)
+        self.data_dir = self.folder / DATA_DIR
         self.meta = meta
         self.geometry = geometry
         self.padding = {i for i, f in enumerate(meta.files) if f.padding}
         self.paths: list[Path] = []
-        root = self.folder.resolve()
+        root = self.data_dir.resolve()
         for f in meta.files:
             rel = Path(meta.name, *f.path) if meta.multi_file else Path(meta.name)
-            path = self.folder / rel
+            path = self.data_dir / rel
             if not path.resolve().is_relative_to(root) or path.resolve() == root:
                 raise StorageError(f"unsafe path in torrent: {rel}")
             self.paths.append(path)
@@ -57,8 +63,9 @@ class Storage:
     def open(self) -> None:
         """Create the folder (0700) and every data file (0600, sparse, full length).
         Existing files are kept: their verified pieces are the cache."""
-        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(self.folder, 0o700)
+        for d in (self.folder, self.data_dir):
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(d, 0o700)
         for i, path in enumerate(self.paths):
             if i in self.padding:
                 continue
@@ -80,7 +87,11 @@ class Storage:
 
     def write_piece(self, index: int, data) -> None:
         """Write a whole (verified) piece to its files."""
-        view = memoryview(data)
+        view = memoryview(data).cast("B")
+        if view.nbytes != self.geometry.piece_size(index):
+            # A short buffer would make the pwrite loop below spin forever on 0 bytes.
+            raise ValueError(f"piece {index} is {self.geometry.piece_size(index)} bytes, "
+                             f"not {view.nbytes}")
         pos = 0
         for span in self.geometry.piece_spans(index):
             if span.file_index not in self.padding:

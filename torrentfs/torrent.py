@@ -402,6 +402,7 @@ class Torrent:
                         s.send(wire.NotInterested())
             if self.have.complete:
                 log.info("all %d pieces verified", self.have.size)
+                self.announcer.completed()
         else:
             culprits = self.picker.contributors(index)
             self.picker.piece_failed(index)

@@ -69,6 +69,14 @@ class Announcer:
         self.last_response: AnnounceResponse | None = None
         self._announced: set[str] = set()
         self._tracker_id: bytes | None = None
+        self._pending_event = ""
+        self._wake = trio.Event()
+
+    def completed(self) -> None:
+        """The download finished: announce ``completed`` now (once)."""
+        if self._announced and self._pending_event != "completed":
+            self._pending_event = "completed"
+            self._wake.set()
 
     def _request(self, event: str) -> AnnounceRequest:
         up, down, left = self.stats()
@@ -123,7 +131,11 @@ class Announcer:
                     event, retry = "", RETRY_MIN
                     if resp.peers:
                         self.on_peers(list(resp.peers))
-                    await trio.sleep(next_announce_in(resp))
+                    self._wake = trio.Event()
+                    with trio.move_on_after(next_announce_in(resp)):
+                        await self._wake.wait()
+                    event, self._pending_event = self._pending_event, ""
+
             finally:
                 if self._announced:
                     with trio.CancelScope(shield=True), trio.move_on_after(STOP_TIMEOUT):

@@ -164,8 +164,8 @@ def cmd_seed(args):
     while not flag.stop:
         ses.wait_for_alert(200)
         for a in log_alerts(ses):
-            if isinstance(a, lt.tracker_reply_alert):
-                announced = True
+            if isinstance(a, lt.tracker_reply_alert) and seeding_since is not None:
+                announced = True  # an announce made as a seed (left=0)
             if isinstance(a, (lt.torrent_error_alert, lt.file_error_alert)):
                 raise SystemExit(f"seed failed: {a.message()}")
         s = h.status()
@@ -174,7 +174,7 @@ def cmd_seed(args):
         if s.is_seeding and seeding_since is None:
             seeding_since = time.monotonic()
             log("data checked, seeding")
-            if has_trackers and not announced:
+            if has_trackers:
                 h.force_reannounce()
         if seeding_since is not None:
             waited = time.monotonic() - seeding_since

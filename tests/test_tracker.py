@@ -1,0 +1,98 @@
+"""The announcer loop, with a fake HTTP layer and trio's autojump clock: events in
+order, re-announce at the tracker's interval, backoff on failure, tier order,
+'stopped' on the way out. No sockets, no real time."""
+
+import trio
+
+from torrentfs import tracker
+from torrentfs.announce import AnnounceResponse, TrackerError
+
+
+class FakeTrackers:
+    """Answers announces per URL from a script; records (time, url, event, left)."""
+
+    def __init__(self, answers):
+        self.answers = answers  # url -> AnnounceResponse | TrackerError
+        self.log = []
+
+    async def __call__(self, client, url, req, timeout=tracker.TIMEOUT):
+        self.log.append((trio.current_time(), url, req.event, req.left))
+        answer = self.answers[url]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def make(monkeypatch, answers, tiers, left=100):
+    fake = FakeTrackers(answers)
+    monkeypatch.setattr(tracker, "announce_http", fake)
+    peers = []
+    state = {"left": left}
+    a = tracker.Announcer(tiers, b"i" * 20, b"p" * 20, lambda: 6881,
+                          lambda: (0, 0, state["left"]), peers.extend)
+    return a, fake, peers, state
+
+
+async def test_started_then_interval_then_stopped(monkeypatch, autojump_clock):
+    ok = AnnounceResponse(interval=120, peers=(("127.0.0.2", 7000),))
+    a, fake, peers, _ = make(monkeypatch, {"http://t/a": ok}, [["http://t/a"]])
+    async with trio.open_nursery() as n:
+        await n.start(a.run)
+        await trio.sleep(250)
+        n.cancel_scope.cancel()
+    events = [(round(t), e) for t, _, e, _ in fake.log]
+    assert events == [(0, "started"), (120, ""), (240, ""), (250, "stopped")]
+    assert peers[0] == ("127.0.0.2", 7000)
+
+
+async def test_completed_is_announced_at_once(monkeypatch, autojump_clock):
+    ok = AnnounceResponse(interval=1800)
+    a, fake, _, state = make(monkeypatch, {"http://t/a": ok}, [["http://t/a"]])
+    async with trio.open_nursery() as n:
+        await n.start(a.run)
+        await trio.sleep(10)
+        state["left"] = 0
+        a.completed()
+        await trio.sleep(10)
+        n.cancel_scope.cancel()
+    assert [(round(t), e, left) for t, _, e, left in fake.log] == [
+        (0, "started", 100), (10, "completed", 0), (20, "stopped", 0)]
+
+
+async def test_failure_backs_off_and_next_tracker_in_tier_is_tried(monkeypatch, autojump_clock):
+    down = TrackerError("tracker down")
+    a, fake, _, _ = make(monkeypatch, {"http://bad": down, "http://bad2": down},
+                         [["http://bad"], ["http://bad2"]])
+    async with trio.open_nursery() as n:
+        await n.start(a.run)
+        await trio.sleep(100)
+        n.cancel_scope.cancel()
+    times = sorted({round(t) for t, *_ in fake.log})
+    # 15 s, then 30 s, then 60 s between rounds; both tiers tried each round.
+    assert times == [0, 15, 45]
+    assert [u for _, u, *_ in fake.log[:2]] == ["http://bad", "http://bad2"]
+    assert a.last_error == "tracker down"
+    # Never announced successfully: no 'stopped' is sent.
+    assert all(e != "stopped" for _, _, e, _ in fake.log)
+
+
+async def test_working_tracker_moves_to_front_of_its_tier(monkeypatch, autojump_clock):
+    ok = AnnounceResponse(interval=60)
+    a, fake, _, _ = make(monkeypatch, {"http://x": TrackerError("x"), "http://y": ok},
+                         [["http://x", "http://y"]])
+    async with trio.open_nursery() as n:
+        await n.start(a.run)
+        await trio.sleep(61)
+        n.cancel_scope.cancel()
+    assert [u for _, u, *_ in fake.log] == ["http://x", "http://y", "http://y", "http://y"]
+    assert a.tiers == [["http://y", "http://x"]]
+
+
+async def test_tracker_interval_has_a_floor(monkeypatch, autojump_clock):
+    a, fake, _, _ = make(monkeypatch, {"http://t": AnnounceResponse(interval=1)},
+                         [["http://t"]])
+    async with trio.open_nursery() as n:
+        await n.start(a.run)
+        await trio.sleep(61)
+        n.cancel_scope.cancel()
+    assert [round(t) for t, _, e, _ in fake.log if e != "stopped"] == [0, 30, 60]
