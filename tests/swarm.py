@@ -32,6 +32,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -203,6 +204,11 @@ def info_hash_of(torrent_path: Path | str) -> bytes:
     raise ValueError("no info dict")
 
 
+def _has_trackers(torrent_path: Path | str) -> bool:
+    meta = bdecode(Path(torrent_path).read_bytes())
+    return bool(meta.get(b"announce") or meta.get(b"announce-list"))
+
+
 def _hash_bytes(info_hash: bytes | str) -> bytes:
     if isinstance(info_hash, str):
         info_hash = bytes.fromhex(info_hash)
@@ -241,7 +247,12 @@ class Tracker:
         return f"http://{host}:{self.port}/announce"
 
     def _get(self, path: str, query: dict[str, Any]) -> dict:
-        url = f"http://{self.host}:{self.port}/{path}?" + urllib.parse.urlencode(query)
+        # Every byte of a bytes value as %XX: opentracker does not read '+'
+        # as a space, which urlencode() would produce for 0x20.
+        url = f"http://{self.host}:{self.port}/{path}?" + "&".join(
+            f"{k}=" + ("".join(f"%{b:02X}" for b in v) if isinstance(v, bytes)
+                       else urllib.parse.quote(str(v), safe=""))
+            for k, v in query.items())
         with _no_proxy_opener.open(url, timeout=5) as resp:
             return bdecode(resp.read())
 
@@ -291,7 +302,7 @@ class Tracker:
 
         def reloaded():
             nonlocal last_hup
-            if time.monotonic() - last_hup >= 1.0:  # (re)send, in case one was lost
+            if time.monotonic() - last_hup >= 1.0:  # resending is harmless
                 self.proc.send_signal(signal.SIGHUP)  # opentracker rereads its whitelist
                 last_hup = time.monotonic()
             return self.is_authorized(h)
@@ -314,7 +325,9 @@ def opentracker(whitelist: Sequence[bytes | str] = (), host: str = "127.0.0.1",
     Listens on TCP and UDP `port` (a free one by default) on `host` and every
     address in `extra_hosts` (e.g. a netns_host's `.host_ip`). It chroots into
     its work directory and runs as 'nobody'. Ready once it answers HTTP
-    (for a whitelisted hash: once it says that hash is authorized).
+    (for a whitelisted hash: once it says that hash is authorized). With an
+    empty whitelist it logs a harmless "Can't open accesslist file" (it
+    cannot map an empty file). Use `.add()` to whitelist more later.
     """
     hashes = [_hash_bytes(h) for h in whitelist]
     hosts = [host, *[h for h in extra_hosts if h != host]]
@@ -325,20 +338,22 @@ def opentracker(whitelist: Sequence[bytes | str] = (), host: str = "127.0.0.1",
         _write_whitelist(wd / "whitelist.txt", hashes)
         conf = wd / "opentracker.conf"
         conf.write_text("".join(f"listen.tcp_udp {h}:{port}\n" for h in hosts)
-                        + "access.whitelist whitelist.txt\n"  # read after chroot
+                        + "access.whitelist whitelist.txt\n"  # read inside the chroot
                         + f"tracker.rootdir {wd}\n"
                         + "tracker.user nobody\n")
         log_path = wd / "opentracker.log"
-        # cwd=wd: the whitelist path resolves the same before and after chroot.
+        # cwd=wd: relative paths mean the same before and after its chroot.
         with _running(["opentracker", "-f", str(conf)], log_path, cwd=wd) as proc:
             tracker = Tracker(host=host, port=port, hosts=hosts, proc=proc,
                               workdir=wd, log_path=log_path, whitelist=hashes)
             # Ready = it answers HTTP: by then its main loop runs and SIGHUP is
             # blocked for sigwait (a TCP connect alone can come before that,
             # and an early SIGHUP would be lost or kill it).
-            probe = hashes[0] if hashes else bytes(20)
-            ready = lambda: all(can_connect(h, port) for h in hosts) \
-                and (tracker.is_authorized(probe) or not hashes)
+            def ready():
+                if not all(can_connect(h, port) for h in hosts):
+                    return False
+                authorized = tracker.is_authorized(hashes[0] if hashes else bytes(20))
+                return authorized or not hashes
             _wait_ready(proc, "opentracker", log_path, ready, timeout)
             yield tracker
 
@@ -553,23 +568,25 @@ TRANSMISSION_SETTINGS = {
     "speed-limit-down-enabled": False,
     "alt-speed-enabled": False,
     "start-added-torrents": True,
-    "message-level": 2,  # info: verification and errors, not every announce
+    "message-level": 3,  # debug: also logs verification and announce replies
 }
 
 
 @contextlib.contextmanager
 def transmission_seeder(torrent_path: Path | str, data_dir: Path | str,
                         netns_host: NetnsHost, port: int = 51413, *,
-                        workdir: Path | str | None = None,
-                        timeout: float = 60.0) -> Iterator[Peer]:
+                        workdir: Path | str | None = None, timeout: float = 60.0,
+                        announce_timeout: float = 10.0) -> Iterator[Peer]:
     """Run transmission-cli 3.00 in `netns_host`, seeding the data in `data_dir`.
 
     It gets a fresh config dir (settings.json: no DHT/LSD/PEX/uTP/port
     mapping, plain connections tolerated), so it verifies the data before
     seeding. Ready once its status line says 'Seeding' (verification found
-    every piece) and its port accepts TCP from the root namespace at
-    `.ip` = ns_ip. It announces to the torrent's trackers, which must be
-    reachable from the namespace (e.g. an opentracker on `.host_ip`).
+    every piece), its port accepts TCP from the root namespace at
+    `.ip` = ns_ip and, if the torrent names trackers, it has logged a
+    tracker's announce reply (waited for at most `announce_timeout` seconds,
+    then a warning). The trackers must be reachable from the namespace,
+    e.g. an opentracker that also listens on `netns_host.host_ip`.
     """
     with _workdir(workdir, "transmission-") as wd:
         config = wd / "transmission-config"
@@ -593,4 +610,13 @@ def transmission_seeder(torrent_path: Path | str, data_dir: Path | str,
                 text = log_path.read_bytes()
                 return b"Seeding, uploading" in text and can_connect(netns_host.ns_ip, port)
             _wait_ready(proc, "transmission-cli", log_path, ready, timeout)
+            if _has_trackers(torrent_path):
+                def announced():
+                    text = log_path.read_bytes()
+                    return b"Announce response" in text or b"from tracker" in text
+                try:
+                    _wait_ready(proc, "transmission-cli", log_path, announced,
+                                announce_timeout)
+                except TimeoutError as e:
+                    warnings.warn(f"transmission has not announced yet: {e}")
             yield Peer(ip=netns_host.ns_ip, port=port, proc=proc, log_path=log_path)

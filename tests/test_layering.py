@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "torrentfs"
-PURE = ["geometry", "metainfo", "bitfield", "wire", "announce", "picker", "tree"]
+PURE = ["geometry", "metainfo", "bitfield", "wire", "announce", "picker", "tree", "readahead"]
 FORBIDDEN_IN_PURE = {"trio", "pyfuse3", "httpx", "socket", "time", "asyncio", "threading",
                      "selectors", "select", "subprocess", "anyio", "random", "secrets"}
 

@@ -68,10 +68,15 @@ def deliver(p: Picker, peer, block) -> Received:
 
 def check_consistent(p: Picker) -> None:
     """White-box invariant: a peer's outstanding set is exactly the blocks whose
-    request lists name it, and a received block has no requests."""
+    request lists name it, a received block has no requests, and each piece's count
+    of free blocks and its cursor are right."""
     seen: dict = {peer: set() for peer in p._outstanding}
     for index, partial in p._partials.items():
         assert partial.num_received == sum(partial.received)
+        free = [b for b in range(len(partial.blocks))
+                if not partial.received[b] and not partial.requests[b]]
+        assert partial.num_free == len(free), index
+        assert not free or partial.cursor <= free[0], index
         for b, holders in enumerate(partial.requests):
             if partial.received[b]:
                 assert not holders, (index, b)
@@ -505,8 +510,32 @@ def test_duplicate_follows_a_raise_to_now():
     p.raise_priority("ahead", [0], READAHEAD, 1.0)
     taken = everything(p, "a", now=0.0)
     assert everything(p, "b", now=10.0) == []
-    p.raise_priority("read", [0], NOW, 11.0)  # a read now waits on it
-    assert everything(p, "b", now=10.0) == taken
+    p.raise_priority("read", [0], NOW, 11.0)  # a read now waits on it, due at 11
+    assert everything(p, "b", now=10.0) == []  # not late yet: no duplicate
+    assert everything(p, "b", now=11.0) == taken  # late against its deadline
+
+
+def test_no_duplicate_before_the_deadline_however_long_held():
+    p = make("0")
+    seed(p, "a")
+    seed(p, "b")
+    p.raise_priority("read", [0], NOW, 100.0)
+    taken = everything(p, "a", now=0.0)
+    assert everything(p, "b", now=99.0) == []
+    assert everything(p, "b", now=100.0) == taken
+
+
+def test_fully_requested_pieces_are_skipped_and_freed_blocks_found_again():
+    p = make("000", blocks=4)
+    seed(p, "a")
+    seed(p, "b")
+    p.raise_priority("r", [0, 1, 2], READAHEAD, 5.0)
+    first = p.pick("a", 0.0, 3)
+    assert first == [(0, 0, B), (0, B, B), (0, 2 * B, B)]
+    # a's request for the middle block is dropped: b gets exactly that block first.
+    p.request_dropped("a", 0, B)
+    assert p.pick("b", 0.0, 2) == [(0, B, B), (0, 3 * B, B)]
+    assert p.pick("b", 0.0, 1) == [(1, 0, B)]
 
 
 def test_piece_failed_makes_all_blocks_missing_and_reports_contributors():

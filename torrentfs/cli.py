@@ -29,6 +29,7 @@ from . import __version__
 log = logging.getLogger("torrentfs")
 
 EXIT_USAGE = 2
+READY_TIMEOUT = 60.0  # a mount that is not ready by then is killed and reported
 
 
 class CliError(Exception):
@@ -119,6 +120,7 @@ def check_mountpoint(mountpoint: str) -> str:
         raise CliError(f"mountpoint {mountpoint}: something is already mounted there")
     if os.listdir(path):
         raise CliError(f"mountpoint {mountpoint}: directory is not empty")
+    path = os.path.realpath(path)  # now, while stat on it cannot reach our own mount
     if not os.access("/dev/fuse", os.R_OK | os.W_OK):
         raise CliError("cannot open /dev/fuse: is FUSE installed (apt install fuse3)?")
     return path
@@ -247,12 +249,15 @@ def _daemonise(meta, mountpoint: str, folder: Path, args) -> int:
     pid = os.fork()
     if pid:
         os.close(w)
-        with os.fdopen(r, "rb") as pipe:
-            word = pipe.read().decode(errors="replace").strip()
+        word = _read_word(r, READY_TIMEOUT)
         if word == "ok":
             return 0
-        if not word:
-            os.waitpid(pid, 0)
+        if word is None:  # the daemon wedged: do not leave it or its mount behind
+            os.kill(pid, signal.SIGKILL)
+            subprocess.run(["fusermount3", "-uz", mountpoint], capture_output=True)
+            word = (f"mount did not become ready in {READY_TIMEOUT:.0f} s; "
+                    f"see {folder / 'torrentfs.log'}")
+        elif not word:
             word = f"mount failed; see {folder / 'torrentfs.log'}"
         raise CliError(word)
     # The child: a new session, no terminal, logs to a file.
@@ -283,9 +288,26 @@ def _daemonise(meta, mountpoint: str, folder: Path, args) -> int:
         os._exit(code)
 
 
+def _read_word(fd: int, timeout: float) -> str | None:
+    """Everything written to the pipe until its writer closes it, or None if that
+    takes longer than ``timeout`` seconds."""
+    import select
+    deadline = time.monotonic() + timeout
+    data = b""
+    with os.fdopen(fd, "rb", buffering=0) as pipe:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([pipe], [], [], left)[0]:
+                return None
+            chunk = pipe.read(4096)
+            if not chunk:
+                return data.decode(errors="replace").strip()
+            data += chunk
+
+
 def _serve(meta, mountpoint: str, folder: Path, args, ready) -> int:
     import trio
-    from .fuse import TorrentFS, mount_options
+    from .fuse import TorrentFS, mount_options, set_kernel_readahead
     from .torrent import Torrent
     from .tree import Tree
 
@@ -306,6 +328,8 @@ def _serve(meta, mountpoint: str, folder: Path, args, ready) -> int:
                 pyfuse3.init(fs, mountpoint, mount_options("torrentfs", args.o))
             except RuntimeError as e:
                 raise CliError(f"cannot mount on {mountpoint}: {e}") from None
+            if not set_kernel_readahead(mountpoint):
+                log.info("could not raise the kernel's readahead (not root?): 128 KiB reads")
             try:
                 state.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 state.write_text(f"{os.getpid()}\n")

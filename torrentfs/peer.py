@@ -166,27 +166,36 @@ class PeerSession:
             self.conn.receive_data(data)
 
     async def _receiver(self) -> None:
-        while True:
-            with trio.fail_after(IDLE_TIMEOUT):
-                event = await self._next_event()
-            if isinstance(event, wire.ConnectionClosed):
-                self.close_reason = "peer closed the connection"
-                return
-            if isinstance(event, wire.Piece):
-                now = trio.current_time()
-                self.down.add(len(event.data), now)
-                self.last_block = now
-            elif isinstance(event, wire.Choke):
-                self.peer_choking = True
-            elif isinstance(event, wire.Unchoke):
-                self.peer_choking = False
-            elif isinstance(event, wire.Interested):
-                self.peer_interested = True
-            elif isinstance(event, wire.NotInterested):
-                self.peer_interested = False
-            self.swarm.on_message(self, event)
-            if self.closed:
-                return
+        # One cancel scope whose deadline moves on with every byte received: a peer
+        # silent for IDLE_TIMEOUT is dropped (cheaper than a timeout per message).
+        with trio.CancelScope() as idle:
+            while True:
+                event = self.conn.next_event()
+                if event is wire.NEED_DATA:
+                    idle.deadline = trio.current_time() + IDLE_TIMEOUT
+                    data = await self.stream.receive_some(RECV_SIZE)
+                    self.last_received = trio.current_time()
+                    self.conn.receive_data(data)
+                    continue
+                if isinstance(event, wire.ConnectionClosed):
+                    self.close_reason = "peer closed the connection"
+                    return
+                if isinstance(event, wire.Piece):
+                    now = self.last_received
+                    self.down.add(len(event.data), now)
+                    self.last_block = now
+                elif isinstance(event, wire.Choke):
+                    self.peer_choking = True
+                elif isinstance(event, wire.Unchoke):
+                    self.peer_choking = False
+                elif isinstance(event, wire.Interested):
+                    self.peer_interested = True
+                elif isinstance(event, wire.NotInterested):
+                    self.peer_interested = False
+                self.swarm.on_message(self, event)
+                if self.closed:
+                    return
+        self.close_reason = f"peer silent for {IDLE_TIMEOUT:.0f} s"
 
     async def _sender(self) -> None:
         while True:

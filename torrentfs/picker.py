@@ -9,9 +9,10 @@ Contract
 * A priority is raised by an *owner* (a read, a file handle) and only that owner's
   ``drop`` undoes it; a piece's priority is the highest any owner holds.
 * ``pick(peer, now, limit)`` hands out up to ``limit`` blocks that the peer has and
-  that nobody is fetching, most urgent first. A block of a NOW piece that another peer
-  has held for ``duplicate_after`` seconds is handed out again (the faster answer
-  wins; the shell cancels the other requests). The clock restarts with each extra
+  that nobody is fetching, most urgent first. A block of a NOW piece that is late
+  against its deadline and that another peer has held for ``duplicate_after``
+  seconds is handed out again (the faster answer wins; the shell cancels the other
+  requests). The clock restarts with each extra
   request, so a block gains at most one more holder per ``duplicate_after``.
 * A block is in one of three states: missing, requested (by one or more peers, each
   with the time of its request), received. ``block_received`` reports whether the block
@@ -41,9 +42,14 @@ Block = tuple[int, int, int]  # (piece index, begin, length)
 
 
 class _Partial:
-    """A piece some of whose blocks are requested or received."""
+    """A piece some of whose blocks are requested or received.
 
-    __slots__ = ("blocks", "requests", "received", "num_received", "contributors")
+    ``num_free`` counts the blocks that are neither received nor requested from
+    anybody, so a fully requested piece is skipped without a scan; ``cursor`` is at
+    or before the first such block."""
+
+    __slots__ = ("blocks", "requests", "received", "num_received", "contributors",
+                 "num_free", "cursor")
 
     def __init__(self, blocks: list[tuple[int, int]]) -> None:
         self.blocks = blocks
@@ -51,10 +57,18 @@ class _Partial:
         self.received = bytearray(len(blocks))
         self.num_received = 0
         self.contributors: set[Peer] = set()
+        self.num_free = len(blocks)
+        self.cursor = 0
 
     @property
     def complete(self) -> bool:
         return self.num_received == len(self.blocks)
+
+    def freed(self, b: int) -> None:
+        """Block ``b`` lost its last holder without arriving."""
+        self.num_free += 1
+        if b < self.cursor:
+            self.cursor = b
 
 
 @dataclass
@@ -76,7 +90,7 @@ class Picker:
         self.prefetch = prefetch
         self.duplicate_after = duplicate_after
         self._raises: dict[int, dict[Hashable, tuple[int, float]]] = {}
-        self._order: list[int] | None = None  # raised pieces, most urgent first (cache)
+        self._order: list[tuple[int, int, float]] | None = None  # raised, most urgent first
         self._partials: dict[int, _Partial] = {}
         self._peers: dict[Peer, Bitfield] = {}
         self._outstanding: dict[Peer, set[tuple[int, int]]] = {}
@@ -114,14 +128,13 @@ class Picker:
 
     def waiting(self) -> list[tuple[int, int, float]]:
         """``(piece, tier, deadline)`` of every raised piece, most urgent first."""
-        return [(i, *self.priority(i)) for i in self._urgent_order()]
+        return list(self._urgent_order())
 
-    def _urgent_order(self) -> list[int]:
+    def _urgent_order(self) -> list[tuple[int, int, float]]:
         if self._order is None:
-            def key(i: int) -> tuple[int, float, int]:
-                tier, deadline = self.priority(i)
-                return (-tier, deadline, i)
-            self._order = sorted((i for i in self._raises if i not in self.have), key=key)
+            order = [(i, *self.priority(i)) for i in self._raises if i not in self.have]
+            order.sort(key=lambda e: (-e[1], e[2], e[0]))
+            self._order = order
         return self._order
 
     # -- peers ----------------------------------------------------------------------
@@ -181,7 +194,25 @@ class Picker:
         out.discard((index, begin))
         partial = self._partials.get(index)
         if partial is not None:
-            partial.requests[begin // self.geometry.block_size].pop(peer, None)
+            b = begin // self.geometry.block_size
+            holders = partial.requests[b]
+            if holders.pop(peer, None) is not None and not holders and not partial.received[b]:
+                partial.freed(b)
+
+    def withdraw(self, index: int) -> list[tuple[Peer, int, int]]:
+        """Take back every open request for a piece that is no longer wanted (its tier
+        fell to NONE). Blocks already received are kept. Returns ``(peer, begin,
+        length)`` of each request to cancel; nothing for a piece still wanted."""
+        partial = self._partials.get(index)
+        if partial is None or self.priority(index)[0] != NONE:
+            return []
+        cancels = []
+        for b, holders in enumerate(partial.requests):
+            begin, length = partial.blocks[b]
+            for peer in list(holders):
+                cancels.append((peer, begin, length))
+                self.request_dropped(peer, index, begin)
+        return cancels
 
     # -- picking ----------------------------------------------------------------------
 
@@ -191,14 +222,13 @@ class Picker:
             return []
         bits = self._peers[peer]
         picked: list[Block] = []
-        for index in self._urgent_order():
-            if index in bits:
-                tier, _ = self.priority(index)
-                if tier == NONE:  # raised at NONE: never requested
-                    continue
-                self._pick_from(peer, index, now, limit, picked, duplicate=tier == NOW)
-                if len(picked) >= limit:
-                    return picked
+        for index, tier, deadline in self._urgent_order():
+            if tier == NONE or index not in bits:  # raised at NONE: never requested
+                continue
+            late = tier == NOW and now >= deadline
+            self._pick_from(peer, index, now, limit, picked, duplicate=late)
+            if len(picked) >= limit:
+                return picked
         if self.prefetch:
             for index in self._normal_candidates(bits):
                 self._pick_from(peer, index, now, limit, picked, duplicate=False)
@@ -222,22 +252,34 @@ class Picker:
         if partial is None:
             partial = self._partials[index] = _Partial(self.geometry.blocks(index))
         out = self._outstanding[peer]
-        # First pass: blocks nobody has; second (NOW only): blocks held too long by others.
-        for second in (False, True):
-            if second and not duplicate:
-                return
-            for b, (begin, length) in enumerate(partial.blocks):
-                if len(picked) >= limit:
-                    return
-                if partial.received[b] or peer in partial.requests[b]:
-                    continue
-                holders = partial.requests[b]
-                if holders and (not second or
-                                max(holders.values()) > now - self.duplicate_after):
-                    continue
-                holders[peer] = now
+        requests, received, blocks = partial.requests, partial.received, partial.blocks
+        # Blocks nobody holds, from the cursor on.
+        b = partial.cursor
+        n = len(blocks)
+        while partial.num_free and b < n and len(picked) < limit:
+            if not received[b] and not requests[b]:
+                requests[b][peer] = now
+                partial.num_free -= 1
+                begin, length = blocks[b]
                 out.add((index, begin))
                 picked.append((index, begin, length))
+            b += 1
+        partial.cursor = b  # every block before b is now received or requested
+        if not duplicate:
+            return
+        # A late NOW piece: blocks others have held for duplicate_after are asked of
+        # this peer too (at most one extra holder per duplicate_after).
+        for b in range(n):
+            if len(picked) >= limit:
+                return
+            holders = requests[b]
+            if (received[b] or not holders or peer in holders
+                    or max(holders.values()) > now - self.duplicate_after):
+                continue
+            holders[peer] = now
+            begin, length = blocks[b]
+            out.add((index, begin))
+            picked.append((index, begin, length))
 
     # -- receiving --------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import trio
@@ -30,15 +31,20 @@ from .bitfield import Bitfield
 from .geometry import Geometry
 from .peer import PeerSession, connect
 from .picker import NOW, READAHEAD, Picker
+from .readahead import Readahead
 from .storage import Storage
 from .tracker import Announcer
 
 log = logging.getLogger("torrentfs.torrent")
 
-PIPELINE = 64               # block requests outstanding per peer
+PIPELINE_MIN, PIPELINE_MAX = 16, 256  # block requests outstanding per peer ...
+PIPELINE_SECONDS = 1.0      # ... sized to about this long at the peer's rate
 NOW_SLACK = 0.05            # deadline of a piece a read waits on: now + this
-READAHEAD_MIN = 4 << 20     # readahead window after a seek, bytes
+READAHEAD_MIN = 2 << 20     # readahead window after a seek, bytes
 READAHEAD_MAX = 64 << 20    # the window doubles on each contiguous read up to this
+READAHEAD_DEADLINE = 0.5    # deadline of the first readahead piece: now + this ...
+READAHEAD_STEP = 0.05       # ... and this much later for each piece after it
+RECENT_BYTES = 32 << 20     # recently verified pieces kept in memory for reads
 SNUB_AFTER = 20.0           # an unchoked peer that sends no block for this long is snubbed
 MAX_UPLOAD_QUEUE = 256      # requests a peer may have queued with us
 MAX_UNCHOKED = 8            # until a real choker exists (issue 4), serve this many peers
@@ -64,39 +70,53 @@ class _Candidate:
 
 
 class ReadHandle:
-    """An open file: remembers where the last read ended, so contiguous reads grow a
-    readahead window (READAHEAD priority, later deadlines further out) and a seek
-    shrinks it back. Its raises are its own: ``close`` drops them."""
+    """An open file. Its reads move a readahead window (``readahead.Readahead``),
+    whose pieces it raises to READAHEAD, earlier pieces first; pieces that fall out
+    of the window are dropped again, and requests for them cancelled. Its raises
+    are its own: ``close`` drops them all."""
 
     def __init__(self, torrent: "Torrent", file_index: int) -> None:
         self.torrent = torrent
         self.file_index = file_index
-        self.next_offset = 0
-        self.window = READAHEAD_MIN
+        self.readahead = Readahead(READAHEAD_MIN, READAHEAD_MAX)
         self._raised: set[int] = set()
+        # Container indexes often sit at the end of a video file: fetch the first
+        # and last pieces soon after open, at readahead priority.
+        g = torrent.geometry
+        edge = list(g.file_pieces(file_index, 0, 1))
+        length = g.file_lengths[file_index]
+        if length:
+            edge += g.file_pieces(file_index, length - 1, 1)
+        self._raise([i for i in dict.fromkeys(edge) if i not in torrent.have])
 
     def advance(self, offset: int, size: int) -> None:
         """A read of ``[offset, offset+size)`` happened: move the readahead window."""
-        if offset == self.next_offset:
-            self.window = min(self.window * 2, READAHEAD_MAX) if offset else self.window
-        else:
-            self.window = READAHEAD_MIN
-        self.next_offset = offset + size
         t = self.torrent
-        pieces = [i for i in t.geometry.file_pieces(self.file_index, self.next_offset,
-                                                      self.window) if i not in t.have]
-        stale = self._raised.difference(pieces)
+        start, length = self.readahead.advance(offset, size)
+        window = t.geometry.file_pieces(self.file_index, start, length)
+        current = set(window)
+        stale = [i for i in self._raised if i not in current]
         if stale:
+            self._raised.difference_update(stale)
             t.picker.drop(self, stale)
+            t.cancel_unwanted(stale)
+        self._raise([i for i in window if i not in self._raised and i not in t.have])
+
+    def _raise(self, pieces: list[int]) -> None:
+        if not pieces:
+            return
+        t = self.torrent
         now = trio.current_time()
         for rank, i in enumerate(pieces):
-            t.picker.raise_priority(self, (i,), READAHEAD, now + 1.0 + 0.1 * rank)
-        self._raised = set(pieces)
-        if pieces:
-            t.schedule()
+            t.picker.raise_priority(self, (i,), READAHEAD, now + READAHEAD_DEADLINE
+                                    + READAHEAD_STEP * rank)
+        self._raised.update(pieces)
+        t.schedule()
 
     def close(self) -> None:
-        self.torrent.picker.drop(self)
+        t = self.torrent
+        t.picker.drop(self)
+        t.cancel_unwanted(self._raised)
         self._raised.clear()
 
 
@@ -119,6 +139,8 @@ class Torrent:
         self._connecting: set[tuple[str, int]] = set()
         self.candidates: dict[tuple[str, int], _Candidate] = {}
         self._buffers: dict[int, bytearray] = {}
+        self._recent: OrderedDict[int, bytearray] = OrderedDict()  # verified, in memory
+        self._recent_bytes = 0
         self._events: dict[int, trio.Event] = {}
         self._verifying: set[int] = set()
         self._hash_fails: dict[bytes, int] = {}
@@ -161,6 +183,9 @@ class Torrent:
                 await nursery.start(self.announcer.run)
                 task_status.started()
         finally:
+            log.info("totals: downloaded %d bytes, uploaded %d, wasted %d; %d of %d "
+                     "pieces verified", self.downloaded, self.uploaded, self.wasted,
+                     self.have.count, self.have.size)
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(self._save_resume_and_close)
 
@@ -317,7 +342,7 @@ class Torrent:
         got = self.picker.block_received(s, index, begin, n)
         if not got.new:
             self.wasted += n
-            self._fill(s)
+            self._fill(s, batch=True)
             return
         buf = self._buffers.get(index)
         if buf is None:
@@ -329,7 +354,7 @@ class Torrent:
         if got.piece_complete:
             self._verifying.add(index)
             self._nursery.start_soon(self._verify, index)
-        self._fill(s)
+        self._fill(s, batch=True)
 
     def _on_Request(self, s: PeerSession, msg: wire.Request) -> None:
         ok = (not s.am_choking and msg.index in self.have
@@ -360,15 +385,30 @@ class Torrent:
         elif not interesting and s.am_interested:
             s.send(wire.NotInterested())
 
-    def _fill(self, s: PeerSession) -> None:
-        """Top up the peer's request pipeline with the most urgent blocks it has."""
+    def _pipeline(self, s: PeerSession, now: float) -> int:
+        """How many requests to keep outstanding with a peer: about PIPELINE_SECONDS
+        of its measured rate, within bounds."""
+        blocks = int(s.down.rate(now) * PIPELINE_SECONDS) // self.geometry.block_size
+        return max(PIPELINE_MIN, min(PIPELINE_MAX, blocks))
+
+    def _fill(self, s: PeerSession, batch: bool = False) -> None:
+        """Top up the peer's request pipeline with the most urgent blocks it has.
+        With ``batch``, only once it has drained to half (fewer, larger picks)."""
         if s.peer_choking or s.closed or not s.registered:
             return
-        want = PIPELINE - self.picker.outstanding(s)
-        if want <= 0:
+        now = trio.current_time()
+        pipeline = self._pipeline(s, now)
+        outstanding = self.picker.outstanding(s)
+        if outstanding >= pipeline or (batch and outstanding > pipeline // 2):
             return
-        for index, begin, length in self.picker.pick(s, trio.current_time(), want):
+        for index, begin, length in self.picker.pick(s, now, pipeline - outstanding):
             s.send(wire.Request(index, begin, length))
+
+    def cancel_unwanted(self, pieces) -> None:
+        """Cancel open requests for pieces nobody wants any more (a reader moved on)."""
+        for index in pieces:
+            for peer, begin, length in self.picker.withdraw(index):
+                peer.send(wire.Cancel(index, begin, length))
 
     def schedule(self, skip: PeerSession | None = None) -> None:
         """Priorities changed or requests were freed: let every unchoked peer pick,
@@ -391,6 +431,7 @@ class Torrent:
             self._verifying.discard(index)
         if ok:
             self.picker.piece_verified(index)
+            self._remember(index, buf)
             self._resume_dirty = True
             event = self._events.pop(index, None)
             if event is not None:
@@ -412,6 +453,28 @@ class Torrent:
                 for peer in culprits:
                     self._hash_failed(peer)
         self.schedule()
+
+    def _remember(self, index: int, data: bytearray) -> None:
+        """Keep a just-verified piece in memory: the next reads are likely in it."""
+        self._recent[index] = data
+        self._recent_bytes += len(data)
+        while self._recent_bytes > RECENT_BYTES and len(self._recent) > 1:
+            _, old = self._recent.popitem(last=False)
+            self._recent_bytes -= len(old)
+
+    def _read_recent(self, start: int, size: int, pieces: range) -> bytes | None:
+        """The bytes from memory if every piece of the range is there, else None."""
+        recent = self._recent
+        if not all(i in recent for i in pieces):
+            return None
+        g = self.geometry
+        parts = []
+        for i in pieces:
+            base = g.piece_offset(i)
+            lo = max(start, base) - base
+            hi = min(start + size, base + g.piece_size(i)) - base
+            parts.append(memoryview(recent[i])[lo:hi])
+        return parts[0].tobytes() if len(parts) == 1 else b"".join(parts)
 
     def _hash_failed(self, s: PeerSession) -> None:
         n = self._hash_fails.get(s.peer_id, 0) + 1
@@ -479,6 +542,9 @@ class Torrent:
         missing = self.have.missing(pieces)
         if missing:
             await self._wait_for(missing)
+        data = self._read_recent(start, size, pieces)
+        if data is not None:
+            return data
         return await trio.to_thread.run_sync(self.storage.read, start, size)
 
     async def _wait_for(self, pieces: list[int]) -> None:

@@ -158,14 +158,16 @@ def cmd_seed(args):
         h.set_upload_limit(args.upload_rate)  # per torrent: applies on loopback too
     has_trackers = bool(h.torrent_file().trackers())
 
-    announced = False
+    announced = reannounced = False
     deadline = time.monotonic() + CHECK_TIMEOUT_S
     seeding_since = None
     while not flag.stop:
         ses.wait_for_alert(200)
         for a in log_alerts(ses):
-            if isinstance(a, lt.tracker_reply_alert) and seeding_since is not None:
-                announced = True  # an announce made as a seed (left=0)
+            if isinstance(a, lt.tracker_reply_alert):
+                # libtorrent announces only once the data is checked, so
+                # with complete data this is an announce as a seed (left=0).
+                announced = True
             if isinstance(a, (lt.torrent_error_alert, lt.file_error_alert)):
                 raise SystemExit(f"seed failed: {a.message()}")
         s = h.status()
@@ -174,10 +176,12 @@ def cmd_seed(args):
         if s.is_seeding and seeding_since is None:
             seeding_since = time.monotonic()
             log("data checked, seeding")
-            if has_trackers:
-                h.force_reannounce()
         if seeding_since is not None:
             waited = time.monotonic() - seeding_since
+            if has_trackers and not announced and not reannounced and waited > 2:
+                log("no tracker reply yet, reannouncing")
+                h.force_reannounce(0, -1, lt.reannounce_flags_t.ignore_min_interval)
+                reannounced = True
             if announced or not has_trackers or waited > ANNOUNCE_WAIT_S:
                 break
         elif time.monotonic() > deadline:
@@ -218,13 +222,15 @@ def cmd_leech(args):
     deadline = time.monotonic() + args.timeout
     last_log = last_connect = time.monotonic()
     connect_peers()
-    rechecking = False
+    rechecking = rechecked = False
     while time.monotonic() < deadline and not flag.stop:
         ses.wait_for_alert(200)
         for a in log_alerts(ses):
             if isinstance(a, (lt.torrent_error_alert, lt.file_error_alert)):
                 log(f"FAILED: {a.message()}")
                 return 1
+            if isinstance(a, lt.torrent_checked_alert) and rechecking:
+                rechecked = True
         s = h.status()
         now = time.monotonic()
         if s.is_seeding and s.num_pieces == n and s.state == lt.torrent_status.seeding:
@@ -232,9 +238,10 @@ def cmd_leech(args):
                 log("download complete; rechecking the data on disk")
                 h.force_recheck()
                 rechecking = True
-                continue
-            log(f"complete and verified: {status_line(h)}")
-            return 0
+            elif rechecked:
+                log(f"complete and verified: {status_line(h)}")
+                return 0
+            continue
         if args.peer and s.num_peers == 0 and now - last_connect >= 2:
             last_connect = now
             connect_peers()
