@@ -311,32 +311,67 @@ def child_pid(pid: int) -> int | None:
     return int(kids[0]) if kids else None
 
 
-def peer_bytes(pid: int, seeder_ips: list[str]) -> dict[str, int]:
-    """Bytes received so far on each established TCP connection of `pid` to a
-    seeder, by seeder IP (from `ss -tnpi`)."""
+def tcp_received(pid: int, ips: list[str]) -> dict[tuple[str, str], int]:
+    """Bytes received so far on each established TCP connection of `pid` to one of
+    `ips`, keyed by (local, peer) endpoint (from `ss -tnpi`)."""
     try:
         r = subprocess.run(["ss", "-tnpiH", "state", "established"], capture_output=True,
                            text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return {}
-    found: dict[str, int] = {}
+    found: dict[tuple[str, str], int] = {}
     current = None
     for line in r.stdout.splitlines():
         if line and not line[0].isspace():
             current = None
-            if f"pid={pid}," not in line:
-                continue
-            parts = line.split()
-            # Recv-Q Send-Q Local:Port Peer:Port Process
-            peer_ip = parts[3].rsplit(":", 1)[0] if len(parts) >= 4 else ""
-            if peer_ip in seeder_ips:
-                current = peer_ip
-                found.setdefault(peer_ip, 0)
+            parts = line.split()  # Recv-Q Send-Q Local:Port Peer:Port Process
+            if f"pid={pid}," in line and len(parts) >= 4 \
+                    and parts[3].rsplit(":", 1)[0] in ips:
+                current = (parts[2], parts[3])
+                found[current] = 0
         elif current is not None:
             m = re.search(r"bytes_received:(\d+)", line)
             if m:
-                found[current] += int(m.group(1))
+                found[current] = int(m.group(1))
     return found
+
+
+class PeerSampler:
+    """Samples, every 0.25 s in a thread, how many bytes `pid` has received on each
+    TCP connection to a seeder; by_ip() adds up the most seen per connection."""
+
+    def __init__(self, pid: int, ips: list[str], interval: float = 0.25):
+        self.pid, self.ips, self.interval = pid, ips, interval
+        self.conns: dict[tuple[str, str], int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def sample(self) -> None:
+        for key, n in tcp_received(self.pid, self.ips).items():
+            self.conns[key] = max(n, self.conns.get(key, 0))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def stop(self) -> dict[str, int]:
+        self._stop.set()
+        self._thread.join(15)
+        self.sample()
+        return self.by_ip()
+
+    def by_ip(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for (_, peer), n in self.conns.items():
+            ip = peer.rsplit(":", 1)[0]
+            out[ip] = out.get(ip, 0) + n
+        return dict(sorted(out.items()))
+
+
+def senders(by_ip: dict[str, int]) -> int:
+    """How many seeders sent at least 1 MiB."""
+    return sum(1 for n in by_ip.values() if n >= 1 << 20)
 
 
 # ------------------------------------------------------------------ the swarm
@@ -413,6 +448,12 @@ class Mount:
     def peak_rss_mib(self) -> float | None:
         return self.sampler.peak_kib / 1024 if self.sampler and self.sampler.samples else None
 
+    def keep_log(self) -> None:
+        """Copy the filesystem's own log out of its cache before the cache goes."""
+        for src in self.cache.glob(self.own_log):
+            with contextlib.suppress(OSError):
+                shutil.copyfile(src, self.log_path.with_suffix(".fs.log"))
+
     def mounted(self) -> bool:
         with open("/proc/self/mountinfo") as f:
             return any(line.split()[4] == str(self.mnt) for line in f)
@@ -423,6 +464,7 @@ class Mount:
 
     def close(self) -> None:
         """Unmount and stop everything of this mount, bounded; lazily if wedged."""
+        self.keep_log()  # btfs deletes its folder, log included, when it unmounts
         try:
             if self.wedged:
                 self.abort()
@@ -437,6 +479,7 @@ class Mount:
                 self.sampler.stop()
             self.worker.stop()
             self.lazy_unmount()
+            self.keep_log()
             shutil.rmtree(self.cache, ignore_errors=True)
             with contextlib.suppress(OSError):
                 self.mnt.rmdir()
@@ -444,6 +487,7 @@ class Mount:
 
 class TorrentfsMount(Mount):
     system = "torrentfs"
+    own_log = "*/torrentfs.log"
 
     def start(self, torrent: Path, top: str, name: str, size: int, timeout: float) -> None:
         t0 = time.monotonic()
@@ -505,6 +549,7 @@ class TorrentfsMount(Mount):
 
 class BtfsMount(Mount):
     system = "btfs"
+    own_log = "btfs-*/log.txt"  # btfs's alert log, in its btfs-XXXXXX folder
 
     def start(self, torrent: Path, top: str, name: str, size: int, timeout: float) -> None:
         # -f: stay in the foreground, so the process we start is the filesystem.
@@ -533,9 +578,10 @@ class BtfsMount(Mount):
             if r.returncode != 0:
                 raise BenchError(f"fusermount3 -u: {r.stderr.strip()}")
         try:
-            self.proc.wait(30)
+            self.proc.wait(15)
         except subprocess.TimeoutExpired:
-            say("btfs still running 30 s after its unmount; killing it")
+            say("btfs still running 15 s after its unmount; killing it")
+            self.slow_exit = True
             self.abort()
 
     def abort(self) -> None:
@@ -644,16 +690,11 @@ class Bench:
 
         def sequential(m: Mount) -> None:
             progress = {"progress": 0, "elapsed": 0.0}
-            peers_mid: dict[str, int] = {}
-
-            def on_progress(msg: dict) -> None:
-                progress.update(msg)
-                if not peers_mid and msg["progress"] >= self.size // 2:
-                    peers_mid.update(peer_bytes(m.pid, self.seeder_ips))
             cpu0 = cpu_seconds(m.pid)
+            peers = PeerSampler(m.pid, self.seeder_ips)
             m.worker.send(op="seq", path=big(m), chunk=SEQ_CHUNK, budget=a.seq_budget)
             try:
-                r = m.worker.recv(a.seq_budget + a.read_timeout, on_progress)
+                r = m.worker.recv(a.seq_budget + a.read_timeout, progress.update)
             except Timeout:
                 # a read wedged: report what was read until then, marked partial
                 res["seq_partial"] = True
@@ -661,8 +702,10 @@ class Bench:
                 res["seq_MBps"] = (progress["progress"] / progress["elapsed"] / 1e6
                                    if progress["elapsed"] else "timeout")
                 raise
+            finally:
+                res["peer_bytes"] = by_ip = peers.stop()
+                res["peers"] = senders(by_ip)
             cpu1 = cpu_seconds(m.pid)
-            peers_end = peer_bytes(m.pid, self.seeder_ips)
             secs = r["t1"] - r["t0"]
             res["seq_bytes"] = r["bytes"]
             res["seq_s"] = secs
@@ -676,9 +719,6 @@ class Bench:
             if cpu0 is not None and cpu1 is not None and r["bytes"]:
                 res["cpu_s"] = cpu1 - cpu0
                 res["cpu_s_per_GiB"] = (cpu1 - cpu0) / (r["bytes"] / (1 << 30))
-            res["peers_mid_read"] = peers_mid
-            res["peer_bytes_end"] = peers_end
-            res["peers"] = sum(1 for n in (peers_end or peers_mid).values() if n > 0)
         self.measure(system, res, ["seq_MBps", "cpu_s_per_GiB"], "sequential", sequential)
 
         def ffprobe(m: Mount) -> None:
@@ -728,6 +768,7 @@ class Bench:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True, env=child_env())
         sampler = RssSampler(proc.pid)
+        peer_sampler = PeerSampler(proc.pid, self.seeder_ips)
         cpu0 = cpu_seconds(proc.pid) or 0.0
 
         def reader() -> None:
@@ -748,11 +789,11 @@ class Bench:
                 proc.kill()
                 proc.wait(10)
             sampler.stop()
+            res["peer_bytes"] = by_ip = peer_sampler.stop()
+            res["peers"] = senders(by_ip)
             th.join(5)
             shutil.rmtree(save, ignore_errors=True)
         (self.tmp / f"lt-download-{run_no}.log").write_text("\n".join(l for _, l in lines))
-        peers = [int(m.group(1)) for _, l in lines for m in [re.search(r"peers=(\d+)", l)] if m]
-        res["peers"] = max(peers) if peers else None
         res["peak_rss_mib"] = sampler.peak_kib / 1024 if sampler.samples else None
         if "t" in done:
             secs = done["t"] - t0
@@ -816,7 +857,7 @@ ROWS = [  # (label, key, better, format)
     ("sequential read, MB/s", "seq_MBps", "higher", "{:.1f}"),
     ("CPU s per GiB read (fs process)", "cpu_s_per_GiB", "lower", "{:.2f}"),
     ("peak RssAnon, MiB", "peak_rss_mib", "lower", "{:.1f}"),
-    ("seeders sending data (seq read)", "peers", "", "{:.0f}"),
+    ("seeders that sent >= 1 MiB (seq read)", "peers", "", "{:.0f}"),
     ("ffprobe of the video (cold), s", "ffprobe_s", "lower", "{:.2f}"),
     ("ffmpeg -ss 40, 1 frame (cold), s", "seek_s", "lower", "{:.2f}"),
     ("RssAnon after mounting {big} GiB torrent, MiB", "big_rss_mib", "lower", "{:.1f}"),
@@ -875,7 +916,7 @@ def table(summary: dict, args) -> str:
             cells.append(fmt(v, spec, key == "seq_MBps" and summary.get(s, {}).get("seq_partial")))
         a, b = summary.get("torrentfs", {}).get(key), summary.get("btfs", {}).get(key)
         if better and isinstance(a, (int, float)) and isinstance(b, (int, float)) and b:
-            ratio = f"{a / b:.2f}"
+            ratio = f"{a / b:.2g}" if a / b < 0.1 else f"{a / b:.2f}"
             if key == "seq_MBps" and summary["btfs"].get("seq_partial"):
                 ratio += " (vs partial)"
         elif better and isinstance(b, str) and isinstance(a, (int, float)):
@@ -955,6 +996,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="bound on a mount becoming ready, s (60)")
     ap.add_argument("--ff-timeout", type=float, default=90.0,
                     help="bound on one ffprobe/ffmpeg run, s (90)")
+    ap.add_argument("--no-netns", action="store_true",
+                    help="do not run in a loopback-only network namespace of its own")
     ap.add_argument("--keep", metavar="DIR",
                     help="work in DIR and keep it (logs, payload) instead of a temp dir")
     args = ap.parse_args(argv)
@@ -967,26 +1010,46 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def isolate_network(argv: list[str]) -> None:
+    """Re-exec this script in a new network namespace whose only interface is
+    loopback (unshare --net), unless already there or --no-netns. btfs's libtorrent
+    listens on every interface and turns on LSD multicast and DHT: inside the
+    namespace nothing of the benchmark can reach any other host, and nothing
+    outside (another swarm on this machine's loopback) can reach it."""
+    if os.environ.get("TORRENTFS_BENCH_NETNS") == "1" or "--no-netns" in argv:
+        return
+    if shutil.which("unshare") is None:
+        raise SystemExit("bench: unshare (util-linux) is needed, or pass --no-netns")
+    env = dict(os.environ, TORRENTFS_BENCH_NETNS="1")
+    os.execvpe("unshare", ["unshare", "--net", "--", "sh", "-c",
+                           'ip link set lo up && exec "$0" "$@"',
+                           sys.executable, os.path.abspath(__file__), *argv], env)
+
+
 def _terminate(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    isolate_network(sys.argv[1:] if argv is None else argv)
     # SIGTERM/SIGHUP unwind like Ctrl-C, so every finally block stops what it started.
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
     t_start = time.monotonic()
-    command = os.environ.get("TORRENTFS_BENCH_COMMAND", "").strip() or \
-        shlex.join([sys.executable, *sys.argv])
+    argv0 = os.environ.get("TORRENTFS_BENCH_ARGV0") or shlex.join([sys.executable, sys.argv[0]])
+    command = " ".join([argv0, shlex.join(sys.argv[1:])]).strip()
     info = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "machine": machine(), "versions": versions(),
+            "load_before": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+            "netns": os.environ.get("TORRENTFS_BENCH_NETNS") == "1",
             "config": {k: v for k, v in vars(args).items()}}
     print(f"command:  {command}")
     mc = info["machine"]
     print(f"machine:  nproc={mc['nproc']}, {mc['kernel']}, {mc['cpu']}, {mc['memory']} RAM")
     v = info["versions"]
     print(f"versions: torrentfs {v['torrentfs']}; btfs {v['btfs']}; libtorrent {v['libtorrent']}")
+    print(f"load:     {info['load_before']} (1/5/15-min load average before the run)")
     print(f"swarm:    {args.seeders} libtorrent seeders (TCP, no uTP), "
           f"upload cap {args.rate or 'none'} B/s each; big file {args.size} MiB, "
           f"pieces {args.piece_size} KiB; runs {args.runs}", flush=True)
@@ -1050,12 +1113,13 @@ def main(argv: list[str] | None = None) -> int:
         for r_no, r in enumerate(runs, 1):
             for note in r.get(system, {}).get("notes", []):
                 print(f"note: {system} run {r_no}: {note}")
-            if "peer_bytes_end" in r.get(system, {}):
-                pb = r[system]["peer_bytes_end"]
+            if "peer_bytes" in r.get(system, {}):
+                pb = r[system]["peer_bytes"]
                 tot = sum(pb.values()) or 1
-                share = ", ".join(f"{ip} {100 * n / tot:.0f}%" for ip, n in sorted(pb.items()))
-                print(f"{system} run {r_no}: bytes by seeder during the sequential mount: "
-                      f"{share or 'no seeder connection at the end'}")
+                share = ", ".join(f"{ip} {n / 1e6:.0f} MB ({100 * n / tot:.0f}%)"
+                                  for ip, n in pb.items())
+                print(f"{system} run {r_no}: received from each seeder during the "
+                      f"sequential read: {share or 'no TCP connection to a seeder seen'}")
     print(f"total time: {elapsed:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(

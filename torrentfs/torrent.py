@@ -124,7 +124,8 @@ class Torrent:
     def __init__(self, meta, folder: str | os.PathLike, *, peer_id: bytes | None = None,
                  port: int = 0, listen_host: str = "0.0.0.0", peers=(),
                  prefetch: bool = False, max_peers: int = 50,
-                 read_timeout: float | None = None, announce: bool = True) -> None:
+                 read_timeout: float | None = None, announce: bool = True,
+                 listen: bool = True, offload=trio.to_thread.run_sync) -> None:
         self.meta = meta
         self.geometry = Geometry(meta.piece_length, tuple(f.length for f in meta.files))
         self.storage = Storage(folder, meta, self.geometry)
@@ -135,6 +136,9 @@ class Torrent:
         self.listen_host = listen_host
         self.max_peers = max_peers
         self.read_timeout = read_timeout
+        self.listen = listen
+        # How blocking storage work runs: in a worker thread (tests may run it inline).
+        self._offload = offload
         self.sessions: dict[tuple[str, int], PeerSession] = {}
         self._connecting: set[tuple[str, int]] = set()
         self.candidates: dict[tuple[str, int], _Candidate] = {}
@@ -165,8 +169,8 @@ class Torrent:
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Serve the torrent until cancelled. Ready (``task_status.started``) once
         storage is open and the listener is bound."""
-        await trio.to_thread.run_sync(self.storage.open)
-        resumed = await trio.to_thread.run_sync(self.storage.load_resume)
+        await self._offload(self.storage.open)
+        resumed = await self._offload(self.storage.load_resume)
         for i in resumed:
             self.picker.piece_verified(i)
         if resumed.count:
@@ -174,10 +178,11 @@ class Torrent:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                listeners = await trio.open_tcp_listeners(self.port, host=self.listen_host)
-                self.port = listeners[0].socket.getsockname()[1]
-                log.info("listening on port %d", self.port)
-                nursery.start_soon(trio.serve_listeners, self._handle_incoming, listeners)
+                if self.listen:
+                    listeners = await trio.open_tcp_listeners(self.port, host=self.listen_host)
+                    self.port = listeners[0].socket.getsockname()[1]
+                    log.info("listening on port %d", self.port)
+                    nursery.start_soon(trio.serve_listeners, self._handle_incoming, listeners)
                 nursery.start_soon(self._connector)
                 nursery.start_soon(self._ticker)
                 await nursery.start(self.announcer.run)
@@ -187,7 +192,7 @@ class Torrent:
                      "pieces verified", self.downloaded, self.uploaded, self.wasted,
                      self.have.count, self.have.size)
             with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(self._save_resume_and_close)
+                await self._offload(self._save_resume_and_close)
 
     def _save_resume_and_close(self) -> None:
         try:
@@ -238,11 +243,9 @@ class Torrent:
                 cand.next_try = trio.current_time() + min(15 * 2 ** cand.failures, 600)
                 log.debug("connect %s:%d failed: %s", *addr, e)
                 return
-            session = self._new_session(stream, addr, outgoing=True)
-            self.sessions[addr] = session
         finally:
             self._connecting.discard(addr)
-        await session.run()
+        session = await self.attach(stream, addr)
         if session.connected_at and trio.current_time() - session.connected_at > 60:
             cand.failures = 0
         cand.next_try = trio.current_time() + 15 * 2 ** min(cand.failures, 5)
@@ -252,6 +255,14 @@ class Torrent:
         conn = wire.PeerConnection(self.meta.info_hash, self.peer_id,
                                    num_pieces=self.geometry.num_pieces)
         return PeerSession(self, stream, addr, conn, outgoing=outgoing)
+
+    async def attach(self, stream: trio.abc.Stream, addr: tuple[str, int]) -> PeerSession:
+        """Run a peer session we started over ``stream`` (any trio stream) until it
+        ends; returns it, closed."""
+        session = self._new_session(stream, addr, outgoing=True)
+        self.sessions[addr] = session
+        await session.run()
+        return session
 
     async def _handle_incoming(self, stream: trio.SocketStream) -> None:
         try:
@@ -422,7 +433,7 @@ class Torrent:
     async def _verify(self, index: int) -> None:
         buf = self._buffers.pop(index)
         try:
-            ok = await trio.to_thread.run_sync(self.storage.verify_and_write, index, buf,
+            ok = await self._offload(self.storage.verify_and_write, index, buf,
                                                limiter=self._hash_limiter)
         except OSError as e:
             log.error("cannot write piece %d: %s", index, e)
@@ -500,14 +511,14 @@ class Torrent:
             if self._resume_dirty and now - last_save > RESUME_EVERY:
                 self._resume_dirty = False
                 last_save = now
-                await trio.to_thread.run_sync(self.storage.save_resume, self.have)
+                await self._offload(self.storage.save_resume, self.have)
 
     # -- uploading --------------------------------------------------------------------
 
     async def _serve(self, s: PeerSession, req: wire.Request) -> None:
         try:
             stream_offset = self.geometry.piece_offset(req.index) + req.begin
-            data = await trio.to_thread.run_sync(self.storage.read, stream_offset, req.length)
+            data = await self._offload(self.storage.read, stream_offset, req.length)
         except OSError as e:
             log.warning("cannot read piece %d for upload: %s", req.index, e)
             return
@@ -545,7 +556,7 @@ class Torrent:
         data = self._read_recent(start, size, pieces)
         if data is not None:
             return data
-        return await trio.to_thread.run_sync(self.storage.read, start, size)
+        return await self._offload(self.storage.read, start, size)
 
     async def _wait_for(self, pieces: list[int]) -> None:
         owner = object()
