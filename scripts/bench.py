@@ -1052,7 +1052,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load:     {info['load_before']} (1/5/15-min load average before the run)")
     print(f"swarm:    {args.seeders} libtorrent seeders (TCP, no uTP), "
           f"upload cap {args.rate or 'none'} B/s each; big file {args.size} MiB, "
-          f"pieces {args.piece_size} KiB; runs {args.runs}", flush=True)
+          f"pieces {args.piece_size} KiB; runs {args.runs}; "
+          + ("in a loopback-only network namespace of its own" if info["netns"]
+             else "in the machine's network namespace"), flush=True)
 
     with contextlib.ExitStack() as stack:
         if args.keep:
