@@ -46,6 +46,8 @@ class Rate:
         self._rate = 0.0
         self._last: float | None = None
 
+    STEP = 0.05  # decay at most this often: cheap enough to call per block
+
     def add(self, n: int, now: float) -> None:
         self._decay(now)
         self.total += n
@@ -56,9 +58,11 @@ class Rate:
         return self._rate
 
     def _decay(self, now: float) -> None:
-        if self._last is not None and now > self._last:
+        if self._last is None:
+            self._last = now
+        elif now - self._last >= self.STEP:
             self._rate *= math.exp(-(now - self._last) / self.window)
-        self._last = now
+            self._last = now
 
 
 class PeerSession:
@@ -197,14 +201,17 @@ class PeerSession:
                     return
         self.close_reason = f"peer silent for {IDLE_TIMEOUT:.0f} s"
 
+    def keep_alive(self, now: float) -> None:
+        """Send a keep-alive if we have sent nothing for KEEPALIVE_EVERY seconds
+        (the swarm calls this from its ticker)."""
+        if now - self.last_sent >= KEEPALIVE_EVERY and not self._out:
+            self.send(wire.KeepAlive())
+
     async def _sender(self) -> None:
         while True:
             if not self._out:
                 self._wake = trio.Event()
-                with trio.move_on_after(KEEPALIVE_EVERY):
-                    await self._wake.wait()
-                if not self._out:
-                    self._out += self.conn.send(wire.KeepAlive())
+                await self._wake.wait()
             data, self._out = self._out, bytearray()
             await self.stream.send_all(data)
             self.last_sent = trio.current_time()

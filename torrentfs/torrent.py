@@ -41,10 +41,10 @@ PIPELINE_MIN, PIPELINE_MAX = 16, 256  # block requests outstanding per peer ...
 PIPELINE_SECONDS = 1.0      # ... sized to about this long at the peer's rate
 NOW_SLACK = 0.05            # deadline of a piece a read waits on: now + this
 READAHEAD_MIN = 2 << 20     # readahead window after a seek, bytes
-READAHEAD_MAX = 64 << 20    # the window doubles on each contiguous read up to this
+READAHEAD_MAX = 32 << 20    # the window doubles on each contiguous read up to this
 READAHEAD_DEADLINE = 0.5    # deadline of the first readahead piece: now + this ...
 READAHEAD_STEP = 0.05       # ... and this much later for each piece after it
-RECENT_BYTES = 32 << 20     # recently verified pieces kept in memory for reads
+RECENT_BYTES = 40 << 20     # verified pieces kept in memory until first read
 SNUB_AFTER = 20.0           # an unchoked peer that sends no block for this long is snubbed
 MAX_UPLOAD_QUEUE = 256      # requests a peer may have queued with us
 MAX_UNCHOKED = 8            # until a real choker exists (issue 4), serve this many peers
@@ -474,18 +474,26 @@ class Torrent:
             self._recent_bytes -= len(old)
 
     def _read_recent(self, start: int, size: int, pieces: range) -> bytes | None:
-        """The bytes from memory if every piece of the range is there, else None."""
+        """The bytes from memory if every piece of the range is there, else None.
+        A piece read to its end is let go: the kernel's page cache serves it again
+        (``keep_cache``), so memory holds what readers have not reached yet."""
         recent = self._recent
         if not all(i in recent for i in pieces):
             return None
         g = self.geometry
         parts = []
+        end = start + size
         for i in pieces:
             base = g.piece_offset(i)
+            piece_end = base + g.piece_size(i)
             lo = max(start, base) - base
-            hi = min(start + size, base + g.piece_size(i)) - base
+            hi = min(end, piece_end) - base
             parts.append(memoryview(recent[i])[lo:hi])
-        return parts[0].tobytes() if len(parts) == 1 else b"".join(parts)
+        data = parts[0].tobytes() if len(parts) == 1 else b"".join(parts)
+        for i in pieces:
+            if end >= g.piece_offset(i) + g.piece_size(i):
+                self._recent_bytes -= len(recent.pop(i))
+        return data
 
     def _hash_failed(self, s: PeerSession) -> None:
         n = self._hash_fails.get(s.peer_id, 0) + 1
@@ -502,6 +510,7 @@ class Torrent:
             await trio.sleep(1.0)
             now = trio.current_time()
             for s in list(self.sessions.values()):
+                s.keep_alive(now)
                 if (not s.peer_choking and self.picker.outstanding(s)
                         and now - s.last_block > SNUB_AFTER):
                     log.info("%r snubbed us: its requests go to others", s)
