@@ -781,3 +781,37 @@ def test_random_operations_keep_the_books(ops, prefetch):
     # availability equals the count of present peers having each piece
     for i in range(4):
         assert p.availability[i] == sum(1 for bits in p._peers.values() if i in bits)
+
+
+# -- withdrawing abandoned pieces ------------------------------------------------------
+
+
+def test_withdraw_gives_up_an_unwanted_piece_and_its_requests():
+    p = make("00", blocks=4)
+    seed(p, "a")
+    p.raise_priority("h", [0], READAHEAD, 1.0)
+    taken = p.pick("a", 0.0, 3)
+    deliver(p, "a", taken[0])
+    assert p.withdraw(0) is None  # still wanted: nothing given up
+    p.drop("h")
+    cancels = p.withdraw(0)
+    assert sorted(cancels) == [("a", B, B), ("a", 2 * B, B)]
+    assert p.outstanding("a") == 0
+    assert p.contributors(0) == set()  # received blocks forgotten too
+    check_consistent(p)
+    # A late answer to a cancelled request changes nothing.
+    assert not p.block_received("a", 0, B, B).new
+    # Wanted again later: fetched from scratch.
+    p.raise_priority("h2", [0], NOW, 2.0)
+    assert len(p.pick("a", 3.0, 10)) == 4
+
+
+def test_withdraw_leaves_a_complete_piece_alone():
+    p = make("0", blocks=2)
+    seed(p, "a")
+    p.raise_priority("h", [0], READAHEAD, 1.0)
+    for blk in p.pick("a", 0.0, 2):
+        deliver(p, "a", blk)
+    p.drop("h")
+    assert p.withdraw(0) is None  # being verified: keep it
+    assert p.contributors(0) == {"a"}

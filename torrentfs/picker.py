@@ -199,19 +199,19 @@ class Picker:
             if holders.pop(peer, None) is not None and not holders and not partial.received[b]:
                 partial.freed(b)
 
-    def withdraw(self, index: int) -> list[tuple[Peer, int, int]]:
-        """Take back every open request for a piece that is no longer wanted (its tier
-        fell to NONE). Blocks already received are kept. Returns ``(peer, begin,
-        length)`` of each request to cancel; nothing for a piece still wanted."""
+    def withdraw(self, index: int) -> list[tuple[Peer, int, int]] | None:
+        """Give up a piece in progress that is no longer wanted (its tier fell to
+        NONE) and is not complete: its open requests are taken back and its received
+        blocks forgotten, so abandoned pieces hold no memory. Returns ``(peer, begin,
+        length)`` of each request to cancel, or None if nothing was given up."""
         partial = self._partials.get(index)
-        if partial is None or self.priority(index)[0] != NONE:
-            return []
+        if partial is None or partial.complete or self.priority(index)[0] != NONE:
+            return None
         cancels = []
         for b, holders in enumerate(partial.requests):
             begin, length = partial.blocks[b]
-            for peer in list(holders):
-                cancels.append((peer, begin, length))
-                self.request_dropped(peer, index, begin)
+            cancels.extend((peer, begin, length) for peer in holders)
+        self._forget_partial(index)
         return cancels
 
     # -- picking ----------------------------------------------------------------------

@@ -416,9 +416,14 @@ class Torrent:
             s.send(wire.Request(index, begin, length))
 
     def cancel_unwanted(self, pieces) -> None:
-        """Cancel open requests for pieces nobody wants any more (a reader moved on)."""
+        """Give up pieces in progress that nobody wants any more (a reader moved on):
+        cancel their requests and free their buffers."""
         for index in pieces:
-            for peer, begin, length in self.picker.withdraw(index):
+            cancels = self.picker.withdraw(index)
+            if cancels is None:
+                continue
+            self._buffers.pop(index, None)
+            for peer, begin, length in cancels:
                 peer.send(wire.Cancel(index, begin, length))
 
     def schedule(self, skip: PeerSession | None = None) -> None:
