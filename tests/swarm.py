@@ -620,3 +620,34 @@ def transmission_seeder(torrent_path: Path | str, data_dir: Path | str,
                 except TimeoutError as e:
                     warnings.warn(f"transmission has not announced yet: {e}")
             yield Peer(ip=netns_host.ns_ip, port=port, proc=proc, log_path=log_path)
+
+
+def transmission_download(torrent_path: Path | str, save_dir: Path | str,
+                          netns_host: NetnsHost, port: int = 51414, *,
+                          workdir: Path | str | None = None,
+                          timeout: float = 120.0) -> str:
+    """Download with transmission-cli 3.00 inside `netns_host` into `save_dir`,
+    finding peers through the torrent's trackers (which must be reachable from the
+    namespace). Returns once it says it is seeding (it verified every piece); raises
+    TimeoutError with its log's tail if that takes longer than `timeout`. The process
+    is always stopped. Returns the log text."""
+    Path(save_dir).mkdir(parents=True, exist_ok=True)
+    with _workdir(workdir, "transmission-dl-") as wd:
+        config = wd / "transmission-config"
+        if config.exists():
+            shutil.rmtree(config)
+        config.mkdir()
+        settings = dict(TRANSMISSION_SETTINGS, **{
+            "peer-port": port, "bind-address-ipv4": netns_host.ns_ip,
+            "download-dir": str(save_dir)})
+        (config / "settings.json").write_text(json.dumps(settings, indent=1))
+        log_path = wd / "transmission.log"
+        argv = netns_host.argv(["stdbuf", "-o0",
+                                "transmission-cli", "--config-dir", str(config),
+                                "--download-dir", str(save_dir), "--port", str(port),
+                                "--encryption-tolerated", "--no-portmap",
+                                "--no-downlimit", "--no-uplimit", str(torrent_path)])
+        with _running(argv, log_path) as proc:
+            _wait_ready(proc, "transmission-cli download", log_path,
+                        lambda: b"Seeding, uploading" in log_path.read_bytes(), timeout)
+            return log_path.read_text(errors="replace")

@@ -288,6 +288,56 @@ def _daemonise(meta, mountpoint: str, folder: Path, args) -> int:
         os._exit(code)
 
 
+def cmd_seed(args) -> int:
+    """Verify the data in DATA_DIR and serve it to the swarm until interrupted."""
+    import trio
+    from .torrent import Torrent
+    meta = load_torrent(args.torrent)
+    data_dir = Path(args.data_dir)
+    if not data_dir.is_dir():
+        raise CliError(f"{args.data_dir}: no such directory")
+    if not (data_dir / meta.name).exists():
+        raise CliError(f"{args.data_dir}: has no {meta.name!r} (the torrent's "
+                       f"{'folder' if meta.multi_file else 'file'})")
+    setup_logging(args.log_level, stream=sys.stderr)
+    cache = Path(args.cache_dir or default_cache_dir())
+    state = cache / meta.info_hash.hex()
+    progress = None
+    if sys.stderr.isatty():
+        def progress(done: int, total: int) -> None:
+            if done == total or done % 16 == 0:
+                width = 30
+                fill = width * done // total if total else width
+                print(f"\rverifying [{'#' * fill}{'.' * (width - fill)}] {done}/{total} pieces",
+                      end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+    async def main() -> None:
+        torrent = Torrent(meta, state, port=args.port, peers=args.peer, data_dir=data_dir,
+                          seed_only=True, check_progress=progress,
+                          max_peers=args.max_peers)
+        async with trio.open_nursery() as nursery:
+            try:
+                await nursery.start(torrent.run)
+            except OSError as e:
+                raise CliError(f"cannot listen on port {args.port}: {e.strerror}") from None
+            have = torrent.have
+            print(f"seeding {meta.name}: {have.count} of {have.size} pieces verified, "
+                  f"port {torrent.port}", file=sys.stderr, flush=True)
+            if not have.count:
+                raise CliError(f"no piece of {meta.name} in {data_dir} verifies")
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
+                async for sig in sigs:
+                    log.info("got %s: stopping", signal.Signals(sig).name)
+                    break
+            nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+    except* CliError as eg:
+        raise eg.exceptions[0] from None
+    return 0
+
+
 def _read_word(fd: int, timeout: float) -> str | None:
     """Everything written to the pipe until its writer closes it, or None if that
     takes longer than ``timeout`` seconds."""
@@ -406,6 +456,21 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--wait", type=float, default=15.0, metavar="SECONDS",
                    help="how long to wait for the daemon to exit (default: 15)")
     u.set_defaults(func=cmd_unmount)
+
+    sd = sub.add_parser("seed", help="serve a finished download to the swarm (no mount)",
+                        description="Verify the torrent's data in DATA_DIR (which holds "
+                        "the torrent's file or folder) and serve it to the swarm as an "
+                        "origin until interrupted. Nothing is written to DATA_DIR.")
+    sd.add_argument("torrent", metavar="TORRENT")
+    sd.add_argument("data_dir", metavar="DATA_DIR")
+    sd.add_argument("--port", type=int, default=0,
+                    help="TCP port to listen on (default: any free port)")
+    sd.add_argument("--peer", action="append", type=parse_peer, default=[],
+                    metavar="HOST:PORT", help="connect to this peer too (repeatable)")
+    sd.add_argument("--max-peers", type=int, default=50, metavar="N")
+    sd.add_argument("--cache-dir", metavar="DIR", help="where our state is kept")
+    _add_log_level(sd)
+    sd.set_defaults(func=cmd_seed)
 
     i = sub.add_parser("info", help="show what a .torrent holds")
     i.add_argument("torrent", metavar="TORRENT")

@@ -41,9 +41,15 @@ class StorageError(OSError):
 
 
 class Storage:
-    def __init__(self, folder: str | os.PathLike, meta, geometry: Geometry) -> None:
+    """``folder`` holds our state; the data lives in ``folder/data`` unless
+    ``data_dir`` is given (``torrentfs seed`` serves a download where it lies).
+    ``readonly`` storage never creates, extends or writes a data file."""
+
+    def __init__(self, folder: str | os.PathLike, meta, geometry: Geometry, *,
+                 data_dir: str | os.PathLike | None = None, readonly: bool = False) -> None:
         self.folder = Path(folder)
-        self.data_dir = self.folder / DATA_DIR
+        self.data_dir = Path(data_dir) if data_dir is not None else self.folder / DATA_DIR
+        self.readonly = readonly
         self.meta = meta
         self.geometry = geometry
         self.padding = {i for i, f in enumerate(meta.files) if f.padding}
@@ -62,7 +68,17 @@ class Storage:
 
     def open(self) -> None:
         """Create the folder (0700) and every data file (0600, sparse, full length).
-        Existing files are kept: their verified pieces are the cache."""
+        Existing files are kept: their verified pieces are the cache. Read-only
+        storage opens what exists, as it is; a missing file's pieces are unavailable."""
+        if self.readonly:
+            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            for i, path in enumerate(self.paths):
+                if i not in self.padding:
+                    try:
+                        self._fds[i] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                    except FileNotFoundError:
+                        pass
+            return
         for d in (self.folder, self.data_dir):
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(d, 0o700)
@@ -129,6 +145,26 @@ class Storage:
             return False
         self.write_piece(index, data)
         return True
+
+    def check(self, progress=None) -> Bitfield:
+        """Hash every piece whose files are all there at full length: the pieces
+        that verify. ``progress(pieces_done, total)`` is called as it goes."""
+        g = self.geometry
+        sizes = {}
+        for i, fd in self._fds.items():
+            sizes[i] = os.fstat(fd).st_size
+        good = Bitfield(g.num_pieces)
+        for index in range(g.num_pieces):
+            spans = [s for s in g.piece_spans(index) if s.file_index not in self.padding]
+            if all(sizes.get(s.file_index) == g.file_lengths[s.file_index] for s in spans):
+                try:
+                    if self.verify(index, self.read_piece(index)):
+                        good.add(index)
+                except OSError:
+                    pass
+            if progress is not None:
+                progress(index + 1, g.num_pieces)
+        return good
 
     def has_data(self, index: int) -> bool:
         """False when any byte of the piece falls in a hole of a sparse file (so it

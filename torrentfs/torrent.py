@@ -125,10 +125,16 @@ class Torrent:
                  port: int = 0, listen_host: str = "0.0.0.0", peers=(),
                  prefetch: bool = False, max_peers: int = 50,
                  read_timeout: float | None = None, announce: bool = True,
-                 listen: bool = True, offload=trio.to_thread.run_sync) -> None:
+                 listen: bool = True, offload=trio.to_thread.run_sync,
+                 data_dir=None, seed_only: bool = False, check_progress=None) -> None:
         self.meta = meta
         self.geometry = Geometry(meta.piece_length, tuple(f.length for f in meta.files))
-        self.storage = Storage(folder, meta, self.geometry)
+        # seed_only: serve the data in data_dir as it is (verified at start), never
+        # downloading or writing; otherwise a cache that fills as pieces are read.
+        self.seed_only = seed_only
+        self.check_progress = check_progress
+        self.storage = Storage(folder, meta, self.geometry, data_dir=data_dir,
+                               readonly=seed_only)
         self.have = Bitfield(self.geometry.num_pieces)
         self.picker = Picker(self.geometry, self.have, prefetch=prefetch)
         self.peer_id = peer_id or make_peer_id()
@@ -170,11 +176,16 @@ class Torrent:
         """Serve the torrent until cancelled. Ready (``task_status.started``) once
         storage is open and the listener is bound."""
         await self._offload(self.storage.open)
-        resumed = await self._offload(self.storage.load_resume)
+        if self.seed_only:
+            resumed = await self._offload(self.storage.check, self.check_progress)
+            log.info("verified %d of %d pieces in %s", resumed.count, self.have.size,
+                     self.storage.data_dir)
+        else:
+            resumed = await self._offload(self.storage.load_resume)
+            if resumed.count:
+                log.info("resumed %d of %d verified pieces", resumed.count, self.have.size)
         for i in resumed:
             self.picker.piece_verified(i)
-        if resumed.count:
-            log.info("resumed %d of %d verified pieces", resumed.count, self.have.size)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -196,7 +207,8 @@ class Torrent:
 
     def _save_resume_and_close(self) -> None:
         try:
-            self.storage.save_resume(self.have)
+            if not self.seed_only:
+                self.storage.save_resume(self.have)
         except OSError as e:
             log.warning("could not save resume state: %s", e)
         self.storage.close()
@@ -329,7 +341,7 @@ class Torrent:
 
     def _on_Have(self, s: PeerSession, msg: wire.Have) -> None:
         self.picker.got_have(s, msg.index)
-        if not s.am_interested and msg.index not in self.have:
+        if not s.am_interested and msg.index not in self.have and not self.seed_only:
             s.send(wire.Interested())
         if not s.peer_choking:
             self._fill(s)
@@ -390,7 +402,7 @@ class Torrent:
     # -- downloading ----------------------------------------------------------------
 
     def _update_interest(self, s: PeerSession) -> None:
-        interesting = self.picker.is_interesting(s)
+        interesting = not self.seed_only and self.picker.is_interesting(s)
         if interesting and not s.am_interested:
             s.send(wire.Interested())
         elif not interesting and s.am_interested:
@@ -405,7 +417,7 @@ class Torrent:
     def _fill(self, s: PeerSession, batch: bool = False) -> None:
         """Top up the peer's request pipeline with the most urgent blocks it has.
         With ``batch``, only once it has drained to half (fewer, larger picks)."""
-        if s.peer_choking or s.closed or not s.registered:
+        if s.peer_choking or s.closed or not s.registered or self.seed_only:
             return
         now = trio.current_time()
         pipeline = self._pipeline(s, now)
