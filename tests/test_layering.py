@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "torrentfs"
-PURE = ["geometry", "metainfo", "bitfield", "wire", "announce", "picker", "tree", "readahead"]
+PURE = ["geometry", "metainfo", "bitfield", "wire", "announce", "picker", "tree", "readahead",
+        "choker", "ratelimit"]
 FORBIDDEN_IN_PURE = {"trio", "pyfuse3", "httpx", "socket", "time", "asyncio", "threading",
                      "selectors", "select", "subprocess", "anyio", "random", "secrets"}
 

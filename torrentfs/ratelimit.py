@@ -45,7 +45,8 @@ class TokenBucket:
         self._tokens = 0.0            # may be negative: a debt
         self._last: float | None = None  # the latest time told
         self._set(rate)
-        self._tokens = self.burst
+        if not self.unlimited:
+            self._tokens = self.burst
 
     @property
     def unlimited(self) -> bool:
