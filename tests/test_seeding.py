@@ -110,3 +110,50 @@ def test_transmission_leeches_from_torrentfs_seed(tmp_path):
                 out = tmp_path / "out"
                 transmission_download(torrent, out, host, timeout=120)
     same_tree(payload, out / "payload", empty_files=False)  # transmission makes none
+
+
+def test_seed_after_keeps_serving_once_unmounted(tmp_path, mount_torrent):
+    data = tmp_path / "data"
+    payload = make_payload(data / "payload", 1024 * 1024 + 3, seed=25)
+    torrent = tmp_path / "t.torrent"
+    lt_create(payload, torrent, None, piece_size=PIECE)
+    port = free_port()
+    with lt_seeder(torrent, data, ip="127.0.0.14") as origin:
+        m = mount_torrent(torrent, "--peer", origin.endpoint, "--port", str(port),
+                          "--seed-after", "time=120")
+        same_tree(payload, m.path / "payload")
+        pid = m.pid()
+        r = m.unmount()
+        assert r.returncode == 0 and "still" not in r.stderr, r.stderr
+    assert Path(f"/proc/{pid}").exists(), "the daemon stays on to seed"
+    try:
+        out = tmp_path / "out"
+        res = lt_leecher(torrent, out, ip="127.0.0.15", peers=[f"127.0.0.1:{port}"],
+                         timeout=60)
+        assert res.returncode == 0, res.stderr + m.log[-2000:]
+        same_tree(payload, out / "payload")
+        assert "seeding on until time 120" in m.log
+    finally:
+        import os, signal
+        os.kill(pid, signal.SIGTERM)
+        wait_until(lambda: not Path(f"/proc/{pid}/cmdline").exists()
+                   or not Path(f"/proc/{pid}/cmdline").read_bytes(), timeout=15)
+
+
+def test_upload_rate_cap_holds(tmp_path):
+    """With --upload-rate 512K a 2 MiB download cannot finish in under ~3.5 s."""
+    import time
+    data = tmp_path / "data"
+    (data / "payload").mkdir(parents=True)
+    (data / "payload" / "blob").write_bytes(bytes(range(256)) * 8192)  # 2 MiB
+    torrent = tmp_path / "t.torrent"
+    lt_create(data / "payload", torrent, None, piece_size=PIECE)
+    port = free_port()
+    with Seed(torrent, data, tmp_path / "cache", port, "--upload-rate", "512K"):
+        t0 = time.monotonic()
+        r = lt_leecher(torrent, tmp_path / "out", ip="127.0.0.16",
+                       peers=[f"127.0.0.1:{port}"], timeout=60)
+        elapsed = time.monotonic() - t0
+        assert r.returncode == 0, r.stderr
+    # 2 MiB at 512 KiB/s with a 128 KiB burst: at least (2048 - 128) / 512 = 3.75 s.
+    assert elapsed >= 3.5, elapsed

@@ -13,6 +13,7 @@ import argparse
 import errno
 import hashlib
 import logging
+import math
 import os
 import re
 import shutil
@@ -204,10 +205,11 @@ def cmd_unmount(args) -> int:
             msg = (r.stderr.strip().splitlines() or ["failed"])[-1]
             raise CliError(f"cannot unmount {args.mountpoint}: {msg}")
     if pid:
+        # The daemon removes its state file when done (or when it stays on to seed).
         deadline = time.monotonic() + args.wait
-        while time.monotonic() < deadline and _alive(pid):
+        while time.monotonic() < deadline and _alive(pid) and state.exists():
             time.sleep(0.05)
-        if _alive(pid):
+        if _alive(pid) and state.exists():
             print(f"torrentfs: warning: daemon {pid} still shutting down", file=sys.stderr)
     return 0
 
@@ -314,7 +316,8 @@ def cmd_seed(args) -> int:
     async def main() -> None:
         torrent = Torrent(meta, state, port=args.port, peers=args.peer, data_dir=data_dir,
                           seed_only=True, check_progress=progress,
-                          max_peers=args.max_peers)
+                          max_peers=args.max_peers, upload_rate=args.upload_rate or None,
+                          download_rate=args.download_rate or None)
         async with trio.open_nursery() as nursery:
             try:
                 await nursery.start(torrent.run)
@@ -367,7 +370,9 @@ def _serve(meta, mountpoint: str, folder: Path, args, ready) -> int:
         import pyfuse3
         torrent = Torrent(meta, folder, port=args.port, peers=args.peer,
                           prefetch=args.prefetch, max_peers=args.max_peers,
-                          read_timeout=args.read_timeout or None)
+                          read_timeout=args.read_timeout or None,
+                          upload_rate=args.upload_rate or None,
+                          download_rate=args.download_rate or None)
         fs = TorrentFS(torrent, Tree.from_metainfo(meta))
         async with trio.open_nursery() as nursery:
             try:
@@ -391,7 +396,9 @@ def _serve(meta, mountpoint: str, folder: Path, args, ready) -> int:
             finally:
                 log.info("unmounting %s", mountpoint)
                 pyfuse3.close(unmount=True)
-                state.unlink(missing_ok=True)
+            if args.seed_after and torrent.seeding:
+                state.unlink(missing_ok=True)  # `torrentfs unmount` need not wait on us
+                await _seed_after(torrent, args.seed_after)
             nursery.cancel_scope.cancel()
 
     try:
@@ -400,8 +407,36 @@ def _serve(meta, mountpoint: str, folder: Path, args, ready) -> int:
         raise eg.exceptions[0] from None
     except* KeyboardInterrupt:
         pass
+    finally:
+        state.unlink(missing_ok=True)  # after trackers were told and state was saved
     log.info("stopped")
     return 0
+
+
+async def _seed_after(torrent, limits: dict[str, float]) -> None:
+    """Keep seeding after the unmount until the ratio or time limit (or a signal)."""
+    import trio
+    size = torrent.geometry.total_length or 1
+    start_up, t0 = torrent.uploaded, trio.current_time()
+    log.info("unmounted; seeding on until %s",
+             " or ".join(f"{k} {v:g}" for k, v in limits.items()))
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
+        with trio.move_on_after(limits.get("time", math.inf)):
+            async with trio.open_nursery() as n:
+                async def watch_ratio() -> None:
+                    while (torrent.uploaded - start_up) / size < limits.get("ratio", math.inf):
+                        await trio.sleep(1)
+                    n.cancel_scope.cancel()
+
+                async def watch_signals() -> None:
+                    async for _ in sigs:
+                        n.cancel_scope.cancel()
+
+                n.start_soon(watch_ratio)
+                n.start_soon(watch_signals)
+    log.info("seeding after unmount done: uploaded %d bytes (ratio %.2f) in %.0f s",
+             torrent.uploaded - start_up, (torrent.uploaded - start_up) / size,
+             trio.current_time() - t0)
 
 
 async def _watch_signals(pyfuse3) -> None:
@@ -442,6 +477,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--read-timeout", type=float, default=0, metavar="SECONDS",
                    help="fail a read with EIO when it makes no progress for this long "
                         "(default: 0, wait for ever)")
+    m.add_argument("--seed-after", type=parse_seed_after, metavar="LIMIT",
+                   help="when unmounted with the whole torrent verified, keep seeding "
+                        "until LIMIT: ratio=R (uploaded/size), time=T (e.g. 30m, 2h), "
+                        "or both, comma-separated, whichever comes first")
+    _add_rates(m)
     m.add_argument("-o", action="append", default=[], metavar="OPT",
                    type=lambda s: [o for o in s.split(",") if o],
                    help="extra FUSE mount options, comma-separated (e.g. allow_other)")
@@ -468,6 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     sd.add_argument("--peer", action="append", type=parse_peer, default=[],
                     metavar="HOST:PORT", help="connect to this peer too (repeatable)")
     sd.add_argument("--max-peers", type=int, default=50, metavar="N")
+    _add_rates(sd)
     sd.add_argument("--cache-dir", metavar="DIR", help="where our state is kept")
     _add_log_level(sd)
     sd.set_defaults(func=cmd_seed)
@@ -487,6 +528,33 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--private", action="store_true", help="set the private flag (BEP 27)")
     c.set_defaults(func=cmd_create)
     return p
+
+
+def _add_rates(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--upload-rate", type=parse_size, default=0, metavar="RATE",
+                   help="cap upload at RATE bytes/s, e.g. 5M (default: no cap)")
+    p.add_argument("--download-rate", type=parse_size, default=0, metavar="RATE",
+                   help="cap download at RATE bytes/s, e.g. 20M (default: no cap)")
+
+
+def parse_seed_after(text: str) -> dict[str, float]:
+    """'ratio=2', 'time=30m', 'ratio=1.5,time=2h' -> {'ratio': 1.5, 'time': 7200}."""
+    out: dict[str, float] = {}
+    units = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    for part in text.split(","):
+        key, _, value = part.strip().partition("=")
+        try:
+            if key == "ratio":
+                out["ratio"] = float(value)
+            elif key == "time":
+                m = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd]?)", value.strip())
+                out["time"] = float(m.group(1)) * units[m.group(2)]
+            else:
+                raise ValueError
+        except (ValueError, AttributeError):
+            raise argparse.ArgumentTypeError(
+                f"not a seeding limit: {part!r} (try ratio=2 or time=30m)") from None
+    return out
 
 
 def _add_log_level(p: argparse.ArgumentParser) -> None:

@@ -91,6 +91,8 @@ class PeerSession:
         self.closed = False
         self.close_reason = ""
         self.registered = False  # set by the swarm once the peer is in its picker
+        self.snubbed = False     # it sat on our requests (set by the swarm)
+        self.last_useful = now   # last time either side was interested
 
     def __repr__(self) -> str:
         return f"<peer {self.addr[0]}:{self.addr[1]}>"
@@ -188,6 +190,12 @@ class PeerSession:
                     now = self.last_received
                     self.down.add(len(event.data), now)
                     self.last_block = now
+                    self.snubbed = False
+                    limit = getattr(self.swarm, "download_limit", None)
+                    if limit is not None and not limit.unlimited:
+                        wait = limit.take(len(event.data), now)
+                        if wait:  # stop reading this socket a while: TCP slows the peer
+                            await trio.sleep(wait)
                 elif isinstance(event, wire.Choke):
                     self.peer_choking = True
                 elif isinstance(event, wire.Unchoke):

@@ -29,8 +29,10 @@ import trio
 from . import __version__, wire
 from .bitfield import Bitfield
 from .geometry import Geometry
+from .choker import Choker, PeerView
 from .peer import PeerSession, connect
 from .picker import NOW, READAHEAD, Picker
+from .ratelimit import TokenBucket
 from .readahead import Readahead
 from .storage import Storage
 from .tracker import Announcer
@@ -47,7 +49,7 @@ READAHEAD_STEP = 0.05       # ... and this much later for each piece after it
 RECENT_BYTES = 40 << 20     # verified pieces kept in memory until first read
 SNUB_AFTER = 20.0           # an unchoked peer that sends no block for this long is snubbed
 MAX_UPLOAD_QUEUE = 256      # requests a peer may have queued with us
-MAX_UNCHOKED = 8            # until a real choker exists (issue 4), serve this many peers
+USELESS_AFTER = 60.0        # neither side interested this long: drop it when slots are full
 RESUME_EVERY = 10.0
 HASH_FAILS_BAN = 2          # hash failures a peer may contribute to before it is banned
 
@@ -126,7 +128,9 @@ class Torrent:
                  prefetch: bool = False, max_peers: int = 50,
                  read_timeout: float | None = None, announce: bool = True,
                  listen: bool = True, offload=trio.to_thread.run_sync,
-                 data_dir=None, seed_only: bool = False, check_progress=None) -> None:
+                 data_dir=None, seed_only: bool = False, check_progress=None,
+                 upload_rate: float | None = None, download_rate: float | None = None,
+                 choker: Choker | None = None) -> None:
         self.meta = meta
         self.geometry = Geometry(meta.piece_length, tuple(f.length for f in meta.files))
         # seed_only: serve the data in data_dir as it is (verified at start), never
@@ -157,6 +161,9 @@ class Torrent:
         self._banned_ids: set[bytes] = set()
         self._upload_queue: dict[PeerSession, int] = {}
         self._hash_limiter = trio.CapacityLimiter(max(1, (os.cpu_count() or 2)))
+        self.choker = choker or Choker()
+        self.upload_limit = TokenBucket(upload_rate)
+        self.download_limit = TokenBucket(download_rate)  # applied by each PeerSession
         self._wake_connector = trio.Event()
         self._resume_dirty = False
         self.uploaded = 0
@@ -391,13 +398,30 @@ class Torrent:
         self._nursery.start_soon(self._serve, s, msg)
 
     def _on_Interested(self, s: PeerSession, msg) -> None:
-        unchoked = sum(1 for o in self.sessions.values() if not o.am_choking)
-        if s.am_choking and unchoked < MAX_UNCHOKED and self.have.count:
-            s.send(wire.Unchoke())
+        if self.have.count:
+            self.rechoke()  # a free slot should not wait for the next round
 
     def _on_NotInterested(self, s: PeerSession, msg) -> None:
         if not s.am_choking:
+            self.rechoke()
+
+    # -- choking ----------------------------------------------------------------------
+
+    @property
+    def seeding(self) -> bool:
+        return self.seed_only or self.have.complete
+
+    def rechoke(self) -> None:
+        """Run the choker over the registered peers and send what it decides."""
+        now = trio.current_time()
+        views = [PeerView(s, s.peer_interested, s.am_choking, s.down.rate(now),
+                          s.up.rate(now), s.snubbed, s.connected_at)
+                 for s in self.sessions.values() if s.registered and not s.closed]
+        decision = self.choker.rechoke(views, now, self.seeding)
+        for s in decision.choke:
             s.send(wire.Choke())
+        for s in decision.unchoke:
+            s.send(wire.Unchoke())
 
     # -- downloading ----------------------------------------------------------------
 
@@ -526,13 +550,23 @@ class Torrent:
         while True:
             await trio.sleep(1.0)
             now = trio.current_time()
+            full = len(self.sessions) >= self.max_peers and any(
+                c.next_try <= now and not c.banned and a not in self.sessions
+                for a, c in self.candidates.items())
             for s in list(self.sessions.values()):
                 s.keep_alive(now)
                 if (not s.peer_choking and self.picker.outstanding(s)
                         and now - s.last_block > SNUB_AFTER):
                     log.info("%r snubbed us: its requests go to others", s)
                     self.picker.peer_choked(s)
+                    s.snubbed = True
                     s.last_block = now
+                if s.am_interested or s.peer_interested:
+                    s.last_useful = now
+                elif full and now - s.last_useful > USELESS_AFTER:
+                    s.close("useless: neither side interested")  # room for another
+            if self.choker.due(now):
+                self.rechoke()
             self.schedule()
             if self._resume_dirty and now - last_save > RESUME_EVERY:
                 self._resume_dirty = False
@@ -542,9 +576,22 @@ class Torrent:
     # -- uploading --------------------------------------------------------------------
 
     async def _serve(self, s: PeerSession, req: wire.Request) -> None:
+        """Answer one request of an unchoked peer, from verified data only, within
+        the upload rate limit. A peer choked meanwhile gets a reject (BEP 6)."""
         try:
+            wait = self.upload_limit.take(req.length, trio.current_time())
+            if wait:
+                await trio.sleep(wait)
+            if s.closed or s.am_choking:
+                if s.fast and not s.closed:
+                    s.send(wire.Reject(req.index, req.begin, req.length))
+                return
             stream_offset = self.geometry.piece_offset(req.index) + req.begin
-            data = await self._offload(self.storage.read, stream_offset, req.length)
+            piece = self._recent.get(req.index)
+            if piece is not None:
+                data = bytes(memoryview(piece)[req.begin:req.begin + req.length])
+            else:
+                data = await self._offload(self.storage.read, stream_offset, req.length)
         except OSError as e:
             log.warning("cannot read piece %d for upload: %s", req.index, e)
             return
