@@ -651,3 +651,166 @@ def transmission_download(torrent_path: Path | str, save_dir: Path | str,
             _wait_ready(proc, "transmission-cli download", log_path,
                         lambda: b"Seeding, uploading" in log_path.read_bytes(), timeout)
             return log_path.read_text(errors="replace")
+
+
+# ---------------------------------------------------------------- cluster
+
+CLUSTER_SUBNET = "10.232"  # cluster K gets 10.232.K.0/24: bridge .1, host i .(10+i)
+
+
+@dataclass
+class ClusterHost:
+    """One network namespace of a `cluster()`, joined to its bridge by a veth pair."""
+    index: int
+    ns: str       # namespace name (/run/netns/<ns>)
+    ip: str       # its address on the bridge's subnet
+    ns_if: str    # the veth end inside the namespace (its egress = the host's upload)
+    br_if: str    # the veth end in the root namespace, enslaved to the bridge
+
+    @property
+    def netns_path(self) -> str:
+        return f"/run/netns/{self.ns}"
+
+
+@dataclass
+class Cluster:
+    """N hosts on one Linux bridge; see `cluster()`."""
+    bridge: str
+    bridge_ip: str
+    subnet: int   # K of 10.232.K.0/24
+    hosts: list[ClusterHost] = field(default_factory=list)
+
+    def argv_in(self, i: int, argv: Sequence[str]) -> list[str]:
+        """`argv` run in host i's network namespace only (nsenter --net): unlike
+        `ip netns exec` it keeps the root mount namespace, so a FUSE mount made
+        by the command is visible to everyone. nsenter execs the command, so
+        its PID is the command's own."""
+        return ["nsenter", f"--net={self.hosts[i].netns_path}", "--", *argv]
+
+    def popen(self, i: int, argv: Sequence[str], **kw) -> subprocess.Popen:
+        """subprocess.Popen in host i's namespace (proxy variables removed)."""
+        kw.setdefault("env", child_env())
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        return subprocess.Popen(self.argv_in(i, argv), **kw)
+
+    def run(self, i: int, argv: Sequence[str], **kw) -> subprocess.CompletedProcess:
+        """subprocess.run in host i's namespace (a timeout of 60 s by default)."""
+        kw.setdefault("timeout", 60)
+        kw.setdefault("env", child_env())
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        return subprocess.run(self.argv_in(i, argv), **kw)
+
+    def limit_egress(self, i: int, rate: int, burst: int | None = None,
+                     latency_ms: int = 50) -> None:
+        """Cap host i's upload at `rate` bytes/s: a tbf qdisc on the namespace side
+        of its veth (burst max(32 KiB, rate/10) unless given). `rate` 0 removes it."""
+        h = self.hosts[i]
+        if not rate:
+            subprocess.run(["tc", "-n", h.ns, "qdisc", "del", "dev", h.ns_if, "root"],
+                           capture_output=True, timeout=10)
+            return
+        burst = burst or max(32 * 1024, rate // 10)
+        res = subprocess.run(["tc", "-n", h.ns, "qdisc", "replace", "dev", h.ns_if, "root",
+                              "tbf", "rate", f"{rate * 8}bit", "burst", str(burst),
+                              "latency", f"{latency_ms}ms"],
+                             capture_output=True, text=True, timeout=10)
+        if res.returncode != 0:
+            raise RuntimeError(f"tc tbf on {h.ns}/{h.ns_if} failed: {res.stderr.strip()}")
+
+    def _stats(self, i: int) -> dict:
+        h = self.hosts[i]
+        res = _ip("-n", h.ns, "-s", "-j", "link", "show", "dev", h.ns_if)
+        return json.loads(res.stdout)[0]["stats64"]
+
+    def tx_bytes(self, i: int) -> int:
+        """Bytes host i has sent on its veth (everything it uploaded, headers too)."""
+        return int(self._stats(i)["tx"]["bytes"])
+
+    def rx_bytes(self, i: int) -> int:
+        """Bytes host i has received on its veth."""
+        return int(self._stats(i)["rx"]["bytes"])
+
+    def pids(self, i: int) -> list[int]:
+        """PIDs of the processes in host i's network namespace."""
+        res = subprocess.run(["ip", "netns", "pids", self.hosts[i].ns], capture_output=True,
+                             text=True, timeout=10)
+        return [int(p) for p in res.stdout.split()]
+
+
+@contextlib.contextmanager
+def cluster(n_hosts: int, prefix: str = "tfc") -> Iterator[Cluster]:
+    """`n_hosts` network namespaces on one bridge in the root namespace.
+
+    The bridge gets 10.232.K.1/24 and host i 10.232.K.(10+i)/24 on the
+    namespace end of a veth pair whose other end is on the bridge; lo and
+    both veth ends are up. K (0 when free) is claimed atomically by creating
+    the bridge 'tfcbrK', so concurrent clusters get different subnets and
+    names; namespaces are '<prefix>-<pid>-<K>-<i>'. Processes in the root
+    namespace (e.g. opentracker on `.bridge_ip`) reach every host, and the
+    hosts reach each other through the bridge. On exit, also on failure:
+    every process left in a namespace is stopped by PID (SIGTERM, then
+    SIGKILL), the namespaces, veths and the bridge are deleted.
+    """
+    if not 1 <= n_hosts <= 240:
+        raise ValueError("1 to 240 hosts")
+    c: Cluster | None = None
+    for subnet in range(256):  # the first free K: 10.232.0.0/24 when nothing else runs
+        bridge = f"tfcbr{subnet}"
+        if _ip("link", "add", bridge, "type", "bridge", check=False).returncode == 0:
+            c = Cluster(bridge=bridge, bridge_ip=f"{CLUSTER_SUBNET}.{subnet}.1", subnet=subnet)
+            break
+    if c is None:
+        raise RuntimeError("no free 10.232.K.0/24 subnet for a cluster")
+    try:
+        # No STP delay: ports forward as soon as they are up.
+        _ip("link", "set", c.bridge, "type", "bridge", "stp_state", "0", "forward_delay", "0")
+        _ip("addr", "add", f"{c.bridge_ip}/24", "dev", c.bridge)
+        _ip("link", "set", c.bridge, "up")
+        for i in range(n_hosts):
+            ns = f"{prefix}-{os.getpid()}-{c.subnet}-{i}"
+            br_if = f"tfc{c.subnet}h{i}"
+            _ip("netns", "add", ns)
+            h = ClusterHost(index=i, ns=ns, ip=f"{CLUSTER_SUBNET}.{c.subnet}.{10 + i}",
+                            ns_if="eth0", br_if=br_if)
+            c.hosts.append(h)
+            _ip("link", "add", br_if, "type", "veth", "peer", "name", h.ns_if, "netns", ns)
+            _ip("link", "set", br_if, "master", c.bridge)
+            _ip("link", "set", br_if, "up")
+            _ip("-n", ns, "addr", "add", f"{h.ip}/24", "dev", h.ns_if)
+            _ip("-n", ns, "link", "set", "lo", "up")
+            _ip("-n", ns, "link", "set", h.ns_if, "up")
+        for h in c.hosts:
+            wait_until(lambda: "LOWER_UP" in _ip("-n", h.ns, "link", "show", h.ns_if).stdout,
+                       timeout=10, message=f"veth {h.ns}/{h.ns_if} did not come up")
+        # Every bridge port forwards (STP is off, so at once; waited for anyway).
+        for h in c.hosts:
+            wait_until(lambda: "forwarding" in subprocess.run(
+                           ["bridge", "link", "show", "dev", h.br_if], capture_output=True,
+                           text=True, timeout=10).stdout,
+                       timeout=15, interval=0.1,
+                       message=f"bridge port {h.br_if} does not forward")
+        yield c
+    finally:
+        _cluster_cleanup(c)
+
+
+def _cluster_cleanup(c: Cluster) -> None:
+    """Stop what runs in the namespaces (by PID), delete them, the veths, the bridge."""
+    for i, h in enumerate(c.hosts):
+        for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+            try:
+                pids = c.pids(i)
+            except (subprocess.SubprocessError, OSError):
+                break
+            if not pids:
+                break
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            with contextlib.suppress(TimeoutError, subprocess.SubprocessError):
+                wait_until(lambda: not c.pids(i), wait, interval=0.05)
+    for h in c.hosts:
+        _ip("netns", "del", h.ns, check=False)  # deletes its veth end, and so the pair
+        if _ip("link", "show", h.br_if, check=False).returncode == 0:
+            _ip("link", "del", h.br_if, check=False)
+    _ip("link", "del", c.bridge, check=False)

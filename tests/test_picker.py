@@ -815,3 +815,30 @@ def test_withdraw_leaves_a_complete_piece_alone():
     p.drop("h")
     assert p.withdraw(0) is None  # being verified: keep it
     assert p.contributors(0) == {"a"}
+
+
+def test_now_piece_is_spread_over_peers():
+    p = make("0", blocks=8)
+    seed(p, "a")
+    seed(p, "b")
+    p.raise_priority("r", [0], NOW, 1.0)
+    first = p.pick("a", 0.0, 100, spread=2)
+    second = p.pick("b", 0.0, 100, spread=2)
+    assert len(first) == 4 and len(second) == 4
+    assert not set(first) & set(second)
+
+
+def test_spread_is_limited_by_who_has_the_piece():
+    p = make("0", blocks=8)
+    seed(p, "a")
+    p.add_peer("b")  # has nothing
+    p.raise_priority("r", [0], NOW, 1.0)
+    assert len(p.pick("a", 0.0, 100, spread=4)) == 8  # nobody else could help
+
+
+def test_spread_does_not_apply_to_readahead():
+    p = make("0", blocks=8)
+    seed(p, "a")
+    seed(p, "b")
+    p.raise_priority("r", [0], READAHEAD, 1.0)
+    assert len(p.pick("a", 0.0, 100, spread=2)) == 8

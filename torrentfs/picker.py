@@ -216,8 +216,11 @@ class Picker:
 
     # -- picking ----------------------------------------------------------------------
 
-    def pick(self, peer: Peer, now: float, limit: int) -> list[Block]:
-        """Up to ``limit`` new block requests for ``peer``, most urgent first."""
+    def pick(self, peer: Peer, now: float, limit: int, spread: int = 1) -> list[Block]:
+        """Up to ``limit`` new block requests for ``peer``, most urgent first. With
+        ``spread`` > 1 (the number of peers that could share the work), one pick
+        takes at most its share of a NOW piece's blocks, so that the blocks of a
+        piece a read waits on come from several peers at once."""
         if limit <= 0 or peer not in self._peers:
             return []
         bits = self._peers[peer]
@@ -226,7 +229,11 @@ class Picker:
             if tier == NONE or index not in bits:  # raised at NONE: never requested
                 continue
             late = tier == NOW and now >= deadline
-            self._pick_from(peer, index, now, limit, picked, duplicate=late)
+            cap = limit
+            if tier == NOW and spread > 1:
+                sharers = max(1, min(spread, self.availability[index]))
+                cap = min(limit, len(picked) - (-self.geometry.num_blocks(index) // sharers))
+            self._pick_from(peer, index, now, cap, picked, duplicate=late)
             if len(picked) >= limit:
                 return picked
         if self.prefetch:

@@ -49,6 +49,7 @@ READAHEAD_STEP = 0.05       # ... and this much later for each piece after it
 RECENT_BYTES = 40 << 20     # verified pieces kept in memory until first read
 SNUB_AFTER = 20.0           # an unchoked peer that sends no block for this long is snubbed
 MAX_UPLOAD_QUEUE = 256      # requests a peer may have queued with us
+SPREAD_MAX = 4              # a NOW piece's blocks are split over up to this many peers
 USELESS_AFTER = 60.0        # neither side interested this long: drop it when slots are full
 RESUME_EVERY = 10.0
 HASH_FAILS_BAN = 2          # hash failures a peer may contribute to before it is banned
@@ -165,6 +166,7 @@ class Torrent:
         self.upload_limit = TokenBucket(upload_rate)
         self.download_limit = TokenBucket(download_rate)  # applied by each PeerSession
         self._wake_connector = trio.Event()
+        self._spread = 1  # peers unchoking us (up to SPREAD_MAX): urgent pieces split this way
         self._resume_dirty = False
         self.uploaded = 0
         self.downloaded = 0
@@ -354,9 +356,15 @@ class Torrent:
             self._fill(s)
 
     def _on_Unchoke(self, s: PeerSession, msg) -> None:
+        self._count_spread()
         self._fill(s)
 
+    def _count_spread(self) -> None:
+        n = sum(1 for p in self.sessions.values() if not p.peer_choking and p.registered)
+        self._spread = max(1, min(SPREAD_MAX, n))
+
     def _on_Choke(self, s: PeerSession, msg) -> None:
+        self._count_spread()
         if not s.fast:  # with BEP 6 the peer rejects each request explicitly
             self.picker.peer_choked(s)
             self.schedule()
@@ -448,7 +456,8 @@ class Torrent:
         outstanding = self.picker.outstanding(s)
         if outstanding >= pipeline or (batch and outstanding > pipeline // 2):
             return
-        for index, begin, length in self.picker.pick(s, now, pipeline - outstanding):
+        for index, begin, length in self.picker.pick(s, now, pipeline - outstanding,
+                                                      self._spread):
             s.send(wire.Request(index, begin, length))
 
     def cancel_unwanted(self, pieces) -> None:
@@ -567,6 +576,7 @@ class Torrent:
                     s.close("useless: neither side interested")  # room for another
             if self.choker.due(now):
                 self.rechoke()
+            self._count_spread()
             self.schedule()
             if self._resume_dirty and now - last_save > RESUME_EVERY:
                 self._resume_dirty = False
