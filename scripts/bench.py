@@ -10,7 +10,8 @@ libtorrent seeders on 127.0.0.2, .3, ...), then measures, side by side in one ru
     ffprobe of the video and a cold seek to 40 s with ffmpeg;
   libtorrent (the tests' lt_peer.py leech): the time to download the whole torrent.
 
-This is a benchmark, not a test: it reports numbers, and a wedged or failing system
+It runs in a network namespace of its own with only loopback (unshare --net; see
+--no-netns). This is a benchmark, not a test: it reports numbers, and a wedged or failing system
 gets "timeout"/"error" in its column while the others go on. Every read through a
 mount runs in a worker process with a time bound; everything started is stopped by
 PID in finally blocks, every mount is unmounted (lazily, as a last resort).

@@ -155,14 +155,17 @@ def test_four_mounts_share_what_they_read(tmp_path):
                 for i, code, got, errout, elapsed in results:
                     report.append(f"node{i} read: exit {code}, {elapsed:.1f} s, "
                                   f"{'ok' if got == want else 'WRONG ' + got + errout.strip()}")
+                tx_origin = c.tx_bytes(0) - tx0
+                node_tx = [c.tx_bytes(i) for i in range(1, N_NODES + 1)]
             finally:
+                # The origin first: then every node logs its session with the origin
+                # ("closed: peer closed the connection (received N bytes ...)"), and
+                # each unmount makes the nodes still up log their session with it.
                 for rd in readers:
                     stop_process(rd, timeout=5)
+                stop_process(origin, timeout=15)
                 for m in mounts:
                     force_unmount(m)
-                stop_process(origin, timeout=15)
-            tx_origin = c.tx_bytes(0) - tx0
-            node_tx = [c.tx_bytes(i) for i in range(1, N_NODES + 1)]
 
     origin_text = origin_log.read_text(errors="replace")
     origin_totals = totals(origin_text)
