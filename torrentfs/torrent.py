@@ -523,7 +523,7 @@ class Torrent:
             _, old = self._recent.popitem(last=False)
             self._recent_bytes -= len(old)
 
-    def _read_recent(self, start: int, size: int, pieces: range) -> bytes | None:
+    def _read_recent(self, start: int, size: int, pieces: range) -> bytes | memoryview | None:
         """The bytes from memory if every piece of the range is there, else None.
         A piece read to its end is let go: the kernel's page cache serves it again
         (``keep_cache``), so memory holds what readers have not reached yet."""
@@ -539,7 +539,9 @@ class Torrent:
             lo = max(start, base) - base
             hi = min(end, piece_end) - base
             parts.append(memoryview(recent[i])[lo:hi])
-        data = parts[0].tobytes() if len(parts) == 1 else b"".join(parts)
+        # One piece: a view, no copy (pyfuse3 takes any buffer; the piece's bytearray
+        # is never written again, and the view keeps it alive after it is let go).
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
         for i in pieces:
             if end >= g.piece_offset(i) + g.piece_size(i):
                 self._recent_bytes -= len(recent.pop(i))
@@ -621,7 +623,7 @@ class Torrent:
         return ReadHandle(self, file_index)
 
     async def read(self, file_index: int, offset: int, size: int,
-                   handle: ReadHandle | None = None) -> bytes:
+                   handle: ReadHandle | None = None) -> bytes | memoryview:
         """Bytes ``[offset, offset+size)`` of a file (short at its end), once every
         piece they touch is verified. Raises ``ReadTimeout`` if no piece it waits for
         arrives within ``read_timeout`` seconds."""
