@@ -246,6 +246,9 @@ def torrentfs_phase(c: Cluster, n: int, torrent: Path, data: Path, info_hash: st
             + ("" if mesh_ok else " (not every node is connected to every other)"))
         reads = run_readers([["sha256sum", str(m.path / FILE_NAME)] for m in mounts],
                             None, [0] * n, timeout)
+        # Blocks requested before the last read ended still count; and stopping a
+        # sender mid-message costs its peers' logs the session's figures.
+        res["quiet_after_reads"] = c.wait_quiet(range(n + 1), quiet=1.0, timeout=20)
         res["origin_tx"] = c.tx_bytes(0) - tx0
         res["node_tx"] = [c.tx_bytes(i) - node0[i][0] for i in range(1, n + 1)]
         res["node_rx"] = [c.rx_bytes(i) - node0[i][1] for i in range(1, n + 1)]
@@ -409,6 +412,9 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         if args.keep:
             work = Path(args.keep).resolve()
+            if work.exists() and any(work.iterdir()):
+                say(f"--keep {work}: not empty")
+                return 2
             work.mkdir(parents=True, exist_ok=True)
         else:
             work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tfs-cluster-")))
@@ -446,11 +452,11 @@ def main(argv: list[str] | None = None) -> int:
 
         say(f"torrentfs, 1 node (timeout {size / args.origin_rate * 2 + 60:.0f} s)")
         result["torrentfs_1"] = torrentfs_phase(c, 1, torrent, data, info_hash, want, size,
-                                                work / "tfs-1", size / args.origin_rate * 2 + 60,
+                                                work / "torrentfs-1-node", size / args.origin_rate * 2 + 60,
                                                 args.mount_arg)
         say(f"torrentfs, {args.nodes} nodes (timeout {timeout:.0f} s)")
         result["torrentfs_n"] = torrentfs_phase(c, args.nodes, torrent, data, info_hash, want,
-                                                size, work / f"tfs-{args.nodes}", timeout,
+                                                size, work / f"torrentfs-{args.nodes}-nodes", timeout,
                                                 args.mount_arg)
         if not args.no_http:
             result["http_1"] = http_phase(c, 1, data, want, size,

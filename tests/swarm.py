@@ -730,6 +730,22 @@ class Cluster:
         """Bytes host i has received on its veth."""
         return int(self._stats(i)["rx"]["bytes"])
 
+    def wait_quiet(self, hosts: Sequence[int], quiet: float = 1.0, timeout: float = 20.0,
+                   slack: int = 4096) -> bool:
+        """Wait until `hosts` have each sent at most `slack` bytes over the last `quiet`
+        seconds (their transfers are over). False if that takes over `timeout` s."""
+        last = {i: self.tx_bytes(i) for i in hosts}
+        since = time.monotonic()
+        deadline = since + timeout
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            now = {i: self.tx_bytes(i) for i in hosts}
+            if any(now[i] - last[i] > slack for i in hosts):
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return True
+        return False
+
     def pids(self, i: int) -> list[int]:
         """PIDs of the processes in host i's network namespace."""
         res = subprocess.run(["ip", "netns", "pids", self.hosts[i].ns], capture_output=True,

@@ -842,3 +842,48 @@ def test_spread_does_not_apply_to_readahead():
     seed(p, "b")
     p.raise_priority("r", [0], READAHEAD, 1.0)
     assert len(p.pick("a", 0.0, 100, spread=2)) == 8
+
+
+# -- sparing seeds -----------------------------------------------------------------------
+
+
+def test_seed_is_spared_pieces_a_leecher_has():
+    p = make("000", blocks=2)
+    seed(p, "origin")
+    peer_with(p, "node", "010")
+    p.raise_priority("h", [0, 1, 2], READAHEAD, 1.0)
+    # The origin is not asked for piece 1: the node has it.
+    assert {i for i, _, _ in p.pick("origin", 0.0, 100)} == {0, 2}
+    assert {i for i, _, _ in p.pick("node", 0.0, 100)} == {1}
+
+
+def test_urgent_pieces_may_still_come_from_a_seed():
+    p = make("00", blocks=2)
+    seed(p, "origin")
+    peer_with(p, "node", "10")
+    p.raise_priority("r", [0], NOW, 1.0)
+    assert {i for i, _, _ in p.pick("origin", 0.0, 100)} == {0}
+
+
+def test_have_from_a_leecher_moves_requests_off_the_seed():
+    p = make("00", blocks=4)
+    seed(p, "origin")
+    p.add_peer("node")
+    p.raise_priority("h", [0], READAHEAD, 1.0)
+    taken = p.pick("origin", 0.0, 100)
+    deliver(p, "origin", taken[0])
+    p.got_have("node", 0)
+    cancels = p.spare_seeds(0)
+    assert sorted(cancels) == [("origin", b, l) for _, b, l in taken[1:]]
+    assert p.outstanding("origin") == 0
+    assert [blk for blk in p.pick("node", 0.0, 100)] == taken[1:]
+    check_consistent(p)
+
+
+def test_among_leechers_readahead_goes_rarest_first():
+    p = make("0000", blocks=1)
+    seed(p, "origin")
+    peer_with(p, "node", "1100")
+    p.raise_priority("h", [0, 1, 2, 3], READAHEAD, 1.0)  # same deadline
+    got = [i for i, _, _ in p.pick("node2" if False else "origin", 0.0, 100)]
+    assert set(got) == {2, 3}  # 0 and 1 are left to the node

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
+from collections import deque
 from typing import Protocol
 
 import trio
@@ -92,6 +94,8 @@ class PeerSession:
         self.close_reason = ""
         self.registered = False  # set by the swarm once the peer is in its picker
         self.snubbed = False     # it sat on our requests (set by the swarm)
+        self.queued: set[tuple[int, int, int]] = set()  # its requests we have yet to answer
+        self.upload_fifo: deque = deque()  # those requests, in arrival order
         self.last_useful = now   # last time either side was interested
 
     def __repr__(self) -> str:
@@ -215,6 +219,11 @@ class PeerSession:
         if now - self.last_sent >= KEEPALIVE_EVERY and not self._out:
             self.send(wire.KeepAlive())
 
+    @property
+    def backlog(self) -> int:
+        """Bytes queued for this peer that the socket has not taken yet."""
+        return len(self._out)
+
     async def _sender(self) -> None:
         while True:
             if not self._out:
@@ -223,12 +232,30 @@ class PeerSession:
             data, self._out = self._out, bytearray()
             await self.stream.send_all(data)
             self.last_sent = trio.current_time()
+            on_drained = getattr(self.swarm, "on_drained", None)
+            if on_drained is not None and not self._out:
+                on_drained(self)
+
+
+NOTSENT_LOWAT = 64 << 10
+
+
+def tune(stream: trio.SocketStream) -> None:
+    """No Nagle delay; and little unsent data in the kernel (TCP_NOTSENT_LOWAT), so
+    what waits to be uploaded waits in our queue, where a cancel can still drop it."""
+    stream.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, 1)
+    lowat = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+    if lowat is not None:
+        try:
+            stream.setsockopt(trio.socket.IPPROTO_TCP, lowat, NOTSENT_LOWAT)
+        except OSError:
+            pass
 
 
 async def connect(addr: tuple[str, int]) -> trio.SocketStream:
     """Open a TCP connection within ``CONNECT_TIMEOUT``; raises OSError on failure."""
     with trio.move_on_after(CONNECT_TIMEOUT):
         stream = await trio.open_tcp_stream(*addr)
-        stream.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, 1)
+        tune(stream)
         return stream
     raise OSError(f"connect to {addr[0]}:{addr[1]} timed out")

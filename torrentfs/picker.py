@@ -84,7 +84,7 @@ class Received:
 
 class Picker:
     def __init__(self, geometry: Geometry, have: Bitfield, *, prefetch: bool = False,
-                 duplicate_after: float = 1.0) -> None:
+                 duplicate_after: float = 1.0, salt: int = 0, jitter: float = 1.0) -> None:
         self.geometry = geometry
         self.have = have
         self.prefetch = prefetch
@@ -95,6 +95,10 @@ class Picker:
         self._peers: dict[Peer, Bitfield] = {}
         self._outstanding: dict[Peer, set[tuple[int, int]]] = {}
         self.availability = [0] * geometry.num_pieces
+        self._seeds = 0  # peers that have every piece
+        # Per-node jitter of readahead deadlines among leechers (see _urgent_order).
+        self.salt = salt
+        self.jitter = jitter
 
     # -- priorities ----------------------------------------------------------------
 
@@ -133,7 +137,21 @@ class Picker:
     def _urgent_order(self) -> list[tuple[int, int, float]]:
         if self._order is None:
             order = [(i, *self.priority(i)) for i in self._raises if i not in self.have]
-            order.sort(key=lambda e: (-e[1], e[2], e[0]))
+            if len(self._peers) > self._seeds:
+                # Other leechers are about (a cluster reading the same data): READAHEAD
+                # goes rarest first, then by a deadline jittered per node, so nodes
+                # fetch different pieces from the seeds and trade them.
+                avail, salt = self.availability, self.salt
+
+                def key(e: tuple[int, int, float]) -> tuple:
+                    i, tier, deadline = e
+                    if tier != READAHEAD:
+                        return (-tier, 0, deadline, i)
+                    jitter = ((i * 2654435761 + salt) % 1000) / 1000 * self.jitter
+                    return (-tier, avail[i], deadline + jitter, i)
+                order.sort(key=key)
+            else:
+                order.sort(key=lambda e: (-e[1], e[2], e[0]))
             self._order = order
         return self._order
 
@@ -142,6 +160,9 @@ class Picker:
     def add_peer(self, peer: Peer) -> None:
         self._peers[peer] = Bitfield(self.geometry.num_pieces)
         self._outstanding[peer] = set()
+        self._order = None
+        if not self.geometry.num_pieces:
+            self._seeds += 1
 
     def remove_peer(self, peer: Peer) -> None:
         """Forget a peer: its requests are freed for others."""
@@ -149,12 +170,25 @@ class Picker:
         bits = self._peers.pop(peer, None)
         self._outstanding.pop(peer, None)
         if bits is not None:
+            if bits.complete:
+                self._seeds -= 1
             for i in bits:
                 self.availability[i] -= 1
+        self._order = None
 
     def got_have(self, peer: Peer, index: int) -> None:
-        if self._peers[peer].add(index):
+        bits = self._peers[peer]
+        if bits.add(index):
             self.availability[index] += 1
+            if bits.complete:
+                self._seeds += 1
+            if index in self._raises and self._seeds < len(self._peers):
+                self._order = None  # rarity changed and it matters
+
+    def is_seed(self, peer: Peer) -> bool:
+        """True when the peer has every piece."""
+        bits = self._peers.get(peer)
+        return bits is not None and bits.complete
 
     def got_bitfield(self, peer: Peer, bits: Bitfield) -> None:
         for i in bits:
@@ -214,6 +248,21 @@ class Picker:
         self._forget_partial(index)
         return cancels
 
+    def spare_seeds(self, index: int) -> list[tuple[Peer, int, int]]:
+        """A peer without the whole torrent now has piece ``index``: take back the
+        requests for its blocks that seeds have not answered yet, so the blocks are
+        asked of that peer instead. Returns ``(seed, begin, length)`` to cancel."""
+        partial = self._partials.get(index)
+        if partial is None or not self._seeds:
+            return []
+        cancels = []
+        for b, holders in enumerate(partial.requests):
+            begin, length = partial.blocks[b]
+            for peer in [p for p in holders if self._peers[p].complete]:
+                cancels.append((peer, begin, length))
+                self.request_dropped(peer, index, begin)
+        return cancels
+
     # -- picking ----------------------------------------------------------------------
 
     def pick(self, peer: Peer, now: float, limit: int, spread: int = 1) -> list[Block]:
@@ -225,8 +274,14 @@ class Picker:
             return []
         bits = self._peers[peer]
         picked: list[Block] = []
+        # Spare the seeds: a piece that is not urgent and that a peer without the
+        # whole torrent also has is left to that peer.
+        spare = bits.complete and self._seeds < len(self._peers)
+        avail, seeds = self.availability, self._seeds
         for index, tier, deadline in self._urgent_order():
             if tier == NONE or index not in bits:  # raised at NONE: never requested
+                continue
+            if spare and tier != NOW and avail[index] > seeds:
                 continue
             late = tier == NOW and now >= deadline
             cap = limit

@@ -30,7 +30,7 @@ from . import __version__, wire
 from .bitfield import Bitfield
 from .geometry import Geometry
 from .choker import Choker, PeerView
-from .peer import PeerSession, connect
+from .peer import PeerSession, connect, tune
 from .picker import NOW, READAHEAD, Picker
 from .ratelimit import TokenBucket
 from .readahead import Readahead
@@ -49,6 +49,7 @@ READAHEAD_STEP = 0.05       # ... and this much later for each piece after it
 RECENT_BYTES = 40 << 20     # verified pieces kept in memory until first read
 SNUB_AFTER = 20.0           # an unchoked peer that sends no block for this long is snubbed
 MAX_UPLOAD_QUEUE = 256      # requests a peer may have queued with us
+UPLOAD_BACKLOG = 64 << 10   # serve a peer more only while less than this awaits its socket
 SPREAD_MAX = 4              # a NOW piece's blocks are split over up to this many peers
 USELESS_AFTER = 60.0        # neither side interested this long: drop it when slots are full
 RESUME_EVERY = 10.0
@@ -141,8 +142,9 @@ class Torrent:
         self.storage = Storage(folder, meta, self.geometry, data_dir=data_dir,
                                readonly=seed_only)
         self.have = Bitfield(self.geometry.num_pieces)
-        self.picker = Picker(self.geometry, self.have, prefetch=prefetch)
         self.peer_id = peer_id or make_peer_id()
+        self.picker = Picker(self.geometry, self.have, prefetch=prefetch,
+                             salt=int.from_bytes(self.peer_id[-4:], "big"))
         self.port = port
         self.listen_host = listen_host
         self.max_peers = max_peers
@@ -160,7 +162,7 @@ class Torrent:
         self._verifying: set[int] = set()
         self._hash_fails: dict[bytes, int] = {}
         self._banned_ids: set[bytes] = set()
-        self._upload_queue: dict[PeerSession, int] = {}
+        self._upload_wake = trio.Event()
         self._hash_limiter = trio.CapacityLimiter(max(1, (os.cpu_count() or 2)))
         self.choker = choker or Choker()
         self.upload_limit = TokenBucket(upload_rate)
@@ -205,6 +207,7 @@ class Torrent:
                     nursery.start_soon(trio.serve_listeners, self._handle_incoming, listeners)
                 nursery.start_soon(self._connector)
                 nursery.start_soon(self._ticker)
+                nursery.start_soon(self._uploader)
                 await nursery.start(self.announcer.run)
                 task_status.started()
         finally:
@@ -295,6 +298,10 @@ class Torrent:
         if len(self.sessions) >= self.max_peers or addr in self.sessions:
             await stream.aclose()
             return
+        try:
+            tune(stream)
+        except OSError:
+            pass
         session = self._new_session(stream, addr, outgoing=False)
         self.sessions[addr] = session
         await session.run(send_handshake=False)
@@ -331,7 +338,8 @@ class Torrent:
         if s.registered:
             self.picker.remove_peer(s)
             s.registered = False
-        self._upload_queue.pop(s, None)
+        s.queued.clear()
+        s.upload_fifo.clear()
         self._wake_connector.set()
         self.schedule()
 
@@ -353,6 +361,11 @@ class Torrent:
         if not s.am_interested and msg.index not in self.have and not self.seed_only:
             s.send(wire.Interested())
         if not s.peer_choking:
+            if not self.picker.is_seed(s):
+                # A fellow leecher has it: spare the seeds (an origin is often the
+                # scarce upload), cancelling what they have not sent yet.
+                for seed, begin, length in self.picker.spare_seeds(msg.index):
+                    seed.send(wire.Cancel(msg.index, begin, length))
             self._fill(s)
 
     def _on_Unchoke(self, s: PeerSession, msg) -> None:
@@ -397,13 +410,18 @@ class Torrent:
     def _on_Request(self, s: PeerSession, msg: wire.Request) -> None:
         ok = (not s.am_choking and msg.index in self.have
               and self.geometry.is_within_piece(msg.index, msg.begin, msg.length)
-              and self._upload_queue.get(s, 0) < MAX_UPLOAD_QUEUE)
+              and len(s.queued) < MAX_UPLOAD_QUEUE)
         if not ok:
             if s.fast:
                 s.send(wire.Reject(msg.index, msg.begin, msg.length))
             return
-        self._upload_queue[s] = self._upload_queue.get(s, 0) + 1
-        self._nursery.start_soon(self._serve, s, msg)
+        s.queued.add((msg.index, msg.begin, msg.length))
+        s.upload_fifo.append(msg)
+        self._upload_wake.set()
+
+    def _on_Cancel(self, s: PeerSession, msg: wire.Cancel) -> None:
+        # Not sent if not sent yet: a cancelled request is dropped from the queue.
+        s.queued.discard((msg.index, msg.begin, msg.length))
 
     def _on_Interested(self, s: PeerSession, msg) -> None:
         if self.have.count:
@@ -587,29 +605,51 @@ class Torrent:
 
     # -- uploading --------------------------------------------------------------------
 
-    async def _serve(self, s: PeerSession, req: wire.Request) -> None:
-        """Answer one request of an unchoked peer, from verified data only, within
-        the upload rate limit. A peer choked meanwhile gets a reject (BEP 6)."""
-        try:
-            wait = self.upload_limit.take(req.length, trio.current_time())
-            if wait:
-                await trio.sleep(wait)
-            if s.closed or s.am_choking:
-                if s.fast and not s.closed:
-                    s.send(wire.Reject(req.index, req.begin, req.length))
-                return
-            stream_offset = self.geometry.piece_offset(req.index) + req.begin
-            piece = self._recent.get(req.index)
-            if piece is not None:
-                data = bytes(memoryview(piece)[req.begin:req.begin + req.length])
-            else:
-                data = await self._offload(self.storage.read, stream_offset, req.length)
-        except OSError as e:
-            log.warning("cannot read piece %d for upload: %s", req.index, e)
+    def on_drained(self, s: PeerSession) -> None:
+        if s.upload_fifo:
+            self._upload_wake.set()
+
+    async def _uploader(self) -> None:
+        """Answer queued requests, one block per peer in turn, from verified data
+        only, within the upload rate limit. A peer whose socket is backed up is
+        skipped until it drains, so unsent blocks wait here, where a cancel still
+        drops them at no cost. A peer choked meanwhile gets a reject (BEP 6)."""
+        while True:
+            served = False
+            for s in list(self.sessions.values()):
+                if s.upload_fifo and s.backlog < UPLOAD_BACKLOG and not s.closed:
+                    await self._serve_one(s, s.upload_fifo.popleft())
+                    served = True
+            if not served:
+                self._upload_wake = trio.Event()
+                await self._upload_wake.wait()
+
+    async def _serve_one(self, s: PeerSession, req: wire.Request) -> None:
+        key = (req.index, req.begin, req.length)
+        if key not in s.queued or s.closed:
             return
-        finally:
-            self._upload_queue[s] = self._upload_queue.get(s, 1) - 1
-        if not s.closed and not s.am_choking:
+        if s.am_choking:
+            s.queued.discard(key)
+            if s.fast:
+                s.send(wire.Reject(*key))
+            return
+        wait = self.upload_limit.take(req.length, trio.current_time())
+        if wait:
+            await trio.sleep(wait)
+            if key not in s.queued or s.closed or s.am_choking:
+                return
+        piece = self._recent.get(req.index)
+        if piece is not None:
+            data = bytes(memoryview(piece)[req.begin:req.begin + req.length])
+        else:
+            offset = self.geometry.piece_offset(req.index) + req.begin
+            try:
+                data = await self._offload(self.storage.read, offset, req.length)
+            except OSError as e:
+                log.warning("cannot read piece %d for upload: %s", req.index, e)
+                return
+        if key in s.queued and not s.closed and not s.am_choking:
+            s.queued.discard(key)
             s.send(wire.Piece(req.index, req.begin, data))
             s.up.add(len(data), trio.current_time())
             self.uploaded += len(data)
