@@ -18,6 +18,15 @@ Targets printed beside the numbers: time(N)/time(1) <= 1.5 and origin upload <= 
 copies. Each node's read is checked with sha256. Who sent what to whom comes from
 the mounts' logs (``<peer IP:PORT> closed: ... (received N bytes of blocks, sent M)``).
 
+Defaults: 8 nodes, a 64 MiB file, 4 MB/s upload for the origin and for each node.
+That run takes about 4 minutes on a 2-core machine (measured 226-239 s): ~18 s for
+each 1-node phase, 45-60 s for the 8 torrentfs nodes, ~140 s for the 8 HTTP clients
+(8 copies through the origin's 4 MB/s), plus setup. Each phase's reads are bounded
+(--timeout, by default 60 s + twice what the origin alone needs for N copies), so
+a run that goes wrong ends in about 12 minutes at worst. The 8 daemons use about
+40 CPU s in the 45 s of reads, so 2 cores are not the bottleneck at these rates.
+--no-http skips the slowest part.
+
 This is a benchmark: a phase that fails or overruns its time bound is reported as
 such. Everything started is stopped by PID, every mount unmounted (lazily as a last
 resort) and the namespaces, veths and bridge deleted, also on failure or Ctrl-C.
@@ -172,6 +181,18 @@ class NodeMount:
                     os.kill(pid, signal.SIGKILL)
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds a process has used so far."""
+    if not pid:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -244,12 +265,16 @@ def torrentfs_phase(c: Cluster, n: int, torrent: Path, data: Path, info_hash: st
         res["mesh_complete_before_reads"] = mesh_ok
         say(f"torrentfs, {n} node(s): reading {size >> 20} MiB at once"
             + ("" if mesh_ok else " (not every node is connected to every other)"))
+        t_reads = time.monotonic()
         reads = run_readers([["sha256sum", str(m.path / FILE_NAME)] for m in mounts],
                             None, [0] * n, timeout)
         # Blocks requested before the last read ended still count; and stopping a
         # sender mid-message costs its peers' logs the session's figures.
         res["quiet_after_reads"] = c.wait_quiet(range(n + 1), quiet=1.0, timeout=20)
         res["origin_tx"] = c.tx_bytes(0) - tx0
+        res["origin_cpu_s"] = cpu_seconds(origin.proc.pid)
+        res["node_cpu_s"] = [cpu_seconds(m.pid) for m in mounts]
+        res["wall_s"] = time.monotonic() - t_reads
         res["node_tx"] = [c.tx_bytes(i) - node0[i][0] for i in range(1, n + 1)]
         res["node_rx"] = [c.rx_bytes(i) - node0[i][1] for i in range(1, n + 1)]
     finally:
@@ -352,13 +377,15 @@ def report(r: dict[str, Any]) -> str:
                    f" its target")
     lines += ["", "torrentfs: " + "; ".join(verdict)]
     lines += ["", f"torrentfs, {n} nodes at once, per node:",
-              f"  {'node':<6} {'read s':>7} {'rx MiB':>7} {'tx MiB':>7} {'wasted MiB':>10}"]
+              f"  {'node':<6} {'read s':>7} {'rx MiB':>7} {'tx MiB':>7} {'wasted MiB':>10} "
+              f"{'CPU s':>6}"]
     for i in range(1, n + 1):
         rd = tn["reads"][i - 1]
         tot = tn["node_totals"][i - 1]
         lines.append(f"  node{i:<2} {fmt(rd['seconds']):>7} {tn['node_rx'][i - 1] / 2**20:7.2f} "
                      f"{tn['node_tx'][i - 1] / 2**20:7.2f} "
-                     f"{fmt(tot and tot['wasted'] / 2**20, '.2f'):>10}"
+                     f"{fmt(tot and tot['wasted'] / 2**20, '.2f'):>10} "
+                     f"{fmt(tn['node_cpu_s'][i - 1]):>6}"
                      + (f"  {rd['error']}" if "error" in rd else ""))
     hosts = ["origin"] + [f"node{i}" for i in range(1, n + 1)]
     lines += ["", "MiB of blocks received by (row) from (column), from the logs:",
@@ -367,6 +394,9 @@ def report(r: dict[str, Any]) -> str:
         lines.append(f"{rcv:>8}" + "".join(
             f"{'-':>8}" if s == rcv else f"{tn['flows'][rcv].get(s, 0) / 2**20:8.2f}"
             for s in hosts))
+    lines.append(f"  origin CPU {fmt(tn['origin_cpu_s'])} s; all daemons "
+                 f"{fmt(sum(x or 0 for x in tn['node_cpu_s']) + (tn['origin_cpu_s'] or 0))} CPU s "
+                 f"in {fmt(tn['wall_s'])} s on {os.cpu_count()} CPUs")
     if tn.get("crashed"):
         lines += ["", "tracebacks in the logs of: " + ", ".join(tn["crashed"])]
     lines += ["", f"total wall time {r['wall_s']:.0f} s"]
@@ -379,7 +409,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nodes", type=int, default=8, help="torrentfs nodes (8)")
-    ap.add_argument("--size", type=int, default=32, help="file size in MiB (32)")
+    ap.add_argument("--size", type=int, default=64, help="file size in MiB (64)")
     ap.add_argument("--origin-rate", type=int, default=4_000_000,
                     help="origin upload cap in bytes/s, tbf on its veth (4000000)")
     ap.add_argument("--node-rate", type=int, default=4_000_000,

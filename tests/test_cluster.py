@@ -221,8 +221,6 @@ def test_four_mounts_read_byte_exact_and_trade_pieces(cluster_run):
     assert from_nodes >= SIZE, r["summary"]
 
 
-@pytest.mark.skip(reason="issue 4, open: the origin uploads 2.6-3.4 copies for 4 "
-                         "streaming nodes (measured 2026-11-25), the target is 2.5")
 def test_origin_uploads_well_under_a_copy_per_node(cluster_run):
     assert cluster_run["origin_copies"] <= MAX_ORIGIN_COPIES, (
         f"the origin uploaded {cluster_run['origin_copies']:.2f} copies for {N_NODES} "

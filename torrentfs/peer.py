@@ -237,7 +237,7 @@ class PeerSession:
                 on_drained(self)
 
 
-NOTSENT_LOWAT = 64 << 10
+NOTSENT_LOWAT = 16 << 10
 
 
 def tune(stream: trio.SocketStream) -> None:

@@ -139,16 +139,19 @@ class Picker:
             order = [(i, *self.priority(i)) for i in self._raises if i not in self.have]
             if len(self._peers) > self._seeds:
                 # Other leechers are about (a cluster reading the same data): READAHEAD
-                # goes rarest first, then by a deadline jittered per node, so nodes
-                # fetch different pieces from the seeds and trade them.
+                # goes rarest first, then by a deadline jittered per node, and ties in
+                # NOW are broken per node, so nodes fetch different pieces from the
+                # seeds and trade them.
                 avail, salt = self.availability, self.salt
 
                 def key(e: tuple[int, int, float]) -> tuple:
                     i, tier, deadline = e
-                    if tier != READAHEAD:
-                        return (-tier, 0, deadline, i)
-                    jitter = ((i * 2654435761 + salt) % 1000) / 1000 * self.jitter
-                    return (-tier, avail[i], deadline + jitter, i)
+                    mix = ((i * 2654435761 + salt) % 1000) / 1000
+                    if tier == READAHEAD:
+                        return (-tier, avail[i], deadline + mix * self.jitter, i)
+                    # Pieces one read waits on share a deadline: each node takes them
+                    # in an order of its own, so each fetches different ones first.
+                    return (-tier, deadline, mix, i)
                 order.sort(key=key)
             else:
                 order.sort(key=lambda e: (-e[1], e[2], e[0]))

@@ -49,7 +49,7 @@ READAHEAD_STEP = 0.05       # ... and this much later for each piece after it
 RECENT_BYTES = 40 << 20     # verified pieces kept in memory until first read
 SNUB_AFTER = 20.0           # an unchoked peer that sends no block for this long is snubbed
 MAX_UPLOAD_QUEUE = 256      # requests a peer may have queued with us
-UPLOAD_BACKLOG = 64 << 10   # serve a peer more only while less than this awaits its socket
+UPLOAD_BACKLOG = 16 << 10   # serve a peer more only while less than this awaits its socket
 SPREAD_MAX = 4              # a NOW piece's blocks are split over up to this many peers
 USELESS_AFTER = 60.0        # neither side interested this long: drop it when slots are full
 RESUME_EVERY = 10.0
@@ -163,6 +163,7 @@ class Torrent:
         self._hash_fails: dict[bytes, int] = {}
         self._banned_ids: set[bytes] = set()
         self._upload_wake = trio.Event()
+        self._pieces_sent: dict[int, int] = {}  # piece -> times its first block went out
         self._hash_limiter = trio.CapacityLimiter(max(1, (os.cpu_count() or 2)))
         self.choker = choker or Choker()
         self.upload_limit = TokenBucket(upload_rate)
@@ -618,11 +619,30 @@ class Torrent:
             served = False
             for s in list(self.sessions.values()):
                 if s.upload_fifo and s.backlog < UPLOAD_BACKLOG and not s.closed:
-                    await self._serve_one(s, s.upload_fifo.popleft())
+                    await self._serve_one(s, self._next_request(s))
                     served = True
             if not served:
                 self._upload_wake = trio.Event()
                 await self._upload_wake.wait()
+
+    def _next_request(self, s: PeerSession) -> wire.Request:
+        """The peer's next request to answer: the oldest of those for the pieces we
+        have uploaded least. A piece already sent to someone else waits a little, and
+        usually the peer gets it from that someone and cancels: seeds spread pieces
+        instead of sending everyone the same ones."""
+        fifo, sent = s.upload_fifo, self._pieces_sent
+        best = 0
+        if len(fifo) > 1:
+            low = sent.get(fifo[0].index, 0)
+            for n, req in enumerate(fifo):
+                c = sent.get(req.index, 0)
+                if c < low:
+                    best, low = n, c
+                    if not c:
+                        break
+        req = fifo[best]
+        del fifo[best]
+        return req
 
     async def _serve_one(self, s: PeerSession, req: wire.Request) -> None:
         key = (req.index, req.begin, req.length)
@@ -653,6 +673,8 @@ class Torrent:
             s.send(wire.Piece(req.index, req.begin, data))
             s.up.add(len(data), trio.current_time())
             self.uploaded += len(data)
+            if req.begin == 0:
+                self._pieces_sent[req.index] = self._pieces_sent.get(req.index, 0) + 1
 
     # -- the read path ----------------------------------------------------------------
 
