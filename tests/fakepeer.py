@@ -20,6 +20,7 @@ class Behaviour:
     delay: float = 0.0           # seconds before each answer
     corrupt: set[int] = field(default_factory=set)  # pieces whose blocks are flipped
     have: set[int] | None = None  # pieces it has (None: all)
+    garbage_after: int | None = None  # after this many answers, send an oversized message
 
 
 @dataclass
@@ -47,9 +48,16 @@ async def fake_peer(stream: trio.abc.Stream, meta, payload: bytes,
     await send(conn.handshake())
     plen = meta.piece_length
     async with trio.open_nursery() as nursery:
+        answered = 0
+
         async def answer(req: wire.Request) -> None:
+            nonlocal answered
             if b.delay:
                 await trio.sleep(b.delay)
+            answered += 1
+            if b.garbage_after is not None and answered > b.garbage_after:
+                await send((1 << 30).to_bytes(4, "big") + b"\x07" + b"x" * 100)
+                return
             start = req.index * plen + req.begin
             data = bytearray(payload[start:start + req.length])
             if req.index in b.corrupt:

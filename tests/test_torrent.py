@@ -152,3 +152,17 @@ async def test_two_handles_undo_only_their_own(make_swarm, autojump_clock):
         h2.close()
         assert t.picker.waiting() == []
         n.cancel_scope.cancel()
+
+
+async def test_peer_breaking_the_protocol_mid_stream_only_loses_itself(make_swarm,
+                                                                       autojump_clock):
+    async with trio.open_nursery() as n:
+        s = await start(n, make_swarm, read_timeout=30)
+        rogue = s.add(Behaviour(garbage_after=3))
+        good = s.add()
+        assert await s.torrent.read(0, 0, len(s.payload)) == s.payload
+        assert rogue.requests and good.sent_bytes
+        await trio.sleep(1)
+        # The rogue was dropped for its oversized message; the torrent lives on.
+        assert [p.addr for p in s.torrent.sessions.values()] == [("fake", 2)]
+        n.cancel_scope.cancel()

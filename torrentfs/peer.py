@@ -134,37 +134,58 @@ class PeerSession:
     # -- running ------------------------------------------------------------------
 
     async def run(self, *, send_handshake: bool = True) -> None:
-        """Handshake, then pump messages both ways until closed or failed."""
-        with self._cancel:
-            try:
-                if send_handshake:
-                    await self.stream.send_all(self.conn.handshake())
-                with trio.fail_after(HANDSHAKE_TIMEOUT):
-                    hs = await self._next_event()
-                if not isinstance(hs, wire.Handshake):
-                    raise wire.RemoteProtocolError("expected a handshake")
-                self.peer_id = hs.peer_id
-                if not send_handshake:
-                    await self.stream.send_all(self.conn.handshake())
-                if not self.swarm.on_handshake(self):
-                    return
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._sender)
-                    await self._receiver()
+        """Handshake, then pump messages both ways until closed or failed. Whatever
+        goes wrong with this peer ends this session only: never the mount."""
+        try:
+            with self._cancel:
+                await self._guarded(self._run, send_handshake)
+        finally:
+            self.closed = True
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(1):
+                    await self.stream.aclose()
+                log.info("%r closed: %s (received %d bytes of blocks, sent %d)", self,
+                         self.close_reason or "shutting down", self.down.total,
+                         self.up.total)
+                self.swarm.on_peer_closed(self)
+
+    async def _run(self, send_handshake: bool) -> None:
+        if send_handshake:
+            await self.stream.send_all(self.conn.handshake())
+        with trio.fail_after(HANDSHAKE_TIMEOUT):
+            hs = await self._next_event()
+        if not isinstance(hs, wire.Handshake):
+            raise wire.RemoteProtocolError("expected a handshake")
+        self.peer_id = hs.peer_id
+        if not send_handshake:
+            await self.stream.send_all(self.conn.handshake())
+        if not self.swarm.on_handshake(self):
+            return
+        async with trio.open_nursery() as nursery:
+            # Each task catches its own errors (a nursery would wrap them in an
+            # ExceptionGroup) and ends the session when it ends.
+            async def pump(fn) -> None:
+                try:
+                    await self._guarded(fn)
+                finally:
                     nursery.cancel_scope.cancel()
-            except wire.ProtocolError as e:
-                self.close_reason = self.close_reason or f"protocol error: {e}"
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
-                self.close_reason = self.close_reason or f"connection lost: {e}"
-            except trio.TooSlowError:
-                self.close_reason = self.close_reason or "timed out"
-        self.closed = True
-        with trio.CancelScope(shield=True):
-            with trio.move_on_after(1):
-                await self.stream.aclose()
-        log.info("%r closed: %s (received %d bytes of blocks, sent %d)", self,
-                 self.close_reason or "shutting down", self.down.total, self.up.total)
-        self.swarm.on_peer_closed(self)
+
+            nursery.start_soon(pump, self._sender)
+            await pump(self._receiver)
+
+    async def _guarded(self, fn, *args) -> None:
+        """Run ``fn``, turning a peer's failure into a close reason."""
+        try:
+            await fn(*args)
+        except wire.ProtocolError as e:
+            self.close_reason = self.close_reason or f"protocol error: {e}"
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
+            self.close_reason = self.close_reason or f"connection lost: {e}"
+        except trio.TooSlowError:
+            self.close_reason = self.close_reason or "timed out"
+        except Exception as e:  # a bug of ours in handling this peer: drop the peer only
+            log.exception("error while talking to %r", self)
+            self.close_reason = self.close_reason or f"internal error: {e!r}"
 
     async def _next_event(self) -> wire.Message:
         while True:
