@@ -157,3 +157,27 @@ def test_upload_rate_cap_holds(tmp_path):
         assert r.returncode == 0, r.stderr
     # 2 MiB at 512 KiB/s with a 128 KiB burst: at least (2048 - 128) / 512 = 3.75 s.
     assert elapsed >= 3.5, elapsed
+
+
+def test_transmission_leeches_everything_from_a_mount(tmp_path, mount_torrent):
+    """The mount reads everything from a libtorrent seeder, which then goes away;
+    transmission-cli, in a namespace of the test's own, finds the mount through
+    opentracker and downloads the whole torrent from it alone."""
+    data = tmp_path / "data"
+    payload = make_payload(data / "payload", 2 * 1024 * 1024 + 11, seed=26)
+    with netns_host() as host:
+        with opentracker(host="127.0.0.1", extra_hosts=[host.host_ip]) as tracker:
+            torrent = tmp_path / "t.torrent"
+            tracker.add(lt_create(payload, torrent, tracker.announce_url_for(host.host_ip),
+                                  piece_size=PIECE))
+            with lt_seeder(torrent, data, ip="127.0.0.17") as origin:
+                m = mount_torrent(torrent, "--peer", origin.endpoint)
+                same_tree(payload, m.path / "payload")
+            out = tmp_path / "out"
+            transmission_download(torrent, out, host, timeout=120)
+            assert m.unmount().returncode == 0
+    same_tree(payload, out / "payload", empty_files=False)  # transmission makes none
+    import re
+    sent = [int(n) for n in re.findall(rf"<peer {re.escape(host.ns_ip)}:\d+> closed: .*"
+                                       r"sent (\d+)\)", m.log)]
+    assert sum(sent) >= 2 * 1024 * 1024, m.log[-2000:]
