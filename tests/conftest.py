@@ -102,8 +102,31 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def abort_fuse_connection(mountpoint: Path) -> None:
+    """Abort the FUSE connection behind a mount (fusectl), failing every request in
+    flight: the one way to free a daemon stuck in a request to its own mount, which
+    not even SIGKILL ends."""
+    dev = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) > 4 and fields[4] == str(mountpoint):
+                dev = fields[2]
+    if dev is None:
+        return
+    conns = Path("/sys/fs/fuse/connections")
+    if conns.is_dir() and not any(conns.iterdir()):
+        subprocess.run(["mount", "-t", "fusectl", "none", str(conns)], capture_output=True,
+                       timeout=10)
+    try:
+        (conns / dev.split(":")[1] / "abort").write_text("1")
+    except OSError:
+        pass
+
+
 def force_unmount(m: Mount) -> None:
-    """Undo a mount by any means, bounded: polite, then lazy, then SIGKILL."""
+    """Undo a mount by any means, bounded: polite, then abort the FUSE connection and
+    detach lazily, then SIGKILL."""
     pid = m.pid()
     if os.path.ismount(m.path):
         try:
@@ -111,6 +134,7 @@ def force_unmount(m: Mount) -> None:
         except subprocess.TimeoutExpired:
             pass
     if os.path.ismount(m.path):
+        abort_fuse_connection(m.path)
         subprocess.run(["fusermount3", "-uz", str(m.path)], capture_output=True, timeout=10)
     if pid:
         deadline = time.monotonic() + 10
