@@ -573,6 +573,31 @@ TRANSMISSION_SETTINGS = {
 
 
 @contextlib.contextmanager
+def _transmission(torrent_path, data_dir, netns_host: NetnsHost, port: int, workdir,
+                  prefix: str) -> Iterator[tuple[list[str], Path]]:
+    """A fresh config dir (TRANSMISSION_SETTINGS) and the argv that runs
+    transmission-cli 3.00 in `netns_host` on `torrent_path` with `data_dir` as its
+    download dir; yields (argv, log path)."""
+    with _workdir(workdir, prefix) as wd:
+        config = wd / "transmission-config"
+        if config.exists():
+            shutil.rmtree(config)
+        config.mkdir()
+        settings = dict(TRANSMISSION_SETTINGS, **{
+            "peer-port": port, "bind-address-ipv4": netns_host.ns_ip,
+            "download-dir": str(data_dir)})
+        (config / "settings.json").write_text(json.dumps(settings, indent=1))
+        # stdbuf -o0: its status line goes to a file, which stdio would
+        # otherwise buffer for ~10 s (stdbuf execs it: the PID stays the same).
+        yield (netns_host.argv(["stdbuf", "-o0",
+                                "transmission-cli", "--config-dir", str(config),
+                                "--download-dir", str(data_dir), "--port", str(port),
+                                "--encryption-tolerated", "--no-portmap",
+                                "--no-downlimit", "--no-uplimit", str(torrent_path)]),
+               wd / "transmission.log")
+
+
+@contextlib.contextmanager
 def transmission_seeder(torrent_path: Path | str, data_dir: Path | str,
                         netns_host: NetnsHost, port: int = 51413, *,
                         workdir: Path | str | None = None, timeout: float = 60.0,
@@ -588,27 +613,13 @@ def transmission_seeder(torrent_path: Path | str, data_dir: Path | str,
     then a warning). The trackers must be reachable from the namespace,
     e.g. an opentracker that also listens on `netns_host.host_ip`.
     """
-    with _workdir(workdir, "transmission-") as wd:
-        config = wd / "transmission-config"
-        if config.exists():
-            shutil.rmtree(config)
-        config.mkdir()
-        settings = dict(TRANSMISSION_SETTINGS, **{
-            "peer-port": port, "bind-address-ipv4": netns_host.ns_ip,
-            "download-dir": str(data_dir)})
-        (config / "settings.json").write_text(json.dumps(settings, indent=1))
-        log_path = wd / "transmission.log"
-        # stdbuf -o0: its status line goes to a file, which stdio would
-        # otherwise buffer for ~10 s (stdbuf execs it: the PID stays the same).
-        argv = netns_host.argv(["stdbuf", "-o0",
-                                "transmission-cli", "--config-dir", str(config),
-                                "--download-dir", str(data_dir), "--port", str(port),
-                                "--encryption-tolerated", "--no-portmap",
-                                "--no-downlimit", "--no-uplimit", str(torrent_path)])
+    with _transmission(torrent_path, data_dir, netns_host, port, workdir,
+                       "transmission-") as (argv, log_path):
         with _running(argv, log_path) as proc:
             def ready():
                 text = log_path.read_bytes()
                 return b"Seeding, uploading" in text and can_connect(netns_host.ns_ip, port)
+
             _wait_ready(proc, "transmission-cli", log_path, ready, timeout)
             if _has_trackers(torrent_path):
                 def announced():
@@ -632,21 +643,8 @@ def transmission_download(torrent_path: Path | str, save_dir: Path | str,
     TimeoutError with its log's tail if that takes longer than `timeout`. The process
     is always stopped. Returns the log text."""
     Path(save_dir).mkdir(parents=True, exist_ok=True)
-    with _workdir(workdir, "transmission-dl-") as wd:
-        config = wd / "transmission-config"
-        if config.exists():
-            shutil.rmtree(config)
-        config.mkdir()
-        settings = dict(TRANSMISSION_SETTINGS, **{
-            "peer-port": port, "bind-address-ipv4": netns_host.ns_ip,
-            "download-dir": str(save_dir)})
-        (config / "settings.json").write_text(json.dumps(settings, indent=1))
-        log_path = wd / "transmission.log"
-        argv = netns_host.argv(["stdbuf", "-o0",
-                                "transmission-cli", "--config-dir", str(config),
-                                "--download-dir", str(save_dir), "--port", str(port),
-                                "--encryption-tolerated", "--no-portmap",
-                                "--no-downlimit", "--no-uplimit", str(torrent_path)])
+    with _transmission(torrent_path, save_dir, netns_host, port, workdir,
+                       "transmission-dl-") as (argv, log_path):
         with _running(argv, log_path) as proc:
             _wait_ready(proc, "transmission-cli download", log_path,
                         lambda: b"Seeding, uploading" in log_path.read_bytes(), timeout)
