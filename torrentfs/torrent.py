@@ -50,6 +50,7 @@ RECENT_BYTES = 40 << 20     # verified pieces kept in memory until first read
 SNUB_AFTER = 20.0           # an unchoked peer that sends no block for this long is snubbed
 MAX_UPLOAD_QUEUE = 256      # requests a peer may have queued with us
 UPLOAD_BACKLOG = 16 << 10   # serve a peer more only while less than this awaits its socket
+LEECHER_JITTER = 10.0       # among leechers, readahead order is shuffled over this many s
 SPREAD_MAX = 4              # a NOW piece's blocks are split over up to this many peers
 USELESS_AFTER = 60.0        # neither side interested this long: drop it when slots are full
 RESUME_EVERY = 10.0
@@ -144,7 +145,8 @@ class Torrent:
         self.have = Bitfield(self.geometry.num_pieces)
         self.peer_id = peer_id or make_peer_id()
         self.picker = Picker(self.geometry, self.have, prefetch=prefetch,
-                             salt=int.from_bytes(self.peer_id[-4:], "big"))
+                             salt=int.from_bytes(self.peer_id[-4:], "big"),
+                             jitter=LEECHER_JITTER)
         self.port = port
         self.listen_host = listen_host
         self.max_peers = max_peers
