@@ -33,6 +33,7 @@ from .choker import Choker, PeerView
 from .peer import PeerSession, connect, tune
 from .picker import NOW, READAHEAD, Picker
 from .ratelimit import TokenBucket
+from .upload import Uploader
 from .readahead import Readahead
 from .storage import Storage
 from .tracker import Announcer
@@ -48,8 +49,6 @@ READAHEAD_DEADLINE = 0.5    # deadline of the first readahead piece: now + this 
 READAHEAD_STEP = 0.05       # ... and this much later for each piece after it
 RECENT_BYTES = 40 << 20     # verified pieces kept in memory until first read
 SNUB_AFTER = 20.0           # an unchoked peer that sends no block for this long is snubbed
-MAX_UPLOAD_QUEUE = 256      # requests a peer may have queued with us
-UPLOAD_BACKLOG = 16 << 10   # serve a peer more only while less than this awaits its socket
 LEECHER_JITTER = 10.0       # among leechers, readahead order is shuffled over this many s
 SPREAD_MAX = 4              # a NOW piece's blocks are split over up to this many peers
 USELESS_AFTER = 60.0        # neither side interested this long: drop it when slots are full
@@ -164,16 +163,13 @@ class Torrent:
         self._verifying: set[int] = set()
         self._hash_fails: dict[bytes, int] = {}
         self._banned_ids: set[bytes] = set()
-        self._upload_wake = trio.Event()
-        self._pieces_sent: dict[int, int] = {}  # piece -> times its first block went out
         self._hash_limiter = trio.CapacityLimiter(max(1, (os.cpu_count() or 2)))
         self.choker = choker or Choker()
-        self.upload_limit = TokenBucket(upload_rate)
+        self.uploads = Uploader(self, TokenBucket(upload_rate))
         self.download_limit = TokenBucket(download_rate)  # applied by each PeerSession
         self._wake_connector = trio.Event()
         self._spread = 1  # peers unchoking us (up to SPREAD_MAX): urgent pieces split this way
         self._resume_dirty = False
-        self.uploaded = 0
         self.downloaded = 0
         self.wasted = 0
         self.announcer = Announcer(
@@ -210,7 +206,7 @@ class Torrent:
                     nursery.start_soon(trio.serve_listeners, self._handle_incoming, listeners)
                 nursery.start_soon(self._connector)
                 nursery.start_soon(self._ticker)
-                nursery.start_soon(self._uploader)
+                nursery.start_soon(self.uploads.run)
                 await nursery.start(self.announcer.run)
                 task_status.started()
         finally:
@@ -411,20 +407,10 @@ class Torrent:
         self._fill(s, batch=True)
 
     def _on_Request(self, s: PeerSession, msg: wire.Request) -> None:
-        ok = (not s.am_choking and msg.index in self.have
-              and self.geometry.is_within_piece(msg.index, msg.begin, msg.length)
-              and len(s.queued) < MAX_UPLOAD_QUEUE)
-        if not ok:
-            if s.fast:
-                s.send(wire.Reject(msg.index, msg.begin, msg.length))
-            return
-        s.queued.add((msg.index, msg.begin, msg.length))
-        s.upload_fifo.append(msg)
-        self._upload_wake.set()
+        self.uploads.request(s, msg)
 
     def _on_Cancel(self, s: PeerSession, msg: wire.Cancel) -> None:
-        # Not sent if not sent yet: a cancelled request is dropped from the queue.
-        s.queued.discard((msg.index, msg.begin, msg.length))
+        self.uploads.cancel(s, msg)
 
     def _on_Interested(self, s: PeerSession, msg) -> None:
         if self.have.count:
@@ -609,74 +595,20 @@ class Torrent:
     # -- uploading --------------------------------------------------------------------
 
     def on_drained(self, s: PeerSession) -> None:
-        if s.upload_fifo:
-            self._upload_wake.set()
+        self.uploads.drained(s)
 
-    async def _uploader(self) -> None:
-        """Answer queued requests, one block per peer in turn, from verified data
-        only, within the upload rate limit. A peer whose socket is backed up is
-        skipped until it drains, so unsent blocks wait here, where a cancel still
-        drops them at no cost. A peer choked meanwhile gets a reject (BEP 6)."""
-        while True:
-            served = False
-            for s in list(self.sessions.values()):
-                if s.upload_fifo and s.backlog < UPLOAD_BACKLOG and not s.closed:
-                    await self._serve_one(s, self._next_request(s))
-                    served = True
-            if not served:
-                self._upload_wake = trio.Event()
-                await self._upload_wake.wait()
+    @property
+    def uploaded(self) -> int:
+        return self.uploads.uploaded
 
-    def _next_request(self, s: PeerSession) -> wire.Request:
-        """The peer's next request to answer: the oldest of those for the pieces we
-        have uploaded least. A piece already sent to someone else waits a little, and
-        usually the peer gets it from that someone and cancels: seeds spread pieces
-        instead of sending everyone the same ones."""
-        fifo, sent = s.upload_fifo, self._pieces_sent
-        best = 0
-        if len(fifo) > 1:
-            low = sent.get(fifo[0].index, 0)
-            for n, req in enumerate(fifo):
-                c = sent.get(req.index, 0)
-                if c < low:
-                    best, low = n, c
-                    if not c:
-                        break
-        req = fifo[best]
-        del fifo[best]
-        return req
-
-    async def _serve_one(self, s: PeerSession, req: wire.Request) -> None:
-        key = (req.index, req.begin, req.length)
-        if key not in s.queued or s.closed:
-            return
-        if s.am_choking:
-            s.queued.discard(key)
-            if s.fast:
-                s.send(wire.Reject(*key))
-            return
-        wait = self.upload_limit.take(req.length, trio.current_time())
-        if wait:
-            await trio.sleep(wait)
-            if key not in s.queued or s.closed or s.am_choking:
-                return
-        piece = self._recent.get(req.index)
+    async def block(self, index: int, begin: int, length: int) -> bytes:
+        """Bytes of a verified piece: from memory if it is still there, else from
+        disk in a worker thread."""
+        piece = self._recent.get(index)
         if piece is not None:
-            data = bytes(memoryview(piece)[req.begin:req.begin + req.length])
-        else:
-            offset = self.geometry.piece_offset(req.index) + req.begin
-            try:
-                data = await self._offload(self.storage.read, offset, req.length)
-            except OSError as e:
-                log.warning("cannot read piece %d for upload: %s", req.index, e)
-                return
-        if key in s.queued and not s.closed and not s.am_choking:
-            s.queued.discard(key)
-            s.send(wire.Piece(req.index, req.begin, data))
-            s.up.add(len(data), trio.current_time())
-            self.uploaded += len(data)
-            if req.begin == 0:
-                self._pieces_sent[req.index] = self._pieces_sent.get(req.index, 0) + 1
+            return bytes(memoryview(piece)[begin:begin + length])
+        return await self._offload(self.storage.read,
+                                   self.geometry.piece_offset(index) + begin, length)
 
     # -- the read path ----------------------------------------------------------------
 
