@@ -138,7 +138,7 @@ if __name__ == "__main__" and sys.argv[1:2] == ["--worker"]:
 sys.path.insert(0, str(ROOT / "tests"))
 from swarm import (_lt_argv, child_env, lt_create, lt_seeder,  # noqa: E402
                    opentracker, wait_until)
-from torrentfs.cli import mount_state_file  # noqa: E402
+from torrentfs.cli import mount_state_file, pid_alive  # noqa: E402
 
 TORRENTFS = str(Path(sys.executable).with_name("torrentfs"))
 FUSERMOUNT = shutil.which("fusermount3") or "fusermount3"
@@ -233,14 +233,6 @@ def run_bounded(argv: list[str], timeout: float, cwd: Path | None = None) -> tup
 
 # ------------------------------------------------------------------ /proc
 
-def proc_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
-
-
 def cpu_seconds(pid: int) -> float | None:
     """utime + stime of the process (all its threads), in seconds."""
     try:
@@ -299,7 +291,7 @@ def kill_pid(pid: int, name_hint: str, timeout: float = 10.0) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
         with contextlib.suppress(TimeoutError):
-            wait_until(lambda: not proc_alive(pid), wait, interval=0.05)
+            wait_until(lambda: not pid_alive(pid), wait, interval=0.05)
             return
 
 
@@ -572,8 +564,8 @@ class TorrentfsMount(Mount):
                            capture_output=True, timeout=60, env=child_env())
         if self.pid:
             with contextlib.suppress(TimeoutError):
-                wait_until(lambda: not proc_alive(self.pid), 20, interval=0.05)
-            if proc_alive(self.pid):
+                wait_until(lambda: not pid_alive(self.pid), 20, interval=0.05)
+            if pid_alive(self.pid):
                 say(f"torrentfs daemon {self.pid} still alive after unmount; killing it")
                 kill_pid(self.pid, "torrentfs")
 

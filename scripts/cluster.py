@@ -55,7 +55,7 @@ from swarm import (Cluster, can_connect, child_env, cluster, opentracker,  # noq
                    stop_process, wait_until)
 
 sys.path.insert(0, str(ROOT))
-from torrentfs.cli import mount_state_file  # noqa: E402
+from torrentfs.cli import mount_state_file, pid_alive  # noqa: E402
 from torrentfs.metainfo import parse  # noqa: E402
 
 TORRENTFS = str(Path(sys.executable).with_name("torrentfs"))
@@ -175,8 +175,8 @@ class NodeMount:
                            timeout=10)
         if pid:
             with contextlib.suppress(TimeoutError):
-                wait_until(lambda: not _alive(pid), timeout=10)
-            if _alive(pid):
+                wait_until(lambda: not pid_alive(pid), timeout=10)
+            if pid_alive(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
 
@@ -191,14 +191,6 @@ def cpu_seconds(pid: int | None) -> float | None:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def run_readers(argvs: list[list[str]], c: Cluster | None, hosts: list[int],

@@ -20,7 +20,19 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from torrentfs.cli import pid_alive  # noqa: E402
+
 TORRENTFS = str(Path(sys.executable).with_name("torrentfs"))
+
+
+def data_of(n: int, seed: int) -> bytes:
+    """``n`` deterministic, non-repeating bytes (a SHA-256 chain from ``seed``)."""
+    out = bytearray()
+    block = seed.to_bytes(4, "big")
+    while len(out) < n:
+        block = hashlib.sha256(block).digest()
+        out += block
+    return bytes(out[:n])
 
 
 def make_payload(root: Path, big_size: int, seed: int = 1) -> Path:
@@ -90,18 +102,6 @@ class Mount:
                               timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def abort_fuse_connection(mountpoint: Path) -> None:
     """Abort the FUSE connection behind a mount (fusectl), failing every request in
     flight: the one way to free a daemon stuck in a request to its own mount, which
@@ -138,9 +138,9 @@ def force_unmount(m: Mount) -> None:
         subprocess.run(["fusermount3", "-uz", str(m.path)], capture_output=True, timeout=10)
     if pid:
         deadline = time.monotonic() + 10
-        while _alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _alive(pid):
+        if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
 
 

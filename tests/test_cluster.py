@@ -18,7 +18,6 @@ import re
 import subprocess
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 
@@ -96,7 +95,6 @@ def run_cluster(tmp_path):
 
     report: list[str] = []
     with cluster(1 + N_NODES, "tfcl") as c:
-        origin_ip = c.hosts[0].ip
         names = {c.hosts[0].ip: "origin", c.bridge_ip: "tracker"}
         names.update({c.hosts[i].ip: f"node{i}" for i in range(1, N_NODES + 1)})
         c.limit_egress(0, ORIGIN_RATE)

@@ -12,6 +12,7 @@ import pytest
 
 import torrentfs.create as create_mod
 from torrentfs.create import CreateError, choose_piece_length, create_torrent
+from conftest import data_of
 from torrentfs.metainfo import FileEntry, parse
 
 KiB = 1024
@@ -19,14 +20,6 @@ MiB = 1024 * KiB
 GiB = 1024 * MiB
 
 
-def data_of(n: int, seed: int) -> bytes:
-    """Deterministic, non-repeating-ish content."""
-    out = bytearray()
-    block = seed.to_bytes(4, "big")
-    while len(out) < n:
-        block = hashlib.sha256(block).digest()
-        out += block
-    return bytes(out[:n])
 
 
 def piece_hashes(blob: bytes, piece_length: int) -> bytes:

@@ -5,12 +5,11 @@ only seeder (its pieces read through the mount first) and from ``torrentfs seed`
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import TORRENTFS, make_payload, sha256, tree_of
+from conftest import TORRENTFS, make_payload, pid_alive, sha256, tree_of
 from swarm import (free_port, lt_create, lt_leecher, lt_seeder, netns_host, opentracker,
                    stop_process, transmission_download, wait_until)
 
@@ -125,7 +124,7 @@ def test_seed_after_keeps_serving_once_unmounted(tmp_path, mount_torrent):
         pid = m.pid()
         r = m.unmount()
         assert r.returncode == 0 and "still" not in r.stderr, r.stderr
-    assert Path(f"/proc/{pid}").exists(), "the daemon stays on to seed"
+    assert pid_alive(pid), "the daemon stays on to seed"
     try:
         out = tmp_path / "out"
         res = lt_leecher(torrent, out, ip="127.0.0.15", peers=[f"127.0.0.1:{port}"],
@@ -136,8 +135,7 @@ def test_seed_after_keeps_serving_once_unmounted(tmp_path, mount_torrent):
     finally:
         import os, signal
         os.kill(pid, signal.SIGTERM)
-        wait_until(lambda: not Path(f"/proc/{pid}/cmdline").exists()
-                   or not Path(f"/proc/{pid}/cmdline").read_bytes(), timeout=15)
+        wait_until(lambda: not pid_alive(pid), timeout=15)
 
 
 def test_upload_rate_cap_holds(tmp_path):

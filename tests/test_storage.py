@@ -16,18 +16,12 @@ from torrentfs.bitfield import Bitfield
 from torrentfs.create import create_torrent
 from torrentfs.geometry import Geometry
 from torrentfs.metainfo import FileEntry, parse
+from conftest import data_of
 from torrentfs.storage import RESUME_MAGIC, RESUME_NAME, Storage, StorageError
 
 PL = 16384
 
 
-def data_of(n: int, seed: int) -> bytes:
-    out = bytearray()
-    block = seed.to_bytes(4, "big")
-    while len(out) < n:
-        block = hashlib.sha256(block).digest()
-        out += block
-    return bytes(out[:n])
 
 
 def build(name: str, files, piece_length: int = PL):

@@ -29,7 +29,6 @@ from . import __version__
 
 log = logging.getLogger("torrentfs")
 
-EXIT_USAGE = 2
 READY_TIMEOUT = 60.0  # a mount that is not ready by then is killed and reported
 
 
@@ -107,7 +106,7 @@ def mount_state_file(cache: Path, mountpoint: str) -> Path:
 def check_mountpoint(mountpoint: str) -> str:
     path = os.path.abspath(mountpoint)
     try:
-        st = os.stat(path)
+        os.stat(path)  # raises for a missing or stale mountpoint
     except FileNotFoundError:
         raise CliError(f"mountpoint {mountpoint}: no such directory") from None
     except OSError as e:
@@ -207,14 +206,15 @@ def cmd_unmount(args) -> int:
     if pid:
         # The daemon removes its state file when done (or when it stays on to seed).
         deadline = time.monotonic() + args.wait
-        while time.monotonic() < deadline and _alive(pid) and state.exists():
+        while time.monotonic() < deadline and pid_alive(pid) and state.exists():
             time.sleep(0.05)
-        if _alive(pid) and state.exists():
+        if pid_alive(pid) and state.exists():
             print(f"torrentfs: warning: daemon {pid} still shutting down", file=sys.stderr)
     return 0
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while process ``pid`` runs (a zombie or a dying one counts as gone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -223,7 +223,7 @@ def _alive(pid: int) -> bool:
         return True
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except OSError:
         return False
 

@@ -22,6 +22,7 @@ from typing import Protocol
 import trio
 
 from . import wire
+from .ratelimit import TokenBucket
 
 log = logging.getLogger("torrentfs.peer")
 
@@ -37,6 +38,8 @@ class Swarm(Protocol):
     def on_handshake(self, session: "PeerSession") -> bool: ...
     def on_message(self, session: "PeerSession", msg: wire.Message) -> None: ...
     def on_peer_closed(self, session: "PeerSession") -> None: ...
+    def on_drained(self, session: "PeerSession") -> None: ...
+    download_limit: TokenBucket  # shared by all sessions: applied as blocks arrive
 
 
 class Rate:
@@ -216,8 +219,8 @@ class PeerSession:
                     self.down.add(len(event.data), now)
                     self.last_block = now
                     self.snubbed = False
-                    limit = getattr(self.swarm, "download_limit", None)
-                    if limit is not None and not limit.unlimited:
+                    limit = self.swarm.download_limit
+                    if not limit.unlimited:
                         wait = limit.take(len(event.data), now)
                         if wait:  # stop reading this socket a while: TCP slows the peer
                             await trio.sleep(wait)
@@ -253,9 +256,8 @@ class PeerSession:
             data, self._out = self._out, bytearray()
             await self.stream.send_all(data)
             self.last_sent = trio.current_time()
-            on_drained = getattr(self.swarm, "on_drained", None)
-            if on_drained is not None and not self._out:
-                on_drained(self)
+            if not self._out:
+                self.swarm.on_drained(self)
 
 
 NOTSENT_LOWAT = 16 << 10

@@ -612,9 +612,6 @@ class Torrent:
 
     # -- the read path ----------------------------------------------------------------
 
-    def file_length(self, file_index: int) -> int:
-        return self.geometry.file_lengths[file_index]
-
     def open_handle(self, file_index: int) -> ReadHandle:
         return ReadHandle(self, file_index)
 
