@@ -4,7 +4,7 @@ One origin (``torrentfs seed``) and N=4 torrentfs mounts, each in its own networ
 namespace on one bridge, every host's upload capped by a tbf qdisc on its veth, find
 each other through opentracker on the bridge. All four mounts read the whole file at
 the same time. Every node must get byte-exact data, and the origin must upload at
-most 2.5 copies of the file: the nodes are meant to pass pieces on to each other
+most 1.75 copies of the file: the nodes are meant to pass pieces on to each other
 rather than each pulling its own copy from the origin (which would be 4 copies).
 The origin's upload is measured twice: on its veth (every byte it sent, headers
 included) and from the totals line ``torrentfs seed`` logs at exit.
@@ -32,7 +32,7 @@ PIECE = 64 * 1024
 ORIGIN_RATE = 2_000_000   # bytes/s, the origin's upload (tbf on its veth)
 NODE_RATE = 4_000_000     # bytes/s, each node's upload
 ORIGIN_PORT = 6881
-MAX_ORIGIN_COPIES = 2.5
+MAX_ORIGIN_COPIES = 1.75
 READ_TIMEOUT = 150        # s for all readers together
 
 CLOSED = re.compile(r"<peer ([\d.]+):(\d+)> closed: (.*) \(received (\d+) bytes of blocks, "

@@ -8,11 +8,20 @@ at no cost (the sockets keep little unsent data: ``peer.tune``). A peer choked
 meanwhile gets a reject (BEP 6). Each peer's next block is the oldest request for the
 pieces uploaded least so far: a seed spreads pieces over its peers instead of sending
 everyone the same ones, which they can then trade among themselves.
+
+While some peer asks for a piece nobody has had from us yet, a request for a piece
+that just went to another peer waits (up to ``HOLD_SECONDS``): the peer that got it
+will soon announce it, and the asker then fetches it there and cancels here. Peers
+reading the same file at once ask for the same pieces at once; without this a
+scarce uplink (an origin's) sends the same pieces again and again instead of new
+ones, and the whole swarm waits for it.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 
 import trio
 
@@ -24,6 +33,8 @@ log = logging.getLogger("torrentfs.upload")
 
 MAX_UPLOAD_QUEUE = 256      # requests a peer may have queued with us
 UPLOAD_BACKLOG = 16 << 10   # serve a peer more only while less than this awaits its socket
+HOLD_SECONDS = 2.0          # how long a piece just sent to one peer waits for another
+SCAN = 64                   # requests of a peer's queue weighed when choosing its next
 
 
 class Uploader:
@@ -35,6 +46,7 @@ class Uploader:
         self.uploaded = 0
         self._wake = trio.Event()
         self._pieces_sent: dict[int, int] = {}  # piece -> times its first block went out
+        self._last_sent: dict[int, tuple[PeerSession, float]] = {}  # piece -> to whom, when
 
     def request(self, s: PeerSession, msg: wire.Request) -> None:
         """A peer asked for a block: queue it, or reject it (BEP 6) if we may not or
@@ -62,33 +74,58 @@ class Uploader:
 
     async def run(self) -> None:
         while True:
-            served = False
-            for s in list(self.torrent.sessions.values()):
-                if s.upload_fifo and s.backlog < UPLOAD_BACKLOG and not s.closed:
-                    await self._serve_one(s, self._next_request(s))
-                    served = True
-            if not served:
+            batch = self._next_batch(trio.current_time())
+            for s, req in batch:
+                await self._serve_one(s, req)
+            if not batch:
                 self._wake = trio.Event()
-                await self._wake.wait()
+                # A drained socket or a new request wakes us; so does the end of a
+                # hold, at the latest.
+                with trio.move_on_after(HOLD_SECONDS / 4):
+                    await self._wake.wait()
 
-    def _next_request(self, s: PeerSession) -> wire.Request:
-        """The peer's next request to answer: the oldest of those for the pieces we
-        have uploaded least. A piece already sent to someone else waits a little, and
-        usually the peer gets it from that someone and cancels: seeds spread pieces
-        instead of sending everyone the same ones."""
-        fifo, sent = s.upload_fifo, self._pieces_sent
-        best = 0
-        if len(fifo) > 1:
-            low = sent.get(fifo[0].index, 0)
-            for n, req in enumerate(fifo):
-                c = sent.get(req.index, 0)
-                if c < low:
-                    best, low = n, c
-                    if not c:
-                        break
-        req = fifo[best]
-        del fifo[best]
-        return req
+    def _next_batch(self, now: float) -> list[tuple[PeerSession, wire.Request]]:
+        """One request to answer now for each peer whose socket has room, taken off
+        its queue. Fresh pieces first: those that just went to someone else wait
+        while anyone asks for one that has not (see the module docstring), even a
+        peer whose socket is still busy with what we sent it; with no fresh requests
+        at all the uplink would idle, so held ones go."""
+        asking = [s for s in self.torrent.sessions.values() if s.upload_fifo and not s.closed]
+        ready = [(s, self._best(s, now)) for s in asking if s.backlog < UPLOAD_BACKLOG]
+        ready = [(s, best) for s, best in ready if best is not None]
+        fresh = any(not held for _, (_, held) in ready)
+        if ready and not fresh:
+            fresh = any(best is not None and not best[1]
+                        for best in (self._best(s, now) for s in asking
+                                     if s.backlog >= UPLOAD_BACKLOG))
+        batch = []
+        for s, (n, held) in ready:
+            if not (held and fresh):
+                batch.append((s, s.upload_fifo[n]))
+                del s.upload_fifo[n]
+        return batch
+
+    def _best(self, s: PeerSession, now: float) -> tuple[int, bool] | None:
+        """Where in the peer's queue its next request is, and whether it is held:
+        the oldest of the requests for the pieces we have uploaded least, preferring
+        any not held, among the first ``SCAN`` (a peer asks for what it wants
+        most first). Cancelled requests at the head are dropped on the way."""
+        fifo, queued = s.upload_fifo, s.queued
+        while fifo and (fifo[0].index, fifo[0].begin, fifo[0].length) not in queued:
+            fifo.popleft()
+        if not fifo:
+            return None
+        sent, last = self._pieces_sent, self._last_sent
+        best, best_key = 0, (True, math.inf)
+        for n, req in enumerate(itertools.islice(fifo, SCAN)):
+            to = last.get(req.index)
+            held = to is not None and to[0] is not s and now - to[1] < HOLD_SECONDS
+            key = (held, sent.get(req.index, 0))
+            if key < best_key:
+                best, best_key = n, key
+                if key == (False, 0):
+                    break
+        return best, best_key[0]
 
     async def _serve_one(self, s: PeerSession, req: wire.Request) -> None:
         key = (req.index, req.begin, req.length)
@@ -114,5 +151,6 @@ class Uploader:
             s.send(wire.Piece(req.index, req.begin, data))
             s.up.add(len(data), trio.current_time())
             self.uploaded += len(data)
+            self._last_sent[req.index] = (s, trio.current_time())
             if req.begin == 0:
                 self._pieces_sent[req.index] = self._pieces_sent.get(req.index, 0) + 1
