@@ -19,12 +19,12 @@ copies. Each node's read is checked with sha256. Who sent what to whom comes fro
 the mounts' logs (``<peer IP:PORT> closed: ... (received N bytes of blocks, sent M)``).
 
 Defaults: 8 nodes, a 64 MiB file, 4 MB/s upload for the origin and for each node.
-That run takes about 4 minutes on a 2-core machine (measured 226-239 s): ~18 s for
-each 1-node phase, 45-60 s for the 8 torrentfs nodes, ~140 s for the 8 HTTP clients
-(8 copies through the origin's 4 MB/s), plus setup. Each phase's reads are bounded
+That run takes about 5 minutes on a 2-core machine (measured 283 s): ~18 s for
+each 1-node phase, 20-25 s for the 8 torrentfs nodes, 140-210 s for the 8 HTTP
+clients (8 copies through the origin's 4 MB/s), plus setup. Each phase's reads are bounded
 (--timeout, by default 60 s + twice what the origin alone needs for N copies), so
 a run that goes wrong ends in about 12 minutes at worst. The 8 daemons use about
-40 CPU s in the 45 s of reads, so 2 cores are not the bottleneck at these rates.
+31 CPU s in the 21 s of reads, so 2 cores are not the bottleneck at these rates.
 --no-http skips the slowest part.
 
 This is a benchmark: a phase that fails or overruns its time bound is reported as
