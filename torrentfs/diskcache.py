@@ -194,6 +194,9 @@ class DiskCache:
             self._forget(victims)
             if not victims:
                 self.books.removed(index)
+                if t.picker.prefetch:  # it would fetch and drop pieces in a loop
+                    t.picker.prefetch = False
+                    log.warning("disk full: background download (--prefetch) stopped")
                 raise
             log.warning("disk full: evicted %d pieces to write piece %d", len(victims),
                         index)

@@ -14,6 +14,8 @@ Invariants (the picker holds the block-level ones):
 * ``have`` is exactly the set of pieces verified and on disk.
 * a piece being hashed is in ``_verifying`` and is not downloaded again meanwhile.
 * every open session is in ``sessions`` and in the picker; a closed one is in neither.
+* a piece being read or uploaded is pinned in the disk cache (``diskcache``): it
+  stays in ``have`` and on disk until the bytes are out.
 """
 
 from __future__ import annotations
