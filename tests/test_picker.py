@@ -605,6 +605,21 @@ def test_piece_verified_with_prefetch():
     assert order(everything(p, "a")) == [1]
 
 
+def test_piece_lost_is_wanted_again():
+    """A piece evicted from the disk cache (or found damaged) is fetched again when
+    a read raises it, and the peer that has it is interesting again."""
+    p = make("11")
+    a = peer_with(p, "a", "11")
+    assert not p.is_interesting(a)
+    p.raise_priority("r", [0], NOW, 1.0)
+    assert everything(p, a) == []
+    p.piece_lost(0)
+    assert 0 not in p.have and p.is_interesting(a)
+    p.raise_priority("r", [0], NOW, 1.0)
+    assert order(everything(p, a)) == [0]
+    check_consistent(p)
+
+
 # -- prefetch ----------------------------------------------------------------------
 
 

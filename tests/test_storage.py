@@ -443,3 +443,85 @@ def test_storage_on_created_torrent(tmp_path):
         assert s.read(0, len(stream)) == stream
     finally:
         s.close()
+
+
+# -- cache eviction, failed writes, recovery -----------------------------------------
+
+
+def blocks_of(s: Storage) -> int:
+    return sum(os.stat(p).st_blocks for i, p in enumerate(s.paths) if i not in s.padding)
+
+
+def test_punch_gives_the_space_back(tmp_path):
+    meta, stream = build("big.bin", 64 * PL)
+    s = storage_for(tmp_path / "c", meta)
+    s.open()
+    try:
+        written(s, stream, range(64))
+        full = blocks_of(s)
+        assert full * 512 >= 64 * PL
+        for i in range(0, 64, 2):
+            s.punch(i)
+        assert blocks_of(s) * 512 <= 32 * PL + 8192
+        assert not s.has_data(0) and s.has_data(1)
+        assert s.check_piece(1) == piece(stream, s.geometry, 1)
+        assert s.read_piece(0) == bytes(PL)
+    finally:
+        s.close()
+
+
+def test_punch_across_file_boundaries_keeps_the_neighbours(multi):
+    s, stream = multi
+    g = s.geometry
+    written(s, stream, range(g.num_pieces))
+    s.punch(1)
+    assert not s.has_data(1)
+    for i in (0, 2, 3):
+        assert s.check_piece(i) == piece(stream, g, i), i
+    assert s.check_piece(1) is None
+
+
+def test_failed_write_leaves_nothing(single, monkeypatch):
+    """A write that fails half-way (disk full) leaves a hole, not half a piece."""
+    s, stream = single
+    g = s.geometry
+    real = os.pwrite
+    calls = []
+
+    def pwrite(fd, data, offset):
+        calls.append(offset)
+        if len(calls) > 1:
+            raise OSError(28, "No space left on device")
+        return real(fd, data[:4096], offset)  # a short first write, then ENOSPC
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    with pytest.raises(OSError) as e:
+        s.verify_and_write(2, piece(stream, g, 2))
+    assert e.value.errno == 28
+    monkeypatch.setattr(os, "pwrite", real)
+    assert not s.has_data(2)
+    assert s.read_piece(2) == bytes(g.piece_size(2))
+
+
+def test_unrecorded_finds_written_pieces_missing_from_resume(multi):
+    """A crash between a piece's write and the next resume save: the piece is on
+    disk but not recorded. ``unrecorded`` names it (and only such pieces)."""
+    s, stream = multi
+    g = s.geometry
+    recorded = written(s, stream, [0])
+    s.save_resume(recorded)
+    written(s, stream, [2, 3])
+    assert s.unrecorded(s.load_resume()) == [2, 3]
+    s.punch(2)
+    assert s.unrecorded(s.load_resume()) == [3]
+
+
+def test_check_piece_finds_a_damaged_piece(single):
+    s, stream = single
+    g = s.geometry
+    written(s, stream, [1])
+    with open(s.paths[0], "r+b") as f:
+        f.seek(g.piece_offset(1) + 100)
+        f.write(b"\x00\x01")
+    assert s.check_piece(1) is None
+    assert s.has_data(1)  # nothing but a hash can tell

@@ -96,3 +96,67 @@ async def test_tracker_interval_has_a_floor(monkeypatch, autojump_clock):
         await trio.sleep(61)
         n.cancel_scope.cancel()
     assert [round(t) for t, _, e, _ in fake.log if e != "stopped"] == [0, 30, 60]
+
+
+# -- a real HTTP layer (httpx) over a fake transport: trackers that misbehave ----------
+
+import httpx  # noqa: E402
+
+
+def misbehaving(answers):
+    """An httpx transport answering announces from ``answers`` in turn (a response,
+    or an exception to raise); records the virtual time of each request."""
+    times = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        times.append(trio.current_time())
+        answer = answers[min(len(times) - 1, len(answers) - 1)]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    return httpx.MockTransport(handler), times
+
+
+async def test_garbage_500_and_hangups_back_off(autojump_clock, caplog):
+    caplog.set_level("INFO")
+    transport, times = misbehaving([
+        httpx.Response(200, content=b"<html>not a tracker</html>"),
+        httpx.Response(500, content=b"oops"),
+        httpx.RemoteProtocolError("Server disconnected without sending a response."),
+        httpx.Response(200, content=b"d8:intervali60e5:peers6:\x7f\x00\x00\x02\x1a\xe1e"),
+    ])
+    peers = []
+    a = tracker.Announcer([["http://t/announce"]], b"i" * 20, b"p" * 20, lambda: 6881,
+                          lambda: (0, 0, 1), peers.extend, transport=transport)
+    errors = []
+    async with trio.open_nursery() as n:
+        await n.start(a.run)
+        for t in (1, 16, 46):
+            await trio.sleep_until(t)
+            errors.append(a.last_error)
+        await trio.sleep_until(110)
+        n.cancel_scope.cancel()
+    assert [round(t) for t in times[:4]] == [0, 15, 45, 105]
+    assert "not bencode" in errors[0] and "'<html>not a tracker</html>'" in errors[0]
+    assert "answered HTTP 500" in errors[1]
+    assert "unreachable: Server disconnected" in errors[2]
+    assert peers == [("127.0.0.2", 6881)] and a.last_error is None
+    # One log line per failed try, each a single line.
+    lines = [r.getMessage() for r in caplog.records if r.name == "torrentfs.tracker"]
+    assert sum("tracker" in m and "announced" not in m for m in lines[:3]) == 3
+    assert all("\n" not in m for m in lines)
+
+
+async def test_a_tracker_that_never_answers_times_out(autojump_clock):
+    async def handler(request):
+        await trio.sleep(3600)
+
+    a = tracker.Announcer([["http://t/announce"]], b"i" * 20, b"p" * 20, lambda: 6881,
+                          lambda: (0, 0, 1), lambda peers: None,
+                          transport=httpx.MockTransport(handler))
+    async with trio.open_nursery() as n:
+        await n.start(a.run)
+        await trio.sleep(tracker.TIMEOUT + 1)
+        assert "did not answer" in a.last_error
+        n.cancel_scope.cancel()

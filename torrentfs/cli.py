@@ -196,11 +196,19 @@ def cmd_unmount(args) -> int:
     exe = shutil.which("fusermount3") or shutil.which("fusermount")
     if exe is None:
         raise CliError("fusermount3 not found (apt install fuse3)")
+    real = os.path.realpath(path)
     r = subprocess.run([exe, "-u", path], capture_output=True, text=True)
-    if r.returncode != 0:
+    if r.returncode != 0 and pid and pid_alive(pid):
+        # Busy: a process has a file open, perhaps blocked in a read that waits for
+        # a piece. The daemon fails its waiting reads and unmounts on SIGTERM.
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + args.wait
+        while time.monotonic() < deadline and pid_alive(pid) and is_mounted(real):
+            time.sleep(0.05)
+    if r.returncode != 0 and (is_mounted(real) or not (pid and pid_alive(pid))):
         # A crashed daemon leaves "Transport endpoint is not connected": detach lazily.
         r2 = subprocess.run([exe, "-uz", path], capture_output=True, text=True)
-        if r2.returncode != 0:
+        if r2.returncode != 0 and (is_mounted(real) or not pid):
             msg = (r.stderr.strip().splitlines() or ["failed"])[-1]
             raise CliError(f"cannot unmount {args.mountpoint}: {msg}")
     if pid:
@@ -211,6 +219,19 @@ def cmd_unmount(args) -> int:
         if pid_alive(pid) and state.exists():
             print(f"torrentfs: warning: daemon {pid} still shutting down", file=sys.stderr)
     return 0
+
+
+def is_mounted(path: str) -> bool:
+    """True while something is mounted on ``path`` (read from /proc/self/mountinfo,
+    so a dead FUSE mount counts too and nothing waits on it)."""
+    def unescape(field: str) -> str:
+        return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+    try:
+        with open("/proc/self/mountinfo") as f:
+            return any(len(fields) > 4 and unescape(fields[4]) == path
+                       for fields in map(str.split, f))
+    except OSError:
+        return False
 
 
 def pid_alive(pid: int) -> bool:
@@ -230,6 +251,9 @@ def pid_alive(pid: int) -> bool:
 
 def cmd_mount(args) -> int:
     meta = load_torrent(args.torrent)
+    if args.cache_size is not None and args.cache_size < 2 * meta.piece_length:
+        raise CliError(f"--cache-size {human(args.cache_size)} is too small: this torrent "
+                       f"needs at least two pieces ({human(2 * meta.piece_length)})")
     mountpoint = check_mountpoint(args.mountpoint)
     cache = Path(args.cache_dir or default_cache_dir())
     folder = cache / meta.info_hash.hex()
@@ -372,7 +396,8 @@ def _serve(meta, mountpoint: str, folder: Path, args, ready) -> int:
                           prefetch=args.prefetch, max_peers=args.max_peers,
                           read_timeout=args.read_timeout or None,
                           upload_rate=args.upload_rate or None,
-                          download_rate=args.download_rate or None)
+                          download_rate=args.download_rate or None,
+                          cache_size=args.cache_size)
         fs = TorrentFS(torrent, Tree.from_metainfo(meta))
         async with trio.open_nursery() as nursery:
             try:
@@ -390,7 +415,8 @@ def _serve(meta, mountpoint: str, folder: Path, args, ready) -> int:
                 state.write_text(f"{os.getpid()}\n")
                 log.info("mounted %s on %s (info-hash %s, port %d)",
                          meta.name, mountpoint, meta.info_hash.hex(), torrent.port)
-                nursery.start_soon(_watch_signals, pyfuse3)
+                nursery.start_soon(_watch_signals, pyfuse3, fs)
+                nursery.start_soon(fs.watch_readers)
                 ready(None)
                 await pyfuse3.main()
             finally:
@@ -439,11 +465,12 @@ async def _seed_after(torrent, limits: dict[str, float]) -> None:
              trio.current_time() - t0)
 
 
-async def _watch_signals(pyfuse3) -> None:
+async def _watch_signals(pyfuse3, fs) -> None:
     import trio
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as sigs:
         async for sig in sigs:
             log.info("got %s: unmounting", signal.Signals(sig).name)
+            fs.shutdown()  # reads waiting for pieces fail now: the main loop can end
             pyfuse3.terminate()
             return
 
@@ -475,8 +502,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--max-peers", type=int, default=50, metavar="N",
                    help="connect to at most N peers (default: 50)")
     m.add_argument("--read-timeout", type=float, default=0, metavar="SECONDS",
-                   help="fail a read with EIO when it makes no progress for this long "
-                        "(default: 0, wait for ever)")
+                   help="fail a read with EIO when a piece it needs does not arrive "
+                        "for this long (default: 0, wait for ever; Ctrl-C or kill of "
+                        "the reader still ends a waiting read at once)")
+    m.add_argument("--cache-size", type=parse_size, metavar="SIZE",
+                   help="keep at most SIZE of data on disk (e.g. 1G, 512M, bytes), "
+                        "evicting the least recently read pieces (default: no limit)")
     m.add_argument("--seed-after", type=parse_seed_after, metavar="LIMIT",
                    help="when unmounted with the whole torrent verified, keep seeding "
                         "until LIMIT: ratio=R (uploaded/size), time=T (e.g. 30m, 2h), "

@@ -4,6 +4,17 @@ Directory operations come from the immutable ``tree.Tree`` and never wait. A rea
 goes to ``Torrent.read`` and waits there until its pieces are verified. This is the
 only module that turns errors into errno values. Verified data never changes, so the
 kernel may cache it for ever (``keep_cache``, long attribute and entry timeouts).
+
+A reader that gives up must not stay stuck. The kernel sends FUSE_INTERRUPT when a
+process blocked in a read gets a signal, but pyfuse3 does not pass it on, and once
+a request reached us even SIGKILL waits for our answer. So a read that waits keeps
+an eye on its reader: ``watch_readers`` looks every ``POLL_READERS`` s at
+/proc/PID/status of the process that opened the file (pyfuse3 gives the pid at
+open, not at read) and fails the read with EINTR when a fatal signal is pending
+(SIGKILL marks any fatal one; SIGINT, SIGTERM, SIGHUP, SIGQUIT with a handler) or
+the process is gone. ``shutdown`` fails every waiting read at once (SIGTERM, or an
+unmount seen as an error on the FUSE device: pyfuse3's main loop only returns once
+every request has its answer).
 """
 
 from __future__ import annotations
@@ -13,10 +24,13 @@ import itertools
 import logging
 import os
 import re
+import select
+import signal
 import stat
 import time
 
 import pyfuse3
+import trio
 
 from .storage import StorageError
 from .torrent import ReadTimeout, Torrent
@@ -25,6 +39,78 @@ from .tree import Node, Tree
 log = logging.getLogger("torrentfs.fuse")
 
 TIMEOUT = 3600.0  # attributes and names never change while mounted
+POLL_READERS = 0.2  # how often a waiting read looks whether its reader gave up
+
+# Pending, these end a blocked read: SIGKILL (the kernel adds it for any fatal
+# signal), and the usual "stop" signals when the process handles them.
+GIVE_UP_SIGNALS = (signal.SIGKILL, signal.SIGINT, signal.SIGTERM, signal.SIGHUP,
+                   signal.SIGQUIT)
+
+
+def reader_gave_up(status: str) -> bool:
+    """True when a /proc/PID/status text shows a process that will not take our
+    answer: dead or dying (zombie), or with a stop signal pending and not blocked."""
+    fields = {}
+    for line in status.splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    if fields.get("State", "")[:1] in ("Z", "X"):
+        return True
+    try:
+        pending = int(fields.get("SigPnd", "0"), 16) | int(fields.get("ShdPnd", "0"), 16)
+        blocked = int(fields.get("SigBlk", "0"), 16)
+    except ValueError:
+        return False
+    if pending & (1 << (signal.SIGKILL - 1)):
+        return True
+    return any(pending & ~blocked & (1 << (sig - 1)) for sig in GIVE_UP_SIGNALS)
+
+
+def process_gave_up(pid: int) -> bool:
+    """``reader_gave_up`` for a live process; True if it no longer exists."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return reader_gave_up(f.read())
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+
+
+def fuse_device_fd() -> int | None:
+    """Our open /dev/fuse, the connection to the kernel (pyfuse3 does not expose it)."""
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    for name in names:
+        try:
+            if os.readlink(f"/proc/self/fd/{name}") == "/dev/fuse":
+                return int(name)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def connection_lost(fd: int) -> bool:
+    """True once the kernel ended the FUSE connection (an unmount, an abort): the
+    device then polls as an error."""
+    p = select.poll()
+    p.register(fd, select.POLLIN)
+    return any(ev & (select.POLLERR | select.POLLHUP | select.POLLNVAL)
+               for _, ev in p.poll(0))
+
+
+def thread_group(pid: int) -> int:
+    """The process (thread group) of thread ``pid``: signals and exit are per process."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("Tgid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return pid
 
 
 class TorrentFS(pyfuse3.Operations):
@@ -39,7 +125,11 @@ class TorrentFS(pyfuse3.Operations):
         created = torrent.meta.creation_date
         self.time_ns = int((created if created and created > 0 else time.time()) * 1e9)
         self._handles: dict[int, object] = {}
+        self._openers: dict[int, int] = {}  # fh -> pid of the process that opened it
         self._next_fh = itertools.count(1)
+        self._waiting: dict[object, tuple[int, trio.CancelScope]] = {}  # reads in progress
+        self._closing = False
+        self._device: int | None = None  # /dev/fuse, found once reads wait
 
     def _node(self, inode: int) -> Node:
         node = self.tree.get(inode)
@@ -100,12 +190,58 @@ class TorrentFS(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EROFS)
         fh = next(self._next_fh)
         self._handles[fh] = self.torrent.open_handle(node.file_index)
+        if ctx is not None and ctx.pid:
+            self._openers[fh] = thread_group(ctx.pid)
         return pyfuse3.FileInfo(fh=fh, keep_cache=True)
 
     async def read(self, fh, off, size):
         handle = self._handles.get(fh)
         if handle is None:
             raise pyfuse3.FUSEError(errno.EBADF)
+        if self._closing:
+            raise pyfuse3.FUSEError(errno.EIO)
+        key = object()
+        with trio.CancelScope() as scope:
+            self._waiting[key] = (self._openers.get(fh, 0), scope)
+            try:
+                return await self._read(handle, off, size)
+            finally:
+                del self._waiting[key]
+        if self._closing:
+            log.info("read of %d bytes at %d failed: unmounting", size, off)
+            raise pyfuse3.FUSEError(errno.EIO)
+        log.info("read of %d bytes at %d given up: its reader (pid %d) was interrupted",
+                 size, off, self._openers.get(fh, 0))
+        raise pyfuse3.FUSEError(errno.EINTR)
+
+    async def watch_readers(self) -> None:
+        """Fail the waiting reads of readers that gave up (see the module docstring).
+        Runs until cancelled; costs nothing while no read waits."""
+        while True:
+            await trio.sleep(POLL_READERS)
+            if not self._waiting:
+                continue
+            if self._device is None:
+                self._device = fuse_device_fd()
+            if self._device is not None and connection_lost(self._device):
+                log.info("the kernel ended the FUSE connection (unmounted)")
+                self.shutdown()
+                continue
+            verdicts: dict[int, bool] = {}
+            for pid, scope in list(self._waiting.values()):
+                if pid and not scope.cancel_called:
+                    if pid not in verdicts:
+                        verdicts[pid] = process_gave_up(pid)
+                    if verdicts[pid]:
+                        scope.cancel()
+
+    def shutdown(self) -> None:
+        """Unmounting: fail every waiting read now, and any read from now on."""
+        self._closing = True
+        for _, scope in list(self._waiting.values()):
+            scope.cancel()
+
+    async def _read(self, handle, off, size):
         try:
             return await self.torrent.read(handle.file_index, off, size, handle)
         except ReadTimeout as e:
@@ -116,6 +252,7 @@ class TorrentFS(pyfuse3.Operations):
             raise pyfuse3.FUSEError(getattr(e, "errno", None) or errno.EIO) from None
 
     async def release(self, fh):
+        self._openers.pop(fh, None)
         handle = self._handles.pop(fh, None)
         if handle is not None:
             handle.close()

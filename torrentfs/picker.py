@@ -387,6 +387,12 @@ class Picker:
             del self._raises[index]
             self._order = None
 
+    def piece_lost(self, index: int) -> None:
+        """A piece we had is gone (evicted from the disk cache, or found damaged on
+        disk): it is wanted again like any missing piece."""
+        self.have.discard(index)
+        self._order = None
+
     def piece_failed(self, index: int) -> None:
         """The piece failed its hash: all its blocks are missing again."""
         self._forget_partial(index)

@@ -23,6 +23,8 @@ module checks again that every path resolves inside it.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import os
 import threading
@@ -38,6 +40,25 @@ RESUME_MAGIC = b"TFSR1"
 
 class StorageError(OSError):
     """The cache folder cannot hold or give back the torrent's data."""
+
+
+FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE = 1, 2
+_libc = ctypes.CDLL(None, use_errno=True)
+_fallocate = getattr(_libc, "fallocate", None)
+if _fallocate is not None:
+    _fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    _fallocate.restype = ctypes.c_int
+
+
+def punch_hole(fd: int, offset: int, length: int) -> None:
+    """Give ``[offset, offset+length)`` of a file back to the filesystem: it reads as
+    zeros and uses no disk (partial blocks at the edges are zeroed in place)."""
+    if _fallocate is None:
+        raise OSError(errno.EOPNOTSUPP, "fallocate is not available")
+    if length and _fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                             offset, length) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
 
 
 class Storage:
@@ -140,11 +161,57 @@ class Storage:
         return hashlib.sha1(data).digest() == self.meta.piece_hash(index)
 
     def verify_and_write(self, index: int, data) -> bool:
-        """Hash a downloaded piece; write it only if it passes. Returns the verdict."""
-        if not self.verify(index, data):
+        """Hash a downloaded piece; write it only if it passes. Returns the verdict.
+        A write that fails (a full disk) leaves no part of the piece behind."""
+        return self.store(index, data)
+
+    def store(self, index: int, data, *, evict=(), verify: bool = True) -> bool:
+        """Punch out the pieces in ``evict`` (room for this one), then hash ``data``
+        (unless ``verify`` is False: hashed already) and write it if it passes.
+        Returns the verdict. A write that fails (a full disk) leaves no part of the
+        piece behind. Eviction is best effort: a filesystem that cannot punch holes
+        keeps the bytes (the pieces are forgotten all the same)."""
+        for victim in evict:
+            try:
+                self.punch(victim)
+            except OSError:
+                pass
+        if verify and not self.verify(index, data):
             return False
-        self.write_piece(index, data)
+        try:
+            self.write_piece(index, data)
+        except OSError:
+            try:
+                self.punch(index)
+            except OSError:
+                pass
+            raise
         return True
+
+    def punch(self, index: int) -> None:
+        """Drop a piece's bytes from the disk (evicted from the cache, or a failed or
+        bad write): its range becomes a hole again, so ``has_data`` is False."""
+        for span in self.geometry.piece_spans(index):
+            fd = self._fds.get(span.file_index)
+            if fd is not None and span.file_index not in self.padding:
+                punch_hole(fd, span.file_offset, span.length)
+
+    def check_piece(self, index: int) -> bytes | None:
+        """The piece's bytes read back from disk if they hash right, else None."""
+        data = self.read_piece(index)
+        return data if self.verify(index, data) else None
+
+    def unrecorded(self, recorded: Bitfield) -> list[int]:
+        """Pieces not in ``recorded`` whose bytes are all on disk (no holes): written
+        and verified, but not yet in the resume file when the last run ended (a
+        crash between the write and the next resume save). Cheap: reads nothing."""
+        return [i for i in range(self.geometry.num_pieces)
+                if i not in recorded and self._data_files(i) and self.has_data(i)]
+
+    def _data_files(self, index: int) -> bool:
+        """True when the piece has bytes in some real (non-padding) file."""
+        return any(s.file_index not in self.padding and s.file_index in self._fds
+                   for s in self.geometry.piece_spans(index))
 
     def check(self, progress=None) -> Bitfield:
         """Hash every piece whose files are all there at full length: the pieces
@@ -172,7 +239,9 @@ class Storage:
         for span in self.geometry.piece_spans(index):
             if span.file_index in self.padding:
                 continue
-            fd = self._fds[span.file_index]
+            fd = self._fds.get(span.file_index)
+            if fd is None:
+                return False
             try:
                 hole = os.lseek(fd, span.file_offset, os.SEEK_HOLE)
             except OSError:

@@ -14,11 +14,14 @@ Invariants (the picker holds the block-level ones):
 * ``have`` is exactly the set of pieces verified and on disk.
 * a piece being hashed is in ``_verifying`` and is not downloaded again meanwhile.
 * every open session is in ``sessions`` and in the picker; a closed one is in neither.
+* a piece being read or uploaded is pinned in the disk cache (``diskcache``): it
+  stays in ``have`` and on disk until the bytes are out.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 from collections import OrderedDict
@@ -30,12 +33,13 @@ from . import __version__, wire
 from .bitfield import Bitfield
 from .geometry import Geometry
 from .choker import Choker, PeerView
+from .diskcache import DiskCache
 from .peer import PeerSession, connect, tune
 from .picker import NOW, READAHEAD, Picker
 from .ratelimit import TokenBucket
 from .upload import Uploader
 from .readahead import Readahead
-from .storage import Storage
+from .storage import Storage, StorageError
 from .tracker import Announcer
 
 log = logging.getLogger("torrentfs.torrent")
@@ -52,7 +56,6 @@ SNUB_AFTER = 20.0           # an unchoked peer that sends no block for this long
 LEECHER_JITTER = 10.0       # among leechers, readahead order is shuffled over this many s
 SPREAD_MAX = 4              # a NOW piece's blocks are split over up to this many peers
 USELESS_AFTER = 60.0        # neither side interested this long: drop it when slots are full
-RESUME_EVERY = 10.0
 HASH_FAILS_BAN = 2          # hash failures a peer may contribute to before it is banned
 
 
@@ -82,7 +85,7 @@ class ReadHandle:
     def __init__(self, torrent: "Torrent", file_index: int) -> None:
         self.torrent = torrent
         self.file_index = file_index
-        self.readahead = Readahead(READAHEAD_MIN, READAHEAD_MAX)
+        self.readahead = Readahead(READAHEAD_MIN, torrent.readahead_max)
         self._raised: set[int] = set()
         # Container indexes often sit at the end of a video file: fetch the first
         # and last pieces soon after open, at readahead priority.
@@ -132,7 +135,7 @@ class Torrent:
                  listen: bool = True, offload=trio.to_thread.run_sync,
                  data_dir=None, seed_only: bool = False, check_progress=None,
                  upload_rate: float | None = None, download_rate: float | None = None,
-                 choker: Choker | None = None) -> None:
+                 choker: Choker | None = None, cache_size: int | None = None) -> None:
         self.meta = meta
         self.geometry = Geometry(meta.piece_length, tuple(f.length for f in meta.files))
         # seed_only: serve the data in data_dir as it is (verified at start), never
@@ -167,9 +170,13 @@ class Torrent:
         self.choker = choker or Choker()
         self.uploads = Uploader(self, TokenBucket(upload_rate))
         self.download_limit = TokenBucket(download_rate)  # applied by each PeerSession
+        self.cache = DiskCache(self, cache_size)
+        # The readahead window must fit the disk cache, or it evicts its own pieces.
+        self.readahead_max = READAHEAD_MAX if cache_size is None else max(
+            READAHEAD_MIN, min(READAHEAD_MAX, cache_size // 2))
+        self._store_errors: dict[int, OSError] = {}  # piece -> why it could not be written
         self._wake_connector = trio.Event()
         self._spread = 1  # peers unchoking us (up to SPREAD_MAX): urgent pieces split this way
-        self._resume_dirty = False
         self.downloaded = 0
         self.wasted = 0
         self.announcer = Announcer(
@@ -190,8 +197,9 @@ class Torrent:
             resumed = await self._offload(self.storage.check, self.check_progress)
             log.info("verified %d of %d pieces in %s", resumed.count, self.have.size,
                      self.storage.data_dir)
+            self.cache.trust_all(resumed)
         else:
-            resumed = await self._offload(self.storage.load_resume)
+            resumed = await self.cache.load()
             if resumed.count:
                 log.info("resumed %d of %d verified pieces", resumed.count, self.have.size)
         for i in resumed:
@@ -207,6 +215,8 @@ class Torrent:
                 nursery.start_soon(self._connector)
                 nursery.start_soon(self._ticker)
                 nursery.start_soon(self.uploads.run)
+                if not self.seed_only:
+                    nursery.start_soon(self.cache.run)
                 await nursery.start(self.announcer.run)
                 task_status.started()
         finally:
@@ -490,28 +500,20 @@ class Torrent:
     async def _verify(self, index: int) -> None:
         buf = self._buffers.pop(index)
         try:
-            ok = await self._offload(self.storage.verify_and_write, index, buf,
-                                               limiter=self._hash_limiter)
+            ok = await self.cache.store(index, buf)
         except OSError as e:
             log.error("cannot write piece %d: %s", index, e)
             ok = None
-        finally:
-            self._verifying.discard(index)
-        if ok:
-            self.picker.piece_verified(index)
-            self._remember(index, buf)
-            self._resume_dirty = True
+            # The reads waiting for it fail with this error rather than wait on.
+            self._store_errors[index] = e
             event = self._events.pop(index, None)
             if event is not None:
                 event.set()
-            for s in list(self.sessions.values()):
-                if s.registered:
-                    s.send(wire.Have(index))
-                    if self.have.complete and s.am_interested:
-                        s.send(wire.NotInterested())
-            if self.have.complete:
-                log.info("all %d pieces verified", self.have.size)
-                self.announcer.completed()
+        finally:
+            self._verifying.discard(index)
+        if ok:
+            self._remember(index, buf)
+            self.piece_on_disk(index)
         else:
             culprits = self.picker.contributors(index)
             self.picker.piece_failed(index)
@@ -521,6 +523,36 @@ class Torrent:
                 for peer in culprits:
                     self._hash_failed(peer)
         self.schedule()
+
+    def piece_on_disk(self, index: int) -> None:
+        """A verified piece is on disk: it is ours; wake its readers, tell the peers."""
+        self.picker.piece_verified(index)
+        self._store_errors.pop(index, None)
+        event = self._events.pop(index, None)
+        if event is not None:
+            event.set()
+        for s in list(self.sessions.values()):
+            if s.registered:
+                s.send(wire.Have(index))
+                if self.have.complete and s.am_interested:
+                    s.send(wire.NotInterested())
+        if self.have.complete:
+            log.info("all %d pieces verified", self.have.size)
+            self.announcer.completed()
+
+    def piece_gone(self, index: int) -> None:
+        """A piece left the disk cache (evicted, or damaged): wanted again if read.
+        Peers that have it may be interesting again (we cannot take a HAVE back;
+        their requests for it are rejected)."""
+        if index not in self.have:
+            return
+        self.picker.piece_lost(index)
+        data = self._recent.pop(index, None)
+        if data is not None:
+            self._recent_bytes -= len(data)
+        for s in list(self.sessions.values()):
+            if s.registered and not s.am_interested:
+                self._update_interest(s)
 
     def _remember(self, index: int, data: bytearray) -> None:
         """Keep a just-verified piece in memory: the next reads are likely in it."""
@@ -564,7 +596,6 @@ class Torrent:
             s.close(f"banned after {n} bad pieces")
 
     async def _ticker(self) -> None:
-        last_save = trio.current_time()
         while True:
             await trio.sleep(1.0)
             now = trio.current_time()
@@ -587,10 +618,6 @@ class Torrent:
                 self.rechoke()
             self._count_spread()
             self.schedule()
-            if self._resume_dirty and now - last_save > RESUME_EVERY:
-                self._resume_dirty = False
-                last_save = now
-                await self._offload(self.storage.save_resume, self.have)
 
     # -- uploading --------------------------------------------------------------------
 
@@ -603,12 +630,16 @@ class Torrent:
 
     async def block(self, index: int, begin: int, length: int) -> bytes:
         """Bytes of a verified piece: from memory if it is still there, else from
-        disk in a worker thread."""
+        disk in a worker thread. Raises ``StorageError`` if the piece left the disk
+        cache meanwhile (or failed its check there)."""
         piece = self._recent.get(index)
         if piece is not None:
             return bytes(memoryview(piece)[begin:begin + length])
-        return await self._offload(self.storage.read,
-                                   self.geometry.piece_offset(index) + begin, length)
+        with self.cache.pinned((index,)):
+            if index not in self.have or not await self.cache.trust((index,), False):
+                raise StorageError(f"piece {index} is no longer in the cache")
+            return await self._offload(self.storage.read,
+                                       self.geometry.piece_offset(index) + begin, length)
 
     # -- the read path ----------------------------------------------------------------
 
@@ -628,35 +659,58 @@ class Torrent:
         pieces = self.geometry.pieces_in_range(start, size)
         if handle is not None:
             handle.advance(offset, size)
-        missing = self.have.missing(pieces)
-        if missing:
-            await self._wait_for(missing)
-        data = self._read_recent(start, size, pieces)
-        if data is not None:
-            return data
-        return await self._offload(self.storage.read, start, size)
+        with self.cache.pinned(pieces):  # not evicted under our feet
+            for _ in range(3):  # a piece dropped by its check on disk is fetched again
+                missing = self.have.missing(pieces)
+                if missing:
+                    await self.cache.recover(missing)  # left by a crash: check, not fetch
+                    missing = self.have.missing(missing)
+                if missing:
+                    await self._wait_for(missing)
+                if await self.cache.trust(pieces):
+                    break
+            else:
+                raise StorageError(f"pieces {pieces.start}-{pieces.stop - 1} keep failing "
+                                   "their hash check on disk")
+            self.cache.touched(pieces)
+            data = self._read_recent(start, size, pieces)
+            if data is not None:
+                return data
+            return await self._offload(self.storage.read, start, size)
 
     async def _wait_for(self, pieces: list[int]) -> None:
         owner = object()
         self.picker.raise_priority(owner, pieces, NOW, trio.current_time() + NOW_SLACK)
         self.schedule()
+        timeout = math.inf if self.read_timeout is None else self.read_timeout
         try:
             for i in pieces:
-                if i in self.have:
-                    continue
-                event = self._events.get(i)
-                if event is None:
-                    event = self._events[i] = trio.Event()
-                if self.read_timeout is None:
-                    await event.wait()
-                    continue
-                with trio.move_on_after(self.read_timeout):
-                    await event.wait()
-                if i not in self.have:
-                    raise ReadTimeout(
-                        f"no progress for {self.read_timeout:g} s waiting for piece {i} "
-                        f"({len(self.sessions)} peers connected, "
-                        f"{sum(1 for s in self.sessions.values() if not s.peer_choking)} "
-                        "unchoked us)")
+                while i not in self.have:
+                    event = self._events.get(i)
+                    if event is None:
+                        event = self._events[i] = trio.Event()
+                        self._store_errors.pop(i, None)  # a new attempt: old news
+                    with trio.move_on_after(timeout):
+                        await event.wait()
+                    if i in self.have:
+                        break
+                    error = self._store_errors.get(i)
+                    if error is not None:  # verified, but it could not be written
+                        raise error
+                    if not event.is_set():
+                        raise ReadTimeout(f"no progress for {timeout:g} s waiting for "
+                                          f"piece {i}: {self._who_has(i)}")
         finally:
             self.picker.drop(owner)
+
+    def _who_has(self, index: int) -> str:
+        """Why a piece is not coming, for the log: no peers, or peers without it."""
+        peers = [s for s in self.sessions.values() if s.registered]
+        if not peers:
+            return "no peers connected"
+        having = [s for s in peers if self.picker.peer_has(s, index)]
+        if not having:
+            return f"none of the {len(peers)} peers connected has it"
+        unchoked = sum(1 for s in having if not s.peer_choking)
+        return (f"{len(having)} of {len(peers)} peers connected have it, "
+                f"{unchoked} of them unchoked us")

@@ -57,13 +57,15 @@ class Announcer:
 
     def __init__(self, tiers: list[list[str]], info_hash: bytes, peer_id: bytes,
                  port: Callable[[], int], stats: Callable[[], tuple[int, int, int]],
-                 on_peers: Callable[[list[tuple[str, int]]], None]) -> None:
+                 on_peers: Callable[[list[tuple[str, int]]], None], *,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.tiers = [list(t) for t in tiers if t]
         self.info_hash = info_hash
         self.peer_id = peer_id
         self.port = port
         self.stats = stats
         self.on_peers = on_peers
+        self.transport = transport  # tests put a fake HTTP layer here
         self.key = secrets.token_hex(4)
         self.last_error: str | None = None
         self.last_response: AnnounceResponse | None = None
@@ -116,7 +118,8 @@ class Announcer:
         if not self.tiers:
             task_status.started()
             return
-        async with httpx.AsyncClient(follow_redirects=True, max_redirects=3,
+        async with httpx.AsyncClient(transport=self.transport,
+                                     follow_redirects=True, max_redirects=3,
                                      headers={"User-Agent": "torrentfs/0.1"}) as client:
             task_status.started()
             event, retry = "started", RETRY_MIN

@@ -28,6 +28,7 @@ import trio
 from . import wire
 from .peer import PeerSession
 from .ratelimit import TokenBucket
+from .storage import StorageError
 
 log = logging.getLogger("torrentfs.upload")
 
@@ -143,8 +144,12 @@ class Uploader:
                 return
         try:
             data = await self.torrent.block(req.index, req.begin, req.length)
-        except OSError as e:
-            log.warning("cannot read piece %d for upload: %s", req.index, e)
+        except OSError as e:  # evicted from the disk cache meanwhile, or a disk error
+            (log.debug if isinstance(e, StorageError) else log.warning)(
+                "cannot read piece %d for upload: %s", req.index, e)
+            s.queued.discard(key)
+            if s.fast:
+                s.send(wire.Reject(*key))
             return
         if key in s.queued and not s.closed and not s.am_choking:
             s.queued.discard(key)
