@@ -145,6 +145,22 @@ def force_unmount(m: Mount) -> None:
 
 
 @pytest.fixture
+def make_swarm(tmp_path):
+    """``make_swarm(size, piece_length, **torrent_kw)`` -> (meta, payload, Torrent): a
+    small torrent of pseudo-random bytes and a Torrent for it that neither listens nor
+    announces, with storage work run inline (see ``fakepeer.start``)."""
+    from fakepeer import inline, small_torrent
+    from torrentfs.torrent import Torrent
+
+    def make(size=10 * 32768 + 100, piece_length=32768, **kw):
+        meta, payload = small_torrent(tmp_path, size, piece_length)
+        torrent = Torrent(meta, tmp_path / "cache", listen=False, announce=False,
+                          offload=inline, **kw)
+        return meta, payload, torrent
+    return make
+
+
+@pytest.fixture
 def mount_torrent(tmp_path):
     """``mount_torrent(torrent, *args)`` mounts with ``torrentfs mount`` (daemonised)
     on a fresh mountpoint and cache folder, and returns a ``Mount``. Every mount is
