@@ -29,12 +29,15 @@ class Behaviour:
     raw: bytes = b""              # raw bytes sent right after the greeting (hand-made)
     mute: bool = False            # after greeting and raw, send nothing more (still reads)
     cut_after: int | None = None  # after this many answers, send half a block and hang up
+    keepalive_every: float | None = None  # send keep-alives this often (seems alive)
 
 
 @dataclass
 class Stats:
     requests: list[tuple[int, int, int]] = field(default_factory=list)
     cancels: list[tuple[int, int, int]] = field(default_factory=list)
+    rejects: list[tuple[int, int, int]] = field(default_factory=list)
+    blocks: list[tuple[int, int, int]] = field(default_factory=list)  # received from us
     sent_bytes: int = 0
     closed: bool = False
 
@@ -83,8 +86,15 @@ async def fake_peer(stream: trio.abc.Stream, meta, payload: bytes,
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
 
+        async def keep_alive(every: float) -> None:
+            while True:
+                await trio.sleep(every)
+                await send(conn.send(wire.KeepAlive()))
+
         try:
             await send(handshake)
+            if b.keepalive_every:
+                nursery.start_soon(keep_alive, b.keepalive_every)
             while True:
                 event = conn.next_event()
                 if event is wire.NEED_DATA:
@@ -112,6 +122,10 @@ async def fake_peer(stream: trio.abc.Stream, meta, payload: bytes,
                         nursery.start_soon(answer, event)
                 elif isinstance(event, wire.Cancel):
                     stats.cancels.append((event.index, event.begin, event.length))
+                elif isinstance(event, wire.Reject):
+                    stats.rejects.append((event.index, event.begin, event.length))
+                elif isinstance(event, wire.Piece):
+                    stats.blocks.append((event.index, event.begin, len(event.data)))
         except (trio.BrokenResourceError, trio.ClosedResourceError, wire.ProtocolError):
             pass
         finally:
@@ -160,7 +174,7 @@ class Swarm:
         self.n = 0
 
     def add(self, behaviour: Behaviour | None = None, *, incoming: bool = False,
-            peer_id: bytes | None = None) -> Stats:
+            peer_id: bytes | None = None, host: str | None = None) -> Stats:
         """Start a fake peer; ``incoming``: as if it had connected to us."""
         self.n += 1
         ours, theirs = trio.testing.memory_stream_pair()
@@ -169,7 +183,7 @@ class Swarm:
         self.nursery.start_soon(fake_peer, theirs, self.meta, self.payload, behaviour, stats,
                                 peer_id)
         run = self.torrent.accept if incoming else self.torrent.attach
-        self.nursery.start_soon(run, ours, (f"fake{self.n}", 6881))
+        self.nursery.start_soon(run, ours, (host or f"fake{self.n}", 6881))
         return stats
 
 

@@ -8,11 +8,16 @@ at no cost (the sockets keep little unsent data: ``peer.tune``). A peer choked
 meanwhile gets a reject (BEP 6). Each peer's next block is the oldest request for the
 pieces uploaded least so far: a seed spreads pieces over its peers instead of sending
 everyone the same ones, which they can then trade among themselves.
+
+A peer's queue is bounded (``MAX_UPLOAD_QUEUE`` requests; a repeated request is one
+request); beyond it requests are refused, and a peer refused ``MAX_REFUSED`` times in
+a row (a request flood, or requests while choked) is dropped.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 
 import trio
 
@@ -23,6 +28,7 @@ from .ratelimit import TokenBucket
 log = logging.getLogger("torrentfs.upload")
 
 MAX_UPLOAD_QUEUE = 256      # requests a peer may have queued with us
+MAX_REFUSED = 4 * MAX_UPLOAD_QUEUE  # requests refused in a row before the peer is dropped
 UPLOAD_BACKLOG = 16 << 10   # serve a peer more only while less than this awaits its socket
 
 
@@ -44,16 +50,31 @@ class Uploader:
               and t.geometry.is_within_piece(msg.index, msg.begin, msg.length)
               and len(s.queued) < MAX_UPLOAD_QUEUE)
         if not ok:
-            if s.fast:
+            s.refused += 1
+            if s.refused > MAX_REFUSED:
+                s.close(f"{s.refused} requests refused in a row")
+            elif s.fast:
                 s.send(wire.Reject(msg.index, msg.begin, msg.length))
             return
-        s.queued.add((msg.index, msg.begin, msg.length))
+        key = (msg.index, msg.begin, msg.length)
+        if key in s.queued:  # asked twice: answered once (and counted as refused)
+            s.refused += 1
+            if s.refused > MAX_REFUSED:
+                s.close(f"{s.refused} requests refused in a row")
+            return
+        s.refused = 0
+        s.queued.add(key)
         s.upload_fifo.append(msg)
         self._wake.set()
 
     def cancel(self, s: PeerSession, msg: wire.Cancel) -> None:
-        """Not sent if not sent yet: a cancelled request leaves the queue."""
+        """Not sent if not sent yet: a cancelled request leaves the queue. (The FIFO
+        drops its stale entries when they outnumber the live ones by a queue's worth,
+        so request-cancel churn holds it bounded.)"""
         s.queued.discard((msg.index, msg.begin, msg.length))
+        if len(s.upload_fifo) > len(s.queued) + MAX_UPLOAD_QUEUE:
+            s.upload_fifo = deque(r for r in s.upload_fifo
+                                  if (r.index, r.begin, r.length) in s.queued)
 
     def drained(self, s: PeerSession) -> None:
         """The peer's socket took everything we had for it."""
