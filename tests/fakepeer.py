@@ -39,6 +39,7 @@ class Stats:
     rejects: list[tuple[int, int, int]] = field(default_factory=list)
     blocks: list[tuple[int, int, int]] = field(default_factory=list)  # received from us
     sent_bytes: int = 0
+    handshaken: bool = False  # our handshake reached it
     closed: bool = False
 
 
@@ -103,6 +104,7 @@ async def fake_peer(stream: trio.abc.Stream, meta, payload: bytes,
                 if isinstance(event, wire.ConnectionClosed):
                     break
                 if isinstance(event, wire.Handshake):
+                    stats.handshaken = True
                     if b.greeting is not None:
                         out = b.greeting
                     elif b.have is None:
