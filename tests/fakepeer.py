@@ -6,8 +6,11 @@ up mid-block. ``Swarm``/``start`` wire fake peers to a Torrent by memory streams
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import threading
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import trio
 import trio.testing
@@ -134,6 +137,46 @@ async def fake_peer(stream: trio.abc.Stream, meta, payload: bytes,
             stats.closed = True
             nursery.cancel_scope.cancel()
     return stats
+
+
+@contextlib.contextmanager
+def serve_fake_peers(meta, payload: bytes, host: str, behaviours: list[Behaviour],
+                     *, lifetime: float = 300.0) -> Iterator[list[int]]:
+    """Serve one fake peer per behaviour on real TCP sockets at ``host``, each on a port
+    of its own (yields the ports), from a trio loop in a thread of the test process.
+    Every connection lasts at most ``lifetime`` seconds; all stop on exit."""
+    ready = threading.Event()
+    ports: list[int] = []
+    loop: dict = {}
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            loop["scope"] = nursery.cancel_scope
+            loop["token"] = trio.lowlevel.current_trio_token()
+            for n, behaviour in enumerate(behaviours):
+                listeners = await trio.open_tcp_listeners(0, host=host)
+                ports.append(listeners[0].socket.getsockname()[1])
+
+                async def handler(stream, behaviour=behaviour, n=n) -> None:
+                    with trio.move_on_after(lifetime):
+                        await fake_peer(stream, meta, payload, behaviour,
+                                        peer_id=b"-FK0001-" + b"hostile%05d" % n)
+                    await stream.aclose()
+
+                nursery.start_soon(trio.serve_listeners, handler, listeners)
+            ready.set()
+
+    thread = threading.Thread(target=trio.run, args=(main,), daemon=True)
+    thread.start()
+    try:
+        if not ready.wait(10):
+            raise RuntimeError("fake peers did not start")
+        yield ports
+    finally:
+        if "token" in loop:
+            with contextlib.suppress(trio.RunFinishedError):
+                trio.from_thread.run_sync(loop["scope"].cancel, trio_token=loop["token"])
+        thread.join(10)
 
 
 def small_torrent(tmp_path, size: int, piece_length: int = 32768, seed: int = 5):

@@ -6,12 +6,14 @@ make us hold in memory stays bounded."""
 from __future__ import annotations
 
 import logging
+import subprocess
 
 import pytest
 import trio
 
 from fakepeer import Behaviour, block_fields, raw_message, start
 from torrentfs import peer, upload, wire
+from torrentfs import torrent as torrent_module
 from torrentfs.torrent import ReadTimeout
 
 PIECE = 32768
@@ -72,7 +74,14 @@ async def test_liar_sharing_pieces_with_good_peers_is_banned_alone(
 
 
 async def test_banned_peer_is_refused_by_address_and_by_peer_id(make_swarm, autojump_clock,
-                                                                caplog):
+                                                                caplog, monkeypatch):
+    dialled = []
+
+    async def connect(addr):
+        dialled.append(addr)
+        raise OSError("no route (test)")
+
+    monkeypatch.setattr(torrent_module, "connect", connect)
     async with trio.open_nursery() as n:
         s = await start(n, make_swarm, read_timeout=30)
         liar_id = b"-FK0001-liarliarliar"
@@ -91,6 +100,11 @@ async def test_banned_peer_is_refused_by_address_and_by_peer_id(make_swarm, auto
         assert again.closed and not again.requests
         assert good.sent_bytes >= PIECE
         assert any("banned peer" in r for r in closed_reasons(caplog, "fake3"))
+        # Its address, from a tracker say, is not even dialled; another one is.
+        s.torrent.add_peer(("fake1", 7000))
+        s.torrent.add_peer(("fake9", 7000))
+        await trio.sleep(2)
+        assert dialled == [("fake9", 7000)]
         n.cancel_scope.cancel()
 
 
@@ -361,3 +375,63 @@ async def test_peer_hanging_up_mid_block_loses_its_requests_at_once(make_swarm,
         # the good peer.
         assert len(set(quitter.requests) - set(good.requests)) == 3
         n.cancel_scope.cancel()
+
+
+# -- for real: a mount, a libtorrent seeder and hostile peers on loopback ----------------
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(240)
+def test_mount_reads_exact_bytes_beside_hostile_peers(tmp_path, mount_torrent):
+    """A libtorrent seeder on 127.0.0.2, and on 127.0.0.3 hostile fake peers, one per
+    port: one corrupts every block, the others break the protocol in each way above.
+    ``cmp`` of the whole file through the mount is exact, and the log says the
+    corrupting peer was banned (and the seeder was not)."""
+    from conftest import data_of
+    from swarm import lt_seeder
+    from torrentfs.create import create_torrent
+    from torrentfs.metainfo import parse
+
+    from fakepeer import serve_fake_peers
+
+    data = tmp_path / "data"
+    data.mkdir()
+    payload = data_of(16 * 1024 * 1024 + 4321, seed=13)
+    (data / "hostile.bin").write_bytes(payload)
+    torrent_bytes = create_torrent(data / "hostile.bin", piece_length=256 * 1024,
+                                   creation_date=0)
+    torrent = tmp_path / "hostile.torrent"
+    torrent.write_bytes(torrent_bytes)
+    meta = parse(torrent_bytes)
+    pieces = meta.num_pieces
+    unrequested = b"".join(raw_message(7, block_fields(i % pieces, 0) + b"\x00" * BLOCK)
+                           for i in range(100))
+    requests = b"".join(raw_message(6, block_fields(i % pieces, 0, BLOCK)) for i in range(3000))
+    bad_bitfield = raw_message(5, b"\xff" * (pieces // 8) + b"\x01" * (pieces % 8 > 0))
+    behaviours = {
+        "corrupt": Behaviour(corrupt=set(range(pieces))),
+        "oversized": Behaviour(garbage_after=2),
+        "spare bits": Behaviour(greeting=bad_bitfield),
+        "bad index": Behaviour(raw=have(pieces)),
+        "unrequested": Behaviour(raw=unrequested),
+        "request flood": Behaviour(raw=requests),
+        "half a message": Behaviour(raw=raw_message(7, block_fields(0, 0) + b"\x00" * 99)[:50],
+                                    mute=True),
+        "mid-block": Behaviour(cut_after=2),
+        "wrong torrent": Behaviour(info_hash=b"\x02" * 20),
+    }
+    with lt_seeder(torrent, data, ip="127.0.0.2") as seeder, \
+            serve_fake_peers(meta, payload, "127.0.0.3", list(behaviours.values())) as ports:
+        hostile = [a for p in ports for a in ("--peer", f"127.0.0.3:{p}")]
+        m = mount_torrent(torrent, "--peer", seeder.endpoint, *hostile)
+        r = subprocess.run(["cmp", str(data / "hostile.bin"), str(m.path / "hostile.bin")],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, f"{r.stdout}{r.stderr}\n{m.log[-3000:]}"
+        log = m.log
+        corrupt = f"<peer 127.0.0.3:{ports[0]}>"
+        assert f"banned {corrupt}" in log, log[-5000:]
+        assert "banned <peer 127.0.0.2" not in log
+        assert "Traceback" not in log and "internal error" not in log
+        # Every hostile connection ended (its own fault, or the ban of its address).
+        for name, port in zip(behaviours, ports):
+            assert f"<peer 127.0.0.3:{port}> closed: " in log, (name, log[-5000:])
