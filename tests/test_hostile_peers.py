@@ -247,13 +247,16 @@ def high_water(monkeypatch):
 FLOOD = 100_000
 
 
-@pytest.mark.parametrize("kind", ["have", "keepalive", "unknown"])
+@pytest.mark.parametrize("kind", ["have", "keepalive", "unknown", "choke-unchoke",
+                                  "interest-toggle"])
 async def test_flood_of_harmless_messages_holds_bounded_memory(make_swarm, autojump_clock,
                                                               high_water, kind):
     """100k cheap, valid messages: nothing to drop the peer for, but nothing piles up,
     and a read served meanwhile by another peer is exact."""
     msg = {"have": have(3), "keepalive": b"\x00\x00\x00\x00",
-           "unknown": raw_message(99, b"z" * 16)}[kind]
+           "unknown": raw_message(99, b"z" * 16),
+           "choke-unchoke": raw_message(0) + raw_message(1),
+           "interest-toggle": raw_message(2) + raw_message(3)}[kind]
     async with trio.open_nursery() as n:
         s = await start(n, make_swarm, read_timeout=30)
         flooder = s.add(Behaviour(raw=msg * FLOOD, answer=False))
