@@ -148,7 +148,7 @@ def force_unmount(m: Mount) -> None:
 def make_swarm(tmp_path):
     """``make_swarm(size, piece_length, **torrent_kw)`` -> (meta, payload, Torrent): a
     small torrent of pseudo-random bytes and a Torrent for it that neither listens nor
-    announces, with storage work run inline (see ``fakepeer.start``)."""
+    announces, with storage work run inline (``fakepeer.inline``)."""
     from fakepeer import inline, small_torrent
     from torrentfs.torrent import Torrent
 

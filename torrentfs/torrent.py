@@ -14,6 +14,8 @@ Invariants (the picker holds the block-level ones):
 * ``have`` is exactly the set of pieces verified and on disk.
 * a piece being hashed is in ``_verifying`` and is not downloaded again meanwhile.
 * every open session is in ``sessions`` and in the picker; a closed one is in neither.
+* no session gets past its handshake with a banned address or peer id (``ban``: bad
+  data, attributed by ``blame.Blame``).
 """
 
 from __future__ import annotations

@@ -50,22 +50,25 @@ class Uploader:
               and t.geometry.is_within_piece(msg.index, msg.begin, msg.length)
               and len(s.queued) < MAX_UPLOAD_QUEUE)
         if not ok:
-            s.refused += 1
-            if s.refused > MAX_REFUSED:
-                s.close(f"{s.refused} requests refused in a row")
-            elif s.fast:
+            if not self._refuse(s) and s.fast:
                 s.send(wire.Reject(msg.index, msg.begin, msg.length))
             return
         key = (msg.index, msg.begin, msg.length)
-        if key in s.queued:  # asked twice: answered once (and counted as refused)
-            s.refused += 1
-            if s.refused > MAX_REFUSED:
-                s.close(f"{s.refused} requests refused in a row")
+        if key in s.queued:  # asked twice: answered once
+            self._refuse(s)
             return
         s.refused = 0
         s.queued.add(key)
         s.upload_fifo.append(msg)
         self._wake.set()
+
+    def _refuse(self, s: PeerSession) -> bool:
+        """Count a refused request; past MAX_REFUSED in a row, drop the peer (True)."""
+        s.refused += 1
+        if s.refused > MAX_REFUSED:
+            s.close(f"{s.refused} requests refused in a row")
+            return True
+        return False
 
     def cancel(self, s: PeerSession, msg: wire.Cancel) -> None:
         """Not sent if not sent yet: a cancelled request leaves the queue. (The FIFO
