@@ -178,10 +178,13 @@ def mount_torrent(tmp_path):
         info_hash = parse(Path(torrent).read_bytes()).info_hash.hex()
         m = Mount(mountpoint, cache, info_hash)
         mounts.append(m)
-        r = subprocess.run([TORRENTFS, "mount", str(torrent), str(mountpoint),
-                            "--cache-dir", str(cache), "--read-timeout", "60", *args],
-                           capture_output=True, text=True, timeout=60,
-                           stdin=subprocess.DEVNULL)
+        try:
+            r = subprocess.run([TORRENTFS, "mount", str(torrent), str(mountpoint),
+                                "--cache-dir", str(cache), "--read-timeout", "60", *args],
+                               capture_output=True, text=True, timeout=60,
+                               stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"torrentfs mount did not return in 60 s; its log:\n{m.log[-5000:]}")
         if expect_ok:
             assert r.returncode == 0, f"mount failed: {r.stderr}\n{m.log}"
             assert os.path.ismount(mountpoint)

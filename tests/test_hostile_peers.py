@@ -373,7 +373,7 @@ async def test_peer_hanging_up_mid_block_loses_its_requests_at_once(make_swarm,
         assert trio.current_time() - t0 < 1, "no wait for a timeout or a snub"
         assert quitter.closed and len(quitter.requests) > 4
         (why,) = closed_reasons(caplog, "fake1")
-        assert "closed mid-message" in why
+        assert "closed mid-message" in why or "connection lost" in why, why
         # Everything asked of the quitter, but the 3 blocks it delivered, was asked of
         # the good peer.
         assert len(set(quitter.requests) - set(good.requests)) == 3
