@@ -145,6 +145,22 @@ def force_unmount(m: Mount) -> None:
 
 
 @pytest.fixture
+def make_swarm(tmp_path):
+    """``make_swarm(size, piece_length, **torrent_kw)`` -> (meta, payload, Torrent): a
+    small torrent of pseudo-random bytes and a Torrent for it that neither listens nor
+    announces, with storage work run inline (``fakepeer.inline``)."""
+    from fakepeer import inline, small_torrent
+    from torrentfs.torrent import Torrent
+
+    def make(size=10 * 32768 + 100, piece_length=32768, **kw):
+        meta, payload = small_torrent(tmp_path, size, piece_length)
+        torrent = Torrent(meta, tmp_path / "cache", listen=False, announce=False,
+                          offload=inline, **kw)
+        return meta, payload, torrent
+    return make
+
+
+@pytest.fixture
 def mount_torrent(tmp_path):
     """``mount_torrent(torrent, *args)`` mounts with ``torrentfs mount`` (daemonised)
     on a fresh mountpoint and cache folder, and returns a ``Mount``. Every mount is
@@ -162,10 +178,13 @@ def mount_torrent(tmp_path):
         info_hash = parse(Path(torrent).read_bytes()).info_hash.hex()
         m = Mount(mountpoint, cache, info_hash)
         mounts.append(m)
-        r = subprocess.run([TORRENTFS, "mount", str(torrent), str(mountpoint),
-                            "--cache-dir", str(cache), "--read-timeout", "60", *args],
-                           capture_output=True, text=True, timeout=60,
-                           stdin=subprocess.DEVNULL)
+        try:
+            r = subprocess.run([TORRENTFS, "mount", str(torrent), str(mountpoint),
+                                "--cache-dir", str(cache), "--read-timeout", "60", *args],
+                               capture_output=True, text=True, timeout=60,
+                               stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"torrentfs mount did not return in 60 s; its log:\n{m.log[-5000:]}")
         if expect_ok:
             assert r.returncode == 0, f"mount failed: {r.stderr}\n{m.log}"
             assert os.path.ismount(mountpoint)

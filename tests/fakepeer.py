@@ -1,13 +1,19 @@
 """A scriptable BitTorrent peer for shell tests: speaks the wire protocol over any
-trio stream (usually an in-memory one), serving a payload, and can misbehave on
-purpose (never answer, answer late, send corrupt data)."""
+trio stream (usually an in-memory one, or a real socket), serving a payload, and can
+misbehave on purpose: never answer, answer late, send corrupt data, a wrong
+info-hash, hand-made (invalid) messages, floods, half a message then silence, or hang
+up mid-block. ``Swarm``/``start`` wire fake peers to a Torrent by memory streams."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import threading
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import trio
+import trio.testing
 
 from torrentfs import wire
 from torrentfs.create import create_torrent
@@ -21,13 +27,22 @@ class Behaviour:
     corrupt: set[int] = field(default_factory=set)  # pieces whose blocks are flipped
     have: set[int] | None = None  # pieces it has (None: all)
     garbage_after: int | None = None  # after this many answers, send an oversized message
+    info_hash: bytes | None = None  # handshake with this info-hash instead of the torrent's
+    greeting: bytes | None = None  # raw bytes sent instead of the bitfield / have-all
+    raw: bytes = b""              # raw bytes sent right after the greeting (hand-made)
+    mute: bool = False            # after greeting and raw, send nothing more (still reads)
+    cut_after: int | None = None  # after this many answers, send half a block and hang up
+    keepalive_every: float | None = None  # send keep-alives this often (seems alive)
 
 
 @dataclass
 class Stats:
     requests: list[tuple[int, int, int]] = field(default_factory=list)
     cancels: list[tuple[int, int, int]] = field(default_factory=list)
+    rejects: list[tuple[int, int, int]] = field(default_factory=list)
+    blocks: list[tuple[int, int, int]] = field(default_factory=list)  # received from us
     sent_bytes: int = 0
+    handshaken: bool = False  # our handshake reached it
     closed: bool = False
 
 
@@ -45,7 +60,9 @@ async def fake_peer(stream: trio.abc.Stream, meta, payload: bytes,
         async with lock:
             await stream.send_all(data)
 
-    await send(conn.handshake())
+    handshake = conn.handshake()
+    if b.info_hash is not None:
+        handshake = handshake[:28] + b.info_hash + handshake[48:]
     plen = meta.piece_length
     async with trio.open_nursery() as nursery:
         answered = 0
@@ -55,20 +72,33 @@ async def fake_peer(stream: trio.abc.Stream, meta, payload: bytes,
             if b.delay:
                 await trio.sleep(b.delay)
             answered += 1
-            if b.garbage_after is not None and answered > b.garbage_after:
-                await send((1 << 30).to_bytes(4, "big") + b"\x07" + b"x" * 100)
-                return
             start = req.index * plen + req.begin
             data = bytearray(payload[start:start + req.length])
             if req.index in b.corrupt:
                 data[0] ^= 0xFF
+            msg = conn.send(wire.Piece(req.index, req.begin, bytes(data)))
             try:
-                await send(conn.send(wire.Piece(req.index, req.begin, bytes(data))))
+                if b.garbage_after is not None and answered > b.garbage_after:
+                    await send((1 << 30).to_bytes(4, "big") + b"\x07" + b"x" * 100)
+                    return
+                if b.cut_after is not None and answered > b.cut_after:
+                    await send(msg[:len(msg) // 2])
+                    await stream.aclose()
+                    return
+                await send(msg)
                 stats.sent_bytes += len(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
 
+        async def keep_alive(every: float) -> None:
+            while True:
+                await trio.sleep(every)
+                await send(conn.send(wire.KeepAlive()))
+
         try:
+            await send(handshake)
+            if b.keepalive_every:
+                nursery.start_soon(keep_alive, b.keepalive_every)
             while True:
                 event = conn.next_event()
                 if event is wire.NEED_DATA:
@@ -77,7 +107,10 @@ async def fake_peer(stream: trio.abc.Stream, meta, payload: bytes,
                 if isinstance(event, wire.ConnectionClosed):
                     break
                 if isinstance(event, wire.Handshake):
-                    if b.have is None:
+                    stats.handshaken = True
+                    if b.greeting is not None:
+                        out = b.greeting
+                    elif b.have is None:
                         out = conn.send(wire.HaveAll()) if conn.fast else conn.send(
                             wire.Bitfield(b"\xff" * ((meta.num_pieces + 7) // 8)))
                     else:
@@ -85,21 +118,65 @@ async def fake_peer(stream: trio.abc.Stream, meta, payload: bytes,
                         for i in b.have:
                             bits[i >> 3] |= 0x80 >> (i & 7)
                         out = conn.send(wire.Bitfield(bytes(bits)))
-                    await send(out)
-                elif isinstance(event, wire.Interested):
+                    await send(out + b.raw)
+                elif isinstance(event, wire.Interested) and not b.mute:
                     await send(conn.send(wire.Unchoke()))
                 elif isinstance(event, wire.Request):
                     stats.requests.append((event.index, event.begin, event.length))
-                    if b.answer:
+                    if b.answer and not b.mute:
                         nursery.start_soon(answer, event)
                 elif isinstance(event, wire.Cancel):
                     stats.cancels.append((event.index, event.begin, event.length))
+                elif isinstance(event, wire.Reject):
+                    stats.rejects.append((event.index, event.begin, event.length))
+                elif isinstance(event, wire.Piece):
+                    stats.blocks.append((event.index, event.begin, len(event.data)))
         except (trio.BrokenResourceError, trio.ClosedResourceError, wire.ProtocolError):
             pass
         finally:
             stats.closed = True
             nursery.cancel_scope.cancel()
     return stats
+
+
+@contextlib.contextmanager
+def serve_fake_peers(meta, payload: bytes, host: str, behaviours: list[Behaviour],
+                     *, lifetime: float = 300.0) -> Iterator[list[int]]:
+    """Serve one fake peer per behaviour on real TCP sockets at ``host``, each on a port
+    of its own (yields the ports), from a trio loop in a thread of the test process.
+    Every connection lasts at most ``lifetime`` seconds; all stop on exit."""
+    ready = threading.Event()
+    ports: list[int] = []
+    loop: dict = {}
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            loop["scope"] = nursery.cancel_scope
+            loop["token"] = trio.lowlevel.current_trio_token()
+            for n, behaviour in enumerate(behaviours):
+                listeners = await trio.open_tcp_listeners(0, host=host)
+                ports.append(listeners[0].socket.getsockname()[1])
+
+                async def handler(stream, behaviour=behaviour, n=n) -> None:
+                    with trio.move_on_after(lifetime):
+                        await fake_peer(stream, meta, payload, behaviour,
+                                        peer_id=b"-FK0001-" + b"hostile%05d" % n)
+                    await stream.aclose()
+
+                nursery.start_soon(trio.serve_listeners, handler, listeners)
+            ready.set()
+
+    thread = threading.Thread(target=trio.run, args=(main,), daemon=True)
+    thread.start()
+    try:
+        if not ready.wait(10):
+            raise RuntimeError("fake peers did not start")
+        yield ports
+    finally:
+        if "token" in loop:
+            with contextlib.suppress(trio.RunFinishedError):
+                trio.from_thread.run_sync(loop["scope"].cancel, trio_token=loop["token"])
+        thread.join(10)
 
 
 def small_torrent(tmp_path, size: int, piece_length: int = 32768, seed: int = 5):
@@ -114,3 +191,49 @@ def small_torrent(tmp_path, size: int, piece_length: int = 32768, seed: int = 5)
     src.write_bytes(payload)
     meta = parse(create_torrent(src, piece_length=piece_length, creation_date=0))
     return meta, payload
+
+
+def raw_message(msg_id: int, payload: bytes = b"") -> bytes:
+    """A length-prefixed message as it goes on the wire, unchecked (``wire.send``
+    refuses invalid ones)."""
+    return (1 + len(payload)).to_bytes(4, "big") + bytes([msg_id]) + payload
+
+
+def block_fields(*values: int) -> bytes:
+    """Big-endian u32 fields (index, begin, length) of a have/request/piece/cancel."""
+    return b"".join(v.to_bytes(4, "big") for v in values)
+
+
+async def inline(fn, *args, limiter=None):
+    """Storage work run in the trio thread: with the autojump clock, a worker thread
+    would let virtual time jump while it runs."""
+    return fn(*args)
+
+
+class Swarm:
+    """A Torrent plus fake peers wired to it by memory streams. Fake peer ``n`` is at
+    address ``("fakeN", 6881)``: a host of its own, so banning one bans no other."""
+
+    def __init__(self, nursery, torrent, meta, payload):
+        self.nursery, self.torrent, self.meta, self.payload = nursery, torrent, meta, payload
+        self.n = 0
+
+    def add(self, behaviour: Behaviour | None = None, *, incoming: bool = False,
+            peer_id: bytes | None = None, host: str | None = None) -> Stats:
+        """Start a fake peer; ``incoming``: as if it had connected to us."""
+        self.n += 1
+        ours, theirs = trio.testing.memory_stream_pair()
+        stats = Stats()
+        peer_id = peer_id or b"-FK0001-" + str(self.n).zfill(12).encode()
+        self.nursery.start_soon(fake_peer, theirs, self.meta, self.payload, behaviour, stats,
+                                peer_id)
+        run = self.torrent.accept if incoming else self.torrent.attach
+        self.nursery.start_soon(run, ours, (host or f"fake{self.n}", 6881))
+        return stats
+
+
+async def start(nursery, make_swarm, **kw) -> Swarm:
+    """A running Torrent from the ``make_swarm`` fixture, with no peers yet."""
+    meta, payload, torrent = make_swarm(**kw)
+    await nursery.start(torrent.run)
+    return Swarm(nursery, torrent, meta, payload)

@@ -20,7 +20,7 @@ import bencodepy
 import pytest
 
 from conftest import TORRENTFS, data_of, force_unmount, pid_alive
-from swarm import lt_create, lt_seeder, stop_process, wait_until
+from swarm import lt_create, lt_seeder, wait_until
 from torrentfs.geometry import Geometry
 from torrentfs.metainfo import parse
 from torrentfs.storage import Storage

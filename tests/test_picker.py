@@ -572,6 +572,59 @@ def test_piece_failed_drops_other_peers_requests_on_it():
     check_consistent(p)
 
 
+def test_suppliers_name_the_peer_of_each_block():
+    p = make("0", blocks=3)
+    seed(p, "a")
+    seed(p, "b")
+    p.raise_priority("r", [0], NOW, 1.0)
+    for blk in p.pick("a", 0.0, 2):
+        deliver(p, "a", blk)
+    (blk,) = p.pick("b", 0.0, 2)
+    deliver(p, "b", blk)
+    assert p.suppliers(0) == {0: "a", B: "a", 2 * B: "b"}
+    p.piece_failed(0)
+    assert p.suppliers(0) == {}
+
+
+def test_failed_piece_is_fetched_from_one_peer_on_parole():
+    """After a hash failure a NOW piece is not split over peers: the first peer to
+    pick it gets all its blocks, the others none, until it drops out."""
+    p = make("00", blocks=4)
+    for name in "abc":
+        seed(p, name)
+    p.raise_priority("r", [0], NOW, 1.0)
+    assert len(p.pick("a", 0.0, 10, spread=2)) == 2  # split while not on parole
+    for blk in everything(p, "b"):
+        deliver(p, "b", blk)
+    p.piece_failed(0)
+    assert p.pick("b", 0.0, 2, spread=3) == [(0, 0, B), (0, B, B)]
+    assert p.pick("c", 0.0, 10, spread=3) == []             # not for anybody else
+    assert p.pick("c", 5.0, 10, spread=3) == []             # even when late
+    p.remove_peer("b")  # the parole holder leaves: another takes over, all of it
+    assert len(p.pick("c", 0.0, 10, spread=3)) == 4
+    check_consistent(p)
+    for blk in [(0, i * B, B) for i in range(4)]:
+        deliver(p, "c", blk)
+    p.piece_verified(0)
+    p.raise_priority("r", [1], NOW, 1.0)
+    assert len(p.pick("a", 0.0, 10, spread=2)) == 2  # parole is per piece
+
+
+def test_parole_holder_that_drops_a_request_lets_others_in():
+    p = make("0", blocks=2)
+    seed(p, "a")
+    seed(p, "b")
+    p.raise_priority("r", [0], NOW, 1.0)
+    for blk in everything(p, "a"):
+        deliver(p, "a", blk)
+    p.piece_failed(0)
+    first = p.pick("a", 0.0, 1)
+    assert p.pick("b", 0.0, 5) == []
+    p.request_dropped("a", *first[0][:2])  # rejected, choked, snubbed
+    assert p.pick("b", 0.0, 5) == [(0, 0, B), (0, B, B)]
+    check_consistent(p)
+
+
 def test_piece_verified_retires_the_piece():
     p = make("000")
     seed(p, "a")

@@ -7,52 +7,12 @@ import errno
 import os
 
 import trio
-import trio.testing
 import pytest
 
-from fakepeer import Behaviour, Stats, fake_peer, small_torrent
+from fakepeer import Behaviour, Swarm, start
 from torrentfs.picker import READAHEAD
 from torrentfs.storage import StorageError
-from torrentfs.torrent import ReadTimeout, Torrent
-
-
-async def inline(fn, *args, limiter=None):
-    """Storage work run in the trio thread: with the autojump clock, a worker thread
-    would let virtual time jump while it runs."""
-    return fn(*args)
-
-
-class Swarm:
-    """A Torrent plus fake peers wired to it by memory streams."""
-
-    def __init__(self, nursery, torrent, meta, payload):
-        self.nursery, self.torrent, self.meta, self.payload = nursery, torrent, meta, payload
-        self.n = 0
-
-    def add(self, behaviour: Behaviour | None = None) -> Stats:
-        self.n += 1
-        ours, theirs = trio.testing.memory_stream_pair()
-        stats = Stats()
-        self.nursery.start_soon(fake_peer, theirs, self.meta, self.payload, behaviour, stats,
-                                b"-FK0001-" + str(self.n).zfill(12).encode())
-        self.nursery.start_soon(self.torrent.attach, ours, ("fake", self.n))
-        return stats
-
-
-@pytest.fixture
-def make_swarm(tmp_path):
-    def make(size=10 * 32768 + 100, piece_length=32768, **kw):
-        meta, payload = small_torrent(tmp_path, size, piece_length)
-        torrent = Torrent(meta, tmp_path / "cache", listen=False, announce=False,
-                          offload=inline, **kw)
-        return meta, payload, torrent
-    return make
-
-
-async def start(nursery, make_swarm, **kw) -> Swarm:
-    meta, payload, torrent = make_swarm(**kw)
-    await nursery.start(torrent.run)
-    return Swarm(nursery, torrent, meta, payload)
+from torrentfs.torrent import ReadTimeout
 
 
 async def test_read_gets_exact_bytes_from_several_peers(make_swarm, autojump_clock):
@@ -168,7 +128,7 @@ async def test_peer_breaking_the_protocol_mid_stream_only_loses_itself(make_swar
         assert rogue.requests and good.sent_bytes
         await trio.sleep(1)
         # The rogue was dropped for its oversized message; the torrent lives on.
-        assert [p.addr for p in s.torrent.sessions.values()] == [("fake", 2)]
+        assert [p.addr for p in s.torrent.sessions.values()] == [("fake2", 6881)]
         n.cancel_scope.cancel()
 
 

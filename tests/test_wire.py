@@ -583,6 +583,23 @@ def test_length_over_max_message_refused_from_prefix_alone():
     assert drain(ok) == [Piece(0, 0, b"x" * 991)]
 
 
+def test_buffered_counts_the_unparsed_part_of_a_message():
+    conn = after_handshake(max_message=1000)
+    assert conn.buffered == 0
+    msg = raw(7, u32s(0, 0) + b"x" * 100)
+    conn.receive_data(msg[:50])
+    assert conn.buffered == 50
+    assert conn.next_event() is NEED_DATA
+    assert conn.buffered == 50
+    conn.receive_data(msg[50:] + raw(None) + b"\x00\x00")
+    assert drain(conn) == [Piece(0, 0, b"x" * 100), KeepAlive()]
+    assert conn.buffered == 2  # half a length prefix
+    conn.receive_data(b"\xff\xff")
+    with pytest.raises(RemoteProtocolError, match="exceeds"):
+        conn.next_event()
+    assert conn.buffered == 0  # nothing kept after an error
+
+
 def test_piece_block_over_max_block_length_refused_even_if_max_message_allows():
     conn = after_handshake(max_message=2**18)
     conn.receive_data(raw(7, u32s(0, 0) + b"x" * (MAX_BLOCK_LENGTH + 1)))

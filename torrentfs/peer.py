@@ -6,6 +6,12 @@ sender that writes whatever ``send`` queued. It tracks the four BEP 3 flags (cho
 interested, both ways), rates, and when the peer last spoke. Any protocol error, EOF
 or timeout ends the session; the swarm hears of it through ``on_peer_closed``.
 
+A hostile peer costs bounded memory and time: the wire core refuses oversized
+messages before buffering them; what is buffered is at most one message plus one
+read; half a message that does not complete within ``PARTIAL_TIMEOUT`` ends the
+session (slowloris), as does silence for ``IDLE_TIMEOUT``; a peer that sends more
+blocks than we ever asked it for (``UNREQUESTED_SLACK`` spare) is dropped.
+
 ``send`` never blocks: it encodes and appends to an outgoing buffer, so the swarm's
 (synchronous) decisions can send without awaiting. The buffer is bounded: a peer that
 does not read what we send is dropped.
@@ -29,6 +35,8 @@ log = logging.getLogger("torrentfs.peer")
 HANDSHAKE_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
 IDLE_TIMEOUT = 180.0      # no message at all from the peer for this long: drop it
+PARTIAL_TIMEOUT = 60.0    # part of a message pending this long: drop it
+UNREQUESTED_SLACK = 16    # blocks beyond what we ever requested that a peer may send
 KEEPALIVE_EVERY = 90.0
 RECV_SIZE = 1 << 18
 MAX_SEND_BUFFER = 8 << 20
@@ -100,6 +108,9 @@ class PeerSession:
         self.queued: set[tuple[int, int, int]] = set()  # its requests we have yet to answer
         self.upload_fifo: deque = deque()  # those requests, in arrival order
         self.last_useful = now   # last time either side was interested
+        self.requests_sent = 0   # block requests we ever sent it ...
+        self.blocks_received = 0  # ... and blocks it ever sent us
+        self.refused = 0         # its requests refused in a row (upload.py)
 
     def __repr__(self) -> str:
         return f"<peer {self.addr[0]}:{self.addr[1]}>"
@@ -122,6 +133,8 @@ class PeerSession:
             self.am_interested = True
         elif isinstance(msg, wire.NotInterested):
             self.am_interested = False
+        elif isinstance(msg, wire.Request):
+            self.requests_sent += 1
         self._out += self.conn.send(msg)
         if len(self._out) > MAX_SEND_BUFFER:
             self.close("peer does not read what we send")
@@ -201,20 +214,35 @@ class PeerSession:
 
     async def _receiver(self) -> None:
         # One cancel scope whose deadline moves on with every byte received: a peer
-        # silent for IDLE_TIMEOUT is dropped (cheaper than a timeout per message).
+        # silent for IDLE_TIMEOUT is dropped (cheaper than a timeout per message); one
+        # that leaves half a message pending for PARTIAL_TIMEOUT too.
+        partial_since: float | None = None
         with trio.CancelScope() as idle:
             while True:
                 event = self.conn.next_event()
                 if event is wire.NEED_DATA:
-                    idle.deadline = trio.current_time() + IDLE_TIMEOUT
+                    now = trio.current_time()
+                    if self.conn.buffered:
+                        if partial_since is None:
+                            partial_since = now
+                        idle.deadline = min(now + IDLE_TIMEOUT, partial_since + PARTIAL_TIMEOUT)
+                    else:
+                        idle.deadline = now + IDLE_TIMEOUT
                     data = await self.stream.receive_some(RECV_SIZE)
                     self.last_received = trio.current_time()
                     self.conn.receive_data(data)
                     continue
+                if partial_since is not None:
+                    partial_since = None
+                    idle.deadline = trio.current_time() + IDLE_TIMEOUT
                 if isinstance(event, wire.ConnectionClosed):
                     self.close_reason = "peer closed the connection"
                     return
                 if isinstance(event, wire.Piece):
+                    self.blocks_received += 1
+                    if self.blocks_received > self.requests_sent + UNREQUESTED_SLACK:
+                        self.close_reason = "sent blocks we never asked for"
+                        return
                     now = self.last_received
                     self.down.add(len(event.data), now)
                     self.last_block = now
@@ -235,7 +263,10 @@ class PeerSession:
                 self.swarm.on_message(self, event)
                 if self.closed:
                     return
-        self.close_reason = f"peer silent for {IDLE_TIMEOUT:.0f} s"
+        if partial_since is not None and self.conn.buffered:
+            self.close_reason = f"half a message pending for {PARTIAL_TIMEOUT:.0f} s"
+        else:
+            self.close_reason = f"peer silent for {IDLE_TIMEOUT:.0f} s"
 
     def keep_alive(self, now: float) -> None:
         """Send a keep-alive if we have sent nothing for KEEPALIVE_EVERY seconds

@@ -21,6 +21,9 @@ Contract
 * Every block request given out is eventually matched by ``block_received``,
   ``request_dropped`` or ``remove_peer``; otherwise the block stays requested and is
   duplicated only for NOW pieces.
+* A piece that failed its hash is on parole until verified: its blocks go to one peer
+  only (the first to pick it, until that peer drops a request of it), so the next
+  failure has a single supplier to blame, and a pass proves whose old blocks were bad.
 
 Peers are any hashable keys. Method names say what the picker hears.
 """
@@ -48,17 +51,19 @@ class _Partial:
     anybody, so a fully requested piece is skipped without a scan; ``cursor`` is at
     or before the first such block."""
 
-    __slots__ = ("blocks", "requests", "received", "num_received", "contributors",
-                 "num_free", "cursor")
+    __slots__ = ("blocks", "requests", "received", "num_received", "suppliers",
+                 "num_free", "cursor", "parole", "only")
 
-    def __init__(self, blocks: list[tuple[int, int]]) -> None:
+    def __init__(self, blocks: list[tuple[int, int]], parole: bool = False) -> None:
         self.blocks = blocks
         self.requests: list[dict[Peer, float]] = [{} for _ in blocks]
         self.received = bytearray(len(blocks))
         self.num_received = 0
-        self.contributors: set[Peer] = set()
+        self.suppliers: dict[int, Peer] = {}  # begin -> the peer that sent that block
         self.num_free = len(blocks)
         self.cursor = 0
+        self.parole = parole  # failed before: one peer at a time fetches it
+        self.only: Peer | None = None
 
     @property
     def complete(self) -> bool:
@@ -92,6 +97,7 @@ class Picker:
         self._raises: dict[int, dict[Hashable, tuple[int, float]]] = {}
         self._order: list[tuple[int, int, float]] | None = None  # raised, most urgent first
         self._partials: dict[int, _Partial] = {}
+        self._parole: set[int] = set()  # failed their hash, not verified since
         self._peers: dict[Peer, Bitfield] = {}
         self._outstanding: dict[Peer, set[tuple[int, int]]] = {}
         self.availability = [0] * geometry.num_pieces
@@ -170,6 +176,9 @@ class Picker:
     def remove_peer(self, peer: Peer) -> None:
         """Forget a peer: its requests are freed for others."""
         self.peer_choked(peer)
+        for partial in self._partials.values():
+            if partial.only == peer:
+                partial.only = None
         bits = self._peers.pop(peer, None)
         self._outstanding.pop(peer, None)
         if bits is not None:
@@ -235,6 +244,8 @@ class Picker:
             holders = partial.requests[b]
             if holders.pop(peer, None) is not None and not holders and not partial.received[b]:
                 partial.freed(b)
+            if partial.only == peer:
+                partial.only = None  # someone else may finish it
 
     def withdraw(self, index: int) -> list[tuple[Peer, int, int]] | None:
         """Give up a piece in progress that is no longer wanted (its tier fell to
@@ -288,7 +299,7 @@ class Picker:
                 continue
             late = tier == NOW and now >= deadline
             cap = limit
-            if tier == NOW and spread > 1:
+            if tier == NOW and spread > 1 and index not in self._parole:
                 sharers = max(1, min(spread, self.availability[index]))
                 cap = min(limit, len(picked) - (-self.geometry.num_blocks(index) // sharers))
             self._pick_from(peer, index, now, cap, picked, duplicate=late)
@@ -315,7 +326,13 @@ class Picker:
                    picked: list[Block], duplicate: bool) -> None:
         partial = self._partials.get(index)
         if partial is None:
-            partial = self._partials[index] = _Partial(self.geometry.blocks(index))
+            partial = self._partials[index] = _Partial(self.geometry.blocks(index),
+                                                       index in self._parole)
+        if partial.parole:
+            if partial.only is None:
+                partial.only = peer
+            elif partial.only != peer:
+                return
         out = self._outstanding[peer]
         requests, received, blocks = partial.requests, partial.received, partial.blocks
         # Blocks nobody holds, from the cursor on.
@@ -367,7 +384,7 @@ class Picker:
             return Received(False)
         partial.received[b] = 1
         partial.num_received += 1
-        partial.contributors.add(peer)
+        partial.suppliers[begin] = peer
         others = list(holders)
         for other in others:
             self._outstanding.get(other, set()).discard((index, begin))
@@ -376,12 +393,17 @@ class Picker:
 
     def contributors(self, index: int) -> set[Peer]:
         """The peers that sent blocks of a piece in progress."""
+        return set(self.suppliers(index).values())
+
+    def suppliers(self, index: int) -> dict[int, Peer]:
+        """``begin -> peer`` of each received block of a piece in progress."""
         partial = self._partials.get(index)
-        return set(partial.contributors) if partial else set()
+        return dict(partial.suppliers) if partial else {}
 
     def piece_verified(self, index: int) -> None:
         """The piece passed its hash: it is ours; nobody is asked for it again."""
         self.have.add(index)
+        self._parole.discard(index)
         self._forget_partial(index)
         if index in self._raises:
             del self._raises[index]
@@ -394,8 +416,10 @@ class Picker:
         self._order = None
 
     def piece_failed(self, index: int) -> None:
-        """The piece failed its hash: all its blocks are missing again."""
+        """The piece failed its hash: all its blocks are missing again, and it goes on
+        parole (one peer at a time) until verified."""
         self._forget_partial(index)
+        self._parole.add(index)
 
     def _forget_partial(self, index: int) -> None:
         partial = self._partials.pop(index, None)

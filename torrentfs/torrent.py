@@ -16,6 +16,8 @@ Invariants (the picker holds the block-level ones):
 * every open session is in ``sessions`` and in the picker; a closed one is in neither.
 * a piece being read or uploaded is pinned in the disk cache (``diskcache``): it
   stays in ``have`` and on disk until the bytes are out.
+* no session gets past its handshake with a banned address or peer id (``ban``: bad
+  data, attributed by ``blame.Blame``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import trio
 
 from . import __version__, wire
 from .bitfield import Bitfield
+from .blame import Blame
 from .geometry import Geometry
 from .choker import Choker, PeerView
 from .diskcache import DiskCache
@@ -56,7 +59,6 @@ SNUB_AFTER = 20.0           # an unchoked peer that sends no block for this long
 LEECHER_JITTER = 10.0       # among leechers, readahead order is shuffled over this many s
 SPREAD_MAX = 4              # a NOW piece's blocks are split over up to this many peers
 USELESS_AFTER = 60.0        # neither side interested this long: drop it when slots are full
-HASH_FAILS_BAN = 2          # hash failures a peer may contribute to before it is banned
 
 
 class ReadTimeout(Exception):
@@ -164,7 +166,9 @@ class Torrent:
         self._recent_bytes = 0
         self._events: dict[int, trio.Event] = {}
         self._verifying: set[int] = set()
-        self._hash_fails: dict[bytes, int] = {}
+        # Peers that sent bad data are banned for the session, by address and peer id.
+        self.blame = Blame(self.geometry)
+        self.banned_ips: set[str] = set()
         self._banned_ids: set[bytes] = set()
         self._hash_limiter = trio.CapacityLimiter(max(1, (os.cpu_count() or 2)))
         self.choker = choker or Choker()
@@ -258,7 +262,8 @@ class Torrent:
             for addr, cand in list(self.candidates.items()):
                 if len(self.sessions) + len(self._connecting) >= self.max_peers:
                     break
-                if (cand.banned or cand.next_try > now or addr in self.sessions
+                if (cand.banned or addr[0] in self.banned_ips or cand.next_try > now
+                        or addr in self.sessions
                         or addr in self._connecting):
                     continue
                 self._connecting.add(addr)
@@ -303,14 +308,20 @@ class Torrent:
         except OSError:
             await stream.aclose()
             return
-        addr = (host, port)
-        if len(self.sessions) >= self.max_peers or addr in self.sessions:
-            await stream.aclose()
-            return
         try:
             tune(stream)
         except OSError:
             pass
+        await self.accept(stream, (host, port))
+
+    async def accept(self, stream: trio.abc.Stream, addr: tuple[str, int]) -> None:
+        """Run a session a peer started over ``stream`` until it ends, unless the peer
+        is banned or there is no room."""
+        if (len(self.sessions) >= self.max_peers or addr in self.sessions
+                or addr[0] in self.banned_ips):
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+            return
         session = self._new_session(stream, addr, outgoing=False)
         self.sessions[addr] = session
         await session.run(send_handshake=False)
@@ -323,7 +334,7 @@ class Torrent:
             if s.outgoing and s.addr in self.candidates:
                 self.candidates[s.addr].banned = True
             return False
-        if s.peer_id in self._banned_ids:
+        if s.peer_id in self._banned_ids or s.addr[0] in self.banned_ips:
             s.close_reason = "banned peer"
             return False
         if any(o is not s and o.peer_id == s.peer_id and not o.closed
@@ -515,13 +526,17 @@ class Torrent:
             self._remember(index, buf)
             self.piece_on_disk(index)
         else:
-            culprits = self.picker.contributors(index)
+            suppliers = self.picker.suppliers(index)
             self.picker.piece_failed(index)
             if ok is False:
                 log.warning("piece %d failed its hash check (from %s)", index,
-                            ", ".join(map(repr, culprits)) or "nobody")
-                for peer in culprits:
-                    self._hash_failed(peer)
+                            ", ".join(map(repr, set(suppliers.values()))) or "nobody")
+                for peer in self.blame.piece_failed(index, buf, suppliers):
+                    self.ban(peer, f"sent the only data of {self.blame.strikes[peer]} "
+                             "pieces that failed their hash check")
+        if ok:
+            for peer in self.blame.piece_verified(index, buf):
+                self.ban(peer, f"sent bad blocks of piece {index}")
         self.schedule()
 
     def piece_on_disk(self, index: int) -> None:
@@ -586,14 +601,19 @@ class Torrent:
                 self._recent_bytes -= len(recent.pop(i))
         return data
 
-    def _hash_failed(self, s: PeerSession) -> None:
-        n = self._hash_fails.get(s.peer_id, 0) + 1
-        self._hash_fails[s.peer_id] = n
-        if n >= HASH_FAILS_BAN:
+    def ban(self, s: PeerSession, why: str) -> None:
+        """Refuse the peer's address and peer id for the rest of the session, and
+        drop every connection that has either."""
+        ip = s.addr[0]
+        if ip in self.banned_ips and s.peer_id in self._banned_ids:
+            return
+        log.warning("banned %r (peer id %r): %s", s, s.peer_id, why)
+        self.banned_ips.add(ip)
+        if s.peer_id:
             self._banned_ids.add(s.peer_id)
-            if s.addr in self.candidates:
-                self.candidates[s.addr].banned = True
-            s.close(f"banned after {n} bad pieces")
+        for other in list(self.sessions.values()):
+            if other.addr[0] == ip or (s.peer_id and other.peer_id == s.peer_id):
+                other.close(f"banned: {why}")
 
     async def _ticker(self) -> None:
         while True:
@@ -606,6 +626,9 @@ class Torrent:
                 s.keep_alive(now)
                 if (not s.peer_choking and self.picker.outstanding(s)
                         and now - s.last_block > SNUB_AFTER):
+                    if s.snubbed:  # and no block since: it only pretends to serve
+                        s.close(f"sent no block for {2 * SNUB_AFTER:.0f} s of requests")
+                        continue
                     log.info("%r snubbed us: its requests go to others", s)
                     self.picker.peer_choked(s)
                     s.snubbed = True

@@ -15,6 +15,10 @@ will soon announce it, and the asker then fetches it there and cancels here. Pee
 reading the same file at once ask for the same pieces at once; without this a
 scarce uplink (an origin's) sends the same pieces again and again instead of new
 ones, and the whole swarm waits for it.
+
+A peer's queue is bounded (``MAX_UPLOAD_QUEUE`` requests; a repeated request is one
+request); beyond it requests are refused, and a peer refused ``MAX_REFUSED`` times in
+a row (a request flood, or requests while choked) is dropped.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from collections import deque
 
 import trio
 
@@ -33,6 +38,7 @@ from .storage import StorageError
 log = logging.getLogger("torrentfs.upload")
 
 MAX_UPLOAD_QUEUE = 256      # requests a peer may have queued with us
+MAX_REFUSED = 4 * MAX_UPLOAD_QUEUE  # requests refused in a row before the peer is dropped
 UPLOAD_BACKLOG = 16 << 10   # serve a peer more only while less than this awaits its socket
 HOLD_SECONDS = 2.0          # how long a piece just sent to one peer waits for another
 SCAN = 64                   # requests of a peer's queue weighed when choosing its next
@@ -57,16 +63,34 @@ class Uploader:
               and t.geometry.is_within_piece(msg.index, msg.begin, msg.length)
               and len(s.queued) < MAX_UPLOAD_QUEUE)
         if not ok:
-            if s.fast:
+            if not self._refuse(s) and s.fast:
                 s.send(wire.Reject(msg.index, msg.begin, msg.length))
             return
-        s.queued.add((msg.index, msg.begin, msg.length))
+        key = (msg.index, msg.begin, msg.length)
+        if key in s.queued:  # asked twice: answered once
+            self._refuse(s)
+            return
+        s.refused = 0
+        s.queued.add(key)
         s.upload_fifo.append(msg)
         self._wake.set()
 
+    def _refuse(self, s: PeerSession) -> bool:
+        """Count a refused request; past MAX_REFUSED in a row, drop the peer (True)."""
+        s.refused += 1
+        if s.refused > MAX_REFUSED:
+            s.close(f"{s.refused} requests refused in a row")
+            return True
+        return False
+
     def cancel(self, s: PeerSession, msg: wire.Cancel) -> None:
-        """Not sent if not sent yet: a cancelled request leaves the queue."""
+        """Not sent if not sent yet: a cancelled request leaves the queue. (The FIFO
+        drops its stale entries when they outnumber the live ones by a queue's worth,
+        so request-cancel churn holds it bounded.)"""
         s.queued.discard((msg.index, msg.begin, msg.length))
+        if len(s.upload_fifo) > len(s.queued) + MAX_UPLOAD_QUEUE:
+            s.upload_fifo = deque(r for r in s.upload_fifo
+                                  if (r.index, r.begin, r.length) in s.queued)
 
     def drained(self, s: PeerSession) -> None:
         """The peer's socket took everything we had for it."""

@@ -530,6 +530,12 @@ class PeerConnection:
         return theirs is not None and theirs.extended and self._our_handshake.extended
 
     @property
+    def buffered(self) -> int:
+        """Bytes received and not yet parsed into events: after ``next_event()``
+        returned NEED_DATA, the part of a message that has arrived so far."""
+        return len(self._buf) - self._pos + sum(map(len, self._incoming))
+
+    @property
     def errored(self) -> bool:
         """True after a RemoteProtocolError; the receive side is dead."""
         return self._state is _RecvState.ERROR
