@@ -62,9 +62,12 @@ def parse_peer(text: str) -> tuple[str, int]:
 
 
 def load_torrent(path: str):
-    from .metainfo import MetainfoError, parse
+    """Read and parse a .torrent; any failure is a CliError naming the file. Reads at
+    most MAX_TORRENT_BYTES + 1, so /dev/zero or a huge file cannot exhaust memory."""
+    from .metainfo import MAX_TORRENT_BYTES, MetainfoError, parse
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            data = f.read(MAX_TORRENT_BYTES + 1)
     except FileNotFoundError:
         raise CliError(f"{path}: no such file") from None
     except IsADirectoryError:
