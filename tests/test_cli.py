@@ -200,3 +200,24 @@ def test_stale_mountpoint_is_cleared(good_torrent, mount_torrent):
               if line.split()[4] == str(m.path)]
     assert len(mounts) == 1  # the dead one is gone, not stacked under the new one
     assert m.pid() != pid and pid_alive(m.pid())  # the fixture unmounts the new one
+
+
+def test_log_lines_cannot_be_forged():
+    """Words from a tracker, a peer or a torrent may hold newlines and escape
+    sequences: each log record stays one line, with them shown escaped."""
+    import io
+    import logging
+    from torrentfs.cli import setup_logging
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    out = io.StringIO()
+    try:
+        setup_logging("info", stream=out)
+        logging.getLogger("torrentfs.tracker").warning(
+            "tracker %s warns: %s", "http://t/", "slow\n03:00:00 ERROR torrentfs: forged\x1b[2J")
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1
+    assert lines[0].endswith("tracker http://t/ warns: slow\\n03:00:00 ERROR torrentfs: forged\\x1b[2J")

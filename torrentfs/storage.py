@@ -70,7 +70,7 @@ class Storage:
             rel = Path(meta.name, *f.path) if meta.multi_file else Path(meta.name)
             path = self.data_dir / rel
             if not path.resolve().is_relative_to(root) or path.resolve() == root:
-                raise StorageError(f"unsafe path in torrent: {rel}")
+                raise StorageError(f"unsafe path in torrent: {str(rel)!r}")
             self.paths.append(path)
         self._fds: dict[int, int] = {}
         self._lock = threading.Lock()
