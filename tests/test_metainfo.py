@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from urllib.parse import parse_qsl, urlsplit
 
 import bencodepy
@@ -484,6 +485,22 @@ def check(data: bytes) -> None:
         assert result.info_bytes in data
         assert result.num_pieces * result.piece_length >= result.total_length > 0
         assert sum(f.length for f in result.files) == result.total_length
+        for part in (result.name,) + tuple(c for f in result.files for c in f.path):
+            assert_safe_component(part)
+        for text in (result.comment or "", result.created_by or "", *result.trackers):
+            assert not CONTROL.search(text)
+
+
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def assert_safe_component(part: str) -> None:
+    """What a mended name must be: one UTF-8 path component the kernel accepts,
+    going nowhere, with nothing a terminal or a log line would act on."""
+    assert part not in ("", ".", "..")
+    assert "/" not in part and "\\" not in part
+    assert not CONTROL.search(part)
+    assert len(part.encode("utf-8")) <= 255
 
 
 @settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
@@ -548,3 +565,86 @@ def test_parse_structurally_fuzzed_info(base, key, value):
     info = dict(base)
     info[key] = value
     check(torrent(info, announce_list=value, url_list=value, comment=value))
+
+
+# Whole torrents built from parts of the right and the wrong types, hostile names
+# among them, so the fuzzing gets past the first type check into every later one.
+hostile_text = st.one_of(
+    st.sampled_from([b"..", b".", b"", b"a/b", b"/etc", b"a\\b", b"\x00", b"\xff\xfe", b"x" * 300,
+                     "é".encode() * 130 + b".mkv", b"\x1b[2J", b"a\nb", b"ok", b"ok"]),
+    st.binary(max_size=12),
+)
+any_int = st.one_of(st.integers(-5, 70000), st.sampled_from([0, 2**63, 2**64, 2**50 + 1, -(2**70)]))
+
+
+def right_or_wrong(right: st.SearchStrategy) -> st.SearchStrategy:
+    """Mostly ``right``; one time in six any bencode value at all."""
+    return st.sampled_from(range(6)).flatmap(lambda i: bvalue if i == 5 else right)
+
+
+def maybe(draw, d: dict, key: bytes, strategy: st.SearchStrategy, p_missing: int = 10) -> None:
+    """Set ``d[key]`` from ``strategy``, except about one time in ``p_missing``."""
+    if draw(st.sampled_from(range(p_missing))) != p_missing - 1:
+        d[key] = draw(strategy)
+
+
+@st.composite
+def file_entry(draw) -> dict:
+    e: dict = {}
+    maybe(draw, e, b"path", right_or_wrong(st.lists(hostile_text, min_size=1, max_size=4)))
+    maybe(draw, e, b"path.utf-8", right_or_wrong(st.lists(hostile_text, max_size=3)), 2)
+    maybe(draw, e, b"length", right_or_wrong(any_int))
+    maybe(draw, e, b"attr", right_or_wrong(st.sampled_from([b"p", b"x", b"px", b""])), 2)
+    return e
+
+
+@st.composite
+def whole_torrent(draw) -> dict:
+    info: dict = {}
+    maybe(draw, info, b"name", right_or_wrong(hostile_text))
+    maybe(draw, info, b"name.utf-8", right_or_wrong(hostile_text), 2)
+    maybe(draw, info, b"piece length",
+          right_or_wrong(st.sampled_from([16384] * 6 + [1, 20000, 0, -1, 2**40])))
+    if draw(st.booleans()):
+        maybe(draw, info, b"length", right_or_wrong(any_int))
+    else:
+        maybe(draw, info, b"files", right_or_wrong(st.lists(file_entry(), max_size=4)))
+    if draw(st.sampled_from(range(4))):  # mostly the right number of hashes, when one can tell
+        files = info.get(b"files")
+        files = files if isinstance(files, list) else []
+        lengths = [info.get(b"length")] + [f.get(b"length") for f in files if isinstance(f, dict)]
+        total = sum(n for n in lengths if isinstance(n, int) and 0 <= n < 2**40)
+        pl = info.get(b"piece length")
+        n = -(-total // pl) if isinstance(pl, int) and 0 < pl < 2**30 else 1
+        info[b"pieces"] = b"\x01" * 20 * min(n, 10000)
+    else:
+        maybe(draw, info, b"pieces", right_or_wrong(st.integers(0, 5).map(lambda n: b"\x01" * 20 * n)))
+    maybe(draw, info, b"private", bvalue, 2)
+    top = {b"info": draw(right_or_wrong(st.just(info)))}
+    maybe(draw, top, b"announce", right_or_wrong(hostile_text), 2)
+    maybe(draw, top, b"announce-list",
+          right_or_wrong(st.lists(st.lists(hostile_text, max_size=2), max_size=2)), 2)
+    maybe(draw, top, b"comment", right_or_wrong(hostile_text), 2)
+    maybe(draw, top, b"created by", right_or_wrong(hostile_text), 2)
+    maybe(draw, top, b"creation date", right_or_wrong(any_int), 2)
+    maybe(draw, top, b"url-list", bvalue, 2)
+    return top
+
+
+@settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow])
+@given(whole_torrent())
+def test_parse_structured_torrents(top):
+    check(bencodepy.encode(top))
+
+
+# Bencode token soup: mostly well-formed pieces in random order, deep into the scanner.
+token = st.sampled_from([b"d", b"l", b"e", b"i", b"ie", b"i-0e", b"i01e", b"i-1e", b"i7e", b"0:",
+                         b"1:a", b"4:info", b"5:files", b"4:name", b"6:length", b"4:path", b"01:a",
+                         b"3:ab", b":", b"-", b"9", b"x"])
+
+
+@settings(max_examples=1000)
+@given(st.lists(token, max_size=40))
+def test_parse_bencode_token_soup(tokens):
+    check(b"d" + b"".join(tokens))
+    check(b"d4:info" + b"".join(tokens) + b"e")

@@ -530,6 +530,13 @@ class PeerConnection:
         return theirs is not None and theirs.extended and self._our_handshake.extended
 
     @property
+    def buffered(self) -> int:
+        """Bytes received and not yet turned into events.  Once ``next_event()``
+        has returned NEED_DATA this is less than one message can be (the
+        handshake, or ``4 + max_message``): a peer cannot make us hold more."""
+        return len(self._buf) - self._pos + sum(map(len, self._incoming))
+
+    @property
     def errored(self) -> bool:
         """True after a RemoteProtocolError; the receive side is dead."""
         return self._state is _RecvState.ERROR
