@@ -219,6 +219,15 @@ def test_failure_reason_wins_over_peers_and_is_one_line():
     assert len(msg) < 400
 
 
+def test_tracker_text_has_no_control_characters():
+    """A tracker's words go into our log: no escape sequence may reach a terminal."""
+    with pytest.raises(TrackerError) as e:
+        parse_response(body({b"failure reason": b"red \x1b[31mALERT\x07\x00 \xc2\x9b"}))
+    assert str(e.value) == "tracker refused: red _[31mALERT__ _"
+    r = parse_response(body({b"warning message": b"\x1b]0;title\x07"}))
+    assert r.warning == "_]0;title_"
+
+
 def test_failure_reason_not_text():
     with pytest.raises(TrackerError):
         parse_response(body({b"failure reason": 42}))

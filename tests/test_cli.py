@@ -1,13 +1,17 @@
 """The command line: bad input gets one clear line on stderr and a non-zero exit,
 never a traceback. These run the real ``torrentfs`` command in a subprocess."""
 
+import errno
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from torrentfs.cli import pid_alive
 from torrentfs.create import create_torrent
 
 TORRENTFS = str(Path(sys.executable).with_name("torrentfs"))
@@ -118,7 +122,102 @@ def test_help_for_every_command():
         assert "usage: torrentfs" in r.stdout
 
 
-def test_usage_error_is_short():
-    r = run("mount")
+@pytest.mark.parametrize("argv, needle", [
+    (["mount"], "TORRENT, MOUNTPOINT"),
+    (["mount", "x.torrent"], "required: MOUNTPOINT"),
+    ([], "COMMAND"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["mount", "x.torrent", "mnt", "--port", "http"], "--port"),
+])
+def test_usage_error_is_one_line(argv, needle):
+    r = run(*argv)
     assert r.returncode == 2
-    assert "Traceback" not in r.stderr
+    assert_one_line_error(r, needle, "--help")
+    assert r.stdout == ""
+
+
+def a_directory(d: Path) -> Path:
+    d.mkdir()
+    return d
+
+
+def under_a_file(d: Path) -> Path:
+    d.write_text("x")
+    return d / "under.torrent"
+
+
+@pytest.mark.parametrize("make, needle", [
+    (a_directory, "is a directory"),
+    (under_a_file, "Not a directory"),
+    (lambda d: Path("/dev/zero"), "over the 100 MiB limit"),
+])
+def test_unreadable_torrent(tmp_path, make, needle):
+    """chmod 000 means nothing to root, so: a directory, a path under a file, and a
+    device that never ends."""
+    torrent = make(tmp_path / "t")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    assert_one_line_error(run("info", torrent), str(torrent), needle)
+    assert_one_line_error(run("mount", torrent, mnt, "--cache-dir", tmp_path / "c"),
+                          str(torrent), needle)
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.integration
+def test_mountpoint_in_use(tmp_path, good_torrent, mount_torrent):
+    m = mount_torrent(good_torrent)
+    r = run("mount", good_torrent, m.path, "--cache-dir", tmp_path / "other")
+    assert_one_line_error(r, "already mounted")
+    assert os.listdir(m.path) == ["payload.bin"]  # the first mount is untouched
+
+
+def stale(path: Path) -> bool:
+    try:
+        os.statvfs(path)  # stat may be answered from the kernel's cache
+    except OSError as e:
+        return e.errno == errno.ENOTCONN
+    return False
+
+
+@pytest.mark.integration
+def test_stale_mountpoint_is_cleared(good_torrent, mount_torrent):
+    """A daemon killed with SIGKILL leaves "Transport endpoint is not connected";
+    the next mount there detaches it (lazily), says so, and mounts."""
+    m = mount_torrent(good_torrent)
+    pid = m.pid()
+    os.kill(pid, signal.SIGKILL)
+    # Its main thread shows as a zombie before the others have let go of /dev/fuse.
+    deadline = time.monotonic() + 10
+    while not stale(m.path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stale(m.path)
+    r = run("mount", good_torrent, m.path, "--cache-dir", m.cache, timeout=60)
+    assert r.returncode == 0, r.stderr + m.log
+    assert r.stderr.splitlines() == [
+        f"torrentfs: cleared a stale mount on {m.path} (its daemon had died)"]
+    assert os.listdir(m.path) == ["payload.bin"]
+    mounts = [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+              if line.split()[4] == str(m.path)]
+    assert len(mounts) == 1  # the dead one is gone, not stacked under the new one
+    assert m.pid() != pid and pid_alive(m.pid())  # the fixture unmounts the new one
+
+
+def test_log_lines_cannot_be_forged():
+    """Words from a tracker, a peer or a torrent may hold newlines and escape
+    sequences: each log record stays one line, with them shown escaped."""
+    import io
+    import logging
+    from torrentfs.cli import setup_logging
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    out = io.StringIO()
+    try:
+        setup_logging("info", stream=out)
+        logging.getLogger("torrentfs.tracker").warning(
+            "tracker %s warns: %s", "http://t/", "slow\n03:00:00 ERROR torrentfs: forged\x1b[2J")
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1
+    assert lines[0].endswith("tracker http://t/ warns: slow\\n03:00:00 ERROR torrentfs: forged\\x1b[2J")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from urllib.parse import parse_qsl, urlsplit
 
 import bencodepy
@@ -183,6 +184,46 @@ def test_invalid_utf8_is_replaced():
     m.name.encode("utf-8")  # always valid str
 
 
+def test_long_names_cut_keeping_the_extension():
+    m = parse(torrent(single_info(name=LONG + b".mkv")))
+    assert m.name == "x" * 251 + ".mkv"
+    files = [((b"dir", "é".encode() * 128), 10), ((b"dir", b"a" * 300 + b"." + b"e" * 40), 10),
+             ((b"." + b"h" * 300,), 10)]
+    m = parse(torrent(multi_info(files)))
+    assert m.files[0].path == ("dir", "é" * 127)  # cut at a character boundary: 254 bytes
+    assert m.files[1].path == ("dir", "a" * 255)  # a 41-byte "extension" is not kept
+    assert m.files[2].path == ("." + "h" * 254,)
+    assert all(len(c.encode()) <= 255 for f in m.files for c in f.path)
+
+
+def test_control_characters_become_underscores():
+    files = [((b"a\nb\x1b[31m.txt",), 10), ((b"tab\there\x7f",), 10)]
+    info = multi_info(files, name=b"top\r\n")
+    m = parse(torrent(info, comment=b"line1\nline2\x1b]0;pwned\x07\x00",
+                      announce_list=[[b"http://t/\nfake", b"http://good/"]]))
+    assert m.name == "top__"
+    assert [f.path for f in m.files] == [("a_b_[31m.txt",), ("tab_here_",)]
+    assert m.comment == "line1_line2_]0;pwned__"
+    assert m.trackers == ("http://good/",)
+
+
+def test_creation_date_out_of_range_is_ignored():
+    assert parse(torrent(single_info(), creation_date=2**62)).creation_date is None
+    assert parse(torrent(single_info(), creation_date=-5)).creation_date is None
+
+
+def test_piece_length_need_not_be_a_power_of_two():
+    info = single_info(length=50_000, extra={b"piece length": 20_000, b"pieces": fake_pieces(50_000, 20_000)})
+    m = parse(torrent(info))
+    assert m.piece_length == 20_000 and m.num_pieces == 3 and m.piece_size(2) == 10_000
+
+
+def test_oversized_input_refused_before_scanning():
+    from torrentfs.metainfo import MAX_TORRENT_BYTES
+    with pytest.raises(MetainfoError, match="over the 100 MiB limit"):
+        parse(b"d" + b"0" * MAX_TORRENT_BYTES)
+
+
 def test_announce_list_tiers_and_dedupe():
     data = torrent(
         single_info(),
@@ -280,6 +321,7 @@ BAD = [
     pytest.param(b"d1:ai1eed1:bi2ee", "trailing data", id="two-dicts"),
     pytest.param(b"d1:ax", "unexpected byte", id="bad-value-byte"),
     pytest.param(b"d1:a" + b"l" * 100 + b"e" * 100 + b"e", "nesting deeper", id="too-deep"),
+    pytest.param(b"d1:ai" + b"9" * 33 + b"ee", "more than 32 digits", id="int-too-many-digits"),
     # info
     pytest.param(bencodepy.encode({b"announce": b"x"}), "missing 'info'", id="no-info"),
     pytest.param(bencodepy.encode({b"info": b"x"}), "'info' is not a dictionary", id="info-string"),
@@ -317,7 +359,6 @@ BAD = [
                  id="name-traversal"),
     pytest.param(torrent(single_info(name=b"a\\b")), "unsafe path", id="name-backslash"),
     pytest.param(torrent(single_info(name=b"a\x00b")), "unsafe path", id="name-nul"),
-    pytest.param(torrent(single_info(name=LONG)), "too long", id="name-too-long"),
     pytest.param(torrent(single_info(extra={b"name.utf-8": b".."})), "unsafe path in torrent: '..'",
                  id="name-utf8-dotdot"),  # the preferred key is the one validated
     # length / files
@@ -327,6 +368,10 @@ BAD = [
                  "neither 'length' nor 'files'", id="no-length-no-files"),
     pytest.param(torrent(single_info(length=b"40000")), "not an integer", id="length-string"),
     pytest.param(torrent(single_info(length=-1)), "negative length -1", id="length-negative"),
+    pytest.param(torrent(single_info(length=b"x") | {b"length": 2**64}), "over the 1 PiB limit", id="length-over-2**63"),
+    pytest.param(torrent({b"name": b"t", b"piece length": PL, b"pieces": b"", b"files": [
+                     {b"path": [p], b"length": n} for p, n in ((b"a", 2**49), (b"b", 2**49), (b"c", 1))]}),
+                 "total length 1125899906842625 is over the 1 PiB limit", id="total-over-limit"),
     pytest.param(torrent(single_info(length=0, pieces=b"")), "torrent has no data", id="single-empty"),
     pytest.param(torrent(multi_info([])), "torrent has no data", id="files-empty-list"),
     pytest.param(torrent(multi_info([((b"a",), 0), ((b"b",), 0)])), "torrent has no data", id="all-files-empty"),
@@ -356,12 +401,11 @@ BAD = [
     pytest.param(torrent(multi_info([((b"/etc/passwd",), 10)])), "unsafe path in torrent: '/etc/passwd'",
                  id="path-absolute"),
     pytest.param(torrent(multi_info([((b"a/../../b",), 10)])), "unsafe path", id="path-slash-in-component"),
+    pytest.param(torrent(multi_info([((b"a\n..",), 10), ((b"..",), 10)])), "unsafe path in torrent: '..'",
+                 id="path-dotdot-after-mended"),
     pytest.param(torrent(multi_info([((b"..\\..\\windows",), 10)])), "unsafe path", id="path-backslash"),
     pytest.param(torrent(multi_info([((b"a\x00.txt",), 10)])), "unsafe path", id="path-nul"),
     pytest.param(torrent(multi_info([((b"C:\\x",), 10)])), "unsafe path", id="path-drive-backslash"),
-    pytest.param(torrent(multi_info([((b"dir", LONG), 10)])), "too long in torrent (256 bytes, max 255)", id="path-too-long"),
-    pytest.param(torrent(multi_info([((b"dir", "é".encode() * 128), 10)])), "too long in torrent (256 bytes, max 255)",
-                 id="path-too-long-utf8"),  # 128 characters but 256 bytes
     pytest.param(torrent(multi_info([{b"path": [b".."], b"length": 1, b"attr": b"p"}, ((b"a",), 10)])),
                  "unsafe path", id="padding-path-unsafe"),  # padding files are still checked
     pytest.param(torrent(multi_info([{b"path": [b"ok"], b"path.utf-8": [b".."], b"length": 10}])),
@@ -371,6 +415,10 @@ BAD = [
                  "duplicate file path 'a/b'", id="duplicate-path"),
     pytest.param(torrent(multi_info([{b"path": [b"caf\xe9"], b"length": 1}, {b"path": [b"caf\xe8"], b"length": 1}])),
                  "duplicate file path", id="duplicate-after-replace"),  # both decode to 'caf\ufffd'
+    pytest.param(torrent(multi_info([((LONG + b".mkv",), 10), ((LONG + b"y.mkv",), 10)])),
+                 "duplicate file path", id="duplicate-after-truncation"),
+    pytest.param(torrent(multi_info([((b"a\x01",), 10), ((b"a\x02",), 10)])),
+                 "duplicate file path 'a_'", id="duplicate-after-control-chars"),
     pytest.param(torrent(multi_info([((b"a",), 10), ((b"a", b"b"), 10)])),
                  "file and directory with the same name: 'a'", id="file-then-dir"),
     pytest.param(torrent(multi_info([((b"x", b"a", b"b"), 10), ((b"x", b"a"), 10)])),
@@ -437,6 +485,22 @@ def check(data: bytes) -> None:
         assert result.info_bytes in data
         assert result.num_pieces * result.piece_length >= result.total_length > 0
         assert sum(f.length for f in result.files) == result.total_length
+        for part in (result.name,) + tuple(c for f in result.files for c in f.path):
+            assert_safe_component(part)
+        for text in (result.comment or "", result.created_by or "", *result.trackers):
+            assert not CONTROL.search(text)
+
+
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def assert_safe_component(part: str) -> None:
+    """What a mended name must be: one UTF-8 path component the kernel accepts,
+    going nowhere, with nothing a terminal or a log line would act on."""
+    assert part not in ("", ".", "..")
+    assert "/" not in part and "\\" not in part
+    assert not CONTROL.search(part)
+    assert len(part.encode("utf-8")) <= 255
 
 
 @settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
@@ -501,3 +565,86 @@ def test_parse_structurally_fuzzed_info(base, key, value):
     info = dict(base)
     info[key] = value
     check(torrent(info, announce_list=value, url_list=value, comment=value))
+
+
+# Whole torrents built from parts of the right and the wrong types, hostile names
+# among them, so the fuzzing gets past the first type check into every later one.
+hostile_text = st.one_of(
+    st.sampled_from([b"..", b".", b"", b"a/b", b"/etc", b"a\\b", b"\x00", b"\xff\xfe", b"x" * 300,
+                     "é".encode() * 130 + b".mkv", b"\x1b[2J", b"a\nb", b"ok", b"ok"]),
+    st.binary(max_size=12),
+)
+any_int = st.one_of(st.integers(-5, 70000), st.sampled_from([0, 2**63, 2**64, 2**50 + 1, -(2**70)]))
+
+
+def right_or_wrong(right: st.SearchStrategy) -> st.SearchStrategy:
+    """Mostly ``right``; one time in six any bencode value at all."""
+    return st.sampled_from(range(6)).flatmap(lambda i: bvalue if i == 5 else right)
+
+
+def maybe(draw, d: dict, key: bytes, strategy: st.SearchStrategy, p_missing: int = 10) -> None:
+    """Set ``d[key]`` from ``strategy``, except about one time in ``p_missing``."""
+    if draw(st.sampled_from(range(p_missing))) != p_missing - 1:
+        d[key] = draw(strategy)
+
+
+@st.composite
+def file_entry(draw) -> dict:
+    e: dict = {}
+    maybe(draw, e, b"path", right_or_wrong(st.lists(hostile_text, min_size=1, max_size=4)))
+    maybe(draw, e, b"path.utf-8", right_or_wrong(st.lists(hostile_text, max_size=3)), 2)
+    maybe(draw, e, b"length", right_or_wrong(any_int))
+    maybe(draw, e, b"attr", right_or_wrong(st.sampled_from([b"p", b"x", b"px", b""])), 2)
+    return e
+
+
+@st.composite
+def whole_torrent(draw) -> dict:
+    info: dict = {}
+    maybe(draw, info, b"name", right_or_wrong(hostile_text))
+    maybe(draw, info, b"name.utf-8", right_or_wrong(hostile_text), 2)
+    maybe(draw, info, b"piece length",
+          right_or_wrong(st.sampled_from([16384] * 6 + [1, 20000, 0, -1, 2**40])))
+    if draw(st.booleans()):
+        maybe(draw, info, b"length", right_or_wrong(any_int))
+    else:
+        maybe(draw, info, b"files", right_or_wrong(st.lists(file_entry(), max_size=4)))
+    if draw(st.sampled_from(range(4))):  # mostly the right number of hashes, when one can tell
+        files = info.get(b"files")
+        files = files if isinstance(files, list) else []
+        lengths = [info.get(b"length")] + [f.get(b"length") for f in files if isinstance(f, dict)]
+        total = sum(n for n in lengths if isinstance(n, int) and 0 <= n < 2**40)
+        pl = info.get(b"piece length")
+        n = -(-total // pl) if isinstance(pl, int) and 0 < pl < 2**30 else 1
+        info[b"pieces"] = b"\x01" * 20 * min(n, 10000)
+    else:
+        maybe(draw, info, b"pieces", right_or_wrong(st.integers(0, 5).map(lambda n: b"\x01" * 20 * n)))
+    maybe(draw, info, b"private", bvalue, 2)
+    top = {b"info": draw(right_or_wrong(st.just(info)))}
+    maybe(draw, top, b"announce", right_or_wrong(hostile_text), 2)
+    maybe(draw, top, b"announce-list",
+          right_or_wrong(st.lists(st.lists(hostile_text, max_size=2), max_size=2)), 2)
+    maybe(draw, top, b"comment", right_or_wrong(hostile_text), 2)
+    maybe(draw, top, b"created by", right_or_wrong(hostile_text), 2)
+    maybe(draw, top, b"creation date", right_or_wrong(any_int), 2)
+    maybe(draw, top, b"url-list", bvalue, 2)
+    return top
+
+
+@settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow])
+@given(whole_torrent())
+def test_parse_structured_torrents(top):
+    check(bencodepy.encode(top))
+
+
+# Bencode token soup: mostly well-formed pieces in random order, deep into the scanner.
+token = st.sampled_from([b"d", b"l", b"e", b"i", b"ie", b"i-0e", b"i01e", b"i-1e", b"i7e", b"0:",
+                         b"1:a", b"4:info", b"5:files", b"4:name", b"6:length", b"4:path", b"01:a",
+                         b"3:ab", b":", b"-", b"9", b"x"])
+
+
+@settings(max_examples=1000)
+@given(st.lists(token, max_size=40))
+def test_parse_bencode_token_soup(tokens):
+    check(b"d" + b"".join(tokens))
+    check(b"d4:info" + b"".join(tokens) + b"e")

@@ -107,6 +107,38 @@ def test_open_modes(multi):
     assert stat.S_IMODE(os.stat(s.folder).st_mode) == 0o700
 
 
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o277], ids=["000", "022", "277"])
+def test_every_folder_0700_and_file_0600_whatever_the_umask(tmp_path, umask):
+    meta, stream = build("top", MULTI_FILES + [(("x", "y", "z", "f"), 5, False)])
+    s = storage_for(tmp_path / "cache" / meta.info_hash_hex, meta)
+    old = os.umask(umask)
+    try:
+        s.open()
+        s.save_resume(Bitfield(s.geometry.num_pieces))
+    finally:
+        os.umask(old)
+        s.close()
+    for dirpath, dirnames, filenames in os.walk(s.folder):
+        assert stat.S_IMODE(os.stat(dirpath).st_mode) == 0o700, dirpath
+        for f in filenames:
+            assert stat.S_IMODE(os.stat(os.path.join(dirpath, f)).st_mode) == 0o600, f
+    assert (s.data_dir / "top" / "x" / "y" / "z" / "f").exists()
+
+
+def test_symlink_planted_after_the_check_is_not_followed(tmp_path):
+    meta, _ = build("f", 100)
+    folder = tmp_path / "c"
+    (folder / "data").mkdir(parents=True)
+    target = tmp_path / "victim"
+    target.write_bytes(b"precious")
+    s = storage_for(folder, meta)  # checks the paths...
+    os.symlink(target, folder / "data" / "f")  # ...then someone plants a link
+    with pytest.raises(OSError):
+        s.open()
+    s.close()
+    assert target.read_bytes() == b"precious"
+
+
 def test_open_existing_folder_is_made_private(tmp_path):
     meta, _ = build("f", 100)
     folder = tmp_path / "x"

@@ -959,3 +959,65 @@ def test_property_arbitrary_bytes_as_handshake(data, prefix):
             assert isinstance(event, Message)
     except RemoteProtocolError:
         pass
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    handshake=st.sampled_from(["valid", "prefix", "garbage"]),
+    junk=st.one_of(
+        junk_strategy,
+        # a length prefix, maybe over the limit, then a flood of bytes
+        st.builds(lambda n, k: struct.pack(">I", n) + bytes(k),
+                  st.one_of(st.integers(0, 400), st.integers(0, 2**32 - 1)), st.integers(0, 1000)),
+    ),
+    cuts=st.lists(st.integers(0, 1100), max_size=30),
+    eof=st.booleans(),
+    max_message=st.integers(1, 300),
+    num_pieces=st.integers(0, 40),
+)
+def test_property_any_bytes_any_chunks_bounded_buffer(handshake, junk, cuts, eof, max_message,
+                                                      num_pieces):
+    """From the first byte on (handshake included), any bytes in any chunks end in
+    events or a RemoteProtocolError, and whenever the connection asks for more data
+    it holds less than one message: the receive buffer cannot grow past the limit."""
+    conn = new_conn(num_pieces=num_pieces, max_message=max_message)
+    peer = new_conn(ID_B, num_pieces=num_pieces)
+    head = {"valid": peer.handshake(), "prefix": b"\x13BitTorrent protocol", "garbage": b""}
+    data = head[handshake] + junk
+    limit = max(HANDSHAKE_LENGTH, 4 + conn.max_message)
+    biggest_chunk = 0
+    prev = 0
+    try:
+        for cut in sorted({c for c in cuts if 0 < c < len(data)}) + [len(data)]:
+            if cut <= prev:
+                continue
+            conn.receive_data(data[prev:cut])
+            biggest_chunk = max(biggest_chunk, cut - prev)
+            prev = cut
+            for event in drain(conn):
+                assert isinstance(event, Message)
+            assert conn.buffered < limit
+            # What it allocates is bounded too: unread bytes, bytes already
+            # parsed but not yet compacted away, and the last chunk.
+            assert len(conn._buf) <= 2 * limit + biggest_chunk
+        if eof:
+            conn.receive_data(b"")
+            events = drain(conn)
+            assert events and events[-1] == ConnectionClosed()
+    except RemoteProtocolError:
+        assert conn.errored
+        assert conn.buffered == 0  # an errored connection drops what it had
+        if not eof:
+            conn.receive_data(b"more")
+            assert conn.buffered == 0
+
+
+def test_buffered_counts_unparsed_bytes():
+    conn = after_handshake(max_message=100)
+    assert conn.buffered == 0
+    conn.receive_data(raw(4, u32s(1))[:3])
+    assert conn.next_event() is NEED_DATA and conn.buffered == 3
+    conn.receive_data(raw(4, u32s(1))[3:] + raw(None)[:2])
+    assert conn.buffered == 11
+    assert conn.next_event() == Have(1)
+    assert conn.next_event() is NEED_DATA and conn.buffered == 2

@@ -62,9 +62,12 @@ def parse_peer(text: str) -> tuple[str, int]:
 
 
 def load_torrent(path: str):
-    from .metainfo import MetainfoError, parse
+    """Read and parse a .torrent; any failure is a CliError naming the file. Reads at
+    most MAX_TORRENT_BYTES + 1, so /dev/zero or a huge file cannot exhaust memory."""
+    from .metainfo import MAX_TORRENT_BYTES, MetainfoError, parse
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            data = f.read(MAX_TORRENT_BYTES + 1)
     except FileNotFoundError:
         raise CliError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -85,11 +88,27 @@ def human(n: float) -> str:
     return str(n)
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+class OneLineFormatter(logging.Formatter):
+    """Every log record is one line: control characters in a message (a tracker's or
+    a peer's words, a name from a torrent) are shown escaped, ``\\n`` or ``\\x1b``,
+    so nothing from outside can forge a log line or drive a terminal. A traceback
+    logged with ``exc_info`` still follows on its own lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        text = super().formatMessage(record)
+        return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 def setup_logging(level: str, stream=None, filename=None) -> None:
     if filename:
-        os.close(os.open(filename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        fd = os.open(filename, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        os.fchmod(fd, 0o600)
+        os.close(fd)
     handler = logging.FileHandler(filename) if filename else logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter(
+    handler.setFormatter(OneLineFormatter(
         "%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -98,15 +117,89 @@ def setup_logging(level: str, stream=None, filename=None) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``path`` (0600, in a 0700 folder) whatever the umask."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path.parent, 0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
 def mount_state_file(cache: Path, mountpoint: str) -> Path:
     key = hashlib.sha1(os.path.realpath(mountpoint).encode()).hexdigest()[:16]
     return cache / "mounts" / f"{key}.pid"
 
 
-def check_mountpoint(mountpoint: str) -> str:
-    path = os.path.abspath(mountpoint)
+def _unescape(field: str) -> str:
+    """A mountinfo path field with its octal escapes (``\\040`` for a space) undone."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def fuse_mount_type(path: str) -> str | None:
+    """The filesystem type (``fuse.torrentfs``, ``fuse.sshfs``...) of the FUSE mount
+    whose mountpoint is exactly ``path``, from /proc/self/mountinfo; None if none is.
+    Reads no file under ``path``, so a dead mount cannot make it fail or hang."""
+    found = None
     try:
-        os.stat(path)  # raises for a missing or stale mountpoint
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                head, _, tail = line.partition(" - ")
+                fields, fstype = head.split(), (tail.split() or [""])[0]
+                if len(fields) > 4 and _unescape(fields[4]) == path:
+                    is_fuse = fstype in ("fuse", "fuseblk") or fstype.startswith("fuse.")
+                    found = fstype if is_fuse else None
+    except OSError:
+        return None
+    return found  # the last one listed is the one on top
+
+
+def probe_mount(path: str, timeout: float = 5.0) -> int | None:
+    """Ask the filesystem mounted on ``path`` for its statfs: 0 if it answers, the
+    errno if it fails (ENOTCONN: its daemon is dead), None if no answer comes within
+    ``timeout`` (a wedged daemon; the probing thread is left behind, a daemon thread).
+    Not stat: the kernel answers that from its attribute cache even for a dead mount."""
+    import threading
+    result: list[int] = []
+
+    def probe() -> None:
+        try:
+            os.statvfs(path)
+            result.append(0)
+        except OSError as e:
+            result.append(e.errno or errno.EIO)
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(timeout)
+    return result[0] if result else None
+
+
+def check_mountpoint(mountpoint: str) -> str:
+    """The mountpoint's real path, once it is known to be an empty directory with
+    nothing mounted on it. A dead FUSE mount left there by a crashed daemon (any
+    FUSE filesystem's, not only ours) is detached first with a lazy unmount."""
+    path = os.path.abspath(mountpoint)
+    if fuse_mount_type(path) is not None:
+        answer = probe_mount(path)
+        if answer is None:
+            raise CliError(f"mountpoint {mountpoint}: something is already mounted there "
+                           "(and it does not answer)")
+        if answer != errno.ENOTCONN:
+            raise CliError(f"mountpoint {mountpoint}: something is already mounted there")
+        exe = shutil.which("fusermount3") or shutil.which("fusermount")
+        r = subprocess.run([exe or "fusermount3", "-uz", path], capture_output=True,
+                           text=True, timeout=30)
+        if r.returncode != 0:
+            raise CliError(f"mountpoint {mountpoint}: stale mount from a crashed run "
+                           "that fusermount3 -uz cannot clear")
+        print(f"torrentfs: cleared a stale mount on {mountpoint} (its daemon had died)",
+              file=sys.stderr, flush=True)
+    try:
+        os.stat(path)  # raises for a missing mountpoint (or a stale one not ours to see)
     except FileNotFoundError:
         raise CliError(f"mountpoint {mountpoint}: no such directory") from None
     except OSError as e:
@@ -255,11 +348,13 @@ def cmd_mount(args) -> int:
         raise CliError(f"--cache-size {human(args.cache_size)} is too small: this torrent "
                        f"needs at least two pieces ({human(2 * meta.piece_length)})")
     mountpoint = check_mountpoint(args.mountpoint)
+    os.umask(0o077)  # everything the daemon creates is the user's alone
     cache = Path(args.cache_dir or default_cache_dir())
     folder = cache / meta.info_hash.hex()
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(cache, 0o700)
+        os.chmod(folder, 0o700)
     except OSError as e:
         raise CliError(f"cache folder {folder}: {e.strerror}") from None
     if args.foreground:
@@ -326,6 +421,7 @@ def cmd_seed(args) -> int:
         raise CliError(f"{args.data_dir}: has no {meta.name!r} (the torrent's "
                        f"{'folder' if meta.multi_file else 'file'})")
     setup_logging(args.log_level, stream=sys.stderr)
+    os.umask(0o077)  # our state files are the user's alone
     cache = Path(args.cache_dir or default_cache_dir())
     state = cache / meta.info_hash.hex()
     progress = None
@@ -411,8 +507,7 @@ def _serve(meta, mountpoint: str, folder: Path, args, ready) -> int:
             if not set_kernel_readahead(mountpoint):
                 log.info("could not raise the kernel's readahead (not root?): 128 KiB reads")
             try:
-                state.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                state.write_text(f"{os.getpid()}\n")
+                write_private(state, f"{os.getpid()}\n".encode())
                 log.info("mounted %s on %s (info-hash %s, port %d)",
                          meta.name, mountpoint, meta.info_hash.hex(), torrent.port)
                 nursery.start_soon(_watch_signals, pyfuse3, fs)
@@ -477,8 +572,15 @@ async def _watch_signals(pyfuse3, fs) -> None:
 
 # -- argument parsing ----------------------------------------------------------------
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line like every other error."""
+
+    def error(self, message: str):
+        self.exit(2, f"torrentfs: error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="torrentfs",
         description="Mount a torrent as a read-only filesystem that fetches what you read.")
     p.add_argument("--version", action="version", version=f"torrentfs {__version__}")

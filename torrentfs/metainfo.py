@@ -27,6 +27,23 @@ UTF-8 is decoded with ``errors='replace'`` (U+FFFD), so names are always valid
 ``str``; the top-level ``encoding`` key is ignored.  Path safety checks are
 applied to the decoded names, i.e. to what the filesystem will show.
 
+What is refused and what is mended (as libtorrent does, a name that is merely
+awkward is mended; one that could only be an attack or a broken file is refused):
+
+* Refused: empty, ``.`` and ``..`` components, ``/`` or ``\\`` inside a
+  component (absolute and traversal paths), NUL, duplicate paths and a file
+  that is also a directory (after mending, so two names that mend alike clash).
+* Mended: control characters (U+0001..U+001F, U+007F..U+009F) become ``_``, so
+  no name can forge a log line or drive a terminal; a component longer than
+  255 bytes of UTF-8 (NAME_MAX) is cut at a character boundary, keeping its
+  extension (up to 32 bytes); comments and tracker URLs with control
+  characters are mended or dropped likewise.
+
+Sizes are bounded so no torrent can make us allocate without limit: the input
+(:data:`MAX_TORRENT_BYTES`), integers (32 digits), nesting (64), the piece length
+(256 MiB) and the total length (:data:`MAX_TOTAL_LENGTH`, 1 PiB).  A piece
+length need not be a power of two (BEP 3 does not ask for one).
+
 Padding files: a file is padding iff its ``attr`` contains ``p`` (BEP 47).
 Files under ``.pad/`` without the attribute are NOT treated as padding, and
 nor are old BitComet ``_____padding_file_`` entries.  Padding files stay in
@@ -38,13 +55,15 @@ the same size identically (``.pad/16384``).  Their paths must still be safe.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 import bencodepy
 
-__all__ = ["MetainfoError", "FileEntry", "Metainfo", "parse", "MAX_PIECE_LENGTH"]
+__all__ = ["MetainfoError", "FileEntry", "Metainfo", "parse", "MAX_PIECE_LENGTH",
+           "MAX_TOTAL_LENGTH", "MAX_TORRENT_BYTES"]
 
 #: Largest accepted ``piece length`` (256 MiB).
 MAX_PIECE_LENGTH = 256 * 1024 * 1024
@@ -52,6 +71,17 @@ MAX_PIECE_LENGTH = 256 * 1024 * 1024
 MAX_COMPONENT_BYTES = 255
 #: Deepest accepted bencode nesting (a torrent needs 5).
 MAX_DEPTH = 64
+#: Longest accepted bencode integer, in digits (64-bit values need 20).
+MAX_INT_DIGITS = 32
+#: Largest accepted total length (1 PiB): far above any real torrent, and a
+#: length beyond 2**63 would not fit the kernel's off_t.
+MAX_TOTAL_LENGTH = 1 << 50
+#: Largest accepted .torrent (libtorrent's default limit is 10 MB).
+MAX_TORRENT_BYTES = 100 << 20
+#: Longest extension kept when a long name is cut.
+MAX_EXTENSION_BYTES = 32
+#: Latest credible creation date (2242); later ones are ignored.
+MAX_CREATION_DATE = 1 << 33
 
 HASH_LEN = 20
 
@@ -178,6 +208,8 @@ def _scan_int(data: bytes, pos: int) -> int:
         j += 1
     if j == first:
         raise _bad(first, "integer has no digits")
+    if j - first > MAX_INT_DIGITS:
+        raise _bad(pos, f"integer has more than {MAX_INT_DIGITS} digits")
     if j >= n or data[j] != 0x65:  # 'e'
         raise _bad(j, "expected 'e' to end integer")
     if data[first] == 0x30 and (j - first > 1 or first != pos + 1):
@@ -284,7 +316,17 @@ def _show(parts: tuple[str, ...] | str) -> str:
     return repr(parts)
 
 
-def _check_component(comp: str, whole: str) -> None:
+_CONTROL = re.compile("[\x01-\x1f\x7f-\x9f]")
+
+
+def _clean(text: str) -> str:
+    """``text`` with every control character replaced by ``_``."""
+    return _CONTROL.sub("_", text)
+
+
+def _component(comp: str, whole: str) -> str:
+    """A path component as the filesystem will show it: refused if unsafe,
+    else with control characters replaced and cut to 255 bytes."""
     if (
         comp in ("", ".", "..")
         or "/" in comp
@@ -292,11 +334,21 @@ def _check_component(comp: str, whole: str) -> None:
         or "\x00" in comp
     ):
         raise MetainfoError(f"unsafe path in torrent: {whole}")
-    size = len(comp.encode("utf-8"))
-    if size > MAX_COMPONENT_BYTES:
-        raise MetainfoError(
-            f"path component too long in torrent ({size} bytes, max {MAX_COMPONENT_BYTES}): {whole}"
-        )
+    return _truncate(_clean(comp))
+
+
+def _truncate(comp: str) -> str:
+    """Cut ``comp`` to MAX_COMPONENT_BYTES of UTF-8 at a character boundary,
+    keeping a short extension (``.mkv``) when it has one."""
+    raw = comp.encode("utf-8")
+    if len(raw) <= MAX_COMPONENT_BYTES:
+        return comp
+    stem, dot, ext = comp.rpartition(".")
+    suffix = (dot + ext).encode("utf-8")
+    if not stem or not dot or len(suffix) > MAX_EXTENSION_BYTES:
+        stem, suffix = comp, b""
+    room = MAX_COMPONENT_BYTES - len(suffix)
+    return stem.encode("utf-8")[:room].decode("utf-8", "ignore") + suffix.decode("utf-8")
 
 
 def _url(value: Any) -> str | None:
@@ -305,6 +357,8 @@ def _url(value: Any) -> str | None:
     try:
         url = value.decode("utf-8").strip()
     except UnicodeDecodeError:
+        return None
+    if _CONTROL.search(url) or "\x00" in url:
         return None
     return url or None
 
@@ -339,7 +393,7 @@ def _url_list(top: dict) -> tuple[str, ...]:
 
 def _optional_text(top: dict, key: bytes) -> str | None:
     value = _pick_utf8(top, key, bytes)
-    return _text(value) if isinstance(value, bytes) else None
+    return _clean(_text(value)).replace("\x00", "_") if isinstance(value, bytes) else None
 
 
 # ---------------------------------------------------------------------------
@@ -359,6 +413,10 @@ def parse(data: bytes) -> Metainfo:
 def _parse(data: bytes) -> Metainfo:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise MetainfoError(f"not a torrent file: expected bytes, got {type(data).__name__}")
+    if len(data) > MAX_TORRENT_BYTES:
+        raise MetainfoError(
+            f"not a torrent file: {len(data)} bytes is over the {MAX_TORRENT_BYTES >> 20} MiB limit"
+        )
     data = bytes(data)
     span = _scan(data)
     try:
@@ -402,8 +460,7 @@ def _parse(data: bytes) -> Metainfo:
         raise MetainfoError("invalid torrent: missing 'name'")
     if not isinstance(raw_name, bytes):
         raise MetainfoError("invalid torrent: 'name' is not a string")
-    name = _text(raw_name)
-    _check_component(name, _show(name))
+    name = _component(_text(raw_name), _show(_text(raw_name)))
 
     # --- files -------------------------------------------------------------
     has_length = b"length" in info
@@ -430,6 +487,10 @@ def _parse(data: bytes) -> Metainfo:
         _check_tree(files)
 
     total = sum(f.length for f in files)
+    if total > MAX_TOTAL_LENGTH:
+        raise MetainfoError(
+            f"invalid torrent: total length {total} is over the 1 PiB limit"
+        )
     if total == 0:
         raise MetainfoError("invalid torrent: torrent has no data (total length is 0)")
     expected = -(-total // piece_length)
@@ -442,7 +503,8 @@ def _parse(data: bytes) -> Metainfo:
 
     private = info.get(b"private")
     creation_date = top.get(b"creation date")
-    if not isinstance(creation_date, int) or isinstance(creation_date, bool):
+    if (not isinstance(creation_date, int) or isinstance(creation_date, bool)
+            or not 0 < creation_date <= MAX_CREATION_DATE):
         creation_date = None
 
     return Metainfo(
@@ -469,6 +531,8 @@ def _length(value: Any, what: str) -> int:
         raise MetainfoError(f"invalid torrent: length of {what} is not an integer")
     if value < 0:
         raise MetainfoError(f"invalid torrent: negative length {value} for {what}")
+    if value > MAX_TOTAL_LENGTH:
+        raise MetainfoError(f"invalid torrent: length {value} of {what} is over the 1 PiB limit")
     return value
 
 
@@ -491,9 +555,8 @@ def _file(entry: Any, index: int) -> tuple[tuple[str, ...], int, bool, bool]:
         )
     if not raw_path:
         raise MetainfoError(f"unsafe path in torrent: entry {index} of 'files' has an empty path")
-    path = tuple(_text(c) for c in raw_path)
-    for comp in path:
-        _check_component(comp, _show(path))
+    shown = _show(tuple(_text(c) for c in raw_path))
+    path = tuple(_component(_text(c), shown) for c in raw_path)
     if b"length" not in entry:
         raise MetainfoError(f"invalid torrent: file {_show(path)} has no 'length'")
     length = _length(entry[b"length"], f"file {_show(path)}")

@@ -38,6 +38,17 @@ DATA_DIR = "data"
 RESUME_MAGIC = b"TFSR1"
 
 
+def _mkdirs(path: Path) -> None:
+    """Create ``path`` and its missing parents, each 0700 whatever the umask."""
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    for d in reversed(missing):
+        d.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(d, 0o700)
+
+
 class StorageError(OSError):
     """The cache folder cannot hold or give back the torrent's data."""
 
@@ -80,7 +91,7 @@ class Storage:
             rel = Path(meta.name, *f.path) if meta.multi_file else Path(meta.name)
             path = self.data_dir / rel
             if not path.resolve().is_relative_to(root) or path.resolve() == root:
-                raise StorageError(f"unsafe path in torrent: {rel}")
+                raise StorageError(f"unsafe path in torrent: {str(rel)!r}")
             self.paths.append(path)
         self._fds: dict[int, int] = {}
         self._lock = threading.Lock()
@@ -92,7 +103,7 @@ class Storage:
         Existing files are kept: their verified pieces are the cache. Read-only
         storage opens what exists, as it is; a missing file's pieces are unavailable."""
         if self.readonly:
-            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _mkdirs(self.folder)
             for i, path in enumerate(self.paths):
                 if i not in self.padding:
                     try:
@@ -101,14 +112,16 @@ class Storage:
                         pass
             return
         for d in (self.folder, self.data_dir):
-            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _mkdirs(d)
             os.chmod(d, 0o700)
         for i, path in enumerate(self.paths):
             if i in self.padding:
                 continue
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            _mkdirs(path.parent)
+            # O_NOFOLLOW: a symlink planted where a data file belongs is not followed.
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
             try:
+                os.fchmod(fd, 0o600)
                 if os.fstat(fd).st_size != self.geometry.file_lengths[i]:
                     os.ftruncate(fd, self.geometry.file_lengths[i])
             except OSError:
@@ -265,6 +278,7 @@ class Storage:
         payload = RESUME_MAGIC + self.meta.info_hash + have.to_bytes()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
+            os.fchmod(fd, 0o600)
             os.write(fd, payload)
             os.fsync(fd)
         finally:

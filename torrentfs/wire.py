@@ -531,8 +531,9 @@ class PeerConnection:
 
     @property
     def buffered(self) -> int:
-        """Bytes received and not yet parsed into events: after ``next_event()``
-        returned NEED_DATA, the part of a message that has arrived so far."""
+        """Bytes received and not yet turned into events.  Once ``next_event()``
+        has returned NEED_DATA this is less than one message can be (the
+        handshake, or ``4 + max_message``): a peer cannot make us hold more."""
         return len(self._buf) - self._pos + sum(map(len, self._incoming))
 
     @property
