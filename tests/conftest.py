@@ -162,8 +162,10 @@ def mount_torrent(tmp_path):
         info_hash = parse(Path(torrent).read_bytes()).info_hash.hex()
         m = Mount(mountpoint, cache, info_hash)
         mounts.append(m)
+        # --no-lsd: tests stay on loopback (a test that wants LSD passes --lsd).
         r = subprocess.run([TORRENTFS, "mount", str(torrent), str(mountpoint),
-                            "--cache-dir", str(cache), "--read-timeout", "60", *args],
+                            "--cache-dir", str(cache), "--read-timeout", "60", "--no-lsd",
+                            *args],
                            capture_output=True, text=True, timeout=60,
                            stdin=subprocess.DEVNULL)
         if expect_ok:
