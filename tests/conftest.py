@@ -147,13 +147,14 @@ def force_unmount(m: Mount) -> None:
 @pytest.fixture
 def mount_torrent(tmp_path):
     """``mount_torrent(torrent, *args)`` mounts with ``torrentfs mount`` (daemonised)
-    on a fresh mountpoint and cache folder, and returns a ``Mount``. Every mount is
-    undone when the test ends, even on failure."""
+    on a fresh mountpoint and cache folder, and returns a ``Mount``. ``wrap`` rewrites
+    the command line (e.g. to run it in a cluster's network namespace). Every mount
+    is undone when the test ends, even on failure."""
     mounts: list[Mount] = []
     counter = iter(range(1000))
 
     def mount(torrent: Path, *args: str, cache: Path | None = None,
-              expect_ok: bool = True) -> Mount:
+              expect_ok: bool = True, wrap=None) -> Mount:
         from torrentfs.metainfo import parse
         n = next(counter)
         mountpoint = tmp_path / f"mnt{n}"
@@ -163,11 +164,10 @@ def mount_torrent(tmp_path):
         m = Mount(mountpoint, cache, info_hash)
         mounts.append(m)
         # --no-lsd: tests stay on loopback (a test that wants LSD passes --lsd).
-        r = subprocess.run([TORRENTFS, "mount", str(torrent), str(mountpoint),
-                            "--cache-dir", str(cache), "--read-timeout", "60", "--no-lsd",
-                            *args],
-                           capture_output=True, text=True, timeout=60,
-                           stdin=subprocess.DEVNULL)
+        argv = [TORRENTFS, "mount", str(torrent), str(mountpoint), "--cache-dir", str(cache),
+                "--read-timeout", "60", "--no-lsd", *args]
+        r = subprocess.run(wrap(argv) if wrap else argv, capture_output=True, text=True,
+                           timeout=60, stdin=subprocess.DEVNULL)
         if expect_ok:
             assert r.returncode == 0, f"mount failed: {r.stderr}\n{m.log}"
             assert os.path.ismount(mountpoint)
