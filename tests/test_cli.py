@@ -122,3 +122,12 @@ def test_usage_error_is_short():
     r = run("mount")
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
+
+
+def test_lsd_is_on_unless_turned_off():
+    from torrentfs.cli import build_parser
+    p = build_parser()
+    for cmd in (["mount", "t", "m"], ["seed", "t", "d"]):
+        assert p.parse_args(cmd).lsd is True
+        assert p.parse_args(cmd + ["--no-lsd"]).lsd is False
+        assert p.parse_args(cmd + ["--no-lsd", "--lsd"]).lsd is True  # the last one wins

@@ -142,3 +142,31 @@ async def test_send_failure_is_not_fatal_and_port_zero_waits(autojump_clock):
     # Port known at 5.5 s, seen at the next look (6 s); that failed announcement
     # still counts, so the next one is 5 minutes later.
     assert [round(t) for t, _, _ in bus.sent] == [306]
+
+
+# -- the hook in Torrent ---------------------------------------------------------------
+
+
+async def test_torrent_adds_peers_lsd_finds_and_private_torrents_have_no_lsd(
+        tmp_path, autojump_clock):
+    from fakepeer import small_torrent
+    from torrentfs.create import create_torrent
+    from torrentfs.metainfo import parse
+    from torrentfs.torrent import Torrent
+
+    async def inline(fn, *args, limiter=None):
+        return fn(*args)
+
+    meta, _ = small_torrent(tmp_path, 40000)
+    private = parse(create_torrent(tmp_path / "payload.bin", private=True))
+    assert Torrent(private, tmp_path / "p", listen=False, announce=False, lsd=True).lsd is None
+    assert Torrent(meta, tmp_path / "n", listen=False, announce=False).lsd is None
+    t = Torrent(meta, tmp_path / "c", listen=False, announce=False, lsd=True, offload=inline)
+    bus = Bus()
+    t.lsd._open_socket = bus.opener("10.0.0.1")
+    async with trio.open_nursery() as n:
+        await n.start(t.run)
+        bus.deliver(build_announce([meta.info_hash], 7777, "x"), "10.0.0.2")
+        await trio.sleep(1)
+        assert ("10.0.0.2", 7777) in t.candidates
+        n.cancel_scope.cancel()
