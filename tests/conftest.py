@@ -163,13 +163,14 @@ def make_swarm(tmp_path):
 @pytest.fixture
 def mount_torrent(tmp_path):
     """``mount_torrent(torrent, *args)`` mounts with ``torrentfs mount`` (daemonised)
-    on a fresh mountpoint and cache folder, and returns a ``Mount``. Every mount is
-    undone when the test ends, even on failure."""
+    on a fresh mountpoint and cache folder, and returns a ``Mount``. ``wrap`` rewrites
+    the command line (e.g. to run it in a cluster's network namespace). Every mount
+    is undone when the test ends, even on failure."""
     mounts: list[Mount] = []
     counter = iter(range(1000))
 
     def mount(torrent: Path, *args: str, cache: Path | None = None,
-              expect_ok: bool = True) -> Mount:
+              expect_ok: bool = True, wrap=None) -> Mount:
         from torrentfs.metainfo import parse
         n = next(counter)
         mountpoint = tmp_path / f"mnt{n}"
@@ -178,11 +179,12 @@ def mount_torrent(tmp_path):
         info_hash = parse(Path(torrent).read_bytes()).info_hash.hex()
         m = Mount(mountpoint, cache, info_hash)
         mounts.append(m)
+        # --no-lsd: tests stay on loopback (a test that wants LSD passes --lsd).
+        argv = [TORRENTFS, "mount", str(torrent), str(mountpoint), "--cache-dir", str(cache),
+                "--read-timeout", "60", "--no-lsd", *args]
         try:
-            r = subprocess.run([TORRENTFS, "mount", str(torrent), str(mountpoint),
-                                "--cache-dir", str(cache), "--read-timeout", "60", *args],
-                               capture_output=True, text=True, timeout=60,
-                               stdin=subprocess.DEVNULL)
+            r = subprocess.run(wrap(argv) if wrap else argv, capture_output=True, text=True,
+                               timeout=60, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             pytest.fail(f"torrentfs mount did not return in 60 s; its log:\n{m.log[-5000:]}")
         if expect_ok:

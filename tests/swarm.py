@@ -387,12 +387,16 @@ def _lt_argv(*args: str) -> list[str]:
 @contextlib.contextmanager
 def lt_seeder(torrent_path: Path | str, data_dir: Path | str, ip: str = "127.0.0.2",
               port: int = 0, *, utp: bool = False, upload_rate: int | None = None,
+              lsd: bool = False, wrap: Callable[[list[str]], list[str]] | None = None,
               workdir: Path | str | None = None, timeout: float = 60.0) -> Iterator[Peer]:
     """Run a libtorrent seeder of the data in `data_dir` on ip:port (0 = any).
 
     Ready once libtorrent has checked the data, is seeding and has had a
     tracker reply (if the torrent names trackers; it waits at most ~10 s for
-    that). `upload_rate` caps its upload in bytes/s.
+    that). `upload_rate` caps its upload in bytes/s. `lsd` turns on local
+    service discovery (BEP 14), announcing every few seconds. `wrap` rewrites
+    the command line, e.g. `lambda argv: cluster.argv_in(i, argv)` to run it in
+    a cluster's namespace.
     """
     with _workdir(workdir, "lt-seed-") as wd:
         ready = wd / f"lt-seed-{ip}-{port}.ready"
@@ -404,6 +408,10 @@ def lt_seeder(torrent_path: Path | str, data_dir: Path | str, ip: str = "127.0.0
             argv.append("--utp")
         if upload_rate:
             argv += ["--upload-rate", str(upload_rate)]
+        if lsd:
+            argv.append("--lsd")
+        if wrap is not None:
+            argv = wrap(argv)
         with _running(argv, log_path) as proc:
             _wait_ready(proc, f"lt seeder {ip}", log_path, ready.exists, timeout)
             yield Peer(ip=ip, port=int(ready.read_text()), proc=proc, log_path=log_path)
@@ -752,14 +760,19 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def cluster(n_hosts: int, prefix: str = "tfc") -> Iterator[Cluster]:
+def cluster(n_hosts: int, prefix: str = "tfc", *, subnet_prefix: str = CLUSTER_SUBNET,
+            bridge_prefix: str = "tfcbr", multicast: bool = False) -> Iterator[Cluster]:
     """`n_hosts` network namespaces on one bridge in the root namespace.
 
     The bridge gets 10.232.K.1/24 and host i 10.232.K.(10+i)/24 on the
     namespace end of a veth pair whose other end is on the bridge; lo and
     both veth ends are up. K (0 when free) is claimed atomically by creating
     the bridge 'tfcbrK', so concurrent clusters get different subnets and
-    names; namespaces are '<prefix>-<pid>-<K>-<i>'. Processes in the root
+    names; namespaces are '<prefix>-<pid>-<K>-<i>'. `subnet_prefix` and
+    `bridge_prefix` replace '10.232' and 'tfcbr' (a test of its own uses its
+    own pair, so it never competes with others for K). With `multicast`, each
+    namespace routes 224.0.0.0/4 out of its veth and the bridge floods
+    multicast to every port (no IGMP snooping). Processes in the root
     namespace (e.g. opentracker on `.bridge_ip`) reach every host, and the
     hosts reach each other through the bridge. On exit, also on failure:
     every process left in a namespace is stopped by PID (SIGTERM, then
@@ -767,24 +780,28 @@ def cluster(n_hosts: int, prefix: str = "tfc") -> Iterator[Cluster]:
     """
     if not 1 <= n_hosts <= 240:
         raise ValueError("1 to 240 hosts")
+    if len(f"{bridge_prefix}255h{n_hosts - 1}") > 15:
+        raise ValueError(f"bridge prefix {bridge_prefix!r} too long for interface names")
     c: Cluster | None = None
     for subnet in range(256):  # the first free K: 10.232.0.0/24 when nothing else runs
-        bridge = f"tfcbr{subnet}"
+        bridge = f"{bridge_prefix}{subnet}"
         if _ip("link", "add", bridge, "type", "bridge", check=False).returncode == 0:
-            c = Cluster(bridge=bridge, bridge_ip=f"{CLUSTER_SUBNET}.{subnet}.1", subnet=subnet)
+            c = Cluster(bridge=bridge, bridge_ip=f"{subnet_prefix}.{subnet}.1", subnet=subnet)
             break
     if c is None:
-        raise RuntimeError("no free 10.232.K.0/24 subnet for a cluster")
+        raise RuntimeError(f"no free {subnet_prefix}.K.0/24 subnet for a cluster")
     try:
         # No STP delay: ports forward as soon as they are up.
         _ip("link", "set", c.bridge, "type", "bridge", "stp_state", "0", "forward_delay", "0")
+        if multicast:
+            _ip("link", "set", c.bridge, "type", "bridge", "mcast_snooping", "0")
         _ip("addr", "add", f"{c.bridge_ip}/24", "dev", c.bridge)
         _ip("link", "set", c.bridge, "up")
         for i in range(n_hosts):
             ns = f"{prefix}-{os.getpid()}-{c.subnet}-{i}"
-            br_if = f"tfc{c.subnet}h{i}"
+            br_if = f"{c.bridge}h{i}"
             _ip("netns", "add", ns)
-            h = ClusterHost(index=i, ns=ns, ip=f"{CLUSTER_SUBNET}.{c.subnet}.{10 + i}",
+            h = ClusterHost(index=i, ns=ns, ip=f"{subnet_prefix}.{c.subnet}.{10 + i}",
                             ns_if="eth0", br_if=br_if)
             c.hosts.append(h)
             _ip("link", "add", br_if, "type", "veth", "peer", "name", h.ns_if, "netns", ns)
@@ -793,6 +810,8 @@ def cluster(n_hosts: int, prefix: str = "tfc") -> Iterator[Cluster]:
             _ip("-n", ns, "addr", "add", f"{h.ip}/24", "dev", h.ns_if)
             _ip("-n", ns, "link", "set", "lo", "up")
             _ip("-n", ns, "link", "set", h.ns_if, "up")
+            if multicast:
+                _ip("-n", ns, "route", "add", "224.0.0.0/4", "dev", h.ns_if)
         for h in c.hosts:
             wait_until(lambda: "LOWER_UP" in _ip("-n", h.ns, "link", "show", h.ns_if).stdout,
                        timeout=10, message=f"veth {h.ns}/{h.ns_if} did not come up")

@@ -221,3 +221,12 @@ def test_log_lines_cannot_be_forged():
     lines = out.getvalue().splitlines()
     assert len(lines) == 1
     assert lines[0].endswith("tracker http://t/ warns: slow\\n03:00:00 ERROR torrentfs: forged\\x1b[2J")
+
+
+def test_lsd_is_on_unless_turned_off():
+    from torrentfs.cli import build_parser
+    p = build_parser()
+    for cmd in (["mount", "t", "m"], ["seed", "t", "d"]):
+        assert p.parse_args(cmd).lsd is True
+        assert p.parse_args(cmd + ["--no-lsd"]).lsd is False
+        assert p.parse_args(cmd + ["--no-lsd", "--lsd"]).lsd is True  # the last one wins

@@ -160,3 +160,28 @@ async def test_a_tracker_that_never_answers_times_out(autojump_clock):
         await trio.sleep(tracker.TIMEOUT + 1)
         assert "did not answer" in a.last_error
         n.cancel_scope.cancel()
+
+
+async def test_https_announce_through_httpx_with_ipv6_peers():
+    """HTTPS goes through the same httpx client (here with a mock transport): the
+    request keeps the tracker's own query, and ``peers6`` come back as IPv6 peers."""
+    import struct
+
+    import bencodepy
+    import httpx
+    from torrentfs.announce import AnnounceRequest
+
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url)
+        v6 = bytes.fromhex("20010db8000000000000000000000002") + struct.pack(">H", 51413)
+        return httpx.Response(200, content=bencodepy.encode({
+            b"interval": 900, b"peers": bytes([10, 0, 0, 1, 0x1A, 0xE1]), b"peers6": v6}))
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        r = await tracker.announce_http(client, "https://t.example/announce?passkey=abc",
+                                        AnnounceRequest(b"i" * 20, b"p" * 20, 6881))
+    assert seen[0].scheme == "https" and seen[0].host == "t.example"
+    assert seen[0].params["passkey"] == "abc" and seen[0].params["compact"] == "1"
+    assert r.peers == (("10.0.0.1", 6881), ("2001:db8::2", 51413))

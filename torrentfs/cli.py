@@ -435,7 +435,7 @@ def cmd_seed(args) -> int:
 
     async def main() -> None:
         torrent = Torrent(meta, state, port=args.port, peers=args.peer, data_dir=data_dir,
-                          seed_only=True, check_progress=progress,
+                          seed_only=True, check_progress=progress, lsd=args.lsd,
                           max_peers=args.max_peers, upload_rate=args.upload_rate or None,
                           download_rate=args.download_rate or None)
         async with trio.open_nursery() as nursery:
@@ -489,7 +489,7 @@ def _serve(meta, mountpoint: str, folder: Path, args, ready) -> int:
     async def main() -> None:
         import pyfuse3
         torrent = Torrent(meta, folder, port=args.port, peers=args.peer,
-                          prefetch=args.prefetch, max_peers=args.max_peers,
+                          prefetch=args.prefetch, max_peers=args.max_peers, lsd=args.lsd,
                           read_timeout=args.read_timeout or None,
                           upload_rate=args.upload_rate or None,
                           download_rate=args.download_rate or None,
@@ -615,6 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "until LIMIT: ratio=R (uploaded/size), time=T (e.g. 30m, 2h), "
                         "or both, comma-separated, whichever comes first")
     _add_rates(m)
+    _add_lsd(m)
     m.add_argument("-o", action="append", default=[], metavar="OPT",
                    type=lambda s: [o for o in s.split(",") if o],
                    help="extra FUSE mount options, comma-separated (e.g. allow_other)")
@@ -642,6 +643,7 @@ def build_parser() -> argparse.ArgumentParser:
                     metavar="HOST:PORT", help="connect to this peer too (repeatable)")
     sd.add_argument("--max-peers", type=int, default=50, metavar="N")
     _add_rates(sd)
+    _add_lsd(sd)
     sd.add_argument("--cache-dir", metavar="DIR", help="where our state is kept")
     _add_log_level(sd)
     sd.set_defaults(func=cmd_seed)
@@ -668,6 +670,12 @@ def _add_rates(p: argparse.ArgumentParser) -> None:
                    help="cap upload at RATE bytes/s, e.g. 5M (default: no cap)")
     p.add_argument("--download-rate", type=parse_size, default=0, metavar="RATE",
                    help="cap download at RATE bytes/s, e.g. 20M (default: no cap)")
+
+
+def _add_lsd(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lsd", action=argparse.BooleanOptionalAction, default=True,
+                   help="find peers on the local network by multicast (BEP 14 local service "
+                        "discovery; default: on, never for private torrents)")
 
 
 def parse_seed_after(text: str) -> dict[str, float]:

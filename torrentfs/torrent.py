@@ -44,6 +44,7 @@ from .upload import Uploader
 from .readahead import Readahead
 from .storage import Storage, StorageError
 from .tracker import Announcer
+from .lsdservice import LsdService
 
 log = logging.getLogger("torrentfs.torrent")
 
@@ -137,7 +138,8 @@ class Torrent:
                  listen: bool = True, offload=trio.to_thread.run_sync,
                  data_dir=None, seed_only: bool = False, check_progress=None,
                  upload_rate: float | None = None, download_rate: float | None = None,
-                 choker: Choker | None = None, cache_size: int | None = None) -> None:
+                 choker: Choker | None = None, cache_size: int | None = None,
+                 lsd: bool = False) -> None:
         self.meta = meta
         self.geometry = Geometry(meta.piece_length, tuple(f.length for f in meta.files))
         # seed_only: serve the data in data_dir as it is (verified at start), never
@@ -187,6 +189,9 @@ class Torrent:
             [list(t) for t in meta.announce_list] if announce else [],
             meta.info_hash, self.peer_id, lambda: self.port,
             self._announce_stats, self._on_tracker_peers)
+        # Discovery hook (issue 6): local service discovery, never for private torrents.
+        self.lsd = (LsdService(meta.info_hash, lambda: self.port, self.add_peer)
+                    if lsd and not meta.private else None)
         self._nursery: trio.Nursery | None = None
         for addr in peers:
             self.add_peer(addr)
@@ -222,6 +227,8 @@ class Torrent:
                 if not self.seed_only:
                     nursery.start_soon(self.cache.run)
                 await nursery.start(self.announcer.run)
+                if self.lsd is not None:
+                    await nursery.start(self.lsd.run)
                 task_status.started()
         finally:
             log.info("totals: downloaded %d bytes, uploaded %d, wasted %d; %d of %d "

@@ -1,4 +1,5 @@
-"""Announcing to HTTP(S) trackers: the trio shell over ``announce``.
+"""Announcing to HTTP(S) and UDP trackers: the trio shell over ``announce`` (HTTP)
+and ``udpclient`` (UDP, BEP 15).
 
 ``Announcer.run`` announces ``started``, then re-announces at the interval the
 tracker gives, handing every peer it hears of to a callback; when cancelled it sends
@@ -17,6 +18,7 @@ import trio
 
 from .announce import AnnounceRequest, AnnounceResponse, TrackerError, announce_url
 from .announce import next_announce_in, parse_response
+from .udpclient import UdpTrackerClient
 
 log = logging.getLogger("torrentfs.tracker")
 
@@ -57,7 +59,8 @@ class Announcer:
 
     def __init__(self, tiers: list[list[str]], info_hash: bytes, peer_id: bytes,
                  port: Callable[[], int], stats: Callable[[], tuple[int, int, int]],
-                 on_peers: Callable[[list[tuple[str, int]]], None], *,
+                 on_peers: Callable[[list[tuple[str, int]]], None],
+                 udp: UdpTrackerClient | None = None, *,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.tiers = [list(t) for t in tiers if t]
         self.info_hash = info_hash
@@ -73,6 +76,7 @@ class Announcer:
         self._tracker_id: bytes | None = None
         self._pending_event = ""
         self._wake = trio.Event()
+        self.udp = udp or UdpTrackerClient()
 
     def completed(self) -> None:
         """The download finished: announce ``completed`` now (once)."""
@@ -93,7 +97,7 @@ class Announcer:
         for tier in self.tiers:
             for url in list(tier):
                 try:
-                    resp = await announce_http(client, url, self._request(event))
+                    resp = await self._announce_to(client, url, self._request(event))
                 except TrackerError as e:
                     errors.append(str(e))
                     log.info("%s", e)
@@ -113,6 +117,14 @@ class Announcer:
         self.last_error = errors[-1] if errors else "no trackers"
         raise TrackerError(self.last_error)
 
+    async def _announce_to(self, client: httpx.AsyncClient, url: str, req: AnnounceRequest,
+                           timeout: float = TIMEOUT) -> AnnounceResponse:
+        """One announce to one tracker, over UDP for ``udp://`` URLs (whose client
+        bounds its own retries), else over HTTP(S)."""
+        if url.startswith("udp://"):
+            return await self.udp.announce(url, req)
+        return await announce_http(client, url, req, timeout)
+
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Announce until cancelled; then announce ``stopped`` within a short bound."""
         if not self.tiers:
@@ -120,7 +132,8 @@ class Announcer:
             return
         async with httpx.AsyncClient(transport=self.transport,
                                      follow_redirects=True, max_redirects=3,
-                                     headers={"User-Agent": "torrentfs/0.1"}) as client:
+                                     headers={"User-Agent": "torrentfs/0.1"}) as client, \
+                self.udp:
             task_status.started()
             event, retry = "started", RETRY_MIN
             try:
@@ -147,6 +160,6 @@ class Announcer:
     async def _announce_stopped(self, client: httpx.AsyncClient) -> None:
         for url in list(self._announced):
             try:
-                await announce_http(client, url, self._request("stopped"), STOP_TIMEOUT)
+                await self._announce_to(client, url, self._request("stopped"), STOP_TIMEOUT)
             except TrackerError as e:
                 log.info("stopped announce: %s", e)

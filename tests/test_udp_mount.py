@@ -1,0 +1,35 @@
+"""Integration: a torrent whose only tracker is opentracker's UDP port (BEP 15). A
+libtorrent seeder announces there; a torrentfs mount finds it only through that
+tracker (no --peer) and reads every file byte-exact."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from conftest import make_payload
+from swarm import lt_create, lt_seeder, opentracker
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+
+def test_mount_finds_its_seeder_through_a_udp_tracker(tmp_path, mount_torrent):
+    data = tmp_path / "data"
+    payload = make_payload(data / "payload", 3 * 1024 * 1024 + 321, seed=15)
+    torrent = tmp_path / "udp.torrent"
+    with opentracker() as tracker:
+        info_hash = lt_create(payload, torrent, tracker.udp_url, piece_size=64 * 1024)
+        tracker.add(info_hash)
+        with lt_seeder(torrent, data, ip="127.0.0.6") as seeder:
+            tracker.wait_peers(info_hash, 1, timeout=20)
+            m = mount_torrent(torrent)
+            for original in sorted(p for p in payload.rglob("*") if p.is_file()):
+                rel = original.relative_to(payload)
+                r = subprocess.run(["cmp", str(original), str(m.path / "payload" / rel)],
+                                   capture_output=True, text=True, timeout=60)
+                assert r.returncode == 0, f"{rel}: {r.stdout}{r.stderr}\n{m.log[-3000:]}"
+            assert m.unmount().returncode == 0
+    log = m.log
+    assert f"announced to {tracker.udp_url}" in log, log[-3000:]
+    assert f"<peer 127.0.0.6:{seeder.port}>" in log, log[-3000:]
