@@ -53,7 +53,10 @@ async def test_bootstrap_announce_and_find():
         assert await collect(d, IH) == [("127.0.0.1", 4321)]
         # A node that never bootstrapped from anyone finds nothing and ends at once.
         lone = DHT(host="127.0.0.1", bootstrap=[])
-        assert await collect(lone, IH) == []
+        async with trio.open_nursery() as n:
+            await n.start(lone.run)
+            assert await collect(lone, IH) == []
+            n.cancel_scope.cancel()
 
 
 async def test_keep_torrent_found_feeds_add_peer():

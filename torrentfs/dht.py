@@ -9,7 +9,7 @@ bootstrap lookup has ended (found nodes or not).
 
 ``async for addr in dht.get_peers(info_hash)`` runs one iterative ``get_peers``
 lookup and yields peers as they come (it needs no torrent, so a magnet link can use
-it before the metadata is known); with ``announce_port`` it then sends
+it before the metadata is known; it first waits for the bootstrap, bounded); with ``announce_port`` it then sends
 ``announce_peer`` to the closest nodes that gave a token. Close it early with
 ``contextlib.aclosing`` if you stop iterating before it ends.
 
@@ -307,7 +307,11 @@ class DHT:
         return seeds
 
     async def _lookup(self, target: bytes, make: Callable[[bytes], krpc.Query],
-                      announce_port: int | None = None) -> AsyncIterator[Addr]:
+                      announce_port: int | None = None, *,
+                      bootstrapping: bool = False) -> AsyncIterator[Addr]:
+        if not bootstrapping and not self.bootstrapped.is_set():
+            with trio.move_on_after(LOOKUP_LIMIT):  # the table is still filling
+                await self.bootstrapped.wait()
         lookup = Lookup(target, self._seeds(target), own_id=self.node_id)
         send, recv = trio.open_memory_channel(math.inf)
         deadline = trio.current_time() + LOOKUP_LIMIT
@@ -358,10 +362,10 @@ class DHT:
                 announce_port):
             yield peer
 
-    async def find_node(self, target: bytes) -> None:
+    async def find_node(self, target: bytes, *, bootstrapping: bool = False) -> None:
         """One iterative ``find_node`` lookup of ``target``: fills the routing table."""
-        async for _ in self._lookup(target, lambda tid: krpc.FindNode(tid, self.node_id,
-                                                                      target)):
+        async for _ in self._lookup(target, lambda tid: krpc.FindNode(tid, self.node_id, target),
+                                    bootstrapping=bootstrapping):
             pass
 
     # -- maintenance -------------------------------------------------------------------
@@ -380,7 +384,7 @@ class DHT:
 
     async def _bootstrap(self) -> None:
         self._resolved_bootstrap = await self._resolve_bootstrap()
-        await self.find_node(self.node_id)
+        await self.find_node(self.node_id, bootstrapping=True)
         log.info("DHT bootstrap: %d nodes in the routing table", len(self.table))
 
     async def _maintain(self) -> None:
