@@ -442,11 +442,12 @@ async def keep_torrent_found(dht: DHT, info_hash: bytes, *, port: Callable[[], i
             async for addr in peers:
                 if first:
                     first = False
-                    log.info("DHT: first peer for %s after %.2f s: %s:%d", info_hash.hex(),
+                    log.info("DHT: first peer for %s after %.3f s: %s:%d", info_hash.hex(),
                              trio.current_time() - start, *addr)
                 found += 1
                 add_peer(addr)
-        log.info("DHT lookup for %s: %d peers", info_hash.hex(), found)
+        log.log(logging.INFO if found else logging.DEBUG, "DHT lookup for %s: %d peers",
+                info_hash.hex(), found)
         n = peer_count()
         await trio.sleep(LOOKUP_EVERY_NONE if n == 0 else
                          LOOKUP_EVERY_FEW if n < FEW_PEERS else LOOKUP_EVERY)
