@@ -169,3 +169,38 @@ async def test_port_in_use_raises():
         async with trio.open_nursery() as n:
             with pytest.raises(OSError):
                 await n.start(d.run)
+
+
+class ScriptedDHT:
+    """Stands in for DHT in keep_torrent_found: records when each lookup ran."""
+
+    def __init__(self, peers):
+        self.bootstrapped = trio.Event()
+        self.bootstrapped.set()
+        self.peers = peers
+        self.calls: list[tuple[float, int | None]] = []
+
+    async def get_peers(self, info_hash, *, announce_port=None):
+        self.calls.append((trio.current_time(), announce_port))
+        for p in self.peers:
+            yield p
+
+
+async def test_lookup_schedule_follows_the_peer_count(autojump_clock):
+    d = ScriptedDHT([("10.0.0.1", 1), ("10.0.0.2", 2)])
+    count = 0
+    found = []
+    async with trio.open_nursery() as n:
+        n.start_soon(lambda: keep_torrent_found(d, IH, port=lambda: 6000,
+                                                add_peer=found.append,
+                                                peer_count=lambda: count))
+        await trio.sleep(31)       # no peers: every 15 s
+        count = 3
+        await trio.sleep(60)       # a few: every minute
+        count = 50
+        await trio.sleep(400)      # plenty: every 5 minutes
+        n.cancel_scope.cancel()
+    t0 = d.calls[0][0]
+    assert [round(t - t0) for t, _ in d.calls] == [0, 15, 30, 45, 105, 405]
+    assert all(port == 6000 for _, port in d.calls)
+    assert found[:2] == [("10.0.0.1", 1), ("10.0.0.2", 2)] and len(found) == 12

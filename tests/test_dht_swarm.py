@@ -4,7 +4,8 @@ A DHT-only swarm of libtorrent nodes (each on its own loopback address), a
 trackerless torrent; torrentfs mounts it with no tracker and no --peer, only
 --dht-bootstrap pointing at one libtorrent node, finds the seeder through the DHT and
 reads every file byte-exact. Then the other way round: torrentfs seeds, and a
-libtorrent leecher that knows only the DHT downloads from it."""
+libtorrent leecher that knows only the DHT (joined through torrentfs's own node)
+downloads from it."""
 
 from __future__ import annotations
 
@@ -95,8 +96,10 @@ def test_libtorrent_finds_torrentfs_seed_through_the_dht(dht, tmp_path):
                    or proc.poll() is not None, 60,
                    message="torrentfs seed never announced itself on the DHT")
         assert proc.poll() is None, log_path.read_text()
+        # The leecher joins the DHT through torrentfs's node alone (UDP, the same port
+        # number as its TCP port): our answers to libtorrent's queries lead it on.
         res = lt_leecher(dht["torrent"], tmp_path / "down", ip=f"{NET}.9",
-                         dht_nodes=[dht["join"]], timeout=90)
+                         dht_nodes=[f"127.0.0.1:{port}"], timeout=90)
         assert res.returncode == 0, res.stderr[-3000:] + log_path.read_text()[-3000:]
         for original in (p for p in dht["payload"].rglob("*") if p.is_file()):
             got = tmp_path / "down" / "payload" / original.relative_to(dht["payload"])
