@@ -527,7 +527,7 @@ class TorrentfsMount(Mount):
         t0 = time.monotonic()
         with open(self.log_path, "wb") as log:
             cli = subprocess.Popen([TORRENTFS, "mount", str(torrent), str(self.mnt),
-                                    "--cache-dir", str(self.cache)],
+                                    "--cache-dir", str(self.cache), "--no-dht"],
                                    stdin=subprocess.DEVNULL, stdout=log,
                                    stderr=subprocess.STDOUT, env=child_env())
         self.worker.send(op="wait_listed", dir=str(self.mnt / top), name=name,

@@ -113,7 +113,8 @@ class Origin:
         self.cache = work / "origin-cache"
         with open(self.log_path, "wb") as err:
             self.proc = c.popen(0, [TORRENTFS, "seed", str(torrent), str(data),
-                                    "--port", str(ORIGIN_PORT), "--cache-dir", str(self.cache)],
+                                    "--port", str(ORIGIN_PORT), "--cache-dir", str(self.cache),
+                                    "--no-dht"],
                                 stdout=subprocess.DEVNULL, stderr=err)
         try:
             wait_until(lambda: b"seeding " in self.log_path.read_bytes()
@@ -143,7 +144,7 @@ class NodeMount:
         self.path.mkdir(parents=True)
         self.folder = self.cache / info_hash
         r = c.run(i, [TORRENTFS, "mount", str(torrent), str(self.path), "--cache-dir",
-                      str(self.cache), "--read-timeout", "120", *extra],
+                      str(self.cache), "--read-timeout", "120", "--no-dht", *extra],
                   capture_output=True, text=True, timeout=90)
         self.pid = self._pid()
         if r.returncode != 0 or not os.path.ismount(self.path):

@@ -98,7 +98,7 @@ def main() -> int:
         done(t, ", ".join(s.endpoint for s in seeders))
 
         t = step(f"torrentfs mount {torrent.name} {mnt}")
-        run([TORRENTFS, "mount", str(torrent), str(mnt), "--cache-dir", str(cache)])
+        run([TORRENTFS, "mount", str(torrent), str(mnt), "--cache-dir", str(cache), "--no-dht"])
         stack.callback(lambda: subprocess.run(
             [TORRENTFS, "unmount", str(mnt), "--cache-dir", str(cache)],
             capture_output=True, timeout=60) if os.path.ismount(mnt) else None)

@@ -171,6 +171,7 @@ def mount_torrent(tmp_path):
 
     def mount(torrent: Path, *args: str, cache: Path | None = None,
               expect_ok: bool = True, wrap=None) -> Mount:
+        """Without a --dht option of its own, the mount gets --no-dht."""
         from torrentfs.metainfo import parse
         n = next(counter)
         mountpoint = tmp_path / f"mnt{n}"
@@ -179,6 +180,8 @@ def mount_torrent(tmp_path):
         info_hash = parse(Path(torrent).read_bytes()).info_hash.hex()
         m = Mount(mountpoint, cache, info_hash)
         mounts.append(m)
+        if not any(a.startswith(("--dht", "--no-dht")) for a in args):
+            args = ("--no-dht", *args)  # tests never reach for the public DHT routers
         # --no-lsd: tests stay on loopback (a test that wants LSD passes --lsd).
         argv = [TORRENTFS, "mount", str(torrent), str(mountpoint), "--cache-dir", str(cache),
                 "--read-timeout", "60", "--no-lsd", *args]

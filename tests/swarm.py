@@ -7,7 +7,8 @@ a log file whose tail is put into every error raised here.
 
 - opentracker (Debian's, whitelist mode) -> `opentracker()`
 - libtorrent 2.0 via tests/peers/lt_peer.py under /usr/bin/python3
-  -> `lt_seeder()`, `lt_leecher()`, `lt_create()`
+  -> `lt_seeder()`, `lt_leecher()`, `lt_create()`, and DHT-only nodes `lt_dht_node()`
+  (seeders and leechers join a DHT through `dht_nodes`)
 - a network namespace joined by a veth pair -> `netns_host()`
 - transmission-cli 3.00 inside such a namespace -> `transmission_seeder()`
 
@@ -384,10 +385,32 @@ def _lt_argv(*args: str) -> list[str]:
     return [SYSTEM_PYTHON, str(LT_PEER), *args]
 
 
+def _dht_args(dht_nodes: Sequence[str]) -> list[str]:
+    return [arg for node in dht_nodes for arg in ("--dht-node", node)]
+
+
+@contextlib.contextmanager
+def lt_dht_node(ip: str, port: int = 0, dht_nodes: Sequence[str] = (), *,
+                workdir: Path | str | None = None, timeout: float = 30.0) -> Iterator[Peer]:
+    """Run a libtorrent DHT node with no torrent on ip:port (UDP; 0 = any), joined
+    through `dht_nodes` ('IP:PORT'; none for the first node of a swarm). Its log
+    has a line 'incoming dht announce ...' for each announce_peer it takes in."""
+    with _workdir(workdir, "lt-dht-") as wd:
+        ready = wd / f"lt-dht-{ip}-{port}.ready"
+        ready.unlink(missing_ok=True)
+        log_path = wd / f"lt-dht-{ip}.log"
+        argv = _lt_argv("dht", "--listen", f"{ip}:{port}", "--ready-file", str(ready),
+                        *_dht_args(dht_nodes))
+        with _running(argv, log_path) as proc:
+            _wait_ready(proc, f"lt DHT node {ip}", log_path, ready.exists, timeout)
+            yield Peer(ip=ip, port=int(ready.read_text()), proc=proc, log_path=log_path)
+
+
 @contextlib.contextmanager
 def lt_seeder(torrent_path: Path | str, data_dir: Path | str, ip: str = "127.0.0.2",
               port: int = 0, *, utp: bool = False, upload_rate: int | None = None,
               lsd: bool = False, wrap: Callable[[list[str]], list[str]] | None = None,
+              dht_nodes: Sequence[str] = (),
               workdir: Path | str | None = None, timeout: float = 60.0) -> Iterator[Peer]:
     """Run a libtorrent seeder of the data in `data_dir` on ip:port (0 = any).
 
@@ -397,6 +420,8 @@ def lt_seeder(torrent_path: Path | str, data_dir: Path | str, ip: str = "127.0.0
     service discovery (BEP 14), announcing every few seconds. `wrap` rewrites
     the command line, e.g. `lambda argv: cluster.argv_in(i, argv)` to run it in
     a cluster's namespace.
+    With `dht_nodes` it joins the DHT through them and announces itself there
+    (at once, then every 5 s).
     """
     with _workdir(workdir, "lt-seed-") as wd:
         ready = wd / f"lt-seed-{ip}-{port}.ready"
@@ -408,6 +433,7 @@ def lt_seeder(torrent_path: Path | str, data_dir: Path | str, ip: str = "127.0.0
             argv.append("--utp")
         if upload_rate:
             argv += ["--upload-rate", str(upload_rate)]
+        argv += _dht_args(dht_nodes)
         if lsd:
             argv.append("--lsd")
         if wrap is not None:
@@ -419,10 +445,12 @@ def lt_seeder(torrent_path: Path | str, data_dir: Path | str, ip: str = "127.0.0
 
 def lt_leecher(torrent_path: Path | str, save_dir: Path | str, ip: str = "127.0.0.9",
                port: int = 0, peers: Sequence[str] = (), *, utp: bool = False,
+               dht_nodes: Sequence[str] = (),
                timeout: float = 60.0) -> subprocess.CompletedProcess:
     """Download with libtorrent into `save_dir`; returns when done or timed out.
 
-    `peers` are 'IP:PORT' strings to connect to besides the tracker's. The
+    `peers` are 'IP:PORT' strings to connect to besides the tracker's; with
+    `dht_nodes` it also looks for peers on the DHT joined through them. The
     result's returncode is 0 only when complete and rechecked; the status is
     in its stderr. The process is killed if it overruns `timeout` by 15 s.
     """
@@ -432,6 +460,7 @@ def lt_leecher(torrent_path: Path | str, save_dir: Path | str, ip: str = "127.0.
         argv += ["--peer", p]
     if utp:
         argv.append("--utp")
+    argv += _dht_args(dht_nodes)
     return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           env=child_env(), timeout=timeout + 15)
 

@@ -230,3 +230,29 @@ def test_lsd_is_on_unless_turned_off():
         assert p.parse_args(cmd).lsd is True
         assert p.parse_args(cmd + ["--no-lsd"]).lsd is False
         assert p.parse_args(cmd + ["--no-lsd", "--lsd"]).lsd is True  # the last one wins
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--dht-bootstrap", "nohost"], "not HOST:PORT"),
+    (["--dht-bootstrap", ","], "no HOST:PORT"),
+    (["--dht-port", "70000"], "not a port"),
+])
+def test_bad_dht_options(tmp_path, good_torrent, args, needle):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    r = run("mount", good_torrent, mnt, *args)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert needle in r.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.integration
+def test_dht_port_taken_is_one_line(tmp_path, good_torrent):
+    import socket
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("0.0.0.0", 0))
+        r = run("mount", good_torrent, mnt, "--cache-dir", tmp_path / "c", "--dht-port",
+                s.getsockname()[1], "--dht-bootstrap", "127.0.0.1:9")
+    assert_one_line_error(r, "UDP port", "for the DHT")
+    assert not os.path.ismount(mnt)

@@ -108,7 +108,7 @@ def run_cluster(tmp_path):
             origin_log = tmp_path / "origin.log"
             with open(origin_log, "wb") as err:
                 origin = c.popen(0, [TORRENTFS, "seed", str(torrent), str(data),
-                                     "--port", str(ORIGIN_PORT),
+                                     "--port", str(ORIGIN_PORT), "--no-dht",
                                      "--cache-dir", str(tmp_path / "origin-cache")],
                                  stdout=subprocess.DEVNULL, stderr=err)
             mounts: list[Mount] = []
@@ -126,7 +126,8 @@ def run_cluster(tmp_path):
                     m = Mount(mnt, cache, info_hash.hex())
                     mounts.append(m)
                     r = c.run(i, [TORRENTFS, "mount", str(torrent), str(mnt),
-                                  "--cache-dir", str(cache), "--read-timeout", "120"],
+                                  "--cache-dir", str(cache), "--read-timeout", "120",
+                                  "--no-dht"],
                               capture_output=True, text=True, timeout=60)
                     assert r.returncode == 0, f"node{i} mount failed: {r.stderr}\n{m.log}"
                     assert os.path.ismount(mnt)

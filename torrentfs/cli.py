@@ -448,6 +448,7 @@ def cmd_seed(args) -> int:
                   f"port {torrent.port}", file=sys.stderr, flush=True)
             if not have.count:
                 raise CliError(f"no piece of {meta.name} in {data_dir} verifies")
+            await _start_dht(nursery, args, cache, torrent)
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
                 async for sig in sigs:
                     log.info("got %s: stopping", signal.Signals(sig).name)
@@ -500,6 +501,7 @@ def _serve(meta, mountpoint: str, folder: Path, args, ready) -> int:
                 await nursery.start(torrent.run)
             except OSError as e:
                 raise CliError(f"cannot listen on port {args.port}: {e.strerror}") from None
+            await _start_dht(nursery, args, Path(args.cache_dir or default_cache_dir()), torrent)
             try:
                 pyfuse3.init(fs, mountpoint, mount_options("torrentfs", args.o))
             except RuntimeError as e:
@@ -532,6 +534,30 @@ def _serve(meta, mountpoint: str, folder: Path, args, ready) -> int:
         state.unlink(missing_ok=True)  # after trackers were told and state was saved
     log.info("stopped")
     return 0
+
+
+async def _start_dht(nursery, args, cache: Path, torrent) -> None:
+    """Issue 6 (DHT) hook: find the torrent's peers on the mainline DHT too, and
+    announce our port there; not for private torrents (BEP 27) or with --no-dht."""
+    if args.no_dht or torrent.meta.private:
+        return
+    from functools import partial
+    from .dht import DHT, keep_torrent_found
+    explicit = args.dht_port is not None
+    dht = DHT(port=args.dht_port if explicit else torrent.port, bootstrap=args.dht_bootstrap,
+              state_path=cache / "dht.state")
+    try:
+        await nursery.start(dht.run)
+    except OSError as e:
+        if explicit:
+            raise CliError(f"cannot use UDP port {args.dht_port} for the DHT: "
+                           f"{e.strerror}") from None
+        log.info("UDP port %d is taken (%s): the DHT takes another", dht.port, e.strerror)
+        dht.port = 0
+        await nursery.start(dht.run)
+    nursery.start_soon(partial(keep_torrent_found, dht, torrent.meta.info_hash,
+                               port=lambda: torrent.port, add_peer=torrent.add_peer,
+                               peer_count=lambda: len(torrent.sessions)))
 
 
 async def _seed_after(torrent, limits: dict[str, float]) -> None:
@@ -616,6 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "or both, comma-separated, whichever comes first")
     _add_rates(m)
     _add_lsd(m)
+    _add_dht(m)
     m.add_argument("-o", action="append", default=[], metavar="OPT",
                    type=lambda s: [o for o in s.split(",") if o],
                    help="extra FUSE mount options, comma-separated (e.g. allow_other)")
@@ -644,6 +671,7 @@ def build_parser() -> argparse.ArgumentParser:
     sd.add_argument("--max-peers", type=int, default=50, metavar="N")
     _add_rates(sd)
     _add_lsd(sd)
+    _add_dht(sd)
     sd.add_argument("--cache-dir", metavar="DIR", help="where our state is kept")
     _add_log_level(sd)
     sd.set_defaults(func=cmd_seed)
@@ -676,6 +704,31 @@ def _add_lsd(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lsd", action=argparse.BooleanOptionalAction, default=True,
                    help="find peers on the local network by multicast (BEP 14 local service "
                         "discovery; default: on, never for private torrents)")
+
+
+def _add_dht(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-dht", action="store_true",
+                   help="do not use the DHT to find peers (it is never used for a "
+                        "private torrent)")
+    p.add_argument("--dht-port", type=parse_port, metavar="N",
+                   help="UDP port of the DHT node (default: the TCP port's number)")
+    p.add_argument("--dht-bootstrap", type=parse_peer_list, metavar="HOST:PORT,...",
+                   help="DHT nodes to join through (default: the public routers, "
+                        "router.bittorrent.com:6881 and others)")
+
+
+def parse_port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"not a port: {text!r}")
+    return int(text)
+
+
+def parse_peer_list(text: str) -> list[tuple[str, int]]:
+    """'HOST:PORT,HOST:PORT' -> [(host, port), ...]."""
+    out = [parse_peer(part) for part in text.split(",") if part.strip()]
+    if not out:
+        raise argparse.ArgumentTypeError("no HOST:PORT given")
+    return out
 
 
 def parse_seed_after(text: str) -> dict[str, float]:

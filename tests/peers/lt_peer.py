@@ -8,6 +8,15 @@ Runs under the system interpreter /usr/bin/python3, not the project venv.
     lt_peer.py leech  --torrent T --save-path DIR --listen IP:PORT
                       [--peer IP:PORT ...] [--timeout S] [--utp]
     lt_peer.py create --path P --out T [--tracker URL ...] [--piece-size N]
+    lt_peer.py dht    --listen IP:PORT --ready-file F [--dht-node IP:PORT ...]
+
+seed and leech also take --dht-node IP:PORT (repeatable): the DHT is then on, joined
+through those nodes (never the public routers), with the settings a network of
+loopback addresses needs; a seeder announces itself at once when seeding and every
+5 s after (the DHT nodes log each announce they receive); a leecher asks the DHT for
+peers every few seconds while it has none.
+dht:    a DHT-only node (no torrent): writes its real port to --ready-file once
+        listening, logs its routing table size, runs until SIGTERM/SIGINT.
 
 seed:   checks the data already in DIR, waits until seeding (and, when the
         torrent has trackers, for the first tracker reply, bounded), writes the
@@ -47,18 +56,20 @@ def parse_endpoint(text):
     return host.strip("[]"), int(port)
 
 
-def make_session(listen, utp, lsd=False):
-    """A session with only what tests need: no DHT/UPnP/NAT-PMP, and no LSD unless
-    asked for (then it announces every 2 s, not every 5 minutes)."""
+def make_session(listen, utp, dht_nodes=None, lsd=False):
+    """A session with only what tests need: no UPnP/NAT-PMP, no DHT unless
+    ``dht_nodes`` is given (a list, maybe empty, of (ip, port) to join through), and
+    no LSD unless asked for (then it announces every 2 s, not every 5 minutes)."""
     mask = (lt.alert.category_t.error_notification
             | lt.alert.category_t.status_notification
             | lt.alert.category_t.tracker_notification
-            | lt.alert.category_t.storage_notification)
+            | lt.alert.category_t.storage_notification
+            | lt.alert.category_t.dht_notification)
     if lsd:
         mask |= lt.alert.category_t.peer_notification  # for lsd_peer_alert
     settings = {
         "listen_interfaces": listen,
-        "enable_dht": False,
+        "enable_dht": dht_nodes is not None,
         "enable_lsd": lsd,
         "local_service_announce_interval": 2 if lsd else 300,
         "enable_upnp": False,
@@ -80,7 +91,24 @@ def make_session(listen, utp, lsd=False):
         "peer_connect_timeout": 3,
         "user_agent": "torrentfs-test-lt/" + lt.__version__,
     }
-    return lt.session(settings)
+    if dht_nodes is not None:
+        settings.update({
+            # Never the public routers: only the nodes given (add_dht_node below).
+            "dht_bootstrap_nodes": "",
+            # Every node is on 127.0.0.0/8: libtorrent's anti-Sybil defaults (one node
+            # per /24 in the routing table and in search results, ids tied to IPs by
+            # BEP 42) would leave its routing table and lookups nearly empty.
+            "dht_restrict_routing_ips": False,
+            "dht_restrict_search_ips": False,
+            "dht_prefer_verified_node_ids": False,
+            "dht_enforce_node_id": False,
+            "dht_ignore_dark_internet": False,
+            "dht_max_fail_count": 100,
+        })
+    ses = lt.session(settings)
+    for node in dht_nodes or ():
+        ses.add_dht_node(node)
+    return ses
 
 
 def wait_listen_port(ses, deadline):
@@ -127,6 +155,7 @@ def log_alerts(ses):
         if isinstance(a, (lt.tracker_reply_alert, lt.tracker_error_alert,
                           lt.tracker_warning_alert, lt.torrent_error_alert,
                           lt.file_error_alert, lt.hash_failed_alert,
+                          lt.dht_announce_alert, lt.dht_reply_alert,
                           lt.listen_failed_alert, lt.torrent_checked_alert,
                           lt.torrent_finished_alert)) or a.what() == "lsd_peer":
             # (lsd_peer_alert has no Python class of its own in 2.0: known by name.)
@@ -156,12 +185,12 @@ class StopFlag:
 def cmd_seed(args):
     """Check the data, become a seed, announce, write the ready file, seed."""
     flag = StopFlag()
-    ses = make_session(args.listen, args.utp, args.lsd)
+    ses = make_session(args.listen, args.utp, args.dht_node if args.dht else None, args.lsd)
     port = wait_listen_port(ses, time.monotonic() + 10)
     h = add_torrent(ses, args.torrent, args.save_path)
     if args.upload_rate:
         h.set_upload_limit(args.upload_rate)  # per torrent: applies on loopback too
-    has_trackers = bool(h.torrent_file().trackers())
+    has_trackers = bool(list(h.torrent_file().trackers()))
 
     announced = reannounced = False
     deadline = time.monotonic() + CHECK_TIMEOUT_S
@@ -169,7 +198,7 @@ def cmd_seed(args):
     while not flag.stop:
         ses.wait_for_alert(200)
         for a in log_alerts(ses):
-            if isinstance(a, lt.tracker_reply_alert):
+            if isinstance(a, (lt.tracker_reply_alert, lt.dht_reply_alert)):
                 # libtorrent announces only once the data is checked, so
                 # with complete data this is an announce as a seed (left=0).
                 announced = True
@@ -196,6 +225,8 @@ def cmd_seed(args):
         return 0
     if has_trackers and not announced:
         log(f"WARNING: no tracker reply within {ANNOUNCE_WAIT_S}s; seeding anyway")
+    if args.dht:
+        h.force_dht_announce()
     if args.ready_file:
         write_atomically(args.ready_file, f"{port}\n")
     log(f"ready: seeding on {args.listen} (port {port})")
@@ -207,6 +238,8 @@ def cmd_seed(args):
         if time.monotonic() - last >= 5:
             last = time.monotonic()
             log(status_line(h))
+            if args.dht:
+                h.force_dht_announce()  # keep the swarm's DHT nodes told (cheap here)
     log("signal received, stopping")
     ses.pause()
     return 0
@@ -215,10 +248,11 @@ def cmd_seed(args):
 def cmd_leech(args):
     """Download to completion, then recheck; 0 when every piece is good."""
     flag = StopFlag()
-    ses = make_session(args.listen, args.utp)
+    ses = make_session(args.listen, args.utp, args.dht_node if args.dht else None)
     wait_listen_port(ses, time.monotonic() + 10)
     h = add_torrent(ses, args.torrent, args.save_path)
     n = h.torrent_file().num_pieces()
+    last_dht = time.monotonic()
 
     def connect_peers():
         for ip, port in args.peer:
@@ -247,6 +281,9 @@ def cmd_leech(args):
                 log(f"complete and verified: {status_line(h)}")
                 return 0
             continue
+        if args.dht and s.num_peers == 0 and now - last_dht >= 3:
+            last_dht = now
+            h.force_dht_announce()
         if args.peer and s.num_peers == 0 and now - last_connect >= 2:
             last_connect = now
             connect_peers()
@@ -256,6 +293,29 @@ def cmd_leech(args):
     reason = "interrupted" if flag.stop else f"timed out after {args.timeout}s"
     print(f"lt_peer leech {reason}: {status_line(h)}", file=sys.stderr, flush=True)
     return 1
+
+
+def cmd_dht(args):
+    """A DHT node with no torrent, for a swarm's DHT to have more than its peers."""
+    flag = StopFlag()
+    ses = make_session(args.listen, False, args.dht_node)
+    port = wait_listen_port(ses, time.monotonic() + 10)
+    write_atomically(args.ready_file, f"{port}\n")
+    log(f"ready: DHT node on {args.listen} (port {port})")
+    last = time.monotonic()
+    while not flag.stop:
+        ses.wait_for_alert(500)
+        for a in ses.pop_alerts():
+            if isinstance(a, lt.dht_stats_alert):
+                log(f"DHT: {sum(b['num_nodes'] for b in a.routing_table)} nodes, "
+                    f"{len(a.active_requests)} lookups running")
+            elif isinstance(a, (lt.dht_announce_alert, lt.dht_bootstrap_alert)):
+                log(a.message())
+        if time.monotonic() - last >= 5:
+            last = time.monotonic()
+            ses.post_dht_stats()
+    log("signal received, stopping")
+    return 0
 
 
 def cmd_create(args):
@@ -294,6 +354,11 @@ def main(argv=None):
         sp.add_argument("--utp", action="store_true", help="enable uTP (off by default)")
         sp.add_argument("--no-utp", dest="utp", action="store_false",
                         help="disable uTP (the default)")
+        dht_option(sp)
+
+    def dht_option(sp):
+        sp.add_argument("--dht-node", action="append", type=parse_endpoint, default=[],
+                        help="turn the DHT on, joined through this node (repeatable)")
 
     sp = sub.add_parser("seed")
     common(sp)
@@ -308,6 +373,12 @@ def main(argv=None):
     sp.add_argument("--timeout", type=float, default=60.0)
     sp.set_defaults(func=cmd_leech)
 
+    sp = sub.add_parser("dht")
+    sp.add_argument("--listen", required=True, help="IP:PORT, port 0 = any")
+    sp.add_argument("--ready-file", required=True)
+    dht_option(sp)
+    sp.set_defaults(func=cmd_dht)
+
     sp = sub.add_parser("create")
     sp.add_argument("--path", required=True)
     sp.add_argument("--out", required=True)
@@ -318,6 +389,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if getattr(args, "listen", None):
         parse_endpoint(args.listen)  # validate
+    args.dht = bool(getattr(args, "dht_node", None))
     return args.func(args)
 
 
