@@ -9,7 +9,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "torrentfs"
 PURE = ["geometry", "metainfo", "bitfield", "wire", "announce", "picker", "tree", "readahead",
-        "choker", "ratelimit"]
+        "choker", "ratelimit", "magnet", "extension", "metadata", "pex"]
 FORBIDDEN_IN_PURE = {"trio", "pyfuse3", "httpx", "socket", "time", "asyncio", "threading",
                      "selectors", "select", "subprocess", "anyio", "random", "secrets"}
 

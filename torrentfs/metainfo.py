@@ -40,7 +40,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 import bencodepy
 
@@ -130,9 +129,8 @@ class Metainfo:
 
     def magnet(self) -> str:
         """``magnet:?xt=urn:btih:HEX&dn=NAME&tr=URL...`` with URL-encoded values."""
-        parts = [f"xt=urn:btih:{self.info_hash_hex}", "dn=" + quote(self.name, safe="")]
-        parts += ["tr=" + quote(url, safe="") for url in self.trackers]
-        return "magnet:?" + "&".join(parts)
+        from .magnet import make
+        return make(self.info_hash, self.name, self.trackers)
 
 
 # ---------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from .bitfield import Bitfield
 from .geometry import Geometry
 from .choker import Choker, PeerView
 from .peer import PeerSession, connect, tune
+from .peerext import PeerExtensions
 from .picker import NOW, READAHEAD, Picker
 from .ratelimit import TokenBucket
 from .upload import Uploader
@@ -132,7 +133,7 @@ class Torrent:
                  listen: bool = True, offload=trio.to_thread.run_sync,
                  data_dir=None, seed_only: bool = False, check_progress=None,
                  upload_rate: float | None = None, download_rate: float | None = None,
-                 choker: Choker | None = None) -> None:
+                 choker: Choker | None = None, pex: bool = True) -> None:
         self.meta = meta
         self.geometry = Geometry(meta.piece_length, tuple(f.length for f in meta.files))
         # seed_only: serve the data in data_dir as it is (verified at start), never
@@ -177,6 +178,9 @@ class Torrent:
             meta.info_hash, self.peer_id, lambda: self.port,
             self._announce_stats, self._on_tracker_peers)
         self._nursery: trio.Nursery | None = None
+        # BEP 10 extensions (metadata serving, PEX): hooks in on_handshake,
+        # on_peer_closed, _on_Extended and _ticker.
+        self.ext = PeerExtensions(self, pex_enabled=pex and not meta.private)
         for addr in peers:
             self.add_peer(addr)
 
@@ -328,6 +332,7 @@ class Torrent:
             s.send(wire.HaveNone())
         elif self.have.count:
             s.send(wire.Bitfield(self.have.to_bytes()))
+        self.ext.greet(s)
         log.info("connected to %r (%s)", s, "out" if s.outgoing else "in")
         return True
 
@@ -339,6 +344,7 @@ class Torrent:
             s.registered = False
         s.queued.clear()
         s.upload_fifo.clear()
+        self.ext.peer_closed(s)
         self._wake_connector.set()
         self.schedule()
 
@@ -405,6 +411,9 @@ class Torrent:
             self._verifying.add(index)
             self._nursery.start_soon(self._verify, index)
         self._fill(s, batch=True)
+
+    def _on_Extended(self, s: PeerSession, msg: wire.Extended) -> None:
+        self.ext.on_extended(s, msg)
 
     def _on_Request(self, s: PeerSession, msg: wire.Request) -> None:
         self.uploads.request(s, msg)
@@ -585,6 +594,7 @@ class Torrent:
                     s.close("useless: neither side interested")  # room for another
             if self.choker.due(now):
                 self.rechoke()
+            self.ext.tick(now)
             self._count_spread()
             self.schedule()
             if self._resume_dirty and now - last_save > RESUME_EVERY:
