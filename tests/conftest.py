@@ -147,25 +147,32 @@ def force_unmount(m: Mount) -> None:
 @pytest.fixture
 def mount_torrent(tmp_path):
     """``mount_torrent(torrent, *args)`` mounts with ``torrentfs mount`` (daemonised)
-    on a fresh mountpoint and cache folder, and returns a ``Mount``. Every mount is
+    a .torrent path or a magnet link on a fresh mountpoint and cache folder, and
+    returns a ``Mount`` (``.elapsed``: seconds the mount command took). Every mount is
     undone when the test ends, even on failure."""
     mounts: list[Mount] = []
     counter = iter(range(1000))
 
-    def mount(torrent: Path, *args: str, cache: Path | None = None,
+    def mount(torrent: Path | str, *args: str, cache: Path | None = None,
               expect_ok: bool = True) -> Mount:
+        from torrentfs import magnet
         from torrentfs.metainfo import parse
         n = next(counter)
         mountpoint = tmp_path / f"mnt{n}"
         mountpoint.mkdir()
         cache = cache or tmp_path / f"cache{n}"
-        info_hash = parse(Path(torrent).read_bytes()).info_hash.hex()
+        if magnet.is_magnet(str(torrent)):  # a magnet link
+            info_hash = magnet.parse(str(torrent)).info_hash_hex
+        else:
+            info_hash = parse(Path(torrent).read_bytes()).info_hash.hex()
         m = Mount(mountpoint, cache, info_hash)
         mounts.append(m)
+        t0 = time.monotonic()
         r = subprocess.run([TORRENTFS, "mount", str(torrent), str(mountpoint),
                             "--cache-dir", str(cache), "--read-timeout", "60", *args],
-                           capture_output=True, text=True, timeout=60,
+                           capture_output=True, text=True, timeout=180,
                            stdin=subprocess.DEVNULL)
+        m.elapsed = time.monotonic() - t0
         if expect_ok:
             assert r.returncode == 0, f"mount failed: {r.stderr}\n{m.log}"
             assert os.path.ismount(mountpoint)

@@ -487,6 +487,7 @@ def _serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=No
             log.info("metadata of %s (%s) fetched in %.2f s", meta.info_hash.hex(),
                      meta.name, trio.current_time() - t0)
         elif magnet is not None:
+            log.info("metadata of %s (%s) from the cache", meta.info_hash.hex(), meta.name)
             peers += magnet.peers
         torrent = Torrent(meta, folder, port=port, peers=peers, peer_id=peer_id,
                           prefetch=args.prefetch, max_peers=args.max_peers,

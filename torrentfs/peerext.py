@@ -70,9 +70,13 @@ class PeerExtensions:
     def on_extended(self, s, msg: wire.Extended) -> None:
         if msg.ext_id == 0:
             try:
-                self.peers[s] = _PeerExt(parse_handshake(msg.payload))
+                hs = parse_handshake(msg.payload)
             except ExtensionError as e:
                 s.close(f"bad extension handshake: {e}")
+                return
+            self.peers[s] = _PeerExt(hs)
+            log.debug("%r speaks %s (%s)", s, ", ".join(sorted(hs.ids)) or "no extensions",
+                      hs.client or "unknown client")
             return
         state = self.peers.get(s)
         name = self._by_id.get(msg.ext_id)
@@ -103,6 +107,7 @@ class PeerExtensions:
         except pex.PexError as e:
             log.info("%r: %s", s, e)
             return
+        log.debug("%r: pex %d added, %d dropped", s, len(m.added), len(m.dropped))
         new = 0
         for addr, _flags in m.added:
             if len(t.candidates) >= MAX_CANDIDATES:

@@ -5,8 +5,9 @@ Runs under the system interpreter /usr/bin/python3, not the project venv.
 
     lt_peer.py seed   --torrent T --save-path DIR --listen IP:PORT
                       [--utp] [--ready-file F] [--upload-rate BPS]
-    lt_peer.py leech  --torrent T --save-path DIR --listen IP:PORT
+    lt_peer.py leech  (--torrent T | --magnet URI) --save-path DIR --listen IP:PORT
                       [--peer IP:PORT ...] [--timeout S] [--utp]
+                      [--download-rate BPS] [--ready-file F]
     lt_peer.py create --path P --out T [--tracker URL ...] [--piece-size N]
 
 seed:   checks the data already in DIR, waits until seeding (and, when the
@@ -14,7 +15,9 @@ seed:   checks the data already in DIR, waits until seeding (and, when the
         real listen port to --ready-file atomically, then seeds until
         SIGTERM/SIGINT and exits 0.
 leech:  downloads, rechecks the data on disk, exits 0 when complete; exits 1
-        with a status line on stderr on timeout or error.
+        with a status line on stderr on timeout or error. With --magnet it
+        starts from a magnet link (the metadata comes from peers, BEP 9).
+        --ready-file gets its listen port once it is connected to a peer.
 create: writes a v1-only .torrent of a file or directory and prints its
         info-hash (hex) on stdout.
 
@@ -47,8 +50,10 @@ def parse_endpoint(text):
     return host.strip("[]"), int(port)
 
 
-def make_session(listen, utp):
-    """A session with only what tests need: no DHT/LSD/UPnP/NAT-PMP."""
+def make_session(listen, utp, bind_outgoing=False):
+    """A session with only what tests need: no DHT/LSD/UPnP/NAT-PMP. With
+    bind_outgoing, connections it makes start from its listen address (so the
+    peers it meets, and the peers they tell of it by PEX, see that address)."""
     mask = (lt.alert.category_t.error_notification
             | lt.alert.category_t.status_notification
             | lt.alert.category_t.tracker_notification
@@ -76,6 +81,8 @@ def make_session(listen, utp):
         "peer_connect_timeout": 3,
         "user_agent": "torrentfs-test-lt/" + lt.__version__,
     }
+    if bind_outgoing:
+        settings["outgoing_interfaces"] = parse_endpoint(listen)[0]
     return lt.session(settings)
 
 
@@ -109,8 +116,9 @@ def add_torrent(ses, torrent, save_path):
 
 def status_line(h):
     s = h.status()
+    ti = h.torrent_file()
     return (f"state={s.state} progress={s.progress * 100:.1f}% "
-            f"have={s.num_pieces}/{h.torrent_file().num_pieces()} "
+            f"have={s.num_pieces}/{ti.num_pieces() if ti else '?'} "
             f"peers={s.num_peers} seeds={s.num_seeds} "
             f"down={s.download_rate / 1024:.0f}kB/s up={s.upload_rate / 1024:.0f}kB/s "
             f"error={s.errc.message() if s.errc.value() else '-'}")
@@ -151,7 +159,7 @@ class StopFlag:
 def cmd_seed(args):
     """Check the data, become a seed, announce, write the ready file, seed."""
     flag = StopFlag()
-    ses = make_session(args.listen, args.utp)
+    ses = make_session(args.listen, args.utp, args.bind_outgoing)
     port = wait_listen_port(ses, time.monotonic() + 10)
     h = add_torrent(ses, args.torrent, args.save_path)
     if args.upload_rate:
@@ -210,10 +218,18 @@ def cmd_seed(args):
 def cmd_leech(args):
     """Download to completion, then recheck; 0 when every piece is good."""
     flag = StopFlag()
-    ses = make_session(args.listen, args.utp)
-    wait_listen_port(ses, time.monotonic() + 10)
-    h = add_torrent(ses, args.torrent, args.save_path)
-    n = h.torrent_file().num_pieces()
+    ses = make_session(args.listen, args.utp, args.bind_outgoing)
+    port = wait_listen_port(ses, time.monotonic() + 10)
+    if args.magnet:
+        atp = lt.parse_magnet_uri(args.magnet)
+        atp.save_path = args.save_path
+        atp.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
+        h = ses.add_torrent(atp)
+        log(f"added magnet {args.magnet}")
+    else:
+        h = add_torrent(ses, args.torrent, args.save_path)
+    if args.download_rate:
+        h.set_download_limit(args.download_rate)
 
     def connect_peers():
         for ip, port in args.peer:
@@ -233,6 +249,18 @@ def cmd_leech(args):
                 rechecked = True
         s = h.status()
         now = time.monotonic()
+        if args.ready_file and (s.num_peers or not args.peer):
+            write_atomically(args.ready_file, f"{port}\n")
+            args.ready_file = None
+        if not s.has_metadata:
+            if now - last_log >= 1:
+                last_log = now
+                log(f"waiting for metadata: peers={s.num_peers}")
+            if args.peer and s.num_peers == 0 and now - last_connect >= 2:
+                last_connect = now
+                connect_peers()
+            continue
+        n = h.torrent_file().num_pieces()
         if s.is_seeding and s.num_pieces == n and s.state == lt.torrent_status.seeding:
             if not rechecking:
                 log("download complete; rechecking the data on disk")
@@ -282,13 +310,15 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    def common(sp):
-        sp.add_argument("--torrent", required=True)
+    def common(sp, torrent_required=True):
+        sp.add_argument("--torrent", required=torrent_required)
         sp.add_argument("--save-path", required=True)
         sp.add_argument("--listen", required=True, help="IP:PORT, port 0 = any")
         sp.add_argument("--utp", action="store_true", help="enable uTP (off by default)")
         sp.add_argument("--no-utp", dest="utp", action="store_false",
                         help="disable uTP (the default)")
+        sp.add_argument("--bind-outgoing", action="store_true",
+                        help="connect out from the --listen address")
 
     sp = sub.add_parser("seed")
     common(sp)
@@ -297,7 +327,10 @@ def main(argv=None):
     sp.set_defaults(func=cmd_seed)
 
     sp = sub.add_parser("leech")
-    common(sp)
+    common(sp, torrent_required=False)
+    sp.add_argument("--magnet", help="start from this magnet link instead of --torrent")
+    sp.add_argument("--download-rate", type=int, default=0, help="bytes/s, 0 = unlimited")
+    sp.add_argument("--ready-file")
     sp.add_argument("--peer", action="append", type=parse_endpoint, default=[])
     sp.add_argument("--timeout", type=float, default=60.0)
     sp.set_defaults(func=cmd_leech)
@@ -310,6 +343,8 @@ def main(argv=None):
     sp.set_defaults(func=cmd_create)
 
     args = p.parse_args(argv)
+    if args.cmd == "leech" and not (args.torrent or args.magnet):
+        p.error("leech needs --torrent or --magnet")
     if getattr(args, "listen", None):
         parse_endpoint(args.listen)  # validate
     return args.func(args)
