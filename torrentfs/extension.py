@@ -51,7 +51,7 @@ def _int_at(data: bytes, i: int, end_byte: int, what: str) -> tuple[int, int]:
     """Parse decimal digits from ``i`` up to ``end_byte``; (value, index after it)."""
     j = data.find(end_byte, i, i + 22)
     if j < 0:
-        raise ExtensionError(f"bad bencode: unterminated {what} at byte {i}")
+        raise ExtensionError(f"bad bencode: {what} at byte {i} unterminated or too long")
     text = data[i:j]
     neg = text.startswith(b"-")
     digits = text[1:] if neg else text
