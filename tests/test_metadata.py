@@ -183,3 +183,50 @@ def test_metadata_that_hashes_right_but_is_no_dictionary_is_refused():
     f.peer_joined("a", 3)
     drain(f, "a")
     assert isinstance(f.received("a", Data(0, 3, info)), HashFailed)
+
+
+def test_a_failure_nobody_can_be_blamed_for_turns_to_one_peer_per_attempt():
+    f = MetadataFetcher(HASH, per_peer=2)
+    f.peer_joined("liar", len(INFO))
+    f.peer_joined("honest", len(INFO))
+    assert drain(f, "liar") == [0, 1] and drain(f, "honest") == [2]
+    f.received("liar", Data(0, len(INFO), b"\0" * PIECE_SIZE))
+    f.received("liar", piece(1))
+    assert f.received("honest", piece(2)) == HashFailed(())
+    # Now one source per attempt: the liar goes first and is caught alone.
+    assert drain(f, "liar") == [0, 1] and drain(f, "honest") == []
+    f.received("liar", Data(0, len(INFO), b"\0" * PIECE_SIZE))
+    f.received("liar", piece(1))
+    assert drain(f, "liar") == [2]
+    assert f.received("liar", piece(2)) == HashFailed(("liar",))
+    outcome = None
+    for _ in range(3):
+        for i in drain(f, "honest"):
+            outcome = f.received("honest", piece(i))
+    assert outcome == Complete(INFO)
+
+
+def test_a_single_source_that_leaves_takes_its_pieces():
+    f = MetadataFetcher(HASH, per_peer=1)
+    f._single = True
+    f.peer_joined("a", len(INFO))
+    f.peer_joined("b", len(INFO))
+    assert drain(f, "a") == [0] and drain(f, "b") == []
+    f.received("a", piece(0))
+    f.peer_left("a")
+    assert f.received_pieces == 0 and drain(f, "b") == [0]
+
+
+def test_answers_to_requests_from_before_a_restart_are_ignored():
+    f = MetadataFetcher(HASH, per_peer=4)
+    f.peer_joined("liar", len(INFO))
+    f.peer_joined("slow", len(INFO))
+    drain(f, "liar")
+    assert drain(f, "slow") == [0]  # endgame
+    for i in range(3):
+        outcome = f.received("liar", Data(i, len(INFO), piece(i).data[::-1]))
+    assert outcome == HashFailed(("liar",))
+    assert f.received("slow", piece(0)) is None   # asked before the restart: dropped
+    assert f.received_pieces == 0
+    with pytest.raises(MetadataError):
+        f.received("slow", piece(0))              # but only once

@@ -51,7 +51,7 @@ MAX_ADDRESSES = 2000       # addresses remembered from all sources
 TRIES = 3                  # connection attempts per address
 RETRY_AFTER = 5.0
 REQUEST_TIMEOUT = 15.0     # a peer sitting on our metadata requests this long is dropped
-HANDSHAKE_WAIT = 10.0      # a peer whose extension handshake offers nothing by then: dropped
+HANDSHAKE_WAIT = 10.0      # a peer that has not offered the metadata by then: dropped
 ANNOUNCE_EVERY = 30.0      # re-announce this often while the metadata is missing
 INFO_FILE = "info.bencode"
 
@@ -186,9 +186,11 @@ class _Fetch:
             if hs.listen_port and not s.outgoing:
                 self.add([(s.addr[0], hs.listen_port)])
             if not hs.supports(UT_METADATA) or not hs.metadata_size:
-                s.close("does not offer the metadata")
-                return
+                if not hs.supports(UT_PEX):
+                    s.close("does not offer the metadata")
+                return  # it may still tell us of peers: dropped after HANDSHAKE_WAIT
             self.fetcher.peer_joined(s, hs.metadata_size)
+            self.joined_at.pop(s, None)
             self._ask_all()
         elif msg.ext_id == OUR_IDS[UT_METADATA]:
             m = metadata.decode(msg.payload)
@@ -201,15 +203,16 @@ class _Fetch:
                 return
             outcome = self.fetcher.received(s, m)
             self.asked_at[s] = trio.current_time()
-            if not self.fetcher.useful(s):
+            if isinstance(m, metadata.Reject) and not self.fetcher.useful(s):
                 s.close("rejected every metadata piece")
             if isinstance(outcome, metadata.Complete):
                 self.result = outcome.info_bytes
                 self.done.set()
                 return
             if isinstance(outcome, metadata.HashFailed):
-                log.warning("metadata failed its hash check; dropping %s",
-                            ", ".join(map(repr, outcome.culprits)))
+                log.warning("metadata failed its hash check; %s", "dropping " + ", ".join(
+                    map(repr, outcome.culprits)) if outcome.culprits else
+                    "several peers gave pieces: now one peer per attempt")
                 for peer in outcome.culprits:
                     peer.close("gave metadata that fails the hash check")
                     self._ban(peer.addr)
@@ -264,8 +267,9 @@ class _Fetch:
         while True:
             now = trio.current_time()
             for s, since in list(self.joined_at.items()):
-                if s not in self.their_ids and now - since > HANDSHAKE_WAIT:
-                    s.close("no extension handshake")
+                if now - since > HANDSHAKE_WAIT:
+                    s.close("does not offer the metadata" if s in self.their_ids
+                            else "no extension handshake")
             for s, since in list(self.asked_at.items()):
                 if self.fetcher.outstanding(s) and now - since > REQUEST_TIMEOUT:
                     s.close("no answer to our metadata requests")
@@ -328,7 +332,7 @@ class MetadataTimeout(Exception):
 async def resolve(magnet: Magnet, folder: Path, *, peer_id: bytes, port: int,
                   timeout: float, peers: Sequence[Addr] = (),
                   sources: Sequence[PeerSource] | None = None,
-                  progress: Callable[[str], None] | None = None):
+                  progress: Callable[[str], None] | None = None, connect=connect):
     """(Metainfo, peers) for a magnet: from the cache folder if it holds the info
     dictionary, else fetched within ``timeout`` seconds and cached. Raises
     MetadataTimeout, or MagnetError if what the peers gave is not a usable torrent."""
@@ -340,7 +344,8 @@ async def resolve(magnet: Magnet, folder: Path, *, peer_id: bytes, port: int,
         sources = default_sources(magnet, peer_id, port, peers)
     with trio.move_on_after(timeout):
         info, found = await fetch_metadata(magnet, peer_id=peer_id, port=port,
-                                           sources=sources, progress=progress)
+                                           sources=sources, progress=progress,
+                                           connect=connect)
         meta = magnet.metainfo(info)
         try:
             save_cached(folder, info)

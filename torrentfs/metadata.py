@@ -24,10 +24,14 @@ malformed one.
   piece we did not ask that peer for, with the wrong ``total_size`` or of the
   wrong length is a MetadataError (drop the peer).  When the last piece
   arrives the whole is hashed: a match returns :class:`Complete` with the info
-  dictionary's bytes (which must also decode as a bencoded dictionary);
-  a mismatch returns :class:`HashFailed` naming every peer that gave a piece,
-  and the download starts over without them.
-* ``peer_left(peer)`` puts its outstanding pieces back.
+  dictionary's bytes (which must also decode as a bencoded dictionary); a
+  mismatch returns :class:`HashFailed` and the download starts over.  If one
+  peer gave every piece, HashFailed names it and it is forgotten.  If several
+  did, nobody can be blamed: HashFailed names nobody, and from then on all
+  pieces of an attempt come from a single peer, so the next failure names its
+  liar (a source that leaves mid-attempt takes its pieces with it).
+* ``peer_left(peer)`` puts its outstanding pieces back.  Answers to requests
+  sent before a restart are ignored.
 * ``sources()`` says how many peers could still be asked (the shell waits for
   more peers when it is zero).
 
@@ -145,6 +149,7 @@ def serve(info_bytes: bytes | None, request: Request) -> Data | Reject:
 class _Peer:
     size: int
     out: set[int] = field(default_factory=set)       # pieces asked, not answered
+    stale: set[int] = field(default_factory=set)     # asked before a restart: ignored
     rejected: set[int] = field(default_factory=set)  # pieces it refused
 
 
@@ -159,14 +164,18 @@ class MetadataFetcher:
         self.per_peer = per_peer
         self.size: int | None = None
         self._peers: dict[Hashable, _Peer] = {}
+        self._single = False                # after an unattributable failure
+        self._source: Hashable | None = None  # the one peer of a single-source attempt
         self._reset(None)
 
     def _reset(self, size: int | None) -> None:
         self.size = size
+        self._source = None
         n = num_pieces(size) if size else 0
         self._pieces: list[bytes | None] = [None] * n
         self._from: dict[int, Hashable] = {}
         for p in self._peers.values():
+            p.stale |= p.out
             p.out.clear()
             p.rejected.clear()
 
@@ -187,6 +196,8 @@ class MetadataFetcher:
 
     def peer_left(self, peer: Hashable) -> None:
         self._peers.pop(peer, None)
+        if self._single and peer == self._source:
+            self._reset(self.size)
 
     def sources(self) -> int:
         """Peers that could still be asked for something."""
@@ -207,6 +218,11 @@ class MetadataFetcher:
         p = self._peers.get(peer)
         if p is None or p.size != self.size or len(p.out) >= self.per_peer:
             return None
+        if self._single:
+            if self._source is None:
+                self._source = peer
+            elif self._source != peer:
+                return None
         busy = {i for q in self._peers.values() for i in q.out}
         missing = [i for i, got in enumerate(self._pieces)
                    if got is None and i not in p.out and i not in p.rejected]
@@ -221,6 +237,9 @@ class MetadataFetcher:
 
     def received(self, peer: Hashable, msg: Data | Reject) -> Complete | HashFailed | None:
         p = self._peers.get(peer)
+        if p is not None and msg.piece in p.stale and msg.piece not in p.out:
+            p.stale.discard(msg.piece)  # the answer to a request from before a restart
+            return None
         if p is None or msg.piece not in p.out:
             raise MetadataError(f"ut_metadata: piece {msg.piece} was not asked for")
         p.out.discard(msg.piece)
@@ -244,8 +263,11 @@ class MetadataFetcher:
         if hashlib.sha1(info).digest() == self.info_hash and _is_dict(info):
             return Complete(info)
         culprits = tuple(dict.fromkeys(self._from.values()))
-        for c in culprits:
-            self._peers.pop(c, None)
+        if len(culprits) == 1:
+            self._peers.pop(culprits[0], None)
+        else:
+            culprits = ()
+            self._single = True
         sizes = [q.size for q in self._peers.values()]
         self._reset(max(set(sizes), key=sizes.count) if sizes else None)
         return HashFailed(culprits)
