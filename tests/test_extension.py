@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bencodepy
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from torrentfs.extension import (OUR_IDS, ExtensionError, bdecode, bdecode_prefix,
                                  encode_handshake, parse_handshake)
@@ -37,12 +37,14 @@ values = st.recursive(
     max_leaves=20)
 
 
+@settings(deadline=None)  # no wall-clock deadline: the machine is shared
 @given(values)
 def test_agrees_with_bencodepy(value):
     data = bencodepy.encode(value)
     assert bdecode(data) == value
 
 
+@settings(deadline=None)  # no wall-clock deadline: the machine is shared
 @given(st.binary(max_size=200))
 def test_any_bytes_decode_or_raise_extension_error(data):
     try:

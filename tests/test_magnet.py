@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from torrentfs import magnet
 from torrentfs.create import create_torrent
@@ -62,7 +63,7 @@ def test_numbered_trackers_and_repeated_same_hash():
     (f"magnet:?xt=urn:btih:{HEX}&x.pe=bad_host!:5", "bad host name"),
     (f"magnet:?xt=urn:btih:{HEX}&novalue", "no '='"),
     (f"magnet:?xt=urn:btih:{HEX}&dn=%FF%FE", "not UTF-8"),
-    ("magnet:?xt=urn:btih:" + HEX + "&tr=http://a/" * 0 + "&x" * 70000, "too long"),
+    ("magnet:?xt=urn:btih:" + HEX + "&x" * 70000, "too long"),
 ])
 def test_malformed(uri, needle):
     with pytest.raises(MagnetError) as e:
@@ -82,6 +83,7 @@ def test_not_a_string():
         magnet.parse(b"magnet:?xt=urn:btih:" + HEX.encode())  # type: ignore[arg-type]
 
 
+@settings(deadline=None)  # no wall-clock deadline: the machine is shared
 @given(st.text(max_size=300))
 def test_any_text_is_a_magnet_or_a_magnet_error(text):
     for candidate in (text, "magnet:?" + text, f"magnet:?xt=urn:btih:{HEX}&" + text):
@@ -98,13 +100,13 @@ hosts = st.one_of(
     st.from_regex(r"[a-z][a-z0-9]{0,10}(\.[a-z]{2,5}){0,2}", fullmatch=True))
 
 
+@settings(deadline=None)  # no wall-clock deadline: the machine is shared
 @given(st.binary(min_size=20, max_size=20), st.one_of(st.none(), st.text(max_size=40)),
        st.lists(st.from_regex(r"(http|udp)://[a-z0-9.:/?=&%+-]{1,30}", fullmatch=True),
                 max_size=4, unique=True),
        st.lists(st.tuples(hosts, st.integers(1, 65535)), max_size=4, unique=True))
 def test_make_then_parse_gives_the_same(info_hash, name, trackers, peers):
-    peers = [(str(__import__("ipaddress").ip_address(h)) if ":" in h else h, p)
-             for h, p in peers]
+    peers = [(str(ipaddress.ip_address(h)) if ":" in h else h, p) for h, p in peers]
     uri = magnet.make(info_hash, name, trackers, peers)
     assert magnet.parse(uri) == Magnet(info_hash, name, tuple(trackers), tuple(dict.fromkeys(peers)))
 

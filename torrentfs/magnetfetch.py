@@ -143,11 +143,14 @@ class _Fetch:
         self.tried = 0
 
     def add(self, addrs: list[Addr]) -> None:
+        before = len(self.addrs)
         for host, port in addrs:
             addr = (str(host), int(port))
             if addr not in self.addrs and len(self.addrs) < MAX_ADDRESSES:
                 self.addrs[addr] = [0, 0.0, False]
                 self.wake.set()
+        if len(self.addrs) != before:
+            self._report()
 
     def _report(self) -> None:
         if self.progress:
@@ -356,7 +359,8 @@ async def resolve(magnet: Magnet, folder: Path, *, peer_id: bytes, port: int,
     if magnet.trackers:
         where.append(f"{len(magnet.trackers)} tracker{'s' * (len(magnet.trackers) > 1)}")
     if magnet.peers or peers:
-        where.append(f"{len(magnet.peers) + len(peers)} peer address(es)")
+        n = len(magnet.peers) + len(peers)
+        where.append(f"{n} peer address{'es' * (n > 1)}")
     raise MetadataTimeout(
         f"no metadata for {magnet.info_hash_hex} after {timeout:g} s "
         f"(asked {' and '.join(where) or 'nobody: the magnet has no trackers or peers'})")
