@@ -163,21 +163,26 @@ def make_swarm(tmp_path):
 @pytest.fixture
 def mount_torrent(tmp_path):
     """``mount_torrent(torrent, *args)`` mounts with ``torrentfs mount`` (daemonised)
-    on a fresh mountpoint and cache folder, and returns a ``Mount``. ``wrap`` rewrites
-    the command line (e.g. to run it in a cluster's network namespace). Every mount
-    is undone when the test ends, even on failure."""
+    a .torrent path or a magnet link on a fresh mountpoint and cache folder, and
+    returns a ``Mount`` (``.elapsed``: seconds the mount command took). ``wrap``
+    rewrites the command line (e.g. to run it in a cluster's network namespace).
+    Every mount is undone when the test ends, even on failure."""
     mounts: list[Mount] = []
     counter = iter(range(1000))
 
-    def mount(torrent: Path, *args: str, cache: Path | None = None,
+    def mount(torrent: Path | str, *args: str, cache: Path | None = None,
               expect_ok: bool = True, wrap=None) -> Mount:
         """Without a --dht option of its own, the mount gets --no-dht."""
+        from torrentfs import magnet
         from torrentfs.metainfo import parse
         n = next(counter)
         mountpoint = tmp_path / f"mnt{n}"
         mountpoint.mkdir()
         cache = cache or tmp_path / f"cache{n}"
-        info_hash = parse(Path(torrent).read_bytes()).info_hash.hex()
+        if magnet.is_magnet(str(torrent)):  # a magnet link
+            info_hash = magnet.parse(str(torrent)).info_hash_hex
+        else:
+            info_hash = parse(Path(torrent).read_bytes()).info_hash.hex()
         m = Mount(mountpoint, cache, info_hash)
         mounts.append(m)
         if not any(a.startswith(("--dht", "--no-dht")) for a in args):
@@ -185,11 +190,13 @@ def mount_torrent(tmp_path):
         # --no-lsd: tests stay on loopback (a test that wants LSD passes --lsd).
         argv = [TORRENTFS, "mount", str(torrent), str(mountpoint), "--cache-dir", str(cache),
                 "--read-timeout", "60", "--no-lsd", *args]
+        t0 = time.monotonic()
         try:
             r = subprocess.run(wrap(argv) if wrap else argv, capture_output=True, text=True,
-                               timeout=60, stdin=subprocess.DEVNULL)
+                               timeout=180, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"torrentfs mount did not return in 60 s; its log:\n{m.log[-5000:]}")
+            pytest.fail(f"torrentfs mount did not return in 180 s; its log:\n{m.log[-5000:]}")
+        m.elapsed = time.monotonic() - t0
         if expect_ok:
             assert r.returncode == 0, f"mount failed: {r.stderr}\n{m.log}"
             assert os.path.ismount(mountpoint)

@@ -237,3 +237,83 @@ async def start(nursery, make_swarm, **kw) -> Swarm:
     meta, payload, torrent = make_swarm(**kw)
     await nursery.start(torrent.run)
     return Swarm(nursery, torrent, meta, payload)
+
+
+# -- a peer that speaks the extension protocol (BEP 10, 9, 11) -------------------------
+
+@dataclass
+class ExtBehaviour:
+    info: bytes | None = None          # metadata it serves (None: it has none)
+    size: int | None = None            # metadata_size it claims (default: len(info))
+    corrupt: bool = False              # flips a byte of every metadata piece it sends
+    answer: bool = True                # False: sits on metadata requests
+    reject: bool = False               # rejects every metadata request
+    pex: list = field(default_factory=list)  # addresses it tells by ut_pex, once
+    ask_metadata: bool = False         # requests every piece of the other side's metadata
+    listen_port: int | None = None     # 'p' in its extension handshake
+
+
+@dataclass
+class ExtStats:
+    handshake: object = None           # the other side's ExtHandshake
+    metadata_requests: list = field(default_factory=list)
+    metadata: dict = field(default_factory=dict)  # piece -> Data/Reject it got
+    pex: list = field(default_factory=list)       # PexMessages it got
+    closed: bool = False
+
+
+async def ext_peer(stream: trio.abc.Stream, info_hash: bytes, behaviour: ExtBehaviour,
+                   stats: ExtStats | None = None,
+                   peer_id: bytes = b"-FX0001-" + b"0" * 12) -> ExtStats:
+    """A peer with no pieces that speaks BEP 10 (ut_metadata id 3, ut_pex id 4 on its
+    side) as ``behaviour`` says, until the other side hangs up."""
+    from torrentfs import metadata, pex
+    from torrentfs.extension import encode_handshake, parse_handshake
+    b, stats = behaviour, stats or ExtStats()
+    conn = wire.PeerConnection(info_hash, peer_id, num_pieces=None)
+    size = b.size if b.size is not None else (len(b.info) if b.info else None)
+    await stream.send_all(conn.handshake())
+    try:
+        while True:
+            event = conn.next_event()
+            if event is wire.NEED_DATA:
+                conn.receive_data(await stream.receive_some(1 << 16))
+                continue
+            if isinstance(event, wire.ConnectionClosed):
+                break
+            out = b""
+            if isinstance(event, wire.Handshake):
+                out += conn.send(wire.Extended(0, encode_handshake(
+                    {"ut_metadata": 3, "ut_pex": 4}, metadata_size=size, port=b.listen_port)))
+            elif isinstance(event, wire.Extended) and event.ext_id == 0:
+                hs = stats.handshake = parse_handshake(event.payload)
+                if b.pex and "ut_pex" in hs.ids:
+                    out += conn.send(wire.Extended(hs.ids["ut_pex"], pex.encode(
+                        [(a, 0) for a in b.pex])))
+                if b.ask_metadata and hs.metadata_size:
+                    for i in range(metadata.num_pieces(hs.metadata_size)):
+                        out += conn.send(wire.Extended(hs.ids["ut_metadata"],
+                                                       metadata.encode(metadata.Request(i))))
+            elif isinstance(event, wire.Extended) and event.ext_id == 4:
+                stats.pex.append(pex.decode(event.payload))
+            elif isinstance(event, wire.Extended) and event.ext_id == 3:
+                m = metadata.decode(event.payload)
+                their = stats.handshake.ids["ut_metadata"]
+                if isinstance(m, metadata.Request):
+                    stats.metadata_requests.append(m.piece)
+                    if not b.answer:
+                        continue
+                    reply = metadata.Reject(m.piece) if b.reject else metadata.serve(b.info, m)
+                    if b.corrupt and isinstance(reply, metadata.Data):
+                        reply = metadata.Data(reply.piece, reply.total_size,
+                                              bytes([reply.data[0] ^ 1]) + reply.data[1:])
+                    out += conn.send(wire.Extended(their, metadata.encode(reply)))
+                else:
+                    stats.metadata[m.piece] = m
+            if out:
+                await stream.send_all(out)
+    except (trio.BrokenResourceError, trio.ClosedResourceError, wire.ProtocolError):
+        pass
+    finally:
+        stats.closed = True
+    return stats

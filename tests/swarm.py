@@ -7,8 +7,8 @@ a log file whose tail is put into every error raised here.
 
 - opentracker (Debian's, whitelist mode) -> `opentracker()`
 - libtorrent 2.0 via tests/peers/lt_peer.py under /usr/bin/python3
-  -> `lt_seeder()`, `lt_leecher()`, `lt_create()`, and DHT-only nodes `lt_dht_node()`
-  (seeders and leechers join a DHT through `dht_nodes`)
+  -> `lt_seeder()`, `lt_leecher()`, `lt_leeching()`, `lt_create()`, and DHT-only
+  nodes `lt_dht_node()` (seeders and leechers join a DHT through `dht_nodes`)
 - a network namespace joined by a veth pair -> `netns_host()`
 - transmission-cli 3.00 inside such a namespace -> `transmission_seeder()`
 
@@ -443,26 +443,56 @@ def lt_seeder(torrent_path: Path | str, data_dir: Path | str, ip: str = "127.0.0
             yield Peer(ip=ip, port=int(ready.read_text()), proc=proc, log_path=log_path)
 
 
-def lt_leecher(torrent_path: Path | str, save_dir: Path | str, ip: str = "127.0.0.9",
-               port: int = 0, peers: Sequence[str] = (), *, utp: bool = False,
-               dht_nodes: Sequence[str] = (),
-               timeout: float = 60.0) -> subprocess.CompletedProcess:
-    """Download with libtorrent into `save_dir`; returns when done or timed out.
-
-    `peers` are 'IP:PORT' strings to connect to besides the tracker's; with
-    `dht_nodes` it also looks for peers on the DHT joined through them. The
-    result's returncode is 0 only when complete and rechecked; the status is
-    in its stderr. The process is killed if it overruns `timeout` by 15 s.
-    """
-    argv = _lt_argv("leech", "--torrent", str(torrent_path), "--save-path", str(save_dir),
+def _leech_argv(torrent_path, save_dir, ip, port, peers, utp, timeout, magnet,
+                download_rate=None, dht_nodes=()) -> list[str]:
+    source = ["--magnet", magnet] if magnet else ["--torrent", str(torrent_path)]
+    argv = _lt_argv("leech", *source, "--save-path", str(save_dir),
                     "--listen", f"{ip}:{port}", "--timeout", str(timeout))
     for p in peers:
         argv += ["--peer", p]
     if utp:
         argv.append("--utp")
+    if download_rate:
+        argv += ["--download-rate", str(download_rate)]
     argv += _dht_args(dht_nodes)
+    return argv
+
+
+def lt_leecher(torrent_path: Path | str | None, save_dir: Path | str, ip: str = "127.0.0.9",
+               port: int = 0, peers: Sequence[str] = (), *, utp: bool = False,
+               dht_nodes: Sequence[str] = (),
+               timeout: float = 60.0, magnet: str | None = None
+               ) -> subprocess.CompletedProcess:
+    """Download with libtorrent into `save_dir`; returns when done or timed out.
+
+    `peers` are 'IP:PORT' strings to connect to besides the tracker's; with
+    `dht_nodes` it also looks for peers on the DHT joined through them. With
+    `magnet` (and no torrent) libtorrent starts from the magnet link. The
+    result's returncode is 0 only when complete and rechecked; the status is
+    in its stderr. The process is killed if it overruns `timeout` by 15 s.
+    """
+    argv = _leech_argv(torrent_path, save_dir, ip, port, peers, utp, timeout, magnet,
+                       dht_nodes=dht_nodes)
     return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           env=child_env(), timeout=timeout + 15)
+
+
+@contextlib.contextmanager
+def lt_leeching(torrent_path: Path | str, save_dir: Path | str, ip: str, peers: Sequence[str],
+                *, download_rate: int | None = None, workdir: Path | str | None = None,
+                timeout: float = 30.0) -> Iterator[Peer]:
+    """A libtorrent leecher running in the background (stopped on exit), ready once
+    it is connected to one of `peers`; `download_rate` (bytes/s) keeps it a leecher
+    for a while."""
+    with _workdir(workdir, "lt-leech-") as wd:
+        ready = wd / f"lt-leech-{ip}.ready"
+        ready.unlink(missing_ok=True)
+        log_path = wd / f"lt-leech-{ip}.log"
+        argv = _leech_argv(torrent_path, save_dir, ip, 0, peers, False, 600, None,
+                           download_rate) + ["--ready-file", str(ready), "--bind-outgoing"]
+        with _running(argv, log_path) as proc:
+            _wait_ready(proc, f"lt leecher {ip}", log_path, ready.exists, timeout)
+            yield Peer(ip=ip, port=int(ready.read_text()), proc=proc, log_path=log_path)
 
 
 def lt_create(path: Path | str, out: Path | str, tracker: str | Sequence[str] | None = None,

@@ -256,3 +256,56 @@ def test_dht_port_taken_is_one_line(tmp_path, good_torrent):
                 s.getsockname()[1], "--dht-bootstrap", "127.0.0.1:9")
     assert_one_line_error(r, "UDP port", "for the DHT")
     assert not os.path.ismount(mnt)
+
+
+# -- magnet links -------------------------------------------------------------------
+
+@pytest.mark.parametrize("uri, needle", [
+    ("magnet:?dn=nohash", "no info-hash"),
+    ("magnet:?xt=urn:btih:1234", "expected 40 hex or 32 base32"),
+    ("magnet:?xt=urn:btih:" + "ab" * 20 + "&x.pe=nowhere", "bad peer address"),
+])
+def test_bad_magnet_is_one_line(tmp_path, uri, needle):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    assert_one_line_error(run("mount", uri, mnt, "--cache-dir", tmp_path / "c"),
+                          "bad magnet link", needle)
+    assert_one_line_error(run("info", uri, "--cache-dir", tmp_path / "c"), needle)
+    assert not os.path.ismount(mnt)
+
+
+def test_info_of_a_magnet_nobody_serves_times_out_in_one_line(tmp_path):
+    from swarm import free_port
+    uri = f"magnet:?xt=urn:btih:{'cd' * 20}&x.pe=127.0.0.1:{free_port()}"
+    r = run("info", uri, "--cache-dir", tmp_path / "c", "--metadata-timeout", "1")
+    assert_one_line_error(r, f"no metadata for {'cd' * 20} after 1 s", "1 peer address")
+
+
+def test_info_of_a_cached_magnet_is_the_same_as_of_the_torrent(tmp_path, good_torrent):
+    from torrentfs.metainfo import parse
+    meta = parse(good_torrent.read_bytes())
+    folder = tmp_path / "c" / meta.info_hash.hex()
+    folder.mkdir(parents=True)
+    (folder / "info.bencode").write_bytes(meta.info_bytes)
+    r = run("info", meta.magnet(), "--cache-dir", tmp_path / "c", "--metadata-timeout", "1")
+    assert r.returncode == 0, r.stderr
+    outside_info = ("created by:", "comment:")  # not in the info dictionary: unknown
+    want = [l for l in run("info", good_torrent).stdout.splitlines()
+            if not l.startswith(outside_info)]
+    assert r.stdout.splitlines() == want
+
+
+def test_bad_metadata_timeout(tmp_path):
+    r = run("info", "magnet:?xt=urn:btih:" + "ab" * 20, "--metadata-timeout", "-3")
+    assert r.returncode == 2 and "not a positive number of seconds" in r.stderr
+
+
+def test_create_prints_the_magnet(tmp_path):
+    from torrentfs import magnet
+    f = tmp_path / "f.bin"
+    f.write_bytes(b"x" * 5000)
+    r = run("create", f, "-o", tmp_path / "f.torrent", "-t", "http://t.example/announce")
+    assert r.returncode == 0, r.stderr
+    line = next(l for l in r.stdout.splitlines() if l.startswith("magnet:"))
+    m = magnet.parse(line.split(None, 1)[1])
+    assert m.name == "f.bin" and m.trackers == ("http://t.example/announce",)

@@ -1021,3 +1021,33 @@ def test_buffered_counts_unparsed_bytes():
     assert conn.buffered == 11
     assert conn.next_event() == Have(1)
     assert conn.next_event() is NEED_DATA and conn.buffered == 2
+
+
+# -- num_pieces=None: a magnet's metadata phase ------------------------------------
+
+
+def test_unknown_num_pieces_accepts_any_bitfield_and_index():
+    conn = after_handshake(num_pieces=None)
+    events = drain_after(conn, raw(5, b"\xff" * 1000) + raw(4, u32s(123_456))
+                         + raw(6, u32s(99_999, 0, 16384)))
+    assert events == [Bitfield(b"\xff" * 1000), Have(123_456), Request(99_999, 0, 16384)]
+
+
+def test_unknown_num_pieces_still_bounds_messages():
+    conn = after_handshake(num_pieces=None)
+    conn.receive_data(struct.pack(">IB", DEFAULT_MAX_MESSAGE + 1, 5))
+    with pytest.raises(RemoteProtocolError, match="exceeds"):
+        conn.next_event()
+
+
+def test_unknown_num_pieces_refuses_to_send_what_needs_it():
+    a, b = make_pair({"num_pieces": None}, {"num_pieces": None})
+    for msg in (Bitfield(b"\x00"), Have(0), Request(0, 0, 16384)):
+        with pytest.raises(LocalProtocolError, match="not known"):
+            a.send(msg)
+    assert transfer(a, b, Extended(0, b"de"), Interested()) == [Extended(0, b"de"), Interested()]
+
+
+def drain_after(conn: PeerConnection, data: bytes) -> list[Message]:
+    conn.receive_data(data)
+    return drain(conn)

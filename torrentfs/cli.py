@@ -30,6 +30,7 @@ from . import __version__
 log = logging.getLogger("torrentfs")
 
 READY_TIMEOUT = 60.0  # a mount that is not ready by then is killed and reported
+METADATA_TIMEOUT = 120.0  # default --metadata-timeout for magnet links
 
 
 class CliError(Exception):
@@ -78,6 +79,60 @@ def load_torrent(path: str):
         return parse(data)
     except MetainfoError as e:
         raise CliError(f"{path}: {e}") from None
+
+
+def load_target(text: str):
+    """A .torrent path or a magnet link -> (Metainfo or None, Magnet or None)."""
+    from .magnet import MagnetError, is_magnet, parse as parse_magnet
+    if not is_magnet(text):
+        return load_torrent(text), None
+    try:
+        return None, parse_magnet(text)
+    except MagnetError as e:
+        raise CliError(f"bad magnet link: {e}") from None
+
+
+def cached_metainfo(magnet, folder: Path):
+    """The magnet's torrent if its info dictionary is cached in ``folder``, else None."""
+    from .magnet import MagnetError
+    from .magnetfetch import load_cached
+    info = load_cached(folder, magnet.info_hash)
+    if info is None:
+        return None
+    try:
+        return magnet.metainfo(info)
+    except MagnetError:
+        return None
+
+
+async def fetch_metainfo(magnet, folder: Path, args, peer_id: bytes, port: int, progress):
+    """(Metainfo, peers) of a magnet: cached, or fetched within --metadata-timeout."""
+    from .magnet import MagnetError
+    from .magnetfetch import MetadataTimeout, resolve
+    try:
+        return await resolve(magnet, folder, peer_id=peer_id, port=port,
+                             timeout=args.metadata_timeout, peers=args.peer,
+                             progress=progress)
+    except (MetadataTimeout, MagnetError) as e:
+        raise CliError(str(e)) from None
+
+
+def free_port() -> int:
+    """A TCP port free right now (announced while the metadata is fetched)."""
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        return sock.getsockname()[1]
+
+
+def terminal_progress():
+    """A progress callback that rewrites one stderr line, or None off a terminal."""
+    if not sys.stderr.isatty():
+        return None
+
+    def progress(text: str) -> None:
+        print(f"\r{text}\x1b[K", end="", file=sys.stderr, flush=True)
+    return progress
 
 
 def human(n: float) -> str:
@@ -222,7 +277,9 @@ def check_mountpoint(mountpoint: str) -> str:
 # -- commands -----------------------------------------------------------------------
 
 def cmd_info(args) -> int:
-    meta = load_torrent(args.torrent)
+    meta, magnet = load_target(args.torrent)
+    if meta is None:
+        meta = _info_of_magnet(magnet, args)
     print(f"name:       {meta.name}")
     print(f"info-hash:  {meta.info_hash.hex()}")
     print(f"size:       {human(meta.total_length)} ({meta.total_length} bytes)")
@@ -243,6 +300,28 @@ def cmd_info(args) -> int:
         path = "/".join((meta.name, *f.path)) if meta.multi_file else meta.name
         print(f"  {f.length:>14}  {path}")
     return 0
+
+
+def _info_of_magnet(magnet, args):
+    """Fetch (or take from the cache) a magnet's metadata for ``info``."""
+    import trio
+    from .torrent import make_peer_id
+    folder = Path(args.cache_dir or default_cache_dir()) / magnet.info_hash_hex
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as e:
+        raise CliError(f"cache folder {folder}: {e.strerror}") from None
+    meta = cached_metainfo(magnet, folder)
+    if meta is not None:
+        return meta
+    progress = terminal_progress()
+    try:
+        meta, _ = trio.run(fetch_metainfo, magnet, folder, args, make_peer_id(),
+                           free_port(), progress)
+    finally:
+        if progress:
+            print(file=sys.stderr)
+    return meta
 
 
 def cmd_create(args) -> int:
@@ -343,40 +422,46 @@ def pid_alive(pid: int) -> bool:
 
 
 def cmd_mount(args) -> int:
-    meta = load_torrent(args.torrent)
-    if args.cache_size is not None and args.cache_size < 2 * meta.piece_length:
-        raise CliError(f"--cache-size {human(args.cache_size)} is too small: this torrent "
-                       f"needs at least two pieces ({human(2 * meta.piece_length)})")
+    meta, magnet = load_target(args.torrent)
     mountpoint = check_mountpoint(args.mountpoint)
     os.umask(0o077)  # everything the daemon creates is the user's alone
     cache = Path(args.cache_dir or default_cache_dir())
-    folder = cache / meta.info_hash.hex()
+    folder = cache / (meta or magnet).info_hash.hex()
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(cache, 0o700)
         os.chmod(folder, 0o700)
     except OSError as e:
         raise CliError(f"cache folder {folder}: {e.strerror}") from None
+    if meta is None:
+        meta = cached_metainfo(magnet, folder)  # None: the daemon fetches it first
+    if (meta is not None and args.cache_size is not None
+            and args.cache_size < 2 * meta.piece_length):
+        raise CliError(f"--cache-size {human(args.cache_size)} is too small: this torrent "
+                       f"needs at least two pieces ({human(2 * meta.piece_length)})")
     if args.foreground:
         setup_logging(args.log_level, stream=sys.stderr)
-        return _serve(meta, mountpoint, folder, args, ready=lambda msg: None)
-    return _daemonise(meta, mountpoint, folder, args)
+        return _serve(meta, magnet, mountpoint, folder, args, ready=lambda msg: None)
+    return _daemonise(meta, magnet, mountpoint, folder, args)
 
 
-def _daemonise(meta, mountpoint: str, folder: Path, args) -> int:
+def _daemonise(meta, magnet, mountpoint: str, folder: Path, args) -> int:
     """Fork; the child serves, the parent waits for its word that the mount is ready
-    (or why it failed) and exits with that."""
+    (or why it failed) and exits with that. A magnet mount's daemon fetches the
+    metadata first: the parent waits that much longer, showing the daemon's
+    progress lines on a terminal."""
     r, w = os.pipe()
+    wait = READY_TIMEOUT + (args.metadata_timeout if meta is None else 0)
     pid = os.fork()
     if pid:
         os.close(w)
-        word = _read_word(r, READY_TIMEOUT)
+        word = _read_word(r, wait, terminal_progress())
         if word == "ok":
             return 0
         if word is None:  # the daemon wedged: do not leave it or its mount behind
             os.kill(pid, signal.SIGKILL)
             subprocess.run(["fusermount3", "-uz", mountpoint], capture_output=True)
-            word = (f"mount did not become ready in {READY_TIMEOUT:.0f} s; "
+            word = (f"mount did not become ready in {wait:.0f} s; "
                     f"see {folder / 'torrentfs.log'}")
         elif not word:
             word = f"mount failed; see {folder / 'torrentfs.log'}"
@@ -396,9 +481,16 @@ def _daemonise(meta, mountpoint: str, folder: Path, args) -> int:
             os.close(w)
             w = None
 
+    def progress(text: str) -> None:
+        if w is not None:
+            try:
+                os.write(w, b"progress: " + text.encode() + b"\n")
+            except OSError:
+                pass
+
     code = 1
     try:
-        code = _serve(meta, mountpoint, folder, args, ready)
+        code = _serve(meta, magnet, mountpoint, folder, args, ready, progress)
     except CliError as e:
         log.error("%s", e)
         ready(str(e))
@@ -462,39 +554,69 @@ def cmd_seed(args) -> int:
     return 0
 
 
-def _read_word(fd: int, timeout: float) -> str | None:
+def _read_word(fd: int, timeout: float, progress=None) -> str | None:
     """Everything written to the pipe until its writer closes it, or None if that
-    takes longer than ``timeout`` seconds."""
+    takes longer than ``timeout`` seconds. Lines ``progress: TEXT`` are passed to
+    ``progress`` as they come (when given) and are not part of the word."""
     import select
     deadline = time.monotonic() + timeout
     data = b""
-    with os.fdopen(fd, "rb", buffering=0) as pipe:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([pipe], [], [], left)[0]:
-                return None
-            chunk = pipe.read(4096)
-            if not chunk:
-                return data.decode(errors="replace").strip()
-            data += chunk
+    word: list[str] = []
+    shown = False
+    try:
+        with os.fdopen(fd, "rb", buffering=0) as pipe:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([pipe], [], [], left)[0]:
+                    return None
+                chunk = pipe.read(4096)
+                lines = (data + chunk).split(b"\n")
+                data = lines.pop() if chunk else b""
+                for line in lines:
+                    text = line.decode(errors="replace")
+                    if text.startswith("progress: "):
+                        if progress:
+                            progress(text[len("progress: "):])
+                            shown = True
+                    else:
+                        word.append(text)
+                if not chunk:
+                    return "\n".join(word).strip()
+    finally:
+        if shown:
+            print(file=sys.stderr)
 
 
-def _serve(meta, mountpoint: str, folder: Path, args, ready) -> int:
+def _serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=None) -> int:
+    """Serve the mount until unmounted. With no ``meta`` (a magnet whose metadata is
+    not cached), fetch the metadata first: the mount appears, and ``ready`` is
+    called, only once the tree is known."""
     import trio
     from .fuse import TorrentFS, mount_options, set_kernel_readahead
-    from .torrent import Torrent
+    from .torrent import Torrent, make_peer_id
     from .tree import Tree
 
     state = mount_state_file(Path(args.cache_dir or default_cache_dir()), mountpoint)
 
     async def main() -> None:
         import pyfuse3
-        torrent = Torrent(meta, folder, port=args.port, peers=args.peer,
-                          prefetch=args.prefetch, max_peers=args.max_peers, lsd=args.lsd,
+        nonlocal meta
+        peer_id, port, peers = make_peer_id(), args.port, list(args.peer)
+        if meta is None:
+            port = port or free_port()
+            t0 = trio.current_time()
+            meta, peers = await fetch_metainfo(magnet, folder, args, peer_id, port, progress)
+            log.info("metadata of %s (%s) fetched in %.2f s", meta.info_hash.hex(),
+                     meta.name, trio.current_time() - t0)
+        elif magnet is not None:
+            log.info("metadata of %s (%s) from the cache", meta.info_hash.hex(), meta.name)
+            peers += magnet.peers
+        torrent = Torrent(meta, folder, port=port, peers=peers, peer_id=peer_id,
+                          prefetch=args.prefetch, max_peers=args.max_peers,
                           read_timeout=args.read_timeout or None,
                           upload_rate=args.upload_rate or None,
                           download_rate=args.download_rate or None,
-                          cache_size=args.cache_size)
+                          lsd=args.lsd, cache_size=args.cache_size, pex=not args.no_pex)
         fs = TorrentFS(torrent, Tree.from_metainfo(meta))
         async with trio.open_nursery() as nursery:
             try:
@@ -615,7 +737,7 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("mount", help="mount a .torrent on a directory",
                        description="Mount TORRENT on MOUNTPOINT. Returns once the mount is "
                        "ready; the files' data is fetched from the swarm as it is read.")
-    m.add_argument("torrent", metavar="TORRENT", help=".torrent file")
+    m.add_argument("torrent", metavar="TORRENT", help=".torrent file or magnet link")
     m.add_argument("mountpoint", metavar="MOUNTPOINT", help="an empty directory")
     m.add_argument("-f", "--foreground", action="store_true",
                    help="stay in the foreground and log to stderr")
@@ -629,6 +751,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="download the whole torrent in the background, below reads")
     m.add_argument("--max-peers", type=int, default=50, metavar="N",
                    help="connect to at most N peers (default: 50)")
+    _add_metadata_timeout(m)
+    m.add_argument("--no-pex", action="store_true",
+                   help="no peer exchange (BEP 11): neither learn peers from peers nor "
+                        "tell them ours")
     m.add_argument("--read-timeout", type=float, default=0, metavar="SECONDS",
                    help="fail a read with EIO when a piece it needs does not arrive "
                         "for this long (default: 0, wait for ever; Ctrl-C or kill of "
@@ -676,8 +802,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_log_level(sd)
     sd.set_defaults(func=cmd_seed)
 
-    i = sub.add_parser("info", help="show what a .torrent holds")
-    i.add_argument("torrent", metavar="TORRENT")
+    i = sub.add_parser("info", help="show what a .torrent or magnet link holds",
+                       description="Show what TORRENT holds. For a magnet link the "
+                       "metadata is fetched from its peers first (and cached).")
+    i.add_argument("torrent", metavar="TORRENT", help=".torrent file or magnet link")
+    i.add_argument("--peer", action="append", type=parse_peer, default=[],
+                   metavar="HOST:PORT", help="ask this peer for a magnet's metadata too")
+    i.add_argument("--cache-dir", metavar="DIR", help="where fetched metadata is cached")
+    _add_metadata_timeout(i)
     i.set_defaults(func=cmd_info)
 
     c = sub.add_parser("create", help="make a .torrent of a file or directory")
@@ -691,6 +823,23 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--private", action="store_true", help="set the private flag (BEP 27)")
     c.set_defaults(func=cmd_create)
     return p
+
+
+def _add_metadata_timeout(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metadata-timeout", type=positive_seconds, default=METADATA_TIMEOUT,
+                   metavar="SECONDS",
+                   help="for a magnet link: give up when no peer has given the torrent's "
+                        f"metadata within this long (default: {METADATA_TIMEOUT:.0f})")
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if not 0 < value < 1e7:
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return value
 
 
 def _add_rates(p: argparse.ArgumentParser) -> None:

@@ -58,7 +58,6 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 import bencodepy
 
@@ -160,9 +159,8 @@ class Metainfo:
 
     def magnet(self) -> str:
         """``magnet:?xt=urn:btih:HEX&dn=NAME&tr=URL...`` with URL-encoded values."""
-        parts = [f"xt=urn:btih:{self.info_hash_hex}", "dn=" + quote(self.name, safe="")]
-        parts += ["tr=" + quote(url, safe="") for url in self.trackers]
-        return "magnet:?" + "&".join(parts)
+        from .magnet import make
+        return make(self.info_hash, self.name, self.trackers)
 
 
 # ---------------------------------------------------------------------------

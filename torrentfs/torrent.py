@@ -38,6 +38,7 @@ from .geometry import Geometry
 from .choker import Choker, PeerView
 from .diskcache import DiskCache
 from .peer import PeerSession, connect, tune
+from .peerext import PeerExtensions
 from .picker import NOW, READAHEAD, Picker
 from .ratelimit import TokenBucket
 from .upload import Uploader
@@ -139,7 +140,7 @@ class Torrent:
                  data_dir=None, seed_only: bool = False, check_progress=None,
                  upload_rate: float | None = None, download_rate: float | None = None,
                  choker: Choker | None = None, cache_size: int | None = None,
-                 lsd: bool = False) -> None:
+                 lsd: bool = False, pex: bool = True) -> None:
         self.meta = meta
         self.geometry = Geometry(meta.piece_length, tuple(f.length for f in meta.files))
         # seed_only: serve the data in data_dir as it is (verified at start), never
@@ -193,6 +194,9 @@ class Torrent:
         self.lsd = (LsdService(meta.info_hash, lambda: self.port, self.add_peer)
                     if lsd and not meta.private else None)
         self._nursery: trio.Nursery | None = None
+        # BEP 10 extensions (metadata serving, PEX): hooks in on_handshake,
+        # on_peer_closed, _on_Extended and _ticker.
+        self.ext = PeerExtensions(self, pex_enabled=pex and not meta.private)
         for addr in peers:
             self.add_peer(addr)
 
@@ -356,6 +360,7 @@ class Torrent:
             s.send(wire.HaveNone())
         elif self.have.count:
             s.send(wire.Bitfield(self.have.to_bytes()))
+        self.ext.greet(s)
         log.info("connected to %r (%s)", s, "out" if s.outgoing else "in")
         return True
 
@@ -367,6 +372,7 @@ class Torrent:
             s.registered = False
         s.queued.clear()
         s.upload_fifo.clear()
+        self.ext.peer_closed(s)
         self._wake_connector.set()
         self.schedule()
 
@@ -433,6 +439,9 @@ class Torrent:
             self._verifying.add(index)
             self._nursery.start_soon(self._verify, index)
         self._fill(s, batch=True)
+
+    def _on_Extended(self, s: PeerSession, msg: wire.Extended) -> None:
+        self.ext.on_extended(s, msg)
 
     def _on_Request(self, s: PeerSession, msg: wire.Request) -> None:
         self.uploads.request(s, msg)
@@ -646,6 +655,7 @@ class Torrent:
                     s.close("useless: neither side interested")  # room for another
             if self.choker.due(now):
                 self.rechoke()
+            self.ext.tick(now)
             self._count_spread()
             self.schedule()
 

@@ -31,6 +31,10 @@ Receive direction (what the peer sends us), one state per connection::
   interested, have_all, have_none: 0; have, suggest, allowed_fast: 4;
   request, cancel, reject: 12; port: 2; piece: more than 8; bitfield:
   ``ceil(num_pieces / 8)``; extended: at least 1, the extension id).
+* ``num_pieces=None`` means the torrent's size is not known yet (a magnet
+  link whose metadata is being fetched, BEP 9): a received bitfield of any
+  length up to ``max_message`` is accepted unchecked, piece indices are not
+  bounded, and we may not send a bitfield or an index-bearing message.
 * Every piece index must be ``< num_pieces``.  Request, cancel and reject
   lengths must be in ``1..MAX_BLOCK_LENGTH``; a piece's block likewise.
 * A bitfield must have its spare (trailing) bits clear.
@@ -453,7 +457,7 @@ class PeerConnection:
         info_hash: bytes,
         peer_id: bytes,
         *,
-        num_pieces: int,
+        num_pieces: int | None,
         fast: bool = True,
         extended: bool = True,
         dht: bool = False,
@@ -463,14 +467,14 @@ class PeerConnection:
             raise ValueError("info_hash must be 20 bytes")
         if not isinstance(peer_id, bytes) or len(peer_id) != 20:
             raise ValueError("peer_id must be 20 bytes")
-        if not _is_int(num_pieces) or num_pieces < 0:
-            raise ValueError("num_pieces must be a non-negative int")
+        if num_pieces is not None and (not _is_int(num_pieces) or num_pieces < 0):
+            raise ValueError("num_pieces must be a non-negative int or None")
         if not _is_int(max_message) or max_message < 1:
             raise ValueError("max_message must be a positive int")
         self._info_hash = info_hash
         self._num_pieces = num_pieces
-        self._bitfield_len = _bitfield_length(num_pieces)
-        self._spare_mask = _spare_mask(num_pieces)
+        self._bitfield_len = _bitfield_length(num_pieces or 0)
+        self._spare_mask = _spare_mask(num_pieces or 0)
         self._max_message = max(max_message, 1 + self._bitfield_len)
         self._our_handshake = Handshake(
             info_hash, peer_id, make_reserved(fast=fast, extended=extended, dht=dht)
@@ -500,7 +504,7 @@ class PeerConnection:
         return self._info_hash
 
     @property
-    def num_pieces(self) -> int:
+    def num_pieces(self) -> int | None:
         return self._num_pieces
 
     @property
@@ -575,6 +579,8 @@ class PeerConnection:
         return data
 
     def _check_index(self, msg: Message, index: object) -> None:
+        if self._num_pieces is None:
+            raise LocalProtocolError(f"{type(msg).__name__}: the number of pieces is not known")
         if not _is_int(index) or not 0 <= index < self._num_pieces:  # type: ignore[operator]
             raise LocalProtocolError(
                 f"{type(msg).__name__}: piece index {index!r} not in 0..{self._num_pieces - 1}"
@@ -616,6 +622,8 @@ class PeerConnection:
             if not _is_bytes(msg.bits):
                 raise LocalProtocolError("Bitfield: bits must be bytes-like")
             bits = bytes(msg.bits)
+            if self._num_pieces is None:
+                raise LocalProtocolError("Bitfield: the number of pieces is not known")
             if len(bits) != self._bitfield_len:
                 raise LocalProtocolError(
                     f"Bitfield: {len(bits)} bytes, expected {self._bitfield_len}"
@@ -791,7 +799,7 @@ class PeerConnection:
 
         def index_at(offset: int) -> int:
             (index,) = _INDEX.unpack_from(buf, offset)
-            if index >= self._num_pieces:
+            if self._num_pieces is not None and index >= self._num_pieces:
                 raise RemoteProtocolError(
                     f"{name} piece index {index} >= number of pieces {self._num_pieces}"
                 )
@@ -826,6 +834,8 @@ class PeerConnection:
             self._exported = True
             return Piece(index, begin, data)
         if msg_id == 5:
+            if self._num_pieces is None:
+                return Bitfield(bytes(buf[start:end]))
             expect(self._bitfield_len)
             if size and buf[end - 1] & self._spare_mask:
                 raise RemoteProtocolError("bitfield has spare bits set")

@@ -5,8 +5,9 @@ Runs under the system interpreter /usr/bin/python3, not the project venv.
 
     lt_peer.py seed   --torrent T --save-path DIR --listen IP:PORT
                       [--utp] [--ready-file F] [--upload-rate BPS] [--lsd]
-    lt_peer.py leech  --torrent T --save-path DIR --listen IP:PORT
+    lt_peer.py leech  (--torrent T | --magnet URI) --save-path DIR --listen IP:PORT
                       [--peer IP:PORT ...] [--timeout S] [--utp]
+                      [--download-rate BPS] [--ready-file F]
     lt_peer.py create --path P --out T [--tracker URL ...] [--piece-size N]
     lt_peer.py dht    --listen IP:PORT --ready-file F [--dht-node IP:PORT ...]
 
@@ -23,7 +24,9 @@ seed:   checks the data already in DIR, waits until seeding (and, when the
         real listen port to --ready-file atomically, then seeds until
         SIGTERM/SIGINT and exits 0.
 leech:  downloads, rechecks the data on disk, exits 0 when complete; exits 1
-        with a status line on stderr on timeout or error.
+        with a status line on stderr on timeout or error. With --magnet it
+        starts from a magnet link (the metadata comes from peers, BEP 9).
+        --ready-file gets its listen port once it is connected to a peer.
 create: writes a v1-only .torrent of a file or directory and prints its
         info-hash (hex) on stdout.
 
@@ -56,10 +59,12 @@ def parse_endpoint(text):
     return host.strip("[]"), int(port)
 
 
-def make_session(listen, utp, dht_nodes=None, lsd=False):
+def make_session(listen, utp, dht_nodes=None, lsd=False, bind_outgoing=False):
     """A session with only what tests need: no UPnP/NAT-PMP, no DHT unless
     ``dht_nodes`` is given (a list, maybe empty, of (ip, port) to join through), and
-    no LSD unless asked for (then it announces every 2 s, not every 5 minutes)."""
+    no LSD unless asked for (then it announces every 2 s, not every 5 minutes). With
+    bind_outgoing, connections it makes start from its listen address (so the
+    peers it meets, and the peers they tell of it by PEX, see that address)."""
     mask = (lt.alert.category_t.error_notification
             | lt.alert.category_t.status_notification
             | lt.alert.category_t.tracker_notification
@@ -105,6 +110,8 @@ def make_session(listen, utp, dht_nodes=None, lsd=False):
             "dht_ignore_dark_internet": False,
             "dht_max_fail_count": 100,
         })
+    if bind_outgoing:
+        settings["outgoing_interfaces"] = parse_endpoint(listen)[0]
     ses = lt.session(settings)
     for node in dht_nodes or ():
         ses.add_dht_node(node)
@@ -141,8 +148,9 @@ def add_torrent(ses, torrent, save_path):
 
 def status_line(h):
     s = h.status()
+    ti = h.torrent_file()
     return (f"state={s.state} progress={s.progress * 100:.1f}% "
-            f"have={s.num_pieces}/{h.torrent_file().num_pieces()} "
+            f"have={s.num_pieces}/{ti.num_pieces() if ti else '?'} "
             f"peers={s.num_peers} seeds={s.num_seeds} "
             f"down={s.download_rate / 1024:.0f}kB/s up={s.upload_rate / 1024:.0f}kB/s "
             f"error={s.errc.message() if s.errc.value() else '-'}")
@@ -185,7 +193,8 @@ class StopFlag:
 def cmd_seed(args):
     """Check the data, become a seed, announce, write the ready file, seed."""
     flag = StopFlag()
-    ses = make_session(args.listen, args.utp, args.dht_node if args.dht else None, args.lsd)
+    ses = make_session(args.listen, args.utp, args.dht_node if args.dht else None, args.lsd,
+                       args.bind_outgoing)
     port = wait_listen_port(ses, time.monotonic() + 10)
     h = add_torrent(ses, args.torrent, args.save_path)
     if args.upload_rate:
@@ -248,10 +257,19 @@ def cmd_seed(args):
 def cmd_leech(args):
     """Download to completion, then recheck; 0 when every piece is good."""
     flag = StopFlag()
-    ses = make_session(args.listen, args.utp, args.dht_node if args.dht else None)
-    wait_listen_port(ses, time.monotonic() + 10)
-    h = add_torrent(ses, args.torrent, args.save_path)
-    n = h.torrent_file().num_pieces()
+    ses = make_session(args.listen, args.utp, args.dht_node if args.dht else None,
+                       bind_outgoing=args.bind_outgoing)
+    port = wait_listen_port(ses, time.monotonic() + 10)
+    if args.magnet:
+        atp = lt.parse_magnet_uri(args.magnet)
+        atp.save_path = args.save_path
+        atp.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
+        h = ses.add_torrent(atp)
+        log(f"added magnet {args.magnet}")
+    else:
+        h = add_torrent(ses, args.torrent, args.save_path)
+    if args.download_rate:
+        h.set_download_limit(args.download_rate)
     last_dht = time.monotonic()
 
     def connect_peers():
@@ -272,6 +290,18 @@ def cmd_leech(args):
                 rechecked = True
         s = h.status()
         now = time.monotonic()
+        if args.ready_file and (s.num_peers or not args.peer):
+            write_atomically(args.ready_file, f"{port}\n")
+            args.ready_file = None
+        if not s.has_metadata:
+            if now - last_log >= 1:
+                last_log = now
+                log(f"waiting for metadata: peers={s.num_peers}")
+            if args.peer and s.num_peers == 0 and now - last_connect >= 2:
+                last_connect = now
+                connect_peers()
+            continue
+        n = h.torrent_file().num_pieces()
         if s.is_seeding and s.num_pieces == n and s.state == lt.torrent_status.seeding:
             if not rechecking:
                 log("download complete; rechecking the data on disk")
@@ -347,13 +377,15 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    def common(sp):
-        sp.add_argument("--torrent", required=True)
+    def common(sp, torrent_required=True):
+        sp.add_argument("--torrent", required=torrent_required)
         sp.add_argument("--save-path", required=True)
         sp.add_argument("--listen", required=True, help="IP:PORT, port 0 = any")
         sp.add_argument("--utp", action="store_true", help="enable uTP (off by default)")
         sp.add_argument("--no-utp", dest="utp", action="store_false",
                         help="disable uTP (the default)")
+        sp.add_argument("--bind-outgoing", action="store_true",
+                        help="connect out from the --listen address")
         dht_option(sp)
 
     def dht_option(sp):
@@ -368,7 +400,10 @@ def main(argv=None):
     sp.set_defaults(func=cmd_seed)
 
     sp = sub.add_parser("leech")
-    common(sp)
+    common(sp, torrent_required=False)
+    sp.add_argument("--magnet", help="start from this magnet link instead of --torrent")
+    sp.add_argument("--download-rate", type=int, default=0, help="bytes/s, 0 = unlimited")
+    sp.add_argument("--ready-file")
     sp.add_argument("--peer", action="append", type=parse_endpoint, default=[])
     sp.add_argument("--timeout", type=float, default=60.0)
     sp.set_defaults(func=cmd_leech)
@@ -387,6 +422,8 @@ def main(argv=None):
     sp.set_defaults(func=cmd_create)
 
     args = p.parse_args(argv)
+    if args.cmd == "leech" and not (args.torrent or args.magnet):
+        p.error("leech needs --torrent or --magnet")
     if getattr(args, "listen", None):
         parse_endpoint(args.listen)  # validate
     args.dht = bool(getattr(args, "dht_node", None))
