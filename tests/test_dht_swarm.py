@@ -113,3 +113,26 @@ def test_libtorrent_finds_torrentfs_seed_through_the_dht(dht, tmp_path):
             proc.wait(5)
     up = int(re.search(r"uploaded (\d+)", log_path.read_text()).group(1))
     assert up >= BIG, log_path.read_text()[-3000:]  # the data came from torrentfs
+
+
+def test_mount_a_magnet_with_no_tracker_through_the_dht(dht, mount_torrent):
+    """A magnet with nothing but the info-hash: the metadata and the data come from a
+    libtorrent seeder that only the DHT knows; the tree is listed once the mount
+    command returns."""
+    from test_magnet_swarm import cmp_all, magnet_of
+    with lt_seeder(dht["torrent"], dht["base"] / "data", ip=f"{NET}.5",
+                   dht_nodes=[dht["join"]], workdir=dht["base"]) as seeder:
+        wait_until(lambda: announced(dht["nodes"], seeder.ip), 30,
+                   message="the libtorrent seeder never announced itself on the DHT")
+        uri = magnet_of(dht["info_hash"])
+        assert "tr=" not in uri and "x.pe=" not in uri
+        m = mount_torrent(uri, "--dht-bootstrap", dht["join"], "--metadata-timeout", "60")
+        t0 = time.monotonic()
+        assert tree_of(m.path / "payload") == tree_of(dht["payload"])
+        listed = m.elapsed + time.monotonic() - t0
+        print(f"\nmount MAGNET (DHT only) to a listed tree: {listed:.2f} s")
+        assert re.search(r"metadata of \w+ \(payload\) fetched in", m.log), m.log[-3000:]
+        assert "DHT: first peer" in m.log
+        cmp_all(dht["payload"], m.path / "payload")
+        assert f"<peer {seeder.ip}:{seeder.port}>" in m.log
+        assert m.unmount().returncode == 0

@@ -33,3 +33,21 @@ def test_mount_finds_its_seeder_through_a_udp_tracker(tmp_path, mount_torrent):
     log = m.log
     assert f"announced to {tracker.udp_url}" in log, log[-3000:]
     assert f"<peer 127.0.0.6:{seeder.port}>" in log, log[-3000:]
+
+
+def test_mount_a_magnet_whose_only_tracker_is_udp(tmp_path, mount_torrent):
+    from test_magnet_swarm import cmp_all, magnet_of
+    data = tmp_path / "data"
+    payload = make_payload(data / "payload", 2 * 1024 * 1024 + 77, seed=16)
+    torrent = tmp_path / "udp.torrent"
+    with opentracker() as tracker:
+        info_hash = lt_create(payload, torrent, tracker.udp_url, piece_size=64 * 1024)
+        tracker.add(info_hash)
+        with lt_seeder(torrent, data, ip="127.0.0.7") as seeder:
+            tracker.wait_peers(info_hash, 1, timeout=20)
+            m = mount_torrent(magnet_of(info_hash, trackers=[tracker.udp_url]),
+                              "--metadata-timeout", "60")
+            cmp_all(payload, m.path / "payload")
+            assert m.unmount().returncode == 0
+    assert f"announced to {tracker.udp_url}" in m.log, m.log[-3000:]
+    assert f"<peer 127.0.0.7:{seeder.port}>" in m.log, m.log[-3000:]

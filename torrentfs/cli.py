@@ -105,14 +105,26 @@ def cached_metainfo(magnet, folder: Path):
         return None
 
 
-async def fetch_metainfo(magnet, folder: Path, args, peer_id: bytes, port: int, progress):
-    """(Metainfo, peers) of a magnet: cached, or fetched within --metadata-timeout."""
+async def fetch_metainfo(magnet, folder: Path, args, peer_id: bytes, port: int, progress,
+                         dht=None):
+    """(Metainfo, peers) of a magnet: cached, or fetched within --metadata-timeout
+    from the peers its trackers, its x.pe hints, --peer and (with ``dht``) the DHT
+    know."""
     from .magnet import MagnetError
-    from .magnetfetch import MetadataTimeout, resolve
+    from .magnetfetch import MetadataTimeout, default_sources, resolve
+    sources = default_sources(magnet, peer_id, port, args.peer)
+    if dht is not None:
+        from .dht import keep_torrent_found
+
+        async def dht_source(add) -> None:
+            await keep_torrent_found(dht, magnet.info_hash, port=lambda: port,
+                                     add_peer=lambda addr: add([addr]),
+                                     peer_count=lambda: 0)
+        sources.append(dht_source)
     try:
         return await resolve(magnet, folder, peer_id=peer_id, port=port,
                              timeout=args.metadata_timeout, peers=args.peer,
-                             progress=progress)
+                             sources=sources, progress=progress)
     except (MetadataTimeout, MagnetError) as e:
         raise CliError(str(e)) from None
 
@@ -540,7 +552,10 @@ def cmd_seed(args) -> int:
                   f"port {torrent.port}", file=sys.stderr, flush=True)
             if not have.count:
                 raise CliError(f"no piece of {meta.name} in {data_dir} verifies")
-            await _start_dht(nursery, args, cache, torrent)
+            if not meta.private:
+                dht = await _start_dht(nursery, args, cache, torrent.port)
+                if dht is not None:
+                    _keep_found(nursery, dht, torrent)
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
                 async for sig in sigs:
                     log.info("got %s: stopping", signal.Signals(sig).name)
@@ -602,28 +617,37 @@ def _serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=No
         import pyfuse3
         nonlocal meta
         peer_id, port, peers = make_peer_id(), args.port, list(args.peer)
-        if meta is None:
-            port = port or free_port()
-            t0 = trio.current_time()
-            meta, peers = await fetch_metainfo(magnet, folder, args, peer_id, port, progress)
-            log.info("metadata of %s (%s) fetched in %.2f s", meta.info_hash.hex(),
-                     meta.name, trio.current_time() - t0)
-        elif magnet is not None:
-            log.info("metadata of %s (%s) from the cache", meta.info_hash.hex(), meta.name)
-            peers += magnet.peers
-        torrent = Torrent(meta, folder, port=port, peers=peers, peer_id=peer_id,
-                          prefetch=args.prefetch, max_peers=args.max_peers,
-                          read_timeout=args.read_timeout or None,
-                          upload_rate=args.upload_rate or None,
-                          download_rate=args.download_rate or None,
-                          lsd=args.lsd, cache_size=args.cache_size, pex=not args.no_pex)
-        fs = TorrentFS(torrent, Tree.from_metainfo(meta))
+        cache = Path(args.cache_dir or default_cache_dir())
         async with trio.open_nursery() as nursery:
+            dht = None
+            if meta is None:
+                port = port or free_port()
+                # The DHT is up first: a magnet's metadata may come from peers only
+                # it knows (never for a private torrent, which a magnet can't say).
+                dht = await _start_dht(nursery, args, cache, port)
+                t0 = trio.current_time()
+                meta, peers = await fetch_metainfo(magnet, folder, args, peer_id, port,
+                                                   progress, dht)
+                log.info("metadata of %s (%s) fetched in %.2f s", meta.info_hash.hex(),
+                         meta.name, trio.current_time() - t0)
+            elif magnet is not None:
+                log.info("metadata of %s (%s) from the cache", meta.info_hash.hex(), meta.name)
+                peers += magnet.peers
+            torrent = Torrent(meta, folder, port=port, peers=peers, peer_id=peer_id,
+                              prefetch=args.prefetch, max_peers=args.max_peers,
+                              read_timeout=args.read_timeout or None,
+                              upload_rate=args.upload_rate or None,
+                              download_rate=args.download_rate or None,
+                              lsd=args.lsd, cache_size=args.cache_size, pex=not args.no_pex)
+            fs = TorrentFS(torrent, Tree.from_metainfo(meta))
             try:
                 await nursery.start(torrent.run)
             except OSError as e:
-                raise CliError(f"cannot listen on port {args.port}: {e.strerror}") from None
-            await _start_dht(nursery, args, Path(args.cache_dir or default_cache_dir()), torrent)
+                raise CliError(f"cannot listen on port {port}: {e.strerror}") from None
+            if dht is None and not meta.private:
+                dht = await _start_dht(nursery, args, cache, torrent.port)
+            if dht is not None and not meta.private:
+                _keep_found(nursery, dht, torrent)
             try:
                 pyfuse3.init(fs, mountpoint, mount_options("torrentfs", args.o))
             except RuntimeError as e:
@@ -658,15 +682,15 @@ def _serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=No
     return 0
 
 
-async def _start_dht(nursery, args, cache: Path, torrent) -> None:
-    """Issue 6 (DHT) hook: find the torrent's peers on the mainline DHT too, and
-    announce our port there; not for private torrents (BEP 27) or with --no-dht."""
-    if args.no_dht or torrent.meta.private:
-        return
-    from functools import partial
-    from .dht import DHT, keep_torrent_found
+async def _start_dht(nursery, args, cache: Path, port: int):
+    """Issue 6 (DHT) hook: a DHT node on UDP port ``port`` (or --dht-port) in
+    ``nursery``, or None with --no-dht. Callers keep private torrents (BEP 27) off
+    it."""
+    if args.no_dht:
+        return None
+    from .dht import DHT
     explicit = args.dht_port is not None
-    dht = DHT(port=args.dht_port if explicit else torrent.port, bootstrap=args.dht_bootstrap,
+    dht = DHT(port=args.dht_port if explicit else port, bootstrap=args.dht_bootstrap,
               state_path=cache / "dht.state")
     try:
         await nursery.start(dht.run)
@@ -677,6 +701,14 @@ async def _start_dht(nursery, args, cache: Path, torrent) -> None:
         log.info("UDP port %d is taken (%s): the DHT takes another", dht.port, e.strerror)
         dht.port = 0
         await nursery.start(dht.run)
+    return dht
+
+
+def _keep_found(nursery, dht, torrent) -> None:
+    """Find the torrent's peers on the DHT, and announce our port there, for as
+    long as it runs."""
+    from functools import partial
+    from .dht import keep_torrent_found
     nursery.start_soon(partial(keep_torrent_found, dht, torrent.meta.info_hash,
                                port=lambda: torrent.port, add_peer=torrent.add_peer,
                                peer_count=lambda: len(torrent.sessions)))

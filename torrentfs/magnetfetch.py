@@ -95,7 +95,7 @@ async def tracker_source(tiers: list[list[str]], info_hash: bytes, peer_id: byte
     shorter) and pass on their peers; no 'stopped' (the torrent announces next)."""
     ann = Announcer(tiers, info_hash, peer_id, lambda: port, lambda: (0, 0, 1), add)
     async with httpx.AsyncClient(follow_redirects=True, max_redirects=3,
-                                 headers={"User-Agent": "torrentfs/0.1"}) as client:
+                                 headers={"User-Agent": "torrentfs/0.1"}) as client, ann.udp:
         while True:
             try:
                 resp = await ann.announce(client, "started")
@@ -112,7 +112,7 @@ def default_sources(magnet: Magnet, peer_id: bytes, port: int,
     if magnet.trackers:
         sources.append(partial(tracker_source, [[url] for url in magnet.trackers],
                                magnet.info_hash, peer_id, port))
-    # Hook: further peer sources (DHT get_peers, LSD) are appended here.
+    # Further sources (the DHT: cli.fetch_metainfo) are appended by the caller.
     return sources
 
 
