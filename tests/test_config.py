@@ -5,7 +5,9 @@ is one line naming where; and the help texts a user reads first."""
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -206,6 +208,15 @@ def test_the_help_shows_what_the_file_set(tmp_path):
     text = " ".join(r.stdout.split())
     assert f'(now: cache-size = "20G" in {path})' in text
     assert f"(now: no-lsd = true in {path})" in text
+
+
+def test_the_readme_example_is_a_good_config(tmp_path):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    config = re.search(r"```toml\n(.*?)```", readme, re.S).group(1)
+    mount = parse(["mount", "t.torrent", "mnt"], config, tmp_path)
+    assert (mount.cache_size, mount.max_peers, mount.lsd, mount.o) == (50 << 30, 80, False,
+                                                                     ["allow_other"])
+    assert parse(["seed", "t.torrent", "d"], config, tmp_path).max_peers == 200
 
 
 # -- -o ------------------------------------------------------------------------------

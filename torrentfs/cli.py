@@ -885,7 +885,8 @@ def _add_log_level(p) -> None:
 def read_config(argv: list[str], environ) -> tuple[str, bytes] | None:
     """The config file's name and bytes: from ``--config FILE`` (looked for before
     argparse runs, since the file sets argparse's defaults), else $TORRENTFS_CONFIG,
-    else the user's config folder. Only that last one may be missing."""
+    else the user's config folder. Only that last one may be missing (or out of
+    reach: mount.fuse3's setuid=USER leaves HOME as root's)."""
     explicit = None
     for n, arg in enumerate(argv):
         if arg == "--":
@@ -908,6 +909,10 @@ def read_config(argv: list[str], environ) -> tuple[str, bytes] | None:
         raise CliError(f"config file {path}: no such file") from None
     except IsADirectoryError:
         raise CliError(f"config file {path}: is a directory") from None
+    except PermissionError as e:
+        if explicit is None and not os.access(path.parent, os.X_OK):
+            return None  # another user's home (mount.fuse3 setuid=): not ours to read
+        raise CliError(f"config file {path}: cannot read: {e.strerror}") from None
     except OSError as e:
         raise CliError(f"config file {path}: cannot read: {e.strerror}") from None
     if len(data) > MAX_CONFIG_BYTES:
