@@ -24,6 +24,10 @@ from torrentfs.cli import pid_alive  # noqa: E402
 
 TORRENTFS = str(Path(sys.executable).with_name("torrentfs"))
 
+# The tests run the real command: the config file of whoever runs them must not
+# change what they see (a test that wants a config file passes --config).
+os.environ["TORRENTFS_CONFIG"] = os.devnull
+
 
 def data_of(n: int, seed: int) -> bytes:
     """``n`` deterministic, non-repeating bytes (a SHA-256 chain from ``seed``)."""

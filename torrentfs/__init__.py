@@ -2,7 +2,8 @@
 
 Layers (imports point downwards only):
 
-    cli.py      argparse, daemonising, signals
+    cli.py      argparse, daemonising, signals (config.py: the config file and
+                -o options laid onto argparse's defaults; pure)
     fuse.py     pyfuse3 Operations; the only place errors become errno
     torrent.py  one torrent: swarm, picker, reads
     peer.py, tracker.py, storage.py, dht.py   trio shell: sockets, HTTP, files

@@ -752,6 +752,14 @@ async def _watch_signals(pyfuse3, fs) -> None:
 
 # -- argument parsing ----------------------------------------------------------------
 
+CONFIG_ENV = "TORRENTFS_CONFIG"
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def default_config_path() -> Path:
+    return Path(appdirs.user_config_dir("torrentfs")) / "config.toml"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line like every other error."""
 
@@ -759,84 +767,192 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"torrentfs: error: {message} (see: {self.prog} --help)\n")
 
 
+class _Formatter(argparse.HelpFormatter):
+    """Text of several lines (the epilogs' examples) keeps its layout, a paragraph
+    is wrapped; an option's default is shown unless its help already says it or
+    there is none worth saying."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=30)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text.strip("\n"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if hasattr(action, "config_value"):  # set by the config file
+            return f"{text} (now: {action.config_value})".replace("%", "%%")
+        if ("default" in text or not action.option_strings or action.nargs == 0
+                or action.default in (None, [], argparse.SUPPRESS)):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _command(sub, name: str, **kw) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, formatter_class=_Formatter, **kw)
+    _add_config(p)
+    return p
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                   help=f"read settings from FILE (default: ${CONFIG_ENV}, else "
+                        f"{default_config_path()}; /dev/null for none)")
+
+
+MAIN_EPILOG = """\
+examples:
+  torrentfs mount movie.torrent ~/movie      mount; returns once the files are there
+  mpv ~/movie/movie.mkv                      play at once: reads fetch what they need
+  torrentfs unmount ~/movie
+  torrentfs info movie.torrent               what the torrent holds
+  torrentfs create ./image -o image.torrent -t http://tracker:6969/announce
+  torrentfs seed image.torrent /srv          serve a finished download
+
+configuration: {config}
+  (TOML; --config FILE or ${env} names another). Its keys are the long
+  options: cache-size = "20G" at the top applies to every command that has it,
+  under [mount] to mount alone. Flags on the command line win.
+
+fstab (mount(8) runs "torrentfs SOURCE MOUNTPOINT -o OPTIONS"):
+  /srv/x.torrent  /mnt/x  fuse.torrentfs  ro,allow_other,cache_dir=/var/cache/torrentfs  0 0
+
+"torrentfs COMMAND --help" tells more about each command.
+"""
+
+MOUNT_EPILOG = """\
+examples:
+  torrentfs mount movie.torrent ~/movie
+  torrentfs mount image.torrent /mnt/img --peer 10.0.0.5:6881 --no-dht
+  torrentfs mount big.torrent /mnt/big --cache-size 20G --read-timeout 60
+  torrentfs mount x.torrent /mnt/x -o allow_other,cache_dir=/var/cache/torrentfs
+  torrentfs x.torrent /mnt/x -o allow_other      (the form mount(8) uses)
+
+Every long option can also be set in the config file, as max-peers = 80 at
+the top or under [mount] ({config}),
+and with -o as max_peers=80 (as an fstab line does). The command line wins over
+-o, and -o over the file.
+-o also takes FUSE's options: allow_other (other users may read; needs
+user_allow_other in /etc/fuse.conf unless root), allow_root, default_permissions,
+fsname=NAME, subtype=NAME, noatime, nodev, nosuid, noexec, max_read=N. The mount is
+always read-only; fstab's defaults, rw, nofail, _netdev, x-systemd.* are ignored.
+
+The daemon logs to torrentfs.log in <cache-dir>/<info-hash>/.
+"""
+
+SEED_EPILOG = """\
+examples:
+  torrentfs seed image.torrent /srv/images
+  torrentfs seed image.torrent /srv/images --port 6881 --upload-rate 50M
+
+DATA_DIR holds the torrent's file (single-file torrent) or its top folder. Options
+can be set in the config file, at the top or under [seed]. Stop with Ctrl-C or
+SIGTERM.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
-        prog="torrentfs",
-        description="Mount a torrent as a read-only filesystem that fetches what you read.")
+        prog="torrentfs", formatter_class=_Formatter,
+        description="Mount a torrent as a read-only filesystem. The files appear at once; "
+                    "a read fetches the pieces it needs from the swarm, verifies them and "
+                    "returns, so players, cp and sha256sum just work.",
+        epilog=MAIN_EPILOG.format(config=default_config_path(), env=CONFIG_ENV))
     p.add_argument("--version", action="version", version=f"torrentfs {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_config(p)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                           title="commands")
 
-    m = sub.add_parser("mount", help="mount a .torrent on a directory",
-                       description="Mount TORRENT on MOUNTPOINT. Returns once the mount is "
-                       "ready; the files' data is fetched from the swarm as it is read.")
+    m = _command(sub, "mount", help="mount a .torrent on a directory",
+                 description="Mount TORRENT on MOUNTPOINT, read-only. Returns once the "
+                 "mount is ready, leaving a daemon that fetches the files' data from "
+                 "the swarm as it is read, verifies it, and keeps it in the cache.",
+                 epilog=MOUNT_EPILOG.format(config=default_config_path()))
     m.add_argument("torrent", metavar="TORRENT", help=".torrent file or magnet link")
     m.add_argument("mountpoint", metavar="MOUNTPOINT", help="an empty directory")
     m.add_argument("-f", "--foreground", action="store_true",
-                   help="stay in the foreground and log to stderr")
-    m.add_argument("--peer", action="append", type=parse_peer, default=[],
-                   metavar="HOST:PORT", help="connect to this peer too (repeatable)")
-    m.add_argument("--port", type=int, default=0,
-                   help="TCP port to listen on for peers (default: any free port)")
-    m.add_argument("--cache-dir", metavar="DIR",
-                   help=f"where downloaded data is kept (default: {default_cache_dir()})")
-    m.add_argument("--prefetch", action="store_true",
-                   help="download the whole torrent in the background, below reads")
-    m.add_argument("--max-peers", type=int, default=50, metavar="N",
-                   help="connect to at most N peers (default: 50)")
-    _add_metadata_timeout(m)
-    m.add_argument("--no-pex", action="store_true",
-                   help="no peer exchange (BEP 11): neither learn peers from peers nor "
-                        "tell them ours")
-    m.add_argument("--read-timeout", type=float, default=0, metavar="SECONDS",
-                   help="fail a read with EIO when a piece it needs does not arrive "
-                        "for this long (default: 0, wait for ever; Ctrl-C or kill of "
-                        "the reader still ends a waiting read at once)")
-    m.add_argument("--cache-size", type=parse_size, metavar="SIZE",
-                   help="keep at most SIZE of data on disk (e.g. 1G, 512M, bytes), "
-                        "evicting the least recently read pieces (default: no limit)")
-    m.add_argument("--seed-after", type=parse_seed_after, metavar="LIMIT",
-                   help="when unmounted with the whole torrent verified, keep seeding "
-                        "until LIMIT: ratio=R (uploaded/size), time=T (e.g. 30m, 2h), "
-                        "or both, comma-separated, whichever comes first")
-    _add_rates(m)
-    _add_lsd(m)
-    _add_dht(m)
-    m.add_argument("-o", action="append", default=[], metavar="OPT",
-                   type=lambda s: [o for o in s.split(",") if o],
-                   help="extra FUSE mount options, comma-separated (e.g. allow_other)")
-    _add_log_level(m)
+                   help="stay in the foreground and log to stderr (Ctrl-C unmounts)")
+    m.add_argument("-o", "--options", dest="o", action="append", default=[],
+                   metavar="OPT[,OPT...]", type=lambda s: [o for o in s.split(",") if o],
+                   help="mount options: FUSE's (allow_other, ...) and ours as key=value "
+                        "(cache_dir=DIR, no_dht, ...), comma-separated; see below")
+    net = m.add_argument_group("peers and network")
+    net.add_argument("--peer", action="append", type=parse_peer, default=[],
+                     metavar="HOST:PORT", help="connect to this peer too (repeatable)")
+    net.add_argument("--port", type=int, default=0, metavar="N",
+                     help="TCP port to listen on for peers (default: any free port)")
+    net.add_argument("--max-peers", type=int, default=50, metavar="N",
+                     help="connect to at most N peers")
+    _add_rates(net)
+    _add_lsd(net)
+    _add_dht(net)
+    data = m.add_argument_group("cache and reading")
+    data.add_argument("--cache-dir", metavar="DIR",
+                      help=f"where downloaded data is kept (default: {default_cache_dir()})")
+    data.add_argument("--cache-size", type=parse_size, metavar="SIZE",
+                      help="keep at most SIZE of data on disk (e.g. 1G, 512M, bytes), "
+                           "evicting the least recently read pieces (default: no limit)")
+    data.add_argument("--prefetch", action="store_true",
+                      help="download the whole torrent in the background, below reads")
+    data.add_argument("--read-timeout", type=float, default=0, metavar="SECONDS",
+                      help="fail a read with EIO when a piece it needs does not arrive "
+                           "for this long (default: 0, wait for ever; Ctrl-C or kill of "
+                           "the reader still ends a waiting read at once)")
+    data.add_argument("--seed-after", type=parse_seed_after, metavar="LIMIT",
+                      help="when unmounted with the whole torrent verified, keep seeding "
+                           "until LIMIT: ratio=R (uploaded/size), time=T (e.g. 30m, 2h), "
+                           "or both, comma-separated, whichever comes first")
+    net.add_argument("--no-pex", action="store_true",
+                     help="no peer exchange (BEP 11): neither learn peers from peers nor "
+                          "tell them ours")
+    _add_metadata_timeout(net)
+    _add_log_level(m.add_argument_group("logging"))
     m.set_defaults(func=cmd_mount)
 
-    u = sub.add_parser("unmount", aliases=["umount"], help="unmount a torrentfs mount",
-                       description="Unmount MOUNTPOINT and wait for its daemon to finish "
-                       "(tell trackers, save state). Also clears a stale mount.")
-    u.add_argument("mountpoint", metavar="MOUNTPOINT")
-    u.add_argument("--cache-dir", metavar="DIR", help="the cache folder the mount used")
+    u = _command(sub, "unmount", aliases=["umount"], help="unmount a torrentfs mount",
+                 description="Unmount MOUNTPOINT and wait for its daemon to finish (tell "
+                 "the trackers, save its state). A mount in use is unmounted all the "
+                 "same (its waiting reads fail with EIO). Also clears a stale mount "
+                 "left by a crashed daemon.",
+                 epilog="example:\n  torrentfs unmount ~/movie\n\n"
+                        "fusermount3 -u, umount (as root), SIGINT and SIGTERM to the "
+                        "daemon do\nthe same, without the waiting.")
+    u.add_argument("mountpoint", metavar="MOUNTPOINT", help="where the torrent is mounted")
+    u.add_argument("--cache-dir", metavar="DIR",
+                   help="the cache folder the mount used (default: the same default)")
     u.add_argument("--wait", type=float, default=15.0, metavar="SECONDS",
-                   help="how long to wait for the daemon to exit (default: 15)")
+                   help="how long to wait for the daemon to exit")
     u.set_defaults(func=cmd_unmount)
 
-    sd = sub.add_parser("seed", help="serve a finished download to the swarm (no mount)",
-                        description="Verify the torrent's data in DATA_DIR (which holds "
-                        "the torrent's file or folder) and serve it to the swarm as an "
-                        "origin until interrupted. Nothing is written to DATA_DIR.")
-    sd.add_argument("torrent", metavar="TORRENT")
-    sd.add_argument("data_dir", metavar="DATA_DIR")
-    sd.add_argument("--port", type=int, default=0,
+    sd = _command(sub, "seed", help="serve a finished download to the swarm (no mount)",
+                  description="Verify the torrent's data in DATA_DIR and serve it to the "
+                  "swarm as an origin until interrupted. Nothing is written to DATA_DIR.",
+                  epilog=SEED_EPILOG)
+    sd.add_argument("torrent", metavar="TORRENT", help="the .torrent file")
+    sd.add_argument("data_dir", metavar="DATA_DIR",
+                    help="the folder holding the torrent's file or top folder")
+    sd.add_argument("--port", type=int, default=0, metavar="N",
                     help="TCP port to listen on (default: any free port)")
     sd.add_argument("--peer", action="append", type=parse_peer, default=[],
                     metavar="HOST:PORT", help="connect to this peer too (repeatable)")
-    sd.add_argument("--max-peers", type=int, default=50, metavar="N")
+    sd.add_argument("--max-peers", type=int, default=50, metavar="N",
+                    help="serve at most N peers at once")
     _add_rates(sd)
     _add_lsd(sd)
     _add_dht(sd)
-    sd.add_argument("--cache-dir", metavar="DIR", help="where our state is kept")
+    sd.add_argument("--cache-dir", metavar="DIR",
+                    help=f"where our state is kept (default: {default_cache_dir()})")
     _add_log_level(sd)
     sd.set_defaults(func=cmd_seed)
 
-    i = sub.add_parser("info", help="show what a .torrent or magnet link holds",
-                       description="Show what TORRENT holds. For a magnet link the "
-                       "metadata is fetched from its peers first (and cached).")
+    i = _command(sub, "info", help="show what a .torrent or magnet link holds",
+                 description="Print the torrent's name, info-hash, size, pieces, trackers, "
+                 "magnet link and file list. For a magnet link the metadata is fetched "
+                 "from its peers first (and cached).",
+                 epilog="examples:\n  torrentfs info ubuntu.torrent\n"
+                        "  torrentfs info 'magnet:?xt=urn:btih:...&tr=...'")
     i.add_argument("torrent", metavar="TORRENT", help=".torrent file or magnet link")
     i.add_argument("--peer", action="append", type=parse_peer, default=[],
                    metavar="HOST:PORT", help="ask this peer for a magnet's metadata too")
@@ -844,20 +960,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_metadata_timeout(i)
     i.set_defaults(func=cmd_info)
 
-    c = sub.add_parser("create", help="make a .torrent of a file or directory")
-    c.add_argument("path", metavar="PATH")
+    c = _command(sub, "create", help="make a .torrent of a file or directory",
+                 description="Make a torrent of PATH, a file or a directory (its regular "
+                 "files, sorted; symlinks skipped).",
+                 epilog="examples:\n"
+                        "  torrentfs create ./image.raw -o image.torrent\n"
+                        "  torrentfs create ./dataset -o dataset.torrent \\\n"
+                        "      -t http://tracker.lan:6969/announce --piece-size 4M --private")
+    c.add_argument("path", metavar="PATH", help="the file or directory to share")
     c.add_argument("-o", "--output", required=True, metavar="FILE", help="the .torrent to write")
     c.add_argument("-t", "--tracker", action="append", metavar="URL",
-                   help="announce URL (repeatable; each is its own tier)")
+                   help="announce URL (repeatable; each is its own tier; default: none, "
+                        "peers come from the DHT, LSD or --peer)")
     c.add_argument("--piece-size", type=parse_size, metavar="SIZE",
                    help="piece size, a power of two >= 16K (default: chosen from the size)")
-    c.add_argument("--comment")
-    c.add_argument("--private", action="store_true", help="set the private flag (BEP 27)")
+    c.add_argument("--comment", metavar="TEXT", help="a comment stored in the torrent")
+    c.add_argument("--private", action="store_true",
+                   help="set the private flag (BEP 27): trackers only, no DHT, LSD or PEX")
     c.set_defaults(func=cmd_create)
     return p
 
 
-def _add_metadata_timeout(p: argparse.ArgumentParser) -> None:
+def _add_metadata_timeout(p) -> None:
     p.add_argument("--metadata-timeout", type=positive_seconds, default=METADATA_TIMEOUT,
                    metavar="SECONDS",
                    help="for a magnet link: give up when no peer has given the torrent's "
@@ -874,20 +998,20 @@ def positive_seconds(text: str) -> float:
     return value
 
 
-def _add_rates(p: argparse.ArgumentParser) -> None:
+def _add_rates(p) -> None:
     p.add_argument("--upload-rate", type=parse_size, default=0, metavar="RATE",
                    help="cap upload at RATE bytes/s, e.g. 5M (default: no cap)")
     p.add_argument("--download-rate", type=parse_size, default=0, metavar="RATE",
                    help="cap download at RATE bytes/s, e.g. 20M (default: no cap)")
 
 
-def _add_lsd(p: argparse.ArgumentParser) -> None:
+def _add_lsd(p) -> None:
     p.add_argument("--lsd", action=argparse.BooleanOptionalAction, default=True,
                    help="find peers on the local network by multicast (BEP 14 local service "
                         "discovery; default: on, never for private torrents)")
 
 
-def _add_dht(p: argparse.ArgumentParser) -> None:
+def _add_dht(p) -> None:
     p.add_argument("--no-dht", action="store_true",
                    help="do not use the DHT to find peers (it is never used for a "
                         "private torrent)")
@@ -932,18 +1056,96 @@ def parse_seed_after(text: str) -> dict[str, float]:
     return out
 
 
-def _add_log_level(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-v", "--verbose", dest="log_level", action="store_const", const="debug", default="info",
-                   help="log everything (same as --log-level debug)")
+def _add_log_level(p) -> None:
+    p.add_argument("-v", "--verbose", dest="log_level", action="store_const", const="debug",
+                   default="info", help="log everything (same as --log-level debug)")
     p.add_argument("--log-level", default="info",
-                   choices=["debug", "info", "warning", "error"], help="default: info")
+                   choices=["debug", "info", "warning", "error"], help="how much to log")
+
+
+def read_config(argv: list[str], environ) -> tuple[str, bytes] | None:
+    """The config file's name and bytes: from ``--config FILE`` (looked for before
+    argparse runs, since the file sets argparse's defaults), else $TORRENTFS_CONFIG,
+    else the user's config folder. Only that last one may be missing (or out of
+    reach: mount.fuse3's setuid=USER leaves HOME as root's)."""
+    explicit = None
+    for n, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg == "--config" and n + 1 < len(argv):
+            explicit = argv[n + 1]
+        elif arg.startswith("--config="):
+            explicit = arg.partition("=")[2]
+    if explicit is None:
+        explicit = environ.get(CONFIG_ENV) or None
+    path = Path(explicit) if explicit is not None else default_config_path()
+    if explicit == "":
+        return None
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        if explicit is None:
+            return None
+        raise CliError(f"config file {path}: no such file") from None
+    except IsADirectoryError:
+        raise CliError(f"config file {path}: is a directory") from None
+    except PermissionError as e:
+        if explicit is None and not os.access(path.parent, os.X_OK):
+            return None  # another user's home (mount.fuse3 setuid=): not ours to read
+        raise CliError(f"config file {path}: cannot read: {e.strerror}") from None
+    except OSError as e:
+        raise CliError(f"config file {path}: cannot read: {e.strerror}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise CliError(f"config file {path}: over {MAX_CONFIG_BYTES >> 20} MiB")
+    return str(path), data
+
+
+def _implicit_mount(argv: list[str], names) -> list[str]:
+    """``torrentfs SOURCE MOUNTPOINT [-o OPTS]``, as mount(8) and mount.fuse3 run a
+    filesystem named in fstab, means ``torrentfs mount SOURCE MOUNTPOINT ...``."""
+    if (len(argv) >= 2 and argv[0] not in names and not argv[0].startswith("-")
+            and not argv[1].startswith("-")
+            and (argv[0].endswith(".torrent") or argv[0].startswith("magnet:")
+                 or os.path.isfile(argv[0]))):
+        return ["mount", *argv]
+    return argv
+
+
+def parse_command_line(argv: list[str], environ=os.environ) -> argparse.Namespace:
+    """The command line with the config file's settings under it and ``-o`` options
+    of ours between the two. Raises CliError (bad file), ConfigError (bad value or
+    key), or exits 2 (usage error, from argparse)."""
+    from .config import apply_config, commands, parse_toml, split_mount_options
+    parser = build_parser()
+    subs = commands(parser)
+    argv = _implicit_mount(list(argv), {n for a in parser._subparsers._group_actions
+                                        for n in a.choices})
+    found = read_config(argv, environ)
+    if found:
+        origin, data = found
+        apply_config(parser, parse_toml(data, origin), origin)
+    args = parser.parse_args(argv)
+    if args.command == "mount":
+        fuse, ours = split_mount_options([o for group in args.o for o in group],
+                                         subs["mount"])
+        if ours:  # make them defaults, under the flags, and parse again
+            for dest, value in ours.items():
+                if isinstance(value, list):
+                    ours[dest] = list(subs["mount"].get_default(dest) or []) + value
+            subs["mount"].set_defaults(**ours)
+            args = parser.parse_args(argv)
+        args.o = fuse
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if hasattr(args, "o"):
-        args.o = [opt for group in args.o for opt in group] if args.command == "mount" else args.o
+    from .config import ConfigError
+    try:
+        args = parse_command_line(sys.argv[1:] if argv is None else argv)
+    except (CliError, ConfigError) as e:
+        print(f"torrentfs: error: {e}", file=sys.stderr)
+        return 1
     try:
         return args.func(args)
     except CliError as e:

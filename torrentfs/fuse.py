@@ -308,9 +308,13 @@ def set_kernel_readahead(mountpoint: str, kib: int = KERNEL_READAHEAD_KIB) -> bo
 
 def mount_options(fsname: str, extra: list[str] = ()) -> set[str]:
     """The options we mount with: read-only, kernel permission checks, a useful
-    fsname for ``mount``/``df``, and whatever the user added."""
+    fsname for ``mount``/``df``, and whatever the user added (a user's ``fsname=``
+    or ``subtype=`` replaces ours: libfuse would take either of two at random)."""
     opts = set(pyfuse3.default_options)
     opts.discard("default_permissions")
     opts |= {"ro", "default_permissions", f"fsname={fsname}", "subtype=torrentfs"}
+    for key in ("fsname=", "subtype="):
+        if any(o.startswith(key) for o in extra):
+            opts = {o for o in opts if not o.startswith(key)}
     opts |= set(extra)
     return opts
