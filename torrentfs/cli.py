@@ -447,6 +447,8 @@ def cmd_seed(args) -> int:
         trio.run(main)
     except* CliError as eg:
         raise eg.exceptions[0] from None
+    except* KeyboardInterrupt:  # Ctrl-C before the signal receiver was up
+        pass
     return 0
 
 
