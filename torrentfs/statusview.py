@@ -150,11 +150,13 @@ def render_rich(doc: dict, now: float | None = None):
         table.add_column("verified", justify="right")
         for f in files:
             table.add_row(Text(printable(f["path"])),
-                          ProgressBar(total=max(f["size"], 1), completed=f["verified"]),
+                          ProgressBar(total=max(f["size"], 1),
+                                      completed=f["verified"] if f["size"] else 1),
                           f"{human(f['verified'])} / {human(f['size'])}")
         parts.append(table)
         if peers["list"]:
-            pt = Table(box=None, expand=True, header_style="bold")
+            pt = Table(box=None, expand=True, header_style="bold",
+                       caption="flags: U unchoked us, u unchoked by us, s snubbed us")
             for name in ("peer", "client", "down/s", "up/s", "flags"):
                 pt.add_column(name, justify="right" if "/" in name else "left")
             for p in peers["list"][:WATCH_PEERS]:
