@@ -63,3 +63,48 @@ def test_live_process_and_gone_process():
     p.wait(10)
     assert process_gave_up(p.pid)
     assert not process_gave_up(os.getpid())
+
+
+# -- status in the filesystem: st_blocks and xattrs (no mount: the handlers) ----------
+
+async def test_st_blocks_and_xattrs_follow_verified_pieces(make_swarm, autojump_clock):
+    import errno
+
+    import pyfuse3
+    import pytest
+    import trio
+
+    from fakepeer import start
+    from torrentfs.fuse import TorrentFS
+    from torrentfs.tree import Tree
+
+    async with trio.open_nursery() as n:
+        s = await start(n, make_swarm)
+        fs = TorrentFS(s.torrent, Tree.from_metainfo(s.meta))
+        [node] = fs.tree.children(fs.tree.root.inode)
+        size = len(s.payload)
+        assert (await fs.getattr(node.inode)).st_blocks == 0
+        assert (await fs.getattr(node.inode)).st_size == size
+        s.add()
+        await s.torrent.read(0, 10 * 32768, 1)  # the last piece: 100 bytes
+        await s.torrent.read(0, 0, 1)
+        assert (await fs.getattr(node.inode)).st_blocks == (32768 + 100 + 511) // 512
+        assert (await fs.lookup(fs.tree.root.inode, node.name.encode())).st_blocks == 65
+        assert (await fs.getattr(fs.tree.root.inode)).st_blocks == 0  # a folder
+        assert await fs.getxattr(node.inode, b"user.torrentfs.progress", None) == \
+            f"{32768 + 100}/{size}".encode()
+        assert await fs.getxattr(fs.tree.root.inode, b"user.torrentfs.infohash", None) == \
+            s.meta.info_hash.hex().encode()
+        names = await fs.listxattr(fs.tree.root.inode, None)
+        assert b"user.torrentfs.peers" in names and b"user.torrentfs.progress" in names
+        assert set(await fs.listxattr(node.inode, None)) == {
+            b"user.torrentfs.progress", b"user.torrentfs.verified", b"user.torrentfs.pieces"}
+        for name in (b"user.torrentfs.infohash", b"user.torrentfs.nope", b"user.other",
+                     b"security.selinux"):
+            with pytest.raises(pyfuse3.FUSEError) as e:
+                await fs.getxattr(node.inode, name, None)
+            assert e.value.errno == errno.ENODATA
+        with pytest.raises(pyfuse3.FUSEError) as e:
+            await fs.getxattr(999, b"user.torrentfs.progress", None)
+        assert e.value.errno == errno.ENOENT
+        n.cancel_scope.cancel()

@@ -1,4 +1,4 @@
-"""The ``torrentfs`` command: mount, unmount, info, create.
+"""The ``torrentfs`` command: mount, unmount, status, seed, info, create.
 
 Every failure a user can cause ends in one line on stderr (``torrentfs: error: ...``)
 and a non-zero exit, never a traceback. ``mount`` daemonises like sshfs: the command
@@ -338,22 +338,15 @@ def _info_of_magnet(magnet, args):
 
 def cmd_create(args) -> int:
     from .create import CreateError, create_torrent
+    from .progress import progress_bar
     out = Path(args.output)
-    progress = None
-    if sys.stderr.isatty():
-        def progress(done: int, total: int) -> None:
-            pct = 100 * done / total if total else 100
-            print(f"\rhashing {human(done)} of {human(total)} ({pct:.0f}%)", end="",
-                  file=sys.stderr, flush=True)
     try:
-        data = create_torrent(args.path, trackers=args.tracker or [],
-                              piece_length=args.piece_size, comment=args.comment,
-                              private=args.private, progress=progress)
+        with progress_bar("hashing") as progress:  # a bar on a terminal only
+            data = create_torrent(args.path, trackers=args.tracker or [],
+                                  piece_length=args.piece_size, comment=args.comment,
+                                  private=args.private, progress=progress)
     except CreateError as e:
         raise CliError(str(e)) from None
-    finally:
-        if progress:
-            print(file=sys.stderr)
     tmp = out.with_name(out.name + ".tmp")
     try:
         tmp.write_bytes(data)
@@ -528,23 +521,18 @@ def cmd_seed(args) -> int:
     os.umask(0o077)  # our state files are the user's alone
     cache = Path(args.cache_dir or default_cache_dir())
     state = cache / meta.info_hash.hex()
-    progress = None
-    if sys.stderr.isatty():
-        def progress(done: int, total: int) -> None:
-            if done == total or done % 16 == 0:
-                width = 30
-                fill = width * done // total if total else width
-                print(f"\rverifying [{'#' * fill}{'.' * (width - fill)}] {done}/{total} pieces",
-                      end="\n" if done == total else "", file=sys.stderr, flush=True)
+    from .progress import progress_bar
 
     async def main() -> None:
         torrent = Torrent(meta, state, port=args.port, peers=args.peer, data_dir=data_dir,
-                          seed_only=True, check_progress=progress, lsd=args.lsd,
+                          seed_only=True, lsd=args.lsd,
                           max_peers=args.max_peers, upload_rate=args.upload_rate or None,
                           download_rate=args.download_rate or None)
         async with trio.open_nursery() as nursery:
             try:
-                await nursery.start(torrent.run)
+                with progress_bar("verifying", unit="pieces") as progress:  # a terminal only
+                    torrent.check_progress = progress
+                    await nursery.start(torrent.run)
             except OSError as e:
                 raise CliError(f"cannot listen on port {args.port}: {e.strerror}") from None
             have = torrent.have
@@ -566,6 +554,8 @@ def cmd_seed(args) -> int:
         trio.run(main)
     except* CliError as eg:
         raise eg.exceptions[0] from None
+    except* KeyboardInterrupt:  # Ctrl-C before the signal receiver was up
+        pass
     return 0
 
 
@@ -608,6 +598,7 @@ def _serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=No
     called, only once the tree is known."""
     import trio
     from .fuse import TorrentFS, mount_options, set_kernel_readahead
+    from .status import publish, status_path
     from .torrent import Torrent, make_peer_id
     from .tree import Tree
 
@@ -659,6 +650,8 @@ def _serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=No
                 log.info("mounted %s on %s (info-hash %s, port %d)",
                          meta.name, mountpoint, meta.info_hash.hex(), torrent.port)
                 nursery.start_soon(_watch_signals, pyfuse3, fs)
+                # Status hook (issue 7): `torrentfs status` reads what this publishes.
+                nursery.start_soon(publish, lambda: [torrent], status_path(state), mountpoint)
                 nursery.start_soon(fs.watch_readers)
                 ready(None)
                 await pyfuse3.main()
@@ -946,6 +939,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"where our state is kept (default: {default_cache_dir()})")
     _add_log_level(sd)
     sd.set_defaults(func=cmd_seed)
+
+    from .statusview import add_parser as add_status_parser
+    add_status_parser(sub, _command)  # issue 7: torrentfs status
 
     i = _command(sub, "info", help="show what a .torrent or magnet link holds",
                  description="Print the torrent's name, info-hash, size, pieces, trackers, "

@@ -3,7 +3,10 @@
 Directory operations come from the immutable ``tree.Tree`` and never wait. A read
 goes to ``Torrent.read`` and waits there until its pieces are verified. This is the
 only module that turns errors into errno values. Verified data never changes, so the
-kernel may cache it for ever (``keep_cache``, long attribute and entry timeouts).
+kernel may cache it for ever (``keep_cache``, long attribute and entry timeouts); only
+``st_blocks`` (a file's verified bytes, for ``du``) moves, and the kernel is told to
+drop a file's cached attributes when a piece of it arrives or leaves. Extended
+attributes ``user.torrentfs.*`` give progress (``status.node_facts``).
 
 A reader that gives up must not stay stuck. The kernel sends FUSE_INTERRUPT when a
 process blocked in a read gets a signal, but pyfuse3 does not pass it on, and once
@@ -32,6 +35,7 @@ import time
 import pyfuse3
 import trio
 
+from .status import file_verified, node_facts
 from .storage import StorageError
 from .torrent import ReadTimeout, Torrent
 from .tree import Node, Tree
@@ -130,6 +134,12 @@ class TorrentFS(pyfuse3.Operations):
         self._waiting: dict[object, tuple[int, trio.CancelScope]] = {}  # reads in progress
         self._closing = False
         self._device: int | None = None  # /dev/fuse, found once reads wait
+        # Status hook (issue 7): st_blocks counts a file's verified bytes, so the
+        # kernel's cached attributes of the files a piece touches are dropped when
+        # the piece arrives or leaves (``du`` is right at once).
+        self._file_inodes = {n.file_index: n.inode for n in tree.nodes.values()
+                             if not n.is_dir}
+        torrent.piece_listeners.append(self._piece_changed)
 
     def _node(self, inode: int) -> Node:
         node = self.tree.get(inode)
@@ -154,7 +164,9 @@ class TorrentFS(pyfuse3.Operations):
         a.st_uid, a.st_gid = self.uid, self.gid
         a.st_rdev = 0
         a.st_blksize = 1 << 17
-        a.st_blocks = (a.st_size + 511) // 512
+        # What is verified and on disk, in 512-byte units, so `du` shows progress.
+        a.st_blocks = 0 if node.is_dir else (file_verified(
+            self.torrent.geometry, self.torrent.have, node.file_index) + 511) // 512
         a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = self.time_ns
         return a
 
@@ -271,11 +283,36 @@ class TorrentFS(pyfuse3.Operations):
         s.f_namemax = 255
         return s
 
+    XATTR_PREFIX = "user.torrentfs."
+
     async def getxattr(self, inode, name, ctx):
+        """``user.torrentfs.*``: progress and facts (``status.node_facts``)."""
+        node = self._node(inode)
+        key = os.fsdecode(name)
+        if key.startswith(self.XATTR_PREFIX):
+            value = node_facts(self.torrent, self.tree, node).get(key[len(self.XATTR_PREFIX):])
+            if value is not None:
+                return value.encode()
         raise pyfuse3.FUSEError(errno.ENODATA)
 
     async def listxattr(self, inode, ctx):
-        return []
+        facts = node_facts(self.torrent, self.tree, self._node(inode))
+        return [(self.XATTR_PREFIX + k).encode() for k in facts]
+
+    def _piece_changed(self, index: int) -> None:
+        """A piece was verified or left the cache: the st_blocks of the files it
+        touches changed. Only while the FUSE main loop runs (pyfuse3's session
+        exists then: ``trio_token`` is set); attributes only, never the data
+        cache; an inode the kernel does not know is nothing to drop."""
+        if pyfuse3.trio_token is None:
+            return
+        for span in self.torrent.geometry.piece_spans(index):
+            inode = self._file_inodes.get(span.file_index)
+            if inode is not None:
+                try:
+                    pyfuse3.invalidate_inode(inode, attr_only=True)
+                except OSError:
+                    pass
 
 
 KERNEL_READAHEAD_KIB = 1024

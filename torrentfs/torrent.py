@@ -193,6 +193,10 @@ class Torrent:
         # Discovery hook (issue 6): local service discovery, never for private torrents.
         self.lsd = (LsdService(meta.info_hash, lambda: self.port, self.add_peer)
                     if lsd and not meta.private else None)
+        # Status hook (issue 7): reads waiting for pieces (for ``status()``), and who
+        # hears of a piece arriving or leaving (the FUSE layer's st_blocks).
+        self.waiting_reads: dict[object, tuple[float, list[int]]] = {}
+        self.piece_listeners: list = []  # callables taking a piece index
         self._nursery: trio.Nursery | None = None
         # BEP 10 extensions (metadata serving, PEX): hooks in on_handshake,
         # on_peer_closed, _on_Extended and _ticker.
@@ -562,6 +566,8 @@ class Torrent:
         event = self._events.pop(index, None)
         if event is not None:
             event.set()
+        for listener in self.piece_listeners:
+            listener(index)
         for s in list(self.sessions.values()):
             if s.registered:
                 s.send(wire.Have(index))
@@ -578,6 +584,8 @@ class Torrent:
         if index not in self.have:
             return
         self.picker.piece_lost(index)
+        for listener in self.piece_listeners:
+            listener(index)
         data = self._recent.pop(index, None)
         if data is not None:
             self._recent_bytes -= len(data)
@@ -723,6 +731,7 @@ class Torrent:
         self.picker.raise_priority(owner, pieces, NOW, trio.current_time() + NOW_SLACK)
         self.schedule()
         timeout = math.inf if self.read_timeout is None else self.read_timeout
+        self.waiting_reads[owner] = (trio.current_time(), pieces)
         try:
             for i in pieces:
                 while i not in self.have:
@@ -741,7 +750,14 @@ class Torrent:
                         raise ReadTimeout(f"no progress for {timeout:g} s waiting for "
                                           f"piece {i}: {self._who_has(i)}")
         finally:
+            self.waiting_reads.pop(owner, None)
             self.picker.drop(owner)
+
+    def status(self) -> dict:
+        """A snapshot of this torrent for ``torrentfs status`` and the xattrs: see
+        ``status.snapshot`` (its schema is documented there)."""
+        from .status import snapshot
+        return snapshot(self)
 
     def _who_has(self, index: int) -> str:
         """Why a piece is not coming, for the log: no peers, or peers without it."""

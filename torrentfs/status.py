@@ -1,0 +1,244 @@
+"""What a running torrent is doing, as plain data: for ``torrentfs status``, its
+``--json`` and ``--watch``, and the extended attributes of the mounted files.
+
+``snapshot(torrent)`` reads a ``Torrent``'s state in the trio thread and returns a
+dict of plain values (no I/O, cheap: one pass over the pieces). The daemon
+publishes it (``publish``) once a second (less often for a torrent so big that its
+snapshot takes over 20 ms) as a JSON file written atomically (temp file, rename)
+next to the mount's state file, ``<cache>/mounts/<key>.status.json``;
+the CLI reads that file and never talks to the daemon, so a busy or wedged daemon
+cannot hang ``torrentfs status`` (a stale file shows by its ``updated`` time).
+
+The JSON document (``SCHEMA`` 1; fields are only ever added, never renamed or
+retyped within a schema number; sizes in bytes, rates in bytes/s, times in s)::
+
+    {"schema": 1, "pid": 1234, "mountpoint": "/mnt/x", "updated": 1700000000.0,
+     "torrents": [TORRENT]}                  # one per torrent the daemon serves
+
+    TORRENT = {"name": str, "info_hash": "40 hex digits",
+      "size": int, "verified": int,          # bytes of the torrent, bytes verified
+      "pieces": {"total": int, "verified": int, "length": int},
+      "complete": bool, "prefetch": bool, "seeding": bool,
+      "peers": {"connected": int,            # past the handshake
+                "unchoked_us": int,          # may request from them
+                "we_unchoked": int,          # may request from us
+                "interested": int,           # want our data
+                "known": int, "banned": int, # addresses known, peers banned
+                "list": [{"address": "ip:port", "client": str, "outgoing": bool,
+                          "unchoked_us": bool, "we_unchoked": bool,
+                          "interested": bool, "snubbed": bool,
+                          "download_rate": float, "upload_rate": float,
+                          "downloaded": int, "uploaded": int}]},
+      "rates": {"download": float, "upload": float},
+      "totals": {"downloaded": int, "uploaded": int, "wasted": int},
+      "reads": [{"pieces": [int], "waiting": float, "why": str}],  # oldest first
+      "cache": {"folder": str, "bytes": int, "limit": int | null},
+      "files": [{"path": str, "size": int, "verified": int}]}      # no padding files
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+
+import trio
+
+log = logging.getLogger("torrentfs.status")
+
+SCHEMA = 1
+PUBLISH_EVERY = 1.0  # seconds between status files ...
+BUSY_SHARE = 50     # ... or more: a huge torrent's snapshot takes at most 1/50 of the time
+
+
+def verified_in_range(geometry, have, start: int, length: int) -> int:
+    """Bytes of ``[start, start+length)`` of the torrent's stream that lie in
+    verified pieces."""
+    total = 0
+    end = start + length
+    for i in geometry.pieces_in_range(start, length):
+        if i in have:
+            base = geometry.piece_offset(i)
+            total += min(end, base + geometry.piece_size(i)) - max(start, base)
+    return total
+
+
+def verified_total(geometry, have) -> int:
+    """Bytes of the whole torrent in verified pieces."""
+    if not have.count:
+        return 0
+    last = geometry.num_pieces - 1
+    short = geometry.piece_length - geometry.piece_size(last) if last in have else 0
+    return have.count * geometry.piece_length - short
+
+
+def file_verified(geometry, have, file_index: int) -> int:
+    """Bytes of file ``file_index`` that lie in verified pieces."""
+    return verified_in_range(geometry, have, geometry.file_offset(file_index),
+                             geometry.file_lengths[file_index])
+
+
+def file_path(meta, index: int) -> str:
+    """A file's path as the mount shows it (the torrent's folder first)."""
+    f = meta.files[index]
+    return "/".join((meta.name, *f.path)) if meta.multi_file else meta.name
+
+
+def client_name(peer_id: bytes | None) -> str:
+    """A peer's client, from an Azureus-style peer id (``-lt2060-``: ``lt 2060``);
+    only letters, digits and dots, whatever the peer sent."""
+    if not peer_id:
+        return ""
+    if len(peer_id) >= 8 and peer_id[:1] == b"-" and peer_id[7:8] == b"-":
+        text = f"{peer_id[1:3].decode('latin-1')} {peer_id[3:7].decode('latin-1')}"
+    else:
+        text = peer_id[:8].decode("latin-1")
+    return re.sub(r"[^0-9A-Za-z. ]", "?", text)
+
+
+def snapshot(torrent, now: float | None = None) -> dict:
+    """The torrent's state as plain data (the TORRENT object of the schema above)."""
+    now = trio.current_time() if now is None else now
+    g, have, meta = torrent.geometry, torrent.have, torrent.meta
+    peers = [s for s in torrent.sessions.values() if s.registered and not s.closed]
+    listed = []
+    for s in sorted(peers, key=lambda p: -p.down.rate(now)):
+        listed.append({
+            "address": f"[{s.addr[0]}]:{s.addr[1]}" if ":" in str(s.addr[0])
+                       else f"{s.addr[0]}:{s.addr[1]}",
+            "client": client_name(s.peer_id), "outgoing": s.outgoing,
+            "unchoked_us": not s.peer_choking, "we_unchoked": not s.am_choking,
+            "interested": s.peer_interested, "snubbed": s.snubbed,
+            "download_rate": round(s.down.rate(now), 1),
+            "upload_rate": round(s.up.rate(now), 1),
+            "downloaded": s.down.total, "uploaded": s.up.total})
+    reads = []
+    for since, pieces in sorted(torrent.waiting_reads.values(), key=lambda r: r[0]):
+        missing = [i for i in pieces if i not in have]
+        if missing:
+            reads.append({"pieces": missing, "waiting": round(now - since, 3),
+                          "why": torrent._who_has(missing[0])})
+    files = [{"path": file_path(meta, i), "size": g.file_lengths[i],
+              "verified": file_verified(g, have, i)}
+             for i, f in enumerate(meta.files) if not f.padding]
+    return {
+        "name": meta.name, "info_hash": meta.info_hash.hex(),
+        "size": g.total_length, "verified": verified_total(g, have),
+        "pieces": {"total": g.num_pieces, "verified": have.count,
+                   "length": g.piece_length},
+        "complete": have.complete, "prefetch": torrent.picker.prefetch,
+        "seeding": torrent.seeding,
+        "peers": {"connected": len(peers),
+                  "unchoked_us": sum(1 for s in peers if not s.peer_choking),
+                  "we_unchoked": sum(1 for s in peers if not s.am_choking),
+                  "interested": sum(1 for s in peers if s.peer_interested),
+                  "known": len(torrent.candidates), "banned": len(torrent.banned_ips),
+                  "list": listed},
+        "rates": {"download": round(sum(s.down.rate(now) for s in peers), 1),
+                  "upload": round(sum(s.up.rate(now) for s in peers), 1)},
+        "totals": {"downloaded": torrent.downloaded, "uploaded": torrent.uploaded,
+                   "wasted": torrent.wasted},
+        "reads": reads,
+        "cache": {"folder": os.path.abspath(torrent.storage.folder), "bytes": torrent.cache.books.used,
+                  "limit": torrent.cache.limit},
+        "files": files,
+    }
+
+
+def document(torrents: list[dict], mountpoint: str, pid: int | None = None,
+             updated: float | None = None) -> dict:
+    """The whole status file: who wrote it, when, and each torrent's snapshot."""
+    return {"schema": SCHEMA, "pid": os.getpid() if pid is None else pid,
+            "mountpoint": mountpoint,
+            "updated": round(time.time() if updated is None else updated, 3),
+            "torrents": torrents}
+
+
+def status_path(state_file: Path) -> Path:
+    """Where the daemon behind ``state_file`` (``cli.mount_state_file``) publishes."""
+    return state_file.with_name(state_file.stem + ".status.json")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` (0600) with ``data`` in one rename: a reader sees the old
+    file or the new one, never half of one. Not fsynced: it is rewritten every
+    second and worthless after a crash."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+async def publish(torrents, path: Path, mountpoint: str, every: float = PUBLISH_EVERY,
+                  offload=trio.to_thread.run_sync) -> None:
+    """Write the status file every ``every`` seconds until cancelled, then remove
+    it. ``torrents`` is a callable giving the torrents served (the snapshots are
+    taken in the trio thread, the file written by ``offload``: a worker thread)."""
+    try:
+        while True:
+            t0 = time.perf_counter()
+            doc = document([t.status() for t in torrents()], mountpoint)
+            data = json.dumps(doc, separators=(",", ":")).encode()
+            took = time.perf_counter() - t0  # in the trio thread: keep it a small share
+            try:
+                await offload(write_atomic, path, data)
+            except OSError as e:
+                log.warning("cannot write the status file %s: %s", path, e)
+            await trio.sleep(max(every, took * BUSY_SHARE))
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def node_facts(torrent, tree, node) -> dict[str, str]:
+    """The extended attributes of a mounted node (name without ``user.torrentfs.``
+    -> value): a file's or folder's verified bytes and progress; on the root, the
+    torrent's too, with its info-hash and peers."""
+    g, have = torrent.geometry, torrent.have
+    if node.inode == tree.root.inode:
+        size, verified = g.total_length, verified_total(g, have)
+        pieces = range(g.num_pieces)
+    else:
+        files = _files_under(tree, node)
+        size = sum(g.file_lengths[i] for i in files)
+        verified = sum(file_verified(g, have, i) for i in files)
+        pieces = sorted({p for i in files for p in g.file_pieces(i)})
+    facts = {"progress": f"{verified}/{size}", "verified": str(verified),
+             "pieces": f"{sum(1 for p in pieces if p in have)}/{len(pieces)}"}
+    if node.inode == tree.root.inode:
+        now = trio.current_time()
+        peers = [s for s in torrent.sessions.values() if s.registered and not s.closed]
+        facts.update({
+            "infohash": torrent.meta.info_hash.hex(),
+            "name": torrent.meta.name,
+            "peers": str(len(peers)),
+            "peers_unchoked_us": str(sum(1 for s in peers if not s.peer_choking)),
+            "peers_we_unchoked": str(sum(1 for s in peers if not s.am_choking)),
+            "download_rate": str(int(sum(s.down.rate(now) for s in peers))),
+            "upload_rate": str(int(sum(s.up.rate(now) for s in peers))),
+            "reads_waiting": str(len(torrent.waiting_reads)),
+        })
+    return facts
+
+
+def _files_under(tree, node) -> list[int]:
+    """The file indexes of ``node`` (a file) or of every file below it (a folder)."""
+    if not node.is_dir:
+        return [node.file_index]
+    out: list[int] = []
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        for inode in n.children.values():
+            child = tree.nodes[inode]
+            if child.is_dir:
+                stack.append(child)
+            else:
+                out.append(child.file_index)
+    return out
