@@ -46,6 +46,16 @@ def files_of(meta: Metainfo, payload: bytes, prefix: str = "/") -> dict[str, byt
     return out
 
 
+def files_on_disk(meta: Metainfo, parent, prefix: str = "/") -> dict[str, bytes]:
+    """``files_of`` for a torrent whose file or folder lies in ``parent``."""
+    from pathlib import Path
+    parts = [Path(parent, meta.name, *f.path) if meta.multi_file else Path(parent, meta.name)
+             for f in meta.files]
+    payload = b"".join(b"\0" * f.length if f.padding else p.read_bytes()
+                       for f, p in zip(meta.files, parts))
+    return files_of(meta, payload, prefix)
+
+
 _RANGE = re.compile(r"bytes=(\d+)-(\d+)")
 
 

@@ -236,6 +236,8 @@ def cmd_info(args) -> int:
     for n, tier in enumerate(meta.announce_list):
         for url in tier:
             print(f"tracker:    {url}  (tier {n})")
+    for url in meta.url_list:
+        print(f"web seed:   {url}")
     print(f"magnet:     {meta.magnet()}")
     shown = [f for f in meta.files if not f.padding]
     print(f"files:      {len(shown)}")
@@ -256,6 +258,7 @@ def cmd_create(args) -> int:
                   file=sys.stderr, flush=True)
     try:
         data = create_torrent(args.path, trackers=args.tracker or [],
+                              web_seeds=args.web_seed or [],
                               piece_length=args.piece_size, comment=args.comment,
                               private=args.private, progress=progress)
     except CreateError as e:
@@ -494,7 +497,8 @@ def _serve(meta, mountpoint: str, folder: Path, args, ready) -> int:
                           read_timeout=args.read_timeout or None,
                           upload_rate=args.upload_rate or None,
                           download_rate=args.download_rate or None,
-                          cache_size=args.cache_size)
+                          cache_size=args.cache_size,
+                          web_seeds=_web_seeds(meta, args))  # web seeds hook (issue 7)
         fs = TorrentFS(torrent, Tree.from_metainfo(meta))
         async with trio.open_nursery() as nursery:
             try:
@@ -643,6 +647,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_rates(m)
     _add_lsd(m)
     _add_dht(m)
+    _add_web_seeds(m)
     m.add_argument("-o", action="append", default=[], metavar="OPT",
                    type=lambda s: [o for o in s.split(",") if o],
                    help="extra FUSE mount options, comma-separated (e.g. allow_other)")
@@ -687,10 +692,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="announce URL (repeatable; each is its own tier)")
     c.add_argument("--piece-size", type=parse_size, metavar="SIZE",
                    help="piece size, a power of two >= 16K (default: chosen from the size)")
+    c.add_argument("--web-seed", action="append", type=parse_web_seed, metavar="URL",
+                   help="HTTP(S) URL of a server holding the same files (BEP 19 url-list; "
+                        "repeatable): a file's URL, or a folder's ending in '/'")
     c.add_argument("--comment")
     c.add_argument("--private", action="store_true", help="set the private flag (BEP 27)")
     c.set_defaults(func=cmd_create)
     return p
+
+
+def parse_web_seed(text: str) -> str:
+    from .webseed import usable
+    if not usable(text):
+        raise argparse.ArgumentTypeError(f"not an http:// or https:// URL: {text!r}")
+    return text
+
+
+def _add_web_seeds(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--web-seed", action="append", type=parse_web_seed, default=[],
+                   metavar="URL", help="fetch pieces from this HTTP(S) server too, as if "
+                   "it were in the torrent's url-list (repeatable)")
+    p.add_argument("--no-web-seeds", action="store_true",
+                   help="ignore the torrent's web seeds (url-list)")
+
+
+def _web_seeds(meta, args) -> list[str]:
+    """The web seeds a mount uses: the torrent's, unless --no-web-seeds, and --web-seed."""
+    return [*(() if args.no_web_seeds else meta.url_list), *args.web_seed]
 
 
 def _add_rates(p: argparse.ArgumentParser) -> None:
