@@ -66,24 +66,40 @@ async def test_multi_file_pieces_map_onto_files(tmp_path, autojump_clock):
 
 async def test_the_most_urgent_piece_is_fetched_first(make_swarm, autojump_clock):
     """The web seed takes work from the picker like a peer: a read's NOW piece
-    before readahead, readahead in deadline order."""
+    before readahead, readahead in deadline order; its SLOTS requests at once."""
     async with trio.open_nursery() as n:
         s, seed = await start_with_seed(n, make_swarm, SeedBehaviour(delay=0.5),
                                         size=40 * PLEN)
-        t = s.torrent
-        now = trio.current_time()
-        t.picker.raise_priority("ra", [30], READAHEAD, now + 5)
-        t.picker.raise_priority("ra", [20], READAHEAD, now + 1)
-        t.picker.raise_priority("ra", [25], READAHEAD, now + 3)
-        t.picker.raise_priority("now", [7], NOW, now + 0.05)
-        t.schedule()
+        raise_some(s.torrent)
         await trio.sleep(0.1)
-        firsts = [a // PLEN for _, a, _ in seed.ranges()]
-        assert firsts == [7, 20, 25]  # SLOTS requests: by tier, then deadline
+        # Three slots: the three most urgent go at once (started in any order).
+        assert sorted(a // PLEN for _, a, _ in seed.ranges()) == [7, 20, 25]
         await trio.sleep(5)
         assert [a // PLEN for _, a, _ in seed.ranges()][3:] == [30]
-        assert {7, 20, 25, 30} <= set(t.have)
+        assert {7, 20, 25, 30} <= set(s.torrent.have)
         n.cancel_scope.cancel()
+
+
+async def test_one_slot_fetches_in_order_of_urgency(make_swarm, autojump_clock,
+                                                    monkeypatch):
+    monkeypatch.setattr(httpseed, "SLOTS", 1)
+    async with trio.open_nursery() as n:
+        s, seed = await start_with_seed(n, make_swarm, SeedBehaviour(delay=0.5),
+                                        size=40 * PLEN)
+        raise_some(s.torrent)
+        await trio.sleep(5)
+        assert [a // PLEN for _, a, _ in seed.ranges()] == [7, 20, 25, 30]
+        n.cancel_scope.cancel()
+
+
+def raise_some(t) -> None:
+    """Piece 7 at NOW; 30, 20, 25 at READAHEAD with deadlines in the order 20, 25, 30."""
+    now = trio.current_time()
+    t.picker.raise_priority("ra", [30], READAHEAD, now + 5)
+    t.picker.raise_priority("ra", [20], READAHEAD, now + 1)
+    t.picker.raise_priority("ra", [25], READAHEAD, now + 3)
+    t.picker.raise_priority("now", [7], NOW, now + 0.05)
+    t.schedule()
 
 
 async def test_web_seed_and_peer_share_a_read(make_swarm, autojump_clock):

@@ -10,6 +10,10 @@ request blocks, waits for the pieces to be verified, then reads the bytes from d
 Only verified pieces are ever read or uploaded: a piece's blocks are gathered in
 memory, hashed in a worker thread, and written only if the hash matches.
 
+Web seeds (``httpseed.py``) are picker keys like sessions: ``schedule`` lets them
+pick, their blocks come in through ``got_block`` as a peer's do, and ``ban`` drops
+one that sent bad data.
+
 Invariants (the picker holds the block-level ones):
 * ``have`` is exactly the set of pieces verified and on disk.
 * a piece being hashed is in ``_verifying`` and is not downloaded again meanwhile.
