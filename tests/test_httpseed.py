@@ -273,3 +273,16 @@ async def test_the_torrents_url_list_is_used(tmp_path, autojump_clock):
                                             ["http://b.test/f.bin"]]
     assert Torrent(meta, tmp_path / "c2", listen=False, announce=False,
                    web_seeds=[]).webseeds.seeds == []
+
+
+async def test_a_url_httpx_refuses_drops_the_seed(make_swarm, autojump_clock, caplog):
+    caplog.set_level(logging.WARNING, "torrentfs.webseed")
+    seed = MockSeed({})
+    async with trio.open_nursery() as n:
+        s = await start(n, make_swarm, web_seeds=["http://h/" + "a" * 70000],
+                        http_transport=seed.transport, read_timeout=10)
+        with pytest.raises(ReadTimeout):
+            await s.torrent.read(0, 0, 100)
+        assert s.torrent.webseeds.seeds[0].dropped and not seed.requests
+        assert "dropped: cannot make a URL: URL too long" in caplog.text
+        n.cancel_scope.cancel()

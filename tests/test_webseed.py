@@ -29,7 +29,8 @@ def test_multi_file_url():
 @pytest.mark.parametrize("url,ok", [
     ("http://h/x", True), ("HTTPS://h:8080/", True), ("ftp://h/x", False),
     ("file:///etc/passwd", False), ("http://", False), ("h/x", False), ("", False),
-    ("http://[::1/", False),
+    ("http://[::1/", False), ("http://h:99999/x", False), ("http://h:x/", False),
+    ("http://[::1]:8080/x", True),
 ])
 def test_usable(url, ok):
     assert usable(url) is ok

@@ -138,6 +138,8 @@ class WebSeed:
                 self.failures = 0
         except IgnoresRange as e:
             self.drop(str(e))
+        except httpx.InvalidURL as e:  # a name that makes no URL: it never will
+            self.drop(f"cannot make a URL: {_one_line(e)}")
         except (ResponseError, httpx.HTTPError, trio.TooSlowError, OSError) as e:
             self._failed(e)
         except Exception as e:  # a bug of ours with this seed: lose the seed a while only

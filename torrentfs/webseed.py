@@ -45,6 +45,7 @@ def usable(url: str) -> bool:
     """True for an ``http``/``https`` URL with a host (other schemes are ignored)."""
     try:
         parts = urlsplit(url)
+        parts.port  # raises for a port that is not a number in range
     except ValueError:
         return False
     return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
