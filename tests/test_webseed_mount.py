@@ -60,6 +60,10 @@ def test_single_file_from_the_web_seed_alone(tmp_path, mount_torrent):
         assert server.requests
         assert all(r is not None and r.startswith("bytes=") for _, r in server.requests)
         assert {p for p, _ in server.requests} == {"/one%20file.bin"}
+        # Connections are kept alive: far fewer than requests (a request cancelled
+        # mid-body, when a reader moves on, costs its connection).
+        assert len(server.requests) >= 16
+        assert server.connections < len(server.requests) / 2, m.log[-3000:]
 
 
 def test_single_file_url_naming_the_file(tmp_path, mount_torrent):

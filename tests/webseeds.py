@@ -165,10 +165,15 @@ class RangeServer:
         self.files = files
         self.behaviour = behaviour
         self.requests: list[tuple[str, str | None]] = []
+        self.connections = 0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive
+
+            def setup(self) -> None:
+                outer.connections += 1
+                super().setup()
 
             def do_GET(self) -> None:
                 outer.requests.append((self.path, self.headers.get("Range")))
@@ -182,6 +187,12 @@ class RangeServer:
                     self.wfile.write(body)
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
+
+            def handle(self) -> None:
+                try:
+                    super().handle()
+                except ConnectionError:  # the client hung up: normal for us
+                    pass
 
             def log_message(self, *args) -> None:
                 pass

@@ -187,21 +187,25 @@ class WebSeed:
     async def _body(self, resp: httpx.Response, run: _Run, buf: bytearray, filled: int,
                     length: int) -> tuple[int, bool]:
         """Read at most ``length`` bytes of the body into ``buf`` at ``filled``,
-        delivering blocks as they fill; returns (bytes read, whether it stalled). A
-        server that ignores Range sends more: it is not read."""
+        delivering blocks as they fill; returns (bytes read, whether it stalled)."""
         limit = self.torrent.download_limit
+        # A 206 is read to its end, so that its connection is kept alive; a 200
+        # (the whole file) is left as soon as the bytes we need are in.
+        whole = resp.status_code != 206
         got = 0
         with trio.CancelScope() as stall:
             stall.deadline = trio.current_time() + STALL_TIMEOUT
             async for chunk in resp.aiter_raw():
                 take = min(len(chunk), length - got)
+                if not take:
+                    break  # more than the range: not read
                 buf[filled + got:filled + got + take] = chunk[:take]
                 got += take
                 now = trio.current_time()
                 self.down.add(take, now)
                 stall.deadline = now + STALL_TIMEOUT
                 self._deliver(run, buf, filled + got)
-                if got == length:
+                if got == length and whole:
                     break
                 if not limit.unlimited:
                     wait = limit.take(take, now)
