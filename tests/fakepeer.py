@@ -193,6 +193,26 @@ def small_torrent(tmp_path, size: int, piece_length: int = 32768, seed: int = 5)
     return meta, payload
 
 
+def small_tree_torrent(tmp_path, files: dict[str, int], piece_length: int = 32768,
+                       seed: int = 7):
+    """A multi-file torrent of a folder ``tree`` holding ``files`` (relative path ->
+    size) of pseudo-random bytes: (meta, payload), the payload being the torrent's
+    whole byte stream (files in torrent order)."""
+    root = tmp_path / "tree"
+    for n, (rel, size) in enumerate(files.items()):
+        data = bytearray()
+        counter = 0
+        while len(data) < size:
+            data += hashlib.sha256(f"{seed}:{n}:{counter}".encode()).digest()
+            counter += 1
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(bytes(data[:size]))
+    meta = parse(create_torrent(root, piece_length=piece_length, creation_date=0))
+    payload = b"".join((root.joinpath(*f.path)).read_bytes() for f in meta.files)
+    return meta, payload
+
+
 def raw_message(msg_id: int, payload: bytes = b"") -> bytes:
     """A length-prefixed message as it goes on the wire, unchecked (``wire.send``
     refuses invalid ones)."""

@@ -13,14 +13,16 @@ import pytest
 
 from test_cli import TORRENTFS, assert_one_line_error, run
 from torrentfs.cli import (build_parser, parse_command_line, parse_peer, parse_peer_list,
-                           parse_port, parse_seed_after, parse_size, positive_seconds)
+                           parse_port, parse_seed_after, parse_size, parse_web_seed,
+                           positive_seconds)
 from torrentfs.config import ConfigError, commands, option_table, split_mount_options
 
 # One value per option type, to set an option with. A new option whose type has no
 # sample here fails test_every_long_option_* with a message saying so.
 SAMPLES = {int: "7", float: "2.5", parse_size: "3M", parse_peer: "10.0.0.1:7",
            parse_peer_list: "10.0.0.1:7", parse_port: "7", parse_seed_after: "ratio=2",
-           positive_seconds: "33", None: "some text"}
+           positive_seconds: "33", parse_web_seed: "http://10.0.0.1:7/x",
+           None: "some text"}
 
 
 def parse(argv, config: str | None = None, tmp_path=None, **environ):

@@ -370,3 +370,40 @@ def test_create_error_is_one_line(tmp_path):
     with pytest.raises(CreateError) as excinfo:
         create_torrent(tmp_path / "missing\nname")
     assert str(excinfo.value).count("\n") == 0
+
+
+# ---------------------------------------------------------------------------
+# web seeds (BEP 19 url-list)
+
+
+def test_web_seeds_written_as_url_list(tmp_path):
+    f = tmp_path / "f.bin"
+    f.write_bytes(b"x" * 1000)
+    data = create_torrent(f, web_seeds=["http://a.test/f.bin", "https://b.test/pub/"])
+    assert bencodepy.decode(data)[b"url-list"] == [b"http://a.test/f.bin",
+                                                   b"https://b.test/pub/"]
+    assert parse(data).url_list == ("http://a.test/f.bin", "https://b.test/pub/")
+    assert b"url-list" not in bencodepy.decode(create_torrent(f))
+
+
+def test_cli_create_web_seed_and_info(tmp_path):
+    import subprocess
+    import sys
+    exe = str(Path(sys.executable).with_name("torrentfs"))
+    f = tmp_path / "f.bin"
+    f.write_bytes(b"x" * 1000)
+    out = tmp_path / "f.torrent"
+    r = subprocess.run([exe, "create", str(f), "-o", str(out), "--web-seed",
+                        "http://a.test/f.bin", "--web-seed", "http://b.test/"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert parse(out.read_bytes()).url_list == ("http://a.test/f.bin", "http://b.test/")
+    r = subprocess.run([exe, "info", str(out)], capture_output=True, text=True, timeout=30)
+    assert "web seed:   http://a.test/f.bin\nweb seed:   http://b.test/\n" in r.stdout
+    r = subprocess.run([exe, "create", str(f), "-o", str(tmp_path / "g.torrent"),
+                        "--web-seed", "ftp://a.test/f.bin"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.count("\n") == 1
+    assert "not an http:// or https:// URL: 'ftp://a.test/f.bin'" in r.stderr
+    assert not (tmp_path / "g.torrent").exists()

@@ -11,7 +11,7 @@ PKG = Path(__file__).resolve().parent.parent / "torrentfs"
 PURE = ["geometry", "metainfo", "bitfield", "wire", "announce", "picker", "tree", "readahead",
         "choker", "ratelimit", "cache", "blame",
         "udptracker", "lsd", "krpc", "routing", "dhtlookup", "dhtstore",
-        "magnet", "extension", "metadata", "pex", "config"]
+        "magnet", "extension", "metadata", "pex", "config", "webseed"]
 FORBIDDEN_IN_PURE = {"trio", "pyfuse3", "httpx", "socket", "time", "asyncio", "threading",
                      "selectors", "select", "subprocess", "anyio", "random", "secrets"}
 

@@ -305,6 +305,8 @@ def cmd_info(args) -> int:
     for n, tier in enumerate(meta.announce_list):
         for url in tier:
             print(f"tracker:    {url}  (tier {n})")
+    for url in meta.url_list:
+        print(f"web seed:   {url}")
     print(f"magnet:     {meta.magnet()}")
     shown = [f for f in meta.files if not f.padding]
     print(f"files:      {len(shown)}")
@@ -343,6 +345,7 @@ def cmd_create(args) -> int:
     try:
         with progress_bar("hashing") as progress:  # a bar on a terminal only
             data = create_torrent(args.path, trackers=args.tracker or [],
+                                  web_seeds=args.web_seed or [],
                                   piece_length=args.piece_size, comment=args.comment,
                                   private=args.private, progress=progress)
     except CreateError as e:
@@ -629,7 +632,8 @@ def _serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=No
                               read_timeout=args.read_timeout or None,
                               upload_rate=args.upload_rate or None,
                               download_rate=args.download_rate or None,
-                              lsd=args.lsd, cache_size=args.cache_size, pex=not args.no_pex)
+                              lsd=args.lsd, cache_size=args.cache_size, pex=not args.no_pex,
+                              web_seeds=_web_seeds(meta, args))  # web seeds hook (issue 7)
             fs = TorrentFS(torrent, Tree.from_metainfo(meta))
             try:
                 await nursery.start(torrent.run)
@@ -881,6 +885,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_rates(net)
     _add_lsd(net)
     _add_dht(net)
+    _add_web_seeds(net)
     data = m.add_argument_group("cache and reading")
     data.add_argument("--cache-dir", metavar="DIR",
                       help=f"where downloaded data is kept (default: {default_cache_dir()})")
@@ -970,6 +975,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "peers come from the DHT, LSD or --peer)")
     c.add_argument("--piece-size", type=parse_size, metavar="SIZE",
                    help="piece size, a power of two >= 16K (default: chosen from the size)")
+    c.add_argument("--web-seed", action="append", type=parse_web_seed, metavar="URL",
+                   help="HTTP(S) URL of a server holding the same files (BEP 19 url-list; "
+                        "repeatable): a file's URL, or a folder's ending in '/'")
     c.add_argument("--comment", metavar="TEXT", help="a comment stored in the torrent")
     c.add_argument("--private", action="store_true",
                    help="set the private flag (BEP 27): trackers only, no DHT, LSD or PEX")
@@ -992,6 +1000,26 @@ def positive_seconds(text: str) -> float:
     if not 0 < value < 1e7:
         raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
     return value
+
+
+def parse_web_seed(text: str) -> str:
+    from .webseed import usable
+    if not usable(text):
+        raise argparse.ArgumentTypeError(f"not an http:// or https:// URL: {text!r}")
+    return text
+
+
+def _add_web_seeds(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--web-seed", action="append", type=parse_web_seed, default=[],
+                   metavar="URL", help="fetch pieces from this HTTP(S) server too, as if "
+                   "it were in the torrent's url-list (repeatable)")
+    p.add_argument("--no-web-seeds", action="store_true",
+                   help="ignore the torrent's web seeds (url-list)")
+
+
+def _web_seeds(meta, args) -> list[str]:
+    """The web seeds a mount uses: the torrent's, unless --no-web-seeds, and --web-seed."""
+    return [*(() if args.no_web_seeds else meta.url_list), *args.web_seed]
 
 
 def _add_rates(p) -> None:

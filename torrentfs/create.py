@@ -113,6 +113,7 @@ def create_torrent(
     path: str | os.PathLike[str],
     *,
     trackers: Sequence[str] = (),
+    web_seeds: Sequence[str] = (),
     piece_length: int | None = None,
     comment: str | None = None,
     private: bool = False,
@@ -124,6 +125,7 @@ def create_torrent(
 
     ``trackers``: each URL is its own tier; the first is also ``announce``
     (``announce-list`` is written when there is more than one).
+    ``web_seeds``: BEP 19 ``url-list`` (HTTP servers holding the same files).
     ``creation_date``: seconds since the epoch; default now.
     ``progress(bytes_done, total)`` is called after each piece is hashed.
     """
@@ -187,6 +189,8 @@ def create_torrent(
         torrent[b"announce"] = trackers[0].encode("utf-8")
         if len(trackers) > 1:
             torrent[b"announce-list"] = [[url.encode("utf-8")] for url in trackers]
+    if web_seeds:
+        torrent[b"url-list"] = [url.encode("utf-8") for url in web_seeds]
     if comment is not None:
         torrent[b"comment"] = comment.encode("utf-8")
     if created_by is not None:

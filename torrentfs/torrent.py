@@ -10,6 +10,10 @@ request blocks, waits for the pieces to be verified, then reads the bytes from d
 Only verified pieces are ever read or uploaded: a piece's blocks are gathered in
 memory, hashed in a worker thread, and written only if the hash matches.
 
+Web seeds (``httpseed.py``) are picker keys like sessions: ``schedule`` lets them
+pick, their blocks come in through ``got_block`` as a peer's do, and ``ban`` drops
+one that sent bad data.
+
 Invariants (the picker holds the block-level ones):
 * ``have`` is exactly the set of pieces verified and on disk.
 * a piece being hashed is in ``_verifying`` and is not downloaded again meanwhile.
@@ -46,6 +50,7 @@ from .readahead import Readahead
 from .storage import Storage, StorageError
 from .tracker import Announcer
 from .lsdservice import LsdService
+from .httpseed import WebSeed, WebSeeds
 
 log = logging.getLogger("torrentfs.torrent")
 
@@ -140,7 +145,8 @@ class Torrent:
                  data_dir=None, seed_only: bool = False, check_progress=None,
                  upload_rate: float | None = None, download_rate: float | None = None,
                  choker: Choker | None = None, cache_size: int | None = None,
-                 lsd: bool = False, pex: bool = True) -> None:
+                 lsd: bool = False, pex: bool = True, web_seeds=None,
+                 http_transport=None) -> None:
         self.meta = meta
         self.geometry = Geometry(meta.piece_length, tuple(f.length for f in meta.files))
         # seed_only: serve the data in data_dir as it is (verified at start), never
@@ -197,6 +203,9 @@ class Torrent:
         # hears of a piece arriving or leaving (the FUSE layer's st_blocks).
         self.waiting_reads: dict[object, tuple[float, list[int]]] = {}
         self.piece_listeners: list = []  # callables taking a piece index
+        # Web seeds hook (issue 7, BEP 19): the torrent's url-list unless given.
+        self.webseeds = WebSeeds(self, meta.url_list if web_seeds is None else web_seeds,
+                                 http_transport)
         self._nursery: trio.Nursery | None = None
         # BEP 10 extensions (metadata serving, PEX): hooks in on_handshake,
         # on_peer_closed, _on_Extended and _ticker.
@@ -237,6 +246,7 @@ class Torrent:
                 await nursery.start(self.announcer.run)
                 if self.lsd is not None:
                     await nursery.start(self.lsd.run)
+                await nursery.start(self.webseeds.run)
                 task_status.started()
         finally:
             log.info("totals: downloaded %d bytes, uploaded %d, wasted %d; %d of %d "
@@ -411,6 +421,7 @@ class Torrent:
 
     def _count_spread(self) -> None:
         n = sum(1 for p in self.sessions.values() if not p.peer_choking and p.registered)
+        n += self.webseeds.up_count()
         self._spread = max(1, min(SPREAD_MAX, n))
 
     def _on_Choke(self, s: PeerSession, msg) -> None:
@@ -426,23 +437,27 @@ class Torrent:
         self.schedule(skip=s)
 
     def _on_Piece(self, s: PeerSession, msg: wire.Piece) -> None:
-        index, begin, n = msg.index, msg.begin, len(msg.data)
+        self.got_block(s, msg.index, msg.begin, msg.data)
+        self._fill(s, batch=True)
+
+    def got_block(self, s: PeerSession | WebSeed, index: int, begin: int, data) -> None:
+        """A block arrived from a peer or a web seed: into its piece's buffer, the
+        other holders cancelled; a complete piece goes to be verified."""
+        n = len(data)
         got = self.picker.block_received(s, index, begin, n)
         if not got.new:
             self.wasted += n
-            self._fill(s, batch=True)
             return
         buf = self._buffers.get(index)
         if buf is None:
             buf = self._buffers[index] = bytearray(self.geometry.piece_size(index))
-        buf[begin:begin + n] = msg.data
+        buf[begin:begin + n] = data
         self.downloaded += n
         for other in got.cancel:
             other.send(wire.Cancel(index, begin, n))
         if got.piece_complete:
             self._verifying.add(index)
             self._nursery.start_soon(self._verify, index)
-        self._fill(s, batch=True)
 
     def _on_Extended(self, s: PeerSession, msg: wire.Extended) -> None:
         self.ext.on_extended(s, msg)
@@ -523,9 +538,14 @@ class Torrent:
         """Priorities changed or requests were freed: let every unchoked peer pick,
         fastest first, so urgent blocks go to the best peers."""
         now = trio.current_time()
-        peers = sorted(self.sessions.values(), key=lambda p: -p.down.rate(now))
+        peers = sorted([*self.sessions.values(), *self.webseeds.active()],
+                       key=lambda p: -p.down.rate(now))
         for s in peers:
-            if s is not skip:
+            if s is skip:
+                continue
+            if isinstance(s, WebSeed):
+                s.fill(now)
+            else:
                 self._fill(s)
 
     async def _verify(self, index: int) -> None:
@@ -625,9 +645,12 @@ class Torrent:
                 self._recent_bytes -= len(recent.pop(i))
         return data
 
-    def ban(self, s: PeerSession, why: str) -> None:
+    def ban(self, s: PeerSession | WebSeed, why: str) -> None:
         """Refuse the peer's address and peer id for the rest of the session, and
-        drop every connection that has either."""
+        drop every connection that has either. A web seed is given up."""
+        if isinstance(s, WebSeed):
+            s.drop(why)
+            return
         ip = s.addr[0]
         if ip in self.banned_ips and s.peer_id in self._banned_ids:
             return
@@ -760,7 +783,17 @@ class Torrent:
         return snapshot(self)
 
     def _who_has(self, index: int) -> str:
-        """Why a piece is not coming, for the log: no peers, or peers without it."""
+        """Why a piece is not coming, for the log: no peers, or peers without it;
+        and how the web seeds fare, if any."""
+        why = self._peers_having(index)
+        seeds = self.webseeds.active()
+        if seeds:  # they have every piece
+            down = sum(1 for s in seeds if not s.up)
+            why += f"; {down} of {len(seeds)} web seeds down" if down else \
+                f"; {len(seeds)} web seeds up"
+        return why
+
+    def _peers_having(self, index: int) -> str:
         peers = [s for s in self.sessions.values() if s.registered]
         if not peers:
             return "no peers connected"
