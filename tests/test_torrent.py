@@ -306,3 +306,24 @@ async def test_read_timeout_says_why(make_swarm, autojump_clock):
                                               "1 of them unchoked us"):
             await s.torrent.read(0, 0, 10)
         n.cancel_scope.cancel()
+
+
+async def test_a_piece_being_written_is_never_picked_to_make_room(make_swarm, autojump_clock):
+    """Writes run in worker threads, so several stores overlap: one making room must
+    not evict a piece another is still writing (its fresh bytes would be punched out
+    while it is trusted and served from disk: zeros)."""
+    meta, payload, torrent = make_swarm(size=8 * 32768, cache_size=2 * 32768)
+
+    async def slow(fn, *args, limiter=None):  # a worker thread that takes a while
+        await trio.sleep(1)
+        return fn(*args)
+
+    torrent._offload = slow
+    await trio.to_thread.run_sync(torrent.storage.open)
+    pieces = [payload[i * 32768:(i + 1) * 32768] for i in range(3)]
+    async with trio.open_nursery() as n:
+        for i, data in enumerate(pieces):
+            n.start_soon(torrent.cache.store, i, data)
+            await trio.sleep(0.1)
+    for i in torrent.cache.trusted:
+        assert torrent.storage.check_piece(i) is not None, f"piece {i} was punched out"

@@ -169,13 +169,22 @@ class DiskCache:
         """Hash a downloaded piece and write it if it passes, making room first.
         Returns the verdict; raises OSError if it cannot be written (the piece is
         then not on disk at all)."""
-        t = self.torrent
         event = self._punching.get(index)
         if event is not None:  # an eviction of this piece is still being carried out
             await event.wait()
         size = self.geometry.piece_size(index)
         victims = self.books.victims(extra=size)
         self.books.reserve(index, size)
+        # Pinned while it is written: another store making room must not pick it
+        # (it would punch out the new bytes of a piece about to be trusted).
+        self.books.pin(index)
+        try:
+            return await self._store(index, data, size, victims)
+        finally:
+            self.books.unpin(index)
+
+    async def _store(self, index: int, data, size: int, victims: list[int]) -> bool:
+        t = self.torrent
         self._forget(victims)
         try:
             with self._punch_guard(victims):
