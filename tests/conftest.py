@@ -71,9 +71,10 @@ def sha256(path: Path) -> str:
 
 
 class Mount:
-    """A running ``torrentfs mount``: its mountpoint, cache folder and daemon."""
+    """A running ``torrentfs mount``: its mountpoint, cache folder and daemon. A
+    ``mount --watch`` has no info-hash; its log is beside its state file."""
 
-    def __init__(self, mountpoint: Path, cache: Path, info_hash: str) -> None:
+    def __init__(self, mountpoint: Path, cache: Path, info_hash: str | None) -> None:
         self.path = mountpoint
         self.cache = cache
         self.info_hash = info_hash
@@ -83,9 +84,16 @@ class Mount:
         return self.cache / self.info_hash
 
     @property
+    def log_path(self) -> Path:
+        if self.info_hash is None:
+            from torrentfs.cli import mount_log_file
+            return mount_log_file(self.cache, str(self.path))
+        return self.folder / "torrentfs.log"
+
+    @property
     def log(self) -> str:
         try:
-            return (self.folder / "torrentfs.log").read_text(errors="replace")
+            return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
 
@@ -164,24 +172,27 @@ def make_swarm(tmp_path):
 def mount_torrent(tmp_path):
     """``mount_torrent(torrent, *args)`` mounts with ``torrentfs mount`` (daemonised)
     on a fresh mountpoint and cache folder, and returns a ``Mount``. ``wrap`` rewrites
-    the command line (e.g. to run it in a cluster's network namespace). Every mount
-    is undone when the test ends, even on failure."""
+    the command line (e.g. to run it in a cluster's network namespace); ``watch``
+    makes ``torrent`` a folder of torrents (``mount --watch``). Every mount is
+    undone when the test ends, even on failure."""
     mounts: list[Mount] = []
     counter = iter(range(1000))
 
     def mount(torrent: Path, *args: str, cache: Path | None = None,
-              expect_ok: bool = True, wrap=None) -> Mount:
+              expect_ok: bool = True, wrap=None, watch: bool = False) -> Mount:
         """Without a --dht option of its own, the mount gets --no-dht."""
         from torrentfs.metainfo import parse
         n = next(counter)
         mountpoint = tmp_path / f"mnt{n}"
         mountpoint.mkdir()
         cache = cache or tmp_path / f"cache{n}"
-        info_hash = parse(Path(torrent).read_bytes()).info_hash.hex()
+        info_hash = None if watch else parse(Path(torrent).read_bytes()).info_hash.hex()
         m = Mount(mountpoint, cache, info_hash)
         mounts.append(m)
         if not any(a.startswith(("--dht", "--no-dht")) for a in args):
             args = ("--no-dht", *args)  # tests never reach for the public DHT routers
+        if watch:
+            args = ("--watch", *args)
         # --no-lsd: tests stay on loopback (a test that wants LSD passes --lsd).
         argv = [TORRENTFS, "mount", str(torrent), str(mountpoint), "--cache-dir", str(cache),
                 "--read-timeout", "60", "--no-lsd", *args]
