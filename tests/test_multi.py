@@ -312,3 +312,28 @@ async def test_a_magnet_source_waits_for_its_metadata(tmp_path, watched):
                 await trio.sleep(0.01)
             assert mm.fs.names() == ["late"]
             nursery.cancel_scope.cancel()
+
+
+def test_a_torrents_log_lines_name_its_file():
+    from torrentfs.multi import TorrentTag, current_file
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    handler = Keep()
+    handler.addFilter(TorrentTag())
+    logger = logging.getLogger("torrentfs.torrent")
+    logger.addHandler(handler)
+    old = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info("plain %d", 1)
+        token = current_file.set("x.torrent")
+        logger.info("tagged %d", 2)
+        current_file.reset(token)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old)
+    assert records == ["plain 1", "[x.torrent] tagged 2"]

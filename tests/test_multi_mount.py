@@ -157,12 +157,30 @@ def lt_info_hash(torrent: Path) -> str:
     return parse(torrent.read_bytes()).info_hash.hex()
 
 
-def test_watch_needs_a_folder(tmp_path, mount_torrent, swarm):
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    import subprocess
-    from conftest import TORRENTFS
-    r = subprocess.run([TORRENTFS, "mount", "--watch", str(swarm["torrents"]["one"]),
-                        str(mnt)], capture_output=True, text=True, timeout=30)
+def test_watch_port_in_use_is_one_line(mount_torrent, tmp_path):
+    import socket
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        m = mount_torrent(watched, "--port", str(port), watch=True, expect_ok=False)
+    r = m.result
     assert r.returncode == 1
-    assert r.stderr.count("\n") == 1 and "not a directory" in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and f"cannot listen on port {port}" in r.stderr, r.stderr
+    assert not os.path.ismount(m.path)
+
+
+def test_empty_watch_folder_then_a_torrent(swarm, mount_torrent, tmp_path):
+    """An empty folder mounts (an empty root); a torrent moved in shows up."""
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    m = mount_torrent(watched, watch=True)
+    assert os.listdir(m.path) == []
+    tmp = tmp_path / "three.tmp"
+    shutil.copy(swarm["torrents"]["three"], tmp)
+    os.rename(tmp, watched / "three.torrent")
+    wait_until(lambda: os.listdir(m.path) == ["gamma"], APPEAR_WITHIN,
+               message=f"gamma did not appear; log:\n{m.log[-3000:]}")
+    same_files(m.path / "gamma", swarm["data"][2] / "gamma")

@@ -577,10 +577,13 @@ def cmd_mount_watch(args) -> int:
 def _serve_watch(watched: Path, mountpoint: str, cache: Path, args, ready) -> int:
     import trio
     from .fuse import mount_options, set_kernel_readahead
-    from .multi import MultiMount, Shared
+    from .multi import MultiMount, Shared, TorrentTag
     from .multifs import MultiFS
 
     state = mount_state_file(cache, mountpoint)
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(TorrentTag())
 
     async def main() -> None:
         import pyfuse3
@@ -715,7 +718,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("mount", help="mount a .torrent on a directory",
                        description="Mount TORRENT on MOUNTPOINT. Returns once the mount is "
-                       "ready; the files' data is fetched from the swarm as it is read.")
+                       "ready; the files' data is fetched from the swarm as it is read. "
+                       "With --watch, TORRENT is a folder and every .torrent in it is "
+                       "shown as a folder of the mount, as files come and go.")
     m.add_argument("torrent", metavar="TORRENT", help=".torrent file (with --watch: a folder)")
     m.add_argument("mountpoint", metavar="MOUNTPOINT", help="an empty directory")
     m.add_argument("-f", "--foreground", action="store_true",

@@ -30,6 +30,7 @@ it is known).
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import stat
@@ -53,6 +54,23 @@ log = logging.getLogger("torrentfs.multi")
 POLL = 1.0             # seconds between two listings of the watched folder
 STOP_WAIT = 20.0       # a removed torrent gets this long to tell its trackers and save
 HANDSHAKE_HEAD = 1 + len(wire.PROTOCOL) + 8 + 20  # up to the end of the info-hash: 48
+
+
+# The file whose torrent a task works for: trio tasks inherit it from the task that
+# starts them, so every log line of a torrent's tasks can say which it is.
+current_file: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "torrentfs_multi_file", default=None)
+
+
+class TorrentTag(logging.Filter):
+    """Prefix the log lines of a torrent's tasks with its file's name: one log holds
+    every torrent of the mount."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        file = current_file.get()
+        if file is not None and not record.name.startswith("torrentfs.multi"):
+            record.msg, record.args = f"[{file}] {record.getMessage()}", ()
+        return True
 
 
 class Skip(Exception):
@@ -223,11 +241,11 @@ class MultiMount:
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Listen, mount what the folder holds, and follow it until cancelled.
         Ready once listening and the torrents present at the start are shown."""
+        listeners = await trio.open_tcp_listeners(self.port, host=self.listen_host)
+        self.port = listeners[0].socket.getsockname()[1]
+        log.info("listening on port %d for every torrent", self.port)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            listeners = await trio.open_tcp_listeners(self.port, host=self.listen_host)
-            self.port = listeners[0].socket.getsockname()[1]
-            log.info("listening on port %d for every torrent", self.port)
             nursery.start_soon(trio.serve_listeners, self._incoming, listeners)
             if self.open_dht is not None:
                 self.dht = await self.open_dht(nursery, self.port)
@@ -316,6 +334,7 @@ class MultiMount:
         once its folder is shown (a magnet link: once its metadata is being
         fetched). Whatever goes wrong ends this torrent only: before it is ready
         as a ``Skip`` for ``_add``, after with a log line."""
+        current_file.set(entry.file)
         started = False
 
         def ready() -> None:
@@ -410,6 +429,7 @@ class MultiMount:
         done = trio.Event()
 
         async def session() -> None:
+            current_file.set(entry.file)
             try:
                 await entry.torrent.accept(_Replayed(stream, head), (host, port))
             finally:
