@@ -75,9 +75,10 @@ def sha256(path: Path) -> str:
 
 
 class Mount:
-    """A running ``torrentfs mount``: its mountpoint, cache folder and daemon."""
+    """A running ``torrentfs mount``: its mountpoint, cache folder and daemon. A
+    ``mount --watch`` has no info-hash; its log is beside its state file."""
 
-    def __init__(self, mountpoint: Path, cache: Path, info_hash: str) -> None:
+    def __init__(self, mountpoint: Path, cache: Path, info_hash: str | None) -> None:
         self.path = mountpoint
         self.cache = cache
         self.info_hash = info_hash
@@ -87,9 +88,16 @@ class Mount:
         return self.cache / self.info_hash
 
     @property
+    def log_path(self) -> Path:
+        if self.info_hash is None:
+            from torrentfs.cli import mount_log_file
+            return mount_log_file(self.cache, str(self.path))
+        return self.folder / "torrentfs.log"
+
+    @property
     def log(self) -> str:
         try:
-            return (self.folder / "torrentfs.log").read_text(errors="replace")
+            return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
 
@@ -169,13 +177,14 @@ def mount_torrent(tmp_path):
     """``mount_torrent(torrent, *args)`` mounts with ``torrentfs mount`` (daemonised)
     a .torrent path or a magnet link on a fresh mountpoint and cache folder, and
     returns a ``Mount`` (``.elapsed``: seconds the mount command took). ``wrap``
-    rewrites the command line (e.g. to run it in a cluster's network namespace).
-    Every mount is undone when the test ends, even on failure."""
+    rewrites the command line (e.g. to run it in a cluster's network namespace);
+    ``watch`` makes ``torrent`` a folder of torrents (``mount --watch``). Every
+    mount is undone when the test ends, even on failure."""
     mounts: list[Mount] = []
     counter = iter(range(1000))
 
     def mount(torrent: Path | str, *args: str, cache: Path | None = None,
-              expect_ok: bool = True, wrap=None) -> Mount:
+              expect_ok: bool = True, wrap=None, watch: bool = False) -> Mount:
         """Without a --dht option of its own, the mount gets --no-dht."""
         from torrentfs import magnet
         from torrentfs.metainfo import parse
@@ -183,7 +192,9 @@ def mount_torrent(tmp_path):
         mountpoint = tmp_path / f"mnt{n}"
         mountpoint.mkdir()
         cache = cache or tmp_path / f"cache{n}"
-        if magnet.is_magnet(str(torrent)):  # a magnet link
+        if watch:
+            info_hash = None
+        elif magnet.is_magnet(str(torrent)):  # a magnet link
             info_hash = magnet.parse(str(torrent)).info_hash_hex
         else:
             info_hash = parse(Path(torrent).read_bytes()).info_hash.hex()
@@ -191,6 +202,8 @@ def mount_torrent(tmp_path):
         mounts.append(m)
         if not any(a.startswith(("--dht", "--no-dht")) for a in args):
             args = ("--no-dht", *args)  # tests never reach for the public DHT routers
+        if watch:
+            args = ("--watch", *args)
         # --no-lsd: tests stay on loopback (a test that wants LSD passes --lsd).
         argv = [TORRENTFS, "mount", str(torrent), str(mountpoint), "--cache-dir", str(cache),
                 "--read-timeout", "60", "--no-lsd", *args]

@@ -81,6 +81,21 @@ def test_missing_mountpoint(tmp_path, good_torrent):
                           "no such directory")
 
 
+def test_watch_needs_a_folder(tmp_path, good_torrent):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    assert_one_line_error(run("mount", "--watch", good_torrent, mnt), "not a directory")
+    assert_one_line_error(run("mount", "--watch", tmp_path / "nowhere", mnt),
+                          "not a directory")
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    assert_one_line_error(run("mount", "--watch", watched, mnt, "--seed-after", "ratio=1"),
+                          "--seed-after", "--watch")
+    assert_one_line_error(run("mount", "--watch", watched, tmp_path / "nowhere"),
+                          "no such directory")
+    assert not os.path.ismount(mnt)
+
+
 def test_mountpoint_not_empty(tmp_path, good_torrent):
     mnt = tmp_path / "mnt"
     mnt.mkdir()

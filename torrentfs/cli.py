@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import appdirs
@@ -430,6 +431,8 @@ def pid_alive(pid: int) -> bool:
 
 
 def cmd_mount(args) -> int:
+    if args.watch:  # issue 7 hook: many torrents in one mount (multi.py)
+        return cmd_mount_watch(args)
     meta, magnet = load_target(args.torrent)
     mountpoint = check_mountpoint(args.mountpoint)
     os.umask(0o077)  # everything the daemon creates is the user's alone
@@ -453,11 +456,14 @@ def cmd_mount(args) -> int:
     return _daemonise(meta, magnet, mountpoint, folder, args)
 
 
-def _daemonise(meta, magnet, mountpoint: str, folder: Path, args) -> int:
+def _daemonise(meta, magnet, mountpoint: str, folder: Path, args, serve=None,
+               logfile: Path | None = None) -> int:
     """Fork; the child serves, the parent waits for its word that the mount is ready
     (or why it failed) and exits with that. A magnet mount's daemon fetches the
     metadata first: the parent waits that much longer, showing the daemon's
-    progress lines on a terminal."""
+    progress lines on a terminal. ``serve(ready)`` (default: ``_serve`` of ``meta``)
+    and ``logfile`` (default: in the torrent's folder) are for ``mount --watch``."""
+    logfile = logfile or folder / "torrentfs.log"
     r, w = os.pipe()
     wait = READY_TIMEOUT + (args.metadata_timeout if meta is None else 0)
     pid = os.fork()
@@ -470,9 +476,9 @@ def _daemonise(meta, magnet, mountpoint: str, folder: Path, args) -> int:
             os.kill(pid, signal.SIGKILL)
             subprocess.run(["fusermount3", "-uz", mountpoint], capture_output=True)
             word = (f"mount did not become ready in {wait:.0f} s; "
-                    f"see {folder / 'torrentfs.log'}")
+                    f"see {logfile}")
         elif not word:
-            word = f"mount failed; see {folder / 'torrentfs.log'}"
+            word = f"mount failed; see {logfile}"
         raise CliError(word)
     # The child: a new session, no terminal, logs to a file.
     os.close(r)
@@ -480,7 +486,7 @@ def _daemonise(meta, magnet, mountpoint: str, folder: Path, args) -> int:
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    setup_logging(args.log_level, filename=folder / "torrentfs.log")
+    setup_logging(args.log_level, filename=logfile)
 
     def ready(error: str | None) -> None:
         nonlocal w
@@ -498,7 +504,8 @@ def _daemonise(meta, magnet, mountpoint: str, folder: Path, args) -> int:
 
     code = 1
     try:
-        code = _serve(meta, magnet, mountpoint, folder, args, ready, progress)
+        code = (serve or partial(_serve, meta, magnet, mountpoint, folder, args,
+                                 progress=progress))(ready)
     except CliError as e:
         log.error("%s", e)
         ready(str(e))
@@ -679,12 +686,108 @@ def _serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=No
     return 0
 
 
+# -- many torrents in one mount (issue 7: mount --watch; multi.py) --------------------
+
+def mount_log_file(cache: Path, mountpoint: str) -> Path:
+    """Where a ``mount --watch`` daemon logs: beside its state file."""
+    return mount_state_file(cache, mountpoint).with_suffix(".log")
+
+
+def cmd_mount_watch(args) -> int:
+    """``mount --watch DIR MOUNTPOINT``: every .torrent in DIR, one folder each."""
+    watched = Path(args.torrent)
+    if not watched.is_dir():
+        raise CliError(f"--watch {args.torrent}: not a directory")
+    if args.seed_after:
+        raise CliError("--seed-after cannot be used with --watch")
+    mountpoint = check_mountpoint(args.mountpoint)
+    os.umask(0o077)
+    cache = Path(args.cache_dir or default_cache_dir())
+    logfile = mount_log_file(cache, mountpoint)
+    try:
+        logfile.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(cache, 0o700)
+        os.chmod(logfile.parent, 0o700)
+    except OSError as e:
+        raise CliError(f"cache folder {cache}: {e.strerror}") from None
+    serve = partial(_serve_watch, watched.resolve(), mountpoint, cache, args)
+    if args.foreground:
+        setup_logging(args.log_level, stream=sys.stderr)
+        return serve(lambda msg: None)
+    return _daemonise(None, mountpoint, cache, args, serve=serve, logfile=logfile)
+
+
+def _serve_watch(watched: Path, mountpoint: str, cache: Path, args, ready) -> int:
+    import trio
+    from .fuse import mount_options, set_kernel_readahead
+    from .multi import MultiMount, Shared, TorrentTag
+    from .multifs import MultiFS
+
+    state = mount_state_file(cache, mountpoint)
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(TorrentTag())
+
+    async def main() -> None:
+        import pyfuse3
+        fs = MultiFS()
+        shared = Shared(args.max_peers, args.upload_rate or None, args.download_rate or None)
+        open_dht = None if args.no_dht else partial(_open_dht, args=args, cache=cache)
+        multi = MultiMount(
+            watched, fs, cache, shared, port=args.port, peers=args.peer, open_dht=open_dht,
+            torrent_options=dict(prefetch=args.prefetch, lsd=args.lsd,
+                                 max_peers=args.max_peers, cache_size=args.cache_size,
+                                 read_timeout=args.read_timeout or None))
+        async with trio.open_nursery() as nursery:
+            # Mounted first: the torrents already in the folder are shown (and the
+            # kernel told) as they start.
+            try:
+                pyfuse3.init(fs, mountpoint, mount_options("torrentfs", args.o))
+            except RuntimeError as e:
+                raise CliError(f"cannot mount on {mountpoint}: {e}") from None
+            try:
+                try:
+                    await nursery.start(multi.run)
+                except OSError as e:
+                    raise CliError(f"cannot listen on port {args.port}: "
+                                   f"{e.strerror}") from None
+                if not set_kernel_readahead(mountpoint):
+                    log.info("could not raise the kernel's readahead (not root?)")
+                write_private(state, f"{os.getpid()}\n".encode())
+                log.info("mounted %s on %s: %d torrents, port %d", watched, mountpoint,
+                         len(fs.names()), multi.port)
+                nursery.start_soon(_watch_signals, pyfuse3, fs)
+                nursery.start_soon(fs.watch_readers)
+                ready(None)
+                await pyfuse3.main()
+            finally:
+                log.info("unmounting %s", mountpoint)
+                pyfuse3.close(unmount=True)
+            nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+    except* CliError as eg:
+        raise eg.exceptions[0] from None
+    except* KeyboardInterrupt:
+        pass
+    finally:
+        state.unlink(missing_ok=True)
+    log.info("stopped")
+    return 0
+
+
 async def _start_dht(nursery, args, cache: Path, port: int):
     """Issue 6 (DHT) hook: a DHT node on UDP port ``port`` (or --dht-port) in
     ``nursery``, or None with --no-dht. Callers keep private torrents (BEP 27) off
     it."""
     if args.no_dht:
         return None
+    return await _open_dht(nursery, port, args=args, cache=cache)
+
+
+async def _open_dht(nursery, port: int, *, args, cache: Path):
+    """Start the DHT node (on ``--dht-port``, else UDP ``port`` if free, else any)."""
     from .dht import DHT
     explicit = args.dht_port is not None
     dht = DHT(port=args.dht_port if explicit else port, bootstrap=args.dht_bootstrap,
@@ -865,12 +968,19 @@ def build_parser() -> argparse.ArgumentParser:
     m = _command(sub, "mount", help="mount a .torrent on a directory",
                  description="Mount TORRENT on MOUNTPOINT, read-only. Returns once the "
                  "mount is ready, leaving a daemon that fetches the files' data from "
-                 "the swarm as it is read, verifies it, and keeps it in the cache.",
+                 "the swarm as it is read, verifies it, and keeps it in the cache. "
+                 "With --watch, TORRENT is a folder and every .torrent in it is shown "
+                 "as a folder of the mount, as files come and go.",
                  epilog=MOUNT_EPILOG.format(config=default_config_path()))
-    m.add_argument("torrent", metavar="TORRENT", help=".torrent file or magnet link")
+    m.add_argument("torrent", metavar="TORRENT",
+                   help=".torrent file or magnet link (with --watch: a folder)")
     m.add_argument("mountpoint", metavar="MOUNTPOINT", help="an empty directory")
     m.add_argument("-f", "--foreground", action="store_true",
                    help="stay in the foreground and log to stderr (Ctrl-C unmounts)")
+    m.add_argument("--watch", action="store_true",
+                   help="TORRENT is a folder: show every .torrent in it as a folder of "
+                        "the mount, adding and removing them as files come and go "
+                        "(mount --watch DIR MOUNTPOINT)")
     m.add_argument("-o", "--options", dest="o", action="append", default=[],
                    metavar="OPT[,OPT...]", type=lambda s: [o for o in s.split(",") if o],
                    help="mount options: FUSE's (allow_other, ...) and ours as key=value "

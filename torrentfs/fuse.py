@@ -31,6 +31,7 @@ import select
 import signal
 import stat
 import time
+from typing import Iterator
 
 import pyfuse3
 import trio
@@ -121,18 +122,23 @@ class TorrentFS(pyfuse3.Operations):
     supports_dot_lookup = False
     enable_writeback_cache = False
 
-    def __init__(self, torrent: Torrent, tree: Tree) -> None:
+    def __init__(self, torrent: Torrent, tree: Tree, *, base: int = 0,
+                 handles: Iterator[int] | None = None) -> None:
         super().__init__()
         self.torrent = torrent
         self.tree = tree
+        # Issue 7 hook (multifs.py): in a multi-torrent mount each torrent's tree is
+        # shown at inodes ``base + tree inode`` and file handles come from one count.
+        self.base = base
         self.uid, self.gid = os.getuid(), os.getgid()
         created = torrent.meta.creation_date
         self.time_ns = int((created if created and created > 0 else time.time()) * 1e9)
         self._handles: dict[int, object] = {}
         self._openers: dict[int, int] = {}  # fh -> pid of the process that opened it
-        self._next_fh = itertools.count(1)
+        self._next_fh = handles or itertools.count(1)
         self._waiting: dict[object, tuple[int, trio.CancelScope]] = {}  # reads in progress
         self._closing = False
+        self._closing_why = "unmounting"
         self._device: int | None = None  # /dev/fuse, found once reads wait
         # Status hook (issue 7): st_blocks counts a file's verified bytes, so the
         # kernel's cached attributes of the files a piece touches are dropped when
@@ -142,14 +148,14 @@ class TorrentFS(pyfuse3.Operations):
         torrent.piece_listeners.append(self._piece_changed)
 
     def _node(self, inode: int) -> Node:
-        node = self.tree.get(inode)
+        node = self.tree.get(inode - self.base)
         if node is None:
             raise pyfuse3.FUSEError(errno.ENOENT)
         return node
 
     def _attrs(self, node: Node) -> pyfuse3.EntryAttributes:
         a = pyfuse3.EntryAttributes()
-        a.st_ino = node.inode
+        a.st_ino = self.base + node.inode
         a.generation = 0
         a.entry_timeout = TIMEOUT
         a.attr_timeout = TIMEOUT
@@ -171,7 +177,7 @@ class TorrentFS(pyfuse3.Operations):
         return a
 
     async def lookup(self, parent_inode, name, ctx=None):
-        node = self.tree.lookup(parent_inode, os.fsdecode(name))
+        node = self.tree.lookup(parent_inode - self.base, os.fsdecode(name))
         if node is None:
             raise pyfuse3.FUSEError(errno.ENOENT)
         return self._attrs(node)
@@ -185,7 +191,7 @@ class TorrentFS(pyfuse3.Operations):
         return inode
 
     async def readdir(self, fh, start_id, token):
-        children = self.tree.children(fh)
+        children = self.tree.children(fh - self.base)
         for i in range(start_id, len(children)):
             node = children[i]
             if not pyfuse3.readdir_reply(token, os.fsencode(node.name), self._attrs(node), i + 1):
@@ -220,7 +226,7 @@ class TorrentFS(pyfuse3.Operations):
             finally:
                 del self._waiting[key]
         if self._closing:
-            log.info("read of %d bytes at %d failed: unmounting", size, off)
+            log.info("read of %d bytes at %d failed: %s", size, off, self._closing_why)
             raise pyfuse3.FUSEError(errno.EIO)
         log.info("read of %d bytes at %d given up: its reader (pid %d) was interrupted",
                  size, off, self._openers.get(fh, 0))
@@ -231,25 +237,31 @@ class TorrentFS(pyfuse3.Operations):
         Runs until cancelled; costs nothing while no read waits."""
         while True:
             await trio.sleep(POLL_READERS)
-            if not self._waiting:
-                continue
-            if self._device is None:
-                self._device = fuse_device_fd()
-            if self._device is not None and connection_lost(self._device):
-                log.info("the kernel ended the FUSE connection (unmounted)")
-                self.shutdown()
-                continue
-            verdicts: dict[int, bool] = {}
-            for pid, scope in list(self._waiting.values()):
-                if pid and not scope.cancel_called:
-                    if pid not in verdicts:
-                        verdicts[pid] = process_gave_up(pid)
-                    if verdicts[pid]:
-                        scope.cancel()
+            self.check_readers()
 
-    def shutdown(self) -> None:
-        """Unmounting: fail every waiting read now, and any read from now on."""
+    def check_readers(self) -> None:
+        """One look at the readers of the waiting reads (``watch_readers``)."""
+        if not self._waiting:
+            return
+        if self._device is None:
+            self._device = fuse_device_fd()
+        if self._device is not None and connection_lost(self._device):
+            log.info("the kernel ended the FUSE connection (unmounted)")
+            self.shutdown()
+            return
+        verdicts: dict[int, bool] = {}
+        for pid, scope in list(self._waiting.values()):
+            if pid and not scope.cancel_called:
+                if pid not in verdicts:
+                    verdicts[pid] = process_gave_up(pid)
+                if verdicts[pid]:
+                    scope.cancel()
+
+    def shutdown(self, why: str = "unmounting") -> None:
+        """Unmounting (or, in a multi-torrent mount, the torrent removed): fail
+        every waiting read now, and any read from now on."""
         self._closing = True
+        self._closing_why = why
         for _, scope in list(self._waiting.values()):
             scope.cancel()
 

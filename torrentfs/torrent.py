@@ -146,7 +146,7 @@ class Torrent:
                  upload_rate: float | None = None, download_rate: float | None = None,
                  choker: Choker | None = None, cache_size: int | None = None,
                  lsd: bool = False, pex: bool = True, web_seeds=None,
-                 http_transport=None) -> None:
+                 http_transport=None, shared=None) -> None:
         self.meta = meta
         self.geometry = Geometry(meta.piece_length, tuple(f.length for f in meta.files))
         # seed_only: serve the data in data_dir as it is (verified at start), never
@@ -181,8 +181,12 @@ class Torrent:
         self._banned_ids: set[bytes] = set()
         self._hash_limiter = trio.CapacityLimiter(max(1, (os.cpu_count() or 2)))
         self.choker = choker or Choker()
-        self.uploads = Uploader(self, TokenBucket(upload_rate))
-        self.download_limit = TokenBucket(download_rate)  # applied by each PeerSession
+        # Issue 7 hook (multi.py): the torrents of a multi-torrent mount share their
+        # rate limits and a cap on connections (``multi.Shared``).
+        self.shared = shared
+        self.uploads = Uploader(self, shared.upload if shared else TokenBucket(upload_rate))
+        self.download_limit = (shared.download if shared  # applied by each PeerSession
+                               else TokenBucket(download_rate))
         self.cache = DiskCache(self, cache_size)
         # The readahead window must fit the disk cache, or it evicts its own pieces.
         self.readahead_max = READAHEAD_MAX if cache_size is None else max(
@@ -272,6 +276,14 @@ class Torrent:
             self.candidates[addr] = _Candidate()
             self._wake_connector.set()
 
+    def room_for_peer(self, pending: int = 0) -> bool:
+        """Room for one more connection besides ``pending`` ones being made: under
+        ``max_peers``, and under the cap shared with the other torrents of a
+        multi-torrent mount (issue 7 hook, ``multi.Shared.room``)."""
+        if len(self.sessions) + pending >= self.max_peers:
+            return False
+        return self.shared is None or self.shared.room()
+
     def _on_tracker_peers(self, peers: list[tuple[str, int]]) -> None:
         for addr in peers:
             self.add_peer(addr)
@@ -285,7 +297,7 @@ class Torrent:
         while True:
             now = trio.current_time()
             for addr, cand in list(self.candidates.items()):
-                if len(self.sessions) + len(self._connecting) >= self.max_peers:
+                if not self.room_for_peer(len(self._connecting)):
                     break
                 if (cand.banned or addr[0] in self.banned_ips or cand.next_try > now
                         or addr in self.sessions
@@ -342,7 +354,7 @@ class Torrent:
     async def accept(self, stream: trio.abc.Stream, addr: tuple[str, int]) -> None:
         """Run a session a peer started over ``stream`` until it ends, unless the peer
         is banned or there is no room."""
-        if (len(self.sessions) >= self.max_peers or addr in self.sessions
+        if (not self.room_for_peer() or addr in self.sessions
                 or addr[0] in self.banned_ips):
             with trio.CancelScope(shield=True):
                 await stream.aclose()
@@ -666,7 +678,7 @@ class Torrent:
         while True:
             await trio.sleep(1.0)
             now = trio.current_time()
-            full = len(self.sessions) >= self.max_peers and any(
+            full = not self.room_for_peer() and any(
                 c.next_try <= now and not c.banned and a not in self.sessions
                 for a, c in self.candidates.items())
             for s in list(self.sessions.values()):
