@@ -184,3 +184,19 @@ def test_empty_watch_folder_then_a_torrent(swarm, mount_torrent, tmp_path):
     wait_until(lambda: os.listdir(m.path) == ["gamma"], APPEAR_WITHIN,
                message=f"gamma did not appear; log:\n{m.log[-3000:]}")
     same_files(m.path / "gamma", swarm["data"][2] / "gamma")
+
+
+def test_a_magnet_file_in_the_watch_folder(swarm, mount_torrent, tmp_path):
+    """A .magnet file (a text file holding a magnet link) shows up as a folder once
+    its metadata has come from the swarm, and reads byte-exact."""
+    from torrentfs.metainfo import parse
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    link = parse(swarm["torrents"]["three"].read_bytes()).magnet()
+    (watched / "three.magnet").write_text(link + "\n")
+    (watched / "bad.magnet").write_text("magnet:?dn=no-hash\n")
+    m = mount_torrent(watched, "--metadata-timeout", "60", watch=True)
+    wait_until(lambda: os.listdir(m.path) == ["gamma"], APPEAR_WITHIN,
+               message=f"gamma did not appear; log:\n{m.log[-3000:]}")
+    same_files(m.path / "gamma", swarm["data"][2] / "gamma")
+    assert "bad.magnet" in m.log and "bad magnet link" in m.log

@@ -714,7 +714,43 @@ def cmd_mount_watch(args) -> int:
     if args.foreground:
         setup_logging(args.log_level, stream=sys.stderr)
         return serve(lambda msg: None)
-    return _daemonise(None, mountpoint, cache, args, serve=serve, logfile=logfile)
+    return _daemonise(None, None, mountpoint, cache, args, serve=serve, logfile=logfile)
+
+
+def _watch_loader(cache: Path, args, port):
+    """``mount --watch``'s loader: .torrent files as ``multi.load_file`` reads them,
+    and .magnet files (a text file holding a magnet link): its torrent from the
+    cache, else fetched from its peers once its turn comes (``port()``: where we
+    listen, announced meanwhile)."""
+    from .magnet import MagnetError, parse as parse_magnet
+    from .multi import Skip, Source, load_file
+
+    def load(path: Path) -> Source:
+        if path.suffix.lower() != ".magnet":
+            return load_file(path)
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                magnet = parse_magnet(f.read(65536).strip())
+        except OSError as e:
+            raise Skip(e.strerror) from None
+        except MagnetError as e:
+            raise Skip(f"bad magnet link: {e}") from None
+        folder = cache / magnet.info_hash_hex
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as e:
+            raise Skip(f"cache folder {folder}: {e.strerror}") from None
+
+        async def resolve():
+            from .magnetfetch import resolve as fetch
+            from .torrent import make_peer_id
+            meta, _ = await fetch(magnet, folder, peer_id=make_peer_id(), port=port(),
+                                  timeout=args.metadata_timeout, peers=args.peer)
+            return meta
+
+        return Source(magnet.info_hash, cached_metainfo(magnet, folder), resolve,
+                      tuple(magnet.peers))
+    return load
 
 
 def _serve_watch(watched: Path, mountpoint: str, cache: Path, args, ready) -> int:
@@ -735,6 +771,7 @@ def _serve_watch(watched: Path, mountpoint: str, cache: Path, args, ready) -> in
         open_dht = None if args.no_dht else partial(_open_dht, args=args, cache=cache)
         multi = MultiMount(
             watched, fs, cache, shared, port=args.port, peers=args.peer, open_dht=open_dht,
+            load=_watch_loader(cache, args, lambda: multi.port),
             torrent_options=dict(prefetch=args.prefetch, lsd=args.lsd,
                                  max_peers=args.max_peers, cache_size=args.cache_size,
                                  read_timeout=args.read_timeout or None))

@@ -97,10 +97,10 @@ def load_torrent_file(path: Path) -> Source:
 
 
 def load_magnet_file(path: Path) -> Source:
-    """Hook (issue 6, magnet links): read the link, and return
-    ``Source(magnet.info_hash, cached metainfo or None, resolve=<fetch it>,
-    peers=magnet.peers)``."""
-    raise Skip("magnet links are not supported yet")
+    """A .magnet file needs the cache folder and the listening port to fetch its
+    metadata: the CLI's loader (``cli._watch_loader``) reads them; this default
+    (for a MultiMount made without one) skips them."""
+    raise Skip("magnet links need the CLI's loader")
 
 
 LOADERS: dict[str, Callable[[Path], Source]] = {
