@@ -17,6 +17,14 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests judge what the code does, not how fast: on a machine busy with the
+# integration tests' daemons a single example may take longer than hypothesis's
+# default 200 ms deadline, which would fail a correct run.
+settings.register_profile("torrentfs", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("torrentfs")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
