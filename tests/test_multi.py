@@ -85,7 +85,7 @@ def test_loaders(tmp_path):
     write_torrent(tmp_path / "d", "x.bin", 1000, 1, tmp_path / "x.TORRENT")
     assert load_file(tmp_path / "x.TORRENT").meta.name == "x.bin"
     (tmp_path / "y.magnet").write_text("magnet:?xt=urn:btih:" + "a" * 40)
-    with pytest.raises(Skip, match="magnet links are not supported yet"):
+    with pytest.raises(Skip, match="magnet links need the CLI's loader"):
         load_file(tmp_path / "y.magnet")
     (tmp_path / "z.torrent").write_bytes(b"garbage")
     with pytest.raises(Skip, match="not a torrent file"):
@@ -205,7 +205,7 @@ async def test_follows_the_folder(tmp_path, watched, caplog):
             text = caplog.text
             assert text.count("skipped broken.torrent") == 1
             assert text.count("skipped c-dup.torrent: the same torrent as a.torrent") == 1
-            assert text.count("skipped link.magnet: magnet links are not supported yet") == 1
+            assert text.count("skipped link.magnet: magnet links need the CLI's loader") == 1
             assert "readme" not in text
 
             # A new file shows once it has settled (two listings alike).
