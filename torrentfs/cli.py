@@ -560,13 +560,21 @@ def cmd_seed(args) -> int:
                     break
             nursery.cancel_scope.cancel()
 
+    _run(main)
+    return 0
+
+
+def _run(main) -> None:
+    """``trio.run(main)`` for the commands that serve: a CliError raised inside comes
+    out as itself (not in an exception group), and Ctrl-C before the signal
+    receivers are up ends quietly."""
+    import trio
     try:
         trio.run(main)
     except* CliError as eg:
         raise eg.exceptions[0] from None
-    except* KeyboardInterrupt:  # Ctrl-C before the signal receiver was up
+    except* KeyboardInterrupt:
         pass
-    return 0
 
 
 def _read_word(fd: int, timeout: float, progress=None) -> str | None:
@@ -675,11 +683,7 @@ def _serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=No
             nursery.cancel_scope.cancel()
 
     try:
-        trio.run(main)
-    except* CliError as eg:
-        raise eg.exceptions[0] from None
-    except* KeyboardInterrupt:
-        pass
+        _run(main)
     finally:
         state.unlink(missing_ok=True)  # after trackers were told and state was saved
     log.info("stopped")
@@ -742,10 +746,9 @@ def _watch_loader(cache: Path, args, port):
             raise Skip(f"cache folder {folder}: {e.strerror}") from None
 
         async def resolve():
-            from .magnetfetch import resolve as fetch
             from .torrent import make_peer_id
-            meta, _ = await fetch(magnet, folder, peer_id=make_peer_id(), port=port(),
-                                  timeout=args.metadata_timeout, peers=args.peer)
+            meta, _ = await fetch_metainfo(magnet, folder, args, make_peer_id(), port(),
+                                           progress=None)
             return meta
 
         return Source(magnet.info_hash, cached_metainfo(magnet, folder), resolve,
@@ -803,11 +806,7 @@ def _serve_watch(watched: Path, mountpoint: str, cache: Path, args, ready) -> in
             nursery.cancel_scope.cancel()
 
     try:
-        trio.run(main)
-    except* CliError as eg:
-        raise eg.exceptions[0] from None
-    except* KeyboardInterrupt:
-        pass
+        _run(main)
     finally:
         state.unlink(missing_ok=True)
     log.info("stopped")
