@@ -74,6 +74,16 @@ def tree_of(root: Path) -> dict[str, int | None]:
     return out
 
 
+def cmp_tree(original: Path, mounted: Path, log: str = "") -> None:
+    """``cmp`` every file under ``original`` with its twin under ``mounted``; a
+    difference fails the test, with the tail of ``log`` (a mount's) to say why."""
+    for path in sorted(p for p in original.rglob("*") if p.is_file()):
+        rel = path.relative_to(original)
+        r = subprocess.run(["cmp", str(path), str(mounted / rel)], capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0, f"{rel}: {r.stdout}{r.stderr}\n{log[-3000:]}"
+
+
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import TORRENTFS, make_payload, tree_of
+from conftest import TORRENTFS, cmp_tree, make_payload, tree_of
 from swarm import free_port, lt_create, lt_dht_node, lt_leecher, lt_seeder, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -67,11 +67,7 @@ def test_mount_finds_a_seeder_through_the_dht(dht, mount_torrent):
               "DHT node started, bootstrap included)")
         root = m.path / "payload"
         assert tree_of(root) == tree_of(dht["payload"])
-        for original in sorted(p for p in dht["payload"].rglob("*") if p.is_file()):
-            rel = original.relative_to(dht["payload"])
-            r = subprocess.run(["cmp", str(original), str(root / rel)], capture_output=True,
-                               text=True, timeout=60)
-            assert r.returncode == 0, f"{rel}: {r.stdout}{r.stderr}\n{m.log[-3000:]}"
+        cmp_tree(dht["payload"], root, m.log)
         assert f"<peer {seeder.ip}:{seeder.port}>" in m.log
         # torrentfs announced itself to the libtorrent nodes with a token they gave.
         wait_until(lambda: announced(dht["nodes"], "127.0.0.1"), 30,
@@ -119,7 +115,7 @@ def test_mount_a_magnet_with_no_tracker_through_the_dht(dht, mount_torrent):
     """A magnet with nothing but the info-hash: the metadata and the data come from a
     libtorrent seeder that only the DHT knows; the tree is listed once the mount
     command returns."""
-    from test_magnet_swarm import cmp_all, magnet_of
+    from test_magnet_swarm import magnet_of
     with lt_seeder(dht["torrent"], dht["base"] / "data", ip=f"{NET}.5",
                    dht_nodes=[dht["join"]], workdir=dht["base"]) as seeder:
         wait_until(lambda: announced(dht["nodes"], seeder.ip), 30,
@@ -133,6 +129,6 @@ def test_mount_a_magnet_with_no_tracker_through_the_dht(dht, mount_torrent):
         print(f"\nmount MAGNET (DHT only) to a listed tree: {listed:.2f} s")
         assert re.search(r"metadata of \w+ \(payload\) fetched in", m.log), m.log[-3000:]
         assert "DHT: first peer" in m.log
-        cmp_all(dht["payload"], m.path / "payload")
+        cmp_tree(dht["payload"], m.path / "payload", m.log)
         assert f"<peer {seeder.ip}:{seeder.port}>" in m.log
         assert m.unmount().returncode == 0

@@ -9,11 +9,10 @@ removes the namespaces, veths and bridge even on failure."""
 from __future__ import annotations
 
 import re
-import subprocess
 
 import pytest
 
-from conftest import make_payload
+from conftest import cmp_tree, make_payload
 from swarm import cluster, lt_create, lt_seeder, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -35,11 +34,7 @@ def test_mount_finds_a_libtorrent_seeder_by_lsd(tmp_path, mount_torrent):
                 wait_until(lambda: found in m.log, timeout=30, interval=0.1)
             except TimeoutError:
                 pytest.fail(f"no LSD announcement heard\n{m.log[-3000:]}\n{seeder.log()}")
-            for original in sorted(p for p in payload.rglob("*") if p.is_file()):
-                rel = original.relative_to(payload)
-                r = subprocess.run(["cmp", str(original), str(m.path / "payload" / rel)],
-                                   capture_output=True, text=True, timeout=60)
-                assert r.returncode == 0, f"{rel}: {r.stdout}{r.stderr}\n{m.log[-3000:]}"
+            cmp_tree(payload, m.path / "payload", m.log)
             # And libtorrent heard our announcement (the other direction).
             port = re.search(r"mounted .* port (\d+)\)", m.log).group(1)
             heard = [ln for ln in seeder.log().splitlines()

@@ -4,11 +4,10 @@ tracker (no --peer) and reads every file byte-exact."""
 
 from __future__ import annotations
 
-import subprocess
 
 import pytest
 
-from conftest import make_payload
+from conftest import cmp_tree, make_payload
 from swarm import lt_create, lt_seeder, opentracker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -24,11 +23,7 @@ def test_mount_finds_its_seeder_through_a_udp_tracker(tmp_path, mount_torrent):
         with lt_seeder(torrent, data, ip="127.0.0.6") as seeder:
             tracker.wait_peers(info_hash, 1, timeout=20)
             m = mount_torrent(torrent)
-            for original in sorted(p for p in payload.rglob("*") if p.is_file()):
-                rel = original.relative_to(payload)
-                r = subprocess.run(["cmp", str(original), str(m.path / "payload" / rel)],
-                                   capture_output=True, text=True, timeout=60)
-                assert r.returncode == 0, f"{rel}: {r.stdout}{r.stderr}\n{m.log[-3000:]}"
+            cmp_tree(payload, m.path / "payload", m.log)
             assert m.unmount().returncode == 0
     log = m.log
     assert f"announced to {tracker.udp_url}" in log, log[-3000:]
@@ -36,7 +31,7 @@ def test_mount_finds_its_seeder_through_a_udp_tracker(tmp_path, mount_torrent):
 
 
 def test_mount_a_magnet_whose_only_tracker_is_udp(tmp_path, mount_torrent):
-    from test_magnet_swarm import cmp_all, magnet_of
+    from test_magnet_swarm import magnet_of
     data = tmp_path / "data"
     payload = make_payload(data / "payload", 2 * 1024 * 1024 + 77, seed=16)
     torrent = tmp_path / "udp.torrent"
@@ -47,7 +42,7 @@ def test_mount_a_magnet_whose_only_tracker_is_udp(tmp_path, mount_torrent):
             tracker.wait_peers(info_hash, 1, timeout=20)
             m = mount_torrent(magnet_of(info_hash, trackers=[tracker.udp_url]),
                               "--metadata-timeout", "60")
-            cmp_all(payload, m.path / "payload")
+            cmp_tree(payload, m.path / "payload", m.log)
             assert m.unmount().returncode == 0
     assert f"announced to {tracker.udp_url}" in m.log, m.log[-3000:]
     assert f"<peer 127.0.0.7:{seeder.port}>" in m.log, m.log[-3000:]
