@@ -135,10 +135,9 @@ if __name__ == "__main__" and sys.argv[1:2] == ["--worker"]:
 
 # ------------------------------------------------------------------ harness
 
-sys.path.insert(0, str(ROOT / "tests"))
-from swarm import (_lt_argv, child_env, lt_create, lt_seeder,  # noqa: E402
+from tests.harness.swarm import (_lt_argv, child_env, lt_create, lt_seeder,  # noqa: E402
                    opentracker, wait_until)
-from torrentfs.cli import mount_state_file, pid_alive  # noqa: E402
+from torrentfs.cli.main import mount_state_file, pid_alive  # noqa: E402
 
 TORRENTFS = str(Path(sys.executable).with_name("torrentfs"))
 FUSERMOUNT = shutil.which("fusermount3") or "fusermount3"

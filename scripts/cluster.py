@@ -50,13 +50,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-from swarm import (Cluster, can_connect, child_env, cluster, opentracker,  # noqa: E402
+from tests.harness.swarm import (Cluster, can_connect, child_env, cluster, opentracker,  # noqa: E402
                    stop_process, wait_until)
 
-sys.path.insert(0, str(ROOT))
-from torrentfs.cli import mount_state_file, pid_alive  # noqa: E402
-from torrentfs.metainfo import parse  # noqa: E402
+from torrentfs.cli.main import mount_state_file, pid_alive  # noqa: E402
+from torrentfs.core.metainfo import parse  # noqa: E402
 
 TORRENTFS = str(Path(sys.executable).with_name("torrentfs"))
 ORIGIN_PORT = 6881

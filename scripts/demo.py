@@ -17,9 +17,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
 
-from swarm import lt_seeder, opentracker  # noqa: E402  (the test harness's real peers)
+from tests.harness.swarm import lt_seeder, opentracker  # noqa: E402  (the test harness's real peers)
 
 TORRENTFS = str(Path(sys.executable).with_name("torrentfs"))
 

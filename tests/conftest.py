@@ -26,9 +26,8 @@ settings.register_profile("torrentfs", deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("torrentfs")
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from torrentfs.cli import pid_alive  # noqa: E402
+from torrentfs.cli.main import pid_alive  # noqa: E402
 
 TORRENTFS = str(Path(sys.executable).with_name("torrentfs"))
 
@@ -108,7 +107,7 @@ class Mount:
     @property
     def log_path(self) -> Path:
         if self.info_hash is None:
-            from torrentfs.cli import mount_log_file
+            from torrentfs.cli.main import mount_log_file
             return mount_log_file(self.cache, str(self.path))
         return self.folder / "torrentfs.log"
 
@@ -120,7 +119,7 @@ class Mount:
             return ""
 
     def pid(self) -> int | None:
-        from torrentfs.cli import mount_state_file
+        from torrentfs.cli.main import mount_state_file
         try:
             return int(mount_state_file(self.cache, str(self.path)).read_text())
         except (OSError, ValueError):
@@ -179,8 +178,8 @@ def make_swarm(tmp_path):
     """``make_swarm(size, piece_length, **torrent_kw)`` -> (meta, payload, Torrent): a
     small torrent of pseudo-random bytes and a Torrent for it that neither listens nor
     announces, with storage work run inline (``fakepeer.inline``)."""
-    from fakepeer import inline, small_torrent
-    from torrentfs.torrent import Torrent
+    from tests.harness.fakepeer import inline, small_torrent
+    from torrentfs.engine.torrent import Torrent
 
     def make(size=10 * 32768 + 100, piece_length=32768, **kw):
         meta, payload = small_torrent(tmp_path, size, piece_length)
@@ -204,8 +203,8 @@ def mount_torrent(tmp_path):
     def mount(torrent: Path | str, *args: str, cache: Path | None = None,
               expect_ok: bool = True, wrap=None, watch: bool = False) -> Mount:
         """Without a --dht option of its own, the mount gets --no-dht."""
-        from torrentfs import magnet
-        from torrentfs.metainfo import parse
+        from torrentfs.core import magnet
+        from torrentfs.core.metainfo import parse
         n = next(counter)
         mountpoint = tmp_path / f"mnt{n}"
         mountpoint.mkdir()

@@ -1,0 +1,347 @@
+"""multi: many torrents served together (no FUSE here: a recording stand-in for the
+filesystem). Routing by info-hash, the shared limits, and following a folder of
+.torrent files. Real loopback sockets; every wait bounded."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import shutil
+from pathlib import Path
+
+import pyfuse3
+import pytest
+import trio
+import trio.testing
+
+from tests.harness.fakepeer import fake_peer, small_torrent
+from torrentfs.core import wire
+from torrentfs.core.tree import ROOT_INODE, Tree
+from torrentfs.disk.create import create_torrent
+from torrentfs.engine.multi import (
+    HANDSHAKE_HEAD,
+    MultiMount,
+    Shared,
+    Skip,
+    Source,
+    _Replayed,
+    handshake_info_hash,
+    load_file,
+)
+from torrentfs.engine.torrent import Torrent
+from torrentfs.fs.multifs import SLOT_BITS, MultiFS
+
+LIMIT = 20  # seconds any one test may take
+
+
+def write_torrent(folder: Path, name: str, size: int, seed: int, out: Path) -> bytes:
+    """A single-file torrent ``name`` of ``size`` bytes written to ``out``; its payload."""
+    folder.mkdir(parents=True, exist_ok=True)
+    meta, payload = small_torrent(folder, size, seed=seed)
+    src = folder / name
+    (folder / "payload.bin").rename(src)
+    out.write_bytes(create_torrent(src, piece_length=32768, creation_date=0))
+    return src.read_bytes()
+
+
+class RecordingFS:
+    """What MultiMount tells the filesystem, recorded; names made unique as MultiFS does."""
+
+    def __init__(self) -> None:
+        self.shown: dict[str, Torrent] = {}
+        self.removed: list[str] = []
+
+    def add(self, name, torrent, tree):
+        from torrentfs.core.watchdir import unique_name
+        name = unique_name(name, self.shown)
+        self.shown[name] = torrent
+        return name
+
+    def remove(self, name):
+        del self.shown[name]
+        self.removed.append(name)
+
+    def names(self):
+        return list(self.shown)
+
+
+# -- pure helpers ------------------------------------------------------------------
+
+def test_handshake_info_hash():
+    h = bytes(range(20))
+    hs = wire.PeerConnection(h, b"-XX0000-" + b"1" * 12, num_pieces=1).handshake()
+    assert handshake_info_hash(hs[:HANDSHAKE_HEAD]) == h
+    assert handshake_info_hash(hs) == h
+    assert handshake_info_hash(hs[:HANDSHAKE_HEAD - 1]) is None
+    assert handshake_info_hash(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + b"x" * 40) is None
+    assert handshake_info_hash(b"\x13BitTorrent protocoX" + bytes(28)) is None
+
+
+async def test_replayed_stream_gives_its_head_first():
+    a, b = trio.testing.memory_stream_pair()
+    await a.send_all(b"rest")
+    s = _Replayed(b, b"head")
+    assert await s.receive_some(2) == b"he"
+    assert await s.receive_some() == b"ad"
+    assert await s.receive_some(100) == b"rest"
+    await s.send_all(b"back")
+    assert await a.receive_some(100) == b"back"
+    await s.aclose()
+
+
+def test_loaders(tmp_path):
+    write_torrent(tmp_path / "d", "x.bin", 1000, 1, tmp_path / "x.TORRENT")
+    assert load_file(tmp_path / "x.TORRENT").meta.name == "x.bin"
+    (tmp_path / "y.magnet").write_text("magnet:?xt=urn:btih:" + "a" * 40)
+    with pytest.raises(Skip, match="magnet links need the CLI's loader"):
+        load_file(tmp_path / "y.magnet")
+    (tmp_path / "z.torrent").write_bytes(b"garbage")
+    with pytest.raises(Skip, match="not a torrent file"):
+        load_file(tmp_path / "z.torrent")
+
+
+# -- shared limits --------------------------------------------------------------------
+
+def test_torrents_share_rate_limits_and_the_peer_cap(tmp_path):
+    for d in "ab":
+        (tmp_path / d).mkdir()
+    shared = Shared(max_peers=3, upload_rate=1000, download_rate=2000)
+    ta = Torrent(small_torrent(tmp_path / "a", 5000, seed=1)[0], tmp_path / "ca",
+                 listen=False, announce=False, shared=shared, max_peers=3)
+    tb = Torrent(small_torrent(tmp_path / "b", 5000, seed=2)[0], tmp_path / "cb",
+                 listen=False, announce=False, shared=shared, max_peers=3)
+    shared.torrents += [ta, tb]
+    assert ta.uploads.limit is tb.uploads.limit is shared.upload
+    assert ta.download_limit is tb.download_limit is shared.download
+    assert shared.upload.rate == 1000 and shared.download.rate == 2000
+    assert ta.room_for_peer() and tb.room_for_peer()
+    ta.sessions[("10.0.0.1", 1)] = object()
+    ta.sessions[("10.0.0.2", 1)] = object()
+    assert tb.room_for_peer() and ta.room_for_peer()
+    ta._connecting.add(("10.0.0.3", 1))  # a connection being made counts too
+    # B has no peer of its own, but the mount's three are taken.
+    assert not tb.room_for_peer() and not ta.room_for_peer()
+    ta._connecting.clear()
+    assert tb.room_for_peer()
+    shared.torrents.remove(ta)  # a stopped torrent's peers no longer count
+    ta._connecting.add(("10.0.0.3", 1))
+    assert tb.room_for_peer()
+
+
+# -- the filesystem's root ---------------------------------------------------------------
+
+async def test_multifs_root_follows_adds_and_removes(tmp_path):
+    calls = []
+    fs = MultiFS(invalidate=lambda *a, **kw: calls.append((a, kw)))
+    for d in "12":
+        (tmp_path / d).mkdir()
+    meta1, _ = small_torrent(tmp_path / "1", 100_000, seed=1)
+    meta2, _ = small_torrent(tmp_path / "2", 100_000, seed=2)
+    t1 = Torrent(meta1, tmp_path / "c1", listen=False, announce=False)
+    t2 = Torrent(meta2, tmp_path / "c2", listen=False, announce=False)
+    assert fs.add(meta1.name, t1, Tree.from_metainfo(meta1)) == "payload.bin"
+    assert fs.add(meta2.name, t2, Tree.from_metainfo(meta2)) == "payload.bin (2)"
+    assert calls == []  # a new name needs no word to the kernel
+
+    root = await fs.getattr(ROOT_INODE)
+    assert root.st_nlink == 4
+    folder = await fs.lookup(ROOT_INODE, b"payload.bin (2)")
+    assert folder.st_ino >> SLOT_BITS == 2 and stat_is_dir(folder.st_mode)
+    file2 = await fs.lookup(folder.st_ino, b"payload.bin")
+    assert file2.st_size == 100_000 and file2.st_ino >> SLOT_BITS == 2
+    file1 = await fs.lookup((await fs.lookup(ROOT_INODE, b"payload.bin")).st_ino,
+                            b"payload.bin")
+    assert file1.st_ino >> SLOT_BITS == 1 and file1.st_ino != file2.st_ino
+    assert (await fs.getattr(file2.st_ino)).st_size == 100_000
+
+    info = await fs.open(file2.st_ino, 0, None)
+    fs.remove("payload.bin (2)")
+    assert calls == [((ROOT_INODE, b"payload.bin (2)"), {"ignore_enoent": True})]
+    with pytest.raises(pyfuse3.FUSEError) as e:
+        await fs.lookup(ROOT_INODE, b"payload.bin (2)")
+    assert e.value.errno == errno.ENOENT
+    # The open file: its reads fail with EIO; it can still be looked at and closed.
+    with pytest.raises(pyfuse3.FUSEError) as e:
+        await fs.read(info.fh, 0, 4096)
+    assert e.value.errno == errno.EIO
+    assert (await fs.getattr(file2.st_ino)).st_size == 100_000
+    await fs.release(info.fh)
+    with pytest.raises(pyfuse3.FUSEError) as e:  # let go at the last close
+        await fs.getattr(file2.st_ino)
+    assert e.value.errno == errno.ENOENT
+    assert (await fs.getattr(ROOT_INODE)).st_nlink == 3
+    assert (await fs.statfs(None)).f_blocks == (100_000 + 511) // 512
+
+
+def stat_is_dir(mode: int) -> bool:
+    import stat
+    return stat.S_ISDIR(mode)
+
+
+# -- a watched folder, served -------------------------------------------------------------
+
+@pytest.fixture
+def watched(tmp_path):
+    d = tmp_path / "watched"
+    d.mkdir()
+    return d
+
+
+async def start_multi(nursery, watched: Path, cache: Path, fs=None) -> MultiMount:
+    mm = MultiMount(watched, fs or RecordingFS(), cache, Shared(10), listen_host="127.0.0.1",
+                    torrent_options=dict(announce=False))
+    mm.poll = 3600  # the test scans when it means to
+    await nursery.start(mm.run)
+    return mm
+
+
+async def test_follows_the_folder(tmp_path, watched, caplog):
+    caplog.set_level(logging.INFO, "torrentfs.multi")
+    write_torrent(tmp_path / "p1", "same", 40_000, 1, watched / "a.torrent")
+    write_torrent(tmp_path / "p2", "same", 50_000, 2, watched / "b.torrent")
+    shutil.copy(watched / "a.torrent", watched / "c-dup.torrent")
+    (watched / "broken.torrent").write_bytes(b"d4:infoi3ee")
+    (watched / "link.magnet").write_text("magnet:?xt=urn:btih:" + "b" * 40)
+    (watched / "readme.txt").write_text("hello")
+    with trio.fail_after(LIMIT):
+        async with trio.open_nursery() as nursery:
+            mm = await start_multi(nursery, watched, tmp_path / "cache")
+            fs = mm.fs
+            assert sorted(fs.names()) == ["same", "same (2)"]
+            for _ in range(3):
+                await mm.scan()
+            text = caplog.text
+            assert text.count("skipped broken.torrent") == 1
+            assert text.count("skipped c-dup.torrent: the same torrent as a.torrent") == 1
+            assert text.count("skipped link.magnet: magnet links need the CLI's loader") == 1
+            assert "readme" not in text
+
+            # A new file shows once it has settled (two listings alike).
+            write_torrent(tmp_path / "p3", "third", 30_000, 3, watched / "d.torrent")
+            await mm.scan()
+            assert "third" not in fs.names()
+            await mm.scan()
+            assert "third" in fs.names()
+
+            # A removed file: its folder goes, its torrent stops and saves.
+            b_hash = fs.shown["same (2)"].meta.info_hash.hex()
+            (watched / "b.torrent").unlink()
+            await mm.scan()
+            assert fs.removed == ["same (2)"]
+            assert sorted(fs.names()) == ["same", "third"]
+            assert (tmp_path / "cache" / b_hash / "resume").exists()
+            assert mm.shared.torrents == [fs.shown["same"], fs.shown["third"]]
+
+            # The duplicate's turn comes when the file it repeats goes.
+            a_torrent = fs.shown["same"]
+            (watched / "a.torrent").unlink()
+            await mm.scan()
+            assert "same" not in fs.names()
+            await mm.scan()
+            assert "same" in fs.names() and fs.shown["same"] is not a_torrent
+            assert fs.shown["same"].meta.info_hash == a_torrent.meta.info_hash
+            nursery.cancel_scope.cancel()
+
+
+async def test_incoming_peers_reach_the_torrent_their_handshake_names(tmp_path, watched):
+    p1 = write_torrent(tmp_path / "p1", "one", 70_000, 1, watched / "one.torrent")
+    p2 = write_torrent(tmp_path / "p2", "two", 90_000, 2, watched / "two.torrent")
+    with trio.fail_after(LIMIT):
+        async with trio.open_nursery() as nursery:
+            mm = await start_multi(nursery, watched, tmp_path / "cache")
+            t1, t2 = mm.fs.shown["one"], mm.fs.shown["two"]
+            # A seeding peer of each connects in through the one port; each torrent
+            # then reads its bytes from the peer that came for it.
+            for t, payload in ((t2, p2), (t1, p1)):
+                stream = await trio.open_tcp_stream("127.0.0.1", mm.port)
+                nursery.start_soon(fake_peer, stream, t.meta, payload)
+            assert bytes(await t1.read(0, 0, 70_000)) == p1
+            assert bytes(await t2.read(0, 0, 90_000)) == p2
+            assert len(t1.sessions) == 1 and len(t2.sessions) == 1
+
+            # A handshake for a torrent not here, or no handshake: closed.
+            for head in (wire.PeerConnection(b"\x01" * 20, b"-XX0000-" + b"2" * 12,
+                                             num_pieces=1).handshake(),
+                         b"GET / HTTP/1.0\r\n\r\n" + b"x" * 60):
+                stream = await trio.open_tcp_stream("127.0.0.1", mm.port)
+                await stream.send_all(head)
+                try:
+                    assert await stream.receive_some(100) == b""
+                except trio.BrokenResourceError:  # reset: closed with bytes unread
+                    pass
+                await stream.aclose()
+
+            # A removed torrent's peers are closed with it.
+            (watched / "two.torrent").unlink()
+            await mm.scan()
+            assert t2.sessions == {} and len(t1.sessions) == 1
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_torrent_that_cannot_start_is_skipped(tmp_path, watched, caplog):
+    write_torrent(tmp_path / "p1", "one", 40_000, 1, watched / "one.torrent")
+    write_torrent(tmp_path / "p2", "two", 40_000, 2, watched / "two.torrent")
+    from torrentfs.core.metainfo import parse
+    blocked = parse((watched / "two.torrent").read_bytes()).info_hash.hex()
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / blocked).write_text("a file where its cache folder belongs")
+    with trio.fail_after(LIMIT):
+        async with trio.open_nursery() as nursery:
+            mm = await start_multi(nursery, watched, cache)
+            assert mm.fs.names() == ["one"]
+            assert "skipped two.torrent" in caplog.text
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_magnet_source_waits_for_its_metadata(tmp_path, watched):
+    """The loader hook: a Source without metainfo is resolved first, and shown then."""
+    write_torrent(tmp_path / "p1", "late", 40_000, 1, watched / "x.torrent")
+    real = load_file(watched / "x.torrent")
+    arrived = trio.Event()
+
+    async def resolve():
+        await arrived.wait()
+        return real.meta
+
+    def load(path):
+        return Source(real.info_hash, None, resolve)
+
+    with trio.fail_after(LIMIT):
+        async with trio.open_nursery() as nursery:
+            mm = MultiMount(watched, RecordingFS(), tmp_path / "cache", Shared(10),
+                            listen_host="127.0.0.1", load=load,
+                            torrent_options=dict(announce=False))
+            mm.poll = 3600
+            await nursery.start(mm.run)
+            assert mm.fs.names() == []
+            arrived.set()
+            while not mm.fs.names():
+                await trio.sleep(0.01)
+            assert mm.fs.names() == ["late"]
+            nursery.cancel_scope.cancel()
+
+
+def test_a_torrents_log_lines_name_its_file():
+    from torrentfs.engine.multi import TorrentTag, current_file
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    handler = Keep()
+    handler.addFilter(TorrentTag())
+    logger = logging.getLogger("torrentfs.torrent")
+    logger.addHandler(handler)
+    old = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info("plain %d", 1)
+        token = current_file.set("x.torrent")
+        logger.info("tagged %d", 2)
+        current_file.reset(token)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old)
+    assert records == ["plain 1", "[x.torrent] tagged 2"]

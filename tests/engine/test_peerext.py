@@ -1,0 +1,88 @@
+"""The extension protocol inside a running Torrent: it serves its metadata to a
+magnet leecher and exchanges peers (BEP 11) both ways, bounded, or not at all with
+--no-pex; scripted peers over memory streams on the autojump clock."""
+
+from __future__ import annotations
+
+import trio
+import trio.testing
+
+from tests.harness.fakepeer import ExtBehaviour, ExtStats, ext_peer, small_torrent
+from torrentfs.core import metadata, pex
+from torrentfs.engine.torrent import Torrent
+
+
+async def inline(fn, *args, limiter=None):
+    return fn(*args)
+
+
+def make(tmp_path, size=1 << 20, **kw):
+    meta, _ = small_torrent(tmp_path, size, piece_length=16384)
+    return meta, Torrent(meta, tmp_path / "cache", listen=False, announce=False,
+                         offload=inline, **kw)
+
+
+def attach(nursery, torrent, addr, behaviour) -> ExtStats:
+    ours, theirs = trio.testing.memory_stream_pair()
+    stats = ExtStats()
+    nursery.start_soon(ext_peer, theirs, torrent.meta.info_hash, behaviour, stats,
+                       b"-FX0001-" + f"{addr[1]:012d}".encode())
+    nursery.start_soon(torrent.attach, ours, addr)
+    return stats
+
+
+async def test_serves_its_metadata_to_a_magnet_leecher(tmp_path, autojump_clock):
+    meta, t = make(tmp_path, 14 << 20)  # 896 hashes: 2 metadata pieces
+    async with trio.open_nursery() as n:
+        await n.start(t.run)
+        st = attach(n, t, ("127.0.0.5", 7000), ExtBehaviour(ask_metadata=True))
+        await trio.sleep(1)
+        hs = st.handshake
+        assert hs.metadata_size == len(meta.info_bytes) and hs.supports("ut_metadata")
+        assert hs.supports("ut_pex")
+        count = metadata.num_pieces(len(meta.info_bytes))
+        assert count >= 2 and sorted(st.metadata) == list(range(count))
+        assert b"".join(st.metadata[i].data for i in range(count)) == meta.info_bytes
+        n.cancel_scope.cancel()
+
+
+async def test_learns_peers_by_pex_bounded(tmp_path, autojump_clock):
+    meta, t = make(tmp_path, max_peers=1)  # no room: the learned peers stay candidates
+    flood = [(f"127.1.{i // 250}.{i % 250 + 1}", 1) for i in range(300)]
+    async with trio.open_nursery() as n:
+        await n.start(t.run)
+        attach(n, t, ("127.0.0.5", 7000), ExtBehaviour(pex=flood))
+        await trio.sleep(1)
+        learned = set(t.candidates) - {("127.0.0.5", 7000)}
+        assert len(learned) == pex.MAX_ACCEPT and learned <= set(flood)
+        n.cancel_scope.cancel()
+
+
+async def test_tells_each_peer_of_the_others_once_a_minute(tmp_path, autojump_clock):
+    meta, t = make(tmp_path)
+    a, b, c = ("127.0.0.5", 7000), ("127.0.0.6", 7001), ("127.0.0.7", 7002)
+    async with trio.open_nursery() as n:
+        await n.start(t.run)
+        sa = attach(n, t, a, ExtBehaviour())
+        sb = attach(n, t, b, ExtBehaviour())
+        await trio.sleep(2)
+        assert [m.added for m in sa.pex] == [((b, pex.FLAG_REACHABLE),)]
+        assert [m.added for m in sb.pex] == [((a, pex.FLAG_REACHABLE),)]
+        attach(n, t, c, ExtBehaviour())
+        await trio.sleep(30)
+        assert len(sa.pex) == 1  # not again within the minute
+        await trio.sleep(35)
+        assert sa.pex[1].added == ((c, pex.FLAG_REACHABLE),)
+        n.cancel_scope.cancel()
+
+
+async def test_no_pex_neither_tells_nor_listens(tmp_path, autojump_clock):
+    meta, t = make(tmp_path, pex=False)
+    async with trio.open_nursery() as n:
+        await n.start(t.run)
+        sa = attach(n, t, ("127.0.0.5", 7000), ExtBehaviour(pex=[("127.1.0.1", 1)]))
+        attach(n, t, ("127.0.0.6", 7001), ExtBehaviour())
+        await trio.sleep(70)
+        assert not sa.handshake.supports("ut_pex") and sa.handshake.supports("ut_metadata")
+        assert sa.pex == [] and ("127.1.0.1", 1) not in t.candidates
+        n.cancel_scope.cancel()

@@ -1,0 +1,155 @@
+"""The uploader's choice of what to send next, with stand-in peers and torrent: a
+seed spreads pieces, and a piece that just went to one peer waits while anybody asks
+for one nobody has had (so a scarce uplink sends new pieces, not the same ones
+again). Time is trio's autojump clock."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import pytest
+import trio
+
+from torrentfs.core import wire
+from torrentfs.core.ratelimit import TokenBucket
+from torrentfs.engine.upload import HOLD_SECONDS, UPLOAD_BACKLOG, Uploader
+from torrentfs.net.peer import Rate
+
+BLOCK = 16 << 10
+
+
+class Peer:
+    """What the uploader uses of a PeerSession; records what it was sent."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.queued: set[tuple[int, int, int]] = set()
+        self.upload_fifo: deque = deque()
+        self.am_choking = False
+        self.closed = False
+        self.fast = True
+        self.backlog = 0
+        self.up = Rate()
+        self.sent: list[tuple[int, int]] = []
+
+    def send(self, msg: wire.Message) -> None:
+        if isinstance(msg, wire.Piece):
+            self.sent.append((msg.index, msg.begin))
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class Seed:
+    """What the uploader uses of a Torrent: a seed with every piece."""
+
+    def __init__(self, *peers: Peer) -> None:
+        self.sessions = {p.name: p for p in peers}
+        self.have = range(100)
+
+        class Geometry:
+            @staticmethod
+            def is_within_piece(index, begin, length):
+                return True
+        self.geometry = Geometry()
+
+    async def block(self, index: int, begin: int, length: int) -> bytes:
+        return bytes(length)
+
+
+def ask(up: Uploader, peer: Peer, index: int, begin: int = 0) -> None:
+    up.request(peer, wire.Request(index, begin, BLOCK))
+
+
+def sent(up: Uploader, now: float) -> list[tuple[str, int, int]]:
+    """What the uploader answers next, in order, at time ``now``, served at once."""
+    return [(s.name, r.index, r.begin) for s, r in up._next_batch(now)]
+
+
+@pytest.fixture
+def peers():
+    a, b, c = Peer("a"), Peer("b"), Peer("c")
+    return a, b, c, Uploader(Seed(a, b, c), TokenBucket(0))
+
+
+async def serve(up: Uploader, peer: Peer, index: int, begin: int = 0) -> None:
+    ask(up, peer, index, begin)
+    [(s, req)] = up._next_batch(trio.current_time())
+    await up._serve_one(s, req)
+
+
+async def test_least_sent_piece_goes_first(peers, autojump_clock):
+    a, b, c, up = peers
+    await serve(up, a, 5)
+    ask(up, b, 5)
+    ask(up, b, 6)
+    assert sent(up, trio.current_time()) == [("b", 6, 0)]
+
+
+async def test_piece_just_sent_elsewhere_waits_while_others_ask_fresh(peers, autojump_clock):
+    a, b, c, up = peers
+    await serve(up, a, 5)
+    ask(up, b, 5)
+    ask(up, c, 7)
+    assert sent(up, trio.current_time()) == [("c", 7, 0)]
+    # b's request is still queued; with nobody asking for anything fresh it goes.
+    assert sent(up, trio.current_time()) == [("b", 5, 0)]
+
+
+async def test_held_request_waits_for_a_busy_peer_asking_fresh(peers, autojump_clock):
+    a, b, c, up = peers
+    await serve(up, a, 5)
+    ask(up, b, 5)
+    ask(up, c, 7)
+    c.backlog = UPLOAD_BACKLOG  # c's socket is full: the uplink is busy with it
+    assert sent(up, trio.current_time()) == []
+    c.backlog = 0
+    assert sent(up, trio.current_time()) == [("c", 7, 0)]
+
+
+async def test_hold_ends(peers, autojump_clock):
+    a, b, c, up = peers
+    await serve(up, a, 5)
+    ask(up, b, 5)
+    ask(up, c, 7)
+    c.backlog = UPLOAD_BACKLOG
+    await trio.sleep(HOLD_SECONDS)
+    assert sent(up, trio.current_time()) == [("b", 5, 0)]
+
+
+async def test_rest_of_a_piece_is_not_held_from_its_own_taker(peers, autojump_clock):
+    a, b, c, up = peers
+    await serve(up, a, 5)
+    ask(up, a, 5, BLOCK)
+    ask(up, c, 7)
+    assert sorted(sent(up, trio.current_time())) == [("a", 5, BLOCK), ("c", 7, 0)]
+
+
+async def test_cancelled_requests_are_dropped_not_weighed(peers, autojump_clock):
+    a, b, c, up = peers
+    await serve(up, a, 5)
+    ask(up, b, 5)
+    up.cancel(b, wire.Cancel(5, 0, BLOCK))
+    ask(up, b, 9)
+    assert sent(up, trio.current_time()) == [("b", 9, 0)]
+    assert not b.upload_fifo
+
+
+async def test_run_answers_everything_and_waits_out_holds(peers, autojump_clock):
+    """The task as a whole: every request answered once, fresh before held."""
+    a, b, c, up = peers
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(up.run)
+        ask(up, a, 5)
+        await trio.sleep(0.01)
+        ask(up, b, 5)
+        c.backlog = UPLOAD_BACKLOG
+        ask(up, c, 7)
+        await trio.sleep(HOLD_SECONDS / 2)
+        assert b.sent == [] and a.sent == [(5, 0)]
+        c.backlog = 0
+        up.drained(c)
+        await trio.sleep(0.01)
+        assert c.sent == [(7, 0)]
+        assert b.sent == [(5, 0)]  # nothing fresh is asked any more
+        nursery.cancel_scope.cancel()

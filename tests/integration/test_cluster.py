@@ -1,0 +1,232 @@
+"""Integration: a swarm of torrentfs mounts shares what it reads.
+
+One origin (``torrentfs seed``) and N=4 torrentfs mounts, each in its own network
+namespace on one bridge, every host's upload capped by a tbf qdisc on its veth, find
+each other through opentracker on the bridge. All four mounts read the whole file at
+the same time. Every node must get byte-exact data, and the origin must upload at
+most 1.75 copies of the file: the nodes are meant to pass pieces on to each other
+rather than each pulling its own copy from the origin (which would be 4 copies).
+The origin's upload is measured twice: on its veth (every byte it sent, headers
+included) and from the totals line ``torrentfs seed`` logs at exit.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import subprocess
+import time
+from collections import defaultdict
+
+import pytest
+
+from tests.conftest import TORRENTFS, Mount, force_unmount, sha256
+from tests.harness.swarm import (
+    cluster,
+    lt_create,
+    opentracker,
+    stop_process,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+N_NODES = 4
+SIZE = 8 * 1024 * 1024
+PIECE = 64 * 1024
+ORIGIN_RATE = 2_000_000   # bytes/s, the origin's upload (tbf on its veth)
+NODE_RATE = 4_000_000     # bytes/s, each node's upload
+ORIGIN_PORT = 6881
+MAX_ORIGIN_COPIES = 1.75
+READ_TIMEOUT = 150        # s for all readers together
+
+CLOSED = re.compile(r"<peer ([\d.]+):(\d+)> closed: (.*) \(received (\d+) bytes of blocks, "
+                    r"sent (\d+)\)")
+CONNECTED = re.compile(r"connected to <peer ([\d.]+):(\d+)> \((in|out)\)")
+TOTALS = re.compile(r"totals: downloaded (\d+) bytes, uploaded (\d+), wasted (\d+)")
+
+
+def flow_matrix(logs: dict[str, str], names: dict[str, str]) -> dict[str, dict[str, int]]:
+    """matrix[receiver][sender] = bytes of blocks, from every ``closed:`` line of the
+    logs (host name -> log text). A session is logged by the side that saw it end
+    (the other side's daemon may have been cancelled first and logs nothing), so
+    each line fills both directions: what its host received and what it sent."""
+    said_got: dict[tuple[str, str], int] = defaultdict(int)   # (me, peer) in me's log
+    said_sent: dict[tuple[str, str], int] = defaultdict(int)
+    for me, log in logs.items():
+        for ip, _port, _why, got, sent in CLOSED.findall(log):
+            said_got[me, names.get(ip, ip)] += int(got)
+            said_sent[me, names.get(ip, ip)] += int(sent)
+    m: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for r in logs:
+        for s in logs:
+            # A session logged on both sides would count twice: take the larger.
+            m[r][s] = max(said_got[r, s], said_sent[s, r])
+    return m
+
+
+def matrix_table(m: dict[str, dict[str, int]], hosts: list[str]) -> str:
+    """MiB received (rows) from (columns)."""
+    lines = ["MiB received by (row) from (column):",
+             "        " + "".join(f"{h:>8}" for h in hosts)]
+    for r in hosts:
+        lines.append(f"{r:>8}" + "".join(f"{m[r][h] / 2**20:8.2f}" if r != h else f"{'-':>8}"
+                                         for h in hosts))
+    return "\n".join(lines)
+
+
+def totals(log: str) -> tuple[int, int, int] | None:
+    found = TOTALS.findall(log)
+    return tuple(int(x) for x in found[-1]) if found else None
+
+
+def connected_ips(log: str) -> set[str]:
+    return {ip for ip, _port, _dir in CONNECTED.findall(log)}
+
+
+@pytest.fixture(scope="module")
+def cluster_run(tmp_path_factory):
+    """Runs the cluster once for the tests below; returns what they check."""
+    return run_cluster(tmp_path_factory.mktemp("cluster"))
+
+
+def run_cluster(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    payload = data / "blob.bin"
+    payload.write_bytes(random.Random(4242).randbytes(SIZE))
+    want = sha256(payload)
+    torrent = tmp_path / "t.torrent"
+
+    report: list[str] = []
+    with cluster(1 + N_NODES, "tfcl") as c:
+        names = {c.hosts[0].ip: "origin", c.bridge_ip: "tracker"}
+        names.update({c.hosts[i].ip: f"node{i}" for i in range(1, N_NODES + 1)})
+        c.limit_egress(0, ORIGIN_RATE)
+        for i in range(1, N_NODES + 1):
+            c.limit_egress(i, NODE_RATE)
+
+        with opentracker(host=c.bridge_ip) as tracker:
+            info_hash = lt_create(payload, torrent, tracker.announce_url, piece_size=PIECE)
+            tracker.add(info_hash)
+
+            origin_log = tmp_path / "origin.log"
+            with open(origin_log, "wb") as err:
+                origin = c.popen(0, [TORRENTFS, "seed", str(torrent), str(data),
+                                     "--port", str(ORIGIN_PORT), "--no-dht",
+                                     "--cache-dir", str(tmp_path / "origin-cache")],
+                                 stdout=subprocess.DEVNULL, stderr=err)
+            mounts: list[Mount] = []
+            readers: list[subprocess.Popen] = []
+            try:
+                wait_until(lambda: b"seeding " in origin_log.read_bytes()
+                           or origin.poll() is not None, timeout=60)
+                assert origin.poll() is None, origin_log.read_text()
+                tracker.wait_peers(info_hash, 1, timeout=30)
+                tx0 = c.tx_bytes(0)
+
+                for i in range(1, N_NODES + 1):
+                    mnt, cache = tmp_path / f"mnt{i}", tmp_path / f"cache{i}"
+                    mnt.mkdir()
+                    m = Mount(mnt, cache, info_hash.hex())
+                    mounts.append(m)
+                    r = c.run(i, [TORRENTFS, "mount", str(torrent), str(mnt),
+                                  "--cache-dir", str(cache), "--read-timeout", "120",
+                                  "--no-dht"],
+                              capture_output=True, text=True, timeout=60)
+                    assert r.returncode == 0, f"node{i} mount failed: {r.stderr}\n{m.log}"
+                    assert os.path.ismount(mnt)
+                tracker.wait_peers(info_hash, 1 + N_NODES, timeout=30)
+                # Let the mesh form: each node connected to the origin and to the others
+                # (later nodes learn the earlier ones from the tracker and connect).
+                try:
+                    wait_until(lambda: all(len(connected_ips(m.log)) >= N_NODES
+                                           for m in mounts), timeout=15, interval=0.2)
+                except TimeoutError:
+                    pass
+                for i, m in enumerate(mounts, 1):
+                    report.append(f"node{i} connected before the reads to: " + ", ".join(
+                        sorted(names.get(ip, ip) for ip in connected_ips(m.log))))
+
+                t0 = time.monotonic()
+                for m in mounts:  # all at once
+                    readers.append(subprocess.Popen(
+                        ["sha256sum", str(m.path / payload.name)], stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL))
+                deadline = t0 + READ_TIMEOUT
+                results = []
+                for i, rd in enumerate(readers, 1):
+                    try:
+                        out, errout = rd.communicate(timeout=max(0.1, deadline - time.monotonic()))
+                    except subprocess.TimeoutExpired:
+                        out, errout = "", f"read did not finish within {READ_TIMEOUT} s"
+                    results.append((i, rd.returncode, out.split()[0] if out else "", errout,
+                                    time.monotonic() - t0))
+                for i, code, got, errout, elapsed in results:
+                    report.append(f"node{i} read: exit {code}, {elapsed:.1f} s, "
+                                  f"{'ok' if got == want else 'WRONG ' + got + errout.strip()}")
+                # What is still in flight (requests made before the last read ended)
+                # counts too, and stopping a sender mid-message makes its peer log
+                # an error instead of the session's figures: wait for quiet links.
+                quiet = c.wait_quiet(range(N_NODES + 1), quiet=1.0, timeout=20)
+                report.append("links quiet after the reads" if quiet else
+                              "links still busy 20 s after the reads")
+                tx_origin = c.tx_bytes(0) - tx0
+                node_tx = [c.tx_bytes(i) for i in range(1, N_NODES + 1)]
+            finally:
+                # The origin first: then every node logs its session with the origin
+                # ("closed: peer closed the connection (received N bytes ...)"), and
+                # each unmount makes the nodes still up log their session with it.
+                for rd in readers:
+                    stop_process(rd, timeout=5)
+                stop_process(origin, timeout=15)
+                for m in mounts:
+                    force_unmount(m)
+
+    origin_text = origin_log.read_text(errors="replace")
+    origin_totals = totals(origin_text)
+    origin_copies = tx_origin / SIZE
+    report.insert(0, f"origin uploaded {tx_origin} bytes on its veth = {origin_copies:.2f} "
+                     f"copies; its totals line: {origin_totals} = "
+                     + (f"{origin_totals[1] / SIZE:.2f} copies" if origin_totals else "none"))
+    logs = {"origin": origin_text}
+    for i, m in enumerate(mounts, 1):
+        logs[f"node{i}"] = log = m.log
+        t = totals(log)
+        report.append(f"node{i}: uploaded {node_tx[i - 1] / 2**20:.2f} MiB on its veth; totals: "
+                      + (f"downloaded {t[0] / 2**20:.2f} MiB, uploaded {t[1] / 2**20:.2f}, "
+                         f"wasted {t[2] / 2**20:.2f}" if t else "none"))
+    report.append(matrix_table(flow_matrix(logs, names), list(logs)))
+    crashed = [h for h, log in logs.items() if "Traceback" in log or "internal error" in log]
+    if crashed:
+        report.append("tracebacks in the logs of: " + ", ".join(crashed)
+                      + " (their sessions that ended in the crash are missing above)")
+    summary = "\n".join(report)
+    print("\n" + summary)
+    (tmp_path / "summary.txt").write_text(summary + "\n")
+
+    flows = flow_matrix(logs, names)
+    return {"results": results, "want": want, "summary": summary, "flows": flows,
+            "origin_totals": origin_totals, "origin_text": origin_text,
+            "origin_copies": origin_copies}
+
+
+def test_four_mounts_read_byte_exact_and_trade_pieces(cluster_run):
+    r = cluster_run
+    for i, code, got, errout, _ in r["results"]:
+        assert code == 0 and got == r["want"], (
+            f"node{i} did not read the file byte-exact\n{r['summary']}")
+    assert r["origin_totals"] is not None, r["origin_text"][-2000:]
+    # The nodes fetched from each other, not only from the origin: together they got
+    # at least a copy's worth of the file from fellow nodes.
+    flows = r["flows"]  # flows[receiver][sender] = bytes
+    from_nodes = sum(n for to in flows if to.startswith("node")
+                     for frm, n in flows[to].items() if frm.startswith("node"))
+    assert from_nodes >= SIZE, r["summary"]
+
+
+def test_origin_uploads_well_under_a_copy_per_node(cluster_run):
+    assert cluster_run["origin_copies"] <= MAX_ORIGIN_COPIES, (
+        f"the origin uploaded {cluster_run['origin_copies']:.2f} copies for {N_NODES} "
+        f"nodes (at most {MAX_ORIGIN_COPIES})\n{cluster_run['summary']}")

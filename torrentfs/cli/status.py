@@ -1,0 +1,228 @@
+"""``torrentfs status MOUNTPOINT``: what a mount's daemon is doing.
+
+Reads the status file the daemon publishes every second (``status.publish``; its
+JSON schema is in ``status``'s docstring) and prints it as text, as JSON
+(``--json``, the file as it is, for scripts), or as a live view with progress bars
+(``--watch``, rich) until the mount goes away or Ctrl-C. Never talks to the daemon
+itself, so a busy daemon cannot hang it; a status older than ``STALE_AFTER`` says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from torrentfs.cli.output import _CONTROL, CliError, human
+from torrentfs.cli.state import default_cache_dir, mount_state_file
+from torrentfs.engine.status import status_path
+from torrentfs.fs.procfs import pid_alive
+
+STALE_AFTER = 5.0    # a status file older than this: the daemon is busy or stuck
+WATCH_EVERY = 1.0    # --watch redraws this often
+WATCH_FILES = 12     # --watch lists at most this many files ...
+WATCH_PEERS = 8      # ... and peers
+
+def printable(text: str) -> str:
+    """Control characters (from a torrent's names, a peer's words) shown escaped."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def percent(done: int, total: int) -> str:
+    return f"{100 * done / total:.1f}%" if total else "100.0%"
+
+
+def _pieces(pieces: list[int]) -> str:
+    """[3, 4, 5, 9] -> '3-5, 9' (at most a few runs, then how many more)."""
+    runs: list[list[int]] = []
+    for i in pieces:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    text = ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in runs[:4])
+    return text + (f" (+{len(runs) - 4} more)" if len(runs) > 4 else "")
+
+
+def load(mountpoint: str, cache: Path) -> dict:
+    """The status document of the mount on ``mountpoint``; a CliError if there is
+    none, or its daemon is gone."""
+    path = status_path(mount_state_file(cache, os.path.abspath(mountpoint)))
+    try:
+        doc = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise CliError(f"{mountpoint}: no torrentfs mount there (no status in {cache}; "
+                       "give --cache-dir if it was mounted with one)") from None
+    except (OSError, ValueError) as e:
+        raise CliError(f"{mountpoint}: cannot read its status: {e}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("torrents"), list):
+        raise CliError(f"{mountpoint}: its status file is not one torrentfs wrote")
+    pid = doc.get("pid")
+    if not isinstance(pid, int) or not pid_alive(pid):
+        raise CliError(f"{mountpoint}: its daemon (pid {pid}) is gone; clear the mount "
+                       f"with: torrentfs unmount {mountpoint}")
+    return doc
+
+
+def render_text(doc: dict, now: float | None = None) -> str:
+    """The status document as a few lines of text per torrent, then its files."""
+    now = time.time() if now is None else now
+    lines = []
+    age = now - doc.get("updated", now)
+    if age > STALE_AFTER:
+        lines.append(f"(status is {age:.0f} s old: the daemon is busy or stuck)")
+    for t in doc["torrents"]:
+        p, peers, rates, totals = t["pieces"], t["peers"], t["rates"], t["totals"]
+        lines += [
+            f"{printable(doc['mountpoint'])}: {printable(t['name'])}",
+            f"  info-hash:  {t['info_hash']}",
+            f"  progress:   {human(t['verified'])} of {human(t['size'])} verified "
+            f"({percent(t['verified'], t['size'])}), {p['verified']} of {p['total']} "
+            f"pieces of {human(p['length'])}"
+            + ("; prefetching the rest" if t["prefetch"] and not t["complete"] else ""),
+            f"  peers:      {peers['connected']} connected, {peers['unchoked_us']} "
+            f"unchoked us, {peers['we_unchoked']} unchoked by us "
+            f"({peers['known']} known, {peers['banned']} banned)",
+            f"  rates:      down {human(rates['download'])}/s, up {human(rates['upload'])}/s"
+            f" (so far: down {human(totals['downloaded'])}, up {human(totals['uploaded'])}"
+            f", wasted {human(totals['wasted'])})",
+        ]
+        reads = t["reads"]
+        if reads:
+            lines.append(f"  reads:      {len(reads)} waiting")
+            for r in reads:
+                lines.append(f"    pieces {_pieces(r['pieces'])} for {r['waiting']:.1f} s: "
+                             f"{printable(r['why'])}")
+        else:
+            lines.append("  reads:      none waiting")
+        c = t["cache"]
+        limit = f", limit {human(c['limit'])}" if c["limit"] is not None else ""
+        lines.append(f"  cache:      {printable(c['folder'])} ({human(c['bytes'])} of "
+                     f"data{limit})")
+        lines.append(f"  files:      {len(t['files'])}")
+        for f in t["files"]:
+            lines.append(f"    {percent(f['verified'], f['size']):>6}  "
+                         f"{human(f['verified']):>10} of {human(f['size']):<10}  "
+                         f"{printable(f['path'])}")
+    return "\n".join(lines)
+
+
+def render_rich(doc: dict, now: float | None = None):
+    """The status document as a rich renderable: bars for the torrent, the files
+    being fetched and the busiest peers."""
+    from rich.console import Group
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+    from rich.text import Text
+    now = time.time() if now is None else now
+    parts = []
+    age = now - doc.get("updated", now)
+    if age > STALE_AFTER:
+        parts.append(Text(f"status is {age:.0f} s old: the daemon is busy or stuck",
+                          style="bold red"))
+    for t in doc["torrents"]:
+        peers, rates = t["peers"], t["rates"]
+        parts.append(Text(f"{printable(doc['mountpoint'])}: {printable(t['name'])}  "
+                          f"({t['info_hash']})", style="bold"))
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(width=10)
+        grid.add_column(ratio=1)
+        grid.add_column(justify="right")
+        grid.add_row("verified", ProgressBar(total=max(t["size"], 1), completed=t["verified"]),
+                     f"{human(t['verified'])} / {human(t['size'])} "
+                     f"{percent(t['verified'], t['size'])}")
+        parts.append(grid)
+        parts.append(Text(
+            f"peers {peers['connected']} ({peers['unchoked_us']} unchoked us, "
+            f"{peers['we_unchoked']} unchoked by us)   down {human(rates['download'])}/s"
+            f"   up {human(rates['upload'])}/s   prefetch {'on' if t['prefetch'] else 'off'}"))
+        for r in t["reads"]:
+            parts.append(Text(f"read waiting {r['waiting']:.1f} s for pieces "
+                              f"{_pieces(r['pieces'])}: {printable(r['why'])}",
+                              style="yellow"))
+        parts.append(Text(f"cache {printable(t['cache']['folder'])} "
+                          f"({human(t['cache']['bytes'])})", style="dim"))
+        files = sorted(t["files"], key=lambda f: (f["verified"] in (0, f["size"]),
+                                                  -f["verified"]))[:WATCH_FILES]
+        table = Table(box=None, expand=True, show_header=True, header_style="bold")
+        table.add_column("file", ratio=2, no_wrap=True, overflow="ellipsis")
+        table.add_column("", ratio=1)
+        table.add_column("verified", justify="right")
+        for f in files:
+            table.add_row(Text(printable(f["path"])),
+                          ProgressBar(total=max(f["size"], 1),
+                                      completed=f["verified"] if f["size"] else 1),
+                          f"{human(f['verified'])} / {human(f['size'])}")
+        parts.append(table)
+        if peers["list"]:
+            pt = Table(box=None, expand=True, header_style="bold",
+                       caption="flags: U unchoked us, u unchoked by us, s snubbed us")
+            for name in ("peer", "client", "down/s", "up/s", "flags"):
+                pt.add_column(name, justify="right" if "/" in name else "left")
+            for p in peers["list"][:WATCH_PEERS]:
+                flags = ("U" if p["unchoked_us"] else "") + ("u" if p["we_unchoked"] else "") \
+                    + ("s" if p["snubbed"] else "")
+                pt.add_row(printable(p["address"]), printable(p["client"]),
+                           human(p["download_rate"]), human(p["upload_rate"]), flags)
+            parts.append(pt)
+    return Group(*parts)
+
+
+def watch(mountpoint: str, cache: Path) -> int:
+    """Redraw the status every second until the mount goes away or Ctrl-C."""
+    from rich.console import Console
+    from rich.live import Live
+    doc = load(mountpoint, cache)
+    console = Console()
+    try:
+        with Live(render_rich(doc), console=console, auto_refresh=False,
+                  transient=False) as live:
+            while True:
+                time.sleep(WATCH_EVERY)
+                try:
+                    doc = load(mountpoint, cache)
+                except CliError:
+                    break
+                live.update(render_rich(doc), refresh=True)
+    except KeyboardInterrupt:
+        return 0
+    console.print(f"{printable(mountpoint)}: unmounted")
+    return 0
+
+
+def cmd_status(args) -> int:
+    cache = Path(args.cache_dir or default_cache_dir())
+    if args.watch:
+        return watch(args.mountpoint, cache)
+    doc = load(args.mountpoint, cache)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(render_text(doc))
+    return 0
+
+
+def add_parser(sub, command=None) -> None:
+    """The ``status`` subcommand, on the CLI's subparsers (made by ``command(sub,
+    name, **kw)`` if given, as the CLI makes its others)."""
+    make = command or (lambda sub, name, **kw: sub.add_parser(name, **kw))
+    s = make(
+        sub, "status", help="show what a mount is doing",
+        description="Show a mount's progress (bytes verified, per file too), peers, "
+        "rates, the reads waiting for pieces and its cache, as the daemon saw them at "
+        "most a second ago.",
+        epilog="examples:\n"
+               "  torrentfs status ~/movie              progress, peers, rates, waiting reads\n"
+               "  torrentfs status ~/movie --watch      live, with progress bars\n"
+               "  torrentfs status ~/movie --json | jq .torrents[0].verified\n"
+               "  getfattr -d ~/movie/movie.mkv         one file's progress (xattrs)")
+    s.add_argument("mountpoint", metavar="MOUNTPOINT", help="where the torrent is mounted")
+    how = s.add_mutually_exclusive_group()
+    how.add_argument("--json", action="store_true",
+                     help="print the status as JSON (schema in the README)")
+    how.add_argument("-w", "--watch", action="store_true",
+                     help="keep it on the terminal with progress bars, redrawn every "
+                          "second, until the mount goes away or Ctrl-C")
+    s.add_argument("--cache-dir", metavar="DIR", help="the cache folder the mount used")
+    s.set_defaults(func=cmd_status)

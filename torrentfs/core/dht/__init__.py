@@ -1,0 +1,1 @@
+"""The DHT's pure cores."""

@@ -1,0 +1,577 @@
+"""Parse .torrent files (metainfo).
+
+Pure: no file I/O, no clock. ``parse(data)`` takes the bytes of a .torrent
+and returns a validated :class:`Metainfo`, or raises :class:`MetainfoError`
+(and nothing else) with a one-line, human-readable reason.
+
+Supported: BEP 3 (v1 single- and multi-file), BEP 12 (announce-list),
+BEP 47 (padding files and the ``attr`` key), BEP 19 (``url-list``, kept for
+later use by web seeding).  v2-only torrents (no ``pieces``) are rejected.
+
+How the input is read:
+
+* A small strict bencode scanner walks the whole input first.  It rejects
+  malformed bencode (bad integers such as ``i03e``/``i-0e``, string lengths
+  with leading zeros or running past the end, non-string dictionary keys,
+  duplicate keys in one dictionary, nesting deeper than 64, trailing data)
+  and returns the byte span of the top-level ``info`` value.  The info-hash is
+  the SHA-1 of exactly those bytes, so a non-canonical info dictionary (keys
+  out of order) hashes as it stands in the file, as every client does.
+* The validated input is then decoded with ``bencodepy`` (any exception it
+  raises becomes a MetainfoError).
+
+Text: names and path components are decoded as UTF-8, preferring the
+``name.utf-8`` / ``path.utf-8`` keys when present and well-typed (a
+wrongly-typed ``.utf-8`` key is ignored and the plain key is used).  Invalid
+UTF-8 is decoded with ``errors='replace'`` (U+FFFD), so names are always valid
+``str``; the top-level ``encoding`` key is ignored.  Path safety checks are
+applied to the decoded names, i.e. to what the filesystem will show.
+
+What is refused and what is mended (as libtorrent does, a name that is merely
+awkward is mended; one that could only be an attack or a broken file is refused):
+
+* Refused: empty, ``.`` and ``..`` components, ``/`` or ``\\`` inside a
+  component (absolute and traversal paths), NUL, duplicate paths and a file
+  that is also a directory (after mending, so two names that mend alike clash).
+* Mended: control characters (U+0001..U+001F, U+007F..U+009F) become ``_``, so
+  no name can forge a log line or drive a terminal; a component longer than
+  255 bytes of UTF-8 (NAME_MAX) is cut at a character boundary, keeping its
+  extension (up to 32 bytes); comments and tracker URLs with control
+  characters are mended or dropped likewise.
+
+Sizes are bounded so no torrent can make us allocate without limit: the input
+(:data:`MAX_TORRENT_BYTES`), integers (32 digits), nesting (64), the piece length
+(256 MiB) and the total length (:data:`MAX_TOTAL_LENGTH`, 1 PiB).  A piece
+length need not be a power of two (BEP 3 does not ask for one).
+
+Padding files: a file is padding iff its ``attr`` contains ``p`` (BEP 47).
+Files under ``.pad/`` without the attribute are NOT treated as padding, and
+nor are old BitComet ``_____padding_file_`` entries.  Padding files stay in
+``Metainfo.files`` (they occupy offsets in the piece data) but are exempt from
+the duplicate / file-vs-directory checks, since libtorrent names every pad of
+the same size identically (``.pad/16384``).  Their paths must still be safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import bencodepy
+
+__all__ = ["MetainfoError", "FileEntry", "Metainfo", "parse", "MAX_PIECE_LENGTH",
+           "MAX_TOTAL_LENGTH", "MAX_TORRENT_BYTES"]
+
+#: Largest accepted ``piece length`` (256 MiB).
+MAX_PIECE_LENGTH = 256 * 1024 * 1024
+#: Longest accepted path component, in bytes of UTF-8 (typical NAME_MAX).
+MAX_COMPONENT_BYTES = 255
+#: Deepest accepted bencode nesting (a torrent needs 5).
+MAX_DEPTH = 64
+#: Longest accepted bencode integer, in digits (64-bit values need 20).
+MAX_INT_DIGITS = 32
+#: Largest accepted total length (1 PiB): far above any real torrent, and a
+#: length beyond 2**63 would not fit the kernel's off_t.
+MAX_TOTAL_LENGTH = 1 << 50
+#: Largest accepted .torrent (libtorrent's default limit is 10 MB).
+MAX_TORRENT_BYTES = 100 << 20
+#: Longest extension kept when a long name is cut.
+MAX_EXTENSION_BYTES = 32
+#: Latest credible creation date (2242); later ones are ignored.
+MAX_CREATION_DATE = 1 << 33
+
+HASH_LEN = 20
+
+
+class MetainfoError(ValueError):
+    """The input is not a usable torrent; ``str()`` is one human-readable line."""
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    #: Path components.  For a multi-file torrent this is the path *inside*
+    #: the torrent's top directory (which is ``Metainfo.name``); for a
+    #: single-file torrent it is ``(name,)``.
+    path: tuple[str, ...]
+    length: int
+    #: Byte offset of the file's first byte in the torrent's concatenated data.
+    offset: int
+    #: BEP 47 ``attr`` contains ``p``: the file is padding, not to be shown.
+    padding: bool = False
+    #: BEP 47 ``attr`` contains ``x``.
+    executable: bool = False
+
+    @property
+    def end(self) -> int:
+        """Offset one past the file's last byte."""
+        return self.offset + self.length
+
+
+@dataclass(frozen=True)
+class Metainfo:
+    #: SHA-1 over the exact raw bytes of the info dictionary in the input.
+    info_hash: bytes
+    #: Those raw bytes (served to peers for BEP 9 metadata exchange).
+    info_bytes: bytes = field(repr=False)
+    name: str
+    piece_length: int
+    #: Concatenated 20-byte SHA-1 piece hashes.
+    piece_hashes: bytes = field(repr=False)
+    #: All files in torrent order, padding files included.
+    files: tuple[FileEntry, ...]
+    multi_file: bool
+    total_length: int
+    #: Tracker tiers: from ``announce-list`` if it yields any URL, else
+    #: ``((announce,),)``; ``()`` when the torrent has no trackers.
+    announce_list: tuple[tuple[str, ...], ...]
+    url_list: tuple[str, ...]
+    private: bool
+    comment: str | None = None
+    created_by: str | None = None
+    creation_date: int | None = None
+
+    @property
+    def num_pieces(self) -> int:
+        return len(self.piece_hashes) // HASH_LEN
+
+    def piece_hash(self, i: int) -> bytes:
+        """The expected SHA-1 of piece ``i``; IndexError when out of range."""
+        if not 0 <= i < self.num_pieces:
+            raise IndexError(f"piece {i} out of range (torrent has {self.num_pieces} pieces)")
+        return self.piece_hashes[i * HASH_LEN:(i + 1) * HASH_LEN]
+
+    def piece_size(self, i: int) -> int:
+        """Length in bytes of piece ``i`` (the last one may be short)."""
+        if not 0 <= i < self.num_pieces:
+            raise IndexError(f"piece {i} out of range (torrent has {self.num_pieces} pieces)")
+        return min(self.piece_length, self.total_length - i * self.piece_length)
+
+    @property
+    def info_hash_hex(self) -> str:
+        return self.info_hash.hex()
+
+    @property
+    def trackers(self) -> tuple[str, ...]:
+        """All tracker URLs, tiers flattened, first occurrence kept."""
+        return tuple(dict.fromkeys(url for tier in self.announce_list for url in tier))
+
+
+# ---------------------------------------------------------------------------
+# Strict bencode scanner
+
+
+def _bad(pos: int, why: str) -> MetainfoError:
+    return MetainfoError(f"not a torrent file: bad bencode at byte {pos}: {why}")
+
+
+_DIGITS = frozenset(b"0123456789")
+
+
+def _scan_string(data: bytes, pos: int) -> tuple[int, int]:
+    """Validate a string at ``pos``; return (payload start, payload end)."""
+    n = len(data)
+    j = pos
+    while j < n and data[j] in _DIGITS:
+        j += 1
+    if j == pos:
+        raise _bad(pos, "expected a string length")
+    if j >= n or data[j] != 0x3A:  # ':'
+        raise _bad(j, "expected ':' after string length")
+    if data[pos] == 0x30 and j - pos > 1:
+        raise _bad(pos, "string length has a leading zero")
+    if j - pos > 18:
+        raise _bad(pos, "string length is absurdly large")
+    start = j + 1
+    end = start + int(data[pos:j])
+    if end > n:
+        raise _bad(pos, f"string of {end - start} bytes runs past the end of the data")
+    return start, end
+
+
+def _scan_int(data: bytes, pos: int) -> int:
+    """Validate an integer ``i...e`` at ``pos``; return the position after it."""
+    n = len(data)
+    j = pos + 1
+    if j < n and data[j] == 0x2D:  # '-'
+        j += 1
+    first = j
+    while j < n and data[j] in _DIGITS:
+        j += 1
+    if j == first:
+        raise _bad(first, "integer has no digits")
+    if j - first > MAX_INT_DIGITS:
+        raise _bad(pos, f"integer has more than {MAX_INT_DIGITS} digits")
+    if j >= n or data[j] != 0x65:  # 'e'
+        raise _bad(j, "expected 'e' to end integer")
+    if data[first] == 0x30 and (j - first > 1 or first != pos + 1):
+        raise _bad(pos, "integer has a leading zero or is negative zero")
+    return j + 1
+
+
+class _Frame:
+    __slots__ = ("is_dict", "keys", "key")
+
+    def __init__(self, is_dict: bool) -> None:
+        self.is_dict = is_dict
+        self.keys: set[bytes] = set()
+        self.key: bytes | None = None  # dict: key whose value is being read
+
+
+def _scan(data: bytes) -> tuple[int, int] | None:
+    """Validate ``data`` as exactly one bencoded dictionary.
+
+    Returns the (start, end) byte span of the top-level ``info`` value, or
+    None when there is no such key.  Iterative, so hostile nesting cannot hit
+    the recursion limit.
+    """
+    n = len(data)
+    if n == 0:
+        raise MetainfoError("not a torrent file: the data is empty")
+    if data[0] != 0x64:  # 'd'
+        raise MetainfoError("not a torrent file: it does not start with a bencoded dictionary")
+    stack: list[_Frame] = []
+    info_start = -1
+    info_span: tuple[int, int] | None = None
+    pos = 0
+    while True:
+        if pos >= n:
+            raise _bad(n, "data ends inside an unterminated list or dictionary")
+        c = data[pos]
+        completed = False
+        if stack:
+            top = stack[-1]
+            if c == 0x65:  # 'e' closes the innermost container
+                if top.is_dict and top.key is not None:
+                    raise _bad(pos, "dictionary key has no value")
+                stack.pop()
+                pos += 1
+                completed = True
+            elif top.is_dict and top.key is None:
+                if c not in _DIGITS:
+                    raise _bad(pos, "dictionary key is not a string")
+                start, end = _scan_string(data, pos)
+                key = data[start:end]
+                if key in top.keys:
+                    raise _bad(pos, f"duplicate dictionary key {key!r}")
+                top.keys.add(key)
+                top.key = key
+                pos = end
+                if len(stack) == 1 and key == b"info":
+                    info_start = pos
+                continue
+        if not completed:
+            if c == 0x64 or c == 0x6C:  # 'd' / 'l'
+                if len(stack) >= MAX_DEPTH:
+                    raise _bad(pos, f"nesting deeper than {MAX_DEPTH} levels")
+                stack.append(_Frame(c == 0x64))
+                pos += 1
+                continue
+            if c == 0x69:  # 'i'
+                pos = _scan_int(data, pos)
+            elif c in _DIGITS:
+                pos = _scan_string(data, pos)[1]
+            else:
+                raise _bad(pos, f"unexpected byte {bytes([c])!r}")
+        # A value ending at ``pos`` is complete.
+        if not stack:
+            if pos != n:
+                raise _bad(pos, "trailing data after the torrent dictionary")
+            return info_span
+        top = stack[-1]
+        if top.is_dict:
+            if len(stack) == 1 and top.key == b"info":
+                info_span = (info_start, pos)
+            top.key = None
+
+
+# ---------------------------------------------------------------------------
+# Field helpers
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace")
+
+
+def _pick_utf8(d: dict, key: bytes, want: type) -> Any:
+    """``d[key + b'.utf-8']`` if present with the wanted type, else ``d.get(key)``."""
+    alt = d.get(key + b".utf-8")
+    if isinstance(alt, want):
+        return alt
+    return d.get(key)
+
+
+def _show(parts: tuple[str, ...] | str) -> str:
+    """Render a path for an error message."""
+    if isinstance(parts, tuple):
+        parts = "/".join(parts)
+    return repr(parts)
+
+
+_CONTROL = re.compile("[\x01-\x1f\x7f-\x9f]")
+
+
+def _clean(text: str) -> str:
+    """``text`` with every control character replaced by ``_``."""
+    return _CONTROL.sub("_", text)
+
+
+def _component(comp: str, whole: str) -> str:
+    """A path component as the filesystem will show it: refused if unsafe,
+    else with control characters replaced and cut to 255 bytes."""
+    if (
+        comp in ("", ".", "..")
+        or "/" in comp
+        or "\\" in comp
+        or "\x00" in comp
+    ):
+        raise MetainfoError(f"unsafe path in torrent: {whole}")
+    return _truncate(_clean(comp))
+
+
+def _truncate(comp: str) -> str:
+    """Cut ``comp`` to MAX_COMPONENT_BYTES of UTF-8 at a character boundary,
+    keeping a short extension (``.mkv``) when it has one."""
+    raw = comp.encode("utf-8")
+    if len(raw) <= MAX_COMPONENT_BYTES:
+        return comp
+    stem, dot, ext = comp.rpartition(".")
+    suffix = (dot + ext).encode("utf-8")
+    if not stem or not dot or len(suffix) > MAX_EXTENSION_BYTES:
+        stem, suffix = comp, b""
+    room = MAX_COMPONENT_BYTES - len(suffix)
+    return stem.encode("utf-8")[:room].decode("utf-8", "ignore") + suffix.decode("utf-8")
+
+
+def _url(value: Any) -> str | None:
+    if not isinstance(value, bytes):
+        return None
+    try:
+        url = value.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return None
+    if _CONTROL.search(url) or "\x00" in url:
+        return None
+    return url or None
+
+
+def _tiers(top: dict) -> tuple[tuple[str, ...], ...]:
+    tiers: list[tuple[str, ...]] = []
+    announce_list = top.get(b"announce-list")
+    if isinstance(announce_list, list):
+        for tier in announce_list:
+            if isinstance(tier, bytes):  # seen in the wild: a flat list of URLs
+                tier = [tier]
+            if not isinstance(tier, list):
+                continue
+            urls = tuple(dict.fromkeys(u for u in map(_url, tier) if u is not None))
+            if urls:
+                tiers.append(urls)
+    if not tiers:
+        url = _url(top.get(b"announce"))
+        if url is not None:
+            tiers.append((url,))
+    return tuple(tiers)
+
+
+def _url_list(top: dict) -> tuple[str, ...]:
+    value = top.get(b"url-list")
+    if isinstance(value, bytes):
+        value = [value]
+    if not isinstance(value, list):
+        return ()
+    return tuple(dict.fromkeys(u for u in map(_url, value) if u is not None))
+
+
+def _optional_text(top: dict, key: bytes) -> str | None:
+    value = _pick_utf8(top, key, bytes)
+    return _clean(_text(value)).replace("\x00", "_") if isinstance(value, bytes) else None
+
+
+# ---------------------------------------------------------------------------
+# Parsing
+
+
+def parse(data: bytes) -> Metainfo:
+    """Parse and validate a .torrent; raises only :class:`MetainfoError`."""
+    try:
+        return _parse(data)
+    except MetainfoError:
+        raise
+    except Exception as e:  # defensive: nothing else may escape
+        raise MetainfoError(f"not a torrent file: {type(e).__name__}: {e}") from e
+
+
+def _parse(data: bytes) -> Metainfo:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise MetainfoError(f"not a torrent file: expected bytes, got {type(data).__name__}")
+    if len(data) > MAX_TORRENT_BYTES:
+        raise MetainfoError(
+            f"not a torrent file: {len(data)} bytes is over the {MAX_TORRENT_BYTES >> 20} MiB limit"
+        )
+    data = bytes(data)
+    span = _scan(data)
+    try:
+        top = bencodepy.decode(data)
+    except Exception as e:
+        raise MetainfoError(f"not a torrent file: undecodable bencode ({e})") from e
+    if not isinstance(top, dict):
+        raise MetainfoError("not a torrent file: top level is not a dictionary")
+    if span is None:
+        raise MetainfoError("invalid torrent: missing 'info' dictionary")
+    info = top[b"info"]
+    if not isinstance(info, dict):
+        raise MetainfoError("invalid torrent: 'info' is not a dictionary")
+    info_bytes = data[span[0]:span[1]]
+
+    # --- pieces ----------------------------------------------------------
+    piece_length = info.get(b"piece length")
+    if piece_length is None:
+        raise MetainfoError("invalid torrent: missing 'piece length'")
+    if not isinstance(piece_length, int) or isinstance(piece_length, bool):
+        raise MetainfoError("invalid torrent: 'piece length' is not an integer")
+    if piece_length <= 0:
+        raise MetainfoError(f"invalid torrent: 'piece length' must be positive, got {piece_length}")
+    if piece_length > MAX_PIECE_LENGTH:
+        raise MetainfoError(
+            f"invalid torrent: 'piece length' {piece_length} is larger than 256 MiB"
+        )
+    pieces = info.get(b"pieces")
+    if pieces is None:
+        raise MetainfoError("invalid torrent: missing 'pieces' (v2-only torrents are not supported)")
+    if not isinstance(pieces, bytes):
+        raise MetainfoError("invalid torrent: 'pieces' is not a byte string")
+    if len(pieces) % HASH_LEN:
+        raise MetainfoError(
+            f"invalid torrent: 'pieces' is {len(pieces)} bytes, not a multiple of 20"
+        )
+
+    # --- name --------------------------------------------------------------
+    raw_name = _pick_utf8(info, b"name", bytes)
+    if raw_name is None:
+        raise MetainfoError("invalid torrent: missing 'name'")
+    if not isinstance(raw_name, bytes):
+        raise MetainfoError("invalid torrent: 'name' is not a string")
+    name = _component(_text(raw_name), _show(_text(raw_name)))
+
+    # --- files -------------------------------------------------------------
+    has_length = b"length" in info
+    has_files = b"files" in info
+    if has_length and has_files:
+        raise MetainfoError("invalid torrent: info has both 'length' and 'files'")
+    if not has_length and not has_files:
+        raise MetainfoError("invalid torrent: info has neither 'length' nor 'files'")
+
+    files: list[FileEntry] = []
+    if has_length:
+        length = _length(info[b"length"], _show(name))
+        _, executable = _attrs(info)  # a lone file is never padding, whatever attr says
+        files.append(FileEntry((name,), length, 0, False, executable))
+    else:
+        raw_files = info[b"files"]
+        if not isinstance(raw_files, list):
+            raise MetainfoError("invalid torrent: 'files' is not a list")
+        offset = 0
+        for index, entry in enumerate(raw_files):
+            path, length, padding, executable = _file(entry, index)
+            files.append(FileEntry(path, length, offset, padding, executable))
+            offset += length
+        _check_tree(files)
+
+    total = sum(f.length for f in files)
+    if total > MAX_TOTAL_LENGTH:
+        raise MetainfoError(
+            f"invalid torrent: total length {total} is over the 1 PiB limit"
+        )
+    if total == 0:
+        raise MetainfoError("invalid torrent: torrent has no data (total length is 0)")
+    expected = -(-total // piece_length)
+    have = len(pieces) // HASH_LEN
+    if have != expected:
+        raise MetainfoError(
+            f"invalid torrent: 'pieces' holds {have} hashes but {total} bytes in "
+            f"pieces of {piece_length} need {expected}"
+        )
+
+    private = info.get(b"private")
+    creation_date = top.get(b"creation date")
+    if (not isinstance(creation_date, int) or isinstance(creation_date, bool)
+            or not 0 < creation_date <= MAX_CREATION_DATE):
+        creation_date = None
+
+    return Metainfo(
+        info_hash=hashlib.sha1(info_bytes).digest(),
+        info_bytes=info_bytes,
+        name=name,
+        piece_length=piece_length,
+        piece_hashes=pieces,
+        files=tuple(files),
+        multi_file=has_files,
+        total_length=total,
+        announce_list=_tiers(top),
+        url_list=_url_list(top),
+        # Like libtorrent: any non-zero integer means private.
+        private=isinstance(private, int) and private != 0,
+        comment=_optional_text(top, b"comment"),
+        created_by=_optional_text(top, b"created by"),
+        creation_date=creation_date,
+    )
+
+
+def _length(value: Any, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise MetainfoError(f"invalid torrent: length of {what} is not an integer")
+    if value < 0:
+        raise MetainfoError(f"invalid torrent: negative length {value} for {what}")
+    if value > MAX_TOTAL_LENGTH:
+        raise MetainfoError(f"invalid torrent: length {value} of {what} is over the 1 PiB limit")
+    return value
+
+
+def _attrs(d: dict) -> tuple[bool, bool]:
+    attr = d.get(b"attr")
+    if not isinstance(attr, bytes):
+        return False, False
+    return b"p" in attr, b"x" in attr
+
+
+def _file(entry: Any, index: int) -> tuple[tuple[str, ...], int, bool, bool]:
+    if not isinstance(entry, dict):
+        raise MetainfoError(f"invalid torrent: entry {index} of 'files' is not a dictionary")
+    raw_path = _pick_utf8(entry, b"path", list)
+    if raw_path is None:
+        raise MetainfoError(f"invalid torrent: entry {index} of 'files' has no 'path'")
+    if not isinstance(raw_path, list) or not all(isinstance(c, bytes) for c in raw_path):
+        raise MetainfoError(
+            f"invalid torrent: 'path' of entry {index} of 'files' is not a list of strings"
+        )
+    if not raw_path:
+        raise MetainfoError(f"unsafe path in torrent: entry {index} of 'files' has an empty path")
+    shown = _show(tuple(_text(c) for c in raw_path))
+    path = tuple(_component(_text(c), shown) for c in raw_path)
+    if b"length" not in entry:
+        raise MetainfoError(f"invalid torrent: file {_show(path)} has no 'length'")
+    length = _length(entry[b"length"], f"file {_show(path)}")
+    padding, executable = _attrs(entry)
+    return path, length, padding, executable
+
+
+def _check_tree(files: list[FileEntry]) -> None:
+    """Reject duplicate paths and a file that is also a directory of another."""
+    seen: set[tuple[str, ...]] = set()
+    dirs: set[tuple[str, ...]] = set()
+    for f in files:
+        if f.padding:
+            continue
+        if f.path in seen:
+            raise MetainfoError(f"invalid torrent: duplicate file path {_show(f.path)}")
+        seen.add(f.path)
+        for i in range(1, len(f.path)):
+            dirs.add(f.path[:i])
+    clash = seen & dirs
+    if clash:
+        first = min(clash)
+        raise MetainfoError(
+            f"invalid torrent: file and directory with the same name: {_show(first)}"
+        )

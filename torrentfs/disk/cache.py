@@ -1,0 +1,314 @@
+"""A torrent's disk cache, live: what is on disk, what to trust, what to evict.
+
+Owned by a ``Torrent`` (``torrent.cache``) and run in its trio thread; the storage
+work goes to worker threads. ``cache.PieceCache`` keeps the books.
+
+Resume. The resume file lists the pieces verified in earlier runs. It is saved
+atomically (``Storage.save_resume``: data fsynced, temp file, fsync, rename) every
+``RESUME_EVERY`` seconds while pieces change, and at exit, so it never claims bytes
+that are not on disk. A kill -9 can land between a piece's write and the next save:
+such pieces (on disk, not recorded) are found at start (a hole check, no reads) and
+hashed again by ``run`` in a worker thread, with progress in the log; a read that
+needs one checks it first instead of fetching it. So a crash loses only the pieces
+in flight (not yet written), however rarely the resume file is saved.
+
+Trust. Pieces named by the resume file are not hashed again at start: libtorrent
+and Transmission do not either when their resume data matches the files, because a
+full recheck of a large cache would keep the mount waiting for minutes. Instead
+each is hashed the first time it is read from disk in this run (one read of the
+piece and a SHA-1, about 1 ms per MiB, once per piece and run), before any byte of
+it is returned or uploaded. One that fails (the cache was damaged) is dropped from
+the resume state and the have-set, and fetched again. Pieces downloaded in this run
+were hashed from memory before their write and are trusted.
+
+Eviction. With a size limit (``--cache-size``), room is made before each write by
+punching out (``fallocate``) the least recently read pieces: they leave the
+have-set and the resume state. A piece being read or uploaded is pinned and never
+evicted; a piece not read yet ranks after those read (readahead is about to be
+used). Peers were told we have evicted pieces (BitTorrent cannot take a HAVE back):
+their requests for them are rejected (BEP 6) or ignored. A write that fails for
+lack of space (ENOSPC) evicts more and retries once, so a cache on a small disk
+degrades to a streaming window; if nothing can be evicted the piece is dropped and
+the reads that wait on it fail with ENOSPC.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+from functools import partial
+from typing import Iterable, Iterator
+
+import trio
+
+from torrentfs.core.bitfield import Bitfield
+from torrentfs.core.cache import PieceCache
+
+log = logging.getLogger("torrentfs.diskcache")
+
+RESUME_EVERY = 5.0      # save the resume file this often while pieces change
+PROGRESS_EVERY = 5.0    # log the progress of the recovery check this often
+ENOSPC_FREE = 4         # on a full disk, evict at least this many pieces' worth
+
+
+class DiskCache:
+    def __init__(self, torrent, limit: int | None = None) -> None:
+        self.torrent = torrent
+        self.storage = torrent.storage
+        self.geometry = torrent.geometry
+        self.books = PieceCache(limit)
+        self.trusted: set[int] = set()       # hashed on disk (or before the write) this run
+        self.unrecorded: set[int] = set()    # on disk, not in the resume file: to check
+        self._checking: dict[int, trio.Event] = {}
+        self._punching: dict[int, trio.Event] = {}
+        self.dirty = False
+        self.recovered = 0
+        self.evicted = 0
+
+    @property
+    def limit(self) -> int | None:
+        return self.books.limit
+
+    # -- start and background -------------------------------------------------------
+
+    async def load(self) -> Bitfield:
+        """The pieces to start with: those the resume file names and whose bytes are
+        on disk. Also notes the unrecorded pieces on disk, for ``run`` to check."""
+        offload = self.torrent._offload
+        resumed = await offload(self.storage.load_resume)
+        self.unrecorded = set(await offload(self.storage.unrecorded, resumed))
+        for i in resumed:
+            self.books.reserve(i, self.geometry.piece_size(i))
+        return resumed
+
+    def trust_all(self, pieces: Iterable[int]) -> None:
+        """Pieces hashed on disk at start (``torrentfs seed``): trusted as they are."""
+        for i in pieces:
+            self.trusted.add(i)
+            self.books.reserve(i, self.geometry.piece_size(i))
+
+    async def run(self) -> None:
+        """Check the unrecorded pieces, keep the cache within its limit, and save the
+        resume file while pieces change. Runs until cancelled."""
+        await self._evict(self.books.victims())  # the limit may be lower than last run
+        if self.unrecorded:
+            await self._recover_all()
+        last = trio.current_time()
+        while True:
+            await trio.sleep(1.0)
+            if self.dirty and trio.current_time() - last >= RESUME_EVERY:
+                last = trio.current_time()
+                await self.save()
+
+    async def save(self) -> None:
+        """Save the resume file now (a worker thread). A failure is logged, not
+        raised: the next save tries again."""
+        self.dirty = False
+        try:
+            await self.torrent._offload(self.storage.save_resume, self.torrent.have)
+        except OSError as e:
+            self.dirty = True
+            log.warning("could not save resume state: %s", e)
+
+    async def _recover_all(self) -> None:
+        todo = sorted(self.unrecorded)
+        log.info("checking %d pieces written after the last resume save", len(todo))
+        t0 = last = trio.current_time()
+        for n, i in enumerate(todo):
+            await self._recover_one(i)
+            now = trio.current_time()
+            if now - last >= PROGRESS_EVERY:
+                last = now
+                log.info("checked %d of %d unrecorded pieces", n + 1, len(todo))
+        log.info("recovered %d of %d unrecorded pieces in %.1f s", self.recovered,
+                 len(todo), trio.current_time() - t0)
+        if self.recovered:
+            await self.save()
+
+    async def recover(self, pieces: Iterable[int]) -> None:
+        """A read needs these missing pieces: check those on disk (unrecorded) before
+        anyone fetches them."""
+        for i in pieces:
+            if i in self.unrecorded or i in self._checking:
+                await self._recover_one(i)
+
+    async def _recover_one(self, i: int) -> None:
+        event = self._checking.get(i)
+        if event is not None:  # being checked by another task: wait for its verdict
+            await event.wait()
+            return
+        if i not in self.unrecorded:
+            return
+        self.unrecorded.discard(i)
+        t = self.torrent
+        if i in t.have or i in t._verifying or t.picker.contributors(i):
+            return  # fetched again meanwhile: the download wins
+        event = self._checking[i] = trio.Event()
+        try:
+            try:
+                data = await t._offload(self.storage.check_piece, i)
+            except OSError as e:
+                log.debug("piece %d: cannot check: %s", i, e)
+                data = None
+            if data is not None and i not in t.have:
+                self.trusted.add(i)
+                self.books.reserve(i, len(data))
+                self.recovered += 1
+                self.dirty = True
+                t.piece_on_disk(i)
+            elif data is None:
+                log.debug("piece %d on disk does not verify", i)
+        finally:
+            del self._checking[i]
+            event.set()
+
+    # -- storing ------------------------------------------------------------------------
+
+    async def store(self, index: int, data) -> bool:
+        """Hash a downloaded piece and write it if it passes, making room first.
+        Returns the verdict; raises OSError if it cannot be written (the piece is
+        then not on disk at all)."""
+        event = self._punching.get(index)
+        if event is not None:  # an eviction of this piece is still being carried out
+            await event.wait()
+        size = self.geometry.piece_size(index)
+        victims = self.books.victims(extra=size)
+        self.books.reserve(index, size)
+        # Pinned while it is written: another store making room must not pick it
+        # (it would punch out the new bytes of a piece about to be trusted).
+        self.books.pin(index)
+        try:
+            return await self._store(index, data, size, victims)
+        finally:
+            self.books.unpin(index)
+
+    async def _store(self, index: int, data, size: int, victims: list[int]) -> bool:
+        t = self.torrent
+        self._forget(victims)
+        try:
+            with self._punch_guard(victims):
+                ok = await t._offload(partial(self.storage.store, index, data,
+                                              evict=victims), limiter=t._hash_limiter)
+            if not ok:
+                self.books.removed(index)
+                return False
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                self.books.removed(index)
+                raise
+            # The disk is full (of our pieces or of anything else): evict a few of
+            # ours, least recently read first, and try once more.
+            victims = self.books.victims(limit=self.books.used - ENOSPC_FREE * size)
+            self._forget(victims)
+            if not victims:
+                self.books.removed(index)
+                if t.picker.prefetch:  # it would fetch and drop pieces in a loop
+                    t.picker.prefetch = False
+                    log.warning("disk full: background download (--prefetch) stopped")
+                raise
+            log.warning("disk full: evicted %d pieces to write piece %d", len(victims),
+                        index)
+            try:
+                with self._punch_guard(victims):
+                    await t._offload(partial(self.storage.store, index, data,
+                                             evict=victims, verify=False))
+            except OSError:
+                self.books.removed(index)
+                raise
+        self.trusted.add(index)
+        self.dirty = True
+        return True
+
+    @contextlib.contextmanager
+    def _punch_guard(self, pieces: list[int]) -> Iterator[None]:
+        """While ``pieces`` are being punched out, nobody writes them again."""
+        events = {}
+        for i in pieces:
+            events[i] = self._punching[i] = trio.Event()
+        try:
+            yield
+        finally:
+            for i, event in events.items():
+                if self._punching.get(i) is event:
+                    del self._punching[i]
+                event.set()
+
+    # -- eviction and dropping ----------------------------------------------------------
+
+    def _forget(self, pieces: list[int]) -> None:
+        """The pieces leave the have-set (the books already forgot them): nothing
+        will read them from now on. Their bytes go with the next punch."""
+        if not pieces:
+            return
+        for i in pieces:
+            self.trusted.discard(i)
+            self.torrent.piece_gone(i)
+        self.evicted += len(pieces)
+        self.dirty = True
+        log.debug("evicted pieces %s", pieces)
+
+    async def _evict(self, pieces: list[int]) -> None:
+        self._forget(pieces)
+        if pieces:
+            with self._punch_guard(pieces):
+                await self.torrent._offload(self._punch_all, pieces)
+
+    def _punch_all(self, pieces: list[int]) -> None:
+        for i in pieces:
+            try:
+                self.storage.punch(i)
+            except OSError:
+                pass
+
+    async def drop(self, index: int, why: str) -> None:
+        """A piece we had must go (it failed its check on disk)."""
+        log.warning("piece %d: %s: dropped, it will be fetched again", index, why)
+        self.books.removed(index)
+        await self._evict([index])
+
+    # -- reading --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def pinned(self, pieces: Iterable[int]) -> Iterator[None]:
+        """Nothing evicts these pieces while the block runs (a read, an upload)."""
+        pieces = list(pieces)
+        for i in pieces:
+            self.books.pin(i)
+        try:
+            yield
+        finally:
+            for i in pieces:
+                self.books.unpin(i)
+
+    def touched(self, pieces: Iterable[int]) -> None:
+        for i in pieces:
+            self.books.read(i)
+
+    async def trust(self, pieces: Iterable[int], remember: bool = True) -> bool:
+        """Hash the pieces (all of which we have) not yet read from disk in this run.
+        False if one failed and was dropped. With ``remember`` the checked bytes are
+        kept in memory for the read that asked."""
+        ok = True
+        t = self.torrent
+        for i in pieces:
+            if i in self.trusted or i not in t.have:
+                continue
+            try:
+                data = await t._offload(self.storage.check_piece, i,
+                                        limiter=t._hash_limiter)
+            except OSError as e:
+                data = None
+                why = f"cannot read it back ({e})"
+            else:
+                why = "the cached copy failed its hash check"
+            if i in self.trusted or i not in t.have:
+                continue  # settled while we read
+            if data is None:
+                ok = False
+                await self.drop(i, why)
+                continue
+            self.trusted.add(i)
+            if remember:
+                t._remember(i, bytearray(data))
+        return ok

@@ -1,0 +1,442 @@
+"""Many torrents in one mount: ``torrentfs mount --watch DIR MOUNTPOINT``.
+
+``MultiMount.run`` lists DIR every ``POLL`` seconds (a stat of each candidate
+file: bounded, no dependency; ``watchdir.DirWatch`` decides what changed), starts
+a ``Torrent`` for each .torrent that appears and shows it as a folder
+(``multifs.MultiFS``), and stops it when its file goes. A file that cannot be
+loaded (a bad .torrent, an unknown suffix, the same torrent as another file) is
+skipped with one log line, and tried again only once it changes.
+
+All the torrents share (``Shared``):
+* one listening socket: an incoming connection's handshake names the torrent it
+  wants (its info-hash, bytes 28-48), so the first 48 bytes are read
+  (``HANDSHAKE_TIMEOUT``), the connection is handed to that torrent with those
+  bytes given again (``_Replayed``), or closed if no torrent has that hash;
+* one upload and one download token bucket, and one cap on connections
+  (``--max-peers`` counts every torrent's peers);
+* one DHT node (each public torrent looks itself up there).
+
+A removed file stops its torrent as an unmount does: its folder goes at once,
+waiting and later reads of its files still open fail with EIO, its peers are
+closed, trackers told ``stopped`` and its resume file saved; its verified data
+stays in the cache for the next time.
+
+Loaders (``LOADERS``) turn a file into a ``Source`` by suffix. ``.magnet`` (a text
+file holding a magnet link) is the hook for magnet support: until it lands such
+a file is skipped with a log line; enabling it means returning a ``Source`` with
+``meta=None`` and a ``resolve`` that fetches the metadata (the folder appears once
+it is known).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import stat
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import trio
+
+from torrentfs.core import wire
+from torrentfs.core.metainfo import Metainfo
+from torrentfs.core.ratelimit import TokenBucket
+from torrentfs.core.tree import Tree
+from torrentfs.core.watchdir import MAX_FILES, DirWatch, Signature, candidates
+from torrentfs.engine.torrent import Torrent
+from torrentfs.net.peer import HANDSHAKE_TIMEOUT, tune
+
+log = logging.getLogger("torrentfs.multi")
+
+POLL = 1.0             # seconds between two listings of the watched folder
+STOP_WAIT = 20.0       # a removed torrent gets this long to tell its trackers and save
+HANDSHAKE_HEAD = 1 + len(wire.PROTOCOL) + 8 + 20  # up to the end of the info-hash: 48
+
+
+# The file whose torrent a task works for: trio tasks inherit it from the task that
+# starts them, so every log line of a torrent's tasks can say which it is.
+current_file: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "torrentfs_multi_file", default=None)
+
+
+class TorrentTag(logging.Filter):
+    """Prefix the log lines of a torrent's tasks with its file's name: one log holds
+    every torrent of the mount."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        file = current_file.get()
+        if file is not None and not record.name.startswith("torrentfs.multi"):
+            record.msg, record.args = f"[{file}] {record.getMessage()}", ()
+        return True
+
+
+class Skip(Exception):
+    """A file in the watched folder that is not mounted; ``str()`` says why."""
+
+
+@dataclass
+class Source:
+    """A torrent to mount, as a loader made it of a file. ``meta`` is None while
+    the metadata is still to be fetched by ``resolve`` (a magnet link)."""
+    info_hash: bytes
+    meta: Metainfo | None = None
+    resolve: Callable[[], Awaitable[Metainfo]] | None = None
+    peers: tuple[tuple[str, int], ...] = ()
+
+
+def load_torrent_file(path: Path) -> Source:
+    from torrentfs.engine.sources import SourceError, load_torrent
+    try:
+        meta = load_torrent(str(path))
+    except SourceError as e:
+        raise Skip(str(e).removeprefix(f"{path}: ")) from None
+    return Source(meta.info_hash, meta)
+
+
+def load_magnet_file(path: Path) -> Source:
+    """A .magnet file needs the cache folder and the listening port to fetch its
+    metadata: the CLI's loader (``cli._watch_loader``) reads them; this default
+    (for a MultiMount made without one) skips them."""
+    raise Skip("magnet links need the CLI's loader")
+
+
+LOADERS: dict[str, Callable[[Path], Source]] = {
+    ".torrent": load_torrent_file,
+    ".magnet": load_magnet_file,
+}
+
+
+def load_file(path: Path) -> Source:
+    """The ``Source`` of a file in the watched folder; ``Skip`` says why not."""
+    loader = LOADERS.get(path.suffix.lower())
+    if loader is None:
+        raise Skip("not a .torrent or .magnet file")
+    return loader(path)
+
+
+def list_folder(path: Path, limit: int = MAX_FILES) -> tuple[dict[str, Signature], int]:
+    """The candidate files of the watched folder with their stat signatures, and
+    how many were left out over ``limit``. Files that vanish meanwhile, folders and
+    other non-files are not listed. Raises OSError if the folder cannot be read."""
+    with os.scandir(path) as it:
+        names, over = candidates((e.name for e in it), limit)
+    listing = {}
+    for name in names:
+        try:
+            st = os.stat(path / name)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            listing[name] = (st.st_size, st.st_mtime_ns, st.st_ino)
+    return listing, over
+
+
+def handshake_info_hash(head: bytes) -> bytes | None:
+    """The info-hash the first ``HANDSHAKE_HEAD`` bytes of a connection ask for,
+    or None if they are not the start of a BitTorrent handshake."""
+    if len(head) < HANDSHAKE_HEAD or head[0] != len(wire.PROTOCOL) \
+            or head[1:20] != wire.PROTOCOL:
+        return None
+    return bytes(head[28:48])
+
+
+def _leaf(e: BaseException) -> BaseException:
+    """The one exception inside nested one-exception groups (trio's nurseries)."""
+    while isinstance(e, BaseExceptionGroup) and len(e.exceptions) == 1:
+        e = e.exceptions[0]
+    return e
+
+
+class _Replayed(trio.abc.Stream):
+    """A stream whose first bytes were read already (to route it by its
+    handshake): it gives them again before the rest."""
+
+    def __init__(self, stream: trio.abc.Stream, head: bytes) -> None:
+        self._stream = stream
+        self._head = head
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._head:
+            n = len(self._head) if max_bytes is None else max_bytes
+            data, self._head = self._head[:n], self._head[n:]
+            await trio.lowlevel.checkpoint()
+            return data
+        return await self._stream.receive_some(max_bytes)
+
+    async def send_all(self, data) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+class Shared:
+    """What the torrents of one mount share: rate limits and the connection cap."""
+
+    def __init__(self, max_peers: int, upload_rate: float | None = None,
+                 download_rate: float | None = None) -> None:
+        self.max_peers = max_peers
+        self.upload = TokenBucket(upload_rate)
+        self.download = TokenBucket(download_rate)
+        self.torrents: list[Torrent] = []
+
+    def connections(self) -> int:
+        return sum(len(t.sessions) + len(t._connecting) for t in self.torrents)
+
+    def room(self) -> bool:
+        """Room for one more connection, whichever torrent makes it."""
+        return self.connections() < self.max_peers
+
+
+@dataclass
+class _Entry:
+    """A file of the watched folder being mounted, mounted, or stopping."""
+    file: str
+    source: Source
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    stopped: trio.Event = field(default_factory=trio.Event)
+    torrent: Torrent | None = None
+    nursery: trio.Nursery | None = None  # where its torrent and its peers run
+    folder: str | None = None            # the name it is shown as
+
+
+class MultiMount:
+    """The torrents of a watched folder, served together (see the module docstring).
+    ``fs`` shows them (``add(name, torrent, tree) -> name``, ``remove(name)``);
+    ``torrent_options`` go to every ``Torrent``; ``peers`` are tried for each;
+    ``open_dht(nursery, port)`` starts a DHT node (``dht.DHT``), asked for every
+    public torrent's peers."""
+
+    def __init__(self, folder: Path, fs, cache: Path, shared: Shared, *, port: int = 0,
+                 listen_host: str = "0.0.0.0", peers=(), open_dht=None,
+                 torrent_options: dict[str, Any] | None = None,
+                 load: Callable[[Path], Source] = load_file) -> None:
+        self.folder = Path(folder)
+        self.fs = fs
+        self.cache = Path(cache)
+        self.shared = shared
+        self.port = port
+        self.listen_host = listen_host
+        self.peers = list(peers)
+        self.open_dht = open_dht
+        self.dht = None
+        self.torrent_options = dict(torrent_options or {})
+        self.load = load
+        self.watch = DirWatch()
+        self.by_file: dict[str, _Entry] = {}
+        self.by_hash: dict[bytes, _Entry] = {}
+        self._duplicates: dict[str, bytes] = {}  # skipped file -> the hash it repeats
+        self._nursery: trio.Nursery | None = None
+        self._listing_error: str | None = None
+        self._over = 0
+        self._scanning = trio.Lock()  # one scan at a time: each acts on what it saw
+        self.poll = POLL
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Listen, mount what the folder holds, and follow it until cancelled.
+        Ready once listening and the torrents present at the start are shown."""
+        listeners = await trio.open_tcp_listeners(self.port, host=self.listen_host)
+        self.port = listeners[0].socket.getsockname()[1]
+        log.info("listening on port %d for every torrent", self.port)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(trio.serve_listeners, self._incoming, listeners)
+            if self.open_dht is not None:
+                self.dht = await self.open_dht(nursery, self.port)
+            await self.scan()
+            task_status.started()
+            while True:
+                await trio.sleep(self.poll)
+                await self.scan()
+
+    # -- the watched folder ---------------------------------------------------------
+
+    async def scan(self) -> None:
+        """One listing of the folder, and what follows from it."""
+        async with self._scanning:
+            await self._scan()
+
+    async def _scan(self) -> None:
+        try:
+            listing, over = await trio.to_thread.run_sync(list_folder, self.folder)
+        except OSError as e:
+            why = e.strerror or str(e)
+            if why != self._listing_error:  # one line per new trouble, not per poll
+                log.warning("cannot list %s: %s (keeping what is mounted)", self.folder, why)
+            self._listing_error = why
+            return
+        self._listing_error = None
+        if over and over != self._over:
+            log.warning("%s holds more than %d torrents: %d ignored", self.folder,
+                        MAX_FILES, over)
+        self._over = over
+        changes = self.watch.update(listing)
+        for name in changes.removed:
+            await self._remove(name)
+        for name in changes.added:
+            await self._add(name)
+
+    async def _add(self, file: str) -> None:
+        try:
+            source = await trio.to_thread.run_sync(self.load, self.folder / file)
+        except Skip as e:
+            log.warning("skipped %s: %s", file, e)
+            return
+        same = self.by_hash.get(source.info_hash)
+        if same is not None:
+            log.warning("skipped %s: the same torrent as %s", file, same.file)
+            self._duplicates[file] = source.info_hash
+            return
+        entry = _Entry(file, source)
+        self.by_file[file] = entry
+        self.by_hash[source.info_hash] = entry
+        try:
+            await self._nursery.start(self._serve, entry)
+        except Skip as e:  # its cache folder cannot be used, say
+            log.warning("skipped %s: %s", file, e)
+            self._forget(entry)
+
+    def _forget(self, entry: _Entry) -> None:
+        if self.by_file.get(entry.file) is entry:
+            del self.by_file[entry.file]
+        if self.by_hash.get(entry.source.info_hash) is entry:
+            del self.by_hash[entry.source.info_hash]
+        # A file skipped as a duplicate of this one gets its turn.
+        for file, h in list(self._duplicates.items()):
+            if h == entry.source.info_hash:
+                del self._duplicates[file]
+                self.watch.forget(file)
+
+    async def _remove(self, file: str) -> None:
+        self._duplicates.pop(file, None)
+        entry = self.by_file.get(file)
+        if entry is None:
+            return  # it was skipped
+        self._forget(entry)
+        if entry.folder is not None:
+            self.fs.remove(entry.folder)
+            log.info("removed %s: %s is gone", entry.folder, file)
+            entry.folder = None
+        entry.scope.cancel()
+        with trio.move_on_after(STOP_WAIT):
+            await entry.stopped.wait()
+        if not entry.stopped.is_set():
+            log.warning("%s is still stopping after %.0f s", file, STOP_WAIT)
+
+    async def _serve(self, entry: _Entry, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Run one torrent until its file goes (``entry.scope`` is cancelled). Ready
+        once its folder is shown (a magnet link: once its metadata is being
+        fetched). Whatever goes wrong ends this torrent only: before it is ready
+        as a ``Skip`` for ``_add``, after with a log line."""
+        current_file.set(entry.file)
+        started = False
+
+        def ready() -> None:
+            nonlocal started
+            if not started:
+                started = True
+                task_status.started()
+
+        try:
+            with entry.scope:
+                meta = entry.source.meta
+                if meta is None:  # a magnet link: the folder waits for the metadata
+                    ready()
+                    meta = await entry.source.resolve()
+                await self._run_torrent(entry, meta, ready)
+        except Exception as e:
+            leaf = _leaf(e)
+            if not isinstance(leaf, (Skip, OSError)):
+                log.error("torrent of %s failed", entry.file, exc_info=leaf)
+            if not started:
+                raise Skip(str(leaf) or type(leaf).__name__) from None
+            log.warning("stopped %s: %s", entry.file, leaf)
+            if self.by_file.get(entry.file) is entry:
+                self._forget(entry)
+            if entry.folder is not None:
+                self.fs.remove(entry.folder)
+                entry.folder = None
+        finally:
+            entry.stopped.set()
+
+    async def _run_torrent(self, entry: _Entry, meta: Metainfo,
+                           ready: Callable[[], None]) -> None:
+        cache_size = self.torrent_options.get("cache_size")
+        if cache_size is not None and cache_size < 2 * meta.piece_length:
+            raise Skip(f"--cache-size is too small for it (pieces of {meta.piece_length} "
+                       "bytes; two are needed)")
+        folder = self.cache / meta.info_hash.hex()
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(folder, 0o700)
+        torrent = Torrent(meta, folder, port=self.port, listen=False, shared=self.shared,
+                          peers=[*self.peers, *entry.source.peers], **self.torrent_options)
+        tree = Tree.from_metainfo(meta)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(torrent.run)
+            entry.torrent, entry.nursery = torrent, nursery
+            self.shared.torrents.append(torrent)
+            try:
+                if self.dht is not None and not meta.private:
+                    from torrentfs.net.dht import keep_torrent_found
+                    nursery.start_soon(partial(
+                        keep_torrent_found, self.dht, meta.info_hash, port=lambda: self.port,
+                        add_peer=torrent.add_peer, peer_count=lambda: len(torrent.sessions)))
+                entry.folder = self.fs.add(meta.name, torrent, tree)
+                log.info("added %s as %s (info-hash %s)", entry.file, entry.folder,
+                         meta.info_hash.hex())
+                ready()
+                await trio.sleep_forever()
+            finally:
+                self.shared.torrents.remove(torrent)
+
+    # -- incoming peers --------------------------------------------------------------
+
+    async def _incoming(self, stream: trio.SocketStream) -> None:
+        """Route a connection to the torrent its handshake names, or close it."""
+        try:
+            host, port, *_ = stream.socket.getpeername()
+            tune(stream)
+        except OSError:
+            await stream.aclose()
+            return
+        head = b""
+        with trio.move_on_after(HANDSHAKE_TIMEOUT):
+            try:
+                while len(head) < HANDSHAKE_HEAD:
+                    chunk = await stream.receive_some(HANDSHAKE_HEAD - len(head))
+                    if not chunk:
+                        break
+                    head += chunk
+            except (trio.BrokenResourceError, OSError):
+                pass
+        info_hash = handshake_info_hash(head)
+        entry = self.by_hash.get(info_hash) if info_hash else None
+        if entry is None or entry.nursery is None:
+            log.debug("incoming %s:%d: %s", host, port,
+                      "no torrent here has info-hash " + info_hash.hex() if info_hash
+                      else "not a BitTorrent handshake")
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+            return
+        # The session runs in the torrent's nursery, so that it ends with the
+        # torrent; this task waits for it (serve_listeners closes the stream after).
+        done = trio.Event()
+
+        async def session() -> None:
+            current_file.set(entry.file)
+            try:
+                await entry.torrent.accept(_Replayed(stream, head), (host, port))
+            finally:
+                done.set()
+
+        try:
+            entry.nursery.start_soon(session)
+        except RuntimeError:  # the torrent is stopping
+            return
+        await done.wait()

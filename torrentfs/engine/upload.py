@@ -1,0 +1,185 @@
+"""The upload side of a torrent: answering peers' requests.
+
+Every request of an unchoked peer for a verified piece is queued on its session; one
+task (``Uploader.run``) answers them one block per peer in turn, within the upload
+rate limit. A peer whose socket is backed up (more than ``UPLOAD_BACKLOG`` unsent) is
+skipped until it drains, so unsent blocks wait here, where a cancel still drops them
+at no cost (the sockets keep little unsent data: ``peer.tune``). A peer choked
+meanwhile gets a reject (BEP 6). Each peer's next block is the oldest request for the
+pieces uploaded least so far: a seed spreads pieces over its peers instead of sending
+everyone the same ones, which they can then trade among themselves.
+
+While some peer asks for a piece nobody has had from us yet, a request for a piece
+that just went to another peer waits (up to ``HOLD_SECONDS``): the peer that got it
+will soon announce it, and the asker then fetches it there and cancels here. Peers
+reading the same file at once ask for the same pieces at once; without this a
+scarce uplink (an origin's) sends the same pieces again and again instead of new
+ones, and the whole swarm waits for it.
+
+A peer's queue is bounded (``MAX_UPLOAD_QUEUE`` requests; a repeated request is one
+request); beyond it requests are refused, and a peer refused ``MAX_REFUSED`` times in
+a row (a request flood, or requests while choked) is dropped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from collections import deque
+
+import trio
+
+from torrentfs.core import wire
+from torrentfs.core.ratelimit import TokenBucket
+from torrentfs.disk.storage import StorageError
+from torrentfs.net.peer import PeerSession
+
+log = logging.getLogger("torrentfs.upload")
+
+MAX_UPLOAD_QUEUE = 256      # requests a peer may have queued with us
+MAX_REFUSED = 4 * MAX_UPLOAD_QUEUE  # requests refused in a row before the peer is dropped
+UPLOAD_BACKLOG = 16 << 10   # serve a peer more only while less than this awaits its socket
+HOLD_SECONDS = 2.0          # how long a piece just sent to one peer waits for another
+SCAN = 64                   # requests of a peer's queue weighed when choosing its next
+
+
+class Uploader:
+    """Answers the requests of ``torrent``'s peers (see the module docstring)."""
+
+    def __init__(self, torrent, limit: TokenBucket) -> None:
+        self.torrent = torrent
+        self.limit = limit
+        self.uploaded = 0
+        self._wake = trio.Event()
+        self._pieces_sent: dict[int, int] = {}  # piece -> times its first block went out
+        self._last_sent: dict[int, tuple[PeerSession, float]] = {}  # piece -> to whom, when
+
+    def request(self, s: PeerSession, msg: wire.Request) -> None:
+        """A peer asked for a block: queue it, or reject it (BEP 6) if we may not or
+        cannot serve it."""
+        t = self.torrent
+        ok = (not s.am_choking and msg.index in t.have
+              and t.geometry.is_within_piece(msg.index, msg.begin, msg.length)
+              and len(s.queued) < MAX_UPLOAD_QUEUE)
+        if not ok:
+            if not self._refuse(s) and s.fast:
+                s.send(wire.Reject(msg.index, msg.begin, msg.length))
+            return
+        key = (msg.index, msg.begin, msg.length)
+        if key in s.queued:  # asked twice: answered once
+            self._refuse(s)
+            return
+        s.refused = 0
+        s.queued.add(key)
+        s.upload_fifo.append(msg)
+        self._wake.set()
+
+    def _refuse(self, s: PeerSession) -> bool:
+        """Count a refused request; past MAX_REFUSED in a row, drop the peer (True)."""
+        s.refused += 1
+        if s.refused > MAX_REFUSED:
+            s.close(f"{s.refused} requests refused in a row")
+            return True
+        return False
+
+    def cancel(self, s: PeerSession, msg: wire.Cancel) -> None:
+        """Not sent if not sent yet: a cancelled request leaves the queue. (The FIFO
+        drops its stale entries when they outnumber the live ones by a queue's worth,
+        so request-cancel churn holds it bounded.)"""
+        s.queued.discard((msg.index, msg.begin, msg.length))
+        if len(s.upload_fifo) > len(s.queued) + MAX_UPLOAD_QUEUE:
+            s.upload_fifo = deque(r for r in s.upload_fifo
+                                  if (r.index, r.begin, r.length) in s.queued)
+
+    def drained(self, s: PeerSession) -> None:
+        """The peer's socket took everything we had for it."""
+        if s.upload_fifo:
+            self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            batch = self._next_batch(trio.current_time())
+            for s, req in batch:
+                await self._serve_one(s, req)
+            if not batch:
+                self._wake = trio.Event()
+                # A drained socket or a new request wakes us; so does the end of a
+                # hold, at the latest.
+                with trio.move_on_after(HOLD_SECONDS / 4):
+                    await self._wake.wait()
+
+    def _next_batch(self, now: float) -> list[tuple[PeerSession, wire.Request]]:
+        """One request to answer now for each peer whose socket has room, taken off
+        its queue. Fresh pieces first: those that just went to someone else wait
+        while anyone asks for one that has not (see the module docstring), even a
+        peer whose socket is still busy with what we sent it; with no fresh requests
+        at all the uplink would idle, so held ones go."""
+        asking = [s for s in self.torrent.sessions.values() if s.upload_fifo and not s.closed]
+        ready = [(s, self._best(s, now)) for s in asking if s.backlog < UPLOAD_BACKLOG]
+        ready = [(s, best) for s, best in ready if best is not None]
+        fresh = any(not held for _, (_, held) in ready)
+        if ready and not fresh:
+            fresh = any(best is not None and not best[1]
+                        for best in (self._best(s, now) for s in asking
+                                     if s.backlog >= UPLOAD_BACKLOG))
+        batch = []
+        for s, (n, held) in ready:
+            if not (held and fresh):
+                batch.append((s, s.upload_fifo[n]))
+                del s.upload_fifo[n]
+        return batch
+
+    def _best(self, s: PeerSession, now: float) -> tuple[int, bool] | None:
+        """Where in the peer's queue its next request is, and whether it is held:
+        the oldest of the requests for the pieces we have uploaded least, preferring
+        any not held, among the first ``SCAN`` (a peer asks for what it wants
+        most first). Cancelled requests at the head are dropped on the way."""
+        fifo, queued = s.upload_fifo, s.queued
+        while fifo and (fifo[0].index, fifo[0].begin, fifo[0].length) not in queued:
+            fifo.popleft()
+        if not fifo:
+            return None
+        sent, last = self._pieces_sent, self._last_sent
+        best, best_key = 0, (True, math.inf)
+        for n, req in enumerate(itertools.islice(fifo, SCAN)):
+            to = last.get(req.index)
+            held = to is not None and to[0] is not s and now - to[1] < HOLD_SECONDS
+            key = (held, sent.get(req.index, 0))
+            if key < best_key:
+                best, best_key = n, key
+                if key == (False, 0):
+                    break
+        return best, best_key[0]
+
+    async def _serve_one(self, s: PeerSession, req: wire.Request) -> None:
+        key = (req.index, req.begin, req.length)
+        if key not in s.queued or s.closed:
+            return
+        if s.am_choking:
+            s.queued.discard(key)
+            if s.fast:
+                s.send(wire.Reject(*key))
+            return
+        wait = self.limit.take(req.length, trio.current_time())
+        if wait:
+            await trio.sleep(wait)
+            if key not in s.queued or s.closed or s.am_choking:
+                return
+        try:
+            data = await self.torrent.block(req.index, req.begin, req.length)
+        except OSError as e:  # evicted from the disk cache meanwhile, or a disk error
+            (log.debug if isinstance(e, StorageError) else log.warning)(
+                "cannot read piece %d for upload: %s", req.index, e)
+            s.queued.discard(key)
+            if s.fast:
+                s.send(wire.Reject(*key))
+            return
+        if key in s.queued and not s.closed and not s.am_choking:
+            s.queued.discard(key)
+            s.send(wire.Piece(req.index, req.begin, data))
+            s.up.add(len(data), trio.current_time())
+            self.uploaded += len(data)
+            self._last_sent[req.index] = (s, trio.current_time())
+            if req.begin == 0:
+                self._pieces_sent[req.index] = self._pieces_sent.get(req.index, 0) + 1

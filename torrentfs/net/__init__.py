@@ -1,0 +1,1 @@
+"""Trio shells that own sockets."""

@@ -1,0 +1,372 @@
+"""Fetching a magnet link's metadata (BEP 9) from the swarm, before the torrent
+can start: the trio shell over ``metadata.MetadataFetcher``.
+
+``fetch_metadata`` runs the peer sources (each pushes addresses as it finds
+them), connects to up to ``MAX_CONNECTIONS`` peers at once, asks the ones whose
+extension handshake offers ``ut_metadata`` for 16 KiB pieces, and returns the
+info dictionary's bytes once they hash to the info-hash, with every peer
+address it heard of (so the torrent can start with them).  Peers that send
+something hostile, or contribute to metadata that fails its hash, are dropped
+and not tried again.  It runs until done: the caller bounds it
+(``--metadata-timeout``).
+
+Peer sources are plain async functions ``source(add)`` that call
+``add(list of (host, port))`` whenever they learn peers, until cancelled.
+``default_sources`` gives the x.pe hints and the magnet's trackers (through
+``tracker.Announcer``, so any tracker scheme it learns works here too); other
+sources (DHT, LSD) append theirs where marked.  Peers a fetch connection hears
+of through ut_pex are added as well.
+
+The verified info dictionary is cached as ``<cache>/<info-hash>/info.bencode``
+(mode 0600): the next mount of the same magnet needs no peer at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from functools import partial
+from pathlib import Path
+from typing import Awaitable, Callable, Sequence
+
+import httpx
+import trio
+
+from torrentfs.core import metadata, pex, wire
+from torrentfs.core.extension import (
+    OUR_IDS,
+    UT_METADATA,
+    UT_PEX,
+    ExtensionError,
+    encode_handshake,
+    parse_handshake,
+)
+from torrentfs.core.magnet import Magnet
+from torrentfs.core.ratelimit import TokenBucket
+from torrentfs.net.peer import PeerSession, connect
+from torrentfs.net.tracker import Announcer, TrackerError
+
+log = logging.getLogger("torrentfs.magnet")
+
+Addr = tuple[str, int]
+PeerSource = Callable[[Callable[[list[Addr]], None]], Awaitable[None]]
+
+MAX_CONNECTIONS = 10
+MAX_ADDRESSES = 2000       # addresses remembered from all sources
+TRIES = 3                  # connection attempts per address
+RETRY_AFTER = 5.0
+REQUEST_TIMEOUT = 15.0     # a peer sitting on our metadata requests this long is dropped
+HANDSHAKE_WAIT = 10.0      # a peer that has not offered the metadata by then: dropped
+ANNOUNCE_EVERY = 30.0      # re-announce this often while the metadata is missing
+INFO_FILE = "info.bencode"
+
+
+# -- the cache ----------------------------------------------------------------------
+
+def load_cached(folder: Path, info_hash: bytes) -> bytes | None:
+    """The cached info dictionary if it is there and hashes right, else None."""
+    try:
+        data = (Path(folder) / INFO_FILE).read_bytes()
+    except OSError:
+        return None
+    return data if hashlib.sha1(data).digest() == info_hash else None
+
+
+def save_cached(folder: Path, info_bytes: bytes) -> None:
+    """Write the info dictionary atomically, readable by its owner only."""
+    path = Path(folder) / INFO_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, info_bytes)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+# -- peer sources -------------------------------------------------------------------
+
+def static_source(addrs: Sequence[Addr]) -> PeerSource:
+    """A source that gives fixed addresses (x.pe hints, --peer) once."""
+    async def source(add: Callable[[list[Addr]], None]) -> None:
+        add(list(addrs))
+    return source
+
+
+async def tracker_source(tiers: list[list[str]], info_hash: bytes, peer_id: bytes,
+                         port: int, add: Callable[[list[Addr]], None]) -> None:
+    """Announce to the trackers every ANNOUNCE_EVERY s (or their interval, if
+    shorter) and pass on their peers; no 'stopped' (the torrent announces next)."""
+    ann = Announcer(tiers, info_hash, peer_id, lambda: port, lambda: (0, 0, 1), add)
+    async with httpx.AsyncClient(follow_redirects=True, max_redirects=3,
+                                 headers={"User-Agent": "torrentfs/0.1"}) as client, ann.udp:
+        while True:
+            try:
+                resp = await ann.announce(client, "started")
+                add(list(resp.peers))
+                wait = min(ANNOUNCE_EVERY, max(5.0, float(resp.min_interval or 0)))
+            except TrackerError:
+                wait = ANNOUNCE_EVERY / 2
+            await trio.sleep(wait)
+
+
+def default_sources(magnet: Magnet, peer_id: bytes, port: int,
+                    peers: Sequence[Addr] = ()) -> list[PeerSource]:
+    sources = [static_source([*magnet.peers, *peers])]
+    if magnet.trackers:
+        sources.append(partial(tracker_source, [[url] for url in magnet.trackers],
+                               magnet.info_hash, peer_id, port))
+    # Further sources (the DHT: cli.fetch_metainfo) are appended by the caller.
+    return sources
+
+
+# -- the fetch ----------------------------------------------------------------------
+
+class _Fetch:
+    """The ``peer.Swarm`` of the metadata phase: sessions that only speak BEP 10."""
+
+    def __init__(self, magnet: Magnet, peer_id: bytes, port: int, progress,
+                 connect=connect) -> None:
+        self.magnet = magnet
+        self.connect = connect
+        self.peer_id = peer_id
+        self.port = port
+        self.progress = progress
+        self.fetcher = metadata.MetadataFetcher(magnet.info_hash)
+        self.download_limit = TokenBucket(None)
+        self.addrs: dict[Addr, list] = {}      # address -> [tries, next_try, banned]
+        self.sessions: dict[Addr, PeerSession] = {}
+        self.connecting: set[Addr] = set()
+        self.their_ids: dict[PeerSession, dict[str, int]] = {}
+        self.joined_at: dict[PeerSession, float] = {}   # waiting for its BEP 10 handshake
+        self.asked_at: dict[PeerSession, float] = {}    # last progress on our requests
+        self.pex_seen: dict[PeerSession, pex.PexPeer] = {}
+        self.result: bytes | None = None
+        self.done = trio.Event()
+        self.wake = trio.Event()
+        self.tried = 0
+
+    def add(self, addrs: list[Addr]) -> None:
+        before = len(self.addrs)
+        for host, port in addrs:
+            addr = (str(host), int(port))
+            if addr not in self.addrs and len(self.addrs) < MAX_ADDRESSES:
+                self.addrs[addr] = [0, 0.0, False]
+                self.wake.set()
+        if len(self.addrs) != before:
+            self._report()
+
+    def _report(self) -> None:
+        if self.progress:
+            f = self.fetcher
+            pieces = f"{f.received_pieces}/{f.total_pieces} pieces" if f.total_pieces else \
+                "no size yet"
+            self.progress(f"fetching metadata: {len(self.sessions)} peers connected, "
+                          f"{len(self.addrs)} known, {pieces}")
+
+    # -- peer.Swarm -----------------------------------------------------------------
+
+    def on_handshake(self, s: PeerSession) -> bool:
+        if not s.conn.extended:
+            s.close_reason = "no extension protocol (BEP 10): cannot give metadata"
+            return False
+        s.send(wire.Extended(0, encode_handshake(OUR_IDS, port=self.port or None,
+                                                 client="torrentfs")))
+        self.joined_at[s] = trio.current_time()  # its handshake is due by HANDSHAKE_WAIT
+        log.info("metadata: connected to %r", s)
+        self._report()
+        return True
+
+    def on_message(self, s: PeerSession, msg: wire.Message) -> None:
+        if not isinstance(msg, wire.Extended):
+            return
+        try:
+            self._on_extended(s, msg)
+        except (ExtensionError, metadata.MetadataError) as e:
+            s.close(str(e))
+            self._ban(s.addr)
+
+    def _on_extended(self, s: PeerSession, msg: wire.Extended) -> None:
+        if msg.ext_id == 0:
+            hs = parse_handshake(msg.payload)
+            self.their_ids[s] = hs.ids
+            if hs.listen_port and not s.outgoing:
+                self.add([(s.addr[0], hs.listen_port)])
+            if not hs.supports(UT_METADATA) or not hs.metadata_size:
+                if not hs.supports(UT_PEX):
+                    s.close("does not offer the metadata")
+                return  # it may still tell us of peers: dropped after HANDSHAKE_WAIT
+            self.fetcher.peer_joined(s, hs.metadata_size)
+            self.joined_at.pop(s, None)
+            self._ask_all()
+        elif msg.ext_id == OUR_IDS[UT_METADATA]:
+            m = metadata.decode(msg.payload)
+            if isinstance(m, metadata.Request):
+                their = self.their_ids.get(s, {}).get(UT_METADATA)
+                if their:
+                    s.send(wire.Extended(their, metadata.encode(metadata.Reject(m.piece))))
+                return
+            if m is None:
+                return
+            outcome = self.fetcher.received(s, m)
+            self.asked_at[s] = trio.current_time()
+            if isinstance(m, metadata.Reject) and not self.fetcher.useful(s):
+                s.close("rejected every metadata piece")
+            if isinstance(outcome, metadata.Complete):
+                self.result = outcome.info_bytes
+                self.done.set()
+                return
+            if isinstance(outcome, metadata.HashFailed):
+                log.warning("metadata failed its hash check; %s", "dropping " + ", ".join(
+                    map(repr, outcome.culprits)) if outcome.culprits else
+                    "several peers gave pieces: now one peer per attempt")
+                for peer in outcome.culprits:
+                    peer.close("gave metadata that fails the hash check")
+                    self._ban(peer.addr)
+            self._report()
+            self._ask_all()
+        elif msg.ext_id == OUR_IDS[UT_PEX]:
+            seen = self.pex_seen.setdefault(s, pex.PexPeer())
+            if seen.accept(trio.current_time()):
+                try:
+                    added = pex.decode(msg.payload).added
+                except pex.PexError as e:
+                    log.info("%r: %s", s, e)
+                    return
+                self.add([addr for addr, _ in added])
+
+    def _ask_all(self) -> None:
+        for s in list(self.sessions.values()):
+            self._ask(s)
+
+    def _ask(self, s: PeerSession) -> None:
+        their = self.their_ids.get(s, {}).get(UT_METADATA)
+        if not their or s.closed:
+            return
+        if not self.fetcher.outstanding(s):
+            self.asked_at[s] = trio.current_time()
+        while (piece := self.fetcher.next_request(s)) is not None:
+            s.send(wire.Extended(their, metadata.encode(metadata.Request(piece))))
+
+    def on_peer_closed(self, s: PeerSession) -> None:
+        if self.sessions.get(s.addr) is s:
+            del self.sessions[s.addr]
+        self.fetcher.peer_left(s)
+        self.their_ids.pop(s, None)
+        self.asked_at.pop(s, None)
+        self.joined_at.pop(s, None)
+        self.pex_seen.pop(s, None)
+        log.info("metadata: %r closed: %s", s, s.close_reason or "done")
+        self.wake.set()
+        self._ask_all()
+        self._report()
+
+    def on_drained(self, s: PeerSession) -> None:
+        pass
+
+    def _ban(self, addr: Addr) -> None:
+        if addr in self.addrs:
+            self.addrs[addr][2] = True
+
+    # -- tasks ------------------------------------------------------------------------
+
+    async def connector(self, nursery: trio.Nursery) -> None:
+        while True:
+            now = trio.current_time()
+            for s, since in list(self.joined_at.items()):
+                if now - since > HANDSHAKE_WAIT:
+                    s.close("does not offer the metadata" if s in self.their_ids
+                            else "no extension handshake")
+            for s, since in list(self.asked_at.items()):
+                if self.fetcher.outstanding(s) and now - since > REQUEST_TIMEOUT:
+                    s.close("no answer to our metadata requests")
+            for addr, entry in self.addrs.items():
+                if len(self.sessions) + len(self.connecting) >= MAX_CONNECTIONS:
+                    break
+                tries, next_try, banned = entry
+                if (banned or tries >= TRIES or next_try > now or addr in self.sessions
+                        or addr in self.connecting):
+                    continue
+                entry[0] += 1
+                entry[1] = now + RETRY_AFTER * entry[0]
+                self.tried += 1
+                self.connecting.add(addr)
+                nursery.start_soon(self._connect, addr)
+            self.wake = trio.Event()
+            with trio.move_on_after(1.0):
+                await self.wake.wait()
+
+    async def _connect(self, addr: Addr) -> None:
+        try:
+            stream = await self.connect(addr)
+        except OSError as e:
+            log.info("metadata: connect %s:%d failed: %s", *addr, e)
+            return
+        finally:
+            self.connecting.discard(addr)
+            self.wake.set()
+        conn = wire.PeerConnection(self.magnet.info_hash, self.peer_id, num_pieces=None)
+        s = self.sessions[addr] = PeerSession(self, stream, addr, conn, outgoing=True)
+        await s.run()
+
+
+async def fetch_metadata(magnet: Magnet, *, peer_id: bytes, port: int,
+                         sources: Sequence[PeerSource],
+                         progress: Callable[[str], None] | None = None,
+                         connect=connect) -> tuple[bytes, list[Addr]]:
+    """The verified info dictionary of ``magnet`` and every peer address heard of.
+    Runs until it has them: bound it with ``trio.fail_after``. ``connect(addr)``
+    opens a stream to a peer (tests pass in-memory ones)."""
+    f = _Fetch(magnet, peer_id, port, progress, connect)
+    f._report()
+    async with trio.open_nursery() as nursery:
+        for source in sources:
+            nursery.start_soon(source, f.add)
+        nursery.start_soon(f.connector, nursery)
+        await f.done.wait()
+        nursery.cancel_scope.cancel()
+    assert f.result is not None
+    good = [a for a, (_, _, banned) in f.addrs.items() if not banned]
+    log.info("metadata of %s: %d bytes from %d peers tried", magnet.info_hash_hex,
+             len(f.result), f.tried)
+    return f.result, good
+
+
+class MetadataTimeout(Exception):
+    """No metadata within the time allowed; ``str()`` says what was tried."""
+
+
+async def resolve(magnet: Magnet, folder: Path, *, peer_id: bytes, port: int,
+                  timeout: float, peers: Sequence[Addr] = (),
+                  sources: Sequence[PeerSource] | None = None,
+                  progress: Callable[[str], None] | None = None, connect=connect):
+    """(Metainfo, peers) for a magnet: from the cache folder if it holds the info
+    dictionary, else fetched within ``timeout`` seconds and cached. Raises
+    MetadataTimeout, or MagnetError if what the peers gave is not a usable torrent."""
+    info = load_cached(folder, magnet.info_hash)
+    if info is not None:
+        log.info("metadata of %s from the cache", magnet.info_hash_hex)
+        return magnet.metainfo(info), [*magnet.peers, *peers]
+    if sources is None:
+        sources = default_sources(magnet, peer_id, port, peers)
+    with trio.move_on_after(timeout):
+        info, found = await fetch_metadata(magnet, peer_id=peer_id, port=port,
+                                           sources=sources, progress=progress,
+                                           connect=connect)
+        meta = magnet.metainfo(info)
+        try:
+            save_cached(folder, info)
+        except OSError as e:
+            log.warning("could not cache the metadata: %s", e)
+        return meta, found
+    where = []
+    if magnet.trackers:
+        where.append(f"{len(magnet.trackers)} tracker{'s' * (len(magnet.trackers) > 1)}")
+    if magnet.peers or peers:
+        n = len(magnet.peers) + len(peers)
+        where.append(f"{n} peer address{'es' * (n > 1)}")
+    raise MetadataTimeout(
+        f"no metadata for {magnet.info_hash_hex} after {timeout:g} s "
+        f"(asked {' and '.join(where) or 'nobody: the magnet has no trackers or peers'})")

@@ -1,0 +1,315 @@
+"""One peer connection: the trio shell over ``wire.PeerConnection``.
+
+A ``PeerSession`` owns a socket stream and two tasks: a receiver that feeds bytes to
+the wire core and hands each message to the swarm (``Swarm.on_message``), and a
+sender that writes whatever ``send`` queued. It tracks the four BEP 3 flags (choked and
+interested, both ways), rates, and when the peer last spoke. Any protocol error, EOF
+or timeout ends the session; the swarm hears of it through ``on_peer_closed``.
+
+A hostile peer costs bounded memory and time: the wire core refuses oversized
+messages before buffering them; what is buffered is at most one message plus one
+read; half a message that does not complete within ``PARTIAL_TIMEOUT`` ends the
+session (slowloris), as does silence for ``IDLE_TIMEOUT``; a peer that sends more
+blocks than we ever asked it for (``UNREQUESTED_SLACK`` spare) is dropped.
+
+``send`` never blocks: it encodes and appends to an outgoing buffer, so the swarm's
+(synchronous) decisions can send without awaiting. The buffer is bounded: a peer that
+does not read what we send is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import socket
+from collections import deque
+from typing import Protocol
+
+import trio
+
+from torrentfs.core import wire
+from torrentfs.core.ratelimit import TokenBucket
+
+log = logging.getLogger("torrentfs.peer")
+
+HANDSHAKE_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 5.0
+IDLE_TIMEOUT = 180.0      # no message at all from the peer for this long: drop it
+PARTIAL_TIMEOUT = 60.0    # part of a message pending this long: drop it
+UNREQUESTED_SLACK = 16    # blocks beyond what we ever requested that a peer may send
+KEEPALIVE_EVERY = 90.0
+RECV_SIZE = 1 << 18
+MAX_SEND_BUFFER = 8 << 20
+
+
+class Swarm(Protocol):
+    def on_handshake(self, session: "PeerSession") -> bool: ...
+    def on_message(self, session: "PeerSession", msg: wire.Message) -> None: ...
+    def on_peer_closed(self, session: "PeerSession") -> None: ...
+    def on_drained(self, session: "PeerSession") -> None: ...
+    download_limit: TokenBucket  # shared by all sessions: applied as blocks arrive
+
+
+class Rate:
+    """An exponentially weighted byte rate over roughly ``window`` seconds."""
+
+    def __init__(self, window: float = 5.0) -> None:
+        self.window = window
+        self.total = 0
+        self._rate = 0.0
+        self._last: float | None = None
+
+    STEP = 0.05  # decay at most this often: cheap enough to call per block
+
+    def add(self, n: int, now: float) -> None:
+        self._decay(now)
+        self.total += n
+        self._rate += n / self.window
+
+    def rate(self, now: float) -> float:
+        self._decay(now)
+        return self._rate
+
+    def _decay(self, now: float) -> None:
+        if self._last is None:
+            self._last = now
+        elif now - self._last >= self.STEP:
+            self._rate *= math.exp(-(now - self._last) / self.window)
+            self._last = now
+
+
+class PeerSession:
+    def __init__(self, swarm: Swarm, stream: trio.abc.Stream, addr: tuple[str, int],
+                 conn: wire.PeerConnection, *, outgoing: bool) -> None:
+        self.swarm = swarm
+        self.stream = stream
+        self.addr = addr
+        self.conn = conn
+        self.outgoing = outgoing
+        self.peer_id: bytes | None = None
+        self.am_choking = True
+        self.am_interested = False
+        self.peer_choking = True
+        self.peer_interested = False
+        self.down = Rate()
+        self.up = Rate()
+        now = trio.current_time()
+        self.connected_at = now
+        self.last_received = now
+        self.last_sent = now
+        self.last_block = now
+        self._out = bytearray()
+        self._wake = trio.Event()
+        self._cancel = trio.CancelScope()
+        self.closed = False
+        self.close_reason = ""
+        self.registered = False  # set by the swarm once the peer is in its picker
+        self.snubbed = False     # it sat on our requests (set by the swarm)
+        self.queued: set[tuple[int, int, int]] = set()  # its requests we have yet to answer
+        self.upload_fifo: deque = deque()  # those requests, in arrival order
+        self.last_useful = now   # last time either side was interested
+        self.requests_sent = 0   # block requests we ever sent it ...
+        self.blocks_received = 0  # ... and blocks it ever sent us
+        self.refused = 0         # its requests refused in a row (upload.py)
+
+    def __repr__(self) -> str:
+        return f"<peer {self.addr[0]}:{self.addr[1]}>"
+
+    @property
+    def fast(self) -> bool:
+        return self.conn.fast
+
+    # -- sending ------------------------------------------------------------------
+
+    def send(self, msg: wire.Message) -> None:
+        """Queue a message; never blocks. Updates our choke/interest flags."""
+        if self.closed:
+            return
+        if isinstance(msg, wire.Choke):
+            self.am_choking = True
+        elif isinstance(msg, wire.Unchoke):
+            self.am_choking = False
+        elif isinstance(msg, wire.Interested):
+            self.am_interested = True
+        elif isinstance(msg, wire.NotInterested):
+            self.am_interested = False
+        elif isinstance(msg, wire.Request):
+            self.requests_sent += 1
+        self._out += self.conn.send(msg)
+        if len(self._out) > MAX_SEND_BUFFER:
+            self.close("peer does not read what we send")
+        self._wake.set()
+
+    def close(self, reason: str = "") -> None:
+        """End the session (from any task)."""
+        if not self.closed:
+            self.closed = True
+            self.close_reason = reason
+            self._cancel.cancel()
+
+    # -- running ------------------------------------------------------------------
+
+    async def run(self, *, send_handshake: bool = True) -> None:
+        """Handshake, then pump messages both ways until closed or failed. Whatever
+        goes wrong with this peer ends this session only: never the mount."""
+        try:
+            with self._cancel:
+                await self._guarded(self._run, send_handshake)
+        finally:
+            self.closed = True
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(1):
+                    await self.stream.aclose()
+                log.info("%r closed: %s (received %d bytes of blocks, sent %d)", self,
+                         self.close_reason or "shutting down", self.down.total,
+                         self.up.total)
+                self.swarm.on_peer_closed(self)
+
+    async def _run(self, send_handshake: bool) -> None:
+        if send_handshake:
+            await self.stream.send_all(self.conn.handshake())
+        with trio.fail_after(HANDSHAKE_TIMEOUT):
+            hs = await self._next_event()
+        if not isinstance(hs, wire.Handshake):
+            raise wire.RemoteProtocolError("expected a handshake")
+        self.peer_id = hs.peer_id
+        if not send_handshake:
+            await self.stream.send_all(self.conn.handshake())
+        if not self.swarm.on_handshake(self):
+            return
+        async with trio.open_nursery() as nursery:
+            # Each task catches its own errors (a nursery would wrap them in an
+            # ExceptionGroup) and ends the session when it ends.
+            async def pump(fn) -> None:
+                try:
+                    await self._guarded(fn)
+                finally:
+                    nursery.cancel_scope.cancel()
+
+            nursery.start_soon(pump, self._sender)
+            await pump(self._receiver)
+
+    async def _guarded(self, fn, *args) -> None:
+        """Run ``fn``, turning a peer's failure into a close reason."""
+        try:
+            await fn(*args)
+        except wire.ProtocolError as e:
+            self.close_reason = self.close_reason or f"protocol error: {e}"
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
+            self.close_reason = self.close_reason or f"connection lost: {e}"
+        except trio.TooSlowError:
+            self.close_reason = self.close_reason or "timed out"
+        except Exception as e:  # a bug of ours in handling this peer: drop the peer only
+            log.exception("error while talking to %r", self)
+            self.close_reason = self.close_reason or f"internal error: {e!r}"
+
+    async def _next_event(self) -> wire.Message:
+        while True:
+            event = self.conn.next_event()
+            if event is not wire.NEED_DATA:
+                return event
+            data = await self.stream.receive_some(RECV_SIZE)
+            self.last_received = trio.current_time()
+            self.conn.receive_data(data)
+
+    async def _receiver(self) -> None:
+        # One cancel scope whose deadline moves on with every byte received: a peer
+        # silent for IDLE_TIMEOUT is dropped (cheaper than a timeout per message); one
+        # that leaves half a message pending for PARTIAL_TIMEOUT too.
+        partial_since: float | None = None
+        with trio.CancelScope() as idle:
+            while True:
+                event = self.conn.next_event()
+                if event is wire.NEED_DATA:
+                    now = trio.current_time()
+                    if self.conn.buffered:
+                        if partial_since is None:
+                            partial_since = now
+                        idle.deadline = min(now + IDLE_TIMEOUT, partial_since + PARTIAL_TIMEOUT)
+                    else:
+                        idle.deadline = now + IDLE_TIMEOUT
+                    data = await self.stream.receive_some(RECV_SIZE)
+                    self.last_received = trio.current_time()
+                    self.conn.receive_data(data)
+                    continue
+                if partial_since is not None:
+                    partial_since = None
+                    idle.deadline = trio.current_time() + IDLE_TIMEOUT
+                if isinstance(event, wire.ConnectionClosed):
+                    self.close_reason = "peer closed the connection"
+                    return
+                if isinstance(event, wire.Piece):
+                    self.blocks_received += 1
+                    if self.blocks_received > self.requests_sent + UNREQUESTED_SLACK:
+                        self.close_reason = "sent blocks we never asked for"
+                        return
+                    now = self.last_received
+                    self.down.add(len(event.data), now)
+                    self.last_block = now
+                    self.snubbed = False
+                    limit = self.swarm.download_limit
+                    if not limit.unlimited:
+                        wait = limit.take(len(event.data), now)
+                        if wait:  # stop reading this socket a while: TCP slows the peer
+                            await trio.sleep(wait)
+                elif isinstance(event, wire.Choke):
+                    self.peer_choking = True
+                elif isinstance(event, wire.Unchoke):
+                    self.peer_choking = False
+                elif isinstance(event, wire.Interested):
+                    self.peer_interested = True
+                elif isinstance(event, wire.NotInterested):
+                    self.peer_interested = False
+                self.swarm.on_message(self, event)
+                if self.closed:
+                    return
+        if partial_since is not None and self.conn.buffered:
+            self.close_reason = f"half a message pending for {PARTIAL_TIMEOUT:.0f} s"
+        else:
+            self.close_reason = f"peer silent for {IDLE_TIMEOUT:.0f} s"
+
+    def keep_alive(self, now: float) -> None:
+        """Send a keep-alive if we have sent nothing for KEEPALIVE_EVERY seconds
+        (the swarm calls this from its ticker)."""
+        if now - self.last_sent >= KEEPALIVE_EVERY and not self._out:
+            self.send(wire.KeepAlive())
+
+    @property
+    def backlog(self) -> int:
+        """Bytes queued for this peer that the socket has not taken yet."""
+        return len(self._out)
+
+    async def _sender(self) -> None:
+        while True:
+            if not self._out:
+                self._wake = trio.Event()
+                await self._wake.wait()
+            data, self._out = self._out, bytearray()
+            await self.stream.send_all(data)
+            self.last_sent = trio.current_time()
+            if not self._out:
+                self.swarm.on_drained(self)
+
+
+NOTSENT_LOWAT = 16 << 10
+
+
+def tune(stream: trio.SocketStream) -> None:
+    """No Nagle delay; and little unsent data in the kernel (TCP_NOTSENT_LOWAT), so
+    what waits to be uploaded waits in our queue, where a cancel can still drop it."""
+    stream.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, 1)
+    lowat = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+    if lowat is not None:
+        try:
+            stream.setsockopt(trio.socket.IPPROTO_TCP, lowat, NOTSENT_LOWAT)
+        except OSError:
+            pass
+
+
+async def connect(addr: tuple[str, int]) -> trio.SocketStream:
+    """Open a TCP connection within ``CONNECT_TIMEOUT``; raises OSError on failure."""
+    with trio.move_on_after(CONNECT_TIMEOUT):
+        stream = await trio.open_tcp_stream(*addr)
+        tune(stream)
+        return stream
+    raise OSError(f"connect to {addr[0]}:{addr[1]} timed out")

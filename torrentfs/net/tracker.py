@@ -1,0 +1,171 @@
+"""Announcing to HTTP(S) and UDP trackers: the trio shell over ``announce`` (HTTP)
+and ``udpclient`` (UDP, BEP 15).
+
+``Announcer.run`` announces ``started``, then re-announces at the interval the
+tracker gives, handing every peer it hears of to a callback; when cancelled it sends
+``stopped`` (bounded by a short timeout). Trackers are tried tier by tier (BEP 12
+order, the first that answers wins); a failing round is retried with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Callable
+
+import httpx
+import trio
+
+from torrentfs.core.announce import (
+    AnnounceRequest,
+    AnnounceResponse,
+    TrackerError,
+    announce_url,
+    next_announce_in,
+    parse_response,
+)
+from torrentfs.net.udpclient import UdpTrackerClient
+
+log = logging.getLogger("torrentfs.tracker")
+
+TIMEOUT = 15.0
+STOP_TIMEOUT = 3.0
+MAX_BODY = 1 << 20
+RETRY_MIN, RETRY_MAX = 15.0, 600.0
+
+
+async def announce_http(client: httpx.AsyncClient, url: str, req: AnnounceRequest,
+                        timeout: float = TIMEOUT) -> AnnounceResponse:
+    """One announce. Raises ``TrackerError`` with a one-line reason on any failure."""
+    if not url.startswith(("http://", "https://")):
+        raise TrackerError(f"unsupported tracker URL {url}")
+    try:
+        with trio.fail_after(timeout):
+            async with client.stream("GET", announce_url(url, req)) as resp:
+                body = b""
+                async for chunk in resp.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_BODY:
+                        raise TrackerError("tracker response too large")
+    except trio.TooSlowError:
+        raise TrackerError(f"tracker {url} did not answer in {timeout:.0f} s") from None
+    except httpx.HTTPError as e:
+        raise TrackerError(f"tracker {url} unreachable: {e or type(e).__name__}") from None
+    if resp.status_code != 200:
+        raise TrackerError(f"tracker {url} answered HTTP {resp.status_code}")
+    return parse_response(body)
+
+
+class Announcer:
+    """Keeps a torrent announced to its trackers.
+
+    ``stats()`` returns ``(uploaded, downloaded, left)`` at the time of each announce.
+    ``on_peers(list of (host, port))`` is called with each answer's peers.
+    """
+
+    def __init__(self, tiers: list[list[str]], info_hash: bytes, peer_id: bytes,
+                 port: Callable[[], int], stats: Callable[[], tuple[int, int, int]],
+                 on_peers: Callable[[list[tuple[str, int]]], None],
+                 udp: UdpTrackerClient | None = None, *,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.tiers = [list(t) for t in tiers if t]
+        self.info_hash = info_hash
+        self.peer_id = peer_id
+        self.port = port
+        self.stats = stats
+        self.on_peers = on_peers
+        self.transport = transport  # tests put a fake HTTP layer here
+        self.key = secrets.token_hex(4)
+        self.last_error: str | None = None
+        self.last_response: AnnounceResponse | None = None
+        self._announced: set[str] = set()
+        self._tracker_id: bytes | None = None
+        self._pending_event = ""
+        self._wake = trio.Event()
+        self.udp = udp or UdpTrackerClient()
+
+    def completed(self) -> None:
+        """The download finished: announce ``completed`` now (once)."""
+        if self._announced and self._pending_event != "completed":
+            self._pending_event = "completed"
+            self._wake.set()
+
+    def _request(self, event: str) -> AnnounceRequest:
+        up, down, left = self.stats()
+        return AnnounceRequest(self.info_hash, self.peer_id, self.port(), up, down, left,
+                               event, key=self.key, tracker_id=self._tracker_id)
+
+    async def announce(self, client: httpx.AsyncClient, event: str = "") -> AnnounceResponse:
+        """Announce to the first tracker that answers, tier by tier; a tracker that
+        answers moves to the front of its tier (BEP 12). Raises ``TrackerError`` if
+        none answers."""
+        errors = []
+        for tier in self.tiers:
+            for url in list(tier):
+                try:
+                    resp = await self._announce_to(client, url, self._request(event))
+                except TrackerError as e:
+                    errors.append(str(e))
+                    log.info("%s", e)
+                    continue
+                tier.remove(url)
+                tier.insert(0, url)
+                self._announced.add(url)
+                if resp.tracker_id:
+                    self._tracker_id = resp.tracker_id
+                if resp.warning:
+                    log.warning("tracker %s warns: %s", url, resp.warning)
+                self.last_error = None
+                self.last_response = resp
+                log.info("announced to %s: %d peers, next in %d s",
+                         url, len(resp.peers), next_announce_in(resp))
+                return resp
+        self.last_error = errors[-1] if errors else "no trackers"
+        raise TrackerError(self.last_error)
+
+    async def _announce_to(self, client: httpx.AsyncClient, url: str, req: AnnounceRequest,
+                           timeout: float = TIMEOUT) -> AnnounceResponse:
+        """One announce to one tracker, over UDP for ``udp://`` URLs (whose client
+        bounds its own retries), else over HTTP(S)."""
+        if url.startswith("udp://"):
+            return await self.udp.announce(url, req)
+        return await announce_http(client, url, req, timeout)
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Announce until cancelled; then announce ``stopped`` within a short bound."""
+        if not self.tiers:
+            task_status.started()
+            return
+        async with httpx.AsyncClient(transport=self.transport,
+                                     follow_redirects=True, max_redirects=3,
+                                     headers={"User-Agent": "torrentfs/0.1"}) as client, \
+                self.udp:
+            task_status.started()
+            event, retry = "started", RETRY_MIN
+            try:
+                while True:
+                    try:
+                        resp = await self.announce(client, event)
+                    except TrackerError:
+                        await trio.sleep(retry)
+                        retry = min(retry * 2, RETRY_MAX)
+                        continue
+                    event, retry = "", RETRY_MIN
+                    if resp.peers:
+                        self.on_peers(list(resp.peers))
+                    self._wake = trio.Event()
+                    with trio.move_on_after(next_announce_in(resp)):
+                        await self._wake.wait()
+                    event, self._pending_event = self._pending_event, ""
+
+            finally:
+                if self._announced:
+                    with trio.CancelScope(shield=True), trio.move_on_after(STOP_TIMEOUT):
+                        await self._announce_stopped(client)
+
+    async def _announce_stopped(self, client: httpx.AsyncClient) -> None:
+        for url in list(self._announced):
+            try:
+                await self._announce_to(client, url, self._request("stopped"), STOP_TIMEOUT)
+            except TrackerError as e:
+                log.info("stopped announce: %s", e)
