@@ -1,4 +1,5 @@
-"""Tests for torrentfs.wire: the pure peer wire protocol state machine."""
+"""Tests for torrentfs.core.wire (with the messages and handshake it is made of):
+the pure peer wire protocol state machine."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from torrentfs.core.geometry import BLOCK_SIZE
 from torrentfs.core.wire import (
-    BLOCK_SIZE,
     DEFAULT_MAX_MESSAGE,
     DEFAULT_RESERVED,
     HANDSHAKE_LENGTH,

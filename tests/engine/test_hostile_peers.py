@@ -13,6 +13,7 @@ import trio
 
 from tests.harness.fakepeer import Behaviour, block_fields, raw_message, start
 from torrentfs.core import wire
+from torrentfs.core.geometry import BLOCK_SIZE
 from torrentfs.engine import torrent as torrent_module
 from torrentfs.engine import upload
 from torrentfs.engine.torrent import ReadTimeout
@@ -20,7 +21,7 @@ from torrentfs.net import peer
 
 PIECE = 32768
 NUM_PIECES = 11            # make_swarm's default torrent: 10 pieces and 100 bytes
-BLOCK = wire.BLOCK_SIZE
+BLOCK = BLOCK_SIZE
 
 
 @pytest.fixture(autouse=True)

@@ -19,13 +19,11 @@ from torrentfs.core import wire
 from torrentfs.core.tree import ROOT_INODE, Tree
 from torrentfs.disk.create import create_torrent
 from torrentfs.engine.multi import (
-    HANDSHAKE_HEAD,
     MultiMount,
     Shared,
     Skip,
     Source,
     _Replayed,
-    handshake_info_hash,
     load_file,
 )
 from torrentfs.engine.torrent import Torrent
@@ -66,16 +64,6 @@ class RecordingFS:
 
 
 # -- pure helpers ------------------------------------------------------------------
-
-def test_handshake_info_hash():
-    h = bytes(range(20))
-    hs = wire.PeerConnection(h, b"-XX0000-" + b"1" * 12, num_pieces=1).handshake()
-    assert handshake_info_hash(hs[:HANDSHAKE_HEAD]) == h
-    assert handshake_info_hash(hs) == h
-    assert handshake_info_hash(hs[:HANDSHAKE_HEAD - 1]) is None
-    assert handshake_info_hash(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + b"x" * 40) is None
-    assert handshake_info_hash(b"\x13BitTorrent protocoX" + bytes(28)) is None
-
 
 async def test_replayed_stream_gives_its_head_first():
     a, b = trio.testing.memory_stream_pair()

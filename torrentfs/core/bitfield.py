@@ -8,6 +8,18 @@ from __future__ import annotations
 from typing import Iterable, Iterator
 
 
+def byte_length(size: int) -> int:
+    """How many bytes the wire form of ``size`` bits takes: ceil(size / 8)."""
+    return (size + 7) // 8
+
+
+def spare_mask(size: int) -> int:
+    """The bits of the wire form's last byte that lie past bit ``size - 1``: they
+    must be clear."""
+    used = size % 8
+    return 0 if used == 0 else (1 << (8 - used)) - 1
+
+
 class Bitfield:
     """``size`` bits, all clear at first. ``count`` is kept up to date, so asking
     whether all pieces are present is O(1)."""
@@ -25,10 +37,9 @@ class Bitfield:
     def from_bytes(cls, data: bytes, size: int) -> "Bitfield":
         """Decode the wire form. Raises ValueError if the length is wrong for ``size``
         or a spare bit past the end is set."""
-        if len(data) != (size + 7) // 8:
+        if len(data) != byte_length(size):
             raise ValueError(f"bitfield of {len(data)} bytes for {size} pieces")
-        spare = (8 - size % 8) % 8
-        if spare and data and data[-1] & ((1 << spare) - 1):
+        if data and data[-1] & spare_mask(size):
             raise ValueError("bitfield has spare bits set")
         bf = cls(size)
         for i in range(size):
@@ -39,7 +50,7 @@ class Bitfield:
 
     def to_bytes(self) -> bytes:
         """The wire form: ceil(size/8) bytes, piece 0 in the high bit of byte 0."""
-        out = bytearray((self.size + 7) // 8)
+        out = bytearray(byte_length(self.size))
         for i, bit in enumerate(self._bits):
             if bit:
                 out[i >> 3] |= 0x80 >> (i & 7)

@@ -41,7 +41,7 @@ from typing import Any, Awaitable, Callable
 
 import trio
 
-from torrentfs.core import wire
+from torrentfs.core import handshake
 from torrentfs.core.metainfo import Metainfo
 from torrentfs.core.ratelimit import TokenBucket
 from torrentfs.core.tree import Tree
@@ -53,7 +53,6 @@ log = logging.getLogger("torrentfs.multi")
 
 POLL = 1.0             # seconds between two listings of the watched folder
 STOP_WAIT = 20.0       # a removed torrent gets this long to tell its trackers and save
-HANDSHAKE_HEAD = 1 + len(wire.PROTOCOL) + 8 + 20  # up to the end of the info-hash: 48
 
 
 # The file whose torrent a task works for: trio tasks inherit it from the task that
@@ -132,15 +131,6 @@ def list_folder(path: Path, limit: int = MAX_FILES) -> tuple[dict[str, Signature
         if stat.S_ISREG(st.st_mode):
             listing[name] = (st.st_size, st.st_mtime_ns, st.st_ino)
     return listing, over
-
-
-def handshake_info_hash(head: bytes) -> bytes | None:
-    """The info-hash the first ``HANDSHAKE_HEAD`` bytes of a connection ask for,
-    or None if they are not the start of a BitTorrent handshake."""
-    if len(head) < HANDSHAKE_HEAD or head[0] != len(wire.PROTOCOL) \
-            or head[1:20] != wire.PROTOCOL:
-        return None
-    return bytes(head[28:48])
 
 
 def _leaf(e: BaseException) -> BaseException:
@@ -408,14 +398,14 @@ class MultiMount:
         head = b""
         with trio.move_on_after(HANDSHAKE_TIMEOUT):
             try:
-                while len(head) < HANDSHAKE_HEAD:
-                    chunk = await stream.receive_some(HANDSHAKE_HEAD - len(head))
+                while len(head) < handshake.INFO_HASH_END:
+                    chunk = await stream.receive_some(handshake.INFO_HASH_END - len(head))
                     if not chunk:
                         break
                     head += chunk
             except (trio.BrokenResourceError, OSError):
                 pass
-        info_hash = handshake_info_hash(head)
+        info_hash = handshake.info_hash_of(head)
         entry = self.by_hash.get(info_hash) if info_hash else None
         if entry is None or entry.nursery is None:
             log.debug("incoming %s:%d: %s", host, port,
