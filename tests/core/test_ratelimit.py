@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from torrentfs.core.ratelimit import MIN_BURST, TokenBucket
+from torrentfs.core.ratelimit import MIN_BURST, Rate, TokenBucket
 
 K = 1024
 
@@ -165,3 +165,14 @@ def test_bytes_sent_by_any_time_stay_under_burst_plus_rate(rate, burst, start, s
         sent = sum(n for t, n in sends if t <= deadline)
         allowed = b.burst + rate * (deadline - t0)
         assert sent <= allowed * (1 + 1e-9) + 1e-3  # float slack, far below a byte
+
+
+def test_rate_meter_decays_over_its_window():
+    r = Rate(window=5.0)
+    r.add(1000, 0.0)
+    assert r.total == 1000 and r.rate(0.0) == pytest.approx(200.0)
+    assert r.rate(0.01) == pytest.approx(200.0)   # under STEP: not decayed yet
+    assert r.rate(5.0) == pytest.approx(200.0 / math.e)
+    r.add(500, 5.0)
+    assert r.total == 1500 and r.rate(5.0) == pytest.approx(200.0 / math.e + 100.0)
+    assert r.rate(1000.0) < 1e-6 and r.total == 1500

@@ -5,7 +5,6 @@ its arithmetic, the status file, and ``torrentfs status``'s renderings and error
 from __future__ import annotations
 
 import io
-import itertools
 import json
 import os
 import stat
@@ -24,34 +23,12 @@ from torrentfs.core.tree import Tree
 from torrentfs.engine.status import (
     client_name,
     document,
-    file_verified,
     node_facts,
     publish,
     status_path,
-    verified_in_range,
-    verified_total,
 )
 
 PIECE = 32768
-
-
-# -- arithmetic ------------------------------------------------------------------------
-
-def test_verified_bytes_match_a_byte_by_byte_count():
-    """Every subset of verified pieces, over files that start and end mid-piece, an
-    empty file and a short last piece: counted per byte, the same answers."""
-    g = Geometry(64, (50, 0, 130, 20))  # 200 bytes: pieces of 64, 64, 64, 8
-    for bits in itertools.product((False, True), repeat=g.num_pieces):
-        have = Bitfield(g.num_pieces)
-        for i, on in enumerate(bits):
-            if on:
-                have.add(i)
-        in_have = [g.piece_at(b) in have for b in range(g.total_length)]
-        assert verified_total(g, have) == sum(in_have)
-        for f in range(4):
-            start, n = g.file_offset(f), g.file_lengths[f]
-            assert file_verified(g, have, f) == sum(in_have[start:start + n]), (bits, f)
-        assert verified_in_range(g, have, 10, 150) == sum(in_have[10:160])
 
 
 def test_client_name_is_tame_whatever_the_peer_id():

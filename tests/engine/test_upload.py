@@ -11,9 +11,8 @@ import pytest
 import trio
 
 from torrentfs.core import wire
-from torrentfs.core.ratelimit import TokenBucket
+from torrentfs.core.ratelimit import Rate, TokenBucket
 from torrentfs.engine.upload import HOLD_SECONDS, UPLOAD_BACKLOG, Uploader
-from torrentfs.net.peer import Rate
 
 BLOCK = 16 << 10
 

@@ -16,7 +16,6 @@ from tests.harness.swarm import lt_create, lt_seeder, wait_until
 from torrentfs.core.bitfield import Bitfield
 from torrentfs.core.geometry import Geometry
 from torrentfs.core.metainfo import parse
-from torrentfs.engine.status import file_verified
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -89,7 +88,7 @@ def test_status_after_a_read_shows_its_piece_and_the_peer(seeded, mount_torrent)
     assert files["payload/z-small.bin"] == {"path": "payload/z-small.bin", "size": 777,
                                             "verified": 777}
     for path, f in files.items():  # the piece's share of every other file
-        assert f["verified"] == file_verified(g, fetched, index[path]), path
+        assert f["verified"] == g.file_verified(fetched, index[path]), path
     assert t["peers"]["connected"] == 1
     [peer] = t["peers"]["list"]
     assert peer["address"] == seeded["seeder"].endpoint

@@ -149,6 +149,32 @@ class Geometry:
         """The file runs that piece ``index`` covers."""
         return list(self.spans(self.piece_offset(index), self.piece_size(index)))
 
+    # -- verified bytes (``have``: the verified pieces, a Bitfield) ---------------
+
+    def verified_in_range(self, have, start: int, length: int) -> int:
+        """Bytes of ``[start, start+length)`` of the stream that lie in pieces of
+        ``have``."""
+        total = 0
+        end = start + length
+        for i in self.pieces_in_range(start, length):
+            if i in have:
+                base = self.piece_offset(i)
+                total += min(end, base + self.piece_size(i)) - max(start, base)
+        return total
+
+    def verified_total(self, have) -> int:
+        """Bytes of the whole stream in pieces of ``have``."""
+        if not have.count:
+            return 0
+        last = self.num_pieces - 1
+        short = self.piece_length - self.piece_size(last) if last in have else 0
+        return have.count * self.piece_length - short
+
+    def file_verified(self, have, file_index: int) -> int:
+        """Bytes of file ``file_index`` that lie in pieces of ``have``."""
+        return self.verified_in_range(have, self.file_offset(file_index),
+                                      self.file_lengths[file_index])
+
     def _check_piece(self, index: int) -> None:
         if not 0 <= index < self.num_pieces:
             raise IndexError(f"piece {index} out of range (0..{self.num_pieces - 1})")

@@ -1,7 +1,8 @@
-"""A token bucket for rate limits. Pure: no I/O, no clock (``now`` is passed in).
+"""Rates: a token bucket that limits them, and a meter that measures them. Pure: no
+I/O, no clock (``now`` is passed in).
 
-Contract
---------
+Contract of ``TokenBucket``
+---------------------------
 * The bucket fills at ``rate`` bytes/s up to ``burst`` bytes and starts full at the
   first time it is told (the first ``take``, ``available`` or ``set_rate``). A
   ``rate`` of None or 0 means unlimited: every ``take`` returns 0.0.
@@ -109,3 +110,31 @@ class TokenBucket:
         """Seconds from ``now`` until the tokens are back to zero."""
         assert self._last is not None
         return max(self._last - now, 0.0) + max(-self._tokens, 0.0) / self.rate
+
+
+class Rate:
+    """An exponentially weighted byte rate over roughly ``window`` seconds."""
+
+    def __init__(self, window: float = 5.0) -> None:
+        self.window = window
+        self.total = 0
+        self._rate = 0.0
+        self._last: float | None = None
+
+    STEP = 0.05  # decay at most this often: cheap enough to call per block
+
+    def add(self, n: int, now: float) -> None:
+        self._decay(now)
+        self.total += n
+        self._rate += n / self.window
+
+    def rate(self, now: float) -> float:
+        self._decay(now)
+        return self._rate
+
+    def _decay(self, now: float) -> None:
+        if self._last is None:
+            self._last = now
+        elif now - self._last >= self.STEP:
+            self._rate *= math.exp(-(now - self._last) / self.window)
+            self._last = now

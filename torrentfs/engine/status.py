@@ -54,33 +54,6 @@ PUBLISH_EVERY = 1.0  # seconds between status files ...
 BUSY_SHARE = 50     # ... or more: a huge torrent's snapshot takes at most 1/50 of the time
 
 
-def verified_in_range(geometry, have, start: int, length: int) -> int:
-    """Bytes of ``[start, start+length)`` of the torrent's stream that lie in
-    verified pieces."""
-    total = 0
-    end = start + length
-    for i in geometry.pieces_in_range(start, length):
-        if i in have:
-            base = geometry.piece_offset(i)
-            total += min(end, base + geometry.piece_size(i)) - max(start, base)
-    return total
-
-
-def verified_total(geometry, have) -> int:
-    """Bytes of the whole torrent in verified pieces."""
-    if not have.count:
-        return 0
-    last = geometry.num_pieces - 1
-    short = geometry.piece_length - geometry.piece_size(last) if last in have else 0
-    return have.count * geometry.piece_length - short
-
-
-def file_verified(geometry, have, file_index: int) -> int:
-    """Bytes of file ``file_index`` that lie in verified pieces."""
-    return verified_in_range(geometry, have, geometry.file_offset(file_index),
-                             geometry.file_lengths[file_index])
-
-
 def file_path(meta, index: int) -> str:
     """A file's path as the mount shows it (the torrent's folder first)."""
     f = meta.files[index]
@@ -122,11 +95,11 @@ def snapshot(torrent, now: float | None = None) -> dict:
             reads.append({"pieces": missing, "waiting": round(now - since, 3),
                           "why": torrent._who_has(missing[0])})
     files = [{"path": file_path(meta, i), "size": g.file_lengths[i],
-              "verified": file_verified(g, have, i)}
+              "verified": g.file_verified(have, i)}
              for i, f in enumerate(meta.files) if not f.padding]
     return {
         "name": meta.name, "info_hash": meta.info_hash.hex(),
-        "size": g.total_length, "verified": verified_total(g, have),
+        "size": g.total_length, "verified": g.verified_total(have),
         "pieces": {"total": g.num_pieces, "verified": have.count,
                    "length": g.piece_length},
         "complete": have.complete, "prefetch": torrent.picker.prefetch,
@@ -202,12 +175,12 @@ def node_facts(torrent, tree, node) -> dict[str, str]:
     torrent's too, with its info-hash and peers."""
     g, have = torrent.geometry, torrent.have
     if node.inode == tree.root.inode:
-        size, verified = g.total_length, verified_total(g, have)
+        size, verified = g.total_length, g.verified_total(have)
         pieces = range(g.num_pieces)
     else:
         files = _files_under(tree, node)
         size = sum(g.file_lengths[i] for i in files)
-        verified = sum(file_verified(g, have, i) for i in files)
+        verified = sum(g.file_verified(have, i) for i in files)
         pieces = sorted({p for i in files for p in g.file_pieces(i)})
     facts = {"progress": f"{verified}/{size}", "verified": str(verified),
              "pieces": f"{sum(1 for p in pieces if p in have)}/{len(pieces)}"}

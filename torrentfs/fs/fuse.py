@@ -38,7 +38,7 @@ import trio
 
 from torrentfs.core.tree import Node, Tree
 from torrentfs.disk.storage import StorageError
-from torrentfs.engine.status import file_verified, node_facts
+from torrentfs.engine.status import node_facts
 from torrentfs.engine.torrent import ReadTimeout, Torrent
 
 log = logging.getLogger("torrentfs.fuse")
@@ -171,8 +171,8 @@ class TorrentFS(pyfuse3.Operations):
         a.st_rdev = 0
         a.st_blksize = 1 << 17
         # What is verified and on disk, in 512-byte units, so `du` shows progress.
-        a.st_blocks = 0 if node.is_dir else (file_verified(
-            self.torrent.geometry, self.torrent.have, node.file_index) + 511) // 512
+        a.st_blocks = 0 if node.is_dir else (self.torrent.geometry.file_verified(
+            self.torrent.have, node.file_index) + 511) // 512
         a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = self.time_ns
         return a
 

@@ -20,7 +20,6 @@ does not read what we send is dropped.
 from __future__ import annotations
 
 import logging
-import math
 import socket
 from collections import deque
 from typing import Protocol
@@ -28,7 +27,7 @@ from typing import Protocol
 import trio
 
 from torrentfs.core import wire
-from torrentfs.core.ratelimit import TokenBucket
+from torrentfs.core.ratelimit import Rate, TokenBucket
 
 log = logging.getLogger("torrentfs.peer")
 
@@ -48,34 +47,6 @@ class Swarm(Protocol):
     def on_peer_closed(self, session: "PeerSession") -> None: ...
     def on_drained(self, session: "PeerSession") -> None: ...
     download_limit: TokenBucket  # shared by all sessions: applied as blocks arrive
-
-
-class Rate:
-    """An exponentially weighted byte rate over roughly ``window`` seconds."""
-
-    def __init__(self, window: float = 5.0) -> None:
-        self.window = window
-        self.total = 0
-        self._rate = 0.0
-        self._last: float | None = None
-
-    STEP = 0.05  # decay at most this often: cheap enough to call per block
-
-    def add(self, n: int, now: float) -> None:
-        self._decay(now)
-        self.total += n
-        self._rate += n / self.window
-
-    def rate(self, now: float) -> float:
-        self._decay(now)
-        return self._rate
-
-    def _decay(self, now: float) -> None:
-        if self._last is None:
-            self._last = now
-        elif now - self._last >= self.STEP:
-            self._rate *= math.exp(-(now - self._last) / self.window)
-            self._last = now
 
 
 class PeerSession:

@@ -32,6 +32,7 @@ import trio
 
 from torrentfs import __version__
 from torrentfs.core import wire
+from torrentfs.core.ratelimit import Rate
 from torrentfs.core.webseed import (
     IgnoresRange,
     ResponseError,
@@ -43,7 +44,6 @@ from torrentfs.core.webseed import (
     split_run,
     usable,
 )
-from torrentfs.net.peer import Rate
 
 log = logging.getLogger("torrentfs.webseed")
 
