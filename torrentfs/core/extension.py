@@ -1,7 +1,7 @@
 """BEP 10, the extension protocol: the extension handshake, and the bounded
 bencode reader the extension messages need.
 
-Pure.  ``wire`` frames extended messages (id 20, then one byte of extension
+Pure.  ``messages`` frames extended messages (id 20, then one byte of extension
 id, then the payload); this module gives the payloads meaning:
 
 * Extension id 0 is the handshake, a bencoded dictionary.  Its ``m`` maps

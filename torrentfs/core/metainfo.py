@@ -5,8 +5,8 @@ and returns a validated :class:`Metainfo`, or raises :class:`MetainfoError`
 (and nothing else) with a one-line, human-readable reason.
 
 Supported: BEP 3 (v1 single- and multi-file), BEP 12 (announce-list),
-BEP 47 (padding files and the ``attr`` key), BEP 19 (``url-list``, kept for
-later use by web seeding).  v2-only torrents (no ``pieces``) are rejected.
+BEP 47 (padding files and the ``attr`` key), BEP 19 (``url-list``: the web
+seeds, see ``webseed``).  v2-only torrents (no ``pieces``) are rejected.
 
 How the input is read:
 

@@ -1,7 +1,7 @@
 """Web seeds (BEP 19, the torrent's ``url-list``): the pure part. No sockets, no clock.
 
 A web seed is a plain HTTP(S) server holding the torrent's files. The shell
-(``httpseed.py``) treats it as a peer that has every piece and fetches runs of
+(``net/webseed.py``) treats it as a peer that has every piece and fetches runs of
 blocks with range requests; this module says which URLs and byte ranges a run
 needs, whether a response may be used, and how long to wait after a failure.
 

@@ -1,5 +1,5 @@
-"""The mainline DHT (BEP 5): the trio shell over ``krpc``, ``routing``, ``dhtlookup``
-and ``dhtstore``.
+"""The mainline DHT (BEP 5): the trio shell over ``core.dht``: ``krpc``, ``routing``,
+``lookup`` and ``store``.
 
 ``DHT.run`` binds one UDP socket, answers other nodes' queries (rate limited per IP),
 bootstraps (a ``find_node`` lookup of our own id from saved nodes and the bootstrap

@@ -13,8 +13,8 @@ and not tried again.  It runs until done: the caller bounds it
 Peer sources are plain async functions ``source(add)`` that call
 ``add(list of (host, port))`` whenever they learn peers, until cancelled.
 ``default_sources`` gives the x.pe hints and the magnet's trackers (through
-``tracker.Announcer``, so any tracker scheme it learns works here too); other
-sources (DHT, LSD) append theirs where marked.  Peers a fetch connection hears
+``tracker.Announcer``, so any tracker scheme it learns works here too); the
+caller appends any others (the CLI adds the DHT's).  Peers a fetch connection hears
 of through ut_pex are added as well.
 
 The verified info dictionary is cached as ``<cache>/<info-hash>/info.bencode``
@@ -118,7 +118,6 @@ def default_sources(magnet: Magnet, peer_id: bytes, port: int,
     if magnet.trackers:
         sources.append(partial(tracker_source, [[url] for url in magnet.trackers],
                                magnet.info_hash, peer_id, port))
-    # Further sources (the DHT: cli.fetch_metainfo) are appended by the caller.
     return sources
 
 
