@@ -14,6 +14,8 @@ from urllib.parse import quote_from_bytes, urlsplit
 
 import bencodepy
 
+from torrentfs.core.address import unpack_addr
+
 DEFAULT_INTERVAL = 1800
 MIN_INTERVAL = 30  # we never re-announce faster than this, whatever a tracker says
 
@@ -91,8 +93,7 @@ def _compact_peers(data: bytes, size: int) -> list[tuple[str, int]]:
         raise TrackerError(f"compact peer list of {len(data)} bytes is not a multiple of {size}")
     peers = []
     for i in range(0, len(data), size):
-        host = str(ipaddress.ip_address(data[i:i + size - 2]))
-        port = int.from_bytes(data[i + size - 2:i + size], "big")
+        host, port = unpack_addr(data[i:i + size])
         if port:
             peers.append((host, port))
     return peers

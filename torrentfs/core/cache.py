@@ -41,19 +41,21 @@ class PieceCache:
 
     def read(self, index: int) -> None:
         """A reader used the piece: it becomes the most recently read."""
-        size = self._unread.pop(index, None)
-        if size is None:
-            size = self._read.pop(index, None)
+        size = self._take(index)
         if size is not None:
             self._read[index] = size
 
     def removed(self, index: int) -> None:
         """The piece is no longer on disk (evicted, failed its check, never written)."""
-        size = self._unread.pop(index, None)
-        if size is None:
-            size = self._read.pop(index, None)
+        size = self._take(index)
         if size is not None:
             self.used -= size
+
+    def _take(self, index: int) -> int | None:
+        """Take the piece out of the books (``used`` unchanged); its size, or None if
+        it was not in them."""
+        size = self._unread.pop(index, None)
+        return self._read.pop(index, None) if size is None else size
 
     def pin(self, index: int) -> None:
         self._pins[index] = self._pins.get(index, 0) + 1

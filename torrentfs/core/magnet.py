@@ -29,6 +29,7 @@ from urllib.parse import quote, unquote, unquote_plus
 
 import bencodepy
 
+from torrentfs.core.address import show_addr
 from torrentfs.core.metainfo import Metainfo, MetainfoError
 from torrentfs.core.metainfo import parse as parse_metainfo
 
@@ -199,6 +200,5 @@ def make(info_hash: bytes, name: str | None = None, trackers=(), peers=()) -> st
         parts.append("dn=" + quote(name, safe=""))
     parts += ["tr=" + quote(url, safe="") for url in dict.fromkeys(trackers)]
     for host, port in dict.fromkeys(peers):
-        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        parts.append("x.pe=" + quote(where, safe=":[]"))
+        parts.append("x.pe=" + quote(show_addr((host, port)), safe=":[]"))
     return "magnet:?" + "&".join(parts)

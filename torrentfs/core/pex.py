@@ -28,6 +28,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
+from torrentfs.core.address import Addr, pack_addr, unpack_addr
 from torrentfs.core.extension import ExtensionError, bdecode, bencode
 
 __all__ = ["PexError", "PexMessage", "PexPeer", "encode", "decode", "FLAG_SEED",
@@ -45,7 +46,6 @@ MAX_ADDED = 50
 MAX_DROPPED = 50
 MAX_ACCEPT = 200
 
-Addr = tuple[str, int]
 
 
 class PexError(ValueError):
@@ -60,13 +60,13 @@ class PexMessage:
 
 def _compact(addr: Addr) -> tuple[int, bytes] | None:
     """(IP version, compact bytes) of an IP literal address, else None."""
-    try:
-        ip = ipaddress.ip_address(addr[0])
-    except ValueError:
-        return None
     if not 0 < addr[1] < 65536:
         return None
-    return ip.version, ip.packed + addr[1].to_bytes(2, "big")
+    try:
+        packed = pack_addr(addr)
+    except ValueError:
+        return None
+    return (6 if len(packed) == 18 else 4), packed
 
 
 def encode(added: Iterable[tuple[Addr, int]] = (), dropped: Iterable[Addr] = ()) -> bytes:
@@ -94,10 +94,10 @@ def _entries(blob: object, size: int, what: str) -> list[Addr | None]:
         raise PexError(f"ut_pex: {what} is {len(blob)} bytes, not a multiple of {size}")
     out: list[Addr | None] = []
     for at in range(0, min(len(blob), size * MAX_ACCEPT), size):
-        ip = ipaddress.ip_address(blob[at:at + size - 2])
-        port = int.from_bytes(blob[at + size - 2:at + size], "big")
+        host, port = unpack_addr(blob[at:at + size])
+        ip = ipaddress.ip_address(host)
         good = port and not (ip.is_unspecified or ip.is_multicast)
-        out.append((str(ip), port) if good else None)
+        out.append((host, port) if good else None)
     return out
 
 

@@ -47,6 +47,8 @@ from pathlib import Path
 
 import trio
 
+from torrentfs.core.address import show_addr
+
 log = logging.getLogger("torrentfs.status")
 
 SCHEMA = 1
@@ -80,8 +82,7 @@ def snapshot(torrent, now: float | None = None) -> dict:
     listed = []
     for s in sorted(peers, key=lambda p: -p.down.rate(now)):
         listed.append({
-            "address": f"[{s.addr[0]}]:{s.addr[1]}" if ":" in str(s.addr[0])
-                       else f"{s.addr[0]}:{s.addr[1]}",
+            "address": show_addr(s.addr),
             "client": client_name(s.peer_id), "outgoing": s.outgoing,
             "unchoked_us": not s.peer_choking, "we_unchoked": not s.am_choking,
             "interested": s.peer_interested, "snubbed": s.snubbed,

@@ -37,8 +37,9 @@ from typing import AsyncIterator, Callable
 
 import trio
 
+from torrentfs.core.address import Addr, is_ipv6
 from torrentfs.core.dht import krpc
-from torrentfs.core.dht.krpc import Addr, NodeInfo
+from torrentfs.core.dht.krpc import NodeInfo
 from torrentfs.core.dht.lookup import QUERY_TIMEOUT, Lookup
 from torrentfs.core.dht.routing import K, RoutingTable, random_id_in
 from torrentfs.core.dht.store import PeerStore, Tokens
@@ -170,7 +171,7 @@ class DHT:
         if self._state_fd is None:
             return
         now = trio.current_time()
-        nodes = [n.info for n in self.table.good_nodes(now) if not krpc.is_ipv6(n.addr)]
+        nodes = [n.info for n in self.table.good_nodes(now) if not is_ipv6(n.addr)]
         if not nodes:  # nothing better learned: keep what we started from
             nodes = self._saved_nodes
         data = krpc.bencode({b"id": self.node_id,
@@ -205,7 +206,7 @@ class DHT:
                reply: trio.MemorySendChannel | None) -> bytes | None:
         """Send a query; its answer (a Response or Error) goes to ``reply``. None if
         it could not be sent (too many queries pending, or a send error)."""
-        if len(self._pending) >= MAX_PENDING or krpc.is_ipv6(addr):
+        if len(self._pending) >= MAX_PENDING or is_ipv6(addr):
             return None
         tid = self._next_tid()
         while tid in self._pending:
@@ -287,7 +288,7 @@ class DHT:
 
     def _closest_v4(self, target: bytes) -> tuple[NodeInfo, ...]:
         return tuple(n.info for n in self.table.closest(target, K * 2)
-                     if not krpc.is_ipv6(n.addr))[:K]
+                     if not is_ipv6(n.addr))[:K]
 
     def _ping(self, node_id: bytes | None, addr: Addr) -> None:
         """Ping a node (its answer goes to the routing table), unless a query to it

@@ -34,6 +34,7 @@ import httpx
 import trio
 
 from torrentfs.core import metadata, pex, wire
+from torrentfs.core.address import Addr
 from torrentfs.core.extension import (
     OUR_IDS,
     UT_METADATA,
@@ -49,7 +50,6 @@ from torrentfs.net.tracker import Announcer, TrackerError
 
 log = logging.getLogger("torrentfs.magnet")
 
-Addr = tuple[str, int]
 PeerSource = Callable[[Callable[[list[Addr]], None]], Awaitable[None]]
 
 MAX_CONNECTIONS = 10

@@ -24,8 +24,9 @@ Contract
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
+
+from torrentfs.core.address import Addr, pack_addr, unpack_addr
 
 MAX_DATAGRAM = 8192
 MAX_DEPTH = 8
@@ -36,9 +37,6 @@ ID_LEN = 20
 
 # Error codes (BEP 5).
 GENERIC_ERROR, SERVER_ERROR, PROTOCOL_ERROR, METHOD_UNKNOWN = 201, 202, 203, 204
-
-Addr = tuple[str, int]
-
 
 class KrpcError(Exception):
     """A datagram that is not a valid KRPC message. ``tid`` is its transaction id
@@ -152,18 +150,6 @@ class NodeInfo:
     addr: Addr
 
 
-def pack_addr(addr: Addr) -> bytes:
-    """(host, port) -> 6 bytes (IPv4) or 18 bytes (IPv6)."""
-    return ipaddress.ip_address(addr[0]).packed + int(addr[1]).to_bytes(2, "big")
-
-
-def unpack_addr(raw: bytes) -> Addr:
-    """6 or 18 bytes -> (host, port)."""
-    if len(raw) not in (6, 18):
-        raise KrpcError(f"compact address of {len(raw)} bytes")
-    return str(ipaddress.ip_address(raw[:-2])), int.from_bytes(raw[-2:], "big")
-
-
 def pack_nodes(nodes: list[NodeInfo] | tuple[NodeInfo, ...]) -> bytes:
     return b"".join(n.id + pack_addr(n.addr) for n in nodes)
 
@@ -180,10 +166,6 @@ def unpack_nodes(raw: bytes, v6: bool = False) -> tuple[NodeInfo, ...]:
         if port:
             out.append(NodeInfo(raw[off:off + ID_LEN], (host, port)))
     return tuple(out)
-
-
-def is_ipv6(addr: Addr) -> bool:
-    return ":" in addr[0]
 
 
 # -- messages ---------------------------------------------------------------------------
@@ -327,6 +309,8 @@ def _response(tid: bytes, top: dict) -> Response:
         for v in raw:
             if not isinstance(v, bytes):
                 raise KrpcError("a value is not a string")
+            if len(v) not in (6, 18):
+                raise KrpcError(f"compact address of {len(v)} bytes")
             addr = unpack_addr(v)
             if addr[1]:
                 values.append(addr)

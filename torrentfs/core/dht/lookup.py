@@ -25,7 +25,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torrentfs.core.dht.krpc import Addr, NodeInfo
+from torrentfs.core.address import Addr
+from torrentfs.core.dht.krpc import NodeInfo
 
 ALPHA = 3
 K = 8

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from torrentfs.core.address import Addr
 from torrentfs.core.dht.krpc import NodeInfo
 
 ID_BITS = 160
@@ -36,9 +37,6 @@ K = 8
 GOOD_FOR = 15 * 60.0       # seconds a node stays good after it was last heard from
 BAD_AFTER = 2              # unanswered queries in a row that make a node bad
 REFRESH_AFTER = 15 * 60.0  # a bucket untouched this long is refreshed
-
-Addr = tuple[str, int]
-
 
 def distance(a: bytes, b: bytes) -> int:
     return int.from_bytes(a, "big") ^ int.from_bytes(b, "big")

@@ -22,7 +22,7 @@ import hashlib
 import ipaddress
 from collections import OrderedDict
 
-from torrentfs.core.dht.krpc import Addr
+from torrentfs.core.address import Addr
 
 ROTATE_EVERY = 5 * 60.0
 TOKEN_LEN = 8
