@@ -9,13 +9,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator
 
 import trio
 import trio.testing
 
-from torrentfs.core import wire
+from torrentfs.core import handshake, wire
 from torrentfs.core.metainfo import parse
 from torrentfs.disk.create import create_torrent
 
@@ -60,9 +60,9 @@ async def fake_peer(stream: trio.abc.Stream, meta, payload: bytes,
         async with lock:
             await stream.send_all(data)
 
-    handshake = conn.handshake()
+    greeting = conn.handshake()
     if b.info_hash is not None:
-        handshake = handshake[:28] + b.info_hash + handshake[48:]
+        greeting = handshake.encode(replace(conn.our_handshake, info_hash=b.info_hash))
     plen = meta.piece_length
     async with trio.open_nursery() as nursery:
         answered = 0
@@ -96,7 +96,7 @@ async def fake_peer(stream: trio.abc.Stream, meta, payload: bytes,
                 await send(conn.send(wire.KeepAlive()))
 
         try:
-            await send(handshake)
+            await send(greeting)
             if b.keepalive_every:
                 nursery.start_soon(keep_alive, b.keepalive_every)
             while True:
