@@ -175,16 +175,22 @@ def force_unmount(m: Mount) -> None:
 
 @pytest.fixture
 def make_swarm(tmp_path):
-    """``make_swarm(size, piece_length, **torrent_kw)`` -> (meta, payload, Torrent): a
-    small torrent of pseudo-random bytes and a Torrent for it that neither listens nor
-    announces, with storage work run inline (``fakepeer.inline``)."""
-    from tests.harness.fakepeer import inline, small_torrent
+    """``make_swarm(size, piece_length, **kw)`` -> (meta, payload, Torrent): a small
+    torrent of pseudo-random bytes and a Torrent for it that neither listens nor
+    announces, with storage work run inline (``fakepeer.inline``). ``kw`` are its
+    settings (``TorrentOptions`` fields) and its runtime arguments (``http_transport``)."""
+    import dataclasses
+
+    from tests.harness.fakepeer import inline, quiet, small_torrent
+    from torrentfs.engine.options import TorrentOptions
     from torrentfs.engine.torrent import Torrent
+    settings = {f.name for f in dataclasses.fields(TorrentOptions)}
 
     def make(size=10 * 32768 + 100, piece_length=32768, **kw):
         meta, payload = small_torrent(tmp_path, size, piece_length)
-        torrent = Torrent(meta, tmp_path / "cache", listen=False, announce=False,
-                          offload=inline, **kw)
+        options = quiet(**{k: v for k, v in kw.items() if k in settings})
+        torrent = Torrent(meta, tmp_path / "cache", options, offload=inline,
+                          **{k: v for k, v in kw.items() if k not in settings})
         return meta, payload, torrent
     return make
 

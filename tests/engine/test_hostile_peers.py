@@ -14,9 +14,9 @@ import trio
 from tests.harness.fakepeer import Behaviour, block_fields, raw_message, start
 from torrentfs.core import wire
 from torrentfs.core.geometry import BLOCK_SIZE
-from torrentfs.engine import torrent as torrent_module
+from torrentfs.engine import connector as connector_module
 from torrentfs.engine import upload
-from torrentfs.engine.torrent import ReadTimeout
+from torrentfs.engine.reads import ReadTimeout
 from torrentfs.net import peer
 
 PIECE = 32768
@@ -84,7 +84,7 @@ async def test_banned_peer_is_refused_by_address_and_by_peer_id(make_swarm, auto
         dialled.append(addr)
         raise OSError("no route (test)")
 
-    monkeypatch.setattr(torrent_module, "connect", connect)
+    monkeypatch.setattr(connector_module, "connect", connect)
     async with trio.open_nursery() as n:
         s = await start(n, make_swarm, read_timeout=30)
         liar_id = b"-FK0001-liarliarliar"

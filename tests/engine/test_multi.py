@@ -14,7 +14,7 @@ import pytest
 import trio
 import trio.testing
 
-from tests.harness.fakepeer import fake_peer, small_torrent
+from tests.harness.fakepeer import fake_peer, quiet, small_torrent
 from torrentfs.core import wire
 from torrentfs.core.tree import ROOT_INODE, Tree
 from torrentfs.disk.create import create_torrent
@@ -26,6 +26,7 @@ from torrentfs.engine.multi import (
     _Replayed,
     load_file,
 )
+from torrentfs.engine.options import TorrentOptions
 from torrentfs.engine.torrent import Torrent
 from torrentfs.fs.multifs import SLOT_BITS, MultiFS
 
@@ -95,25 +96,25 @@ def test_torrents_share_rate_limits_and_the_peer_cap(tmp_path):
         (tmp_path / d).mkdir()
     shared = Shared(max_peers=3, upload_rate=1000, download_rate=2000)
     ta = Torrent(small_torrent(tmp_path / "a", 5000, seed=1)[0], tmp_path / "ca",
-                 listen=False, announce=False, shared=shared, max_peers=3)
+                 quiet(max_peers=3), shared=shared)
     tb = Torrent(small_torrent(tmp_path / "b", 5000, seed=2)[0], tmp_path / "cb",
-                 listen=False, announce=False, shared=shared, max_peers=3)
+                 quiet(max_peers=3), shared=shared)
     shared.torrents += [ta, tb]
     assert ta.uploads.limit is tb.uploads.limit is shared.upload
     assert ta.download_limit is tb.download_limit is shared.download
     assert shared.upload.rate == 1000 and shared.download.rate == 2000
-    assert ta.room_for_peer() and tb.room_for_peer()
+    assert ta.connector.room() and tb.connector.room()
     ta.sessions[("10.0.0.1", 1)] = object()
     ta.sessions[("10.0.0.2", 1)] = object()
-    assert tb.room_for_peer() and ta.room_for_peer()
-    ta._connecting.add(("10.0.0.3", 1))  # a connection being made counts too
+    assert tb.connector.room() and ta.connector.room()
+    ta.connector.connecting.add(("10.0.0.3", 1))  # a connection being made counts too
     # B has no peer of its own, but the mount's three are taken.
-    assert not tb.room_for_peer() and not ta.room_for_peer()
-    ta._connecting.clear()
-    assert tb.room_for_peer()
+    assert not tb.connector.room() and not ta.connector.room()
+    ta.connector.connecting.clear()
+    assert tb.connector.room()
     shared.torrents.remove(ta)  # a stopped torrent's peers no longer count
-    ta._connecting.add(("10.0.0.3", 1))
-    assert tb.room_for_peer()
+    ta.connector.connecting.add(("10.0.0.3", 1))
+    assert tb.connector.room()
 
 
 # -- the filesystem's root ---------------------------------------------------------------
@@ -125,8 +126,8 @@ async def test_multifs_root_follows_adds_and_removes(tmp_path):
         (tmp_path / d).mkdir()
     meta1, _ = small_torrent(tmp_path / "1", 100_000, seed=1)
     meta2, _ = small_torrent(tmp_path / "2", 100_000, seed=2)
-    t1 = Torrent(meta1, tmp_path / "c1", listen=False, announce=False)
-    t2 = Torrent(meta2, tmp_path / "c2", listen=False, announce=False)
+    t1 = Torrent(meta1, tmp_path / "c1", quiet())
+    t2 = Torrent(meta2, tmp_path / "c2", quiet())
     assert fs.add(meta1.name, t1, Tree.from_metainfo(meta1)) == "payload.bin"
     assert fs.add(meta2.name, t2, Tree.from_metainfo(meta2)) == "payload.bin (2)"
     assert calls == []  # a new name needs no word to the kernel
@@ -177,7 +178,7 @@ def watched(tmp_path):
 
 async def start_multi(nursery, watched: Path, cache: Path, fs=None) -> MultiMount:
     mm = MultiMount(watched, fs or RecordingFS(), cache, Shared(10), listen_host="127.0.0.1",
-                    torrent_options=dict(announce=False))
+                    torrent_options=TorrentOptions(announce=False))
     mm.poll = 3600  # the test scans when it means to
     await nursery.start(mm.run)
     return mm
@@ -299,7 +300,7 @@ async def test_a_magnet_source_waits_for_its_metadata(tmp_path, watched):
         async with trio.open_nursery() as nursery:
             mm = MultiMount(watched, RecordingFS(), tmp_path / "cache", Shared(10),
                             listen_host="127.0.0.1", load=load,
-                            torrent_options=dict(announce=False))
+                            torrent_options=TorrentOptions(announce=False))
             mm.poll = 3600
             await nursery.start(mm.run)
             assert mm.fs.names() == []

@@ -7,7 +7,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from tests.harness.fakepeer import ExtBehaviour, ExtStats, ext_peer, small_torrent
+from tests.harness.fakepeer import ExtBehaviour, ExtStats, ext_peer, quiet, small_torrent
 from torrentfs.core import metadata, pex
 from torrentfs.engine.torrent import Torrent
 
@@ -18,8 +18,7 @@ async def inline(fn, *args, limiter=None):
 
 def make(tmp_path, size=1 << 20, **kw):
     meta, _ = small_torrent(tmp_path, size, piece_length=16384)
-    return meta, Torrent(meta, tmp_path / "cache", listen=False, announce=False,
-                         offload=inline, **kw)
+    return meta, Torrent(meta, tmp_path / "cache", quiet(**kw), offload=inline)
 
 
 def attach(nursery, torrent, addr, behaviour) -> ExtStats:

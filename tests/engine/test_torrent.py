@@ -12,7 +12,7 @@ import trio
 from tests.harness.fakepeer import Behaviour, Swarm, start
 from torrentfs.core.picker import READAHEAD
 from torrentfs.disk.storage import StorageError
-from torrentfs.engine.torrent import ReadTimeout
+from torrentfs.engine.reads import ReadTimeout
 
 
 async def test_read_gets_exact_bytes_from_several_peers(make_swarm, autojump_clock):
@@ -246,7 +246,7 @@ async def test_upload_of_an_evicted_piece_is_refused(make_swarm, autojump_clock)
         assert 0 not in torrent.have
         with pytest.raises(StorageError):
             await torrent.block(0, 0, 16384)
-        torrent._recent.clear()
+        torrent.reads.recent.clear()
         assert await torrent.block(3, 0, 16384) == payload[3 * 32768:3 * 32768 + 16384]
         n.cancel_scope.cancel()
 
@@ -318,7 +318,7 @@ async def test_a_piece_being_written_is_never_picked_to_make_room(make_swarm, au
         await trio.sleep(1)
         return fn(*args)
 
-    torrent._offload = slow
+    torrent.offload = slow
     await trio.to_thread.run_sync(torrent.storage.open)
     pieces = [payload[i * 32768:(i + 1) * 32768] for i in range(3)]
     async with trio.open_nursery() as n:

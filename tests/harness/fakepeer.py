@@ -18,6 +18,7 @@ import trio.testing
 from torrentfs.core import handshake, wire
 from torrentfs.core.metainfo import parse
 from torrentfs.disk.create import create_torrent
+from torrentfs.engine.options import TorrentOptions
 
 
 @dataclass
@@ -222,6 +223,11 @@ def raw_message(msg_id: int, payload: bytes = b"") -> bytes:
 def block_fields(*values: int) -> bytes:
     """Big-endian u32 fields (index, begin, length) of a have/request/piece/cancel."""
     return b"".join(v.to_bytes(4, "big") for v in values)
+
+
+def quiet(**settings) -> TorrentOptions:
+    """The settings of a Torrent that neither listens nor announces, and ``settings``."""
+    return TorrentOptions(listen=False, announce=False, **settings)
 
 
 async def inline(fn, *args, limiter=None):

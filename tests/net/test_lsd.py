@@ -144,12 +144,12 @@ async def test_send_failure_is_not_fatal_and_port_zero_waits(autojump_clock):
     assert [round(t) for t, _, _ in bus.sent] == [306]
 
 
-# -- the hook in Torrent ---------------------------------------------------------------
+# -- LSD in a Torrent ------------------------------------------------------------------
 
 
 async def test_torrent_adds_peers_lsd_finds_and_private_torrents_have_no_lsd(
         tmp_path, autojump_clock):
-    from tests.harness.fakepeer import small_torrent
+    from tests.harness.fakepeer import quiet, small_torrent
     from torrentfs.core.metainfo import parse
     from torrentfs.disk.create import create_torrent
     from torrentfs.engine.torrent import Torrent
@@ -159,9 +159,9 @@ async def test_torrent_adds_peers_lsd_finds_and_private_torrents_have_no_lsd(
 
     meta, _ = small_torrent(tmp_path, 40000)
     private = parse(create_torrent(tmp_path / "payload.bin", private=True))
-    assert Torrent(private, tmp_path / "p", listen=False, announce=False, lsd=True).lsd is None
-    assert Torrent(meta, tmp_path / "n", listen=False, announce=False).lsd is None
-    t = Torrent(meta, tmp_path / "c", listen=False, announce=False, lsd=True, offload=inline)
+    assert Torrent(private, tmp_path / "p", quiet(lsd=True)).lsd is None
+    assert Torrent(meta, tmp_path / "n", quiet()).lsd is None
+    t = Torrent(meta, tmp_path / "c", quiet(lsd=True), offload=inline)
     bus = Bus()
     t.lsd._open_socket = bus.opener("10.0.0.1")
     async with trio.open_nursery() as n:

@@ -9,10 +9,11 @@ import logging
 import pytest
 import trio
 
-from tests.harness.fakepeer import Behaviour, Swarm, inline, small_tree_torrent, start
+from tests.harness.fakepeer import Behaviour, Swarm, inline, quiet, small_tree_torrent, start
 from tests.harness.webseeds import MockSeed, SeedBehaviour, files_of
 from torrentfs.core.picker import NOW, READAHEAD
-from torrentfs.engine.torrent import ReadTimeout, Torrent
+from torrentfs.engine.reads import ReadTimeout
+from torrentfs.engine.torrent import Torrent
 from torrentfs.net import webseed as httpseed
 
 URL = "http://seed.test/files/"
@@ -51,8 +52,8 @@ async def test_multi_file_pieces_map_onto_files(tmp_path, autojump_clock):
              "sub dir/c été.bin": 70_001, "z.bin": 30_000}
     meta, payload = small_tree_torrent(tmp_path, files, PLEN)
     seed = MockSeed(files_of(meta, payload, "/"), SeedBehaviour(delay=0.01))
-    torrent = Torrent(meta, tmp_path / "cache", listen=False, announce=False, offload=inline,
-                      web_seeds=["http://seed.test"], http_transport=seed.transport)
+    torrent = Torrent(meta, tmp_path / "cache", quiet(web_seeds=["http://seed.test"]),
+                      offload=inline, http_transport=seed.transport)
     async with trio.open_nursery() as n:
         await n.start(torrent.run)
         for i, f in enumerate(meta.files):
@@ -268,11 +269,10 @@ async def test_the_torrents_url_list_is_used(tmp_path, autojump_clock):
     src.write_bytes(b"x" * 100_000)
     meta = parse(create_torrent(src, web_seeds=["http://a.test/f.bin", "http://b.test/"]))
     assert meta.url_list == ("http://a.test/f.bin", "http://b.test/")
-    t = Torrent(meta, tmp_path / "cache", listen=False, announce=False, offload=inline)
+    t = Torrent(meta, tmp_path / "cache", quiet(), offload=inline)
     assert [w.urls for w in t.webseeds] == [["http://a.test/f.bin"],
                                             ["http://b.test/f.bin"]]
-    assert Torrent(meta, tmp_path / "c2", listen=False, announce=False,
-                   web_seeds=[]).webseeds.seeds == []
+    assert Torrent(meta, tmp_path / "c2", quiet(web_seeds=[])).webseeds.seeds == []
 
 
 async def test_a_url_httpx_refuses_drops_the_seed(make_swarm, autojump_clock, caplog):

@@ -381,10 +381,8 @@ def cmd_seed(args) -> int:
     from torrentfs.cli.progress import progress_bar
 
     async def main() -> None:
-        torrent = Torrent(meta, state, port=args.port, peers=args.peer, data_dir=data_dir,
-                          seed_only=True, lsd=args.lsd,
-                          max_peers=args.max_peers, upload_rate=args.upload_rate or None,
-                          download_rate=args.download_rate or None)
+        torrent = Torrent(meta, state, torrent_options(args, seed_only=True,
+                                                       data_dir=data_dir))
         async with trio.open_nursery() as nursery:
             try:
                 with progress_bar("verifying", unit="pieces") as progress:  # a terminal only
@@ -490,13 +488,9 @@ def _serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=No
             elif magnet is not None:
                 log.info("metadata of %s (%s) from the cache", meta.info_hash.hex(), meta.name)
                 peers += magnet.peers
-            torrent = Torrent(meta, folder, port=port, peers=peers, peer_id=peer_id,
-                              prefetch=args.prefetch, max_peers=args.max_peers,
-                              read_timeout=args.read_timeout or None,
-                              upload_rate=args.upload_rate or None,
-                              download_rate=args.download_rate or None,
-                              lsd=args.lsd, cache_size=args.cache_size, pex=not args.no_pex,
-                              web_seeds=_web_seeds(meta, args))  # web seeds hook (issue 7)
+            options = torrent_options(args, port=port, peers=peers,
+                                      web_seeds=_web_seeds(meta, args))
+            torrent = Torrent(meta, folder, options, peer_id=peer_id)
             fs = TorrentFS(torrent, Tree.from_metainfo(meta))
             try:
                 await nursery.start(torrent.run)
@@ -620,9 +614,7 @@ def _serve_watch(watched: Path, mountpoint: str, cache: Path, args, ready) -> in
         multi = MultiMount(
             watched, fs, cache, shared, port=args.port, peers=args.peer, open_dht=open_dht,
             load=_watch_loader(cache, args, lambda: multi.port),
-            torrent_options=dict(prefetch=args.prefetch, lsd=args.lsd,
-                                 max_peers=args.max_peers, cache_size=args.cache_size,
-                                 read_timeout=args.read_timeout or None))
+            torrent_options=torrent_options(args))
         async with trio.open_nursery() as nursery:
             # Mounted first: the torrents already in the folder are shown (and the
             # kernel told) as they start.
@@ -1007,6 +999,21 @@ def _add_web_seeds(p: argparse.ArgumentParser) -> None:
                    "it were in the torrent's url-list (repeatable)")
     p.add_argument("--no-web-seeds", action="store_true",
                    help="ignore the torrent's web seeds (url-list)")
+
+
+def torrent_options(args, **fixed):
+    """The ``engine.options.TorrentOptions`` the command line gives (a setting the
+    command has no option for keeps its default); ``fixed`` are set by the command
+    itself (a seed's ``data_dir``, a magnet's port and peers, ...)."""
+    from torrentfs.engine.options import TorrentOptions
+    settings = dict(
+        port=args.port, peers=args.peer, max_peers=args.max_peers,
+        upload_rate=args.upload_rate or None, download_rate=args.download_rate or None,
+        lsd=args.lsd, pex=not getattr(args, "no_pex", False),
+        prefetch=getattr(args, "prefetch", False),
+        read_timeout=getattr(args, "read_timeout", 0) or None,
+        cache_size=getattr(args, "cache_size", None))
+    return TorrentOptions(**{**settings, **fixed})
 
 
 def _web_seeds(meta, args) -> list[str]:

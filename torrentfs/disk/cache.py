@@ -1,7 +1,9 @@
 """A torrent's disk cache, live: what is on disk, what to trust, what to evict.
 
 Owned by a ``Torrent`` (``torrent.cache``) and run in its trio thread; the storage
-work goes to worker threads. ``cache.PieceCache`` keeps the books.
+work goes to worker threads (``CacheOwner.offload``; hashing at most one per CPU at
+a time). ``cache.PieceCache`` keeps the books. What the cache needs of its torrent
+is ``CacheOwner``.
 
 Resume. The resume file lists the pieces verified in earlier runs. It is saved
 atomically (``Storage.save_resume``: data fsynced, temp file, fsync, rename) every
@@ -37,13 +39,16 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 from functools import partial
-from typing import Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import trio
 
 from torrentfs.core.bitfield import Bitfield
 from torrentfs.core.cache import PieceCache
+from torrentfs.core.geometry import Geometry
+from torrentfs.disk.storage import Storage
 
 log = logging.getLogger("torrentfs.diskcache")
 
@@ -52,12 +57,28 @@ PROGRESS_EVERY = 5.0    # log the progress of the recovery check this often
 ENOSPC_FREE = 4         # on a full disk, evict at least this many pieces' worth
 
 
+class CacheOwner(Protocol):
+    """What the disk cache needs of its torrent (``engine.torrent.Torrent``)."""
+
+    storage: Storage
+    geometry: Geometry
+    have: Bitfield              # the verified pieces on disk
+    offload: Callable[..., Any]  # runs blocking storage work (a worker thread)
+
+    def downloading(self, index: int) -> bool: ...  # being fetched or hashed
+    def stop_prefetch(self) -> bool: ...  # stop the background download; was it on?
+    def piece_on_disk(self, index: int) -> None: ...  # found verified on disk
+    def piece_gone(self, index: int) -> None: ...  # evicted or dropped
+    def remember(self, index: int, data: bytearray) -> None: ...  # keep it in memory
+
+
 class DiskCache:
-    def __init__(self, torrent, limit: int | None = None) -> None:
+    def __init__(self, torrent: CacheOwner, limit: int | None = None) -> None:
         self.torrent = torrent
         self.storage = torrent.storage
         self.geometry = torrent.geometry
         self.books = PieceCache(limit)
+        self._hash_limiter = trio.CapacityLimiter(max(1, (os.cpu_count() or 2)))
         self.trusted: set[int] = set()       # hashed on disk (or before the write) this run
         self.unrecorded: set[int] = set()    # on disk, not in the resume file: to check
         self._checking: dict[int, trio.Event] = {}
@@ -75,7 +96,7 @@ class DiskCache:
     async def load(self) -> Bitfield:
         """The pieces to start with: those the resume file names and whose bytes are
         on disk. Also notes the unrecorded pieces on disk, for ``run`` to check."""
-        offload = self.torrent._offload
+        offload = self.torrent.offload
         resumed = await offload(self.storage.load_resume)
         self.unrecorded = set(await offload(self.storage.unrecorded, resumed))
         for i in resumed:
@@ -106,7 +127,7 @@ class DiskCache:
         raised: the next save tries again."""
         self.dirty = False
         try:
-            await self.torrent._offload(self.storage.save_resume, self.torrent.have)
+            await self.torrent.offload(self.storage.save_resume, self.torrent.have)
         except OSError as e:
             self.dirty = True
             log.warning("could not save resume state: %s", e)
@@ -142,12 +163,12 @@ class DiskCache:
             return
         self.unrecorded.discard(i)
         t = self.torrent
-        if i in t.have or i in t._verifying or t.picker.contributors(i):
+        if i in t.have or t.downloading(i):
             return  # fetched again meanwhile: the download wins
         event = self._checking[i] = trio.Event()
         try:
             try:
-                data = await t._offload(self.storage.check_piece, i)
+                data = await t.offload(self.storage.check_piece, i)
             except OSError as e:
                 log.debug("piece %d: cannot check: %s", i, e)
                 data = None
@@ -188,8 +209,8 @@ class DiskCache:
         self._forget(victims)
         try:
             with self._punch_guard(victims):
-                ok = await t._offload(partial(self.storage.store, index, data,
-                                              evict=victims), limiter=t._hash_limiter)
+                ok = await t.offload(partial(self.storage.store, index, data,
+                                              evict=victims), limiter=self._hash_limiter)
             if not ok:
                 self.books.removed(index)
                 return False
@@ -203,15 +224,14 @@ class DiskCache:
             self._forget(victims)
             if not victims:
                 self.books.removed(index)
-                if t.picker.prefetch:  # it would fetch and drop pieces in a loop
-                    t.picker.prefetch = False
+                if t.stop_prefetch():  # it would fetch and drop pieces in a loop
                     log.warning("disk full: background download (--prefetch) stopped")
                 raise
             log.warning("disk full: evicted %d pieces to write piece %d", len(victims),
                         index)
             try:
                 with self._punch_guard(victims):
-                    await t._offload(partial(self.storage.store, index, data,
+                    await t.offload(partial(self.storage.store, index, data,
                                              evict=victims, verify=False))
             except OSError:
                 self.books.removed(index)
@@ -252,7 +272,7 @@ class DiskCache:
         self._forget(pieces)
         if pieces:
             with self._punch_guard(pieces):
-                await self.torrent._offload(self._punch_all, pieces)
+                await self.torrent.offload(self._punch_all, pieces)
 
     def _punch_all(self, pieces: list[int]) -> None:
         for i in pieces:
@@ -295,8 +315,8 @@ class DiskCache:
             if i in self.trusted or i not in t.have:
                 continue
             try:
-                data = await t._offload(self.storage.check_piece, i,
-                                        limiter=t._hash_limiter)
+                data = await t.offload(self.storage.check_piece, i,
+                                        limiter=self._hash_limiter)
             except OSError as e:
                 data = None
                 why = f"cannot read it back ({e})"
@@ -310,5 +330,5 @@ class DiskCache:
                 continue
             self.trusted.add(i)
             if remember:
-                t._remember(i, bytearray(data))
+                t.remember(i, bytearray(data))
         return ok

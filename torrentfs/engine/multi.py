@@ -21,11 +21,11 @@ waiting and later reads of its files still open fail with EIO, its peers are
 closed, trackers told ``stopped`` and its resume file saved; its verified data
 stays in the cache for the next time.
 
-Loaders (``LOADERS``) turn a file into a ``Source`` by suffix. ``.magnet`` (a text
-file holding a magnet link) is the hook for magnet support: until it lands such
-a file is skipped with a log line; enabling it means returning a ``Source`` with
-``meta=None`` and a ``resolve`` that fetches the metadata (the folder appears once
-it is known).
+Loaders (``LOADERS``) turn a file into a ``Source`` by suffix. A ``.magnet`` file (a
+text file holding a magnet link) needs the cache folder and the listening port, so
+the CLI gives its own loader: a ``Source`` with ``meta=None`` (unless the metadata
+is cached) and a ``resolve`` that fetches the metadata; the folder appears once it
+is known. The default loader here skips such a file with a log line.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ import contextvars
 import logging
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
 import trio
 
@@ -46,6 +46,7 @@ from torrentfs.core.metainfo import Metainfo
 from torrentfs.core.ratelimit import TokenBucket
 from torrentfs.core.tree import Tree
 from torrentfs.core.watchdir import MAX_FILES, DirWatch, Signature, candidates
+from torrentfs.engine.options import TorrentOptions
 from torrentfs.engine.torrent import Torrent
 from torrentfs.net.peer import HANDSHAKE_TIMEOUT, tune
 
@@ -177,7 +178,7 @@ class Shared:
         self.torrents: list[Torrent] = []
 
     def connections(self) -> int:
-        return sum(len(t.sessions) + len(t._connecting) for t in self.torrents)
+        return sum(t.connector.connections for t in self.torrents)
 
     def room(self) -> bool:
         """Room for one more connection, whichever torrent makes it."""
@@ -199,13 +200,14 @@ class _Entry:
 class MultiMount:
     """The torrents of a watched folder, served together (see the module docstring).
     ``fs`` shows them (``add(name, torrent, tree) -> name``, ``remove(name)``);
-    ``torrent_options`` go to every ``Torrent``; ``peers`` are tried for each;
+    ``torrent_options`` go to every ``Torrent`` (but its port, peers and listening
+    are the mount's); ``peers`` are tried for each;
     ``open_dht(nursery, port)`` starts a DHT node (``dht.DHT``), asked for every
     public torrent's peers."""
 
     def __init__(self, folder: Path, fs, cache: Path, shared: Shared, *, port: int = 0,
                  listen_host: str = "0.0.0.0", peers=(), open_dht=None,
-                 torrent_options: dict[str, Any] | None = None,
+                 torrent_options: TorrentOptions = TorrentOptions(),
                  load: Callable[[Path], Source] = load_file) -> None:
         self.folder = Path(folder)
         self.fs = fs
@@ -216,7 +218,7 @@ class MultiMount:
         self.peers = list(peers)
         self.open_dht = open_dht
         self.dht = None
-        self.torrent_options = dict(torrent_options or {})
+        self.torrent_options = torrent_options
         self.load = load
         self.watch = DirWatch()
         self.by_file: dict[str, _Entry] = {}
@@ -357,15 +359,16 @@ class MultiMount:
 
     async def _run_torrent(self, entry: _Entry, meta: Metainfo,
                            ready: Callable[[], None]) -> None:
-        cache_size = self.torrent_options.get("cache_size")
+        cache_size = self.torrent_options.cache_size
         if cache_size is not None and cache_size < 2 * meta.piece_length:
             raise Skip(f"--cache-size is too small for it (pieces of {meta.piece_length} "
                        "bytes; two are needed)")
         folder = self.cache / meta.info_hash.hex()
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(folder, 0o700)
-        torrent = Torrent(meta, folder, port=self.port, listen=False, shared=self.shared,
-                          peers=[*self.peers, *entry.source.peers], **self.torrent_options)
+        options = replace(self.torrent_options, port=self.port, listen=False,
+                          peers=(*self.peers, *entry.source.peers))
+        torrent = Torrent(meta, folder, options, shared=self.shared)
         tree = Tree.from_metainfo(meta)
         async with trio.open_nursery() as nursery:
             await nursery.start(torrent.run)

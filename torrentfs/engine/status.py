@@ -94,7 +94,7 @@ def snapshot(torrent, now: float | None = None) -> dict:
         missing = [i for i in pieces if i not in have]
         if missing:
             reads.append({"pieces": missing, "waiting": round(now - since, 3),
-                          "why": torrent._who_has(missing[0])})
+                          "why": torrent.who_has(missing[0])})
     files = [{"path": file_path(meta, i), "size": g.file_lengths[i],
               "verified": g.file_verified(have, i)}
              for i, f in enumerate(meta.files) if not f.padding]

@@ -1,24 +1,35 @@
 """One torrent, live: its swarm of peers, its picker, its storage, and reads.
 
 ``Torrent.run`` opens storage, starts the listener, the tracker announcer, the peer
-connector and a once-a-second ticker, signals readiness, and serves until cancelled;
-on the way out it tells trackers ``stopped`` and saves the resume file.
+connector (``connector.Connector``: candidates, dialing, sessions) and a
+once-a-second ticker, signals readiness, and serves until cancelled; on the way out
+it tells trackers ``stopped`` and saves the resume file.
 
-``Torrent.read(file_index, offset, size)`` is the read path: it maps the range to
-pieces, raises the missing ones to NOW in the picker, wakes every unchoked peer to
-request blocks, waits for the pieces to be verified, then reads the bytes from disk.
-Only verified pieces are ever read or uploaded: a piece's blocks are gathered in
-memory, hashed in a worker thread, and written only if the hash matches.
+``Torrent(meta, folder, options)`` takes its settings as one frozen
+``options.TorrentOptions``; its keyword arguments are what it is handed at run time.
 
-Web seeds (``httpseed.py``) are picker keys like sessions: ``schedule`` lets them
+``Torrent.read(file_index, offset, size)`` is the read path, ``reads.Reads``
+(``torrent.reads``): it raises the missing pieces to NOW in the picker, lets every
+unchoked peer request blocks (``schedule``), waits for the pieces to be verified,
+then reads the bytes. Only verified pieces are ever read or uploaded: a piece's
+blocks are gathered in memory, hashed in a worker thread, and written only if the
+hash matches (``disk.cache.DiskCache.store``).
+
+Web seeds (``net.webseed``) are picker keys like sessions: ``schedule`` lets them
 pick, their blocks come in through ``got_block`` as a peer's do, and ``ban`` drops
 one that sent bad data.
 
+The satellites see the torrent through narrow interfaces: ``peer.Swarm`` (peer
+sessions), ``webseed.Host`` (web seeds), ``cache.CacheOwner`` (the disk cache),
+``reads.PieceSupply`` (the read path), ``connector.Dialer`` (the connector); status,
+the uploader and the multi-torrent mount use its public attributes and methods.
+
 Invariants (the picker holds the block-level ones):
 * ``have`` is exactly the set of pieces verified and on disk.
-* a piece being hashed is in ``_verifying`` and is not downloaded again meanwhile.
+* a piece being hashed is in ``_verifying`` (``downloading``) and is not downloaded
+  again meanwhile.
 * every open session is in ``sessions`` and in the picker; a closed one is in neither.
-* a piece being read or uploaded is pinned in the disk cache (``diskcache``): it
+* a piece being read or uploaded is pinned in the disk cache (``cache``): it
   stays in ``have`` and on disk until the bytes are out.
 * no session gets past its handshake with a banned address or peer id (``ban``: bad
   data, attributed by ``blame.Blame``).
@@ -27,11 +38,8 @@ Invariants (the picker holds the block-level ones):
 from __future__ import annotations
 
 import logging
-import math
 import os
 import secrets
-from collections import OrderedDict
-from dataclasses import dataclass
 
 import trio
 
@@ -41,15 +49,17 @@ from torrentfs.core.bitfield import Bitfield
 from torrentfs.core.blame import Blame
 from torrentfs.core.choker import Choker, PeerView
 from torrentfs.core.geometry import Geometry
-from torrentfs.core.picker import NOW, READAHEAD, Picker
+from torrentfs.core.picker import Picker
 from torrentfs.core.ratelimit import TokenBucket
-from torrentfs.core.readahead import Readahead
 from torrentfs.disk.cache import DiskCache
-from torrentfs.disk.storage import Storage, StorageError
+from torrentfs.disk.storage import Storage
+from torrentfs.engine.connector import Candidate, Connector
+from torrentfs.engine.options import TorrentOptions
 from torrentfs.engine.peerext import PeerExtensions
+from torrentfs.engine.reads import ReadHandle, Reads
 from torrentfs.engine.upload import Uploader
 from torrentfs.net.lsd import LsdService
-from torrentfs.net.peer import PeerSession, connect, tune
+from torrentfs.net.peer import PeerSession
 from torrentfs.net.tracker import Announcer
 from torrentfs.net.webseed import WebSeed, WebSeeds
 
@@ -57,20 +67,10 @@ log = logging.getLogger("torrentfs.torrent")
 
 PIPELINE_MIN, PIPELINE_MAX = 16, 256  # block requests outstanding per peer ...
 PIPELINE_SECONDS = 1.0      # ... sized to about this long at the peer's rate
-NOW_SLACK = 0.05            # deadline of a piece a read waits on: now + this
-READAHEAD_MIN = 2 << 20     # readahead window after a seek, bytes
-READAHEAD_MAX = 32 << 20    # the window doubles on each contiguous read up to this
-READAHEAD_DEADLINE = 0.5    # deadline of the first readahead piece: now + this ...
-READAHEAD_STEP = 0.05       # ... and this much later for each piece after it
-RECENT_BYTES = 40 << 20     # verified pieces kept in memory until first read
 SNUB_AFTER = 20.0           # an unchoked peer that sends no block for this long is snubbed
 LEECHER_JITTER = 10.0       # among leechers, readahead order is shuffled over this many s
 SPREAD_MAX = 4              # a NOW piece's blocks are split over up to this many peers
 USELESS_AFTER = 60.0        # neither side interested this long: drop it when slots are full
-
-
-class ReadTimeout(Exception):
-    """A read made no progress for ``read_timeout`` seconds."""
 
 
 def make_peer_id() -> bytes:
@@ -79,143 +79,76 @@ def make_peer_id() -> bytes:
     return f"-TF{int(major):02d}{int(minor):02d}-".encode() + secrets.token_bytes(12)
 
 
-@dataclass
-class _Candidate:
-    next_try: float = 0.0
-    failures: int = 0
-    banned: bool = False
-
-
-class ReadHandle:
-    """An open file. Its reads move a readahead window (``readahead.Readahead``),
-    whose pieces it raises to READAHEAD, earlier pieces first; pieces that fall out
-    of the window are dropped again, and requests for them cancelled. Its raises
-    are its own: ``close`` drops them all."""
-
-    def __init__(self, torrent: "Torrent", file_index: int) -> None:
-        self.torrent = torrent
-        self.file_index = file_index
-        self.readahead = Readahead(READAHEAD_MIN, torrent.readahead_max)
-        self._raised: set[int] = set()
-        # Container indexes often sit at the end of a video file: fetch the first
-        # and last pieces soon after open, at readahead priority.
-        g = torrent.geometry
-        edge = list(g.file_pieces(file_index, 0, 1))
-        length = g.file_lengths[file_index]
-        if length:
-            edge += g.file_pieces(file_index, length - 1, 1)
-        self._raise([i for i in dict.fromkeys(edge) if i not in torrent.have])
-
-    def advance(self, offset: int, size: int) -> None:
-        """A read of ``[offset, offset+size)`` happened: move the readahead window."""
-        t = self.torrent
-        start, length = self.readahead.advance(offset, size)
-        window = t.geometry.file_pieces(self.file_index, start, length)
-        current = set(window)
-        stale = [i for i in self._raised if i not in current]
-        if stale:
-            self._raised.difference_update(stale)
-            t.picker.drop(self, stale)
-            t.cancel_unwanted(stale)
-        self._raise([i for i in window if i not in self._raised and i not in t.have])
-
-    def _raise(self, pieces: list[int]) -> None:
-        if not pieces:
-            return
-        t = self.torrent
-        now = trio.current_time()
-        for rank, i in enumerate(pieces):
-            t.picker.raise_priority(self, (i,), READAHEAD, now + READAHEAD_DEADLINE
-                                    + READAHEAD_STEP * rank)
-        self._raised.update(pieces)
-        t.schedule()
-
-    def close(self) -> None:
-        t = self.torrent
-        t.picker.drop(self)
-        t.cancel_unwanted(self._raised)
-        self._raised.clear()
-
-
 class Torrent:
-    def __init__(self, meta, folder: str | os.PathLike, *, peer_id: bytes | None = None,
-                 port: int = 0, listen_host: str = "0.0.0.0", peers=(),
-                 prefetch: bool = False, max_peers: int = 50,
-                 read_timeout: float | None = None, announce: bool = True,
-                 listen: bool = True, offload=trio.to_thread.run_sync,
-                 data_dir=None, seed_only: bool = False, check_progress=None,
-                 upload_rate: float | None = None, download_rate: float | None = None,
-                 choker: Choker | None = None, cache_size: int | None = None,
-                 lsd: bool = False, pex: bool = True, web_seeds=None,
-                 http_transport=None, shared=None) -> None:
+    """One torrent, live (see the module docstring). ``options`` are its settings;
+    the keyword arguments are handed to it at run time: ``peer_id`` (a fresh one
+    unless given), ``shared`` (the rate limits and connection cap of a multi-torrent
+    mount, ``multi.Shared``), ``offload`` (how blocking storage work runs: a worker
+    thread; tests run it inline), ``choker``, ``http_transport`` (the web seeds'
+    HTTP, for tests) and ``check_progress`` (told how the check at start goes)."""
+
+    def __init__(self, meta, folder: str | os.PathLike,
+                 options: TorrentOptions = TorrentOptions(), *,
+                 peer_id: bytes | None = None, shared=None,
+                 offload=trio.to_thread.run_sync, choker: Choker | None = None,
+                 http_transport=None, check_progress=None) -> None:
         self.meta = meta
+        self.options = options
         self.geometry = Geometry(meta.piece_length, tuple(f.length for f in meta.files))
         # seed_only: serve the data in data_dir as it is (verified at start), never
         # downloading or writing; otherwise a cache that fills as pieces are read.
-        self.seed_only = seed_only
+        self.seed_only = options.seed_only
         self.check_progress = check_progress
-        self.storage = Storage(folder, meta, self.geometry, data_dir=data_dir,
-                               readonly=seed_only)
+        self.storage = Storage(folder, meta, self.geometry, data_dir=options.data_dir,
+                               readonly=options.seed_only)
         self.have = Bitfield(self.geometry.num_pieces)
         self.peer_id = peer_id or make_peer_id()
-        self.picker = Picker(self.geometry, self.have, prefetch=prefetch,
+        self.picker = Picker(self.geometry, self.have, prefetch=options.prefetch,
                              salt=int.from_bytes(self.peer_id[-4:], "big"),
                              jitter=LEECHER_JITTER)
-        self.port = port
-        self.listen_host = listen_host
-        self.max_peers = max_peers
-        self.read_timeout = read_timeout
-        self.listen = listen
+        self.port = options.port  # the one bound once listening
         # How blocking storage work runs: in a worker thread (tests may run it inline).
-        self._offload = offload
+        self.offload = offload
         self.sessions: dict[tuple[str, int], PeerSession] = {}
-        self._connecting: set[tuple[str, int]] = set()
-        self.candidates: dict[tuple[str, int], _Candidate] = {}
         self._buffers: dict[int, bytearray] = {}
-        self._recent: OrderedDict[int, bytearray] = OrderedDict()  # verified, in memory
-        self._recent_bytes = 0
-        self._events: dict[int, trio.Event] = {}
         self._verifying: set[int] = set()
         # Peers that sent bad data are banned for the session, by address and peer id.
         self.blame = Blame(self.geometry)
         self.banned_ips: set[str] = set()
         self._banned_ids: set[bytes] = set()
-        self._hash_limiter = trio.CapacityLimiter(max(1, (os.cpu_count() or 2)))
         self.choker = choker or Choker()
-        # Issue 7 hook (multi.py): the torrents of a multi-torrent mount share their
-        # rate limits and a cap on connections (``multi.Shared``).
+        # The torrents of a multi-torrent mount share their rate limits and a cap on
+        # connections (``multi.Shared``).
         self.shared = shared
-        self.uploads = Uploader(self, shared.upload if shared else TokenBucket(upload_rate))
+        self.connector = Connector(self, max_peers=options.max_peers, shared=shared)
+        self.uploads = Uploader(self, shared.upload if shared
+                                else TokenBucket(options.upload_rate))
         self.download_limit = (shared.download if shared  # applied by each PeerSession
-                               else TokenBucket(download_rate))
-        self.cache = DiskCache(self, cache_size)
-        # The readahead window must fit the disk cache, or it evicts its own pieces.
-        self.readahead_max = READAHEAD_MAX if cache_size is None else max(
-            READAHEAD_MIN, min(READAHEAD_MAX, cache_size // 2))
-        self._store_errors: dict[int, OSError] = {}  # piece -> why it could not be written
-        self._wake_connector = trio.Event()
+                               else TokenBucket(options.download_rate))
+        self.cache = DiskCache(self, options.cache_size)
+        self.reads = Reads(self, read_timeout=options.read_timeout,
+                           cache_size=options.cache_size)
         self._spread = 1  # peers unchoking us (up to SPREAD_MAX): urgent pieces split this way
         self.downloaded = 0
         self.wasted = 0
         self.announcer = Announcer(
-            [list(t) for t in meta.announce_list] if announce else [],
+            [list(t) for t in meta.announce_list] if options.announce else [],
             meta.info_hash, self.peer_id, lambda: self.port,
             self._announce_stats, self._on_tracker_peers)
-        # Discovery hook (issue 6): local service discovery, never for private torrents.
+        # Local service discovery, never for private torrents.
         self.lsd = (LsdService(meta.info_hash, lambda: self.port, self.add_peer)
-                    if lsd and not meta.private else None)
-        # Status hook (issue 7): reads waiting for pieces (for ``status()``), and who
-        # hears of a piece arriving or leaving (the FUSE layer's st_blocks).
-        self.waiting_reads: dict[object, tuple[float, list[int]]] = {}
+                    if options.lsd and not meta.private else None)
+        # Who hears of a piece arriving or leaving (the FUSE layer's st_blocks).
         self.piece_listeners: list = []  # callables taking a piece index
-        # Web seeds hook (issue 7, BEP 19): the torrent's url-list unless given.
-        self.webseeds = WebSeeds(self, meta.url_list if web_seeds is None else web_seeds,
-                                 http_transport)
+        # Web seeds (BEP 19): the torrent's url-list unless given.
+        self.webseeds = WebSeeds(
+            self, meta.url_list if options.web_seeds is None else options.web_seeds,
+            http_transport)
         self._nursery: trio.Nursery | None = None
         # BEP 10 extensions (metadata serving, PEX): hooks in on_handshake,
-        # on_peer_closed, _on_Extended and _ticker.
-        self.ext = PeerExtensions(self, pex_enabled=pex and not meta.private)
-        for addr in peers:
+        # on_peer_closed, on_message and _ticker.
+        self.ext = PeerExtensions(self, pex_enabled=options.pex and not meta.private)
+        for addr in options.peers:
             self.add_peer(addr)
 
     # -- life cycle -----------------------------------------------------------------
@@ -223,9 +156,9 @@ class Torrent:
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Serve the torrent until cancelled. Ready (``task_status.started``) once
         storage is open and the listener is bound."""
-        await self._offload(self.storage.open)
+        await self.offload(self.storage.open)
         if self.seed_only:
-            resumed = await self._offload(self.storage.check, self.check_progress)
+            resumed = await self.offload(self.storage.check, self.check_progress)
             log.info("verified %d of %d pieces in %s", resumed.count, self.have.size,
                      self.storage.data_dir)
             self.cache.trust_all(resumed)
@@ -238,12 +171,14 @@ class Torrent:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                if self.listen:
-                    listeners = await trio.open_tcp_listeners(self.port, host=self.listen_host)
+                if self.options.listen:
+                    listeners = await trio.open_tcp_listeners(
+                        self.port, host=self.options.listen_host)
                     self.port = listeners[0].socket.getsockname()[1]
                     log.info("listening on port %d", self.port)
-                    nursery.start_soon(trio.serve_listeners, self._handle_incoming, listeners)
-                nursery.start_soon(self._connector)
+                    nursery.start_soon(trio.serve_listeners, self.connector.handle_incoming,
+                                       listeners)
+                nursery.start_soon(self.connector.run)
                 nursery.start_soon(self._ticker)
                 nursery.start_soon(self.uploads.run)
                 if not self.seed_only:
@@ -258,7 +193,7 @@ class Torrent:
                      "pieces verified", self.downloaded, self.uploaded, self.wasted,
                      self.have.count, self.have.size)
             with trio.CancelScope(shield=True):
-                await self._offload(self._save_resume_and_close)
+                await self.offload(self._save_resume_and_close)
 
     def _save_resume_and_close(self) -> None:
         try:
@@ -272,18 +207,12 @@ class Torrent:
 
     def add_peer(self, addr: tuple[str, int]) -> None:
         """Remember a peer address to connect to (from a tracker or the user)."""
-        addr = (str(addr[0]), int(addr[1]))
-        if addr not in self.candidates:
-            self.candidates[addr] = _Candidate()
-            self._wake_connector.set()
+        self.connector.add(addr)
 
-    def room_for_peer(self, pending: int = 0) -> bool:
-        """Room for one more connection besides ``pending`` ones being made: under
-        ``max_peers``, and under the cap shared with the other torrents of a
-        multi-torrent mount (issue 7 hook, ``multi.Shared.room``)."""
-        if len(self.sessions) + pending >= self.max_peers:
-            return False
-        return self.shared is None or self.shared.room()
+    @property
+    def candidates(self) -> dict[tuple[str, int], Candidate]:
+        """The peer addresses known, dialed or not (``connector.Connector``)."""
+        return self.connector.candidates
 
     def _on_tracker_peers(self, peers: list[tuple[str, int]]) -> None:
         for addr in peers:
@@ -294,83 +223,21 @@ class Torrent:
             self.geometry.piece_size(i) for i in self.have) if not self.have.complete else 0
         return self.uploaded, self.downloaded, left
 
-    async def _connector(self) -> None:
-        while True:
-            now = trio.current_time()
-            for addr, cand in list(self.candidates.items()):
-                if not self.room_for_peer(len(self._connecting)):
-                    break
-                if (cand.banned or addr[0] in self.banned_ips or cand.next_try > now
-                        or addr in self.sessions
-                        or addr in self._connecting):
-                    continue
-                self._connecting.add(addr)
-                self._nursery.start_soon(self._connect, addr, cand)
-            self._wake_connector = trio.Event()
-            with trio.move_on_after(1.0):
-                await self._wake_connector.wait()
-
-    async def _connect(self, addr: tuple[str, int], cand: _Candidate) -> None:
-        try:
-            try:
-                stream = await connect(addr)
-            except OSError as e:
-                cand.failures += 1
-                cand.next_try = trio.current_time() + min(15 * 2 ** cand.failures, 600)
-                log.debug("connect %s:%d failed: %s", *addr, e)
-                return
-        finally:
-            self._connecting.discard(addr)
-        session = await self.attach(stream, addr)
-        if session.connected_at and trio.current_time() - session.connected_at > 60:
-            cand.failures = 0
-        cand.next_try = trio.current_time() + 15 * 2 ** min(cand.failures, 5)
-        cand.failures += 1
-
-    def _new_session(self, stream, addr, *, outgoing: bool) -> PeerSession:
-        conn = wire.PeerConnection(self.meta.info_hash, self.peer_id,
-                                   num_pieces=self.geometry.num_pieces)
-        return PeerSession(self, stream, addr, conn, outgoing=outgoing)
-
     async def attach(self, stream: trio.abc.Stream, addr: tuple[str, int]) -> PeerSession:
-        """Run a peer session we started over ``stream`` (any trio stream) until it
-        ends; returns it, closed."""
-        session = self._new_session(stream, addr, outgoing=True)
-        self.sessions[addr] = session
-        await session.run()
-        return session
-
-    async def _handle_incoming(self, stream: trio.SocketStream) -> None:
-        try:
-            host, port, *_ = stream.socket.getpeername()
-        except OSError:
-            await stream.aclose()
-            return
-        try:
-            tune(stream)
-        except OSError:
-            pass
-        await self.accept(stream, (host, port))
+        """Run a session we started over ``stream`` until it ends (``Connector.attach``)."""
+        return await self.connector.attach(stream, addr)
 
     async def accept(self, stream: trio.abc.Stream, addr: tuple[str, int]) -> None:
-        """Run a session a peer started over ``stream`` until it ends, unless the peer
-        is banned or there is no room."""
-        if (not self.room_for_peer() or addr in self.sessions
-                or addr[0] in self.banned_ips):
-            with trio.CancelScope(shield=True):
-                await stream.aclose()
-            return
-        session = self._new_session(stream, addr, outgoing=False)
-        self.sessions[addr] = session
-        await session.run(send_handshake=False)
+        """Run a session a peer started over ``stream`` (``Connector.accept``)."""
+        await self.connector.accept(stream, addr)
 
     # -- session callbacks (peer.Swarm) ---------------------------------------------
 
     def on_handshake(self, s: PeerSession) -> bool:
         if s.peer_id == self.peer_id:
             s.close_reason = "connected to ourselves"
-            if s.outgoing and s.addr in self.candidates:
-                self.candidates[s.addr].banned = True
+            if s.outgoing and s.addr in self.connector.candidates:
+                self.connector.candidates[s.addr].banned = True
             return False
         if s.peer_id in self._banned_ids or s.addr[0] in self.banned_ips:
             s.close_reason = "banned peer"
@@ -400,23 +267,56 @@ class Torrent:
         s.queued.clear()
         s.upload_fifo.clear()
         self.ext.peer_closed(s)
-        self._wake_connector.set()
+        self.connector.wake()
         self.schedule()
 
     def on_message(self, s: PeerSession, msg: wire.Message) -> None:
-        handler = getattr(self, "_on_" + type(msg).__name__, None)
-        if handler is not None:
-            handler(s, msg)
+        """One message from a peer past its handshake (the session has already
+        updated its own flags: choked, interested, the requests it queued)."""
+        match msg:
+            case wire.Bitfield():
+                self.picker.got_bitfield(
+                    s, Bitfield.from_bytes(msg.bits, self.geometry.num_pieces))
+                self._update_interest(s)
+            case wire.HaveAll():
+                self.picker.got_have_all(s)
+                self._update_interest(s)
+            case wire.Have():
+                self._on_have(s, msg)
+            case wire.Unchoke():
+                self._count_spread()
+                self._fill(s)
+            case wire.Choke():
+                self._count_spread()
+                if not s.fast:  # with BEP 6 the peer rejects each request explicitly
+                    self.picker.peer_choked(s)
+                    self.schedule()
+            case wire.Reject():
+                self.picker.request_dropped(s, msg.index, msg.begin)
+                # Not refilled from this peer now (it would be asked the same again);
+                # the ticker refills it, and other peers may take the block at once.
+                self.schedule(skip=s)
+            case wire.Piece():
+                self.got_block(s, msg.index, msg.begin, msg.data)
+                self._fill(s, batch=True)
+            case wire.Extended():
+                self.ext.on_extended(s, msg)
+            case wire.Request():
+                self.uploads.request(s, msg)
+            case wire.Cancel():
+                self.uploads.cancel(s, msg)
+            case wire.Interested():
+                if self.have.count:
+                    self.rechoke()  # a free slot should not wait for the next round
+            case wire.NotInterested():
+                if not s.am_choking:
+                    self.rechoke()
+            case (wire.HaveNone() | wire.KeepAlive() | wire.Port() | wire.Suggest()
+                  | wire.AllowedFast() | wire.Unknown()):
+                pass  # nothing for the torrent: a peer starts with no pieces, the
+                # session saw its keep-alive, and the hints of BEP 5/6 go unused
 
-    def _on_Bitfield(self, s: PeerSession, msg: wire.Bitfield) -> None:
-        self.picker.got_bitfield(s, Bitfield.from_bytes(msg.bits, self.geometry.num_pieces))
-        self._update_interest(s)
-
-    def _on_HaveAll(self, s: PeerSession, msg) -> None:
-        self.picker.got_have_all(s)
-        self._update_interest(s)
-
-    def _on_Have(self, s: PeerSession, msg: wire.Have) -> None:
+    def _on_have(self, s: PeerSession, msg: wire.Have) -> None:
         self.picker.got_have(s, msg.index)
         if not s.am_interested and msg.index not in self.have and not self.seed_only:
             s.send(wire.Interested())
@@ -428,30 +328,16 @@ class Torrent:
                     seed.send(wire.Cancel(msg.index, begin, length))
             self._fill(s)
 
-    def _on_Unchoke(self, s: PeerSession, msg) -> None:
-        self._count_spread()
-        self._fill(s)
-
     def _count_spread(self) -> None:
         n = sum(1 for p in self.sessions.values() if not p.peer_choking and p.registered)
         n += self.webseeds.up_count()
         self._spread = max(1, min(SPREAD_MAX, n))
 
-    def _on_Choke(self, s: PeerSession, msg) -> None:
-        self._count_spread()
-        if not s.fast:  # with BEP 6 the peer rejects each request explicitly
-            self.picker.peer_choked(s)
-            self.schedule()
-
-    def _on_Reject(self, s: PeerSession, msg: wire.Reject) -> None:
-        self.picker.request_dropped(s, msg.index, msg.begin)
-        # Not refilled from this peer now (it would be asked the same again); the
-        # ticker refills it, and other peers may take the block at once.
-        self.schedule(skip=s)
-
-    def _on_Piece(self, s: PeerSession, msg: wire.Piece) -> None:
-        self.got_block(s, msg.index, msg.begin, msg.data)
-        self._fill(s, batch=True)
+    @property
+    def spread(self) -> int:
+        """Over how many peers (or web seeds) an urgent piece's blocks are split:
+        those unchoking us, up to ``SPREAD_MAX``."""
+        return self._spread
 
     def got_block(self, s: PeerSession | WebSeed, index: int, begin: int, data) -> None:
         """A block arrived from a peer or a web seed: into its piece's buffer, the
@@ -471,23 +357,6 @@ class Torrent:
         if got.piece_complete:
             self._verifying.add(index)
             self._nursery.start_soon(self._verify, index)
-
-    def _on_Extended(self, s: PeerSession, msg: wire.Extended) -> None:
-        self.ext.on_extended(s, msg)
-
-    def _on_Request(self, s: PeerSession, msg: wire.Request) -> None:
-        self.uploads.request(s, msg)
-
-    def _on_Cancel(self, s: PeerSession, msg: wire.Cancel) -> None:
-        self.uploads.cancel(s, msg)
-
-    def _on_Interested(self, s: PeerSession, msg) -> None:
-        if self.have.count:
-            self.rechoke()  # a free slot should not wait for the next round
-
-    def _on_NotInterested(self, s: PeerSession, msg) -> None:
-        if not s.am_choking:
-            self.rechoke()
 
     # -- choking ----------------------------------------------------------------------
 
@@ -568,15 +437,11 @@ class Torrent:
         except OSError as e:
             log.error("cannot write piece %d: %s", index, e)
             ok = None
-            # The reads waiting for it fail with this error rather than wait on.
-            self._store_errors[index] = e
-            event = self._events.pop(index, None)
-            if event is not None:
-                event.set()
+            self.reads.store_failed(index, e)  # its reads fail rather than wait on
         finally:
             self._verifying.discard(index)
         if ok:
-            self._remember(index, buf)
+            self.reads.remember(index, buf)
             self.piece_on_disk(index)
         else:
             suppliers = self.picker.suppliers(index)
@@ -595,10 +460,7 @@ class Torrent:
     def piece_on_disk(self, index: int) -> None:
         """A verified piece is on disk: it is ours; wake its readers, tell the peers."""
         self.picker.piece_verified(index)
-        self._store_errors.pop(index, None)
-        event = self._events.pop(index, None)
-        if event is not None:
-            event.set()
+        self.reads.piece_arrived(index)
         for listener in self.piece_listeners:
             listener(index)
         for s in list(self.sessions.values()):
@@ -619,44 +481,26 @@ class Torrent:
         self.picker.piece_lost(index)
         for listener in self.piece_listeners:
             listener(index)
-        data = self._recent.pop(index, None)
-        if data is not None:
-            self._recent_bytes -= len(data)
+        self.reads.forget(index)
         for s in list(self.sessions.values()):
             if s.registered and not s.am_interested:
                 self._update_interest(s)
 
-    def _remember(self, index: int, data: bytearray) -> None:
-        """Keep a just-verified piece in memory: the next reads are likely in it."""
-        self._recent[index] = data
-        self._recent_bytes += len(data)
-        while self._recent_bytes > RECENT_BYTES and len(self._recent) > 1:
-            _, old = self._recent.popitem(last=False)
-            self._recent_bytes -= len(old)
+    def remember(self, index: int, data: bytearray) -> None:
+        """Keep a piece just verified (or checked on disk) in memory: the next
+        reads are likely in it."""
+        self.reads.remember(index, data)
 
-    def _read_recent(self, start: int, size: int, pieces: range) -> bytes | memoryview | None:
-        """The bytes from memory if every piece of the range is there, else None.
-        A piece read to its end is let go: the kernel's page cache serves it again
-        (``keep_cache``), so memory holds what readers have not reached yet."""
-        recent = self._recent
-        if not all(i in recent for i in pieces):
-            return None
-        g = self.geometry
-        parts = []
-        end = start + size
-        for i in pieces:
-            base = g.piece_offset(i)
-            piece_end = base + g.piece_size(i)
-            lo = max(start, base) - base
-            hi = min(end, piece_end) - base
-            parts.append(memoryview(recent[i])[lo:hi])
-        # One piece: a view, no copy (pyfuse3 takes any buffer; the piece's bytearray
-        # is never written again, and the view keeps it alive after it is let go).
-        data = parts[0] if len(parts) == 1 else b"".join(parts)
-        for i in pieces:
-            if end >= g.piece_offset(i) + g.piece_size(i):
-                self._recent_bytes -= len(recent.pop(i))
-        return data
+    def downloading(self, index: int) -> bool:
+        """Whether a piece is being fetched, or hashed after its download."""
+        return index in self._verifying or bool(self.picker.contributors(index))
+
+    def stop_prefetch(self) -> bool:
+        """Stop the background download (``prefetch``); False if it was off."""
+        if not self.picker.prefetch:
+            return False
+        self.picker.prefetch = False
+        return True
 
     def ban(self, s: PeerSession | WebSeed, why: str) -> None:
         """Refuse the peer's address and peer id for the rest of the session, and
@@ -679,9 +523,7 @@ class Torrent:
         while True:
             await trio.sleep(1.0)
             now = trio.current_time()
-            full = not self.room_for_peer() and any(
-                c.next_try <= now and not c.banned and a not in self.sessions
-                for a, c in self.candidates.items())
+            full = self.connector.starved(now)
             for s in list(self.sessions.values()):
                 s.keep_alive(now)
                 if (not s.peer_choking and self.picker.outstanding(s)
@@ -713,81 +555,24 @@ class Torrent:
         return self.uploads.uploaded
 
     async def block(self, index: int, begin: int, length: int) -> bytes:
-        """Bytes of a verified piece: from memory if it is still there, else from
-        disk in a worker thread. Raises ``StorageError`` if the piece left the disk
-        cache meanwhile (or failed its check there)."""
-        piece = self._recent.get(index)
-        if piece is not None:
-            return bytes(memoryview(piece)[begin:begin + length])
-        with self.cache.pinned((index,)):
-            if index not in self.have or not await self.cache.trust((index,), False):
-                raise StorageError(f"piece {index} is no longer in the cache")
-            return await self._offload(self.storage.read,
-                                       self.geometry.piece_offset(index) + begin, length)
+        """Bytes of a verified piece, for an upload (``Reads.block``)."""
+        return await self.reads.block(index, begin, length)
 
-    # -- the read path ----------------------------------------------------------------
+    # -- the read path (reads.Reads) --------------------------------------------------
 
     def open_handle(self, file_index: int) -> ReadHandle:
-        return ReadHandle(self, file_index)
+        """An open file: its reads move a readahead window (``reads.ReadHandle``)."""
+        return self.reads.open_handle(file_index)
 
     async def read(self, file_index: int, offset: int, size: int,
                    handle: ReadHandle | None = None) -> bytes | memoryview:
-        """Bytes ``[offset, offset+size)`` of a file (short at its end), once every
-        piece they touch is verified. Raises ``ReadTimeout`` if no piece it waits for
-        arrives within ``read_timeout`` seconds."""
-        length = self.geometry.file_lengths[file_index]
-        if size <= 0 or offset >= length:
-            return b""
-        size = min(size, length - offset)
-        start = self.geometry.file_offset(file_index) + offset
-        pieces = self.geometry.pieces_in_range(start, size)
-        if handle is not None:
-            handle.advance(offset, size)
-        with self.cache.pinned(pieces):  # not evicted under our feet
-            for _ in range(3):  # a piece dropped by its check on disk is fetched again
-                missing = self.have.missing(pieces)
-                if missing:
-                    await self.cache.recover(missing)  # left by a crash: check, not fetch
-                    missing = self.have.missing(missing)
-                if missing:
-                    await self._wait_for(missing)
-                if await self.cache.trust(pieces):
-                    break
-            else:
-                raise StorageError(f"pieces {pieces.start}-{pieces.stop - 1} keep failing "
-                                   "their hash check on disk")
-            self.cache.touched(pieces)
-            data = self._read_recent(start, size, pieces)
-            if data is not None:
-                return data
-            return await self._offload(self.storage.read, start, size)
+        """Bytes ``[offset, offset+size)`` of a file once verified: ``Reads.read``."""
+        return await self.reads.read(file_index, offset, size, handle)
 
-    async def _wait_for(self, pieces: list[int]) -> None:
-        owner = object()
-        self.picker.raise_priority(owner, pieces, NOW, trio.current_time() + NOW_SLACK)
-        self.schedule()
-        timeout = math.inf if self.read_timeout is None else self.read_timeout
-        self.waiting_reads[owner] = (trio.current_time(), pieces)
-        try:
-            for i in pieces:
-                while i not in self.have:
-                    event = self._events.get(i)
-                    if event is None:
-                        event = self._events[i] = trio.Event()
-                        self._store_errors.pop(i, None)  # a new attempt: old news
-                    with trio.move_on_after(timeout):
-                        await event.wait()
-                    if i in self.have:
-                        break
-                    error = self._store_errors.get(i)
-                    if error is not None:  # verified, but it could not be written
-                        raise error
-                    if not event.is_set():
-                        raise ReadTimeout(f"no progress for {timeout:g} s waiting for "
-                                          f"piece {i}: {self._who_has(i)}")
-        finally:
-            self.waiting_reads.pop(owner, None)
-            self.picker.drop(owner)
+    @property
+    def waiting_reads(self) -> dict[object, tuple[float, list[int]]]:
+        """The reads waiting for pieces: owner -> (since when, the pieces)."""
+        return self.reads.waiting
 
     def status(self) -> dict:
         """A snapshot of this torrent for ``torrentfs status`` and the xattrs: see
@@ -795,7 +580,7 @@ class Torrent:
         from torrentfs.engine.status import snapshot
         return snapshot(self)
 
-    def _who_has(self, index: int) -> str:
+    def who_has(self, index: int) -> str:
         """Why a piece is not coming, for the log: no peers, or peers without it;
         and how the web seeds fare, if any."""
         why = self._peers_having(index)

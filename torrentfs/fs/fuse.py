@@ -39,7 +39,8 @@ import trio
 from torrentfs.core.tree import Node, Tree
 from torrentfs.disk.storage import StorageError
 from torrentfs.engine.status import node_facts
-from torrentfs.engine.torrent import ReadTimeout, Torrent
+from torrentfs.engine.reads import ReadTimeout
+from torrentfs.engine.torrent import Torrent
 
 log = logging.getLogger("torrentfs.fuse")
 
@@ -127,7 +128,7 @@ class TorrentFS(pyfuse3.Operations):
         super().__init__()
         self.torrent = torrent
         self.tree = tree
-        # Issue 7 hook (multifs.py): in a multi-torrent mount each torrent's tree is
+        # In a multi-torrent mount (multifs.py) each torrent's tree is
         # shown at inodes ``base + tree inode`` and file handles come from one count.
         self.base = base
         self.uid, self.gid = os.getuid(), os.getgid()
@@ -140,7 +141,7 @@ class TorrentFS(pyfuse3.Operations):
         self._closing = False
         self._closing_why = "unmounting"
         self._device: int | None = None  # /dev/fuse, found once reads wait
-        # Status hook (issue 7): st_blocks counts a file's verified bytes, so the
+        # st_blocks counts a file's verified bytes, so the
         # kernel's cached attributes of the files a piece touches are dropped when
         # the piece arrives or leaves (``du`` is right at once).
         self._file_inodes = {n.file_index: n.inode for n in tree.nodes.values()

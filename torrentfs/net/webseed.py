@@ -20,19 +20,25 @@ Failures:
 * a server that ignores ``Range``: for a range at a file's start the needed bytes
   are read and the connection closed; otherwise the seed is given up. What a seed
   can make us hold is one run per slot.
+
+What a web seed needs of its torrent is ``Host``.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import httpx
 import trio
 
 from torrentfs import __version__
 from torrentfs.core import wire
-from torrentfs.core.ratelimit import Rate
+from torrentfs.core.geometry import Geometry
+from torrentfs.core.metainfo import Metainfo
+from torrentfs.core.picker import Picker
+from torrentfs.core.ratelimit import Rate, TokenBucket
 from torrentfs.core.webseed import (
     IgnoresRange,
     ResponseError,
@@ -51,6 +57,22 @@ SLOTS = 3                # range requests in flight per web seed
 RUN_BYTES = 1 << 20      # at most this much per request
 HEADERS_TIMEOUT = 20.0   # from sending a request to its response headers
 STALL_TIMEOUT = 20.0     # a body that sends nothing for this long is given up
+
+
+class Host(Protocol):
+    """What a web seed needs of its torrent (``engine.torrent.Torrent``)."""
+
+    meta: Metainfo
+    geometry: Geometry
+    picker: Picker               # a web seed is a key in it, like a peer
+    seed_only: bool              # then web seeds are never used
+    download_limit: TokenBucket  # shared with the peers
+
+    @property
+    def spread(self) -> int: ...  # over how many sources an urgent piece is split
+
+    def got_block(self, source, index: int, begin: int, data) -> None: ...
+    def schedule(self) -> None: ...  # requests were freed: let every source pick
 
 
 @dataclass(eq=False)
@@ -75,7 +97,7 @@ class _Run:
 class WebSeed:
     """One web seed. In the picker while up (``in_picker``); ``dropped`` for good."""
 
-    def __init__(self, torrent, url: str) -> None:
+    def __init__(self, torrent: Host, url: str) -> None:
         self.torrent = torrent
         self.url = url
         meta = torrent.meta
@@ -114,7 +136,7 @@ class WebSeed:
             t.picker.got_have_all(self)
             self.in_picker = True
         while len(self._runs) < SLOTS:
-            picks = t.picker.pick(self, now, self.run_blocks, t._spread)
+            picks = t.picker.pick(self, now, self.run_blocks, t.spread)
             if not picks:
                 return
             blocks, rest = split_run(picks)
@@ -280,7 +302,7 @@ def _one_line(error: BaseException) -> str:
 class WebSeeds:
     """The torrent's web seeds and the HTTP client they share."""
 
-    def __init__(self, torrent, urls, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, torrent: Host, urls, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.torrent = torrent
         self.transport = transport
         self.seeds: list[WebSeed] = []

@@ -1,0 +1,174 @@
+"""Who one torrent talks to: ``Connector``, owned by a ``Torrent`` (``torrent.connector``).
+
+It keeps the peer addresses the torrent knows (``candidates``: from trackers, the
+DHT, LSD, PEX and the user), dials them while there is ``room`` (under
+``max_peers`` and, in a multi-torrent mount, under the cap its torrents share,
+``multi.Shared``), and runs a session over each stream, dialed (``attach``) or
+accepted (``accept``). ``run`` dials whenever an address is added or a session
+ends, and at least once a second. An address whose dial failed is tried again
+after 30 s doubling to 10 min; one whose session ended after 15 s doubling to
+8 min (from 15 s again once a session lasted over a minute). Banned addresses
+(``torrent.banned_ips``) and our own (a candidate marked ``banned``) are never
+dialed; a peer that dials us while banned or with no room is closed at once.
+
+What it needs of its torrent is ``Dialer``; the torrent is also every session's
+``peer.Swarm``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+import trio
+
+from torrentfs.core import wire
+from torrentfs.core.geometry import Geometry
+from torrentfs.core.metainfo import Metainfo
+from torrentfs.net.peer import PeerSession, Swarm, connect, tune
+
+log = logging.getLogger("torrentfs.torrent")
+
+WAKE_EVERY = 1.0           # the dialer looks at the candidates at least this often
+LONG_SESSION = 60.0        # a session that lasted this long resets its address's back-off
+
+
+@dataclass
+class Candidate:
+    """A peer address the torrent knows, and when to dial it next."""
+    next_try: float = 0.0
+    failures: int = 0
+    banned: bool = False    # ourselves: never dialed again
+
+
+class Dialer(Swarm, Protocol):
+    """What the connector needs of its torrent (``torrent.Torrent`` is the one)."""
+
+    meta: Metainfo
+    geometry: Geometry
+    peer_id: bytes
+    sessions: dict[tuple[str, int], PeerSession]   # the open sessions, by address
+    banned_ips: set[str]
+
+
+class Connector:
+    """The torrent's candidates, dialing and sessions (see the module docstring)."""
+
+    def __init__(self, torrent: Dialer, *, max_peers: int, shared=None) -> None:
+        self.torrent = torrent
+        self.max_peers = max_peers
+        self.shared = shared              # multi.Shared, or None
+        self.candidates: dict[tuple[str, int], Candidate] = {}
+        self.connecting: set[tuple[str, int]] = set()  # addresses being dialed
+        self._wake = trio.Event()
+
+    def add(self, addr: tuple[str, int]) -> None:
+        """Remember a peer address to dial (from a tracker, the user, ...)."""
+        addr = (str(addr[0]), int(addr[1]))
+        if addr not in self.candidates:
+            self.candidates[addr] = Candidate()
+            self._wake.set()
+
+    def wake(self) -> None:
+        """A session ended: there may be room to dial another."""
+        self._wake.set()
+
+    @property
+    def connections(self) -> int:
+        """Sessions open and dials under way."""
+        return len(self.torrent.sessions) + len(self.connecting)
+
+    def room(self, pending: int = 0) -> bool:
+        """Room for one more connection besides ``pending`` ones being made: under
+        ``max_peers``, and under the cap shared with the other torrents of a
+        multi-torrent mount (``multi.Shared.room``)."""
+        if len(self.torrent.sessions) + pending >= self.max_peers:
+            return False
+        return self.shared is None or self.shared.room()
+
+    def starved(self, now: float) -> bool:
+        """No room, while some address is due to be dialed."""
+        sessions = self.torrent.sessions
+        return not self.room() and any(
+            c.next_try <= now and not c.banned and a not in sessions
+            for a, c in self.candidates.items())
+
+    # -- dialing ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Dial the candidates due while there is room, until cancelled."""
+        t = self.torrent
+        async with trio.open_nursery() as nursery:
+            while True:
+                now = trio.current_time()
+                for addr, cand in list(self.candidates.items()):
+                    if not self.room(len(self.connecting)):
+                        break
+                    if (cand.banned or addr[0] in t.banned_ips or cand.next_try > now
+                            or addr in t.sessions
+                            or addr in self.connecting):
+                        continue
+                    self.connecting.add(addr)
+                    nursery.start_soon(self._dial, addr, cand)
+                self._wake = trio.Event()
+                with trio.move_on_after(WAKE_EVERY):
+                    await self._wake.wait()
+
+    async def _dial(self, addr: tuple[str, int], cand: Candidate) -> None:
+        try:
+            try:
+                stream = await connect(addr)
+            except OSError as e:
+                cand.failures += 1
+                cand.next_try = trio.current_time() + min(15 * 2 ** cand.failures, 600)
+                log.debug("connect %s:%d failed: %s", *addr, e)
+                return
+        finally:
+            self.connecting.discard(addr)
+        session = await self.attach(stream, addr)
+        if session.connected_at and trio.current_time() - session.connected_at > LONG_SESSION:
+            cand.failures = 0
+        cand.next_try = trio.current_time() + 15 * 2 ** min(cand.failures, 5)
+        cand.failures += 1
+
+    # -- sessions --------------------------------------------------------------------
+
+    def _new_session(self, stream, addr, *, outgoing: bool) -> PeerSession:
+        t = self.torrent
+        conn = wire.PeerConnection(t.meta.info_hash, t.peer_id,
+                                   num_pieces=t.geometry.num_pieces)
+        return PeerSession(t, stream, addr, conn, outgoing=outgoing)
+
+    async def attach(self, stream: trio.abc.Stream, addr: tuple[str, int]) -> PeerSession:
+        """Run a peer session we started over ``stream`` (any trio stream) until it
+        ends; returns it, closed."""
+        session = self._new_session(stream, addr, outgoing=True)
+        self.torrent.sessions[addr] = session
+        await session.run()
+        return session
+
+    async def handle_incoming(self, stream: trio.SocketStream) -> None:
+        """A connection to our listener (``trio.serve_listeners``)."""
+        try:
+            host, port, *_ = stream.socket.getpeername()
+        except OSError:
+            await stream.aclose()
+            return
+        try:
+            tune(stream)
+        except OSError:
+            pass
+        await self.accept(stream, (host, port))
+
+    async def accept(self, stream: trio.abc.Stream, addr: tuple[str, int]) -> None:
+        """Run a session a peer started over ``stream`` until it ends, unless the peer
+        is banned or there is no room."""
+        t = self.torrent
+        if not self.room() or addr in t.sessions or addr[0] in t.banned_ips:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+            return
+        session = self._new_session(stream, addr, outgoing=False)
+        t.sessions[addr] = session
+        await session.run(send_handshake=False)

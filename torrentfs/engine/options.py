@@ -1,0 +1,45 @@
+"""How one torrent runs: ``TorrentOptions``, the settings a ``Torrent`` is given.
+
+The settings are plain values (a command line gives them: ``cli.torrent_options``);
+what a torrent is handed at run time besides (its peer id, the buckets a
+multi-torrent mount shares, how storage work is offloaded, a choker, an HTTP
+transport for tests) are ``Torrent``'s keyword arguments instead.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TorrentOptions:
+    """The settings of one ``Torrent``. The defaults are those of a plain
+    ``Torrent(meta, folder)``: listening on any free port, announcing to the
+    trackers, downloading what is read."""
+
+    # -- the network -----------------------------------------------------------------
+    port: int = 0                    # the port to listen on and announce (0: any free)
+    listen_host: str = "0.0.0.0"     # the address to listen on
+    listen: bool = True              # accept incoming peers (a watch mount listens for all)
+    announce: bool = True            # announce to the torrent's trackers
+    peers: tuple[tuple[str, int], ...] = ()  # addresses to try besides those discovered
+    max_peers: int = 50              # connections at most (with ``shared``: its cap too)
+    upload_rate: float | None = None    # bytes/s; None: no cap (``shared`` overrides)
+    download_rate: float | None = None  # bytes/s; None: no cap (``shared`` overrides)
+    lsd: bool = False                # local service discovery (BEP 14); never if private
+    pex: bool = True                 # peer exchange (BEP 11); never if private
+    web_seeds: tuple[str, ...] | None = None  # BEP 19 URLs; None: the torrent's url-list
+
+    # -- the data --------------------------------------------------------------------
+    prefetch: bool = False           # download the whole torrent, below reads
+    read_timeout: float | None = None  # a read with no progress this long fails; None: never
+    cache_size: int | None = None    # bytes kept on disk at most; None: no limit
+    seed_only: bool = False          # serve data_dir as it is (checked at start), never write
+    data_dir: str | os.PathLike | None = None  # where the payload lives; None: the folder
+
+    def __post_init__(self) -> None:
+        # Any iterables in, tuples kept: the options are frozen and shared.
+        object.__setattr__(self, "peers", tuple(tuple(p) for p in self.peers))
+        if self.web_seeds is not None:
+            object.__setattr__(self, "web_seeds", tuple(self.web_seeds))

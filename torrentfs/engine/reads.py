@@ -1,0 +1,296 @@
+"""The read path of one torrent: ``Reads``, owned by a ``Torrent`` (``torrent.reads``).
+
+``Reads.read(file_index, offset, size)`` maps the range to pieces, pins them in the
+disk cache, raises the missing ones to NOW in the picker (deadline: now +
+``NOW_SLACK``), lets every peer pick (``schedule``), waits for the pieces to be
+verified, then returns the bytes: from memory if the pieces just arrived
+(``Recent``), else from disk in a worker thread. Each piece waited for gets
+``read_timeout`` seconds of no progress before the read fails with ``ReadTimeout``,
+which says why the piece is not coming (``who_has``). A read undoes its own raises
+when it ends, however it ends.
+
+A ``ReadHandle`` is an open file: its reads move a readahead window whose pieces it
+raises to READAHEAD; it undoes only its own raises. ``block`` reads a block of a
+verified piece for an upload, the same way (memory, else disk, pinned meanwhile).
+
+What the read path needs of its torrent is ``PieceSupply``; what the torrent tells
+it is ``piece_arrived``, ``store_failed``, ``remember`` and ``forget``. Only
+verified pieces are ever read: a piece is in ``have`` once hashed and on disk.
+(Whether the reader behind a FUSE read gave up is the FUSE layer's business:
+``fs.fuse`` cancels the read.)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Any, Callable, Iterable, Protocol
+
+import trio
+
+from torrentfs.core.bitfield import Bitfield
+from torrentfs.core.geometry import Geometry
+from torrentfs.core.picker import NOW, READAHEAD, Picker
+from torrentfs.core.readahead import Readahead
+from torrentfs.disk.cache import DiskCache
+from torrentfs.disk.storage import Storage, StorageError
+
+NOW_SLACK = 0.05            # deadline of a piece a read waits on: now + this
+READAHEAD_MIN = 2 << 20     # readahead window after a seek, bytes
+READAHEAD_MAX = 32 << 20    # the window doubles on each contiguous read up to this
+READAHEAD_DEADLINE = 0.5    # deadline of the first readahead piece: now + this ...
+READAHEAD_STEP = 0.05       # ... and this much later for each piece after it
+RECENT_BYTES = 40 << 20     # verified pieces kept in memory until first read
+CHECK_TRIES = 3             # a piece dropped by its check on disk is fetched again
+
+
+class ReadTimeout(Exception):
+    """A read made no progress for ``read_timeout`` seconds."""
+
+
+class PieceSupply(Protocol):
+    """What the read path needs of its torrent (``torrent.Torrent`` is the one)."""
+
+    geometry: Geometry
+    have: Bitfield              # the verified pieces on disk
+    picker: Picker              # where reads raise and drop their pieces
+    cache: DiskCache
+    storage: Storage
+    offload: Callable[..., Any]  # runs blocking storage work (a worker thread)
+
+    def schedule(self) -> None: ...  # priorities changed: let every peer pick
+    def cancel_unwanted(self, pieces: Iterable[int]) -> None: ...
+    def who_has(self, index: int) -> str: ...  # why a piece is not coming
+
+
+class Recent:
+    """Just-verified pieces kept in memory (at most ``RECENT_BYTES``, oldest out
+    first): the next reads are likely in them."""
+
+    def __init__(self, limit: int = RECENT_BYTES) -> None:
+        self.limit = limit
+        self._pieces: OrderedDict[int, bytearray] = OrderedDict()
+        self.bytes = 0
+
+    def remember(self, index: int, data: bytearray) -> None:
+        self._pieces[index] = data
+        self.bytes += len(data)
+        while self.bytes > self.limit and len(self._pieces) > 1:
+            _, old = self._pieces.popitem(last=False)
+            self.bytes -= len(old)
+
+    def forget(self, index: int) -> None:
+        data = self._pieces.pop(index, None)
+        if data is not None:
+            self.bytes -= len(data)
+
+    def clear(self) -> None:
+        self._pieces.clear()
+        self.bytes = 0
+
+    def block(self, index: int, begin: int, length: int) -> bytes | None:
+        """A copy of a block of a piece in memory, or None if it is not here."""
+        piece = self._pieces.get(index)
+        if piece is None:
+            return None
+        return bytes(memoryview(piece)[begin:begin + length])
+
+    def read(self, g: Geometry, start: int, size: int,
+             pieces: range) -> bytes | memoryview | None:
+        """The bytes from memory if every piece of the range is there, else None.
+        A piece read to its end is let go: the kernel's page cache serves it again
+        (``keep_cache``), so memory holds what readers have not reached yet."""
+        recent = self._pieces
+        if not all(i in recent for i in pieces):
+            return None
+        parts = []
+        end = start + size
+        for i in pieces:
+            base = g.piece_offset(i)
+            piece_end = base + g.piece_size(i)
+            lo = max(start, base) - base
+            hi = min(end, piece_end) - base
+            parts.append(memoryview(recent[i])[lo:hi])
+        # One piece: a view, no copy (pyfuse3 takes any buffer; the piece's bytearray
+        # is never written again, and the view keeps it alive after it is let go).
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        for i in pieces:
+            if end >= g.piece_offset(i) + g.piece_size(i):
+                self.bytes -= len(recent.pop(i))
+        return data
+
+
+class ReadHandle:
+    """An open file. Its reads move a readahead window (``readahead.Readahead``),
+    whose pieces it raises to READAHEAD, earlier pieces first; pieces that fall out
+    of the window are dropped again, and requests for them cancelled. Its raises
+    are its own: ``close`` drops them all."""
+
+    def __init__(self, reads: Reads, file_index: int) -> None:
+        self.torrent = reads.torrent
+        self.file_index = file_index
+        self.readahead = Readahead(READAHEAD_MIN, reads.readahead_max)
+        self._raised: set[int] = set()
+        # Container indexes often sit at the end of a video file: fetch the first
+        # and last pieces soon after open, at readahead priority.
+        g = self.torrent.geometry
+        edge = list(g.file_pieces(file_index, 0, 1))
+        length = g.file_lengths[file_index]
+        if length:
+            edge += g.file_pieces(file_index, length - 1, 1)
+        self._raise([i for i in dict.fromkeys(edge) if i not in self.torrent.have])
+
+    def advance(self, offset: int, size: int) -> None:
+        """A read of ``[offset, offset+size)`` happened: move the readahead window."""
+        t = self.torrent
+        start, length = self.readahead.advance(offset, size)
+        window = t.geometry.file_pieces(self.file_index, start, length)
+        current = set(window)
+        stale = [i for i in self._raised if i not in current]
+        if stale:
+            self._raised.difference_update(stale)
+            t.picker.drop(self, stale)
+            t.cancel_unwanted(stale)
+        self._raise([i for i in window if i not in self._raised and i not in t.have])
+
+    def _raise(self, pieces: list[int]) -> None:
+        if not pieces:
+            return
+        t = self.torrent
+        now = trio.current_time()
+        for rank, i in enumerate(pieces):
+            t.picker.raise_priority(self, (i,), READAHEAD, now + READAHEAD_DEADLINE
+                                    + READAHEAD_STEP * rank)
+        self._raised.update(pieces)
+        t.schedule()
+
+    def close(self) -> None:
+        t = self.torrent
+        t.picker.drop(self)
+        t.cancel_unwanted(self._raised)
+        self._raised.clear()
+
+
+class Reads:
+    """The read path of one torrent (see the module docstring)."""
+
+    def __init__(self, torrent: PieceSupply, *, read_timeout: float | None = None,
+                 cache_size: int | None = None) -> None:
+        self.torrent = torrent
+        self.read_timeout = read_timeout
+        # The readahead window must fit the disk cache, or it evicts its own pieces.
+        self.readahead_max = READAHEAD_MAX if cache_size is None else max(
+            READAHEAD_MIN, min(READAHEAD_MAX, cache_size // 2))
+        self.recent = Recent()
+        # Reads waiting for pieces: owner -> (since when, the pieces), for ``status``.
+        self.waiting: dict[object, tuple[float, list[int]]] = {}
+        self._events: dict[int, trio.Event] = {}        # piece -> set when it arrives
+        self._store_errors: dict[int, OSError] = {}     # piece -> why it was not written
+
+    # -- what the torrent tells ---------------------------------------------------------
+
+    def piece_arrived(self, index: int) -> None:
+        """A piece is verified and on disk: wake the reads waiting for it."""
+        self._store_errors.pop(index, None)
+        event = self._events.pop(index, None)
+        if event is not None:
+            event.set()
+
+    def store_failed(self, index: int, error: OSError) -> None:
+        """A piece verified but could not be written: the reads waiting for it fail
+        with this error rather than wait on."""
+        self._store_errors[index] = error
+        event = self._events.pop(index, None)
+        if event is not None:
+            event.set()
+
+    def remember(self, index: int, data: bytearray) -> None:
+        """Keep a just-verified piece in memory: the next reads are likely in it."""
+        self.recent.remember(index, data)
+
+    def forget(self, index: int) -> None:
+        """A piece left the disk cache: not served from memory either."""
+        self.recent.forget(index)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def open_handle(self, file_index: int) -> ReadHandle:
+        return ReadHandle(self, file_index)
+
+    async def read(self, file_index: int, offset: int, size: int,
+                   handle: ReadHandle | None = None) -> bytes | memoryview:
+        """Bytes ``[offset, offset+size)`` of a file (short at its end), once every
+        piece they touch is verified. Raises ``ReadTimeout`` if no piece it waits for
+        arrives within ``read_timeout`` seconds."""
+        t = self.torrent
+        g = t.geometry
+        length = g.file_lengths[file_index]
+        if size <= 0 or offset >= length:
+            return b""
+        size = min(size, length - offset)
+        start = g.file_offset(file_index) + offset
+        pieces = g.pieces_in_range(start, size)
+        if handle is not None:
+            handle.advance(offset, size)
+        with t.cache.pinned(pieces):  # not evicted under our feet
+            for _ in range(CHECK_TRIES):
+                missing = t.have.missing(pieces)
+                if missing:
+                    await t.cache.recover(missing)  # left by a crash: check, not fetch
+                    missing = t.have.missing(missing)
+                if missing:
+                    await self._wait_for(missing)
+                if await t.cache.trust(pieces):
+                    break
+            else:
+                raise StorageError(f"pieces {pieces.start}-{pieces.stop - 1} keep failing "
+                                   "their hash check on disk")
+            t.cache.touched(pieces)
+            data = self.recent.read(g, start, size, pieces)
+            if data is not None:
+                return data
+            return await t.offload(t.storage.read, start, size)
+
+    async def block(self, index: int, begin: int, length: int) -> bytes:
+        """Bytes of a verified piece, for an upload: from memory if it is still
+        there, else from disk in a worker thread. Raises ``StorageError`` if the
+        piece left the disk cache meanwhile (or failed its check there)."""
+        data = self.recent.block(index, begin, length)
+        if data is not None:
+            return data
+        t = self.torrent
+        with t.cache.pinned((index,)):
+            if index not in t.have or not await t.cache.trust((index,), False):
+                raise StorageError(f"piece {index} is no longer in the cache")
+            return await t.offload(t.storage.read,
+                                   t.geometry.piece_offset(index) + begin, length)
+
+    async def _wait_for(self, pieces: list[int]) -> None:
+        """Raise the pieces to NOW and wait until each is in ``have``; the raises
+        are undone however this ends."""
+        t = self.torrent
+        owner = object()
+        t.picker.raise_priority(owner, pieces, NOW, trio.current_time() + NOW_SLACK)
+        t.schedule()
+        timeout = math.inf if self.read_timeout is None else self.read_timeout
+        self.waiting[owner] = (trio.current_time(), pieces)
+        try:
+            for i in pieces:
+                while i not in t.have:
+                    event = self._events.get(i)
+                    if event is None:
+                        event = self._events[i] = trio.Event()
+                        self._store_errors.pop(i, None)  # a new attempt: old news
+                    with trio.move_on_after(timeout):
+                        await event.wait()
+                    if i in t.have:
+                        break
+                    error = self._store_errors.get(i)
+                    if error is not None:  # verified, but it could not be written
+                        raise error
+                    if not event.is_set():
+                        raise ReadTimeout(f"no progress for {timeout:g} s waiting for "
+                                          f"piece {i}: {t.who_has(i)}")
+        finally:
+            self.waiting.pop(owner, None)
+            t.picker.drop(owner)
