@@ -22,12 +22,10 @@ from torrentfs.engine.multi import (
     HANDSHAKE_HEAD,
     MultiMount,
     Shared,
-    Skip,
-    Source,
     _Replayed,
     handshake_info_hash,
-    load_file,
 )
+from torrentfs.engine.sources import Skip, Source, load_file
 from torrentfs.engine.torrent import Torrent
 from torrentfs.fs.multifs import SLOT_BITS, MultiFS
 
