@@ -137,7 +137,8 @@ if __name__ == "__main__" and sys.argv[1:2] == ["--worker"]:
 
 from tests.harness.swarm import (_lt_argv, child_env, lt_create, lt_seeder,  # noqa: E402
                    opentracker, wait_until)
-from torrentfs.cli.main import mount_state_file, pid_alive  # noqa: E402
+from torrentfs.cli.state import mount_state_file  # noqa: E402
+from torrentfs.fs.procfs import pid_alive  # noqa: E402
 
 TORRENTFS = str(Path(sys.executable).with_name("torrentfs"))
 FUSERMOUNT = shutil.which("fusermount3") or "fusermount3"

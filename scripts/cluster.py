@@ -53,7 +53,8 @@ ROOT = Path(__file__).resolve().parent.parent
 from tests.harness.swarm import (Cluster, can_connect, child_env, cluster, opentracker,  # noqa: E402
                    stop_process, wait_until)
 
-from torrentfs.cli.main import mount_state_file, pid_alive  # noqa: E402
+from torrentfs.cli.state import mount_state_file  # noqa: E402
+from torrentfs.fs.procfs import pid_alive  # noqa: E402
 from torrentfs.core.metainfo import parse  # noqa: E402
 
 TORRENTFS = str(Path(sys.executable).with_name("torrentfs"))

@@ -27,7 +27,7 @@ settings.register_profile("torrentfs", deadline=None,
 settings.load_profile("torrentfs")
 
 
-from torrentfs.cli.main import pid_alive  # noqa: E402
+from torrentfs.fs.procfs import pid_alive  # noqa: E402
 
 TORRENTFS = str(Path(sys.executable).with_name("torrentfs"))
 
@@ -107,7 +107,7 @@ class Mount:
     @property
     def log_path(self) -> Path:
         if self.info_hash is None:
-            from torrentfs.cli.main import mount_log_file
+            from torrentfs.cli.state import mount_log_file
             return mount_log_file(self.cache, str(self.path))
         return self.folder / "torrentfs.log"
 
@@ -119,7 +119,7 @@ class Mount:
             return ""
 
     def pid(self) -> int | None:
-        from torrentfs.cli.main import mount_state_file
+        from torrentfs.cli.state import mount_state_file
         try:
             return int(mount_state_file(self.cache, str(self.path)).read_text())
         except (OSError, ValueError):

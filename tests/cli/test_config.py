@@ -12,15 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.test_main import TORRENTFS, assert_one_line_error, run
-from torrentfs.cli.config import (
-    ConfigError,
-    commands,
-    option_table,
-    split_mount_options,
-)
-from torrentfs.cli.main import (
-    build_parser,
-    parse_command_line,
+from torrentfs.cli.args import (
     parse_peer,
     parse_peer_list,
     parse_port,
@@ -29,6 +21,13 @@ from torrentfs.cli.main import (
     parse_web_seed,
     positive_seconds,
 )
+from torrentfs.cli.config import (
+    ConfigError,
+    commands,
+    option_table,
+    split_mount_options,
+)
+from torrentfs.cli.main import build_parser, parse_command_line
 
 # One value per option type, to set an option with. A new option whose type has no
 # sample here fails test_every_long_option_* with a message saying so.

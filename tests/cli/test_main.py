@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from torrentfs.cli.main import pid_alive
+from torrentfs.fs.procfs import pid_alive
 from torrentfs.core.magnet import link as magnet_link
 from torrentfs.disk.create import create_torrent
 
@@ -224,7 +224,7 @@ def test_log_lines_cannot_be_forged():
     import io
     import logging
 
-    from torrentfs.cli.main import setup_logging
+    from torrentfs.cli.output import setup_logging
     root = logging.getLogger()
     saved = root.handlers[:], root.level
     out = io.StringIO()

@@ -13,7 +13,7 @@ import subprocess
 import time
 
 from tests.conftest import TORRENTFS, data_of
-from torrentfs.cli.progress import progress_bar
+from torrentfs.cli.output import progress_bar
 
 
 def plain(text):

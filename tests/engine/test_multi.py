@@ -21,12 +21,10 @@ from torrentfs.disk.create import create_torrent
 from torrentfs.engine.multi import (
     MultiMount,
     Shared,
-    Skip,
-    Source,
     _Replayed,
-    load_file,
 )
 from torrentfs.engine.options import TorrentOptions
+from torrentfs.engine.sources import Skip, Source, load_file
 from torrentfs.engine.torrent import Torrent
 from torrentfs.fs.multifs import SLOT_BITS, MultiFS
 

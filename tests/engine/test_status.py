@@ -15,7 +15,9 @@ import pytest
 import trio
 
 from tests.harness.fakepeer import Behaviour, inline, start
-from torrentfs.cli.main import CliError, main, mount_state_file
+from torrentfs.cli.main import main
+from torrentfs.cli.output import CliError
+from torrentfs.cli.state import mount_state_file
 from torrentfs.cli.status import load, render_rich, render_text
 from torrentfs.core.bitfield import Bitfield
 from torrentfs.core.geometry import Geometry

@@ -18,7 +18,7 @@ adds to the file's list.
 An unknown key, an unknown table or a value of the wrong type is a ``ConfigError``
 whose one line names the file, the key and what was expected.
 
-Pure: no file is read here (cli.py finds and reads the file).
+Pure: no file is read here (``args.read_config`` finds and reads it).
 """
 
 from __future__ import annotations

@@ -14,8 +14,10 @@ import os
 import time
 from pathlib import Path
 
-from torrentfs.cli.output import _CONTROL, CliError, human
+from torrentfs.cli.args import command
+from torrentfs.cli.output import CliError, human
 from torrentfs.cli.state import default_cache_dir, mount_state_file
+from torrentfs.core.text import printable
 from torrentfs.engine.status import status_path
 from torrentfs.fs.procfs import pid_alive
 
@@ -23,10 +25,6 @@ STALE_AFTER = 5.0    # a status file older than this: the daemon is busy or stuc
 WATCH_EVERY = 1.0    # --watch redraws this often
 WATCH_FILES = 12     # --watch lists at most this many files ...
 WATCH_PEERS = 8      # ... and peers
-
-def printable(text: str) -> str:
-    """Control characters (from a torrent's names, a peer's words) shown escaped."""
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def percent(done: int, total: int) -> str:
@@ -191,7 +189,7 @@ def watch(mountpoint: str, cache: Path) -> int:
     return 0
 
 
-def cmd_status(args) -> int:
+def run(args) -> int:
     cache = Path(args.cache_dir or default_cache_dir())
     if args.watch:
         return watch(args.mountpoint, cache)
@@ -203,11 +201,9 @@ def cmd_status(args) -> int:
     return 0
 
 
-def add_parser(sub, command=None) -> None:
-    """The ``status`` subcommand, on the CLI's subparsers (made by ``command(sub,
-    name, **kw)`` if given, as the CLI makes its others)."""
-    make = command or (lambda sub, name, **kw: sub.add_parser(name, **kw))
-    s = make(
+def add_parser(sub) -> None:
+    """The ``status`` subcommand, on the CLI's subparsers."""
+    s = command(
         sub, "status", help="show what a mount is doing",
         description="Show a mount's progress (bytes verified, per file too), peers, "
         "rates, the reads waiting for pieces and its cache, as the daemon saw them at "
@@ -225,4 +221,4 @@ def add_parser(sub, command=None) -> None:
                      help="keep it on the terminal with progress bars, redrawn every "
                           "second, until the mount goes away or Ctrl-C")
     s.add_argument("--cache-dir", metavar="DIR", help="the cache folder the mount used")
-    s.set_defaults(func=cmd_status)
+    s.set_defaults(func=run)

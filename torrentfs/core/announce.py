@@ -8,13 +8,13 @@ raises ``TrackerError`` with one human line; it never raises anything else.
 from __future__ import annotations
 
 import ipaddress
-import re
 from dataclasses import dataclass, field
 from urllib.parse import quote_from_bytes, urlsplit
 
 import bencodepy
 
 from torrentfs.core.address import unpack_addr
+from torrentfs.core.text import replace_control
 
 DEFAULT_INTERVAL = 1800
 MIN_INTERVAL = 30  # we never re-announce faster than this, whatever a tracker says
@@ -78,14 +78,11 @@ def announce_url(base: str, req: AnnounceRequest) -> str:
     return f"{base}{sep}{own}"
 
 
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-
-
 def _text(value, limit: int = 200) -> str:
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
     # One line, no control characters: a tracker's words go into our log.
-    return _CONTROL.sub("_", " ".join(str(value).split()))[:limit]
+    return replace_control(" ".join(str(value).split()))[:limit]
 
 
 def _compact_peers(data: bytes, size: int) -> list[tuple[str, int]]:

@@ -55,11 +55,12 @@ the same size identically (``.pad/16384``).  Their paths must still be safe.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import bencodepy
+
+from torrentfs.core.text import has_control, replace_control
 
 __all__ = ["MetainfoError", "FileEntry", "Metainfo", "parse", "MAX_PIECE_LENGTH",
            "MAX_TOTAL_LENGTH", "MAX_TORRENT_BYTES"]
@@ -309,14 +310,6 @@ def _show(parts: tuple[str, ...] | str) -> str:
     return repr(parts)
 
 
-_CONTROL = re.compile("[\x01-\x1f\x7f-\x9f]")
-
-
-def _clean(text: str) -> str:
-    """``text`` with every control character replaced by ``_``."""
-    return _CONTROL.sub("_", text)
-
-
 def _component(comp: str, whole: str) -> str:
     """A path component as the filesystem will show it: refused if unsafe,
     else with control characters replaced and cut to 255 bytes."""
@@ -327,7 +320,7 @@ def _component(comp: str, whole: str) -> str:
         or "\x00" in comp
     ):
         raise MetainfoError(f"unsafe path in torrent: {whole}")
-    return _truncate(_clean(comp))
+    return _truncate(replace_control(comp))
 
 
 def _truncate(comp: str) -> str:
@@ -351,7 +344,7 @@ def _url(value: Any) -> str | None:
         url = value.decode("utf-8").strip()
     except UnicodeDecodeError:
         return None
-    if _CONTROL.search(url) or "\x00" in url:
+    if has_control(url):
         return None
     return url or None
 
@@ -386,7 +379,7 @@ def _url_list(top: dict) -> tuple[str, ...]:
 
 def _optional_text(top: dict, key: bytes) -> str | None:
     value = _pick_utf8(top, key, bytes)
-    return _clean(_text(value)).replace("\x00", "_") if isinstance(value, bytes) else None
+    return replace_control(_text(value)) if isinstance(value, bytes) else None
 
 
 # ---------------------------------------------------------------------------

@@ -32,21 +32,11 @@ from pathlib import Path
 
 from torrentfs.core.bitfield import Bitfield
 from torrentfs.core.geometry import Geometry
+from torrentfs.disk.private import open_private, private_dir, write_private
 
 RESUME_NAME = "resume"
 DATA_DIR = "data"
 RESUME_MAGIC = b"TFSR1"
-
-
-def _mkdirs(path: Path) -> None:
-    """Create ``path`` and its missing parents, each 0700 whatever the umask."""
-    missing = []
-    while not path.is_dir():
-        missing.append(path)
-        path = path.parent
-    for d in reversed(missing):
-        d.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(d, 0o700)
 
 
 class StorageError(OSError):
@@ -103,7 +93,7 @@ class Storage:
         Existing files are kept: their verified pieces are the cache. Read-only
         storage opens what exists, as it is; a missing file's pieces are unavailable."""
         if self.readonly:
-            _mkdirs(self.folder)
+            private_dir(self.folder, tighten=False)
             for i, path in enumerate(self.paths):
                 if i not in self.padding:
                     try:
@@ -112,16 +102,14 @@ class Storage:
                         pass
             return
         for d in (self.folder, self.data_dir):
-            _mkdirs(d)
-            os.chmod(d, 0o700)
+            private_dir(d)
         for i, path in enumerate(self.paths):
             if i in self.padding:
                 continue
-            _mkdirs(path.parent)
-            # O_NOFOLLOW: a symlink planted where a data file belongs is not followed.
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+            private_dir(path.parent, tighten=False)
+            # A symlink planted where a data file belongs is not followed.
+            fd = open_private(path, os.O_RDWR)
             try:
-                os.fchmod(fd, 0o600)
                 if os.fstat(fd).st_size != self.geometry.file_lengths[i]:
                     os.ftruncate(fd, self.geometry.file_lengths[i])
             except OSError:
@@ -274,21 +262,8 @@ class Storage:
         after syncing the data files so the bitfield never claims unwritten data."""
         for fd in list(self._fds.values()):
             os.fsync(fd)
-        tmp = self.resume_path.with_suffix(".tmp")
-        payload = RESUME_MAGIC + self.meta.info_hash + have.to_bytes()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, payload)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.resume_path)
-        dfd = os.open(self.folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        write_private(self.resume_path,
+                      RESUME_MAGIC + self.meta.info_hash + have.to_bytes(), durable=True)
 
     def load_resume(self) -> Bitfield:
         """The pieces the resume file says are verified and whose bytes are on disk

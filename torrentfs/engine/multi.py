@@ -21,11 +21,10 @@ waiting and later reads of its files still open fail with EIO, its peers are
 closed, trackers told ``stopped`` and its resume file saved; its verified data
 stays in the cache for the next time.
 
-Loaders (``LOADERS``) turn a file into a ``Source`` by suffix. A ``.magnet`` file (a
-text file holding a magnet link) needs the cache folder and the listening port, so
-the CLI gives its own loader: a ``Source`` with ``meta=None`` (unless the metadata
-is cached) and a ``resolve`` that fetches the metadata; the folder appears once it
-is known. The default loader here skips such a file with a log line.
+Loaders (``sources.LOADERS``, ``sources.watch_loader``) turn a file into a
+``Source``: a .torrent at once, a .magnet file (a text file holding a magnet link)
+with ``meta=None`` and a ``resolve`` that fetches the metadata (its folder appears
+once it is known).
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ import stat
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import Callable
 
 import trio
 
@@ -46,7 +45,9 @@ from torrentfs.core.metainfo import Metainfo
 from torrentfs.core.ratelimit import TokenBucket
 from torrentfs.core.tree import Tree
 from torrentfs.core.watchdir import MAX_FILES, DirWatch, Signature, candidates
+from torrentfs.disk.private import private_dir
 from torrentfs.engine.options import TorrentOptions
+from torrentfs.engine.sources import Skip, Source, load_file
 from torrentfs.engine.torrent import Torrent
 from torrentfs.net.peer import HANDSHAKE_TIMEOUT, tune
 
@@ -71,50 +72,6 @@ class TorrentTag(logging.Filter):
         if file is not None and not record.name.startswith("torrentfs.multi"):
             record.msg, record.args = f"[{file}] {record.getMessage()}", ()
         return True
-
-
-class Skip(Exception):
-    """A file in the watched folder that is not mounted; ``str()`` says why."""
-
-
-@dataclass
-class Source:
-    """A torrent to mount, as a loader made it of a file. ``meta`` is None while
-    the metadata is still to be fetched by ``resolve`` (a magnet link)."""
-    info_hash: bytes
-    meta: Metainfo | None = None
-    resolve: Callable[[], Awaitable[Metainfo]] | None = None
-    peers: tuple[tuple[str, int], ...] = ()
-
-
-def load_torrent_file(path: Path) -> Source:
-    from torrentfs.engine.sources import SourceError, load_torrent
-    try:
-        meta = load_torrent(str(path))
-    except SourceError as e:
-        raise Skip(str(e).removeprefix(f"{path}: ")) from None
-    return Source(meta.info_hash, meta)
-
-
-def load_magnet_file(path: Path) -> Source:
-    """A .magnet file needs the cache folder and the listening port to fetch its
-    metadata: the CLI's loader (``cli._watch_loader``) reads them; this default
-    (for a MultiMount made without one) skips them."""
-    raise Skip("magnet links need the CLI's loader")
-
-
-LOADERS: dict[str, Callable[[Path], Source]] = {
-    ".torrent": load_torrent_file,
-    ".magnet": load_magnet_file,
-}
-
-
-def load_file(path: Path) -> Source:
-    """The ``Source`` of a file in the watched folder; ``Skip`` says why not."""
-    loader = LOADERS.get(path.suffix.lower())
-    if loader is None:
-        raise Skip("not a .torrent or .magnet file")
-    return loader(path)
 
 
 def list_folder(path: Path, limit: int = MAX_FILES) -> tuple[dict[str, Signature], int]:
@@ -364,8 +321,7 @@ class MultiMount:
             raise Skip(f"--cache-size is too small for it (pieces of {meta.piece_length} "
                        "bytes; two are needed)")
         folder = self.cache / meta.info_hash.hex()
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(folder, 0o700)
+        private_dir(folder)
         options = replace(self.torrent_options, port=self.port, listen=False,
                           peers=(*self.peers, *entry.source.peers))
         torrent = Torrent(meta, folder, options, shared=self.shared)

@@ -48,6 +48,7 @@ from pathlib import Path
 import trio
 
 from torrentfs.core.address import show_addr
+from torrentfs.disk.private import write_private
 
 log = logging.getLogger("torrentfs.status")
 
@@ -132,22 +133,8 @@ def document(torrents: list[dict], mountpoint: str, pid: int | None = None,
 
 
 def status_path(state_file: Path) -> Path:
-    """Where the daemon behind ``state_file`` (``cli.mount_state_file``) publishes."""
+    """Where the daemon behind ``state_file`` (``cli.state.mount_state_file``) publishes."""
     return state_file.with_name(state_file.stem + ".status.json")
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` (0600) with ``data`` in one rename: a reader sees the old
-    file or the new one, never half of one. Not fsynced: it is rewritten every
-    second and worthless after a crash."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 async def publish(torrents, path: Path, mountpoint: str, every: float = PUBLISH_EVERY,
@@ -162,7 +149,7 @@ async def publish(torrents, path: Path, mountpoint: str, every: float = PUBLISH_
             data = json.dumps(doc, separators=(",", ":")).encode()
             took = time.perf_counter() - t0  # in the trio thread: keep it a small share
             try:
-                await offload(write_atomic, path, data)
+                await offload(write_private, path, data)  # atomic: old or new, never half
             except OSError as e:
                 log.warning("cannot write the status file %s: %s", path, e)
             await trio.sleep(max(every, took * BUSY_SHARE))

@@ -18,6 +18,10 @@ open, not at read) and fails the read with EINTR when a fatal signal is pending
 the process is gone. ``shutdown`` fails every waiting read at once (SIGTERM, or an
 unmount seen as an error on the FUSE device: pyfuse3's main loop only returns once
 every request has its answer).
+
+``mounted()`` is the one mount sequence, for one torrent (``TorrentFS``) and many
+(``multifs.MultiFS``) alike: mount, serve the kernel until unmounted or signalled,
+unmount.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ import select
 import signal
 import stat
 import time
-from typing import Iterator
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, Callable, Iterator
 
 import pyfuse3
 import trio
@@ -368,3 +373,54 @@ def mount_options(fsname: str, extra: list[str] = ()) -> set[str]:
             opts = {o for o in opts if not o.startswith(key)}
     opts |= set(extra)
     return opts
+
+
+class MountError(Exception):
+    """The kernel would not mount: one line naming the mountpoint and why."""
+
+
+class Mount:
+    """A filesystem mounted by ``mounted()``."""
+
+    def __init__(self, fs, mountpoint: str) -> None:
+        self.fs = fs
+        self.mountpoint = mountpoint
+
+    async def serve(self, ready: Callable[[], None] = lambda: None) -> None:
+        """Answer the kernel's requests until the filesystem is unmounted (fusermount3
+        -u) or we get SIGINT, SIGTERM or SIGHUP (then the waiting reads fail at once,
+        so that the loop can end). ``ready()`` is called once requests are answered;
+        the fs's reader watch (``watch_readers``) runs meanwhile."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._unmount_on_signal)
+            nursery.start_soon(self.fs.watch_readers)
+            ready()
+            await pyfuse3.main()
+            nursery.cancel_scope.cancel()
+
+    async def _unmount_on_signal(self) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as sigs:
+            async for sig in sigs:
+                log.info("got %s: unmounting", signal.Signals(sig).name)
+                self.fs.shutdown()  # reads waiting for pieces fail now: the loop can end
+                pyfuse3.terminate()
+                return
+
+
+@asynccontextmanager
+async def mounted(fs, mountpoint: str, options: list[str] = ()) -> AsyncIterator[Mount]:
+    """Mount ``fs`` (read-only, ``mount_options`` plus ``options``) on ``mountpoint``,
+    a real path, and unmount it on the way out, whatever happened. Raises
+    ``MountError`` if the kernel says no. The body prepares what it must and then
+    awaits ``Mount.serve``: the kernel's requests wait until then."""
+    try:
+        pyfuse3.init(fs, mountpoint, mount_options("torrentfs", options))
+    except RuntimeError as e:
+        raise MountError(f"cannot mount on {mountpoint}: {e}") from None
+    try:
+        if not set_kernel_readahead(mountpoint):
+            log.info("could not raise the kernel's readahead (not root?): 128 KiB reads")
+        yield Mount(fs, mountpoint)
+    finally:
+        log.info("unmounting %s", mountpoint)
+        pyfuse3.close(unmount=True)

@@ -118,6 +118,7 @@ def default_sources(magnet: Magnet, peer_id: bytes, port: int,
     if magnet.trackers:
         sources.append(partial(tracker_source, [[url] for url in magnet.trackers],
                                magnet.info_hash, peer_id, port))
+    # Further sources (the DHT: engine.sources.fetch_metainfo) are appended by the caller.
     return sources
 
 

@@ -1,0 +1,245 @@
+"""What the commands' parsers share: argument types (sizes, peers, ports, seconds,
+seeding limits, web seeds), option groups given to several commands, the help
+layout, and finding the config file (``config.py`` lays it onto the parsers).
+
+Each command's module makes its parser with ``command(sub, name, ...)``, so every
+command has the same help layout and takes ``--config``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from pathlib import Path
+
+import appdirs
+
+from torrentfs.cli.output import CliError
+
+METADATA_TIMEOUT = 120.0  # default --metadata-timeout for magnet links
+CONFIG_ENV = "TORRENTFS_CONFIG"
+MAX_CONFIG_BYTES = 1 << 20
+
+
+# -- argument types ------------------------------------------------------------------
+
+def parse_size(text: str) -> int:
+    """'256K', '1M', '1MiB', '16384' -> bytes."""
+    m = re.fullmatch(r"\s*(\d+)\s*([kmg]?)(i?b)?\s*", text, re.I)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 256K or 1M)")
+    return int(m.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2).lower()]
+
+
+def parse_peer(text: str) -> tuple[str, int]:
+    """'HOST:PORT' or '[V6]:PORT' -> (host, port)."""
+    m = re.fullmatch(r"\[([^\]]+)\]:(\d+)|([^:\[\]]+):(\d+)", text.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"not HOST:PORT: {text!r}")
+    host, port = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+    if not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"port out of range in {text!r}")
+    return host, int(port)
+
+
+def parse_peer_list(text: str) -> list[tuple[str, int]]:
+    """'HOST:PORT,HOST:PORT' -> [(host, port), ...]."""
+    out = [parse_peer(part) for part in text.split(",") if part.strip()]
+    if not out:
+        raise argparse.ArgumentTypeError("no HOST:PORT given")
+    return out
+
+
+def parse_port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"not a port: {text!r}")
+    return int(text)
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if not 0 < value < 1e7:
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return value
+
+
+def parse_seed_after(text: str) -> dict[str, float]:
+    """'ratio=2', 'time=30m', 'ratio=1.5,time=2h' -> {'ratio': 1.5, 'time': 7200}."""
+    out: dict[str, float] = {}
+    units = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    for part in text.split(","):
+        key, _, value = part.strip().partition("=")
+        try:
+            if key == "ratio":
+                out["ratio"] = float(value)
+            elif key == "time":
+                m = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd]?)", value.strip())
+                out["time"] = float(m.group(1)) * units[m.group(2)]
+            else:
+                raise ValueError
+        except (ValueError, AttributeError):
+            raise argparse.ArgumentTypeError(
+                f"not a seeding limit: {part!r} (try ratio=2 or time=30m)") from None
+    return out
+
+
+def parse_web_seed(text: str) -> str:
+    from torrentfs.core.webseed import usable
+    if not usable(text):
+        raise argparse.ArgumentTypeError(f"not an http:// or https:// URL: {text!r}")
+    return text
+
+
+# -- option groups several commands take ------------------------------------------------
+
+def add_metadata_timeout(p) -> None:
+    p.add_argument("--metadata-timeout", type=positive_seconds, default=METADATA_TIMEOUT,
+                   metavar="SECONDS",
+                   help="for a magnet link: give up when no peer has given the torrent's "
+                        f"metadata within this long (default: {METADATA_TIMEOUT:.0f})")
+
+
+def add_web_seeds(p) -> None:
+    p.add_argument("--web-seed", action="append", type=parse_web_seed, default=[],
+                   metavar="URL", help="fetch pieces from this HTTP(S) server too, as if "
+                   "it were in the torrent's url-list (repeatable)")
+    p.add_argument("--no-web-seeds", action="store_true",
+                   help="ignore the torrent's web seeds (url-list)")
+
+
+def add_rates(p) -> None:
+    p.add_argument("--upload-rate", type=parse_size, default=0, metavar="RATE",
+                   help="cap upload at RATE bytes/s, e.g. 5M (default: no cap)")
+    p.add_argument("--download-rate", type=parse_size, default=0, metavar="RATE",
+                   help="cap download at RATE bytes/s, e.g. 20M (default: no cap)")
+
+
+def add_lsd(p) -> None:
+    p.add_argument("--lsd", action=argparse.BooleanOptionalAction, default=True,
+                   help="find peers on the local network by multicast (BEP 14 local service "
+                        "discovery; default: on, never for private torrents)")
+
+
+def add_dht(p) -> None:
+    p.add_argument("--no-dht", action="store_true",
+                   help="do not use the DHT to find peers (it is never used for a "
+                        "private torrent)")
+    p.add_argument("--dht-port", type=parse_port, metavar="N",
+                   help="UDP port of the DHT node (default: the TCP port's number)")
+    p.add_argument("--dht-bootstrap", type=parse_peer_list, metavar="HOST:PORT,...",
+                   help="DHT nodes to join through (default: the public routers, "
+                        "router.bittorrent.com:6881 and others)")
+
+
+def add_log_level(p) -> None:
+    p.add_argument("-v", "--verbose", dest="log_level", action="store_const", const="debug",
+                   default="info", help="log everything (same as --log-level debug)")
+    p.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "error"], help="how much to log")
+
+
+def add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                   help=f"read settings from FILE (default: ${CONFIG_ENV}, else "
+                        f"{default_config_path()}; /dev/null for none)")
+
+
+# -- parsers ----------------------------------------------------------------------------
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line like every other error."""
+
+    def error(self, message: str):
+        self.exit(2, f"torrentfs: error: {message} (see: {self.prog} --help)\n")
+
+
+class Formatter(argparse.HelpFormatter):
+    """Text of several lines (the epilogs' examples) keeps its layout, a paragraph
+    is wrapped; an option's default is shown unless its help already says it or
+    there is none worth saying."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=30)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text.strip("\n"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if hasattr(action, "config_value"):  # set by the config file
+            return f"{text} (now: {action.config_value})".replace("%", "%%")
+        if ("default" in text or not action.option_strings or action.nargs == 0
+                or action.default in (None, [], argparse.SUPPRESS)):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def command(sub, name: str, **kw) -> argparse.ArgumentParser:
+    """A command's parser on the CLI's subparsers ``sub``, laid out as every other."""
+    p = sub.add_parser(name, formatter_class=Formatter, **kw)
+    add_config(p)
+    return p
+
+
+# -- the config file ----------------------------------------------------------------------
+
+def default_config_path() -> Path:
+    return Path(appdirs.user_config_dir("torrentfs")) / "config.toml"
+
+
+def read_config(argv: list[str], environ) -> tuple[str, bytes] | None:
+    """The config file's name and bytes: from ``--config FILE`` (looked for before
+    argparse runs, since the file sets argparse's defaults), else $TORRENTFS_CONFIG,
+    else the user's config folder. Only that last one may be missing (or out of
+    reach: mount.fuse3's setuid=USER leaves HOME as root's)."""
+    explicit = None
+    for n, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg == "--config" and n + 1 < len(argv):
+            explicit = argv[n + 1]
+        elif arg.startswith("--config="):
+            explicit = arg.partition("=")[2]
+    if explicit is None:
+        explicit = environ.get(CONFIG_ENV) or None
+    path = Path(explicit) if explicit is not None else default_config_path()
+    if explicit == "":
+        return None
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        if explicit is None:
+            return None
+        raise CliError(f"config file {path}: no such file") from None
+    except IsADirectoryError:
+        raise CliError(f"config file {path}: is a directory") from None
+    except PermissionError as e:
+        if explicit is None and not os.access(path.parent, os.X_OK):
+            return None  # another user's home (mount.fuse3 setuid=): not ours to read
+        raise CliError(f"config file {path}: cannot read: {e.strerror}") from None
+    except OSError as e:
+        raise CliError(f"config file {path}: cannot read: {e.strerror}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise CliError(f"config file {path}: over {MAX_CONFIG_BYTES >> 20} MiB")
+    return str(path), data
+
+
+def torrent_options(args, **fixed):
+    """The ``engine.options.TorrentOptions`` the command line gives (a setting the
+    command has no option for keeps its default); ``fixed`` are set by the command
+    itself (a seed's ``data_dir``, a magnet's port and peers, ...)."""
+    from torrentfs.engine.options import TorrentOptions
+    settings = dict(
+        port=args.port, peers=args.peer, max_peers=args.max_peers,
+        upload_rate=args.upload_rate or None, download_rate=args.download_rate or None,
+        lsd=args.lsd, pex=not getattr(args, "no_pex", False),
+        prefetch=getattr(args, "prefetch", False),
+        read_timeout=getattr(args, "read_timeout", 0) or None,
+        cache_size=getattr(args, "cache_size", None))
+    return TorrentOptions(**{**settings, **fixed})

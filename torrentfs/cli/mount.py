@@ -1,0 +1,239 @@
+"""``torrentfs mount TORRENT MOUNTPOINT``: one torrent (a .torrent or a magnet link)
+as a read-only filesystem, served by a daemon until unmounted (``--watch``: a folder
+of torrents, in watch.py)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import sys
+from functools import partial
+from pathlib import Path
+
+from torrentfs.cli import watch
+from torrentfs.cli.args import (
+    add_dht,
+    add_log_level,
+    add_lsd,
+    add_metadata_timeout,
+    add_rates,
+    add_web_seeds,
+    command,
+    default_config_path,
+    parse_peer,
+    parse_seed_after,
+    parse_size,
+    torrent_options,
+)
+from torrentfs.cli.daemon import daemonise
+from torrentfs.cli.mountpoint import check_mountpoint
+from torrentfs.cli.output import CliError, human, setup_logging
+from torrentfs.cli.serve import free_port, keep_found, start_dht, write_pid
+from torrentfs.cli.serve import run as run_trio
+from torrentfs.cli.state import default_cache_dir, mount_state_file
+from torrentfs.disk.private import private_dir
+from torrentfs.engine.sources import cached_metainfo, fetch_metainfo, load_target
+
+log = logging.getLogger("torrentfs")
+
+MOUNT_EPILOG = """\
+examples:
+  torrentfs mount movie.torrent ~/movie
+  torrentfs mount image.torrent /mnt/img --peer 10.0.0.5:6881 --no-dht
+  torrentfs mount big.torrent /mnt/big --cache-size 20G --read-timeout 60
+  torrentfs mount x.torrent /mnt/x -o allow_other,cache_dir=/var/cache/torrentfs
+  torrentfs x.torrent /mnt/x -o allow_other      (the form mount(8) uses)
+
+Every long option can also be set in the config file, as max-peers = 80 at
+the top or under [mount] ({config}),
+and with -o as max_peers=80 (as an fstab line does). The command line wins over
+-o, and -o over the file.
+-o also takes FUSE's options: allow_other (other users may read; needs
+user_allow_other in /etc/fuse.conf unless root), allow_root, default_permissions,
+fsname=NAME, subtype=NAME, noatime, nodev, nosuid, noexec, max_read=N. The mount is
+always read-only; fstab's defaults, rw, nofail, _netdev, x-systemd.* are ignored.
+
+The daemon logs to torrentfs.log in <cache-dir>/<info-hash>/.
+"""
+
+
+def add_parser(sub) -> None:
+    m = command(sub, "mount", help="mount a .torrent on a directory",
+                description="Mount TORRENT on MOUNTPOINT, read-only. Returns once the "
+                "mount is ready, leaving a daemon that fetches the files' data from "
+                "the swarm as it is read, verifies it, and keeps it in the cache. "
+                "With --watch, TORRENT is a folder and every .torrent in it is shown "
+                "as a folder of the mount, as files come and go.",
+                epilog=MOUNT_EPILOG.format(config=default_config_path()))
+    m.add_argument("torrent", metavar="TORRENT",
+                   help=".torrent file or magnet link (with --watch: a folder)")
+    m.add_argument("mountpoint", metavar="MOUNTPOINT", help="an empty directory")
+    m.add_argument("-f", "--foreground", action="store_true",
+                   help="stay in the foreground and log to stderr (Ctrl-C unmounts)")
+    m.add_argument("--watch", action="store_true",
+                   help="TORRENT is a folder: show every .torrent in it as a folder of "
+                        "the mount, adding and removing them as files come and go "
+                        "(mount --watch DIR MOUNTPOINT)")
+    m.add_argument("-o", "--options", dest="o", action="append", default=[],
+                   metavar="OPT[,OPT...]", type=lambda s: [o for o in s.split(",") if o],
+                   help="mount options: FUSE's (allow_other, ...) and ours as key=value "
+                        "(cache_dir=DIR, no_dht, ...), comma-separated; see below")
+    net = m.add_argument_group("peers and network")
+    net.add_argument("--peer", action="append", type=parse_peer, default=[],
+                     metavar="HOST:PORT", help="connect to this peer too (repeatable)")
+    net.add_argument("--port", type=int, default=0, metavar="N",
+                     help="TCP port to listen on for peers (default: any free port)")
+    net.add_argument("--max-peers", type=int, default=50, metavar="N",
+                     help="connect to at most N peers")
+    add_rates(net)
+    add_lsd(net)
+    add_dht(net)
+    add_web_seeds(net)
+    data = m.add_argument_group("cache and reading")
+    data.add_argument("--cache-dir", metavar="DIR",
+                      help=f"where downloaded data is kept (default: {default_cache_dir()})")
+    data.add_argument("--cache-size", type=parse_size, metavar="SIZE",
+                      help="keep at most SIZE of data on disk (e.g. 1G, 512M, bytes), "
+                           "evicting the least recently read pieces (default: no limit)")
+    data.add_argument("--prefetch", action="store_true",
+                      help="download the whole torrent in the background, below reads")
+    data.add_argument("--read-timeout", type=float, default=0, metavar="SECONDS",
+                      help="fail a read with EIO when a piece it needs does not arrive "
+                           "for this long (default: 0, wait for ever; Ctrl-C or kill of "
+                           "the reader still ends a waiting read at once)")
+    data.add_argument("--seed-after", type=parse_seed_after, metavar="LIMIT",
+                      help="when unmounted with the whole torrent verified, keep seeding "
+                           "until LIMIT: ratio=R (uploaded/size), time=T (e.g. 30m, 2h), "
+                           "or both, comma-separated, whichever comes first")
+    net.add_argument("--no-pex", action="store_true",
+                     help="no peer exchange (BEP 11): neither learn peers from peers nor "
+                          "tell them ours")
+    add_metadata_timeout(net)
+    add_log_level(m.add_argument_group("logging"))
+    m.set_defaults(func=run)
+
+
+def run(args) -> int:
+    if args.watch:  # many torrents in one mount
+        return watch.run(args)
+    meta, magnet = load_target(args.torrent)
+    mountpoint = check_mountpoint(args.mountpoint)
+    os.umask(0o077)  # everything the daemon creates is the user's alone
+    cache = Path(args.cache_dir or default_cache_dir())
+    folder = cache / (meta or magnet).info_hash.hex()
+    try:
+        private_dir(cache)
+        private_dir(folder)
+    except OSError as e:
+        raise CliError(f"cache folder {folder}: {e.strerror}") from None
+    if meta is None:
+        meta = cached_metainfo(magnet, folder)  # None: the daemon fetches it first
+    if (meta is not None and args.cache_size is not None
+            and args.cache_size < 2 * meta.piece_length):
+        raise CliError(f"--cache-size {human(args.cache_size)} is too small: this torrent "
+                       f"needs at least two pieces ({human(2 * meta.piece_length)})")
+    if args.foreground:
+        setup_logging(args.log_level, stream=sys.stderr)
+        return serve(meta, magnet, mountpoint, folder, args, ready=lambda msg: None)
+    return daemonise(partial(serve, meta, magnet, mountpoint, folder, args),
+                     mountpoint=mountpoint, logfile=folder / "torrentfs.log",
+                     log_level=args.log_level,
+                     extra_wait=args.metadata_timeout if meta is None else 0)
+
+
+def web_seeds(meta, args) -> list[str]:
+    """The web seeds a mount uses: the torrent's, unless --no-web-seeds, and --web-seed."""
+    return [*(() if args.no_web_seeds else meta.url_list), *args.web_seed]
+
+
+def serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=None) -> int:
+    """Serve the mount until unmounted. With no ``meta`` (a magnet whose metadata is
+    not cached), fetch the metadata first: the mount appears, and ``ready`` is
+    called, only once the tree is known."""
+    import trio
+
+    from torrentfs.core.tree import Tree
+    from torrentfs.engine.status import publish, status_path
+    from torrentfs.engine.torrent import Torrent, make_peer_id
+    from torrentfs.fs.fuse import TorrentFS, mounted
+
+    state = mount_state_file(Path(args.cache_dir or default_cache_dir()), mountpoint)
+
+    async def main() -> None:
+        nonlocal meta
+        peer_id, port, peers = make_peer_id(), args.port, list(args.peer)
+        cache = Path(args.cache_dir or default_cache_dir())
+        async with trio.open_nursery() as nursery:
+            dht = None
+            if meta is None:
+                port = port or free_port()
+                # The DHT is up first: a magnet's metadata may come from peers only
+                # it knows (never for a private torrent, which a magnet can't say).
+                dht = await start_dht(nursery, args, cache, port)
+                t0 = trio.current_time()
+                meta, peers = await fetch_metainfo(
+                    magnet, folder, peer_id=peer_id, port=port, peers=args.peer,
+                    timeout=args.metadata_timeout, progress=progress, dht=dht)
+                log.info("metadata of %s (%s) fetched in %.2f s", meta.info_hash.hex(),
+                         meta.name, trio.current_time() - t0)
+            elif magnet is not None:
+                log.info("metadata of %s (%s) from the cache", meta.info_hash.hex(), meta.name)
+                peers += magnet.peers
+            options = torrent_options(args, port=port, peers=peers,
+                                      web_seeds=web_seeds(meta, args))
+            torrent = Torrent(meta, folder, options, peer_id=peer_id)
+            fs = TorrentFS(torrent, Tree.from_metainfo(meta))
+            try:
+                await nursery.start(torrent.run)
+            except OSError as e:
+                raise CliError(f"cannot listen on port {port}: {e.strerror}") from None
+            if dht is None and not meta.private:
+                dht = await start_dht(nursery, args, cache, torrent.port)
+            if dht is not None and not meta.private:
+                keep_found(nursery, dht, torrent)
+            async with mounted(fs, mountpoint, args.o) as mount:
+                write_pid(state)
+                log.info("mounted %s on %s (info-hash %s, port %d)",
+                         meta.name, mountpoint, meta.info_hash.hex(), torrent.port)
+                # `torrentfs status` reads what this publishes.
+                nursery.start_soon(publish, lambda: [torrent], status_path(state), mountpoint)
+                await mount.serve(ready=lambda: ready(None))
+            if args.seed_after and torrent.seeding:
+                state.unlink(missing_ok=True)  # `torrentfs unmount` need not wait on us
+                await seed_after(torrent, args.seed_after)
+            nursery.cancel_scope.cancel()
+
+    try:
+        run_trio(main)
+    finally:
+        state.unlink(missing_ok=True)  # after trackers were told and state was saved
+    log.info("stopped")
+    return 0
+
+
+async def seed_after(torrent, limits: dict[str, float]) -> None:
+    """Keep seeding after the unmount until the ratio or time limit (or a signal)."""
+    import trio
+    size = torrent.geometry.total_length or 1
+    start_up, t0 = torrent.uploaded, trio.current_time()
+    log.info("unmounted; seeding on until %s",
+             " or ".join(f"{k} {v:g}" for k, v in limits.items()))
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
+        with trio.move_on_after(limits.get("time", math.inf)):
+            async with trio.open_nursery() as n:
+                async def watch_ratio() -> None:
+                    while (torrent.uploaded - start_up) / size < limits.get("ratio", math.inf):
+                        await trio.sleep(1)
+                    n.cancel_scope.cancel()
+
+                async def watch_signals() -> None:
+                    async for _ in sigs:
+                        n.cancel_scope.cancel()
+
+                n.start_soon(watch_ratio)
+                n.start_soon(watch_signals)
+    log.info("seeding after unmount done: uploaded %d bytes (ratio %.2f) in %.0f s",
+             torrent.uploaded - start_up, (torrent.uploaded - start_up) / size,
+             trio.current_time() - t0)

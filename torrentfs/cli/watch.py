@@ -1,0 +1,91 @@
+"""``torrentfs mount --watch DIR MOUNTPOINT``: every .torrent (and .magnet) in DIR as
+a folder of one mount, as files come and go (``engine.multi``, ``fs.multifs``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from functools import partial
+from pathlib import Path
+
+from torrentfs.cli.args import torrent_options
+from torrentfs.cli.daemon import daemonise
+from torrentfs.cli.mountpoint import check_mountpoint
+from torrentfs.cli.output import CliError, setup_logging
+from torrentfs.cli.serve import open_dht, write_pid
+from torrentfs.cli.serve import run as run_trio
+from torrentfs.cli.state import default_cache_dir, mount_log_file, mount_state_file
+from torrentfs.disk.private import private_dir
+from torrentfs.engine.sources import watch_loader
+
+log = logging.getLogger("torrentfs")
+
+
+def run(args) -> int:
+    """``mount --watch DIR MOUNTPOINT``: every .torrent in DIR, one folder each."""
+    watched = Path(args.torrent)
+    if not watched.is_dir():
+        raise CliError(f"--watch {args.torrent}: not a directory")
+    if args.seed_after:
+        raise CliError("--seed-after cannot be used with --watch")
+    mountpoint = check_mountpoint(args.mountpoint)
+    os.umask(0o077)
+    cache = Path(args.cache_dir or default_cache_dir())
+    logfile = mount_log_file(cache, mountpoint)
+    try:
+        private_dir(cache)
+        private_dir(logfile.parent)
+    except OSError as e:
+        raise CliError(f"cache folder {cache}: {e.strerror}") from None
+    serve_it = partial(serve, watched.resolve(), mountpoint, cache, args)
+    if args.foreground:
+        setup_logging(args.log_level, stream=sys.stderr)
+        return serve_it(lambda msg: None)
+    return daemonise(serve_it, mountpoint=mountpoint, logfile=logfile,
+                     log_level=args.log_level)
+
+
+def serve(watched: Path, mountpoint: str, cache: Path, args, ready, progress=None) -> int:
+    """Serve the watched folder's torrents on ``mountpoint`` until unmounted."""
+    import trio
+
+    from torrentfs.engine.multi import MultiMount, Shared, TorrentTag
+    from torrentfs.fs.fuse import mounted
+    from torrentfs.fs.multifs import MultiFS
+
+    state = mount_state_file(cache, mountpoint)
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(TorrentTag())
+
+    async def main() -> None:
+        fs = MultiFS()
+        shared = Shared(args.max_peers, args.upload_rate or None, args.download_rate or None)
+        dht = None if args.no_dht else partial(open_dht, args=args, cache=cache)
+        multi = MultiMount(
+            watched, fs, cache, shared, port=args.port, peers=args.peer, open_dht=dht,
+            load=watch_loader(cache, lambda: multi.port, peers=args.peer,
+                              timeout=args.metadata_timeout),
+            torrent_options=torrent_options(args))
+        async with trio.open_nursery() as nursery:
+            # Mounted first: the torrents already in the folder are shown (and the
+            # kernel told) as they start.
+            async with mounted(fs, mountpoint, args.o) as mount:
+                try:
+                    await nursery.start(multi.run)
+                except OSError as e:
+                    raise CliError(f"cannot listen on port {args.port}: "
+                                   f"{e.strerror}") from None
+                write_pid(state)
+                log.info("mounted %s on %s: %d torrents, port %d", watched, mountpoint,
+                         len(fs.names()), multi.port)
+                await mount.serve(ready=lambda: ready(None))
+            nursery.cancel_scope.cancel()
+
+    try:
+        run_trio(main)
+    finally:
+        state.unlink(missing_ok=True)
+    log.info("stopped")
+    return 0
