@@ -44,6 +44,7 @@ from torrentfs.core.dht.lookup import QUERY_TIMEOUT, Lookup
 from torrentfs.core.dht.routing import K, RoutingTable, random_id_in
 from torrentfs.core.dht.store import PeerStore, Tokens
 from torrentfs.core.ratelimit import TokenBucket
+from torrentfs.disk.private import open_private, private_dir
 
 log = logging.getLogger("torrentfs.dht")
 
@@ -137,8 +138,8 @@ class DHT:
         if self.state_path is None:
             return
         try:
-            self.state_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(self.state_path, os.O_RDWR | os.O_CREAT, 0o600)
+            private_dir(self.state_path.parent, tighten=False)
+            fd = open_private(self.state_path, os.O_RDWR)
         except OSError as e:
             log.warning("DHT state %s: %s", self.state_path, e.strerror)
             return

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from functools import partial
 from pathlib import Path
 from typing import Awaitable, Callable, Sequence
@@ -45,6 +44,7 @@ from torrentfs.core.extension import (
 )
 from torrentfs.core.magnet import Magnet
 from torrentfs.core.ratelimit import TokenBucket
+from torrentfs.disk.private import write_private
 from torrentfs.net.peer import PeerSession, connect
 from torrentfs.net.tracker import Announcer, TrackerError
 
@@ -75,15 +75,7 @@ def load_cached(folder: Path, info_hash: bytes) -> bytes | None:
 
 def save_cached(folder: Path, info_bytes: bytes) -> None:
     """Write the info dictionary atomically, readable by its owner only."""
-    path = Path(folder) / INFO_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, info_bytes)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_private(Path(folder) / INFO_FILE, info_bytes, durable=True)
 
 
 # -- peer sources -------------------------------------------------------------------
