@@ -6,7 +6,7 @@ stops it by PID: SIGTERM, a bounded wait, then SIGKILL. Process output goes to
 a log file whose tail is put into every error raised here.
 
 - opentracker (Debian's, whitelist mode) -> `opentracker()`
-- libtorrent 2.0 via tests/peers/lt_peer.py under /usr/bin/python3
+- libtorrent 2.0 via tests/harness/peers/lt_peer.py under /usr/bin/python3
   -> `lt_seeder()`, `lt_leecher()`, `lt_leeching()`, `lt_create()`, and DHT-only
   nodes `lt_dht_node()` (seeders and leechers join a DHT through `dht_nodes`)
 - a network namespace joined by a veth pair -> `netns_host()`

@@ -12,7 +12,9 @@ import subprocess
 
 import pytest
 
-from tests.conftest import TORRENTFS, cmp_tree, make_payload, pid_alive, sha256, tree_of
+from tests.harness.command import TORRENTFS
+from tests.harness.mounts import pid_alive
+from tests.harness.payload import cmp_tree, make_payload, sha256, tree_of
 from tests.harness.swarm import (
     lt_create,
     lt_leecher,
