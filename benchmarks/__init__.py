@@ -1,5 +1,5 @@
 """Benchmarks and the demo: programs that build a real swarm on this machine (with the
-test harness, ``tests.harness.swarm``) and measure or show torrentfs in it. Outside the
+test harness, ``tests.harness.swarm`` and ``netns``) and measure or show torrentfs in it. Outside the
 wheel (pyproject's package find takes only ``torrentfs*``); run from the repo root as
 ``python -m benchmarks.X``, which is what the thin entry points in scripts/ do.
 

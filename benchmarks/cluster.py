@@ -1,6 +1,6 @@
 """The benchmark behind scripts/cluster: does a swarm of torrentfs mounts scale?
 
-It builds a cluster of network namespaces on one Linux bridge (tests/harness/swarm.py's
+It builds a cluster of network namespaces on one Linux bridge (tests/harness/netns.py's
 ``cluster()``): host 0 is the origin (``torrentfs seed`` of a random file), hosts
 1..N are nodes, each with its own ``torrentfs mount``; opentracker runs on the
 bridge address. Every host's upload is capped by a tbf qdisc on its veth
@@ -50,8 +50,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import caller_path
-from tests.harness.swarm import (Cluster, can_connect, child_env, cluster, opentracker,
-                                 stop_process, wait_until)
+from tests.harness.netns import Cluster, cluster
+from tests.harness.swarm import can_connect, child_env, opentracker, stop_process, wait_until
 from torrentfs.cli.state import mount_state_file
 from torrentfs.core.metainfo import parse
 from torrentfs.fs.procfs import pid_alive

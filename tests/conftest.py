@@ -1,6 +1,6 @@
 """Shared fixtures and pytest settings: sample torrents and torrentfs mounts that are
 always unmounted. The helpers they use live in tests/harness/ (payload.py, command.py,
-mounts.py, swarm.py, fakepeer.py, webseeds.py), imported as ``tests.harness.X``.
+mounts.py, swarm.py, netns.py, fakepeer.py, webseeds.py), imported as ``tests.harness.X``.
 
 A mount made here is undone in a finalizer whatever happens: ``torrentfs unmount``,
 then ``fusermount3 -uz``, then SIGKILL of the daemon by its PID. No test can leave a

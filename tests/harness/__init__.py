@@ -7,7 +7,8 @@ benchmarks/). No tests here.
   pseudo-terminal.
 - mounts.py: a ``torrentfs mount`` or ``seed`` the test started, always stopped by PID.
 - swarm.py: real programs nobody here wrote (opentracker, libtorrent through
-  peers/lt_peer.py, transmission), network namespaces and clusters.
+  peers/lt_peer.py); netns.py: network namespaces, transmission inside one, and
+  clusters of namespaces on a bridge.
 - fakepeer.py: scripted in-process peers for engine tests; webseeds.py: HTTP seeds.
 
 May import: torrentfs (any layer), the standard library and test dependencies.

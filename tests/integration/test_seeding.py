@@ -10,15 +10,14 @@ import pytest
 
 from tests.harness.command import TORRENTFS
 from tests.harness.mounts import Seed, pid_alive
+from tests.harness.netns import netns_host, transmission_download
 from tests.harness.payload import make_payload, same_tree
 from tests.harness.swarm import (
     free_port,
     lt_create,
     lt_leecher,
     lt_seeder,
-    netns_host,
     opentracker,
-    transmission_download,
     wait_until,
 )
 
