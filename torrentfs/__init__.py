@@ -1,18 +1,19 @@
 """torrentfs: mount a torrent as a read-only FUSE filesystem that streams what you read.
 
-Layers (imports point downwards only):
+The folders are the layers; imports point down only (tests/test_layering.py checks it,
+docs/architecture.md draws it and follows one read through them):
 
-    cli.py      argparse, daemonising, signals (config.py: the config file and
-                -o options laid onto argparse's defaults; pure)
-    fuse.py     pyfuse3 Operations; the only place errors become errno
-                (multifs.py: the root of a multi-torrent mount, over fuse.py's trees)
-    multi.py    mount --watch: many torrents, one listening port, shared limits
-    torrent.py  one torrent: swarm, picker, reads
-    peer.py, tracker.py, storage.py, dht.py   trio shell: sockets, HTTP, files
-    ---- pure tier (stdlib + bencodepy only; no trio, no clock, no sockets) ----
-    geometry.py metainfo.py bitfield.py wire.py announce.py picker.py tree.py
-    krpc.py routing.py dhtlookup.py dhtstore.py (the DHT's cores)
-    watchdir.py (a watched folder's changes, folder names)
+    cli/      the ``torrentfs`` command: one module per command, config, output
+    fs/       pyfuse3 Operations (one torrent, many torrents), /proc readers
+    engine/   one torrent live (swarm, reads, uploads, status), many torrents,
+              where torrents come from
+    net/      trio shells that own sockets      disk/   files: storage, cache, create
+    core/     pure protocol cores: bytes in, events and decisions out
+              (core/dht/: the DHT's cores)
+
+A module may import its own folder and the folders below it; net/ and disk/ do not
+import each other; nothing imports cli/; only fs/ and cli/ import pyfuse3; core/
+imports only the standard library, bencodepy and core/. There is no import cycle.
 """
 
 __version__ = "0.1.0"

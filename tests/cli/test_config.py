@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_main import TORRENTFS, assert_one_line_error, run
+from tests.harness.command import TORRENTFS, assert_one_line_error, run
 from torrentfs.cli.args import (
     parse_peer,
     parse_peer_list,

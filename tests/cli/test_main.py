@@ -4,43 +4,14 @@ never a traceback. These run the real ``torrentfs`` command in a subprocess."""
 import errno
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.harness.command import assert_one_line_error, run
 from torrentfs.fs.procfs import pid_alive
 from torrentfs.core.magnet import link as magnet_link
-from torrentfs.disk.create import create_torrent
-
-TORRENTFS = str(Path(sys.executable).with_name("torrentfs"))
-
-
-def run(*args, timeout=30):
-    return subprocess.run([TORRENTFS, *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-def assert_one_line_error(r, *needles):
-    assert r.returncode != 0
-    assert "Traceback" not in r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, r.stderr
-    assert lines[0].startswith("torrentfs: error: ")
-    for needle in needles:
-        assert needle in lines[0]
-
-
-@pytest.fixture
-def good_torrent(tmp_path):
-    data = tmp_path / "payload.bin"
-    data.write_bytes(os.urandom(100_000))
-    t = tmp_path / "good.torrent"
-    t.write_bytes(create_torrent(data, trackers=["http://127.0.0.1:1/announce"]))
-    return t
-
 
 @pytest.mark.parametrize("content, needle", [
     (b"this is not bencode", "not a torrent file"),

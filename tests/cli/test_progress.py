@@ -4,23 +4,11 @@ stderr on a pseudo-terminal, and on a pipe."""
 from __future__ import annotations
 
 import io
-import os
-import pty
-import re
-import select
-import signal
 import subprocess
-import time
 
-from tests.conftest import TORRENTFS, data_of
+from tests.harness.command import TORRENTFS, plain, run_on_pty
+from tests.harness.payload import data_of
 from torrentfs.cli.output import progress_bar
-
-
-def plain(text):
-    """Terminal output without its colours and cursor moves."""
-    if isinstance(text, bytes):
-        text = text.decode(errors="replace")
-    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
 
 
 def test_no_bar_off_a_terminal():
@@ -38,39 +26,6 @@ def test_bar_counts_bytes_or_pieces():
     with progress_bar("verifying", unit="pieces", stream=out, force=True) as update:
         update(7, 7)
     assert "7/7 pieces" in plain(out.getvalue()) and "100%" in plain(out.getvalue())
-
-
-def run_on_pty(argv: list[str], until: bytes | None = None,
-               timeout: float = 60) -> tuple[int | None, bytes]:
-    """Run ``argv`` with stderr (and stdout) on a pseudo-terminal; return its exit
-    code and what it printed. With ``until``: once that was printed, SIGINT it."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
-    os.close(slave)
-    out = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            if until is not None and until in out and proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-                until = None
-            ready, _, _ = select.select([master], [], [], 0.5)
-            if ready:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:  # EIO: every writer closed the terminal
-                    chunk = b""
-                if not chunk:
-                    break
-                out += chunk
-            elif proc.poll() is not None:
-                break
-        return proc.wait(timeout=10), out
-    finally:
-        os.close(master)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
 
 
 def test_create_and_seed_show_bars_on_a_terminal(tmp_path):

@@ -11,7 +11,7 @@ import bencodepy
 import pytest
 
 import torrentfs.disk.create as create_mod
-from tests.conftest import data_of
+from tests.harness.payload import data_of
 from torrentfs.core.metainfo import FileEntry, parse
 from torrentfs.disk.create import CreateError, choose_piece_length, create_torrent
 

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import bencodepy
 import pytest
 
-from tests.conftest import data_of
+from tests.harness.payload import data_of
 from torrentfs.core.bitfield import Bitfield
 from torrentfs.core.geometry import Geometry
 from torrentfs.core.metainfo import FileEntry, parse

@@ -393,8 +393,8 @@ def test_mount_reads_exact_bytes_beside_hostile_peers(tmp_path, mount_torrent):
     port: one corrupts every block, the others break the protocol in each way above.
     ``cmp`` of the whole file through the mount is exact, and the log says the
     corrupting peer was banned (and the seeder was not)."""
-    from tests.conftest import data_of
     from tests.harness.fakepeer import serve_fake_peers
+    from tests.harness.payload import data_of
     from tests.harness.swarm import lt_seeder
     from torrentfs.core.metainfo import parse
     from torrentfs.disk.create import create_torrent

@@ -21,9 +21,11 @@ from collections import defaultdict
 
 import pytest
 
-from tests.conftest import TORRENTFS, Mount, force_unmount, sha256
+from tests.harness.command import TORRENTFS
+from tests.harness.mounts import Mount, force_unmount
+from tests.harness.netns import cluster
+from tests.harness.payload import sha256
 from tests.harness.swarm import (
-    cluster,
     lt_create,
     opentracker,
     stop_process,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_main import assert_one_line_error, run
-from tests.conftest import TORRENTFS, tree_of
+from tests.harness.command import assert_one_line_error, run
+from tests.harness.payload import tree_of
 from torrentfs.core.metainfo import MetainfoError, parse
 from torrentfs.core.tree import Tree
 

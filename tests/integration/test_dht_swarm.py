@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from tests.conftest import TORRENTFS, cmp_tree, make_payload, tree_of
+from tests.harness.command import TORRENTFS
+from tests.harness.payload import cmp_tree, make_payload, tree_of
 from tests.harness.swarm import (
     free_port,
     lt_create,
@@ -122,7 +123,7 @@ def test_mount_a_magnet_with_no_tracker_through_the_dht(dht, mount_torrent):
     """A magnet with nothing but the info-hash: the metadata and the data come from a
     libtorrent seeder that only the DHT knows; the tree is listed once the mount
     command returns."""
-    from tests.integration.test_magnet_swarm import magnet_of
+    from tests.harness.payload import magnet_of
     with lt_seeder(dht["torrent"], dht["base"] / "data", ip=f"{NET}.5",
                    dht_nodes=[dht["join"]], workdir=dht["base"]) as seeder:
         wait_until(lambda: announced(dht["nodes"], seeder.ip), 30,

@@ -19,7 +19,9 @@ from pathlib import Path
 import bencodepy
 import pytest
 
-from tests.conftest import TORRENTFS, data_of, force_unmount, pid_alive
+from tests.harness.command import TORRENTFS
+from tests.harness.mounts import force_unmount, pid_alive
+from tests.harness.payload import data_of
 from tests.harness.swarm import lt_create, lt_seeder, wait_until
 from torrentfs.core.geometry import Geometry
 from torrentfs.core.metainfo import parse

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TORRENTFS, data_of, pid_alive
+from tests.harness.command import TORRENTFS
+from tests.harness.mounts import pid_alive
+from tests.harness.payload import data_of
 from tests.harness.swarm import lt_seeder
 from torrentfs.disk.create import create_torrent
 

@@ -12,8 +12,9 @@ import re
 
 import pytest
 
-from tests.conftest import cmp_tree, make_payload
-from tests.harness.swarm import cluster, lt_create, lt_seeder, wait_until
+from tests.harness.payload import cmp_tree, make_payload
+from tests.harness.netns import cluster
+from tests.harness.swarm import lt_create, lt_seeder, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

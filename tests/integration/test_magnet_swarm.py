@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import re
 import time
-from urllib.parse import quote
 
 import pytest
 
-from tests.conftest import cmp_tree, make_payload, tree_of
+from tests.harness.mounts import Seed
+from tests.harness.payload import cmp_tree, magnet_of, make_payload, same_tree, tree_of
 from tests.harness.swarm import (
     free_port,
     lt_create,
@@ -21,20 +21,10 @@ from tests.harness.swarm import (
     opentracker,
     wait_until,
 )
-from tests.integration.test_seeding import Seed, same_tree
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 PIECE = 64 * 1024
-
-
-def magnet_of(info_hash: bytes, *, trackers=(), peers=(), name=None) -> str:
-    uri = f"magnet:?xt=urn:btih:{info_hash.hex()}"
-    if name:
-        uri += "&dn=" + quote(name)
-    uri += "".join("&tr=" + quote(t, safe="") for t in trackers)
-    uri += "".join(f"&x.pe={p}" for p in peers)
-    return uri
 
 
 def test_mount_magnet_through_tracker_then_again_from_cache(tmp_path, mount_torrent):

@@ -12,14 +12,15 @@ import subprocess
 
 import pytest
 
-from tests.conftest import TORRENTFS, cmp_tree, make_payload, pid_alive, sha256, tree_of
+from tests.harness.command import TORRENTFS
+from tests.harness.mounts import pid_alive
+from tests.harness.netns import netns_host, transmission_seeder
+from tests.harness.payload import cmp_tree, make_payload, sha256, tree_of
 from tests.harness.swarm import (
     lt_create,
     lt_leecher,
     lt_seeder,
-    netns_host,
     opentracker,
-    transmission_seeder,
     wait_until,
 )
 

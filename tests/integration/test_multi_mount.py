@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import data_of, make_payload, tree_of
+from tests.harness.payload import data_of, make_payload, tree_of
 from tests.harness.swarm import (
     lt_create,
     lt_leecher,

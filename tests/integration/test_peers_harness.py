@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import swarm
+from tests.harness import netns, swarm
 
 pytestmark = pytest.mark.integration
 
@@ -80,12 +80,12 @@ def test_libtorrent_swarm_via_opentracker(tmp_path):
 def test_transmission_in_netns_seeds_to_libtorrent(tmp_path):
     content = make_content(tmp_path / "seed")
     torrent = tmp_path / "content.torrent"
-    with swarm.netns_host("tfs-harness") as host, \
+    with netns.netns_host("tfs-harness") as host, \
          swarm.opentracker(extra_hosts=[host.host_ip], workdir=tmp_path / "tracker") as tracker:
         # transmission, in the namespace, reaches the tracker on the veth address.
         info_hash = swarm.lt_create(content, torrent, tracker.announce_url_for(host.host_ip))
         tracker.add(info_hash)
-        with swarm.transmission_seeder(torrent, content.parent, host, port=51413,
+        with netns.transmission_seeder(torrent, content.parent, host, port=51413,
                                        workdir=tmp_path / "tr") as seeder:
             assert seeder.ip == host.ns_ip
             # transmission announced itself (from ns_ip); if it announced

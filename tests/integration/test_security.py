@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_main import good_torrent  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.integration
 

@@ -5,59 +5,25 @@ only seeder (its pieces read through the mount first) and from ``torrentfs seed`
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import TORRENTFS, make_payload, pid_alive, sha256, tree_of
+from tests.harness.command import TORRENTFS
+from tests.harness.mounts import Seed, pid_alive
+from tests.harness.netns import netns_host, transmission_download
+from tests.harness.payload import make_payload, same_tree
 from tests.harness.swarm import (
     free_port,
     lt_create,
     lt_leecher,
     lt_seeder,
-    netns_host,
     opentracker,
-    stop_process,
-    transmission_download,
     wait_until,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 PIECE = 64 * 1024
-
-
-def same_tree(a: Path, b: Path, *, empty_files: bool = True) -> None:
-    """Every file of ``a`` is in ``b`` byte for byte (and nothing else is in ``b``).
-    ``empty_files=False`` for clients that never create zero-length files."""
-    want, got = tree_of(a), tree_of(b)
-    if not empty_files:
-        want = {k: v for k, v in want.items() if v != 0}
-    assert want == got
-    for f in (p for p in a.rglob("*") if p.is_file() and (empty_files or p.stat().st_size)):
-        assert sha256(f) == sha256(b / f.relative_to(a)), f
-
-
-class Seed:
-    """``torrentfs seed`` in the foreground, stopped by PID."""
-
-    def __init__(self, torrent: Path, data: Path, cache: Path, port: int, *extra: str):
-        self.log = cache / "seed.log"
-        cache.mkdir(parents=True, exist_ok=True)
-        self.port = port
-        self.proc = subprocess.Popen(
-            [TORRENTFS, "seed", str(torrent), str(data), "--port", str(port),
-             "--cache-dir", str(cache), "--no-lsd", "--no-dht", *extra],
-            stdout=subprocess.DEVNULL, stderr=open(self.log, "wb"), stdin=subprocess.DEVNULL)
-
-    def __enter__(self):
-        wait_until(lambda: b"seeding " in self.log.read_bytes() or self.proc.poll() is not None,
-                   timeout=60)
-        assert self.proc.poll() is None, self.log.read_text()
-        return self
-
-    def __exit__(self, *exc):
-        stop_process(self.proc)
 
 
 def test_libtorrent_leeches_everything_from_torrentfs_seed(tmp_path):

@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
-from tests.cli.test_progress import plain, run_on_pty
-from tests.conftest import TORRENTFS, make_payload
+from tests.harness.command import TORRENTFS, plain, run_on_pty
+from tests.harness.payload import make_payload
 from tests.harness.swarm import lt_create, lt_seeder, wait_until
 from torrentfs.core.bitfield import Bitfield
 from torrentfs.core.geometry import Geometry

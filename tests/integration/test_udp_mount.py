@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import cmp_tree, make_payload
+from tests.harness.payload import cmp_tree, make_payload
 from tests.harness.swarm import lt_create, lt_seeder, opentracker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -30,7 +30,7 @@ def test_mount_finds_its_seeder_through_a_udp_tracker(tmp_path, mount_torrent):
 
 
 def test_mount_a_magnet_whose_only_tracker_is_udp(tmp_path, mount_torrent):
-    from tests.integration.test_magnet_swarm import magnet_of
+    from tests.harness.payload import magnet_of
     data = tmp_path / "data"
     payload = make_payload(data / "payload", 2 * 1024 * 1024 + 77, seed=16)
     torrent = tmp_path / "udp.torrent"

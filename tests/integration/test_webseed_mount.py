@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TORRENTFS, make_payload
+from tests.harness.command import TORRENTFS
+from tests.harness.payload import make_payload
 from tests.harness.swarm import free_port, lt_seeder
 from tests.harness.webseeds import SeedBehaviour, files_on_disk, range_server
 from torrentfs.core.metainfo import parse
@@ -151,5 +152,5 @@ def wait_connected(m, ip: str, timeout: float = 20) -> None:
 
 
 def make_bytes(n: int) -> bytes:
-    from tests.conftest import data_of
+    from tests.harness.payload import data_of
     return data_of(n, n)

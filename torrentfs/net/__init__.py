@@ -1,1 +1,11 @@
-"""Trio shells that own sockets."""
+"""Trio shells that own sockets: each runs a pure core of core/ on the network.
+
+What belongs here: one peer connection (peer, over core.wire), tracker announces
+(tracker over core.announce, udpclient over core.udptracker), the DHT node (dht, over
+core.dht), Local Service Discovery (lsd, over core.lsd), web seeds (webseed, over
+core.webseed), a magnet's metadata fetch (magnetfetch, over core.metadata). A shell is
+named after its pure twin, so the I/O of any protocol core is easy to find.
+
+May import: torrentfs.core (and trio, httpx, sockets). Not disk/, not anything above.
+Imported by engine/ and above.
+"""

@@ -16,9 +16,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-from tests.harness.swarm import lt_seeder, opentracker  # noqa: E402  (the test harness's real peers)
+from tests.harness.swarm import lt_seeder, opentracker  # the test harness's real peers
 
 TORRENTFS = str(Path(sys.executable).with_name("torrentfs"))
 

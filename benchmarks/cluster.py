@@ -1,6 +1,6 @@
 """The benchmark behind scripts/cluster: does a swarm of torrentfs mounts scale?
 
-It builds a cluster of network namespaces on one Linux bridge (tests/swarm.py's
+It builds a cluster of network namespaces on one Linux bridge (tests/harness/netns.py's
 ``cluster()``): host 0 is the origin (``torrentfs seed`` of a random file), hosts
 1..N are nodes, each with its own ``torrentfs mount``; opentracker runs on the
 bridge address. Every host's upload is capped by a tbf qdisc on its veth
@@ -49,13 +49,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-from tests.harness.swarm import (Cluster, can_connect, child_env, cluster, opentracker,  # noqa: E402
-                   stop_process, wait_until)
-
-from torrentfs.cli.state import mount_state_file  # noqa: E402
-from torrentfs.fs.procfs import pid_alive  # noqa: E402
-from torrentfs.core.metainfo import parse  # noqa: E402
+from benchmarks import caller_path
+from tests.harness.netns import Cluster, cluster
+from tests.harness.swarm import can_connect, child_env, opentracker, stop_process, wait_until
+from torrentfs.cli.state import mount_state_file
+from torrentfs.core.metainfo import parse
+from torrentfs.fs.procfs import pid_alive
 
 TORRENTFS = str(Path(sys.executable).with_name("torrentfs"))
 ORIGIN_PORT = 6881
@@ -417,7 +416,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "origin alone needs to send N copies)")
     ap.add_argument("--json", metavar="FILE", help="write every raw number here")
     ap.add_argument("--keep", metavar="DIR", help="work in DIR and keep logs there")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    args.json, args.keep = caller_path(args.json), caller_path(args.keep)
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
