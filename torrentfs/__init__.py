@@ -7,12 +7,13 @@ docs/architecture.md draws it and follows one read through them):
     fs/       pyfuse3 Operations (one torrent, many torrents), /proc readers
     engine/   one torrent live (swarm, reads, uploads, status), many torrents,
               where torrents come from
-    net/      trio shells that own sockets      disk/   files: storage, cache, create
+    net/      trio shells that own sockets
+    disk/     files: storage, cache, create, private files
     core/     pure protocol cores: bytes in, events and decisions out
               (core/dht/: the DHT's cores)
 
-A module may import its own folder and the folders below it; net/ and disk/ do not
-import each other; nothing imports cli/; only fs/ and cli/ import pyfuse3; core/
+A module may import its own folder and the folders below it (in this order:
+cli, fs, engine, net, disk, core); nothing imports cli/; only fs/ and cli/ import pyfuse3; core/
 imports only the standard library, bencodepy and core/. There is no import cycle.
 """
 

@@ -6,6 +6,7 @@ core.dht), Local Service Discovery (lsd, over core.lsd), web seeds (webseed, ove
 core.webseed), a magnet's metadata fetch (magnetfetch, over core.metadata). A shell is
 named after its pure twin, so the I/O of any protocol core is easy to find.
 
-May import: torrentfs.core (and trio, httpx, sockets). Not disk/, not anything above.
+May import: torrentfs.core, torrentfs.disk (its private-file helpers, for the DHT's
+state and fetched metadata), trio, httpx, sockets. Nothing above.
 Imported by engine/ and above.
 """
