@@ -37,9 +37,10 @@ from torrentfs.net.peer import PeerSession
 
 log = logging.getLogger("torrentfs.upload")
 
-MAX_UPLOAD_QUEUE = 256      # requests a peer may have queued with us
+MAX_UPLOAD_QUEUE = 500      # requests a peer may have queued with us (what we
+                            # advertise as BEP 10 'reqq': peerext.REQQ)
 MAX_REFUSED = 4 * MAX_UPLOAD_QUEUE  # requests refused in a row before the peer is dropped
-UPLOAD_BACKLOG = 16 << 10   # serve a peer more only while less than this awaits its socket
+UPLOAD_BACKLOG = 128 << 10  # serve a peer more only while less than this awaits its socket
 HOLD_SECONDS = 2.0          # how long a piece just sent to one peer waits for another
 SCAN = 64                   # requests of a peer's queue weighed when choosing its next
 
