@@ -13,8 +13,9 @@ daemon's CPU seconds (utime + stime from /proc) against the bytes moved.
   a quick load to profile).
 
 ``python -m benchmarks.cpuload upload|idle|read --size 64 [--profile OUT]`` runs one
-load; ``--profile`` records the daemon with py-spy (``--native``, raw format,
-collapsed stacks in OUT, on-CPU samples only) while it runs. Everything started is stopped by PID, every
+load; ``--profile`` records the daemon with py-spy (``--gil``: the Python
+work only, which perf shows is half of it; raw format, collapsed stacks in OUT) while it runs; ``--profile strace:OUT`` counts its system
+calls instead (``strace -c -f``), ``perf:OUT`` samples it with ``perf record -g``. Everything started is stopped by PID, every
 mount unmounted, in finally blocks.
 """
 
@@ -33,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from benchmarks.procstats import cpu_seconds, kill_pid
+from benchmarks.procstats import PeerSampler, cpu_seconds, kill_pid
 from benchmarks.programs import FUSERMOUNT, TORRENTFS, say
 from tests.harness.swarm import _lt_argv, child_env, lt_create, lt_seeder, wait_until
 from torrentfs.cli.state import mount_state_file
@@ -64,9 +65,15 @@ def profiled(pid: int, out: str | None) -> Iterator[None]:
     if not out:
         yield
         return
-    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    proc = subprocess.Popen([spy, "record", "--native", "--format", "raw",
-                             "-r", "200", "-p", str(pid), "-o", out],
+    if out.startswith("strace:"):  # count the daemon's system calls instead
+        argv = ["strace", "-c", "-f", "-p", str(pid), "-o", out[len("strace:"):]]
+    elif out.startswith("perf:"):  # on-CPU samples, kernel included (perf record -g)
+        argv = ["perf", "record", "-F", "499", "-g", "-o", out[len("perf:"):], "-p", str(pid)]
+    else:
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        argv = [spy, "record", "--gil", "--format", "raw", "-r", "250", "-p", str(pid),
+                "-o", out]
+    proc = subprocess.Popen(argv,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
@@ -260,12 +267,16 @@ def run_read(tmp: Path, torrent: Path, data: Path, name: str, size: int, *,
         pid, mnt = stack.enter_context(mount(torrent, tmp, "read",
                                              [s.endpoint for s in seeds]))
         say(f"read: dd of {size >> 20} MiB through the mount, {seeders} seeders")
+        sampler = PeerSampler(pid, [s.ip for s in seeds])
         with profiled(pid, profile):
             c0, t0 = cpu_seconds(pid), time.monotonic()
             subprocess.run(["dd", f"if={mnt / name}", "of=/dev/null", "bs=1M"],
                            capture_output=True, timeout=timeout, check=True)
             c1, t1 = cpu_seconds(pid), time.monotonic()
+        by_ip = sampler.stop()
+    total = sum(by_ip.values()) or 1
     return {"MBps": size / (t1 - t0) / 1e6,
+            "shares": [round(n / total, 2) for n in by_ip.values()],
             "cpu_s_per_GiB": (c1 - c0) / (size / GIB) if c0 is not None and c1 is not None
             else "error"}
 
