@@ -143,7 +143,11 @@ class Uploader:
             return None
         sent, last = self._pieces_sent, self._last_sent
         best, best_key = 0, (True, math.inf)
+        prev = -1
         for n, req in enumerate(itertools.islice(fifo, SCAN)):
+            if req.index == prev:
+                continue  # same key as the request before it, which is older: not better
+            prev = req.index
             to = last.get(req.index)
             held = to is not None and to[0] is not s and now - to[1] < HOLD_SECONDS
             key = (held, sent.get(req.index, 0))
