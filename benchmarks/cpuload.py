@@ -69,10 +69,11 @@ def profiled(pid: int, out: str | None) -> Iterator[None]:
         argv = ["strace", "-c", "-f", "-p", str(pid), "-o", out[len("strace:"):]]
     elif out.startswith("perf:"):  # on-CPU samples, kernel included (perf record -g)
         argv = ["perf", "record", "-F", "499", "-g", "-o", out[len("perf:"):], "-p", str(pid)]
-    else:
+    else:  # py-spy: the interpreter's time (--gil), or with "all:" every busy thread
         spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-        argv = [spy, "record", "--gil", "--format", "raw", "-r", "250", "-p", str(pid),
-                "-o", out]
+        gil = [] if out.startswith("all:") else ["--gil"]
+        argv = [spy, "record", *gil, "--format", "raw", "-r", "250", "-p", str(pid),
+                "-o", out.removeprefix("all:")]
     proc = subprocess.Popen(argv,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
