@@ -8,7 +8,11 @@ libtorrent seeders on 127.0.0.2, .3, ...), then measures, side by side in one ru
     mount -> ready, time to first byte, 20 cold 64 KiB random reads, a sha256-checked
     sequential read of the big file (MB/s, CPU s per GiB), peak RssAnon, a cold
     ffprobe of the video and a cold seek to 40 s with ffmpeg;
-  libtorrent (the tests' lt_peer.py leech): the time to download the whole torrent.
+  libtorrent (the tests' lt_peer.py leech): the time to download the whole torrent;
+  upload (cpuload.py): a libtorrent leecher downloading the whole torrent from
+    ``torrentfs seed`` alone, then from a libtorrent seeder alone (MB/s, seeder CPU
+    s per GiB); idle CPU: a mount with --idle-peers connected idle peers, no reads
+    (% of a core); and issue 13's targets as ratios to libtorrent (targets.py).
 
 It runs in a network namespace of its own with only loopback (unshare --net; see
 --no-netns). This is a benchmark, not a test: it reports numbers, and a wedged or failing system
@@ -37,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from benchmarks import caller_path
+from benchmarks import caller_path, cpuload, targets
 from benchmarks.payload import VIDEO_SECONDS, make_payload, write_zeros_torrent
 from benchmarks.procstats import PeerSampler, RssSampler, cpu_seconds, rss_anon_kib, senders
 from benchmarks.programs import MOUNTS, SYSTEMS, Mount, run_bounded, say
@@ -285,6 +289,38 @@ class Bench:
                 f"leech exited {rc}: " + " | ".join(l for _, l in lines[-5:]))
         return res
 
+    def run_cpu_loads(self) -> tuple[dict | None, dict | None]:
+        """The upload rows and the idle-CPU row (``cpuload``), on a tracker-less
+        torrent of the same payload, so only the peers given take part."""
+        a = self.args
+        if "torrentfs" not in a.only or not (a.upload or a.idle_peers):
+            return None, None
+        torrent = self.tmp / "notracker.torrent"
+        lt_create(self.payload, torrent, None, a.piece_size << 10)
+        upload = idle = None
+        runs = []
+        if a.upload:
+            for _ in range(a.runs):
+                try:
+                    runs.append(cpuload.run_upload(self.tmp / f"upload-{len(runs)}", torrent,
+                                                   self.payload.parent, self.total_bytes,
+                                                   timeout=a.seq_budget * 2 + 60))
+                except (RuntimeError, TimeoutError, OSError,
+                        subprocess.SubprocessError) as e:
+                    say(f"upload: ERROR ({e})")
+            upload = targets.combine_upload(runs) if runs else None
+        if a.idle_peers:
+            work = self.tmp / "idle"
+            work.mkdir()
+            try:
+                idle = cpuload.run_idle(work, torrent, self.payload.parent,
+                                        peers=a.idle_peers, seconds=a.idle_seconds)
+            except (RuntimeError, TimeoutError, OSError, subprocess.SubprocessError) as e:
+                say(f"idle: ERROR ({e})")
+                idle = {"core_pct": "error"}
+            idle["peers"] = a.idle_peers
+        return upload, idle
+
     def run_big_torrent(self, tracker) -> dict:
         """RssAnon right after mounting a torrent of a sparse --big-size GiB file."""
         out: dict[str, Any] = {}
@@ -343,6 +379,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="bound on a mount becoming ready, s (60)")
     ap.add_argument("--ff-timeout", type=float, default=90.0,
                     help="bound on one ffprobe/ffmpeg run, s (90)")
+    ap.add_argument("--no-upload", dest="upload", action="store_false",
+                    help="skip the upload rows (a libtorrent leecher fed by torrentfs "
+                         "seed, then by a libtorrent seeder)")
+    ap.add_argument("--idle-peers", type=int, default=50,
+                    help="connected idle peers of the idle-CPU row; 0 skips it (50)")
+    ap.add_argument("--idle-seconds", type=float, default=30.0,
+                    help="how long the idle CPU is measured, s (30)")
     ap.add_argument("--no-netns", action="store_true",
                     help="do not run in a loopback-only network namespace of its own")
     ap.add_argument("--keep", metavar="DIR",
@@ -451,15 +494,25 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(run)
 
         big = bench.run_big_torrent(tracker) if args.big_torrent else None
+        upload, idle = bench.run_cpu_loads()
         summary = summarise(runs, big)
         elapsed = time.monotonic() - t_start
 
     print_report(summary, runs, args)
+    if upload:
+        print()
+        print("upload: a libtorrent leecher downloads the whole torrent from one seeder "
+              "alone")
+        print(targets.upload_table(upload))
+    target_rows = targets.rows(summary, runs, upload, idle)
+    print()
+    print(targets.targets_table(target_rows))
     print(f"total time: {elapsed:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(
             {**info, "elapsed_s": elapsed, "runs": runs, "big_torrent": big,
-             "summary": summary}, indent=1, default=str))
+             "upload": upload, "idle": idle, "summary": summary,
+             "targets": target_rows}, indent=1, default=str))
         print(f"raw numbers: {args.json}")
     return 0
 

@@ -251,6 +251,7 @@ _INDEX = struct.Struct(">I")
 _BLOCK = struct.Struct(">III")
 _PORT = struct.Struct(">H")
 _PIECE_HEAD = struct.Struct(">II")
+_PIECE_FULL_HEAD = struct.Struct(">IBII")
 
 
 def is_int(value: object) -> bool:
@@ -286,6 +287,18 @@ def _check_block(msg: Message, begin: object, length: int | None) -> None:
         )
 
 
+def _encode_piece(msg: Piece, num_pieces: int | None) -> bytes:
+    _check_index(msg, msg.index, num_pieces)
+    _check_block(msg, msg.begin, None)
+    if not _is_bytes(msg.data):
+        raise LocalProtocolError("Piece: data must be bytes-like")
+    size = memoryview(msg.data).nbytes
+    if not 1 <= size <= MAX_BLOCK_LENGTH:
+        raise LocalProtocolError(f"Piece: block of {size} bytes not in 1..{MAX_BLOCK_LENGTH}")
+    head = _PIECE_FULL_HEAD.pack(9 + size, 7, msg.index, msg.begin)
+    return b"".join((head, msg.data))
+
+
 def encode(msg: Message, num_pieces: int | None) -> bytes:
     """The wire bytes of ``msg`` for a torrent of ``num_pieces`` pieces (None: not
     known yet, so no bitfield and no piece index may be sent).
@@ -296,6 +309,8 @@ def encode(msg: Message, num_pieces: int | None) -> bytes:
     length or with spare bits set, an extension id outside a byte, an
     :class:`Unknown` with an assigned id) and for what is not a message one sends.
     """
+    if type(msg) is Piece:  # the common case first: what a seed sends most
+        return _encode_piece(msg, num_pieces)
     if isinstance(msg, KeepAlive):
         return b"\x00\x00\x00\x00"
     if isinstance(msg, (Choke, Unchoke, Interested, NotInterested, HaveAll, HaveNone)):
@@ -308,15 +323,7 @@ def encode(msg: Message, num_pieces: int | None) -> bytes:
         _check_block(msg, msg.begin, msg.length)
         return _LEN_ID.pack(13, msg.msg_id) + _BLOCK.pack(msg.index, msg.begin, msg.length)
     if isinstance(msg, Piece):
-        _check_index(msg, msg.index, num_pieces)
-        _check_block(msg, msg.begin, None)
-        if not _is_bytes(msg.data):
-            raise LocalProtocolError("Piece: data must be bytes-like")
-        size = memoryview(msg.data).nbytes
-        if not 1 <= size <= MAX_BLOCK_LENGTH:
-            raise LocalProtocolError(f"Piece: block of {size} bytes not in 1..{MAX_BLOCK_LENGTH}")
-        head = _LEN_ID.pack(9 + size, 7) + _PIECE_HEAD.pack(msg.index, msg.begin)
-        return b"".join((head, msg.data))
+        return _encode_piece(msg, num_pieces)
     if isinstance(msg, Bitfield):
         if not _is_bytes(msg.bits):
             raise LocalProtocolError("Bitfield: bits must be bytes-like")
@@ -371,6 +378,15 @@ def decode(buf: bytearray, msg_id: int, start: int, end: int,
     extended message was negotiated is the caller's question.
     """
     size = end - start
+    if msg_id == 7 and 8 < size <= 8 + MAX_BLOCK_LENGTH:
+        # The common case first, without the helpers below (most messages are blocks).
+        index, begin = _PIECE_HEAD.unpack_from(buf, start)
+        if num_pieces is None or index < num_pieces:
+            return Piece(index, begin, memoryview(buf)[start + 8 : end].toreadonly())
+    elif msg_id == 6 and size == 12:  # a request: what a seed hears most
+        index, begin, length = _BLOCK.unpack_from(buf, start)
+        if (num_pieces is None or index < num_pieces) and 1 <= length <= MAX_BLOCK_LENGTH:
+            return Request(index, begin, length)
     name = NAMES.get(msg_id)
 
     def expect(expected: int) -> None:

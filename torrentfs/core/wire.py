@@ -323,6 +323,12 @@ class PeerConnection:
         Raises LocalProtocolError, emitting nothing and changing nothing, if
         the message is invalid or not allowed now (see the module docstring).
         """
+        if type(msg) is Piece or type(msg) is Request:  # the common cases, no checks below apply
+            if not self._handshake_sent:
+                raise LocalProtocolError("send() before handshake()")
+            data = messages.encode(msg, self._num_pieces)
+            self._first_sent = True
+            return data
         if not isinstance(msg, Message):
             raise LocalProtocolError(f"not a message: {msg!r}")
         if isinstance(msg, (Handshake, ConnectionClosed)):
@@ -468,6 +474,9 @@ class PeerConnection:
     def _decode(self, buf: bytearray, msg_id: int, start: int, end: int) -> Message:
         """The event for message ``msg_id`` whose payload is buf[start:end]; a
         fast or extended message must have been negotiated."""
+        if msg_id == 7:  # a block: the common case
+            self._exported = True  # its data is a view of buf
+            return messages.decode(buf, msg_id, start, end, self._num_pieces)
         if msg_id in messages.FAST_IDS and not self.fast:
             raise RemoteProtocolError(
                 f"{messages.NAMES[msg_id]} received but the fast extension was not negotiated"

@@ -273,6 +273,14 @@ class Torrent:
     def on_message(self, s: PeerSession, msg: wire.Message) -> None:
         """One message from a peer past its handshake (the session has already
         updated its own flags: choked, interested, the requests it queued)."""
+        # Most messages are blocks (downloading) or requests (seeding): no match for them.
+        if type(msg) is wire.Piece:
+            self.got_block(s, msg.index, msg.begin, msg.data)
+            self._fill(s, batch=True)
+            return
+        if type(msg) is wire.Request:
+            self.uploads.request(s, msg)
+            return
         match msg:
             case wire.Bitfield():
                 self.picker.got_bitfield(
@@ -296,13 +304,8 @@ class Torrent:
                 # Not refilled from this peer now (it would be asked the same again);
                 # the ticker refills it, and other peers may take the block at once.
                 self.schedule(skip=s)
-            case wire.Piece():
-                self.got_block(s, msg.index, msg.begin, msg.data)
-                self._fill(s, batch=True)
             case wire.Extended():
                 self.ext.on_extended(s, msg)
-            case wire.Request():
-                self.uploads.request(s, msg)
             case wire.Cancel():
                 self.uploads.cancel(s, msg)
             case wire.Interested():
@@ -396,9 +399,11 @@ class Torrent:
         With ``batch``, only once it has drained to half (fewer, larger picks)."""
         if s.peer_choking or s.closed or not s.registered or self.seed_only:
             return
+        outstanding = self.picker.outstanding(s)
+        if batch and outstanding > PIPELINE_MAX // 2:
+            return  # drained to half of no pipeline yet: skip working out its size
         now = trio.current_time()
         pipeline = self._pipeline(s, now)
-        outstanding = self.picker.outstanding(s)
         if outstanding >= pipeline or (batch and outstanding > pipeline // 2):
             return
         for index, begin, length in self.picker.pick(s, now, pipeline - outstanding,

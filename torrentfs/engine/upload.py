@@ -37,9 +37,10 @@ from torrentfs.net.peer import PeerSession
 
 log = logging.getLogger("torrentfs.upload")
 
-MAX_UPLOAD_QUEUE = 256      # requests a peer may have queued with us
+MAX_UPLOAD_QUEUE = 500      # requests a peer may have queued with us (what we
+                            # advertise as BEP 10 'reqq': peerext.REQQ)
 MAX_REFUSED = 4 * MAX_UPLOAD_QUEUE  # requests refused in a row before the peer is dropped
-UPLOAD_BACKLOG = 16 << 10   # serve a peer more only while less than this awaits its socket
+UPLOAD_BACKLOG = 128 << 10  # serve a peer more only while less than this awaits its socket
 HOLD_SECONDS = 2.0          # how long a piece just sent to one peer waits for another
 SCAN = 64                   # requests of a peer's queue weighed when choosing its next
 
@@ -142,7 +143,11 @@ class Uploader:
             return None
         sent, last = self._pieces_sent, self._last_sent
         best, best_key = 0, (True, math.inf)
+        prev = -1
         for n, req in enumerate(itertools.islice(fifo, SCAN)):
+            if req.index == prev:
+                continue  # same key as the request before it, which is older: not better
+            prev = req.index
             to = last.get(req.index)
             held = to is not None and to[0] is not s and now - to[1] < HOLD_SECONDS
             key = (held, sent.get(req.index, 0))
