@@ -72,3 +72,19 @@ def test_load_finds_the_status_through_the_registry(tmp_path, monkeypatch):
         reg.remove()
     with pytest.raises(CliError, match="no torrentfs mount there"):
         load("/mnt/m", tmp_path)
+
+
+def test_the_live_view_shows_states_and_skips_too():
+    from rich.console import Console
+
+    from torrentfs.cli.status import render_rich
+    doc = document([sample_torrent()], "/mnt/w", 5, updated=1000.0)
+    doc.update(state="seeding after unmount", stopped=True, fetching=["late.magnet"],
+               skipped=[{"file": "bad.torrent", "why": "not a torrent file"}])
+    console = Console(width=80, record=True, file=open(os.devnull, "w"))
+    console.print(render_rich(doc, now=1000.0))
+    text = console.export_text()
+    for needle in ("the daemon (pid 5) is stopped (SIGSTOP)",
+                   "/mnt/w: seeding after unmount", "fetching metadata: late.magnet",
+                   "skipped bad.torrent: not a torrent file"):
+        assert needle in text, text

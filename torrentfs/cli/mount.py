@@ -223,6 +223,7 @@ def serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=Non
                     ready(None)
 
                 await mount.serve(ready=mounted_now)
+                reg.update(state="unmounting")  # `torrentfs unmount` sees we saw it
             if args.seed_after and torrent.seeding:
                 state.unlink(missing_ok=True)  # `torrentfs unmount` need not wait on us
 

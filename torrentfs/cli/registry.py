@@ -17,7 +17,8 @@ An entry (JSON object)::
 
     {"pid": 1234, "start": 98765,            # the process and its start time
      "kind": "mount" | "watch" | "seed",
-     "state": "starting" | "fetching metadata" | "mounted" | "seeding after unmount"
+     "state": "starting" | "fetching metadata" | "mounted" | "unmounting"
+              | "seeding after unmount"
               | "verifying" | "seeding",           # the last two: torrentfs seed
      "mountpoint": "/mnt/x" | null, "source": ".torrent, magnet link or watched folder",
      "name": str | null, "info_hash": "40 hex digits" | null,

@@ -154,9 +154,15 @@ def render_rich(doc: dict, now: float | None = None):
     now = time.time() if now is None else now
     parts = []
     age = now - doc.get("updated", now)
-    if age > STALE_AFTER:
+    if doc.get("stopped"):
+        parts.append(Text(f"the daemon (pid {doc.get('pid')}) is stopped (SIGSTOP)",
+                          style="bold red"))
+    elif age > STALE_AFTER:
         parts.append(Text(f"status is {age:.0f} s old: the daemon is busy or stuck",
                           style="bold red"))
+    if doc.get("state") not in (None, "mounted"):
+        parts.append(Text(f"{printable(doc.get('mountpoint') or '?')}: {doc['state']}",
+                          style="bold"))
     for t in doc["torrents"]:
         peers, rates = t["peers"], t["rates"]
         parts.append(Text(f"{printable(doc['mountpoint'])}: {printable(t['name'])}  "
@@ -202,6 +208,11 @@ def render_rich(doc: dict, now: float | None = None):
                 pt.add_row(printable(p["address"]), printable(p["client"]),
                            human(p["download_rate"]), human(p["upload_rate"]), flags)
             parts.append(pt)
+    for name in doc.get("fetching", ()):
+        parts.append(Text(f"fetching metadata: {printable(name)}", style="yellow"))
+    for skip in doc.get("skipped", ()):
+        parts.append(Text(f"skipped {printable(skip['file'])}: {printable(skip['why'])}",
+                          style="dim"))
     return Group(*parts)
 
 

@@ -14,8 +14,9 @@ daemon cannot hang the command:
    the mount detached (``fusermount3 -uz``), the daemon woken (SIGCONT), told to
    end (SIGTERM) and killed ``END_WAIT`` s later if it has not;
 3. otherwise the daemon gets ``--wait`` s to finish (tell the trackers, save its
-   resume file); a daemon seeding after the unmount (``--seed-after``) is not
-   waited for: the command says so, and ``torrentfs stop`` ends it.
+   resume file), and is then ended as a stuck one is (SIGTERM, SIGKILL); a daemon
+   seeding after the unmount (``--seed-after``) is not waited for: the command
+   says so, and ``torrentfs stop`` ends it.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def add_parser(sub) -> None:
                    help="not needed: daemons are found whatever cache folder they use "
                         "(kept for daemons of older versions)")
     u.add_argument("--wait", type=float, default=15.0, metavar="SECONDS",
-                   help="how long to wait for the daemon to finish once unmounted")
+                   help="how long the daemon gets to finish once unmounted (tell its "
+                        "trackers, save its state) before it is ended")
     u.set_defaults(func=run)
 
 
@@ -94,8 +96,11 @@ def unmount(path: str, pid: int | None, wait: float, *, name: str,
     exe = fusermount()
     t0 = time.monotonic()
     stuck = bool(pid) and process_state(pid) in ("T", "t")
+    registered = bool(pid) and _entry_of(pid) is not None
     if not stuck:
         r = _run([exe, "-u", path], timeout=STUCK_AFTER)
+        if r is not None and r.returncode == 0 and registered:
+            _nudge(pid)
         if _mounted(path) and pid and pid_alive(pid):
             # Busy: a process has a file open, perhaps blocked in a read that waits
             # for a piece. The daemon fails its waiting reads and unmounts on SIGTERM.
@@ -135,9 +140,26 @@ def unmount(path: str, pid: int | None, wait: float, *, name: str,
                       f"{_until(entry)} (torrentfs stop {pid} ends it)", file=sys.stderr)
             return
         time.sleep(0.05)
-    if pid_alive(pid) and not quiet:
-        print(f"torrentfs: warning: daemon {pid} still shutting down "
-              f"(torrentfs stop {pid} ends it)", file=sys.stderr)
+    if pid_alive(pid):  # wedged after the unmount: it is ended all the same
+        ended = end_process(pid, END_WAIT)
+        print(f"torrentfs: warning: the daemon of {name} (pid {pid}) did not finish "
+              f"within {wait:g} s after the unmount: it was "
+              f"{'stopped' if ended else 'killed'}", file=sys.stderr)
+
+
+def _nudge(pid: int) -> None:
+    """The mount is gone: a daemon that did not see it go within ``STUCK_AFTER`` s
+    (its registry entry still says "mounted") is told with SIGTERM, which it hears
+    while it serves. (The kernel ends the FUSE connection only when the last copy
+    of the mount goes: one held in another mount namespace keeps it alive.)"""
+    deadline = time.monotonic() + STUCK_AFTER
+    while time.monotonic() < deadline and pid_alive(pid):
+        entry = _entry_of(pid)
+        if entry is None or entry.get("state") != "mounted":
+            return
+        time.sleep(0.05)
+    if pid_alive(pid):
+        _signal(pid, signal.SIGTERM)
 
 
 def end_process(pid: int, wait: float) -> bool:

@@ -94,6 +94,7 @@ def serve(watched: Path, mountpoint: str, cache: Path, args, ready, progress=Non
                     ready(None)
 
                 await mount.serve(ready=mounted_now)
+                reg.update(state="unmounting")  # `torrentfs unmount` sees we saw it
             nursery.cancel_scope.cancel()
 
     try:
