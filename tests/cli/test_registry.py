@@ -104,3 +104,19 @@ def test_runtime_dir_is_xdg_runtime_dir(tmp_path):
 
 
 
+
+
+def test_locate_resolves_symlinked_parents(tmp_path):
+    """A path through a symlinked folder finds the mount (its parents are resolved);
+    a daemon with no mountpoint (torrentfs seed) does not stop that."""
+    reg = tmp_path / "reg"
+    reg.mkdir()
+    real = tmp_path / "real"
+    (real / "mnt").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(real)
+    me, start = os.getpid(), registry.process_start(os.getpid())
+    for name, entry in (("1", {"kind": "seed", "mountpoint": None}),
+                        ("2", {"kind": "mount", "mountpoint": str(real / "mnt")})):
+        (reg / f"{name}.json").write_text(json.dumps({"pid": me, "start": start, **entry}))
+    entry, folder = registry.locate(str(tmp_path / "link" / "mnt"), reg)
+    assert entry["kind"] == "mount" and folder is None

@@ -212,13 +212,13 @@ def locate(target: str, folder: Path | None = None) -> tuple[dict | None, str | 
             return (mounted or exact)[-1], None
         for e in all_:
             top = (e.get("mountpoint") or "").rstrip("/") + "/"
-            if e.get("kind") == "watch" and path.startswith(top):
+            if e.get("kind") == "watch" and e.get("mountpoint") and path.startswith(top):
                 return e, path[len(top):].split("/")[0]
         return None
 
     text = os.path.normpath(os.path.abspath(target))
     hit = match(text)
-    if hit is None and not any(text.startswith((e.get("mountpoint") or "") + "/")
-                               for e in all_):
+    if hit is None and not any(text.startswith(e["mountpoint"].rstrip("/") + "/")
+                               for e in all_ if e.get("mountpoint")):
         hit = match(mountpoint_path(target))
     return hit or (None, None)
