@@ -229,6 +229,39 @@ def test_ctrl_c_during_a_magnet_fetch_ends_the_daemon(runtime, tmp_path):
     assert "Traceback" not in (log.read_text() if log.exists() else "")
 
 
+def test_stop_ends_a_daemon_fetching_metadata_by_its_info_hash(runtime, tmp_path):
+    mountpoint, cache = tmp_path / "mnt", tmp_path / "cache"
+    mountpoint.mkdir()
+    info_hash = "3c" * 20
+    pid = None
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        silent.settimeout(30)
+        link = f"magnet:?xt=urn:btih:{info_hash}&x.pe=127.0.0.1:{silent.getsockname()[1]}"
+        proc = subprocess.Popen(
+            [TORRENTFS, "mount", link, str(mountpoint), "--cache-dir", str(cache),
+             "--no-dht", "--no-lsd", "--metadata-timeout", "120"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        try:
+            silent.accept()[0].close()
+            [entry] = registry.entries(runtime)
+            pid = entry["pid"]
+            r = run("stop", info_hash[:8])
+            assert r.returncode == 0 and r.stderr == "", r.stderr
+            assert not pid_alive(pid)
+            out, err = proc.communicate(timeout=30)
+            assert proc.returncode == 1  # the mount it waited for was not made
+            assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+            kill_by_pid(pid)
+    assert fuse_mount_type(str(mountpoint)) is None
+
+
 def test_status_and_xattrs_per_torrent_inside_a_watch_mount(runtime, tmp_path, good_torrent,
                                                              mount_torrent):
     watched = tmp_path / "watched"

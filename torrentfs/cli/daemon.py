@@ -130,6 +130,8 @@ def abandon(pid: int, mountpoint: str) -> None:
     """End the daemon ``pid`` whose parent was interrupted before its mount was ready:
     SIGTERM, SIGKILL ``ABANDON_WAIT`` s later; a mount it left is detached."""
     from torrentfs.fs.procfs import fuse_mount_type
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second Ctrl-C waits
+        signal.signal(sig, signal.SIG_IGN)
     try:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + ABANDON_WAIT
