@@ -188,9 +188,11 @@ def test_list_status_unmount_and_stop_of_a_daemon_seeding_after_unmount(
         kill_by_pid(pid)
 
 
-def test_ctrl_c_during_a_magnet_fetch_ends_the_daemon(runtime, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_during_a_magnet_fetch_ends_the_daemon(runtime, tmp_path, sig):
     """The magnet's one peer accepts the connection and never says a word: the
-    metadata cannot come. Ctrl-C to ``torrentfs mount`` ends its daemon too."""
+    metadata cannot come. Ctrl-C (or SIGTERM) to ``torrentfs mount`` ends its
+    daemon too."""
     mountpoint, cache = tmp_path / "mnt", tmp_path / "cache"
     mountpoint.mkdir()
     info_hash = "5e" * 20
@@ -212,7 +214,7 @@ def test_ctrl_c_during_a_magnet_fetch_ends_the_daemon(runtime, tmp_path):
             assert entry["state"] == "fetching metadata" and entry["info_hash"] == info_hash
             r = run("status", mountpoint)
             assert r.returncode == 0 and "fetching the metadata" in r.stdout, r.stderr
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(sig)
             out, err = proc.communicate(timeout=30)
             assert proc.returncode == 130
             assert b"Traceback" not in err and b"Error" not in err, err
