@@ -10,6 +10,7 @@ Runs under the system interpreter /usr/bin/python3, not the project venv.
                       [--download-rate BPS] [--ready-file F]
     lt_peer.py create --path P --out T [--tracker URL ...] [--piece-size N]
                       [--version v1|v2|hybrid]
+    lt_peer.py hashes --torrent T
     lt_peer.py dht    --listen IP:PORT --ready-file F [--dht-node IP:PORT ...]
 
 seed and leech also take --dht-node IP:PORT (repeatable): the DHT is then on, joined
@@ -28,6 +29,7 @@ leech:  downloads, rechecks the data on disk, exits 0 when complete; exits 1
         with a status line on stderr on timeout or error. With --magnet it
         starts from a magnet link (the metadata comes from peers, BEP 9).
         --ready-file gets its listen port once it is connected to a peer.
+hashes: prints libtorrent's v1 and v2 info-hashes of T (hex, zeros when absent).
 create: writes a .torrent of a file or directory (v1-only unless --version says
         v2 (BEP 52 only) or hybrid (libtorrent's own default: v1 and v2)) and
         prints its info-hash (hex) on stdout: the v1 one, or for v2-only the
@@ -384,6 +386,12 @@ def cmd_create(args):
     return 0
 
 
+def cmd_hashes(args):
+    hashes = lt.torrent_info(args.torrent).info_hashes()
+    print(hashes.v1.to_bytes().hex(), hashes.v2.to_bytes().hex())
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -433,6 +441,10 @@ def main(argv=None):
     sp.add_argument("--piece-size", type=int, default=0)
     sp.add_argument("--version", choices=["v1", "v2", "hybrid"], default="v1")
     sp.set_defaults(func=cmd_create)
+
+    sp = sub.add_parser("hashes")
+    sp.add_argument("--torrent", required=True)
+    sp.set_defaults(func=cmd_hashes)
 
     args = p.parse_args(argv)
     if args.cmd == "leech" and not (args.torrent or args.magnet):
