@@ -137,7 +137,11 @@ def refused(raw: bytes, expect: str) -> None:
 def test_built_v2_torrent_parses():
     meta = parse(v2_torrent({("x", "big"): data(5 * PL + 3, 4), ("y",): b"z"}))
     assert meta.version == "v2" and meta.num_pieces == 7
-    assert [f.path for f in meta.files] == [("x", "big"), (".pad", str(PL - 3)), ("y",)]
+    # Padding after every file not ending on a piece boundary, the last one too
+    # (libtorrent takes every v2 piece as whole).
+    assert [f.path for f in meta.files] == [("x", "big"), (".pad", str(PL - 3)), ("y",),
+                                            (".pad", str(PL - 1))]
+    assert meta.total_length == 7 * PL
 
 
 def test_meta_version_other_than_2_is_refused():
@@ -207,7 +211,7 @@ def test_empty_files_have_no_pieces_and_no_padding():
     meta = parse(v2_torrent({("a",): b"", ("b",): b"xy", ("c",): b""}))
     assert meta.num_pieces == 1
     assert [(f.path, f.length, f.offset) for f in meta.files] == [
-        (("a",), 0, 0), (("b",), 2, 0), (("c",), 0, 2)]
+        (("a",), 0, 0), (("b",), 2, 0), ((".pad", str(PL - 2)), PL - 2, 2), (("c",), 0, PL)]
     refused(v2_torrent({("a",): b"", ("b",): b""}), "no data")
 
 
@@ -234,3 +238,11 @@ def test_hybrid_without_piece_layers_falls_back_to_sha1():
     assert meta.v2.expected(0) is None and meta.v2.verify(0, b"")
     # a.bin's root still judges nothing it cannot: c.txt (one piece) has its root.
     assert meta.v2.expected(4) is not None
+
+
+def test_single_file_v2_is_padded_to_whole_pieces_like_libtorrent():
+    meta = parse((DATA / "single-v2.torrent").read_bytes())
+    assert not meta.multi_file
+    assert [(f.path, f.length, f.padding) for f in meta.files] == [
+        (("single.bin",), 70000, False), ((".pad", "28304"), 28304, True)]
+    assert meta.total_length == 3 * PL

@@ -538,7 +538,8 @@ def _parse_v2(top: dict, info: dict, info_bytes: bytes, piece_length: int) -> Me
     files: list[FileEntry] = []
     offset = 0
     for path, length, padding, executable in rows:
-        files.append(FileEntry(path if multi else (name,), length, offset, padding, executable))
+        files.append(FileEntry(path if multi or padding else (name,), length, offset, padding,
+                               executable))
         offset += length
     if multi:
         _check_tree(files)

@@ -6,9 +6,11 @@ its name and length checkers in), so the two never form an import loop.
 How a v2 torrent is laid out as one byte stream (so the rest of torrentfs, which
 thinks in pieces of one stream, needs no second model): the files in file-tree order,
 each one that holds data starting on a piece boundary, with a padding file (BEP 47,
-``.pad/N``) filling the gap after every file that does not end on one, except the
-last file with data. This is exactly the v1 half of a hybrid torrent, and the piece
-numbers are the ones v2 peers use on the wire (libtorrent numbers v2 pieces so too).
+``.pad/N``) filling the gap after every file that does not end on one, the last
+included. This is exactly the v1 half of a (multi-file) hybrid torrent, and the
+pieces are the ones v2 peers use on the wire: libtorrent numbers v2 pieces so and
+takes every piece, the last one too, as a whole piece_length long (a shorter last
+piece would make it ask for blocks we would call out of range).
 So every piece lies in exactly one file, and its v2 hash is checked against that
 file's merkle tree (see ``merkle``): the file's piece-layer node when the file is
 longer than a piece, its ``pieces root`` when not. Empty files have no root and
@@ -127,13 +129,12 @@ def _file(entry: Any, path: tuple[str, ...], shown: str, check_length) -> TreeFi
 
 def pad_layout(files: list[TreeFile], piece_length: int) -> list[Row]:
     """The v2 files as one stream: a ``.pad/N`` padding row after each file that does
-    not end on a piece boundary, except after the last file with data."""
-    last = max((i for i, f in enumerate(files) if f.length), default=-1)
+    not end on a piece boundary."""
     rows: list[Row] = []
-    for i, f in enumerate(files):
+    for f in files:
         rows.append((f.path, f.length, False, f.executable))
         gap = -f.length % piece_length
-        if gap and i < last:
+        if gap:
             rows.append(((".pad", str(gap)), gap, True, False))
     return rows
 
