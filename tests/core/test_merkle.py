@@ -166,3 +166,19 @@ def test_widths():
     with pytest.raises(ValueError):
         merkle.merkle_root([ZERO] * 3, 2)
     assert merkle.merkle_root([], 4) == merkle.pad_hash(2)
+
+
+def test_tree_over_a_piece_layer_pads_with_zero_piece_roots():
+    """Layers built on a piece layer (base height 2: four blocks a piece) pad with the
+    root of an all-zero piece, and climb to the file's root."""
+    piece_length = 4 * BLOCK_SIZE
+    body = data(9 * piece_length + 5, 2)
+    root, layer = merkle.file_root(body, piece_length)
+    layers = merkle.tree_layers(layer, base=2)
+    assert layers[-1] == [root]
+    assert merkle.node(layers, 0, 10, base=2) == merkle.pad_hash(2)
+    for i, h in enumerate(layer):
+        assert merkle.verify_proof(h, i, merkle.proof(layers, 0, i, base=2), root)
+    # A subtree of 4 piece hashes proves with the uncles above it.
+    sub = merkle.merkle_root(layer[4:8])
+    assert merkle.verify_proof(sub, 1, merkle.proof(layers, 2, 1, base=2), root)

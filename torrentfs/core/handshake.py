@@ -52,15 +52,19 @@ HANDSHAKE_LENGTH = INFO_HASH_END + 20  # 68
 RESERVED_EXTENDED = (5, 0x10)  # BEP 10
 RESERVED_FAST = (7, 0x04)  # BEP 6
 RESERVED_DHT = (7, 0x01)  # BEP 5
+RESERVED_V2 = (7, 0x10)  # BEP 52: we speak v2 (set only for a v2 or hybrid torrent:
+# libtorrent drops a peer that sets it for a torrent it knows to be v1-only)
 
 
-def make_reserved(*, fast: bool = True, extended: bool = True, dht: bool = False) -> bytes:
+def make_reserved(*, fast: bool = True, extended: bool = True, dht: bool = False,
+                  v2: bool = False) -> bytes:
     """Return the 8 reserved handshake bytes with exactly the given bits set."""
     reserved = bytearray(8)
     for wanted, (byte, mask) in (
         (fast, RESERVED_FAST),
         (extended, RESERVED_EXTENDED),
         (dht, RESERVED_DHT),
+        (v2, RESERVED_V2),
     ):
         if wanted:
             reserved[byte] |= mask

@@ -30,7 +30,7 @@ from functools import lru_cache
 from typing import Iterable, Sequence
 
 __all__ = ["BLOCK_SIZE", "HASH_SIZE", "ZERO", "sha256", "pad_hash", "leaf_hashes",
-           "next_pow2", "log2", "merkle_root", "tree_layers", "proof", "root_from_proof",
+           "next_pow2", "log2", "merkle_root", "tree_layers", "node", "proof", "root_from_proof",
            "verify_proof", "piece_layer", "root_from_piece_layer", "piece_hash",
            "file_root", "blocks_per_piece", "num_blocks"]
 
@@ -108,31 +108,34 @@ def merkle_root(hashes: Sequence[bytes], width: int | None = None, height: int =
     return layer[0]
 
 
-def tree_layers(leaves: Sequence[bytes]) -> list[list[bytes]]:
-    """Every layer of the tree over ``leaves``, bottom (the leaves, unpadded) to top
-    (``[root]``). Layer ``h`` holds only the nodes with at least one real leaf."""
+def tree_layers(leaves: Sequence[bytes], base: int = 0) -> list[list[bytes]]:
+    """Every layer of the tree over ``leaves`` (nodes at height ``base``: 0 for block
+    hashes, log2(blocks per piece) for a piece layer), bottom (unpadded) to top
+    (``[root]``). ``layers[h]`` holds only the nodes with at least one real leaf."""
     if not leaves:
         raise ValueError("an empty file has no tree")
     layers = [list(leaves)]
     depth = log2(next_pow2(len(leaves)))
-    for height in range(depth):
-        layers.append(_parent_layer(layers[-1], pad_hash(height)))
+    for level in range(depth):
+        layers.append(_parent_layer(layers[-1], pad_hash(base + level)))
     return layers
 
 
-def _node(layers: Sequence[Sequence[bytes]], height: int, index: int) -> bytes:
-    layer = layers[height]
-    return layer[index] if index < len(layer) else pad_hash(height)
+def node(layers: Sequence[Sequence[bytes]], level: int, index: int, base: int = 0) -> bytes:
+    """Node ``index`` of ``layers[level]``, or the padding hash past its real nodes."""
+    layer = layers[level]
+    return layer[index] if index < len(layer) else pad_hash(base + level)
 
 
 def proof(layers: Sequence[Sequence[bytes]], height: int, index: int,
-          top: int | None = None) -> list[bytes]:
-    """The uncle hashes proving node ``index`` at ``height`` up to the node at height
-    ``top`` (default the root): sibling at each height ``height..top-1``."""
+          top: int | None = None, base: int = 0) -> list[bytes]:
+    """The uncle hashes proving node ``index`` of ``layers[height]`` up to the node of
+    ``layers[top]`` (default the root): its sibling at each level ``height..top-1``.
+    ``base`` is the height of ``layers[0]`` (see ``tree_layers``)."""
     top = len(layers) - 1 if top is None else top
     out = []
     for h in range(height, top):
-        out.append(_node(layers, h, index ^ 1))
+        out.append(node(layers, h, index ^ 1, base))
         index >>= 1
     return out
 

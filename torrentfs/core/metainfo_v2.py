@@ -180,6 +180,12 @@ class V2Info:
     _first_pieces: tuple[int, ...] = field(repr=False)
     _first_files: tuple[int, ...] = field(repr=False)
     num_pieces: int = 0
+    #: Each pieces root's file index.
+    _root_files: dict[bytes, int] = field(default_factory=dict, repr=False)
+
+    def file_of_root(self, root: bytes) -> int | None:
+        """The index of the file whose pieces root is ``root``, or None."""
+        return self._root_files.get(root)
 
     def piece_file(self, index: int) -> tuple[int, int, int]:
         """``(file index, piece number within the file, bytes of the file in it)``."""
@@ -249,7 +255,8 @@ def build(top: dict, info_bytes: bytes, files: list[TreeFile], rows: list[Row],
         info_hash=hashlib.sha256(info_bytes).digest(), piece_length=piece_length,
         hybrid=hybrid, roots=tuple(roots), lengths=tuple(lengths), piece_layers=layers,
         _first_pieces=tuple(firsts), _first_files=tuple(first_files),
-        num_pieces=-(-offset // piece_length))
+        num_pieces=-(-offset // piece_length),
+        _root_files={r: i for i, r in enumerate(roots) if r is not None})
 
 
 def _layer(layers_in: dict, root: bytes, length: int, piece_length: int,
@@ -270,3 +277,23 @@ def _layer(layers_in: dict, root: bytes, length: int, piece_length: int,
         raise V2Error(f"invalid torrent: the piece layer of {shown!r} does not match its "
                       "pieces root")
     return layer
+
+
+def layer_needs(info: dict) -> tuple[int, list[tuple[bytes, int]]]:
+    """``(piece length, [(pieces root, file length), ...])`` of the files of a v2 info
+    dictionary longer than one piece: the piece layers a torrent made from it (a
+    magnet link's metadata) must get from peers. V2Error if it is not usable v2."""
+    if not is_v2(info):
+        return 0, []
+    piece_length = info.get(b"piece length")
+    if (not isinstance(piece_length, int) or piece_length < merkle.BLOCK_SIZE
+            or piece_length & (piece_length - 1)):
+        raise V2Error("invalid torrent: bad v2 'piece length'")
+
+    def length(value, what):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise V2Error(f"invalid torrent: bad length for {what}")
+        return value
+    files, _ = tree_files(info, lambda name, shown: name, length)
+    needs = {f.root: f.length for f in files if f.root is not None and f.length > piece_length}
+    return piece_length, list(needs.items())
