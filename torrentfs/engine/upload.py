@@ -59,13 +59,15 @@ class Uploader:
         self._wake = trio.Event()
         self._pieces_sent: dict[int, int] = {}  # piece -> times its first block went out
         self._last_sent: dict[int, tuple[PeerSession, float]] = {}  # piece -> to whom, when
-        v2 = torrent.meta.v2
-        self._hashes = HashServer(v2) if v2 is not None and v2.piece_layers else None
+        self._hashes: HashServer | None = None  # made at the first hash request
 
     def hash_message(self, s: PeerSession, msg: wire.Message) -> None:
         """A BEP 52 hash request (answered or rejected), or hashes or a reject we
         never asked for (the download side of a torrent asks for none)."""
         if isinstance(msg, wire.HashRequest):
+            v2 = self.torrent.meta.v2
+            if self._hashes is None and v2 is not None:
+                self._hashes = HashServer(v2)
             answer = self._hashes.answer(msg) if self._hashes is not None else wire.HashReject(
                 msg.pieces_root, msg.base_layer, msg.index, msg.length, msg.proof_layers)
             log.info("%r: hash request for %d hashes at layer %d from %d: %s", s,
