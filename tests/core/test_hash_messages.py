@@ -98,3 +98,24 @@ def test_valid_message_after_hash_messages_still_parses():
     assert drain(conn) == [HashRequest(ROOT, 2, 0, 2, 0), HashReject(ROOT, 2, 0, 2, 0),
                            Interested()]
     assert struct.calcsize(">32sIIII") == 48
+
+
+def test_hybrid_peer_may_answer_with_the_v2_info_hash():
+    """libtorrent answers a v2-capable peer of a hybrid with the v2 info-hash (cut to
+    20 bytes): accepted when named as ``also_info_hash``, any other hash refused."""
+    from torrentfs.core.wire import Handshake, PeerConnection
+    v2_cut = bytes(range(100, 120))
+    ours = PeerConnection(bytes(20), b"-TF0001-aaaaaaaaaaaa", num_pieces=4, v2=True,
+                          also_info_hash=v2_cut)
+    ours.handshake()
+    theirs = PeerConnection(v2_cut, b"-LT2080-bbbbbbbbbbbb", num_pieces=4)
+    ours.receive_data(theirs.handshake())
+    (hs,) = drain(ours)
+    assert isinstance(hs, Handshake) and hs.info_hash == v2_cut
+    stranger = PeerConnection(bytes(20), b"-TF0001-aaaaaaaaaaaa", num_pieces=4,
+                              also_info_hash=v2_cut)
+    stranger.handshake()
+    other = PeerConnection(bytes(range(1, 21)), b"-LT2080-bbbbbbbbbbbb", num_pieces=4)
+    stranger.receive_data(other.handshake())
+    with pytest.raises(RemoteProtocolError, match="info_hash is not ours"):
+        drain(stranger)

@@ -218,6 +218,8 @@ class PeerConnection:
     ``info_hash`` and ``peer_id`` are ours (20 bytes each).  ``num_pieces``
     bounds piece indices and fixes the bitfield length.  ``fast``,
     ``extended``, ``dht`` and ``v2`` (BEP 52) choose the bits we set in our handshake.
+    ``also_info_hash``: another info-hash the peer may answer with (a hybrid
+    torrent's v2 one, cut to 20 bytes: libtorrent answers a v2-capable peer so).
     ``max_message`` bounds the length prefix we accept from the peer; it is
     raised automatically to admit a bitfield for ``num_pieces``.  Invalid
     arguments raise ``ValueError``.
@@ -233,6 +235,7 @@ class PeerConnection:
         extended: bool = True,
         dht: bool = False,
         v2: bool = False,
+        also_info_hash: bytes | None = None,
         max_message: int = DEFAULT_MAX_MESSAGE,
     ) -> None:
         if not isinstance(info_hash, bytes) or len(info_hash) != 20:
@@ -244,6 +247,7 @@ class PeerConnection:
         if not is_int(max_message) or max_message < 1:
             raise ValueError("max_message must be a positive int")
         self._info_hash = info_hash
+        self._also = () if also_info_hash is None else (also_info_hash,)
         self._num_pieces = num_pieces
         self._max_message = max(max_message, 1 + bitfield.byte_length(num_pieces or 0))
         self._our_handshake = Handshake(
@@ -463,7 +467,7 @@ class PeerConnection:
         pos = self._pos
         # Judge what has arrived so far, so garbage is refused early.
         head = bytes(self._buf[pos : pos + HANDSHAKE_LENGTH])
-        handshake.check(head, self._info_hash)
+        handshake.check(head, self._info_hash, *self._also)
         if not complete:
             return self._short("handshake")
         theirs = handshake.decode(head)
