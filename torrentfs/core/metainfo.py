@@ -408,6 +408,8 @@ def parse(data: bytes) -> Metainfo:
         return _parse(data)
     except MetainfoError:
         raise
+    except metainfo_v2.V2Error as e:
+        raise MetainfoError(str(e)) from None
     except Exception as e:  # defensive: nothing else may escape
         raise MetainfoError(f"not a torrent file: {type(e).__name__}: {e}") from e
 
@@ -447,10 +449,7 @@ def _parse(data: bytes) -> Metainfo:
             f"invalid torrent: 'piece length' {piece_length} is larger than 256 MiB"
         )
     pieces = info.get(b"pieces")
-    try:
-        v2 = metainfo_v2.is_v2(info)
-    except metainfo_v2.V2Error as e:
-        raise MetainfoError(str(e)) from None
+    v2 = metainfo_v2.is_v2(info)
     if pieces is None and not v2:
         raise MetainfoError("invalid torrent: missing 'pieces' (and no BEP 52 'file tree')")
     if pieces is None:
@@ -509,15 +508,9 @@ def _parse(data: bytes) -> Metainfo:
             f"pieces of {piece_length} need {expected}"
         )
 
-    v2_info = None
-    if v2:  # a hybrid: its v2 tree must be its v1 file list
-        try:
-            tree, multi = metainfo_v2.tree_files(info, _component, _length)
-            rows = [(f.path, f.length, f.padding, f.executable) for f in files]
-            metainfo_v2.check_hybrid(rows, tree, piece_length, multi)
-            v2_info = metainfo_v2.build(top, info_bytes, tree, rows, piece_length, True)
-        except metainfo_v2.V2Error as e:
-            raise MetainfoError(str(e)) from None
+    rows = [(f.path, f.length, f.padding, f.executable) for f in files]
+    v2_info = metainfo_v2.hybrid(top, info, info_bytes, rows, piece_length, _component,
+                                 _length) if v2 else None
     return _metainfo(top, info, hashlib.sha1(info_bytes).digest(), info_bytes, name,
                      piece_length, pieces, files, has_files, total, v2_info)
 
@@ -529,12 +522,8 @@ def _parse_v2(top: dict, info: dict, info_bytes: bytes, piece_length: int) -> Me
     if not isinstance(raw_name, bytes):
         raise MetainfoError("invalid torrent: missing 'name'")
     name = _component(_text(raw_name), _show(_text(raw_name)))
-    try:
-        tree, multi = metainfo_v2.tree_files(info, _component, _length)
-        rows = metainfo_v2.pad_layout(tree, piece_length)
-        v2_info = metainfo_v2.build(top, info_bytes, tree, rows, piece_length, False)
-    except metainfo_v2.V2Error as e:
-        raise MetainfoError(str(e)) from None
+    v2_info, rows, multi = metainfo_v2.v2_only(top, info, info_bytes, piece_length,
+                                               _component, _length)
     files: list[FileEntry] = []
     offset = 0
     for path, length, padding, executable in rows:

@@ -37,7 +37,8 @@ from typing import Any, Callable
 
 from torrentfs.core import merkle
 
-__all__ = ["V2Error", "V2Info", "is_v2", "tree_files", "pad_layout", "build", "check_hybrid"]
+__all__ = ["V2Error", "V2Info", "is_v2", "tree_files", "pad_layout", "build", "check_hybrid",
+           "hybrid", "v2_only", "layer_needs"]
 
 #: A (path, length, padding, executable) row of a file list, in stream order.
 Row = tuple[tuple[str, ...], int, bool, bool]
@@ -257,6 +258,23 @@ def build(top: dict, info_bytes: bytes, files: list[TreeFile], rows: list[Row],
         _first_pieces=tuple(firsts), _first_files=tuple(first_files),
         num_pieces=-(-offset // piece_length),
         _root_files={r: i for i, r in enumerate(roots) if r is not None})
+
+
+def hybrid(top: dict, info: dict, info_bytes: bytes, rows: list[Row], piece_length: int,
+           component, check_length) -> V2Info:
+    """The V2Info of a hybrid whose v1 file list is ``rows``: its tree must match."""
+    tree, multi = tree_files(info, component, check_length)
+    check_hybrid(rows, tree, piece_length, multi)
+    return build(top, info_bytes, tree, rows, piece_length, True)
+
+
+def v2_only(top: dict, info: dict, info_bytes: bytes, piece_length: int, component,
+            check_length) -> tuple[V2Info, list[Row], bool]:
+    """A v2-only torrent's V2Info, its stream's file rows (``pad_layout``) and
+    whether it is multi-file."""
+    tree, multi = tree_files(info, component, check_length)
+    rows = pad_layout(tree, piece_length)
+    return build(top, info_bytes, tree, rows, piece_length, False), rows, multi
 
 
 def _layer(layers_in: dict, root: bytes, length: int, piece_length: int,
