@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from benchmarks import caller_path, cpuload, targets
+from benchmarks import caller_path, cpuload, targets, v2reads
 from benchmarks.payload import VIDEO_SECONDS, make_payload, write_zeros_torrent
 from benchmarks.procstats import PeerSampler, RssSampler, cpu_seconds, rss_anon_kib, senders
 from benchmarks.programs import MOUNTS, SYSTEMS, Mount, run_bounded, say
@@ -371,6 +371,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="also mount a torrent of a sparse --big-size GiB file and "
                          "report RssAnon right after")
     ap.add_argument("--big-size", type=int, default=16, help="GiB for --big-torrent (16)")
+    ap.add_argument("--v2-reads", action="store_true",
+                    help="also time cold random 64 KiB reads of big.bin as a v1 and as a "
+                         "v2 (BEP 52) torrent, both with 16 MiB pieces (benchmarks/v2reads.py)")
     ap.add_argument("--seq-budget", type=float, default=120.0,
                     help="cap on one sequential read, s; slower is reported partial (120)")
     ap.add_argument("--read-timeout", type=float, default=60.0,
@@ -495,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
 
         big = bench.run_big_torrent(tracker) if args.big_torrent else None
         upload, idle = bench.run_cpu_loads()
+        v2r = v2reads.run(bench, tracker) if args.v2_reads else None
         summary = summarise(runs, big)
         elapsed = time.monotonic() - t_start
 
@@ -504,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
         print("upload: a libtorrent leecher downloads the whole torrent from one seeder "
               "alone")
         print(targets.upload_table(upload))
+    if v2r is not None:
+        v2reads.print_rows(v2r)
     target_rows = targets.rows(summary, runs, upload, idle)
     print()
     print(targets.targets_table(target_rows))
@@ -511,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(
             {**info, "elapsed_s": elapsed, "runs": runs, "big_torrent": big,
-             "upload": upload, "idle": idle, "summary": summary,
+             "upload": upload, "idle": idle, "v2_reads": v2r, "summary": summary,
              "targets": target_rows}, indent=1, default=str))
         print(f"raw numbers: {args.json}")
     return 0

@@ -308,6 +308,8 @@ class Torrent:
                 self.ext.on_extended(s, msg)
             case wire.Cancel():
                 self.uploads.cancel(s, msg)
+            case wire.HashRequest() | wire.Hashes() | wire.HashReject():
+                self.uploads.hash_message(s, msg)  # BEP 52
             case wire.Interested():
                 if self.have.count:
                     self.rechoke()  # a free slot should not wait for the next round
