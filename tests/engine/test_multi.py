@@ -21,7 +21,6 @@ from torrentfs.disk.create import create_torrent
 from torrentfs.engine.multi import (
     MultiMount,
     Shared,
-    _Replayed,
 )
 from torrentfs.engine.options import TorrentOptions
 from torrentfs.engine.sources import Skip, Source, load_file
@@ -63,18 +62,6 @@ class RecordingFS:
 
 
 # -- pure helpers ------------------------------------------------------------------
-
-async def test_replayed_stream_gives_its_head_first():
-    a, b = trio.testing.memory_stream_pair()
-    await a.send_all(b"rest")
-    s = _Replayed(b, b"head")
-    assert await s.receive_some(2) == b"he"
-    assert await s.receive_some() == b"ad"
-    assert await s.receive_some(100) == b"rest"
-    await s.send_all(b"back")
-    assert await a.receive_some(100) == b"back"
-    await s.aclose()
-
 
 def test_loaders(tmp_path):
     write_torrent(tmp_path / "d", "x.bin", 1000, 1, tmp_path / "x.TORRENT")

@@ -403,7 +403,7 @@ def lt_dht_node(ip: str, port: int = 0, dht_nodes: Sequence[str] = (), *,
 def lt_seeder(torrent_path: Path | str, data_dir: Path | str, ip: str = "127.0.0.2",
               port: int = 0, *, utp: bool = False, upload_rate: int | None = None,
               lsd: bool = False, wrap: Callable[[list[str]], list[str]] | None = None,
-              dht_nodes: Sequence[str] = (),
+              dht_nodes: Sequence[str] = (), encryption: str | None = None,
               workdir: Path | str | None = None, timeout: float = 60.0) -> Iterator[Peer]:
     """Run a libtorrent seeder of the data in `data_dir` on ip:port (0 = any).
 
@@ -414,7 +414,8 @@ def lt_seeder(torrent_path: Path | str, data_dir: Path | str, ip: str = "127.0.0
     the command line, e.g. `lambda argv: cluster.argv_in(i, argv)` to run it in
     a cluster's namespace.
     With `dht_nodes` it joins the DHT through them and announces itself there
-    (at once, then every 5 s).
+    (at once, then every 5 s). `encryption="forced"`: MSE/PE with RC4 only, in and
+    out (plain connections refused).
     """
     with _workdir(workdir, "lt-seed-") as wd:
         ready = wd / f"lt-seed-{ip}-{port}.ready"
@@ -427,6 +428,8 @@ def lt_seeder(torrent_path: Path | str, data_dir: Path | str, ip: str = "127.0.0
         if upload_rate:
             argv += ["--upload-rate", str(upload_rate)]
         argv += _dht_args(dht_nodes)
+        if encryption:
+            argv += ["--encryption", encryption]
         if lsd:
             argv.append("--lsd")
         if wrap is not None:
@@ -453,7 +456,7 @@ def _leech_argv(torrent_path, save_dir, ip, port, peers, utp, timeout, magnet,
 
 def lt_leecher(torrent_path: Path | str | None, save_dir: Path | str, ip: str = "127.0.0.9",
                port: int = 0, peers: Sequence[str] = (), *, utp: bool = False,
-               dht_nodes: Sequence[str] = (),
+               dht_nodes: Sequence[str] = (), encryption: str | None = None,
                timeout: float = 60.0, magnet: str | None = None
                ) -> subprocess.CompletedProcess:
     """Download with libtorrent into `save_dir`; returns when done or timed out.
@@ -463,9 +466,12 @@ def lt_leecher(torrent_path: Path | str | None, save_dir: Path | str, ip: str = 
     `magnet` (and no torrent) libtorrent starts from the magnet link. The
     result's returncode is 0 only when complete and rechecked; the status is
     in its stderr. The process is killed if it overruns `timeout` by 15 s.
+    `encryption="forced"`: MSE/PE with RC4 only, in and out.
     """
     argv = _leech_argv(torrent_path, save_dir, ip, port, peers, utp, timeout, magnet,
                        dht_nodes=dht_nodes)
+    if encryption:
+        argv += ["--encryption", encryption]
     return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           env=child_env(), timeout=timeout + 15)
 

@@ -16,6 +16,7 @@ from torrentfs.cli import watch
 from torrentfs.cli.args import (
     add_dht,
     add_log_level,
+    add_encryption,
     add_lsd,
     add_metadata_timeout,
     add_rates,
@@ -89,6 +90,7 @@ def add_parser(sub) -> None:
                      help="connect to at most N peers")
     add_rates(net)
     add_lsd(net)
+    add_encryption(net)
     add_dht(net)
     add_web_seeds(net)
     data = m.add_argument_group("cache and reading")

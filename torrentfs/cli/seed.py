@@ -11,6 +11,7 @@ from pathlib import Path
 from torrentfs.cli.args import (
     add_dht,
     add_log_level,
+    add_encryption,
     add_lsd,
     add_rates,
     command,
@@ -52,6 +53,7 @@ def add_parser(sub) -> None:
                     help="serve at most N peers at once")
     add_rates(sd)
     add_lsd(sd)
+    add_encryption(sd)
     add_dht(sd)
     sd.add_argument("--cache-dir", metavar="DIR",
                     help=f"where our state is kept (default: {default_cache_dir()})")

@@ -30,6 +30,7 @@ class TorrentOptions:
     lsd: bool = False                # local service discovery (BEP 14); never if private
     pex: bool = True                 # peer exchange (BEP 11); never if private
     web_seeds: tuple[str, ...] | None = None  # BEP 19 URLs; None: the torrent's url-list
+    encryption: str = "prefer"       # MSE/PE: prefer, require or off (net/mse.py)
 
     # -- the data --------------------------------------------------------------------
     prefetch: bool = False           # download the whole torrent, below reads
