@@ -252,6 +252,31 @@ async def test_incoming_peers_reach_the_torrent_their_handshake_names(tmp_path, 
             nursery.cancel_scope.cancel()
 
 
+async def test_encrypted_incoming_peers_reach_their_torrent(tmp_path, watched):
+    """MSE/PE on the shared port: the SKEY names the torrent among those served."""
+    from torrentfs.net import mse
+    p1 = write_torrent(tmp_path / "p1", "one", 70_000, 1, watched / "one.torrent")
+    p2 = write_torrent(tmp_path / "p2", "two", 90_000, 2, watched / "two.torrent")
+    with trio.fail_after(LIMIT):
+        async with trio.open_nursery() as nursery:
+            mm = await start_multi(nursery, watched, tmp_path / "cache")
+            t1, t2 = mm.fs.shown["one"], mm.fs.shown["two"]
+            for t, payload in ((t2, p2), (t1, p1)):
+                stream = await trio.open_tcp_stream("127.0.0.1", mm.port)
+                stream = await mse.initiate(stream, t.meta.info_hash, require=True)
+                assert stream.encrypted
+                nursery.start_soon(fake_peer, stream, t.meta, payload)
+            assert bytes(await t1.read(0, 0, 70_000)) == p1
+            assert bytes(await t2.read(0, 0, 90_000)) == p2
+            assert len(t1.sessions) == 1 and len(t2.sessions) == 1
+            # An encrypted handshake for a torrent not here: refused.
+            stream = await trio.open_tcp_stream("127.0.0.1", mm.port)
+            with pytest.raises((mse.MSEError, trio.BrokenResourceError)):
+                await mse.initiate(stream, b"\x01" * 20)
+            await stream.aclose()
+            nursery.cancel_scope.cancel()
+
+
 async def test_a_torrent_that_cannot_start_is_skipped(tmp_path, watched, caplog):
     write_torrent(tmp_path / "p1", "one", 40_000, 1, watched / "one.torrent")
     write_torrent(tmp_path / "p2", "two", 40_000, 2, watched / "two.torrent")
