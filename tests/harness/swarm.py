@@ -58,6 +58,11 @@ def wait_until(predicate: Callable[[], Any], timeout: float,
         time.sleep(interval)
 
 
+def hostport(ip: str, port: int) -> str:
+    """'IP:PORT', or '[IPv6]:PORT'."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
 def free_port(host: str = "127.0.0.1", udp: bool = False) -> int:
     """A port that is free on `host` for TCP (and for UDP too if `udp`)."""
     for _ in range(100):
@@ -368,7 +373,7 @@ class Peer:
 
     @property
     def endpoint(self) -> str:
-        return f"{self.ip}:{self.port}"
+        return hostport(self.ip, self.port)
 
     def log(self) -> str:
         return log_tail(self.log_path, 200)
@@ -392,7 +397,7 @@ def lt_dht_node(ip: str, port: int = 0, dht_nodes: Sequence[str] = (), *,
         ready = wd / f"lt-dht-{ip}-{port}.ready"
         ready.unlink(missing_ok=True)
         log_path = wd / f"lt-dht-{ip}.log"
-        argv = _lt_argv("dht", "--listen", f"{ip}:{port}", "--ready-file", str(ready),
+        argv = _lt_argv("dht", "--listen", hostport(ip, port), "--ready-file", str(ready),
                         *_dht_args(dht_nodes))
         with _running(argv, log_path) as proc:
             _wait_ready(proc, f"lt DHT node {ip}", log_path, ready.exists, timeout)
@@ -422,7 +427,7 @@ def lt_seeder(torrent_path: Path | str, data_dir: Path | str, ip: str = "127.0.0
         ready.unlink(missing_ok=True)
         log_path = wd / f"lt-seed-{ip}.log"
         argv = _lt_argv("seed", "--torrent", str(torrent_path), "--save-path", str(data_dir),
-                        "--listen", f"{ip}:{port}", "--ready-file", str(ready))
+                        "--listen", hostport(ip, port), "--ready-file", str(ready))
         if utp:
             argv.append("--utp")
         if upload_rate:
@@ -443,7 +448,7 @@ def _leech_argv(torrent_path, save_dir, ip, port, peers, utp, timeout, magnet,
                 download_rate=None, dht_nodes=()) -> list[str]:
     source = ["--magnet", magnet] if magnet else ["--torrent", str(torrent_path)]
     argv = _lt_argv("leech", *source, "--save-path", str(save_dir),
-                    "--listen", f"{ip}:{port}", "--timeout", str(timeout))
+                    "--listen", hostport(ip, port), "--timeout", str(timeout))
     for p in peers:
         argv += ["--peer", p]
     if utp:

@@ -49,6 +49,7 @@ from torrentfs.disk.private import private_dir
 from torrentfs.engine.options import TorrentOptions
 from torrentfs.engine.sources import Skip, Source, load_file
 from torrentfs.engine.torrent import Torrent
+from torrentfs.net.listen import open_listeners
 from torrentfs.net.mse import MSEError, open_incoming
 from torrentfs.net.peer import tune
 
@@ -138,7 +139,7 @@ class MultiMount:
     public torrent's peers."""
 
     def __init__(self, folder: Path, fs, cache: Path, shared: Shared, *, port: int = 0,
-                 listen_host: str = "0.0.0.0", peers=(), open_dht=None,
+                 listen_host: str | None = None, peers=(), open_dht=None,
                  torrent_options: TorrentOptions = TorrentOptions(),
                  load: Callable[[Path], Source] = load_file) -> None:
         self.folder = Path(folder)
@@ -165,7 +166,7 @@ class MultiMount:
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Listen, mount what the folder holds, and follow it until cancelled.
         Ready once listening and the torrents present at the start are shown."""
-        listeners = await trio.open_tcp_listeners(self.port, host=self.listen_host)
+        listeners = await open_listeners(self.port, self.listen_host)
         self.port = listeners[0].socket.getsockname()[1]
         log.info("listening on port %d for every torrent", self.port)
         async with trio.open_nursery() as nursery:

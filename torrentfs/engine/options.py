@@ -20,7 +20,7 @@ class TorrentOptions:
 
     # -- the network -----------------------------------------------------------------
     port: int = 0                    # the port to listen on and announce (0: any free)
-    listen_host: str = "0.0.0.0"     # the address to listen on
+    listen_host: str | None = None   # the address to listen on; None: every IPv4 and IPv6
     listen: bool = True              # accept incoming peers (a watch mount listens for all)
     announce: bool = True            # announce to the torrent's trackers
     peers: tuple[tuple[str, int], ...] = ()  # addresses to try besides those discovered
