@@ -85,3 +85,17 @@ async def test_no_pex_neither_tells_nor_listens(tmp_path, autojump_clock):
         assert not sa.handshake.supports("ut_pex") and sa.handshake.supports("ut_metadata")
         assert sa.pex == [] and ("127.1.0.1", 1) not in t.candidates
         n.cancel_scope.cancel()
+
+
+async def test_a_peer_telling_its_ipv6_address_becomes_a_candidate(tmp_path, autojump_clock):
+    """BEP 7: an IPv4 peer whose extension handshake names an IPv6 address and a
+    listen port is dialed there too; our handshake tells it the address we see."""
+    meta, t = make(tmp_path)
+    async with trio.open_nursery() as n:
+        await n.start(t.run)
+        st = attach(n, t, ("127.0.0.5", 7000),
+                    ExtBehaviour(listen_port=6999, extra_handshake={b"ipv6": bytes(15) + b"\x01"}))
+        await trio.sleep(1)
+        assert ("::1", 6999) in t.candidates
+        assert st.handshake.yourip == "127.0.0.5"
+        n.cancel_scope.cancel()

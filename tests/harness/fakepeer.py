@@ -277,6 +277,7 @@ class ExtBehaviour:
     pex: list = field(default_factory=list)  # addresses it tells by ut_pex, once
     ask_metadata: bool = False         # requests every piece of the other side's metadata
     listen_port: int | None = None     # 'p' in its extension handshake
+    extra_handshake: dict = field(default_factory=dict)  # more keys in that handshake
 
 
 @dataclass
@@ -294,7 +295,7 @@ async def ext_peer(stream: trio.abc.Stream, info_hash: bytes, behaviour: ExtBeha
     """A peer with no pieces that speaks BEP 10 (ut_metadata id 3, ut_pex id 4 on its
     side) as ``behaviour`` says, until the other side hangs up."""
     from torrentfs.core import metadata, pex
-    from torrentfs.core.extension import encode_handshake, parse_handshake
+    from torrentfs.core.extension import bdecode, bencode, encode_handshake, parse_handshake
     b, stats = behaviour, stats or ExtStats()
     conn = wire.PeerConnection(info_hash, peer_id, num_pieces=None)
     size = b.size if b.size is not None else (len(b.info) if b.info else None)
@@ -309,8 +310,11 @@ async def ext_peer(stream: trio.abc.Stream, info_hash: bytes, behaviour: ExtBeha
                 break
             out = b""
             if isinstance(event, wire.Handshake):
-                out += conn.send(wire.Extended(0, encode_handshake(
-                    {"ut_metadata": 3, "ut_pex": 4}, metadata_size=size, port=b.listen_port)))
+                greeting = encode_handshake(
+                    {"ut_metadata": 3, "ut_pex": 4}, metadata_size=size, port=b.listen_port)
+                if b.extra_handshake:
+                    greeting = bencode({**bdecode(greeting), **b.extra_handshake})
+                out += conn.send(wire.Extended(0, greeting))
             elif isinstance(event, wire.Extended) and event.ext_id == 0:
                 hs = stats.handshake = parse_handshake(event.payload)
                 if b.pex and "ut_pex" in hs.ids:

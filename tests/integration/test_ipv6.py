@@ -13,8 +13,16 @@ import threading
 import pytest
 
 from tests.harness.mounts import Seed
+from tests.harness.payload import cmp_tree
 from tests.harness.payload import make_payload, same_tree
-from tests.harness.swarm import free_port, lt_create, lt_leecher, lt_seeder
+from tests.harness.swarm import (
+    free_port,
+    lt_create,
+    lt_dht_node,
+    lt_leecher,
+    lt_seeder,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -100,3 +108,25 @@ def test_libtorrent_on_ipv6_leeches_from_torrentfs_seed(tmp_path):
         r = lt_leecher(torrent, out, ip="::1", peers=[f"[::1]:{port}"], timeout=60)
         assert r.returncode == 0, r.stderr + seed.log.read_text()[-3000:]
     same_tree(payload, out / "payload")
+
+
+def test_mount_finds_a_seeder_through_a_libtorrent_dht_node_on_ipv6(tmp_path, mount_torrent):
+    """A trackerless torrent; a libtorrent DHT node on ::1 and a libtorrent seeder on
+    ::1 that announces itself there. The mount, bootstrapped only from [::1]:PORT,
+    finds the seeder with its IPv6 DHT node (BEP 32: nodes6) and reads it all."""
+    data = tmp_path / "data"
+    payload = make_payload(data / "payload", 1024 * 1024 + 64, seed=164)
+    torrent = tmp_path / "t.torrent"
+    lt_create(payload, torrent, None, piece_size=PIECE)
+    with lt_dht_node("::1", workdir=tmp_path) as boot:
+        with lt_seeder(torrent, data, ip="::1", dht_nodes=[boot.endpoint],
+                       workdir=tmp_path) as seeder:
+            wait_until(lambda: "incoming dht announce" in boot.log(), 30,
+                       message="the libtorrent seeder never announced on the DHT: "
+                               + boot.log()[-2000:])
+            m = mount_torrent(torrent, "--dht-bootstrap", boot.endpoint)
+            wait_until(lambda: "DHT: first peer" in m.log, 60,
+                       message="no peer found through the DHT: " + m.log[-3000:])
+            assert "(IPv6)" in m.log
+            cmp_tree(payload, m.path / "payload", m.log)
+    assert f"<peer ::1:{seeder.port}>" in m.log, m.log[-3000:]

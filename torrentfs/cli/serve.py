@@ -57,8 +57,9 @@ async def start_dht(nursery, args, cache: Path, port: int):
 
 
 async def open_dht(nursery, port: int, *, args, cache: Path):
-    """Start the DHT node (on ``--dht-port``, else UDP ``port`` if free, else any)."""
-    from torrentfs.net.dht import DHT
+    """Start the DHT node (on ``--dht-port``, else UDP ``port`` if free, else any),
+    and an IPv6 node beside it on the same port where the host has IPv6 (BEP 32)."""
+    from torrentfs.net.dht import DHT, DhtPair
     explicit = args.dht_port is not None
     dht = DHT(port=args.dht_port if explicit else port, bootstrap=args.dht_bootstrap,
               state_path=cache / "dht.state")
@@ -71,7 +72,14 @@ async def open_dht(nursery, port: int, *, args, cache: Path):
         log.info("UDP port %d is taken (%s): the DHT takes another", dht.port, e.strerror)
         dht.port = 0
         await nursery.start(dht.run)
-    return dht
+    dht6 = DHT(host="::", port=dht.port, bootstrap=args.dht_bootstrap,
+               state_path=cache / "dht6.state")
+    try:
+        await nursery.start(dht6.run)
+    except OSError as e:
+        log.info("no IPv6 DHT node (UDP port %d: %s): IPv4 only", dht.port, e.strerror or e)
+        return dht
+    return DhtPair(dht, dht6)
 
 
 def keep_found(nursery, dht, torrent) -> None:

@@ -8,7 +8,11 @@ second.  Everything else here is the peers' business:
 * Every peer that speaks BEP 10 gets our handshake: ``ut_metadata`` with our
   ``metadata_size`` (so a magnet leecher can fetch the info dictionary from us),
   ``ut_pex`` unless PEX is off (``--no-pex``, or a private torrent, BEP 27), and
-  our listen port.
+  our listen port, the peer's address as we see it (``yourip``) and our IPv6
+  address (``ipv6``, BEP 7) when we have a global one.
+* A peer that tells its IPv6 address (``ipv6``) and listen port while connected
+  over IPv4 has that address added as a candidate (and the other way round with
+  ``ipv4``): the connector dials it if it has room.
 * A metadata request is answered with the piece or a reject; anything else a
   peer sends on ut_metadata is ignored (we ask nothing of it).
 * PEX: each peer that speaks ut_pex hears, at most once a minute, the peers we
@@ -29,6 +33,7 @@ from dataclasses import dataclass, field
 import trio
 
 from torrentfs import __version__
+from torrentfs.net.listen import global_ipv6
 from torrentfs.core import metadata, pex, wire
 from torrentfs.core.extension import (
     OUR_IDS,
@@ -70,7 +75,8 @@ class PeerExtensions:
         info = self.torrent.meta.info_bytes
         s.send(wire.Extended(0, encode_handshake(
             self.ids, metadata_size=len(info), port=self.torrent.port or None,
-            client=f"torrentfs {__version__}", reqq=REQQ)))
+            client=f"torrentfs {__version__}", reqq=REQQ, yourip=s.addr[0],
+            ipv6=global_ipv6())))
 
     def peer_closed(self, s) -> None:
         self.peers.pop(s, None)
@@ -85,6 +91,9 @@ class PeerExtensions:
             self.peers[s] = _PeerExt(hs)
             log.debug("%r speaks %s (%s)", s, ", ".join(sorted(hs.ids)) or "no extensions",
                       hs.client or "unknown client")
+            other = hs.ipv4 if ":" in s.addr[0] else hs.ipv6
+            if other and hs.listen_port and other != s.addr[0]:
+                self.torrent.add_peer((other, hs.listen_port))
             return
         state = self.peers.get(s)
         name = self._by_id.get(msg.ext_id)

@@ -10,13 +10,15 @@ line. A named host listens there only.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
+import socket
 
 import trio
 
 log = logging.getLogger("torrentfs.listen")
 
-__all__ = ["open_listeners", "WILDCARDS"]
+__all__ = ["open_listeners", "WILDCARDS", "global_ipv6"]
 
 WILDCARDS = (None, "", "*", "::")
 _TRIES = 20  # port 0: how many ports to try before giving up on IPv6 for it
@@ -44,3 +46,19 @@ async def open_listeners(port: int, host: str | None = None) -> list[trio.Socket
         return v4 + v6
     log.info("no port free for both IPv4 and IPv6: IPv4 only")
     return await trio.open_tcp_listeners(0, host="0.0.0.0")
+
+
+@functools.lru_cache(maxsize=1)
+def global_ipv6() -> str | None:
+    """Our global IPv6 address (the source the kernel would pick for the public
+    IPv6 internet; nothing is sent), or None without one. Asked once per process:
+    what the extension handshake's ``ipv6`` key tells peers (BEP 7)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.connect(("2001:4860:4860::8888", 9))  # UDP connect: a route lookup only
+            addr = s.getsockname()[0]
+    except OSError:
+        return None
+    if addr.startswith(("fe80:", "::1", "fc", "fd")) or addr == "::":
+        return None
+    return addr
