@@ -132,6 +132,13 @@ def add_encryption(p) -> None:
                         "plain text only")
 
 
+def add_port_mapping(p) -> None:
+    p.add_argument("--no-port-mapping", action="store_true",
+                   help="do not ask the router (NAT-PMP, else UPnP IGD) to forward the "
+                        "listen ports to us; by default they are mapped at start, renewed, "
+                        "and removed on exit, and the external address is logged")
+
+
 def add_dht(p) -> None:
     p.add_argument("--no-dht", action="store_true",
                    help="do not use the DHT to find peers (it is never used for a "

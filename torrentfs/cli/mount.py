@@ -18,6 +18,7 @@ from torrentfs.cli.args import (
     add_log_level,
     add_encryption,
     add_lsd,
+    add_port_mapping,
     add_metadata_timeout,
     add_rates,
     add_web_seeds,
@@ -31,7 +32,7 @@ from torrentfs.cli.args import (
 from torrentfs.cli.daemon import daemonise
 from torrentfs.cli.mountpoint import check_mountpoint
 from torrentfs.cli.output import CliError, human, setup_logging
-from torrentfs.cli.serve import free_port, keep_found, start_dht, write_pid
+from torrentfs.cli.serve import free_port, keep_found, map_ports, start_dht, write_pid
 from torrentfs.cli.serve import run as run_trio
 from torrentfs.cli.state import default_cache_dir, mount_state_file
 from torrentfs.disk.private import private_dir
@@ -91,6 +92,7 @@ def add_parser(sub) -> None:
     add_rates(net)
     add_lsd(net)
     add_encryption(net)
+    add_port_mapping(net)
     add_dht(net)
     add_web_seeds(net)
     data = m.add_argument_group("cache and reading")
@@ -195,6 +197,7 @@ def serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=Non
                 dht = await start_dht(nursery, args, cache, torrent.port)
             if dht is not None and not meta.private:
                 keep_found(nursery, dht, torrent)
+            map_ports(nursery, args, torrent.port, dht)
             async with mounted(fs, mountpoint, args.o) as mount:
                 write_pid(state)
                 log.info("mounted %s on %s (info-hash %s, port %d)",

@@ -13,13 +13,14 @@ from torrentfs.cli.args import (
     add_log_level,
     add_encryption,
     add_lsd,
+    add_port_mapping,
     add_rates,
     command,
     parse_peer,
     torrent_options,
 )
 from torrentfs.cli.output import CliError, progress_bar, setup_logging
-from torrentfs.cli.serve import keep_found, start_dht
+from torrentfs.cli.serve import keep_found, map_ports, start_dht
 from torrentfs.cli.serve import run as run_trio
 from torrentfs.cli.state import default_cache_dir
 from torrentfs.engine.sources import load_torrent
@@ -54,6 +55,7 @@ def add_parser(sub) -> None:
     add_rates(sd)
     add_lsd(sd)
     add_encryption(sd)
+    add_port_mapping(sd)
     add_dht(sd)
     sd.add_argument("--cache-dir", metavar="DIR",
                     help=f"where our state is kept (default: {default_cache_dir()})")
@@ -93,10 +95,12 @@ def run(args) -> int:
                   f"port {torrent.port}", file=sys.stderr, flush=True)
             if not have.count:
                 raise CliError(f"no piece of {meta.name} in {data_dir} verifies")
+            dht = None
             if not meta.private:
                 dht = await start_dht(nursery, args, cache, torrent.port)
                 if dht is not None:
                     keep_found(nursery, dht, torrent)
+            map_ports(nursery, args, torrent.port, dht)
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
                 async for sig in sigs:
                     log.info("got %s: stopping", signal.Signals(sig).name)

@@ -82,6 +82,17 @@ async def open_dht(nursery, port: int, *, args, cache: Path):
     return DhtPair(dht, dht6)
 
 
+def map_ports(nursery, args, tcp_port: int, dht=None) -> None:
+    """Map the TCP listen port, and the DHT's UDP port, on the router (NAT-PMP, else
+    UPnP IGD: ``net.portmap``) for as long as ``nursery`` runs, unless
+    --no-port-mapping."""
+    if getattr(args, "no_port_mapping", False):
+        return
+    from torrentfs.net.portmap import PortMapper
+    ports = [("TCP", tcp_port)] + ([("UDP", dht.port)] if dht is not None else [])
+    nursery.start_soon(PortMapper(ports).run)
+
+
 def keep_found(nursery, dht, torrent) -> None:
     """Find the torrent's peers on the DHT, and announce our port there, for as
     long as it runs."""

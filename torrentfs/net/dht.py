@@ -397,8 +397,9 @@ class DHT:
                                                           if self.v6 else socket.AF_INET,
                                                           socket.SOCK_DGRAM)
                     out += [(i[4][0], i[4][1]) for i in infos[:2]]
-            except OSError as e:
-                log.info("DHT bootstrap %s:%d: %s", host, port, e)
+            except OSError as e:  # (an IPv6 node: most routers have no IPv6 address)
+                log.log(logging.DEBUG if self.v6 else logging.INFO, "DHT bootstrap %s:%d: %s",
+                        host, port, e)
         return list(dict.fromkeys(out))
 
     async def _bootstrap(self) -> None:
