@@ -96,3 +96,17 @@ def test_transmission_requiring_encryption_both_ways(tmp_path, mount_torrent):
                      log), log[-3000:]
     uploaded = int(re.search(r"totals: downloaded \d+ bytes, uploaded (\d+)", log).group(1))
     assert uploaded >= 2 * 1024 * 1024, log[-3000:]
+
+
+def test_magnet_mount_from_a_forced_encryption_libtorrent_seeder(tmp_path, mount_torrent):
+    """The metadata fetch dials again encrypted too, then the mount reads it all."""
+    data = tmp_path / "data"
+    payload = make_payload(data / "payload", 1024 * 1024 + 5, seed=155)
+    torrent = tmp_path / "t.torrent"
+    info_hash = lt_create(payload, torrent, None, piece_size=PIECE)
+    with lt_seeder(torrent, data, ip="127.0.0.155", encryption="forced") as origin:
+        link = f"magnet:?xt=urn:btih:{info_hash.hex()}&x.pe={origin.endpoint}"
+        m = mount_torrent(link)
+        same_tree(payload, m.path / "payload")
+    assert "metadata of" in m.log and \
+        f"encrypted connection to {origin.ip}:{origin.port} (RC4)" in m.log, m.log[-3000:]

@@ -179,7 +179,8 @@ def serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=Non
                 t0 = trio.current_time()
                 meta, peers = await fetch_metainfo(
                     magnet, folder, peer_id=peer_id, port=port, peers=args.peer,
-                    timeout=args.metadata_timeout, progress=progress, dht=dht)
+                    timeout=args.metadata_timeout, progress=progress, dht=dht,
+                    encryption=args.encryption)
                 log.info("metadata of %s (%s) fetched in %.2f s", meta.info_hash.hex(),
                          meta.name, trio.current_time() - t0)
             elif magnet is not None:
