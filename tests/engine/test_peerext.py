@@ -99,3 +99,40 @@ async def test_a_peer_telling_its_ipv6_address_becomes_a_candidate(tmp_path, aut
         assert ("::1", 6999) in t.candidates
         assert st.handshake.yourip == "127.0.0.5"
         n.cancel_scope.cancel()
+
+
+async def test_a_pex_peer_preferring_encryption_is_dialed_encrypted(tmp_path, autojump_clock):
+    """PEX flag 0x01: the connector dials that address with MSE first."""
+    meta, t = make(tmp_path, max_peers=1)  # no room: the learned peers stay candidates
+    async with trio.open_nursery() as n:
+        await n.start(t.run)
+        attach(n, t, ("127.0.0.5", 7000), ExtBehaviour(pex=[("127.1.0.1", 1), ("127.1.0.2", 2)],
+                                                       pex_flags=pex.FLAG_ENCRYPTION))
+        await trio.sleep(1)
+        assert t.candidates[("127.1.0.1", 1)].encrypt is True
+        n.cancel_scope.cancel()
+
+
+async def test_encrypted_peers_are_flagged_in_pex(tmp_path, autojump_clock):
+    """A peer whose session is RC4-encrypted is told to the others with flag 0x01."""
+    from torrentfs.net import mse
+    meta, t = make(tmp_path)
+    a, b = ("127.0.0.5", 7000), ("127.0.0.6", 7001)
+    async with trio.open_nursery() as n:
+        await n.start(t.run)
+        sa = attach(n, t, a, ExtBehaviour())
+        ours, theirs = trio.testing.memory_stream_pair()
+        got = {}
+
+        async def respond():
+            got["in"] = await mse.open_incoming(theirs, [meta.info_hash], "require")
+        n.start_soon(respond)
+        ours = await mse.initiate(ours, meta.info_hash, require=True)
+        await trio.sleep(0.1)
+        n.start_soon(ext_peer, got["in"].stream, meta.info_hash, ExtBehaviour(), ExtStats(),
+                     b"-FX0001-" + b"0" * 12)
+        n.start_soon(t.attach, ours, b)
+        await trio.sleep(2)
+        assert [m.added for m in sa.pex] == \
+            [((b, pex.FLAG_REACHABLE | pex.FLAG_ENCRYPTION),)]
+        n.cancel_scope.cancel()

@@ -15,7 +15,8 @@ Encryption (MSE/PE, ``net/mse.py``) follows ``torrent.options.encryption``: with
 ``require`` every connection is encrypted; with ``prefer`` an address is dialed in
 plain text first, and at once again encrypted if the peer closed the plain
 connection before its handshake (a peer that requires encryption does that); an
-address whose encrypted dial failed after that goes back to plain text. Incoming
+address PEX says prefers encryption is dialed encrypted first; an address whose
+encrypted dial failed goes back to plain text. Incoming
 connections may be either (``open_incoming`` tells them apart).
 
 What it needs of its torrent is ``Dialer``; the torrent is also every session's

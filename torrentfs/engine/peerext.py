@@ -20,6 +20,8 @@ second.  Everything else here is the peers' business:
   an incoming peer gave in its handshake), at most 50 added and 50 dropped per
   message.  What peers tell us goes to ``Torrent.add_peer``, at most one message
   per peer per 10 s and while the torrent knows fewer than ``MAX_CANDIDATES``.
+  Peers whose session is RC4-encrypted are flagged as preferring encryption
+  (0x01), and a peer so flagged to us is dialed encrypted first.
 * A malformed extension handshake closes the peer; a malformed ut_pex or
   ut_metadata message is logged and ignored (one bad field is no reason to lose
   a peer that serves data).
@@ -126,12 +128,14 @@ class PeerExtensions:
             return
         log.debug("%r: pex %d added, %d dropped", s, len(m.added), len(m.dropped))
         new = 0
-        for addr, _flags in m.added:
+        for addr, flags in m.added:
             if len(t.candidates) >= MAX_CANDIDATES:
                 break
             if addr not in t.candidates and addr not in t.sessions:
                 t.add_peer(addr)
                 new += 1
+                if flags & pex.FLAG_ENCRYPTION and addr in t.candidates:
+                    t.candidates[addr].encrypt = True  # it prefers MSE: dial it so
         self.learned += new
         if new:
             log.info("pex: %d new peers from %r (%s)", new, s,
@@ -153,6 +157,8 @@ class PeerExtensions:
                 addr, flags = (s.addr[0], port), 0
             if self.torrent.picker.is_seed(s):
                 flags |= pex.FLAG_SEED
+            if getattr(s.stream, "encrypted", False):
+                flags |= pex.FLAG_ENCRYPTION
             out[addr] = (s, flags)
         return out
 

@@ -21,7 +21,8 @@ The policy (``--encryption``):
   when the peer offers it); dial in plain text, which every peer but those that
   require encryption takes at no cost, and dial again at once with encryption
   (offering RC4 and plaintext) a peer that closed a plain connection before its
-  handshake; what worked is used for that peer from then on.
+  handshake; what worked is used for that peer from then on. A peer PEX flags as
+  preferring encryption is dialed encrypted first (plain text if that fails).
 * ``require``: RC4 only, both ways; plain connections are refused and dialed ones
   are encrypted.
 * ``off``: plain only; encrypted handshakes are refused.
