@@ -446,10 +446,15 @@ class DHT:
 
 
 class DhtPair:
-    """An IPv4 node and an IPv6 node (BEP 32) beside it, on the same port number."""
+    """An IPv4 node and an IPv6 node (BEP 32) beside it, on the same port number.
+    ``keep_torrent_found`` uses both; any other attribute is the IPv4 node's (its
+    ``port``, its socket, ...), so code written for one ``DHT`` keeps working."""
 
     def __init__(self, v4: DHT, v6: DHT) -> None:
         self.v4, self.v6 = v4, v6
+
+    def __getattr__(self, name: str):
+        return getattr(self.v4, name)
 
     @property
     def nodes(self) -> tuple[DHT, DHT]:
