@@ -138,7 +138,8 @@ class TorrentfsMount(Mount):
         t0 = time.monotonic()
         with open(self.log_path, "wb") as log:
             cli = subprocess.Popen([TORRENTFS, "mount", str(torrent), str(self.mnt),
-                                    "--cache-dir", str(self.cache), "--no-dht"],
+                                    "--cache-dir", str(self.cache), "--no-dht",
+                                    "--no-port-mapping"],
                                    stdin=subprocess.DEVNULL, stdout=log,
                                    stderr=subprocess.STDOUT, env=child_env())
         self.worker.send(op="wait_listed", dir=str(self.mnt / top), name=name,
