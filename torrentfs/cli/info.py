@@ -6,7 +6,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from torrentfs.cli.args import add_metadata_timeout, command, parse_peer
+from torrentfs.cli.args import add_log_level, add_metadata_timeout, command, parse_peer
 from torrentfs.cli.output import CliError, human, terminal_progress
 from torrentfs.cli.serve import free_port
 from torrentfs.cli.state import default_cache_dir
@@ -27,6 +27,7 @@ def add_parser(sub) -> None:
                    metavar="HOST:PORT", help="ask this peer for a magnet's metadata too")
     i.add_argument("--cache-dir", metavar="DIR", help="where fetched metadata is cached")
     add_metadata_timeout(i)
+    add_log_level(i, default="warning")
     i.set_defaults(func=run)
 
 

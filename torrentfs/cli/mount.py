@@ -30,7 +30,7 @@ from torrentfs.cli.args import (
 from torrentfs.cli.daemon import daemonise
 from torrentfs.cli.mountpoint import check_mountpoint
 from torrentfs.cli.output import CliError, human, setup_logging
-from torrentfs.cli.serve import free_port, keep_found, start_dht, write_pid
+from torrentfs.cli.serve import check_ports, free_port, keep_found, start_dht, write_pid
 from torrentfs.cli.serve import run as run_trio
 from torrentfs.cli.state import default_cache_dir, mount_state_file
 from torrentfs.disk.private import private_dir
@@ -116,6 +116,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    check_ports(args)  # a port in use: one line now, not from the daemon
     if args.watch:  # many torrents in one mount
         return watch.run(args)
     meta, magnet = load_target(args.torrent)
@@ -185,10 +186,7 @@ def serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=Non
                                       web_seeds=web_seeds(meta, args))
             torrent = Torrent(meta, folder, options, peer_id=peer_id)
             fs = TorrentFS(torrent, Tree.from_metainfo(meta))
-            try:
-                await nursery.start(torrent.run)
-            except OSError as e:
-                raise CliError(f"cannot listen on port {port}: {e.strerror}") from None
+            await nursery.start(torrent.run)  # a port taken since: one line (run_trio)
             if dht is None and not meta.private:
                 dht = await start_dht(nursery, args, cache, torrent.port)
             if dht is not None and not meta.private:
@@ -206,7 +204,7 @@ def serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=Non
             nursery.cancel_scope.cancel()
 
     try:
-        run_trio(main)
+        run_trio(main, args.port)
     finally:
         state.unlink(missing_ok=True)  # after trackers were told and state was saved
     log.info("stopped")

@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from torrentfs.cli.args import command
+from torrentfs.cli.args import add_log_level, command
 from torrentfs.cli.output import CliError, human
 from torrentfs.cli.state import default_cache_dir, mount_state_file
 from torrentfs.core.text import printable
@@ -221,4 +221,5 @@ def add_parser(sub) -> None:
                      help="keep it on the terminal with progress bars, redrawn every "
                           "second, until the mount goes away or Ctrl-C")
     s.add_argument("--cache-dir", metavar="DIR", help="the cache folder the mount used")
+    add_log_level(s, default="warning")
     s.set_defaults(func=run)

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from torrentfs.cli.args import command
+from torrentfs.cli.args import add_log_level, command
 from torrentfs.cli.output import CliError
 from torrentfs.cli.state import default_cache_dir, mount_state_file
 from torrentfs.fs.procfs import is_mounted, pid_alive
@@ -30,6 +30,7 @@ def add_parser(sub) -> None:
                    help="the cache folder the mount used (default: the same default)")
     u.add_argument("--wait", type=float, default=15.0, metavar="SECONDS",
                    help="how long to wait for the daemon to exit")
+    add_log_level(u, default="warning")
     u.set_defaults(func=run)
 
 

@@ -72,11 +72,7 @@ def serve(watched: Path, mountpoint: str, cache: Path, args, ready, progress=Non
             # Mounted first: the torrents already in the folder are shown (and the
             # kernel told) as they start.
             async with mounted(fs, mountpoint, args.o) as mount:
-                try:
-                    await nursery.start(multi.run)
-                except OSError as e:
-                    raise CliError(f"cannot listen on port {args.port}: "
-                                   f"{e.strerror}") from None
+                await nursery.start(multi.run)  # a port in use: one line (run_trio)
                 write_pid(state)
                 log.info("mounted %s on %s: %d torrents, port %d", watched, mountpoint,
                          len(fs.names()), multi.port)
@@ -84,7 +80,7 @@ def serve(watched: Path, mountpoint: str, cache: Path, args, ready, progress=Non
             nursery.cancel_scope.cancel()
 
     try:
-        run_trio(main)
+        run_trio(main, args.port)
     finally:
         state.unlink(missing_ok=True)
     log.info("stopped")
