@@ -263,5 +263,6 @@ def torrent_options(args, **fixed):
         lsd=args.lsd, pex=not getattr(args, "no_pex", False),
         prefetch=getattr(args, "prefetch", False),
         read_timeout=getattr(args, "read_timeout", 0) or None,
-        cache_size=getattr(args, "cache_size", None))
+        cache_size=getattr(args, "cache_size", None),
+        cache_size_auto=getattr(args, "cache_size_auto", False))
     return TorrentOptions(**{**settings, **fixed})

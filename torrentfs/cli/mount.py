@@ -135,6 +135,11 @@ def run(args) -> int:
             and args.cache_size < 2 * meta.piece_length):
         raise CliError(f"--cache-size {human(args.cache_size)} is too small: this torrent "
                        f"needs at least two pieces ({human(2 * meta.piece_length)})")
+    if meta is not None and args.cache_size is None:
+        args.cache_size, args.cache_size_note = cache_limit_from_free_space(meta, folder)
+        if args.cache_size is not None:  # one line now; the daemon logs it too
+            args.cache_size_auto = True
+            print(f"torrentfs: warning: {args.cache_size_note}", file=sys.stderr, flush=True)
     if args.foreground:
         setup_logging(args.log_level, stream=sys.stderr)
         return serve(meta, magnet, mountpoint, folder, args, ready=lambda msg: None)
@@ -142,6 +147,28 @@ def run(args) -> int:
                      mountpoint=mountpoint, logfile=folder / "torrentfs.log",
                      log_level=args.log_level,
                      extra_wait=args.metadata_timeout if meta is None else 0)
+
+
+def cache_limit_from_free_space(meta, folder: Path) -> tuple[int | None, str]:
+    """With no --cache-size, a cache folder on a disk with less room than the
+    torrent gets a limit from its free space, so that the disk never fills: the
+    limit (None if the torrent fits) and the warning that says so."""
+    from torrentfs.disk.space import cached_bytes, free_bytes, limit_from_free_space
+    try:
+        free, cached = free_bytes(folder), cached_bytes(folder)
+    except OSError:
+        return None, ""
+    limit = limit_from_free_space(free, cached, meta.total_length)
+    if limit is None:
+        return None, ""
+    if limit < 2 * meta.piece_length:
+        raise CliError(f"cache folder {folder}: only {human(free)} free, and this torrent "
+                       f"needs room for two pieces ({human(2 * meta.piece_length)}): free "
+                       "some space or choose another --cache-dir")
+    text = (f"only {human(free)} free for the cache in {folder} (the torrent is "
+            f"{human(meta.total_length)}): keeping at most {human(limit)} of it, least "
+            "recently read pieces out first; --cache-size SIZE sets another limit")
+    return limit, text
 
 
 def web_seeds(meta, args) -> list[str]:
@@ -179,9 +206,15 @@ def serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=Non
                     timeout=args.metadata_timeout, progress=progress, dht=dht)
                 log.info("metadata of %s (%s) fetched in %.2f s", meta.info_hash.hex(),
                          meta.name, trio.current_time() - t0)
+                if args.cache_size is None:
+                    args.cache_size, args.cache_size_note = \
+                        cache_limit_from_free_space(meta, folder)
+                    args.cache_size_auto = args.cache_size is not None
             elif magnet is not None:
                 log.info("metadata of %s (%s) from the cache", meta.info_hash.hex(), meta.name)
                 peers += magnet.peers
+            if getattr(args, "cache_size_auto", False):
+                log.warning("%s", args.cache_size_note)
             options = torrent_options(args, port=port, peers=peers,
                                       web_seeds=web_seeds(meta, args))
             torrent = Torrent(meta, folder, options, peer_id=peer_id)
