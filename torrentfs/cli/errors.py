@@ -30,6 +30,16 @@ def port_in_use(port: int, what: str = "TCP port", option: str = "--port") -> st
             "free one")
 
 
+def cache_folder_error(folder, e: OSError) -> CliError:
+    """The cache folder cannot be made or used: why, and what to do."""
+    what = {errno.EEXIST: "a file is in the way", errno.ENOTDIR: "a file is in the way",
+            errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+            errno.EROFS: "read-only filesystem",
+            errno.ENOSPC: "no space left on the device"}.get(e.errno, e.strerror)
+    return CliError(f"cache folder {folder}: cannot create or use it ({what}): choose "
+                    "another with --cache-dir DIR")
+
+
 def describe_os_error(e: OSError, port: int | None = None) -> str | None:
     """The one line for an OS error a user can fix, or None if it is not one."""
     code = e.errno
@@ -53,6 +63,8 @@ def describe_os_error(e: OSError, port: int | None = None) -> str | None:
         return f"{_where(e)}read-only filesystem: choose a writable --cache-dir DIR"
     if code in (errno.ENOENT, errno.ENOTDIR) and e.filename:
         return f"{_where(e)}no such file or directory"
+    if code == errno.EEXIST and e.filename:
+        return f"{_where(e)}a file is in the way (a folder was wanted there)"
     if code == errno.EADDRNOTAVAIL:
         return f"cannot use that address: {e.strerror}"
     if e.filename and e.strerror:

@@ -154,8 +154,7 @@ def _main(argv: list[str]) -> int:
         if isinstance(leaf(e), BrokenPipeError):
             return _quiet_broken_pipe()
         error = one_line(e, getattr(args, "port", None))
-        if error is not None:
-            log.debug("failed", exc_info=True)
+        if error is not None:  # foreseeable: its one line says it all, even with -v
             print(f"torrentfs: error: {error}", file=sys.stderr)
             return 1
         # a bug: still one line for the user, the details in the log

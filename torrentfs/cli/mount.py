@@ -29,8 +29,16 @@ from torrentfs.cli.args import (
 )
 from torrentfs.cli.daemon import daemonise
 from torrentfs.cli.mountpoint import check_mountpoint
+from torrentfs.cli.errors import cache_folder_error
 from torrentfs.cli.output import CliError, human, setup_logging
-from torrentfs.cli.serve import check_ports, free_port, keep_found, start_dht, write_pid
+from torrentfs.cli.serve import (
+    check_ports,
+    check_someone_to_ask,
+    free_port,
+    keep_found,
+    start_dht,
+    write_pid,
+)
 from torrentfs.cli.serve import run as run_trio
 from torrentfs.cli.state import default_cache_dir, mount_state_file
 from torrentfs.disk.private import private_dir
@@ -128,9 +136,11 @@ def run(args) -> int:
         private_dir(cache)
         private_dir(folder)
     except OSError as e:
-        raise CliError(f"cache folder {folder}: {e.strerror}") from None
+        raise cache_folder_error(folder, e) from None
     if meta is None:
         meta = cached_metainfo(magnet, folder)  # None: the daemon fetches it first
+        if meta is None:
+            check_someone_to_ask(magnet, args.peer, dht=not args.no_dht)
     if (meta is not None and args.cache_size is not None
             and args.cache_size < 2 * meta.piece_length):
         raise CliError(f"--cache-size {human(args.cache_size)} is too small: this torrent "

@@ -45,6 +45,18 @@ def check_ports(args) -> None:
         check_port(dht_port, "UDP port ... for the DHT", "--dht-port", socket.SOCK_DGRAM)
 
 
+def check_someone_to_ask(magnet, peers, dht: bool) -> None:
+    """A magnet whose metadata must be fetched needs someone to fetch it from: its
+    trackers, its x.pe peers, --peer, or the DHT. With none of them, one line now
+    rather than a timeout later."""
+    if magnet.trackers or magnet.peers or peers or dht:
+        return
+    how = "--peer HOST:PORT" + ("" if dht is None else ", or leave the DHT on (no --no-dht)")
+    raise CliError(f"magnet {magnet.info_hash_hex}: nobody to ask for its metadata (it "
+                   f"names no trackers (tr=) or peers (x.pe=)"
+                   + ("" if dht is None else " and the DHT is off") + f"): give {how}")
+
+
 def write_pid(state: Path) -> None:
     """Say that this process serves the mount whose state file is ``state``."""
     private_dir(state.parent)

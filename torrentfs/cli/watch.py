@@ -12,6 +12,7 @@ from pathlib import Path
 from torrentfs.cli.args import torrent_options
 from torrentfs.cli.daemon import daemonise
 from torrentfs.cli.mountpoint import check_mountpoint
+from torrentfs.cli.errors import cache_folder_error
 from torrentfs.cli.output import CliError, setup_logging
 from torrentfs.cli.serve import open_dht, write_pid
 from torrentfs.cli.serve import run as run_trio
@@ -37,7 +38,7 @@ def run(args) -> int:
         private_dir(cache)
         private_dir(logfile.parent)
     except OSError as e:
-        raise CliError(f"cache folder {cache}: {e.strerror}") from None
+        raise cache_folder_error(cache, e) from None
     serve_it = partial(serve, watched.resolve(), mountpoint, cache, args)
     if args.foreground:
         setup_logging(args.log_level, stream=sys.stderr)

@@ -6,8 +6,12 @@ disk cache, raises the missing ones to NOW in the picker (deadline: now +
 verified, then returns the bytes: from memory if the pieces just arrived
 (``Recent``), else from disk in a worker thread. Each piece waited for gets
 ``read_timeout`` seconds of no progress before the read fails with ``ReadTimeout``,
-which says why the piece is not coming (``who_has``). A read undoes its own raises
-when it ends, however it ends.
+which says why the piece is not coming (``who_has``). The kernel retries a read
+that failed at once (the page cache's readahead, then the page itself): a read of a
+piece that timed out less than ``RETRY_WINDOW`` ago waits ``RETRY_SLACK`` at most,
+so that a read fails ``read_timeout`` (and that slack) after its first attempt, not
+twice that; a piece that comes meanwhile (a new peer) is still read. A read undoes its
+own raises when it ends, however it ends.
 
 A ``ReadHandle`` is an open file: its reads move a readahead window whose pieces it
 raises to READAHEAD; it undoes only its own raises. ``block`` reads a block of a
@@ -41,6 +45,8 @@ READAHEAD_MAX = 32 << 20    # the window doubles on each contiguous read up to t
 READAHEAD_DEADLINE = 0.5    # deadline of the first readahead piece: now + this ...
 READAHEAD_STEP = 0.05       # ... and this much later for each piece after it
 RECENT_BYTES = 40 << 20     # verified pieces kept in memory until first read
+RETRY_WINDOW = 2.0          # a read of a piece that timed out this recently ...
+RETRY_SLACK = 0.5           # ... waits this long at most (the kernel's retry of a read)
 CHECK_TRIES = 3             # a piece dropped by its check on disk is fetched again
 
 
@@ -186,12 +192,16 @@ class Reads:
         self.waiting: dict[object, tuple[float, list[int]]] = {}
         self._events: dict[int, trio.Event] = {}        # piece -> set when it arrives
         self._store_errors: dict[int, OSError] = {}     # piece -> why it was not written
+        # piece -> when a read of it timed out: the kernel retries a failed read at
+        # once, and that retry must not wait the whole timeout again.
+        self._timed_out: dict[int, float] = {}
 
     # -- what the torrent tells ---------------------------------------------------------
 
     def piece_arrived(self, index: int) -> None:
         """A piece is verified and on disk: wake the reads waiting for it."""
         self._store_errors.pop(index, None)
+        self._timed_out.pop(index, None)
         event = self._events.pop(index, None)
         if event is not None:
             event.set()
@@ -273,15 +283,20 @@ class Reads:
         t.picker.raise_priority(owner, pieces, NOW, trio.current_time() + NOW_SLACK)
         t.schedule()
         timeout = math.inf if self.read_timeout is None else self.read_timeout
-        self.waiting[owner] = (trio.current_time(), pieces)
+        now = trio.current_time()
+        self.waiting[owner] = (now, pieces)
         try:
             for i in pieces:
+                wait = timeout
+                failed = self._timed_out.pop(i, None)
+                if failed is not None and now - failed < RETRY_WINDOW:
+                    wait = min(timeout, RETRY_SLACK)  # the kernel's retry: a short wait
                 while i not in t.have:
                     event = self._events.get(i)
                     if event is None:
                         event = self._events[i] = trio.Event()
                         self._store_errors.pop(i, None)  # a new attempt: old news
-                    with trio.move_on_after(timeout):
+                    with trio.move_on_after(wait):
                         await event.wait()
                     if i in t.have:
                         break
@@ -289,6 +304,7 @@ class Reads:
                     if error is not None:  # verified, but it could not be written
                         raise error
                     if not event.is_set():
+                        self._timed_out[i] = trio.current_time()
                         raise ReadTimeout(f"no progress for {timeout:g} s waiting for "
                                           f"piece {i}: {t.who_has(i)}")
         finally:
