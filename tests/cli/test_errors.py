@@ -38,7 +38,8 @@ def test_a_port_taken_inside_nested_nurseries_is_one_line():
 
         with pytest.raises(CliError) as e:
             run_trio(main, port)
-    assert f"TCP port {port} is in use" in str(e.value) and "--port" in str(e.value)
+    assert f"cannot listen on port {port}: it is in use" in str(e.value)
+    assert "--port" in str(e.value)
 
 
 def test_a_bug_stays_a_bug():
@@ -73,6 +74,6 @@ def test_check_port():
             check_port(s.getsockname()[1])
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
         u.bind(("", 0))
-        with pytest.raises(CliError, match="UDP port .* for the DHT is in use"):
-            check_port(u.getsockname()[1], "UDP port ... for the DHT", "--dht-port",
+        with pytest.raises(CliError, match="use UDP port .* for the DHT: it is in use"):
+            check_port(u.getsockname()[1], "use UDP port ... for the DHT", "--dht-port",
                        socket.SOCK_DGRAM)

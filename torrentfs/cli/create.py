@@ -29,8 +29,9 @@ def add_parser(sub) -> None:
     c.add_argument("-f", "--force", action="store_true",
                    help="overwrite FILE if it exists (default: refuse)")
     c.add_argument("-t", "--tracker", action="append", metavar="URL", type=parse_tracker,
-                   help="announce URL (repeatable; each is its own tier; default: none, "
-                        "peers come from the DHT, LSD or --peer)")
+                   help="announce URL with its scheme: http://HOST:PORT/announce, https:// "
+                        "or udp://HOST:PORT (repeatable; each is its own tier; default: "
+                        "none, peers come from the DHT, LSD or --peer)")
     c.add_argument("--piece-size", type=parse_size, metavar="SIZE",
                    help="piece size, a power of two >= 16K (default: chosen from the size)")
     c.add_argument("--web-seed", action="append", type=parse_web_seed, metavar="URL",

@@ -23,11 +23,12 @@ def _where(e: OSError) -> str:
     return f"{e.filename}: " if e.filename else ""
 
 
-def port_in_use(port: int, what: str = "TCP port", option: str = "--port") -> str:
-    """``what`` names the port: "TCP port", "UDP port ... for the DHT"."""
-    return (f"{what.replace('...', str(port))} is in use (another torrentfs or program "
-            f"has it): choose another with {option} N, or leave {option} out for a "
-            "free one")
+def port_in_use(port: int, what: str = "listen on port ...", option: str = "--port") -> str:
+    """``what`` is what could not be done: "listen on port ...", "use UDP port ...
+    for the DHT" (``...`` is the port)."""
+    return (f"cannot {what.replace('...', str(port))}: it is in use (another "
+            f"torrentfs or program has it); choose another with {option} N, or leave "
+            f"{option} out for a free one")
 
 
 def cache_folder_error(folder, e: OSError) -> CliError:
@@ -44,7 +45,7 @@ def describe_os_error(e: OSError, port: int | None = None) -> str | None:
     """The one line for an OS error a user can fix, or None if it is not one."""
     code = e.errno
     if code == errno.EADDRINUSE:
-        return port_in_use(port, "TCP port ...") if port else (
+        return port_in_use(port) if port else (
             "a port is in use: choose another with --port N, or leave --port out")
     if code == errno.EACCES and port is not None and not e.filename and port < 1024:
         return f"port {port} needs root: choose one >= 1024 with --port N"
@@ -88,7 +89,7 @@ def one_line(exc: BaseException, port: int | None = None) -> CliError | None:
     return None
 
 
-def check_port(port: int, what: str = "TCP port ...", option: str = "--port",
+def check_port(port: int, what: str = "listen on port ...", option: str = "--port",
                kind: int = socket.SOCK_STREAM) -> None:
     """Fail at once, with one line, if ``port`` cannot be bound (0: any port, fine):
     before a seed verifies its data or a mount daemonises, not after."""
@@ -102,5 +103,5 @@ def check_port(port: int, what: str = "TCP port ...", option: str = "--port",
             if e.errno == errno.EADDRINUSE:
                 raise CliError(port_in_use(port, what, option)) from None
             raise CliError(describe_os_error(e, port) or
-                           f"cannot use {what.replace('...', str(port))}: "
+                           f"cannot {what.replace('...', str(port))}: "
                            f"{e.strerror}") from None

@@ -92,7 +92,8 @@ class LiveView:
                                                  completed=t["verified"]), figures)
             yield grid
             yield line(f"peers {peers['connected']} ({peers['unchoked_us']} unchoked us, "
-                       f"{peers['we_unchoked']} unchoked by us)  down {human(rates['download'])}/s  up {human(rates['upload'])}/s"
+                       f"{peers['we_unchoked']} unchoked by us)  "
+                       f"down {human(rates['download'])}/s  up {human(rates['upload'])}/s"
                        + ("  prefetch" if t["prefetch"] and not t["complete"] else ""))
             trackers = t.get("trackers") or []
             if trackers:

@@ -103,14 +103,17 @@ def add_parser(sub) -> None:
     data.add_argument("--cache-dir", metavar="DIR",
                       help=f"where downloaded data is kept (default: {default_cache_dir()})")
     data.add_argument("--cache-size", type=parse_size, metavar="SIZE",
-                      help="keep at most SIZE of data on disk (e.g. 1G, 512M, bytes), "
-                           "evicting the least recently read pieces (default: no limit)")
+                      help="keep at most SIZE of data on disk (e.g. 1G, 1.5G, 512M, 1T, "
+                           "bytes), evicting the least recently read pieces (default: no "
+                           "limit, unless the disk has less room than the torrent: then "
+                           "one from its free space, with a warning)")
     data.add_argument("--prefetch", action="store_true",
                       help="download the whole torrent in the background, below reads")
     data.add_argument("--read-timeout", type=float, default=0, metavar="SECONDS",
                       help="fail a read with EIO when a piece it needs does not arrive "
-                           "for this long (default: 0, wait for ever; Ctrl-C or kill of "
-                           "the reader still ends a waiting read at once)")
+                           "for this long, counted from the read's first attempt (default: "
+                           "0, wait for ever; Ctrl-C or kill of the reader still ends a "
+                           "waiting read at once)")
     data.add_argument("--seed-after", type=parse_seed_after, metavar="LIMIT",
                       help="when unmounted with the whole torrent verified, keep seeding "
                            "until LIMIT: ratio=R (uploaded/size), time=T (e.g. 30m, 2h), "

@@ -42,7 +42,8 @@ def check_ports(args) -> None:
     check_port(getattr(args, "port", 0) or 0)
     dht_port = getattr(args, "dht_port", None)
     if dht_port and not getattr(args, "no_dht", False):
-        check_port(dht_port, "UDP port ... for the DHT", "--dht-port", socket.SOCK_DGRAM)
+        check_port(dht_port, "use UDP port ... for the DHT", "--dht-port",
+                   socket.SOCK_DGRAM)
 
 
 def check_someone_to_ask(magnet, peers, dht: bool) -> None:
