@@ -7,11 +7,12 @@ verified, then returns the bytes: from memory if the pieces just arrived
 (``Recent``), else from disk in a worker thread. Each piece waited for gets
 ``read_timeout`` seconds of no progress before the read fails with ``ReadTimeout``,
 which says why the piece is not coming (``who_has``). The kernel retries a read
-that failed at once (the page cache's readahead, then the page itself): a read of a
-piece that timed out less than ``RETRY_WINDOW`` ago waits ``RETRY_SLACK`` at most,
-so that a read fails ``read_timeout`` (and that slack) after its first attempt, not
-twice that; a piece that comes meanwhile (a new peer) is still read. A read undoes its
-own raises when it ends, however it ends.
+that failed at once, on the same open file (the page cache's readahead, then the
+page itself): a read through a ``ReadHandle`` of a piece whose read through that
+handle timed out less than ``RETRY_WINDOW`` ago waits ``RETRY_SLACK`` at most, so
+that a read fails ``read_timeout`` (and that slack) after its first attempt, not
+twice that; a piece that comes meanwhile is still read. A read undoes its own raises
+when it ends, however it ends.
 
 A ``ReadHandle`` is an open file: its reads move a readahead window whose pieces it
 raises to READAHEAD; it undoes only its own raises. ``block`` reads a block of a
@@ -137,6 +138,7 @@ class ReadHandle:
         self.file_index = file_index
         self.readahead = Readahead(READAHEAD_MIN, reads.readahead_max)
         self._raised: set[int] = set()
+        self._timed_out: tuple[float, set[int]] | None = None  # when, which pieces
         # Container indexes often sit at the end of a video file: fetch the first
         # and last pieces soon after open, at readahead priority.
         g = self.torrent.geometry
@@ -170,6 +172,18 @@ class ReadHandle:
         self._raised.update(pieces)
         t.schedule()
 
+    def timed_out(self, pieces: list[int]) -> None:
+        """A read through this file timed out waiting for ``pieces``."""
+        self._timed_out = (trio.current_time(), set(pieces))
+
+    def retrying(self, pieces: list[int]) -> bool:
+        """Whether a read of ``pieces`` is the kernel's retry of one that just timed
+        out through this file (it retries a failed read at once)."""
+        if self._timed_out is None:
+            return False
+        when, failed = self._timed_out
+        return trio.current_time() - when < RETRY_WINDOW and not failed.isdisjoint(pieces)
+
     def close(self) -> None:
         t = self.torrent
         t.picker.drop(self)
@@ -192,16 +206,12 @@ class Reads:
         self.waiting: dict[object, tuple[float, list[int]]] = {}
         self._events: dict[int, trio.Event] = {}        # piece -> set when it arrives
         self._store_errors: dict[int, OSError] = {}     # piece -> why it was not written
-        # piece -> when a read of it timed out: the kernel retries a failed read at
-        # once, and that retry must not wait the whole timeout again.
-        self._timed_out: dict[int, float] = {}
 
     # -- what the torrent tells ---------------------------------------------------------
 
     def piece_arrived(self, index: int) -> None:
         """A piece is verified and on disk: wake the reads waiting for it."""
         self._store_errors.pop(index, None)
-        self._timed_out.pop(index, None)
         event = self._events.pop(index, None)
         if event is not None:
             event.set()
@@ -249,7 +259,13 @@ class Reads:
                     await t.cache.recover(missing)  # left by a crash: check, not fetch
                     missing = t.have.missing(missing)
                 if missing:
-                    await self._wait_for(missing)
+                    retry = handle is not None and handle.retrying(missing)
+                    try:
+                        await self._wait_for(missing, retry)
+                    except ReadTimeout:
+                        if handle is not None:
+                            handle.timed_out(missing)
+                        raise
                 if await t.cache.trust(pieces):
                     break
             else:
@@ -275,22 +291,19 @@ class Reads:
             return await t.offload(t.storage.read,
                                    t.geometry.piece_offset(index) + begin, length)
 
-    async def _wait_for(self, pieces: list[int]) -> None:
+    async def _wait_for(self, pieces: list[int], retry: bool = False) -> None:
         """Raise the pieces to NOW and wait until each is in ``have``; the raises
-        are undone however this ends."""
+        are undone however this ends. A ``retry`` (of a read that just timed out)
+        waits ``RETRY_SLACK`` at most."""
         t = self.torrent
         owner = object()
         t.picker.raise_priority(owner, pieces, NOW, trio.current_time() + NOW_SLACK)
         t.schedule()
         timeout = math.inf if self.read_timeout is None else self.read_timeout
-        now = trio.current_time()
-        self.waiting[owner] = (now, pieces)
+        wait = timeout if not retry else min(timeout, RETRY_SLACK)
+        self.waiting[owner] = (trio.current_time(), pieces)
         try:
             for i in pieces:
-                wait = timeout
-                failed = self._timed_out.pop(i, None)
-                if failed is not None and now - failed < RETRY_WINDOW:
-                    wait = min(timeout, RETRY_SLACK)  # the kernel's retry: a short wait
                 while i not in t.have:
                     event = self._events.get(i)
                     if event is None:
@@ -304,7 +317,6 @@ class Reads:
                     if error is not None:  # verified, but it could not be written
                         raise error
                     if not event.is_set():
-                        self._timed_out[i] = trio.current_time()
                         raise ReadTimeout(f"no progress for {timeout:g} s waiting for "
                                           f"piece {i}: {t.who_has(i)}")
         finally:

@@ -285,8 +285,11 @@ class TorrentFS(pyfuse3.Operations):
             log.error("read of %d bytes at %d failed: %s", size, off, e)
             raise pyfuse3.FUSEError(errno.EIO) from None
         except (StorageError, OSError) as e:
-            log.error("read of %d bytes at %d failed: %s", size, off, e)
-            raise pyfuse3.FUSEError(getattr(e, "errno", None) or errno.EIO) from None
+            code = getattr(e, "errno", None)
+            # a full disk is logged by the disk cache, once a minute: not per read
+            (log.debug if code == errno.ENOSPC else log.error)(
+                "read of %d bytes at %d failed: %s", size, off, e)
+            raise pyfuse3.FUSEError(code or errno.EIO) from None
 
     async def release(self, fh):
         self._openers.pop(fh, None)
