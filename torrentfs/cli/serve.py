@@ -46,10 +46,10 @@ def check_ports(args) -> None:
                    socket.SOCK_DGRAM)
 
 
-def check_someone_to_ask(magnet, peers, dht: bool) -> None:
+def check_someone_to_ask(magnet, peers, dht: bool | None) -> None:
     """A magnet whose metadata must be fetched needs someone to fetch it from: its
-    trackers, its x.pe peers, --peer, or the DHT. With none of them, one line now
-    rather than a timeout later."""
+    trackers, its x.pe peers, --peer, or the DHT (``dht`` None: a command without
+    one). With none of them, one line now rather than a timeout later."""
     if magnet.trackers or magnet.peers or peers or dht:
         return
     how = "--peer HOST:PORT" + ("" if dht is None else ", or leave the DHT on (no --no-dht)")
