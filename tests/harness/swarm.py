@@ -401,7 +401,8 @@ def lt_dht_node(ip: str, port: int = 0, dht_nodes: Sequence[str] = (), *,
 
 @contextlib.contextmanager
 def lt_seeder(torrent_path: Path | str, data_dir: Path | str, ip: str = "127.0.0.2",
-              port: int = 0, *, utp: bool = False, upload_rate: int | None = None,
+              port: int = 0, *, utp: bool = False, tcp: bool = True,
+              upload_rate: int | None = None,
               lsd: bool = False, wrap: Callable[[list[str]], list[str]] | None = None,
               dht_nodes: Sequence[str] = (),
               workdir: Path | str | None = None, timeout: float = 60.0) -> Iterator[Peer]:
@@ -424,6 +425,8 @@ def lt_seeder(torrent_path: Path | str, data_dir: Path | str, ip: str = "127.0.0
                         "--listen", f"{ip}:{port}", "--ready-file", str(ready))
         if utp:
             argv.append("--utp")
+        if not tcp:
+            argv.append("--no-tcp")
         if upload_rate:
             argv += ["--upload-rate", str(upload_rate)]
         argv += _dht_args(dht_nodes)
@@ -437,7 +440,7 @@ def lt_seeder(torrent_path: Path | str, data_dir: Path | str, ip: str = "127.0.0
 
 
 def _leech_argv(torrent_path, save_dir, ip, port, peers, utp, timeout, magnet,
-                download_rate=None, dht_nodes=()) -> list[str]:
+                download_rate=None, dht_nodes=(), tcp=True) -> list[str]:
     source = ["--magnet", magnet] if magnet else ["--torrent", str(torrent_path)]
     argv = _lt_argv("leech", *source, "--save-path", str(save_dir),
                     "--listen", f"{ip}:{port}", "--timeout", str(timeout))
@@ -445,6 +448,8 @@ def _leech_argv(torrent_path, save_dir, ip, port, peers, utp, timeout, magnet,
         argv += ["--peer", p]
     if utp:
         argv.append("--utp")
+    if not tcp:
+        argv.append("--no-tcp")
     if download_rate:
         argv += ["--download-rate", str(download_rate)]
     argv += _dht_args(dht_nodes)
@@ -453,7 +458,7 @@ def _leech_argv(torrent_path, save_dir, ip, port, peers, utp, timeout, magnet,
 
 def lt_leecher(torrent_path: Path | str | None, save_dir: Path | str, ip: str = "127.0.0.9",
                port: int = 0, peers: Sequence[str] = (), *, utp: bool = False,
-               dht_nodes: Sequence[str] = (),
+               tcp: bool = True, dht_nodes: Sequence[str] = (),
                timeout: float = 60.0, magnet: str | None = None
                ) -> subprocess.CompletedProcess:
     """Download with libtorrent into `save_dir`; returns when done or timed out.
@@ -465,7 +470,7 @@ def lt_leecher(torrent_path: Path | str | None, save_dir: Path | str, ip: str = 
     in its stderr. The process is killed if it overruns `timeout` by 15 s.
     """
     argv = _leech_argv(torrent_path, save_dir, ip, port, peers, utp, timeout, magnet,
-                       dht_nodes=dht_nodes)
+                       dht_nodes=dht_nodes, tcp=tcp)
     return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           env=child_env(), timeout=timeout + 15)
 

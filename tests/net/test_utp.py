@@ -83,3 +83,34 @@ async def test_connect_to_nobody_fails_within_the_timeout():
                 await client.connect(silent.getsockname(), timeout=1.0)
             assert client.connections == 0
             nursery.cancel_scope.cancel()
+
+
+async def test_dht_and_utp_share_one_udp_port():
+    """A DHT node over uTP's socket bootstraps from a plain DHT node and is found by
+    it, while a uTP stream runs on the same port."""
+    from torrentfs.net.dht import DHT
+    got = {}
+
+    async def accept(stream, addr):
+        got["data"] = await _read_all(stream, 5)
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            shared = UtpSocket(host="127.0.0.1", accept=accept)
+            await nursery.start(shared.run)
+            plain = DHT(host="127.0.0.1", bootstrap=[])
+            await nursery.start(plain.run)
+            node = DHT(bootstrap=[("127.0.0.1", plain.port)], transport=shared)
+            await nursery.start(node.run)
+            assert node.port == shared.port
+            await node.bootstrapped.wait()
+            assert len(node.table) >= 1 and len(plain.table) >= 1
+            client = UtpSocket(host="127.0.0.1")
+            await nursery.start(client.run)
+            stream = await client.connect(("127.0.0.1", shared.port))
+            await stream.send_all(b"hello")
+            await stream.aclose()
+            while "data" not in got:
+                await trio.sleep(0.01)
+            assert got["data"] == b"hello"
+            nursery.cancel_scope.cancel()

@@ -123,6 +123,14 @@ def add_lsd(p) -> None:
                         "discovery; default: on, never for private torrents)")
 
 
+def add_transports(p) -> None:
+    p.add_argument("--no-utp", action="store_true",
+                   help="do not talk to peers over uTP (BEP 29, on UDP; default: uTP and "
+                        "TCP both, on the same port number)")
+    p.add_argument("--no-tcp", action="store_true",
+                   help="do not talk to peers over TCP (uTP only)")
+
+
 def add_dht(p) -> None:
     p.add_argument("--no-dht", action="store_true",
                    help="do not use the DHT to find peers (it is never used for a "
@@ -239,6 +247,7 @@ def torrent_options(args, **fixed):
         port=args.port, peers=args.peer, max_peers=args.max_peers,
         upload_rate=args.upload_rate or None, download_rate=args.download_rate or None,
         lsd=args.lsd, pex=not getattr(args, "no_pex", False),
+        utp=not getattr(args, "no_utp", False), tcp=not getattr(args, "no_tcp", False),
         prefetch=getattr(args, "prefetch", False),
         read_timeout=getattr(args, "read_timeout", 0) or None,
         cache_size=getattr(args, "cache_size", None))

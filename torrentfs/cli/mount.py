@@ -19,6 +19,7 @@ from torrentfs.cli.args import (
     add_lsd,
     add_metadata_timeout,
     add_rates,
+    add_transports,
     add_web_seeds,
     command,
     default_config_path,
@@ -89,6 +90,7 @@ def add_parser(sub) -> None:
                      help="connect to at most N peers")
     add_rates(net)
     add_lsd(net)
+    add_transports(net)
     add_dht(net)
     add_web_seeds(net)
     data = m.add_argument_group("cache and reading")
@@ -183,14 +185,16 @@ def serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=Non
                 peers += magnet.peers
             options = torrent_options(args, port=port, peers=peers,
                                       web_seeds=web_seeds(meta, args))
-            torrent = Torrent(meta, folder, options, peer_id=peer_id)
+            torrent = Torrent(meta, folder, options, peer_id=peer_id,
+                              utp=dht.transport if dht is not None else None)
             fs = TorrentFS(torrent, Tree.from_metainfo(meta))
             try:
                 await nursery.start(torrent.run)
             except OSError as e:
                 raise CliError(f"cannot listen on port {port}: {e.strerror}") from None
             if dht is None and not meta.private:
-                dht = await start_dht(nursery, args, cache, torrent.port)
+                dht = await start_dht(nursery, args, cache, torrent.port,
+                                      torrent.connector.utp)
             if dht is not None and not meta.private:
                 keep_found(nursery, dht, torrent)
             async with mounted(fs, mountpoint, args.o) as mount:

@@ -13,6 +13,7 @@ from torrentfs.cli.args import (
     add_log_level,
     add_lsd,
     add_rates,
+    add_transports,
     command,
     parse_peer,
     torrent_options,
@@ -52,6 +53,7 @@ def add_parser(sub) -> None:
                     help="serve at most N peers at once")
     add_rates(sd)
     add_lsd(sd)
+    add_transports(sd)
     add_dht(sd)
     sd.add_argument("--cache-dir", metavar="DIR",
                     help=f"where our state is kept (default: {default_cache_dir()})")
@@ -92,7 +94,8 @@ def run(args) -> int:
             if not have.count:
                 raise CliError(f"no piece of {meta.name} in {data_dir} verifies")
             if not meta.private:
-                dht = await start_dht(nursery, args, cache, torrent.port)
+                dht = await start_dht(nursery, args, cache, torrent.port,
+                                      torrent.connector.utp)
                 if dht is not None:
                     keep_found(nursery, dht, torrent)
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:

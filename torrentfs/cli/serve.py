@@ -48,18 +48,38 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def start_dht(nursery, args, cache: Path, port: int):
+async def start_dht(nursery, args, cache: Path, port: int, transport=None):
     """A DHT node on UDP port ``port`` (or --dht-port) in ``nursery``, or None with
-    --no-dht. Callers keep private torrents (BEP 27) off it."""
+    --no-dht. Callers keep private torrents (BEP 27) off it. ``transport``: the
+    torrent's uTP socket, shared with the DHT if on that port."""
     if args.no_dht:
         return None
-    return await open_dht(nursery, port, args=args, cache=cache)
+    return await open_dht(nursery, port, args=args, cache=cache, transport=transport)
 
 
-async def open_dht(nursery, port: int, *, args, cache: Path):
-    """Start the DHT node (on ``--dht-port``, else UDP ``port`` if free, else any)."""
+async def open_dht(nursery, port: int, *, args, cache: Path, transport=None):
+    """Start the DHT node (on ``--dht-port``, else UDP ``port`` if free, else any).
+    It shares uTP's socket, as libtorrent does: ``transport``'s if given and on that
+    port; else, unless --no-utp, a uTP socket of its own that a torrent started later
+    takes over (``dht.transport``: a magnet's DHT comes up before its torrent)."""
     from torrentfs.net.dht import DHT
     explicit = args.dht_port is not None
+    state = cache / "dht.state"
+    if transport is not None and (not explicit or args.dht_port == transport.port):
+        dht = DHT(bootstrap=args.dht_bootstrap, state_path=state, transport=transport)
+        await nursery.start(dht.run)
+        return dht
+    if transport is None and not explicit and not getattr(args, "no_utp", False):
+        from torrentfs.net.utp import UtpSocket
+        sock = UtpSocket(port=port)
+        try:
+            await nursery.start(sock.run)
+        except OSError as e:
+            log.info("UDP port %d is taken (%s): the DHT takes another", port, e.strerror)
+        else:
+            dht = DHT(bootstrap=args.dht_bootstrap, state_path=state, transport=sock)
+            await nursery.start(dht.run)
+            return dht
     dht = DHT(port=args.dht_port if explicit else port, bootstrap=args.dht_bootstrap,
               state_path=cache / "dht.state")
     try:

@@ -11,6 +11,15 @@ after 30 s doubling to 10 min; one whose session ended after 15 s doubling to
 (``torrent.banned_ips``) and our own (a candidate marked ``banned``) are never
 dialed; a peer that dials us while banned or with no room is closed at once.
 
+Transports: TCP and uTP (``net.utp``, on the UDP port of the same number, shared
+with the DHT), each unless the torrent's options turn it off. ``listen`` binds both
+(one port number); a session runs the same over either. A dial tries uTP first for
+a peer known to speak it (PEX flag, or a uTP session before) or when TCP is off,
+else TCP first (no wait for a peer that speaks TCP only); whichever fails, the other
+is tried, and so is uTP when a TCP connection is dropped before the handshake (as
+libtorrent with TCP off does). A peer whose uTP connect failed is dialed over TCP
+from then on.
+
 What it needs of its torrent is ``Dialer``; the torrent is also every session's
 ``peer.Swarm``.
 """
@@ -26,7 +35,9 @@ import trio
 from torrentfs.core import wire
 from torrentfs.core.geometry import Geometry
 from torrentfs.core.metainfo import Metainfo
+from torrentfs.engine.options import TorrentOptions
 from torrentfs.net.peer import PeerSession, Swarm, connect, tune
+from torrentfs.net.utp import UtpSocket, UtpStream
 
 log = logging.getLogger("torrentfs.torrent")
 
@@ -40,12 +51,14 @@ class Candidate:
     next_try: float = 0.0
     failures: int = 0
     banned: bool = False    # ourselves: never dialed again
+    utp: bool | None = None  # speaks uTP: known (PEX flag, a session), failed, unknown
 
 
 class Dialer(Swarm, Protocol):
     """What the connector needs of its torrent (``torrent.Torrent`` is the one)."""
 
     meta: Metainfo
+    options: TorrentOptions
     geometry: Geometry
     peer_id: bytes
     sessions: dict[tuple[str, int], PeerSession]   # the open sessions, by address
@@ -55,20 +68,46 @@ class Dialer(Swarm, Protocol):
 class Connector:
     """The torrent's candidates, dialing and sessions (see the module docstring)."""
 
-    def __init__(self, torrent: Dialer, *, max_peers: int, shared=None) -> None:
+    def __init__(self, torrent: Dialer, *, max_peers: int, shared=None,
+                 utp: UtpSocket | None = None) -> None:
         self.torrent = torrent
+        self.utp = utp                    # the uTP socket (given, or ours once listening)
         self.max_peers = max_peers
         self.shared = shared              # multi.Shared, or None
         self.candidates: dict[tuple[str, int], Candidate] = {}
         self.connecting: set[tuple[str, int]] = set()  # addresses being dialed
         self._wake = trio.Event()
 
-    def add(self, addr: tuple[str, int]) -> None:
-        """Remember a peer address to dial (from a tracker, the user, ...)."""
+    def add(self, addr: tuple[str, int], *, utp: bool | None = None) -> None:
+        """Remember a peer address to dial (from a tracker, the user, ...); ``utp``
+        True if it is known to speak uTP."""
         addr = (str(addr[0]), int(addr[1]))
         if addr not in self.candidates:
-            self.candidates[addr] = Candidate()
+            self.candidates[addr] = Candidate(utp=utp)
             self._wake.set()
+
+    async def listen(self, nursery: trio.Nursery, port: int, host: str) -> int:
+        """Accept peers over TCP and uTP (as the options allow) on ``port`` (0: any
+        free) in ``nursery``; returns the port bound. Raises OSError if TCP (or, with
+        TCP off, uTP) cannot be bound; uTP's UDP port taken only turns uTP off."""
+        options = self.torrent.options
+        if options.tcp:
+            listeners = await trio.open_tcp_listeners(port, host=host)
+            port = listeners[0].socket.getsockname()[1]
+            nursery.start_soon(trio.serve_listeners, self.handle_incoming, listeners)
+        if options.utp and self.utp is not None:
+            self.utp.accept = self.accept
+        elif options.utp:
+            sock = UtpSocket(host=host, port=port, accept=self.accept)
+            try:
+                await nursery.start(sock.run)
+            except OSError as e:
+                if not options.tcp:
+                    raise
+                log.warning("uTP off: cannot bind UDP port %d: %s", port, e.strerror)
+            else:
+                self.utp, port = sock, sock.port
+        return port
 
     def wake(self) -> None:
         """A session ended: there may be room to dial another."""
@@ -118,7 +157,7 @@ class Connector:
     async def _dial(self, addr: tuple[str, int], cand: Candidate) -> None:
         try:
             try:
-                stream = await connect(addr)
+                stream = await self._open(addr, cand)
             except OSError as e:
                 cand.failures += 1
                 cand.next_try = trio.current_time() + min(15 * 2 ** cand.failures, 600)
@@ -127,10 +166,49 @@ class Connector:
         finally:
             self.connecting.discard(addr)
         session = await self.attach(stream, addr)
+        if (session.peer_id is None and session.transport == "tcp" and cand.utp is None
+                and self.torrent.options.utp and self.utp is not None):
+            # TCP taken, then dropped before the handshake (libtorrent with TCP off
+            # does that): the peer may speak uTP only; try it at once.
+            self.connecting.add(addr)
+            try:
+                stream = await self.utp.connect(addr)
+            except OSError:
+                cand.utp = False
+            else:
+                cand.utp = True
+            finally:
+                self.connecting.discard(addr)
+            if cand.utp:
+                session = await self.attach(stream, addr)
         if session.connected_at and trio.current_time() - session.connected_at > LONG_SESSION:
             cand.failures = 0
         cand.next_try = trio.current_time() + 15 * 2 ** min(cand.failures, 5)
         cand.failures += 1
+
+    async def _open(self, addr: tuple[str, int], cand: Candidate) -> trio.abc.Stream:
+        """A stream to ``addr`` over TCP or uTP (see the module docstring)."""
+        options = self.torrent.options
+        use_utp = options.utp and self.utp is not None and (
+            cand.utp is not False or not options.tcp)
+        order = []
+        if options.tcp:
+            order.append("tcp")
+        if use_utp:
+            order.insert(0 if cand.utp or not options.tcp else len(order), "utp")
+        error: OSError = OSError("no transport to dial with")
+        for transport in order:
+            try:
+                if transport == "tcp":
+                    return await connect(addr)
+                stream = await self.utp.connect(addr)
+                cand.utp = True
+                return stream
+            except OSError as e:
+                error = e
+                if transport == "utp" and cand.utp is None:
+                    cand.utp = False
+        raise error
 
     # -- sessions --------------------------------------------------------------------
 
@@ -138,7 +216,11 @@ class Connector:
         t = self.torrent
         conn = wire.PeerConnection(t.meta.info_hash, t.peer_id,
                                    num_pieces=t.geometry.num_pieces)
-        return PeerSession(t, stream, addr, conn, outgoing=outgoing)
+        session = PeerSession(t, stream, addr, conn, outgoing=outgoing)
+        if isinstance(stream, UtpStream):
+            session.transport = "utp"
+            log.info("%r over uTP (%s)", session, "outgoing" if outgoing else "incoming")
+        return session
 
     async def attach(self, stream: trio.abc.Stream, addr: tuple[str, int]) -> PeerSession:
         """Run a peer session we started over ``stream`` (any trio stream) until it

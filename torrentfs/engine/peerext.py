@@ -117,12 +117,14 @@ class PeerExtensions:
             return
         log.debug("%r: pex %d added, %d dropped", s, len(m.added), len(m.dropped))
         new = 0
-        for addr, _flags in m.added:
+        for addr, flags in m.added:
             if len(t.candidates) >= MAX_CANDIDATES:
                 break
             if addr not in t.candidates and addr not in t.sessions:
                 t.add_peer(addr)
                 new += 1
+                if flags & pex.FLAG_UTP and addr in t.candidates:
+                    t.candidates[addr].utp = True
         self.learned += new
         if new:
             log.info("pex: %d new peers from %r (%s)", new, s,
@@ -144,6 +146,8 @@ class PeerExtensions:
                 addr, flags = (s.addr[0], port), 0
             if self.torrent.picker.is_seed(s):
                 flags |= pex.FLAG_SEED
+            if s.transport == "utp":
+                flags |= pex.FLAG_UTP
             out[addr] = (s, flags)
         return out
 

@@ -91,7 +91,7 @@ class Torrent:
                  options: TorrentOptions = TorrentOptions(), *,
                  peer_id: bytes | None = None, shared=None,
                  offload=trio.to_thread.run_sync, choker: Choker | None = None,
-                 http_transport=None, check_progress=None) -> None:
+                 http_transport=None, check_progress=None, utp=None) -> None:
         self.meta = meta
         self.options = options
         self.geometry = Geometry(meta.piece_length, tuple(f.length for f in meta.files))
@@ -120,7 +120,8 @@ class Torrent:
         # The torrents of a multi-torrent mount share their rate limits and a cap on
         # connections (``multi.Shared``).
         self.shared = shared
-        self.connector = Connector(self, max_peers=options.max_peers, shared=shared)
+        # utp: a running net.utp.UtpSocket to share (the DHT's); else ours, if listening.
+        self.connector = Connector(self, max_peers=options.max_peers, shared=shared, utp=utp)
         self.uploads = Uploader(self, shared.upload if shared
                                 else TokenBucket(options.upload_rate))
         self.download_limit = (shared.download if shared  # applied by each PeerSession
@@ -172,12 +173,9 @@ class Torrent:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 if self.options.listen:
-                    listeners = await trio.open_tcp_listeners(
-                        self.port, host=self.options.listen_host)
-                    self.port = listeners[0].socket.getsockname()[1]
+                    self.port = await self.connector.listen(nursery, self.port,
+                                                            self.options.listen_host)
                     log.info("listening on port %d", self.port)
-                    nursery.start_soon(trio.serve_listeners, self.connector.handle_incoming,
-                                       listeners)
                 nursery.start_soon(self.connector.run)
                 nursery.start_soon(self._ticker)
                 nursery.start_soon(self.uploads.run)

@@ -1,0 +1,97 @@
+"""Integration: uTP (BEP 29) against libtorrent with TCP off both ways, so every
+byte crosses our uTP. A uTP-only libtorrent seeder -> mount (cmp every file, 50
+random ranges); a uTP-only libtorrent leecher <- ``torrentfs seed`` and <- a mount."""
+
+from __future__ import annotations
+
+import random
+import re
+import subprocess
+
+import pytest
+
+from tests.harness.mounts import Seed
+from tests.harness.payload import cmp_tree, make_payload, same_tree
+from tests.harness.swarm import free_port, lt_create, lt_leecher, lt_seeder, opentracker
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+SIZE = 6 * 1024 * 1024 + 4321
+PIECE = 128 * 1024
+
+
+@pytest.fixture(scope="module")
+def utp_swarm(tmp_path_factory):
+    """A payload, its torrent, opentracker and a libtorrent seeder that speaks only
+    uTP (TCP off in and out), announced through the tracker."""
+    base = tmp_path_factory.mktemp("utp")
+    payload = make_payload(base / "data" / "payload", SIZE, seed=29)
+    with opentracker() as tracker:
+        torrent = base / "payload.torrent"
+        info_hash = lt_create(payload, torrent, tracker.announce_url, piece_size=PIECE)
+        tracker.add(info_hash)
+        with lt_seeder(torrent, base / "data", ip="127.0.0.29", utp=True, tcp=False) as s:
+            yield {"payload": payload, "torrent": torrent, "seeder": s, "base": base}
+
+
+def _blocks_by_peer(log: str) -> dict[str, int]:
+    return {ip: int(n) for ip, n in re.findall(
+        r"<peer (127\.0\.0\.\d+):\d+> closed: .* \(received (\d+) bytes", log)}
+
+
+def test_mount_reads_everything_from_a_utp_only_seeder(utp_swarm, mount_torrent):
+    m = mount_torrent(utp_swarm["torrent"])
+    cmp_tree(utp_swarm["payload"], m.path / "payload", m.log)
+    assert m.unmount().returncode == 0
+    assert _blocks_by_peer(m.log).get("127.0.0.29", 0) >= SIZE, m.log[-3000:]
+    assert "<peer 127.0.0.29:" in m.log and "over uTP (outgoing)" in m.log
+
+
+def test_fifty_random_ranges_over_utp(utp_swarm, mount_torrent):
+    m = mount_torrent(utp_swarm["torrent"], "--peer", utp_swarm["seeder"].endpoint,
+                      "--no-tcp")
+    big = next(p for p in utp_swarm["payload"].rglob("*") if p.stat().st_size > SIZE // 2)
+    rel = big.relative_to(utp_swarm["payload"])
+    original = big.read_bytes()
+    rng = random.Random(29)
+    for _ in range(50):
+        size = rng.choice([1, 100, 4096, 65536, 300_000, PIECE + 1])
+        offset = rng.randrange(0, len(original) - 1)
+        r = subprocess.run(["dd", f"if={m.path / 'payload' / rel}", "bs=65536",
+                            f"skip={offset}", f"count={size}",
+                            "iflag=skip_bytes,count_bytes", "status=none"],
+                           capture_output=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == original[offset:offset + size], (offset, size)
+
+
+def test_utp_only_libtorrent_leeches_from_torrentfs_seed(tmp_path):
+    data = tmp_path / "data"
+    payload = make_payload(data / "payload", 3 * 1024 * 1024 + 17, seed=30)
+    torrent = tmp_path / "t.torrent"
+    lt_create(payload, torrent, None, piece_size=64 * 1024)
+    port = free_port()
+    with Seed(torrent, data, tmp_path / "cache", port, "--no-tcp") as seed:
+        out = tmp_path / "out"
+        r = lt_leecher(torrent, out, ip="127.0.0.30", peers=[f"127.0.0.1:{port}"],
+                       utp=True, tcp=False, timeout=90)
+        assert r.returncode == 0, r.stderr + seed.log.read_text()[-3000:]
+    same_tree(payload, out / "payload")
+
+
+def test_utp_only_libtorrent_leeches_from_a_mount(tmp_path, mount_torrent):
+    """The mount reads everything from a uTP-only seeder, which then goes away; a
+    uTP-only leecher gets the whole torrent from the mount alone."""
+    data = tmp_path / "data"
+    payload = make_payload(data / "payload", 2 * 1024 * 1024 + 5, seed=31)
+    torrent = tmp_path / "t.torrent"
+    lt_create(payload, torrent, None, piece_size=64 * 1024)
+    port = free_port()
+    with lt_seeder(torrent, data, ip="127.0.0.31", utp=True, tcp=False) as origin:
+        m = mount_torrent(torrent, "--peer", origin.endpoint, "--port", str(port))
+        same_tree(payload, m.path / "payload")
+    out = tmp_path / "out"
+    r = lt_leecher(torrent, out, ip="127.0.0.32", peers=[f"127.0.0.1:{port}"],
+                   utp=True, tcp=False, timeout=90)
+    assert r.returncode == 0, r.stderr + m.log[-2000:]
+    same_tree(payload, out / "payload")
