@@ -95,3 +95,42 @@ def test_utp_only_libtorrent_leeches_from_a_mount(tmp_path, mount_torrent):
                    utp=True, tcp=False, timeout=90)
     assert r.returncode == 0, r.stderr + m.log[-2000:]
     same_tree(payload, out / "payload")
+
+
+def test_utp_through_a_dropping_rate_limited_link(tmp_path, mount_torrent):
+    """`torrentfs seed --no-tcp` in a namespace whose link out is a tbf of 8 Mbit/s
+    with a queue of a few packets (netem is not in this kernel: the drops are the
+    queue's); a mount over uTP reads everything byte-exact, and packets were dropped."""
+    from tests.harness.netns import netns_host
+    from tests.harness.command import TORRENTFS
+    from tests.harness.swarm import stop_process, wait_until
+
+    data = tmp_path / "data"
+    payload = make_payload(data / "payload", 3 * 1024 * 1024 + 3, seed=32)
+    torrent = tmp_path / "t.torrent"
+    lt_create(payload, torrent, None, piece_size=64 * 1024)
+    port = free_port()
+    with netns_host() as host:
+        r = subprocess.run(["tc", "-n", host.ns, "qdisc", "replace", "dev", host.ns_if,
+                            "root", "tbf", "rate", "8mbit", "burst", "12kb",
+                            "limit", "15kb"], capture_output=True, text=True, timeout=10)
+        assert r.returncode == 0, r.stderr
+        log = tmp_path / "seed.log"
+        with open(log, "wb") as err:
+            seed = host.popen([TORRENTFS, "seed", str(torrent), str(data), "--port", str(port),
+                               "--cache-dir", str(tmp_path / "seed-cache"), "--no-lsd",
+                               "--no-dht", "--no-tcp"], stdout=subprocess.DEVNULL,
+                              stderr=err, stdin=subprocess.DEVNULL)
+        try:
+            wait_until(lambda: b"seeding " in log.read_bytes() or seed.poll() is not None,
+                       timeout=60)
+            assert seed.poll() is None, log.read_text()
+            m = mount_torrent(torrent, "--peer", f"{host.ns_ip}:{port}", "--no-tcp")
+            cmp_tree(payload, m.path / "payload", m.log)
+            stats = host.run(["tc", "-s", "qdisc", "show", "dev", host.ns_if],
+                             capture_output=True, text=True).stdout
+            dropped = int(re.search(r"dropped (\d+)", stats).group(1))
+            assert dropped > 0, stats
+            assert "over uTP (outgoing)" in m.log
+        finally:
+            stop_process(seed)
