@@ -343,6 +343,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="bound on a mount becoming ready, s (60)")
     ap.add_argument("--ff-timeout", type=float, default=90.0,
                     help="bound on one ffprobe/ffmpeg run, s (90)")
+    ap.add_argument("--utp", action="store_true",
+                    help="also: a sequential read over uTP from uTP-only libtorrent "
+                         "seeders against libtorrent's own uTP download (benchmarks/utp.py)")
     ap.add_argument("--no-netns", action="store_true",
                     help="do not run in a loopback-only network namespace of its own")
     ap.add_argument("--keep", metavar="DIR",
@@ -451,14 +454,24 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(run)
 
         big = bench.run_big_torrent(tracker) if args.big_torrent else None
+        utp_rows = None
+        if args.utp:
+            from benchmarks.utp import run_utp
+            utp_rows = run_utp(bench.torrent, tmp / "data", f"{bench.top}/big.bin",
+                               bench.size, bench.big_sha256, bench.total_bytes, tmp / "utp",
+                               seeders=args.seeders, budget=args.seq_budget)
         summary = summarise(runs, big)
         elapsed = time.monotonic() - t_start
 
     print_report(summary, runs, args)
+    if utp_rows is not None:
+        from benchmarks.utp import report as utp_report
+        print()
+        print(utp_report(utp_rows))
     print(f"total time: {elapsed:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(
-            {**info, "elapsed_s": elapsed, "runs": runs, "big_torrent": big,
+            {**info, "elapsed_s": elapsed, "runs": runs, "big_torrent": big, "utp": utp_rows,
              "summary": summary}, indent=1, default=str))
         print(f"raw numbers: {args.json}")
     return 0

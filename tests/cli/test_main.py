@@ -297,3 +297,24 @@ def test_create_prints_the_magnet(tmp_path):
     line = next(l for l in r.stdout.splitlines() if l.startswith("magnet:"))
     m = magnet.parse(line.split(None, 1)[1])
     assert m.name == "f.bin" and m.trackers == ("http://t.example/announce",)
+
+
+def test_transport_switches_reach_the_torrent_options():
+    from torrentfs.cli.args import torrent_options
+    from torrentfs.cli.main import build_parser
+    p = build_parser()
+    for cmd in (["mount", "t", "m"], ["seed", "t", "d"]):
+        o = torrent_options(p.parse_args(cmd))
+        assert (o.tcp, o.utp) == (True, True)
+        o = torrent_options(p.parse_args(cmd + ["--no-utp"]))
+        assert (o.tcp, o.utp) == (True, False)
+        o = torrent_options(p.parse_args(cmd + ["--no-tcp"]))
+        assert (o.tcp, o.utp) == (False, True)
+
+
+def test_no_utp_and_no_tcp_is_one_line(tmp_path, good_torrent):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    assert_one_line_error(run("mount", good_torrent, mnt, "--cache-dir", tmp_path / "c",
+                              "--no-utp", "--no-tcp"), "no way to reach a peer")
+    assert not os.path.ismount(mnt)

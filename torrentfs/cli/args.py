@@ -243,6 +243,8 @@ def torrent_options(args, **fixed):
     command has no option for keeps its default); ``fixed`` are set by the command
     itself (a seed's ``data_dir``, a magnet's port and peers, ...)."""
     from torrentfs.engine.options import TorrentOptions
+    if getattr(args, "no_utp", False) and getattr(args, "no_tcp", False):
+        raise CliError("--no-utp and --no-tcp together leave no way to reach a peer")
     settings = dict(
         port=args.port, peers=args.peer, max_peers=args.max_peers,
         upload_rate=args.upload_rate or None, download_rate=args.download_rate or None,

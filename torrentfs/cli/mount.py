@@ -85,7 +85,8 @@ def add_parser(sub) -> None:
     net.add_argument("--peer", action="append", type=parse_peer, default=[],
                      metavar="HOST:PORT", help="connect to this peer too (repeatable)")
     net.add_argument("--port", type=int, default=0, metavar="N",
-                     help="TCP port to listen on for peers (default: any free port)")
+                     help="port to listen on for peers, TCP and uTP (UDP) (default: any "
+                          "free port)")
     net.add_argument("--max-peers", type=int, default=50, metavar="N",
                      help="connect to at most N peers")
     add_rates(net)

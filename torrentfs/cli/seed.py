@@ -46,7 +46,7 @@ def add_parser(sub) -> None:
     sd.add_argument("data_dir", metavar="DATA_DIR",
                     help="the folder holding the torrent's file or top folder")
     sd.add_argument("--port", type=int, default=0, metavar="N",
-                    help="TCP port to listen on (default: any free port)")
+                    help="port to listen on, TCP and uTP (UDP) (default: any free port)")
     sd.add_argument("--peer", action="append", type=parse_peer, default=[],
                     metavar="HOST:PORT", help="connect to this peer too (repeatable)")
     sd.add_argument("--max-peers", type=int, default=50, metavar="N",

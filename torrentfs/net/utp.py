@@ -129,6 +129,7 @@ class UtpSocket:
         self._nursery: trio.Nursery | None = None
         self._touched: dict[int, UtpStream] = {}
         self.resets_sent = 0
+        self.datagrams_in = self.datagrams_out = 0   # uTP's and the DHT's
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; ready once bound (``port`` is then the real port).
@@ -156,6 +157,8 @@ class UtpSocket:
                 nursery.start_soon(self._timers)
                 task_status.started()
         finally:
+            log.info("uTP socket closed: %d datagrams in, %d out (uTP only), %d resets sent",
+                     self.datagrams_in, self.datagrams_out, self.resets_sent)
             for s in list(self._conns.values()):
                 if s.core.state != utp.CLOSED:
                     self._send(s.core.reset(), s.addr)
@@ -207,6 +210,7 @@ class UtpSocket:
                     log.debug("uTP receive: %s", e)
                     break
                 self._on_datagram(data, (addr[0], addr[1]), now)
+                self.datagrams_in += 1
             touched, self._touched = self._touched, {}
             for stream in touched.values():
                 self._flush(stream)
@@ -258,6 +262,7 @@ class UtpSocket:
     # -- datagrams out ---------------------------------------------------------------
 
     def _send(self, data: bytes, addr: Addr) -> None:
+        self.datagrams_out += 1
         try:
             self.raw.sendto(data, addr)
         except (BlockingIOError, InterruptedError):
