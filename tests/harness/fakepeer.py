@@ -275,6 +275,7 @@ class ExtBehaviour:
     answer: bool = True                # False: sits on metadata requests
     reject: bool = False               # rejects every metadata request
     pex: list = field(default_factory=list)  # addresses it tells by ut_pex, once
+    # (an entry may be (address, flags); a bare address has flags 0)
     ask_metadata: bool = False         # requests every piece of the other side's metadata
     listen_port: int | None = None     # 'p' in its extension handshake
 
@@ -315,7 +316,7 @@ async def ext_peer(stream: trio.abc.Stream, info_hash: bytes, behaviour: ExtBeha
                 hs = stats.handshake = parse_handshake(event.payload)
                 if b.pex and "ut_pex" in hs.ids:
                     out += conn.send(wire.Extended(hs.ids["ut_pex"], pex.encode(
-                        [(a, 0) for a in b.pex])))
+                        [a if isinstance(a[0], tuple) else (a, 0) for a in b.pex])))
                 if b.ask_metadata and hs.metadata_size:
                     for i in range(metadata.num_pieces(hs.metadata_size)):
                         out += conn.send(wire.Extended(hs.ids["ut_metadata"],
