@@ -318,3 +318,21 @@ def test_no_utp_and_no_tcp_is_one_line(tmp_path, good_torrent):
     assert_one_line_error(run("mount", good_torrent, mnt, "--cache-dir", tmp_path / "c",
                               "--no-utp", "--no-tcp"), "no way to reach a peer")
     assert not os.path.ismount(mnt)
+
+
+@pytest.mark.parametrize("kind, extra", [("tcp", []), ("udp", ["--no-tcp"])])
+def test_listen_port_taken_is_one_line(tmp_path, good_torrent, kind, extra):
+    """The TCP port, or with --no-tcp uTP's UDP port, taken by another program."""
+    import socket
+    with socket.socket(socket.AF_INET,
+                       socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM) as s:
+        s.bind(("0.0.0.0", 0))
+        if kind == "tcp":
+            s.listen()
+        port = s.getsockname()[1]
+        r = run("seed", good_torrent, good_torrent.parent, "--port", port, "--no-dht",
+                "--no-lsd", "--cache-dir", tmp_path / "c", *extra)
+    # seed logs to stderr: the error is its last line, and no traceback.
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"torrentfs: error: cannot listen on port {port}: Address already in use")

@@ -72,6 +72,8 @@ class Connector:
                  utp: UtpSocket | None = None) -> None:
         self.torrent = torrent
         self.utp = utp                    # the uTP socket (given, or ours once listening)
+        self._own_utp = False
+        self._listeners: list = []
         self.max_peers = max_peers
         self.shared = shared              # multi.Shared, or None
         self.candidates: dict[tuple[str, int], Candidate] = {}
@@ -85,29 +87,6 @@ class Connector:
         if addr not in self.candidates:
             self.candidates[addr] = Candidate(utp=utp)
             self._wake.set()
-
-    async def listen(self, nursery: trio.Nursery, port: int, host: str) -> int:
-        """Accept peers over TCP and uTP (as the options allow) on ``port`` (0: any
-        free) in ``nursery``; returns the port bound. Raises OSError if TCP (or, with
-        TCP off, uTP) cannot be bound; uTP's UDP port taken only turns uTP off."""
-        options = self.torrent.options
-        if options.tcp:
-            listeners = await trio.open_tcp_listeners(port, host=host)
-            port = listeners[0].socket.getsockname()[1]
-            nursery.start_soon(trio.serve_listeners, self.handle_incoming, listeners)
-        if options.utp and self.utp is not None:
-            self.utp.accept = self.accept
-        elif options.utp:
-            sock = UtpSocket(host=host, port=port, accept=self.accept)
-            try:
-                await nursery.start(sock.run)
-            except OSError as e:
-                if not options.tcp:
-                    raise
-                log.warning("uTP off: cannot bind UDP port %d: %s", port, e.strerror)
-            else:
-                self.utp, port = sock, sock.port
-        return port
 
     def wake(self) -> None:
         """A session ended: there may be room to dial another."""
@@ -132,6 +111,37 @@ class Connector:
         return not self.room() and any(
             c.next_try <= now and not c.banned and a not in sessions
             for a, c in self.candidates.items())
+
+    async def bind(self, port: int, host: str) -> int:
+        """Bind TCP and uTP (as the options allow) on ``port`` (0: any free); returns
+        the port bound; ``serve`` then accepts. Raises OSError if TCP (or, with TCP
+        off, uTP) cannot be bound; uTP's UDP port taken only turns uTP off."""
+        options = self.torrent.options
+        self._listeners = []
+        if options.tcp:
+            self._listeners = await trio.open_tcp_listeners(port, host=host)
+            port = self._listeners[0].socket.getsockname()[1]
+        if options.utp and self.utp is not None:
+            self.utp.accept = self.accept
+        elif options.utp:
+            sock = UtpSocket(host=host, port=port, accept=self.accept)
+            try:
+                sock.bind()
+            except OSError as e:
+                if not options.tcp:
+                    raise
+                log.warning("uTP off: cannot bind UDP port %d: %s", port, e.strerror)
+            else:
+                self.utp, port = sock, sock.port
+                self._own_utp = True
+        return port
+
+    async def serve(self, nursery: trio.Nursery) -> None:
+        """Accept peers on what ``bind`` bound, in ``nursery``."""
+        if self._listeners:
+            nursery.start_soon(trio.serve_listeners, self.handle_incoming, self._listeners)
+        if self._own_utp:
+            await nursery.start(self.utp.run)
 
     # -- dialing ---------------------------------------------------------------------
 

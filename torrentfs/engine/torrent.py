@@ -170,12 +170,13 @@ class Torrent:
         for i in resumed:
             self.picker.piece_verified(i)
         try:
+            if self.options.listen:  # bound here: a port taken is a plain OSError
+                self.port = await self.connector.bind(self.port, self.options.listen_host)
+                log.info("listening on port %d", self.port)
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 if self.options.listen:
-                    self.port = await self.connector.listen(nursery, self.port,
-                                                            self.options.listen_host)
-                    log.info("listening on port %d", self.port)
+                    await self.connector.serve(nursery)
                 nursery.start_soon(self.connector.run)
                 nursery.start_soon(self._ticker)
                 nursery.start_soon(self.uploads.run)

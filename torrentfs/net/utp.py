@@ -131,9 +131,9 @@ class UtpSocket:
         self.resets_sent = 0
         self.datagrams_in = self.datagrams_out = 0   # uTP's and the DHT's
 
-    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Serve until cancelled; ready once bound (``port`` is then the real port).
-        Raises OSError if the port cannot be bound."""
+    def bind(self) -> None:
+        """Bind the UDP socket now (``port`` is then the real port); raises OSError.
+        ``run`` binds it if this was not called."""
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         raw = socket.socket(family, socket.SOCK_DGRAM)
         try:
@@ -149,6 +149,13 @@ class UtpSocket:
             raise
         self.raw = raw
         self.port = raw.getsockname()[1]
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled; ready once bound (``port`` is then the real port).
+        Raises OSError if the port cannot be bound."""
+        if self.raw is None:
+            self.bind()
+        raw = self.raw
         log.info("uTP on UDP port %d", self.port)
         try:
             async with trio.open_nursery() as nursery:
