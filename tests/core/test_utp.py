@@ -233,3 +233,18 @@ def test_reset_and_connect_timeout():
         now = c.next_timeout
         c.tick(now)
     assert c.error == "connect timed out" and now < 20
+
+
+def test_after_stop_reading_data_is_acknowledged_and_dropped():
+    a, b = _connected_pair()
+    b.stop_reading()
+    a.write(b"z" * 100_000)
+    now = 0.0
+    for _ in range(200):
+        now += 0.01
+        for d in a.outgoing(now):
+            b.receive(decode(d), now)
+        for d in b.outgoing(now):
+            a.receive(decode(d), now)
+    assert b.readable == 0 and b.recv_window == utp.RECV_BUFFER
+    assert a.send_space == utp.SEND_BUFFER   # everything acknowledged

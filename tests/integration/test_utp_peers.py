@@ -134,3 +134,37 @@ def test_utp_through_a_dropping_rate_limited_link(tmp_path, mount_torrent):
             assert "over uTP (outgoing)" in m.log
         finally:
             stop_process(seed)
+
+
+def test_watch_mount_reads_from_a_utp_only_seeder(utp_swarm, mount_torrent, tmp_path):
+    """mount --watch: its torrents dial uTP from the mount's one UDP socket."""
+    import shutil
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    shutil.copy(utp_swarm["torrent"], watched / "p.torrent")
+    m = mount_torrent(watched, watch=True)
+    cmp_tree(utp_swarm["payload"], m.path / "payload", m.log)
+    assert "over uTP (outgoing)" in m.log
+
+
+def test_utp_only_libtorrent_leeches_from_a_watch_mount(tmp_path, mount_torrent):
+    """Incoming uTP to a watch mount is routed by the handshake's info-hash."""
+    import shutil
+    data = tmp_path / "data"
+    payload = make_payload(data / "payload", 1024 * 1024 + 7, seed=33)
+    torrent = tmp_path / "t.torrent"
+    lt_create(payload, torrent, None, piece_size=64 * 1024)
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    shutil.copy(torrent, watched / "t.torrent")
+    port = free_port()
+    with lt_seeder(torrent, data, ip="127.0.0.33", utp=True, tcp=False) as origin:
+        m = mount_torrent(watched, "--peer", origin.endpoint, "--port", str(port),
+                          watch=True)
+        same_tree(payload, m.path / "payload")
+    out = tmp_path / "out"
+    r = lt_leecher(torrent, out, ip="127.0.0.34", peers=[f"127.0.0.1:{port}"],
+                   utp=True, tcp=False, timeout=90)
+    assert r.returncode == 0, r.stderr + m.log[-2000:]
+    same_tree(payload, out / "payload")
+    assert "over uTP (incoming)" in m.log

@@ -194,6 +194,7 @@ class Connection:
         self._advertised = RECV_BUFFER
         self.last_received = now
         self._isn = 0
+        self._discard = False                  # stop_reading called
         self._syn_ack = False                  # the STATE answering a SYN is due
 
     # -- construction --------------------------------------------------------------
@@ -253,6 +254,12 @@ class Connection:
         """Send FIN once what was written is sent."""
         if self.state != CLOSED:
             self._closing = True
+
+    def stop_reading(self) -> None:
+        """The application reads no more: what arrives is acknowledged and dropped
+        (a closed stream lingering for its FIN holds no data)."""
+        self._discard = True
+        self._readable.clear()
 
     def reset(self) -> bytes:
         """Abort: a RESET datagram for the peer; the connection is closed."""
@@ -449,7 +456,8 @@ class Connection:
 
     def _deliver(self, seq: int, payload: bytes) -> None:
         self.ack_nr = seq
-        self._readable += payload
+        if not self._discard:
+            self._readable += payload
         if seq == self._eof_seq and not self.eof:
             self.eof = True
             self._reorder.clear()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 import trio
@@ -37,7 +38,7 @@ from torrentfs.core.geometry import Geometry
 from torrentfs.core.metainfo import Metainfo
 from torrentfs.engine.options import TorrentOptions
 from torrentfs.net.peer import PeerSession, Swarm, connect, tune
-from torrentfs.net.utp import UtpSocket, UtpStream
+from torrentfs.net.utp import UtpSocket
 
 log = logging.getLogger("torrentfs.torrent")
 
@@ -71,7 +72,9 @@ class Connector:
     def __init__(self, torrent: Dialer, *, max_peers: int, shared=None,
                  utp: UtpSocket | None = None) -> None:
         self.torrent = torrent
-        self.utp = utp                    # the uTP socket (given, or ours once listening)
+        # The uTP socket: given (a running net.utp.UtpSocket, the DHT's or a watch
+        # mount's), or ours once bound.
+        self.utp = utp
         self._own_utp = False
         self._listeners: list = []
         self.max_peers = max_peers
@@ -121,10 +124,11 @@ class Connector:
         if options.tcp:
             self._listeners = await trio.open_tcp_listeners(port, host=host)
             port = self._listeners[0].socket.getsockname()[1]
+        accept_utp = partial(self.accept, transport="utp")
         if options.utp and self.utp is not None:
-            self.utp.accept = self.accept
+            self.utp.accept = accept_utp
         elif options.utp:
-            sock = UtpSocket(host=host, port=port, accept=self.accept)
+            sock = UtpSocket(host=host, port=port, accept=accept_utp)
             try:
                 sock.bind()
             except OSError as e:
@@ -167,7 +171,7 @@ class Connector:
     async def _dial(self, addr: tuple[str, int], cand: Candidate) -> None:
         try:
             try:
-                stream = await self._open(addr, cand)
+                stream, transport = await self._open(addr, cand)
             except OSError as e:
                 cand.failures += 1
                 cand.next_try = trio.current_time() + min(15 * 2 ** cand.failures, 600)
@@ -175,7 +179,7 @@ class Connector:
                 return
         finally:
             self.connecting.discard(addr)
-        session = await self.attach(stream, addr)
+        session = await self.attach(stream, addr, transport=transport)
         if (session.peer_id is None and session.transport == "tcp" and cand.utp is None
                 and self.torrent.options.utp and self.utp is not None):
             # TCP taken, then dropped before the handshake (libtorrent with TCP off
@@ -190,14 +194,15 @@ class Connector:
             finally:
                 self.connecting.discard(addr)
             if cand.utp:
-                session = await self.attach(stream, addr)
+                session = await self.attach(stream, addr, transport="utp")
         if session.connected_at and trio.current_time() - session.connected_at > LONG_SESSION:
             cand.failures = 0
         cand.next_try = trio.current_time() + 15 * 2 ** min(cand.failures, 5)
         cand.failures += 1
 
-    async def _open(self, addr: tuple[str, int], cand: Candidate) -> trio.abc.Stream:
-        """A stream to ``addr`` over TCP or uTP (see the module docstring)."""
+    async def _open(self, addr: tuple[str, int],
+                    cand: Candidate) -> tuple[trio.abc.Stream, str]:
+        """A stream to ``addr`` over TCP or uTP (see the module docstring), and which."""
         options = self.torrent.options
         use_utp = options.utp and self.utp is not None and (
             cand.utp is not False or not options.tcp)
@@ -210,10 +215,10 @@ class Connector:
         for transport in order:
             try:
                 if transport == "tcp":
-                    return await connect(addr)
+                    return await connect(addr), transport
                 stream = await self.utp.connect(addr)
                 cand.utp = True
-                return stream
+                return stream, transport
             except OSError as e:
                 error = e
                 if transport == "utp" and cand.utp is None:
@@ -222,20 +227,21 @@ class Connector:
 
     # -- sessions --------------------------------------------------------------------
 
-    def _new_session(self, stream, addr, *, outgoing: bool) -> PeerSession:
+    def _new_session(self, stream, addr, *, outgoing: bool, transport: str) -> PeerSession:
         t = self.torrent
         conn = wire.PeerConnection(t.meta.info_hash, t.peer_id,
                                    num_pieces=t.geometry.num_pieces)
         session = PeerSession(t, stream, addr, conn, outgoing=outgoing)
-        if isinstance(stream, UtpStream):
-            session.transport = "utp"
+        session.transport = transport
+        if transport == "utp":
             log.info("%r over uTP (%s)", session, "outgoing" if outgoing else "incoming")
         return session
 
-    async def attach(self, stream: trio.abc.Stream, addr: tuple[str, int]) -> PeerSession:
-        """Run a peer session we started over ``stream`` (any trio stream) until it
-        ends; returns it, closed."""
-        session = self._new_session(stream, addr, outgoing=True)
+    async def attach(self, stream: trio.abc.Stream, addr: tuple[str, int], *,
+                     transport: str = "tcp") -> PeerSession:
+        """Run a peer session we started over ``stream`` (any trio stream; over
+        ``transport``, "tcp" or "utp") until it ends; returns it, closed."""
+        session = self._new_session(stream, addr, outgoing=True, transport=transport)
         self.torrent.sessions[addr] = session
         await session.run()
         return session
@@ -253,14 +259,15 @@ class Connector:
             pass
         await self.accept(stream, (host, port))
 
-    async def accept(self, stream: trio.abc.Stream, addr: tuple[str, int]) -> None:
-        """Run a session a peer started over ``stream`` until it ends, unless the peer
-        is banned or there is no room."""
+    async def accept(self, stream: trio.abc.Stream, addr: tuple[str, int], *,
+                     transport: str = "tcp") -> None:
+        """Run a session a peer started over ``stream`` (over ``transport``) until it
+        ends, unless the peer is banned or there is no room."""
         t = self.torrent
         if not self.room() or addr in t.sessions or addr[0] in t.banned_ips:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
             return
-        session = self._new_session(stream, addr, outgoing=False)
+        session = self._new_session(stream, addr, outgoing=False, transport=transport)
         t.sessions[addr] = session
         await session.run(send_handshake=False)

@@ -199,7 +199,8 @@ class MultiMount:
             listeners = await trio.open_tcp_listeners(self.port, host=self.listen_host)
             self.port = listeners[0].socket.getsockname()[1]
         if o.utp:
-            sock = UtpSocket(host=self.listen_host, port=self.port, accept=self._route)
+            sock = UtpSocket(host=self.listen_host, port=self.port,
+                             accept=partial(self._route, transport="utp"))
             try:
                 sock.bind()
             except OSError as e:
@@ -376,7 +377,8 @@ class MultiMount:
             return
         await self._route(stream, (host, port))
 
-    async def _route(self, stream: trio.abc.Stream, addr: tuple[str, int]) -> None:
+    async def _route(self, stream: trio.abc.Stream, addr: tuple[str, int], *,
+                     transport: str = "tcp") -> None:
         """Route a connection (TCP or uTP) to the torrent its handshake names, or
         close it."""
         host, port = addr
@@ -406,7 +408,8 @@ class MultiMount:
         async def session() -> None:
             current_file.set(entry.file)
             try:
-                await entry.torrent.accept(_Replayed(stream, head), (host, port))
+                await entry.torrent.accept(_Replayed(stream, head), (host, port),
+                                           transport=transport)
             finally:
                 done.set()
 

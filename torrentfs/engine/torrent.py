@@ -120,7 +120,6 @@ class Torrent:
         # The torrents of a multi-torrent mount share their rate limits and a cap on
         # connections (``multi.Shared``).
         self.shared = shared
-        # utp: a running net.utp.UtpSocket to share (the DHT's); else ours, if listening.
         self.connector = Connector(self, max_peers=options.max_peers, shared=shared, utp=utp)
         self.uploads = Uploader(self, shared.upload if shared
                                 else TokenBucket(options.upload_rate))
@@ -222,13 +221,15 @@ class Torrent:
             self.geometry.piece_size(i) for i in self.have) if not self.have.complete else 0
         return self.uploaded, self.downloaded, left
 
-    async def attach(self, stream: trio.abc.Stream, addr: tuple[str, int]) -> PeerSession:
+    async def attach(self, stream: trio.abc.Stream, addr: tuple[str, int], *,
+                     transport: str = "tcp") -> PeerSession:
         """Run a session we started over ``stream`` until it ends (``Connector.attach``)."""
-        return await self.connector.attach(stream, addr)
+        return await self.connector.attach(stream, addr, transport=transport)
 
-    async def accept(self, stream: trio.abc.Stream, addr: tuple[str, int]) -> None:
+    async def accept(self, stream: trio.abc.Stream, addr: tuple[str, int], *,
+                     transport: str = "tcp") -> None:
         """Run a session a peer started over ``stream`` (``Connector.accept``)."""
-        await self.connector.accept(stream, addr)
+        await self.connector.accept(stream, addr, transport=transport)
 
     # -- session callbacks (peer.Swarm) ---------------------------------------------
 

@@ -110,6 +110,7 @@ class UtpStream(trio.abc.Stream):
         if not self._closed:
             self._closed = True
             self.core.close()
+            self.core.stop_reading()
             self._linger_until = trio.current_time() + LINGER
             self._owner._flush(self)
             self._wake()
