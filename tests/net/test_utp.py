@@ -114,3 +114,26 @@ async def test_dht_and_utp_share_one_udp_port():
                 await trio.sleep(0.01)
             assert got["data"] == b"hello"
             nursery.cancel_scope.cancel()
+
+
+async def test_utp_over_ipv6_loopback():
+    got = {}
+
+    async def accept(stream, addr):
+        got["addr"] = addr
+        got["data"] = await _read_all(stream, 100_000)
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            server = UtpSocket(host="::1", accept=accept)
+            client = UtpSocket(host="::1")
+            await nursery.start(server.run)
+            await nursery.start(client.run)
+            stream = await client.connect(("::1", server.port))
+            data = os.urandom(100_000)
+            await stream.send_all(data)
+            await stream.aclose()
+            while "data" not in got:
+                await trio.sleep(0.01)
+            assert got["data"] == data and got["addr"][0] == "::1"
+            nursery.cancel_scope.cancel()
