@@ -389,6 +389,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="connected idle peers of the idle-CPU row; 0 skips it (50)")
     ap.add_argument("--idle-seconds", type=float, default=30.0,
                     help="how long the idle CPU is measured, s (30)")
+    ap.add_argument("--utp", action="store_true",
+                    help="also: a sequential read over uTP from uTP-only libtorrent "
+                         "seeders against libtorrent's own uTP download (benchmarks/utp.py)")
     ap.add_argument("--no-netns", action="store_true",
                     help="do not run in a loopback-only network namespace of its own")
     ap.add_argument("--keep", metavar="DIR",
@@ -499,6 +502,12 @@ def main(argv: list[str] | None = None) -> int:
         big = bench.run_big_torrent(tracker) if args.big_torrent else None
         upload, idle = bench.run_cpu_loads()
         v2r = v2reads.run(bench, tracker) if args.v2_reads else None
+        utp_rows = None
+        if args.utp:
+            from benchmarks.utp import run_utp
+            utp_rows = run_utp(bench.torrent, tmp / "data", f"{bench.top}/big.bin",
+                               bench.size, bench.big_sha256, bench.total_bytes, tmp / "utp",
+                               seeders=args.seeders, budget=args.seq_budget)
         summary = summarise(runs, big)
         elapsed = time.monotonic() - t_start
 
@@ -510,6 +519,10 @@ def main(argv: list[str] | None = None) -> int:
         print(targets.upload_table(upload))
     if v2r is not None:
         v2reads.print_rows(v2r)
+    if utp_rows is not None:
+        from benchmarks.utp import report as utp_report
+        print()
+        print(utp_report(utp_rows))
     target_rows = targets.rows(summary, runs, upload, idle)
     print()
     print(targets.targets_table(target_rows))
@@ -517,8 +530,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(
             {**info, "elapsed_s": elapsed, "runs": runs, "big_torrent": big,
-             "upload": upload, "idle": idle, "v2_reads": v2r, "summary": summary,
-             "targets": target_rows}, indent=1, default=str))
+             "upload": upload, "idle": idle, "v2_reads": v2r, "utp": utp_rows,
+             "summary": summary, "targets": target_rows}, indent=1, default=str))
         print(f"raw numbers: {args.json}")
     return 0
 

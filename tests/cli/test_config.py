@@ -335,3 +335,10 @@ def test_option_table_knows_both_halves_of_a_switch():
     assert table["lsd"][1] is False and table["no-lsd"][1] is True
     assert "help" not in table and "config" not in table
     assert subprocess.run([TORRENTFS, "--version"], capture_output=True).returncode == 0
+
+
+def test_transport_switches_as_mount_options():
+    _, ours = split("no_utp,cache_dir=/c")
+    assert ours == {"no_utp": True, "cache_dir": "/c"}
+    _, ours = split("no_tcp")
+    assert ours == {"no_tcp": True}

@@ -305,3 +305,43 @@ def test_create_prints_the_magnet(tmp_path):
     line = next(l for l in r.stdout.splitlines() if l.startswith("magnet:"))
     m = magnet.parse(line.split(None, 1)[1])
     assert m.name == "f.bin" and m.trackers == ("http://t.example/announce",)
+
+
+def test_transport_switches_reach_the_torrent_options():
+    from torrentfs.cli.args import torrent_options
+    from torrentfs.cli.main import build_parser
+    p = build_parser()
+    for cmd in (["mount", "t", "m"], ["seed", "t", "d"]):
+        o = torrent_options(p.parse_args(cmd))
+        assert (o.tcp, o.utp) == (True, True)
+        o = torrent_options(p.parse_args(cmd + ["--no-utp"]))
+        assert (o.tcp, o.utp) == (True, False)
+        o = torrent_options(p.parse_args(cmd + ["--no-tcp"]))
+        assert (o.tcp, o.utp) == (False, True)
+
+
+def test_no_utp_and_no_tcp_is_one_line(tmp_path, good_torrent):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    assert_one_line_error(run("mount", good_torrent, mnt, "--cache-dir", tmp_path / "c",
+                              "--no-utp", "--no-tcp"), "no way to reach a peer")
+    assert not os.path.ismount(mnt)
+
+
+@pytest.mark.parametrize("kind, extra", [("tcp", []), ("udp", ["--no-tcp"])])
+def test_listen_port_taken_is_one_line(tmp_path, good_torrent, kind, extra):
+    """The TCP port, or with --no-tcp uTP's UDP port, taken by another program."""
+    import socket
+    with socket.socket(socket.AF_INET,
+                       socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM) as s:
+        s.bind(("0.0.0.0", 0))
+        if kind == "tcp":
+            s.listen()
+        port = s.getsockname()[1]
+        r = run("seed", good_torrent, good_torrent.parent, "--port", port, "--no-dht",
+                "--no-lsd", "--cache-dir", tmp_path / "c", *extra)
+    # seed logs to stderr: the error is its last line, and no traceback.
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"torrentfs: error: cannot listen on port {port}: ") \
+        and "in use" in last, last

@@ -143,3 +143,16 @@ async def test_encrypted_peers_are_flagged_in_pex(tmp_path, autojump_clock):
         assert [m.added for m in sa.pex] == \
             [((b, pex.FLAG_REACHABLE | pex.FLAG_ENCRYPTION),)]
         n.cancel_scope.cancel()
+
+
+async def test_pex_utp_flag_marks_the_candidate(tmp_path, autojump_clock):
+    meta, t = make(tmp_path, max_peers=1)
+    utp_peer, plain = ("127.0.3.1", 6881), ("127.0.3.2", 6881)
+    async with trio.open_nursery() as n:
+        await n.start(t.run)
+        attach(n, t, ("127.0.0.5", 7000),
+               ExtBehaviour(pex=[(utp_peer, pex.FLAG_UTP), plain]))
+        await trio.sleep(1)
+        assert t.candidates[utp_peer].utp is True
+        assert t.candidates[plain].utp is None
+        n.cancel_scope.cancel()

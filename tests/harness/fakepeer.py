@@ -276,6 +276,7 @@ class ExtBehaviour:
     reject: bool = False               # rejects every metadata request
     pex: list = field(default_factory=list)  # addresses it tells by ut_pex, once
     pex_flags: int = 0                 # the flags it gives each of them
+    # (an entry may be (address, flags); a bare address has pex_flags)
     ask_metadata: bool = False         # requests every piece of the other side's metadata
     listen_port: int | None = None     # 'p' in its extension handshake
     v2: object = None                  # a V2Info: answers BEP 52 hash requests from it
@@ -324,7 +325,8 @@ async def ext_peer(stream: trio.abc.Stream, info_hash: bytes, behaviour: ExtBeha
                 hs = stats.handshake = parse_handshake(event.payload)
                 if b.pex and "ut_pex" in hs.ids:
                     out += conn.send(wire.Extended(hs.ids["ut_pex"], pex.encode(
-                        [(a, b.pex_flags) for a in b.pex])))
+                        [a if isinstance(a[0], tuple) else (a, b.pex_flags)
+                         for a in b.pex])))
                 if b.ask_metadata and hs.metadata_size:
                     for i in range(metadata.num_pieces(hs.metadata_size)):
                         out += conn.send(wire.Extended(hs.ids["ut_metadata"],

@@ -406,7 +406,8 @@ def lt_dht_node(ip: str, port: int = 0, dht_nodes: Sequence[str] = (), *,
 
 @contextlib.contextmanager
 def lt_seeder(torrent_path: Path | str, data_dir: Path | str, ip: str = "127.0.0.2",
-              port: int = 0, *, utp: bool = False, upload_rate: int | None = None,
+              port: int = 0, *, utp: bool = False, tcp: bool = True,
+              upload_rate: int | None = None,
               lsd: bool = False, wrap: Callable[[list[str]], list[str]] | None = None,
               dht_nodes: Sequence[str] = (), encryption: str | None = None,
               workdir: Path | str | None = None, timeout: float = 60.0) -> Iterator[Peer]:
@@ -430,6 +431,8 @@ def lt_seeder(torrent_path: Path | str, data_dir: Path | str, ip: str = "127.0.0
                         "--listen", hostport(ip, port), "--ready-file", str(ready))
         if utp:
             argv.append("--utp")
+        if not tcp:
+            argv.append("--no-tcp")
         if upload_rate:
             argv += ["--upload-rate", str(upload_rate)]
         argv += _dht_args(dht_nodes)
@@ -445,7 +448,7 @@ def lt_seeder(torrent_path: Path | str, data_dir: Path | str, ip: str = "127.0.0
 
 
 def _leech_argv(torrent_path, save_dir, ip, port, peers, utp, timeout, magnet,
-                download_rate=None, dht_nodes=()) -> list[str]:
+                download_rate=None, dht_nodes=(), tcp=True) -> list[str]:
     source = ["--magnet", magnet] if magnet else ["--torrent", str(torrent_path)]
     argv = _lt_argv("leech", *source, "--save-path", str(save_dir),
                     "--listen", hostport(ip, port), "--timeout", str(timeout))
@@ -453,6 +456,8 @@ def _leech_argv(torrent_path, save_dir, ip, port, peers, utp, timeout, magnet,
         argv += ["--peer", p]
     if utp:
         argv.append("--utp")
+    if not tcp:
+        argv.append("--no-tcp")
     if download_rate:
         argv += ["--download-rate", str(download_rate)]
     argv += _dht_args(dht_nodes)
@@ -461,7 +466,8 @@ def _leech_argv(torrent_path, save_dir, ip, port, peers, utp, timeout, magnet,
 
 def lt_leecher(torrent_path: Path | str | None, save_dir: Path | str, ip: str = "127.0.0.9",
                port: int = 0, peers: Sequence[str] = (), *, utp: bool = False,
-               dht_nodes: Sequence[str] = (), encryption: str | None = None,
+               tcp: bool = True, dht_nodes: Sequence[str] = (),
+               encryption: str | None = None,
                timeout: float = 60.0, magnet: str | None = None
                ) -> subprocess.CompletedProcess:
     """Download with libtorrent into `save_dir`; returns when done or timed out.
@@ -474,7 +480,7 @@ def lt_leecher(torrent_path: Path | str | None, save_dir: Path | str, ip: str = 
     `encryption="forced"`: MSE/PE with RC4 only, in and out.
     """
     argv = _leech_argv(torrent_path, save_dir, ip, port, peers, utp, timeout, magnet,
-                       dht_nodes=dht_nodes)
+                       dht_nodes=dht_nodes, tcp=tcp)
     if encryption:
         argv += ["--encryption", encryption]
     return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,

@@ -158,6 +158,14 @@ def add_port_mapping(p) -> None:
                         "and removed on exit, and the external address is logged")
 
 
+def add_transports(p) -> None:
+    p.add_argument("--no-utp", action="store_true",
+                   help="do not talk to peers over uTP (BEP 29, on UDP; default: uTP and "
+                        "TCP both, on the same port number)")
+    p.add_argument("--no-tcp", action="store_true",
+                   help="do not talk to peers over TCP (uTP only)")
+
+
 def add_dht(p) -> None:
     p.add_argument("--no-dht", action="store_true",
                    help="do not use the DHT to find peers (it is never used for a "
@@ -273,11 +281,14 @@ def torrent_options(args, **fixed):
     command has no option for keeps its default); ``fixed`` are set by the command
     itself (a seed's ``data_dir``, a magnet's port and peers, ...)."""
     from torrentfs.engine.options import TorrentOptions
+    if getattr(args, "no_utp", False) and getattr(args, "no_tcp", False):
+        raise CliError("--no-utp and --no-tcp together leave no way to reach a peer")
     settings = dict(
         port=args.port, peers=args.peer, max_peers=args.max_peers,
         upload_rate=args.upload_rate or None, download_rate=args.download_rate or None,
         lsd=args.lsd, pex=not getattr(args, "no_pex", False),
         encryption=getattr(args, "encryption", "prefer"),
+        utp=not getattr(args, "no_utp", False), tcp=not getattr(args, "no_tcp", False),
         prefetch=getattr(args, "prefetch", False),
         read_timeout=getattr(args, "read_timeout", 0) or None,
         cache_size=getattr(args, "cache_size", None),

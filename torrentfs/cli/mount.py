@@ -21,6 +21,7 @@ from torrentfs.cli.args import (
     add_port_mapping,
     add_metadata_timeout,
     add_rates,
+    add_transports,
     add_web_seeds,
     command,
     default_config_path,
@@ -97,13 +98,15 @@ def add_parser(sub) -> None:
     net.add_argument("--peer", action="append", type=parse_peer, default=[],
                      metavar="HOST:PORT", help="connect to this peer too (repeatable)")
     net.add_argument("--port", type=int, default=0, metavar="N",
-                     help="TCP port to listen on for peers (default: any free port)")
+                     help="port to listen on for peers, TCP and uTP (UDP) (default: any "
+                          "free port)")
     net.add_argument("--max-peers", type=int, default=50, metavar="N",
                      help="connect to at most N peers")
     add_rates(net)
     add_lsd(net)
     add_encryption(net)
     add_port_mapping(net)
+    add_transports(net)
     add_dht(net)
     add_web_seeds(net)
     data = m.add_argument_group("cache and reading")
@@ -253,11 +256,13 @@ def serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=Non
                 log.warning("%s", args.cache_size_note)
             options = torrent_options(args, port=port, peers=peers,
                                       web_seeds=web_seeds(meta, args))
-            torrent = Torrent(meta, folder, options, peer_id=peer_id)
+            torrent = Torrent(meta, folder, options, peer_id=peer_id,
+                              utp=dht.transport if dht is not None else None)
             fs = TorrentFS(torrent, Tree.from_metainfo(meta))
             await nursery.start(torrent.run)  # a port taken since: one line (run_trio)
             if dht is None and not meta.private:
-                dht = await start_dht(nursery, args, cache, torrent.port)
+                dht = await start_dht(nursery, args, cache, torrent.port,
+                                      torrent.connector.utp)
             if dht is not None and not meta.private:
                 keep_found(nursery, dht, torrent)
             map_ports(nursery, args, torrent.port, dht)

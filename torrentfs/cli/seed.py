@@ -15,6 +15,7 @@ from torrentfs.cli.args import (
     add_lsd,
     add_port_mapping,
     add_rates,
+    add_transports,
     command,
     parse_peer,
     torrent_options,
@@ -48,7 +49,7 @@ def add_parser(sub) -> None:
     sd.add_argument("data_dir", metavar="DATA_DIR",
                     help="the folder holding the torrent's file or top folder")
     sd.add_argument("--port", type=int, default=0, metavar="N",
-                    help="TCP port to listen on (default: any free port)")
+                    help="port to listen on, TCP and uTP (UDP) (default: any free port)")
     sd.add_argument("--peer", action="append", type=parse_peer, default=[],
                     metavar="HOST:PORT", help="connect to this peer too (repeatable)")
     sd.add_argument("--max-peers", type=int, default=50, metavar="N",
@@ -57,6 +58,7 @@ def add_parser(sub) -> None:
     add_lsd(sd)
     add_encryption(sd)
     add_port_mapping(sd)
+    add_transports(sd)
     add_dht(sd)
     sd.add_argument("--cache-dir", metavar="DIR",
                     help=f"where our state is kept (default: {default_cache_dir()})")
@@ -101,7 +103,8 @@ def run(args) -> int:
             reg.update(state="seeding")
             dht = None
             if not meta.private:
-                dht = await start_dht(nursery, args, cache, torrent.port)
+                dht = await start_dht(nursery, args, cache, torrent.port,
+                                      torrent.connector.utp)
                 if dht is not None:
                     keep_found(nursery, dht, torrent)
             map_ports(nursery, args, torrent.port, dht)

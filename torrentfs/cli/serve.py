@@ -71,21 +71,56 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def start_dht(nursery, args, cache: Path, port: int):
+async def start_dht(nursery, args, cache: Path, port: int, transport=None):
     """A DHT node on UDP port ``port`` (or --dht-port) in ``nursery``, or None with
-    --no-dht. Callers keep private torrents (BEP 27) off it."""
+    --no-dht. Callers keep private torrents (BEP 27) off it. ``transport``: the
+    torrent's uTP socket, shared with the DHT if on that port."""
     if args.no_dht:
         return None
-    return await open_dht(nursery, port, args=args, cache=cache)
+    return await open_dht(nursery, port, args=args, cache=cache, transport=transport)
 
 
-async def open_dht(nursery, port: int, *, args, cache: Path):
+async def open_dht(nursery, port: int, *, args, cache: Path, transport=None):
     """Start the DHT node (on ``--dht-port``, else UDP ``port`` if free, else any),
-    and an IPv6 node beside it on the same port where the host has IPv6 (BEP 32)."""
+    and an IPv6 node beside it on the same port where the host has IPv6 (BEP 32).
+    The IPv4 node shares uTP's socket, as libtorrent does: ``transport``'s if given
+    and on that port; else, unless --no-utp, a uTP socket of its own that a torrent
+    started later takes over (``dht.transport``: a magnet's DHT comes up before its
+    torrent)."""
     from torrentfs.net.dht import DHT, DhtPair
+    dht = await _open_dht4(nursery, port, args=args, cache=cache, transport=transport)
+    dht6 = DHT(host="::", port=dht.port, bootstrap=args.dht_bootstrap,
+               state_path=cache / "dht6.state")
+    try:
+        await nursery.start(dht6.run)
+    except OSError as e:
+        log.info("no IPv6 DHT node (UDP port %d: %s): IPv4 only", dht.port, e.strerror or e)
+        return dht
+    return DhtPair(dht, dht6)
+
+
+async def _open_dht4(nursery, port: int, *, args, cache: Path, transport=None):
+    """The IPv4 DHT node of ``open_dht``."""
+    from torrentfs.net.dht import DHT
     explicit = args.dht_port is not None
+    state = cache / "dht.state"
+    if transport is not None and (not explicit or args.dht_port == transport.port):
+        dht = DHT(bootstrap=args.dht_bootstrap, state_path=state, transport=transport)
+        await nursery.start(dht.run)
+        return dht
+    if transport is None and not explicit and not getattr(args, "no_utp", False):
+        from torrentfs.net.utp import UtpSocket
+        sock = UtpSocket(port=port)
+        try:
+            await nursery.start(sock.run)
+        except OSError as e:
+            log.info("UDP port %d is taken (%s): the DHT takes another", port, e.strerror)
+        else:
+            dht = DHT(bootstrap=args.dht_bootstrap, state_path=state, transport=sock)
+            await nursery.start(dht.run)
+            return dht
     dht = DHT(port=args.dht_port if explicit else port, bootstrap=args.dht_bootstrap,
-              state_path=cache / "dht.state")
+              state_path=state)
     try:
         await nursery.start(dht.run)
     except OSError as e:
@@ -95,14 +130,7 @@ async def open_dht(nursery, port: int, *, args, cache: Path):
         log.info("UDP port %d is taken (%s): the DHT takes another", dht.port, e.strerror)
         dht.port = 0
         await nursery.start(dht.run)
-    dht6 = DHT(host="::", port=dht.port, bootstrap=args.dht_bootstrap,
-               state_path=cache / "dht6.state")
-    try:
-        await nursery.start(dht6.run)
-    except OSError as e:
-        log.info("no IPv6 DHT node (UDP port %d: %s): IPv4 only", dht.port, e.strerror or e)
-        return dht
-    return DhtPair(dht, dht6)
+    return dht
 
 
 def map_ports(nursery, args, tcp_port: int, dht=None) -> None:

@@ -19,6 +19,15 @@ address PEX says prefers encryption is dialed encrypted first; an address whose
 encrypted dial failed goes back to plain text. Incoming
 connections may be either (``open_incoming`` tells them apart).
 
+Transports: TCP and uTP (``net.utp``, on the UDP port of the same number, shared
+with the DHT), each unless the torrent's options turn it off. ``listen`` binds both
+(one port number); a session runs the same over either. A dial tries uTP first for
+a peer known to speak it (PEX flag, or a uTP session before) or when TCP is off,
+else TCP first (no wait for a peer that speaks TCP only); whichever fails, the other
+is tried, and so is uTP when a TCP connection is dropped before the handshake (as
+libtorrent with TCP off does). A peer whose uTP connect failed is dialed over TCP
+from then on.
+
 What it needs of its torrent is ``Dialer``; the torrent is also every session's
 ``peer.Swarm``.
 """
@@ -35,8 +44,10 @@ from torrentfs.core import wire
 from torrentfs.core.geometry import Geometry
 from torrentfs.core.metainfo import Metainfo
 from torrentfs.engine.options import TorrentOptions
+from torrentfs.net.listen import WILDCARDS, open_listeners
 from torrentfs.net.mse import MSEError, initiate, open_incoming
 from torrentfs.net.peer import PeerSession, Swarm, connect, tune
+from torrentfs.net.utp import UtpSocket
 
 log = logging.getLogger("torrentfs.torrent")
 
@@ -51,12 +62,14 @@ class Candidate:
     failures: int = 0
     banned: bool = False    # ourselves: never dialed again
     encrypt: bool | None = None  # dial with MSE (True), in plain (False); None: as the policy
+    utp: bool | None = None  # speaks uTP: known (PEX flag, a session), failed, unknown
 
 
 class Dialer(Swarm, Protocol):
     """What the connector needs of its torrent (``torrent.Torrent`` is the one)."""
 
     meta: Metainfo
+    options: TorrentOptions
     geometry: Geometry
     peer_id: bytes
     sessions: dict[tuple[str, int], PeerSession]   # the open sessions, by address
@@ -67,19 +80,26 @@ class Dialer(Swarm, Protocol):
 class Connector:
     """The torrent's candidates, dialing and sessions (see the module docstring)."""
 
-    def __init__(self, torrent: Dialer, *, max_peers: int, shared=None) -> None:
+    def __init__(self, torrent: Dialer, *, max_peers: int, shared=None,
+                 utp: UtpSocket | None = None) -> None:
         self.torrent = torrent
+        # The uTP socket: given (a running net.utp.UtpSocket, the DHT's or a watch
+        # mount's), or ours once bound.
+        self.utp = utp
+        self._own_utp = False
+        self._listeners: list = []
         self.max_peers = max_peers
         self.shared = shared              # multi.Shared, or None
         self.candidates: dict[tuple[str, int], Candidate] = {}
         self.connecting: set[tuple[str, int]] = set()  # addresses being dialed
         self._wake = trio.Event()
 
-    def add(self, addr: tuple[str, int]) -> None:
-        """Remember a peer address to dial (from a tracker, the user, ...)."""
+    def add(self, addr: tuple[str, int], *, utp: bool | None = None) -> None:
+        """Remember a peer address to dial (from a tracker, the user, ...); ``utp``
+        True if it is known to speak uTP."""
         addr = (str(addr[0]), int(addr[1]))
         if addr not in self.candidates:
-            self.candidates[addr] = Candidate()
+            self.candidates[addr] = Candidate(utp=utp)
             self._wake.set()
 
     def wake(self) -> None:
@@ -105,6 +125,39 @@ class Connector:
         return not self.room() and any(
             c.next_try <= now and not c.banned and a not in sessions
             for a, c in self.candidates.items())
+
+    async def bind(self, port: int, host: str) -> int:
+        """Bind TCP and uTP (as the options allow) on ``port`` (0: any free); returns
+        the port bound; ``serve`` then accepts. Raises OSError if TCP (or, with TCP
+        off, uTP) cannot be bound; uTP's UDP port taken only turns uTP off."""
+        options = self.torrent.options
+        self._listeners = []
+        if options.tcp:  # IPv4 and IPv6 on one port unless a host is named
+            self._listeners = await open_listeners(port, host)
+            port = self._listeners[0].socket.getsockname()[1]
+        accept_utp = self.handle_incoming_utp
+        if options.utp and self.utp is not None:
+            self.utp.accept = accept_utp
+        elif options.utp:  # uTP: IPv4 unless an IPv6 host is named
+            sock = UtpSocket(host="0.0.0.0" if host in WILDCARDS else host, port=port,
+                             accept=accept_utp)
+            try:
+                sock.bind()
+            except OSError as e:
+                if not options.tcp:
+                    raise
+                log.warning("uTP off: cannot bind UDP port %d: %s", port, e.strerror)
+            else:
+                self.utp, port = sock, sock.port
+                self._own_utp = True
+        return port
+
+    async def serve(self, nursery: trio.Nursery) -> None:
+        """Accept peers on what ``bind`` bound, in ``nursery``."""
+        if self._listeners:
+            nursery.start_soon(trio.serve_listeners, self.handle_incoming, self._listeners)
+        if self._own_utp:
+            await nursery.start(self.utp.run)
 
     # -- dialing ---------------------------------------------------------------------
 
@@ -132,31 +185,37 @@ class Connector:
         encrypt = policy == "require" or (policy == "prefer" and bool(cand.encrypt))
         try:
             try:
-                stream = await connect(addr)
+                stream, transport = await self._open(addr, cand)
             except OSError as e:
                 cand.failures += 1
                 cand.next_try = trio.current_time() + min(15 * 2 ** cand.failures, 600)
                 log.debug("connect %s:%d failed: %s", *addr, e)
                 return
             if encrypt:
-                try:
-                    stream = await initiate(stream, self.torrent.meta.info_hash,
-                                            require=policy == "require")
-                except (MSEError, trio.TooSlowError, trio.BrokenResourceError,
-                        trio.ClosedResourceError, OSError) as e:
-                    with trio.CancelScope(shield=True):
-                        await stream.aclose()
-                    log.debug("encrypted handshake with %s:%d failed: %s", *addr, e)
-                    if policy == "prefer":
-                        cand.encrypt = False   # plain text from now on
-                    cand.failures += 1
-                    cand.next_try = trio.current_time() + min(15 * 2 ** cand.failures, 600)
+                stream = await self._encrypt(stream, addr, cand)
+                if stream is None:
                     return
-                log.info("encrypted connection to %s:%d (%s)", *addr,
-                         "RC4" if stream.encrypted else "plaintext selected")
         finally:
             self.connecting.discard(addr)
-        session = await self.attach(stream, addr)
+        session = await self.attach(stream, addr, transport=transport)
+        if (session.peer_id is None and session.transport == "tcp" and cand.utp is None
+                and self.torrent.options.utp and self.utp is not None):
+            # TCP taken, then dropped before the handshake (libtorrent with TCP off
+            # does that): the peer may speak uTP only; try it at once.
+            self.connecting.add(addr)
+            try:
+                stream = await self.utp.connect(addr)
+            except OSError:
+                cand.utp = False
+            else:
+                cand.utp = True
+            finally:
+                self.connecting.discard(addr)
+            if cand.utp:
+                stream = await self._encrypt(stream, addr, cand) if encrypt else stream
+                if stream is None:
+                    return
+                session = await self.attach(stream, addr, transport="utp")
         if (session.peer_id is None and not encrypt and policy == "prefer"
                 and cand.encrypt is None):
             # Closed before its handshake: it may want encryption. Try that at once.
@@ -169,21 +228,73 @@ class Connector:
         cand.next_try = trio.current_time() + 15 * 2 ** min(cand.failures, 5)
         cand.failures += 1
 
+    async def _encrypt(self, stream: trio.abc.Stream, addr: tuple[str, int],
+                       cand: Candidate) -> trio.abc.Stream | None:
+        """``stream`` with the MSE/PE handshake done (net/mse.py), or None (closed,
+        and the candidate's next try set) if it failed."""
+        policy = self.torrent.options.encryption
+        try:
+            stream = await initiate(stream, self.torrent.meta.info_hash,
+                                    require=policy == "require")
+        except (MSEError, trio.TooSlowError, trio.BrokenResourceError,
+                trio.ClosedResourceError, OSError) as e:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+            log.debug("encrypted handshake with %s:%d failed: %s", *addr, e)
+            if policy == "prefer":
+                cand.encrypt = False   # plain text from now on
+            cand.failures += 1
+            cand.next_try = trio.current_time() + min(15 * 2 ** cand.failures, 600)
+            return None
+        log.info("encrypted connection to %s:%d (%s)", *addr,
+                 "RC4" if stream.encrypted else "plaintext selected")
+        return stream
+
+    async def _open(self, addr: tuple[str, int],
+                    cand: Candidate) -> tuple[trio.abc.Stream, str]:
+        """A stream to ``addr`` over TCP or uTP (see the module docstring), and which."""
+        options = self.torrent.options
+        use_utp = options.utp and self.utp is not None and (
+            cand.utp is not False or not options.tcp)
+        order = []
+        if options.tcp:
+            order.append("tcp")
+        if use_utp:
+            order.insert(0 if cand.utp or not options.tcp else len(order), "utp")
+        error: OSError = OSError("no transport to dial with")
+        for transport in order:
+            try:
+                if transport == "tcp":
+                    return await connect(addr), transport
+                stream = await self.utp.connect(addr)
+                cand.utp = True
+                return stream, transport
+            except OSError as e:
+                error = e
+                if transport == "utp" and cand.utp is None:
+                    cand.utp = False
+        raise error
+
     # -- sessions --------------------------------------------------------------------
 
-    def _new_session(self, stream, addr, *, outgoing: bool) -> PeerSession:
+    def _new_session(self, stream, addr, *, outgoing: bool, transport: str) -> PeerSession:
         t = self.torrent
         conn = wire.PeerConnection(t.meta.info_hash, t.peer_id,
                                    num_pieces=t.geometry.num_pieces,
                                    v2=t.meta.v2 is not None,
                                    also_info_hash=None if t.meta.v2 is None
                                    else t.meta.v2.info_hash[:20])
-        return PeerSession(t, stream, addr, conn, outgoing=outgoing)
+        session = PeerSession(t, stream, addr, conn, outgoing=outgoing)
+        session.transport = transport
+        if transport == "utp":
+            log.info("%r over uTP (%s)", session, "outgoing" if outgoing else "incoming")
+        return session
 
-    async def attach(self, stream: trio.abc.Stream, addr: tuple[str, int]) -> PeerSession:
-        """Run a peer session we started over ``stream`` (any trio stream) until it
-        ends; returns it, closed."""
-        session = self._new_session(stream, addr, outgoing=True)
+    async def attach(self, stream: trio.abc.Stream, addr: tuple[str, int], *,
+                     transport: str = "tcp") -> PeerSession:
+        """Run a peer session we started over ``stream`` (any trio stream; over
+        ``transport``, "tcp" or "utp") until it ends; returns it, closed."""
+        session = self._new_session(stream, addr, outgoing=True, transport=transport)
         self.torrent.sessions[addr] = session
         await session.run()
         return session
@@ -200,28 +311,45 @@ class Connector:
             tune(stream)
         except OSError:
             pass
+        stream = await self._open_incoming(stream, (host, port))
+        if stream is not None:
+            await self.accept(stream, (host, port))
+
+    async def handle_incoming_utp(self, stream: trio.abc.Stream, addr: tuple[str, int]) -> None:
+        """A uTP connection a peer made to our UDP port: plain or encrypted, as the
+        policy allows."""
+        stream = await self._open_incoming(stream, addr)
+        if stream is not None:
+            await self.accept(stream, addr, transport="utp")
+
+    async def _open_incoming(self, stream: trio.abc.Stream,
+                             addr: tuple[str, int]) -> trio.abc.Stream | None:
+        """The incoming ``stream``, decrypted if its peer speaks MSE/PE (net/mse.py
+        tells the two apart), or None (closed) if the policy refuses it or the
+        handshake fails."""
         info_hash = self.torrent.meta.info_hash
         try:
             incoming = await open_incoming(stream, [info_hash], self.torrent.options.encryption)
         except (MSEError, trio.TooSlowError, trio.BrokenResourceError,
                 trio.ClosedResourceError, OSError) as e:
-            log.debug("incoming %s:%d refused: %s", host, port, e)
+            log.debug("incoming %s:%d refused: %s", *addr[:2], e)
             with trio.CancelScope(shield=True):
                 await stream.aclose()
-            return
+            return None
         if incoming.encrypted:
-            log.info("encrypted connection from %s:%d (%s)", host, port,
+            log.info("encrypted connection from %s:%d (%s)", *addr[:2],
                      "RC4" if incoming.stream.encrypted else "plaintext selected")
-        await self.accept(incoming.stream, (host, port))
+        return incoming.stream
 
-    async def accept(self, stream: trio.abc.Stream, addr: tuple[str, int]) -> None:
-        """Run a session a peer started over ``stream`` until it ends, unless the peer
-        is banned or there is no room."""
+    async def accept(self, stream: trio.abc.Stream, addr: tuple[str, int], *,
+                     transport: str = "tcp") -> None:
+        """Run a session a peer started over ``stream`` (over ``transport``) until it
+        ends, unless the peer is banned or there is no room."""
         t = self.torrent
         if not self.room() or addr in t.sessions or addr[0] in t.banned_ips:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
             return
-        session = self._new_session(stream, addr, outgoing=False)
+        session = self._new_session(stream, addr, outgoing=False, transport=transport)
         t.sessions[addr] = session
         await session.run(send_handshake=False)

@@ -8,7 +8,8 @@ loaded (a bad .torrent, an unknown suffix, the same torrent as another file) is
 skipped with one log line, and tried again only once it changes.
 
 All the torrents share (``Shared``):
-* one listening socket: an incoming connection's handshake names the torrent it
+* one listening port, TCP and uTP (whose UDP socket the DHT shares, and every
+  torrent dials uTP from): an incoming connection's handshake names the torrent it
   wants (its info-hash, bytes 28-48 of a plain one, the SKEY of an encrypted one:
   ``net.mse.open_incoming``, bounded by its ``HANDSHAKE_TIMEOUT``), the
   connection is handed to that torrent with the bytes read given again, or closed
@@ -50,9 +51,10 @@ from torrentfs.disk.private import private_dir
 from torrentfs.engine.options import TorrentOptions
 from torrentfs.engine.sources import Skip, Source, SourceError, load_file
 from torrentfs.engine.torrent import Torrent
-from torrentfs.net.listen import open_listeners
+from torrentfs.net.listen import WILDCARDS, open_listeners
 from torrentfs.net.mse import MSEError, open_incoming
 from torrentfs.net.peer import tune
+from torrentfs.net.utp import UtpSocket
 
 log = logging.getLogger("torrentfs.multi")
 
@@ -153,6 +155,7 @@ class MultiMount:
         self.peers = list(peers)
         self.open_dht = open_dht
         self.dht = None
+        self.utp: UtpSocket | None = None   # uTP on the UDP port of the same number
         self.torrent_options = torrent_options
         self.load = load
         self.watch = DirWatch()
@@ -170,14 +173,33 @@ class MultiMount:
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Listen, mount what the folder holds, and follow it until cancelled.
         Ready once listening and the torrents present at the start are shown."""
-        listeners = await open_listeners(self.port, self.listen_host)
-        self.port = listeners[0].socket.getsockname()[1]
+        o = self.torrent_options
+        listeners = []
+        if o.tcp:  # IPv4 and IPv6 on one port unless a host is named
+            listeners = await open_listeners(self.port, self.listen_host)
+            self.port = listeners[0].socket.getsockname()[1]
+        if o.utp:  # uTP: IPv4 unless an IPv6 host is named
+            host = "0.0.0.0" if self.listen_host in WILDCARDS else self.listen_host
+            sock = UtpSocket(host=host, port=self.port,
+                             accept=partial(self._route, transport="utp"))
+            try:
+                sock.bind()
+            except OSError as e:
+                if not o.tcp:
+                    raise
+                log.warning("uTP off: cannot bind UDP port %d: %s", self.port, e.strerror)
+            else:
+                self.utp, self.port = sock, sock.port
         log.info("listening on port %d for every torrent", self.port)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            nursery.start_soon(trio.serve_listeners, self._incoming, listeners)
+            if listeners:
+                nursery.start_soon(trio.serve_listeners, self._incoming, listeners)
+            if self.utp is not None:
+                await nursery.start(self.utp.run)
             if self.open_dht is not None:
-                self.dht = await self.open_dht(nursery, self.port)
+                self.dht = await (self.open_dht(nursery, self.port, transport=self.utp)
+                                  if self.utp else self.open_dht(nursery, self.port))
             await self.scan()
             task_status.started()
             while True:
@@ -324,7 +346,7 @@ class MultiMount:
                           ready: Callable[[], None]) -> None:
         options = replace(self.torrent_options, port=self.port, listen=False,
                           peers=(*self.peers, *entry.source.peers))
-        torrent = Torrent(meta, folder, options, shared=self.shared)
+        torrent = Torrent(meta, folder, options, shared=self.shared, utp=self.utp)
         tree = Tree.from_metainfo(meta)
         async with trio.open_nursery() as nursery:
             await nursery.start(torrent.run)
@@ -348,13 +370,20 @@ class MultiMount:
     # -- incoming peers --------------------------------------------------------------
 
     async def _incoming(self, stream: trio.SocketStream) -> None:
-        """Route a connection to the torrent its handshake names, or close it."""
+        """A TCP connection: routed as any other (``_route``)."""
         try:
             host, port, *_ = stream.socket.getpeername()
             tune(stream)
         except OSError:
             await stream.aclose()
             return
+        await self._route(stream, (host, port))
+
+    async def _route(self, stream: trio.abc.Stream, addr: tuple[str, int], *,
+                     transport: str = "tcp") -> None:
+        """Route a connection (TCP or uTP, plain or encrypted) to the torrent its
+        handshake names, or close it."""
+        host, port = addr[:2]
         serving = [h for h, e in self.by_hash.items() if e.nursery is not None]
         try:
             incoming = await open_incoming(stream, serving, self.torrent_options.encryption)
@@ -381,7 +410,8 @@ class MultiMount:
         async def session() -> None:
             current_file.set(entry.file)
             try:
-                await entry.torrent.accept(incoming.stream, (host, port))
+                await entry.torrent.accept(incoming.stream, (host, port),
+                                           transport=transport)
             finally:
                 done.set()
 

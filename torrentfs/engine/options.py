@@ -31,6 +31,8 @@ class TorrentOptions:
     pex: bool = True                 # peer exchange (BEP 11); never if private
     web_seeds: tuple[str, ...] | None = None  # BEP 19 URLs; None: the torrent's url-list
     encryption: str = "prefer"       # MSE/PE: prefer, require or off (net/mse.py)
+    tcp: bool = True                 # peers over TCP (listen and dial)
+    utp: bool = True                 # peers over uTP (BEP 29; UDP on the same port)
 
     # -- the data --------------------------------------------------------------------
     prefetch: bool = False           # download the whole torrent, below reads

@@ -137,6 +137,8 @@ class PeerExtensions:
                 new += 1
                 if flags & pex.FLAG_ENCRYPTION and addr in t.candidates:
                     t.candidates[addr].encrypt = True  # it prefers MSE: dial it so
+                if flags & pex.FLAG_UTP and addr in t.candidates:
+                    t.candidates[addr].utp = True
         self.learned += new
         if new:
             log.info("pex: %d new peers from %r (%s)", new, s,
@@ -160,6 +162,8 @@ class PeerExtensions:
                 flags |= pex.FLAG_SEED
             if getattr(s.stream, "encrypted", False):
                 flags |= pex.FLAG_ENCRYPTION
+            if s.transport == "utp":
+                flags |= pex.FLAG_UTP
             out[addr] = (s, flags)
         return out
 

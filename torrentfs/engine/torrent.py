@@ -59,7 +59,6 @@ from torrentfs.engine.options import TorrentOptions
 from torrentfs.engine.peerext import PeerExtensions
 from torrentfs.engine.reads import ReadHandle, Reads
 from torrentfs.engine.upload import Uploader
-from torrentfs.net.listen import open_listeners
 from torrentfs.net.lsd import LsdService
 from torrentfs.net.peer import PeerSession
 from torrentfs.net.tracker import Announcer
@@ -93,7 +92,7 @@ class Torrent:
                  options: TorrentOptions = TorrentOptions(), *,
                  peer_id: bytes | None = None, shared=None,
                  offload=trio.to_thread.run_sync, choker: Choker | None = None,
-                 http_transport=None, check_progress=None) -> None:
+                 http_transport=None, check_progress=None, utp=None) -> None:
         self.meta = meta
         self.options = options
         self.geometry = Geometry(meta.piece_length, tuple(f.length for f in meta.files))
@@ -122,7 +121,7 @@ class Torrent:
         # The torrents of a multi-torrent mount share their rate limits and a cap on
         # connections (``multi.Shared``).
         self.shared = shared
-        self.connector = Connector(self, max_peers=options.max_peers, shared=shared)
+        self.connector = Connector(self, max_peers=options.max_peers, shared=shared, utp=utp)
         self.uploads = Uploader(self, shared.upload if shared
                                 else TokenBucket(options.upload_rate))
         self.download_limit = (shared.download if shared  # applied by each PeerSession
@@ -171,14 +170,13 @@ class Torrent:
         for i in resumed:
             self.picker.piece_verified(i)
         try:
+            if self.options.listen:  # bound here: a port taken is a plain OSError
+                self.port = await self.connector.bind(self.port, self.options.listen_host)
+                log.info("listening on port %d", self.port)
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 if self.options.listen:
-                    listeners = await open_listeners(self.port, self.options.listen_host)
-                    self.port = listeners[0].socket.getsockname()[1]
-                    log.info("listening on port %d", self.port)
-                    nursery.start_soon(trio.serve_listeners, self.connector.handle_incoming,
-                                       listeners)
+                    await self.connector.serve(nursery)
                 nursery.start_soon(self.connector.run)
                 nursery.start_soon(self._ticker)
                 nursery.start_soon(self.uploads.run)
@@ -224,13 +222,15 @@ class Torrent:
             self.geometry.piece_size(i) for i in self.have) if not self.have.complete else 0
         return self.uploaded, self.downloaded, left
 
-    async def attach(self, stream: trio.abc.Stream, addr: tuple[str, int]) -> PeerSession:
+    async def attach(self, stream: trio.abc.Stream, addr: tuple[str, int], *,
+                     transport: str = "tcp") -> PeerSession:
         """Run a session we started over ``stream`` until it ends (``Connector.attach``)."""
-        return await self.connector.attach(stream, addr)
+        return await self.connector.attach(stream, addr, transport=transport)
 
-    async def accept(self, stream: trio.abc.Stream, addr: tuple[str, int]) -> None:
+    async def accept(self, stream: trio.abc.Stream, addr: tuple[str, int], *,
+                     transport: str = "tcp") -> None:
         """Run a session a peer started over ``stream`` (``Connector.accept``)."""
-        await self.connector.accept(stream, addr)
+        await self.connector.accept(stream, addr, transport=transport)
 
     # -- session callbacks (peer.Swarm) ---------------------------------------------
 

@@ -6,7 +6,8 @@ core.dht), Local Service Discovery (lsd, over core.lsd), web seeds (webseed, ove
 core.webseed), a magnet's metadata fetch (magnetfetch, over core.metadata), peer
 encryption on any stream (mse, over core.mse), the listening sockets (listen: IPv4
 and IPv6 on one port), port mapping on the router (portmap, over core.natpmp and
-core.upnp). A shell is
+core.upnp), uTP connections and the UDP socket they share with the DHT (utp, over
+core.utp). A shell is
 named after its pure twin, so the I/O of any protocol core is easy to find.
 
 May import: torrentfs.core, torrentfs.disk (its private-file helpers, for the DHT's

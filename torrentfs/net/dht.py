@@ -1,7 +1,7 @@
 """The mainline DHT (BEP 5): the trio shell over ``core.dht``: ``krpc``, ``routing``,
 ``lookup`` and ``store``.
 
-``DHT.run`` binds one UDP socket, answers other nodes' queries (rate limited per IP),
+``DHT.run`` binds one UDP socket (or shares uTP's, ``transport``), answers other nodes' queries (rate limited per IP),
 bootstraps (a ``find_node`` lookup of our own id from saved nodes and the bootstrap
 addresses), refreshes stale buckets, and saves its id and good nodes on the way out.
 It signals readiness once the socket is bound; ``bootstrapped`` is set when the first
@@ -84,9 +84,12 @@ class _Pending:
 class DHT:
     def __init__(self, *, port: int = 0, host: str = "0.0.0.0",
                  bootstrap: list[Addr] | None = None, state_path: str | os.PathLike | None = None,
-                 node_id: bytes | None = None) -> None:
+                 node_id: bytes | None = None, transport=None) -> None:
         self.host, self.port = host, port
         self.v6 = ":" in host   # an IPv6 node (BEP 32): IPv6 nodes and peers only
+        # A running net.utp.UtpSocket whose UDP socket the DHT shares (as libtorrent
+        # shares one socket for uTP and the DHT); None: the DHT binds its own.
+        self.transport = transport
         self.bootstrap = list(DEFAULT_BOOTSTRAP if bootstrap is None else bootstrap)
         self.state_path = Path(state_path) if state_path else None
         self.node_id = node_id or secrets.token_bytes(20)
@@ -112,32 +115,42 @@ class DHT:
         """Serve until cancelled. Ready once the UDP socket is bound (``self.port`` is
         then the real port). Raises ``OSError`` if it cannot be bound."""
         self._load_state()
-        # A plain non-blocking socket: sends never wait (a datagram that does not fit
-        # the kernel's buffer is dropped, as the network may drop it anyway).
-        raw = socket.socket(socket.AF_INET6 if self.v6 else socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            raw.setblocking(False)
-            if self.v6:
-                raw.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            raw.bind((self.host, self.port))
-        except OSError:
-            raw.close()
-            self._release_state()
-            raise
+        shared = self.transport
+        if shared is not None:   # uTP's socket: it hands us what is not uTP
+            raw, self.port = shared.raw, shared.port
+            shared.other = self._on_datagram
+        else:
+            # A plain non-blocking socket: sends never wait (a datagram that does not
+            # fit the kernel's buffer is dropped, as the network may drop it anyway).
+            raw = socket.socket(socket.AF_INET6 if self.v6 else socket.AF_INET,
+                                socket.SOCK_DGRAM)
+            try:
+                raw.setblocking(False)
+                if self.v6:
+                    raw.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                raw.bind((self.host, self.port))
+            except OSError:
+                raw.close()
+                self._release_state()
+                raise
+            self._sock = trio.socket.from_stdlib_socket(raw)
+            self.port = raw.getsockname()[1]
         self._raw = raw
-        self._sock = sock = trio.socket.from_stdlib_socket(raw)
-        self.port = raw.getsockname()[1]
         self.tokens = Tokens(secrets.token_bytes(16), trio.current_time())
         log.info("DHT node %s on UDP port %d%s", self.node_id.hex(), self.port,
                  " (IPv6)" if self.v6 else "")
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._reader)
+                if shared is None:
+                    nursery.start_soon(self._reader)
                 nursery.start_soon(self._maintain)
                 task_status.started()
         finally:
-            sock.close()
+            if shared is None:
+                self._sock.close()
+            else:
+                shared.other = None
             self._save_state()
             self._release_state()
 

@@ -57,6 +57,7 @@ class PeerSession:
         self.addr = addr
         self.conn = conn
         self.outgoing = outgoing
+        self.transport = "tcp"   # or "utp" (the connector says)
         self.peer_id: bytes | None = None
         self.am_choking = True
         self.am_interested = False

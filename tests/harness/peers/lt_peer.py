@@ -39,7 +39,7 @@ create: writes a .torrent of a file or directory (v1-only unless --version says
 seed and leech take --encryption forced: MSE/PE in and out, RC4 only (plain
 connections refused); by default plain and encrypted are accepted, and it dials
 in plain text.
-uTP is off unless --utp is given. libtorrent allows one connection per IP, so
+uTP is off unless --utp is given; --no-tcp turns TCP off (both directions). libtorrent allows one connection per IP, so
 tests give every libtorrent peer its own loopback address (127.0.0.2, ...).
 Status goes to stderr.
 """
@@ -69,7 +69,7 @@ def parse_endpoint(text):
 
 
 def make_session(listen, utp, dht_nodes=None, lsd=False, bind_outgoing=False,
-                 encryption="enabled"):
+                 encryption="enabled", tcp=True):
     """A session with only what tests need: no UPnP/NAT-PMP, no DHT unless
     ``dht_nodes`` is given (a list, maybe empty, of (ip, port) to join through), and
     no LSD unless asked for (then it announces every 2 s, not every 5 minutes). With
@@ -91,8 +91,8 @@ def make_session(listen, utp, dht_nodes=None, lsd=False, bind_outgoing=False,
         "enable_natpmp": False,
         "enable_incoming_utp": utp,
         "enable_outgoing_utp": utp,
-        "enable_incoming_tcp": True,
-        "enable_outgoing_tcp": True,
+        "enable_incoming_tcp": tcp,
+        "enable_outgoing_tcp": tcp,
         "allow_multiple_connections_per_ip": True,
         "announce_to_all_trackers": True,
         "announce_to_all_tiers": True,
@@ -211,7 +211,7 @@ def cmd_seed(args):
     """Check the data, become a seed, announce, write the ready file, seed."""
     flag = StopFlag()
     ses = make_session(args.listen, args.utp, args.dht_node if args.dht else None, args.lsd,
-                       args.bind_outgoing, args.encryption)
+                       args.bind_outgoing, args.encryption, tcp=args.tcp)
     port = wait_listen_port(ses, time.monotonic() + 10)
     h = add_torrent(ses, args.torrent, args.save_path)
     if args.upload_rate:
@@ -275,7 +275,8 @@ def cmd_leech(args):
     """Download to completion, then recheck; 0 when every piece is good."""
     flag = StopFlag()
     ses = make_session(args.listen, args.utp, args.dht_node if args.dht else None,
-                       bind_outgoing=args.bind_outgoing, encryption=args.encryption)
+                       bind_outgoing=args.bind_outgoing, encryption=args.encryption,
+                       tcp=args.tcp)
     port = wait_listen_port(ses, time.monotonic() + 10)
     if args.magnet:
         atp = lt.parse_magnet_uri(args.magnet)
@@ -413,6 +414,8 @@ def main(argv=None):
         sp.add_argument("--save-path", required=True)
         sp.add_argument("--listen", required=True, help="IP:PORT, port 0 = any")
         sp.add_argument("--utp", action="store_true", help="enable uTP (off by default)")
+        sp.add_argument("--no-tcp", dest="tcp", action="store_false",
+                        help="disable TCP both ways (with --utp: uTP only)")
         sp.add_argument("--no-utp", dest="utp", action="store_false",
                         help="disable uTP (the default)")
         sp.add_argument("--bind-outgoing", action="store_true",

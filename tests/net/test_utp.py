@@ -1,0 +1,139 @@
+"""uTP over real UDP sockets on loopback: two ``UtpSocket``s, streams both ways, the
+DHT's datagrams told apart on the same socket, RESET for unknown connections."""
+
+import os
+
+import pytest
+import trio
+
+from torrentfs.core import utp
+from torrentfs.net.utp import UtpSocket, UtpStream
+
+
+async def _pair(nursery, accept):
+    server = UtpSocket(host="127.0.0.1", accept=accept)
+    client = UtpSocket(host="127.0.0.1")
+    await nursery.start(server.run)
+    await nursery.start(client.run)
+    return server, client
+
+
+async def _read_all(stream, n):
+    got = bytearray()
+    while len(got) < n:
+        chunk = await stream.receive_some(1 << 16)
+        if not chunk:
+            break
+        got += chunk
+    return bytes(got)
+
+
+async def test_streams_both_ways_and_clean_close():
+    up, down = os.urandom(3_000_000), os.urandom(200_000)
+    received = {}
+
+    async def accept(stream: UtpStream, addr):
+        async with trio.open_nursery() as n:
+            n.start_soon(stream.send_all, down)
+            received["server"] = await _read_all(stream, len(up))
+        assert await stream.receive_some(10) == b""   # the client's FIN
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            server, client = await _pair(nursery, accept)
+            stream = await client.connect(("127.0.0.1", server.port))
+            async with trio.open_nursery() as n:
+                n.start_soon(stream.send_all, up)
+                received["client"] = await _read_all(stream, len(down))
+            await stream.aclose()
+            while server.connections or client.connections:
+                await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
+    assert received["server"] == up and received["client"] == down
+
+
+async def test_dht_datagrams_go_to_other_and_unknown_ids_get_reset():
+    other = []
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            server = UtpSocket(host="127.0.0.1")
+            await nursery.start(server.run)
+            server.other = lambda data, addr: other.append(data)
+            sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+            await sock.bind(("127.0.0.1", 0))
+            await sock.sendto(b"d1:ad2:id20:aaaaaaaaaaaaaaaaaaaae1:q4:ping1:t2:aa1:y1:qe",
+                              ("127.0.0.1", server.port))
+            await sock.sendto(utp.encode(utp.Packet(utp.ST_DATA, 77, 5, 6, 1000, 0, 0, None,
+                                                    b"x")), ("127.0.0.1", server.port))
+            data, _ = await sock.recvfrom(2000)
+            p = utp.decode(data)
+            assert p.type == utp.ST_RESET and p.conn_id == 77 and p.ack == 5
+            assert other and other[0].startswith(b"d1:a")
+            nursery.cancel_scope.cancel()
+
+
+async def test_connect_to_nobody_fails_within_the_timeout():
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            client = UtpSocket(host="127.0.0.1")
+            await nursery.start(client.run)
+            silent = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+            await silent.bind(("127.0.0.1", 0))
+            with pytest.raises(OSError, match="timed out"):
+                await client.connect(silent.getsockname(), timeout=1.0)
+            assert client.connections == 0
+            nursery.cancel_scope.cancel()
+
+
+async def test_dht_and_utp_share_one_udp_port():
+    """A DHT node over uTP's socket bootstraps from a plain DHT node and is found by
+    it, while a uTP stream runs on the same port."""
+    from torrentfs.net.dht import DHT
+    got = {}
+
+    async def accept(stream, addr):
+        got["data"] = await _read_all(stream, 5)
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            shared = UtpSocket(host="127.0.0.1", accept=accept)
+            await nursery.start(shared.run)
+            plain = DHT(host="127.0.0.1", bootstrap=[])
+            await nursery.start(plain.run)
+            node = DHT(bootstrap=[("127.0.0.1", plain.port)], transport=shared)
+            await nursery.start(node.run)
+            assert node.port == shared.port
+            await node.bootstrapped.wait()
+            assert len(node.table) >= 1 and len(plain.table) >= 1
+            client = UtpSocket(host="127.0.0.1")
+            await nursery.start(client.run)
+            stream = await client.connect(("127.0.0.1", shared.port))
+            await stream.send_all(b"hello")
+            await stream.aclose()
+            while "data" not in got:
+                await trio.sleep(0.01)
+            assert got["data"] == b"hello"
+            nursery.cancel_scope.cancel()
+
+
+async def test_utp_over_ipv6_loopback():
+    got = {}
+
+    async def accept(stream, addr):
+        got["addr"] = addr
+        got["data"] = await _read_all(stream, 100_000)
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            server = UtpSocket(host="::1", accept=accept)
+            client = UtpSocket(host="::1")
+            await nursery.start(server.run)
+            await nursery.start(client.run)
+            stream = await client.connect(("::1", server.port))
+            data = os.urandom(100_000)
+            await stream.send_all(data)
+            await stream.aclose()
+            while "data" not in got:
+                await trio.sleep(0.01)
+            assert got["data"] == data and got["addr"][0] == "::1"
+            nursery.cancel_scope.cancel()
