@@ -220,7 +220,7 @@ class PeerSession:
                     self.snubbed = False
                     limit = self.swarm.download_limit
                     if not limit.unlimited:
-                        wait = limit.take(len(event.data), now)
+                        wait = limit.take(len(event.data), trio.current_time())
                         if wait:  # stop reading this socket a while: TCP slows the peer
                             await trio.sleep(wait)
                 elif isinstance(event, wire.Choke):
