@@ -10,6 +10,9 @@ libtorrent seeders on 127.0.0.2, .3, ...), then measures, side by side in one ru
     ffprobe of the video and a cold seek to 40 s with ffmpeg;
   libtorrent (the tests' lt_peer.py leech): the time to download the whole torrent.
 
+With --slow-swarm (or --slow-only) it also streams a video from a slow swarm, torrentfs
+beside btfs, and checks the download cap (benchmarks/slowswarm.py).
+
 It runs in a network namespace of its own with only loopback (unshare --net; see
 --no-netns). This is a benchmark, not a test: it reports numbers, and a wedged or failing system
 gets "timeout"/"error" in its column while the others go on. Every read through a
@@ -37,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from benchmarks import caller_path
+from benchmarks import caller_path, slowswarm
 from benchmarks.payload import VIDEO_SECONDS, make_payload, write_zeros_torrent
 from benchmarks.procstats import PeerSampler, RssSampler, cpu_seconds, rss_anon_kib, senders
 from benchmarks.programs import MOUNTS, SYSTEMS, Mount, run_bounded, say
@@ -343,12 +346,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="bound on a mount becoming ready, s (60)")
     ap.add_argument("--ff-timeout", type=float, default=90.0,
                     help="bound on one ffprobe/ffmpeg run, s (90)")
+    ap.add_argument("--slow-swarm", action="store_true",
+                    help="also stream an 8 Mbit/s video from two seeders capped at 1 MB/s "
+                         "each with ffmpeg -re, and measure --download-rate caps")
+    ap.add_argument("--slow-only", action="store_true",
+                    help="only the slow-swarm section (no payload, no main runs)")
+    ap.add_argument("--slow-video", type=int, default=190,
+                    help="slow swarm: the video's length, s (190)")
+    ap.add_argument("--slow-play", type=int, default=60,
+                    help="slow swarm: seconds played by ffmpeg -re -t (60)")
+    ap.add_argument("--slow-seek", type=int, default=120,
+                    help="slow swarm: where the cold -ss starts, s (120)")
+    ap.add_argument("--slow-caps", default="1M,2M,8M",
+                    help="slow swarm: the --download-rate values measured (1M,2M,8M)")
     ap.add_argument("--no-netns", action="store_true",
                     help="do not run in a loopback-only network namespace of its own")
     ap.add_argument("--keep", metavar="DIR",
                     help="work in DIR and keep it (logs, payload) instead of a temp dir")
     args = ap.parse_args(argv)
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
+    args.slow_caps = [c.strip() for c in args.slow_caps.split(",") if c.strip()]
+    args.slow_swarm = args.slow_swarm or args.slow_only
+    if args.slow_swarm and args.slow_seek + args.slow_play > args.slow_video:
+        ap.error("--slow-seek + --slow-play must fit in --slow-video")
     bad = [s for s in args.only if s not in SYSTEMS]
     if bad:
         ap.error(f"--only: unknown {', '.join(bad)}")
@@ -356,6 +376,49 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ap.error("--seeders: 1..40")
     args.json, args.keep = caller_path(args.json), caller_path(args.keep)
     return args
+
+
+def main_runs(bench: Bench, args, info: dict, tracker, stack: contextlib.ExitStack,
+              t_start: float) -> tuple[list[dict], dict | None]:
+    """The payload, its torrent and seeders, and every run of the main table."""
+    t = time.monotonic()
+    say(f"making the payload: {args.size} MiB of random data and a {VIDEO_SECONDS} s video")
+    bench.big_sha256 = make_payload(bench.payload, args.size)
+    bench.total_bytes = sum(p.stat().st_size for p in bench.payload.iterdir())
+    info["payload"] = {"big_bytes": bench.size, "video_bytes":
+                       (bench.payload / "video.mkv").stat().st_size,
+                       "big_sha256": bench.big_sha256, "offsets": bench.offsets,
+                       "seconds": time.monotonic() - t}
+
+    t = time.monotonic()
+    ih = lt_create(bench.payload, bench.torrent, tracker.announce_url,
+                   args.piece_size << 10)
+    info["payload"]["torrent_seconds"] = time.monotonic() - t
+    info["payload"]["info_hash"] = ih.hex()
+    tracker.add(ih)
+    say(f"torrent {ih.hex()}; starting {args.seeders} seeders")
+    for ip in bench.seeder_ips:
+        stack.enter_context(lt_seeder(bench.torrent, bench.tmp / "data", ip=ip,
+                                      upload_rate=args.rate or None,
+                                      workdir=bench.tmp / "seeders", timeout=180))
+    tracker.wait_peers(ih, args.seeders, timeout=30)
+    say(f"swarm ready after {time.monotonic() - t_start:.1f} s")
+
+    runs = []
+    for run_no in range(1, args.runs + 1):
+        if args.runs > 1:
+            say(f"run {run_no}/{args.runs}")
+        run: dict[str, Any] = {}
+        for system in args.only:
+            if system == "libtorrent":
+                run[system] = bench.run_libtorrent(run_no)
+            else:
+                run[system] = bench.run_fs(system)
+        runs.append(run)
+
+    big = bench.run_big_torrent(tracker) if args.big_torrent else None
+    return runs, big
+
 
 
 def isolate_network(argv: list[str]) -> None:
@@ -414,51 +477,25 @@ def main(argv: list[str] | None = None) -> int:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="torrentfs-bench-")))
         bench = Bench(args, tmp)
 
-        t = time.monotonic()
-        say(f"making the payload: {args.size} MiB of random data and a {VIDEO_SECONDS} s video")
-        bench.big_sha256 = make_payload(bench.payload, args.size)
-        bench.total_bytes = sum(p.stat().st_size for p in bench.payload.iterdir())
-        info["payload"] = {"big_bytes": bench.size, "video_bytes":
-                           (bench.payload / "video.mkv").stat().st_size,
-                           "big_sha256": bench.big_sha256, "offsets": bench.offsets,
-                           "seconds": time.monotonic() - t}
-
         tracker = stack.enter_context(opentracker(workdir=tmp / "tracker"))
-        t = time.monotonic()
-        ih = lt_create(bench.payload, bench.torrent, tracker.announce_url,
-                       args.piece_size << 10)
-        info["payload"]["torrent_seconds"] = time.monotonic() - t
-        info["payload"]["info_hash"] = ih.hex()
-        tracker.add(ih)
-        say(f"torrent {ih.hex()}; starting {args.seeders} seeders")
-        for ip in bench.seeder_ips:
-            stack.enter_context(lt_seeder(bench.torrent, tmp / "data", ip=ip,
-                                          upload_rate=args.rate or None,
-                                          workdir=tmp / "seeders", timeout=180))
-        tracker.wait_peers(ih, args.seeders, timeout=30)
-        say(f"swarm ready after {time.monotonic() - t_start:.1f} s")
-
-        runs = []
-        for run_no in range(1, args.runs + 1):
-            if args.runs > 1:
-                say(f"run {run_no}/{args.runs}")
-            run: dict[str, Any] = {}
-            for system in args.only:
-                if system == "libtorrent":
-                    run[system] = bench.run_libtorrent(run_no)
-                else:
-                    run[system] = bench.run_fs(system)
-            runs.append(run)
-
-        big = bench.run_big_torrent(tracker) if args.big_torrent else None
+        runs: list[dict] = []
+        big = None
+        if not args.slow_only:
+            runs, big = main_runs(bench, args, info, tracker, stack, t_start)
+        slow = slowswarm.run(bench, tracker, stack) if args.slow_swarm else None
         summary = summarise(runs, big)
         elapsed = time.monotonic() - t_start
 
-    print_report(summary, runs, args)
+    if runs:
+        print_report(summary, runs, args)
+    if slow is not None:
+        print()
+        print(slowswarm.report(slow, args))
     print(f"total time: {elapsed:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(
             {**info, "elapsed_s": elapsed, "runs": runs, "big_torrent": big,
+             "slow_swarm": slow,
              "summary": summary}, indent=1, default=str))
         print(f"raw numbers: {args.json}")
     return 0
