@@ -165,9 +165,8 @@ async def fake_peer(stream: trio.abc.Stream, meta, payload: bytes,
                         ahead += queued.length
                     else:
                         req = None
-                    if req is not None:
-                        if conn.fast:
-                            await send(conn.send(wire.Reject(req.index, req.begin, req.length)))
+                    if req is not None and conn.fast:
+                        await send(conn.send(wire.Reject(req.index, req.begin, req.length)))
                 elif isinstance(event, wire.Reject):
                     stats.rejects.append((event.index, event.begin, event.length))
                 elif isinstance(event, wire.Piece):

@@ -3,11 +3,11 @@
 
 Each unchoked peer is kept asked for blocks (``fill``): about PIPELINE_SECONDS of
 its measured rate in all, of which at most AHEAD_SECONDS for pieces no read waits
-on (readahead, prefetch: the peer's *backlog*, ``Picker.backlog``). So a read's
-blocks queue behind little at any peer; and when a read's blocks are asked of a
-peer that has a backlog, the backlog is cancelled (BEP 3) so that the peer serves
-the read's blocks next. The cancelled blocks are asked again, after them, in the
-order they are wanted.
+on (readahead, prefetch). So a read's blocks queue behind little at any peer; and
+while a read waits, the requests its blocks queue behind at a peer (those below NOW
+asked before its latest NOW request: ``Picker.backlog``) are cancelled (BEP 3), so
+that the peer serves the read's blocks next. The cancelled blocks are asked again,
+after them, in the order they are wanted.
 
 Every cancel the torrent sends goes through ``cancel``. A peer with the fast
 extension (BEP 6) answers each: with the block (it was on its way) or with a
