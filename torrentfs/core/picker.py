@@ -9,16 +9,16 @@ Contract
 * A priority is raised by an *owner* (a read, a file handle) and only that owner's
   ``drop`` undoes it; a piece's priority is the highest any owner holds.
 * ``pick(peer, now, limit)`` hands out up to ``limit`` blocks that the peer has and
-  that nobody is fetching, most urgent first. With ``ahead``, blocks below NOW are
-  handed out only while the peer holds fewer than ``ahead`` of them (its *backlog*:
-  what a NOW block asked of it would queue behind); NOW blocks only count against
-  ``limit``. ``backlog(peer)`` lists those of its requests that a NOW request of it
-  queues behind (each peer's requests are kept in the order asked), so that the
-  shell can cancel them (they are picked again after). A block of a NOW piece that is late
+  that nobody is fetching, most urgent first. A block of a NOW piece that is late
   against its deadline and that another peer has held for ``duplicate_after``
   seconds is handed out again (the faster answer wins; the shell cancels the other
   requests). The clock restarts with each extra
   request, so a block gains at most one more holder per ``duplicate_after``.
+* With ``ahead``, ``pick`` hands out blocks below NOW only while the peer holds
+  fewer than ``ahead`` of them (readahead, prefetch); NOW blocks only count against
+  ``limit``. Each peer's requests are kept in the order asked: ``backlog(peer)``
+  lists those below NOW asked before its latest NOW request (what a read's blocks
+  queue behind there), so that the shell can cancel them and ask again after.
 * A block is in one of three states: missing, requested (by one or more peers, each
   with the time of its request), received. ``block_received`` reports whether the block
   was new and whether its piece is now complete; a complete piece is neither picked
@@ -322,8 +322,8 @@ class Picker:
         ``spread`` > 1 (the number of peers that could share the work), one pick
         takes at most its share of a NOW piece's blocks, so that the blocks of a
         piece a read waits on come from several peers at once; so too of a
-        READAHEAD piece while every peer is a seed. With ``ahead``, the
-        peer's backlog (its requests below NOW) grows to ``ahead`` blocks at most."""
+        READAHEAD piece while every peer is a seed. With ``ahead``, the peer's
+        requests below NOW grow to ``ahead`` blocks at most."""
         if limit <= 0 or peer not in self._peers:
             return []
         room = math.inf if ahead is None else ahead - self._backlog_size(peer)

@@ -14,8 +14,9 @@ raises to READAHEAD; it undoes only its own raises. A readahead piece's deadline
 follows its place in the file, so the window is fetched in reading order however it
 grew: ``READAHEAD_STEP`` seconds per piece counted from an anchor (a time and a
 piece), set at the first read and at each seek, and moved (the whole window raised
-again) when the reader drifts more than ``REANCHOR_AFTER`` seconds from that pace. ``block`` reads a block of a
-verified piece for an upload, the same way (memory, else disk, pinned meanwhile).
+again) when the reader drifts more than ``REANCHOR_AFTER`` seconds from that pace.
+``block`` reads a block of a verified piece for an upload, the same way (memory,
+else disk, pinned meanwhile).
 
 What the read path needs of its torrent is ``PieceSupply``; what the torrent tells
 it is ``piece_arrived``, ``store_failed``, ``remember`` and ``forget``. Only
