@@ -8,7 +8,11 @@ libtorrent seeders on 127.0.0.2, .3, ...), then measures, side by side in one ru
     mount -> ready, time to first byte, 20 cold 64 KiB random reads, a sha256-checked
     sequential read of the big file (MB/s, CPU s per GiB), peak RssAnon, a cold
     ffprobe of the video and a cold seek to 40 s with ffmpeg;
-  libtorrent (the tests' lt_peer.py leech): the time to download the whole torrent.
+  libtorrent (the tests' lt_peer.py leech): the time to download the whole torrent;
+  upload (cpuload.py): a libtorrent leecher downloading the whole torrent from
+    ``torrentfs seed`` alone, then from a libtorrent seeder alone (MB/s, seeder CPU
+    s per GiB); idle CPU: a mount with --idle-peers connected idle peers, no reads
+    (% of a core); and issue 13's targets as ratios to libtorrent (targets.py).
 
 With --slow-swarm (or --slow-only) it also streams a video from a slow swarm, torrentfs
 beside btfs, and checks the download cap (benchmarks/slowswarm.py).
@@ -40,7 +44,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from benchmarks import caller_path, slowswarm
+from benchmarks import caller_path, cpuload, slowswarm, targets, v2reads
 from benchmarks.payload import VIDEO_SECONDS, make_payload, write_zeros_torrent
 from benchmarks.procstats import PeerSampler, RssSampler, cpu_seconds, rss_anon_kib, senders
 from benchmarks.programs import MOUNTS, SYSTEMS, Mount, run_bounded, say
@@ -288,6 +292,38 @@ class Bench:
                 f"leech exited {rc}: " + " | ".join(l for _, l in lines[-5:]))
         return res
 
+    def run_cpu_loads(self) -> tuple[dict | None, dict | None]:
+        """The upload rows and the idle-CPU row (``cpuload``), on a tracker-less
+        torrent of the same payload, so only the peers given take part."""
+        a = self.args
+        if "torrentfs" not in a.only or not (a.upload or a.idle_peers):
+            return None, None
+        torrent = self.tmp / "notracker.torrent"
+        lt_create(self.payload, torrent, None, a.piece_size << 10)
+        upload = idle = None
+        runs = []
+        if a.upload:
+            for _ in range(a.runs):
+                try:
+                    runs.append(cpuload.run_upload(self.tmp / f"upload-{len(runs)}", torrent,
+                                                   self.payload.parent, self.total_bytes,
+                                                   timeout=a.seq_budget * 2 + 60))
+                except (RuntimeError, TimeoutError, OSError,
+                        subprocess.SubprocessError) as e:
+                    say(f"upload: ERROR ({e})")
+            upload = targets.combine_upload(runs) if runs else None
+        if a.idle_peers:
+            work = self.tmp / "idle"
+            work.mkdir()
+            try:
+                idle = cpuload.run_idle(work, torrent, self.payload.parent,
+                                        peers=a.idle_peers, seconds=a.idle_seconds)
+            except (RuntimeError, TimeoutError, OSError, subprocess.SubprocessError) as e:
+                say(f"idle: ERROR ({e})")
+                idle = {"core_pct": "error"}
+            idle["peers"] = a.idle_peers
+        return upload, idle
+
     def run_big_torrent(self, tracker) -> dict:
         """RssAnon right after mounting a torrent of a sparse --big-size GiB file."""
         out: dict[str, Any] = {}
@@ -338,6 +374,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="also mount a torrent of a sparse --big-size GiB file and "
                          "report RssAnon right after")
     ap.add_argument("--big-size", type=int, default=16, help="GiB for --big-torrent (16)")
+    ap.add_argument("--v2-reads", action="store_true",
+                    help="also time cold random 64 KiB reads of big.bin as a v1 and as a "
+                         "v2 (BEP 52) torrent, both with 16 MiB pieces (benchmarks/v2reads.py)")
     ap.add_argument("--seq-budget", type=float, default=120.0,
                     help="cap on one sequential read, s; slower is reported partial (120)")
     ap.add_argument("--read-timeout", type=float, default=60.0,
@@ -346,6 +385,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="bound on a mount becoming ready, s (60)")
     ap.add_argument("--ff-timeout", type=float, default=90.0,
                     help="bound on one ffprobe/ffmpeg run, s (90)")
+    ap.add_argument("--no-upload", dest="upload", action="store_false",
+                    help="skip the upload rows (a libtorrent leecher fed by torrentfs "
+                         "seed, then by a libtorrent seeder)")
+    ap.add_argument("--idle-peers", type=int, default=50,
+                    help="connected idle peers of the idle-CPU row; 0 skips it (50)")
+    ap.add_argument("--idle-seconds", type=float, default=30.0,
+                    help="how long the idle CPU is measured, s (30)")
     ap.add_argument("--slow-swarm", action="store_true",
                     help="also stream an 8 Mbit/s video from two seeders capped at 1 MB/s "
                          "each with ffmpeg -re, and measure --download-rate caps")
@@ -376,49 +422,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ap.error("--seeders: 1..40")
     args.json, args.keep = caller_path(args.json), caller_path(args.keep)
     return args
-
-
-def main_runs(bench: Bench, args, info: dict, tracker, stack: contextlib.ExitStack,
-              t_start: float) -> tuple[list[dict], dict | None]:
-    """The payload, its torrent and seeders, and every run of the main table."""
-    t = time.monotonic()
-    say(f"making the payload: {args.size} MiB of random data and a {VIDEO_SECONDS} s video")
-    bench.big_sha256 = make_payload(bench.payload, args.size)
-    bench.total_bytes = sum(p.stat().st_size for p in bench.payload.iterdir())
-    info["payload"] = {"big_bytes": bench.size, "video_bytes":
-                       (bench.payload / "video.mkv").stat().st_size,
-                       "big_sha256": bench.big_sha256, "offsets": bench.offsets,
-                       "seconds": time.monotonic() - t}
-
-    t = time.monotonic()
-    ih = lt_create(bench.payload, bench.torrent, tracker.announce_url,
-                   args.piece_size << 10)
-    info["payload"]["torrent_seconds"] = time.monotonic() - t
-    info["payload"]["info_hash"] = ih.hex()
-    tracker.add(ih)
-    say(f"torrent {ih.hex()}; starting {args.seeders} seeders")
-    for ip in bench.seeder_ips:
-        stack.enter_context(lt_seeder(bench.torrent, bench.tmp / "data", ip=ip,
-                                      upload_rate=args.rate or None,
-                                      workdir=bench.tmp / "seeders", timeout=180))
-    tracker.wait_peers(ih, args.seeders, timeout=30)
-    say(f"swarm ready after {time.monotonic() - t_start:.1f} s")
-
-    runs = []
-    for run_no in range(1, args.runs + 1):
-        if args.runs > 1:
-            say(f"run {run_no}/{args.runs}")
-        run: dict[str, Any] = {}
-        for system in args.only:
-            if system == "libtorrent":
-                run[system] = bench.run_libtorrent(run_no)
-            else:
-                run[system] = bench.run_fs(system)
-        runs.append(run)
-
-    big = bench.run_big_torrent(tracker) if args.big_torrent else None
-    return runs, big
-
 
 
 def isolate_network(argv: list[str]) -> None:
@@ -476,18 +479,71 @@ def main(argv: list[str] | None = None) -> int:
         else:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="torrentfs-bench-")))
         bench = Bench(args, tmp)
+        if args.slow_only:  # the slow-swarm section alone: no payload, no main runs
+            tracker = stack.enter_context(opentracker(workdir=tmp / "tracker"))
+            slow = slowswarm.run(bench, tracker, stack)
+            print()
+            print(slowswarm.report(slow, args))
+            print(f"total time: {time.monotonic() - t_start:.0f} s")
+            if args.json:
+                Path(args.json).write_text(json.dumps({**info, "slow_swarm": slow},
+                                                      indent=1, default=str))
+            return 0
+
+        t = time.monotonic()
+        say(f"making the payload: {args.size} MiB of random data and a {VIDEO_SECONDS} s video")
+        bench.big_sha256 = make_payload(bench.payload, args.size)
+        bench.total_bytes = sum(p.stat().st_size for p in bench.payload.iterdir())
+        info["payload"] = {"big_bytes": bench.size, "video_bytes":
+                           (bench.payload / "video.mkv").stat().st_size,
+                           "big_sha256": bench.big_sha256, "offsets": bench.offsets,
+                           "seconds": time.monotonic() - t}
 
         tracker = stack.enter_context(opentracker(workdir=tmp / "tracker"))
-        runs: list[dict] = []
-        big = None
-        if not args.slow_only:
-            runs, big = main_runs(bench, args, info, tracker, stack, t_start)
+        t = time.monotonic()
+        ih = lt_create(bench.payload, bench.torrent, tracker.announce_url,
+                       args.piece_size << 10)
+        info["payload"]["torrent_seconds"] = time.monotonic() - t
+        info["payload"]["info_hash"] = ih.hex()
+        tracker.add(ih)
+        say(f"torrent {ih.hex()}; starting {args.seeders} seeders")
+        for ip in bench.seeder_ips:
+            stack.enter_context(lt_seeder(bench.torrent, tmp / "data", ip=ip,
+                                          upload_rate=args.rate or None,
+                                          workdir=tmp / "seeders", timeout=180))
+        tracker.wait_peers(ih, args.seeders, timeout=30)
+        say(f"swarm ready after {time.monotonic() - t_start:.1f} s")
+
+        runs = []
+        for run_no in range(1, args.runs + 1):
+            if args.runs > 1:
+                say(f"run {run_no}/{args.runs}")
+            run: dict[str, Any] = {}
+            for system in args.only:
+                if system == "libtorrent":
+                    run[system] = bench.run_libtorrent(run_no)
+                else:
+                    run[system] = bench.run_fs(system)
+            runs.append(run)
+
+        big = bench.run_big_torrent(tracker) if args.big_torrent else None
+        upload, idle = bench.run_cpu_loads()
+        v2r = v2reads.run(bench, tracker) if args.v2_reads else None
         slow = slowswarm.run(bench, tracker, stack) if args.slow_swarm else None
         summary = summarise(runs, big)
         elapsed = time.monotonic() - t_start
 
-    if runs:
-        print_report(summary, runs, args)
+    print_report(summary, runs, args)
+    if upload:
+        print()
+        print("upload: a libtorrent leecher downloads the whole torrent from one seeder "
+              "alone")
+        print(targets.upload_table(upload))
+    if v2r is not None:
+        v2reads.print_rows(v2r)
+    target_rows = targets.rows(summary, runs, upload, idle)
+    print()
+    print(targets.targets_table(target_rows))
     if slow is not None:
         print()
         print(slowswarm.report(slow, args))
@@ -495,8 +551,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(
             {**info, "elapsed_s": elapsed, "runs": runs, "big_torrent": big,
-             "slow_swarm": slow,
-             "summary": summary}, indent=1, default=str))
+             "upload": upload, "idle": idle, "v2_reads": v2r, "slow_swarm": slow,
+             "summary": summary,
+             "targets": target_rows}, indent=1, default=str))
         print(f"raw numbers: {args.json}")
     return 0
 

@@ -50,6 +50,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import caller_path
+from benchmarks.cluster_report import (
+    cpu_per_gib,
+    kraken_lines,
+    plot,
+    sources,
+    summary,
+    verdicts,
+)
 from tests.harness.netns import Cluster, cluster
 from tests.harness.swarm import can_connect, child_env, opentracker, stop_process, wait_until
 from torrentfs.cli.state import mount_state_file
@@ -61,7 +69,11 @@ ORIGIN_PORT = 6881
 HTTP_PORT = 8000
 FILE_NAME = "blob.bin"
 TARGET_RATIO = 1.5
-TARGET_COPIES = 2.0
+TARGET_COPIES = 1.5
+# Kraken-style targets (issue 16) and CPU per GiB moved per node (issue 13).
+TARGETS = {"p50_over_ideal": 1.3, "p99_over_p50": 1.3, "origin_copies": TARGET_COPIES,
+           "cpu_s_per_gib": 10.0}
+SAMPLE_EVERY = 0.25  # s between samples of the link counters during the reads
 
 CLOSED = re.compile(r"<peer ([\d.]+):(\d+)> closed: (.*) \(received (\d+) bytes of blocks, "
                     r"sent (\d+)\)")
@@ -193,9 +205,10 @@ def cpu_seconds(pid: int | None) -> float | None:
 
 
 def run_readers(argvs: list[list[str]], c: Cluster | None, hosts: list[int],
-                timeout: float) -> list[dict[str, Any]]:
+                timeout: float, sample=None) -> list[dict[str, Any]]:
     """Start every reader at once (in the root namespace, or in host i's if `c`),
     wait for all within `timeout`; each reader prints a sha256 first on its stdout.
+    ``sample()``, if given, is called about every SAMPLE_EVERY s meanwhile.
     Returns per reader: seconds, sha256 (or an error)."""
     procs, outs = [], []
     t0 = time.monotonic()
@@ -206,11 +219,15 @@ def run_readers(argvs: list[list[str]], c: Cluster | None, hosts: list[int],
         procs.append(subprocess.Popen(full, stdout=out, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, env=child_env()))
     done: dict[int, float] = {}
+    next_sample = t0
     try:
         while len(done) < len(procs) and time.monotonic() - t0 < timeout:
             for k, p in enumerate(procs):
                 if k not in done and p.poll() is not None:
                     done[k] = time.monotonic() - t0
+            if sample is not None and time.monotonic() >= next_sample:
+                sample()
+                next_sample += SAMPLE_EVERY
             time.sleep(0.02)
     finally:
         for p in procs:
@@ -227,6 +244,16 @@ def run_readers(argvs: list[list[str]], c: Cluster | None, hosts: list[int],
         else:
             results.append({"seconds": done[k], "sha256": text.split()[0]})
     return results
+
+
+def link_bytes(c: Cluster, i: int, direction: str) -> int:
+    """Bytes through host i's veth end in the root namespace: its "rx" is what host i
+    sent, its "tx" what host i received."""
+    try:
+        with open(f"/sys/class/net/{c.hosts[i].br_if}/statistics/{direction}_bytes") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 0
 
 
 # ------------------------------------------------------------------ phases
@@ -256,15 +283,27 @@ def torrentfs_phase(c: Cluster, n: int, torrent: Path, data: Path, info_hash: st
         res["mesh_complete_before_reads"] = mesh_ok
         say(f"torrentfs, {n} node(s): reading {size >> 20} MiB at once"
             + ("" if mesh_ok else " (not every node is connected to every other)"))
+        timeline: list[dict[str, float]] = []
+
+        def sample() -> None:  # the root-side veth ends: cheap sysfs reads, no `ip`
+            timeline.append({"t": time.monotonic() - t_reads,
+                             "origin_tx": link_bytes(c, 0, "rx"),
+                             "nodes_rx": sum(link_bytes(c, i, "tx") for i in range(1, n + 1))})
+
+        cpu0 = [cpu_seconds(m.pid) for m in mounts]
         t_reads = time.monotonic()
         reads = run_readers([["sha256sum", str(m.path / FILE_NAME)] for m in mounts],
-                            None, [0] * n, timeout)
+                            None, [0] * n, timeout, sample=sample)
+        sample()
+        res["timeline"] = timeline
         # Blocks requested before the last read ended still count; and stopping a
         # sender mid-message costs its peers' logs the session's figures.
         res["quiet_after_reads"] = c.wait_quiet(range(n + 1), quiet=1.0, timeout=20)
         res["origin_tx"] = c.tx_bytes(0) - tx0
         res["origin_cpu_s"] = cpu_seconds(origin.proc.pid)
         res["node_cpu_s"] = [cpu_seconds(m.pid) for m in mounts]
+        res["node_cpu_reads_s"] = [b - a if a is not None and b is not None else None
+                                   for a, b in zip(cpu0, res["node_cpu_s"])]
         res["wall_s"] = time.monotonic() - t_reads
         res["node_tx"] = [c.tx_bytes(i) - node0[i][0] for i in range(1, n + 1)]
         res["node_rx"] = [c.rx_bytes(i) - node0[i][1] for i in range(1, n + 1)]
@@ -367,19 +406,33 @@ def report(r: dict[str, Any]) -> str:
     verdict.append(f"origin upload {'meets' if tn['origin_copies'] <= TARGET_COPIES else 'misses'}"
                    f" its target")
     lines += ["", "torrentfs: " + "; ".join(verdict)]
+    s = summary(tn, r["size_bytes"], a["origin_rate"], a["node_rate"])
+    r["summary_n"] = s
+    lines += ["", f"torrentfs, {n} nodes at once, as Kraken reports it:"]
+    lines += kraken_lines(s, TARGETS)
+    lines += ["  " + "; ".join(verdicts(s, TARGETS))]
+    src = sources(tn)
     lines += ["", f"torrentfs, {n} nodes at once, per node:",
               f"  {'node':<6} {'read s':>7} {'rx MiB':>7} {'tx MiB':>7} {'wasted MiB':>10} "
-              f"{'CPU s':>6}"]
+              f"{'CPU s':>6} {'s/GiB':>6} {'origin MiB':>10} {'peers MiB':>9}",
+              "  (CPU s: the daemon's whole life; s/GiB: CPU during the reads per GiB "
+              "received + sent)"]
     for i in range(1, n + 1):
         rd = tn["reads"][i - 1]
         tot = tn["node_totals"][i - 1]
-        lines.append(f"  node{i:<2} {fmt(rd['seconds']):>7} {tn['node_rx'][i - 1] / 2**20:7.2f} "
-                     f"{tn['node_tx'][i - 1] / 2**20:7.2f} "
+        cpu, rx, tx = tn["node_cpu_s"][i - 1], tn["node_rx"][i - 1], tn["node_tx"][i - 1]
+        per_gib = cpu_per_gib(tn)[i - 1]
+        lines.append(f"  node{i:<2} {fmt(rd['seconds']):>7} {rx / 2**20:7.2f} "
+                     f"{tx / 2**20:7.2f} "
                      f"{fmt(tot and tot['wasted'] / 2**20, '.2f'):>10} "
-                     f"{fmt(tn['node_cpu_s'][i - 1]):>6}"
+                     f"{fmt(cpu):>6} {fmt(per_gib):>6} {src[i - 1][0] / 2**20:10.2f} "
+                     f"{src[i - 1][1] / 2**20:9.2f}"
                      + (f"  {rd['error']}" if "error" in rd else ""))
     hosts = ["origin"] + [f"node{i}" for i in range(1, n + 1)]
-    lines += ["", "MiB of blocks received by (row) from (column), from the logs:",
+    if n > 16:  # a 64 x 64 matrix is no reading; the per-node sources above sum it up
+        hosts = []
+    lines += ["", "MiB of blocks received by (row) from (column), from the logs:"
+              + (" (left out above 16 nodes; --json has it)" if not hosts else ""),
               "        " + "".join(f"{h:>8}" for h in hosts)]
     for rcv in hosts[1:]:
         lines.append(f"{rcv:>8}" + "".join(
@@ -415,9 +468,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="bound for each phase's reads in s (default: 60 + 2x what the "
                          "origin alone needs to send N copies)")
     ap.add_argument("--json", metavar="FILE", help="write every raw number here")
+    ap.add_argument("--plot", metavar="FILE.png",
+                    help="draw the CDF of node completion times against the ideal time "
+                         "and the origin's vs the peers' bytes over time (needs matplotlib: "
+                         "pip install -e '.[bench]'; scripts/cluster installs it)")
     ap.add_argument("--keep", metavar="DIR", help="work in DIR and keep logs there")
     args = ap.parse_args(argv)
     args.json, args.keep = caller_path(args.json), caller_path(args.keep)
+    args.plot = caller_path(args.plot)
     return args
 
 
@@ -487,6 +545,12 @@ def main(argv: list[str] | None = None) -> int:
             result["http_n"] = http_phase(c, args.nodes, data, want, size, timeout)
         result["wall_s"] = time.monotonic() - t_start
     print(report(result))
+    if args.plot:
+        try:
+            plot(result, args.plot)
+            say(f"plot: {args.plot}")
+        except ImportError:
+            say("--plot needs matplotlib: .venv/bin/pip install -e '.[bench]'")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     ok = result["torrentfs_1"]["ok"] and result["torrentfs_n"]["ok"]

@@ -442,3 +442,26 @@ def test_verified_bytes_match_a_byte_by_byte_count():
             start, n = g.file_offset(f), g.file_lengths[f]
             assert g.file_verified(have, f) == sum(in_have[start:start + n]), (bits, f)
         assert g.verified_in_range(have, 10, 150) == sum(in_have[10:160])
+        assert g.verified_in_range(set(have), 10, 150) == sum(in_have[10:160])
+
+
+def test_verified_bytes_of_a_big_file_cost_no_loop_over_its_pieces():
+    """``getattr`` asks for a file's verified bytes after every piece (st_blocks): for
+    a file of many pieces the count must not walk them one by one in Python."""
+    g = Geometry(1 << 20, (1 << 40,))  # a TiB: a million pieces
+    have = Bitfield(g.num_pieces)
+    for i in (0, 5, g.num_pieces - 1):
+        have.add(i)
+    calls = []
+    real = g.piece_offset
+    object.__setattr__(g, "piece_offset", lambda i: calls.append(i) or real(i))
+    assert g.file_verified(have, 0) == 3 << 20
+    assert len(calls) <= 2
+
+
+def test_bitfield_count_range():
+    b = Bitfield(10)
+    for i in (0, 3, 4, 9):
+        b.add(i)
+    assert b.count_range(0, 10) == 4 and b.count_range(1, 9) == 2
+    assert b.count_range(-5, 100) == 4 and b.count_range(5, 5) == 0

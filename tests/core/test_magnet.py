@@ -51,7 +51,12 @@ def test_numbered_trackers_and_repeated_same_hash():
     ("magnet:xt=urn:btih:" + HEX, "no '?'"),
     ("magnet:?dn=x", "no info-hash"),
     ("magnet:?xt=urn:sha1:" + HEX, "no info-hash"),
-    ("magnet:?xt=urn:btmh:1220" + "ab" * 32, "v2-only"),
+    ("magnet:?xt=urn:btmh:1220" + "ab" * 31, "expected 1220 and 64 hex digits"),
+    ("magnet:?xt=urn:btmh:1114" + "ab" * 32, "expected 1220 and 64 hex digits"),
+    ("magnet:?xt=urn:btmh:1220" + "zz" * 32, "not hex"),
+    ("magnet:?xt=urn:btmh:1220" + "ab" * 32 + "&xt=urn:btmh:1220" + "cd" * 32,
+     "two different v2 info-hashes"),
+    ("magnet:?xt=urn:foo:1220" + "ab" * 32, "no info-hash"),
     ("magnet:?xt=urn:btih:" + HEX[:-1], "got 39"),
     ("magnet:?xt=urn:btih:" + "zz" * 20, "not hex"),
     ("magnet:?xt=urn:btih:" + "1" * 32, "not base32"),
@@ -133,3 +138,31 @@ def test_metainfo_refuses_wrong_or_unusable_metadata(tmp_path):
     bad = b"d4:name3:../e"  # hashes right for a magnet made of it, but is no torrent
     with pytest.raises(MagnetError, match="not a usable torrent"):
         Magnet(hashlib.sha1(bad).digest()).metainfo(bad)
+
+
+def test_v2_only_link_goes_by_its_v2_hash_cut_to_20_bytes():
+    """BEP 52 (it used to be refused): a urn:btmh link alone is a v2 torrent's swarm."""
+    v2 = bytes(range(32))
+    m = magnet.parse("magnet:?xt=urn:btmh:1220" + v2.hex() + "&dn=x")
+    assert m.info_hash_v2 == v2 and m.info_hash == v2[:20] and m.v2_only
+    assert magnet.parse(m.uri()) == m
+    assert "urn:btih" not in m.uri()
+
+
+def test_link_with_both_hashes_joins_the_v1_swarm():
+    v2 = bytes(range(32))
+    m = magnet.parse(f"magnet:?xt=urn:btmh:1220{v2.hex()}&xt=urn:btih:{HEX}")
+    assert m.info_hash == bytes.fromhex(HEX) and m.info_hash_v2 == v2 and not m.v2_only
+    assert magnet.parse(m.uri()) == m
+
+
+def test_v2_metadata_is_checked_against_the_v2_hash():
+    from pathlib import Path
+    torrent = (Path(__file__).resolve().parent.parent / "data" / "v2" / "single-hybrid.torrent")
+    meta = parse_torrent(torrent.read_bytes())
+    good = magnet.parse(magnet.link(meta))
+    assert "urn:btih:" in magnet.link(meta) and "urn:btmh:1220" in magnet.link(meta)
+    assert good.metainfo(meta.info_bytes).info_hash_v2 == meta.info_hash_v2
+    forged = magnet.parse(f"magnet:?xt=urn:btih:{meta.info_hash.hex()}&xt=urn:btmh:1220{'00' * 32}")
+    with pytest.raises(MagnetError, match="v2 info-hash"):
+        forged.metainfo(meta.info_bytes)

@@ -163,7 +163,7 @@ error("both-length-and-files", "both 'length' and 'files'", "info has both lengt
       torrent(single(files=[{b"path": [b"a"], b"length": 40000}])))
 error("file-without-length", "file 'a' has no 'length'", "a files entry has no length",
       torrent(multi([{b"path": [b"a"]}]) | {b"pieces": pieces(1)}))
-error("v2-only", "v2-only torrents are not supported", "a BEP 52 v2-only info (file tree, no pieces)",
+error("v2-only", "no valid 'pieces root'", "a BEP 52 v2-only info whose pieces root is all zeros",
       torrent({b"name": b"v2", b"piece length": PL, b"meta version": 2,
                b"file tree": {b"a": {b"": {b"length": 10, b"pieces root": b"\0" * 32}}}}))
 # lengths

@@ -346,6 +346,27 @@ async def test_half_a_message_then_silence_is_timed_out(make_swarm, autojump_clo
         n.cancel_scope.cancel()
 
 
+async def test_a_silent_peer_is_dropped_after_the_idle_timeout_a_quiet_one_is_not(
+        make_swarm, autojump_clock, caplog):
+    """No byte at all for IDLE_TIMEOUT: dropped then, not much later and not before;
+    a peer that only sends a keep-alive now and then stays (the receiver moves its
+    deadline lazily: it must still fire on time, and never drop a live peer)."""
+    async with trio.open_nursery() as n:
+        s = await start(n, make_swarm)
+        mute = s.add(Behaviour(mute=True))
+        quiet = s.add(Behaviour(mute=True, keepalive_every=peer.IDLE_TIMEOUT / 3))
+        t0 = trio.current_time()
+        with trio.fail_after(peer.IDLE_TIMEOUT + 5):
+            while not mute.closed:
+                await trio.sleep(0.25)
+        assert peer.IDLE_TIMEOUT - 1 <= trio.current_time() - t0 <= peer.IDLE_TIMEOUT + 1
+        (why,) = closed_reasons(caplog, "fake1")
+        assert f"peer silent for {peer.IDLE_TIMEOUT:.0f} s" in why
+        await trio.sleep(3 * peer.IDLE_TIMEOUT)
+        assert not quiet.closed
+        n.cancel_scope.cancel()
+
+
 async def test_peer_that_unchokes_but_never_delivers_is_dropped(make_swarm, autojump_clock,
                                                                 caplog):
     """It unchokes us, takes requests, and sends only keep-alives (so it never looks

@@ -332,3 +332,69 @@ def test_a_torrents_log_lines_name_its_file():
         logger.removeHandler(handler)
         logger.setLevel(old)
     assert records == ["plain 1", "[x.torrent] tagged 2"]
+
+
+async def test_skip_reasons_are_kept_for_status(tmp_path, watched):
+    """Every file not shown has its reason in ``skipped`` (for status and the root's
+    xattrs) until it goes; a magnet whose metadata does not come is one warning
+    line, no traceback; a torrent another daemon holds is skipped naming it."""
+    from torrentfs.disk.lock import TorrentLock
+    from torrentfs.engine.sources import SourceError
+    write_torrent(tmp_path / "p1", "one", 40_000, 1, watched / "one.torrent")
+    write_torrent(tmp_path / "p2", "two", 40_000, 2, watched / "two.torrent")
+    (watched / "broken.torrent").write_bytes(b"garbage")
+    (watched / "slow.magnet").write_text("magnet:?xt=urn:btih:" + "c" * 40)
+    from torrentfs.core.metainfo import parse
+    held = parse((watched / "two.torrent").read_bytes()).info_hash.hex()
+    cache = tmp_path / "cache"
+    (cache / held).mkdir(parents=True)
+    other = TorrentLock(cache / held).acquire(mountpoint="/mnt/other", what="mounted on")
+    gave_up = trio.Event()
+
+    async def never():
+        await gave_up.wait()
+        raise SourceError("no metadata for cccc after 1 s (asked 1 peer address)")
+
+    def load(path):
+        if path.suffix == ".magnet":
+            return Source(b"\xcc" * 20, None, never)
+        return load_file(path)
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    handler = Keep(logging.DEBUG)
+    logging.getLogger("torrentfs.multi").addHandler(handler)
+    try:
+        with trio.fail_after(LIMIT):
+            async with trio.open_nursery() as nursery:
+                mm = MultiMount(watched, RecordingFS(), cache, Shared(10),
+                                listen_host="127.0.0.1", load=load,
+                                torrent_options=TorrentOptions(announce=False))
+                mm.poll = 3600
+                await nursery.start(mm.run)
+                assert mm.fs.names() == ["one"]
+                assert mm.fetching() == ["slow.magnet"]
+                assert set(mm.skipped) == {"broken.torrent", "two.torrent"}
+                assert "not a torrent file" in mm.skipped["broken.torrent"]
+                assert mm.skipped["two.torrent"] == (
+                    f"this torrent is already mounted on /mnt/other by pid "
+                    f"{__import__('os').getpid()}, from cache {cache / held}")
+                gave_up.set()
+                while "slow.magnet" not in mm.skipped:
+                    await trio.sleep(0.01)
+                assert mm.skipped["slow.magnet"].startswith("no metadata for cccc")
+                assert mm.fetching() == []
+                (watched / "broken.torrent").unlink()
+                await mm.scan()
+                assert "broken.torrent" not in mm.skipped
+                nursery.cancel_scope.cancel()
+    finally:
+        logging.getLogger("torrentfs.multi").removeHandler(handler)
+        other.release()
+    about_magnet = [r for r in records if "slow.magnet" in r.getMessage()]
+    assert len(about_magnet) == 1 and about_magnet[0].exc_info is None
+    assert all(r.exc_info is None for r in records)

@@ -85,3 +85,11 @@ async def test_no_pex_neither_tells_nor_listens(tmp_path, autojump_clock):
         assert not sa.handshake.supports("ut_pex") and sa.handshake.supports("ut_metadata")
         assert sa.pex == [] and ("127.1.0.1", 1) not in t.candidates
         n.cancel_scope.cancel()
+
+
+def test_we_advertise_the_request_queue_we_keep():
+    """BEP 10 'reqq' tells a peer how many requests it may keep queued with us: the
+    uploader must take that many, or the peer's extra requests are rejected and sent
+    again, over and over (what kept uploads to libtorrent at 12 MB/s)."""
+    from torrentfs.engine import peerext, upload
+    assert peerext.REQQ == upload.MAX_UPLOAD_QUEUE

@@ -249,6 +249,12 @@ async def test_upload_of_an_evicted_piece_is_refused(make_swarm, autojump_clock)
             await torrent.block(0, 0, 16384)
         torrent.reads.recent.clear()
         assert await torrent.block(3, 0, 16384) == payload[3 * 32768:3 * 32768 + 16384]
+        # The rest of the piece comes from the chunk that read kept ...
+        assert torrent.reads.upload_chunks.get(3, 16384, 16384) is not None
+        assert await torrent.block(3, 16384, 16384) == payload[3 * 32768 + 16384:4 * 32768]
+        # ... until the piece leaves the cache.
+        torrent.piece_gone(3)
+        assert torrent.reads.upload_chunks.get(3, 16384, 16384) is None
         n.cancel_scope.cancel()
 
 

@@ -316,6 +316,8 @@ class ExtBehaviour:
     pex: list = field(default_factory=list)  # addresses it tells by ut_pex, once
     ask_metadata: bool = False         # requests every piece of the other side's metadata
     listen_port: int | None = None     # 'p' in its extension handshake
+    v2: object = None                  # a V2Info: answers BEP 52 hash requests from it
+    bad_hashes: bool = False           # flips a byte of every hashes answer
 
 
 @dataclass
@@ -324,6 +326,7 @@ class ExtStats:
     metadata_requests: list = field(default_factory=list)
     metadata: dict = field(default_factory=dict)  # piece -> Data/Reject it got
     pex: list = field(default_factory=list)       # PexMessages it got
+    hash_requests: list = field(default_factory=list)  # BEP 52 HashRequests it got
     closed: bool = False
 
 
@@ -361,6 +364,17 @@ async def ext_peer(stream: trio.abc.Stream, info_hash: bytes, behaviour: ExtBeha
                                                        metadata.encode(metadata.Request(i))))
             elif isinstance(event, wire.Extended) and event.ext_id == 4:
                 stats.pex.append(pex.decode(event.payload))
+            elif isinstance(event, wire.HashRequest):
+                from dataclasses import replace
+
+                from torrentfs.core.piecelayers import HashServer
+                stats.hash_requests.append(event)
+                reply = (HashServer(b.v2).answer(event) if b.v2 is not None else
+                         wire.HashReject(event.pieces_root, event.base_layer, event.index,
+                                         event.length, event.proof_layers))
+                if b.bad_hashes and isinstance(reply, wire.Hashes):
+                    reply = replace(reply, hashes=bytes([reply.hashes[0] ^ 1]) + reply.hashes[1:])
+                out += conn.send(reply)
             elif isinstance(event, wire.Extended) and event.ext_id == 3:
                 m = metadata.decode(event.payload)
                 their = stats.handshake.ids["ut_metadata"]

@@ -488,17 +488,31 @@ def lt_leeching(torrent_path: Path | str, save_dir: Path | str, ip: str, peers: 
             yield Peer(ip=ip, port=int(ready.read_text()), proc=proc, log_path=log_path)
 
 
+def lt_info_hashes(torrent_path: Path | str) -> tuple[bytes, bytes]:
+    """libtorrent's (v1, v2) info-hashes of a .torrent (all zeros for one it lacks)."""
+    res = subprocess.run(_lt_argv("hashes", "--torrent", str(torrent_path)),
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                         env=child_env(), timeout=60)
+    if res.returncode != 0:
+        raise RuntimeError(f"lt_peer hashes failed ({res.returncode}):\n{res.stderr}")
+    v1, v2 = res.stdout.split()
+    return bytes.fromhex(v1), bytes.fromhex(v2)
+
+
 def lt_create(path: Path | str, out: Path | str, tracker: str | Sequence[str] | None = None,
-              piece_size: int | None = None) -> bytes:
-    """Write a v1-only .torrent of a file or directory; return its info-hash."""
+              piece_size: int | None = None, version: str = "v1") -> bytes:
+    """Write a .torrent of a file or directory; return its info-hash (the 20 bytes
+    trackers and handshakes use: for ``version="v2"`` the v2 info-hash cut short).
+    ``version``: "v1" (v1-only), "v2" (BEP 52 only) or "hybrid" (libtorrent's default)."""
     trackers = [tracker] if isinstance(tracker, str) else list(tracker or ())
     argv = _lt_argv("create", "--path", str(path), "--out", str(out))
     for url in trackers:
         argv += ["--tracker", url]
     if piece_size:
         argv += ["--piece-size", str(piece_size)]
+    argv += ["--version", version]
     res = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                          env=child_env(), timeout=120)
     if res.returncode != 0:
         raise RuntimeError(f"lt_peer create failed ({res.returncode}):\n{res.stderr}")
-    return bytes.fromhex(res.stdout.strip())
+    return bytes.fromhex(res.stdout.split()[0])

@@ -31,7 +31,14 @@ def add_parser(sub) -> None:
     c.add_argument("--comment", metavar="TEXT", help="a comment stored in the torrent")
     c.add_argument("--private", action="store_true",
                    help="set the private flag (BEP 27): trackers only, no DHT, LSD or PEX")
-    c.set_defaults(func=run)
+    kind = c.add_mutually_exclusive_group()
+    kind.add_argument("--v2", dest="version", action="store_const", const="v2",
+                      help="a BitTorrent v2 torrent (BEP 52: SHA-256 merkle trees); only "
+                           "v2 clients (libtorrent 2, qBittorrent 4.4+) can use it")
+    kind.add_argument("--hybrid", dest="version", action="store_const", const="hybrid",
+                      help="a hybrid v1+v2 torrent (what libtorrent 2 makes by default): "
+                           "files padded to piece boundaries")
+    c.set_defaults(func=run, version="v1")
 
 
 def run(args) -> int:
@@ -42,7 +49,8 @@ def run(args) -> int:
             data = create_torrent(args.path, trackers=args.tracker or [],
                                   web_seeds=args.web_seed or [],
                                   piece_length=args.piece_size, comment=args.comment,
-                                  private=args.private, progress=progress)
+                                  private=args.private, progress=progress,
+                                  version=args.version)
     except CreateError as e:
         raise CliError(str(e)) from None
     tmp = out.with_name(out.name + ".tmp")
@@ -56,5 +64,7 @@ def run(args) -> int:
     print(f"created {out}: {meta.name}, {human(meta.total_length)}, "
           f"{meta.num_pieces} pieces of {human(meta.piece_length)}")
     print(f"info-hash: {meta.info_hash.hex()}")
+    if meta.info_hash_v2 is not None:
+        print(f"info-hash v2: {meta.info_hash_v2.hex()}")
     print(f"magnet:    {magnet_link(meta)}")
     return 0

@@ -3,7 +3,12 @@
 
 The parent forks and waits on a pipe for the child's word: ``ok``, or the one line
 saying why it failed. Lines ``progress: TEXT`` before the word (a magnet's metadata
-fetch) are shown on the parent's terminal as they come."""
+fetch) are shown on the parent's terminal as they come.
+
+Ctrl-C (or SIGTERM, SIGHUP) to the waiting parent ends the daemon too (``abandon``):
+a magnet's metadata fetch is not left running, to mount later with nobody waiting.
+A daemon whose parent is gone when it is ready (its word cannot be written) does
+not stay mounted either: it unmounts and ends (``ParentGone``)."""
 
 from __future__ import annotations
 
@@ -21,6 +26,16 @@ from torrentfs.cli.output import CliError, setup_logging, terminal_progress
 log = logging.getLogger("torrentfs")
 
 READY_TIMEOUT = 60.0  # a mount that is not ready by then is killed and reported
+ABANDON_WAIT = 5.0    # a daemon told to end (Ctrl-C in its parent) gets this long
+
+
+class ParentGone(Exception):
+    """The ``mount`` command that started this daemon is gone before it was told
+    the mount is ready: nobody expects the mount, so it is undone."""
+
+
+class _Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP to the parent while it waits: as Ctrl-C."""
 
 Ready = Callable[[str | None], None]      # ready(None): mounted; ready(why): failed
 Progress = Callable[[str], None]
@@ -37,7 +52,16 @@ def daemonise(serve: Callable[[Ready, Progress], int], *, mountpoint: str, logfi
     pid = os.fork()
     if pid:
         os.close(w)
-        word = _read_word(r, wait, terminal_progress())
+        previous = {sig: signal.signal(sig, _interrupt)
+                    for sig in (signal.SIGTERM, signal.SIGHUP)}
+        try:
+            word = _read_word(r, wait, terminal_progress())
+        except KeyboardInterrupt:
+            abandon(pid, mountpoint)
+            raise
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         if word == "ok":
             return 0
         if word is None:  # the daemon wedged: do not leave it or its mount behind
@@ -59,9 +83,14 @@ def daemonise(serve: Callable[[Ready, Progress], int], *, mountpoint: str, logfi
     def ready(error: str | None) -> None:
         nonlocal w
         if w is not None:
-            os.write(w, b"ok\n" if error is None else error.encode() + b"\n")
-            os.close(w)
-            w = None
+            try:
+                os.write(w, b"ok\n" if error is None else error.encode() + b"\n")
+            except OSError:  # EPIPE: nobody is waiting for this mount any more
+                if error is None:
+                    raise ParentGone() from None
+            finally:
+                os.close(w)
+                w = None
 
     def progress(text: str) -> None:
         if w is not None:
@@ -77,10 +106,45 @@ def daemonise(serve: Callable[[Ready, Progress], int], *, mountpoint: str, logfi
         log.error("%s", e)
         ready(str(e))
     except BaseException as e:  # the daemon must tell its parent, whatever happened
-        log.exception("daemon failed")
-        ready(f"mount failed: {e}")
+        if _has(e, ParentGone):
+            log.warning("the mount command that started this daemon is gone: unmounted")
+        else:
+            log.exception("daemon failed")
+            ready(f"mount failed: {e}")
     finally:
         os._exit(code)
+
+
+def _interrupt(signum, frame) -> None:
+    raise _Interrupted()
+
+
+def _has(e: BaseException, kind: type) -> bool:
+    """True if ``e`` is a ``kind`` or a group holding one, however deep."""
+    if isinstance(e, kind):
+        return True
+    return isinstance(e, BaseExceptionGroup) and any(_has(x, kind) for x in e.exceptions)
+
+
+def abandon(pid: int, mountpoint: str) -> None:
+    """End the daemon ``pid`` whose parent was interrupted before its mount was ready:
+    SIGTERM, SIGKILL ``ABANDON_WAIT`` s later; a mount it left is detached."""
+    from torrentfs.fs.procfs import fuse_mount_type
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second Ctrl-C waits
+        signal.signal(sig, signal.SIG_IGN)
+    try:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + ABANDON_WAIT
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() >= deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                break
+            time.sleep(0.05)
+    except (ChildProcessError, ProcessLookupError):
+        pass
+    if fuse_mount_type(mountpoint) == "fuse.torrentfs":
+        subprocess.run(["fusermount3", "-uz", mountpoint], capture_output=True, timeout=10)
 
 
 def _read_word(fd: int, timeout: float, progress=None) -> str | None:

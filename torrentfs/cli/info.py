@@ -35,7 +35,11 @@ def run(args) -> int:
     if meta is None:
         meta = _info_of_magnet(magnet, args)
     print(f"name:       {meta.name}")
-    print(f"info-hash:  {meta.info_hash.hex()}")
+    print(f"version:    {meta.version}")
+    print(f"info-hash:  {meta.info_hash.hex()}"
+          + ("  (v2 info-hash cut to 20 bytes)" if meta.version == "v2" else ""))
+    if meta.info_hash_v2 is not None:
+        print(f"info-hash v2: {meta.info_hash_v2.hex()}")
     print(f"size:       {human(meta.total_length)} ({meta.total_length} bytes)")
     print(f"pieces:     {meta.num_pieces} x {human(meta.piece_length)}")
     if meta.private:

@@ -17,7 +17,7 @@ import os
 import sys
 
 from torrentfs import __version__
-from torrentfs.cli import create, info, mount, seed, status, unmount
+from torrentfs.cli import create, info, listing, mount, seed, status, stop, unmount
 from torrentfs.cli.args import (
     CONFIG_ENV,
     Formatter,
@@ -31,13 +31,14 @@ from torrentfs.engine.sources import SourceError
 
 log = logging.getLogger("torrentfs")
 
-COMMANDS = (mount, unmount, seed, status, info, create)  # in the order --help lists them
+COMMANDS = (mount, unmount, seed, status, listing, stop, info, create)  # in the order --help lists them
 
 MAIN_EPILOG = """\
 examples:
   torrentfs mount movie.torrent ~/movie      mount; returns once the files are there
   mpv ~/movie/movie.mkv                      play at once: reads fetch what they need
   torrentfs unmount ~/movie
+  torrentfs list                             every mount and daemon of yours
   torrentfs info movie.torrent               what the torrent holds
   torrentfs create ./image -o image.torrent -t http://tracker:6969/announce
   torrentfs seed image.torrent /srv          serve a finished download

@@ -30,6 +30,7 @@ from torrentfs.cli.args import (
 from torrentfs.cli.daemon import daemonise
 from torrentfs.cli.mountpoint import check_mountpoint
 from torrentfs.cli.output import CliError, human, setup_logging
+from torrentfs.cli.registry import SEEDING, Registration, lock_torrent
 from torrentfs.cli.serve import free_port, keep_found, start_dht, write_pid
 from torrentfs.cli.serve import run as run_trio
 from torrentfs.cli.state import default_cache_dir, mount_state_file
@@ -71,7 +72,8 @@ def add_parser(sub) -> None:
                    help=".torrent file or magnet link (with --watch: a folder)")
     m.add_argument("mountpoint", metavar="MOUNTPOINT", help="an empty directory")
     m.add_argument("-f", "--foreground", action="store_true",
-                   help="stay in the foreground and log to stderr (Ctrl-C unmounts)")
+                   help="stay in the foreground and log to stderr (Ctrl-C unmounts; "
+                     "without -f, Ctrl-C before the mount is ready ends its daemon)")
     m.add_argument("--watch", action="store_true",
                    help="TORRENT is a folder: show every .torrent in it as a folder of "
                         "the mount, adding and removing them as files come and go "
@@ -106,7 +108,8 @@ def add_parser(sub) -> None:
     data.add_argument("--seed-after", type=parse_seed_after, metavar="LIMIT",
                       help="when unmounted with the whole torrent verified, keep seeding "
                            "until LIMIT: ratio=R (uploaded/size), time=T (e.g. 30m, 2h), "
-                           "or both, comma-separated, whichever comes first")
+                           "or both, comma-separated, whichever comes first ('torrentfs "
+                           "list' shows the daemon, 'torrentfs stop' ends it)")
     net.add_argument("--no-pex", action="store_true",
                      help="no peer exchange (BEP 11): neither learn peers from peers nor "
                           "tell them ours")
@@ -121,7 +124,7 @@ def run(args) -> int:
     meta, magnet = load_target(args.torrent)
     mountpoint = check_mountpoint(args.mountpoint)
     os.umask(0o077)  # everything the daemon creates is the user's alone
-    cache = Path(args.cache_dir or default_cache_dir())
+    cache = Path(args.cache_dir or default_cache_dir()).absolute()
     folder = cache / (meta or magnet).info_hash.hex()
     try:
         private_dir(cache)
@@ -134,10 +137,13 @@ def run(args) -> int:
             and args.cache_size < 2 * meta.piece_length):
         raise CliError(f"--cache-size {human(args.cache_size)} is too small: this torrent "
                        f"needs at least two pieces ({human(2 * meta.piece_length)})")
+    # One daemon per torrent and cache folder; a forked daemon holds the lock on.
+    lock = lock_torrent(folder, mountpoint)
     if args.foreground:
         setup_logging(args.log_level, stream=sys.stderr)
-        return serve(meta, magnet, mountpoint, folder, args, ready=lambda msg: None)
-    return daemonise(partial(serve, meta, magnet, mountpoint, folder, args),
+        return serve(meta, magnet, mountpoint, folder, args, ready=lambda msg: None,
+                     lock=lock)
+    return daemonise(partial(serve, meta, magnet, mountpoint, folder, args, lock=lock),
                      mountpoint=mountpoint, logfile=folder / "torrentfs.log",
                      log_level=args.log_level,
                      extra_wait=args.metadata_timeout if meta is None else 0)
@@ -148,10 +154,12 @@ def web_seeds(meta, args) -> list[str]:
     return [*(() if args.no_web_seeds else meta.url_list), *args.web_seed]
 
 
-def serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=None) -> int:
+def serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=None,
+          lock=None) -> int:
     """Serve the mount until unmounted. With no ``meta`` (a magnet whose metadata is
     not cached), fetch the metadata first: the mount appears, and ``ready`` is
-    called, only once the tree is known."""
+    called, only once the tree is known. The daemon is in the registry meanwhile
+    (``torrentfs list``); ``lock`` is the torrent's (``disk.lock``), held until the end."""
     import trio
 
     from torrentfs.core.tree import Tree
@@ -159,12 +167,21 @@ def serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=Non
     from torrentfs.engine.torrent import Torrent, make_peer_id
     from torrentfs.fs.fuse import TorrentFS, mounted
 
-    state = mount_state_file(Path(args.cache_dir or default_cache_dir()), mountpoint)
+    state = mount_state_file(folder.parent, mountpoint)
+    if lock is not None:
+        lock.update(mountpoint=mountpoint, what="mounted on")  # our pid, once forked
+    reg = Registration(
+        kind="mount", state="fetching metadata" if meta is None else "starting",
+        mountpoint=mountpoint, name=meta and meta.name,
+        source=args.torrent if magnet else os.path.abspath(args.torrent),
+        info_hash=folder.name, cache=str(folder), status=str(status_path(state)),
+        log=str(folder / "torrentfs.log"), until=None)
+    phase = {"state": "mounted"}
 
     async def main() -> None:
         nonlocal meta
         peer_id, port, peers = make_peer_id(), args.port, list(args.peer)
-        cache = Path(args.cache_dir or default_cache_dir())
+        cache = folder.parent  # absolute: made so by run()
         async with trio.open_nursery() as nursery:
             dht = None
             if meta is None:
@@ -198,29 +215,48 @@ def serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=Non
                 log.info("mounted %s on %s (info-hash %s, port %d)",
                          meta.name, mountpoint, meta.info_hash.hex(), torrent.port)
                 # `torrentfs status` reads what this publishes.
-                nursery.start_soon(publish, lambda: [torrent], status_path(state), mountpoint)
-                await mount.serve(ready=lambda: ready(None))
+                nursery.start_soon(partial(publish, lambda: [torrent], status_path(state),
+                                           mountpoint, extra=lambda: phase))
+
+                def mounted_now() -> None:
+                    reg.update(state="mounted", name=meta.name)
+                    ready(None)
+
+                await mount.serve(ready=mounted_now)
+                reg.update(state="unmounting")  # `torrentfs unmount` sees we saw it
             if args.seed_after and torrent.seeding:
                 state.unlink(missing_ok=True)  # `torrentfs unmount` need not wait on us
-                await seed_after(torrent, args.seed_after)
+
+                def seeding(until: str) -> None:  # SIGTERM now ends the seeding
+                    phase["state"] = SEEDING
+                    reg.update(state=SEEDING, until=until)
+                    if lock is not None:
+                        lock.update(mountpoint=mountpoint, what="seeded after the unmount of")
+
+                await seed_after(torrent, args.seed_after, seeding)
             nursery.cancel_scope.cancel()
 
     try:
         run_trio(main)
     finally:
         state.unlink(missing_ok=True)  # after trackers were told and state was saved
+        reg.remove()
     log.info("stopped")
     return 0
 
 
-async def seed_after(torrent, limits: dict[str, float]) -> None:
-    """Keep seeding after the unmount until the ratio or time limit (or a signal)."""
+async def seed_after(torrent, limits: dict[str, float], started=lambda until: None) -> None:
+    """Keep seeding after the unmount until the ratio or time limit (or SIGINT or
+    SIGTERM: ``torrentfs stop``). ``started(until)`` is called once those signals
+    are heard."""
     import trio
     size = torrent.geometry.total_length or 1
     start_up, t0 = torrent.uploaded, trio.current_time()
-    log.info("unmounted; seeding on until %s",
-             " or ".join(f"{k} {v:g}" for k, v in limits.items()))
+    until = " or ".join(f"{k} {v:g}" + (" s" if k == "time" else "")
+                        for k, v in limits.items())
+    log.info("unmounted; seeding on until %s", until)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
+        started(until)
         with trio.move_on_after(limits.get("time", math.inf)):
             async with trio.open_nursery() as n:
                 async def watch_ratio() -> None:

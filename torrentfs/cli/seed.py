@@ -18,6 +18,7 @@ from torrentfs.cli.args import (
     torrent_options,
 )
 from torrentfs.cli.output import CliError, progress_bar, setup_logging
+from torrentfs.cli.registry import Registration, lock_torrent
 from torrentfs.cli.serve import keep_found, start_dht
 from torrentfs.cli.serve import run as run_trio
 from torrentfs.cli.state import default_cache_dir
@@ -73,8 +74,12 @@ def run(args) -> int:
                        f"{'folder' if meta.multi_file else 'file'})")
     setup_logging(args.log_level, stream=sys.stderr)
     os.umask(0o077)  # our state files are the user's alone
-    cache = Path(args.cache_dir or default_cache_dir())
+    cache = Path(args.cache_dir or default_cache_dir()).absolute()
     state = cache / meta.info_hash.hex()
+    lock = lock_torrent(state, str(data_dir.absolute()), what="seeded from")  # one a torrent
+    reg = Registration(kind="seed", state="verifying", mountpoint=None, source=os.path.abspath(args.torrent),
+                       name=meta.name, info_hash=meta.info_hash.hex(), cache=str(state),
+                       status=None, log=None, until=None)
 
     async def main() -> None:
         torrent = Torrent(meta, state, torrent_options(args, seed_only=True,
@@ -91,6 +96,7 @@ def run(args) -> int:
                   f"port {torrent.port}", file=sys.stderr, flush=True)
             if not have.count:
                 raise CliError(f"no piece of {meta.name} in {data_dir} verifies")
+            reg.update(state="seeding")
             if not meta.private:
                 dht = await start_dht(nursery, args, cache, torrent.port)
                 if dht is not None:
@@ -101,5 +107,9 @@ def run(args) -> int:
                     break
             nursery.cancel_scope.cancel()
 
-    run_trio(main)
+    try:
+        run_trio(main)
+    finally:
+        reg.remove()
+        lock.release()
     return 0

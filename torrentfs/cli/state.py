@@ -4,10 +4,11 @@ log files."""
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import appdirs
+
+from torrentfs.fs.procfs import mountpoint_path
 
 
 def default_cache_dir() -> Path:
@@ -15,7 +16,9 @@ def default_cache_dir() -> Path:
 
 
 def mount_state_file(cache: Path, mountpoint: str) -> Path:
-    key = hashlib.sha1(os.path.realpath(mountpoint).encode()).hexdigest()[:16]
+    """The daemon's pid file of the mount on ``mountpoint`` (a path found without
+    touching the mountpoint: see ``procfs.mountpoint_path``)."""
+    key = hashlib.sha1(mountpoint_path(mountpoint).encode()).hexdigest()[:16]
     return cache / "mounts" / f"{key}.pid"
 
 

@@ -10,16 +10,16 @@ itself, so a busy daemon cannot hang it; a status older than ``STALE_AFTER`` say
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
+from torrentfs.cli import registry
 from torrentfs.cli.args import command
 from torrentfs.cli.output import CliError, human
 from torrentfs.cli.state import default_cache_dir, mount_state_file
 from torrentfs.core.text import printable
 from torrentfs.engine.status import status_path
-from torrentfs.fs.procfs import pid_alive
+from torrentfs.fs.procfs import pid_alive, process_state
 
 STALE_AFTER = 5.0    # a status file older than this: the daemon is busy or stuck
 WATCH_EVERY = 1.0    # --watch redraws this often
@@ -44,14 +44,24 @@ def _pieces(pieces: list[int]) -> str:
 
 
 def load(mountpoint: str, cache: Path) -> dict:
-    """The status document of the mount on ``mountpoint``; a CliError if there is
-    none, or its daemon is gone."""
-    path = status_path(mount_state_file(cache, os.path.abspath(mountpoint)))
+    """The status document of the mount on ``mountpoint`` (found in the registry,
+    whatever its cache folder; else in ``cache``), or of the one torrent of a watch
+    mount whose folder ``mountpoint`` is (or is in); a CliError if there is none,
+    or its daemon is gone. Touches no mountpoint."""
+    entry, folder = registry.locate(mountpoint)
+    if entry is not None and entry.get("status"):
+        path = Path(entry["status"])
+    else:
+        path = status_path(mount_state_file(cache, mountpoint))
     try:
         doc = json.loads(path.read_bytes())
     except FileNotFoundError:
-        raise CliError(f"{mountpoint}: no torrentfs mount there (no status in {cache}; "
-                       "give --cache-dir if it was mounted with one)") from None
+        if entry is not None:  # fetching a magnet's metadata, or just starting
+            return {"pid": entry["pid"], "mountpoint": entry.get("mountpoint"),
+                    "updated": time.time(), "torrents": [],
+                    "state": entry.get("state"), "info_hash": entry.get("info_hash")}
+        raise CliError(f"{mountpoint}: no torrentfs mount there (see: torrentfs "
+                       "list)") from None
     except (OSError, ValueError) as e:
         raise CliError(f"{mountpoint}: cannot read its status: {e}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("torrents"), list):
@@ -60,6 +70,15 @@ def load(mountpoint: str, cache: Path) -> dict:
     if not isinstance(pid, int) or not pid_alive(pid):
         raise CliError(f"{mountpoint}: its daemon (pid {pid}) is gone; clear the mount "
                        f"with: torrentfs unmount {mountpoint}")
+    if process_state(pid) in ("T", "t"):
+        doc["stopped"] = True  # SIGSTOPped: the status is frozen
+    if folder is not None:
+        doc["torrents"] = [t for t in doc["torrents"] if t.get("folder") == folder]
+        skipped = [s for s in doc.get("skipped", ()) if s.get("file") == folder]
+        if not doc["torrents"] and not skipped:
+            raise CliError(f"{mountpoint}: no torrent of the watch mount "
+                           f"{entry.get('mountpoint')} is there")
+        doc["skipped"] = skipped
     return doc
 
 
@@ -68,12 +87,27 @@ def render_text(doc: dict, now: float | None = None) -> str:
     now = time.time() if now is None else now
     lines = []
     age = now - doc.get("updated", now)
-    if age > STALE_AFTER:
+    if doc.get("stopped"):
+        lines.append(f"(the daemon, pid {doc.get('pid')}, is stopped (SIGSTOP): this "
+                     f"status is {age:.0f} s old)")
+    elif age > STALE_AFTER:
         lines.append(f"(status is {age:.0f} s old: the daemon is busy or stuck)")
+    state = doc.get("state")
+    if state == "fetching metadata":
+        lines.append(f"{printable(doc.get('mountpoint') or '?')}: not mounted yet: "
+                     f"fetching the metadata of {doc.get('info_hash')} (pid {doc['pid']})")
+    elif state not in (None, "mounted"):
+        lines.append(f"{printable(doc.get('mountpoint') or '?')}: {state} (pid "
+                     f"{doc['pid']}; torrentfs stop {doc['pid']} ends it)")
+    if "watched" in doc:
+        lines.append(f"{printable(doc['mountpoint'])}: watching {printable(doc['watched'])}"
+                     f" ({len(doc['torrents'])} torrents shown)")
     for t in doc["torrents"]:
         p, peers, rates, totals = t["pieces"], t["peers"], t["rates"], t["totals"]
         lines += [
-            f"{printable(doc['mountpoint'])}: {printable(t['name'])}",
+            f"{printable(doc['mountpoint'])}"
+            + (f"/{printable(t['folder'])}" if t.get("folder") else "")
+            + f": {printable(t['name'])}",
             f"  info-hash:  {t['info_hash']}",
             f"  progress:   {human(t['verified'])} of {human(t['size'])} verified "
             f"({percent(t['verified'], t['size'])}), {p['verified']} of {p['total']} "
@@ -103,6 +137,10 @@ def render_text(doc: dict, now: float | None = None) -> str:
             lines.append(f"    {percent(f['verified'], f['size']):>6}  "
                          f"{human(f['verified']):>10} of {human(f['size']):<10}  "
                          f"{printable(f['path'])}")
+    for name in doc.get("fetching", ()):
+        lines.append(f"fetching metadata: {printable(name)}")
+    for skip in doc.get("skipped", ()):
+        lines.append(f"skipped: {printable(skip['file'])}: {printable(skip['why'])}")
     return "\n".join(lines)
 
 
@@ -116,9 +154,15 @@ def render_rich(doc: dict, now: float | None = None):
     now = time.time() if now is None else now
     parts = []
     age = now - doc.get("updated", now)
-    if age > STALE_AFTER:
+    if doc.get("stopped"):
+        parts.append(Text(f"the daemon (pid {doc.get('pid')}) is stopped (SIGSTOP)",
+                          style="bold red"))
+    elif age > STALE_AFTER:
         parts.append(Text(f"status is {age:.0f} s old: the daemon is busy or stuck",
                           style="bold red"))
+    if doc.get("state") not in (None, "mounted"):
+        parts.append(Text(f"{printable(doc.get('mountpoint') or '?')}: {doc['state']}",
+                          style="bold"))
     for t in doc["torrents"]:
         peers, rates = t["peers"], t["rates"]
         parts.append(Text(f"{printable(doc['mountpoint'])}: {printable(t['name'])}  "
@@ -164,6 +208,11 @@ def render_rich(doc: dict, now: float | None = None):
                 pt.add_row(printable(p["address"]), printable(p["client"]),
                            human(p["download_rate"]), human(p["upload_rate"]), flags)
             parts.append(pt)
+    for name in doc.get("fetching", ()):
+        parts.append(Text(f"fetching metadata: {printable(name)}", style="yellow"))
+    for skip in doc.get("skipped", ()):
+        parts.append(Text(f"skipped {printable(skip['file'])}: {printable(skip['why'])}",
+                          style="dim"))
     return Group(*parts)
 
 
@@ -207,18 +256,25 @@ def add_parser(sub) -> None:
         sub, "status", help="show what a mount is doing",
         description="Show a mount's progress (bytes verified, per file too), peers, "
         "rates, the reads waiting for pieces and its cache, as the daemon saw them at "
-        "most a second ago.",
+        "most a second ago. Works for any daemon 'torrentfs list' shows, whatever its "
+        "cache folder: a mount, a watch mount (all its torrents and the files it "
+        "skipped, or one torrent: give its folder in the mount), one seeding after "
+        "its unmount. Never touches the mountpoint, so a stuck daemon cannot hang it.",
         epilog="examples:\n"
                "  torrentfs status ~/movie              progress, peers, rates, waiting reads\n"
                "  torrentfs status ~/movie --watch      live, with progress bars\n"
                "  torrentfs status ~/movie --json | jq .torrents[0].verified\n"
                "  getfattr -d ~/movie/movie.mkv         one file's progress (xattrs)")
-    s.add_argument("mountpoint", metavar="MOUNTPOINT", help="where the torrent is mounted")
+    s.add_argument("mountpoint", metavar="MOUNTPOINT",
+                   help="where the torrent is mounted (or a torrent's folder in a "
+                        "watch mount)")
     how = s.add_mutually_exclusive_group()
     how.add_argument("--json", action="store_true",
                      help="print the status as JSON (schema in the README)")
     how.add_argument("-w", "--watch", action="store_true",
                      help="keep it on the terminal with progress bars, redrawn every "
                           "second, until the mount goes away or Ctrl-C")
-    s.add_argument("--cache-dir", metavar="DIR", help="the cache folder the mount used")
+    s.add_argument("--cache-dir", metavar="DIR",
+                   help="not needed: mounts are found whatever cache folder they use "
+                        "(kept for daemons of older versions)")
     s.set_defaults(func=run)

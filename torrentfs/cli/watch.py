@@ -13,6 +13,7 @@ from torrentfs.cli.args import torrent_options
 from torrentfs.cli.daemon import daemonise
 from torrentfs.cli.mountpoint import check_mountpoint
 from torrentfs.cli.output import CliError, setup_logging
+from torrentfs.cli.registry import Registration
 from torrentfs.cli.serve import open_dht, write_pid
 from torrentfs.cli.serve import run as run_trio
 from torrentfs.cli.state import default_cache_dir, mount_log_file, mount_state_file
@@ -31,7 +32,7 @@ def run(args) -> int:
         raise CliError("--seed-after cannot be used with --watch")
     mountpoint = check_mountpoint(args.mountpoint)
     os.umask(0o077)
-    cache = Path(args.cache_dir or default_cache_dir())
+    cache = Path(args.cache_dir or default_cache_dir()).absolute()
     logfile = mount_log_file(cache, mountpoint)
     try:
         private_dir(cache)
@@ -51,23 +52,28 @@ def serve(watched: Path, mountpoint: str, cache: Path, args, ready, progress=Non
     import trio
 
     from torrentfs.engine.multi import MultiMount, Shared, TorrentTag
+    from torrentfs.engine.status import publish, status_path
     from torrentfs.fs.fuse import mounted
     from torrentfs.fs.multifs import MultiFS
 
     state = mount_state_file(cache, mountpoint)
+    reg = Registration(kind="watch", mountpoint=mountpoint, source=str(watched),
+                       name=None, info_hash=None, cache=str(cache),
+                       status=str(status_path(state)),
+                       log=str(mount_log_file(cache, mountpoint)), until=None)
 
     for handler in logging.getLogger().handlers:
         handler.addFilter(TorrentTag())
 
     async def main() -> None:
-        fs = MultiFS()
+        fs = MultiFS(root_facts=lambda: root_facts(multi))
         shared = Shared(args.max_peers, args.upload_rate or None, args.download_rate or None)
         dht = None if args.no_dht else partial(open_dht, args=args, cache=cache)
         multi = MultiMount(
             watched, fs, cache, shared, port=args.port, peers=args.peer, open_dht=dht,
             load=watch_loader(cache, lambda: multi.port, peers=args.peer,
                               timeout=args.metadata_timeout),
-            torrent_options=torrent_options(args))
+            torrent_options=torrent_options(args), mountpoint=mountpoint)
         async with trio.open_nursery() as nursery:
             # Mounted first: the torrents already in the folder are shown (and the
             # kernel told) as they start.
@@ -80,12 +86,57 @@ def serve(watched: Path, mountpoint: str, cache: Path, args, ready, progress=Non
                 write_pid(state)
                 log.info("mounted %s on %s: %d torrents, port %d", watched, mountpoint,
                          len(fs.names()), multi.port)
-                await mount.serve(ready=lambda: ready(None))
+                nursery.start_soon(partial(publish, partial(shown, multi), status_path(state),
+                                           mountpoint, extra=partial(watch_facts, multi)))
+
+                def mounted_now() -> None:
+                    reg.update(state="mounted")
+                    ready(None)
+
+                await mount.serve(ready=mounted_now)
+                reg.update(state="unmounting")  # `torrentfs unmount` sees we saw it
             nursery.cancel_scope.cancel()
 
     try:
         run_trio(main)
     finally:
         state.unlink(missing_ok=True)
+        reg.remove()
     log.info("stopped")
     return 0
+
+
+class _Shown:
+    """A torrent of the watch mount as the status file shows it: its snapshot with
+    the file it came from and its folder in the mount."""
+
+    def __init__(self, entry) -> None:
+        self.entry = entry
+
+    def status(self) -> dict:
+        return {**self.entry.torrent.status(), "file": self.entry.file,
+                "folder": self.entry.folder}
+
+
+def shown(multi) -> list[_Shown]:
+    return [_Shown(e) for e in multi.by_file.values()
+            if e.torrent is not None and e.folder is not None]
+
+
+def watch_facts(multi) -> dict:
+    """The watch mount's own fields of the status file (``engine.status``)."""
+    return {"state": "mounted", "watched": str(multi.folder),
+            "skipped": [{"file": f, "why": why} for f, why in sorted(multi.skipped.items())],
+            "fetching": multi.fetching()}
+
+
+def root_facts(multi) -> dict[str, str]:
+    """The watch mount's root xattrs beside the count of torrents: what was skipped
+    and why, one file a line, and the magnets being fetched."""
+    facts = {}
+    if multi.skipped:
+        facts["skipped"] = "\n".join(f"{f}: {why}" for f, why in sorted(multi.skipped.items()))
+    fetching = multi.fetching()
+    if fetching:
+        facts["fetching"] = "\n".join(fetching)
+    return facts

@@ -93,6 +93,10 @@ class Bitfield:
     def __len__(self) -> int:
         return self.count
 
+    def count_range(self, start: int, stop: int) -> int:
+        """How many of the indexes ``start..stop-1`` are set (clamped to the size)."""
+        return self._bits.count(1, max(0, start), max(0, min(stop, self.size)))
+
     @property
     def complete(self) -> bool:
         return self.count == self.size

@@ -154,12 +154,23 @@ class Geometry:
     def verified_in_range(self, have, start: int, length: int) -> int:
         """Bytes of ``[start, start+length)`` of the stream that lie in pieces of
         ``have``."""
+        pieces = self.pieces_in_range(start, length)
+        if not pieces:
+            return 0
         total = 0
         end = start + length
-        for i in self.pieces_in_range(start, length):
+        first, last = pieces[0], pieces[-1]
+        for i in {first, last}:  # the edges: maybe only part of them is in range
             if i in have:
                 base = self.piece_offset(i)
                 total += min(end, base + self.piece_size(i)) - max(start, base)
+        if last - first > 1:  # in between: whole pieces, none the short last one
+            inner = range(first + 1, last)
+            if hasattr(have, "count_range"):  # a Bitfield: counted in C, not per piece
+                n = have.count_range(inner.start, inner.stop)
+            else:
+                n = sum(1 for i in inner if i in have)
+            total += n * self.piece_length
         return total
 
     def verified_total(self, have) -> int:

@@ -52,15 +52,19 @@ HANDSHAKE_LENGTH = INFO_HASH_END + 20  # 68
 RESERVED_EXTENDED = (5, 0x10)  # BEP 10
 RESERVED_FAST = (7, 0x04)  # BEP 6
 RESERVED_DHT = (7, 0x01)  # BEP 5
+RESERVED_V2 = (7, 0x10)  # BEP 52: we speak v2 (set only for a v2 or hybrid torrent:
+# libtorrent drops a peer that sets it for a torrent it knows to be v1-only)
 
 
-def make_reserved(*, fast: bool = True, extended: bool = True, dht: bool = False) -> bytes:
+def make_reserved(*, fast: bool = True, extended: bool = True, dht: bool = False,
+                  v2: bool = False) -> bytes:
     """Return the 8 reserved handshake bytes with exactly the given bits set."""
     reserved = bytearray(8)
     for wanted, (byte, mask) in (
         (fast, RESERVED_FAST),
         (extended, RESERVED_EXTENDED),
         (dht, RESERVED_DHT),
+        (v2, RESERVED_V2),
     ):
         if wanted:
             reserved[byte] |= mask
@@ -105,17 +109,20 @@ def encode(hs: Handshake) -> bytes:
     return b"".join((_PREFIX, hs.reserved, hs.info_hash, hs.peer_id))
 
 
-def check(head: bytes, info_hash: bytes) -> None:
+def check(head: bytes, info_hash: bytes, *also: bytes) -> None:
     """Judge the first bytes of a peer's handshake, however many have arrived (up to
     all 68): raises RemoteProtocolError as soon as they show a pstrlen other than
     19, a protocol string other than ``BitTorrent protocol``, or an info-hash other
-    than ``info_hash``.  The reserved bytes and the peer id are not judged."""
+    than ``info_hash`` (or one of ``also``: a hybrid torrent's other swarm, whose
+    name a v2 peer may answer with).  The reserved bytes and the peer id are not
+    judged."""
     n = min(len(head), len(_PREFIX))
     if head[:n] != _PREFIX[:n]:
         if head[0] != len(PROTOCOL):
             raise RemoteProtocolError(f"bad handshake: pstrlen {head[0]}, expected 19")
         raise RemoteProtocolError("bad handshake: protocol string is not 'BitTorrent protocol'")
-    if len(head) >= INFO_HASH_END and head[_INFO_HASH_AT:INFO_HASH_END] != info_hash:
+    if (len(head) >= INFO_HASH_END
+            and head[_INFO_HASH_AT:INFO_HASH_END] not in (info_hash, *also)):
         raise RemoteProtocolError("bad handshake: info_hash is not ours")
 
 

@@ -1,4 +1,5 @@
-"""The peer wire messages (BEP 3, BEP 6, the BEP 10 frame) and their codec.
+"""The peer wire messages (BEP 3, BEP 6, the BEP 10 frame, BEP 52's hash request,
+hashes and hash reject) and their codec.
 
 One frozen dataclass per message under one base class, :class:`Message`; each
 message with a fixed id carries it as the class attribute ``msg_id``.
@@ -42,6 +43,11 @@ __all__ = [
     "Reject",
     "AllowedFast",
     "Extended",
+    "HashRequest",
+    "Hashes",
+    "HashReject",
+    "HASH_TYPES",
+    "MAX_HASH_COUNT",
     "Unknown",
     "ConnectionClosed",
     "FAST_TYPES",
@@ -55,6 +61,11 @@ __all__ = [
 
 MAX_BLOCK_LENGTH = 131072
 """Longest block a request, cancel, reject or piece may carry (128 KiB)."""
+MAX_HASH_COUNT = 8192
+"""Most base-layer hashes one hash request may ask for (libtorrent's limit)."""
+MAX_TREE_LAYERS = 64
+"""Highest base layer or proof layer count a hash message may name (a merkle tree
+of 2**64 blocks is far past any torrent)."""
 
 _U32 = 2**32
 
@@ -207,6 +218,51 @@ class Extended(Message):
 
 
 @dataclass(frozen=True)
+class HashRequest(Message):
+    """BEP 52: ask for ``length`` hashes of the merkle tree whose root is
+    ``pieces_root``, at ``base_layer`` (0: the 16 KiB blocks) from ``index`` on,
+    with the uncle hashes proving them up to ``proof_layers`` layers above."""
+
+    msg_id: ClassVar[int] = 21
+    pieces_root: bytes
+    base_layer: int
+    index: int
+    length: int
+    proof_layers: int
+
+
+@dataclass(frozen=True)
+class Hashes(Message):
+    """BEP 52: the answer to a :class:`HashRequest` (its fields repeated), then
+    ``hashes``: the base-layer hashes and the uncle hashes, 32 bytes each."""
+
+    msg_id: ClassVar[int] = 22
+    pieces_root: bytes
+    base_layer: int
+    index: int
+    length: int
+    proof_layers: int
+    hashes: bytes
+
+    def __repr__(self) -> str:
+        return (f"Hashes(root={self.pieces_root[:4].hex()}.., base={self.base_layer}, "
+                f"index={self.index}, length={self.length}, proof={self.proof_layers}, "
+                f"<{len(self.hashes) // 32} hashes>)")
+
+
+@dataclass(frozen=True)
+class HashReject(Message):
+    """BEP 52: the peer will not answer this :class:`HashRequest`."""
+
+    msg_id: ClassVar[int] = 23
+    pieces_root: bytes
+    base_layer: int
+    index: int
+    length: int
+    proof_layers: int
+
+
+@dataclass(frozen=True)
 class Unknown(Message):
     """A message with an id this module does not know; tolerated."""
 
@@ -219,7 +275,10 @@ class ConnectionClosed(Message):
     """The peer closed the connection at a message boundary (never sent)."""
 
 
-_KNOWN_IDS = frozenset({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0x0D, 0x0E, 0x0F, 0x10, 0x11, 20})
+_KNOWN_IDS = frozenset({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0x0D, 0x0E, 0x0F, 0x10, 0x11, 20,
+                        21, 22, 23})
+HASH_TYPES = (HashRequest, Hashes, HashReject)
+"""BEP 52's merkle hash messages."""
 FAST_TYPES = (Suggest, HaveAll, HaveNone, Reject, AllowedFast)
 """The messages of the fast extension (BEP 6): allowed only once it is negotiated."""
 FAST_IDS = frozenset(t.msg_id for t in FAST_TYPES)
@@ -243,6 +302,9 @@ NAMES = {
     0x10: "reject",
     0x11: "allowed_fast",
     20: "extended",
+    21: "hash request",
+    22: "hashes",
+    23: "hash reject",
 }
 """The protocol's name of each known message id, for error messages."""
 
@@ -251,6 +313,27 @@ _INDEX = struct.Struct(">I")
 _BLOCK = struct.Struct(">III")
 _PORT = struct.Struct(">H")
 _PIECE_HEAD = struct.Struct(">II")
+_PIECE_FULL_HEAD = struct.Struct(">IBII")
+
+_HASH_HEAD = struct.Struct(">32sIIII")
+
+
+def hash_header_problem(root: object, base: object, index: object, length: object,
+                        proof: object) -> str | None:
+    """Why a hash message's header is invalid, or None: a 32-byte root, a base and
+    proof layer count under MAX_TREE_LAYERS, a length that is a power of two up to
+    MAX_HASH_COUNT, an index that is a multiple of it (BEP 52)."""
+    if not isinstance(root, bytes) or len(root) != 32:
+        return "pieces root is not 32 bytes"
+    if not all(is_int(v) and v >= 0 for v in (base, index, length, proof)):
+        return "fields must be non-negative integers"
+    if base >= MAX_TREE_LAYERS or proof >= MAX_TREE_LAYERS:  # type: ignore[operator]
+        return f"base layer {base} or proof layers {proof} not under {MAX_TREE_LAYERS}"
+    if not 1 <= length <= MAX_HASH_COUNT or length & (length - 1):  # type: ignore[operator]
+        return f"length {length} is not a power of two in 1..{MAX_HASH_COUNT}"
+    if index % length or index >= 2**32:  # type: ignore[operator]
+        return f"index {index} is not a multiple of length {length}"
+    return None
 
 
 def is_int(value: object) -> bool:
@@ -286,6 +369,18 @@ def _check_block(msg: Message, begin: object, length: int | None) -> None:
         )
 
 
+def _encode_piece(msg: Piece, num_pieces: int | None) -> bytes:
+    _check_index(msg, msg.index, num_pieces)
+    _check_block(msg, msg.begin, None)
+    if not _is_bytes(msg.data):
+        raise LocalProtocolError("Piece: data must be bytes-like")
+    size = memoryview(msg.data).nbytes
+    if not 1 <= size <= MAX_BLOCK_LENGTH:
+        raise LocalProtocolError(f"Piece: block of {size} bytes not in 1..{MAX_BLOCK_LENGTH}")
+    head = _PIECE_FULL_HEAD.pack(9 + size, 7, msg.index, msg.begin)
+    return b"".join((head, msg.data))
+
+
 def encode(msg: Message, num_pieces: int | None) -> bytes:
     """The wire bytes of ``msg`` for a torrent of ``num_pieces`` pieces (None: not
     known yet, so no bitfield and no piece index may be sent).
@@ -296,6 +391,8 @@ def encode(msg: Message, num_pieces: int | None) -> bytes:
     length or with spare bits set, an extension id outside a byte, an
     :class:`Unknown` with an assigned id) and for what is not a message one sends.
     """
+    if type(msg) is Piece:  # the common case first: what a seed sends most
+        return _encode_piece(msg, num_pieces)
     if isinstance(msg, KeepAlive):
         return b"\x00\x00\x00\x00"
     if isinstance(msg, (Choke, Unchoke, Interested, NotInterested, HaveAll, HaveNone)):
@@ -308,15 +405,7 @@ def encode(msg: Message, num_pieces: int | None) -> bytes:
         _check_block(msg, msg.begin, msg.length)
         return _LEN_ID.pack(13, msg.msg_id) + _BLOCK.pack(msg.index, msg.begin, msg.length)
     if isinstance(msg, Piece):
-        _check_index(msg, msg.index, num_pieces)
-        _check_block(msg, msg.begin, None)
-        if not _is_bytes(msg.data):
-            raise LocalProtocolError("Piece: data must be bytes-like")
-        size = memoryview(msg.data).nbytes
-        if not 1 <= size <= MAX_BLOCK_LENGTH:
-            raise LocalProtocolError(f"Piece: block of {size} bytes not in 1..{MAX_BLOCK_LENGTH}")
-        head = _LEN_ID.pack(9 + size, 7) + _PIECE_HEAD.pack(msg.index, msg.begin)
-        return b"".join((head, msg.data))
+        return _encode_piece(msg, num_pieces)
     if isinstance(msg, Bitfield):
         if not _is_bytes(msg.bits):
             raise LocalProtocolError("Bitfield: bits must be bytes-like")
@@ -340,6 +429,22 @@ def encode(msg: Message, num_pieces: int | None) -> bytes:
             raise LocalProtocolError("Extended: payload must be bytes-like")
         payload = bytes(msg.payload)
         return _LEN_ID.pack(2 + len(payload), 20) + bytes([msg.ext_id]) + payload
+    if isinstance(msg, HASH_TYPES):
+        problem = hash_header_problem(msg.pieces_root, msg.base_layer, msg.index, msg.length,
+                                      msg.proof_layers)
+        if problem:
+            raise LocalProtocolError(f"{type(msg).__name__}: {problem}")
+        head = _HASH_HEAD.pack(msg.pieces_root, msg.base_layer, msg.index, msg.length,
+                               msg.proof_layers)
+        body = b""
+        if isinstance(msg, Hashes):
+            if not _is_bytes(msg.hashes):
+                raise LocalProtocolError("Hashes: hashes must be bytes-like")
+            body = bytes(msg.hashes)
+            if len(body) % 32 or not msg.length <= len(body) // 32 <= msg.length + MAX_TREE_LAYERS:
+                raise LocalProtocolError(f"Hashes: {len(body)} bytes of hashes for length "
+                                         f"{msg.length}")
+        return _LEN_ID.pack(1 + len(head) + len(body), msg.msg_id) + head + body
     if isinstance(msg, Unknown):
         if not is_int(msg.msg_id) or not 0 <= msg.msg_id <= 255 or msg.msg_id in _KNOWN_IDS:
             raise LocalProtocolError(f"Unknown: {msg.msg_id!r} is not an unassigned message id")
@@ -371,6 +476,15 @@ def decode(buf: bytearray, msg_id: int, start: int, end: int,
     extended message was negotiated is the caller's question.
     """
     size = end - start
+    if msg_id == 7 and 8 < size <= 8 + MAX_BLOCK_LENGTH:
+        # The common case first, without the helpers below (most messages are blocks).
+        index, begin = _PIECE_HEAD.unpack_from(buf, start)
+        if num_pieces is None or index < num_pieces:
+            return Piece(index, begin, memoryview(buf)[start + 8 : end].toreadonly())
+    elif msg_id == 6 and size == 12:  # a request: what a seed hears most
+        index, begin, length = _BLOCK.unpack_from(buf, start)
+        if (num_pieces is None or index < num_pieces) and 1 <= length <= MAX_BLOCK_LENGTH:
+            return Request(index, begin, length)
     name = NAMES.get(msg_id)
 
     def expect(expected: int) -> None:
@@ -423,4 +537,29 @@ def decode(buf: bytearray, msg_id: int, start: int, end: int,
         if size < 1:
             raise RemoteProtocolError("extended message without an extension id")
         return Extended(buf[start], bytes(buf[start + 1 : end]))
+    if msg_id in (21, 22, 23):
+        return _decode_hash_message(buf, msg_id, start, end)
     return Unknown(msg_id, bytes(buf[start:end]))
+
+
+def _decode_hash_message(buf: bytearray, msg_id: int, start: int, end: int) -> Message:
+    """A BEP 52 hash request, hashes or hash reject; its header judged as on send.
+    Whether hashes were asked for and prove anything is the receiver's question."""
+    name = NAMES[msg_id]
+    size = end - start
+    if size < _HASH_HEAD.size or (msg_id != 22 and size != _HASH_HEAD.size):
+        raise RemoteProtocolError(f"{name} payload is {size} bytes, expected "
+                                  f"{_HASH_HEAD.size}{' or more' if msg_id == 22 else ''}")
+    root, base, index, length, proof = _HASH_HEAD.unpack_from(buf, start)
+    problem = hash_header_problem(root, base, index, length, proof)
+    if problem:
+        raise RemoteProtocolError(f"{name}: {problem}")
+    if msg_id == 21:
+        return HashRequest(root, base, index, length, proof)
+    if msg_id == 23:
+        return HashReject(root, base, index, length, proof)
+    hashes = bytes(buf[start + _HASH_HEAD.size:end])
+    count, rest = divmod(len(hashes), 32)
+    if rest or not length <= count <= length + MAX_TREE_LAYERS:
+        raise RemoteProtocolError(f"hashes: {len(hashes)} bytes of hashes for length {length}")
+    return Hashes(root, base, index, length, proof, hashes)

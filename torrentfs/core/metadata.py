@@ -260,7 +260,7 @@ class MetadataFetcher:
         if any(got is None for got in self._pieces):
             return None
         info = b"".join(self._pieces)  # type: ignore[arg-type]
-        if hashlib.sha1(info).digest() == self.info_hash and _is_dict(info):
+        if matches(info, self.info_hash) and _is_dict(info):
             return Complete(info)
         culprits = tuple(dict.fromkeys(self._from.values()))
         if len(culprits) == 1:
@@ -271,6 +271,13 @@ class MetadataFetcher:
         sizes = [q.size for q in self._peers.values()]
         self._reset(max(set(sizes), key=sizes.count) if sizes else None)
         return HashFailed(culprits)
+
+
+def matches(info: bytes, info_hash: bytes) -> bool:
+    """Whether an info dictionary is the one a 20-byte info-hash names: its SHA-1
+    (v1, hybrid), or its SHA-256 cut to 20 bytes (BEP 52: a v2 torrent's swarm)."""
+    return (hashlib.sha1(info).digest() == info_hash
+            or hashlib.sha256(info).digest()[:20] == info_hash)
 
 
 def _is_dict(info: bytes) -> bool:

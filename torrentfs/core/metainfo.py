@@ -6,7 +6,8 @@ and returns a validated :class:`Metainfo`, or raises :class:`MetainfoError`
 
 Supported: BEP 3 (v1 single- and multi-file), BEP 12 (announce-list),
 BEP 47 (padding files and the ``attr`` key), BEP 19 (``url-list``: the web
-seeds, see ``webseed``).  v2-only torrents (no ``pieces``) are rejected.
+seeds, see ``webseed``), BEP 52 (v2-only and hybrid torrents: the file tree,
+piece layers and v2 info-hash are read by ``metainfo_v2``).
 
 How the input is read:
 
@@ -60,6 +61,7 @@ from typing import Any
 
 import bencodepy
 
+from torrentfs.core import metainfo_v2
 from torrentfs.core.text import has_control, replace_control
 
 __all__ = ["MetainfoError", "FileEntry", "Metainfo", "parse", "MAX_PIECE_LENGTH",
@@ -132,10 +134,24 @@ class Metainfo:
     comment: str | None = None
     created_by: str | None = None
     creation_date: int | None = None
+    #: The BEP 52 half (v2-only or hybrid torrent), else None.
+    v2: metainfo_v2.V2Info | None = field(default=None, repr=False)
 
     @property
     def num_pieces(self) -> int:
+        if self.v2 is not None and not self.v2.hybrid:
+            return self.v2.num_pieces
         return len(self.piece_hashes) // HASH_LEN
+
+    @property
+    def version(self) -> str:
+        """'v1', 'v2' or 'hybrid'."""
+        return "v1" if self.v2 is None else "hybrid" if self.v2.hybrid else "v2"
+
+    @property
+    def info_hash_v2(self) -> bytes | None:
+        """The full SHA-256 info-hash of a v2 or hybrid torrent (None for v1)."""
+        return None if self.v2 is None else self.v2.info_hash
 
     def piece_hash(self, i: int) -> bytes:
         """The expected SHA-1 of piece ``i``; IndexError when out of range."""
@@ -392,6 +408,8 @@ def parse(data: bytes) -> Metainfo:
         return _parse(data)
     except MetainfoError:
         raise
+    except metainfo_v2.V2Error as e:
+        raise MetainfoError(str(e)) from None
     except Exception as e:  # defensive: nothing else may escape
         raise MetainfoError(f"not a torrent file: {type(e).__name__}: {e}") from e
 
@@ -431,8 +449,11 @@ def _parse(data: bytes) -> Metainfo:
             f"invalid torrent: 'piece length' {piece_length} is larger than 256 MiB"
         )
     pieces = info.get(b"pieces")
+    v2 = metainfo_v2.is_v2(info)
+    if pieces is None and not v2:
+        raise MetainfoError("invalid torrent: missing 'pieces' (and no BEP 52 'file tree')")
     if pieces is None:
-        raise MetainfoError("invalid torrent: missing 'pieces' (v2-only torrents are not supported)")
+        return _parse_v2(top, info, info_bytes, piece_length)
     if not isinstance(pieces, bytes):
         raise MetainfoError("invalid torrent: 'pieces' is not a byte string")
     if len(pieces) % HASH_LEN:
@@ -487,6 +508,42 @@ def _parse(data: bytes) -> Metainfo:
             f"pieces of {piece_length} need {expected}"
         )
 
+    rows = [(f.path, f.length, f.padding, f.executable) for f in files]
+    v2_info = metainfo_v2.hybrid(top, info, info_bytes, rows, piece_length, _component,
+                                 _length) if v2 else None
+    return _metainfo(top, info, hashlib.sha1(info_bytes).digest(), info_bytes, name,
+                     piece_length, pieces, files, has_files, total, v2_info)
+
+
+def _parse_v2(top: dict, info: dict, info_bytes: bytes, piece_length: int) -> Metainfo:
+    """A v2-only torrent (``meta version`` 2, no ``pieces``): its files from the file
+    tree, laid out with padding as ``metainfo_v2`` describes."""
+    raw_name = _pick_utf8(info, b"name", bytes)
+    if not isinstance(raw_name, bytes):
+        raise MetainfoError("invalid torrent: missing 'name'")
+    name = _component(_text(raw_name), _show(_text(raw_name)))
+    v2_info, rows, multi = metainfo_v2.v2_only(top, info, info_bytes, piece_length,
+                                               _component, _length)
+    files: list[FileEntry] = []
+    offset = 0
+    for path, length, padding, executable in rows:
+        files.append(FileEntry(path if multi or padding else (name,), length, offset, padding,
+                               executable))
+        offset += length
+    if multi:
+        _check_tree(files)
+    if offset > MAX_TOTAL_LENGTH:
+        raise MetainfoError(f"invalid torrent: total length {offset} is over the 1 PiB limit")
+    if offset == 0:
+        raise MetainfoError("invalid torrent: torrent has no data (total length is 0)")
+    # On the wire a v2-only torrent goes by its SHA-256 info-hash cut to 20 bytes.
+    return _metainfo(top, info, v2_info.info_hash[:HASH_LEN], info_bytes, name, piece_length,
+                     b"", files, multi, offset, v2_info)
+
+
+def _metainfo(top: dict, info: dict, info_hash: bytes, info_bytes: bytes, name: str,
+              piece_length: int, pieces: bytes, files: list[FileEntry], multi: bool,
+              total: int, v2_info) -> Metainfo:
     private = info.get(b"private")
     creation_date = top.get(b"creation date")
     if (not isinstance(creation_date, int) or isinstance(creation_date, bool)
@@ -494,13 +551,13 @@ def _parse(data: bytes) -> Metainfo:
         creation_date = None
 
     return Metainfo(
-        info_hash=hashlib.sha1(info_bytes).digest(),
+        info_hash=info_hash,
         info_bytes=info_bytes,
         name=name,
         piece_length=piece_length,
         piece_hashes=pieces,
         files=tuple(files),
-        multi_file=has_files,
+        multi_file=multi,
         total_length=total,
         announce_list=_tiers(top),
         url_list=_url_list(top),
@@ -509,6 +566,7 @@ def _parse(data: bytes) -> Metainfo:
         comment=_optional_text(top, b"comment"),
         created_by=_optional_text(top, b"created by"),
         creation_date=creation_date,
+        v2=v2_info,
     )
 
 

@@ -115,6 +115,9 @@ from torrentfs.core.messages import (
     Choke,
     ConnectionClosed,
     Extended,
+    HashReject,
+    Hashes,
+    HashRequest,
     Have,
     HaveAll,
     HaveNone,
@@ -167,6 +170,9 @@ __all__ = [
     "Reject",
     "AllowedFast",
     "Extended",
+    "HashRequest",
+    "Hashes",
+    "HashReject",
     "Unknown",
     "ConnectionClosed",
     "NEED_DATA",
@@ -191,7 +197,7 @@ NEED_DATA = _Sentinel.NEED_DATA
 
 _FIRST_TYPES = (Bitfield, HaveAll, HaveNone)
 # Messages that may precede the bitfield without using up its slot.
-_BEFORE_FIRST_TYPES = (KeepAlive, Extended, Port, Unknown)
+_BEFORE_FIRST_TYPES = (KeepAlive, Extended, Port, Unknown, *messages.HASH_TYPES)
 
 
 class _RecvState(enum.Enum):
@@ -211,7 +217,9 @@ class PeerConnection:
 
     ``info_hash`` and ``peer_id`` are ours (20 bytes each).  ``num_pieces``
     bounds piece indices and fixes the bitfield length.  ``fast``,
-    ``extended`` and ``dht`` choose the bits we set in our handshake.
+    ``extended``, ``dht`` and ``v2`` (BEP 52) choose the bits we set in our handshake.
+    ``also_info_hash``: another info-hash the peer may answer with (a hybrid
+    torrent's v2 one, cut to 20 bytes: libtorrent answers a v2-capable peer so).
     ``max_message`` bounds the length prefix we accept from the peer; it is
     raised automatically to admit a bitfield for ``num_pieces``.  Invalid
     arguments raise ``ValueError``.
@@ -226,6 +234,8 @@ class PeerConnection:
         fast: bool = True,
         extended: bool = True,
         dht: bool = False,
+        v2: bool = False,
+        also_info_hash: bytes | None = None,
         max_message: int = DEFAULT_MAX_MESSAGE,
     ) -> None:
         if not isinstance(info_hash, bytes) or len(info_hash) != 20:
@@ -237,10 +247,11 @@ class PeerConnection:
         if not is_int(max_message) or max_message < 1:
             raise ValueError("max_message must be a positive int")
         self._info_hash = info_hash
+        self._also = () if also_info_hash is None else (also_info_hash,)
         self._num_pieces = num_pieces
         self._max_message = max(max_message, 1 + bitfield.byte_length(num_pieces or 0))
         self._our_handshake = Handshake(
-            info_hash, peer_id, make_reserved(fast=fast, extended=extended, dht=dht)
+            info_hash, peer_id, make_reserved(fast=fast, extended=extended, dht=dht, v2=v2)
         )
         self._their_handshake: Handshake | None = None
 
@@ -323,6 +334,12 @@ class PeerConnection:
         Raises LocalProtocolError, emitting nothing and changing nothing, if
         the message is invalid or not allowed now (see the module docstring).
         """
+        if type(msg) is Piece or type(msg) is Request:  # the common cases, no checks below apply
+            if not self._handshake_sent:
+                raise LocalProtocolError("send() before handshake()")
+            data = messages.encode(msg, self._num_pieces)
+            self._first_sent = True
+            return data
         if not isinstance(msg, Message):
             raise LocalProtocolError(f"not a message: {msg!r}")
         if isinstance(msg, (Handshake, ConnectionClosed)):
@@ -456,7 +473,7 @@ class PeerConnection:
         pos = self._pos
         # Judge what has arrived so far, so garbage is refused early.
         head = bytes(self._buf[pos : pos + HANDSHAKE_LENGTH])
-        handshake.check(head, self._info_hash)
+        handshake.check(head, self._info_hash, *self._also)
         if not complete:
             return self._short("handshake")
         theirs = handshake.decode(head)
@@ -468,6 +485,9 @@ class PeerConnection:
     def _decode(self, buf: bytearray, msg_id: int, start: int, end: int) -> Message:
         """The event for message ``msg_id`` whose payload is buf[start:end]; a
         fast or extended message must have been negotiated."""
+        if msg_id == 7:  # a block: the common case
+            self._exported = True  # its data is a view of buf
+            return messages.decode(buf, msg_id, start, end, self._num_pieces)
         if msg_id in messages.FAST_IDS and not self.fast:
             raise RemoteProtocolError(
                 f"{messages.NAMES[msg_id]} received but the fast extension was not negotiated"

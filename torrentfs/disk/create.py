@@ -1,4 +1,5 @@
-"""``torrentfs create``: build a v1 .torrent from a file or a directory.
+"""``torrentfs create``: build a .torrent (v1, BEP 52 v2, or hybrid) from a file or a
+directory. The v2 hashing lives in ``create_v2``.
 
 This is shell code (it reads the files to hash them); the torrent itself is
 built as a plain dict and encoded with ``bencodepy`` (canonical: sorted keys).
@@ -30,6 +31,7 @@ import bencodepy
 
 from torrentfs import __version__
 from torrentfs.core.metainfo import MAX_PIECE_LENGTH, MetainfoError, parse
+from torrentfs.disk import create_v2
 
 __all__ = [
     "CreateError",
@@ -120,6 +122,7 @@ def create_torrent(
     created_by: str | None = f"torrentfs/{__version__}",
     creation_date: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    version: str = "v1",
 ) -> bytes:
     """Hash ``path`` (a file or a directory) and return the .torrent bytes.
 
@@ -128,7 +131,11 @@ def create_torrent(
     ``web_seeds``: BEP 19 ``url-list`` (HTTP servers holding the same files).
     ``creation_date``: seconds since the epoch; default now.
     ``progress(bytes_done, total)`` is called after each piece is hashed.
+    ``version``: "v1" (BEP 3), "v2" (BEP 52 only) or "hybrid" (both, files padded
+    to piece boundaries).
     """
+    if version not in ("v1", "v2", "hybrid"):
+        raise CreateError(f"unknown torrent version {version!r} (v1, v2 or hybrid)")
     src = Path(path)
     try:
         top = src.stat()  # follows a symlink given explicitly
@@ -161,14 +168,23 @@ def create_torrent(
         piece_length = choose_piece_length(total)
     _check_piece_length(piece_length)
 
-    pieces = _hash(files, piece_length, total, progress)
-
-    info: dict[bytes, object] = {
-        b"name": name_bytes,
-        b"piece length": piece_length,
-        b"pieces": pieces,
-    }
-    if multi:
+    info: dict[bytes, object] = {b"name": name_bytes, b"piece length": piece_length}
+    layers = None
+    if version == "v1":
+        info[b"pieces"] = _hash(files, piece_length, total, progress)
+    else:
+        hashes = create_v2.hash_files(files, piece_length, total, version == "hybrid",
+                                      progress, CreateError, multi)
+        info[b"meta version"] = 2
+        info[b"file tree"] = create_v2.file_tree(files, hashes.roots, multi)
+        layers = hashes.layers
+        if version == "hybrid":
+            info[b"pieces"] = b"".join(hashes.v1_pieces)
+    if version == "v2":
+        pass  # a v2-only torrent has no v1 file keys
+    elif multi and version == "hybrid":
+        info[b"files"] = create_v2.hybrid_files(files, piece_length)
+    elif multi:
         entries = []
         for components, _, st in files:
             entry: dict[bytes, object] = {b"length": st.st_size, b"path": list(components)}
@@ -184,6 +200,8 @@ def create_torrent(
         info[b"private"] = 1
 
     torrent: dict[bytes, object] = {b"info": info}
+    if layers is not None:
+        torrent[b"piece layers"] = layers
     trackers = list(trackers)
     if trackers:
         torrent[b"announce"] = trackers[0].encode("utf-8")

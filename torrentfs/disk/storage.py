@@ -158,7 +158,14 @@ class Storage:
         return self.read(self.geometry.piece_offset(index), self.geometry.piece_size(index))
 
     def verify(self, index: int, data) -> bool:
-        """True when ``data`` hashes to piece ``index``'s SHA-1."""
+        """True when ``data`` hashes to piece ``index``'s SHA-1 (v1), its merkle hash
+        (v2), or both (a hybrid)."""
+        v2 = self.meta.v2
+        if v2 is not None:
+            if not v2.verify(index, data):
+                return False
+            if not v2.hybrid:
+                return True
         return hashlib.sha1(data).digest() == self.meta.piece_hash(index)
 
     def verify_and_write(self, index: int, data) -> bool:

@@ -137,7 +137,10 @@ class Connector:
     def _new_session(self, stream, addr, *, outgoing: bool) -> PeerSession:
         t = self.torrent
         conn = wire.PeerConnection(t.meta.info_hash, t.peer_id,
-                                   num_pieces=t.geometry.num_pieces)
+                                   num_pieces=t.geometry.num_pieces,
+                                   v2=t.meta.v2 is not None,
+                                   also_info_hash=None if t.meta.v2 is None
+                                   else t.meta.v2.info_hash[:20])
         return PeerSession(t, stream, addr, conn, outgoing=outgoing)
 
     async def attach(self, stream: trio.abc.Stream, addr: tuple[str, int]) -> PeerSession:

@@ -45,9 +45,10 @@ from torrentfs.core.metainfo import Metainfo
 from torrentfs.core.ratelimit import TokenBucket
 from torrentfs.core.tree import Tree
 from torrentfs.core.watchdir import MAX_FILES, DirWatch, Signature, candidates
+from torrentfs.disk.lock import Locked, TorrentLock
 from torrentfs.disk.private import private_dir
 from torrentfs.engine.options import TorrentOptions
-from torrentfs.engine.sources import Skip, Source, load_file
+from torrentfs.engine.sources import Skip, Source, SourceError, load_file
 from torrentfs.engine.torrent import Torrent
 from torrentfs.net.peer import HANDSHAKE_TIMEOUT, tune
 
@@ -165,7 +166,8 @@ class MultiMount:
     def __init__(self, folder: Path, fs, cache: Path, shared: Shared, *, port: int = 0,
                  listen_host: str = "0.0.0.0", peers=(), open_dht=None,
                  torrent_options: TorrentOptions = TorrentOptions(),
-                 load: Callable[[Path], Source] = load_file) -> None:
+                 load: Callable[[Path], Source] = load_file,
+                 mountpoint: str | None = None) -> None:
         self.folder = Path(folder)
         self.fs = fs
         self.cache = Path(cache)
@@ -181,6 +183,8 @@ class MultiMount:
         self.by_file: dict[str, _Entry] = {}
         self.by_hash: dict[bytes, _Entry] = {}
         self._duplicates: dict[str, bytes] = {}  # skipped file -> the hash it repeats
+        self.skipped: dict[str, str] = {}        # file not shown -> why (for status)
+        self.mountpoint = mountpoint             # named in each torrent's lock
         self._nursery: trio.Nursery | None = None
         self._listing_error: str | None = None
         self._over = 0
@@ -235,11 +239,11 @@ class MultiMount:
         try:
             source = await trio.to_thread.run_sync(self.load, self.folder / file)
         except Skip as e:
-            log.warning("skipped %s: %s", file, e)
+            self._skip(file, str(e))
             return
         same = self.by_hash.get(source.info_hash)
         if same is not None:
-            log.warning("skipped %s: the same torrent as %s", file, same.file)
+            self._skip(file, f"the same torrent as {same.file}")
             self._duplicates[file] = source.info_hash
             return
         entry = _Entry(file, source)
@@ -248,8 +252,17 @@ class MultiMount:
         try:
             await self._nursery.start(self._serve, entry)
         except Skip as e:  # its cache folder cannot be used, say
-            log.warning("skipped %s: %s", file, e)
+            self._skip(file, str(e))
             self._forget(entry)
+
+    def _skip(self, file: str, why: str) -> None:
+        """``file`` is not shown: one log line, and the reason kept for status."""
+        log.warning("skipped %s: %s", file, why)
+        self.skipped[file] = why
+
+    def fetching(self) -> list[str]:
+        """The files whose metadata is being fetched (magnet links)."""
+        return [e.file for e in self.by_file.values() if e.torrent is None]
 
     def _forget(self, entry: _Entry) -> None:
         if self.by_file.get(entry.file) is entry:
@@ -264,6 +277,7 @@ class MultiMount:
 
     async def _remove(self, file: str) -> None:
         self._duplicates.pop(file, None)
+        self.skipped.pop(file, None)
         entry = self.by_file.get(file)
         if entry is None:
             return  # it was skipped
@@ -301,11 +315,12 @@ class MultiMount:
                 await self._run_torrent(entry, meta, ready)
         except Exception as e:
             leaf = _leaf(e)
-            if not isinstance(leaf, (Skip, OSError)):
+            if not isinstance(leaf, (Skip, OSError, SourceError)):
                 log.error("torrent of %s failed", entry.file, exc_info=leaf)
             if not started:
                 raise Skip(str(leaf) or type(leaf).__name__) from None
             log.warning("stopped %s: %s", entry.file, leaf)
+            self.skipped[entry.file] = str(leaf) or type(leaf).__name__
             if self.by_file.get(entry.file) is entry:
                 self._forget(entry)
             if entry.folder is not None:
@@ -322,6 +337,15 @@ class MultiMount:
                        "bytes; two are needed)")
         folder = self.cache / meta.info_hash.hex()
         private_dir(folder)
+        try:  # one daemon per torrent and cache folder
+            lock = TorrentLock(folder).acquire(mountpoint=self.mountpoint, what="mounted on")
+        except Locked as e:
+            raise Skip(f"this torrent is {e}") from None
+        with lock:
+            await self._run_locked(entry, meta, folder, ready)
+
+    async def _run_locked(self, entry: _Entry, meta: Metainfo, folder: Path,
+                          ready: Callable[[], None]) -> None:
         options = replace(self.torrent_options, port=self.port, listen=False,
                           peers=(*self.peers, *entry.source.peers))
         torrent = Torrent(meta, folder, options, shared=self.shared)
@@ -339,6 +363,7 @@ class MultiMount:
                 entry.folder = self.fs.add(meta.name, torrent, tree)
                 log.info("added %s as %s (info-hash %s)", entry.file, entry.folder,
                          meta.info_hash.hex())
+                self.skipped.pop(entry.file, None)
                 ready()
                 await trio.sleep_forever()
             finally:

@@ -39,11 +39,12 @@ from torrentfs.core.extension import (
     encode_handshake,
     parse_handshake,
 )
+from torrentfs.engine.upload import MAX_UPLOAD_QUEUE
 
 log = logging.getLogger("torrentfs.ext")
 
 MAX_CANDIDATES = 2000
-REQQ = 500   # requests we queue per peer (BEP 10 'reqq')
+REQQ = MAX_UPLOAD_QUEUE  # requests we queue per peer (BEP 10 'reqq')
 
 
 @dataclass

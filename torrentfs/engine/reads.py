@@ -48,6 +48,8 @@ READAHEAD_STEP = 0.05       # ... and this much later for each piece after it in
 REANCHOR_AFTER = 5.0        # the reader this far off that pace: deadlines counted afresh
 RECENT_BYTES = 40 << 20     # verified pieces kept in memory until first read
 CHECK_TRIES = 3             # a piece dropped by its check on disk is fetched again
+UPLOAD_CHUNK = 1 << 20      # uploads read verified pieces from disk this much at a time ...
+UPLOAD_CACHE_BYTES = 32 << 20  # ... and keep this much of what they read
 
 
 class ReadTimeout(Exception):
@@ -94,12 +96,13 @@ class Recent:
         self._pieces.clear()
         self.bytes = 0
 
-    def block(self, index: int, begin: int, length: int) -> bytes | None:
-        """A copy of a block of a piece in memory, or None if it is not here."""
+    def block(self, index: int, begin: int, length: int) -> memoryview | None:
+        """A block of a piece in memory (a view: the piece is never written again),
+        or None if it is not here."""
         piece = self._pieces.get(index)
         if piece is None:
             return None
-        return bytes(memoryview(piece)[begin:begin + length])
+        return memoryview(piece)[begin:begin + length]
 
     def read(self, g: Geometry, start: int, size: int,
              pieces: range) -> bytes | memoryview | None:
@@ -124,6 +127,49 @@ class Recent:
             if end >= g.piece_offset(i) + g.piece_size(i):
                 self.bytes -= len(recent.pop(i))
         return data
+
+
+class UploadChunks:
+    """Chunks of verified pieces read from disk for uploads (at most ``limit``
+    bytes, least recently used out first): a peer asks for a piece block by block,
+    so one read of ``UPLOAD_CHUNK`` bytes in a worker thread answers many requests
+    instead of one thread round trip per 16 KiB block."""
+
+    def __init__(self, limit: int = UPLOAD_CACHE_BYTES) -> None:
+        self.limit = limit
+        self._chunks: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self.bytes = 0
+
+    def get(self, index: int, begin: int, length: int) -> memoryview | None:
+        """The block if its chunk is here (a view of it), else None."""
+        n, off = divmod(begin, UPLOAD_CHUNK)
+        chunk = self._chunks.get((index, n))
+        if chunk is None or off + length > len(chunk):
+            return None
+        self._chunks.move_to_end((index, n))
+        return memoryview(chunk)[off:off + length]
+
+    def span(self, piece_size: int, begin: int, length: int) -> tuple[int, int] | None:
+        """Where in the piece the chunk holding the block lies (start, size), or None
+        if the block straddles two chunks (read it alone)."""
+        start = begin - begin % UPLOAD_CHUNK
+        size = min(UPLOAD_CHUNK, piece_size - start)
+        return (start, size) if begin + length <= start + size else None
+
+    def put(self, index: int, start: int, data: bytes) -> None:
+        key = (index, start // UPLOAD_CHUNK)
+        old = self._chunks.pop(key, None)
+        if old is not None:
+            self.bytes -= len(old)
+        self._chunks[key] = data
+        self.bytes += len(data)
+        while self.bytes > self.limit and len(self._chunks) > 1:
+            _, gone = self._chunks.popitem(last=False)
+            self.bytes -= len(gone)
+
+    def forget(self, index: int) -> None:
+        for key in [k for k in self._chunks if k[0] == index]:
+            self.bytes -= len(self._chunks.pop(key))
 
 
 class ReadHandle:
@@ -219,6 +265,7 @@ class Reads:
         self.readahead_max = READAHEAD_MAX if cache_size is None else max(
             READAHEAD_MIN, min(READAHEAD_MAX, cache_size // 2))
         self.recent = Recent()
+        self.upload_chunks = UploadChunks()
         # Reads waiting for pieces: owner -> (since when, the pieces), for ``status``.
         self.waiting: dict[object, tuple[float, list[int]]] = {}
         self._events: dict[int, trio.Event] = {}        # piece -> set when it arrives
@@ -248,6 +295,7 @@ class Reads:
     def forget(self, index: int) -> None:
         """A piece left the disk cache: not served from memory either."""
         self.recent.forget(index)
+        self.upload_chunks.forget(index)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -303,19 +351,29 @@ class Reads:
         finally:
             t.picker.drop(owner)
 
-    async def block(self, index: int, begin: int, length: int) -> bytes:
+    async def block(self, index: int, begin: int, length: int) -> bytes | memoryview:
         """Bytes of a verified piece, for an upload: from memory if it is still
-        there, else from disk in a worker thread. Raises ``StorageError`` if the
-        piece left the disk cache meanwhile (or failed its check there)."""
+        there (just verified, or read for an earlier upload: ``UploadChunks``), else
+        from disk in a worker thread. Raises ``StorageError`` if the piece left the
+        disk cache meanwhile (or failed its check there)."""
         data = self.recent.block(index, begin, length)
+        if data is None:
+            data = self.upload_chunks.get(index, begin, length)
         if data is not None:
             return data
         t = self.torrent
         with t.cache.pinned((index,)):
             if index not in t.have or not await t.cache.trust((index,), False):
                 raise StorageError(f"piece {index} is no longer in the cache")
-            return await t.offload(t.storage.read,
-                                   t.geometry.piece_offset(index) + begin, length)
+            base = t.geometry.piece_offset(index)
+            span = self.upload_chunks.span(t.geometry.piece_size(index), begin, length)
+            if span is None:
+                return await t.offload(t.storage.read, base + begin, length)
+            start, size = span
+            chunk = await t.offload(t.storage.read, base + start, size)
+            if index in t.have:  # not evicted while it was read
+                self.upload_chunks.put(index, start, chunk)
+            return memoryview(chunk)[begin - start:begin - start + length]
 
     async def _wait_for(self, pieces: list[int], owner: object | None = None) -> None:
         """Raise the pieces to NOW (as ``owner``) and wait until each is in

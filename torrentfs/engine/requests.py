@@ -67,9 +67,12 @@ class Requests:
         t = self.torrent
         if s.peer_choking or s.closed or not s.registered or t.seed_only:
             return
+        outstanding = t.picker.outstanding(s)
+        if batch and outstanding > (PIPELINE_MAX - AHEAD_MIN) // 2:
+            return  # drained to half of no backlog yet: skip working out its size
+        outstanding -= self._held(s)
         now = trio.current_time()
         pipeline, ahead = self.sizes(s, now)
-        outstanding = t.picker.outstanding(s) - self._held(s)
         if outstanding < pipeline and not (batch and outstanding > ahead // 2):
             picked = t.picker.pick(s, now, pipeline - outstanding, t.spread, ahead)
             for index, begin, length in picked:

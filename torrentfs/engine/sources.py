@@ -54,12 +54,12 @@ def load_target(text: str):
 def cached_metainfo(magnet, folder: Path):
     """The magnet's torrent if its info dictionary is cached in ``folder``, else None."""
     from torrentfs.core.magnet import MagnetError
-    from torrentfs.net.magnetfetch import load_cached
+    from torrentfs.net.magnetfetch import load_cached, load_cached_layers
     info = load_cached(folder, magnet.info_hash)
     if info is None:
         return None
     try:
-        return magnet.metainfo(info)
+        return magnet.metainfo(info, load_cached_layers(folder))
     except MagnetError:
         return None
 

@@ -13,7 +13,14 @@ The JSON document (``SCHEMA`` 1; fields are only ever added, never renamed or
 retyped within a schema number; sizes in bytes, rates in bytes/s, times in s)::
 
     {"schema": 1, "pid": 1234, "mountpoint": "/mnt/x", "updated": 1700000000.0,
-     "torrents": [TORRENT]}                  # one per torrent the daemon serves
+     "torrents": [TORRENT],                  # one per torrent the daemon serves
+     "state": "mounted" | "seeding after unmount",
+     # a watch mount's only (mount --watch):
+     "watched": "/the/folder", "skipped": [{"file": str, "why": str}],
+     "fetching": [str]}                      # .magnet files waiting for metadata
+
+    # in a watch mount, TORRENT also has "file" (in the watched folder) and
+    # "folder" (its name in the mount)
 
     TORRENT = {"name": str, "info_hash": "40 hex digits",
       "size": int, "verified": int,          # bytes of the torrent, bytes verified
@@ -138,14 +145,17 @@ def status_path(state_file: Path) -> Path:
 
 
 async def publish(torrents, path: Path, mountpoint: str, every: float = PUBLISH_EVERY,
-                  offload=trio.to_thread.run_sync) -> None:
+                  offload=trio.to_thread.run_sync, extra=None) -> None:
     """Write the status file every ``every`` seconds until cancelled, then remove
     it. ``torrents`` is a callable giving the torrents served (the snapshots are
-    taken in the trio thread, the file written by ``offload``: a worker thread)."""
+    taken in the trio thread, the file written by ``offload``: a worker thread);
+    ``extra()``, if given, gives more top-level fields (``state``, ``skipped``...)."""
     try:
         while True:
             t0 = time.perf_counter()
             doc = document([t.status() for t in torrents()], mountpoint)
+            if extra is not None:
+                doc.update(extra())
             data = json.dumps(doc, separators=(",", ":")).encode()
             took = time.perf_counter() - t0  # in the trio thread: keep it a small share
             try:

@@ -275,6 +275,15 @@ class Torrent:
     def on_message(self, s: PeerSession, msg: wire.Message) -> None:
         """One message from a peer past its handshake (the session has already
         updated its own flags: choked, interested, the requests it queued)."""
+        # Most messages are blocks (downloading) or requests (seeding): no match for them.
+        if type(msg) is wire.Piece:
+            self.requests.answered(s, msg.index, msg.begin)
+            self.got_block(s, msg.index, msg.begin, msg.data)
+            self._fill(s, batch=True)
+            return
+        if type(msg) is wire.Request:
+            self.uploads.request(s, msg)
+            return
         match msg:
             case wire.Bitfield():
                 self.picker.got_bitfield(
@@ -296,16 +305,12 @@ class Torrent:
                     self.schedule()
             case wire.Reject():
                 self.requests.rejected(s, msg.index, msg.begin)
-            case wire.Piece():
-                self.requests.answered(s, msg.index, msg.begin)
-                self.got_block(s, msg.index, msg.begin, msg.data)
-                self._fill(s, batch=True)
             case wire.Extended():
                 self.ext.on_extended(s, msg)
-            case wire.Request():
-                self.uploads.request(s, msg)
             case wire.Cancel():
                 self.uploads.cancel(s, msg)
+            case wire.HashRequest() | wire.Hashes() | wire.HashReject():
+                self.uploads.hash_message(s, msg)  # BEP 52
             case wire.Interested():
                 if self.have.count:
                     self.rechoke()  # a free slot should not wait for the next round

@@ -19,6 +19,10 @@ ones, and the whole swarm waits for it.
 A peer's queue is bounded (``MAX_UPLOAD_QUEUE`` requests; a repeated request is one
 request); beyond it requests are refused, and a peer refused ``MAX_REFUSED`` times in
 a row (a request flood, or requests while choked) is dropped.
+
+BEP 52 hash requests are answered at once from the torrent's piece layers
+(``piecelayers.HashServer``), or rejected (a v1 torrent, block hashes we do not
+keep); hashes nobody asked for drop the peer.
 """
 
 from __future__ import annotations
@@ -31,15 +35,17 @@ from collections import deque
 import trio
 
 from torrentfs.core import wire
+from torrentfs.core.piecelayers import HashServer
 from torrentfs.core.ratelimit import TokenBucket
 from torrentfs.disk.storage import StorageError
 from torrentfs.net.peer import PeerSession
 
 log = logging.getLogger("torrentfs.upload")
 
-MAX_UPLOAD_QUEUE = 256      # requests a peer may have queued with us
+MAX_UPLOAD_QUEUE = 500      # requests a peer may have queued with us (what we
+                            # advertise as BEP 10 'reqq': peerext.REQQ)
 MAX_REFUSED = 4 * MAX_UPLOAD_QUEUE  # requests refused in a row before the peer is dropped
-UPLOAD_BACKLOG = 16 << 10   # serve a peer more only while less than this awaits its socket
+UPLOAD_BACKLOG = 128 << 10  # serve a peer more only while less than this awaits its socket
 HOLD_SECONDS = 2.0          # how long a piece just sent to one peer waits for another
 SCAN = 64                   # requests of a peer's queue weighed when choosing its next
 
@@ -54,6 +60,23 @@ class Uploader:
         self._wake = trio.Event()
         self._pieces_sent: dict[int, int] = {}  # piece -> times its first block went out
         self._last_sent: dict[int, tuple[PeerSession, float]] = {}  # piece -> to whom, when
+        self._hashes: HashServer | None = None  # made at the first hash request
+
+    def hash_message(self, s: PeerSession, msg: wire.Message) -> None:
+        """A BEP 52 hash request (answered or rejected), or hashes or a reject we
+        never asked for (the download side of a torrent asks for none)."""
+        if isinstance(msg, wire.HashRequest):
+            v2 = self.torrent.meta.v2
+            if self._hashes is None and v2 is not None:
+                self._hashes = HashServer(v2)
+            answer = self._hashes.answer(msg) if self._hashes is not None else wire.HashReject(
+                msg.pieces_root, msg.base_layer, msg.index, msg.length, msg.proof_layers)
+            log.info("%r: hash request for %d hashes at layer %d from %d: %s", s,
+                     msg.length, msg.base_layer, msg.index,
+                     "answered" if isinstance(answer, wire.Hashes) else "rejected")
+            s.send(answer)
+        elif isinstance(msg, wire.Hashes):
+            s.close("sent hashes we never asked for")
 
     def request(self, s: PeerSession, msg: wire.Request) -> None:
         """A peer asked for a block: queue it, or reject it (BEP 6) if we may not or
@@ -142,7 +165,11 @@ class Uploader:
             return None
         sent, last = self._pieces_sent, self._last_sent
         best, best_key = 0, (True, math.inf)
+        prev = -1
         for n, req in enumerate(itertools.islice(fifo, SCAN)):
+            if req.index == prev:
+                continue  # same key as the request before it, which is older: not better
+            prev = req.index
             to = last.get(req.index)
             held = to is not None and to[0] is not s and now - to[1] < HOLD_SECONDS
             key = (held, sent.get(req.index, 0))

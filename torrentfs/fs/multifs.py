@@ -45,9 +45,11 @@ class MultiFS(pyfuse3.Operations):
     supports_dot_lookup = False
     enable_writeback_cache = False
 
-    def __init__(self, invalidate: Callable | None = None) -> None:
+    def __init__(self, invalidate: Callable | None = None,
+                 root_facts: Callable[[], dict[str, str]] | None = None) -> None:
         super().__init__()
         self._invalidate = invalidate or pyfuse3.invalidate_entry_async
+        self._root_facts = root_facts or (lambda: {})
         self._folders: dict[str, int] = {}          # name shown -> slot
         self._children: dict[int, TorrentFS] = {}   # slot -> its FS (shown, or still open)
         self._tops: dict[int, int] = {}             # slot -> inode of its folder
@@ -192,11 +194,36 @@ class MultiFS(pyfuse3.Operations):
         s.f_namemax = 255
         return s
 
+    XATTR_PREFIX = TorrentFS.XATTR_PREFIX
+
+    def _xattr_inode(self, inode: int) -> int:
+        """The inode a torrent's xattrs are asked of: its folder gives the torrent's
+        facts (info-hash, peers...), as the root of a one-torrent mount does."""
+        child = self._child(inode)
+        return child.base + ROOT_INODE if self._tops.get(inode >> SLOT_BITS) == inode \
+            else inode
+
+    def root_facts(self) -> dict[str, str]:
+        """The root's ``user.torrentfs.*``: how many torrents are shown, and what the
+        watch mount adds (the files it skipped and why, the magnets being fetched)."""
+        return {"torrents": str(len(self._folders)), **self._root_facts()}
+
     async def getxattr(self, inode, name, ctx):
+        """``user.torrentfs.*``: on the root, ``root_facts``; below, each torrent's
+        (``TorrentFS.getxattr``), its folder giving the torrent's own facts."""
+        if inode != ROOT_INODE:
+            return await self._child(inode).getxattr(self._xattr_inode(inode), name, ctx)
+        key = os.fsdecode(name)
+        if key.startswith(self.XATTR_PREFIX):
+            value = self.root_facts().get(key[len(self.XATTR_PREFIX):])
+            if value is not None:
+                return value.encode()
         raise pyfuse3.FUSEError(errno.ENODATA)
 
     async def listxattr(self, inode, ctx):
-        return []
+        if inode != ROOT_INODE:
+            return await self._child(inode).listxattr(self._xattr_inode(inode), ctx)
+        return [(self.XATTR_PREFIX + k).encode() for k in self.root_facts()]
 
     # -- readers and the end ------------------------------------------------------
 

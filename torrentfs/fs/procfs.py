@@ -78,3 +78,45 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def mountpoint_path(path: str) -> str:
+    """``path`` made absolute with the symlinks of its parent folders resolved, as
+    mountinfo lists a mountpoint, without touching ``path`` itself (``realpath``
+    would stat it: a wedged FUSE mount there would hang it). A real path is returned
+    as it is."""
+    path = os.path.abspath(path)
+    parent, name = os.path.split(path)
+    return os.path.join(os.path.realpath(parent), name) if name else path
+
+
+def mount_device(path: str) -> str | None:
+    """The device (``0:53``) of the mount on ``path``, from /proc/self/mountinfo
+    (the last one listed: the one on top); None if nothing is mounted there."""
+    found = None
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            for fields in map(str.split, f):
+                if len(fields) > 4 and unescape(fields[4]) == path:
+                    found = fields[2]
+    except OSError:
+        return None
+    return found
+
+
+def process_state(pid: int) -> str | None:
+    """The state letter of process ``pid`` (R, S, D, T for stopped, Z...), or None
+    if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks after boot, /proc/PID/stat field
+    22): with the pid it names one process, even once the pid is reused."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None

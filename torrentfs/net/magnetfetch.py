@@ -19,11 +19,16 @@ of through ut_pex are added as well.
 
 The verified info dictionary is cached as ``<cache>/<info-hash>/info.bencode``
 (mode 0600): the next mount of the same magnet needs no peer at all.
+
+A v2 magnet link (``urn:btmh``) needs more than the info dictionary: the piece
+layers of its files longer than a piece, which a .torrent carries beside it. Once
+the metadata is in, the peers that gave it are asked for them with BEP 52 hash
+requests (``piecelayers.LayerFetch``: every answer proved to its file's root); they
+are cached as ``piece-layers.bencode``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from functools import partial
 from pathlib import Path
@@ -32,7 +37,9 @@ from typing import Awaitable, Callable, Sequence
 import httpx
 import trio
 
-from torrentfs.core import metadata, pex, wire
+import bencodepy
+
+from torrentfs.core import metadata, metainfo_v2, pex, piecelayers, wire
 from torrentfs.core.address import Addr
 from torrentfs.core.extension import (
     OUR_IDS,
@@ -60,6 +67,7 @@ REQUEST_TIMEOUT = 15.0     # a peer sitting on our metadata requests this long i
 HANDSHAKE_WAIT = 10.0      # a peer that has not offered the metadata by then: dropped
 ANNOUNCE_EVERY = 30.0      # re-announce this often while the metadata is missing
 INFO_FILE = "info.bencode"
+LAYERS_FILE = "piece-layers.bencode"
 
 
 # -- the cache ----------------------------------------------------------------------
@@ -70,11 +78,23 @@ def load_cached(folder: Path, info_hash: bytes) -> bytes | None:
         data = (Path(folder) / INFO_FILE).read_bytes()
     except OSError:
         return None
-    return data if hashlib.sha1(data).digest() == info_hash else None
+    return data if metadata.matches(data, info_hash) else None
 
 
-def save_cached(folder: Path, info_bytes: bytes) -> None:
-    """Write the info dictionary atomically, readable by its owner only."""
+def load_cached_layers(folder: Path) -> dict:
+    """The cached piece layers of a v2 magnet's torrent ({} if none): parsing the
+    torrent checks each against its file's root."""
+    try:
+        layers = bencodepy.decode((Path(folder) / LAYERS_FILE).read_bytes())
+    except Exception:  # missing or damaged: fetched again
+        return {}
+    return layers if isinstance(layers, dict) else {}
+
+
+def save_cached(folder: Path, info_bytes: bytes, layers: dict | None = None) -> None:
+    """Write the info dictionary (and piece layers) atomically, owner-only."""
+    if layers:
+        write_private(Path(folder) / LAYERS_FILE, bencodepy.encode(layers), durable=True)
     write_private(Path(folder) / INFO_FILE, info_bytes, durable=True)
 
 
@@ -136,6 +156,7 @@ class _Fetch:
         self.asked_at: dict[PeerSession, float] = {}    # last progress on our requests
         self.pex_seen: dict[PeerSession, pex.PexPeer] = {}
         self.result: bytes | None = None
+        self.layers: piecelayers.LayerFetch | None = None  # a v2 magnet's piece layers
         self.done = trio.Event()
         self.wake = trio.Event()
         self.tried = 0
@@ -172,6 +193,9 @@ class _Fetch:
         return True
 
     def on_message(self, s: PeerSession, msg: wire.Message) -> None:
+        if isinstance(msg, (wire.Hashes, wire.HashReject)):
+            self._on_hashes(s, msg)
+            return
         if not isinstance(msg, wire.Extended):
             return
         try:
@@ -208,7 +232,7 @@ class _Fetch:
                 s.close("rejected every metadata piece")
             if isinstance(outcome, metadata.Complete):
                 self.result = outcome.info_bytes
-                self.done.set()
+                self._complete()
                 return
             if isinstance(outcome, metadata.HashFailed):
                 log.warning("metadata failed its hash check; %s", "dropping " + ", ".join(
@@ -232,6 +256,50 @@ class _Fetch:
     def _ask_all(self) -> None:
         for s in list(self.sessions.values()):
             self._ask(s)
+            self._ask_hashes(s)
+
+    # -- a v2 magnet's piece layers (BEP 52 hash requests) ----------------------------
+
+    def _complete(self) -> None:
+        """The metadata is in: done, unless a v2 magnet's piece layers are missing."""
+        needs: list = []
+        if self.magnet.info_hash_v2 is not None:
+            try:
+                piece_length, needs = metainfo_v2.layer_needs(bencodepy.decode(self.result))
+            except Exception as e:  # the torrent is refused later, with the reason
+                log.info("metadata: not a usable v2 torrent: %s", e)
+                needs = []
+        if not needs:
+            self.done.set()
+            return
+        log.info("metadata: asking for the piece layers of %d files", len(needs))
+        self.layers = piecelayers.LayerFetch(piece_length, needs)
+        self._ask_all()
+
+    def _ask_hashes(self, s: PeerSession) -> None:
+        if self.layers is None or s.closed or s not in self.their_ids:
+            return
+        while (req := self.layers.next_request(s)) is not None:
+            s.send(req)
+            self.asked_at[s] = trio.current_time()
+
+    def _on_hashes(self, s: PeerSession, msg) -> None:
+        if self.layers is None:
+            s.close("sent hashes we never asked for")
+            return
+        if isinstance(msg, wire.Hashes):
+            if not self.layers.received(s, msg):
+                s.close("sent hashes we did not ask for or that do not prove to the root")
+                self._ban(s.addr)
+        elif not self.layers.rejected(s, msg):
+            return
+        self.asked_at[s] = trio.current_time()
+        if self.layers.done:
+            self.done.set()
+            return
+        if self.layers.stuck(self.sessions.values()):
+            log.info("metadata: every peer refused some piece layers; waiting for others")
+        self._ask_all()
 
     def _ask(self, s: PeerSession) -> None:
         their = self.their_ids.get(s, {}).get(UT_METADATA)
@@ -246,6 +314,8 @@ class _Fetch:
         if self.sessions.get(s.addr) is s:
             del self.sessions[s.addr]
         self.fetcher.peer_left(s)
+        if self.layers is not None:
+            self.layers.peer_left(s)
         self.their_ids.pop(s, None)
         self.asked_at.pop(s, None)
         self.joined_at.pop(s, None)
@@ -272,7 +342,9 @@ class _Fetch:
                     s.close("does not offer the metadata" if s in self.their_ids
                             else "no extension handshake")
             for s, since in list(self.asked_at.items()):
-                if self.fetcher.outstanding(s) and now - since > REQUEST_TIMEOUT:
+                waiting = self.fetcher.outstanding(s) or (
+                    self.layers is not None and self.layers.outstanding(s))
+                if waiting and now - since > REQUEST_TIMEOUT:
                     s.close("no answer to our metadata requests")
             for addr, entry in self.addrs.items():
                 if len(self.sessions) + len(self.connecting) >= MAX_CONNECTIONS:
@@ -299,7 +371,10 @@ class _Fetch:
         finally:
             self.connecting.discard(addr)
             self.wake.set()
-        conn = wire.PeerConnection(self.magnet.info_hash, self.peer_id, num_pieces=None)
+        v2 = self.magnet.info_hash_v2
+        conn = wire.PeerConnection(self.magnet.info_hash, self.peer_id, num_pieces=None,
+                                   v2=v2 is not None,
+                                   also_info_hash=None if v2 is None else v2[:20])
         s = self.sessions[addr] = PeerSession(self, stream, addr, conn, outgoing=True)
         await s.run()
 
@@ -307,10 +382,12 @@ class _Fetch:
 async def fetch_metadata(magnet: Magnet, *, peer_id: bytes, port: int,
                          sources: Sequence[PeerSource],
                          progress: Callable[[str], None] | None = None,
-                         connect=connect) -> tuple[bytes, list[Addr]]:
+                         connect=connect, layers_out: dict | None = None
+                         ) -> tuple[bytes, list[Addr]]:
     """The verified info dictionary of ``magnet`` and every peer address heard of.
     Runs until it has them: bound it with ``trio.fail_after``. ``connect(addr)``
-    opens a stream to a peer (tests pass in-memory ones)."""
+    opens a stream to a peer (tests pass in-memory ones). A v2 magnet's piece
+    layers, got from the same peers, are put in ``layers_out``."""
     f = _Fetch(magnet, peer_id, port, progress, connect)
     f._report()
     async with trio.open_nursery() as nursery:
@@ -320,6 +397,8 @@ async def fetch_metadata(magnet: Magnet, *, peer_id: bytes, port: int,
         await f.done.wait()
         nursery.cancel_scope.cancel()
     assert f.result is not None
+    if f.layers is not None and layers_out is not None:
+        layers_out.update(f.layers.layers())
     good = [a for a, (_, _, banned) in f.addrs.items() if not banned]
     log.info("metadata of %s: %d bytes from %d peers tried", magnet.info_hash_hex,
              len(f.result), f.tried)
@@ -340,16 +419,17 @@ async def resolve(magnet: Magnet, folder: Path, *, peer_id: bytes, port: int,
     info = load_cached(folder, magnet.info_hash)
     if info is not None:
         log.info("metadata of %s from the cache", magnet.info_hash_hex)
-        return magnet.metainfo(info), [*magnet.peers, *peers]
+        return magnet.metainfo(info, load_cached_layers(folder)), [*magnet.peers, *peers]
     if sources is None:
         sources = default_sources(magnet, peer_id, port, peers)
     with trio.move_on_after(timeout):
+        layers: dict = {}
         info, found = await fetch_metadata(magnet, peer_id=peer_id, port=port,
                                            sources=sources, progress=progress,
-                                           connect=connect)
-        meta = magnet.metainfo(info)
+                                           connect=connect, layers_out=layers)
+        meta = magnet.metainfo(info, layers)
         try:
-            save_cached(folder, info)
+            save_cached(folder, info, layers)
         except OSError as e:
             log.warning("could not cache the metadata: %s", e)
         return meta, found

@@ -96,7 +96,9 @@ class PeerSession:
         """Queue a message; never blocks. Updates our choke/interest flags."""
         if self.closed:
             return
-        if isinstance(msg, wire.Choke):
+        if type(msg) is wire.Piece:
+            pass  # the common case: no flag to update
+        elif isinstance(msg, wire.Choke):
             self.am_choking = True
         elif isinstance(msg, wire.Unchoke):
             self.am_choking = False
@@ -183,57 +185,69 @@ class PeerSession:
             self.last_received = trio.current_time()
             self.conn.receive_data(data)
 
+    def _receive_deadline(self, partial_since: float | None) -> float:
+        """When the peer is dropped if nothing more arrives: IDLE_TIMEOUT after the
+        last byte, or PARTIAL_TIMEOUT after half a message began to wait."""
+        deadline = self.last_received + IDLE_TIMEOUT
+        if partial_since is not None:
+            deadline = min(deadline, partial_since + PARTIAL_TIMEOUT)
+        return deadline
+
     async def _receiver(self) -> None:
-        # One cancel scope whose deadline moves on with every byte received: a peer
-        # silent for IDLE_TIMEOUT is dropped (cheaper than a timeout per message); one
-        # that leaves half a message pending for PARTIAL_TIMEOUT too.
+        # One cancel scope at a time holds the deadline. It is moved earlier when it
+        # must be (half a message began to wait), never later: moving a trio deadline
+        # costs heap work, and data moves it on with every read. When it fires too
+        # early the true deadline is worked out again and a new scope waits for it:
+        # about once a PARTIAL_TIMEOUT, not once a read.
         partial_since: float | None = None
-        with trio.CancelScope() as idle:
-            while True:
-                event = self.conn.next_event()
-                if event is wire.NEED_DATA:
-                    now = trio.current_time()
-                    if self.conn.buffered:
-                        if partial_since is None:
-                            partial_since = now
-                        idle.deadline = min(now + IDLE_TIMEOUT, partial_since + PARTIAL_TIMEOUT)
-                    else:
-                        idle.deadline = now + IDLE_TIMEOUT
-                    data = await self.stream.receive_some(RECV_SIZE)
-                    self.last_received = trio.current_time()
-                    self.conn.receive_data(data)
-                    continue
-                if partial_since is not None:
+        resume_at = 0.0  # the download limit's pause runs until then
+        while True:
+            with trio.CancelScope(deadline=self._receive_deadline(partial_since)) as idle:
+                while True:
+                    if resume_at > trio.current_time():
+                        # stop reading this socket a while: TCP slows the peer
+                        await trio.sleep_until(resume_at)
+                    event = self.conn.next_event()
+                    if event is wire.NEED_DATA:
+                        if self.conn.buffered and partial_since is None:
+                            partial_since = trio.current_time()
+                            idle.deadline = min(idle.deadline,
+                                                partial_since + PARTIAL_TIMEOUT)
+                        data = await self.stream.receive_some(RECV_SIZE)
+                        self.last_received = trio.current_time()
+                        self.conn.receive_data(data)
+                        continue
                     partial_since = None
-                    idle.deadline = trio.current_time() + IDLE_TIMEOUT
-                if isinstance(event, wire.ConnectionClosed):
-                    self.close_reason = "peer closed the connection"
-                    return
-                if isinstance(event, wire.Piece):
-                    self.blocks_received += 1
-                    if self.blocks_received > self.requests_sent + UNREQUESTED_SLACK:
-                        self.close_reason = "sent blocks we never asked for"
+                    if type(event) is wire.Piece:
+                        self.blocks_received += 1
+                        if self.blocks_received > self.requests_sent + UNREQUESTED_SLACK:
+                            self.close_reason = "sent blocks we never asked for"
+                            return
+                        now = self.last_received
+                        self.down.add(len(event.data), now)
+                        self.last_block = now
+                        self.snubbed = False
+                        limit = self.swarm.download_limit
+                        if not limit.unlimited:
+                            wait = limit.take(len(event.data), now)
+                            if wait:
+                                resume_at = now + wait
+                    elif isinstance(event, wire.ConnectionClosed):
+                        self.close_reason = "peer closed the connection"
                         return
-                    now = self.last_received
-                    self.down.add(len(event.data), now)
-                    self.last_block = now
-                    self.snubbed = False
-                    limit = self.swarm.download_limit
-                    if not limit.unlimited:
-                        wait = limit.take(len(event.data), trio.current_time())
-                        if wait:  # stop reading this socket a while: TCP slows the peer
-                            await trio.sleep(wait)
-                elif isinstance(event, wire.Choke):
-                    self.peer_choking = True
-                elif isinstance(event, wire.Unchoke):
-                    self.peer_choking = False
-                elif isinstance(event, wire.Interested):
-                    self.peer_interested = True
-                elif isinstance(event, wire.NotInterested):
-                    self.peer_interested = False
-                self.swarm.on_message(self, event)
-                if self.closed:
-                    return
+                    elif isinstance(event, wire.Choke):
+                        self.peer_choking = True
+                    elif isinstance(event, wire.Unchoke):
+                        self.peer_choking = False
+                    elif isinstance(event, wire.Interested):
+                        self.peer_interested = True
+                    elif isinstance(event, wire.NotInterested):
+                        self.peer_interested = False
+                    self.swarm.on_message(self, event)
+                    if self.closed:
+                        return
+            if trio.current_time() >= self._receive_deadline(partial_since):
+                break
         if partial_since is not None and self.conn.buffered:
             self.close_reason = f"half a message pending for {PARTIAL_TIMEOUT:.0f} s"
         else:

@@ -9,6 +9,8 @@ Runs under the system interpreter /usr/bin/python3, not the project venv.
                       [--peer IP:PORT ...] [--timeout S] [--utp]
                       [--download-rate BPS] [--ready-file F]
     lt_peer.py create --path P --out T [--tracker URL ...] [--piece-size N]
+                      [--version v1|v2|hybrid]
+    lt_peer.py hashes --torrent T
     lt_peer.py dht    --listen IP:PORT --ready-file F [--dht-node IP:PORT ...]
 
 seed and leech also take --dht-node IP:PORT (repeatable): the DHT is then on, joined
@@ -27,8 +29,12 @@ leech:  downloads, rechecks the data on disk, exits 0 when complete; exits 1
         with a status line on stderr on timeout or error. With --magnet it
         starts from a magnet link (the metadata comes from peers, BEP 9).
         --ready-file gets its listen port once it is connected to a peer.
-create: writes a v1-only .torrent of a file or directory and prints its
-        info-hash (hex) on stdout.
+hashes: prints libtorrent's v1 and v2 info-hashes of T (hex, zeros when absent).
+create: writes a .torrent of a file or directory (v1-only unless --version says
+        v2 (BEP 52 only) or hybrid (libtorrent's own default: v1 and v2)) and
+        prints its info-hash (hex) on stdout: the v1 one, or for v2-only the
+        v2 one cut to 20 bytes (what trackers and handshakes use). With
+        --version, the full v2 info-hash follows on a second line.
 
 uTP is off unless --utp is given. libtorrent allows one connection per IP, so
 tests give every libtorrent peer its own loopback address (127.0.0.2, ...).
@@ -349,13 +355,15 @@ def cmd_dht(args):
 
 
 def cmd_create(args):
-    """Write a v1-only torrent of a file or directory; print its info-hash."""
+    """Write a torrent of a file or directory; print its info-hash(es)."""
     path = os.path.abspath(args.path)
     fs = lt.file_storage()
     lt.add_files(fs, path)
     if fs.num_files() == 0:
         raise SystemExit(f"no files under {path}")
-    ct = lt.create_torrent(fs, args.piece_size or 0, lt.create_torrent.v1_only)
+    flags = {"v1": lt.create_torrent.v1_only, "v2": lt.create_torrent.v2_only,
+             "hybrid": 0}[args.version]
+    ct = lt.create_torrent(fs, args.piece_size or 0, flags)
     for tier, url in enumerate(args.tracker):
         ct.add_tracker(url, tier)
     ct.set_creator("torrentfs tests")
@@ -366,9 +374,21 @@ def cmd_create(args):
         f.write(data)
     os.replace(tmp, args.out)
     ti = lt.torrent_info(args.out)
-    print(str(ti.info_hash()))
+    hashes = ti.info_hashes()
+    if args.version == "v2":
+        print(hashes.v2.to_bytes()[:20].hex())
+    else:
+        print(str(ti.info_hash()))
+    if args.version != "v1":
+        print(hashes.v2.to_bytes().hex())
     log(f"created {args.out}: {ti.num_files()} files, {ti.total_size()} bytes, "
         f"piece size {ti.piece_length()}")
+    return 0
+
+
+def cmd_hashes(args):
+    hashes = lt.torrent_info(args.torrent).info_hashes()
+    print(hashes.v1.to_bytes().hex(), hashes.v2.to_bytes().hex())
     return 0
 
 
@@ -419,7 +439,12 @@ def main(argv=None):
     sp.add_argument("--out", required=True)
     sp.add_argument("--tracker", action="append", default=[])
     sp.add_argument("--piece-size", type=int, default=0)
+    sp.add_argument("--version", choices=["v1", "v2", "hybrid"], default="v1")
     sp.set_defaults(func=cmd_create)
+
+    sp = sub.add_parser("hashes")
+    sp.add_argument("--torrent", required=True)
+    sp.set_defaults(func=cmd_hashes)
 
     args = p.parse_args(argv)
     if args.cmd == "leech" and not (args.torrent or args.magnet):

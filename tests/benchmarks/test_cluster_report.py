@@ -1,0 +1,53 @@
+"""benchmarks/cluster_report.py: the Kraken-style figures of a cluster phase."""
+
+import pytest
+
+from benchmarks.cluster_report import ideal_seconds, percentile, sources, summary, verdicts
+
+MIB = 1 << 20
+
+
+def test_percentile_interpolates_between_ranks():
+    assert percentile([], 50) is None
+    assert percentile([7.0], 99) == 7.0
+    assert percentile([1, 2, 3, 4], 50) == 2.5
+    assert percentile(list(range(101)), 99) == 99
+    assert percentile([10, 0], 0) == 0 and percentile([10, 0], 100) == 10
+
+
+def test_ideal_time_is_the_origin_alone_for_one_node_and_size_over_cap_for_many():
+    assert ideal_seconds(100, 1, origin_rate=10, node_rate=10) == 10
+    # 1,000 nodes at 10 B/s each, origin 10 B/s: the swarm's upload could carry it
+    # all in 100 * 1000 / 10010 s, but one copy must leave the origin first
+    assert ideal_seconds(100, 1000, 10, 10) == 10
+    # a fast origin: the nodes' own uploads bound it
+    assert ideal_seconds(100, 4, origin_rate=1000, node_rate=10) == pytest.approx(400 / 1040)
+
+
+def phase(times, flows, cpu, rx, tx, copies=1.1):
+    return {"nodes": len(times), "reads": [{"seconds": t} for t in times], "flows": flows,
+            "node_cpu_s": cpu, "node_rx": rx, "node_tx": tx, "origin_copies": copies}
+
+
+def test_summary_of_a_phase():
+    flows = {"node1": {"origin": 3 * MIB, "node2": 1 * MIB},
+             "node2": {"origin": 1 * MIB, "node1": 3 * MIB, "tracker": 0}}
+    res = phase([10.0, 20.0], flows, cpu=[1.0, None], rx=[4 * MIB, 4 * MIB],
+                tx=[1 << 30, 0])
+    s = summary(res, size=4 * MIB, origin_rate=MIB, node_rate=MIB)
+    assert s["ideal_s"] == 4.0  # one copy through the 1 MiB/s origin
+    assert s["p50_s"] == 15.0 and s["p50_over_ideal"] == 15.0 / 4
+    assert s["max_s"] == 20.0 and s["p99_over_p50"] == pytest.approx(19.9 / 15)
+    assert sources(res) == [(3 * MIB, 1 * MIB), (1 * MIB, 3 * MIB)]
+    assert s["from_origin_share"] == 0.5
+    assert s["cpu_s_per_gib_median"] == pytest.approx(1.0 * (1 << 30) / ((1 << 30) + 4 * MIB))
+    targets = {"p50_over_ideal": 1.3, "p99_over_p50": 1.3, "origin_copies": 1.5,
+               "cpu_s_per_gib": 10}
+    said = verdicts(s, targets)
+    assert said[0].endswith("misses <= 1.3") and "origin copies 1.10 meets" in said[2]
+
+
+def test_a_node_that_did_not_finish_is_left_out_of_the_percentiles():
+    res = phase([5.0, None], {}, cpu=[None, None], rx=[0, 0], tx=[0, 0])
+    s = summary(res, size=MIB, origin_rate=MIB, node_rate=MIB)
+    assert s["finished"] == 1 and s["p99_s"] == 5.0 and s["cpu_s_per_gib_median"] is None
