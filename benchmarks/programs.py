@@ -140,7 +140,7 @@ class TorrentfsMount(Mount):
         with open(self.log_path, "wb") as log:
             cli = subprocess.Popen([TORRENTFS, "mount", str(torrent), str(self.mnt),
                                     "--cache-dir", str(self.cache), "--no-dht",
-                                    *self.extra_args],
+                                    "--no-port-mapping", *self.extra_args],
                                    stdin=subprocess.DEVNULL, stdout=log,
                                    stderr=subprocess.STDOUT, env=child_env())
         self.worker.send(op="wait_listed", dir=str(self.mnt / top), name=name,

@@ -97,9 +97,10 @@ def mount_torrent(tmp_path):
             args = ("--no-dht", *args)  # tests never reach for the public DHT routers
         if watch:
             args = ("--watch", *args)
-        # --no-lsd: tests stay on loopback (a test that wants LSD passes --lsd).
+        # --no-lsd: tests stay on loopback (a test that wants LSD passes --lsd);
+        # --no-port-mapping: they never ask the machine's router for anything.
         argv = [TORRENTFS, "mount", str(torrent), str(mountpoint), "--cache-dir", str(cache),
-                "--read-timeout", "60", "--no-lsd", *args]
+                "--read-timeout", "60", "--no-lsd", "--no-port-mapping", *args]
         t0 = time.monotonic()
         try:
             r = subprocess.run(wrap(argv) if wrap else argv, capture_output=True, text=True,

@@ -83,3 +83,18 @@ def test_handshake_tolerates_ill_typed_fields():
 def test_handshake_that_is_not_a_dictionary(payload):
     with pytest.raises(ExtensionError):
         parse_handshake(payload)
+
+
+def test_handshake_addresses_bep7():
+    from torrentfs.core.extension import bdecode, encode_handshake, parse_handshake
+    raw = encode_handshake({"ut_pex": 1}, yourip="10.0.0.7", ipv6="2001:db8::5")
+    d = bdecode(raw)
+    assert d[b"yourip"] == bytes([10, 0, 0, 7]) and len(d[b"ipv6"]) == 16
+    hs = parse_handshake(raw)
+    assert hs.yourip == "10.0.0.7" and hs.ipv6 == "2001:db8::5" and hs.ipv4 is None
+    # not an address, or IPv4 given as ipv6: left out; wrong lengths read as None
+    d = bdecode(encode_handshake({}, yourip="host.example", ipv6="10.0.0.1"))
+    assert b"yourip" not in d and b"ipv6" not in d
+    from torrentfs.core.extension import bencode
+    hs = parse_handshake(bencode({b"m": {}, b"ipv6": b"short", b"ipv4": 5, b"yourip": b"123"}))
+    assert hs.ipv6 is None and hs.ipv4 is None and hs.yourip is None

@@ -21,7 +21,6 @@ from torrentfs.disk.create import create_torrent
 from torrentfs.engine.multi import (
     MultiMount,
     Shared,
-    _Replayed,
 )
 from torrentfs.engine.options import TorrentOptions
 from torrentfs.engine.sources import Skip, Source, load_file
@@ -63,18 +62,6 @@ class RecordingFS:
 
 
 # -- pure helpers ------------------------------------------------------------------
-
-async def test_replayed_stream_gives_its_head_first():
-    a, b = trio.testing.memory_stream_pair()
-    await a.send_all(b"rest")
-    s = _Replayed(b, b"head")
-    assert await s.receive_some(2) == b"he"
-    assert await s.receive_some() == b"ad"
-    assert await s.receive_some(100) == b"rest"
-    await s.send_all(b"back")
-    assert await a.receive_some(100) == b"back"
-    await s.aclose()
-
 
 def test_loaders(tmp_path):
     write_torrent(tmp_path / "d", "x.bin", 1000, 1, tmp_path / "x.TORRENT")
@@ -262,6 +249,31 @@ async def test_incoming_peers_reach_the_torrent_their_handshake_names(tmp_path, 
             (watched / "two.torrent").unlink()
             await mm.scan()
             assert t2.sessions == {} and len(t1.sessions) == 1
+            nursery.cancel_scope.cancel()
+
+
+async def test_encrypted_incoming_peers_reach_their_torrent(tmp_path, watched):
+    """MSE/PE on the shared port: the SKEY names the torrent among those served."""
+    from torrentfs.net import mse
+    p1 = write_torrent(tmp_path / "p1", "one", 70_000, 1, watched / "one.torrent")
+    p2 = write_torrent(tmp_path / "p2", "two", 90_000, 2, watched / "two.torrent")
+    with trio.fail_after(LIMIT):
+        async with trio.open_nursery() as nursery:
+            mm = await start_multi(nursery, watched, tmp_path / "cache")
+            t1, t2 = mm.fs.shown["one"], mm.fs.shown["two"]
+            for t, payload in ((t2, p2), (t1, p1)):
+                stream = await trio.open_tcp_stream("127.0.0.1", mm.port)
+                stream = await mse.initiate(stream, t.meta.info_hash, require=True)
+                assert stream.encrypted
+                nursery.start_soon(fake_peer, stream, t.meta, payload)
+            assert bytes(await t1.read(0, 0, 70_000)) == p1
+            assert bytes(await t2.read(0, 0, 90_000)) == p2
+            assert len(t1.sessions) == 1 and len(t2.sessions) == 1
+            # An encrypted handshake for a torrent not here: refused.
+            stream = await trio.open_tcp_stream("127.0.0.1", mm.port)
+            with pytest.raises((mse.MSEError, trio.BrokenResourceError)):
+                await mse.initiate(stream, b"\x01" * 20)
+            await stream.aclose()
             nursery.cancel_scope.cancel()
 
 

@@ -93,3 +93,53 @@ def test_we_advertise_the_request_queue_we_keep():
     again, over and over (what kept uploads to libtorrent at 12 MB/s)."""
     from torrentfs.engine import peerext, upload
     assert peerext.REQQ == upload.MAX_UPLOAD_QUEUE
+
+async def test_a_peer_telling_its_ipv6_address_becomes_a_candidate(tmp_path, autojump_clock):
+    """BEP 7: an IPv4 peer whose extension handshake names an IPv6 address and a
+    listen port is dialed there too; our handshake tells it the address we see."""
+    meta, t = make(tmp_path)
+    async with trio.open_nursery() as n:
+        await n.start(t.run)
+        st = attach(n, t, ("127.0.0.5", 7000),
+                    ExtBehaviour(listen_port=6999, extra_handshake={b"ipv6": bytes(15) + b"\x01"}))
+        await trio.sleep(1)
+        assert ("::1", 6999) in t.candidates
+        assert st.handshake.yourip == "127.0.0.5"
+        n.cancel_scope.cancel()
+
+
+async def test_a_pex_peer_preferring_encryption_is_dialed_encrypted(tmp_path, autojump_clock):
+    """PEX flag 0x01: the connector dials that address with MSE first."""
+    meta, t = make(tmp_path, max_peers=1)  # no room: the learned peers stay candidates
+    async with trio.open_nursery() as n:
+        await n.start(t.run)
+        attach(n, t, ("127.0.0.5", 7000), ExtBehaviour(pex=[("127.1.0.1", 1), ("127.1.0.2", 2)],
+                                                       pex_flags=pex.FLAG_ENCRYPTION))
+        await trio.sleep(1)
+        assert t.candidates[("127.1.0.1", 1)].encrypt is True
+        n.cancel_scope.cancel()
+
+
+async def test_encrypted_peers_are_flagged_in_pex(tmp_path, autojump_clock):
+    """A peer whose session is RC4-encrypted is told to the others with flag 0x01."""
+    from torrentfs.net import mse
+    meta, t = make(tmp_path)
+    a, b = ("127.0.0.5", 7000), ("127.0.0.6", 7001)
+    async with trio.open_nursery() as n:
+        await n.start(t.run)
+        sa = attach(n, t, a, ExtBehaviour())
+        ours, theirs = trio.testing.memory_stream_pair()
+        got = {}
+
+        async def respond():
+            got["in"] = await mse.open_incoming(theirs, [meta.info_hash], "require")
+        n.start_soon(respond)
+        ours = await mse.initiate(ours, meta.info_hash, require=True)
+        await trio.sleep(0.1)
+        n.start_soon(ext_peer, got["in"].stream, meta.info_hash, ExtBehaviour(), ExtStats(),
+                     b"-FX0001-" + b"0" * 12)
+        n.start_soon(t.attach, ours, b)
+        await trio.sleep(2)
+        assert [m.added for m in sa.pex] == \
+            [((b, pex.FLAG_REACHABLE | pex.FLAG_ENCRYPTION),)]
+        n.cancel_scope.cancel()

@@ -314,10 +314,13 @@ class ExtBehaviour:
     answer: bool = True                # False: sits on metadata requests
     reject: bool = False               # rejects every metadata request
     pex: list = field(default_factory=list)  # addresses it tells by ut_pex, once
+    pex_flags: int = 0                 # the flags it gives each of them
     ask_metadata: bool = False         # requests every piece of the other side's metadata
     listen_port: int | None = None     # 'p' in its extension handshake
     v2: object = None                  # a V2Info: answers BEP 52 hash requests from it
     bad_hashes: bool = False           # flips a byte of every hashes answer
+
+    extra_handshake: dict = field(default_factory=dict)  # more keys in that handshake
 
 
 @dataclass
@@ -336,7 +339,7 @@ async def ext_peer(stream: trio.abc.Stream, info_hash: bytes, behaviour: ExtBeha
     """A peer with no pieces that speaks BEP 10 (ut_metadata id 3, ut_pex id 4 on its
     side) as ``behaviour`` says, until the other side hangs up."""
     from torrentfs.core import metadata, pex
-    from torrentfs.core.extension import encode_handshake, parse_handshake
+    from torrentfs.core.extension import bdecode, bencode, encode_handshake, parse_handshake
     b, stats = behaviour, stats or ExtStats()
     conn = wire.PeerConnection(info_hash, peer_id, num_pieces=None)
     size = b.size if b.size is not None else (len(b.info) if b.info else None)
@@ -351,13 +354,16 @@ async def ext_peer(stream: trio.abc.Stream, info_hash: bytes, behaviour: ExtBeha
                 break
             out = b""
             if isinstance(event, wire.Handshake):
-                out += conn.send(wire.Extended(0, encode_handshake(
-                    {"ut_metadata": 3, "ut_pex": 4}, metadata_size=size, port=b.listen_port)))
+                greeting = encode_handshake(
+                    {"ut_metadata": 3, "ut_pex": 4}, metadata_size=size, port=b.listen_port)
+                if b.extra_handshake:
+                    greeting = bencode({**bdecode(greeting), **b.extra_handshake})
+                out += conn.send(wire.Extended(0, greeting))
             elif isinstance(event, wire.Extended) and event.ext_id == 0:
                 hs = stats.handshake = parse_handshake(event.payload)
                 if b.pex and "ut_pex" in hs.ids:
                     out += conn.send(wire.Extended(hs.ids["ut_pex"], pex.encode(
-                        [(a, 0) for a in b.pex])))
+                        [(a, b.pex_flags) for a in b.pex])))
                 if b.ask_metadata and hs.metadata_size:
                     for i in range(metadata.num_pieces(hs.metadata_size)):
                         out += conn.send(wire.Extended(hs.ids["ut_metadata"],

@@ -107,7 +107,7 @@ class Seed:
         self.port = port
         self.proc = subprocess.Popen(
             [TORRENTFS, "seed", str(torrent), str(data), "--port", str(port),
-             "--cache-dir", str(cache), "--no-lsd", "--no-dht", *extra],
+             "--cache-dir", str(cache), "--no-lsd", "--no-dht", "--no-port-mapping", *extra],
             stdout=subprocess.DEVNULL, stderr=open(self.log, "wb"), stdin=subprocess.DEVNULL)
 
     def __enter__(self):

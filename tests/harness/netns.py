@@ -163,10 +163,12 @@ TRANSMISSION_SETTINGS = {
 
 @contextlib.contextmanager
 def _transmission(torrent_path, data_dir, netns_host: NetnsHost, port: int, workdir,
-                  prefix: str) -> Iterator[tuple[list[str], Path]]:
+                  prefix: str, encryption_required: bool = False
+                  ) -> Iterator[tuple[list[str], Path]]:
     """A fresh config dir (TRANSMISSION_SETTINGS) and the argv that runs
     transmission-cli 3.00 in `netns_host` on `torrent_path` with `data_dir` as its
-    download dir; yields (argv, log path)."""
+    download dir; yields (argv, log path). With `encryption_required` it encrypts
+    every connection and refuses plain ones (-er)."""
     with _workdir(workdir, prefix) as wd:
         config = wd / "transmission-config"
         if config.exists():
@@ -174,14 +176,16 @@ def _transmission(torrent_path, data_dir, netns_host: NetnsHost, port: int, work
         config.mkdir()
         settings = dict(TRANSMISSION_SETTINGS, **{
             "peer-port": port, "bind-address-ipv4": netns_host.ns_ip,
-            "download-dir": str(data_dir)})
+            "download-dir": str(data_dir),
+            "encryption": 2 if encryption_required else 0})
         (config / "settings.json").write_text(json.dumps(settings, indent=1))
         # stdbuf -o0: its status line goes to a file, which stdio would
         # otherwise buffer for ~10 s (stdbuf execs it: the PID stays the same).
         yield (netns_host.argv(["stdbuf", "-o0",
                                 "transmission-cli", "--config-dir", str(config),
                                 "--download-dir", str(data_dir), "--port", str(port),
-                                "--encryption-tolerated", "--no-portmap",
+                                "--encryption-required" if encryption_required
+                                else "--encryption-tolerated", "--no-portmap",
                                 "--no-downlimit", "--no-uplimit", str(torrent_path)]),
                wd / "transmission.log")
 
@@ -190,7 +194,8 @@ def _transmission(torrent_path, data_dir, netns_host: NetnsHost, port: int, work
 def transmission_seeder(torrent_path: Path | str, data_dir: Path | str,
                         netns_host: NetnsHost, port: int = 51413, *,
                         workdir: Path | str | None = None, timeout: float = 60.0,
-                        announce_timeout: float = 10.0) -> Iterator[Peer]:
+                        announce_timeout: float = 10.0,
+                        encryption_required: bool = False) -> Iterator[Peer]:
     """Run transmission-cli 3.00 in `netns_host`, seeding the data in `data_dir`.
 
     It gets a fresh config dir (settings.json: no DHT/LSD/PEX/uTP/port
@@ -203,7 +208,7 @@ def transmission_seeder(torrent_path: Path | str, data_dir: Path | str,
     e.g. an opentracker that also listens on `netns_host.host_ip`.
     """
     with _transmission(torrent_path, data_dir, netns_host, port, workdir,
-                       "transmission-") as (argv, log_path):
+                       "transmission-", encryption_required) as (argv, log_path):
         with _running(argv, log_path) as proc:
             def ready():
                 text = log_path.read_bytes()
@@ -225,7 +230,7 @@ def transmission_seeder(torrent_path: Path | str, data_dir: Path | str,
 def transmission_download(torrent_path: Path | str, save_dir: Path | str,
                           netns_host: NetnsHost, port: int = 51414, *,
                           workdir: Path | str | None = None,
-                          timeout: float = 120.0) -> str:
+                          timeout: float = 120.0, encryption_required: bool = False) -> str:
     """Download with transmission-cli 3.00 inside `netns_host` into `save_dir`,
     finding peers through the torrent's trackers (which must be reachable from the
     namespace). Returns once it says it is seeding (it verified every piece); raises
@@ -233,7 +238,7 @@ def transmission_download(torrent_path: Path | str, save_dir: Path | str,
     is always stopped. Returns the log text."""
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     with _transmission(torrent_path, save_dir, netns_host, port, workdir,
-                       "transmission-dl-") as (argv, log_path):
+                       "transmission-dl-", encryption_required) as (argv, log_path):
         with _running(argv, log_path) as proc:
             _wait_ready(proc, "transmission-cli download", log_path,
                         lambda: b"Seeding, uploading" in log_path.read_bytes(), timeout)

@@ -58,6 +58,11 @@ def wait_until(predicate: Callable[[], Any], timeout: float,
         time.sleep(interval)
 
 
+def hostport(ip: str, port: int) -> str:
+    """'IP:PORT', or '[IPv6]:PORT'."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
 def free_port(host: str = "127.0.0.1", udp: bool = False) -> int:
     """A port that is free on `host` for TCP (and for UDP too if `udp`)."""
     for _ in range(100):
@@ -368,7 +373,7 @@ class Peer:
 
     @property
     def endpoint(self) -> str:
-        return f"{self.ip}:{self.port}"
+        return hostport(self.ip, self.port)
 
     def log(self) -> str:
         return log_tail(self.log_path, 200)
@@ -392,7 +397,7 @@ def lt_dht_node(ip: str, port: int = 0, dht_nodes: Sequence[str] = (), *,
         ready = wd / f"lt-dht-{ip}-{port}.ready"
         ready.unlink(missing_ok=True)
         log_path = wd / f"lt-dht-{ip}.log"
-        argv = _lt_argv("dht", "--listen", f"{ip}:{port}", "--ready-file", str(ready),
+        argv = _lt_argv("dht", "--listen", hostport(ip, port), "--ready-file", str(ready),
                         *_dht_args(dht_nodes))
         with _running(argv, log_path) as proc:
             _wait_ready(proc, f"lt DHT node {ip}", log_path, ready.exists, timeout)
@@ -403,7 +408,7 @@ def lt_dht_node(ip: str, port: int = 0, dht_nodes: Sequence[str] = (), *,
 def lt_seeder(torrent_path: Path | str, data_dir: Path | str, ip: str = "127.0.0.2",
               port: int = 0, *, utp: bool = False, upload_rate: int | None = None,
               lsd: bool = False, wrap: Callable[[list[str]], list[str]] | None = None,
-              dht_nodes: Sequence[str] = (),
+              dht_nodes: Sequence[str] = (), encryption: str | None = None,
               workdir: Path | str | None = None, timeout: float = 60.0) -> Iterator[Peer]:
     """Run a libtorrent seeder of the data in `data_dir` on ip:port (0 = any).
 
@@ -414,19 +419,22 @@ def lt_seeder(torrent_path: Path | str, data_dir: Path | str, ip: str = "127.0.0
     the command line, e.g. `lambda argv: cluster.argv_in(i, argv)` to run it in
     a cluster's namespace.
     With `dht_nodes` it joins the DHT through them and announces itself there
-    (at once, then every 5 s).
+    (at once, then every 5 s). `encryption="forced"`: MSE/PE with RC4 only, in and
+    out (plain connections refused).
     """
     with _workdir(workdir, "lt-seed-") as wd:
         ready = wd / f"lt-seed-{ip}-{port}.ready"
         ready.unlink(missing_ok=True)
         log_path = wd / f"lt-seed-{ip}.log"
         argv = _lt_argv("seed", "--torrent", str(torrent_path), "--save-path", str(data_dir),
-                        "--listen", f"{ip}:{port}", "--ready-file", str(ready))
+                        "--listen", hostport(ip, port), "--ready-file", str(ready))
         if utp:
             argv.append("--utp")
         if upload_rate:
             argv += ["--upload-rate", str(upload_rate)]
         argv += _dht_args(dht_nodes)
+        if encryption:
+            argv += ["--encryption", encryption]
         if lsd:
             argv.append("--lsd")
         if wrap is not None:
@@ -440,7 +448,7 @@ def _leech_argv(torrent_path, save_dir, ip, port, peers, utp, timeout, magnet,
                 download_rate=None, dht_nodes=()) -> list[str]:
     source = ["--magnet", magnet] if magnet else ["--torrent", str(torrent_path)]
     argv = _lt_argv("leech", *source, "--save-path", str(save_dir),
-                    "--listen", f"{ip}:{port}", "--timeout", str(timeout))
+                    "--listen", hostport(ip, port), "--timeout", str(timeout))
     for p in peers:
         argv += ["--peer", p]
     if utp:
@@ -453,7 +461,7 @@ def _leech_argv(torrent_path, save_dir, ip, port, peers, utp, timeout, magnet,
 
 def lt_leecher(torrent_path: Path | str | None, save_dir: Path | str, ip: str = "127.0.0.9",
                port: int = 0, peers: Sequence[str] = (), *, utp: bool = False,
-               dht_nodes: Sequence[str] = (),
+               dht_nodes: Sequence[str] = (), encryption: str | None = None,
                timeout: float = 60.0, magnet: str | None = None
                ) -> subprocess.CompletedProcess:
     """Download with libtorrent into `save_dir`; returns when done or timed out.
@@ -463,9 +471,12 @@ def lt_leecher(torrent_path: Path | str | None, save_dir: Path | str, ip: str = 
     `magnet` (and no torrent) libtorrent starts from the magnet link. The
     result's returncode is 0 only when complete and rechecked; the status is
     in its stderr. The process is killed if it overruns `timeout` by 15 s.
+    `encryption="forced"`: MSE/PE with RC4 only, in and out.
     """
     argv = _leech_argv(torrent_path, save_dir, ip, port, peers, utp, timeout, magnet,
                        dht_nodes=dht_nodes)
+    if encryption:
+        argv += ["--encryption", encryption]
     return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           env=child_env(), timeout=timeout + 15)
 

@@ -204,3 +204,48 @@ async def test_lookup_schedule_follows_the_peer_count(autojump_clock):
     assert [round(t - t0) for t, _ in d.calls] == [0, 15, 30, 45, 105, 405]
     assert all(port == 6000 for _, port in d.calls)
     assert found[:2] == [("10.0.0.1", 1), ("10.0.0.2", 2)] and len(found) == 12
+
+
+async def test_ipv6_nodes_find_each_other_and_a_pair_feeds_add_peer(tmp_path):
+    """BEP 32: nodes on ::1 bootstrap, answer with nodes6, announce and find IPv6
+    peers; keep_torrent_found on a DhtPair uses both nodes; state keeps IPv6 nodes."""
+    from torrentfs.net.dht import DhtPair
+    try:
+        socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).close()
+    except OSError:
+        pytest.skip("no IPv6")
+    async with trio.open_nursery() as nursery:
+        first = DHT(host="::1", bootstrap=[])
+        await nursery.start(first.run)
+        out = [first]
+        for i in range(1, 4):
+            d = DHT(host="::1", bootstrap=[("::1", first.port)],
+                    state_path=tmp_path / f"n{i}" / "dht6.state")
+            await nursery.start(d.run)
+            out.append(d)
+        with trio.fail_after(10):
+            for d in out:
+                await d.bootstrapped.wait()
+        a, b, c, d = out
+        assert all(len(x.table) >= 1 for x in out)
+        assert await collect(b, IH, announce_port=4321) == []
+        with trio.fail_after(5):
+            while not any(x.store.get(IH, trio.current_time()) for x in (a, c, d)):
+                await trio.sleep(0.01)
+        assert await collect(d, IH) == [("::1", 4321)]
+        # An IPv4 node beside c: the pair finds the IPv6 peer through c.
+        v4 = DHT(host="127.0.0.1", bootstrap=[])
+        await nursery.start(v4.run)
+        found = []
+        async with trio.open_nursery() as n:
+            n.start_soon(lambda: keep_torrent_found(DhtPair(v4, c), IH, port=lambda: 5555,
+                                                    add_peer=found.append,
+                                                    peer_count=lambda: 0))
+            with trio.fail_after(10):
+                while ("::1", 4321) not in found:
+                    await trio.sleep(0.01)
+            n.cancel_scope.cancel()
+        nursery.cancel_scope.cancel()
+    state = krpc.bdecode((tmp_path / "n1" / "dht6.state").read_bytes())
+    saved = krpc.unpack_nodes(state[b"nodes"], v6=True)
+    assert saved and all(n.addr[0] == "::1" for n in saved)

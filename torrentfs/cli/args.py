@@ -123,6 +123,22 @@ def add_lsd(p) -> None:
                         "discovery; default: on, never for private torrents)")
 
 
+def add_encryption(p) -> None:
+    p.add_argument("--encryption", choices=("prefer", "require", "off"), default="prefer",
+                   help="peer encryption (MSE/PE, RC4): 'prefer' (the default) accepts "
+                        "plain and encrypted peers and dials in plain text, encrypted "
+                        "again at once if a peer closes a plain connection; 'require' "
+                        "encrypts every connection and refuses plain ones; 'off' speaks "
+                        "plain text only")
+
+
+def add_port_mapping(p) -> None:
+    p.add_argument("--no-port-mapping", action="store_true",
+                   help="do not ask the router (NAT-PMP, else UPnP IGD) to forward the "
+                        "listen ports to us; by default they are mapped at start, renewed, "
+                        "and removed on exit, and the external address is logged")
+
+
 def add_dht(p) -> None:
     p.add_argument("--no-dht", action="store_true",
                    help="do not use the DHT to find peers (it is never used for a "
@@ -239,6 +255,7 @@ def torrent_options(args, **fixed):
         port=args.port, peers=args.peer, max_peers=args.max_peers,
         upload_rate=args.upload_rate or None, download_rate=args.download_rate or None,
         lsd=args.lsd, pex=not getattr(args, "no_pex", False),
+        encryption=getattr(args, "encryption", "prefer"),
         prefetch=getattr(args, "prefetch", False),
         read_timeout=getattr(args, "read_timeout", 0) or None,
         cache_size=getattr(args, "cache_size", None))

@@ -16,7 +16,9 @@ from torrentfs.cli import watch
 from torrentfs.cli.args import (
     add_dht,
     add_log_level,
+    add_encryption,
     add_lsd,
+    add_port_mapping,
     add_metadata_timeout,
     add_rates,
     add_web_seeds,
@@ -31,7 +33,7 @@ from torrentfs.cli.daemon import daemonise
 from torrentfs.cli.mountpoint import check_mountpoint
 from torrentfs.cli.output import CliError, human, setup_logging
 from torrentfs.cli.registry import SEEDING, Registration, lock_torrent
-from torrentfs.cli.serve import free_port, keep_found, start_dht, write_pid
+from torrentfs.cli.serve import free_port, keep_found, map_ports, start_dht, write_pid
 from torrentfs.cli.serve import run as run_trio
 from torrentfs.cli.state import default_cache_dir, mount_state_file
 from torrentfs.disk.private import private_dir
@@ -91,6 +93,8 @@ def add_parser(sub) -> None:
                      help="connect to at most N peers")
     add_rates(net)
     add_lsd(net)
+    add_encryption(net)
+    add_port_mapping(net)
     add_dht(net)
     add_web_seeds(net)
     data = m.add_argument_group("cache and reading")
@@ -192,7 +196,8 @@ def serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=Non
                 t0 = trio.current_time()
                 meta, peers = await fetch_metainfo(
                     magnet, folder, peer_id=peer_id, port=port, peers=args.peer,
-                    timeout=args.metadata_timeout, progress=progress, dht=dht)
+                    timeout=args.metadata_timeout, progress=progress, dht=dht,
+                    encryption=args.encryption)
                 log.info("metadata of %s (%s) fetched in %.2f s", meta.info_hash.hex(),
                          meta.name, trio.current_time() - t0)
             elif magnet is not None:
@@ -210,6 +215,7 @@ def serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=Non
                 dht = await start_dht(nursery, args, cache, torrent.port)
             if dht is not None and not meta.private:
                 keep_found(nursery, dht, torrent)
+            map_ports(nursery, args, torrent.port, dht)
             async with mounted(fs, mountpoint, args.o) as mount:
                 write_pid(state)
                 log.info("mounted %s on %s (info-hash %s, port %d)",

@@ -11,7 +11,9 @@ from pathlib import Path
 from torrentfs.cli.args import (
     add_dht,
     add_log_level,
+    add_encryption,
     add_lsd,
+    add_port_mapping,
     add_rates,
     command,
     parse_peer,
@@ -19,7 +21,7 @@ from torrentfs.cli.args import (
 )
 from torrentfs.cli.output import CliError, progress_bar, setup_logging
 from torrentfs.cli.registry import Registration, lock_torrent
-from torrentfs.cli.serve import keep_found, start_dht
+from torrentfs.cli.serve import keep_found, map_ports, start_dht
 from torrentfs.cli.serve import run as run_trio
 from torrentfs.cli.state import default_cache_dir
 from torrentfs.engine.sources import load_torrent
@@ -53,6 +55,8 @@ def add_parser(sub) -> None:
                     help="serve at most N peers at once")
     add_rates(sd)
     add_lsd(sd)
+    add_encryption(sd)
+    add_port_mapping(sd)
     add_dht(sd)
     sd.add_argument("--cache-dir", metavar="DIR",
                     help=f"where our state is kept (default: {default_cache_dir()})")
@@ -97,10 +101,12 @@ def run(args) -> int:
             if not have.count:
                 raise CliError(f"no piece of {meta.name} in {data_dir} verifies")
             reg.update(state="seeding")
+            dht = None
             if not meta.private:
                 dht = await start_dht(nursery, args, cache, torrent.port)
                 if dht is not None:
                     keep_found(nursery, dht, torrent)
+            map_ports(nursery, args, torrent.port, dht)
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
                 async for sig in sigs:
                     log.info("got %s: stopping", signal.Signals(sig).name)

@@ -57,8 +57,9 @@ async def start_dht(nursery, args, cache: Path, port: int):
 
 
 async def open_dht(nursery, port: int, *, args, cache: Path):
-    """Start the DHT node (on ``--dht-port``, else UDP ``port`` if free, else any)."""
-    from torrentfs.net.dht import DHT
+    """Start the DHT node (on ``--dht-port``, else UDP ``port`` if free, else any),
+    and an IPv6 node beside it on the same port where the host has IPv6 (BEP 32)."""
+    from torrentfs.net.dht import DHT, DhtPair
     explicit = args.dht_port is not None
     dht = DHT(port=args.dht_port if explicit else port, bootstrap=args.dht_bootstrap,
               state_path=cache / "dht.state")
@@ -71,7 +72,25 @@ async def open_dht(nursery, port: int, *, args, cache: Path):
         log.info("UDP port %d is taken (%s): the DHT takes another", dht.port, e.strerror)
         dht.port = 0
         await nursery.start(dht.run)
-    return dht
+    dht6 = DHT(host="::", port=dht.port, bootstrap=args.dht_bootstrap,
+               state_path=cache / "dht6.state")
+    try:
+        await nursery.start(dht6.run)
+    except OSError as e:
+        log.info("no IPv6 DHT node (UDP port %d: %s): IPv4 only", dht.port, e.strerror or e)
+        return dht
+    return DhtPair(dht, dht6)
+
+
+def map_ports(nursery, args, tcp_port: int, dht=None) -> None:
+    """Map the TCP listen port, and the DHT's UDP port, on the router (NAT-PMP, else
+    UPnP IGD: ``net.portmap``) for as long as ``nursery`` runs, unless
+    --no-port-mapping."""
+    if getattr(args, "no_port_mapping", False):
+        return
+    from torrentfs.net.portmap import PortMapper
+    ports = [("TCP", tcp_port)] + ([("UDP", dht.port)] if dht is not None else [])
+    nursery.start_soon(PortMapper(ports).run)
 
 
 def keep_found(nursery, dht, torrent) -> None:

@@ -14,7 +14,7 @@ from torrentfs.cli.daemon import daemonise
 from torrentfs.cli.mountpoint import check_mountpoint
 from torrentfs.cli.output import CliError, setup_logging
 from torrentfs.cli.registry import Registration
-from torrentfs.cli.serve import open_dht, write_pid
+from torrentfs.cli.serve import map_ports, open_dht, write_pid
 from torrentfs.cli.serve import run as run_trio
 from torrentfs.cli.state import default_cache_dir, mount_log_file, mount_state_file
 from torrentfs.disk.private import private_dir
@@ -83,6 +83,7 @@ def serve(watched: Path, mountpoint: str, cache: Path, args, ready, progress=Non
                 except OSError as e:
                     raise CliError(f"cannot listen on port {args.port}: "
                                    f"{e.strerror}") from None
+                map_ports(nursery, args, multi.port, multi.dht)
                 write_pid(state)
                 log.info("mounted %s on %s: %d torrents, port %d", watched, mountpoint,
                          len(fs.names()), multi.port)

@@ -24,6 +24,7 @@ the buffer; its work is linear in the input.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 import bencodepy
@@ -129,6 +130,9 @@ class ExtHandshake:
     listen_port: int | None = None
     client: str | None = None
     reqq: int | None = None
+    ipv6: str | None = None       # its IPv6 address (BEP 7 'ipv6'), if it told one
+    ipv4: str | None = None       # its IPv4 address ('ipv4')
+    yourip: str | None = None     # our address as it sees it ('yourip')
 
     def supports(self, name: str) -> bool:
         return name in self.ids
@@ -138,10 +142,27 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _packed_ip(text: str | None, version: int | None = None) -> bytes | None:
+    try:
+        ip = ipaddress.ip_address(text) if text else None
+    except ValueError:
+        return None
+    return ip.packed if ip is not None and version in (None, ip.version) else None
+
+
+def _ip_of(raw: object, size: int) -> str | None:
+    if isinstance(raw, bytes) and len(raw) == size:
+        return str(ipaddress.ip_address(raw))
+    return None
+
+
 def encode_handshake(ids: dict[str, int], *, metadata_size: int | None = None,
                      port: int | None = None, client: str | None = None,
-                     reqq: int | None = None) -> bytes:
-    """The payload of our extension handshake (send it with extension id 0)."""
+                     reqq: int | None = None, yourip: str | None = None,
+                     ipv6: str | None = None) -> bytes:
+    """The payload of our extension handshake (send it with extension id 0):
+    ``yourip`` is the peer's address as we see it, ``ipv6`` ours (BEP 7), each left
+    out unless an IP literal (of version 6 for ``ipv6``)."""
     d: dict[bytes, object] = {b"m": {k.encode(): v for k, v in ids.items()}}
     if metadata_size is not None:
         d[b"metadata_size"] = metadata_size
@@ -151,6 +172,10 @@ def encode_handshake(ids: dict[str, int], *, metadata_size: int | None = None,
         d[b"v"] = client.encode()
     if reqq:
         d[b"reqq"] = reqq
+    if (packed := _packed_ip(yourip)) is not None:
+        d[b"yourip"] = packed
+    if (packed := _packed_ip(ipv6, 6)) is not None:
+        d[b"ipv6"] = packed
     return bencode(d)
 
 
@@ -179,4 +204,7 @@ def parse_handshake(payload: bytes) -> ExtHandshake:
         client=client[:MAX_CLIENT_NAME].decode(errors="replace")
         if isinstance(client, bytes) else None,
         reqq=reqq if _is_int(reqq) and reqq > 0 else None,
+        ipv6=_ip_of(top.get(b"ipv6"), 16),
+        ipv4=_ip_of(top.get(b"ipv4"), 4),
+        yourip=_ip_of(top.get(b"yourip"), 4) or _ip_of(top.get(b"yourip"), 16),
     )

@@ -11,6 +11,14 @@ after 30 s doubling to 10 min; one whose session ended after 15 s doubling to
 (``torrent.banned_ips``) and our own (a candidate marked ``banned``) are never
 dialed; a peer that dials us while banned or with no room is closed at once.
 
+Encryption (MSE/PE, ``net/mse.py``) follows ``torrent.options.encryption``: with
+``require`` every connection is encrypted; with ``prefer`` an address is dialed in
+plain text first, and at once again encrypted if the peer closed the plain
+connection before its handshake (a peer that requires encryption does that); an
+address PEX says prefers encryption is dialed encrypted first; an address whose
+encrypted dial failed goes back to plain text. Incoming
+connections may be either (``open_incoming`` tells them apart).
+
 What it needs of its torrent is ``Dialer``; the torrent is also every session's
 ``peer.Swarm``.
 """
@@ -26,6 +34,8 @@ import trio
 from torrentfs.core import wire
 from torrentfs.core.geometry import Geometry
 from torrentfs.core.metainfo import Metainfo
+from torrentfs.engine.options import TorrentOptions
+from torrentfs.net.mse import MSEError, initiate, open_incoming
 from torrentfs.net.peer import PeerSession, Swarm, connect, tune
 
 log = logging.getLogger("torrentfs.torrent")
@@ -40,6 +50,7 @@ class Candidate:
     next_try: float = 0.0
     failures: int = 0
     banned: bool = False    # ourselves: never dialed again
+    encrypt: bool | None = None  # dial with MSE (True), in plain (False); None: as the policy
 
 
 class Dialer(Swarm, Protocol):
@@ -50,6 +61,7 @@ class Dialer(Swarm, Protocol):
     peer_id: bytes
     sessions: dict[tuple[str, int], PeerSession]   # the open sessions, by address
     banned_ips: set[str]
+    options: TorrentOptions
 
 
 class Connector:
@@ -116,6 +128,8 @@ class Connector:
                     await self._wake.wait()
 
     async def _dial(self, addr: tuple[str, int], cand: Candidate) -> None:
+        policy = self.torrent.options.encryption
+        encrypt = policy == "require" or (policy == "prefer" and bool(cand.encrypt))
         try:
             try:
                 stream = await connect(addr)
@@ -124,9 +138,32 @@ class Connector:
                 cand.next_try = trio.current_time() + min(15 * 2 ** cand.failures, 600)
                 log.debug("connect %s:%d failed: %s", *addr, e)
                 return
+            if encrypt:
+                try:
+                    stream = await initiate(stream, self.torrent.meta.info_hash,
+                                            require=policy == "require")
+                except (MSEError, trio.TooSlowError, trio.BrokenResourceError,
+                        trio.ClosedResourceError, OSError) as e:
+                    with trio.CancelScope(shield=True):
+                        await stream.aclose()
+                    log.debug("encrypted handshake with %s:%d failed: %s", *addr, e)
+                    if policy == "prefer":
+                        cand.encrypt = False   # plain text from now on
+                    cand.failures += 1
+                    cand.next_try = trio.current_time() + min(15 * 2 ** cand.failures, 600)
+                    return
+                log.info("encrypted connection to %s:%d (%s)", *addr,
+                         "RC4" if stream.encrypted else "plaintext selected")
         finally:
             self.connecting.discard(addr)
         session = await self.attach(stream, addr)
+        if (session.peer_id is None and not encrypt and policy == "prefer"
+                and cand.encrypt is None):
+            # Closed before its handshake: it may want encryption. Try that at once.
+            cand.encrypt = True
+            cand.next_try = trio.current_time()
+            self._wake.set()
+            return
         if session.connected_at and trio.current_time() - session.connected_at > LONG_SESSION:
             cand.failures = 0
         cand.next_try = trio.current_time() + 15 * 2 ** min(cand.failures, 5)
@@ -152,7 +189,8 @@ class Connector:
         return session
 
     async def handle_incoming(self, stream: trio.SocketStream) -> None:
-        """A connection to our listener (``trio.serve_listeners``)."""
+        """A connection to our listener (``trio.serve_listeners``): plain or
+        encrypted, as the policy allows."""
         try:
             host, port, *_ = stream.socket.getpeername()
         except OSError:
@@ -162,7 +200,19 @@ class Connector:
             tune(stream)
         except OSError:
             pass
-        await self.accept(stream, (host, port))
+        info_hash = self.torrent.meta.info_hash
+        try:
+            incoming = await open_incoming(stream, [info_hash], self.torrent.options.encryption)
+        except (MSEError, trio.TooSlowError, trio.BrokenResourceError,
+                trio.ClosedResourceError, OSError) as e:
+            log.debug("incoming %s:%d refused: %s", host, port, e)
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+            return
+        if incoming.encrypted:
+            log.info("encrypted connection from %s:%d (%s)", host, port,
+                     "RC4" if incoming.stream.encrypted else "plaintext selected")
+        await self.accept(incoming.stream, (host, port))
 
     async def accept(self, stream: trio.abc.Stream, addr: tuple[str, int]) -> None:
         """Run a session a peer started over ``stream`` until it ends, unless the peer

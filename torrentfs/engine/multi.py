@@ -9,9 +9,10 @@ skipped with one log line, and tried again only once it changes.
 
 All the torrents share (``Shared``):
 * one listening socket: an incoming connection's handshake names the torrent it
-  wants (its info-hash, bytes 28-48), so the first 48 bytes are read
-  (``HANDSHAKE_TIMEOUT``), the connection is handed to that torrent with those
-  bytes given again (``_Replayed``), or closed if no torrent has that hash;
+  wants (its info-hash, bytes 28-48 of a plain one, the SKEY of an encrypted one:
+  ``net.mse.open_incoming``, bounded by its ``HANDSHAKE_TIMEOUT``), the
+  connection is handed to that torrent with the bytes read given again, or closed
+  if no torrent has that hash;
 * one upload and one download token bucket, and one cap on connections
   (``--max-peers`` counts every torrent's peers);
 * one DHT node (each public torrent looks itself up there).
@@ -40,7 +41,6 @@ from typing import Callable
 
 import trio
 
-from torrentfs.core import handshake
 from torrentfs.core.metainfo import Metainfo
 from torrentfs.core.ratelimit import TokenBucket
 from torrentfs.core.tree import Tree
@@ -50,7 +50,9 @@ from torrentfs.disk.private import private_dir
 from torrentfs.engine.options import TorrentOptions
 from torrentfs.engine.sources import Skip, Source, SourceError, load_file
 from torrentfs.engine.torrent import Torrent
-from torrentfs.net.peer import HANDSHAKE_TIMEOUT, tune
+from torrentfs.net.listen import open_listeners
+from torrentfs.net.mse import MSEError, open_incoming
+from torrentfs.net.peer import tune
 
 log = logging.getLogger("torrentfs.multi")
 
@@ -99,32 +101,6 @@ def _leaf(e: BaseException) -> BaseException:
     return e
 
 
-class _Replayed(trio.abc.Stream):
-    """A stream whose first bytes were read already (to route it by its
-    handshake): it gives them again before the rest."""
-
-    def __init__(self, stream: trio.abc.Stream, head: bytes) -> None:
-        self._stream = stream
-        self._head = head
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self._head:
-            n = len(self._head) if max_bytes is None else max_bytes
-            data, self._head = self._head[:n], self._head[n:]
-            await trio.lowlevel.checkpoint()
-            return data
-        return await self._stream.receive_some(max_bytes)
-
-    async def send_all(self, data) -> None:
-        await self._stream.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self._stream.wait_send_all_might_not_block()
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-
 class Shared:
     """What the torrents of one mount share: rate limits and the connection cap."""
 
@@ -164,7 +140,7 @@ class MultiMount:
     public torrent's peers."""
 
     def __init__(self, folder: Path, fs, cache: Path, shared: Shared, *, port: int = 0,
-                 listen_host: str = "0.0.0.0", peers=(), open_dht=None,
+                 listen_host: str | None = None, peers=(), open_dht=None,
                  torrent_options: TorrentOptions = TorrentOptions(),
                  load: Callable[[Path], Source] = load_file,
                  mountpoint: str | None = None) -> None:
@@ -194,7 +170,7 @@ class MultiMount:
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Listen, mount what the folder holds, and follow it until cancelled.
         Ready once listening and the torrents present at the start are shown."""
-        listeners = await trio.open_tcp_listeners(self.port, host=self.listen_host)
+        listeners = await open_listeners(self.port, self.listen_host)
         self.port = listeners[0].socket.getsockname()[1]
         log.info("listening on port %d for every torrent", self.port)
         async with trio.open_nursery() as nursery:
@@ -379,22 +355,22 @@ class MultiMount:
         except OSError:
             await stream.aclose()
             return
-        head = b""
-        with trio.move_on_after(HANDSHAKE_TIMEOUT):
-            try:
-                while len(head) < handshake.INFO_HASH_END:
-                    chunk = await stream.receive_some(handshake.INFO_HASH_END - len(head))
-                    if not chunk:
-                        break
-                    head += chunk
-            except (trio.BrokenResourceError, OSError):
-                pass
-        info_hash = handshake.info_hash_of(head)
-        entry = self.by_hash.get(info_hash) if info_hash else None
+        serving = [h for h, e in self.by_hash.items() if e.nursery is not None]
+        try:
+            incoming = await open_incoming(stream, serving, self.torrent_options.encryption)
+        except (MSEError, trio.TooSlowError, trio.BrokenResourceError,
+                trio.ClosedResourceError, OSError) as e:
+            log.debug("incoming %s:%d refused: %s", host, port, e)
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+            return
+        if incoming.encrypted:
+            log.info("encrypted connection from %s:%d (%s)", host, port,
+                     "RC4" if incoming.stream.encrypted else "plaintext selected")
+        entry = self.by_hash.get(incoming.info_hash)
         if entry is None or entry.nursery is None:
-            log.debug("incoming %s:%d: %s", host, port,
-                      "no torrent here has info-hash " + info_hash.hex() if info_hash
-                      else "not a BitTorrent handshake")
+            log.debug("incoming %s:%d: no torrent here has info-hash %s", host, port,
+                      incoming.info_hash.hex())
             with trio.CancelScope(shield=True):
                 await stream.aclose()
             return
@@ -405,7 +381,7 @@ class MultiMount:
         async def session() -> None:
             current_file.set(entry.file)
             try:
-                await entry.torrent.accept(_Replayed(stream, head), (host, port))
+                await entry.torrent.accept(incoming.stream, (host, port))
             finally:
                 done.set()
 

@@ -20,7 +20,7 @@ class TorrentOptions:
 
     # -- the network -----------------------------------------------------------------
     port: int = 0                    # the port to listen on and announce (0: any free)
-    listen_host: str = "0.0.0.0"     # the address to listen on
+    listen_host: str | None = None   # the address to listen on; None: every IPv4 and IPv6
     listen: bool = True              # accept incoming peers (a watch mount listens for all)
     announce: bool = True            # announce to the torrent's trackers
     peers: tuple[tuple[str, int], ...] = ()  # addresses to try besides those discovered
@@ -30,6 +30,7 @@ class TorrentOptions:
     lsd: bool = False                # local service discovery (BEP 14); never if private
     pex: bool = True                 # peer exchange (BEP 11); never if private
     web_seeds: tuple[str, ...] | None = None  # BEP 19 URLs; None: the torrent's url-list
+    encryption: str = "prefer"       # MSE/PE: prefer, require or off (net/mse.py)
 
     # -- the data --------------------------------------------------------------------
     prefetch: bool = False           # download the whole torrent, below reads

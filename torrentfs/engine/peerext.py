@@ -8,7 +8,11 @@ second.  Everything else here is the peers' business:
 * Every peer that speaks BEP 10 gets our handshake: ``ut_metadata`` with our
   ``metadata_size`` (so a magnet leecher can fetch the info dictionary from us),
   ``ut_pex`` unless PEX is off (``--no-pex``, or a private torrent, BEP 27), and
-  our listen port.
+  our listen port, the peer's address as we see it (``yourip``) and our IPv6
+  address (``ipv6``, BEP 7) when we have a global one.
+* A peer that tells its IPv6 address (``ipv6``) and listen port while connected
+  over IPv4 has that address added as a candidate (and the other way round with
+  ``ipv4``): the connector dials it if it has room.
 * A metadata request is answered with the piece or a reject; anything else a
   peer sends on ut_metadata is ignored (we ask nothing of it).
 * PEX: each peer that speaks ut_pex hears, at most once a minute, the peers we
@@ -16,6 +20,8 @@ second.  Everything else here is the peers' business:
   an incoming peer gave in its handshake), at most 50 added and 50 dropped per
   message.  What peers tell us goes to ``Torrent.add_peer``, at most one message
   per peer per 10 s and while the torrent knows fewer than ``MAX_CANDIDATES``.
+  Peers whose session is RC4-encrypted are flagged as preferring encryption
+  (0x01), and a peer so flagged to us is dialed encrypted first.
 * A malformed extension handshake closes the peer; a malformed ut_pex or
   ut_metadata message is logged and ignored (one bad field is no reason to lose
   a peer that serves data).
@@ -29,6 +35,7 @@ from dataclasses import dataclass, field
 import trio
 
 from torrentfs import __version__
+from torrentfs.net.listen import global_ipv6
 from torrentfs.core import metadata, pex, wire
 from torrentfs.core.extension import (
     OUR_IDS,
@@ -71,7 +78,8 @@ class PeerExtensions:
         info = self.torrent.meta.info_bytes
         s.send(wire.Extended(0, encode_handshake(
             self.ids, metadata_size=len(info), port=self.torrent.port or None,
-            client=f"torrentfs {__version__}", reqq=REQQ)))
+            client=f"torrentfs {__version__}", reqq=REQQ, yourip=s.addr[0],
+            ipv6=global_ipv6())))
 
     def peer_closed(self, s) -> None:
         self.peers.pop(s, None)
@@ -86,6 +94,9 @@ class PeerExtensions:
             self.peers[s] = _PeerExt(hs)
             log.debug("%r speaks %s (%s)", s, ", ".join(sorted(hs.ids)) or "no extensions",
                       hs.client or "unknown client")
+            other = hs.ipv4 if ":" in s.addr[0] else hs.ipv6
+            if other and hs.listen_port and other != s.addr[0]:
+                self.torrent.add_peer((other, hs.listen_port))
             return
         state = self.peers.get(s)
         name = self._by_id.get(msg.ext_id)
@@ -118,12 +129,14 @@ class PeerExtensions:
             return
         log.debug("%r: pex %d added, %d dropped", s, len(m.added), len(m.dropped))
         new = 0
-        for addr, _flags in m.added:
+        for addr, flags in m.added:
             if len(t.candidates) >= MAX_CANDIDATES:
                 break
             if addr not in t.candidates and addr not in t.sessions:
                 t.add_peer(addr)
                 new += 1
+                if flags & pex.FLAG_ENCRYPTION and addr in t.candidates:
+                    t.candidates[addr].encrypt = True  # it prefers MSE: dial it so
         self.learned += new
         if new:
             log.info("pex: %d new peers from %r (%s)", new, s,
@@ -145,6 +158,8 @@ class PeerExtensions:
                 addr, flags = (s.addr[0], port), 0
             if self.torrent.picker.is_seed(s):
                 flags |= pex.FLAG_SEED
+            if getattr(s.stream, "encrypted", False):
+                flags |= pex.FLAG_ENCRYPTION
             out[addr] = (s, flags)
         return out
 

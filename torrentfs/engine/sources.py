@@ -68,7 +68,8 @@ def cached_metainfo(magnet, folder: Path):
 
 async def fetch_metainfo(magnet, folder: Path, *, peer_id: bytes, port: int,
                          peers: Sequence[tuple[str, int]] = (), timeout: float,
-                         progress: Callable[[str], None] | None = None, dht=None):
+                         progress: Callable[[str], None] | None = None, dht=None,
+                         encryption: str = "prefer"):
     """(Metainfo, peers) of a magnet: cached in ``folder``, or fetched within
     ``timeout`` seconds from the peers its trackers, its x.pe hints, ``peers`` and
     (with ``dht``, a running ``net.dht.DHT``) the DHT know. SourceError if none
@@ -86,7 +87,8 @@ async def fetch_metainfo(magnet, folder: Path, *, peer_id: bytes, port: int,
         sources.append(dht_source)
     try:
         return await resolve(magnet, folder, peer_id=peer_id, port=port, timeout=timeout,
-                             peers=peers, sources=sources, progress=progress)
+                             peers=peers, sources=sources, progress=progress,
+                             encryption=encryption)
     except (MetadataTimeout, MagnetError) as e:
         raise SourceError(str(e)) from None
 

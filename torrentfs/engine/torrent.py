@@ -59,6 +59,7 @@ from torrentfs.engine.peerext import PeerExtensions
 from torrentfs.engine.reads import ReadHandle, Reads
 from torrentfs.engine.requests import Requests
 from torrentfs.engine.upload import Uploader
+from torrentfs.net.listen import open_listeners
 from torrentfs.net.lsd import LsdService
 from torrentfs.net.peer import PeerSession
 from torrentfs.net.tracker import Announcer
@@ -173,8 +174,7 @@ class Torrent:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 if self.options.listen:
-                    listeners = await trio.open_tcp_listeners(
-                        self.port, host=self.options.listen_host)
+                    listeners = await open_listeners(self.port, self.options.listen_host)
                     self.port = listeners[0].socket.getsockname()[1]
                     log.info("listening on port %d", self.port)
                     nursery.start_soon(trio.serve_listeners, self.connector.handle_incoming,

@@ -17,6 +17,11 @@ it before the metadata is known; it first waits for the bootstrap, bounded); wit
 every few minutes (sooner while it has few peers), feeding ``Torrent.add_peer`` and
 announcing our listen port.
 
+A node is IPv4 or IPv6 (BEP 32) by its ``host``: an IPv6 one (``host="::"``) talks
+to IPv6 nodes only, answers with ``nodes6``, follows ``nodes6`` in lookups and
+keeps its own routing table and state file; a ``DhtPair`` is one of each, used as
+one by ``keep_torrent_found``.
+
 Every wait is bounded: a query by ``QUERY_TIMEOUT``, a lookup by ``LOOKUP_LIMIT``,
 name resolution of bootstrap hosts by ``RESOLVE_TIMEOUT``.
 """
@@ -32,6 +37,7 @@ import secrets
 import socket
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
@@ -80,6 +86,7 @@ class DHT:
                  bootstrap: list[Addr] | None = None, state_path: str | os.PathLike | None = None,
                  node_id: bytes | None = None) -> None:
         self.host, self.port = host, port
+        self.v6 = ":" in host   # an IPv6 node (BEP 32): IPv6 nodes and peers only
         self.bootstrap = list(DEFAULT_BOOTSTRAP if bootstrap is None else bootstrap)
         self.state_path = Path(state_path) if state_path else None
         self.node_id = node_id or secrets.token_bytes(20)
@@ -107,9 +114,11 @@ class DHT:
         self._load_state()
         # A plain non-blocking socket: sends never wait (a datagram that does not fit
         # the kernel's buffer is dropped, as the network may drop it anyway).
-        raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        raw = socket.socket(socket.AF_INET6 if self.v6 else socket.AF_INET, socket.SOCK_DGRAM)
         try:
             raw.setblocking(False)
+            if self.v6:
+                raw.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             raw.bind((self.host, self.port))
         except OSError:
             raw.close()
@@ -119,7 +128,8 @@ class DHT:
         self._sock = sock = trio.socket.from_stdlib_socket(raw)
         self.port = raw.getsockname()[1]
         self.tokens = Tokens(secrets.token_bytes(16), trio.current_time())
-        log.info("DHT node %s on UDP port %d", self.node_id.hex(), self.port)
+        log.info("DHT node %s on UDP port %d%s", self.node_id.hex(), self.port,
+                 " (IPv6)" if self.v6 else "")
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -163,7 +173,9 @@ class DHT:
                 self.node_id = node_id
                 self.table = RoutingTable(node_id)
             if isinstance(nodes, bytes):
-                self._saved_nodes = list(krpc.unpack_nodes(nodes[:26 * SAVED_NODES]))
+                size = 38 if self.v6 else 26
+                self._saved_nodes = list(krpc.unpack_nodes(nodes[:size * SAVED_NODES],
+                                                           v6=self.v6))
             log.info("DHT state: reusing node id and %d saved nodes", len(self._saved_nodes))
         except (OSError, krpc.KrpcError) as e:
             log.warning("DHT state %s unreadable (%s): starting afresh", self.state_path, e)
@@ -172,7 +184,7 @@ class DHT:
         if self._state_fd is None:
             return
         now = trio.current_time()
-        nodes = [n.info for n in self.table.good_nodes(now) if not is_ipv6(n.addr)]
+        nodes = [n.info for n in self.table.good_nodes(now) if is_ipv6(n.addr) == self.v6]
         if not nodes:  # nothing better learned: keep what we started from
             nodes = self._saved_nodes
         data = krpc.bencode({b"id": self.node_id,
@@ -207,7 +219,7 @@ class DHT:
                reply: trio.MemorySendChannel | None) -> bytes | None:
         """Send a query; its answer (a Response or Error) goes to ``reply``. None if
         it could not be sent (too many queries pending, or a send error)."""
-        if len(self._pending) >= MAX_PENDING or is_ipv6(addr):
+        if len(self._pending) >= MAX_PENDING or is_ipv6(addr) != self.v6:
             return None
         tid = self._next_tid()
         while tid in self._pending:
@@ -271,10 +283,10 @@ class DHT:
         if isinstance(q, krpc.Ping):
             reply = krpc.Response(q.tid, me)
         elif isinstance(q, krpc.FindNode):
-            reply = krpc.Response(q.tid, me, nodes=self._closest_v4(q.target))
+            reply = krpc.Response(q.tid, me, **self._closest(q.target))
         elif isinstance(q, krpc.GetPeers):
             values = tuple(self.store.get(q.info_hash, now, VALUES_PER_REPLY))
-            reply = krpc.Response(q.tid, me, nodes=self._closest_v4(q.info_hash),
+            reply = krpc.Response(q.tid, me, **self._closest(q.info_hash),
                                   values=values, token=self.tokens.token_for(addr[0]))
         elif isinstance(q, krpc.AnnouncePeer):
             if self.tokens.valid(q.token, addr[0]):
@@ -287,9 +299,11 @@ class DHT:
             reply = krpc.Error(q.tid, krpc.METHOD_UNKNOWN, "method unknown")
         self._send(addr, krpc.encode(reply, ip=addr, version=VERSION))
 
-    def _closest_v4(self, target: bytes) -> tuple[NodeInfo, ...]:
-        return tuple(n.info for n in self.table.closest(target, K * 2)
-                     if not is_ipv6(n.addr))[:K]
+    def _closest(self, target: bytes) -> dict[str, tuple[NodeInfo, ...]]:
+        """The closest nodes of our family, as ``nodes`` or ``nodes6`` (BEP 32)."""
+        nodes = tuple(n.info for n in self.table.closest(target, K * 2)
+                      if is_ipv6(n.addr) == self.v6)[:K]
+        return {"nodes6" if self.v6 else "nodes": nodes}
 
     def _ping(self, node_id: bytes | None, addr: Addr) -> None:
         """Ping a node (its answer goes to the routing table), unless a query to it
@@ -337,7 +351,9 @@ class DHT:
                 fresh: list[Addr] = []
                 for addr, msg in got:
                     if isinstance(msg, krpc.Response):
-                        fresh += lookup.responded(addr, msg.id, msg.nodes, msg.values, msg.token)
+                        fresh += lookup.responded(addr, msg.id,
+                                                  msg.nodes6 if self.v6 else msg.nodes,
+                                                  msg.values, msg.token)
                     else:
                         lookup.failed(addr)
                 for peer in fresh:
@@ -377,11 +393,13 @@ class DHT:
         for host, port in self.bootstrap:
             try:
                 with trio.move_on_after(RESOLVE_TIMEOUT):
-                    infos = await trio.socket.getaddrinfo(host, port, socket.AF_INET,
+                    infos = await trio.socket.getaddrinfo(host, port, socket.AF_INET6
+                                                          if self.v6 else socket.AF_INET,
                                                           socket.SOCK_DGRAM)
                     out += [(i[4][0], i[4][1]) for i in infos[:2]]
-            except OSError as e:
-                log.info("DHT bootstrap %s:%d: %s", host, port, e)
+            except OSError as e:  # (an IPv6 node: most routers have no IPv6 address)
+                log.log(logging.DEBUG if self.v6 else logging.INFO, "DHT bootstrap %s:%d: %s",
+                        host, port, e)
         return list(dict.fromkeys(out))
 
     async def _bootstrap(self) -> None:
@@ -427,13 +445,40 @@ class DHT:
                     self.table.failed(p.expect, now)
 
 
-async def keep_torrent_found(dht: DHT, info_hash: bytes, *, port: Callable[[], int],
+class DhtPair:
+    """An IPv4 node and an IPv6 node (BEP 32) beside it, on the same port number.
+    ``keep_torrent_found`` uses both; any other attribute is the IPv4 node's (its
+    ``port``, its socket, ...), so code written for one ``DHT`` keeps working."""
+
+    def __init__(self, v4: DHT, v6: DHT) -> None:
+        self.v4, self.v6 = v4, v6
+
+    def __getattr__(self, name: str):
+        return getattr(self.v4, name)
+
+    @property
+    def nodes(self) -> tuple[DHT, DHT]:
+        return self.v4, self.v6
+
+    @property
+    def port(self) -> int:
+        return self.v4.port
+
+
+async def keep_torrent_found(dht: DHT | DhtPair, info_hash: bytes, *, port: Callable[[], int],
                              add_peer: Callable[[Addr], None],
                              peer_count: Callable[[], int]) -> None:
     """Look the torrent up on the DHT once bootstrapped, then every ``LOOKUP_EVERY``
     seconds (``LOOKUP_EVERY_FEW`` while fewer than ``FEW_PEERS`` peers are
     connected, ``LOOKUP_EVERY_NONE`` while none is); every peer found goes to
-    ``add_peer``, and our TCP ``port()`` is announced to the closest nodes."""
+    ``add_peer``, and our TCP ``port()`` is announced to the closest nodes. With a
+    ``DhtPair``, on each of its nodes."""
+    if isinstance(dht, DhtPair):
+        async with trio.open_nursery() as nursery:
+            for node in dht.nodes:
+                nursery.start_soon(partial(keep_torrent_found, node, info_hash, port=port,
+                                           add_peer=add_peer, peer_count=peer_count))
+        return
     start = trio.current_time()
     with trio.move_on_after(LOOKUP_LIMIT):
         await dht.bootstrapped.wait()

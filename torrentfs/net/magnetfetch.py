@@ -52,6 +52,7 @@ from torrentfs.core.extension import (
 from torrentfs.core.magnet import Magnet
 from torrentfs.core.ratelimit import TokenBucket
 from torrentfs.disk.private import write_private
+from torrentfs.net import mse
 from torrentfs.net.peer import PeerSession, connect
 from torrentfs.net.tracker import Announcer, TrackerError
 
@@ -140,8 +141,10 @@ class _Fetch:
     """The ``peer.Swarm`` of the metadata phase: sessions that only speak BEP 10."""
 
     def __init__(self, magnet: Magnet, peer_id: bytes, port: int, progress,
-                 connect=connect) -> None:
+                 connect=connect, encryption: str = "prefer") -> None:
         self.magnet = magnet
+        self.encryption = encryption
+        self.encrypt: set[Addr] = set()   # addresses to dial with MSE (net/mse.py)
         self.connect = connect
         self.peer_id = peer_id
         self.port = port
@@ -363,9 +366,17 @@ class _Fetch:
                 await self.wake.wait()
 
     async def _connect(self, addr: Addr) -> None:
+        """Dial ``addr`` and run a session; with the ``prefer`` policy a peer that
+        closes a plain connection before its handshake is dialed again at once with
+        encryption (``require``: always encrypted; ``off``: never)."""
+        policy = self.encryption
+        encrypt = policy == "require" or (policy == "prefer" and addr in self.encrypt)
         try:
             stream = await self.connect(addr)
-        except OSError as e:
+            if encrypt:
+                stream = await mse.initiate(stream, self.magnet.info_hash,
+                                            require=policy == "require")
+        except (OSError, mse.MSEError, trio.TooSlowError, trio.BrokenResourceError) as e:
             log.info("metadata: connect %s:%d failed: %s", *addr, e)
             return
         finally:
@@ -377,18 +388,26 @@ class _Fetch:
                                    also_info_hash=None if v2 is None else v2[:20])
         s = self.sessions[addr] = PeerSession(self, stream, addr, conn, outgoing=True)
         await s.run()
+        if s.peer_id is None and not encrypt and policy == "prefer" \
+                and addr not in self.encrypt:
+            self.encrypt.add(addr)
+            entry = self.addrs.get(addr)
+            if entry is not None:
+                entry[1] = 0.0   # due at once
+            self.wake.set()
 
 
 async def fetch_metadata(magnet: Magnet, *, peer_id: bytes, port: int,
                          sources: Sequence[PeerSource],
                          progress: Callable[[str], None] | None = None,
-                         connect=connect, layers_out: dict | None = None
-                         ) -> tuple[bytes, list[Addr]]:
+                         connect=connect, layers_out: dict | None = None,
+                         encryption: str = "prefer") -> tuple[bytes, list[Addr]]:
     """The verified info dictionary of ``magnet`` and every peer address heard of.
     Runs until it has them: bound it with ``trio.fail_after``. ``connect(addr)``
-    opens a stream to a peer (tests pass in-memory ones). A v2 magnet's piece
-    layers, got from the same peers, are put in ``layers_out``."""
-    f = _Fetch(magnet, peer_id, port, progress, connect)
+    opens a stream to a peer (tests pass in-memory ones); ``encryption`` is the MSE
+    policy (net/mse.py). A v2 magnet's piece layers, got from the same peers, are put
+    in ``layers_out``."""
+    f = _Fetch(magnet, peer_id, port, progress, connect, encryption)
     f._report()
     async with trio.open_nursery() as nursery:
         for source in sources:
@@ -412,7 +431,8 @@ class MetadataTimeout(Exception):
 async def resolve(magnet: Magnet, folder: Path, *, peer_id: bytes, port: int,
                   timeout: float, peers: Sequence[Addr] = (),
                   sources: Sequence[PeerSource] | None = None,
-                  progress: Callable[[str], None] | None = None, connect=connect):
+                  progress: Callable[[str], None] | None = None, connect=connect,
+                  encryption: str = "prefer"):
     """(Metainfo, peers) for a magnet: from the cache folder if it holds the info
     dictionary, else fetched within ``timeout`` seconds and cached. Raises
     MetadataTimeout, or MagnetError if what the peers gave is not a usable torrent."""
@@ -426,7 +446,8 @@ async def resolve(magnet: Magnet, folder: Path, *, peer_id: bytes, port: int,
         layers: dict = {}
         info, found = await fetch_metadata(magnet, peer_id=peer_id, port=port,
                                            sources=sources, progress=progress,
-                                           connect=connect, layers_out=layers)
+                                           connect=connect, layers_out=layers,
+                                           encryption=encryption)
         meta = magnet.metainfo(info, layers)
         try:
             save_cached(folder, info, layers)

@@ -36,6 +36,9 @@ create: writes a .torrent of a file or directory (v1-only unless --version says
         v2 one cut to 20 bytes (what trackers and handshakes use). With
         --version, the full v2 info-hash follows on a second line.
 
+seed and leech take --encryption forced: MSE/PE in and out, RC4 only (plain
+connections refused); by default plain and encrypted are accepted, and it dials
+in plain text.
 uTP is off unless --utp is given. libtorrent allows one connection per IP, so
 tests give every libtorrent peer its own loopback address (127.0.0.2, ...).
 Status goes to stderr.
@@ -65,7 +68,8 @@ def parse_endpoint(text):
     return host.strip("[]"), int(port)
 
 
-def make_session(listen, utp, dht_nodes=None, lsd=False, bind_outgoing=False):
+def make_session(listen, utp, dht_nodes=None, lsd=False, bind_outgoing=False,
+                 encryption="enabled"):
     """A session with only what tests need: no UPnP/NAT-PMP, no DHT unless
     ``dht_nodes`` is given (a list, maybe empty, of (ip, port) to join through), and
     no LSD unless asked for (then it announces every 2 s, not every 5 minutes). With
@@ -118,6 +122,13 @@ def make_session(listen, utp, dht_nodes=None, lsd=False, bind_outgoing=False):
         })
     if bind_outgoing:
         settings["outgoing_interfaces"] = parse_endpoint(listen)[0]
+    if encryption == "forced":
+        settings.update({
+            "in_enc_policy": int(lt.enc_policy.pe_forced),
+            "out_enc_policy": int(lt.enc_policy.pe_forced),
+            "allowed_enc_level": int(lt.enc_level.pe_rc4),
+            "prefer_rc4": True,
+        })
     ses = lt.session(settings)
     for node in dht_nodes or ():
         ses.add_dht_node(node)
@@ -200,7 +211,7 @@ def cmd_seed(args):
     """Check the data, become a seed, announce, write the ready file, seed."""
     flag = StopFlag()
     ses = make_session(args.listen, args.utp, args.dht_node if args.dht else None, args.lsd,
-                       args.bind_outgoing)
+                       args.bind_outgoing, args.encryption)
     port = wait_listen_port(ses, time.monotonic() + 10)
     h = add_torrent(ses, args.torrent, args.save_path)
     if args.upload_rate:
@@ -264,7 +275,7 @@ def cmd_leech(args):
     """Download to completion, then recheck; 0 when every piece is good."""
     flag = StopFlag()
     ses = make_session(args.listen, args.utp, args.dht_node if args.dht else None,
-                       bind_outgoing=args.bind_outgoing)
+                       bind_outgoing=args.bind_outgoing, encryption=args.encryption)
     port = wait_listen_port(ses, time.monotonic() + 10)
     if args.magnet:
         atp = lt.parse_magnet_uri(args.magnet)
@@ -406,6 +417,8 @@ def main(argv=None):
                         help="disable uTP (the default)")
         sp.add_argument("--bind-outgoing", action="store_true",
                         help="connect out from the --listen address")
+        sp.add_argument("--encryption", choices=("enabled", "forced"), default="enabled",
+                        help="forced: MSE/PE with RC4 only, in and out")
         dht_option(sp)
 
     def dht_option(sp):
