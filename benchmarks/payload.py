@@ -25,7 +25,7 @@ def make_payload(folder: Path, size_mib: int) -> str:
             f.write(block)
     rc, elapsed, out = run_bounded(
         ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi",
-         "-i", f"testsrc2=size=1280x720:rate=30", "-t", str(VIDEO_SECONDS),
+         "-i", "testsrc2=size=1280x720:rate=30", "-t", str(VIDEO_SECONDS),
          "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-pix_fmt", "yuv420p",
          str(folder / "video.mkv")], timeout=300)
     if rc != 0:

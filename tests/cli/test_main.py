@@ -112,7 +112,6 @@ def test_help_for_every_command():
 @pytest.mark.parametrize("argv, needle", [
     (["mount"], "TORRENT, MOUNTPOINT"),
     (["mount", "x.torrent"], "required: MOUNTPOINT"),
-    ([], "COMMAND"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     (["mount", "x.torrent", "mnt", "--port", "http"], "--port"),
 ])
@@ -121,6 +120,15 @@ def test_usage_error_is_one_line(argv, needle):
     assert r.returncode == 2
     assert_one_line_error(r, needle, "--help")
     assert r.stdout == ""
+
+
+def test_bare_torrentfs_prints_help():
+    """No command: the help, on stdout, and exit 0 (as ``--help``), not an error."""
+    r = run()
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("usage: torrentfs")
+    assert "commands:" in r.stdout and "mount" in r.stdout
+    assert r.stderr == ""
 
 
 def a_directory(d: Path) -> Path:

@@ -54,7 +54,8 @@ async def test_snapshot_of_a_fresh_torrent(make_swarm, autojump_clock):
         assert st["reads"] == [] and not st["complete"] and not st["prefetch"]
         assert st["files"] == [{"path": s.meta.name, "size": len(s.payload), "verified": 0}]
         assert os.path.isabs(st["cache"]["folder"])
-        assert st["cache"] == {"folder": st["cache"]["folder"], "bytes": 0, "limit": None}
+        assert st["cache"] == {"folder": st["cache"]["folder"], "bytes": 0, "limit": None,
+                               "limit_from": None, "disk_full": {"count": 0, "last": None}}
         n.cancel_scope.cancel()
 
 

@@ -9,7 +9,7 @@ import logging
 import pytest
 import trio
 
-from tests.harness.fakepeer import Behaviour, Swarm, inline, quiet, small_tree_torrent, start
+from tests.harness.fakepeer import Behaviour, inline, quiet, small_tree_torrent, start
 from tests.harness.webseeds import MockSeed, SeedBehaviour, files_of
 from torrentfs.core.picker import NOW, READAHEAD
 from torrentfs.engine.reads import ReadTimeout

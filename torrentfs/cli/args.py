@@ -23,12 +23,31 @@ MAX_CONFIG_BYTES = 1 << 20
 
 # -- argument types ------------------------------------------------------------------
 
+SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+
 def parse_size(text: str) -> int:
-    """'256K', '1M', '1MiB', '16384' -> bytes."""
-    m = re.fullmatch(r"\s*(\d+)\s*([kmg]?)(i?b)?\s*", text, re.I)
-    if not m:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 256K or 1M)")
-    return int(m.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2).lower()]
+    """'256K', '1M', '1.5G', '1T', '1MiB', '2GB', '16384' -> bytes (binary units:
+    K is 1024; a fraction is rounded down to whole bytes)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgtp]?)(i?b)?\s*", text, re.I)
+    if not m or (m.group(3) and m.group(3).lower() == "ib" and not m.group(2)):
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 256K, 1.5G or 1T)")
+    return int(float(m.group(1)) * SIZE_UNITS[m.group(2).lower()])
+
+
+def parse_tracker(text: str) -> str:
+    """An announce URL: http://, https:// or udp://, with a host."""
+    from urllib.parse import urlsplit
+    try:
+        parts = urlsplit(text.strip())
+        ok = parts.scheme in ("http", "https", "udp") and bool(parts.hostname)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError(
+            f"not a tracker URL: {text!r} (give it a scheme: "
+            "http://HOST:PORT/announce, https://... or udp://HOST:PORT)")
+    return text.strip()
 
 
 def parse_peer(text: str) -> tuple[str, int]:
@@ -150,11 +169,14 @@ def add_dht(p) -> None:
                         "router.bittorrent.com:6881 and others)")
 
 
-def add_log_level(p) -> None:
+def add_log_level(p, default: str = "info") -> None:
+    """``-v`` and ``--log-level``: every command has them (those that do not serve
+    log only warnings unless asked; their logs go to stderr)."""
     p.add_argument("-v", "--verbose", dest="log_level", action="store_const", const="debug",
-                   default="info", help="log everything (same as --log-level debug)")
-    p.add_argument("--log-level", default="info",
-                   choices=["debug", "info", "warning", "error"], help="how much to log")
+                   default=default, help="log everything (same as --log-level debug)")
+    p.add_argument("--log-level", default=default,
+                   choices=["debug", "info", "warning", "error"],
+                   help=f"how much to log (default: {default})")
 
 
 def add_config(p: argparse.ArgumentParser) -> None:
@@ -258,5 +280,6 @@ def torrent_options(args, **fixed):
         encryption=getattr(args, "encryption", "prefer"),
         prefetch=getattr(args, "prefetch", False),
         read_timeout=getattr(args, "read_timeout", 0) or None,
-        cache_size=getattr(args, "cache_size", None))
+        cache_size=getattr(args, "cache_size", None),
+        cache_size_auto=getattr(args, "cache_size_auto", False))
     return TorrentOptions(**{**settings, **fixed})

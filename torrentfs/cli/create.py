@@ -5,7 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from torrentfs.cli.args import command, parse_size, parse_web_seed
+from torrentfs.cli.args import (
+    add_log_level,
+    command,
+    parse_size,
+    parse_tracker,
+    parse_web_seed,
+)
 from torrentfs.cli.output import CliError, human, progress_bar
 from torrentfs.core.magnet import link as magnet_link
 
@@ -20,9 +26,12 @@ def add_parser(sub) -> None:
                        "      -t http://tracker.lan:6969/announce --piece-size 4M --private")
     c.add_argument("path", metavar="PATH", help="the file or directory to share")
     c.add_argument("-o", "--output", required=True, metavar="FILE", help="the .torrent to write")
-    c.add_argument("-t", "--tracker", action="append", metavar="URL",
-                   help="announce URL (repeatable; each is its own tier; default: none, "
-                        "peers come from the DHT, LSD or --peer)")
+    c.add_argument("-f", "--force", action="store_true",
+                   help="overwrite FILE if it exists (default: refuse)")
+    c.add_argument("-t", "--tracker", action="append", metavar="URL", type=parse_tracker,
+                   help="announce URL with its scheme: http://HOST:PORT/announce, https:// "
+                        "or udp://HOST:PORT (repeatable; each is its own tier; default: "
+                        "none, peers come from the DHT, LSD or --peer)")
     c.add_argument("--piece-size", type=parse_size, metavar="SIZE",
                    help="piece size, a power of two >= 16K (default: chosen from the size)")
     c.add_argument("--web-seed", action="append", type=parse_web_seed, metavar="URL",
@@ -38,12 +47,17 @@ def add_parser(sub) -> None:
     kind.add_argument("--hybrid", dest="version", action="store_const", const="hybrid",
                       help="a hybrid v1+v2 torrent (what libtorrent 2 makes by default): "
                            "files padded to piece boundaries")
+    add_log_level(c, default="warning")
     c.set_defaults(func=run, version="v1")
 
 
 def run(args) -> int:
     from torrentfs.disk.create import CreateError, create_torrent
     out = Path(args.output)
+    if not args.force and (out.exists() or out.is_symlink()):
+        raise CliError(f"{out} exists: give --force to overwrite it, or another -o FILE")
+    if out.is_dir():
+        raise CliError(f"{out} is a directory: -o names the .torrent file to write")
     try:
         with progress_bar("hashing") as progress:  # a bar on a terminal only
             data = create_torrent(args.path, trackers=args.tracker or [],

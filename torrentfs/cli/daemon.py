@@ -109,8 +109,15 @@ def daemonise(serve: Callable[[Ready, Progress], int], *, mountpoint: str, logfi
         if _has(e, ParentGone):
             log.warning("the mount command that started this daemon is gone: unmounted")
         else:
-            log.exception("daemon failed")
-            ready(f"mount failed: {e}")
+            from torrentfs.cli.errors import leaf, one_line
+            error = one_line(e)
+            if error is not None:
+                log.error("%s", error)
+                ready(str(error))
+            else:
+                log.exception("daemon failed")
+                e = leaf(e)
+                ready(f"mount failed: {type(e).__name__}: {e} (see {logfile})")
     finally:
         os._exit(code)
 

@@ -6,9 +6,10 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from torrentfs.cli.args import add_metadata_timeout, command, parse_peer
-from torrentfs.cli.output import CliError, human, terminal_progress
-from torrentfs.cli.serve import free_port
+from torrentfs.cli.args import add_log_level, add_metadata_timeout, command, parse_peer
+from torrentfs.cli.errors import cache_folder_error
+from torrentfs.cli.output import human, terminal_progress
+from torrentfs.cli.serve import check_someone_to_ask, free_port
 from torrentfs.cli.state import default_cache_dir
 from torrentfs.core.magnet import link as magnet_link
 from torrentfs.disk.private import private_dir
@@ -27,6 +28,7 @@ def add_parser(sub) -> None:
                    metavar="HOST:PORT", help="ask this peer for a magnet's metadata too")
     i.add_argument("--cache-dir", metavar="DIR", help="where fetched metadata is cached")
     add_metadata_timeout(i)
+    add_log_level(i, default="warning")
     i.set_defaults(func=run)
 
 
@@ -71,10 +73,11 @@ def _info_of_magnet(magnet, args):
     try:
         private_dir(folder, tighten=False)
     except OSError as e:
-        raise CliError(f"cache folder {folder}: {e.strerror}") from None
+        raise cache_folder_error(folder, e) from None
     meta = cached_metainfo(magnet, folder)
     if meta is not None:
         return meta
+    check_someone_to_ask(magnet, args.peer, dht=None)  # info does not use the DHT
     progress = terminal_progress()
     try:
         meta, _ = trio.run(partial(

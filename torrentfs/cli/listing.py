@@ -9,7 +9,7 @@ import json
 import time
 
 from torrentfs.cli import registry
-from torrentfs.cli.args import command
+from torrentfs.cli.args import add_log_level, command
 from torrentfs.core.text import printable
 from torrentfs.fs.procfs import process_state
 
@@ -26,6 +26,7 @@ def add_parser(sub) -> None:
                        "  torrentfs stop PID              end one of them")
     s.add_argument("--json", action="store_true",
                    help="print the registry's entries as JSON (schema in the README)")
+    add_log_level(s, default="warning")
     s.set_defaults(func=run)
 
 

@@ -26,7 +26,7 @@ from torrentfs.cli.args import (
     default_config_path,
     read_config,
 )
-from torrentfs.cli.output import CliError
+from torrentfs.cli.output import CliError, setup_logging
 from torrentfs.engine.sources import SourceError
 
 log = logging.getLogger("torrentfs")
@@ -114,25 +114,67 @@ def parse_command_line(argv: list[str], environ=os.environ) -> argparse.Namespac
     return args
 
 
+SERVING = ("mount", "seed")  # they set up their own logging (a daemon's: to a file)
+
+
 def main(argv: list[str] | None = None) -> int:
-    from torrentfs.cli.config import ConfigError
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        args = parse_command_line(sys.argv[1:] if argv is None else argv)
+        return _main(argv)
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+
+
+def _main(argv: list[str]) -> int:
+    from torrentfs.cli.config import ConfigError
+    from torrentfs.cli.errors import one_line
+    if not argv:  # bare ``torrentfs``: what it can do, not an error
+        build_parser().print_help()
+        return 0
+    try:
+        args = parse_command_line(argv)
     except (CliError, SourceError, ConfigError) as e:
         print(f"torrentfs: error: {e}", file=sys.stderr)
         return 1
+    if args.command not in SERVING and hasattr(args, "log_level"):
+        setup_logging(args.log_level, stream=sys.stderr)
     try:
-        return args.func(args)
-    except (CliError, SourceError) as e:
-        print(f"torrentfs: error: {e}", file=sys.stderr)
-        return 1
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:
+        raise
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # a bug: still one line for the user, the details in the log
+    except BaseException as e:  # noqa: BLE001 - sorted below; a bug stays one line too
+        if isinstance(e, SystemExit):
+            raise
+        from torrentfs.cli.errors import leaf
+        if isinstance(leaf(e), KeyboardInterrupt):
+            return 130
+        if isinstance(leaf(e), BrokenPipeError):
+            return _quiet_broken_pipe()
+        error = one_line(e, getattr(args, "port", None))
+        if error is not None:  # foreseeable: its one line says it all, even with -v
+            print(f"torrentfs: error: {error}", file=sys.stderr)
+            return 1
+        # a bug: still one line for the user, the details in the log
         log.debug("internal error", exc_info=True)
+        e = leaf(e)
         print(f"torrentfs: internal error: {type(e).__name__}: {e} (run with -v for details)",
               file=sys.stderr)
         return 70
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader of our output went away (``torrentfs info x | head -1``): stop
+    quietly, as cat does; nothing more is written to the pipe (nor at exit)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 141  # 128 + SIGPIPE, what a shell shows for a process the pipe ended
 
 
 if __name__ == "__main__":

@@ -31,9 +31,18 @@ from torrentfs.cli.args import (
 )
 from torrentfs.cli.daemon import daemonise
 from torrentfs.cli.mountpoint import check_mountpoint
+from torrentfs.cli.errors import cache_folder_error
 from torrentfs.cli.output import CliError, human, setup_logging
 from torrentfs.cli.registry import SEEDING, Registration, lock_torrent
-from torrentfs.cli.serve import free_port, keep_found, map_ports, start_dht, write_pid
+from torrentfs.cli.serve import (
+    check_ports,
+    check_someone_to_ask,
+    free_port,
+    keep_found,
+    map_ports,
+    start_dht,
+    write_pid,
+)
 from torrentfs.cli.serve import run as run_trio
 from torrentfs.cli.state import default_cache_dir, mount_state_file
 from torrentfs.disk.private import private_dir
@@ -101,14 +110,17 @@ def add_parser(sub) -> None:
     data.add_argument("--cache-dir", metavar="DIR",
                       help=f"where downloaded data is kept (default: {default_cache_dir()})")
     data.add_argument("--cache-size", type=parse_size, metavar="SIZE",
-                      help="keep at most SIZE of data on disk (e.g. 1G, 512M, bytes), "
-                           "evicting the least recently read pieces (default: no limit)")
+                      help="keep at most SIZE of data on disk (e.g. 1G, 1.5G, 512M, 1T, "
+                           "bytes), evicting the least recently read pieces (default: no "
+                           "limit, unless the disk has less room than the torrent: then "
+                           "one from its free space, with a warning)")
     data.add_argument("--prefetch", action="store_true",
                       help="download the whole torrent in the background, below reads")
     data.add_argument("--read-timeout", type=float, default=0, metavar="SECONDS",
                       help="fail a read with EIO when a piece it needs does not arrive "
-                           "for this long (default: 0, wait for ever; Ctrl-C or kill of "
-                           "the reader still ends a waiting read at once)")
+                           "for this long, counted from the read's first attempt (default: "
+                           "0, wait for ever; Ctrl-C or kill of the reader still ends a "
+                           "waiting read at once)")
     data.add_argument("--seed-after", type=parse_seed_after, metavar="LIMIT",
                       help="when unmounted with the whole torrent verified, keep seeding "
                            "until LIMIT: ratio=R (uploaded/size), time=T (e.g. 30m, 2h), "
@@ -123,6 +135,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    check_ports(args)  # a port in use: one line now, not from the daemon
     if args.watch:  # many torrents in one mount
         return watch.run(args)
     meta, magnet = load_target(args.torrent)
@@ -134,13 +147,20 @@ def run(args) -> int:
         private_dir(cache)
         private_dir(folder)
     except OSError as e:
-        raise CliError(f"cache folder {folder}: {e.strerror}") from None
+        raise cache_folder_error(folder, e) from None
     if meta is None:
         meta = cached_metainfo(magnet, folder)  # None: the daemon fetches it first
+        if meta is None:
+            check_someone_to_ask(magnet, args.peer, dht=not args.no_dht)
     if (meta is not None and args.cache_size is not None
             and args.cache_size < 2 * meta.piece_length):
         raise CliError(f"--cache-size {human(args.cache_size)} is too small: this torrent "
                        f"needs at least two pieces ({human(2 * meta.piece_length)})")
+    if meta is not None and args.cache_size is None:
+        args.cache_size, args.cache_size_note = cache_limit_from_free_space(meta, folder)
+        if args.cache_size is not None:  # one line now; the daemon logs it too
+            args.cache_size_auto = True
+            print(f"torrentfs: warning: {args.cache_size_note}", file=sys.stderr, flush=True)
     # One daemon per torrent and cache folder; a forked daemon holds the lock on.
     lock = lock_torrent(folder, mountpoint)
     if args.foreground:
@@ -151,6 +171,28 @@ def run(args) -> int:
                      mountpoint=mountpoint, logfile=folder / "torrentfs.log",
                      log_level=args.log_level,
                      extra_wait=args.metadata_timeout if meta is None else 0)
+
+
+def cache_limit_from_free_space(meta, folder: Path) -> tuple[int | None, str]:
+    """With no --cache-size, a cache folder on a disk with less room than the
+    torrent gets a limit from its free space, so that the disk never fills: the
+    limit (None if the torrent fits) and the warning that says so."""
+    from torrentfs.disk.space import cached_bytes, free_bytes, limit_from_free_space
+    try:
+        free, cached = free_bytes(folder), cached_bytes(folder)
+    except OSError:
+        return None, ""
+    limit = limit_from_free_space(free, cached, meta.total_length)
+    if limit is None:
+        return None, ""
+    if limit < 2 * meta.piece_length:
+        raise CliError(f"cache folder {folder}: only {human(free)} free, and this torrent "
+                       f"needs room for two pieces ({human(2 * meta.piece_length)}): free "
+                       "some space or choose another --cache-dir")
+    text = (f"only {human(free)} free for the cache in {folder} (the torrent is "
+            f"{human(meta.total_length)}): keeping at most {human(limit)} of it, least "
+            "recently read pieces out first; --cache-size SIZE sets another limit")
+    return limit, text
 
 
 def web_seeds(meta, args) -> list[str]:
@@ -200,17 +242,20 @@ def serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=Non
                     encryption=args.encryption)
                 log.info("metadata of %s (%s) fetched in %.2f s", meta.info_hash.hex(),
                          meta.name, trio.current_time() - t0)
+                if args.cache_size is None:
+                    args.cache_size, args.cache_size_note = \
+                        cache_limit_from_free_space(meta, folder)
+                    args.cache_size_auto = args.cache_size is not None
             elif magnet is not None:
                 log.info("metadata of %s (%s) from the cache", meta.info_hash.hex(), meta.name)
                 peers += magnet.peers
+            if getattr(args, "cache_size_auto", False):
+                log.warning("%s", args.cache_size_note)
             options = torrent_options(args, port=port, peers=peers,
                                       web_seeds=web_seeds(meta, args))
             torrent = Torrent(meta, folder, options, peer_id=peer_id)
             fs = TorrentFS(torrent, Tree.from_metainfo(meta))
-            try:
-                await nursery.start(torrent.run)
-            except OSError as e:
-                raise CliError(f"cannot listen on port {port}: {e.strerror}") from None
+            await nursery.start(torrent.run)  # a port taken since: one line (run_trio)
             if dht is None and not meta.private:
                 dht = await start_dht(nursery, args, cache, torrent.port)
             if dht is not None and not meta.private:
@@ -243,7 +288,7 @@ def serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=Non
             nursery.cancel_scope.cancel()
 
     try:
-        run_trio(main)
+        run_trio(main, args.port)
     finally:
         state.unlink(missing_ok=True)  # after trackers were told and state was saved
         reg.remove()

@@ -45,10 +45,32 @@ class OneLineFormatter(logging.Formatter):
         return printable(super().formatMessage(record))
 
 
+class StderrHandler(logging.StreamHandler):
+    """Logs to whatever ``sys.stderr`` is when a record comes: while a progress bar
+    is drawn, rich puts a proxy there that prints each line above the bar, so log
+    lines and the bar never share a line."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def setup_logging(level: str, stream=None, filename=None) -> None:
     if filename:
         os.close(open_private(filename, os.O_WRONLY | os.O_APPEND))
-    handler = logging.FileHandler(filename) if filename else logging.StreamHandler(stream)
+    if filename:
+        handler: logging.Handler = logging.FileHandler(filename)
+    elif stream is None or stream is sys.stderr:
+        handler = StderrHandler()
+    else:
+        handler = logging.StreamHandler(stream)
     handler.setFormatter(OneLineFormatter(
         "%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     root = logging.getLogger()

@@ -21,7 +21,7 @@ from torrentfs.cli.args import (
 )
 from torrentfs.cli.output import CliError, progress_bar, setup_logging
 from torrentfs.cli.registry import Registration, lock_torrent
-from torrentfs.cli.serve import keep_found, map_ports, start_dht
+from torrentfs.cli.serve import check_ports, keep_found, map_ports, start_dht
 from torrentfs.cli.serve import run as run_trio
 from torrentfs.cli.state import default_cache_dir
 from torrentfs.engine.sources import load_torrent
@@ -76,6 +76,7 @@ def run(args) -> int:
     if not (data_dir / meta.name).exists():
         raise CliError(f"{args.data_dir}: has no {meta.name!r} (the torrent's "
                        f"{'folder' if meta.multi_file else 'file'})")
+    check_ports(args)  # before the verification, which may take long
     setup_logging(args.log_level, stream=sys.stderr)
     os.umask(0o077)  # our state files are the user's alone
     cache = Path(args.cache_dir or default_cache_dir()).absolute()
@@ -89,12 +90,9 @@ def run(args) -> int:
         torrent = Torrent(meta, state, torrent_options(args, seed_only=True,
                                                        data_dir=data_dir))
         async with trio.open_nursery() as nursery:
-            try:
-                with progress_bar("verifying", unit="pieces") as progress:  # a terminal only
-                    torrent.check_progress = progress
-                    await nursery.start(torrent.run)
-            except OSError as e:
-                raise CliError(f"cannot listen on port {args.port}: {e.strerror}") from None
+            with progress_bar("verifying", unit="pieces") as progress:  # a terminal only
+                torrent.check_progress = progress
+                await nursery.start(torrent.run)  # a port taken since: one line (run_trio)
             have = torrent.have
             print(f"seeding {meta.name}: {have.count} of {have.size} pieces verified, "
                   f"port {torrent.port}", file=sys.stderr, flush=True)
@@ -114,7 +112,7 @@ def run(args) -> int:
             nursery.cancel_scope.cancel()
 
     try:
-        run_trio(main)
+        run_trio(main, args.port)
     finally:
         reg.remove()
         lock.release()

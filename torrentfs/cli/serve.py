@@ -10,29 +10,52 @@ import socket
 from functools import partial
 from pathlib import Path
 
+from torrentfs.cli.errors import check_port
 from torrentfs.cli.output import CliError
 from torrentfs.disk.private import private_dir, write_private
-from torrentfs.engine.sources import SourceError
 
 log = logging.getLogger("torrentfs")
 
 
-def run(main) -> None:
+def run(main, port: int | None = None) -> None:
     """``trio.run(main)`` for the commands that serve: a user's error raised inside
-    (a CliError, a SourceError, a MountError) comes out as one CliError (not in an
-    exception group), and Ctrl-C before the signal receivers are up ends quietly."""
+    (a CliError, a SourceError, a MountError, a foreseeable OSError such as the
+    TCP ``port`` in use) comes out as one CliError (not in an exception group),
+    and Ctrl-C before the signal receivers are up ends quietly."""
     import trio
 
-    from torrentfs.fs.fuse import MountError
+    from torrentfs.cli.errors import leaf, one_line
     try:
         trio.run(main)
-    except* (CliError, SourceError, MountError) as eg:
-        e = eg.exceptions[0]
-        while isinstance(e, BaseExceptionGroup):
-            e = e.exceptions[0]
-        raise (e if isinstance(e, CliError) else CliError(str(e))) from None
-    except* KeyboardInterrupt:
-        pass
+    except BaseException as e:  # noqa: BLE001 - sorted here, re-raised if not ours
+        if isinstance(leaf(e), KeyboardInterrupt):
+            return
+        error = one_line(e, port)
+        if error is None:
+            raise
+        raise error from None
+
+
+def check_ports(args) -> None:
+    """The ports asked for are free, checked before any long work (a seed's
+    verification, a mount's daemon): one line if not."""
+    check_port(getattr(args, "port", 0) or 0)
+    dht_port = getattr(args, "dht_port", None)
+    if dht_port and not getattr(args, "no_dht", False):
+        check_port(dht_port, "use UDP port ... for the DHT", "--dht-port",
+                   socket.SOCK_DGRAM)
+
+
+def check_someone_to_ask(magnet, peers, dht: bool | None) -> None:
+    """A magnet whose metadata must be fetched needs someone to fetch it from: its
+    trackers, its x.pe peers, --peer, or the DHT (``dht`` None: a command without
+    one). With none of them, one line now rather than a timeout later."""
+    if magnet.trackers or magnet.peers or peers or dht:
+        return
+    how = "--peer HOST:PORT" + ("" if dht is None else ", or leave the DHT on (no --no-dht)")
+    raise CliError(f"magnet {magnet.info_hash_hex}: nobody to ask for its metadata (it "
+                   f"names no trackers (tr=) or peers (x.pe=)"
+                   + ("" if dht is None else " and the DHT is off") + f"): give {how}")
 
 
 def write_pid(state: Path) -> None:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from torrentfs.cli import registry
-from torrentfs.cli.args import command
+from torrentfs.cli.args import add_log_level, command
 from torrentfs.cli.output import CliError, human
 from torrentfs.cli.state import default_cache_dir, mount_state_file
 from torrentfs.core.text import printable
@@ -23,8 +23,6 @@ from torrentfs.fs.procfs import pid_alive, process_state
 
 STALE_AFTER = 5.0    # a status file older than this: the daemon is busy or stuck
 WATCH_EVERY = 1.0    # --watch redraws this often
-WATCH_FILES = 12     # --watch lists at most this many files ...
-WATCH_PEERS = 8      # ... and peers
 
 
 def percent(done: int, total: int) -> str:
@@ -120,6 +118,7 @@ def render_text(doc: dict, now: float | None = None) -> str:
             f" (so far: down {human(totals['downloaded'])}, up {human(totals['uploaded'])}"
             f", wasted {human(totals['wasted'])})",
         ]
+        lines += tracker_lines(t.get("trackers", []), now)
         reads = t["reads"]
         if reads:
             lines.append(f"  reads:      {len(reads)} waiting")
@@ -129,9 +128,11 @@ def render_text(doc: dict, now: float | None = None) -> str:
         else:
             lines.append("  reads:      none waiting")
         c = t["cache"]
-        limit = f", limit {human(c['limit'])}" if c["limit"] is not None else ""
         lines.append(f"  cache:      {printable(c['folder'])} ({human(c['bytes'])} of "
-                     f"data{limit})")
+                     f"data{cache_limit(c)})")
+        full = disk_full(c, now)
+        if full:
+            lines.append(f"  disk full:  {full}")
         lines.append(f"  files:      {len(t['files'])}")
         for f in t["files"]:
             lines.append(f"    {percent(f['verified'], f['size']):>6}  "
@@ -144,76 +145,59 @@ def render_text(doc: dict, now: float | None = None) -> str:
     return "\n".join(lines)
 
 
+def cache_limit(c: dict) -> str:
+    if c.get("limit") is None:
+        return ""
+    why = " (from the disk's free space)" if c.get("limit_from") == "free space" else ""
+    return f", limit {human(c['limit'])}{why}"
+
+
+def disk_full(c: dict, now: float) -> str:
+    """"3 writes failed, last 12 s ago: ..." or "" if the disk never filled."""
+    full = c.get("disk_full") or {}
+    if not full.get("count"):
+        return ""
+    return (f"{full['count']} writes failed, last {ago(full.get('last'), now)}: free "
+            "some space or set a smaller --cache-size")
+
+
+def ago(at: float | None, now: float) -> str:
+    if at is None:
+        return ""
+    age = max(0.0, now - at)
+    if age < 120:
+        return f"{age:.0f} s ago"
+    if age < 7200:
+        return f"{age / 60:.0f} min ago"
+    return f"{age / 3600:.0f} h ago"
+
+
+def tracker_text(tr: dict, now: float) -> str:
+    """One tracker's last answer: "ok, 5 peers (12 s ago)", "error: ... (3 s ago)"."""
+    when = f" ({ago(tr.get('at'), now)})" if tr.get("at") is not None else ""
+    if tr["status"] == "ok":
+        text = f"ok, {tr['peers']} peers{when}"
+        if tr.get("warning"):
+            text += f"; warns: {tr['warning']}"
+    elif tr["status"] == "error":
+        text = f"error{when}: {tr['message']}"
+    else:
+        text = "not tried yet"
+    return printable(text)
+
+
+def tracker_lines(trackers: list[dict], now: float) -> list[str]:
+    if not trackers:
+        return ["  trackers:   none (peers come from the DHT, LSD, PEX or --peer)"]
+    return ["  trackers:"] + [f"    {printable(tr['url'])}: {tracker_text(tr, now)}"
+                              for tr in trackers]
+
+
 def render_rich(doc: dict, now: float | None = None):
-    """The status document as a rich renderable: bars for the torrent, the files
-    being fetched and the busiest peers."""
-    from rich.console import Group
-    from rich.progress_bar import ProgressBar
-    from rich.table import Table
-    from rich.text import Text
-    now = time.time() if now is None else now
-    parts = []
-    age = now - doc.get("updated", now)
-    if doc.get("stopped"):
-        parts.append(Text(f"the daemon (pid {doc.get('pid')}) is stopped (SIGSTOP)",
-                          style="bold red"))
-    elif age > STALE_AFTER:
-        parts.append(Text(f"status is {age:.0f} s old: the daemon is busy or stuck",
-                          style="bold red"))
-    if doc.get("state") not in (None, "mounted"):
-        parts.append(Text(f"{printable(doc.get('mountpoint') or '?')}: {doc['state']}",
-                          style="bold"))
-    for t in doc["torrents"]:
-        peers, rates = t["peers"], t["rates"]
-        parts.append(Text(f"{printable(doc['mountpoint'])}: {printable(t['name'])}  "
-                          f"({t['info_hash']})", style="bold"))
-        grid = Table.grid(padding=(0, 1))
-        grid.add_column(width=10)
-        grid.add_column(ratio=1)
-        grid.add_column(justify="right")
-        grid.add_row("verified", ProgressBar(total=max(t["size"], 1), completed=t["verified"]),
-                     f"{human(t['verified'])} / {human(t['size'])} "
-                     f"{percent(t['verified'], t['size'])}")
-        parts.append(grid)
-        parts.append(Text(
-            f"peers {peers['connected']} ({peers['unchoked_us']} unchoked us, "
-            f"{peers['we_unchoked']} unchoked by us)   down {human(rates['download'])}/s"
-            f"   up {human(rates['upload'])}/s   prefetch {'on' if t['prefetch'] else 'off'}"))
-        for r in t["reads"]:
-            parts.append(Text(f"read waiting {r['waiting']:.1f} s for pieces "
-                              f"{_pieces(r['pieces'])}: {printable(r['why'])}",
-                              style="yellow"))
-        parts.append(Text(f"cache {printable(t['cache']['folder'])} "
-                          f"({human(t['cache']['bytes'])})", style="dim"))
-        files = sorted(t["files"], key=lambda f: (f["verified"] in (0, f["size"]),
-                                                  -f["verified"]))[:WATCH_FILES]
-        table = Table(box=None, expand=True, show_header=True, header_style="bold")
-        table.add_column("file", ratio=2, no_wrap=True, overflow="ellipsis")
-        table.add_column("", ratio=1)
-        table.add_column("verified", justify="right")
-        for f in files:
-            table.add_row(Text(printable(f["path"])),
-                          ProgressBar(total=max(f["size"], 1),
-                                      completed=f["verified"] if f["size"] else 1),
-                          f"{human(f['verified'])} / {human(f['size'])}")
-        parts.append(table)
-        if peers["list"]:
-            pt = Table(box=None, expand=True, header_style="bold",
-                       caption="flags: U unchoked us, u unchoked by us, s snubbed us")
-            for name in ("peer", "client", "down/s", "up/s", "flags"):
-                pt.add_column(name, justify="right" if "/" in name else "left")
-            for p in peers["list"][:WATCH_PEERS]:
-                flags = ("U" if p["unchoked_us"] else "") + ("u" if p["we_unchoked"] else "") \
-                    + ("s" if p["snubbed"] else "")
-                pt.add_row(printable(p["address"]), printable(p["client"]),
-                           human(p["download_rate"]), human(p["upload_rate"]), flags)
-            parts.append(pt)
-    for name in doc.get("fetching", ()):
-        parts.append(Text(f"fetching metadata: {printable(name)}", style="yellow"))
-    for skip in doc.get("skipped", ()):
-        parts.append(Text(f"skipped {printable(skip['file'])}: {printable(skip['why'])}",
-                          style="dim"))
-    return Group(*parts)
+    """The status document as a rich renderable (``liveview.LiveView``): bars for the
+    torrent, the files being fetched and the busiest peers, fitted to the width."""
+    from torrentfs.cli.liveview import LiveView
+    return LiveView(doc, now)
 
 
 def watch(mountpoint: str, cache: Path) -> int:
@@ -277,4 +261,5 @@ def add_parser(sub) -> None:
     s.add_argument("--cache-dir", metavar="DIR",
                    help="not needed: mounts are found whatever cache folder they use "
                         "(kept for daemons of older versions)")
+    add_log_level(s, default="warning")
     s.set_defaults(func=run)

@@ -9,7 +9,7 @@ then the daemon gets SIGTERM (it tells its trackers and saves its state) and
 from __future__ import annotations
 
 from torrentfs.cli import registry
-from torrentfs.cli.args import command
+from torrentfs.cli.args import add_log_level, command
 from torrentfs.cli.output import CliError
 from torrentfs.cli.unmount import end_process, unmount
 from torrentfs.fs.procfs import fuse_mount_type, pid_alive
@@ -31,6 +31,7 @@ def add_parser(sub) -> None:
                    help="a daemon's pid, its torrent's info-hash, or its mountpoint")
     s.add_argument("--wait", type=float, default=15.0, metavar="SECONDS",
                    help="how long a daemon gets to finish before it is killed")
+    add_log_level(s, default="warning")
     s.set_defaults(func=run)
 
 

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from torrentfs.cli import registry
-from torrentfs.cli.args import command
+from torrentfs.cli.args import add_log_level, command
 from torrentfs.cli.output import CliError
 from torrentfs.cli.registry import SEEDING
 from torrentfs.cli.state import default_cache_dir, mount_state_file
@@ -69,6 +69,7 @@ def add_parser(sub) -> None:
     u.add_argument("--wait", type=float, default=15.0, metavar="SECONDS",
                    help="how long the daemon gets to finish once unmounted (tell its "
                         "trackers, save its state) before it is ended")
+    add_log_level(u, default="warning")
     u.set_defaults(func=run)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from torrentfs.cli.args import torrent_options
 from torrentfs.cli.daemon import daemonise
 from torrentfs.cli.mountpoint import check_mountpoint
+from torrentfs.cli.errors import cache_folder_error
 from torrentfs.cli.output import CliError, setup_logging
 from torrentfs.cli.registry import Registration
 from torrentfs.cli.serve import map_ports, open_dht, write_pid
@@ -38,7 +39,7 @@ def run(args) -> int:
         private_dir(cache)
         private_dir(logfile.parent)
     except OSError as e:
-        raise CliError(f"cache folder {cache}: {e.strerror}") from None
+        raise cache_folder_error(cache, e) from None
     serve_it = partial(serve, watched.resolve(), mountpoint, cache, args)
     if args.foreground:
         setup_logging(args.log_level, stream=sys.stderr)
@@ -78,11 +79,7 @@ def serve(watched: Path, mountpoint: str, cache: Path, args, ready, progress=Non
             # Mounted first: the torrents already in the folder are shown (and the
             # kernel told) as they start.
             async with mounted(fs, mountpoint, args.o) as mount:
-                try:
-                    await nursery.start(multi.run)
-                except OSError as e:
-                    raise CliError(f"cannot listen on port {args.port}: "
-                                   f"{e.strerror}") from None
+                await nursery.start(multi.run)  # a port in use: one line (run_trio)
                 map_ports(nursery, args, multi.port, multi.dht)
                 write_pid(state)
                 log.info("mounted %s on %s: %d torrents, port %d", watched, mountpoint,
@@ -99,7 +96,7 @@ def serve(watched: Path, mountpoint: str, cache: Path, args, ready, progress=Non
             nursery.cancel_scope.cancel()
 
     try:
-        run_trio(main)
+        run_trio(main, args.port)
     finally:
         state.unlink(missing_ok=True)
         reg.remove()

@@ -25,6 +25,7 @@ Contract of ``TokenBucket``
 from __future__ import annotations
 
 import math
+from collections import deque
 
 MIN_BURST = 64 * 1024    # bytes: the smallest default burst
 BURST_SECONDS = 0.25     # the default burst is this many seconds' worth of rate
@@ -113,13 +114,20 @@ class TokenBucket:
 
 
 class Rate:
-    """An exponentially weighted byte rate over roughly ``window`` seconds."""
+    """A byte rate, two ways: ``rate(now)``, exponentially weighted over roughly
+    ``window`` seconds (smooth: for the choker and pipeline sizing), and
+    ``shown(now)``, the bytes of the last ``SHOWN_WINDOW`` seconds per second (what
+    a user is shown: it falls to 0 that long after the traffic stops)."""
+
+    SHOWN_WINDOW = 2.0   # seconds
+    SHOWN_BUCKET = 0.1   # seconds per bucket of the shown rate's window
 
     def __init__(self, window: float = 5.0) -> None:
         self.window = window
         self.total = 0
         self._rate = 0.0
         self._last: float | None = None
+        self._buckets: deque[list] = deque()  # [bucket number, bytes], oldest first
 
     STEP = 0.05  # decay at most this often: cheap enough to call per block
 
@@ -127,6 +135,23 @@ class Rate:
         self._decay(now)
         self.total += n
         self._rate += n / self.window
+        bucket = math.floor(now / self.SHOWN_BUCKET)
+        if self._buckets and self._buckets[-1][0] >= bucket:
+            self._buckets[-1][1] += n
+        else:
+            self._buckets.append([bucket, n])
+            self._expire(now)
+
+    def shown(self, now: float) -> float:
+        """Bytes per second over the last ``SHOWN_WINDOW`` seconds: 0 once nothing
+        came for that long."""
+        self._expire(now)
+        return sum(n for _, n in self._buckets) / self.SHOWN_WINDOW
+
+    def _expire(self, now: float) -> None:
+        oldest = math.floor((now - self.SHOWN_WINDOW) / self.SHOWN_BUCKET)
+        while self._buckets and self._buckets[0][0] <= oldest:
+            self._buckets.popleft()
 
     def rate(self, now: float) -> float:
         self._decay(now)

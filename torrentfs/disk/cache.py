@@ -40,6 +40,7 @@ import contextlib
 import errno
 import logging
 import os
+import time
 from functools import partial
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
@@ -48,6 +49,7 @@ import trio
 from torrentfs.core.bitfield import Bitfield
 from torrentfs.core.cache import PieceCache
 from torrentfs.core.geometry import Geometry
+from torrentfs.disk.space import DiskFull
 from torrentfs.disk.storage import Storage
 
 log = logging.getLogger("torrentfs.diskcache")
@@ -86,6 +88,7 @@ class DiskCache:
         self.dirty = False
         self.recovered = 0
         self.evicted = 0
+        self.full = DiskFull()  # writes that failed for a full disk (logged once a minute)
 
     @property
     def limit(self) -> int | None:
@@ -222,13 +225,19 @@ class DiskCache:
             # ours, least recently read first, and try once more.
             victims = self.books.victims(limit=self.books.used - ENOSPC_FREE * size)
             self._forget(victims)
+            unlogged = self.full.note(trio.current_time(), time.time())
+            if unlogged is not None:
+                log.warning("disk full writing piece %d to %s (%s); %s%s", index,
+                            self.storage.folder, "evicting %d pieces" % len(victims)
+                            if victims else "nothing of ours to evict",
+                            "set a smaller --cache-size or free some space",
+                            f"; {unlogged} more since the last such line"
+                            if unlogged else "")
             if not victims:
                 self.books.removed(index)
                 if t.stop_prefetch():  # it would fetch and drop pieces in a loop
                     log.warning("disk full: background download (--prefetch) stopped")
                 raise
-            log.warning("disk full: evicted %d pieces to write piece %d", len(victims),
-                        index)
             try:
                 with self._punch_guard(victims):
                     await t.offload(partial(self.storage.store, index, data,

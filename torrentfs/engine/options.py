@@ -36,6 +36,7 @@ class TorrentOptions:
     prefetch: bool = False           # download the whole torrent, below reads
     read_timeout: float | None = None  # a read with no progress this long fails; None: never
     cache_size: int | None = None    # bytes kept on disk at most; None: no limit
+    cache_size_auto: bool = False    # cache_size was set from the disk's free space
     seed_only: bool = False          # serve data_dir as it is (checked at start), never write
     data_dir: str | os.PathLike | None = None  # where the payload lives; None: the folder
 

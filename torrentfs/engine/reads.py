@@ -6,7 +6,12 @@ disk cache, raises the missing ones to NOW in the picker (deadline: now +
 verified, then returns the bytes: from memory if the pieces just arrived
 (``Recent``), else from disk in a worker thread. Each piece waited for gets
 ``read_timeout`` seconds of no progress before the read fails with ``ReadTimeout``,
-which says why the piece is not coming (``who_has``). A read undoes its own raises
+which says why the piece is not coming (``who_has``). The kernel retries a read
+that failed at once, on the same open file (the page cache's readahead, then the
+page itself): a read through a ``ReadHandle`` of a piece whose read through that
+handle timed out less than ``RETRY_WINDOW`` ago waits ``RETRY_SLACK`` at most, so
+that a read fails ``read_timeout`` (and that slack) after its first attempt, not
+twice that; a piece that comes meanwhile is still read. A read undoes its own raises
 when it ends, however it ends.
 
 A ``ReadHandle`` is an open file: its reads move a readahead window whose pieces it
@@ -47,6 +52,8 @@ READAHEAD_DEADLINE = 0.5    # deadline of the first readahead piece: now + this 
 READAHEAD_STEP = 0.05       # ... and this much later for each piece after it in the file
 REANCHOR_AFTER = 5.0        # the reader this far off that pace: deadlines counted afresh
 RECENT_BYTES = 40 << 20     # verified pieces kept in memory until first read
+RETRY_WINDOW = 2.0          # a read of a piece that timed out this recently ...
+RETRY_SLACK = 0.5           # ... waits this long at most (the kernel's retry of a read)
 CHECK_TRIES = 3             # a piece dropped by its check on disk is fetched again
 UPLOAD_CHUNK = 1 << 20      # uploads read verified pieces from disk this much at a time ...
 UPLOAD_CACHE_BYTES = 32 << 20  # ... and keep this much of what they read
@@ -185,6 +192,7 @@ class ReadHandle:
         self._raised: set[int] = set()
         # Deadlines count from here: (when, piece), READAHEAD_STEP s per piece after.
         self._anchor: tuple[float, int] | None = None
+        self._timed_out: tuple[float, set[int]] | None = None  # when, which pieces
         # Container indexes often sit at the end of a video file: fetch the first
         # and last pieces soon after open, at readahead priority. They are raised
         # by an owner of their own, so the window moving on does not drop them.
@@ -244,6 +252,18 @@ class ReadHandle:
             self._raised.update(pieces)
         if schedule:
             t.schedule()
+
+    def timed_out(self, pieces: list[int]) -> None:
+        """A read through this file timed out waiting for ``pieces``."""
+        self._timed_out = (trio.current_time(), set(pieces))
+
+    def retrying(self, pieces: list[int]) -> bool:
+        """Whether a read of ``pieces`` is the kernel's retry of one that just timed
+        out through this file (it retries a failed read at once)."""
+        if self._timed_out is None:
+            return False
+        when, failed = self._timed_out
+        return trio.current_time() - when < RETRY_WINDOW and not failed.isdisjoint(pieces)
 
     def close(self) -> None:
         t = self.torrent
@@ -334,7 +354,13 @@ class Reads:
                         missing = t.have.missing(missing)
                     if missing:
                         unscheduled = []
-                        await self._wait_for(missing, owner)
+                        retry = handle is not None and handle.retrying(missing)
+                        try:
+                            await self._wait_for(missing, owner, retry)
+                        except ReadTimeout:
+                            if handle is not None:
+                                handle.timed_out(missing)
+                            raise
                     elif unscheduled:
                         unscheduled = []
                         t.schedule()
@@ -375,14 +401,17 @@ class Reads:
                 self.upload_chunks.put(index, start, chunk)
             return memoryview(chunk)[begin - start:begin - start + length]
 
-    async def _wait_for(self, pieces: list[int], owner: object | None = None) -> None:
+    async def _wait_for(self, pieces: list[int], owner: object | None = None,
+                        retry: bool = False) -> None:
         """Raise the pieces to NOW (as ``owner``) and wait until each is in
-        ``have``; the raises are undone however this ends."""
+        ``have``; the raises are undone however this ends. A ``retry`` (of a read
+        that just timed out) waits ``RETRY_SLACK`` at most."""
         t = self.torrent
         owner = owner or object()
         t.picker.raise_priority(owner, pieces, NOW, trio.current_time() + NOW_SLACK)
         t.schedule()
         timeout = math.inf if self.read_timeout is None else self.read_timeout
+        wait = timeout if not retry else min(timeout, RETRY_SLACK)
         self.waiting[owner] = (trio.current_time(), pieces)
         try:
             for i in pieces:
@@ -391,7 +420,7 @@ class Reads:
                     if event is None:
                         event = self._events[i] = trio.Event()
                         self._store_errors.pop(i, None)  # a new attempt: old news
-                    with trio.move_on_after(timeout):
+                    with trio.move_on_after(wait):
                         await event.wait()
                     if i in t.have:
                         break

@@ -36,10 +36,18 @@ retyped within a schema number; sizes in bytes, rates in bytes/s, times in s)::
                           "interested": bool, "snubbed": bool,
                           "download_rate": float, "upload_rate": float,
                           "downloaded": int, "uploaded": int}]},
-      "rates": {"download": float, "upload": float},
+      "rates": {"download": float, "upload": float},   # over the last 2 s
+      "trackers": [{"url": str, "status": "ok" | "error" | "not tried",
+                    "message": str,          # the error, for "error"
+                    "peers": int,            # peers in its last answer
+                    "at": float | null,      # when (Unix time) it last answered
+                    "warning": str | null}], # tier order
       "totals": {"downloaded": int, "uploaded": int, "wasted": int},
       "reads": [{"pieces": [int], "waiting": float, "why": str}],  # oldest first
-      "cache": {"folder": str, "bytes": int, "limit": int | null},
+      "cache": {"folder": str, "bytes": int, "limit": int | null,
+                "limit_from": "--cache-size" | "free space" | null,
+                "disk_full": {"count": int,      # writes failed for a full disk
+                              "last": float | null}},  # when (Unix time), latest
       "files": [{"path": str, "size": int, "verified": int}]}      # no padding files
 """
 
@@ -94,8 +102,8 @@ def snapshot(torrent, now: float | None = None) -> dict:
             "client": client_name(s.peer_id), "outgoing": s.outgoing,
             "unchoked_us": not s.peer_choking, "we_unchoked": not s.am_choking,
             "interested": s.peer_interested, "snubbed": s.snubbed,
-            "download_rate": round(s.down.rate(now), 1),
-            "upload_rate": round(s.up.rate(now), 1),
+            "download_rate": round(s.down.shown(now), 1),
+            "upload_rate": round(s.up.shown(now), 1),
             "downloaded": s.down.total, "uploaded": s.up.total})
     reads = []
     for since, pieces in sorted(torrent.waiting_reads.values(), key=lambda r: r[0]):
@@ -119,13 +127,17 @@ def snapshot(torrent, now: float | None = None) -> dict:
                   "interested": sum(1 for s in peers if s.peer_interested),
                   "known": len(torrent.candidates), "banned": len(torrent.banned_ips),
                   "list": listed},
-        "rates": {"download": round(sum(s.down.rate(now) for s in peers), 1),
-                  "upload": round(sum(s.up.rate(now) for s in peers), 1)},
+        "rates": {"download": round(sum(s.down.shown(now) for s in peers), 1),
+                  "upload": round(sum(s.up.shown(now) for s in peers), 1)},
+        "trackers": torrent.announcer.tracker_states(),
         "totals": {"downloaded": torrent.downloaded, "uploaded": torrent.uploaded,
                    "wasted": torrent.wasted},
         "reads": reads,
-        "cache": {"folder": os.path.abspath(torrent.storage.folder), "bytes": torrent.cache.books.used,
-                  "limit": torrent.cache.limit},
+        "cache": {"folder": os.path.abspath(torrent.storage.folder),
+                  "bytes": torrent.cache.books.used, "limit": torrent.cache.limit,
+                  "limit_from": None if torrent.cache.limit is None else
+                  "free space" if torrent.options.cache_size_auto else "--cache-size",
+                  "disk_full": torrent.cache.full.as_dict()},
         "files": files,
     }
 
@@ -191,8 +203,8 @@ def node_facts(torrent, tree, node) -> dict[str, str]:
             "peers": str(len(peers)),
             "peers_unchoked_us": str(sum(1 for s in peers if not s.peer_choking)),
             "peers_we_unchoked": str(sum(1 for s in peers if not s.am_choking)),
-            "download_rate": str(int(sum(s.down.rate(now) for s in peers))),
-            "upload_rate": str(int(sum(s.up.rate(now) for s in peers))),
+            "download_rate": str(int(sum(s.down.shown(now) for s in peers))),
+            "upload_rate": str(int(sum(s.up.shown(now) for s in peers))),
             "reads_waiting": str(len(torrent.waiting_reads)),
         })
     return facts

@@ -37,6 +37,7 @@ Invariants (the picker holds the block-level ones):
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import secrets
@@ -425,7 +426,8 @@ class Torrent:
         try:
             ok = await self.cache.store(index, buf)
         except OSError as e:
-            log.error("cannot write piece %d: %s", index, e)
+            if e.errno != errno.ENOSPC:  # a full disk is logged by the cache, once a minute
+                log.error("cannot write piece %d: %s", index, e)
             ok = None
             self.reads.store_failed(index, e)  # its reads fail rather than wait on
         finally:

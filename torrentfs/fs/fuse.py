@@ -51,6 +51,8 @@ log = logging.getLogger("torrentfs.fuse")
 
 TIMEOUT = 3600.0  # attributes and names never change while mounted
 POLL_READERS = 0.2  # how often a waiting read looks whether its reader gave up
+DRAIN_QUIET = 0.25   # unmounting: answer reads (EIO) until none came for this long ...
+DRAIN_MAX = 3.0      # ... or this long at most
 
 # Pending, these end a blocked read: SIGKILL (the kernel adds it for any fatal
 # signal), and the usual "stop" signals when the process handles them.
@@ -145,6 +147,7 @@ class TorrentFS(pyfuse3.Operations):
         self._waiting: dict[object, tuple[int, trio.CancelScope]] = {}  # reads in progress
         self._closing = False
         self._closing_why = "unmounting"
+        self.refused_at: float | None = None  # when a read last failed for the unmount
         self._device: int | None = None  # /dev/fuse, found once reads wait
         # st_blocks counts a file's verified bytes, so the
         # kernel's cached attributes of the files a piece touches are dropped when
@@ -223,6 +226,7 @@ class TorrentFS(pyfuse3.Operations):
         if handle is None:
             raise pyfuse3.FUSEError(errno.EBADF)
         if self._closing:
+            self.refused_at = trio.current_time()
             raise pyfuse3.FUSEError(errno.EIO)
         key = object()
         with trio.CancelScope() as scope:
@@ -233,6 +237,7 @@ class TorrentFS(pyfuse3.Operations):
                 del self._waiting[key]
         if self._closing:
             log.info("read of %d bytes at %d failed: %s", size, off, self._closing_why)
+            self.refused_at = trio.current_time()
             raise pyfuse3.FUSEError(errno.EIO)
         log.info("read of %d bytes at %d given up: its reader (pid %d) was interrupted",
                  size, off, self._openers.get(fh, 0))
@@ -263,13 +268,15 @@ class TorrentFS(pyfuse3.Operations):
                 if verdicts[pid]:
                     scope.cancel()
 
-    def shutdown(self, why: str = "unmounting") -> None:
+    def shutdown(self, why: str = "unmounting") -> int:
         """Unmounting (or, in a multi-torrent mount, the torrent removed): fail
-        every waiting read now, and any read from now on."""
+        every waiting read now, and any read from now on. Returns how many reads
+        were waiting."""
         self._closing = True
         self._closing_why = why
         for _, scope in list(self._waiting.values()):
             scope.cancel()
+        return len(self._waiting)
 
     async def _read(self, handle, off, size):
         try:
@@ -278,8 +285,11 @@ class TorrentFS(pyfuse3.Operations):
             log.error("read of %d bytes at %d failed: %s", size, off, e)
             raise pyfuse3.FUSEError(errno.EIO) from None
         except (StorageError, OSError) as e:
-            log.error("read of %d bytes at %d failed: %s", size, off, e)
-            raise pyfuse3.FUSEError(getattr(e, "errno", None) or errno.EIO) from None
+            code = getattr(e, "errno", None)
+            # a full disk is logged by the disk cache, once a minute: not per read
+            (log.debug if code == errno.ENOSPC else log.error)(
+                "read of %d bytes at %d failed: %s", size, off, e)
+            raise pyfuse3.FUSEError(code or errno.EIO) from None
 
     async def release(self, fh):
         self._openers.pop(fh, None)
@@ -402,8 +412,22 @@ class Mount:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as sigs:
             async for sig in sigs:
                 log.info("got %s: unmounting", signal.Signals(sig).name)
-                self.fs.shutdown()  # reads waiting for pieces fail now: the loop can end
+                # Reads waiting for pieces fail now (EIO), so that the loop can end;
+                # the kernel retries a failed read at once, and the retry must get
+                # its EIO from us too, not ECONNABORTED or ENOTCONN from a
+                # connection already gone: answer until the reads stop coming.
+                if self.fs.shutdown():
+                    await self._drain()
                 pyfuse3.terminate()
+                return
+
+    async def _drain(self) -> None:
+        """Wait until no read was refused for ``DRAIN_QUIET`` s (``DRAIN_MAX`` at most)."""
+        deadline = trio.current_time() + DRAIN_MAX
+        while trio.current_time() < deadline:
+            await trio.sleep(DRAIN_QUIET)
+            last = self.fs.refused_at
+            if last is None or trio.current_time() - last >= DRAIN_QUIET:
                 return
 
 

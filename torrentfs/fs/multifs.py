@@ -234,7 +234,13 @@ class MultiFS(pyfuse3.Operations):
             for child in list(self._children.values()):
                 child.check_readers()
 
-    def shutdown(self) -> None:
-        """Unmounting: every waiting read fails now, and every read from now on."""
-        for child in list(self._children.values()):
-            child.shutdown()
+    def shutdown(self) -> int:
+        """Unmounting: every waiting read fails now, and every read from now on.
+        Returns how many reads were waiting."""
+        return sum(child.shutdown() for child in list(self._children.values()))
+
+    @property
+    def refused_at(self) -> float | None:
+        """When a read last failed for the unmount (``TorrentFS.refused_at``)."""
+        times = [c.refused_at for c in self._children.values() if c.refused_at is not None]
+        return max(times, default=None)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 import httpx
@@ -56,6 +58,30 @@ async def announce_http(client: httpx.AsyncClient, url: str, req: AnnounceReques
     return parse_response(body)
 
 
+@dataclass
+class TrackerState:
+    """How one tracker last answered, for ``torrentfs status``: ``status`` is
+    ``"ok"`` (it answered, ``peers`` of them), ``"error"`` (``message`` says what:
+    unreachable, refused, ...) or ``"not tried"``; ``at`` is the wall-clock time of
+    that answer (None if not tried), ``warning`` a warning it sent with an answer."""
+    url: str
+    status: str = "not tried"
+    message: str = ""
+    peers: int = 0
+    at: float | None = None
+    warning: str | None = None
+
+    def answered(self, peers: int, warning: str | None, at: float) -> None:
+        self.status, self.message, self.peers, self.at = "ok", "", peers, at
+        self.warning = warning
+
+    def failed(self, message: str, at: float) -> None:
+        self.status, self.message, self.at = "error", message, at
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
 class Announcer:
     """Keeps a torrent announced to its trackers.
 
@@ -83,6 +109,15 @@ class Announcer:
         self._pending_event = ""
         self._wake = trio.Event()
         self.udp = udp or UdpTrackerClient()
+        # The last answer or error of each tracker, for ``torrentfs status``.
+        self.states: dict[str, TrackerState] = {
+            url: TrackerState(url) for tier in self.tiers for url in tier}
+        self.clock: Callable[[], float] = time.time  # when an answer came (wall clock)
+
+    def tracker_states(self) -> list[dict]:
+        """Every tracker's last answer or error, tier order, as plain data."""
+        return [self.states[url].as_dict() for tier in self.tiers for url in tier
+                if url in self.states]
 
     def completed(self) -> None:
         """The download finished: announce ``completed`` now (once)."""
@@ -107,7 +142,9 @@ class Announcer:
                 except TrackerError as e:
                     errors.append(str(e))
                     log.info("%s", e)
+                    self._state(url).failed(str(e), self.clock())
                     continue
+                self._state(url).answered(len(resp.peers), resp.warning, self.clock())
                 tier.remove(url)
                 tier.insert(0, url)
                 self._announced.add(url)
@@ -122,6 +159,9 @@ class Announcer:
                 return resp
         self.last_error = errors[-1] if errors else "no trackers"
         raise TrackerError(self.last_error)
+
+    def _state(self, url: str) -> TrackerState:
+        return self.states.setdefault(url, TrackerState(url))
 
     async def _announce_to(self, client: httpx.AsyncClient, url: str, req: AnnounceRequest,
                            timeout: float = TIMEOUT) -> AnnounceResponse:
