@@ -14,6 +14,9 @@ libtorrent seeders on 127.0.0.2, .3, ...), then measures, side by side in one ru
     s per GiB); idle CPU: a mount with --idle-peers connected idle peers, no reads
     (% of a core); and issue 13's targets as ratios to libtorrent (targets.py).
 
+With --slow-swarm (or --slow-only) it also streams a video from a slow swarm, torrentfs
+beside btfs, and checks the download cap (benchmarks/slowswarm.py).
+
 It runs in a network namespace of its own with only loopback (unshare --net; see
 --no-netns). This is a benchmark, not a test: it reports numbers, and a wedged or failing system
 gets "timeout"/"error" in its column while the others go on. Every read through a
@@ -41,7 +44,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from benchmarks import caller_path, cpuload, targets, v2reads
+from benchmarks import caller_path, cpuload, slowswarm, targets, v2reads
 from benchmarks.payload import VIDEO_SECONDS, make_payload, write_zeros_torrent
 from benchmarks.procstats import PeerSampler, RssSampler, cpu_seconds, rss_anon_kib, senders
 from benchmarks.programs import MOUNTS, SYSTEMS, Mount, run_bounded, say
@@ -392,12 +395,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--utp", action="store_true",
                     help="also: a sequential read over uTP from uTP-only libtorrent "
                          "seeders against libtorrent's own uTP download (benchmarks/utp.py)")
+    ap.add_argument("--slow-swarm", action="store_true",
+                    help="also stream an 8 Mbit/s video from two seeders capped at 1 MB/s "
+                         "each with ffmpeg -re, and measure --download-rate caps")
+    ap.add_argument("--slow-only", action="store_true",
+                    help="only the slow-swarm section (no payload, no main runs)")
+    ap.add_argument("--slow-video", type=int, default=190,
+                    help="slow swarm: the video's length, s (190)")
+    ap.add_argument("--slow-play", type=int, default=60,
+                    help="slow swarm: seconds played by ffmpeg -re -t (60)")
+    ap.add_argument("--slow-seek", type=int, default=120,
+                    help="slow swarm: where the cold -ss starts, s (120)")
+    ap.add_argument("--slow-caps", default="1M,2M,8M",
+                    help="slow swarm: the --download-rate values measured (1M,2M,8M)")
     ap.add_argument("--no-netns", action="store_true",
                     help="do not run in a loopback-only network namespace of its own")
     ap.add_argument("--keep", metavar="DIR",
                     help="work in DIR and keep it (logs, payload) instead of a temp dir")
     args = ap.parse_args(argv)
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
+    args.slow_caps = [c.strip() for c in args.slow_caps.split(",") if c.strip()]
+    args.slow_swarm = args.slow_swarm or args.slow_only
+    if args.slow_swarm and args.slow_seek + args.slow_play > args.slow_video:
+        ap.error("--slow-seek + --slow-play must fit in --slow-video")
     bad = [s for s in args.only if s not in SYSTEMS]
     if bad:
         ap.error(f"--only: unknown {', '.join(bad)}")
@@ -462,6 +482,16 @@ def main(argv: list[str] | None = None) -> int:
         else:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="torrentfs-bench-")))
         bench = Bench(args, tmp)
+        if args.slow_only:  # the slow-swarm section alone: no payload, no main runs
+            tracker = stack.enter_context(opentracker(workdir=tmp / "tracker"))
+            slow = slowswarm.run(bench, tracker, stack)
+            print()
+            print(slowswarm.report(slow, args))
+            print(f"total time: {time.monotonic() - t_start:.0f} s")
+            if args.json:
+                Path(args.json).write_text(json.dumps({**info, "slow_swarm": slow},
+                                                      indent=1, default=str))
+            return 0
 
         t = time.monotonic()
         say(f"making the payload: {args.size} MiB of random data and a {VIDEO_SECONDS} s video")
@@ -508,6 +538,7 @@ def main(argv: list[str] | None = None) -> int:
             utp_rows = run_utp(bench.torrent, tmp / "data", f"{bench.top}/big.bin",
                                bench.size, bench.big_sha256, bench.total_bytes, tmp / "utp",
                                seeders=args.seeders, budget=args.seq_budget)
+        slow = slowswarm.run(bench, tracker, stack) if args.slow_swarm else None
         summary = summarise(runs, big)
         elapsed = time.monotonic() - t_start
 
@@ -526,12 +557,16 @@ def main(argv: list[str] | None = None) -> int:
     target_rows = targets.rows(summary, runs, upload, idle)
     print()
     print(targets.targets_table(target_rows))
+    if slow is not None:
+        print()
+        print(slowswarm.report(slow, args))
     print(f"total time: {elapsed:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(
             {**info, "elapsed_s": elapsed, "runs": runs, "big_torrent": big,
              "upload": upload, "idle": idle, "v2_reads": v2r, "utp": utp_rows,
-             "summary": summary, "targets": target_rows}, indent=1, default=str))
+             "slow_swarm": slow, "summary": summary, "targets": target_rows},
+            indent=1, default=str))
         print(f"raw numbers: {args.json}")
     return 0
 

@@ -76,6 +76,7 @@ class Mount:
         self.ready_s: float | None = None
         self.wedged = False
         self.slow_exit = False
+        self.extra_args: list[str] = []  # more options for the mount command
 
     # the file names inside the mount
     def path(self, name: str) -> str:
@@ -139,7 +140,7 @@ class TorrentfsMount(Mount):
         with open(self.log_path, "wb") as log:
             cli = subprocess.Popen([TORRENTFS, "mount", str(torrent), str(self.mnt),
                                     "--cache-dir", str(self.cache), "--no-dht",
-                                    "--no-port-mapping"],
+                                    "--no-port-mapping", *self.extra_args],
                                    stdin=subprocess.DEVNULL, stdout=log,
                                    stderr=subprocess.STDOUT, env=child_env())
         self.worker.send(op="wait_listed", dir=str(self.mnt / top), name=name,

@@ -84,7 +84,7 @@ def check_consistent(p: Picker) -> None:
             for peer in holders:
                 seen.setdefault(peer, set()).add((index, partial.blocks[b][0]))
     for peer, out in p._outstanding.items():
-        assert out == seen.get(peer, set()), peer
+        assert set(out) == seen.get(peer, set()), peer
         assert p.outstanding(peer) == len(out)
     for peer in seen:
         assert peer in p._outstanding or not seen[peer]
@@ -905,11 +905,26 @@ def test_spread_is_limited_by_who_has_the_piece():
     assert len(p.pick("a", 0.0, 100, spread=4)) == 8  # nobody else could help
 
 
-def test_spread_does_not_apply_to_readahead():
+def test_spread_applies_to_readahead_only_among_seeds():
+    # Seeds only: readahead pieces complete in order, each from every seed.
     p = make("0", blocks=8)
     seed(p, "a")
     seed(p, "b")
     p.raise_priority("r", [0], READAHEAD, 1.0)
+    assert len(p.pick("a", 0.0, 100, spread=2)) == 4
+    # A leecher about: whole pieces (traded sooner), as before.
+    p = make("0", blocks=8)
+    seed(p, "a")
+    seed(p, "b")
+    peer_with(p, "c", "0")
+    p.raise_priority("r", [0], READAHEAD, 1.0)
+    assert len(p.pick("a", 0.0, 100, spread=2)) == 8
+
+
+def test_spread_does_not_apply_to_prefetch():
+    p = make("0", blocks=8, prefetch=True)
+    seed(p, "a")
+    seed(p, "b")
     assert len(p.pick("a", 0.0, 100, spread=2)) == 8
 
 
@@ -956,3 +971,75 @@ def test_among_leechers_readahead_goes_rarest_first():
     p.raise_priority("h", [0, 1, 2, 3], READAHEAD, 1.0)  # same deadline
     got = [i for i, _, _ in p.pick("node2" if False else "origin", 0.0, 100)]
     assert set(got) == {2, 3}  # 0 and 1 are left to the node
+
+
+# -- the backlog: what a read's blocks would queue behind ---------------------------
+
+
+def test_ahead_caps_the_backlog_not_now_blocks():
+    p = make("000000", blocks=4)
+    seed(p, "a")
+    p.raise_priority("h", [2, 3, 4, 5], READAHEAD, 1.0)
+    assert len(p.pick("a", 0.0, 100, ahead=6)) == 6
+    assert p.pick("a", 0.0, 100, ahead=6) == []        # the backlog is full
+    p.raise_priority("r", [0], NOW, 0.5)
+    now_blocks = p.pick("a", 0.0, 100, ahead=6)
+    assert order(now_blocks) == [0] and len(now_blocks) == 4  # NOW: only `limit` counts
+    assert len(p.pick("a", 0.0, 100, ahead=8)) == 2    # room for two more below NOW
+    check_consistent(p)
+
+
+def test_ahead_counts_pieces_by_their_tier_now():
+    p = make("0000", blocks=4)
+    seed(p, "a")
+    p.raise_priority("h", [1, 2], READAHEAD, 1.0)
+    p.pick("a", 0.0, 100, ahead=6)                      # 1: 4 blocks, 2: 2 blocks
+    assert p.pick("a", 0.0, 100, ahead=6) == []
+    p.raise_priority("r", [1], NOW, 0.5)                # a read now waits on piece 1
+    assert len(p.pick("a", 0.0, 100, ahead=6)) == 2    # so 2's last blocks fit again
+    assert p.pick("a", 0.0, 100, ahead=6) == []
+
+
+def test_ahead_caps_prefetch_too():
+    p = make("0000", blocks=4, prefetch=True)
+    seed(p, "a")
+    assert len(p.pick("a", 0.0, 100, ahead=3)) == 3
+    assert p.pick("a", 0.0, 100, ahead=3) == []
+    p.raise_priority("r", [3], NOW, 0.5)
+    assert order(p.pick("a", 0.0, 100, ahead=3)) == [3]
+
+
+def test_backlog_is_what_a_read_queues_behind():
+    """The requests below NOW asked of a peer before its latest NOW request, in
+    the order asked."""
+    p = make("000000", blocks=2)
+    seed(p, "a")
+    p.raise_priority("h", [1, 2], READAHEAD, 1.0)
+    asked = p.pick("a", 0.0, 100)
+    assert order(asked) == [1, 2]
+    assert p.backlog("a") == []                         # no read's block asked of it
+    p.raise_priority("r", [4], NOW, 0.5)
+    assert order(p.pick("a", 0.0, 100)) == [4]
+    assert p.backlog("a") == asked
+    p.raise_priority("r2", [2], NOW, 0.5)               # a read waits on piece 2 too
+    assert p.backlog("a") == asked[:2]                  # 2 is no backlog, 1 still is
+    p.raise_priority("h", [3], READAHEAD, 1.0)
+    assert order(p.pick("a", 0.0, 100)) == [3]          # asked after: behind the read
+    assert p.backlog("a") == asked[:2]
+    p.request_dropped("a", 1, 0)
+    p.request_dropped("a", 1, B)
+    assert p.backlog("a") == []
+    assert p.pick("a", 0.0, 100) == asked[:2]           # asked again, at the back
+    assert p.backlog("a") == []
+    check_consistent(p)
+
+
+def test_urgent_while_a_piece_is_at_now():
+    p = make("000")
+    assert not p.urgent()
+    p.raise_priority("h", [1], READAHEAD, 1.0)
+    assert not p.urgent()
+    p.raise_priority("r", [2], NOW, 1.0)
+    assert p.urgent()
+    p.drop("r")
+    assert not p.urgent()

@@ -34,6 +34,14 @@ class Behaviour:
     mute: bool = False            # after greeting and raw, send nothing more (still reads)
     cut_after: int | None = None  # after this many answers, send half a block and hang up
     keepalive_every: float | None = None  # send keep-alives this often (seems alive)
+    # An uplink of this many bytes/s: requests are answered one after another in the
+    # order asked, each taking its length / rate; a cancel drops a request not yet
+    # being sent (answered with a reject when the fast extension is on), as
+    # libtorrent does. None: every request is answered at once (after ``delay``).
+    rate: float | None = None
+    committed: int = 0            # with ``rate``: bytes at the head of its queue a cancel
+    #                               no longer reaches (libtorrent's send buffer)
+    fast: bool = True             # offer the fast extension (BEP 6)
 
 
 @dataclass
@@ -54,7 +62,8 @@ async def fake_peer(stream: trio.abc.Stream, meta, payload: bytes,
     end of ``stream`` until it hangs up."""
     b = behaviour or Behaviour()
     stats = stats or Stats()
-    conn = wire.PeerConnection(meta.info_hash, peer_id, num_pieces=meta.num_pieces)
+    conn = wire.PeerConnection(meta.info_hash, peer_id, num_pieces=meta.num_pieces,
+                               fast=b.fast)
     lock = trio.Lock()
 
     async def send(data: bytes) -> None:
@@ -91,6 +100,20 @@ async def fake_peer(stream: trio.abc.Stream, meta, payload: bytes,
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
 
+        uplink: list[wire.Request] = []  # with ``rate``: the requests not yet served
+        more = trio.Event()
+
+        async def serve_at_rate(rate: float) -> None:
+            nonlocal more
+            while True:
+                if not uplink:
+                    more = trio.Event()
+                    await more.wait()
+                    continue
+                req = uplink.pop(0)
+                await trio.sleep(req.length / rate)
+                await answer(req)
+
         async def keep_alive(every: float) -> None:
             while True:
                 await trio.sleep(every)
@@ -100,6 +123,8 @@ async def fake_peer(stream: trio.abc.Stream, meta, payload: bytes,
             await send(greeting)
             if b.keepalive_every:
                 nursery.start_soon(keep_alive, b.keepalive_every)
+            if b.rate:
+                nursery.start_soon(serve_at_rate, b.rate)
             while True:
                 event = conn.next_event()
                 if event is wire.NEED_DATA:
@@ -124,10 +149,24 @@ async def fake_peer(stream: trio.abc.Stream, meta, payload: bytes,
                     await send(conn.send(wire.Unchoke()))
                 elif isinstance(event, wire.Request):
                     stats.requests.append((event.index, event.begin, event.length))
-                    if b.answer and not b.mute:
+                    if b.answer and not b.mute and b.rate:
+                        uplink.append(event)
+                        more.set()
+                    elif b.answer and not b.mute:
                         nursery.start_soon(answer, event)
                 elif isinstance(event, wire.Cancel):
                     stats.cancels.append((event.index, event.begin, event.length))
+                    req = wire.Request(event.index, event.begin, event.length)
+                    ahead = 0
+                    for n, queued in enumerate(uplink):
+                        if ahead >= b.committed and queued == req:
+                            del uplink[n]
+                            break
+                        ahead += queued.length
+                    else:
+                        req = None
+                    if req is not None and conn.fast:
+                        await send(conn.send(wire.Reject(req.index, req.begin, req.length)))
                 elif isinstance(event, wire.Reject):
                     stats.rejects.append((event.index, event.begin, event.length))
                 elif isinstance(event, wire.Piece):

@@ -14,6 +14,11 @@ Contract
   seconds is handed out again (the faster answer wins; the shell cancels the other
   requests). The clock restarts with each extra
   request, so a block gains at most one more holder per ``duplicate_after``.
+* With ``ahead``, ``pick`` hands out blocks below NOW only while the peer holds
+  fewer than ``ahead`` of them (readahead, prefetch); NOW blocks only count against
+  ``limit``. Each peer's requests are kept in the order asked: ``backlog(peer)``
+  lists those below NOW asked before its latest NOW request (what a read's blocks
+  queue behind there), so that the shell can cancel them and ask again after.
 * A block is in one of three states: missing, requested (by one or more peers, each
   with the time of its request), received. ``block_received`` reports whether the block
   was new and whether its piece is now complete; a complete piece is neither picked
@@ -99,7 +104,8 @@ class Picker:
         self._partials: dict[int, _Partial] = {}
         self._parole: set[int] = set()  # failed their hash, not verified since
         self._peers: dict[Peer, Bitfield] = {}
-        self._outstanding: dict[Peer, set[tuple[int, int]]] = {}
+        # Each peer's requests (index, begin), in the order asked.
+        self._outstanding: dict[Peer, dict[tuple[int, int], None]] = {}
         self.availability = [0] * geometry.num_pieces
         self._seeds = 0  # peers that have every piece
         # Per-node jitter of readahead deadlines among leechers (see _urgent_order).
@@ -168,7 +174,7 @@ class Picker:
 
     def add_peer(self, peer: Peer) -> None:
         self._peers[peer] = Bitfield(self.geometry.num_pieces)
-        self._outstanding[peer] = set()
+        self._outstanding[peer] = {}
         self._order = None
         if not self.geometry.num_pieces:
             self._seeds += 1
@@ -226,6 +232,37 @@ class Picker:
         """How many blocks the peer has been asked for and not yet delivered."""
         return len(self._outstanding.get(peer, ()))
 
+    def urgent(self) -> bool:
+        """True while some piece is at NOW (a read waits for it)."""
+        order = self._urgent_order()
+        return bool(order) and order[0][1] == NOW
+
+    def backlog(self, peer: Peer) -> list[Block]:
+        """The peer's requests for pieces below NOW (readahead, prefetch, or no
+        longer wanted) that it was asked for before its latest request for a NOW
+        piece, in the order asked: those a read's blocks queue behind there."""
+        ahead: list[Block] = []
+        out: list[Block] = []
+        tiers: dict[int, int] = {}
+        for index, begin in self._outstanding.get(peer, ()):
+            tier = tiers.get(index)
+            if tier is None:
+                tier = tiers[index] = self.priority(index)[0]
+            if tier == NOW:
+                out += ahead
+                ahead = []
+            else:
+                ahead.append((index, begin, self.geometry.block_length(index, begin)))
+        return out
+
+    def _backlog_size(self, peer: Peer) -> int:
+        out = self._outstanding.get(peer)
+        if not out:
+            return 0
+        raises = self._raises
+        return sum(1 for index, _ in out
+                   if index not in raises or self.priority(index)[0] != NOW)
+
     def peer_choked(self, peer: Peer) -> None:
         """The peer dropped all our requests (a choke without the fast extension)."""
         for index, begin in list(self._outstanding.get(peer, ())):
@@ -237,7 +274,7 @@ class Picker:
         # Only a request we made is dropped: a peer's reject may name any block.
         if out is None or (index, begin) not in out:
             return
-        out.discard((index, begin))
+        del out[(index, begin)]
         partial = self._partials.get(index)
         if partial is not None:
             b = begin // self.geometry.block_size
@@ -279,33 +316,52 @@ class Picker:
 
     # -- picking ----------------------------------------------------------------------
 
-    def pick(self, peer: Peer, now: float, limit: int, spread: int = 1) -> list[Block]:
+    def pick(self, peer: Peer, now: float, limit: int, spread: int = 1,
+             ahead: int | None = None) -> list[Block]:
         """Up to ``limit`` new block requests for ``peer``, most urgent first. With
         ``spread`` > 1 (the number of peers that could share the work), one pick
         takes at most its share of a NOW piece's blocks, so that the blocks of a
-        piece a read waits on come from several peers at once."""
+        piece a read waits on come from several peers at once; so too of a
+        READAHEAD piece while every peer is a seed. With ``ahead``, the peer's
+        requests below NOW grow to ``ahead`` blocks at most."""
         if limit <= 0 or peer not in self._peers:
             return []
+        room = math.inf if ahead is None else ahead - self._backlog_size(peer)
         bits = self._peers[peer]
         picked: list[Block] = []
         # Spare the seeds: a piece that is not urgent and that a peer without the
         # whole torrent also has is left to that peer.
         spare = bits.complete and self._seeds < len(self._peers)
+        # Among seeds only, readahead is split like NOW (pieces then complete one
+        # after another, each from every peer: what a reader takes next comes
+        # first); with leechers about, whole pieces are traded sooner.
+        only_seeds = self._seeds == len(self._peers)
         avail, seeds = self.availability, self._seeds
+        below = None  # len(picked) when the first piece below NOW came up
         for index, tier, deadline in self._urgent_order():
             if tier == NONE or index not in bits:  # raised at NONE: never requested
                 continue
             if spare and tier != NOW and avail[index] > seeds:
                 continue
+            if tier != NOW and below is None:  # NOW comes first: the rest is backlog
+                below = len(picked)
+                limit = min(limit, below + max(0, room))
+                if len(picked) >= limit:
+                    return picked
             late = tier == NOW and now >= deadline
             cap = limit
-            if tier == NOW and spread > 1 and index not in self._parole:
+            if (spread > 1 and index not in self._parole
+                    and (tier == NOW or (tier == READAHEAD and only_seeds))):
                 sharers = max(1, min(spread, self.availability[index]))
                 cap = min(limit, len(picked) - (-self.geometry.num_blocks(index) // sharers))
             self._pick_from(peer, index, now, cap, picked, duplicate=late)
             if len(picked) >= limit:
                 return picked
         if self.prefetch:
+            if below is None:
+                limit = min(limit, len(picked) + max(0, room))
+                if len(picked) >= limit:
+                    return picked
             for index in self._normal_candidates(bits):
                 self._pick_from(peer, index, now, limit, picked, duplicate=False)
                 if len(picked) >= limit:
@@ -343,7 +399,7 @@ class Picker:
                 requests[b][peer] = now
                 partial.num_free -= 1
                 begin, length = blocks[b]
-                out.add((index, begin))
+                out[(index, begin)] = None
                 picked.append((index, begin, length))
             b += 1
         partial.cursor = b  # every block before b is now received or requested
@@ -360,7 +416,7 @@ class Picker:
                 continue
             holders[peer] = now
             begin, length = blocks[b]
-            out.add((index, begin))
+            out[(index, begin)] = None
             picked.append((index, begin, length))
 
     # -- receiving --------------------------------------------------------------------
@@ -373,7 +429,7 @@ class Picker:
             return Received(False)
         out = self._outstanding.get(peer)
         if out is not None:
-            out.discard((index, begin))
+            out.pop((index, begin), None)
         partial = self._partials.get(index)
         if partial is None or index in self.have:
             return Received(False)
@@ -387,7 +443,7 @@ class Picker:
         partial.suppliers[begin] = peer
         others = list(holders)
         for other in others:
-            self._outstanding.get(other, set()).discard((index, begin))
+            self._outstanding.get(other, {}).pop((index, begin), None)
         holders.clear()
         return Received(True, partial.complete, others)
 
@@ -427,4 +483,4 @@ class Picker:
             return
         for b, holders in enumerate(partial.requests):
             for peer in holders:
-                self._outstanding.get(peer, set()).discard((index, partial.blocks[b][0]))
+                self._outstanding.get(peer, {}).pop((index, partial.blocks[b][0]), None)

@@ -15,8 +15,13 @@ twice that; a piece that comes meanwhile is still read. A read undoes its own ra
 when it ends, however it ends.
 
 A ``ReadHandle`` is an open file: its reads move a readahead window whose pieces it
-raises to READAHEAD; it undoes only its own raises. ``block`` reads a block of a
-verified piece for an upload, the same way (memory, else disk, pinned meanwhile).
+raises to READAHEAD; it undoes only its own raises. A readahead piece's deadline
+follows its place in the file, so the window is fetched in reading order however it
+grew: ``READAHEAD_STEP`` seconds per piece counted from an anchor (a time and a
+piece), set at the first read and at each seek, and moved (the whole window raised
+again) when the reader drifts more than ``REANCHOR_AFTER`` seconds from that pace.
+``block`` reads a block of a verified piece for an upload, the same way (memory,
+else disk, pinned meanwhile).
 
 What the read path needs of its torrent is ``PieceSupply``; what the torrent tells
 it is ``piece_arrived``, ``store_failed``, ``remember`` and ``forget``. Only
@@ -44,7 +49,8 @@ NOW_SLACK = 0.05            # deadline of a piece a read waits on: now + this
 READAHEAD_MIN = 2 << 20     # readahead window after a seek, bytes
 READAHEAD_MAX = 32 << 20    # the window doubles on each contiguous read up to this
 READAHEAD_DEADLINE = 0.5    # deadline of the first readahead piece: now + this ...
-READAHEAD_STEP = 0.05       # ... and this much later for each piece after it
+READAHEAD_STEP = 0.05       # ... and this much later for each piece after it in the file
+REANCHOR_AFTER = 5.0        # the reader this far off that pace: deadlines counted afresh
 RECENT_BYTES = 40 << 20     # verified pieces kept in memory until first read
 RETRY_WINDOW = 2.0          # a read of a piece that timed out this recently ...
 RETRY_SLACK = 0.5           # ... waits this long at most (the kernel's retry of a read)
@@ -184,18 +190,27 @@ class ReadHandle:
         self.file_index = file_index
         self.readahead = Readahead(READAHEAD_MIN, reads.readahead_max)
         self._raised: set[int] = set()
+        # Deadlines count from here: (when, piece), READAHEAD_STEP s per piece after.
+        self._anchor: tuple[float, int] | None = None
         self._timed_out: tuple[float, set[int]] | None = None  # when, which pieces
         # Container indexes often sit at the end of a video file: fetch the first
-        # and last pieces soon after open, at readahead priority.
+        # and last pieces soon after open, at readahead priority. They are raised
+        # by an owner of their own, so the window moving on does not drop them.
         g = self.torrent.geometry
         edge = list(g.file_pieces(file_index, 0, 1))
         length = g.file_lengths[file_index]
         if length:
             edge += g.file_pieces(file_index, length - 1, 1)
-        self._raise([i for i in dict.fromkeys(edge) if i not in self.torrent.have])
+        self._edge = object()
+        self._edges = [i for i in dict.fromkeys(edge) if i not in self.torrent.have]
+        now = trio.current_time()
+        self._raise(self._edges, lambda rank: now + READAHEAD_DEADLINE + READAHEAD_STEP * rank,
+                    owner=self._edge)
 
-    def advance(self, offset: int, size: int) -> None:
-        """A read of ``[offset, offset+size)`` happened: move the readahead window."""
+    def advance(self, offset: int, size: int, schedule: bool = True) -> None:
+        """A read of ``[offset, offset+size)`` happened: move the readahead window.
+        Without ``schedule`` the peers are not told yet (the read is about to raise
+        its own pieces, which must be asked first)."""
         t = self.torrent
         start, length = self.readahead.advance(offset, size)
         window = t.geometry.file_pieces(self.file_index, start, length)
@@ -205,18 +220,38 @@ class ReadHandle:
             self._raised.difference_update(stale)
             t.picker.drop(self, stale)
             t.cancel_unwanted(stale)
-        self._raise([i for i in window if i not in self._raised and i not in t.have])
+        if not window:
+            return
+        now = trio.current_time()
+        anchor = self._anchor
+        if (anchor is None or not self.readahead.sequential
+                or abs(anchor[0] + READAHEAD_STEP * (window[0] - anchor[1]) - now)
+                > REANCHOR_AFTER):
+            # A first read, a seek, or a reader far off the pace: count afresh, and
+            # raise the whole window again so that it stays in reading order.
+            self._anchor = anchor = (now, window[0])
+            fresh = [i for i in window if i not in t.have]
+        else:
+            fresh = [i for i in window if i not in self._raised and i not in t.have]
+        when, first = anchor
+        self._raise(fresh, lambda i: when + READAHEAD_DEADLINE + READAHEAD_STEP * (i - first),
+                    by_index=True, schedule=schedule)
 
-    def _raise(self, pieces: list[int]) -> None:
+    def _raise(self, pieces: list[int], deadline, by_index: bool = False,
+               schedule: bool = True, owner: object = None) -> None:
+        """Raise ``pieces`` to READAHEAD, each by ``deadline(rank)`` (or of its index,
+        ``by_index``), as the window (or ``owner``), and let the peers pick (unless
+        not ``schedule``)."""
         if not pieces:
             return
         t = self.torrent
-        now = trio.current_time()
         for rank, i in enumerate(pieces):
-            t.picker.raise_priority(self, (i,), READAHEAD, now + READAHEAD_DEADLINE
-                                    + READAHEAD_STEP * rank)
-        self._raised.update(pieces)
-        t.schedule()
+            t.picker.raise_priority(owner or self, (i,), READAHEAD,
+                                    deadline(i if by_index else rank))
+        if owner is None:
+            self._raised.update(pieces)
+        if schedule:
+            t.schedule()
 
     def timed_out(self, pieces: list[int]) -> None:
         """A read through this file timed out waiting for ``pieces``."""
@@ -233,8 +268,10 @@ class ReadHandle:
     def close(self) -> None:
         t = self.torrent
         t.picker.drop(self)
-        t.cancel_unwanted(self._raised)
+        t.picker.drop(self._edge)
+        t.cancel_unwanted(self._raised | set(self._edges))
         self._raised.clear()
+        self._edges = []
 
 
 class Reads:
@@ -298,32 +335,47 @@ class Reads:
         size = min(size, length - offset)
         start = g.file_offset(file_index) + offset
         pieces = g.pieces_in_range(start, size)
-        if handle is not None:
-            handle.advance(offset, size)
-        with t.cache.pinned(pieces):  # not evicted under our feet
-            for _ in range(CHECK_TRIES):
-                missing = t.have.missing(pieces)
-                if missing:
-                    await t.cache.recover(missing)  # left by a crash: check, not fetch
-                    missing = t.have.missing(missing)
-                if missing:
-                    retry = handle is not None and handle.retrying(missing)
-                    try:
-                        await self._wait_for(missing, retry)
-                    except ReadTimeout:
-                        if handle is not None:
-                            handle.timed_out(missing)
-                        raise
-                if await t.cache.trust(pieces):
-                    break
-            else:
-                raise StorageError(f"pieces {pieces.start}-{pieces.stop - 1} keep failing "
-                                   "their hash check on disk")
-            t.cache.touched(pieces)
-            data = self.recent.read(g, start, size, pieces)
-            if data is not None:
-                return data
-            return await t.offload(t.storage.read, start, size)
+        # A read that will wait raises its own pieces first: before the window moves
+        # on (which gives up the pieces it leaves, and the read's may be among them)
+        # and before the peers are asked for the readahead (``_wait_for`` lets them
+        # pick: the read's blocks come first).
+        owner = object()
+        unscheduled = t.have.missing(pieces)
+        if unscheduled:
+            t.picker.raise_priority(owner, unscheduled, NOW, trio.current_time() + NOW_SLACK)
+        try:
+            if handle is not None:
+                handle.advance(offset, size, schedule=not unscheduled)
+            with t.cache.pinned(pieces):  # not evicted under our feet
+                for _ in range(CHECK_TRIES):
+                    missing = t.have.missing(pieces)
+                    if missing:
+                        await t.cache.recover(missing)  # left by a crash: check, not fetch
+                        missing = t.have.missing(missing)
+                    if missing:
+                        unscheduled = []
+                        retry = handle is not None and handle.retrying(missing)
+                        try:
+                            await self._wait_for(missing, owner, retry)
+                        except ReadTimeout:
+                            if handle is not None:
+                                handle.timed_out(missing)
+                            raise
+                    elif unscheduled:
+                        unscheduled = []
+                        t.schedule()
+                    if await t.cache.trust(pieces):
+                        break
+                else:
+                    raise StorageError(f"pieces {pieces.start}-{pieces.stop - 1} keep "
+                                       "failing their hash check on disk")
+                t.cache.touched(pieces)
+                data = self.recent.read(g, start, size, pieces)
+                if data is not None:
+                    return data
+                return await t.offload(t.storage.read, start, size)
+        finally:
+            t.picker.drop(owner)
 
     async def block(self, index: int, begin: int, length: int) -> bytes | memoryview:
         """Bytes of a verified piece, for an upload: from memory if it is still
@@ -349,12 +401,13 @@ class Reads:
                 self.upload_chunks.put(index, start, chunk)
             return memoryview(chunk)[begin - start:begin - start + length]
 
-    async def _wait_for(self, pieces: list[int], retry: bool = False) -> None:
-        """Raise the pieces to NOW and wait until each is in ``have``; the raises
-        are undone however this ends. A ``retry`` (of a read that just timed out)
-        waits ``RETRY_SLACK`` at most."""
+    async def _wait_for(self, pieces: list[int], owner: object | None = None,
+                        retry: bool = False) -> None:
+        """Raise the pieces to NOW (as ``owner``) and wait until each is in
+        ``have``; the raises are undone however this ends. A ``retry`` (of a read
+        that just timed out) waits ``RETRY_SLACK`` at most."""
         t = self.torrent
-        owner = object()
+        owner = owner or object()
         t.picker.raise_priority(owner, pieces, NOW, trio.current_time() + NOW_SLACK)
         t.schedule()
         timeout = math.inf if self.read_timeout is None else self.read_timeout

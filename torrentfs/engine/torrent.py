@@ -58,6 +58,7 @@ from torrentfs.engine.connector import Candidate, Connector
 from torrentfs.engine.options import TorrentOptions
 from torrentfs.engine.peerext import PeerExtensions
 from torrentfs.engine.reads import ReadHandle, Reads
+from torrentfs.engine.requests import Requests
 from torrentfs.engine.upload import Uploader
 from torrentfs.net.lsd import LsdService
 from torrentfs.net.peer import PeerSession
@@ -66,8 +67,6 @@ from torrentfs.net.webseed import WebSeed, WebSeeds
 
 log = logging.getLogger("torrentfs.torrent")
 
-PIPELINE_MIN, PIPELINE_MAX = 16, 256  # block requests outstanding per peer ...
-PIPELINE_SECONDS = 1.0      # ... sized to about this long at the peer's rate
 SNUB_AFTER = 20.0           # an unchoked peer that sends no block for this long is snubbed
 LEECHER_JITTER = 10.0       # among leechers, readahead order is shuffled over this many s
 SPREAD_MAX = 4              # a NOW piece's blocks are split over up to this many peers
@@ -130,6 +129,8 @@ class Torrent:
         self.reads = Reads(self, read_timeout=options.read_timeout,
                            cache_size=options.cache_size)
         self._spread = 1  # peers unchoking us (up to SPREAD_MAX): urgent pieces split this way
+        # Each peer's requests: a read's blocks before readahead (``requests.Requests``).
+        self.requests = Requests(self)
         self.downloaded = 0
         self.wasted = 0
         self.announcer = Announcer(
@@ -265,6 +266,7 @@ class Torrent:
         if s.registered:
             self.picker.remove_peer(s)
             s.registered = False
+        self.requests.forget(s)
         s.queued.clear()
         s.upload_fifo.clear()
         self.ext.peer_closed(s)
@@ -276,6 +278,7 @@ class Torrent:
         updated its own flags: choked, interested, the requests it queued)."""
         # Most messages are blocks (downloading) or requests (seeding): no match for them.
         if type(msg) is wire.Piece:
+            self.requests.answered(s, msg.index, msg.begin)
             self.got_block(s, msg.index, msg.begin, msg.data)
             self._fill(s, batch=True)
             return
@@ -299,12 +302,10 @@ class Torrent:
                 self._count_spread()
                 if not s.fast:  # with BEP 6 the peer rejects each request explicitly
                     self.picker.peer_choked(s)
+                    self.requests.forget(s)
                     self.schedule()
             case wire.Reject():
-                self.picker.request_dropped(s, msg.index, msg.begin)
-                # Not refilled from this peer now (it would be asked the same again);
-                # the ticker refills it, and other peers may take the block at once.
-                self.schedule(skip=s)
+                self.requests.rejected(s, msg.index, msg.begin)
             case wire.Extended():
                 self.ext.on_extended(s, msg)
             case wire.Cancel():
@@ -331,7 +332,7 @@ class Torrent:
                 # A fellow leecher has it: spare the seeds (an origin is often the
                 # scarce upload), cancelling what they have not sent yet.
                 for seed, begin, length in self.picker.spare_seeds(msg.index):
-                    seed.send(wire.Cancel(msg.index, begin, length))
+                    self.requests.cancel(seed, msg.index, begin, length)
             self._fill(s)
 
     def _count_spread(self) -> None:
@@ -359,7 +360,7 @@ class Torrent:
         buf[begin:begin + n] = data
         self.downloaded += n
         for other in got.cancel:
-            other.send(wire.Cancel(index, begin, n))
+            self.requests.cancel(other, index, begin, n)
         if got.piece_complete:
             self._verifying.add(index)
             self._nursery.start_soon(self._verify, index)
@@ -391,27 +392,9 @@ class Torrent:
         elif not interesting and s.am_interested:
             s.send(wire.NotInterested())
 
-    def _pipeline(self, s: PeerSession, now: float) -> int:
-        """How many requests to keep outstanding with a peer: about PIPELINE_SECONDS
-        of its measured rate, within bounds."""
-        blocks = int(s.down.rate(now) * PIPELINE_SECONDS) // self.geometry.block_size
-        return max(PIPELINE_MIN, min(PIPELINE_MAX, blocks))
-
     def _fill(self, s: PeerSession, batch: bool = False) -> None:
-        """Top up the peer's request pipeline with the most urgent blocks it has.
-        With ``batch``, only once it has drained to half (fewer, larger picks)."""
-        if s.peer_choking or s.closed or not s.registered or self.seed_only:
-            return
-        outstanding = self.picker.outstanding(s)
-        if batch and outstanding > PIPELINE_MAX // 2:
-            return  # drained to half of no pipeline yet: skip working out its size
-        now = trio.current_time()
-        pipeline = self._pipeline(s, now)
-        if outstanding >= pipeline or (batch and outstanding > pipeline // 2):
-            return
-        for index, begin, length in self.picker.pick(s, now, pipeline - outstanding,
-                                                      self._spread):
-            s.send(wire.Request(index, begin, length))
+        """Top up the peer's requests, a read's blocks first (``Requests.fill``)."""
+        self.requests.fill(s, batch)
 
     def cancel_unwanted(self, pieces) -> None:
         """Give up pieces in progress that nobody wants any more (a reader moved on):
@@ -422,7 +405,7 @@ class Torrent:
                 continue
             self._buffers.pop(index, None)
             for peer, begin, length in cancels:
-                peer.send(wire.Cancel(index, begin, length))
+                self.requests.cancel(peer, index, begin, length)
 
     def schedule(self, skip: PeerSession | None = None) -> None:
         """Priorities changed or requests were freed: let every unchoked peer pick,
@@ -542,6 +525,7 @@ class Torrent:
                         continue
                     log.info("%r snubbed us: its requests go to others", s)
                     self.picker.peer_choked(s)
+                    self.requests.forget(s)
                     s.snubbed = True
                     s.last_block = now
                 if s.am_interested or s.peer_interested:
@@ -551,6 +535,7 @@ class Torrent:
             if self.choker.due(now):
                 self.rechoke()
             self.ext.tick(now)
+            self.requests.expire(now)
             self._count_spread()
             self.schedule()
 

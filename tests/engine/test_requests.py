@@ -1,0 +1,127 @@
+"""Each peer's requests (engine/requests.py) with stand-in peers and a real picker:
+a waiting read's blocks make the backlog ahead of them be cancelled, held until the
+peer answers (fast extension) or freed at once (without), and a reject that answers
+a cancel is never taken for the refusal of a newer request. Time is trio's clock."""
+
+from __future__ import annotations
+
+import trio
+
+from torrentfs.core import wire
+from torrentfs.core.bitfield import Bitfield
+from torrentfs.core.geometry import BLOCK_SIZE as B
+from torrentfs.core.geometry import Geometry
+from torrentfs.core.picker import NOW, READAHEAD, Picker
+from torrentfs.core.ratelimit import Rate
+from torrentfs.engine.requests import AHEAD_MIN, CANCEL_TIMEOUT, Requests
+
+
+class Peer:
+    """What Requests uses of a PeerSession; records what it was sent."""
+
+    def __init__(self, fast: bool = True) -> None:
+        self.fast = fast
+        self.peer_choking = self.closed = False
+        self.registered = True
+        self.down = Rate()
+        self.sent: list[wire.Message] = []
+
+    def send(self, msg: wire.Message) -> None:
+        self.sent.append(msg)
+
+    def take(self, kind) -> list[tuple[int, int]]:
+        out = [(m.index, m.begin) for m in self.sent if isinstance(m, kind)]
+        self.sent = [m for m in self.sent if not isinstance(m, kind)]
+        return out
+
+
+class Torrent:
+    def __init__(self, pieces: int = 8, blocks: int = 4) -> None:
+        self.geometry = Geometry(blocks * B, (pieces * blocks * B,))
+        self.picker = Picker(self.geometry, Bitfield(pieces))
+        self.seed_only = False
+        self.spread = 1
+        self.schedules = 0
+
+    def schedule(self, skip=None) -> None:
+        self.schedules += 1
+
+
+def setup(fast: bool = True) -> tuple[Torrent, Requests, Peer]:
+    t = Torrent()
+    r = Requests(t)
+    p = Peer(fast)
+    t.picker.add_peer(p)
+    t.picker.got_have_all(p)
+    return t, r, p
+
+
+async def test_a_read_makes_the_backlog_ahead_of_it_wait(autojump_clock):
+    t, r, p = setup()
+    t.picker.raise_priority("h", range(1, 8), READAHEAD, 1.0)
+    r.fill(p)
+    backlog = p.take(wire.Request)
+    assert len(backlog) == AHEAD_MIN                   # the readahead is capped
+    t.picker.raise_priority("read", [6], NOW, 0.5)     # a read waits on piece 6
+    r.fill(p)
+    assert {i for i, _ in p.take(wire.Request)} == {6}
+    assert p.take(wire.Cancel) == backlog              # in the order asked
+    assert t.picker.outstanding(p) == AHEAD_MIN + 4    # held until the peer answers
+    r.fill(p)
+    assert p.sent == []                                # nothing cancelled twice
+    for index, begin in backlog[:-1]:
+        r.rejected(p, index, begin)
+    assert t.schedules == 0                            # not until the last answer
+    r.rejected(p, *backlog[-1])
+    assert t.schedules == 1
+    assert t.picker.outstanding(p) == 4                # the read's blocks
+    r.fill(p)
+    assert p.take(wire.Request)[:AHEAD_MIN] == backlog  # asked again, behind the read
+
+
+async def test_without_the_fast_extension_cancelled_blocks_are_freed_at_once(autojump_clock):
+    t, r, p = setup(fast=False)
+    t.picker.raise_priority("h", range(1, 8), READAHEAD, 1.0)
+    r.fill(p)
+    backlog = p.take(wire.Request)
+    t.picker.raise_priority("read", [6], NOW, 0.5)
+    r.fill(p)
+    assert p.take(wire.Cancel) == backlog
+    assert t.picker.outstanding(p) == 4                # freed at once ...
+    assert len(p.take(wire.Request)) == 4
+    r.fill(p)
+    assert p.take(wire.Request) == backlog             # ... and asked again, behind
+
+
+async def test_a_reject_answering_a_cancel_is_not_taken_for_a_newer_one(autojump_clock):
+    t, r, p = setup()
+    t.picker.raise_priority("read", [0], NOW, 0.5)
+    r.fill(p)
+    assert len(p.take(wire.Request)) == 4
+    # The read moved on: the piece is given up and its requests cancelled ...
+    t.picker.drop("read")
+    for peer, begin, length in t.picker.withdraw(0):
+        r.cancel(peer, 0, begin, length)
+    # ... and wanted again at once: the same blocks asked of the same peer.
+    t.picker.raise_priority("read2", [0], NOW, 0.5)
+    r.fill(p)
+    assert len(p.take(wire.Request)) == 4
+    r.rejected(p, 0, 0)                                # the answer to the cancel
+    assert t.picker.outstanding(p) == 4                # the newer request stands
+    r.rejected(p, 0, 0)                                # this one refuses the newer
+    assert t.picker.outstanding(p) == 3
+
+
+async def test_an_unanswered_cancel_frees_its_block_in_time(autojump_clock):
+    t, r, p = setup()
+    t.picker.raise_priority("h", [1, 2], READAHEAD, 1.0)
+    r.fill(p)
+    t.picker.raise_priority("read", [5], NOW, 0.5)
+    r.fill(p)
+    assert len(p.take(wire.Cancel)) == AHEAD_MIN
+    await trio.sleep(CANCEL_TIMEOUT / 2)
+    r.expire(trio.current_time())
+    assert t.picker.outstanding(p) == AHEAD_MIN + 4
+    await trio.sleep(CANCEL_TIMEOUT / 2)
+    r.expire(trio.current_time())
+    assert t.picker.outstanding(p) == 4

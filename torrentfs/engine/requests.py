@@ -1,0 +1,151 @@
+"""The block requests of one torrent's peers: ``Requests``, owned by a ``Torrent``
+(``torrent.requests``).
+
+Each unchoked peer is kept asked for blocks (``fill``): about PIPELINE_SECONDS of
+its measured rate in all, of which at most AHEAD_SECONDS for pieces no read waits
+on (readahead, prefetch). So a read's blocks queue behind little at any peer; and
+while a read waits, the requests its blocks queue behind at a peer (those below NOW
+asked before its latest NOW request: ``Picker.backlog``) are cancelled (BEP 3), so
+that the peer serves the read's blocks next. The cancelled blocks are asked again,
+after them, in the order they are wanted.
+
+Every cancel the torrent sends goes through ``cancel``. A peer with the fast
+extension (BEP 6) answers each: with the block (it was on its way) or with a
+reject, before it answers any later request for the same block. So a reject that
+answers a cancel is recognised as such (``rejected``) and never taken for the
+refusal of a newer request. A block cancelled to make way for a read stays the
+peer's in the picker until that answer (nobody else is asked for it, nor is the
+peer again); once the peer has answered all such cancels, every peer picks, so
+the blocks are asked again in one go and in order. A peer without the extension
+may answer nothing: its cancelled blocks are freed at once (one that still comes
+is kept if it was asked again meanwhile, else dropped as unrequested). A cancel
+unanswered for CANCEL_TIMEOUT seconds is forgotten, and its block freed
+(``expire``, from the ticker).
+
+What it needs of its torrent: ``picker``, ``geometry``, ``seed_only``, ``spread``
+(over how many peers a NOW piece's blocks are split) and ``schedule`` (every peer
+picks).
+"""
+
+from __future__ import annotations
+
+import trio
+
+from torrentfs.core import wire
+from torrentfs.core.picker import NOW
+from torrentfs.net.peer import PeerSession
+
+PIPELINE_MIN, PIPELINE_MAX = 16, 256  # block requests outstanding per peer ...
+PIPELINE_SECONDS = 1.0      # ... sized to about this long at the peer's rate
+AHEAD_MIN = 8               # of which for pieces no read waits on: at least this many ...
+AHEAD_SECONDS = 0.5         # ... and at most this long at the peer's rate
+CANCEL_TIMEOUT = 10.0       # a cancel of ours unanswered this long: its block is free
+
+
+class Requests:
+    """The request pipelines of a torrent's peers (see the module docstring)."""
+
+    def __init__(self, torrent) -> None:
+        self.torrent = torrent
+        # Cancels sent to fast-extension peers and not answered yet: session ->
+        # {(index, begin): (when sent, whether the picker still holds the block)}.
+        self._cancelling: dict[PeerSession, dict[tuple[int, int], tuple[float, bool]]] = {}
+
+    def sizes(self, s: PeerSession, now: float) -> tuple[int, int]:
+        """``(pipeline, ahead)``: how many requests to keep outstanding with a peer,
+        and how many of them at most for pieces no read waits on."""
+        blocks_per_s = s.down.rate(now) / self.torrent.geometry.block_size
+        pipeline = max(PIPELINE_MIN, min(PIPELINE_MAX, int(blocks_per_s * PIPELINE_SECONDS)))
+        ahead = max(AHEAD_MIN, min(pipeline - AHEAD_MIN, int(blocks_per_s * AHEAD_SECONDS)))
+        return pipeline, ahead
+
+    def fill(self, s: PeerSession, batch: bool = False) -> None:
+        """Top up the peer's requests with the most urgent blocks it has, and while
+        a read waits, cancel what its blocks queue behind there (``Picker.backlog``)
+        so that they come next. With ``batch`` (a block just came), only once the
+        peer has drained to half its backlog: fewer, larger picks."""
+        t = self.torrent
+        if s.peer_choking or s.closed or not s.registered or t.seed_only:
+            return
+        outstanding = t.picker.outstanding(s)
+        if batch and outstanding > (PIPELINE_MAX - AHEAD_MIN) // 2:
+            return  # drained to half of no backlog yet: skip working out its size
+        outstanding -= self._held(s)
+        now = trio.current_time()
+        pipeline, ahead = self.sizes(s, now)
+        if outstanding < pipeline and not (batch and outstanding > ahead // 2):
+            picked = t.picker.pick(s, now, pipeline - outstanding, t.spread, ahead)
+            for index, begin, length in picked:
+                s.send(wire.Request(index, begin, length))
+            if picked and t.picker.priority(picked[0][0])[0] == NOW:  # NOW comes first
+                self._make_way(s)
+                return
+        if not batch and t.picker.urgent():
+            self._make_way(s)
+
+    def _held(self, s: PeerSession) -> int:
+        """How many of the peer's outstanding requests are cancelled, awaiting its
+        answer."""
+        pending = self._cancelling.get(s)
+        return sum(1 for _, held in pending.values() if held) if pending else 0
+
+    def _make_way(self, s: PeerSession) -> None:
+        """Cancel what a read's blocks queue behind at the peer."""
+        pending = self._cancelling.get(s, {})
+        for index, begin, length in self.torrent.picker.backlog(s):
+            if (index, begin) not in pending:
+                self.cancel(s, index, begin, length, hold=True)
+
+    def cancel(self, s, index: int, begin: int, length: int, hold: bool = False) -> None:
+        """Send a cancel to a peer (or a web seed). With ``hold``, the picker keeps
+        the block the peer's until the peer answers (a fast-extension peer) or
+        frees it now (any other); without, the caller has already let it go."""
+        s.send(wire.Cancel(index, begin, length))
+        if getattr(s, "fast", False):
+            self._cancelling.setdefault(s, {})[(index, begin)] = (trio.current_time(), hold)
+        elif hold:
+            self.torrent.picker.request_dropped(s, index, begin)
+
+    def rejected(self, s: PeerSession, index: int, begin: int) -> None:
+        """The peer rejected a request. If that answered a cancel of ours, its block
+        is freed if we held it, and once every cancel is answered every peer picks.
+        A reject of the peer's own frees the block for other peers at once; the
+        peer is not asked again right away (it would be asked the same; the ticker
+        refills it)."""
+        t = self.torrent
+        pending = self._cancelling.get(s)
+        answered = pending.pop((index, begin), None) if pending else None
+        if answered is None:
+            t.picker.request_dropped(s, index, begin)
+            t.schedule(skip=s)
+            return
+        if not pending:
+            del self._cancelling[s]
+        if answered[1]:
+            t.picker.request_dropped(s, index, begin)
+            if not any(held for _, held in pending.values()):
+                t.schedule()
+
+    def answered(self, s: PeerSession, index: int, begin: int) -> None:
+        """A block came from the peer: a cancel of it, if any, is answered."""
+        pending = self._cancelling.get(s)
+        if pending:
+            pending.pop((index, begin), None)
+
+    def forget(self, s: PeerSession) -> None:
+        """The peer dropped all our requests (closed, choked without the fast
+        extension, or snubbed us)."""
+        self._cancelling.pop(s, None)
+
+    def expire(self, now: float) -> None:
+        """Forget cancels unanswered for CANCEL_TIMEOUT seconds, freeing the blocks
+        held for them."""
+        picker = self.torrent.picker
+        for s, pending in list(self._cancelling.items()):
+            for key, (since, held) in list(pending.items()):
+                if now - since >= CANCEL_TIMEOUT:
+                    del pending[key]
+                    if held:
+                        picker.request_dropped(s, *key)
+            if not pending:
+                del self._cancelling[s]
