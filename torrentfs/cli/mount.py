@@ -16,6 +16,7 @@ from torrentfs.cli import watch
 from torrentfs.cli.args import (
     add_dht,
     add_log_level,
+    add_max_open_files,
     add_lsd,
     add_metadata_timeout,
     add_rates,
@@ -111,6 +112,7 @@ def add_parser(sub) -> None:
                      help="no peer exchange (BEP 11): neither learn peers from peers nor "
                           "tell them ours")
     add_metadata_timeout(net)
+    add_max_open_files(data)
     add_log_level(m.add_argument_group("logging"))
     m.set_defaults(func=run)
 

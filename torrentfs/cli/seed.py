@@ -12,6 +12,7 @@ from torrentfs.cli.args import (
     add_dht,
     add_log_level,
     add_lsd,
+    add_max_open_files,
     add_rates,
     command,
     parse_peer,
@@ -55,6 +56,7 @@ def add_parser(sub) -> None:
     add_dht(sd)
     sd.add_argument("--cache-dir", metavar="DIR",
                     help=f"where our state is kept (default: {default_cache_dir()})")
+    add_max_open_files(sd)
     add_log_level(sd)
     sd.set_defaults(func=run)
 
