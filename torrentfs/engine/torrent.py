@@ -79,6 +79,18 @@ def make_peer_id() -> bytes:
     return f"-TF{int(major):02d}{int(minor):02d}-".encode() + secrets.token_bytes(12)
 
 
+MAX_REPAIRS_LOGGED = 20
+
+
+def log_repairs(meta) -> None:
+    """Say once what was repaired to load the torrent (names as libtorrent makes them)."""
+    repairs = getattr(meta, "repairs", ())
+    for note in repairs[:MAX_REPAIRS_LOGGED]:
+        log.warning("%s: repaired, as libtorrent does: %s", meta.name, note)
+    if len(repairs) > MAX_REPAIRS_LOGGED:
+        log.warning("%s: %d more repairs", meta.name, len(repairs) - MAX_REPAIRS_LOGGED)
+
+
 class Torrent:
     """One torrent, live (see the module docstring). ``options`` are its settings;
     the keyword arguments are handed to it at run time: ``peer_id`` (a fresh one
@@ -94,13 +106,15 @@ class Torrent:
                  http_transport=None, check_progress=None) -> None:
         self.meta = meta
         self.options = options
+        log_repairs(meta)
         self.geometry = Geometry(meta.piece_length, tuple(f.length for f in meta.files))
         # seed_only: serve the data in data_dir as it is (verified at start), never
         # downloading or writing; otherwise a cache that fills as pieces are read.
         self.seed_only = options.seed_only
         self.check_progress = check_progress
         self.storage = Storage(folder, meta, self.geometry, data_dir=options.data_dir,
-                               readonly=options.seed_only)
+                               readonly=options.seed_only,
+                               max_open_files=options.max_open_files)
         self.have = Bitfield(self.geometry.num_pieces)
         self.peer_id = peer_id or make_peer_id()
         self.picker = Picker(self.geometry, self.have, prefetch=options.prefetch,
