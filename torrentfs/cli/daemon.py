@@ -77,8 +77,9 @@ def daemonise(serve: Callable[[Ready, Progress], int], *, mountpoint: str, logfi
         log.error("%s", e)
         ready(str(e))
     except BaseException as e:  # the daemon must tell its parent, whatever happened
+        from torrentfs.cli.failure import describe
         log.exception("daemon failed")
-        ready(f"mount failed: {e}")
+        ready(f"mount failed: {describe(e)}")
     finally:
         os._exit(code)
 

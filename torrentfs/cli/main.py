@@ -127,10 +127,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except OSError as e:
+        from torrentfs.cli.failure import describe
+        print(f"torrentfs: error: {describe(e)}", file=sys.stderr)
+        return 1
     except Exception as e:  # a bug: still one line for the user, the details in the log
+        from torrentfs.cli.failure import describe, root_cause
         log.debug("internal error", exc_info=True)
-        print(f"torrentfs: internal error: {type(e).__name__}: {e} (run with -v for details)",
-              file=sys.stderr)
+        cause = root_cause(e)
+        if isinstance(cause, (OSError, CliError, SourceError)):  # out of an exception group
+            print(f"torrentfs: error: {describe(cause)}", file=sys.stderr)
+            return 1
+        print(f"torrentfs: internal error: {type(cause).__name__}: {describe(cause)} "
+              "(run with -v for details)", file=sys.stderr)
         return 70
 
 

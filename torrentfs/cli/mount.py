@@ -190,7 +190,9 @@ def serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=Non
             try:
                 await nursery.start(torrent.run)
             except OSError as e:
-                raise CliError(f"cannot listen on port {port}: {e.strerror}") from None
+                from torrentfs.cli.failure import describe
+                what = "cannot open the cache" if e.filename else f"cannot listen on port {port}"
+                raise CliError(f"{what}: {describe(e)}") from None
             if dht is None and not meta.private:
                 dht = await start_dht(nursery, args, cache, torrent.port)
             if dht is not None and not meta.private:

@@ -19,8 +19,9 @@ log = logging.getLogger("torrentfs")
 
 def run(main) -> None:
     """``trio.run(main)`` for the commands that serve: a user's error raised inside
-    (a CliError, a SourceError, a MountError) comes out as one CliError (not in an
-    exception group), and Ctrl-C before the signal receivers are up ends quietly."""
+    (a CliError, a SourceError, a MountError, an OSError) comes out as one CliError
+    (not in an exception group; ``failure.describe`` words an OSError), and Ctrl-C
+    before the signal receivers are up ends quietly."""
     import trio
 
     from torrentfs.fs.fuse import MountError
@@ -31,6 +32,9 @@ def run(main) -> None:
         while isinstance(e, BaseExceptionGroup):
             e = e.exceptions[0]
         raise (e if isinstance(e, CliError) else CliError(str(e))) from None
+    except* OSError as eg:  # the cache, a socket, the open-files limit: say what to do
+        from torrentfs.cli.failure import describe
+        raise CliError(describe(eg)) from None
     except* KeyboardInterrupt:
         pass
 
