@@ -140,7 +140,10 @@ class _Decoder:
                 append(int(m.group(1)))
                 pos = m.end()
                 continue
-            v, pos = value(pos, depth + 1)
+            if c == 0x64 and depth + 1 < MAX_DEPTH:
+                v, pos = self.dictionary(pos, depth + 1, None)
+            else:
+                v, pos = value(pos, depth + 1)
             append(v)
 
     def dictionary(self, pos: int, depth: int, spans: dict | None):
@@ -180,6 +183,8 @@ class _Decoder:
             elif c == 0x69 and (m := int_match(data, vpos)) is not None:
                 out[key] = int(m.group(1))
                 pos = m.end()
+            elif c == 0x6C and depth + 1 < MAX_DEPTH:
+                out[key], pos = self.list(vpos, depth + 1)
             else:
                 out[key], pos = value(vpos, depth + 1)
             if spans is not None:

@@ -86,7 +86,7 @@ class MetainfoError(ValueError):
     """The input is not a usable torrent; ``str()`` is one human-readable line."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileEntry:
     #: Path components.  For a multi-file torrent this is the path *inside*
     #: the torrent's top directory (which is ``Metainfo.name``); for a
@@ -415,15 +415,20 @@ def _file(entry: Any, index: int, repairs: list[str]
         )
     if not raw_path and not padding:
         raise MetainfoError(f"unsafe path in torrent: entry {index} of 'files' has an empty path")
-    texts = tuple(names.decode(c) for c in raw_path)
-    path = tuple(c for c in map(_component, texts) if c is not None) or ("_",)
+    try:
+        texts = tuple([c.decode() for c in raw_path])
+        lossless = True
+    except UnicodeDecodeError:
+        texts = tuple([names.decode(c) for c in raw_path])
+        lossless = False
+    path = tuple([c for c in map(_component, texts) if c is not None]) or ("_",)
     if b"length" not in entry:
         raise MetainfoError(f"invalid torrent: file {_show(path)} has no 'length'")
     length = _length(entry[b"length"], f"file {_show(path)}")
     if not raw_path:  # padding is never shown: it needs no path (named as libtorrent does)
         repairs.append(f"padding file {index} has no path: named '.pad/{length}'")
         return (".pad", str(length)), length, True, False, None
-    if path != texts or any(t.encode() != c for t, c in zip(texts, raw_path)):
+    if path != texts or not lossless:
         repairs.append(f"path {_show(tuple(map(_text, raw_path)))} repaired: {_show(path)}")
     if padding:
         return path, length, True, False, None

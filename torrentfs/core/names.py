@@ -48,19 +48,23 @@ def path(texts: list[str]) -> tuple[str, ...]:
     return out or ("_",)
 
 
-def _key(parts: tuple[str, ...]) -> bytes:
-    return "/".join(parts).encode("utf-8", "surrogatepass").lower()  # ASCII case only
+def _key(parts: tuple[str, ...]) -> str | bytes:
+    """The path compared without ASCII case (libtorrent's ``string_eq_no_case``)."""
+    text = "/".join(parts)
+    if text.isascii():
+        return text.lower()
+    return text.encode("utf-8", "surrogatepass").lower()  # ASCII letters only
 
 
 def dedupe(paths: list[tuple[str, ...] | None]) -> tuple[list[tuple[str, ...] | None], list[str]]:
     """Rename files whose path is taken, as libtorrent does: every folder first, then
     each file in order (``None`` entries, padding, take no name). Returns the paths
     and one line per renamed file."""
-    taken: set[bytes] = set()
-    for p in paths:
-        if p is not None:
-            for depth in range(1, len(p)):
-                taken.add(_key(p[:depth]))
+    taken: set[str | bytes] = set()
+    folders = {p[:-1] for p in paths if p is not None and len(p) > 1}
+    for folder in folders:
+        for depth in range(1, len(folder) + 1):
+            taken.add(_key(folder[:depth]))
     out: list[tuple[str, ...] | None] = []
     notes: list[str] = []
     for p in paths:

@@ -14,12 +14,16 @@ of the mount.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Iterable
 
 ROOT_INODE = 1  # as FUSE (and pyfuse3.ROOT_INODE) number the root
 
 
-@dataclass
+_NO_CHILDREN: dict[str, int] = MappingProxyType({})  # type: ignore[assignment]
+
+
+@dataclass(slots=True)
 class Node:
     """A file or directory. ``file_index`` is the index in the torrent's file list."""
 
@@ -61,7 +65,8 @@ class Tree:
                 last = depth == len(path) - 1
                 inode = parent.children.get(name)
                 if inode is None:
-                    node = Node(next_inode, name, parent.inode, not last)
+                    node = (Node(next_inode, name, parent.inode, False, children=_NO_CHILDREN)
+                            if last else Node(next_inode, name, parent.inode, True))
                     if last:
                         node.size, node.file_index, node.executable = length, file_index, executable
                         if link and link[0] is not None:

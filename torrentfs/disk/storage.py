@@ -138,14 +138,18 @@ class Storage:
         (metainfo made them so; checked again here), and each folder they pass
         through resolves inside (a symlink planted in the cache is not followed out)."""
         root = self.data_dir.resolve()
-        folders: set[tuple[str, ...]] = set()
         meta = self.meta
-        for i, f in enumerate(meta.files):
-            parts = (meta.name, *f.path) if meta.multi_file else (meta.name,)
-            if any(p in ("", ".", "..") or "/" in p or "\0" in p for p in parts):
-                raise StorageError(f"unsafe path in torrent: {'/'.join(parts)!r}")
-            for depth in range(1, len(parts)):
-                folders.add(parts[:depth])
+        names = {meta.name}
+        parents: set[tuple[str, ...]] = set()
+        if meta.multi_file:
+            for f in meta.files:
+                names.update(f.path)
+                parents.add(f.path[:-1])
+        for p in names:
+            if p in ("", ".", "..") or "/" in p or "\0" in p:
+                raise StorageError(f"unsafe path in torrent: {p!r}")
+        folders = {(meta.name, *parent[:depth]) for parent in parents
+                   for depth in range(len(parent) + 1)}
         for parts in folders:
             d = self.data_dir.joinpath(*parts).resolve()
             if not d.is_relative_to(root) or d == root:
