@@ -9,6 +9,8 @@ libtorrent seeders on 127.0.0.2, .3, ...), then measures, side by side in one ru
     sequential read of the big file (MB/s, CPU s per GiB), peak RssAnon, a cold
     ffprobe of the video and a cold seek to 40 s with ffmpeg;
   libtorrent (the tests' lt_peer.py leech): the time to download the whole torrent.
+  With --scale (benchmarks/scale.py), torrentfs and btfs also mount a generated torrent
+  of 100,000 files and one of 1,048,576 pieces: mount time, RssAnon, find | wc -l.
 
 It runs in a network namespace of its own with only loopback (unshare --net; see
 --no-netns). This is a benchmark, not a test: it reports numbers, and a wedged or failing system
@@ -42,6 +44,7 @@ from benchmarks.payload import VIDEO_SECONDS, make_payload, write_zeros_torrent
 from benchmarks.procstats import PeerSampler, RssSampler, cpu_seconds, rss_anon_kib, senders
 from benchmarks.programs import MOUNTS, SYSTEMS, Mount, run_bounded, say
 from benchmarks.report import machine, print_report, summarise, versions
+from benchmarks.scale import run_scale
 from benchmarks.worker import BenchError, Timeout
 from tests.harness.swarm import _lt_argv, child_env, lt_create, lt_seeder, opentracker
 
@@ -335,6 +338,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="also mount a torrent of a sparse --big-size GiB file and "
                          "report RssAnon right after")
     ap.add_argument("--big-size", type=int, default=16, help="GiB for --big-torrent (16)")
+    ap.add_argument("--scale", action="store_true",
+                    help="also mount a generated torrent of --scale-files files and one of "
+                         "--scale-pieces pieces: mount time, RssAnon, find | wc -l")
+    ap.add_argument("--scale-files", type=int, default=100_000, help="files (100000)")
+    ap.add_argument("--scale-pieces", type=int, default=1 << 20, help="pieces (1048576)")
     ap.add_argument("--seq-budget", type=float, default=120.0,
                     help="cap on one sequential read, s; slower is reported partial (120)")
     ap.add_argument("--read-timeout", type=float, default=60.0,
@@ -451,14 +459,15 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(run)
 
         big = bench.run_big_torrent(tracker) if args.big_torrent else None
-        summary = summarise(runs, big)
+        scale = run_scale(bench) if args.scale else None
+        summary = summarise(runs, big, scale)
         elapsed = time.monotonic() - t_start
 
     print_report(summary, runs, args)
     print(f"total time: {elapsed:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(
-            {**info, "elapsed_s": elapsed, "runs": runs, "big_torrent": big,
+            {**info, "elapsed_s": elapsed, "runs": runs, "big_torrent": big, "scale": scale,
              "summary": summary}, indent=1, default=str))
         print(f"raw numbers: {args.json}")
     return 0
