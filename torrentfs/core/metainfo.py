@@ -402,6 +402,18 @@ def _attrs(d: dict) -> tuple[bool, bool]:
 
 def _file(entry: Any, index: int, repairs: list[str]
           ) -> tuple[tuple[str, ...], int, bool, bool, tuple[str, ...] | None]:
+    if type(entry) is dict and len(entry) == 2:  # the common {length, path}: at once
+        raw_path, length = entry.get(b"path"), entry.get(b"length")
+        if type(raw_path) is list and raw_path and type(length) is int \
+                and 0 <= length <= MAX_TOTAL_LENGTH:
+            try:
+                texts = tuple([c.decode() for c in raw_path])
+            except (UnicodeDecodeError, AttributeError):
+                pass
+            else:
+                plain = _PLAIN.match
+                if all(plain(t) is not None and t != "." and t != ".." for t in texts):
+                    return texts, length, False, False, None
     if not isinstance(entry, dict):
         raise MetainfoError(f"invalid torrent: entry {index} of 'files' is not a dictionary")
     padding, executable = _attrs(entry)
