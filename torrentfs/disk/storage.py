@@ -402,10 +402,14 @@ class Storage:
         """Write the verified-pieces bitfield atomically (temp file, fsync, rename),
         after syncing the data files so the bitfield never claims unwritten data."""
         for i in sorted(self._dirty):
-            with self.pool.use(i) as fd:
-                if fd is not None:
-                    os.fsync(fd)  # flushes the file, whichever descriptor wrote it
-            self._dirty.discard(i)
+            self._dirty.discard(i)  # first: a write from now on marks it again
+            try:
+                with self.pool.use(i) as fd:
+                    if fd is not None:
+                        os.fsync(fd)  # flushes the file, whichever descriptor wrote it
+            except OSError:
+                self._dirty.add(i)  # the next save tries again
+                raise
         write_private(self.resume_path,
                       RESUME_MAGIC + self.meta.info_hash + have.to_bytes(), durable=True)
 

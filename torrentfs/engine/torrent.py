@@ -79,18 +79,6 @@ def make_peer_id() -> bytes:
     return f"-TF{int(major):02d}{int(minor):02d}-".encode() + secrets.token_bytes(12)
 
 
-MAX_REPAIRS_LOGGED = 20
-
-
-def log_repairs(meta) -> None:
-    """Say once what was repaired to load the torrent (names as libtorrent makes them)."""
-    repairs = getattr(meta, "repairs", ())
-    for note in repairs[:MAX_REPAIRS_LOGGED]:
-        log.warning("%s: repaired, as libtorrent does: %s", meta.name, note)
-    if len(repairs) > MAX_REPAIRS_LOGGED:
-        log.warning("%s: %d more repairs", meta.name, len(repairs) - MAX_REPAIRS_LOGGED)
-
-
 class Torrent:
     """One torrent, live (see the module docstring). ``options`` are its settings;
     the keyword arguments are handed to it at run time: ``peer_id`` (a fresh one
@@ -106,7 +94,8 @@ class Torrent:
                  http_transport=None, check_progress=None) -> None:
         self.meta = meta
         self.options = options
-        log_repairs(meta)
+        for note in getattr(meta, "repairs", ())[:20]:  # said once, as libtorrent repairs
+            log.warning("%s: repaired: %s", meta.name, note)
         self.geometry = Geometry(meta.piece_length, tuple(f.length for f in meta.files))
         # seed_only: serve the data in data_dir as it is (verified at start), never
         # downloading or writing; otherwise a cache that fills as pieces are read.
