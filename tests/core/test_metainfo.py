@@ -685,3 +685,10 @@ token = st.sampled_from([b"d", b"l", b"e", b"i", b"ie", b"i-0e", b"i01e", b"i-1e
 def test_parse_bencode_token_soup(tokens):
     check(b"d" + b"".join(tokens))
     check(b"d4:info" + b"".join(tokens) + b"e")
+
+
+def test_piece_length_up_to_libtorrents_limit():
+    # libtorrent 2.0 loads 512 MiB pieces and refuses 1 GiB ones (BAD above).
+    m = parse(torrent(single_info(extra={b"piece length": 512 * 1024 * 1024,
+                                         b"pieces": GOOD_PIECES[:20]})))
+    assert m.piece_length == 512 << 20 and m.num_pieces == 1
