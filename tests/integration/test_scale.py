@@ -171,3 +171,14 @@ def test_symlinks_are_links_and_reads_around_them_verify(seeded_links, mount_tor
     assert (top / "d" / "a.bin").read_bytes() == (src / "d" / "a.bin").read_bytes()
     assert (top / "run.sh").read_bytes() == (src / "run.sh").read_bytes()
     assert link.read_bytes() == (src / "d" / "a.bin").read_bytes()  # followed inside
+
+
+def test_symlinks_in_a_watch_mount(tmp_path, mount_torrent):
+    data, _ = symlink_torrent()
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    (watched / "links.torrent").write_bytes(data)
+    m = mount_torrent(watched, watch=True)
+    top = m.path / "top"  # the torrent's folder, named after it
+    assert os.readlink(top / "d" / "e" / "up") == "../a.bin"
+    assert os.readlink(top / "evil") == "evil"
