@@ -13,6 +13,8 @@ libtorrent seeders on 127.0.0.2, .3, ...), then measures, side by side in one ru
     ``torrentfs seed`` alone, then from a libtorrent seeder alone (MB/s, seeder CPU
     s per GiB); idle CPU: a mount with --idle-peers connected idle peers, no reads
     (% of a core); and issue 13's targets as ratios to libtorrent (targets.py).
+  With --scale (benchmarks/scale.py), torrentfs and btfs also mount a generated torrent
+  of 100,000 files and one of 1,048,576 pieces: mount time, RssAnon, find | wc -l.
 
 With --slow-swarm (or --slow-only) it also streams a video from a slow swarm, torrentfs
 beside btfs, and checks the download cap (benchmarks/slowswarm.py).
@@ -49,6 +51,7 @@ from benchmarks.payload import VIDEO_SECONDS, make_payload, write_zeros_torrent
 from benchmarks.procstats import PeerSampler, RssSampler, cpu_seconds, rss_anon_kib, senders
 from benchmarks.programs import MOUNTS, SYSTEMS, Mount, run_bounded, say
 from benchmarks.report import machine, print_report, summarise, versions
+from benchmarks.scale import run_scale
 from benchmarks.worker import BenchError, Timeout
 from tests.harness.swarm import _lt_argv, child_env, lt_create, lt_seeder, opentracker
 
@@ -377,6 +380,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--v2-reads", action="store_true",
                     help="also time cold random 64 KiB reads of big.bin as a v1 and as a "
                          "v2 (BEP 52) torrent, both with 16 MiB pieces (benchmarks/v2reads.py)")
+    ap.add_argument("--scale", action="store_true",
+                    help="also mount a generated torrent of --scale-files files and one of "
+                         "--scale-pieces pieces: mount time, RssAnon, find | wc -l")
+    ap.add_argument("--scale-files", type=int, default=100_000, help="files (100000)")
+    ap.add_argument("--scale-pieces", type=int, default=1 << 20, help="pieces (1048576)")
     ap.add_argument("--seq-budget", type=float, default=120.0,
                     help="cap on one sequential read, s; slower is reported partial (120)")
     ap.add_argument("--read-timeout", type=float, default=60.0,
@@ -539,7 +547,8 @@ def main(argv: list[str] | None = None) -> int:
                                bench.size, bench.big_sha256, bench.total_bytes, tmp / "utp",
                                seeders=args.seeders, budget=args.seq_budget)
         slow = slowswarm.run(bench, tracker, stack) if args.slow_swarm else None
-        summary = summarise(runs, big)
+        scale = run_scale(bench) if args.scale else None
+        summary = summarise(runs, big, scale)
         elapsed = time.monotonic() - t_start
 
     print_report(summary, runs, args)
@@ -565,8 +574,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(
             {**info, "elapsed_s": elapsed, "runs": runs, "big_torrent": big,
              "upload": upload, "idle": idle, "v2_reads": v2r, "utp": utp_rows,
-             "slow_swarm": slow, "summary": summary, "targets": target_rows},
-            indent=1, default=str))
+             "slow_swarm": slow, "scale": scale, "summary": summary,
+             "targets": target_rows}, indent=1, default=str))
         print(f"raw numbers: {args.json}")
     return 0
 

@@ -27,7 +27,14 @@ ROWS = [  # (label, key, better, format)
     ("ffprobe of the video (cold), s", "ffprobe_s", "lower", "{:.2f}"),
     ("ffmpeg -ss 40, 1 frame (cold), s", "seek_s", "lower", "{:.2f}"),
     ("RssAnon once listed, {big} GiB torrent, MiB", "big_rss_mib", "lower", "{:.1f}"),
+    ("mount -> listed, {files}-file torrent, s", "scale_files_ready_s", "lower", "{:.2f}"),
+    ("  RssAnon then, MiB", "scale_files_rss_mib", "lower", "{:.1f}"),
+    ("  find MOUNT | wc -l, s", "scale_find_s", "lower", "{:.2f}"),
+    ("mount -> listed, {pieces}-piece torrent, s", "scale_pieces_ready_s", "lower", "{:.2f}"),
+    ("  RssAnon then, MiB", "scale_pieces_rss_mib", "lower", "{:.1f}"),
 ]
+SCALE_KEYS = ("scale_files_ready_s", "scale_files_rss_mib", "scale_find_s",
+              "scale_pieces_ready_s", "scale_pieces_rss_mib")
 
 
 def combine(values: list[Any]) -> Any:
@@ -39,7 +46,7 @@ def combine(values: list[Any]) -> Any:
     return strs[0] if strs else None
 
 
-def summarise(runs: list[dict], big: dict | None) -> dict:
+def summarise(runs: list[dict], big: dict | None, scale: dict | None = None) -> dict:
     summary: dict[str, dict] = {}
     for system in SYSTEMS:
         per = [r[system] for r in runs if system in r]
@@ -57,6 +64,11 @@ def summarise(runs: list[dict], big: dict | None) -> dict:
         for system in ("torrentfs", "btfs"):
             if system in big and system in summary:
                 summary[system]["big_rss_mib"] = big[system].get("rss_mib")
+    if scale:
+        for system in ("torrentfs", "btfs"):
+            if system in scale:
+                summary.setdefault(system, {}).update(
+                    {k: scale[system].get(k) for k in SCALE_KEYS})
     return summary
 
 
@@ -75,7 +87,8 @@ def table(summary: dict, args) -> str:
     for label, key, better, spec in ROWS:
         if not any(key in summary.get(s, {}) for s in SYSTEMS):
             continue
-        label = label.format(big=args.big_size)
+        label = label.format(big=args.big_size, files=getattr(args, "scale_files", 0),
+                             pieces=getattr(args, "scale_pieces", 0))
         cells = []
         for s in SYSTEMS:
             v = summary.get(s, {}).get(key)

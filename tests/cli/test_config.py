@@ -19,6 +19,7 @@ from torrentfs.cli.args import (
     parse_seed_after,
     parse_size,
     parse_web_seed,
+    positive_int,
     positive_seconds,
 )
 from torrentfs.cli.config import (
@@ -33,7 +34,7 @@ from torrentfs.cli.main import build_parser, parse_command_line
 # sample here fails test_every_long_option_* with a message saying so.
 SAMPLES = {int: "7", float: "2.5", parse_size: "3M", parse_peer: "10.0.0.1:7",
            parse_peer_list: "10.0.0.1:7", parse_port: "7", parse_seed_after: "ratio=2",
-           positive_seconds: "33", parse_web_seed: "http://10.0.0.1:7/x",
+           positive_int: "9", positive_seconds: "33", parse_web_seed: "http://10.0.0.1:7/x",
            None: "some text"}
 
 

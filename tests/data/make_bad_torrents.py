@@ -8,8 +8,10 @@ Each case also goes into bad_torrents/INDEX, one line per file:
     FILE | OUTCOME | EXPECT | WHAT IS WRONG
 
 OUTCOME is ``error`` (``torrentfs info`` and ``torrentfs mount`` print one line
-holding EXPECT and exit non-zero) or ``mounts-sanitised`` (the torrent mounts;
-EXPECT is the JSON list of every path the mount shows, as mended by metainfo).
+holding EXPECT and exit non-zero), ``mounts-sanitised`` (the torrent mounts;
+EXPECT is the JSON list of every path the mount shows, as mended by metainfo) or
+``repaired`` (likewise, and the names are libtorrent's: libtorrent loads the
+torrent, repairing it, and the files get the same names in both).
 
 Usage: python tests/data/make_bad_torrents.py [OUT_DIR]
 """
@@ -94,6 +96,10 @@ def mounts(name: str, paths: list[str], why: str, data: bytes) -> None:
     CASES.append((name, "mounts-sanitised", paths, why, data))
 
 
+def repaired(name: str, paths: list[str], why: str, data: bytes) -> None:
+    CASES.append((name, "repaired", paths, why, data))
+
+
 # bad bencode
 error("empty", "the data is empty", "an empty file", b"")
 error("not-bencode", "does not start with a bencoded dictionary", "an HTML page, not bencode",
@@ -124,8 +130,11 @@ error("key-not-string", "dictionary key is not a string", "an integer used as a 
       b"d4:infod" + GOOD_INFO[1:-1] + b"i1ei2eee")
 error("key-without-value", "dictionary key has no value", "'info' with nothing after it",
       b"d4:infoe")
-error("trailing-garbage", "trailing data", "bytes after the torrent's dictionary",
-      GOOD + b"\nGARBAGE")
+repaired("trailing-garbage", ["file.bin"],
+         "bytes after the torrent's dictionary: ignored, as libtorrent does (was refused)",
+         GOOD + b"\nGARBAGE")
+repaired("trailing-newline", ["file.bin"], "a newline after the torrent's dictionary: ignored",
+         GOOD + b"\n")
 error("nesting-depth-bomb", "nesting deeper than 64", "100000 nested lists",
       b"d7:comment" + b"l" * 100_000 + b"e" * 100_000 + b"4:info" + GOOD_INFO + b"e")
 error("bad-byte", "unexpected byte", "a value starting with 'x'", b"d4:infox")
@@ -183,7 +192,7 @@ error("piece-count-too-few", "holds 2 hashes", "2 hashes for 3 pieces",
       torrent(single() | {b"pieces": pieces(40000)[:40]}))
 error("piece-count-too-many", "holds 4 hashes", "4 hashes for 3 pieces",
       torrent(single() | {b"pieces": pieces(40000) + pieces(1)}))
-error("piece-length-2-40", "larger than 256 MiB", "a 1 TiB piece length (would exhaust memory)",
+error("piece-length-2-40", "larger than 512 MiB", "a 1 TiB piece length (would exhaust memory)",
       torrent(single() | {b"piece length": 2**40, b"pieces": pieces(1)}))
 error("piece-length-zero", "'piece length' must be positive, got 0", "a piece length of 0",
       torrent(single() | {b"piece length": 0}))
@@ -195,61 +204,70 @@ error("zero-total-length", "torrent has no data", "a single file of length 0",
 error("all-files-empty", "torrent has no data", "every file has length 0",
       torrent(multi([((b"a",), 0), ((b"b",), 0)])))
 # hostile paths
-error("path-dotdot", "unsafe path in torrent: '../../../../etc/cron.d/evil'",
-      "a path climbing out of the torrent with ..",
-      torrent(multi([((b"..", b"..", b"..", b"..", b"etc", b"cron.d", b"evil"), 10)])))
-error("name-dotdot", "unsafe path in torrent: '..'", "a single file named ..",
+# hostile paths: libtorrent repairs them (was: refused); no repaired name leaves the folder
+repaired("path-dotdot", ["top", "top/etc", "top/etc/cron.d", "top/etc/cron.d/evil"],
+         "a path climbing out of the torrent with ..: the .. components are dropped",
+         torrent(multi([((b"..", b"..", b"..", b"..", b"etc", b"cron.d", b"evil"), 10)])))
+error("name-dotdot", "unsafe path in torrent: '..'", "a single file named .. (nothing is left)",
       torrent(single(name=b"..")))
-error("name-dot", "unsafe path in torrent: '.'", "a multi-file torrent named .",
-      torrent(multi([((b"a",), 10)], name=b".")))
-error("name-absolute", "unsafe path in torrent: '/etc/passwd'", "an absolute name",
-      torrent(single(name=b"/etc/passwd")))
-error("path-absolute", "unsafe path in torrent: '/root/.ssh/authorized_keys'",
-      "an absolute path as a component",
-      torrent(multi([((b"/root/.ssh/authorized_keys",), 10)])))
-error("name-nul", "unsafe path", "a NUL in the name (evil.exe\\0.txt)",
-      torrent(single(name=b"evil.exe\x00.txt")))
-error("path-nul", "unsafe path", "a NUL in a path component",
-      torrent(multi([((b"dir", b"a\x00b"), 10)])))
-error("path-empty-component", "unsafe path in torrent: 'a//b'", "an empty path component",
-      torrent(multi([((b"a", b"", b"b"), 10)])))
+repaired("name-dot", ["adfc745e0ee9c437109211dc78059bb931812f16",
+                      "adfc745e0ee9c437109211dc78059bb931812f16/a"],
+         "a multi-file torrent named .: the folder is named by the info-hash",
+         torrent(multi([((b"a",), 10)], name=b".")))
+repaired("name-absolute", ["etcpasswd"], "an absolute name: the slashes are dropped",
+         torrent(single(name=b"/etc/passwd")))
+repaired("path-absolute", ["top", "top/root.sshauthorized_keys"],
+         "an absolute path as a component: the slashes are dropped",
+         torrent(multi([((b"/root/.ssh/authorized_keys",), 10)])))
+repaired("name-nul", ["evil.exe.txt"], "a NUL in the name (evil.exe\\0.txt): dropped",
+         torrent(single(name=b"evil.exe\x00.txt")))
+repaired("path-nul", ["top", "top/dir", "top/dir/ab"], "a NUL in a path component: dropped",
+         torrent(multi([((b"dir", b"a\x00b"), 10)])))
+repaired("path-empty-component", ["top", "top/a", "top/a/_", "top/a/_/b"],
+         "an empty path component: becomes _",
+         torrent(multi([((b"a", b"", b"b"), 10)])))
 error("path-empty-list", "entry 0 of 'files' has an empty path", "a file with no path at all",
       torrent(multi([((), 10)])))
-error("path-slash-in-component", "unsafe path in torrent: 'a/../../b'", "'/' inside one component",
-      torrent(multi([((b"a/../../b",), 10)])))
-error("path-backslash", "unsafe path", "a Windows traversal with backslashes",
-      torrent(multi([((b"..\\..\\evil.exe",), 10)])))
-error("path-utf8-dotdot", "unsafe path in torrent: '..'",
-      "a harmless path whose preferred path.utf-8 is ..",
-      torrent(multi([{b"path": [b"ok"], b"path.utf-8": [b".."], b"length": 10}])))
-error("padding-path-dotdot", "unsafe path", "a BEP 47 padding file named ..",
-      torrent(multi([{b"path": [b".."], b"length": 16374, b"attr": b"p"}, ((b"a",), 10)])))
-# tree conflicts
-error("duplicate-paths", "duplicate file path 'dir/a'", "the same path twice",
-      torrent(multi([((b"dir", b"a"), 10), ((b"dir", b"a"), 20)])))
-error("duplicate-after-mending", "duplicate file path 'caf\ufffd'",
-      "two Latin-1 names that both decode to caf\\ufffd",
-      torrent(multi([((b"caf\xe9",), 10), ((b"caf\xe8",), 10)])))
-error("duplicate-after-truncation", "duplicate file path", "two 300-byte names equal in their first 255",
-      torrent(multi([((LONG + b"a",), 10), ((LONG + b"b",), 10)])))
-error("file-and-dir-same-name", "file and directory with the same name: 'a'",
-      "a is a file and also a directory",
-      torrent(multi([((b"a",), 10), ((b"a", b"b"), 10)])))
+repaired("path-slash-in-component", ["top", "top/a....b"], "'/' inside one component: dropped",
+         torrent(multi([((b"a/../../b",), 10)])))
+repaired("path-backslash", ["top", "top/....evil.exe"],
+         "a Windows traversal with backslashes: dropped",
+         torrent(multi([((b"..\\..\\evil.exe",), 10)])))
+repaired("path-utf8-dotdot", ["top", "top/_"],
+         "a harmless path whose preferred path.utf-8 is ..: nothing is left, so _",
+         torrent(multi([{b"path": [b"ok"], b"path.utf-8": [b".."], b"length": 10}])))
+repaired("padding-path-dotdot", ["top", "top/a"], "a BEP 47 padding file named .. (never shown)",
+         torrent(multi([{b"path": [b".."], b"length": 16374, b"attr": b"p"}, ((b"a",), 10)])))
+repaired("padding-without-path", ["top", "top/a", "top/b"], "a BEP 47 padding file with no path",
+         torrent(multi([((b"a",), 10), {b"length": 16374, b"attr": b"p"}, ((b"b",), 10)])))
+# tree conflicts: libtorrent renames the later file name.1.ext (was: refused)
+repaired("duplicate-paths", ["top", "top/dir", "top/dir/a", "top/dir/a.1"],
+         "the same path twice: the second is renamed",
+         torrent(multi([((b"dir", b"a"), 10), ((b"dir", b"a"), 20)])))
+repaired("duplicate-after-mending", ["top", "top/caf_", "top/caf_.1"],
+         "two Latin-1 names that both decode to caf_: the second is renamed",
+         torrent(multi([((b"caf\xe9",), 10), ((b"caf\xe8",), 10)])))
+repaired("duplicate-after-truncation", ["top", "top/" + "x" * 240, "top/" + "x" * 240 + ".1"],
+         "two 300-byte names equal in their first 240 bytes: the second is renamed",
+         torrent(multi([((LONG + b"a",), 10), ((LONG + b"b",), 10)])))
+repaired("file-and-dir-same-name", ["top", "top/a", "top/a.1", "top/a/b"],
+         "a is a file and also a directory: the file is renamed",
+         torrent(multi([((b"a",), 10), ((b"a", b"b"), 10)])))
 
 # mounted, with names mended
-mounts("name-non-utf8", ["caf\ufffd \ufffd.bin"],
-       "a Latin-1 name: invalid UTF-8 decodes with U+FFFD",
+repaired("name-non-utf8", ["caf_.bin"],
+       "a Latin-1 name: each invalid UTF-8 sequence becomes _, as in libtorrent",
        torrent(single(name=b"caf\xe9 \xff.bin")))
-mounts("path-non-utf8", ["top", "top/\ufffd(dir", "top/\ufffd(dir/f\ufffd.txt"],
+repaired("path-non-utf8", ["top", "top/_dir", "top/_dir/f_.txt"],
        "invalid UTF-8 in path components",
        torrent(multi([((b"\xc3\x28dir", b"f\xfe.txt"), 100)])))
-mounts("name-too-long", ["x" * 251 + ".mkv"],
-       "a 304-byte name: cut to 255 bytes, keeping .mkv",
+repaired("name-too-long", ["x" * 240 + ".mkv"],
+       "a 304-byte name: cut at 240 bytes, keeping .mkv, as in libtorrent",
        torrent(single(name=LONG + b".mkv")))
-mounts("path-too-long-multibyte", ["top", "top/" + "é" * 125 + ".txt"],
-       "a 404-byte component of 2-byte characters: cut at a character boundary, keeping .txt",
+repaired("path-too-long-multibyte", ["top", "top/" + "é" * 120 + ".txt"],
+       "a 404-byte component of 2-byte characters: cut at 240 bytes, keeping .txt",
        torrent(multi([((("é" * 200 + ".txt").encode(),), 10)])))
-mounts("control-characters", ["top_", "top_/evil_[2J_.txt", "top_/tab_and_cr"],
+repaired("control-characters", ["top_", "top_/evil_[2J_.txt", "top_/tab_and_cr"],
        "newline, ESC, BEL, tab and CR in names become _",
        torrent(multi([((b"evil\x1b[2J\x07.txt",), 10), ((b"tab\tand\rcr",), 10)], name=b"top\n")))
 mounts("utf8-keys-override", ["Grüße", "Grüße/ok.txt"],

@@ -334,7 +334,7 @@ def test_file_shrinking_while_hashing(tmp_path, monkeypatch):
         create_torrent(f)
 
 
-@pytest.mark.parametrize("bad", [0, 1000, 8 * KiB, 16 * KiB + 1, 3 * 16 * KiB, 512 * MiB, -16 * KiB, "16384"])
+@pytest.mark.parametrize("bad", [0, 1000, 8 * KiB, 16 * KiB + 1, 3 * 16 * KiB, 1024 * MiB, -16 * KiB, "16384"])
 def test_bad_piece_length(tmp_path, bad):
     f = tmp_path / "f"
     f.write_bytes(b"data")

@@ -557,3 +557,31 @@ def test_check_piece_finds_a_damaged_piece(single):
         f.write(b"\x00\x01")
     assert s.check_piece(1) is None
     assert s.has_data(1)  # nothing but a hash can tell
+
+
+# -- open files ----------------------------------------------------------------------
+
+
+def test_many_files_never_hold_more_descriptors_than_the_pool(tmp_path, monkeypatch):
+    import torrentfs.disk.storage as storage_module
+    monkeypatch.setattr(storage_module, "EAGER_FILES", 50)  # lazy creation past this
+    files = [((f"d{i // 100}", f"f{i}"), 700 + i % 5, False) for i in range(300)]
+    meta, stream = build("many", files)
+    before = len(os.listdir("/proc/self/fd"))
+    s = Storage(tmp_path / "c", meta, Geometry(PL, tuple(f.length for f in meta.files)),
+                max_open_files=16)
+    s.open()
+    try:
+        assert not (s.data_dir / "many").exists()  # over EAGER_FILES: nothing made yet
+        have = written(s, stream, range(s.geometry.num_pieces))
+        assert len(s.pool) <= 16
+        assert len(os.listdir("/proc/self/fd")) <= before + 16
+        s.save_resume(have)  # fsyncs every written file, reopening the closed ones
+        for i in range(s.geometry.num_pieces):
+            assert s.read_piece(i) == piece(stream, s.geometry, i)
+        assert len(s.pool) <= 16
+        assert list(s.load_resume()) == list(range(s.geometry.num_pieces))
+        assert all(os.path.getsize(s.paths[i]) == f.length for i, f in enumerate(meta.files))
+    finally:
+        s.close()
+    assert len(os.listdir("/proc/self/fd")) <= before

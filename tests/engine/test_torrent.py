@@ -271,7 +271,8 @@ async def test_full_disk_evicts_then_fails_reads_cleanly(make_swarm, autojump_cl
         on_disk = sum(st.has_data(i) for i in range(meta.num_pieces))
         if on_disk >= room["pieces"]:
             g = st.geometry  # a partial write, then the disk is full
-            os.pwrite(st._fds[0], bytes(data[:100]), g.piece_offset(index))
+            with st.pool.use(0, create=True) as fd:
+                os.pwrite(fd, bytes(data[:100]), g.piece_offset(index))
             raise OSError(errno.ENOSPC, "No space left on device")
         real(index, data)
 

@@ -47,15 +47,30 @@ def load_index() -> list[Case]:
 
 CASES = load_index()
 ERRORS = [pytest.param(c, id=c.file) for c in CASES if c.outcome == "error"]
-MOUNTS = [pytest.param(c, id=c.file) for c in CASES if c.outcome == "mounts-sanitised"]
+MOUNTS = [pytest.param(c, id=c.file) for c in CASES
+          if c.outcome in ("mounts-sanitised", "repaired")]
+REPAIRED = [c for c in CASES if c.outcome == "repaired"]
 
 
 def test_index_lists_every_file_once():
     files = [c.file for c in CASES]
     assert len(files) == len(set(files))
     assert set(files) == {p.name for p in CORPUS.glob("*.torrent")}
-    assert {c.outcome for c in CASES} == {"error", "mounts-sanitised"}
-    assert len(ERRORS) >= 35 and len(MOUNTS) >= 5
+    assert {c.outcome for c in CASES} == {"error", "mounts-sanitised", "repaired"}
+    assert len(ERRORS) >= 35 and len(MOUNTS) >= 5 and len(REPAIRED) >= 15
+
+
+def test_repaired_names_are_libtorrents():
+    """Every repaired torrent loads in libtorrent with the very names we show."""
+    from tests.harness.ltnames import lt_file_paths
+    theirs = lt_file_paths([c.path for c in REPAIRED])
+    for case, files in zip(REPAIRED, theirs):
+        meta = parse(case.path.read_bytes())
+        ours = ["/".join((meta.name, *f.path)) if meta.multi_file else meta.name
+                for f in meta.files if not f.padding]
+        assert files is not None, f"{case.file}: libtorrent refuses it"
+        assert ours == [p for p, _ in files], case.file
+        assert meta.repairs, case.file  # and the repair is logged
 
 
 def test_corpus_is_what_the_script_makes(tmp_path):

@@ -75,6 +75,16 @@ def parse_port(text: str) -> int:
     return int(text)
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def positive_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -175,6 +185,15 @@ def add_dht(p) -> None:
     p.add_argument("--dht-bootstrap", type=parse_peer_list, metavar="HOST:PORT,...",
                    help="DHT nodes to join through (default: the public routers, "
                         "router.bittorrent.com:6881 and others)")
+
+
+def add_max_open_files(p) -> None:
+    from torrentfs.disk.fdpool import DEFAULT_MAX_OPEN_FILES
+    p.add_argument("--max-open-files", type=positive_int, default=DEFAULT_MAX_OPEN_FILES,
+                   metavar="N",
+                   help="keep at most N of a torrent's files open at once, closing the "
+                        f"least recently used (default: {DEFAULT_MAX_OPEN_FILES}; any "
+                        "torrent works with the usual ulimit -n of 1024)")
 
 
 def add_log_level(p, default: str = "info") -> None:
@@ -292,5 +311,6 @@ def torrent_options(args, **fixed):
         prefetch=getattr(args, "prefetch", False),
         read_timeout=getattr(args, "read_timeout", 0) or None,
         cache_size=getattr(args, "cache_size", None),
-        cache_size_auto=getattr(args, "cache_size_auto", False))
+        cache_size_auto=getattr(args, "cache_size_auto", False),
+        max_open_files=getattr(args, "max_open_files", TorrentOptions.max_open_files))
     return TorrentOptions(**{**settings, **fixed})

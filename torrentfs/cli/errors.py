@@ -7,9 +7,52 @@ internal error, the details with ``-v``)."""
 from __future__ import annotations
 
 import errno
+import resource
 import socket
 
 from torrentfs.cli.output import CliError
+
+
+def leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside ``exc``, exception groups unwrapped, in order."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for e in exc.exceptions for leaf in leaves(e)]
+    return [exc]
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The leaf that explains a failure best: an OSError or one of our own errors
+    (their message is written for the user) before anything else."""
+    from torrentfs.engine.sources import SourceError
+    from torrentfs.fs.fuse import MountError
+    found = leaves(exc)
+    for e in found:
+        if isinstance(e, (OSError, CliError, SourceError, MountError)):
+            return e
+    for e in found:
+        if not isinstance(e, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+            return e
+    return found[0]
+
+
+def describe(exc: BaseException) -> str:
+    """One line for anything that failed: the foreseeable ones as ``one_line`` says
+    them, anything else its message on one line (or its type's name)."""
+    error = one_line(exc)
+    if error is not None:
+        return str(error)
+    e = root_cause(exc)
+    if isinstance(e, OSError) and e.strerror:
+        return f"{_where(e)}{e.strerror}"
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def open_files_limit() -> int | None:
+    """This process's soft limit of open files (ulimit -n), None if unknown."""
+    try:
+        return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (OSError, ValueError):
+        return None
 
 
 def leaf(exc: BaseException) -> BaseException:
@@ -50,8 +93,10 @@ def describe_os_error(e: OSError, port: int | None = None) -> str | None:
     if code == errno.EACCES and port is not None and not e.filename and port < 1024:
         return f"port {port} needs root: choose one >= 1024 with --port N"
     if code in (errno.EMFILE, errno.ENFILE):
-        return ("too many open files: raise the limit (ulimit -n 4096) or connect to "
-                "fewer peers (--max-peers N)")
+        limit = open_files_limit()
+        now = f" (now {limit})" if limit not in (None, resource.RLIM_INFINITY) else ""
+        return (f"too many open files{now}: raise the limit (ulimit -n 4096), or lower "
+                "--max-open-files N or --max-peers N")
     if code == errno.ENOSPC:
         return (f"{_where(e)}no space left on the device: free some, or cap the cache "
                 "with --cache-size SIZE")
@@ -78,7 +123,7 @@ def one_line(exc: BaseException, port: int | None = None) -> CliError | None:
     else None."""
     from torrentfs.engine.sources import SourceError
     from torrentfs.fs.fuse import MountError
-    e = leaf(exc)
+    e = root_cause(exc)
     if isinstance(e, CliError):
         return e
     if isinstance(e, (SourceError, MountError)):

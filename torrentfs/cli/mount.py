@@ -17,6 +17,7 @@ from torrentfs.cli.args import (
     add_dht,
     add_log_level,
     add_encryption,
+    add_max_open_files,
     add_lsd,
     add_port_mapping,
     add_metadata_timeout,
@@ -133,6 +134,7 @@ def add_parser(sub) -> None:
                      help="no peer exchange (BEP 11): neither learn peers from peers nor "
                           "tell them ours")
     add_metadata_timeout(net)
+    add_max_open_files(data)
     add_log_level(m.add_argument_group("logging"))
     m.set_defaults(func=run)
 

@@ -13,6 +13,7 @@ from torrentfs.cli.args import (
     add_log_level,
     add_encryption,
     add_lsd,
+    add_max_open_files,
     add_port_mapping,
     add_rates,
     add_transports,
@@ -62,6 +63,7 @@ def add_parser(sub) -> None:
     add_dht(sd)
     sd.add_argument("--cache-dir", metavar="DIR",
                     help=f"where our state is kept (default: {default_cache_dir()})")
+    add_max_open_files(sd)
     add_log_level(sd)
     sd.set_defaults(func=run)
 

@@ -183,6 +183,8 @@ class Geometry:
 
     def file_verified(self, have, file_index: int) -> int:
         """Bytes of file ``file_index`` that lie in pieces of ``have``."""
+        if not have.count:
+            return 0
         return self.verified_in_range(have, self.file_offset(file_index),
                                       self.file_lengths[file_index])
 

@@ -11,15 +11,14 @@ piece layers and v2 info-hash are read by ``metainfo_v2``).
 
 How the input is read:
 
-* A small strict bencode scanner walks the whole input first.  It rejects
-  malformed bencode (bad integers such as ``i03e``/``i-0e``, string lengths
-  with leading zeros or running past the end, non-string dictionary keys,
-  duplicate keys in one dictionary, nesting deeper than 64, trailing data)
-  and returns the byte span of the top-level ``info`` value.  The info-hash is
-  the SHA-1 of exactly those bytes, so a non-canonical info dictionary (keys
-  out of order) hashes as it stands in the file, as every client does.
-* The validated input is then decoded with ``bencodepy`` (any exception it
-  raises becomes a MetainfoError).
+* A strict bencode decoder (``bdecode``) reads the input in one pass.  It
+  rejects malformed bencode (bad integers such as ``i03e``/``i-0e``, string
+  lengths with leading zeros or running past the end, non-string dictionary
+  keys, duplicate keys in one dictionary, nesting deeper than 64) and gives the
+  byte span of the top-level ``info`` value.  The info-hash is the SHA-1 of
+  exactly those bytes, so a non-canonical info dictionary (keys out of order)
+  hashes as it stands in the file, as every client does.  Bytes after the
+  torrent's dictionary (a trailing newline) are ignored, as libtorrent does.
 
 Text: names and path components are decoded as UTF-8, preferring the
 ``name.utf-8`` / ``path.utf-8`` keys when present and well-typed (a
@@ -28,21 +27,25 @@ UTF-8 is decoded with ``errors='replace'`` (U+FFFD), so names are always valid
 ``str``; the top-level ``encoding`` key is ignored.  Path safety checks are
 applied to the decoded names, i.e. to what the filesystem will show.
 
-What is refused and what is mended (as libtorrent does, a name that is merely
-awkward is mended; one that could only be an attack or a broken file is refused):
+Names are repaired as libtorrent repairs them (``names``: the same resulting
+names; each repair is listed in ``Metainfo.repairs`` for the log): ``/``, ``\\``
+and NUL inside a component are dropped, ``.`` and ``..`` components are dropped,
+an empty one becomes ``_``, invalid UTF-8 becomes ``_``, a component over 240
+bytes is cut keeping its extension, and a file whose path is taken (by a file or
+a folder) is renamed ``name.1.ext``.  Control characters (U+0001..U+001F,
+U+007F..U+009F) become ``_``, so no name can forge a log line or drive a
+terminal; comments and tracker URLs with control characters are mended or
+dropped likewise.  Refused: a single file whose name is nothing once repaired.
 
-* Refused: empty, ``.`` and ``..`` components, ``/`` or ``\\`` inside a
-  component (absolute and traversal paths), NUL, duplicate paths and a file
-  that is also a directory (after mending, so two names that mend alike clash).
-* Mended: control characters (U+0001..U+001F, U+007F..U+009F) become ``_``, so
-  no name can forge a log line or drive a terminal; a component longer than
-  255 bytes of UTF-8 (NAME_MAX) is cut at a character boundary, keeping its
-  extension (up to 32 bytes); comments and tracker URLs with control
-  characters are mended or dropped likewise.
+BEP 47 attributes: ``p`` padding (below), ``x`` executable, ``h`` hidden (a hint,
+ignored), ``l`` a symlink whose ``symlink path`` is kept in ``FileEntry.symlink``
+(components from the torrent's root; ``()`` when it does not name a file or
+folder of the torrent, shown as a broken link) and which, as in libtorrent,
+holds no data: its ``length`` counts as 0.
 
 Sizes are bounded so no torrent can make us allocate without limit: the input
 (:data:`MAX_TORRENT_BYTES`), integers (32 digits), nesting (64), the piece length
-(256 MiB) and the total length (:data:`MAX_TOTAL_LENGTH`, 1 PiB).  A piece
+(512 MiB, libtorrent's limit) and the total length (:data:`MAX_TOTAL_LENGTH`, 1 PiB).  A piece
 length need not be a power of two (BEP 3 does not ask for one).
 
 Padding files: a file is padding iff its ``attr`` contains ``p`` (BEP 47).
@@ -56,32 +59,25 @@ the same size identically (``.pad/16384``).  Their paths must still be safe.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-import bencodepy
-
 from torrentfs.core import metainfo_v2
+from torrentfs.core import names
+from torrentfs.core.bdecode import BencodeError, decode_torrent
 from torrentfs.core.text import has_control, replace_control
 
 __all__ = ["MetainfoError", "FileEntry", "Metainfo", "parse", "MAX_PIECE_LENGTH",
            "MAX_TOTAL_LENGTH", "MAX_TORRENT_BYTES"]
 
-#: Largest accepted ``piece length`` (256 MiB).
-MAX_PIECE_LENGTH = 256 * 1024 * 1024
-#: Longest accepted path component, in bytes of UTF-8 (typical NAME_MAX).
-MAX_COMPONENT_BYTES = 255
-#: Deepest accepted bencode nesting (a torrent needs 5).
-MAX_DEPTH = 64
-#: Longest accepted bencode integer, in digits (64-bit values need 20).
-MAX_INT_DIGITS = 32
+#: Largest accepted ``piece length`` (512 MiB: libtorrent refuses 1 GiB).
+MAX_PIECE_LENGTH = 512 * 1024 * 1024
 #: Largest accepted total length (1 PiB): far above any real torrent, and a
 #: length beyond 2**63 would not fit the kernel's off_t.
 MAX_TOTAL_LENGTH = 1 << 50
 #: Largest accepted .torrent (libtorrent's default limit is 10 MB).
 MAX_TORRENT_BYTES = 100 << 20
-#: Longest extension kept when a long name is cut.
-MAX_EXTENSION_BYTES = 32
 #: Latest credible creation date (2242); later ones are ignored.
 MAX_CREATION_DATE = 1 << 33
 
@@ -92,7 +88,7 @@ class MetainfoError(ValueError):
     """The input is not a usable torrent; ``str()`` is one human-readable line."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileEntry:
     #: Path components.  For a multi-file torrent this is the path *inside*
     #: the torrent's top directory (which is ``Metainfo.name``); for a
@@ -105,6 +101,9 @@ class FileEntry:
     padding: bool = False
     #: BEP 47 ``attr`` contains ``x``.
     executable: bool = False
+    #: BEP 47 ``attr`` contains ``l``: a symlink to these components (from the
+    #: torrent's root); ``()``: its target is not in the torrent (shown broken).
+    symlink: tuple[str, ...] | None = None
 
     @property
     def end(self) -> int:
@@ -136,6 +135,8 @@ class Metainfo:
     creation_date: int | None = None
     #: The BEP 52 half (v2-only or hybrid torrent), else None.
     v2: metainfo_v2.V2Info | None = field(default=None, repr=False)
+    #: What was repaired to load it (one line each, for the log).
+    repairs: tuple[str, ...] = ()
 
     @property
     def num_pieces(self) -> int:
@@ -176,134 +177,6 @@ class Metainfo:
 
 
 # ---------------------------------------------------------------------------
-# Strict bencode scanner
-
-
-def _bad(pos: int, why: str) -> MetainfoError:
-    return MetainfoError(f"not a torrent file: bad bencode at byte {pos}: {why}")
-
-
-_DIGITS = frozenset(b"0123456789")
-
-
-def _scan_string(data: bytes, pos: int) -> tuple[int, int]:
-    """Validate a string at ``pos``; return (payload start, payload end)."""
-    n = len(data)
-    j = pos
-    while j < n and data[j] in _DIGITS:
-        j += 1
-    if j == pos:
-        raise _bad(pos, "expected a string length")
-    if j >= n or data[j] != 0x3A:  # ':'
-        raise _bad(j, "expected ':' after string length")
-    if data[pos] == 0x30 and j - pos > 1:
-        raise _bad(pos, "string length has a leading zero")
-    if j - pos > 18:
-        raise _bad(pos, "string length is absurdly large")
-    start = j + 1
-    end = start + int(data[pos:j])
-    if end > n:
-        raise _bad(pos, f"string of {end - start} bytes runs past the end of the data")
-    return start, end
-
-
-def _scan_int(data: bytes, pos: int) -> int:
-    """Validate an integer ``i...e`` at ``pos``; return the position after it."""
-    n = len(data)
-    j = pos + 1
-    if j < n and data[j] == 0x2D:  # '-'
-        j += 1
-    first = j
-    while j < n and data[j] in _DIGITS:
-        j += 1
-    if j == first:
-        raise _bad(first, "integer has no digits")
-    if j - first > MAX_INT_DIGITS:
-        raise _bad(pos, f"integer has more than {MAX_INT_DIGITS} digits")
-    if j >= n or data[j] != 0x65:  # 'e'
-        raise _bad(j, "expected 'e' to end integer")
-    if data[first] == 0x30 and (j - first > 1 or first != pos + 1):
-        raise _bad(pos, "integer has a leading zero or is negative zero")
-    return j + 1
-
-
-class _Frame:
-    __slots__ = ("is_dict", "keys", "key")
-
-    def __init__(self, is_dict: bool) -> None:
-        self.is_dict = is_dict
-        self.keys: set[bytes] = set()
-        self.key: bytes | None = None  # dict: key whose value is being read
-
-
-def _scan(data: bytes) -> tuple[int, int] | None:
-    """Validate ``data`` as exactly one bencoded dictionary.
-
-    Returns the (start, end) byte span of the top-level ``info`` value, or
-    None when there is no such key.  Iterative, so hostile nesting cannot hit
-    the recursion limit.
-    """
-    n = len(data)
-    if n == 0:
-        raise MetainfoError("not a torrent file: the data is empty")
-    if data[0] != 0x64:  # 'd'
-        raise MetainfoError("not a torrent file: it does not start with a bencoded dictionary")
-    stack: list[_Frame] = []
-    info_start = -1
-    info_span: tuple[int, int] | None = None
-    pos = 0
-    while True:
-        if pos >= n:
-            raise _bad(n, "data ends inside an unterminated list or dictionary")
-        c = data[pos]
-        completed = False
-        if stack:
-            top = stack[-1]
-            if c == 0x65:  # 'e' closes the innermost container
-                if top.is_dict and top.key is not None:
-                    raise _bad(pos, "dictionary key has no value")
-                stack.pop()
-                pos += 1
-                completed = True
-            elif top.is_dict and top.key is None:
-                if c not in _DIGITS:
-                    raise _bad(pos, "dictionary key is not a string")
-                start, end = _scan_string(data, pos)
-                key = data[start:end]
-                if key in top.keys:
-                    raise _bad(pos, f"duplicate dictionary key {key!r}")
-                top.keys.add(key)
-                top.key = key
-                pos = end
-                if len(stack) == 1 and key == b"info":
-                    info_start = pos
-                continue
-        if not completed:
-            if c == 0x64 or c == 0x6C:  # 'd' / 'l'
-                if len(stack) >= MAX_DEPTH:
-                    raise _bad(pos, f"nesting deeper than {MAX_DEPTH} levels")
-                stack.append(_Frame(c == 0x64))
-                pos += 1
-                continue
-            if c == 0x69:  # 'i'
-                pos = _scan_int(data, pos)
-            elif c in _DIGITS:
-                pos = _scan_string(data, pos)[1]
-            else:
-                raise _bad(pos, f"unexpected byte {bytes([c])!r}")
-        # A value ending at ``pos`` is complete.
-        if not stack:
-            if pos != n:
-                raise _bad(pos, "trailing data after the torrent dictionary")
-            return info_span
-        top = stack[-1]
-        if top.is_dict:
-            if len(stack) == 1 and top.key == b"info":
-                info_span = (info_start, pos)
-            top.key = None
-
-
-# ---------------------------------------------------------------------------
 # Field helpers
 
 
@@ -326,31 +199,28 @@ def _show(parts: tuple[str, ...] | str) -> str:
     return repr(parts)
 
 
-def _component(comp: str, whole: str) -> str:
-    """A path component as the filesystem will show it: refused if unsafe,
-    else with control characters replaced and cut to 255 bytes."""
-    if (
-        comp in ("", ".", "..")
-        or "/" in comp
-        or "\\" in comp
-        or "\x00" in comp
-    ):
-        raise MetainfoError(f"unsafe path in torrent: {whole}")
-    return _truncate(replace_control(comp))
+# A component nothing in ``_component`` would change: no control character, no
+# character libtorrent drops, at most 240 bytes (60 characters of up to 4 bytes).
+_PLAIN = re.compile("[^\x00-\x1f\x7f-\x9f/\\\\\u202a-\u202e\u200e\u200f]{1,60}\\Z")
 
 
-def _truncate(comp: str) -> str:
-    """Cut ``comp`` to MAX_COMPONENT_BYTES of UTF-8 at a character boundary,
-    keeping a short extension (``.mkv``) when it has one."""
-    raw = comp.encode("utf-8")
-    if len(raw) <= MAX_COMPONENT_BYTES:
-        return comp
-    stem, dot, ext = comp.rpartition(".")
-    suffix = (dot + ext).encode("utf-8")
-    if not stem or not dot or len(suffix) > MAX_EXTENSION_BYTES:
-        stem, suffix = comp, b""
-    room = MAX_COMPONENT_BYTES - len(suffix)
-    return stem.encode("utf-8")[:room].decode("utf-8", "ignore") + suffix.decode("utf-8")
+def _v2_component(comp: str, shown: str) -> str:
+    """A v2 file tree's name as ``_component`` shows it; one no repair keeps
+    (``..``, ``.``) is refused, naming ``shown`` (BEP 52 trees have no such names to
+    drop: a tree that holds one is broken)."""
+    name = _component(comp)
+    if name is None:
+        raise MetainfoError(f"unsafe path in torrent: {shown}")
+    return name
+
+
+def _component(comp: str) -> str | None:
+    """A path component as the filesystem will show it (``names.component``, control
+    characters replaced, cut as libtorrent cuts); None when it is dropped."""
+    if _PLAIN.match(comp) is not None and comp != "." and comp != "..":
+        return comp  # the common case, at once
+    repaired = names.component(comp)
+    return None if repaired is None else names.truncate(replace_control(repaired))
 
 
 def _url(value: Any) -> str | None:
@@ -422,11 +292,13 @@ def _parse(data: bytes) -> Metainfo:
             f"not a torrent file: {len(data)} bytes is over the {MAX_TORRENT_BYTES >> 20} MiB limit"
         )
     data = bytes(data)
-    span = _scan(data)
     try:
-        top = bencodepy.decode(data)
-    except Exception as e:
-        raise MetainfoError(f"not a torrent file: undecodable bencode ({e})") from e
+        top, span, end = decode_torrent(data)
+    except BencodeError as e:
+        raise MetainfoError(f"not a torrent file: {e}") from None
+    repairs: list[str] = []
+    if end != len(data):
+        repairs.append(f"{len(data) - end} bytes after the torrent's dictionary ignored")
     if not isinstance(top, dict):
         raise MetainfoError("not a torrent file: top level is not a dictionary")
     if span is None:
@@ -446,7 +318,7 @@ def _parse(data: bytes) -> Metainfo:
         raise MetainfoError(f"invalid torrent: 'piece length' must be positive, got {piece_length}")
     if piece_length > MAX_PIECE_LENGTH:
         raise MetainfoError(
-            f"invalid torrent: 'piece length' {piece_length} is larger than 256 MiB"
+            f"invalid torrent: 'piece length' {piece_length} is larger than 512 MiB"
         )
     pieces = info.get(b"pieces")
     v2 = metainfo_v2.is_v2(info)
@@ -467,7 +339,15 @@ def _parse(data: bytes) -> Metainfo:
         raise MetainfoError("invalid torrent: missing 'name'")
     if not isinstance(raw_name, bytes):
         raise MetainfoError("invalid torrent: 'name' is not a string")
-    name = _component(_text(raw_name), _show(_text(raw_name)))
+    text = names.decode(raw_name)
+    name = _component(text)
+    info_hash = hashlib.sha1(info_bytes).digest()
+    if name is None and b"files" in info:
+        name = info_hash.hex()  # as libtorrent names it
+    if name is None or (text == "" and b"files" not in info):  # libtorrent refuses these
+        raise MetainfoError(f"unsafe path in torrent: {_show(text)}")
+    if name != text or text.encode() != raw_name:
+        repairs.append(f"name {_show(_text(raw_name))} repaired: {_show(name)}")
 
     # --- files -------------------------------------------------------------
     has_length = b"length" in info
@@ -488,10 +368,10 @@ def _parse(data: bytes) -> Metainfo:
             raise MetainfoError("invalid torrent: 'files' is not a list")
         offset = 0
         for index, entry in enumerate(raw_files):
-            path, length, padding, executable = _file(entry, index)
-            files.append(FileEntry(path, length, offset, padding, executable))
+            path, length, padding, executable, link = _file(entry, index, repairs)
+            files.append(FileEntry(path, length, offset, padding, executable, link))
             offset += length
-        _check_tree(files)
+        files = _check_tree(files, repairs)
 
     total = sum(f.length for f in files)
     if total > MAX_TOTAL_LENGTH:
@@ -509,10 +389,10 @@ def _parse(data: bytes) -> Metainfo:
         )
 
     rows = [(f.path, f.length, f.padding, f.executable) for f in files]
-    v2_info = metainfo_v2.hybrid(top, info, info_bytes, rows, piece_length, _component,
+    v2_info = metainfo_v2.hybrid(top, info, info_bytes, rows, piece_length, _v2_component,
                                  _length) if v2 else None
     return _metainfo(top, info, hashlib.sha1(info_bytes).digest(), info_bytes, name,
-                     piece_length, pieces, files, has_files, total, v2_info)
+                     piece_length, pieces, files, has_files, total, v2_info, repairs)
 
 
 def _parse_v2(top: dict, info: dict, info_bytes: bytes, piece_length: int) -> Metainfo:
@@ -521,29 +401,30 @@ def _parse_v2(top: dict, info: dict, info_bytes: bytes, piece_length: int) -> Me
     raw_name = _pick_utf8(info, b"name", bytes)
     if not isinstance(raw_name, bytes):
         raise MetainfoError("invalid torrent: missing 'name'")
-    name = _component(_text(raw_name), _show(_text(raw_name)))
+    name = _v2_component(_text(raw_name), _show(_text(raw_name)))
     v2_info, rows, multi = metainfo_v2.v2_only(top, info, info_bytes, piece_length,
-                                               _component, _length)
+                                               _v2_component, _length)
     files: list[FileEntry] = []
     offset = 0
     for path, length, padding, executable in rows:
         files.append(FileEntry(path if multi or padding else (name,), length, offset, padding,
                                executable))
         offset += length
+    repairs: list[str] = []
     if multi:
-        _check_tree(files)
+        files = _check_tree(files, repairs)
     if offset > MAX_TOTAL_LENGTH:
         raise MetainfoError(f"invalid torrent: total length {offset} is over the 1 PiB limit")
     if offset == 0:
         raise MetainfoError("invalid torrent: torrent has no data (total length is 0)")
     # On the wire a v2-only torrent goes by its SHA-256 info-hash cut to 20 bytes.
     return _metainfo(top, info, v2_info.info_hash[:HASH_LEN], info_bytes, name, piece_length,
-                     b"", files, multi, offset, v2_info)
+                     b"", files, multi, offset, v2_info, repairs)
 
 
 def _metainfo(top: dict, info: dict, info_hash: bytes, info_bytes: bytes, name: str,
               piece_length: int, pieces: bytes, files: list[FileEntry], multi: bool,
-              total: int, v2_info) -> Metainfo:
+              total: int, v2_info, repairs: list[str]) -> Metainfo:
     private = info.get(b"private")
     creation_date = top.get(b"creation date")
     if (not isinstance(creation_date, int) or isinstance(creation_date, bool)
@@ -567,6 +448,7 @@ def _metainfo(top: dict, info: dict, info_hash: bytes, info_bytes: bytes, name: 
         created_by=_optional_text(top, b"created by"),
         creation_date=creation_date,
         v2=v2_info,
+        repairs=tuple(repairs),
     )
 
 
@@ -587,42 +469,78 @@ def _attrs(d: dict) -> tuple[bool, bool]:
     return b"p" in attr, b"x" in attr
 
 
-def _file(entry: Any, index: int) -> tuple[tuple[str, ...], int, bool, bool]:
+def _file(entry: Any, index: int, repairs: list[str]
+          ) -> tuple[tuple[str, ...], int, bool, bool, tuple[str, ...] | None]:
+    if type(entry) is dict and len(entry) == 2:  # the common {length, path}: at once
+        raw_path, length = entry.get(b"path"), entry.get(b"length")
+        if type(raw_path) is list and raw_path and type(length) is int \
+                and 0 <= length <= MAX_TOTAL_LENGTH:
+            try:
+                texts = tuple([c.decode() for c in raw_path])
+            except (UnicodeDecodeError, AttributeError):
+                pass
+            else:
+                plain = _PLAIN.match
+                if all(plain(t) is not None and t != "." and t != ".." for t in texts):
+                    return texts, length, False, False, None
     if not isinstance(entry, dict):
         raise MetainfoError(f"invalid torrent: entry {index} of 'files' is not a dictionary")
+    padding, executable = _attrs(entry)
     raw_path = _pick_utf8(entry, b"path", list)
-    if raw_path is None:
+    if raw_path is None and not padding:
         raise MetainfoError(f"invalid torrent: entry {index} of 'files' has no 'path'")
+    raw_path = raw_path or []
     if not isinstance(raw_path, list) or not all(isinstance(c, bytes) for c in raw_path):
         raise MetainfoError(
             f"invalid torrent: 'path' of entry {index} of 'files' is not a list of strings"
         )
-    if not raw_path:
+    if not raw_path and not padding:
         raise MetainfoError(f"unsafe path in torrent: entry {index} of 'files' has an empty path")
-    shown = _show(tuple(_text(c) for c in raw_path))
-    path = tuple(_component(_text(c), shown) for c in raw_path)
+    try:
+        texts = tuple([c.decode() for c in raw_path])
+        lossless = True
+    except UnicodeDecodeError:
+        texts = tuple([names.decode(c) for c in raw_path])
+        lossless = False
+    path = tuple([c for c in map(_component, texts) if c is not None]) or ("_",)
     if b"length" not in entry:
         raise MetainfoError(f"invalid torrent: file {_show(path)} has no 'length'")
     length = _length(entry[b"length"], f"file {_show(path)}")
-    padding, executable = _attrs(entry)
-    return path, length, padding, executable
+    if not raw_path:  # padding is never shown: it needs no path (named as libtorrent does)
+        repairs.append(f"padding file {index} has no path: named '.pad/{length}'")
+        return (".pad", str(length)), length, True, False, None
+    if path != texts or not lossless:
+        repairs.append(f"path {_show(tuple(map(_text, raw_path)))} repaired: {_show(path)}")
+    if padding:
+        return path, length, True, False, None
+    attr = entry.get(b"attr")
+    target = entry.get(b"symlink path")
+    if (isinstance(attr, bytes) and b"l" in attr and isinstance(target, list)
+            and all(isinstance(c, bytes) for c in target)):
+        # A symlink holds no data: libtorrent counts it as 0 bytes, whatever it says.
+        return path, 0, False, executable, tuple(names.decode(c) for c in target)
+    return path, length, False, executable, None
 
 
-def _check_tree(files: list[FileEntry]) -> None:
-    """Reject duplicate paths and a file that is also a directory of another."""
-    seen: set[tuple[str, ...]] = set()
-    dirs: set[tuple[str, ...]] = set()
-    for f in files:
-        if f.padding:
-            continue
-        if f.path in seen:
-            raise MetainfoError(f"invalid torrent: duplicate file path {_show(f.path)}")
-        seen.add(f.path)
-        for i in range(1, len(f.path)):
-            dirs.add(f.path[:i])
-    clash = seen & dirs
-    if clash:
-        first = min(clash)
-        raise MetainfoError(
-            f"invalid torrent: file and directory with the same name: {_show(first)}"
-        )
+def _check_tree(files: list[FileEntry], repairs: list[str]) -> list[FileEntry]:
+    """Rename files whose path is taken (``names.dedupe``, as libtorrent does), and
+    resolve symlink targets against the files and folders that result."""
+    paths, notes = names.dedupe([None if f.padding else f.path for f in files])
+    repairs.extend(notes)
+    if notes:
+        files = [f if p is None or p == f.path else replace(f, path=p)
+                 for f, p in zip(files, paths)]
+    if any(f.symlink is not None for f in files):
+        shown = {f.path for f in files if not f.padding}
+        folders = {p[:i] for p in shown for i in range(1, len(p))}
+        fixed = []
+        for f in files:
+            if f.symlink is not None:
+                target = names.symlink_target(f.symlink, shown, folders)
+                if target is None:
+                    repairs.append(f"symlink {_show(f.path)} points outside the torrent "
+                                   f"({_show(f.symlink)}): shown broken")
+                f = replace(f, symlink=target or ())
+            fixed.append(f)
+        files = fixed
+    return files

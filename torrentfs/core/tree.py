@@ -4,17 +4,26 @@ The mount's root holds the torrent's ``name``: the file itself for a single-file
 torrent, the top folder for a multi-file one (as a finished download would look).
 Padding files are not shown. Inode numbers are given in sorted path order, so they
 are the same on every mount of the same torrent.
+
+BEP 47 symlinks are symlinks (``Node.symlink``: the target, relative to the link's
+folder). A link whose target is not a file or folder of the torrent points at
+itself, as libtorrent makes it: a broken link (ELOOP) that leads nowhere, never out
+of the mount.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Iterable
 
 ROOT_INODE = 1  # as FUSE (and pyfuse3.ROOT_INODE) number the root
 
 
-@dataclass
+_NO_CHILDREN: dict[str, int] = MappingProxyType({})  # type: ignore[assignment]
+
+
+@dataclass(slots=True)
 class Node:
     """A file or directory. ``file_index`` is the index in the torrent's file list."""
 
@@ -26,24 +35,43 @@ class Node:
     file_index: int | None = None
     executable: bool = False
     children: dict[str, int] = field(default_factory=dict)
+    symlink: str | None = None  # a symlink's target, relative to its folder
+
+
+def link_text(link: tuple[str, ...], target: tuple[str, ...]) -> str:
+    """What a symlink at ``link`` holds to reach ``target`` (both from the mount's
+    root): a relative path, so it resolves inside the mount wherever it is."""
+    folder = link[:-1]
+    common = 0
+    while common < min(len(folder), len(target)) and folder[common] == target[common]:
+        common += 1
+    if target == link:
+        return link[-1]  # itself: a loop, a broken link
+    parts = [".."] * (len(folder) - common) + list(target[common:])
+    return "/".join(parts) or "."
 
 
 class Tree:
     """An immutable directory tree built from ``(path components, length, file_index,
-    executable)`` entries. Paths must already be safe (metainfo checks them)."""
+    executable[, symlink target])`` entries. Paths must already be safe (metainfo
+    repairs them)."""
 
     def __init__(self, entries: Iterable[tuple[tuple[str, ...], int, int, bool]]) -> None:
         self.nodes: dict[int, Node] = {ROOT_INODE: Node(ROOT_INODE, "", ROOT_INODE, True)}
         next_inode = ROOT_INODE + 1
-        for path, length, file_index, executable in sorted(entries, key=lambda e: e[0]):
+        for path, length, file_index, executable, *link in sorted(entries, key=lambda e: e[0]):
             parent = self.nodes[ROOT_INODE]
             for depth, name in enumerate(path):
                 last = depth == len(path) - 1
                 inode = parent.children.get(name)
                 if inode is None:
-                    node = Node(next_inode, name, parent.inode, not last)
+                    node = (Node(next_inode, name, parent.inode, False, children=_NO_CHILDREN)
+                            if last else Node(next_inode, name, parent.inode, True))
                     if last:
                         node.size, node.file_index, node.executable = length, file_index, executable
+                        if link and link[0] is not None:
+                            node.symlink = link[0]
+                            node.size = len(link[0].encode())
                     self.nodes[next_inode] = node
                     parent.children[name] = next_inode
                     next_inode += 1
@@ -61,7 +89,10 @@ class Tree:
             if f.padding:
                 continue
             path = (meta.name, *f.path) if meta.multi_file else tuple(f.path)
-            entries.append((path, f.length, index, f.executable))
+            link = getattr(f, "symlink", None)
+            if link is not None:
+                link = link_text(path, (meta.name, *link) if link else path)
+            entries.append((path, f.length, index, f.executable, link))
         tree = cls(entries)
         if meta.multi_file and meta.name not in tree.root.children:
             # A multi-file torrent of nothing but padding still shows its folder.

@@ -73,7 +73,8 @@ def _check_piece_length(piece_length: int) -> None:
     ):
         raise CreateError(
             f"invalid piece length {piece_length!r}: must be a power of two "
-            f"between 16 KiB ({MIN_PIECE_LENGTH}) and 256 MiB ({MAX_PIECE_LENGTH})"
+            f"between 16 KiB ({MIN_PIECE_LENGTH}) and {MAX_PIECE_LENGTH >> 20} MiB "
+            f"({MAX_PIECE_LENGTH})"
         )
 
 
@@ -217,9 +218,12 @@ def create_torrent(
 
     data = bencodepy.encode(torrent)
     try:
-        parse(data)
+        meta = parse(data)
     except MetainfoError as e:
         raise CreateError(f"cannot make a valid torrent of {str(src)!r}: {e}") from e
+    if meta.repairs:  # a name clients would repair (and show differently): refused
+        raise CreateError(f"cannot make a valid torrent of {str(src)!r}: unsafe path: "
+                          f"{meta.repairs[0]}")
     return data
 
 

@@ -30,13 +30,17 @@ import os
 import threading
 from pathlib import Path
 
-from torrentfs.core.bitfield import Bitfield
+from torrentfs.core.bitfield import Bitfield, and_flags
 from torrentfs.core.geometry import Geometry
+from torrentfs.disk.fdpool import DEFAULT_MAX_OPEN_FILES, FdPool
 from torrentfs.disk.private import open_private, private_dir, write_private
 
 RESUME_NAME = "resume"
 DATA_DIR = "data"
 RESUME_MAGIC = b"TFSR1"
+#: Torrents of up to this many files have every data file created at open; larger
+#: ones create a file when its first piece is written.
+EAGER_FILES = 1000
 
 
 class StorageError(OSError):
@@ -62,66 +66,146 @@ def punch_hole(fd: int, offset: int, length: int) -> None:
         raise OSError(e, os.strerror(e))
 
 
+class _Paths:
+    """The data file paths, made when asked (a torrent may list 100,000 files)."""
+
+    def __init__(self, storage: "Storage") -> None:
+        self._storage = storage
+
+    def __len__(self) -> int:
+        return len(self._storage.meta.files)
+
+    def __getitem__(self, index: int) -> Path:
+        if not 0 <= index < len(self):
+            raise IndexError(f"no file {index}")
+        return self._storage.data_dir / self._storage.relative(index)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+
+def data_extents(fd: int, length: int) -> list[tuple[int, int]]:
+    """The ``[start, end)`` runs of a file's first ``length`` bytes that hold data
+    (not holes), from SEEK_DATA/SEEK_HOLE: one call per run, not per piece."""
+    out = []
+    pos = 0
+    while pos < length:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError:  # ENXIO: only a hole from here on
+            break
+        if start >= length:
+            break
+        end = min(os.lseek(fd, start, os.SEEK_HOLE), length)
+        out.append((start, end))
+        pos = end
+    return out
+
+
 class Storage:
     """``folder`` holds our state; the data lives in ``folder/data`` unless
     ``data_dir`` is given (``torrentfs seed`` serves a download where it lies).
-    ``readonly`` storage never creates, extends or writes a data file."""
+    ``readonly`` storage never creates, extends or writes a data file.
+
+    Files are opened through a bounded pool (``fdpool.FdPool``, ``max_open_files``
+    at a time), never one descriptor per torrent file."""
 
     def __init__(self, folder: str | os.PathLike, meta, geometry: Geometry, *,
-                 data_dir: str | os.PathLike | None = None, readonly: bool = False) -> None:
+                 data_dir: str | os.PathLike | None = None, readonly: bool = False,
+                 max_open_files: int = DEFAULT_MAX_OPEN_FILES) -> None:
         self.folder = Path(folder)
         self.data_dir = Path(data_dir) if data_dir is not None else self.folder / DATA_DIR
         self.readonly = readonly
         self.meta = meta
         self.geometry = geometry
-        self.padding = {i for i, f in enumerate(meta.files) if f.padding}
-        self.paths: list[Path] = []
-        root = self.data_dir.resolve()
-        for f in meta.files:
-            rel = Path(meta.name, *f.path) if meta.multi_file else Path(meta.name)
-            path = self.data_dir / rel
-            if not path.resolve().is_relative_to(root) or path.resolve() == root:
-                raise StorageError(f"unsafe path in torrent: {str(rel)!r}")
-            self.paths.append(path)
-        self._fds: dict[int, int] = {}
+        # Files that hold no data of their own: padding (reads as zeros) and symlinks.
+        self.padding = {i for i, f in enumerate(meta.files)
+                        if f.padding or getattr(f, "symlink", None) is not None}
+        self.paths = _Paths(self)
+        self._check_paths()
+        self.pool = FdPool(self._open_file, max_open_files)
+        self._dirty: set[int] = set()  # written since the last fsync
+        self._scanned: tuple[bytearray, bytearray] | None = None  # load_resume's scan
         self._lock = threading.Lock()
+
+    def relative(self, index: int) -> Path:
+        """File ``index``'s path below the data folder."""
+        meta = self.meta
+        return Path(meta.name, *meta.files[index].path) if meta.multi_file else Path(meta.name)
+
+    def _check_paths(self) -> None:
+        """Every path must stay inside the data folder: its components are plain names
+        (metainfo made them so; checked again here), and each folder they pass
+        through resolves inside (a symlink planted in the cache is not followed out)."""
+        root = self.data_dir.resolve()
+        meta = self.meta
+        names = {meta.name}
+        parents: set[tuple[str, ...]] = set()
+        if meta.multi_file:
+            for f in meta.files:
+                names.update(f.path)
+                parents.add(f.path[:-1])
+        for p in names:
+            if p in ("", ".", "..") or "/" in p or "\0" in p:
+                raise StorageError(f"unsafe path in torrent: {p!r}")
+        folders = {(meta.name, *parent[:depth]) for parent in parents
+                   for depth in range(len(parent) + 1)}
+        for parts in folders:
+            d = self.data_dir.joinpath(*parts).resolve()
+            if not d.is_relative_to(root) or d == root:
+                raise StorageError(f"unsafe path in torrent: {'/'.join(parts)!r}")
+        if not meta.multi_file and (self.data_dir / meta.name).resolve().parent != root:
+            raise StorageError(f"unsafe path in torrent: {meta.name!r}")
 
     # -- files ------------------------------------------------------------------
 
+    def _open_file(self, index: int, create: bool) -> int | None:
+        """The pool's opener: a new descriptor of data file ``index``; None when it is
+        not there and ``create`` is False (or the storage is read-only). A writable
+        file is set to its full length (sparse) when opened."""
+        path = self.paths[index]
+        if self.readonly:
+            try:
+                return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                return None
+        try:
+            # A symlink planted where a data file belongs is not followed.
+            fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if not create:
+                return None
+            private_dir(path.parent, tighten=False)
+            fd = open_private(path, os.O_RDWR)
+        try:
+            if os.fstat(fd).st_size != self.geometry.file_lengths[index]:
+                os.ftruncate(fd, self.geometry.file_lengths[index])
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
+
     def open(self) -> None:
-        """Create the folder (0700) and every data file (0600, sparse, full length).
-        Existing files are kept: their verified pieces are the cache. Read-only
-        storage opens what exists, as it is; a missing file's pieces are unavailable."""
+        """Create the folder (0700) and every data file (0600, sparse, full length),
+        or, for a torrent of more than ``EAGER_FILES`` files, only the empty ones:
+        the others are created as their first piece is written (mounting a torrent
+        of 100,000 files must not create 100,000 files first). Existing files are
+        kept: their verified pieces are the cache. Read-only storage creates
+        nothing; a missing file's pieces are unavailable."""
         if self.readonly:
             private_dir(self.folder, tighten=False)
-            for i, path in enumerate(self.paths):
-                if i not in self.padding:
-                    try:
-                        self._fds[i] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-                    except FileNotFoundError:
-                        pass
             return
         for d in (self.folder, self.data_dir):
             private_dir(d)
-        for i, path in enumerate(self.paths):
-            if i in self.padding:
-                continue
-            private_dir(path.parent, tighten=False)
-            # A symlink planted where a data file belongs is not followed.
-            fd = open_private(path, os.O_RDWR)
-            try:
-                if os.fstat(fd).st_size != self.geometry.file_lengths[i]:
-                    os.ftruncate(fd, self.geometry.file_lengths[i])
-            except OSError:
-                os.close(fd)
-                raise
-            self._fds[i] = fd
+        eager = len(self.meta.files) <= EAGER_FILES
+        for i, length in enumerate(self.geometry.file_lengths):
+            if (eager or length == 0) and i not in self.padding:
+                with self.pool.use(i, create=True):
+                    pass
 
     def close(self) -> None:
         with self._lock:
-            for fd in self._fds.values():
-                os.close(fd)
-            self._fds.clear()
+            self.pool.close()
 
     def write_piece(self, index: int, data) -> None:
         """Write a whole (verified) piece to its files."""
@@ -135,9 +219,10 @@ class Storage:
             if span.file_index not in self.padding:
                 chunk = view[pos:pos + span.length]
                 written = 0
-                while written < span.length:
-                    written += os.pwrite(self._fds[span.file_index], chunk[written:],
-                                         span.file_offset + written)
+                with self.pool.use(span.file_index, create=True) as fd:
+                    self._dirty.add(span.file_index)
+                    while written < span.length:
+                        written += os.pwrite(fd, chunk[written:], span.file_offset + written)
             pos += span.length
 
     def read(self, stream_offset: int, length: int) -> bytes:
@@ -148,7 +233,10 @@ class Storage:
             if span.file_index in self.padding:
                 parts.append(bytes(span.length))
                 continue
-            data = os.pread(self._fds[span.file_index], span.length, span.file_offset)
+            with self.pool.use(span.file_index) as fd:
+                if fd is None:
+                    raise StorageError(f"missing data file {self.paths[span.file_index]}")
+                data = os.pread(fd, span.length, span.file_offset)
             if len(data) != span.length:
                 raise StorageError(f"short read from {self.paths[span.file_index]}")
             parts.append(data)
@@ -200,9 +288,11 @@ class Storage:
         """Drop a piece's bytes from the disk (evicted from the cache, or a failed or
         bad write): its range becomes a hole again, so ``has_data`` is False."""
         for span in self.geometry.piece_spans(index):
-            fd = self._fds.get(span.file_index)
-            if fd is not None and span.file_index not in self.padding:
-                punch_hole(fd, span.file_offset, span.length)
+            if span.file_index in self.padding:
+                continue
+            with self.pool.use(span.file_index) as fd:
+                if fd is not None:
+                    punch_hole(fd, span.file_offset, span.length)
 
     def check_piece(self, index: int) -> bytes | None:
         """The piece's bytes read back from disk if they hash right, else None."""
@@ -213,21 +303,72 @@ class Storage:
         """Pieces not in ``recorded`` whose bytes are all on disk (no holes): written
         and verified, but not yet in the resume file when the last run ended (a
         crash between the write and the next resume save). Cheap: reads nothing."""
-        return [i for i in range(self.geometry.num_pieces)
-                if i not in recorded and self._data_files(i) and self.has_data(i)]
+        on_disk, own_data = self._scanned or self._on_disk()
+        self._scanned = None
+        return list(Bitfield.from_flags(and_flags(on_disk, own_data),
+                                        self.geometry.num_pieces).without(recorded))
 
-    def _data_files(self, index: int) -> bool:
-        """True when the piece has bytes in some real (non-padding) file."""
-        return any(s.file_index not in self.padding and s.file_index in self._fds
-                   for s in self.geometry.piece_spans(index))
+    def _existing(self) -> list[int]:
+        """The indexes of the data files that exist (walks the data folder, so a
+        fresh cache costs nothing whatever the number of files)."""
+        if not self.data_dir.is_dir():
+            return []
+        found: set[str] = set()
+        for dirpath, _dirs, names in os.walk(self.data_dir):
+            for name in names:
+                found.add(os.path.join(dirpath, name))
+        if not found:
+            return []
+        base = str(self.data_dir)
+        return [i for i in range(len(self.meta.files))
+                if i not in self.padding and self.geometry.file_lengths[i]
+                and os.path.join(base, self.relative(i)) in found]
+
+    def _on_disk(self) -> tuple[bytearray, bytearray]:
+        """Two flags per piece (0 or 1): all its bytes are on disk (holes are not;
+        padding is), and it has bytes in some data file that exists. Found from the
+        files' data extents (SEEK_DATA/SEEK_HOLE), never piece by piece."""
+        g = self.geometry
+        n, pl = g.num_pieces, g.piece_length
+        intervals: list[tuple[int, int]] = []
+        padding: list[tuple[int, int]] = []
+        for i in self.padding:
+            if g.file_lengths[i]:
+                padding.append((g.file_offsets[i], g.file_offsets[i] + g.file_lengths[i]))
+        own = bytearray(n)
+        for i in self._existing():
+            start, length = g.file_offsets[i], g.file_lengths[i]
+            first, last = start // pl, (start + length - 1) // pl
+            own[first:last + 1] = b"\1" * (last - first + 1)
+            with self.pool.use(i) as fd:
+                if fd is not None:
+                    intervals.extend((start + a, start + b) for a, b in data_extents(fd, length))
+        covered = bytearray(n)
+        merged: list[list[int]] = []
+        for a, b in sorted(intervals + padding):
+            if merged and a <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        total = g.total_length
+        for a, b in merged:
+            first = -(-a // pl)
+            last = (total - 1) // pl if b >= total else b // pl - 1  # last whole piece
+            if last >= first:
+                covered[first:last + 1] = b"\1" * (last - first + 1)
+        return covered, own
 
     def check(self, progress=None) -> Bitfield:
         """Hash every piece whose files are all there at full length: the pieces
         that verify. ``progress(pieces_done, total)`` is called as it goes."""
         g = self.geometry
         sizes = {}
-        for i, fd in self._fds.items():
-            sizes[i] = os.fstat(fd).st_size
+        for i in range(len(self.meta.files)):
+            if i not in self.padding:
+                try:
+                    sizes[i] = os.stat(self.paths[i]).st_size
+                except OSError:
+                    pass
         good = Bitfield(g.num_pieces)
         for index in range(g.num_pieces):
             spans = [s for s in g.piece_spans(index) if s.file_index not in self.padding]
@@ -247,13 +388,13 @@ class Storage:
         for span in self.geometry.piece_spans(index):
             if span.file_index in self.padding:
                 continue
-            fd = self._fds.get(span.file_index)
-            if fd is None:
-                return False
-            try:
-                hole = os.lseek(fd, span.file_offset, os.SEEK_HOLE)
-            except OSError:
-                return False
+            with self.pool.use(span.file_index) as fd:
+                if fd is None:
+                    return False
+                try:
+                    hole = os.lseek(fd, span.file_offset, os.SEEK_HOLE)
+                except OSError:
+                    return False
             if hole < span.file_offset + span.length:
                 return False
         return True
@@ -267,8 +408,15 @@ class Storage:
     def save_resume(self, have: Bitfield) -> None:
         """Write the verified-pieces bitfield atomically (temp file, fsync, rename),
         after syncing the data files so the bitfield never claims unwritten data."""
-        for fd in list(self._fds.values()):
-            os.fsync(fd)
+        for i in sorted(self._dirty):
+            self._dirty.discard(i)  # first: a write from now on marks it again
+            try:
+                with self.pool.use(i) as fd:
+                    if fd is not None:
+                        os.fsync(fd)  # flushes the file, whichever descriptor wrote it
+            except OSError:
+                self._dirty.add(i)  # the next save tries again
+                raise
         write_private(self.resume_path,
                       RESUME_MAGIC + self.meta.info_hash + have.to_bytes(), durable=True)
 
@@ -287,8 +435,6 @@ class Storage:
             claimed = Bitfield.from_bytes(payload[len(head):], n)
         except ValueError:
             return Bitfield(n)
-        have = Bitfield(n)
-        for i in claimed:
-            if self.has_data(i):
-                have.add(i)
-        return have
+        self._scanned = self._on_disk()  # unrecorded() comes next at a start
+        on_disk, _ = self._scanned
+        return Bitfield.from_flags(and_flags(claimed.flags(), on_disk), n)

@@ -41,6 +41,7 @@ class TorrentOptions:
     cache_size_auto: bool = False    # cache_size was set from the disk's free space
     seed_only: bool = False          # serve data_dir as it is (checked at start), never write
     data_dir: str | os.PathLike | None = None  # where the payload lives; None: the folder
+    max_open_files: int = 128        # data files held open at once (disk.fdpool)
 
     def __post_init__(self) -> None:
         # Any iterables in, tuples kept: the options are frozen and shared.

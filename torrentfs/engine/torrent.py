@@ -94,13 +94,16 @@ class Torrent:
                  http_transport=None, check_progress=None, utp=None) -> None:
         self.meta = meta
         self.options = options
+        for note in getattr(meta, "repairs", ())[:20]:  # said once, as libtorrent repairs
+            log.warning("%s: repaired: %s", meta.name, note)
         self.geometry = Geometry(meta.piece_length, tuple(f.length for f in meta.files))
         # seed_only: serve the data in data_dir as it is (verified at start), never
         # downloading or writing; otherwise a cache that fills as pieces are read.
         self.seed_only = options.seed_only
         self.check_progress = check_progress
         self.storage = Storage(folder, meta, self.geometry, data_dir=options.data_dir,
-                               readonly=options.seed_only)
+                               readonly=options.seed_only,
+                               max_open_files=options.max_open_files)
         self.have = Bitfield(self.geometry.num_pieces)
         self.peer_id = peer_id or make_peer_id()
         self.picker = Picker(self.geometry, self.have, prefetch=options.prefetch,

@@ -172,6 +172,10 @@ class TorrentFS(pyfuse3.Operations):
             a.st_mode = stat.S_IFDIR | 0o555
             a.st_nlink = 2 + sum(1 for c in node.children.values() if self.tree.nodes[c].is_dir)
             a.st_size = 0
+        elif node.symlink is not None:  # BEP 47: a link, holding no data
+            a.st_mode = stat.S_IFLNK | 0o777
+            a.st_nlink = 1
+            a.st_size = node.size
         else:
             a.st_mode = stat.S_IFREG | (0o555 if node.executable else 0o444)
             a.st_nlink = 1
@@ -180,8 +184,9 @@ class TorrentFS(pyfuse3.Operations):
         a.st_rdev = 0
         a.st_blksize = 1 << 17
         # What is verified and on disk, in 512-byte units, so `du` shows progress.
-        a.st_blocks = 0 if node.is_dir else (self.torrent.geometry.file_verified(
-            self.torrent.have, node.file_index) + 511) // 512
+        a.st_blocks = 0 if node.is_dir or node.symlink is not None else (
+            self.torrent.geometry.file_verified(self.torrent.have, node.file_index)
+            + 511) // 512
         a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = self.time_ns
         return a
 
@@ -209,10 +214,18 @@ class TorrentFS(pyfuse3.Operations):
     async def releasedir(self, fh):
         pass
 
+    async def readlink(self, inode, ctx):
+        node = self._node(inode)
+        if node.symlink is None:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        return os.fsencode(node.symlink)
+
     async def open(self, inode, flags, ctx):
         node = self._node(inode)
         if node.is_dir:
             raise pyfuse3.FUSEError(errno.EISDIR)
+        if node.symlink is not None:
+            raise pyfuse3.FUSEError(errno.ELOOP)
         if flags & os.O_ACCMODE != os.O_RDONLY:
             raise pyfuse3.FUSEError(errno.EROFS)
         fh = next(self._next_fh)

@@ -155,6 +155,11 @@ class MultiFS(pyfuse3.Operations):
     async def releasedir(self, fh):
         pass
 
+    async def readlink(self, inode, ctx):
+        if inode == ROOT_INODE:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        return await self._child(inode).readlink(inode, ctx)
+
     async def open(self, inode, flags, ctx):
         if inode == ROOT_INODE:
             raise pyfuse3.FUSEError(errno.EISDIR)
