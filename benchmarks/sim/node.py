@@ -238,6 +238,8 @@ class Node:
             self.fill(peer)
 
     def piece_arrived(self, index: int) -> None:
+        """engine/torrent.py's piece_on_disk: haves out, readers woken, a
+        not-interested to all once complete, every pipeline topped up."""
         self.swarm.piece_done(self, index)
         if index in self.waiting:
             self.waiting.discard(index)
@@ -251,6 +253,8 @@ class Node:
                 if c.am_interested:
                     c.am_interested = False
                     self.swarm.send(self, p, p.on_not_interested)
+        elif self.done_at is None:
+            self.schedule()
 
     # -- uploading ------------------------------------------------------------------
 

@@ -142,6 +142,8 @@ class Swarm:
         for p in list(node.conns):
             p.drop(node)
         node.conns.clear()
+        node.unchoking.clear()
+        node.asking.clear()
 
     def finished(self, node: Node) -> None:
         node.done_at = self.loop.now
