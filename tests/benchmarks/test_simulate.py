@@ -109,3 +109,11 @@ def test_bad_options_are_one_line_errors(bad, capsys):
         cli.main(bad)
     assert e.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_plot_draws_the_cdf_and_the_flows(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    monkeypatch.setenv("TORRENTFS_CALLER_DIR", str(tmp_path))
+    assert cli.main(["--nodes", "2", "--size", "1", "--piece-size", "64",
+                     "--plot", "p.png"]) == 0
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
