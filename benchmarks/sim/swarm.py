@@ -32,7 +32,8 @@ The model
   blocks of one piece cannot come from several peers at once, and a piece is
   announced only once whole (as in reality).
 * Not modelled: CPU, disk, TCP slow start and congestion, the tracker's re-announces
-  (a node that loses peers does not find new ones), snubbing, hash failures.
+  and PEX (a node that loses peers does not find new ones), snubbing, dropping
+  useless peers, hash failures.
 """
 
 from __future__ import annotations
