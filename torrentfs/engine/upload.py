@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 from collections import deque
 
 import trio
@@ -37,6 +36,7 @@ import trio
 from torrentfs.core import wire
 from torrentfs.core.piecelayers import HashServer
 from torrentfs.core.ratelimit import TokenBucket
+from torrentfs.core.uploadpolicy import HOLD_SECONDS, best_request
 from torrentfs.disk.storage import StorageError
 from torrentfs.net.peer import PeerSession
 
@@ -46,7 +46,6 @@ MAX_UPLOAD_QUEUE = 500      # requests a peer may have queued with us (what we
                             # advertise as BEP 10 'reqq': peerext.REQQ)
 MAX_REFUSED = 4 * MAX_UPLOAD_QUEUE  # requests refused in a row before the peer is dropped
 UPLOAD_BACKLOG = 128 << 10  # serve a peer more only while less than this awaits its socket
-HOLD_SECONDS = 2.0          # how long a piece just sent to one peer waits for another
 SCAN = 64                   # requests of a peer's queue weighed when choosing its next
 
 
@@ -163,21 +162,8 @@ class Uploader:
             fifo.popleft()
         if not fifo:
             return None
-        sent, last = self._pieces_sent, self._last_sent
-        best, best_key = 0, (True, math.inf)
-        prev = -1
-        for n, req in enumerate(itertools.islice(fifo, SCAN)):
-            if req.index == prev:
-                continue  # same key as the request before it, which is older: not better
-            prev = req.index
-            to = last.get(req.index)
-            held = to is not None and to[0] is not s and now - to[1] < HOLD_SECONDS
-            key = (held, sent.get(req.index, 0))
-            if key < best_key:
-                best, best_key = n, key
-                if key == (False, 0):
-                    break
-        return best, best_key[0]
+        return best_request(itertools.islice(fifo, SCAN), s, self._pieces_sent,
+                            self._last_sent, now)
 
     async def _serve_one(self, s: PeerSession, req: wire.Request) -> None:
         key = (req.index, req.begin, req.length)

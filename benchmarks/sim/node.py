@@ -1,0 +1,391 @@
+"""One simulated node (or the origin): the real picker, choker and readahead of
+torrentfs, and the uploader's choice of the next request (core/uploadpolicy), wired
+the way engine/torrent.py, engine/reads.py and engine/upload.py wire them; messages
+between nodes go through the swarm (``Swarm.send``), which adds the latency."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+from torrentfs.core.bitfield import Bitfield
+from torrentfs.core.choker import Choker, PeerView
+from torrentfs.core.geometry import Geometry
+from torrentfs.core.picker import NOW, READAHEAD, Picker
+from torrentfs.core.ratelimit import Rate
+from torrentfs.core.readahead import Readahead
+from torrentfs.core.uploadpolicy import best_request
+from torrentfs.engine.reads import (NOW_SLACK, READAHEAD_DEADLINE, READAHEAD_MAX,
+                                    READAHEAD_MIN, READAHEAD_STEP)
+from torrentfs.engine.torrent import (LEECHER_JITTER, PIPELINE_MAX, PIPELINE_MIN,
+                                      PIPELINE_SECONDS, SPREAD_MAX)
+from torrentfs.engine.upload import SCAN
+
+from benchmarks.sim.links import BLOCK, Link
+
+if TYPE_CHECKING:
+    from benchmarks.sim.swarm import Swarm
+
+
+class Req:
+    """A queued request (one block is one piece in the simulation)."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
+class Conn:
+    """One node's side of a connection to a peer."""
+
+    __slots__ = ("am_choking", "peer_choking", "am_interested", "peer_interested",
+                 "queue", "queued", "down", "up", "connected_at")
+
+    def __init__(self, now: float) -> None:
+        self.am_choking = True
+        self.peer_choking = True
+        self.am_interested = False
+        self.peer_interested = False
+        self.queue: deque[Req] = deque()   # its requests to us, oldest first
+        self.queued: set[int] = set()      # those not cancelled
+        self.down = Rate()
+        self.up = Rate()
+        self.connected_at = now
+
+
+class Node:
+    def __init__(self, swarm: Swarm, idx: int, rack: int, geometry: Geometry,
+                 up_rate: float, down_rate: float, origin: bool) -> None:
+        self.swarm = swarm
+        self.idx = idx
+        self.name = "origin" if origin else f"node{idx}"
+        self.rack = rack
+        self.origin = origin
+        self.g = geometry
+        have = Bitfield(geometry.num_pieces)
+        if origin:
+            for i in range(geometry.num_pieces):
+                have.add(i)
+        self.have = have
+        self.picker = Picker(geometry, have, salt=swarm.rng.getrandbits(32),
+                             jitter=LEECHER_JITTER)
+        self.choker = Choker()
+        self.up = Link(up_rate)
+        self.down = Link(down_rate) if down_rate else None
+        self.conns: dict[Node, Conn] = {}
+        self.unchoking: set[Node] = set()      # peers not choking us
+        self.asking: dict[Node, None] = {}     # peers with queued requests, in turn
+        self.busy = False                      # an uplink turn is scheduled
+        self.sent: dict[int, int] = {}         # piece -> times it went out
+        self.last_sent: dict[int, tuple[Node, float]] = {}
+        self.alive = False
+        self.leaves = False                    # leaves at half its read
+        self.joined_at: float | None = None
+        self.done_at: float | None = None
+        self.rx_origin = self.rx_peers = self.tx = 0
+        # The reader (engine/reads.py's ReadHandle and read).
+        f = swarm.factor
+        self.readahead = Readahead(max(1, READAHEAD_MIN // f), max(1, READAHEAD_MAX // f))
+        self.raised: set[int] = set()
+        self.window: tuple[int, int] | None = None
+        self.pos = 0
+        self.read_len = 0
+        self.waiting: set[int] = set()
+        self.wait_owner: object | None = None
+
+    def __lt__(self, other: Node) -> bool:   # the choker's tie-break among keys
+        return self.idx < other.idx
+
+    def __repr__(self) -> str:
+        return self.name
+
+    @property
+    def seeding(self) -> bool:
+        return self.origin or self.have.complete
+
+    # -- connections ----------------------------------------------------------------
+
+    def connect(self, peer: Node, now: float) -> None:
+        self.conns[peer] = Conn(now)
+        self.picker.add_peer(peer)
+        if peer.have.count:
+            self.picker.got_bitfield(peer, peer.have)
+
+    def drop(self, peer: Node) -> None:
+        """The peer left: its requests are freed, its slot rechoked."""
+        c = self.conns.pop(peer, None)
+        if c is None:
+            return
+        self.picker.remove_peer(peer)
+        self.unchoking.discard(peer)
+        self.asking.pop(peer, None)
+        if not c.am_choking:
+            self.rechoke()
+        self.schedule()
+
+    def update_interest(self, peer: Node) -> None:
+        c = self.conns[peer]
+        if not self.origin and not c.am_interested and self.picker.is_interesting(peer):
+            c.am_interested = True
+            self.swarm.send(self, peer, peer.on_interested)
+
+    # -- choking --------------------------------------------------------------------
+
+    def rechoke(self) -> None:
+        now = self.swarm.loop.now
+        views = [PeerView(p, c.peer_interested, c.am_choking, c.down.rate(now),
+                          c.up.rate(now), False, c.connected_at)
+                 for p, c in self.conns.items()]
+        decision = self.choker.rechoke(views, now, self.seeding)
+        for p in decision.choke:
+            c = self.conns[p]
+            c.am_choking = True
+            c.queue.clear()   # with BEP 6 each is rejected: the peer hears the choke
+            c.queued.clear()
+            self.asking.pop(p, None)
+            self.swarm.send(self, p, p.on_choke)
+        for p in decision.unchoke:
+            self.conns[p].am_choking = False
+            self.swarm.send(self, p, p.on_unchoke)
+
+    def tick(self) -> None:
+        """engine/torrent.py's one-second ticker: the regular rechoke when due, and
+        every pipeline topped up."""
+        if not self.alive:
+            return
+        if self.choker.due(self.swarm.loop.now):
+            self.rechoke()
+        self.schedule()
+        self.swarm.loop.at(self.swarm.loop.now + 1.0, self.tick)
+
+    def on_interested(self, peer: Node) -> None:
+        self.conns[peer].peer_interested = True
+        if self.have.count:
+            self.rechoke()
+
+    def on_not_interested(self, peer: Node) -> None:
+        c = self.conns[peer]
+        c.peer_interested = False
+        if not c.am_choking:
+            self.rechoke()
+
+    def on_choke(self, peer: Node) -> None:
+        self.conns[peer].peer_choking = True
+        self.unchoking.discard(peer)
+        self.picker.peer_choked(peer)
+        self.schedule()
+
+    def on_unchoke(self, peer: Node) -> None:
+        self.conns[peer].peer_choking = False
+        self.unchoking.add(peer)
+        self.fill(peer)
+
+    # -- downloading ----------------------------------------------------------------
+
+    def fill(self, peer: Node, batch: bool = False) -> None:
+        c = self.conns[peer]
+        if c.peer_choking or self.origin or self.done_at is not None:
+            return
+        outstanding = self.picker.outstanding(peer)
+        now = self.swarm.loop.now
+        f = self.swarm.factor
+        blocks = int(c.down.rate(now) * f * PIPELINE_SECONDS) // BLOCK
+        pipeline = -(-max(PIPELINE_MIN, min(PIPELINE_MAX, blocks)) // f)
+        if outstanding >= pipeline or (batch and outstanding > pipeline // 2):
+            return
+        spread = max(1, min(SPREAD_MAX, len(self.unchoking)))
+        for index, _, _ in self.picker.pick(peer, now, pipeline - outstanding, spread):
+            self.swarm.send(self, peer, peer.on_request, index)
+
+    def schedule(self, skip: Node | None = None) -> None:
+        now = self.swarm.loop.now
+        for p in sorted(self.unchoking, key=lambda p: (-self.conns[p].down.rate(now), p.idx)):
+            if p is not skip:
+                self.fill(p)
+
+    def on_block(self, peer: Node, index: int, nbytes: int) -> None:
+        c = self.conns.get(peer)
+        if c is None:
+            return   # the sender left: what was on the way is lost
+        now = self.swarm.loop.now
+        c.down.add(nbytes, now)
+        if peer.origin:
+            self.rx_origin += nbytes
+        else:
+            self.rx_peers += nbytes
+        got = self.picker.block_received(peer, index, 0, nbytes)
+        if got.new:
+            for other in got.cancel:
+                self.swarm.send(self, other, other.on_cancel, index)
+            if got.piece_complete:
+                self.picker.piece_verified(index)
+                self.piece_arrived(index)
+        if self.done_at is None and peer in self.conns:
+            self.fill(peer, batch=True)
+
+    def on_have(self, peer: Node, index: int) -> None:
+        self.picker.got_have(peer, index)
+        c = self.conns[peer]
+        if (not c.am_interested and index not in self.have and not self.origin
+                and self.done_at is None):
+            c.am_interested = True
+            self.swarm.send(self, peer, peer.on_interested)
+        if not c.peer_choking:
+            if not self.picker.is_seed(peer):
+                for seed, _, _ in self.picker.spare_seeds(index):
+                    self.swarm.send(self, seed, seed.on_cancel, index)
+            self.fill(peer)
+
+    def piece_arrived(self, index: int) -> None:
+        """engine/torrent.py's piece_on_disk: haves out, readers woken, a
+        not-interested to all once complete, every pipeline topped up."""
+        self.swarm.piece_done(self, index)
+        if index in self.waiting:
+            self.waiting.discard(index)
+            if not self.waiting:
+                self.picker.drop(self.wait_owner)
+                self.wait_owner = None
+                self.pos += self.read_len
+                self.read_on()
+        if self.have.complete:
+            for p, c in self.conns.items():
+                if c.am_interested:
+                    c.am_interested = False
+                    self.swarm.send(self, p, p.on_not_interested)
+        elif self.done_at is None:
+            self.schedule()
+
+    # -- uploading ------------------------------------------------------------------
+
+    def on_request(self, peer: Node, index: int) -> None:
+        c = self.conns[peer]
+        if c.am_choking or index not in self.have:   # rejected (BEP 6)
+            self.swarm.send(self, peer, peer.on_reject, index)
+            return
+        if index in c.queued:
+            return
+        c.queued.add(index)
+        c.queue.append(Req(index))
+        self.asking[peer] = None
+        self.kick()
+
+    def on_reject(self, peer: Node, index: int) -> None:
+        self.picker.request_dropped(peer, index, 0)
+        self.schedule(skip=peer)
+
+    def on_cancel(self, peer: Node, index: int) -> None:
+        c = self.conns.get(peer)
+        if c is not None:
+            c.queued.discard(index)
+
+    def kick(self) -> None:
+        if not self.busy and self.asking:
+            self.busy = True
+            loop = self.swarm.loop
+            loop.at(max(loop.now, self.up.free), self.serve)
+
+    def serve(self) -> None:
+        """The uplink is free: answer one request (engine/upload.py's choice: fresh
+        pieces first, held ones only when nobody asks for a fresh one; peers in turn)."""
+        self.busy = False
+        if not self.alive:
+            return
+        now = self.swarm.loop.now
+        while self.asking:
+            chosen = None
+            for p in list(self.asking):
+                c = self.conns[p]
+                q = c.queue
+                while q and q[0].index not in c.queued:
+                    q.popleft()
+                if not q:
+                    del self.asking[p]
+                    continue
+                n, held = best_request(list(q)[:SCAN], p, self.sent, self.last_sent, now)
+                if not held:
+                    chosen = (p, n)
+                    break
+                if chosen is None:
+                    chosen = (p, n)
+            if chosen is None:
+                return
+            p, n = chosen
+            c = self.conns[p]
+            req = c.queue[n]
+            del c.queue[n]
+            if not c.queue:
+                del self.asking[p]
+            else:   # its turn is over: to the back of the line
+                del self.asking[p]
+                self.asking[p] = None
+            if req.index not in c.queued:
+                continue   # cancelled meanwhile: not sent
+            c.queued.discard(req.index)
+            nbytes = self.g.piece_size(req.index)
+            c.up.add(nbytes, now)
+            self.tx += nbytes
+            self.sent[req.index] = self.sent.get(req.index, 0) + 1
+            self.last_sent[req.index] = (p, now)
+            self.swarm.transfer(self, p, req.index, nbytes)
+            self.kick()
+            return
+
+    # -- reading --------------------------------------------------------------------
+
+    def start_reading(self) -> None:
+        """The file is opened (ReadHandle: its first and last pieces at readahead
+        priority) and read from the start."""
+        g = self.g
+        edge = list(dict.fromkeys([*g.file_pieces(0, 0, 1),
+                                   *g.file_pieces(0, g.total_length - 1, 1)]))
+        self._raise(edge)
+        self.read_on()
+
+    def read_on(self) -> None:
+        """Read on until a read waits for pieces (or the file ends)."""
+        g, size = self.g, self.g.total_length
+        rs = max(1, self.swarm.params.read_size // self.swarm.factor)
+        while self.pos < size:
+            if self.leaves and self.pos >= size // 2:
+                self.swarm.leave(self)
+                return
+            n = min(rs, size - self.pos)
+            self._advance(self.pos, n)
+            missing = self.have.missing(g.pieces_in_range(self.pos, n))
+            if missing:
+                self.read_len = n
+                self.waiting = set(missing)
+                self.wait_owner = owner = object()
+                self.picker.raise_priority(owner, missing, NOW,
+                                           self.swarm.loop.now + NOW_SLACK)
+                self.schedule()
+                return
+            self.pos += n
+        self.swarm.finished(self)
+
+    def _advance(self, offset: int, size: int) -> None:
+        start, length = self.readahead.advance(offset, size)
+        window = self.g.file_pieces(0, start, length)
+        key = (window.start, window.stop)
+        if key == self.window:
+            return   # the same pieces: nothing to raise or drop
+        self.window = key
+        stale = [i for i in self.raised if i not in window]
+        if stale:
+            self.raised.difference_update(stale)
+            self.picker.drop(self, stale)
+            for i in stale:
+                for peer, _, _ in self.picker.withdraw(i) or ():
+                    self.swarm.send(self, peer, peer.on_cancel, i)
+        self._raise([i for i in window if i not in self.raised and i not in self.have])
+
+    def _raise(self, pieces: list[int]) -> None:
+        if not pieces:
+            return
+        now = self.swarm.loop.now
+        for rank, i in enumerate(pieces):
+            self.picker.raise_priority(self, (i,), READAHEAD,
+                                       now + READAHEAD_DEADLINE + READAHEAD_STEP * rank)
+        self.raised.update(pieces)
+        self.schedule()

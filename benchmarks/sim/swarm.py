@@ -1,0 +1,204 @@
+"""The simulated swarm: an origin and N nodes on modelled links, and the run.
+
+The model
+---------
+* One origin seeds the file; N nodes each open it and read it from start to end in
+  ``read_size`` reads, as ``sha256sum`` on a mount does (engine/reads.py's readahead
+  window and NOW raises; a read returns as soon as its pieces are in: disk and CPU
+  take no time).
+* Each node joins at a time drawn uniformly over ``join_window`` (all at 0 by
+  default) and connects, like a tracker's answer, to up to ``peers`` (50) peers drawn
+  at random from those present (the origin among them); connections are both ways
+  and exchange bitfields at once. A ``leave_fraction`` of the nodes, drawn at
+  random, stop at half their read and drop every connection: blocks on the way to or
+  from them are lost, their peers' requests to them are freed (``Picker.remove_peer``)
+  and their slots rechoked. They count as not finished.
+* Every message (interested, choke, request, have, cancel, reject) arrives
+  ``latency`` after it is sent. A block is a reservation on each link it crosses,
+  in path order: the sender's upload, the sender's rack uplink and the receiver's
+  rack downlink when the two are in different racks, and the receiver's download if
+  capped. Each link is taken from when it is free (not before the link before it)
+  for bytes / its own rate, so a busy link further on queues the block, as a
+  switch's buffer would, without holding the sender's upload; the block arrives
+  ``latency`` after its last byte is through. A sender answers one request at a time
+  and a link carries one block at a time, so no link ever exceeds its rate.
+* Per node: torrentfs's Picker (priorities as reads.py raises them), Choker (a
+  regular rechoke every 10 s, out of turn on interest as engine/torrent.py does),
+  Readahead, Rate, pipeline size and spread as engine/torrent.py computes them, and
+  the uploader's next-request choice (core/uploadpolicy). A node that has the whole
+  file stays as a seed.
+* Coarser unit (see ``links``): one 16 KiB block per piece, bytes and rates divided
+  by the same factor, so times are those of the real sizes. What this loses: the
+  blocks of one piece cannot come from several peers at once, and a piece is
+  announced only once whole (as in reality).
+* Not modelled: CPU, disk, TCP slow start and congestion, the tracker's re-announces
+  and PEX (a node that loses peers does not find new ones), snubbing, dropping
+  useless peers, hash failures.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+from torrentfs.core.geometry import Geometry
+
+from benchmarks.cluster_report import ideal_seconds
+from benchmarks.sim.links import BLOCK, Link, Loop, Params, reserve
+from benchmarks.sim.node import Node
+
+
+class Swarm:
+    def __init__(self, params: Params) -> None:
+        self.params = p = params
+        self.rng = random.Random(p.seed)
+        self.factor = f = p.factor
+        self.geometry = Geometry(BLOCK, (-(-p.size // f),))
+        self.loop = Loop()
+        self.latency = p.latency
+        racks = max(1, p.racks)
+        self.rack_out = [Link(p.rack_uplink / f) for _ in range(racks)] if p.rack_uplink else None
+        self.rack_in = [Link(p.rack_uplink / f) for _ in range(racks)] if p.rack_uplink else None
+        self.rack_bytes_in = [0] * racks
+        self.rack_bytes_out = [0] * racks
+        self.origin = Node(self, 0, 0, self.geometry, p.origin_rate / f, 0, origin=True)
+        down = p.down_rate / f if p.down_rate else 0
+        self.nodes = [Node(self, i, (i - 1) * racks // max(1, p.nodes), self.geometry,
+                           p.node_rate / f, down, origin=False)
+                      for i in range(1, p.nodes + 1)]
+        for n in self.rng.sample(self.nodes, round(p.leave_fraction * p.nodes)):
+            n.leaves = True
+        self.present: list[Node] = []
+        self.pending = sum(1 for n in self.nodes if not n.leaves)
+        self.origin_tx = 0      # sim bytes the origin sent
+        self.delivered = 0      # sim bytes that reached a node
+        self.timeline: list[dict[str, float]] = []
+        self.ideal = ideal_seconds(p.size, p.nodes, p.origin_rate, p.node_rate)
+
+    # -- the network ------------------------------------------------------------------
+
+    def send(self, src: Node, dst: Node, fn, *args: Any) -> None:
+        """A message from ``src``; ``fn`` (a method of ``dst``) hears it after the
+        latency, if both are still connected."""
+        self.loop.at(self.loop.now + self.latency, self._deliver, src, dst, fn, args)
+
+    @staticmethod
+    def _deliver(src: Node, dst: Node, fn, args: tuple) -> None:
+        if src.alive and dst.alive and src in dst.conns:
+            fn(src, *args)
+
+    def transfer(self, src: Node, dst: Node, index: int, nbytes: int) -> None:
+        links = [src.up]
+        if self.rack_out is not None and src.rack != dst.rack:
+            links += [self.rack_out[src.rack], self.rack_in[dst.rack]]
+        if src.rack != dst.rack:
+            self.rack_bytes_out[src.rack] += nbytes
+            self.rack_bytes_in[dst.rack] += nbytes
+        if dst.down is not None:
+            links.append(dst.down)
+        if src.origin:
+            self.origin_tx += nbytes
+        end = reserve(links, nbytes, self.loop.now)
+        self.loop.at(end + self.latency, self._block, src, dst, index, nbytes)
+
+    def _block(self, src: Node, dst: Node, index: int, nbytes: int) -> None:
+        if dst.alive and src in dst.conns:
+            self.delivered += nbytes
+            dst.on_block(src, index, nbytes)
+
+    def piece_done(self, node: Node, index: int) -> None:
+        """``node`` verified a piece: a have to each of its peers."""
+        self.loop.at(self.loop.now + self.latency, self._haves, node, list(node.conns), index)
+
+    @staticmethod
+    def _haves(node: Node, peers: list[Node], index: int) -> None:
+        if not node.alive:
+            return
+        for p in peers:
+            if p.alive and node in p.conns:
+                p.on_have(node, index)
+
+    # -- nodes coming and going -----------------------------------------------------------
+
+    def join(self, node: Node) -> None:
+        now = self.loop.now
+        node.alive = True
+        node.joined_at = now
+        pool = self.present
+        for p in self.rng.sample(pool, min(self.params.peers, len(pool))):
+            node.connect(p, now)
+            p.connect(node, now)
+        for p in list(node.conns):
+            node.update_interest(p)
+            p.update_interest(node)
+        self.present.append(node)
+        self.loop.at(now + 1.0, node.tick)
+        if not node.origin:
+            node.start_reading()
+
+    def leave(self, node: Node) -> None:
+        node.alive = False
+        self.present.remove(node)
+        for p in list(node.conns):
+            p.drop(node)
+        node.conns.clear()
+        node.unchoking.clear()
+        node.asking.clear()
+
+    def finished(self, node: Node) -> None:
+        node.done_at = self.loop.now
+        self.pending -= 1
+        if not self.pending:
+            self.loop.stopped = True
+
+    def _sample(self, every: float) -> None:
+        f = self.factor
+        self.timeline.append({"t": self.loop.now, "origin_tx": self.origin_tx * f,
+                              "nodes_rx": self.delivered * f})
+        self.loop.at(self.loop.now + every, self._sample, every)
+
+    # -- the run ----------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        """Run to the end (every staying node has read the file, or the time limit)
+        and return the figures in the shape of benchmarks/cluster.py's phase."""
+        p, f = self.params, self.factor
+        wall = time.monotonic()
+        self.join(self.origin)
+        joins = sorted(self.rng.uniform(0, p.join_window) if p.join_window else 0.0
+                       for _ in self.nodes)
+        for t, n in zip(joins, self.nodes):
+            self.loop.at(t, self.join, n)
+        self.loop.at(0.0, self._sample, max(0.05, self.ideal / 200))
+        limit = p.max_time or 50 * self.ideal + p.join_window
+        self.loop.run(until=limit)
+        self._sample(0)  # the last point
+        reads = [{"node": n.name, "rack": n.rack, "left": n.leaves,
+                  "seconds": (n.done_at - n.joined_at) if n.done_at is not None else None}
+                 for n in self.nodes]
+        size = p.size
+        return {
+            "nodes": p.nodes,
+            "reads": reads,
+            "ok": self.pending == 0,
+            "origin_tx": self.origin_tx * f,
+            "origin_copies": self.origin_tx * f / size,
+            "flows": {n.name: {"origin": n.rx_origin * f, "nodes": n.rx_peers * f}
+                      for n in self.nodes},
+            "node_cpu_s": [None] * p.nodes,
+            "node_rx": [(n.rx_origin + n.rx_peers) * f for n in self.nodes],
+            "node_tx": [n.tx * f for n in self.nodes],
+            "timeline": self.timeline,
+            "racks": [{"rack": r, "in_copies": self.rack_bytes_in[r] * f / size,
+                       "out_copies": self.rack_bytes_out[r] * f / size,
+                       "nodes": sum(1 for n in self.nodes if n.rack == r)}
+                      for r in range(len(self.rack_bytes_in))],
+            "sim_time_s": self.loop.now,
+            "sim_events": self.loop.events,
+            "sim_wall_s": time.monotonic() - wall,
+        }
+
+
+def simulate(params: Params) -> dict[str, Any]:
+    return Swarm(params).run()
