@@ -17,8 +17,8 @@ from torrentfs.core.readahead import Readahead
 from torrentfs.core.uploadpolicy import best_request
 from torrentfs.engine.reads import (NOW_SLACK, READAHEAD_DEADLINE, READAHEAD_MAX,
                                     READAHEAD_MIN, READAHEAD_STEP)
-from torrentfs.engine.torrent import (LEECHER_JITTER, PIPELINE_MAX, PIPELINE_MIN,
-                                      PIPELINE_SECONDS, SPREAD_MAX)
+from torrentfs.engine.requests import PIPELINE_MAX, PIPELINE_MIN, PIPELINE_SECONDS
+from torrentfs.engine.torrent import LEECHER_JITTER, SPREAD_MAX
 from torrentfs.engine.upload import SCAN
 
 from benchmarks.sim.links import BLOCK, Link
