@@ -198,10 +198,19 @@ class Connector:
         finally:
             self.connecting.discard(addr)
         session = await self.attach(stream, addr, transport=transport)
+        if (session.peer_id is None and not encrypt and policy == "prefer"
+                and cand.encrypt is None):
+            # Closed before its handshake: it may want encryption. Try that at once
+            # (before uTP below: a peer requiring encryption is the commoner case).
+            cand.encrypt = True
+            cand.next_try = trio.current_time()
+            self._wake.set()
+            return
         if (session.peer_id is None and session.transport == "tcp" and cand.utp is None
                 and self.torrent.options.utp and self.utp is not None):
             # TCP taken, then dropped before the handshake (libtorrent with TCP off
-            # does that): the peer may speak uTP only; try it at once.
+            # does that), encrypted or not as the policy allows: the peer may speak
+            # uTP only; try it at once.
             self.connecting.add(addr)
             try:
                 stream = await self.utp.connect(addr)
@@ -216,13 +225,6 @@ class Connector:
                 if stream is None:
                     return
                 session = await self.attach(stream, addr, transport="utp")
-        if (session.peer_id is None and not encrypt and policy == "prefer"
-                and cand.encrypt is None):
-            # Closed before its handshake: it may want encryption. Try that at once.
-            cand.encrypt = True
-            cand.next_try = trio.current_time()
-            self._wake.set()
-            return
         if session.connected_at and trio.current_time() - session.connected_at > LONG_SESSION:
             cand.failures = 0
         cand.next_try = trio.current_time() + 15 * 2 ** min(cand.failures, 5)
