@@ -45,8 +45,19 @@ log = logging.getLogger("torrentfs.upload")
 MAX_UPLOAD_QUEUE = 500      # requests a peer may have queued with us (what we
                             # advertise as BEP 10 'reqq': peerext.REQQ)
 MAX_REFUSED = 4 * MAX_UPLOAD_QUEUE  # requests refused in a row before the peer is dropped
-UPLOAD_BACKLOG = 128 << 10  # serve a peer more only while less than this awaits its socket
+UPLOAD_BACKLOG = 128 << 10  # serve a peer more only while less than this awaits its socket,
+UPLOAD_BACKLOG_MIN = 16 << 10  # ... or, for a slow peer, this or BACKLOG_SECONDS of its
+BACKLOG_SECONDS = 0.02      # rate: what sits in a socket can no longer be cancelled or held
 SCAN = 64                   # requests of a peer's queue weighed when choosing its next
+
+
+def backlog_limit(s: PeerSession, now: float) -> int:
+    """How much may wait in ``s``'s socket before we serve it more: enough to keep a
+    fast peer's link busy between two turns (up to ``UPLOAD_BACKLOG``), little for a
+    slow one, so that a request for a piece another peer has just been sent still
+    waits here, where the hold can keep it and a cancel drops it at no cost (an
+    origin's scarce uplink must not send the same piece twice)."""
+    return min(UPLOAD_BACKLOG, max(UPLOAD_BACKLOG_MIN, int(s.up.rate(now) * BACKLOG_SECONDS)))
 
 
 class Uploader:
@@ -138,13 +149,14 @@ class Uploader:
         peer whose socket is still busy with what we sent it; with no fresh requests
         at all the uplink would idle, so held ones go."""
         asking = [s for s in self.torrent.sessions.values() if s.upload_fifo and not s.closed]
-        ready = [(s, self._best(s, now)) for s in asking if s.backlog < UPLOAD_BACKLOG]
+        room = {s: s.backlog < backlog_limit(s, now) for s in asking}
+        ready = [(s, self._best(s, now)) for s in asking if room[s]]
         ready = [(s, best) for s, best in ready if best is not None]
         fresh = any(not held for _, (_, held) in ready)
         if ready and not fresh:
             fresh = any(best is not None and not best[1]
                         for best in (self._best(s, now) for s in asking
-                                     if s.backlog >= UPLOAD_BACKLOG))
+                                     if not room[s]))
         batch = []
         for s, (n, held) in ready:
             if not (held and fresh):
