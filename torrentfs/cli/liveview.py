@@ -41,10 +41,12 @@ def short_path(path: str, width: int) -> str:
 
 
 def percent(done: int, total: int) -> str:
+    """'12.5%' of ``total`` (an empty file is whole)."""
     return f"{100.0 * done / total:.1f}%" if total else "100.0%"
 
 
 def pieces_text(pieces: list[int]) -> str:
+    """[3, 4, 5, 9] -> '3-5, 9' (at most a few runs, then how many more)."""
     runs: list[list[int]] = []
     for i in pieces:
         if runs and i == runs[-1][1] + 1:

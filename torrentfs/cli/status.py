@@ -15,30 +15,14 @@ from pathlib import Path
 
 from torrentfs.cli import registry
 from torrentfs.cli.args import add_log_level, command
+from torrentfs.cli.liveview import STALE_AFTER, percent, pieces_text
 from torrentfs.cli.output import CliError, human
 from torrentfs.cli.state import default_cache_dir, mount_state_file
 from torrentfs.core.text import printable
 from torrentfs.engine.status import status_path
 from torrentfs.fs.procfs import pid_alive, process_state
 
-STALE_AFTER = 5.0    # a status file older than this: the daemon is busy or stuck
 WATCH_EVERY = 1.0    # --watch redraws this often
-
-
-def percent(done: int, total: int) -> str:
-    return f"{100 * done / total:.1f}%" if total else "100.0%"
-
-
-def _pieces(pieces: list[int]) -> str:
-    """[3, 4, 5, 9] -> '3-5, 9' (at most a few runs, then how many more)."""
-    runs: list[list[int]] = []
-    for i in pieces:
-        if runs and i == runs[-1][1] + 1:
-            runs[-1][1] = i
-        else:
-            runs.append([i, i])
-    text = ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in runs[:4])
-    return text + (f" (+{len(runs) - 4} more)" if len(runs) > 4 else "")
 
 
 def load(mountpoint: str, cache: Path) -> dict:
@@ -123,7 +107,7 @@ def render_text(doc: dict, now: float | None = None) -> str:
         if reads:
             lines.append(f"  reads:      {len(reads)} waiting")
             for r in reads:
-                lines.append(f"    pieces {_pieces(r['pieces'])} for {r['waiting']:.1f} s: "
+                lines.append(f"    pieces {pieces_text(r['pieces'])} for {r['waiting']:.1f} s: "
                              f"{printable(r['why'])}")
         else:
             lines.append("  reads:      none waiting")
