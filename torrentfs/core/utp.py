@@ -58,7 +58,7 @@ INITIAL_RTO = 1.0
 MIN_RTO = 0.5
 MAX_RTO = 30.0
 DATA_RESENDS = 6            # a packet sent this many more times unacked: the peer is gone
-SYN_RESENDS = 2
+SYN_RESENDS = 5             # a SYN sent this many more times, 1 s apart, unanswered: no peer
 FIN_RESENDS = 3
 DUP_ACKS = 3
 BASE_DELAY_MINUTES = 2      # LEDBAT's base delay: the minimum over this many minutes
@@ -485,7 +485,8 @@ class Connection:
             self._close("connection timed out" if self.state == CONNECTED
                         else "connect timed out")
             return
-        self.rto = min(MAX_RTO, self.rto * 2)
+        if first.type != ST_SYN:  # SYNs go 1 s apart: a lost one costs 1 s, not 2, 4, 8...
+            self.rto = min(MAX_RTO, self.rto * 2)
         self.cwnd = float(MIN_CWND)
         self._ssthresh = max(float(MIN_CWND), self.cwnd)
         self._slow_start = True
