@@ -73,6 +73,7 @@ async def test_bytes_by_source_add_up_to_what_was_read(make_swarm, autojump_cloc
         assert got["origin"] <= origin.sent_bytes and got["peer"] <= peer.sent_bytes
         assert f["pieces"] == {"passed": 11, "failed": 0, "have": 11, "total": 11}
         assert f["peers"] == 2 and f["reads_waiting"] == 0 and f["sent"] == 0
+        assert f["size"] == len(s.payload)
         assert f["read_seconds"]["count"] == 3
         st = t.status()
         assert st["metrics"] == f
@@ -135,6 +136,7 @@ async def test_read_latency_is_the_time_a_read_waits(make_swarm, autojump_clock)
 # -- the Prometheus side -----------------------------------------------------------------
 
 FIGS = {"received": {"peer": 5, "webseed": 7, "origin": 11}, "sent": 13, "wasted": 2,
+        "size": 1000,
         "pieces": {"passed": 3, "failed": 1, "have": 4, "total": 9},
         "peers": 6, "reads_waiting": 1,
         "read_seconds": {"le": [0.1, 1.0], "counts": [2, 3], "count": 4, "sum": 7.5}}
@@ -162,6 +164,7 @@ def test_collector_text_has_every_figure_per_torrent():
     assert got["torrentfs_received_bytes_total"][(*one, ("source", "peer"))] == 5
     assert got["torrentfs_sent_bytes_total"][one] == 13
     assert got["torrentfs_wasted_bytes_total"][one] == 2
+    assert got["torrentfs_size_bytes"][one] == 1000
     assert got["torrentfs_pieces_verified_total"][one] == 3
     assert got["torrentfs_pieces_failed_total"][one] == 1
     assert got["torrentfs_pieces_have"][one] == 4

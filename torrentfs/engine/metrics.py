@@ -22,6 +22,7 @@ so the sources add up to ``totals.downloaded``):
 FIGURES = {
   "received": {"peer": int, "webseed": int, "origin": int},  # bytes, by source
   "sent": int, "wasted": int,             # bytes uploaded; duplicates received
+  "size": int,                            # bytes of the torrent (sent / size: copies)
   "pieces": {"passed": int, "failed": int,  # downloaded pieces by their hash check
              "have": int, "total": int},  # verified on disk now, in the torrent
   "peers": int, "reads_waiting": int,     # connected (past the handshake); waiting
@@ -100,6 +101,7 @@ def figures(torrent) -> dict:
     return {
         "received": dict(m.received),
         "sent": torrent.uploaded, "wasted": torrent.wasted,
+        "size": torrent.geometry.total_length,
         "pieces": {"passed": m.pieces_passed, "failed": m.pieces_failed,
                    "have": torrent.have.count, "total": torrent.have.size},
         "peers": sum(1 for s in torrent.sessions.values() if s.registered and not s.closed),
@@ -139,6 +141,8 @@ class TorrentCollector:
                                      "matched", labels=labels)
         failed = CounterMetricFamily(f"{p}_pieces_failed", "Downloaded pieces whose hash "
                                      "did not match", labels=labels)
+        size = GaugeMetricFamily(f"{p}_size_bytes", "Bytes of the torrent's data",
+                                 labels=labels)
         have = GaugeMetricFamily(f"{p}_pieces_have", "Pieces verified and on disk now",
                                  labels=labels)
         total = GaugeMetricFamily(f"{p}_pieces", "Pieces in the torrent", labels=labels)
@@ -155,6 +159,7 @@ class TorrentCollector:
                 received.add_metric([*ids, source], f["received"][source])
             sent.add_metric(ids, f["sent"])
             wasted.add_metric(ids, f["wasted"])
+            size.add_metric(ids, f["size"])
             passed.add_metric(ids, f["pieces"]["passed"])
             failed.add_metric(ids, f["pieces"]["failed"])
             have.add_metric(ids, f["pieces"]["have"])
@@ -164,8 +169,8 @@ class TorrentCollector:
             r = f["read_seconds"]
             buckets = [(repr(float(le)), n) for le, n in zip(r["le"], r["counts"])]
             latency.add_metric(ids, [*buckets, ("+Inf", r["count"])], r["sum"])
-        yield from (received, sent, wasted, passed, failed, have, total, peers, waiting,
-                    latency)
+        yield from (received, sent, wasted, size, passed, failed, have, total, peers,
+                    waiting, latency)
 
 
 def registry(torrents: Callable[[], Iterable]):
