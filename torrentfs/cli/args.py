@@ -234,7 +234,7 @@ def add_metrics(p) -> None:
                         "received by source (origin, web seed, peer), sent, pieces "
                         "verified and failed, peers, waiting reads and read latency, "
                         "per torrent, and the process's CPU and memory (default: off; "
-                        "0.0.0.0:9100 for every address)")
+                        ":9100 for every address, IPv4 and IPv6)")
 
 
 def add_origin(p) -> None:
