@@ -13,6 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness.fakepeer import Behaviour, start
 from tests.harness.webseeds import MockSeed, SeedBehaviour, files_of
+from torrentfs.cli.output import human
+from torrentfs.cli.status import render_text
 from torrentfs.engine.metrics import (
     READ_BUCKETS,
     SOURCES,
@@ -24,6 +26,7 @@ from torrentfs.engine.metrics import (
     registry,
 )
 from torrentfs.engine.reads import ReadTimeout
+from torrentfs.engine.status import document
 
 PIECE = 32768
 
@@ -78,6 +81,10 @@ async def test_bytes_by_source_add_up_to_what_was_read(make_swarm, autojump_cloc
         st = t.status()
         assert st["metrics"] == f
         assert json.loads(json.dumps(st, allow_nan=False)) == st
+        text = render_text(document([st], "/mnt/x"))
+        assert (f"  received:   {human(got['origin'])} from the origin, 0 B from web seeds, "
+                f"{human(got['peer'])} from peers; 11 pieces passed the hash check, 0 "
+                "failed") in text.splitlines()
         n.cancel_scope.cancel()
 
 
