@@ -13,6 +13,8 @@ import pytest
 
 from tests.harness.command import TORRENTFS, assert_one_line_error, run
 from torrentfs.cli.args import (
+    parse_listen,
+    parse_origin,
     parse_peer,
     parse_peer_list,
     parse_port,
@@ -35,7 +37,7 @@ from torrentfs.cli.main import build_parser, parse_command_line
 SAMPLES = {int: "7", float: "2.5", parse_size: "3M", parse_peer: "10.0.0.1:7",
            parse_peer_list: "10.0.0.1:7", parse_port: "7", parse_seed_after: "ratio=2",
            positive_int: "9", positive_seconds: "33", parse_web_seed: "http://10.0.0.1:7/x",
-           None: "some text"}
+           parse_listen: "127.0.0.1:9100", parse_origin: "10.0.0.1:7", None: "some text"}
 
 
 def parse(argv, config: str | None = None, tmp_path=None, **environ):

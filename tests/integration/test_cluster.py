@@ -8,6 +8,12 @@ most 1.75 copies of the file: the nodes are meant to pass pieces on to each othe
 rather than each pulling its own copy from the origin (which would be 4 copies).
 The origin's upload is measured twice: on its veth (every byte it sent, headers
 included) and from the totals line ``torrentfs seed`` logs at exit.
+
+Every daemon also serves ``--metrics`` on its own address, and the nodes name the
+origin with ``--origin``: once the reads are done, each is scraped over HTTP. On
+every node the bytes received by source (origin, peer) add up to the file it read,
+and together the nodes took at least one copy from the origin (the only seed) and
+no more than it says it sent.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from collections import defaultdict
 import pytest
 
 from tests.harness.command import TORRENTFS
+from tests.harness.metrics import by_source, one, scrape
 from tests.harness.mounts import Mount, force_unmount
 from tests.harness.netns import cluster
 from tests.harness.payload import sha256
@@ -42,6 +49,7 @@ NODE_RATE = 4_000_000     # bytes/s, each node's upload
 ORIGIN_PORT = 6881
 MAX_ORIGIN_COPIES = 1.75
 READ_TIMEOUT = 150        # s for all readers together
+METRICS_PORT = 9100       # every daemon's --metrics, on its own address
 
 CLOSED = re.compile(r"<peer ([\d.]+):(\d+)> closed: (.*) \(received (\d+) bytes of blocks, "
                     r"sent (\d+)\)")
@@ -83,6 +91,15 @@ def totals(log: str) -> tuple[int, int, int] | None:
     return tuple(int(x) for x in found[-1]) if found else None
 
 
+def try_scrape(ip: str):
+    """A host's /metrics samples, or why there are none (a failed scrape fails only
+    the test that reads them)."""
+    try:
+        return scrape(ip, METRICS_PORT)
+    except Exception as e:  # noqa: BLE001 - reported, and failed on, below
+        return f"scrape failed: {type(e).__name__}: {e}"
+
+
 def connected_ips(log: str) -> set[str]:
     return {ip for ip, _port, _dir in CONNECTED.findall(log)}
 
@@ -117,6 +134,7 @@ def run_cluster(tmp_path):
             with open(origin_log, "wb") as err:
                 origin = c.popen(0, [TORRENTFS, "seed", str(torrent), str(data),
                                      "--port", str(ORIGIN_PORT), "--no-dht",
+                                     "--metrics", f"{c.hosts[0].ip}:{METRICS_PORT}",
                                      "--cache-dir", str(tmp_path / "origin-cache")],
                                  stdout=subprocess.DEVNULL, stderr=err)
             mounts: list[Mount] = []
@@ -135,7 +153,8 @@ def run_cluster(tmp_path):
                     mounts.append(m)
                     r = c.run(i, [TORRENTFS, "mount", str(torrent), str(mnt),
                                   "--cache-dir", str(cache), "--read-timeout", "120",
-                                  "--no-dht"],
+                                  "--no-dht", "--origin", c.hosts[0].ip,
+                                  "--metrics", f"{c.hosts[i].ip}:{METRICS_PORT}"],
                               capture_output=True, text=True, timeout=60)
                     assert r.returncode == 0, f"node{i} mount failed: {r.stderr}\n{m.log}"
                     assert os.path.ismount(mnt)
@@ -176,6 +195,8 @@ def run_cluster(tmp_path):
                               "links still busy 20 s after the reads")
                 tx_origin = c.tx_bytes(0) - tx0
                 node_tx = [c.tx_bytes(i) for i in range(1, N_NODES + 1)]
+                scraped = {names[c.hosts[i].ip]: try_scrape(c.hosts[i].ip)
+                           for i in range(N_NODES + 1)}  # after the veth counts
             finally:
                 # The origin first: then every node logs its session with the origin
                 # ("closed: peer closed the connection (received N bytes ...)"), and
@@ -200,6 +221,15 @@ def run_cluster(tmp_path):
                       + (f"downloaded {t[0] / 2**20:.2f} MiB, uploaded {t[1] / 2**20:.2f}, "
                          f"wasted {t[2] / 2**20:.2f}" if t else "none"))
     report.append(matrix_table(flow_matrix(logs, names), list(logs)))
+    hexhash = info_hash.hex()
+    for host, samples in scraped.items():
+        if isinstance(samples, str):
+            report.append(f"{host} /metrics: {samples}")
+            continue
+        got = by_source(samples, hexhash)
+        report.append(f"{host} /metrics: received " + ", ".join(
+            f"{k} {v / 2**20:.2f} MiB" for k, v in sorted(got.items()))
+            + f"; sent {one(samples, 'torrentfs_sent_bytes_total', hexhash) / 2**20:.2f} MiB")
     crashed = [h for h, log in logs.items() if "Traceback" in log or "internal error" in log]
     if crashed:
         report.append("tracebacks in the logs of: " + ", ".join(crashed)
@@ -211,7 +241,7 @@ def run_cluster(tmp_path):
     flows = flow_matrix(logs, names)
     return {"results": results, "want": want, "summary": summary, "flows": flows,
             "origin_totals": origin_totals, "origin_text": origin_text,
-            "origin_copies": origin_copies}
+            "origin_copies": origin_copies, "metrics": scraped, "info_hash": hexhash}
 
 
 def test_four_mounts_read_byte_exact_and_trade_pieces(cluster_run):
@@ -232,3 +262,27 @@ def test_origin_uploads_well_under_a_copy_per_node(cluster_run):
     assert cluster_run["origin_copies"] <= MAX_ORIGIN_COPIES, (
         f"the origin uploaded {cluster_run['origin_copies']:.2f} copies for {N_NODES} "
         f"nodes (at most {MAX_ORIGIN_COPIES})\n{cluster_run['summary']}")
+
+
+def test_metrics_bytes_by_source_add_up_on_every_node(cluster_run):
+    """Scraped from each daemon's /metrics: every node took exactly the file it read,
+    from the origin and from fellow nodes; the origin's share of all that is at
+    least one copy (every piece enters the swarm through it) and no more than the
+    origin says it sent."""
+    r, h = cluster_run, cluster_run["info_hash"]
+    from_origin = 0
+    for host, samples in r["metrics"].items():
+        assert not isinstance(samples, str), f"{host}: {samples}\n{r['summary']}"
+    for i in range(1, N_NODES + 1):
+        samples = r["metrics"][f"node{i}"]
+        got = by_source(samples, h)
+        assert got["webseed"] == 0, r["summary"]
+        assert got["origin"] + got["peer"] == SIZE, f"node{i}: {got}\n{r['summary']}"
+        assert one(samples, "torrentfs_pieces_verified_total", h) == SIZE // PIECE
+        assert one(samples, "torrentfs_pieces_failed_total", h) == 0
+        assert one(samples, "torrentfs_read_seconds_count", h) > 0
+        from_origin += got["origin"]
+    origin = r["metrics"]["origin"]
+    assert sum(by_source(origin, h).values()) == 0  # a seed downloads nothing
+    sent = one(origin, "torrentfs_sent_bytes_total", h)
+    assert SIZE <= from_origin <= sent, r["summary"]

@@ -69,6 +69,38 @@ def parse_peer_list(text: str) -> list[tuple[str, int]]:
     return out
 
 
+def parse_listen(text: str) -> tuple[str, int]:
+    """``--metrics``: 'HOST:PORT', '[V6]:PORT' or ':PORT' (every address) -> (host,
+    port); port 0 is any free one (logged)."""
+    m = re.fullmatch(r"\[([^\]]+)\]:(\d+)|([^:\[\]]*):(\d+)", text.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"not ADDR:PORT: {text!r} (try 127.0.0.1:9100, "
+                                         "0.0.0.0:9100 or [::]:9100)")
+    host, port = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+    if not 0 <= int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"port out of range in {text!r}")
+    return host, int(port)
+
+
+def parse_origin(text: str) -> tuple[tuple[str, ...], tuple[str, int] | None]:
+    """``--origin``: 'HOST', 'HOST:PORT' or '[V6]:PORT' -> (its IP addresses, the
+    address to dial or None). A name is resolved now: one line if it does not."""
+    import socket
+    try:
+        host, port = parse_peer(text)
+        dial: tuple[str, int] | None = (host, port)
+    except argparse.ArgumentTypeError:
+        host, dial = text.strip().strip("[]"), None
+    if not host:
+        raise argparse.ArgumentTypeError(f"not HOST or HOST:PORT: {text!r}")
+    try:
+        found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError) as e:
+        raise argparse.ArgumentTypeError(f"{host!r} does not resolve: "
+                                         f"{getattr(e, 'strerror', None) or e}") from None
+    return tuple(dict.fromkeys(str(info[4][0]) for info in found)), dial
+
+
 def parse_port(text: str) -> int:
     if not text.isdigit() or not 0 <= int(text) < 65536:
         raise argparse.ArgumentTypeError(f"not a port: {text!r}")
@@ -196,6 +228,24 @@ def add_max_open_files(p) -> None:
                         "torrent works with the usual ulimit -n of 1024)")
 
 
+def add_metrics(p) -> None:
+    p.add_argument("--metrics", type=parse_listen, metavar="ADDR:PORT",
+                   help="serve Prometheus metrics on http://ADDR:PORT/metrics: bytes "
+                        "received by source (origin, web seed, peer), sent, pieces "
+                        "verified and failed, peers, waiting reads and read latency, "
+                        "per torrent, and the process's CPU and memory (default: off; "
+                        ":9100 for every address, IPv4 and IPv6)")
+
+
+def add_origin(p) -> None:
+    p.add_argument("--origin", action="append", type=parse_origin, default=[],
+                   metavar="HOST[:PORT]",
+                   help="the swarm's origin (a cluster's `torrentfs seed`): bytes from "
+                        "any peer at its IP address count as the origin's in --metrics "
+                        "and status --json; with a port it is also dialed, as --peer "
+                        "(repeatable)")
+
+
 def add_log_level(p, default: str = "info") -> None:
     """``-v`` and ``--log-level``: every command has them (those that do not serve
     log only warnings unless asked; their logs go to stderr)."""
@@ -302,8 +352,10 @@ def torrent_options(args, **fixed):
     from torrentfs.engine.options import TorrentOptions
     if getattr(args, "no_utp", False) and getattr(args, "no_tcp", False):
         raise CliError("--no-utp and --no-tcp together leave no way to reach a peer")
+    origins = getattr(args, "origin", [])  # [(its IPs, the address to dial or None)]
     settings = dict(
         port=args.port, peers=args.peer, max_peers=args.max_peers,
+        origins=[ip for ips, _ in origins for ip in ips],
         upload_rate=args.upload_rate or None, download_rate=args.download_rate or None,
         lsd=args.lsd, pex=not getattr(args, "no_pex", False),
         encryption=getattr(args, "encryption", "prefer"),
@@ -313,4 +365,6 @@ def torrent_options(args, **fixed):
         cache_size=getattr(args, "cache_size", None),
         cache_size_auto=getattr(args, "cache_size_auto", False),
         max_open_files=getattr(args, "max_open_files", TorrentOptions.max_open_files))
-    return TorrentOptions(**{**settings, **fixed})
+    settings.update(fixed)
+    settings["peers"] = [*settings["peers"], *(dial for _, dial in origins if dial)]
+    return TorrentOptions(**settings)

@@ -19,6 +19,8 @@ from torrentfs.cli.args import (
     add_encryption,
     add_max_open_files,
     add_lsd,
+    add_metrics,
+    add_origin,
     add_port_mapping,
     add_metadata_timeout,
     add_rates,
@@ -43,6 +45,7 @@ from torrentfs.cli.serve import (
     keep_found,
     map_ports,
     start_dht,
+    start_metrics,
     write_pid,
 )
 from torrentfs.cli.serve import run as run_trio
@@ -134,7 +137,9 @@ def add_parser(sub) -> None:
                      help="no peer exchange (BEP 11): neither learn peers from peers nor "
                           "tell them ours")
     add_metadata_timeout(net)
+    add_origin(net)
     add_max_open_files(data)
+    add_metrics(m.add_argument_group("running as a service"))
     add_log_level(m.add_argument_group("logging"))
     m.set_defaults(func=run)
 
@@ -262,6 +267,7 @@ def serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=Non
                               utp=dht.transport if dht is not None else None)
             fs = TorrentFS(torrent, Tree.from_metainfo(meta))
             await nursery.start(torrent.run)  # a port taken since: one line (run_trio)
+            await start_metrics(nursery, args, lambda: [torrent])
             if dht is None and not meta.private:
                 dht = await start_dht(nursery, args, cache, torrent.port,
                                       torrent.connector.utp)

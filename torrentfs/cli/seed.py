@@ -14,6 +14,7 @@ from torrentfs.cli.args import (
     add_encryption,
     add_lsd,
     add_max_open_files,
+    add_metrics,
     add_port_mapping,
     add_rates,
     add_transports,
@@ -23,7 +24,7 @@ from torrentfs.cli.args import (
 )
 from torrentfs.cli.output import CliError, progress_bar, setup_logging
 from torrentfs.cli.registry import Registration, lock_torrent
-from torrentfs.cli.serve import check_ports, keep_found, map_ports, start_dht
+from torrentfs.cli.serve import check_ports, keep_found, map_ports, start_dht, start_metrics
 from torrentfs.cli.serve import run as run_trio
 from torrentfs.cli.state import default_cache_dir
 from torrentfs.engine.sources import load_torrent
@@ -64,6 +65,7 @@ def add_parser(sub) -> None:
     sd.add_argument("--cache-dir", metavar="DIR",
                     help=f"where our state is kept (default: {default_cache_dir()})")
     add_max_open_files(sd)
+    add_metrics(sd)
     add_log_level(sd)
     sd.set_defaults(func=run)
 
@@ -103,6 +105,7 @@ def run(args) -> int:
             if not have.count:
                 raise CliError(f"no piece of {meta.name} in {data_dir} verifies")
             reg.update(state="seeding")
+            await start_metrics(nursery, args, lambda: [torrent])
             dht = None
             if not meta.private:
                 dht = await start_dht(nursery, args, cache, torrent.port,

@@ -1,9 +1,10 @@
 """What the commands that serve (mount, mount --watch, seed) share: running trio
 with one-line errors, the pid file ``torrentfs unmount`` and ``status`` find the
-daemon by, and the DHT node."""
+daemon by, the DHT node, and the ``--metrics`` endpoint."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -44,6 +45,66 @@ def check_ports(args) -> None:
     if dht_port and not getattr(args, "no_dht", False):
         check_port(dht_port, "use UDP port ... for the DHT", "--dht-port",
                    socket.SOCK_DGRAM)
+    check_metrics(getattr(args, "metrics", None))
+
+
+def show_listen(addr: tuple[str, int]) -> str:
+    host, port = addr
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def metrics_error(addr: tuple[str, int], e: OSError) -> CliError:
+    """The one line for ``--metrics ADDR:PORT`` that cannot be served."""
+    where = f"cannot serve metrics on {show_listen(addr)}"
+    if isinstance(e, socket.gaierror):
+        why = f"{addr[0]!r} is no address or name known here"
+    elif e.errno == errno.EADDRINUSE:
+        why = "the port is in use (another torrentfs or program has it)"
+    elif e.errno == errno.EADDRNOTAVAIL:
+        why = f"{addr[0]} is not an address of this machine"
+    elif e.errno == errno.EACCES and addr[1] < 1024:
+        why = "ports below 1024 need root"
+    else:
+        why = e.strerror or str(e)
+    return CliError(f"{where}: {why}: choose another with --metrics ADDR:PORT")
+
+
+def check_metrics(addr: tuple[str, int] | None) -> None:
+    """``--metrics``' address can be listened on, checked before any long work (a
+    seed's verification, a mount's daemon): one line if not."""
+    if addr is None:
+        return
+    host, port = addr
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, sockaddr in infos:
+            with socket.socket(family, kind, proto) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as trio's
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(sockaddr)
+    except OSError as e:
+        raise metrics_error(addr, e) from None
+
+
+async def start_metrics(nursery, args, torrents) -> None:
+    """With ``--metrics ADDR:PORT``, serve Prometheus metrics there for as long as
+    ``nursery`` runs: ``torrents()`` gives the torrents served, read at each scrape
+    (``engine.metrics``, ``net.metricsserver``). A port taken since the check is
+    one line too."""
+    addr = getattr(args, "metrics", None)
+    if addr is None:
+        return
+    from torrentfs.engine.metrics import registry
+    from torrentfs.net import metricsserver
+    try:
+        listeners = await metricsserver.listen(addr[0], addr[1])
+    except OSError as e:
+        raise metrics_error(addr, e) from None
+    port = metricsserver.bound_port(listeners)
+    nursery.start_soon(metricsserver.serve, listeners, registry(torrents))
+    log.info("metrics on http://%s/metrics", show_listen((addr[0] or "0.0.0.0", port)))
 
 
 def check_someone_to_ask(magnet, peers, dht: bool | None) -> None:

@@ -102,6 +102,7 @@ def render_text(doc: dict, now: float | None = None) -> str:
             f" (so far: down {human(totals['downloaded'])}, up {human(totals['uploaded'])}"
             f", wasted {human(totals['wasted'])})",
         ]
+        lines += sources_lines(t.get("metrics"))
         lines += tracker_lines(t.get("trackers", []), now)
         reads = t["reads"]
         if reads:
@@ -154,6 +155,16 @@ def ago(at: float | None, now: float) -> str:
     if age < 7200:
         return f"{age / 60:.0f} min ago"
     return f"{age / 3600:.0f} h ago"
+
+
+def sources_lines(m: dict | None) -> list[str]:
+    """Where the bytes came from, and the pieces' hash checks (``engine.metrics``)."""
+    if not m:
+        return []
+    r, p = m["received"], m["pieces"]
+    return [f"  received:   {human(r['origin'])} from the origin, {human(r['webseed'])} "
+            f"from web seeds, {human(r['peer'])} from peers; {p['passed']} pieces "
+            f"passed the hash check, {p['failed']} failed"]
 
 
 def tracker_text(tr: dict, now: float) -> str:

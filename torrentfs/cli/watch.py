@@ -15,7 +15,7 @@ from torrentfs.cli.mountpoint import check_mountpoint
 from torrentfs.cli.errors import cache_folder_error
 from torrentfs.cli.output import CliError, setup_logging
 from torrentfs.cli.registry import Registration
-from torrentfs.cli.serve import map_ports, open_dht, write_pid
+from torrentfs.cli.serve import map_ports, open_dht, start_metrics, write_pid
 from torrentfs.cli.serve import run as run_trio
 from torrentfs.cli.state import default_cache_dir, mount_log_file, mount_state_file
 from torrentfs.disk.private import private_dir
@@ -70,16 +70,18 @@ def serve(watched: Path, mountpoint: str, cache: Path, args, ready, progress=Non
         fs = MultiFS(root_facts=lambda: root_facts(multi))
         shared = Shared(args.max_peers, args.upload_rate or None, args.download_rate or None)
         dht = None if args.no_dht else partial(open_dht, args=args, cache=cache)
+        options = torrent_options(args)  # its peers: --peer and --origin's
         multi = MultiMount(
-            watched, fs, cache, shared, port=args.port, peers=args.peer, open_dht=dht,
+            watched, fs, cache, shared, port=args.port, peers=options.peers, open_dht=dht,
             load=watch_loader(cache, lambda: multi.port, peers=args.peer,
                               timeout=args.metadata_timeout),
-            torrent_options=torrent_options(args), mountpoint=mountpoint)
+            torrent_options=options, mountpoint=mountpoint)
         async with trio.open_nursery() as nursery:
             # Mounted first: the torrents already in the folder are shown (and the
             # kernel told) as they start.
             async with mounted(fs, mountpoint, args.o) as mount:
                 await nursery.start(multi.run)  # a port in use: one line (run_trio)
+                await start_metrics(nursery, args, partial(served, multi))
                 map_ports(nursery, args, multi.port, multi.dht)
                 write_pid(state)
                 log.info("mounted %s on %s: %d torrents, port %d", watched, mountpoint,
@@ -114,6 +116,11 @@ class _Shown:
     def status(self) -> dict:
         return {**self.entry.torrent.status(), "file": self.entry.file,
                 "folder": self.entry.folder}
+
+
+def served(multi) -> list:
+    """The torrents the watch mount serves now (for --metrics)."""
+    return [e.torrent for e in multi.by_file.values() if e.torrent is not None]
 
 
 def shown(multi) -> list[_Shown]:

@@ -33,6 +33,7 @@ class TorrentOptions:
     encryption: str = "prefer"       # MSE/PE: prefer, require or off (net/mse.py)
     tcp: bool = True                 # peers over TCP (listen and dial)
     utp: bool = True                 # peers over uTP (BEP 29; UDP on the same port)
+    origins: tuple[str, ...] = ()    # IP addresses whose bytes count as the origin's
 
     # -- the data --------------------------------------------------------------------
     prefetch: bool = False           # download the whole torrent, below reads
@@ -46,5 +47,6 @@ class TorrentOptions:
     def __post_init__(self) -> None:
         # Any iterables in, tuples kept: the options are frozen and shared.
         object.__setattr__(self, "peers", tuple(tuple(p) for p in self.peers))
+        object.__setattr__(self, "origins", tuple(self.origins))
         if self.web_seeds is not None:
             object.__setattr__(self, "web_seeds", tuple(self.web_seeds))

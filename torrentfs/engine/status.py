@@ -48,7 +48,9 @@ retyped within a schema number; sizes in bytes, rates in bytes/s, times in s)::
                 "limit_from": "--cache-size" | "free space" | null,
                 "disk_full": {"count": int,      # writes failed for a full disk
                               "last": float | null}},  # when (Unix time), latest
-      "files": [{"path": str, "size": int, "verified": int}]}      # no padding files
+      "files": [{"path": str, "size": int, "verified": int}],     # no padding files
+      "metrics": FIGURES}  # what --metrics serves: bytes by source, pieces passed and
+                           # failed, read latency... (``engine.metrics``' docstring)
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ import trio
 
 from torrentfs.core.address import show_addr
 from torrentfs.disk.private import write_private
+from torrentfs.engine.metrics import figures
 
 log = logging.getLogger("torrentfs.status")
 
@@ -139,6 +142,7 @@ def snapshot(torrent, now: float | None = None) -> dict:
                   "free space" if torrent.options.cache_size_auto else "--cache-size",
                   "disk_full": torrent.cache.full.as_dict()},
         "files": files,
+        "metrics": figures(torrent),
     }
 
 

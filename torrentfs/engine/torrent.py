@@ -55,6 +55,7 @@ from torrentfs.core.ratelimit import TokenBucket
 from torrentfs.disk.cache import DiskCache
 from torrentfs.disk.storage import Storage
 from torrentfs.engine.connector import Candidate, Connector
+from torrentfs.engine.metrics import Metrics
 from torrentfs.engine.options import TorrentOptions
 from torrentfs.engine.peerext import PeerExtensions
 from torrentfs.engine.reads import ReadHandle, Reads
@@ -136,6 +137,7 @@ class Torrent:
         self.requests = Requests(self)
         self.downloaded = 0
         self.wasted = 0
+        self.metrics = Metrics(options.origins)  # read by status and --metrics
         self.announcer = Announcer(
             [list(t) for t in meta.announce_list] if options.announce else [],
             meta.info_hash, self.peer_id, lambda: self.port,
@@ -253,6 +255,7 @@ class Torrent:
             return False
         self.picker.add_peer(s)
         s.registered = True
+        s.source = self.metrics.source_of(s.addr)  # whose bytes: origin or peer
         if s.fast and self.have.complete:
             s.send(wire.HaveAll())
         elif s.fast and not self.have.count:
@@ -362,6 +365,7 @@ class Torrent:
             buf = self._buffers[index] = bytearray(self.geometry.piece_size(index))
         buf[begin:begin + n] = data
         self.downloaded += n
+        self.metrics.received[s.source] += n
         for other in got.cancel:
             self.requests.cancel(other, index, begin, n)
         if got.piece_complete:
@@ -436,12 +440,14 @@ class Torrent:
         finally:
             self._verifying.discard(index)
         if ok:
+            self.metrics.pieces_passed += 1
             self.reads.remember(index, buf)
             self.piece_on_disk(index)
         else:
             suppliers = self.picker.suppliers(index)
             self.picker.piece_failed(index)
             if ok is False:
+                self.metrics.pieces_failed += 1
                 log.warning("piece %d failed its hash check (from %s)", index,
                             ", ".join(map(repr, set(suppliers.values()))) or "nobody")
                 for peer in self.blame.piece_failed(index, buf, suppliers):
@@ -563,8 +569,12 @@ class Torrent:
 
     async def read(self, file_index: int, offset: int, size: int,
                    handle: ReadHandle | None = None) -> bytes | memoryview:
-        """Bytes ``[offset, offset+size)`` of a file once verified: ``Reads.read``."""
-        return await self.reads.read(file_index, offset, size, handle)
+        """Bytes ``[offset, offset+size)`` of a file once verified: ``Reads.read`` (timed)."""
+        t0 = trio.current_time()
+        try:
+            return await self.reads.read(file_index, offset, size, handle)
+        finally:
+            self.metrics.read_latency.observe(trio.current_time() - t0)
 
     @property
     def waiting_reads(self) -> dict[object, tuple[float, list[int]]]:

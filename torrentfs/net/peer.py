@@ -50,6 +50,8 @@ class Swarm(Protocol):
 
 
 class PeerSession:
+    source = "peer"  # whose bytes, for the metrics: "origin" if the swarm says so
+
     def __init__(self, swarm: Swarm, stream: trio.abc.Stream, addr: tuple[str, int],
                  conn: wire.PeerConnection, *, outgoing: bool) -> None:
         self.swarm = swarm

@@ -97,6 +97,8 @@ class _Run:
 class WebSeed:
     """One web seed. In the picker while up (``in_picker``); ``dropped`` for good."""
 
+    source = "webseed"  # whose bytes, for the torrent's metrics (a peer's: its own)
+
     def __init__(self, torrent: Host, url: str) -> None:
         self.torrent = torrent
         self.url = url
