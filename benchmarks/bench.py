@@ -416,6 +416,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="slow swarm: where the cold -ss starts, s (120)")
     ap.add_argument("--slow-caps", default="1M,2M,8M",
                     help="slow swarm: the --download-rate values measured (1M,2M,8M)")
+    ap.add_argument("--slow-tick-ms", type=int, default=0,
+                    help="slow swarm: the capped seeders' tick_interval, ms: how often "
+                         "libtorrent hands out their upload quota (0: its default, 500)")
     ap.add_argument("--no-netns", action="store_true",
                     help="do not run in a loopback-only network namespace of its own")
     ap.add_argument("--keep", metavar="DIR",

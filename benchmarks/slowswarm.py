@@ -16,6 +16,13 @@ another info-hash) seeded by two uncapped seeders, read sequentially for
 ``CAP_SECONDS`` through ``torrentfs mount --download-rate R`` for each R in
 ``--slow-caps`` (the CLI's units: 2M is 2 MiB/s): the measured rate should be 90-105 %
 of R (btfs has no such option).
+
+A capped libtorrent seeder hands out its upload quota in ticks (its
+``tick_interval``, 500 ms): it sends in bursts half a second apart, and a reader at
+the edge of what has arrived (as ``ffmpeg -re`` is after a cold seek, catching up
+with a clock that started before its first packet) waits for the next burst.
+``--slow-tick-ms`` sets the seeders' tick (100: bursts a tenth of a second apart),
+to tell the seeders' bursts from the client's scheduling.
 """
 
 from __future__ import annotations
@@ -123,7 +130,8 @@ def run(bench, tracker, stack: contextlib.ExitStack) -> dict[str, Any]:
     """The whole section: the video, both swarms, both systems; every number."""
     a = bench.args
     out: dict[str, Any] = {"config": {"video_s": a.slow_video, "play_s": a.slow_play,
-                                      "seek_s": a.slow_seek, "caps": a.slow_caps}}
+                                      "seek_s": a.slow_seek, "caps": a.slow_caps,
+                                      "tick_ms": a.slow_tick_ms or 500}}
     data = bench.tmp / "slow"
     say(f"slow swarm: making a {a.slow_video} s 8 Mbit/s video")
     video = make_video(data / TOP, a.slow_video)
@@ -135,6 +143,7 @@ def run(bench, tracker, stack: contextlib.ExitStack) -> dict[str, Any]:
     for n in range(2):
         stack.enter_context(lt_seeder(slow_t, data, ip=f"127.0.0.{60 + n}",
                                       upload_rate=SEEDER_RATE,
+                                      tick_ms=a.slow_tick_ms or None,
                                       workdir=bench.tmp / "slow-seeders", timeout=180))
         stack.enter_context(lt_seeder(cap_t, data, ip=f"127.0.0.{62 + n}",
                                       workdir=bench.tmp / "slow-seeders", timeout=180))
@@ -231,7 +240,9 @@ def report(out: dict[str, Any], args) -> str:
     fmt = lambda r: "| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
                                         for i, (c, w) in enumerate(zip(r, widths))) + " |"
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    head = (f"slow swarm: two libtorrent seeders capped at {SEEDER_RATE / 1e6:g} MB/s each; "
+    tick = out.get("config", {}).get("tick_ms", 500)
+    head = (f"slow swarm: two libtorrent seeders capped at {SEEDER_RATE / 1e6:g} MB/s each "
+            f"(quota every {tick} ms); "
             f"a {out.get('video_Mbps', 0):.1f} Mbit/s video of {args.slow_video} s "
             f"({out.get('video_bytes', 0) / 1e6:.0f} MB), pieces {PIECE >> 10} KiB; "
             f"the caps against two uncapped seeders")

@@ -407,7 +407,7 @@ def lt_dht_node(ip: str, port: int = 0, dht_nodes: Sequence[str] = (), *,
 @contextlib.contextmanager
 def lt_seeder(torrent_path: Path | str, data_dir: Path | str, ip: str = "127.0.0.2",
               port: int = 0, *, utp: bool = False, tcp: bool = True,
-              upload_rate: int | None = None,
+              upload_rate: int | None = None, tick_ms: int | None = None,
               lsd: bool = False, wrap: Callable[[list[str]], list[str]] | None = None,
               dht_nodes: Sequence[str] = (), encryption: str | None = None,
               workdir: Path | str | None = None, timeout: float = 60.0) -> Iterator[Peer]:
@@ -415,7 +415,8 @@ def lt_seeder(torrent_path: Path | str, data_dir: Path | str, ip: str = "127.0.0
 
     Ready once libtorrent has checked the data, is seeding and has had a
     tracker reply (if the torrent names trackers; it waits at most ~10 s for
-    that). `upload_rate` caps its upload in bytes/s. `lsd` turns on local
+    that). `upload_rate` caps its upload in bytes/s; `tick_ms` is how often
+    libtorrent hands out that cap's quota (its tick_interval, 500 ms by default). `lsd` turns on local
     service discovery (BEP 14), announcing every few seconds. `wrap` rewrites
     the command line, e.g. `lambda argv: cluster.argv_in(i, argv)` to run it in
     a cluster's namespace.
@@ -435,6 +436,8 @@ def lt_seeder(torrent_path: Path | str, data_dir: Path | str, ip: str = "127.0.0
             argv.append("--no-tcp")
         if upload_rate:
             argv += ["--upload-rate", str(upload_rate)]
+        if tick_ms:
+            argv += ["--tick-ms", str(tick_ms)]
         argv += _dht_args(dht_nodes)
         if encryption:
             argv += ["--encryption", encryption]

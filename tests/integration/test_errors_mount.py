@@ -3,7 +3,8 @@
 taken later, in the daemon, is test_errors.py's); a read
 fails ``--read-timeout`` after its first attempt, not twice that; a read waiting
 during an unmount gets EIO; a cache folder on a small disk gets a limit from its
-free space (one warning, shown in status) and the file still reads right; each
+free space (one warning, shown in status), in a single and in a watch mount, and the
+file still reads right; each
 tracker's last answer or refusal is in ``status``. Every mount is unmounted by the
 fixture, the tmpfs after it."""
 
@@ -176,6 +177,39 @@ def test_a_small_cache_disk_gets_a_limit_and_never_fills(small_disk, tmp_path,
         # nothing more is read: the shown rate falls to 0 (within 2 s; loose for CI)
         wait_until(lambda: status_json(m)["torrents"][0]["rates"]["download"] == 0,
                    timeout=10)
+
+
+def test_a_watch_mount_on_a_small_cache_disk_gets_a_limit_too(small_disk, tmp_path,
+                                                               mount_torrent):
+    """The same small disk under ``mount --watch``: each torrent gets its limit from
+    the free space (one warning in the log, shown in status) and reads right."""
+    data = tmp_path / "data"
+    data.mkdir()
+    payload = data_of(24 << 20, 6)
+    (data / "film.bin").write_bytes(payload)
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    torrent = watched / "film.torrent"
+    lt_create(data / "film.bin", torrent, None, piece_size=256 << 10)
+    with lt_seeder(torrent, data, ip="127.0.0.82") as seeder:
+        m = mount_torrent(watched, "--peer", seeder.endpoint, cache=small_disk, watch=True)
+        wait_until(lambda: (m.path / "film.bin" / "film.bin").exists(), timeout=30,
+                   message=f"the torrent did not appear; log:\n{m.log[-3000:]}")
+        warned = [line for line in m.log.splitlines() if "free for the cache" in line]
+        assert len(warned) == 1 and "film.torrent: only " in warned[0], m.log[-3000:]
+        cache = status_json(m)["torrents"][0]["cache"]
+        assert cache["limit_from"] == "free space"
+        assert 0 < cache["limit"] < 8 << 20
+        assert "(from the disk's free space)" in status_text(m)
+        digest = hashlib.sha256()
+        with open(m.path / "film.bin" / "film.bin", "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+                assert os.statvfs(small_disk).f_bavail > 0
+        assert digest.digest() == hashlib.sha256(payload).digest()
+        t = status_json(m)["torrents"][0]
+        assert t["cache"]["bytes"] <= cache["limit"]
+        assert t["cache"]["disk_full"]["count"] <= 1
 
 
 # -- trackers in status -------------------------------------------------------------------

@@ -187,22 +187,11 @@ def cache_limit_from_free_space(meta, folder: Path) -> tuple[int | None, str]:
     """With no --cache-size, a cache folder on a disk with less room than the
     torrent gets a limit from its free space, so that the disk never fills: the
     limit (None if the torrent fits) and the warning that says so."""
-    from torrentfs.disk.space import cached_bytes, free_bytes, limit_from_free_space
+    from torrentfs.disk.space import NoRoom, free_space_limit
     try:
-        free, cached = free_bytes(folder), cached_bytes(folder)
-    except OSError:
-        return None, ""
-    limit = limit_from_free_space(free, cached, meta.total_length)
-    if limit is None:
-        return None, ""
-    if limit < 2 * meta.piece_length:
-        raise CliError(f"cache folder {folder}: only {human(free)} free, and this torrent "
-                       f"needs room for two pieces ({human(2 * meta.piece_length)}): free "
-                       "some space or choose another --cache-dir")
-    text = (f"only {human(free)} free for the cache in {folder} (the torrent is "
-            f"{human(meta.total_length)}): keeping at most {human(limit)} of it, least "
-            "recently read pieces out first; --cache-size SIZE sets another limit")
-    return limit, text
+        return free_space_limit(folder, meta.total_length, meta.piece_length)
+    except NoRoom as e:
+        raise CliError(str(e)) from None
 
 
 def web_seeds(meta, args) -> list[str]:

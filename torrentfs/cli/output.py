@@ -17,7 +17,7 @@ import os
 import sys
 from typing import Callable, Iterator
 
-from torrentfs.core.text import printable
+from torrentfs.core.text import human, printable  # noqa: F401 (human: re-exported)
 from torrentfs.disk.private import open_private
 
 Update = Callable[[int, int], None]
@@ -25,14 +25,6 @@ Update = Callable[[int, int], None]
 
 class CliError(Exception):
     """A user-facing failure: its message is printed as one line."""
-
-
-def human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 class OneLineFormatter(logging.Formatter):

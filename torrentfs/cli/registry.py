@@ -194,7 +194,8 @@ def lock_torrent(folder: Path, mountpoint: str, what: str = "mounted on"):
             hint = "see: torrentfs list"
         raise CliError(f"this torrent is {e}; {hint}") from None
     except OSError as e:
-        raise CliError(f"cache folder {folder}: {e.strerror}") from None
+        from torrentfs.cli.errors import cache_folder_error
+        raise cache_folder_error(folder, e) from None
 
 
 def locate(target: str, folder: Path | None = None) -> tuple[dict | None, str | None]:

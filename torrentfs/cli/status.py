@@ -44,7 +44,10 @@ def load(mountpoint: str, cache: Path) -> dict:
                     "state": entry.get("state"), "info_hash": entry.get("info_hash")}
         raise CliError(f"{mountpoint}: no torrentfs mount there (see: torrentfs "
                        "list)") from None
-    except (OSError, ValueError) as e:
+    except OSError as e:
+        why = (e.strerror or str(e)).lower()
+        raise CliError(f"{mountpoint}: cannot read its status ({path}): {why}") from None
+    except ValueError as e:
         raise CliError(f"{mountpoint}: cannot read its status: {e}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("torrents"), list):
         raise CliError(f"{mountpoint}: its status file is not one torrentfs wrote")

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import shutil
 
+from torrentfs.core.text import human
+
 HEADROOM_MIN = 1 << 20     # leave at least this much of the disk free ...
 HEADROOM_SHARE = 20        # ... or 1/20 of the room, whichever is more
 DISK_FULL_LOG_EVERY = 60.0  # seconds between two "disk full" log lines
@@ -37,6 +39,38 @@ def limit_from_free_space(free: int, cached: int, total: int) -> int | None:
     if room >= total + HEADROOM_MIN:
         return None
     return max(0, room - max(HEADROOM_MIN, room // HEADROOM_SHARE))
+
+
+class NoRoom(Exception):
+    """Not even two pieces of the torrent fit on the cache's disk: its message is
+    one line saying so."""
+
+
+def free_space_limit(folder: str | os.PathLike, total: int, piece_length: int,
+                     promised: int = 0) -> tuple[int | None, str]:
+    """With no --cache-size: the limit for a torrent of ``total`` bytes cached in
+    ``folder`` (None if it fits, or if the disk cannot be asked), and the warning
+    that says so. ``promised``: bytes other torrents on the same disk may still
+    write (a watch mount's others), not counted as free. Raises ``NoRoom`` if not
+    even two pieces fit."""
+    try:
+        free, cached = free_bytes(folder), cached_bytes(folder)
+    except OSError:
+        return None, ""
+    usable = max(0, free - promised)
+    limit = limit_from_free_space(usable, cached, total)
+    if limit is None:
+        return None, ""
+    shown = f"{human(usable)} free" + (f" ({human(free)} on the disk, less what this "
+                                       "mount's other torrents may still write)"
+                                       if promised else "")
+    if limit < 2 * piece_length:
+        raise NoRoom(f"cache folder {folder}: only {shown}, and this torrent needs room "
+                     f"for two pieces ({human(2 * piece_length)}): free some space or "
+                     "choose another --cache-dir")
+    return limit, (f"only {shown} for the cache in {folder} (the torrent is "
+                   f"{human(total)}): keeping at most {human(limit)} of it, least "
+                   "recently read pieces out first; --cache-size SIZE sets another limit")
 
 
 class DiskFull:

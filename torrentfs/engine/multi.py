@@ -48,6 +48,7 @@ from torrentfs.core.tree import Tree
 from torrentfs.core.watchdir import MAX_FILES, DirWatch, Signature, candidates
 from torrentfs.disk.lock import Locked, TorrentLock
 from torrentfs.disk.private import private_dir
+from torrentfs.disk.space import NoRoom, free_space_limit
 from torrentfs.engine.options import TorrentOptions
 from torrentfs.engine.sources import Skip, Source, SourceError, load_file
 from torrentfs.engine.torrent import Torrent
@@ -340,12 +341,33 @@ class MultiMount:
         except Locked as e:
             raise Skip(f"this torrent is {e}") from None
         with lock:
-            await self._run_locked(entry, meta, folder, ready)
+            options = replace(self.torrent_options, port=self.port, listen=False,
+                              peers=(*self.peers, *entry.source.peers))
+            if cache_size is None:  # a small disk: a limit from its free space
+                options = await self._free_space_limit(options, meta, folder)
+            await self._run_locked(entry, meta, folder, ready, options)
+
+    async def _free_space_limit(self, options: TorrentOptions, meta: Metainfo,
+                                folder: Path) -> TorrentOptions:
+        """``options`` with the cache limit a torrent gets from the disk's free space
+        if it does not fit there (as a single mount's: one warning line, shown in
+        status); what the mount's other torrents may still write is not free.
+        Raises ``Skip`` if not even two of its pieces fit."""
+        promised = sum(max(0, (t.cache.limit if t.cache.limit is not None
+                               else t.meta.total_length) - t.cache.books.used)
+                       for t in self.shared.torrents)
+        try:
+            limit, note = await trio.to_thread.run_sync(
+                free_space_limit, folder, meta.total_length, meta.piece_length, promised)
+        except NoRoom as e:
+            raise Skip(str(e)) from None
+        if limit is None:
+            return options
+        log.warning("%s: %s", current_file.get(), note)
+        return replace(options, cache_size=limit, cache_size_auto=True)
 
     async def _run_locked(self, entry: _Entry, meta: Metainfo, folder: Path,
-                          ready: Callable[[], None]) -> None:
-        options = replace(self.torrent_options, port=self.port, listen=False,
-                          peers=(*self.peers, *entry.source.peers))
+                          ready: Callable[[], None], options: TorrentOptions) -> None:
         torrent = Torrent(meta, folder, options, shared=self.shared, utp=self.utp)
         tree = Tree.from_metainfo(meta)
         async with trio.open_nursery() as nursery:

@@ -212,6 +212,8 @@ def cmd_seed(args):
     flag = StopFlag()
     ses = make_session(args.listen, args.utp, args.dht_node if args.dht else None, args.lsd,
                        args.bind_outgoing, args.encryption, tcp=args.tcp)
+    if args.tick_ms:  # how often the rate limiter hands out its quota (500 ms)
+        ses.apply_settings({"tick_interval": args.tick_ms})
     port = wait_listen_port(ses, time.monotonic() + 10)
     h = add_torrent(ses, args.torrent, args.save_path)
     if args.upload_rate:
@@ -432,6 +434,9 @@ def main(argv=None):
     common(sp)
     sp.add_argument("--ready-file")
     sp.add_argument("--upload-rate", type=int, default=0, help="bytes/s, 0 = unlimited")
+    sp.add_argument("--tick-ms", type=int, default=0,
+                    help="libtorrent's tick_interval, ms: how often a rate cap's quota is "
+                         "handed out (0: libtorrent's default, 500)")
     sp.add_argument("--lsd", action="store_true", help="local service discovery (BEP 14)")
     sp.set_defaults(func=cmd_seed)
 
