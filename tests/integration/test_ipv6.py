@@ -1,6 +1,7 @@
 """Integration: IPv6 peers. A libtorrent seeder listening on ::1 only feeds a mount,
 given by `--peer [::1]:PORT` and by a tracker's `peers6`; a libtorrent leecher on ::1
-downloads from `torrentfs seed`, which listens on IPv4 and IPv6 on one port."""
+downloads from `torrentfs seed`, which listens on IPv4 and IPv6 on one port; a
+uTP-only libtorrent seeder on ::1 feeds a mount over its dual-stack uTP socket."""
 
 from __future__ import annotations
 
@@ -70,6 +71,20 @@ def test_mount_reads_from_a_libtorrent_seeder_on_ipv6_only(tmp_path, mount_torre
         m = mount_torrent(torrent, "--peer", origin.endpoint)
         same_tree(payload, m.path / "payload")
     assert f"connected to <peer ::1:{origin.port}>" in m.log, m.log[-3000:]
+
+
+def test_mount_reads_from_a_utp_only_libtorrent_seeder_on_ipv6_only(tmp_path, mount_torrent):
+    """TCP off at the seeder, which listens on ::1 alone: every byte crosses the
+    mount's uTP socket, dual-stack by default (no --listen host named)."""
+    data = tmp_path / "data"
+    payload = make_payload(data / "payload", 2 * 1024 * 1024 + 65, seed=165)
+    torrent = tmp_path / "t.torrent"
+    lt_create(payload, torrent, None, piece_size=PIECE)
+    with lt_seeder(torrent, data, ip="::1", utp=True, tcp=False) as origin:
+        m = mount_torrent(torrent, "--peer", origin.endpoint)
+        cmp_tree(payload, m.path / "payload", m.log)
+    assert "(IPv4 and IPv6)" in m.log, m.log[-3000:]
+    assert f"<peer ::1:{origin.port}> over uTP (outgoing)" in m.log, m.log[-3000:]
 
 
 def test_mount_finds_an_ipv6_seeder_through_a_trackers_peers6(tmp_path, mount_torrent):

@@ -171,7 +171,7 @@ def add_port_mapping(p) -> None:
 def add_transports(p) -> None:
     p.add_argument("--no-utp", action="store_true",
                    help="do not talk to peers over uTP (BEP 29, on UDP; default: uTP and "
-                        "TCP both, on the same port number)")
+                        "TCP both, on the same port number, IPv4 and IPv6)")
     p.add_argument("--no-tcp", action="store_true",
                    help="do not talk to peers over TCP (uTP only)")
 

@@ -101,6 +101,7 @@ class DHT:
         self.bootstrapped = trio.Event()
         self._sock: trio.socket.SocketType | None = None
         self._raw: socket.socket | None = None
+        self._sendto: Callable[[bytes, Addr], object] | None = None
         self._resolved_bootstrap: list[Addr] = []
         self._pending: dict[bytes, _Pending] = {}
         self._tid = secrets.randbits(16)
@@ -117,8 +118,15 @@ class DHT:
         self._load_state()
         shared = self.transport
         if shared is not None:   # uTP's socket: it hands us what is not uTP
+            if not shared.serves(self.v6):
+                self._release_state()
+                raise OSError(f"the uTP socket does not speak IPv{6 if self.v6 else 4}")
             raw, self.port = shared.raw, shared.port
-            shared.other = self._on_datagram
+            self._sendto = shared.sendto   # (maps IPv4 on a dual-stack socket)
+            if self.v6:
+                shared.other6 = self._on_datagram
+            else:
+                shared.other = self._on_datagram
         else:
             # A plain non-blocking socket: sends never wait (a datagram that does not
             # fit the kernel's buffer is dropped, as the network may drop it anyway).
@@ -135,6 +143,7 @@ class DHT:
                 raise
             self._sock = trio.socket.from_stdlib_socket(raw)
             self.port = raw.getsockname()[1]
+            self._sendto = raw.sendto
         self._raw = raw
         self.tokens = Tokens(secrets.token_bytes(16), trio.current_time())
         log.info("DHT node %s on UDP port %d%s", self.node_id.hex(), self.port,
@@ -149,6 +158,8 @@ class DHT:
         finally:
             if shared is None:
                 self._sock.close()
+            elif self.v6:
+                shared.other6 = None
             else:
                 shared.other = None
             self._save_state()
@@ -218,7 +229,7 @@ class DHT:
 
     def _send(self, addr: Addr, data: bytes) -> bool:
         try:
-            self._raw.sendto(data, addr)
+            self._sendto(data, addr)
             return True
         except (BlockingIOError, OSError) as e:
             log.debug("DHT send to %s:%d failed: %s", *addr, e)
