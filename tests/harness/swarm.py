@@ -389,15 +389,21 @@ def _dht_args(dht_nodes: Sequence[str]) -> list[str]:
 
 @contextlib.contextmanager
 def lt_dht_node(ip: str, port: int = 0, dht_nodes: Sequence[str] = (), *,
+                also_ip: str | None = None,
                 workdir: Path | str | None = None, timeout: float = 30.0) -> Iterator[Peer]:
     """Run a libtorrent DHT node with no torrent on ip:port (UDP; 0 = any), joined
     through `dht_nodes` ('IP:PORT'; none for the first node of a swarm). Its log
-    has a line 'incoming dht announce ...' for each announce_peer it takes in."""
+    has a line 'incoming dht announce ...' for each announce_peer it takes in.
+    With `also_ip` it listens there too, on the same port (give one: libtorrent
+    runs one DHT node per address, an IPv4 and an IPv6 one, as BEP 32 has it)."""
     with _workdir(workdir, "lt-dht-") as wd:
         ready = wd / f"lt-dht-{ip}-{port}.ready"
         ready.unlink(missing_ok=True)
         log_path = wd / f"lt-dht-{ip}.log"
-        argv = _lt_argv("dht", "--listen", hostport(ip, port), "--ready-file", str(ready),
+        listen = hostport(ip, port)
+        if also_ip is not None:
+            listen += "," + hostport(also_ip, port)
+        argv = _lt_argv("dht", "--listen", listen, "--ready-file", str(ready),
                         *_dht_args(dht_nodes))
         with _running(argv, log_path) as proc:
             _wait_ready(proc, f"lt DHT node {ip}", log_path, ready.exists, timeout)
