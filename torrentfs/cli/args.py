@@ -163,9 +163,10 @@ def add_encryption(p) -> None:
 
 def add_port_mapping(p) -> None:
     p.add_argument("--no-port-mapping", action="store_true",
-                   help="do not ask the router (NAT-PMP, else UPnP IGD) to forward the "
-                        "listen ports to us; by default they are mapped at start, renewed, "
-                        "and removed on exit, and the external address is logged")
+                   help="do not ask the router (PCP, else NAT-PMP, else UPnP IGD) to "
+                        "forward the listen ports to us; by default they are mapped at "
+                        "start, renewed, and removed on exit, and the external address is "
+                        "logged")
 
 
 def add_transports(p) -> None:

@@ -136,8 +136,8 @@ async def _open_dht4(nursery, port: int, *, args, cache: Path, transport=None):
 
 
 def map_ports(nursery, args, tcp_port: int, dht=None) -> None:
-    """Map the TCP listen port, and the DHT's UDP port, on the router (NAT-PMP, else
-    UPnP IGD: ``net.portmap``) for as long as ``nursery`` runs, unless
+    """Map the TCP listen port, and the DHT's UDP port, on the router (PCP, else
+    NAT-PMP, else UPnP IGD: ``net.portmap``) for as long as ``nursery`` runs, unless
     --no-port-mapping."""
     if getattr(args, "no_port_mapping", False):
         return
