@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 import trio
 
@@ -92,6 +92,8 @@ class Connector:
         self.shared = shared              # multi.Shared, or None
         self.candidates: dict[tuple[str, int], Candidate] = {}
         self.connecting: set[tuple[str, int]] = set()  # addresses being dialed
+        # Called with an address no transport could dial (engine/holepunch.py).
+        self.on_unreachable: Callable[[tuple[str, int]], None] | None = None
         self._wake = trio.Event()
 
     def add(self, addr: tuple[str, int], *, utp: bool | None = None) -> None:
@@ -191,6 +193,8 @@ class Connector:
                 cand.failures += 1
                 cand.next_try = trio.current_time() + min(15 * 2 ** cand.failures, 600)
                 log.debug("connect %s:%d failed: %s", *addr, e)
+                if self.on_unreachable is not None:
+                    self.on_unreachable(addr)
                 return
             if encrypt:
                 # A TCP peer dropping the encrypted handshake may only refuse TCP
