@@ -58,7 +58,7 @@ def test_mount_reaches_a_firewalled_libtorrent_seeder_through_a_libtorrent_relay
                 cmp_tree(payload, m.path / "payload", m.log)
                 assert m.unmount().returncode == 0
     log = m.log
-    assert f"to put us in touch with {target.ip}:{target.port}" in log, log[-4000:]
+    assert f"asks us to connect to {target.ip}:{target.port}" in log, log[-4000:]
     got = {ip: int(n) for ip, n in re.findall(
         r"<peer ([\d.]+):\d+> closed: .* \(received (\d+) bytes", log)}
     assert got.get(target.ip, 0) >= 1024 * 1024 - 2 * 64 * 1024, log[-4000:]

@@ -74,9 +74,9 @@ class Holepunch:
             self._relay(s, m.addr, now)
         elif m.type == hp.CONNECT:
             self._connect(s, m.addr, now)
-        else:
-            log.info("holepunch through %r to %s failed: %s", s, show_addr(m.addr),
-                     hp.ERRORS.get(m.error, f"error {m.error}"))
+        else:   # routine (a peer asked at random does not know the target): debug
+            log.debug("holepunch through %r to %s failed: %s", s, show_addr(m.addr),
+                      hp.ERRORS.get(m.error, f"error {m.error}"))
 
     # -- relay -----------------------------------------------------------------------
 
@@ -91,7 +91,8 @@ class Holepunch:
             self._send(by_addr[addr], msg)
         if len(out) == 2:
             self.relayed += 1
-            log.info("holepunch: put %s and %s in touch", show_addr(sender), show_addr(target))
+            log.debug("holepunch: put %s and %s in touch", show_addr(sender),
+                      show_addr(target))
 
     # -- party -----------------------------------------------------------------------
 
@@ -112,6 +113,7 @@ class Holepunch:
     async def _punch(self, addr: Addr) -> None:
         t = self.torrent
         c = t.connector
+        c.add(addr, utp=True)   # (known already, unless forgotten meanwhile)
         cand = c.candidates[addr]
         policy = t.options.encryption
         try:
@@ -141,13 +143,15 @@ class Holepunch:
         if t.connector.utp is None or addr in t.sessions:
             return
         relay = self.via.get(addr)
-        if relay is None or not self.supports(relay):
+        told = relay is not None and self.supports(relay)   # its PEX flagged addr
+        if not told:
             relay = next((s for s in list(t.sessions.values())
                           if s.addr != addr and self.supports(s)), None)
         if relay is None or not self.punches.should_ask(addr, trio.current_time()):
             return
         self._send(relay, hp.Message(hp.RENDEZVOUS, addr))
-        log.info("holepunch: asked %r to put us in touch with %s", relay, show_addr(addr))
+        log.log(logging.INFO if told else logging.DEBUG,
+                "holepunch: asked %r to put us in touch with %s", relay, show_addr(addr))
 
     def _send(self, s, msg: hp.Message) -> None:
         state = self.ext.peers.get(s)
