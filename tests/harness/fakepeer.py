@@ -322,6 +322,8 @@ class ExtBehaviour:
     bad_hashes: bool = False           # flips a byte of every hashes answer
 
     extra_handshake: dict = field(default_factory=dict)  # more keys in that handshake
+    holepunch: bool = False            # offers ut_holepunch (BEP 55), as id 5 on its side
+    holepunch_send: list = field(default_factory=list)  # payloads it sends on it, once
 
 
 @dataclass
@@ -331,6 +333,7 @@ class ExtStats:
     metadata: dict = field(default_factory=dict)  # piece -> Data/Reject it got
     pex: list = field(default_factory=list)       # PexMessages it got
     hash_requests: list = field(default_factory=list)  # BEP 52 HashRequests it got
+    holepunch: list = field(default_factory=list)  # ut_holepunch payloads it got
     closed: bool = False
 
 
@@ -356,7 +359,9 @@ async def ext_peer(stream: trio.abc.Stream, info_hash: bytes, behaviour: ExtBeha
             out = b""
             if isinstance(event, wire.Handshake):
                 greeting = encode_handshake(
-                    {"ut_metadata": 3, "ut_pex": 4}, metadata_size=size, port=b.listen_port)
+                    {"ut_metadata": 3, "ut_pex": 4, **({"ut_holepunch": 5} if b.holepunch
+                                                       else {})},
+                    metadata_size=size, port=b.listen_port)
                 if b.extra_handshake:
                     greeting = bencode({**bdecode(greeting), **b.extra_handshake})
                 out += conn.send(wire.Extended(0, greeting))
@@ -366,12 +371,17 @@ async def ext_peer(stream: trio.abc.Stream, info_hash: bytes, behaviour: ExtBeha
                     out += conn.send(wire.Extended(hs.ids["ut_pex"], pex.encode(
                         [a if isinstance(a[0], tuple) else (a, b.pex_flags)
                          for a in b.pex])))
+                for payload in b.holepunch_send:
+                    if "ut_holepunch" in hs.ids:
+                        out += conn.send(wire.Extended(hs.ids["ut_holepunch"], payload))
                 if b.ask_metadata and hs.metadata_size:
                     for i in range(metadata.num_pieces(hs.metadata_size)):
                         out += conn.send(wire.Extended(hs.ids["ut_metadata"],
                                                        metadata.encode(metadata.Request(i))))
             elif isinstance(event, wire.Extended) and event.ext_id == 4:
                 stats.pex.append(pex.decode(event.payload))
+            elif isinstance(event, wire.Extended) and event.ext_id == 5:
+                stats.holepunch.append(event.payload)
             elif isinstance(event, wire.HashRequest):
                 from dataclasses import replace
 

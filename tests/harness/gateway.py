@@ -7,7 +7,9 @@ the address reaches nothing) and an internal one (int0, 10.240.1.1/24) joined by
 veth pair to "client" (10.240.1.2/24, default route via the router). It loads the
 nftables chains miniupnpd adds its rules to (table inet filter:
 prerouting_miniupnpd, postrouting_miniupnpd, miniupnpd) and starts miniupnpd with
-NAT-PMP and/or UPnP IGD on int0. `Router.client_argv(argv)` runs a command in the
+NAT-PMP and/or UPnP IGD on int0 (its NAT-PMP port speaks PCP too; with pcp=False a
+rule drops PCP requests, version 2, so the router acts as a NAT-PMP-only one that
+ignores PCP). `Router.client_argv(argv)` runs a command in the
 client namespace; `Router.redirects()` lists the port forwards miniupnpd has made
 (its nftables rules). On exit miniupnpd and anything left in the namespaces are
 stopped by PID and the namespaces deleted. Needs root, miniupnpd-nftables and
@@ -42,6 +44,14 @@ table inet filter {
                       jump postrouting_miniupnpd; }
   chain prerouting_miniupnpd { }
   chain postrouting_miniupnpd { }
+}
+"""
+
+# Drops PCP (version 2) datagrams to port 5351; NAT-PMP (version 0) passes.
+NFT_NO_PCP = """\
+table inet nopcp {
+  chain input { type filter hook input priority -10; policy accept;
+                udp dport 5351 @th,64,8 0x2 counter drop; }
 }
 """
 
@@ -95,7 +105,7 @@ def _kill_all(ns: str) -> None:
 
 
 @contextlib.contextmanager
-def miniupnpd_router(*, natpmp: bool = True, upnp: bool = True,
+def miniupnpd_router(*, natpmp: bool = True, upnp: bool = True, pcp: bool = True,
                      workdir: Path | str | None = None, timeout: float = 15.0
                      ) -> Iterator[Router]:
     """A miniupnpd router and a client namespace behind it (module docstring)."""
@@ -120,7 +130,7 @@ def miniupnpd_router(*, natpmp: bool = True, upnp: bool = True,
                          ("route", "add", "default", "via", ROUTER_IP)):
                 _ip("-n", cl, *args)
             rules = wd / "rules.nft"
-            rules.write_text(NFT_RULES)
+            rules.write_text(NFT_RULES + ("" if pcp else NFT_NO_PCP))
             subprocess.run(["ip", "netns", "exec", rt, "nft", "-f", str(rules)], check=True,
                            capture_output=True, timeout=10)
             conf = wd / "miniupnpd.conf"

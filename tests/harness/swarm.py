@@ -389,15 +389,21 @@ def _dht_args(dht_nodes: Sequence[str]) -> list[str]:
 
 @contextlib.contextmanager
 def lt_dht_node(ip: str, port: int = 0, dht_nodes: Sequence[str] = (), *,
+                also_ip: str | None = None,
                 workdir: Path | str | None = None, timeout: float = 30.0) -> Iterator[Peer]:
     """Run a libtorrent DHT node with no torrent on ip:port (UDP; 0 = any), joined
     through `dht_nodes` ('IP:PORT'; none for the first node of a swarm). Its log
-    has a line 'incoming dht announce ...' for each announce_peer it takes in."""
+    has a line 'incoming dht announce ...' for each announce_peer it takes in.
+    With `also_ip` it listens there too, on the same port (give one: libtorrent
+    runs one DHT node per address, an IPv4 and an IPv6 one, as BEP 32 has it)."""
     with _workdir(workdir, "lt-dht-") as wd:
         ready = wd / f"lt-dht-{ip}-{port}.ready"
         ready.unlink(missing_ok=True)
         log_path = wd / f"lt-dht-{ip}.log"
-        argv = _lt_argv("dht", "--listen", hostport(ip, port), "--ready-file", str(ready),
+        listen = hostport(ip, port)
+        if also_ip is not None:
+            listen += "," + hostport(also_ip, port)
+        argv = _lt_argv("dht", "--listen", listen, "--ready-file", str(ready),
                         *_dht_args(dht_nodes))
         with _running(argv, log_path) as proc:
             _wait_ready(proc, f"lt DHT node {ip}", log_path, ready.exists, timeout)
@@ -410,6 +416,7 @@ def lt_seeder(torrent_path: Path | str, data_dir: Path | str, ip: str = "127.0.0
               upload_rate: int | None = None, tick_ms: int | None = None,
               lsd: bool = False, wrap: Callable[[list[str]], list[str]] | None = None,
               dht_nodes: Sequence[str] = (), encryption: str | None = None,
+              peers: Sequence[str] = (),
               workdir: Path | str | None = None, timeout: float = 60.0) -> Iterator[Peer]:
     """Run a libtorrent seeder of the data in `data_dir` on ip:port (0 = any).
 
@@ -422,7 +429,8 @@ def lt_seeder(torrent_path: Path | str, data_dir: Path | str, ip: str = "127.0.0
     a cluster's namespace.
     With `dht_nodes` it joins the DHT through them and announces itself there
     (at once, then every 5 s). `encryption="forced"`: MSE/PE with RC4 only, in and
-    out (plain connections refused).
+    out (plain connections refused). It connects to `peers` ('IP:PORT') once
+    seeding, and again every 5 s.
     """
     with _workdir(workdir, "lt-seed-") as wd:
         ready = wd / f"lt-seed-{ip}-{port}.ready"
@@ -439,6 +447,8 @@ def lt_seeder(torrent_path: Path | str, data_dir: Path | str, ip: str = "127.0.0
         if tick_ms:
             argv += ["--tick-ms", str(tick_ms)]
         argv += _dht_args(dht_nodes)
+        for p in peers:
+            argv += ["--peer", p]
         if encryption:
             argv += ["--encryption", encryption]
         if lsd:
@@ -492,17 +502,22 @@ def lt_leecher(torrent_path: Path | str | None, save_dir: Path | str, ip: str = 
 
 @contextlib.contextmanager
 def lt_leeching(torrent_path: Path | str, save_dir: Path | str, ip: str, peers: Sequence[str],
-                *, download_rate: int | None = None, workdir: Path | str | None = None,
+                *, download_rate: int | None = None, utp: bool = False, tcp: bool = True,
+                pex: bool = True, workdir: Path | str | None = None,
                 timeout: float = 30.0) -> Iterator[Peer]:
     """A libtorrent leecher running in the background (stopped on exit), ready once
-    it is connected to one of `peers`; `download_rate` (bytes/s) keeps it a leecher
-    for a while."""
+    it is connected to one of `peers` (at once with none); `download_rate`
+    (bytes/s) keeps it a leecher for a while; `utp`, `tcp` as for `lt_seeder`;
+    `pex=False` keeps it from telling peers of each other."""
     with _workdir(workdir, "lt-leech-") as wd:
         ready = wd / f"lt-leech-{ip}.ready"
         ready.unlink(missing_ok=True)
         log_path = wd / f"lt-leech-{ip}.log"
-        argv = _leech_argv(torrent_path, save_dir, ip, 0, peers, False, 600, None,
-                           download_rate) + ["--ready-file", str(ready), "--bind-outgoing"]
+        argv = _leech_argv(torrent_path, save_dir, ip, 0, peers, utp, 600, None,
+                           download_rate, tcp=tcp) + ["--ready-file", str(ready),
+                                                      "--bind-outgoing"]
+        if not pex:
+            argv.append("--no-pex")
         with _running(argv, log_path) as proc:
             _wait_ready(proc, f"lt leecher {ip}", log_path, ready.exists, timeout)
             yield Peer(ip=ip, port=int(ready.read_text()), proc=proc, log_path=log_path)

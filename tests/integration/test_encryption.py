@@ -1,7 +1,8 @@
 """Integration: MSE/PE (message stream encryption) against real peers nobody here
 wrote. A libtorrent seeder and leecher that force encryption (RC4 only, plain
 connections refused, in and out), and transmission-cli with encryption required
-(-er), in both directions: every byte arrives, and the logs show RC4 was used."""
+(-er), in both directions: every byte arrives, and the logs show RC4 was used. The
+libtorrent ones over TCP and over uTP (TCP off at libtorrent)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from tests.harness.mounts import Seed
 from tests.harness.netns import netns_host, transmission_download, transmission_seeder
-from tests.harness.payload import make_payload, same_tree
+from tests.harness.payload import cmp_tree, make_payload, same_tree
 from tests.harness.swarm import free_port, lt_create, lt_leecher, lt_seeder, opentracker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -110,3 +111,39 @@ def test_magnet_mount_from_a_forced_encryption_libtorrent_seeder(tmp_path, mount
         same_tree(payload, m.path / "payload")
     assert "metadata of" in m.log and \
         f"encrypted connection to {origin.ip}:{origin.port} (RC4)" in m.log, m.log[-3000:]
+
+
+@pytest.mark.parametrize("policy", ["prefer", "require"])
+def test_mount_reads_from_a_forced_encryption_utp_only_libtorrent_seeder(
+        tmp_path, mount_torrent, policy):
+    """MSE/PE over uTP: the seeder's TCP is off, it refuses plain text; the mount
+    reads everything over an encrypted uTP connection (cmp of every file)."""
+    data = tmp_path / "data"
+    payload = make_payload(data / "payload", 2 * 1024 * 1024 + 9, seed=156)
+    torrent = tmp_path / "t.torrent"
+    lt_create(payload, torrent, None, piece_size=PIECE)
+    with lt_seeder(torrent, data, ip="127.0.0.156", encryption="forced",
+                   utp=True, tcp=False) as origin:
+        m = mount_torrent(torrent, "--peer", origin.endpoint, "--encryption", policy)
+        cmp_tree(payload, m.path / "payload", m.log)
+    assert f"encrypted connection to {origin.ip}:{origin.port} (RC4)" in m.log, m.log[-3000:]
+    assert f"<peer {origin.ip}:{origin.port}> over uTP (outgoing)" in m.log, m.log[-3000:]
+
+
+@pytest.mark.parametrize("policy", ["prefer", "require"])
+def test_forced_encryption_utp_only_libtorrent_leeches_from_torrentfs_seed(tmp_path, policy):
+    data = tmp_path / "data"
+    payload = make_payload(data / "payload", 2 * 1024 * 1024 + 15, seed=157)
+    torrent = tmp_path / "t.torrent"
+    lt_create(payload, torrent, None, piece_size=PIECE)
+    port = free_port()
+    with Seed(torrent, data, tmp_path / "cache", port, "--encryption", policy) as seed:
+        out = tmp_path / "out"
+        r = lt_leecher(torrent, out, ip="127.0.0.157", peers=[f"127.0.0.1:{port}"],
+                       encryption="forced", utp=True, tcp=False, timeout=90)
+        assert r.returncode == 0, r.stderr + seed.log.read_text()[-3000:]
+    same_tree(payload, out / "payload")
+    log = seed.log.read_text()
+    # (over uTP it sends from its listen address, one UDP socket)
+    assert re.search(r"encrypted connection from 127\.0\.0\.157:\d+ \(RC4\)", log), log[-3000:]
+    assert re.search(r"<peer 127\.0\.0\.157:\d+> over uTP \(incoming\)", log), log[-3000:]

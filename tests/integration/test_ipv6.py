@@ -1,6 +1,7 @@
 """Integration: IPv6 peers. A libtorrent seeder listening on ::1 only feeds a mount,
 given by `--peer [::1]:PORT` and by a tracker's `peers6`; a libtorrent leecher on ::1
-downloads from `torrentfs seed`, which listens on IPv4 and IPv6 on one port."""
+downloads from `torrentfs seed`, which listens on IPv4 and IPv6 on one port; a
+uTP-only libtorrent seeder on ::1 feeds a mount over its dual-stack uTP socket."""
 
 from __future__ import annotations
 
@@ -72,6 +73,20 @@ def test_mount_reads_from_a_libtorrent_seeder_on_ipv6_only(tmp_path, mount_torre
     assert f"connected to <peer ::1:{origin.port}>" in m.log, m.log[-3000:]
 
 
+def test_mount_reads_from_a_utp_only_libtorrent_seeder_on_ipv6_only(tmp_path, mount_torrent):
+    """TCP off at the seeder, which listens on ::1 alone: every byte crosses the
+    mount's uTP socket, dual-stack by default (no --listen host named)."""
+    data = tmp_path / "data"
+    payload = make_payload(data / "payload", 2 * 1024 * 1024 + 65, seed=165)
+    torrent = tmp_path / "t.torrent"
+    lt_create(payload, torrent, None, piece_size=PIECE)
+    with lt_seeder(torrent, data, ip="::1", utp=True, tcp=False) as origin:
+        m = mount_torrent(torrent, "--peer", origin.endpoint)
+        cmp_tree(payload, m.path / "payload", m.log)
+    assert "(IPv4 and IPv6)" in m.log, m.log[-3000:]
+    assert f"<peer ::1:{origin.port}> over uTP (outgoing)" in m.log, m.log[-3000:]
+
+
 def test_mount_finds_an_ipv6_seeder_through_a_trackers_peers6(tmp_path, mount_torrent):
     data = tmp_path / "data"
     payload = make_payload(data / "payload", 1024 * 1024 + 62, seed=162)
@@ -128,5 +143,29 @@ def test_mount_finds_a_seeder_through_a_libtorrent_dht_node_on_ipv6(tmp_path, mo
             wait_until(lambda: "DHT: first peer" in m.log, 60,
                        message="no peer found through the DHT: " + m.log[-3000:])
             assert "(IPv6)" in m.log
+            cmp_tree(payload, m.path / "payload", m.log)
+    assert f"<peer ::1:{seeder.port}>" in m.log, m.log[-3000:]
+
+
+def test_bep32_want_finds_an_ipv6_seeder_from_an_ipv4_bootstrap(tmp_path, mount_torrent):
+    """A libtorrent DHT node on 127.0.0.1 and ::1 (one node per family); a libtorrent
+    seeder on ::1 announces on its IPv6 node. The mount is bootstrapped from the
+    IPv4 address alone, so its IPv6 node knows nobody: it learns IPv6 nodes only
+    from the nodes6 libtorrent puts in its answers to our IPv4 node's want n4+n6
+    (BEP 32), then finds the seeder and reads everything."""
+    data = tmp_path / "data"
+    payload = make_payload(data / "payload", 1024 * 1024 + 66, seed=166)
+    torrent = tmp_path / "t.torrent"
+    lt_create(payload, torrent, None, piece_size=PIECE)
+    port = free_port(udp=True)
+    with lt_dht_node("127.0.0.1", port, also_ip="::1", workdir=tmp_path) as boot:
+        with lt_seeder(torrent, data, ip="::1", dht_nodes=[f"[::1]:{port}"],
+                       workdir=tmp_path) as seeder:
+            wait_until(lambda: "incoming dht announce" in boot.log(), 30,
+                       message="the libtorrent seeder never announced on the DHT: "
+                               + boot.log()[-2000:])
+            m = mount_torrent(torrent, "--dht-bootstrap", f"127.0.0.1:{port}")
+            wait_until(lambda: "DHT: first peer" in m.log, 90,
+                       message="no peer found through the DHT: " + m.log[-3000:])
             cmp_tree(payload, m.path / "payload", m.log)
     assert f"<peer ::1:{seeder.port}>" in m.log, m.log[-3000:]

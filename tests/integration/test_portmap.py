@@ -1,8 +1,9 @@
 """Integration: port mapping against a real gateway, Debian's miniupnpd, in network
 namespaces of the test's own (tests/harness/gateway.py). `torrentfs seed` behind it
-maps its TCP listen port and its DHT's UDP port (NAT-PMP when the router speaks
-it, else UPnP IGD), logs the external address once, and removes both mappings
-when it stops; with --no-port-mapping it asks for nothing."""
+maps its TCP listen port and its DHT's UDP port (PCP when the router speaks it, else
+NAT-PMP, else UPnP IGD), logs the external address once, and removes both mappings
+when it stops; with --no-port-mapping it asks for nothing. miniupnpd speaks PCP and
+NAT-PMP on one port: for NAT-PMP a rule in the router drops PCP requests."""
 
 from __future__ import annotations
 
@@ -29,14 +30,15 @@ def _seed(router, torrent, data, cache, log, *extra):
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
 
 
-@pytest.mark.parametrize("method", ["NAT-PMP", "UPnP"])
+@pytest.mark.parametrize("method", ["PCP", "NAT-PMP", "UPnP"])
 def test_seed_maps_its_ports_and_removes_them(tmp_path, method):
     data = tmp_path / "data"
     payload = make_payload(data / "payload", 100_000, seed=171)
     torrent = tmp_path / "t.torrent"
     lt_create(payload, torrent, None, piece_size=16384)
     log = tmp_path / "seed.log"
-    with miniupnpd_router(natpmp=method == "NAT-PMP", workdir=tmp_path / "gw") as router:
+    with miniupnpd_router(natpmp=method != "UPnP", pcp=method == "PCP",
+                          workdir=tmp_path / "gw") as router:
         proc = _seed(router, torrent, data, tmp_path / "cache", log)
         try:
             line = f"port mapping ({method}, gateway {ROUTER_IP}): external address {EXT_IP}; "
@@ -50,6 +52,8 @@ def test_seed_maps_its_ports_and_removes_them(tmp_path, method):
             assert text.count("port mapping (") == 1  # one line
             assert sorted(router.redirects()) == sorted([("TCP", PORT), ("UDP", udp)])
             assert f"{CLIENT_IP}:{PORT}" in router.log()
+            # miniupnpd's own word for how each mapping came
+            assert ("PCP MAP:" in router.log()) == (method == "PCP"), router.log()
         finally:
             proc.send_signal(signal.SIGINT)
             try:

@@ -249,3 +249,69 @@ async def test_ipv6_nodes_find_each_other_and_a_pair_feeds_add_peer(tmp_path):
     state = krpc.bdecode((tmp_path / "n1" / "dht6.state").read_bytes())
     saved = krpc.unpack_nodes(state[b"nodes"], v6=True)
     assert saved and all(n.addr[0] == "::1" for n in saved)
+
+
+async def test_bep32_want_is_answered_from_each_familys_table():
+    """A pair's IPv4 node, asked over IPv4 with want n4+n6, answers nodes and
+    nodes6 (the latter from its IPv6 sibling's table); asked n6 alone, nodes6 alone;
+    asked nothing, nodes alone. A lone IPv4 node asked n6 has none to give."""
+    from torrentfs.net.dht import DhtPair
+    async with trio.open_nursery() as nursery:
+        boot4 = DHT(host="127.0.0.1", bootstrap=[])
+        boot6 = DHT(host="::1", bootstrap=[])
+        await nursery.start(boot4.run)
+        await nursery.start(boot6.run)
+        v4 = DHT(host="127.0.0.1", bootstrap=[("127.0.0.1", boot4.port)])
+        v6 = DHT(host="::1", bootstrap=[("::1", boot6.port)])
+        pair = DhtPair(v4, v6)
+        assert v4.want == v6.want == frozenset({"n4", "n6"}) and boot4.want == frozenset()
+        await nursery.start(v4.run)
+        await nursery.start(v6.run)
+        with trio.fail_after(10):
+            await v4.bootstrapped.wait()
+            await v6.bootstrapped.wait()
+        sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        await sock.bind(("127.0.0.1", 0))
+        me = b"q" * 20
+        both = frozenset({"n4", "n6"})
+        r = await query(sock, pair.port, krpc.encode(krpc.FindNode(b"f1", me, IH, want=both)))
+        assert [n.addr for n in r.nodes] == [("127.0.0.1", boot4.port)]
+        assert [n.addr for n in r.nodes6] == [("::1", boot6.port)]
+        r = await query(sock, pair.port, krpc.encode(
+            krpc.GetPeers(b"g1", me, IH, want=frozenset({"n6"}))))
+        assert r.nodes == () and [n.addr for n in r.nodes6] == [("::1", boot6.port)]
+        assert r.token
+        r = await query(sock, pair.port, krpc.encode(krpc.FindNode(b"f2", me, IH)))
+        assert [n.addr for n in r.nodes] == [("127.0.0.1", boot4.port)] and r.nodes6 == ()
+        r = await query(sock, boot4.port, krpc.encode(krpc.FindNode(b"f3", me, IH, want=both)))
+        assert [n.addr for n in r.nodes] == [("127.0.0.1", v4.port)] and r.nodes6 == ()
+        nursery.cancel_scope.cancel()
+
+
+async def test_bep32_a_pair_learns_ipv6_nodes_through_ipv4():
+    """The pair's IPv6 node knows nobody; its IPv4 node bootstraps from a dual node
+    (an IPv4 node whose sibling knows an IPv6 node): the nodes6 in the answers to
+    its want n4+n6 are pinged by the IPv6 node, which so fills its table."""
+    from torrentfs.net.dht import DhtPair
+    async with trio.open_nursery() as nursery:
+        far6 = DHT(host="::1", bootstrap=[])
+        await nursery.start(far6.run)
+        dual4 = DHT(host="127.0.0.1", bootstrap=[])
+        dual6 = DHT(host="::1", bootstrap=[("::1", far6.port)])
+        DhtPair(dual4, dual6)
+        await nursery.start(dual4.run)
+        await nursery.start(dual6.run)
+        with trio.fail_after(10):
+            await dual6.bootstrapped.wait()
+        v4 = DHT(host="127.0.0.1", bootstrap=[("127.0.0.1", dual4.port)])
+        v6 = DHT(host="::1", bootstrap=[])
+        DhtPair(v4, v6)
+        await nursery.start(v4.run)
+        await nursery.start(v6.run)
+        with trio.fail_after(10):
+            await v4.bootstrapped.wait()
+            while not len(v6.table):
+                await trio.sleep(0.01)
+        assert {n.addr for n in v6.table.closest(IH, 8)} <= {("::1", far6.port),
+                                                             ("::1", dual6.port)}
+        nursery.cancel_scope.cancel()

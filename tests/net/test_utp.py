@@ -137,3 +137,92 @@ async def test_utp_over_ipv6_loopback():
                 await trio.sleep(0.01)
             assert got["data"] == data and got["addr"][0] == "::1"
             nursery.cancel_scope.cancel()
+
+
+async def test_a_socket_with_no_host_is_dual_stack():
+    """No host: one socket takes IPv4 and IPv6 peers (as the TCP listeners do); the
+    IPv4 peer's address is plain IPv4, not ::ffff:-mapped, and the socket dials both
+    families."""
+    got = []
+
+    async def accept(stream, addr):
+        got.append((addr, await _read_all(stream, 5)))
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            server = UtpSocket(accept=accept)
+            await nursery.start(server.run)
+            assert server.dual and server.serves(True) and server.serves(False)
+            for host in ("127.0.0.1", "::1"):
+                client = UtpSocket(host=host)
+                await nursery.start(client.run)
+                stream = await client.connect((host, server.port))
+                await stream.send_all(host.encode()[:5])
+                await stream.aclose()
+            while len(got) < 2:
+                await trio.sleep(0.01)
+            assert sorted(a[0] for a, _ in got) == ["127.0.0.1", "::1"]
+            assert all(data == a[0].encode()[:5] for a, data in got)
+            # ... and it dials out to both families
+            for host in ("127.0.0.1", "::1"):
+                peer = UtpSocket(host=host, accept=accept)
+                await nursery.start(peer.run)
+                stream = await server.connect((host, peer.port))
+                await stream.send_all(b"back!")
+                await stream.aclose()
+            while len(got) < 4:
+                await trio.sleep(0.01)
+            assert [d for _, d in got[2:]] == [b"back!", b"back!"]
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_named_ipv4_host_cannot_dial_ipv6():
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            client = UtpSocket(host="127.0.0.1")
+            await nursery.start(client.run)
+            assert not client.dual and not client.serves(True)
+            with pytest.raises(OSError, match="address family"):
+                await client.connect(("::1", 9))
+            nursery.cancel_scope.cancel()
+
+
+async def test_ipv4_and_ipv6_dht_nodes_share_one_dual_stack_socket():
+    """Both DHT nodes (BEP 32) over the one dual-stack uTP socket: each bootstraps
+    from a plain node of its family through it, and each hears only its family."""
+    from torrentfs.net.dht import DHT
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            shared = UtpSocket()
+            await nursery.start(shared.run)
+            plain4 = DHT(host="127.0.0.1", bootstrap=[])
+            plain6 = DHT(host="::1", bootstrap=[])
+            await nursery.start(plain4.run)
+            await nursery.start(plain6.run)
+            node4 = DHT(bootstrap=[("127.0.0.1", plain4.port)], transport=shared)
+            node6 = DHT(host="::", bootstrap=[("::1", plain6.port)], transport=shared)
+            await nursery.start(node4.run)
+            await nursery.start(node6.run)
+            assert node4.port == node6.port == shared.port
+            await node4.bootstrapped.wait()
+            await node6.bootstrapped.wait()
+            assert [n.addr for n in node4.table.closest(plain4.node_id, 8)] == \
+                [("127.0.0.1", plain4.port)]
+            assert [n.addr for n in node6.table.closest(plain6.node_id, 8)] == \
+                [("::1", plain6.port)]
+            assert [n.addr for n in plain4.table.closest(node4.node_id, 8)] == \
+                [("127.0.0.1", shared.port)]
+            assert [n.addr for n in plain6.table.closest(node6.node_id, 8)] == \
+                [("::1", shared.port)]
+            nursery.cancel_scope.cancel()
+
+
+async def test_an_ipv6_dht_node_refuses_an_ipv4_only_socket():
+    from torrentfs.net.dht import DHT
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            shared = UtpSocket(host="127.0.0.1")
+            await nursery.start(shared.run)
+            with pytest.raises(OSError, match="IPv6"):
+                await nursery.start(DHT(host="::", bootstrap=[], transport=shared).run)
+            nursery.cancel_scope.cancel()

@@ -195,15 +195,16 @@ def add_encryption(p) -> None:
 
 def add_port_mapping(p) -> None:
     p.add_argument("--no-port-mapping", action="store_true",
-                   help="do not ask the router (NAT-PMP, else UPnP IGD) to forward the "
-                        "listen ports to us; by default they are mapped at start, renewed, "
-                        "and removed on exit, and the external address is logged")
+                   help="do not ask the router (PCP, else NAT-PMP, else UPnP IGD) to "
+                        "forward the listen ports to us; by default they are mapped at "
+                        "start, renewed, and removed on exit, and the external address is "
+                        "logged")
 
 
 def add_transports(p) -> None:
     p.add_argument("--no-utp", action="store_true",
                    help="do not talk to peers over uTP (BEP 29, on UDP; default: uTP and "
-                        "TCP both, on the same port number)")
+                        "TCP both, on the same port number, IPv4 and IPv6)")
     p.add_argument("--no-tcp", action="store_true",
                    help="do not talk to peers over TCP (uTP only)")
 

@@ -147,11 +147,13 @@ async def open_dht(nursery, port: int, *, args, cache: Path, transport=None):
     The IPv4 node shares uTP's socket, as libtorrent does: ``transport``'s if given
     and on that port; else, unless --no-utp, a uTP socket of its own that a torrent
     started later takes over (``dht.transport``: a magnet's DHT comes up before its
-    torrent)."""
+    torrent). The IPv6 node shares that socket too when it is dual-stack."""
     from torrentfs.net.dht import DHT, DhtPair
     dht = await _open_dht4(nursery, port, args=args, cache=cache, transport=transport)
+    sock = dht.transport   # a dual-stack uTP socket carries the IPv6 node too
     dht6 = DHT(host="::", port=dht.port, bootstrap=args.dht_bootstrap,
-               state_path=cache / "dht6.state")
+               state_path=cache / "dht6.state",
+               transport=sock if sock is not None and sock.serves(True) else None)
     try:
         await nursery.start(dht6.run)
     except OSError as e:
@@ -195,8 +197,8 @@ async def _open_dht4(nursery, port: int, *, args, cache: Path, transport=None):
 
 
 def map_ports(nursery, args, tcp_port: int, dht=None) -> None:
-    """Map the TCP listen port, and the DHT's UDP port, on the router (NAT-PMP, else
-    UPnP IGD: ``net.portmap``) for as long as ``nursery`` runs, unless
+    """Map the TCP listen port, and the DHT's UDP port, on the router (PCP, else
+    NAT-PMP, else UPnP IGD: ``net.portmap``) for as long as ``nursery`` runs, unless
     --no-port-mapping."""
     if getattr(args, "no_port_mapping", False):
         return

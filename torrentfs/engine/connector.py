@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 import trio
 
@@ -92,6 +92,8 @@ class Connector:
         self.shared = shared              # multi.Shared, or None
         self.candidates: dict[tuple[str, int], Candidate] = {}
         self.connecting: set[tuple[str, int]] = set()  # addresses being dialed
+        # Called with an address no transport could dial (engine/holepunch.py).
+        self.on_unreachable: Callable[[tuple[str, int]], None] | None = None
         self._wake = trio.Event()
 
     def add(self, addr: tuple[str, int], *, utp: bool | None = None) -> None:
@@ -138,8 +140,8 @@ class Connector:
         accept_utp = self.handle_incoming_utp
         if options.utp and self.utp is not None:
             self.utp.accept = accept_utp
-        elif options.utp:  # uTP: IPv4 unless an IPv6 host is named
-            sock = UtpSocket(host="0.0.0.0" if host in WILDCARDS else host, port=port,
+        elif options.utp:  # uTP: IPv4 and IPv6 (one socket) unless a host is named
+            sock = UtpSocket(host=None if host in WILDCARDS else host, port=port,
                              accept=accept_utp)
             try:
                 sock.bind()
@@ -183,6 +185,7 @@ class Connector:
     async def _dial(self, addr: tuple[str, int], cand: Candidate) -> None:
         policy = self.torrent.options.encryption
         encrypt = policy == "require" or (policy == "prefer" and bool(cand.encrypt))
+        session = None
         try:
             try:
                 stream, transport = await self._open(addr, cand)
@@ -190,27 +193,34 @@ class Connector:
                 cand.failures += 1
                 cand.next_try = trio.current_time() + min(15 * 2 ** cand.failures, 600)
                 log.debug("connect %s:%d failed: %s", *addr, e)
+                if self.on_unreachable is not None:
+                    self.on_unreachable(addr)
                 return
             if encrypt:
-                stream = await self._encrypt(stream, addr, cand)
-                if stream is None:
+                # A TCP peer dropping the encrypted handshake may only refuse TCP
+                # (libtorrent with TCP off does that): uTP is tried below before
+                # the candidate is judged.
+                utp_next = transport == "tcp" and self._utp_untried(cand)
+                stream = await self._encrypt(stream, addr, cand, settle=not utp_next)
+                if stream is None and not utp_next:
                     return
         finally:
             self.connecting.discard(addr)
-        session = await self.attach(stream, addr, transport=transport)
-        if (session.peer_id is None and not encrypt and policy == "prefer"
-                and cand.encrypt is None):
-            # Closed before its handshake: it may want encryption. Try that at once
-            # (before uTP below: a peer requiring encryption is the commoner case).
-            cand.encrypt = True
-            cand.next_try = trio.current_time()
-            self._wake.set()
-            return
-        if (session.peer_id is None and session.transport == "tcp" and cand.utp is None
-                and self.torrent.options.utp and self.utp is not None):
-            # TCP taken, then dropped before the handshake (libtorrent with TCP off
-            # does that), encrypted or not as the policy allows: the peer may speak
-            # uTP only; try it at once.
+        if stream is not None:
+            session = await self.attach(stream, addr, transport=transport)
+            if (session.peer_id is None and not encrypt and policy == "prefer"
+                    and cand.encrypt is None):
+                # Closed before its handshake: it may want encryption. Try that at
+                # once (before uTP below: a peer requiring encryption is the commoner
+                # case).
+                cand.encrypt = True
+                cand.next_try = trio.current_time()
+                self._wake.set()
+                return
+        if ((session is None or session.peer_id is None and session.transport == "tcp")
+                and self._utp_untried(cand)):
+            # TCP taken, then dropped before the handshake, encrypted or not as the
+            # policy allows: the peer may speak uTP only; try it at once.
             self.connecting.add(addr)
             try:
                 stream = await self.utp.connect(addr)
@@ -225,15 +235,25 @@ class Connector:
                 if stream is None:
                     return
                 session = await self.attach(stream, addr, transport="utp")
+        if session is None:   # encrypted over TCP failed, and no uTP either
+            if policy == "prefer":
+                cand.encrypt = False   # plain text from now on
+            cand.failures += 1
+            cand.next_try = trio.current_time() + min(15 * 2 ** cand.failures, 600)
+            return
         if session.connected_at and trio.current_time() - session.connected_at > LONG_SESSION:
             cand.failures = 0
         cand.next_try = trio.current_time() + 15 * 2 ** min(cand.failures, 5)
         cand.failures += 1
 
+    def _utp_untried(self, cand: Candidate) -> bool:
+        """Whether uTP may be tried with a candidate not yet known to speak it."""
+        return cand.utp is None and self.torrent.options.utp and self.utp is not None
+
     async def _encrypt(self, stream: trio.abc.Stream, addr: tuple[str, int],
-                       cand: Candidate) -> trio.abc.Stream | None:
+                       cand: Candidate, *, settle: bool = True) -> trio.abc.Stream | None:
         """``stream`` with the MSE/PE handshake done (net/mse.py), or None (closed,
-        and the candidate's next try set) if it failed."""
+        and, if ``settle``, the candidate's next try set) if it failed."""
         policy = self.torrent.options.encryption
         try:
             stream = await initiate(stream, self.torrent.meta.info_hash,
@@ -243,6 +263,8 @@ class Connector:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
             log.debug("encrypted handshake with %s:%d failed: %s", *addr, e)
+            if not settle:
+                return None
             if policy == "prefer":
                 cand.encrypt = False   # plain text from now on
             cand.failures += 1

@@ -179,8 +179,8 @@ class MultiMount:
         if o.tcp:  # IPv4 and IPv6 on one port unless a host is named
             listeners = await open_listeners(self.port, self.listen_host)
             self.port = listeners[0].socket.getsockname()[1]
-        if o.utp:  # uTP: IPv4 unless an IPv6 host is named
-            host = "0.0.0.0" if self.listen_host in WILDCARDS else self.listen_host
+        if o.utp:  # uTP: IPv4 and IPv6 (one socket) unless a host is named
+            host = None if self.listen_host in WILDCARDS else self.listen_host
             sock = UtpSocket(host=host, port=self.port,
                              accept=partial(self._route, transport="utp"))
             try:

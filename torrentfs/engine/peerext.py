@@ -22,8 +22,11 @@ second.  Everything else here is the peers' business:
   per peer per 10 s and while the torrent knows fewer than ``MAX_CANDIDATES``.
   Peers whose session is RC4-encrypted are flagged as preferring encryption
   (0x01), and a peer so flagged to us is dialed encrypted first.
-* A malformed extension handshake closes the peer; a malformed ut_pex or
-  ut_metadata message is logged and ignored (one bad field is no reason to lose
+* BEP 55 holepunch (``ut_holepunch``, with uTP on): engine/holepunch.py relays,
+  answers ``connect`` and asks relays for peers we cannot dial; peers that speak it
+  are flagged 0x08 in our PEX.
+* A malformed extension handshake closes the peer; a malformed ut_pex,
+  ut_metadata or ut_holepunch message is logged and ignored (one bad field is no reason to lose
   a peer that serves data).
 """
 
@@ -46,6 +49,8 @@ from torrentfs.core.extension import (
     encode_handshake,
     parse_handshake,
 )
+from torrentfs.core.holepunch import UT_HOLEPUNCH
+from torrentfs.engine.holepunch import HOLEPUNCH_ID, Holepunch
 from torrentfs.engine.upload import MAX_UPLOAD_QUEUE
 
 log = logging.getLogger("torrentfs.ext")
@@ -68,6 +73,11 @@ class PeerExtensions:
         self.pex_enabled = pex_enabled
         self.ids = {name: i for name, i in OUR_IDS.items()
                     if pex_enabled or name != UT_PEX}
+        self.holepunch: Holepunch | None = None
+        if torrent.options.utp:
+            self.holepunch = Holepunch(torrent, self)
+            self.ids[UT_HOLEPUNCH] = HOLEPUNCH_ID
+            torrent.connector.on_unreachable = self.holepunch.unreachable
         self._by_id = {i: name for name, i in self.ids.items()}
         self.peers: dict[object, _PeerExt] = {}
         self.learned = 0  # addresses that PEX gave us
@@ -106,6 +116,8 @@ class PeerExtensions:
             self._on_metadata(s, state, msg.payload)
         elif name == UT_PEX:
             self._on_pex(s, state, msg.payload)
+        elif name == UT_HOLEPUNCH and self.holepunch is not None:
+            self.holepunch.on_message(s, msg.payload)
 
     def _on_metadata(self, s, state: _PeerExt, payload: bytes) -> None:
         try:
@@ -139,6 +151,8 @@ class PeerExtensions:
                     t.candidates[addr].encrypt = True  # it prefers MSE: dial it so
                 if flags & pex.FLAG_UTP and addr in t.candidates:
                     t.candidates[addr].utp = True
+            if self.holepunch is not None:
+                self.holepunch.learned(addr, s, flags)
         self.learned += new
         if new:
             log.info("pex: %d new peers from %r (%s)", new, s,
@@ -164,8 +178,15 @@ class PeerExtensions:
                 flags |= pex.FLAG_ENCRYPTION
             if s.transport == "utp":
                 flags |= pex.FLAG_UTP
+            state = self.peers.get(s)
+            if state is not None and state.hs.ids.get(UT_HOLEPUNCH):
+                flags |= pex.FLAG_HOLEPUNCH
             out[addr] = (s, flags)
         return out
+
+    def endpoints(self) -> dict[tuple[str, int], object]:
+        """Listen address -> session of every peer we are connected to."""
+        return {a: s for a, (s, _) in self._known().items()}
 
     def tick(self, now: float) -> None:
         if not self.pex_enabled:

@@ -20,7 +20,10 @@ announcing our listen port.
 A node is IPv4 or IPv6 (BEP 32) by its ``host``: an IPv6 one (``host="::"``) talks
 to IPv6 nodes only, answers with ``nodes6``, follows ``nodes6`` in lookups and
 keeps its own routing table and state file; a ``DhtPair`` is one of each, used as
-one by ``keep_torrent_found``.
+one by ``keep_torrent_found``. A query's ``want`` (BEP 32: ``n4``, ``n6``) is
+answered from the routing table of each family asked for (the pair's other node's
+for the other family); the nodes of a pair ask for both, and nodes of the other
+family that answers bring are pinged by the other node while its table is small.
 
 Every wait is bounded: a query by ``QUERY_TIMEOUT``, a lookup by ``LOOKUP_LIMIT``,
 name resolution of bootstrap hosts by ``RESOLVE_TIMEOUT``.
@@ -69,6 +72,7 @@ SAVE_EVERY = 10 * 60.0
 SAVED_NODES = 200
 REBOOTSTRAP_MIN, REBOOTSTRAP_MAX = 10.0, 300.0
 VALUES_PER_REPLY = 50
+FEED_SIBLING_BELOW = 64       # nodes of the other family pinged while its table is smaller
 # keep_torrent_found: a lookup this often, sooner while we have few peers or none.
 LOOKUP_EVERY, LOOKUP_EVERY_FEW, LOOKUP_EVERY_NONE, FEW_PEERS = 5 * 60.0, 60.0, 15.0, 5
 
@@ -101,6 +105,7 @@ class DHT:
         self.bootstrapped = trio.Event()
         self._sock: trio.socket.SocketType | None = None
         self._raw: socket.socket | None = None
+        self._sendto: Callable[[bytes, Addr], object] | None = None
         self._resolved_bootstrap: list[Addr] = []
         self._pending: dict[bytes, _Pending] = {}
         self._tid = secrets.randbits(16)
@@ -108,6 +113,7 @@ class DHT:
         self._nursery: trio.Nursery | None = None
         self.queries_answered = 0
         self.queries_dropped = 0
+        self.sibling: DHT | None = None   # the node of the other family (a DhtPair's)
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -117,8 +123,15 @@ class DHT:
         self._load_state()
         shared = self.transport
         if shared is not None:   # uTP's socket: it hands us what is not uTP
+            if not shared.serves(self.v6):
+                self._release_state()
+                raise OSError(f"the uTP socket does not speak IPv{6 if self.v6 else 4}")
             raw, self.port = shared.raw, shared.port
-            shared.other = self._on_datagram
+            self._sendto = shared.sendto   # (maps IPv4 on a dual-stack socket)
+            if self.v6:
+                shared.other6 = self._on_datagram
+            else:
+                shared.other = self._on_datagram
         else:
             # A plain non-blocking socket: sends never wait (a datagram that does not
             # fit the kernel's buffer is dropped, as the network may drop it anyway).
@@ -135,6 +148,7 @@ class DHT:
                 raise
             self._sock = trio.socket.from_stdlib_socket(raw)
             self.port = raw.getsockname()[1]
+            self._sendto = raw.sendto
         self._raw = raw
         self.tokens = Tokens(secrets.token_bytes(16), trio.current_time())
         log.info("DHT node %s on UDP port %d%s", self.node_id.hex(), self.port,
@@ -149,6 +163,8 @@ class DHT:
         finally:
             if shared is None:
                 self._sock.close()
+            elif self.v6:
+                shared.other6 = None
             else:
                 shared.other = None
             self._save_state()
@@ -218,7 +234,7 @@ class DHT:
 
     def _send(self, addr: Addr, data: bytes) -> bool:
         try:
-            self._raw.sendto(data, addr)
+            self._sendto(data, addr)
             return True
         except (BlockingIOError, OSError) as e:
             log.debug("DHT send to %s:%d failed: %s", *addr, e)
@@ -268,6 +284,11 @@ class DHT:
         if isinstance(msg, krpc.Response):
             for n in self.table.heard_from(msg.id, addr, now, responded=True):
                 self._ping(n.id, n.addr)
+            sibling = self.sibling
+            if sibling is not None and sibling._raw is not None \
+                    and len(sibling.table) < FEED_SIBLING_BELOW:
+                for n in (msg.nodes if self.v6 else msg.nodes6)[:K]:
+                    sibling._ping(n.id, n.addr)
         if pending.reply is not None:
             try:
                 pending.reply.send_nowait((addr, msg))
@@ -296,10 +317,10 @@ class DHT:
         if isinstance(q, krpc.Ping):
             reply = krpc.Response(q.tid, me)
         elif isinstance(q, krpc.FindNode):
-            reply = krpc.Response(q.tid, me, **self._closest(q.target))
+            reply = krpc.Response(q.tid, me, **self._closest(q.target, q.want))
         elif isinstance(q, krpc.GetPeers):
             values = tuple(self.store.get(q.info_hash, now, VALUES_PER_REPLY))
-            reply = krpc.Response(q.tid, me, **self._closest(q.info_hash),
+            reply = krpc.Response(q.tid, me, **self._closest(q.info_hash, q.want),
                                   values=values, token=self.tokens.token_for(addr[0]))
         elif isinstance(q, krpc.AnnouncePeer):
             if self.tokens.valid(q.token, addr[0]):
@@ -312,11 +333,25 @@ class DHT:
             reply = krpc.Error(q.tid, krpc.METHOD_UNKNOWN, "method unknown")
         self._send(addr, krpc.encode(reply, ip=addr, version=VERSION))
 
-    def _closest(self, target: bytes) -> dict[str, tuple[NodeInfo, ...]]:
-        """The closest nodes of our family, as ``nodes`` or ``nodes6`` (BEP 32)."""
-        nodes = tuple(n.info for n in self.table.closest(target, K * 2)
-                      if is_ipv6(n.addr) == self.v6)[:K]
-        return {"nodes6" if self.v6 else "nodes": nodes}
+    def _closest(self, target: bytes,
+                 want: frozenset[str] = frozenset()) -> dict[str, tuple[NodeInfo, ...]]:
+        """The closest nodes of each family in ``want`` (BEP 32: ``n4``, ``n6``; none:
+        ours), as ``nodes`` and ``nodes6``; the other family's from ``sibling``."""
+        out = {}
+        for family in want or ("n6" if self.v6 else "n4",):
+            v6 = family == "n6"
+            node = self if v6 == self.v6 else self.sibling
+            if node is not None:
+                out["nodes6" if v6 else "nodes"] = tuple(
+                    n.info for n in node.table.closest(target, K * 2)
+                    if is_ipv6(n.addr) == v6)[:K]
+        return out
+
+    @property
+    def want(self) -> frozenset[str]:
+        """What our find_node and get_peers ask for (BEP 32): both families with a
+        sibling, else none said (our own, by default)."""
+        return frozenset(krpc.WANTS) if self.sibling is not None else frozenset()
 
     def _ping(self, node_id: bytes | None, addr: Addr) -> None:
         """Ping a node (its answer goes to the routing table), unless a query to it
@@ -389,14 +424,16 @@ class DHT:
         Run to its end with ``announce_port``, it then announces that TCP port to
         the closest nodes."""
         async for peer in self._lookup(
-                info_hash, lambda tid: krpc.GetPeers(tid, self.node_id, info_hash),
+                info_hash, lambda tid: krpc.GetPeers(tid, self.node_id, info_hash,
+                                                     want=self.want),
                 announce_port):
             yield peer
 
     async def find_node(self, target: bytes, *, bootstrapping: bool = False) -> None:
         """One iterative ``find_node`` lookup of ``target``: fills the routing table."""
-        async for _ in self._lookup(target, lambda tid: krpc.FindNode(tid, self.node_id, target),
-                                    bootstrapping=bootstrapping):
+        def make(tid: bytes) -> krpc.Query:
+            return krpc.FindNode(tid, self.node_id, target, want=self.want)
+        async for _ in self._lookup(target, make, bootstrapping=bootstrapping):
             pass
 
     # -- maintenance -------------------------------------------------------------------
@@ -465,6 +502,7 @@ class DhtPair:
 
     def __init__(self, v4: DHT, v6: DHT) -> None:
         self.v4, self.v6 = v4, v6
+        v4.sibling, v6.sibling = v6, v4
 
     def __getattr__(self, name: str):
         return getattr(self.v4, name)

@@ -1,18 +1,24 @@
-"""Port mapping: ask the home router to forward our listen ports (NAT-PMP, else
-UPnP IGD), keep the mappings alive, remove them on the way out.
+"""Port mapping: ask the home router to forward our listen ports (PCP, else
+NAT-PMP, else UPnP IGD), keep the mappings alive, remove them on the way out.
 
 ``PortMapper(ports).run`` is ready at once (it never delays a mount) and then, in
 the background:
 
-1. NAT-PMP (``core/natpmp.py``) to the default gateway (/proc/net/route), UDP
-   5351: the external address, then each port, retried 250 ms doubling
-   (``NATPMP_TRIES``); lifetime ``NATPMP_LIFETIME``.
-2. Else UPnP IGD (``core/upnp.py``): an SSDP M-SEARCH (answers for
+1. PCP (RFC 6887, ``core/pcp.py``) to the default gateway (/proc/net/route), UDP
+   5351: a MAP request per port (each with its own nonce, kept for renewals and
+   the deletion), retried 250 ms doubling (``NATPMP_TRIES``); lifetime
+   ``NATPMP_LIFETIME``; the external address comes with the answers. PCP first,
+   as RFC 6887 (appendix A) has clients do: it is NAT-PMP's successor on the same
+   port, and a NAT-PMP-only gateway says so at once (version 0, "unsupported
+   version"), which sends us to NAT-PMP without waiting.
+2. Else NAT-PMP (``core/natpmp.py``), the same way: the external address, then
+   each port.
+3. Else UPnP IGD (``core/upnp.py``): an SSDP M-SEARCH (answers for
    ``SSDP_WAIT`` s), the device description of the first answer, and SOAP calls
    (httpx) to its WANIPConnection service: GetExternalIPAddress, AddPortMapping
    per port with lease ``UPNP_LEASE`` (a gateway that takes only permanent leases
    gets lease 0).
-3. One log line says which gateway, the external address and the ports mapped
+4. One log line says which gateway, the external address and the ports mapped
    (or that none was found). Mappings are renewed at half their lifetime; on
    cancel they are deleted (bounded by ``DELETE_WITHIN``).
 
@@ -23,13 +29,14 @@ the mount.
 from __future__ import annotations
 
 import logging
+import secrets
 import socket as stdsocket
 from dataclasses import dataclass
 
 import httpx
 import trio
 
-from torrentfs.core import natpmp, upnp
+from torrentfs.core import natpmp, pcp, upnp
 
 log = logging.getLogger("torrentfs.portmap")
 
@@ -82,6 +89,7 @@ class PortMapper:
         self.mapped: list[_Mapped] = []
         self.method: str | None = None
         self.mapped_event = trio.Event()
+        self._nonces: dict[tuple[str, int], bytes] = {}   # PCP: one per mapping
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -98,7 +106,16 @@ class PortMapper:
     async def _map_once(self) -> float:
         """Map (or renew) every port; seconds until the next renewal."""
         gateway = self.gateway or _gateway()
-        if self.method in (None, "NAT-PMP") and gateway:
+        if self.method in (None, "PCP") and gateway:
+            try:
+                return await self._pcp(gateway)
+            except pcp.PcpUnsupported as e:
+                log.debug("PCP on %s: %s: NAT-PMP then", gateway, e)
+            except (pcp.PcpError, OSError, trio.TooSlowError) as e:
+                if self.method == "PCP":
+                    log.info("port mapping: PCP renewal failed: %s", e)
+                log.debug("PCP on %s: %s", gateway, e)
+        if self.method in (None, "PCP", "NAT-PMP") and gateway:
             try:
                 return await self._natpmp(gateway)
             except (natpmp.NatPmpError, OSError, trio.TooSlowError) as e:
@@ -110,12 +127,48 @@ class PortMapper:
         except (upnp.UpnpError, OSError, httpx.HTTPError, trio.TooSlowError) as e:
             log.debug("UPnP: %s", e)
             if self.method is None:
-                log.info("port mapping: no NAT-PMP or UPnP gateway found (%s)", e)
+                log.info("port mapping: no PCP, NAT-PMP or UPnP gateway found (%s)", e)
             else:
                 log.info("port mapping: %s renewal failed: %s", self.method, e)
             self.method = None
             self.mapped = []
             return RETRY_EVERY
+
+    # -- PCP -----------------------------------------------------------------------
+
+    async def _pcp_ask(self, gateway: str, request: bytes, nonce: bytes) -> pcp.MapAnswer:
+        sock = trio.socket.socket(stdsocket.AF_INET, stdsocket.SOCK_DGRAM)
+        with sock:
+            await sock.connect((gateway, self.natpmp_port))
+            wait = 0.25
+            for _ in range(NATPMP_TRIES):
+                await sock.send(request)
+                with trio.move_on_after(wait):
+                    while True:
+                        data = await sock.recv(pcp.MAX_ANSWER + 1)
+                        try:
+                            return pcp.parse_response(data, nonce)
+                        except pcp.PcpOther:
+                            continue   # an answer to an earlier request: not ours
+                wait *= 2
+        raise trio.TooSlowError(f"no PCP answer from {gateway}")
+
+    def _pcp_request(self, gateway: str, proto: str, port: int,
+                     lifetime: int) -> tuple[bytes, bytes]:
+        nonce = self._nonces.setdefault((proto, port), secrets.token_bytes(12))
+        code = pcp.TCP if proto == "TCP" else pcp.UDP
+        return pcp.map_request(nonce, code, port, _local_ip_towards(gateway), lifetime,
+                               port if lifetime else 0), nonce
+
+    async def _pcp(self, gateway: str) -> float:
+        mapped, external = [], None
+        for proto, port in self.ports:
+            m = await self._pcp_ask(gateway, *self._pcp_request(gateway, proto, port,
+                                                                NATPMP_LIFETIME))
+            mapped.append(_Mapped(proto, port, m.external_port, m.lifetime))
+            external = external or m.external_address
+        self._done("PCP", gateway, external or "?", mapped)
+        return max(30.0, min(m.lifetime for m in mapped) / 2) if mapped else RETRY_EVERY
 
     # -- NAT-PMP -----------------------------------------------------------------
 
@@ -202,7 +255,7 @@ class PortMapper:
     # -- both --------------------------------------------------------------------
 
     def _done(self, method: str, gateway: str, external: str, mapped: list[_Mapped]) -> None:
-        first = self.method is None
+        first = self.method != method
         self.method, self.external_address, self.mapped = method, external, mapped
         if first:
             log.info("port mapping (%s, gateway %s): external address %s; %s", method,
@@ -214,7 +267,15 @@ class PortMapper:
 
     async def _unmap(self) -> None:
         mapped, self.mapped = self.mapped, []
-        if self.method == "NAT-PMP":
+        if self.method == "PCP":
+            gateway = self.gateway or _gateway()
+            for m in mapped:
+                try:
+                    await self._pcp_ask(gateway, *self._pcp_request(gateway, m.protocol,
+                                                                    m.internal, 0))
+                except (pcp.PcpError, OSError, trio.TooSlowError) as e:
+                    log.debug("PCP delete: %s", e)
+        elif self.method == "NAT-PMP":
             gateway = self.gateway or _gateway()
             for m in mapped:
                 code = natpmp.TCP if m.protocol == "TCP" else natpmp.UDP

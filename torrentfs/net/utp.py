@@ -8,6 +8,14 @@ new ``UtpStream`` to ``accept`` (the same code that takes incoming TCP peers), a
 sends a RESET for packets of connections it does not know. ``connect(addr)`` opens
 an outgoing connection from the same socket.
 
+With no host (or a wildcard: ``None``, ``""``, ``"*"``, ``"::"``) the socket is
+dual-stack, as the TCP listeners are: one IPv6 socket with ``IPV6_V6ONLY`` off, so
+IPv4 peers and nodes reach it too (their addresses are shown and handed on as plain
+IPv4, ``::ffff:a.b.c.d`` mapped back); a host without IPv6 falls back to IPv4 alone,
+with one log line. A named host is used alone. The DHT sends through ``sendto``
+(which maps an IPv4 address for a dual-stack socket); what is not uTP goes to
+``other`` (from IPv4) or ``other6`` (from IPv6), an IPv4 and an IPv6 DHT node.
+
 A ``UtpStream`` is a ``trio.abc.Stream`` (``send_all``, ``receive_some``,
 ``aclose``), so a ``PeerSession`` (or an encryption layer wrapped around it) runs
 over uTP exactly as over TCP. ``aclose`` returns at once: what was written is still
@@ -42,6 +50,17 @@ LINGER = 30.0             # a closed stream's connection is kept this long for i
 MAX_CONNECTIONS = 2000    # connections at most (incoming SYNs beyond are ignored)
 SOCKET_BUFFER = 4 << 20   # kernel receive/send buffer asked for the UDP socket
 MAX_DATAGRAM = 65536
+WILDCARDS = (None, "", "*", "::")
+_MAPPED = "::ffff:"
+
+
+def plain_addr(addr) -> Addr:
+    """A socket address as ``(host, port)``: an IPv4-mapped IPv6 address
+    (``::ffff:1.2.3.4``, what a dual-stack socket reports for IPv4) as plain IPv4."""
+    host = addr[0]
+    if host.startswith(_MAPPED) and "." in host:
+        host = host[len(_MAPPED):]
+    return host, addr[1]
 
 
 class UtpStream(trio.abc.Stream):
@@ -120,11 +139,14 @@ class UtpStream(trio.abc.Stream):
 class UtpSocket:
     """The UDP socket uTP (and the DHT) use; see the module docstring."""
 
-    def __init__(self, *, host: str = "0.0.0.0", port: int = 0,
+    def __init__(self, *, host: str | None = None, port: int = 0,
                  accept: Callable[[UtpStream, Addr], Awaitable[None]] | None = None) -> None:
         self.host, self.port = host, port
         self.accept = accept
         self.other: Callable[[bytes, Addr], None] | None = None   # the DHT's reader
+        self.other6: Callable[[bytes, Addr], None] | None = None  # the IPv6 DHT's reader
+        self.dual = False      # one IPv6 socket taking IPv4 too (see the docstring)
+        self.family = socket.AF_INET
         self.raw: socket.socket | None = None
         self._conns: dict[tuple[Addr, int], UtpStream] = {}
         self._nursery: trio.Nursery | None = None
@@ -135,21 +157,45 @@ class UtpSocket:
     def bind(self) -> None:
         """Bind the UDP socket now (``port`` is then the real port); raises OSError.
         ``run`` binds it if this was not called."""
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        if self.host in WILDCARDS:
+            try:
+                self._bind(socket.AF_INET6, "::", dual=True)
+                return
+            except OSError as e:
+                log.info("uTP: no dual-stack UDP socket on port %d (%s): IPv4 only",
+                         self.port, e.strerror or e)
+            self._bind(socket.AF_INET, "0.0.0.0")
+        else:
+            self._bind(socket.AF_INET6 if ":" in self.host else socket.AF_INET, self.host)
+
+    def _bind(self, family: int, host: str, dual: bool = False) -> None:
         raw = socket.socket(family, socket.SOCK_DGRAM)
         try:
             raw.setblocking(False)
+            if family == socket.AF_INET6:
+                raw.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if dual else 1)
             for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
                 try:
                     raw.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
                 except OSError:
                     pass
-            raw.bind((self.host, self.port))
+            raw.bind((host, self.port))
         except OSError:
             raw.close()
             raise
-        self.raw = raw
+        self.raw, self.family, self.dual = raw, family, dual
         self.port = raw.getsockname()[1]
+
+    def serves(self, v6: bool) -> bool:
+        """Whether this socket reaches IPv6 (``v6``) or IPv4 addresses."""
+        return self.dual or (self.family == socket.AF_INET6) == v6
+
+    def sendto(self, data: bytes, addr: Addr) -> None:
+        """Send one datagram to ``addr`` (IPv4 or IPv6; an IPv4 one mapped on a
+        dual-stack socket). Raises OSError as ``socket.sendto`` does."""
+        if self.dual and ":" not in addr[0]:
+            addr = (_MAPPED + addr[0], addr[1])
+        self.raw.sendto(data, addr)
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; ready once bound (``port`` is then the real port).
@@ -157,7 +203,7 @@ class UtpSocket:
         if self.raw is None:
             self.bind()
         raw = self.raw
-        log.info("uTP on UDP port %d", self.port)
+        log.info("uTP on UDP port %d%s", self.port, " (IPv4 and IPv6)" if self.dual else "")
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -181,7 +227,9 @@ class UtpSocket:
         within ``timeout``."""
         if self.raw is None:
             raise OSError("uTP socket not running")
-        addr = (addr[0], int(addr[1]))
+        addr = plain_addr((addr[0], int(addr[1])))
+        if not self.serves(":" in addr[0]):
+            raise OSError(f"uTP socket cannot reach {addr[0]} (address family)")
         if len(self._conns) >= MAX_CONNECTIONS:
             raise OSError("too many uTP connections")
         while True:
@@ -217,7 +265,7 @@ class UtpSocket:
                         continue
                     log.debug("uTP receive: %s", e)
                     break
-                self._on_datagram(data, (addr[0], addr[1]), now)
+                self._on_datagram(data, plain_addr(addr), now)
                 self.datagrams_in += 1
             touched, self._touched = self._touched, {}
             for stream in touched.values():
@@ -226,8 +274,9 @@ class UtpSocket:
 
     def _on_datagram(self, data: bytes, addr: Addr, now: float) -> None:
         if not utp.is_utp(data):
-            if self.other is not None:
-                self.other(data, addr)
+            other = self.other6 if ":" in addr[0] else self.other
+            if other is not None:
+                other(data, addr)
             return
         try:
             p = utp.decode(data)
@@ -272,7 +321,7 @@ class UtpSocket:
     def _send(self, data: bytes, addr: Addr) -> None:
         self.datagrams_out += 1
         try:
-            self.raw.sendto(data, addr)
+            self.sendto(data, addr)
         except (BlockingIOError, InterruptedError):
             pass   # the kernel's buffer is full: as if the network dropped it
         except OSError as e:

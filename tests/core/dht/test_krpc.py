@@ -179,3 +179,31 @@ def test_announce_round_trip_and_truncations(node, ih, tid, port, token, cut):
     assert decode(data) == AnnouncePeer(tid, node, ih, port, token)
     with pytest.raises(KrpcError):
         decode(data[:max(0, len(data) - 1 - cut)])
+
+
+def test_bep32_want_round_trips_and_exact_bytes():
+    both = frozenset({"n4", "n6"})
+    for m in (FindNode(b"t", A, B, want=both), GetPeers(b"t", A, B, want=frozenset({"n6"})),
+              FindNode(b"t", A, B, want=frozenset({"n4"}), read_only=True)):
+        assert decode(encode(m)) == m
+    assert encode(FindNode(b"aa", A, B, want=both)) == (
+        b"d1:ad2:id20:abcdefghij01234567896:target20:mnopqrstuvwxyz1234564:wantl2:n42:n6ee"
+        b"1:q9:find_node1:t2:aa1:y1:qe")
+    # no want: no key (what BEP 5 nodes send)
+    assert b"want" not in encode(GetPeers(b"aa", A, B))
+
+
+@pytest.mark.parametrize("want, expected", [
+    (b"4:wantl2:n6e", {"n6"}),
+    (b"4:wantl2:n62:n42:n6e", {"n4", "n6"}),                 # repeated: still one each
+    (b"4:wantl2:n52:xxi4ee", set()),                         # unknown entries ignored
+    (b"4:want2:n4", set()),                                  # not a list: ignored
+    (b"4:wantd2:n4i1ee", set()),                             # not a list: ignored
+    (b"4:wantl" + b"2:xx" * 8 + b"2:n6e", set()),            # only MAX_WANT entries looked at
+    (b"4:wantle", set()),
+])
+def test_bep32_want_hostile_values(want, expected):
+    q = (b"d1:ad2:id20:abcdefghij01234567899:info_hash20:mnopqrstuvwxyz123456" + want
+         + b"e1:q9:get_peers1:t2:aa1:y1:qe")
+    msg = decode(q)
+    assert isinstance(msg, GetPeers) and msg.want == frozenset(expected)

@@ -69,12 +69,14 @@ def parse_endpoint(text):
 
 
 def make_session(listen, utp, dht_nodes=None, lsd=False, bind_outgoing=False,
-                 encryption="enabled", tcp=True):
+                 encryption="enabled", tcp=True, pex=True):
     """A session with only what tests need: no UPnP/NAT-PMP, no DHT unless
     ``dht_nodes`` is given (a list, maybe empty, of (ip, port) to join through), and
     no LSD unless asked for (then it announces every 2 s, not every 5 minutes). With
     bind_outgoing, connections it makes start from its listen address (so the
-    peers it meets, and the peers they tell of it by PEX, see that address)."""
+    peers it meets, and the peers they tell of it by PEX, see that address).
+    pex=False: none of libtorrent's default plugins (ut_pex, ut_metadata,
+    smart_ban); the built-in extensions (ut_holepunch among them) stay."""
     mask = (lt.alert.category_t.error_notification
             | lt.alert.category_t.status_notification
             | lt.alert.category_t.tracker_notification
@@ -129,7 +131,7 @@ def make_session(listen, utp, dht_nodes=None, lsd=False, bind_outgoing=False,
             "allowed_enc_level": int(lt.enc_level.pe_rc4),
             "prefer_rc4": True,
         })
-    ses = lt.session(settings)
+    ses = lt.session(settings) if pex else lt.session(settings, 0)
     for node in dht_nodes or ():
         ses.add_dht_node(node)
     return ses
@@ -255,6 +257,8 @@ def cmd_seed(args):
         log(f"WARNING: no tracker reply within {ANNOUNCE_WAIT_S}s; seeding anyway")
     if args.dht:
         h.force_dht_announce()
+    for ip, peer_port in args.peer:
+        h.connect_peer((ip, peer_port))
     if args.ready_file:
         write_atomically(args.ready_file, f"{port}\n")
     log(f"ready: seeding on {args.listen} (port {port})")
@@ -266,6 +270,8 @@ def cmd_seed(args):
         if time.monotonic() - last >= 5:
             last = time.monotonic()
             log(status_line(h))
+            for ip, peer_port in args.peer:   # (again, should it have dropped)
+                h.connect_peer((ip, peer_port))
             if args.dht:
                 h.force_dht_announce()  # keep the swarm's DHT nodes told (cheap here)
     log("signal received, stopping")
@@ -278,7 +284,7 @@ def cmd_leech(args):
     flag = StopFlag()
     ses = make_session(args.listen, args.utp, args.dht_node if args.dht else None,
                        bind_outgoing=args.bind_outgoing, encryption=args.encryption,
-                       tcp=args.tcp)
+                       tcp=args.tcp, pex=args.pex)
     port = wait_listen_port(ses, time.monotonic() + 10)
     if args.magnet:
         atp = lt.parse_magnet_uri(args.magnet)
@@ -438,6 +444,8 @@ def main(argv=None):
                     help="libtorrent's tick_interval, ms: how often a rate cap's quota is "
                          "handed out (0: libtorrent's default, 500)")
     sp.add_argument("--lsd", action="store_true", help="local service discovery (BEP 14)")
+    sp.add_argument("--peer", action="append", type=parse_endpoint, default=[],
+                    help="connect to this peer once seeding, and every 5 s (repeatable)")
     sp.set_defaults(func=cmd_seed)
 
     sp = sub.add_parser("leech")
@@ -447,6 +455,8 @@ def main(argv=None):
     sp.add_argument("--ready-file")
     sp.add_argument("--peer", action="append", type=parse_endpoint, default=[])
     sp.add_argument("--timeout", type=float, default=60.0)
+    sp.add_argument("--no-pex", dest="pex", action="store_false",
+                    help="no default plugins (ut_pex, ut_metadata): with --torrent only")
     sp.set_defaults(func=cmd_leech)
 
     sp = sub.add_parser("dht")

@@ -20,6 +20,11 @@ Contract
   ``values`` and ``token`` it had, each validated; its reader knows what it asked.
 * Unknown keys are ignored (BEP 5 allows extensions); an unknown query method gives
   ``UnknownQuery``, to be answered with error 204.
+* ``find_node`` and ``get_peers`` carry BEP 32's ``want``: the node families the
+  asker wants in the answer, ``"n4"`` (``nodes``) and/or ``"n6"`` (``nodes6``); empty
+  when absent (the answerer then gives its own family). Entries other than those
+  two, and a ``want`` that is not a list, are ignored; at most ``MAX_WANT`` entries
+  are looked at.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ MAX_DEPTH = 8
 MAX_TID = 32
 MAX_TOKEN = 64
 MAX_VALUES = 512
+MAX_WANT = 8
+WANTS = ("n4", "n6")  # BEP 32: IPv4 nodes, IPv6 nodes
 ID_LEN = 20
 
 # Error codes (BEP 5).
@@ -189,11 +196,13 @@ class Ping(Query):
 @dataclass(frozen=True)
 class FindNode(Query):
     target: bytes
+    want: frozenset[str] = field(default=frozenset(), kw_only=True)  # BEP 32: n4, n6
 
 
 @dataclass(frozen=True)
 class GetPeers(Query):
     info_hash: bytes
+    want: frozenset[str] = field(default=frozenset(), kw_only=True)  # BEP 32: n4, n6
 
 
 @dataclass(frozen=True)
@@ -271,9 +280,11 @@ def _query(tid: bytes, top: dict) -> Query:
     if cls is Ping:
         return Ping(tid, node_id, read_only=ro)
     if cls is FindNode:
-        return FindNode(tid, node_id, _id(args, b"target", "target"), read_only=ro)
+        return FindNode(tid, node_id, _id(args, b"target", "target"), read_only=ro,
+                        want=_want(args))
     if cls is GetPeers:
-        return GetPeers(tid, node_id, _id(args, b"info_hash", "info-hash"), read_only=ro)
+        return GetPeers(tid, node_id, _id(args, b"info_hash", "info-hash"), read_only=ro,
+                        want=_want(args))
     port, token, implied = args.get(b"port"), args.get(b"token"), args.get(b"implied_port", 0)
     if not isinstance(implied, int) or implied not in (0, 1):
         raise KrpcError("bad implied_port")
@@ -285,6 +296,14 @@ def _query(tid: bytes, top: dict) -> Query:
         raise KrpcError("bad token")
     return AnnouncePeer(tid, node_id, _id(args, b"info_hash", "info-hash"), port, token,
                         bool(implied), read_only=ro)
+
+
+def _want(args: dict) -> frozenset[str]:
+    """BEP 32's ``want`` of a query's arguments (see the module docstring)."""
+    raw = args.get(b"want")
+    if not isinstance(raw, list):
+        return frozenset()
+    return frozenset(w for w in WANTS if w.encode() in raw[:MAX_WANT])
 
 
 def _response(tid: bytes, top: dict) -> Response:
@@ -339,6 +358,8 @@ def encode(msg: Message, *, ip: Addr | None = None, version: bytes | None = None
     if isinstance(msg, Query):
         top[b"y"] = b"q"
         args: dict[bytes, object] = {b"id": msg.id}
+        if isinstance(msg, (FindNode, GetPeers)) and msg.want:
+            args[b"want"] = [w.encode() for w in WANTS if w in msg.want]
         if isinstance(msg, FindNode):
             top[b"q"] = b"find_node"
             args[b"target"] = msg.target
