@@ -270,6 +270,7 @@ class Torrent:
             self.picker.remove_peer(s)
             s.registered = False
         self.requests.forget(s)
+        self.reads.blocks.peer_left(s)
         s.queued.clear()
         s.upload_fifo.clear()
         self.ext.peer_closed(s)
@@ -313,8 +314,10 @@ class Torrent:
                 self.ext.on_extended(s, msg)
             case wire.Cancel():
                 self.uploads.cancel(s, msg)
-            case wire.HashRequest() | wire.Hashes() | wire.HashReject():
+            case wire.HashRequest():
                 self.uploads.hash_message(s, msg)  # BEP 52
+            case wire.Hashes() | wire.HashReject():  # leaves for block-level reads
+                self.reads.blocks.hash_message(s, msg)
             case wire.Interested():
                 if self.have.count:
                     self.rechoke()  # a free slot should not wait for the next round
@@ -362,6 +365,7 @@ class Torrent:
             buf = self._buffers[index] = bytearray(self.geometry.piece_size(index))
         buf[begin:begin + n] = data
         self.downloaded += n
+        self.reads.blocks.got_block(s, index, begin, data)  # v2: a read may need it alone
         for other in got.cancel:
             self.requests.cancel(other, index, begin, n)
         if got.piece_complete:
@@ -482,8 +486,7 @@ class Torrent:
                 self._update_interest(s)
 
     def remember(self, index: int, data: bytearray) -> None:
-        """Keep a piece just verified (or checked on disk) in memory: the next
-        reads are likely in it."""
+        """Keep a just-verified (or disk-checked) piece in memory: next reads likely want it."""
         self.reads.remember(index, data)
 
     def downloading(self, index: int) -> bool:
