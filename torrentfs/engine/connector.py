@@ -44,6 +44,7 @@ from torrentfs.core import wire
 from torrentfs.core.geometry import Geometry
 from torrentfs.core.metainfo import Metainfo
 from torrentfs.engine.options import TorrentOptions
+from torrentfs.engine.swarms import swarm_hashes
 from torrentfs.net.listen import WILDCARDS, open_listeners
 from torrentfs.net.mse import MSEError, initiate, open_incoming
 from torrentfs.net.peer import PeerSession, Swarm, connect, tune
@@ -329,9 +330,9 @@ class Connector:
         """The incoming ``stream``, decrypted if its peer speaks MSE/PE (net/mse.py
         tells the two apart), or None (closed) if the policy refuses it or the
         handshake fails."""
-        info_hash = self.torrent.meta.info_hash
+        hashes = list(swarm_hashes(self.torrent.meta))  # a hybrid's v2 swarm too
         try:
-            incoming = await open_incoming(stream, [info_hash], self.torrent.options.encryption)
+            incoming = await open_incoming(stream, hashes, self.torrent.options.encryption)
         except (MSEError, trio.TooSlowError, trio.BrokenResourceError,
                 trio.ClosedResourceError, OSError) as e:
             log.debug("incoming %s:%d refused: %s", *addr[:2], e)

@@ -59,10 +59,9 @@ from torrentfs.engine.options import TorrentOptions
 from torrentfs.engine.peerext import PeerExtensions
 from torrentfs.engine.reads import ReadHandle, Reads
 from torrentfs.engine.requests import Requests
+from torrentfs.engine.swarms import discovery
 from torrentfs.engine.upload import Uploader
-from torrentfs.net.lsd import LsdService
 from torrentfs.net.peer import PeerSession
-from torrentfs.net.tracker import Announcer
 from torrentfs.net.webseed import WebSeed, WebSeeds
 
 log = logging.getLogger("torrentfs.torrent")
@@ -136,13 +135,9 @@ class Torrent:
         self.requests = Requests(self)
         self.downloaded = 0
         self.wasted = 0
-        self.announcer = Announcer(
-            [list(t) for t in meta.announce_list] if options.announce else [],
-            meta.info_hash, self.peer_id, lambda: self.port,
-            self._announce_stats, self._on_tracker_peers)
-        # Local service discovery, never for private torrents.
-        self.lsd = (LsdService(meta.info_hash, lambda: self.port, self.add_peer)
-                    if options.lsd and not meta.private else None)
+        # Trackers and local service discovery (never for private torrents), for
+        # every swarm of the torrent (a hybrid's v2 one too: ``swarms``).
+        self.announcer, self.lsd = discovery(self)
         # Who hears of a piece arriving or leaving (the FUSE layer's st_blocks).
         self.piece_listeners: list = []  # callables taking a piece index
         # Web seeds (BEP 19): the torrent's url-list unless given.
