@@ -230,3 +230,25 @@ async def test_a_hybrid_announces_its_v2_swarm_to_the_tracker_that_answered(monk
         await trio.sleep(10)
         n.cancel_scope.cancel()
     assert b.last_error is None and [e for *_, e in seen][:2] == ["started", "started"]
+
+
+async def test_peers_found_only_in_the_v2_swarm_go_to_their_own_callback(monkeypatch,
+                                                                         autojump_clock):
+    v2 = b"v" * 20
+
+    async def fake(client, url, req, timeout=tracker.TIMEOUT):
+        if req.info_hash == v2:
+            return AnnounceResponse(interval=100, peers=(("10.0.0.2", 2), ("10.0.0.3", 3)))
+        return AnnounceResponse(interval=100, peers=(("10.0.0.1", 1), ("10.0.0.2", 2)))
+
+    monkeypatch.setattr(tracker, "announce_http", fake)
+    main, other = [], []
+    a = tracker.Announcer([["http://t/a"]], b"i" * 20, b"p" * 20, lambda: 6881,
+                          lambda: (0, 0, 5), main.extend, also=(v2,),
+                          on_other_peers=lambda h, peers: other.append((h, peers)))
+    async with trio.open_nursery() as n:
+        await n.start(a.run)
+        await trio.sleep(1)
+        n.cancel_scope.cancel()
+    assert main == [("10.0.0.1", 1), ("10.0.0.2", 2)]  # the v1 swarm's (10.0.0.2 in both)
+    assert other == [(v2, [("10.0.0.3", 3)])]           # only in the v2 swarm

@@ -94,12 +94,17 @@ class Announcer:
                  on_peers: Callable[[list[tuple[str, int]]], None],
                  udp: UdpTrackerClient | None = None, *,
                  transport: httpx.AsyncBaseTransport | None = None,
-                 also: tuple[bytes, ...] = ()) -> None:
+                 also: tuple[bytes, ...] = (),
+                 on_other_peers: Callable[[bytes, list[tuple[str, int]]], None] | None = None
+                 ) -> None:
         self.tiers = [list(t) for t in tiers if t]
         self.info_hash = info_hash
         # More info-hashes announced to each tracker that answers for ``info_hash``
-        # (a hybrid torrent's v2 swarm: its v2 info-hash cut to 20 bytes).
+        # (a hybrid torrent's v2 swarm: its v2 info-hash cut to 20 bytes). The peers
+        # found only there go to ``on_other_peers(info_hash, peers)`` if given, else
+        # to ``on_peers`` with the others.
         self.also = tuple(also)
+        self.on_other_peers = on_other_peers
         self.peer_id = peer_id
         self.port = port
         self.stats = stats
@@ -139,7 +144,8 @@ class Announcer:
     async def _announce_also(self, client: httpx.AsyncClient, url: str, event: str,
                              resp: AnnounceResponse) -> AnnounceResponse:
         """Announce the other info-hashes (``also``) to the tracker that answered;
-        ``resp`` with their peers added. A failure there is logged only."""
+        ``resp`` with their peers added (unless ``on_other_peers`` takes them). A
+        failure there is logged only."""
         peers = list(resp.peers)
         for other in self.also:
             try:
@@ -147,7 +153,12 @@ class Announcer:
             except TrackerError as e:
                 log.info("%s (for %s)", e, other.hex())
                 continue
-            peers += [p for p in more.peers if p not in peers]
+            new = [p for p in more.peers if p not in peers]
+            if self.on_other_peers is not None:
+                if new:
+                    self.on_other_peers(other, new)
+            else:
+                peers += new
         return replace(resp, peers=tuple(peers)) if len(peers) != len(resp.peers) else resp
 
     async def announce(self, client: httpx.AsyncClient, event: str = "") -> AnnounceResponse:
