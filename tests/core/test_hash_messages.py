@@ -119,3 +119,36 @@ def test_hybrid_peer_may_answer_with_the_v2_info_hash():
     stranger.receive_data(other.handshake())
     with pytest.raises(RemoteProtocolError, match="info_hash is not ours"):
         drain(stranger)
+
+
+@pytest.mark.parametrize("named", ["v1", "v2"])
+def test_an_incoming_handshake_is_answered_with_the_info_hash_it_named(named):
+    """A hybrid's two swarms: a peer that named the v2 info-hash (cut to 20 bytes,
+    e.g. libtorrent started from a urn:btmh magnet) is answered with that hash,
+    one that named the v1 hash with the v1 hash."""
+    from torrentfs.core import handshake
+    from torrentfs.core.wire import PeerConnection
+    v1, v2_cut = bytes(range(20)), bytes(range(100, 120))
+    ours = PeerConnection(v1, b"-TF0001-aaaaaaaaaaaa", num_pieces=4, v2=True,
+                          also_info_hash=v2_cut)
+    theirs = PeerConnection(v1 if named == "v1" else v2_cut, b"-LT2080-bbbbbbbbbbbb",
+                            num_pieces=4)
+    ours.receive_data(theirs.handshake())
+    drain(ours)
+    answer = handshake.decode(ours.handshake())
+    assert answer.info_hash == (v1 if named == "v1" else v2_cut)
+    assert answer.reserved == ours.our_handshake.reserved
+
+
+def test_swarm_hashes_of_v1_v2_and_hybrid_torrents():
+    from types import SimpleNamespace
+
+    from torrentfs.engine.swarms import other_hashes, swarm_hashes
+    v1 = SimpleNamespace(info_hash=b"a" * 20, v2=None)
+    v2 = SimpleNamespace(info_hash=b"b" * 20,
+                         v2=SimpleNamespace(info_hash=b"b" * 32, hybrid=False))
+    hybrid = SimpleNamespace(info_hash=b"a" * 20,
+                             v2=SimpleNamespace(info_hash=b"c" * 32, hybrid=True))
+    assert swarm_hashes(v1) == (b"a" * 20,) and other_hashes(v2) == ()
+    assert swarm_hashes(v2) == (b"b" * 20,)
+    assert swarm_hashes(hybrid) == (b"a" * 20, b"c" * 20)

@@ -129,3 +129,12 @@ def test_sources_remembered_are_bounded():
     for i in range(2000):
         d.heard(build_announce([IH], 1, "x"), f"10.{i // 256}.{i % 256}.1", 0.0)
     assert len(d._sources) <= 256
+
+
+def test_a_hybrid_announces_and_hears_both_swarms():
+    v2 = bytes(range(20))
+    d = LocalDiscovery(IH, "me", also=(v2,))
+    assert parse_announce(d.announcement(7000)).info_hashes == (IH, v2)
+    assert d.heard(build_announce([v2], 7001, "them"), "10.0.0.2", 0.0) == ("10.0.0.2", 7001)
+    assert d.heard(build_announce([IH], 7002, "them"), "10.0.0.3", 0.0) == ("10.0.0.3", 7002)
+    assert d.heard(build_announce([OTHER], 7003, "them"), "10.0.0.4", 0.0) is None

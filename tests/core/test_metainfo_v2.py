@@ -246,3 +246,81 @@ def test_single_file_v2_is_padded_to_whole_pieces_like_libtorrent():
     assert [(f.path, f.length, f.padding) for f in meta.files] == [
         (("single.bin",), 70000, False), ((".pad", "28304"), 28304, True)]
     assert meta.total_length == 3 * PL
+
+
+# -- v2 symlinks (BEP 47 attributes in a BEP 52 file tree) ---------------------------------
+
+def with_links(raw: bytes, links: dict) -> bytes:
+    """Add symlink entries ``{path tuple: (attr, target components)}`` to the tree, as
+    libtorrent writes them: ``attr`` and ``symlink path``, no length, no root."""
+    def add(top):
+        for path, (attr, target) in links.items():
+            node = top[b"info"][b"file tree"]
+            for part in path[:-1]:
+                node = node.setdefault(part.encode(), {})
+            node[path[-1].encode()] = {b"": {b"attr": attr,
+                                              b"symlink path": [c.encode() for c in target]}}
+    return edit(raw, add)
+
+
+def test_v2_symlinks_are_links_holding_no_data_with_bep47_safety():
+    raw = with_links(v2_torrent({("d", "a.bin"): data(40000, 5), ("run",): b"x" * 10}), {
+        ("d", "e", "up"): (b"l", ("d", "a.bin")),
+        ("folder",): (b"xl", ("d",)),
+        ("evil",): (b"l", ("..", "..", "etc", "passwd")),
+        ("abs",): (b"l", ("etc", "passwd")),        # libtorrent's form of /etc/passwd
+        ("self",): (b"l", ("self", "..", "..", "x")),
+    })
+    meta = parse(raw)
+    links = {f.path: f.symlink for f in meta.files if f.symlink is not None}
+    assert links == {("d", "e", "up"): ("d", "a.bin"), ("folder",): ("d",),
+                     ("evil",): (), ("abs",): (), ("self",): ()}  # () : shown broken
+    for f in meta.files:
+        if f.symlink is not None:
+            assert f.length == 0 and not f.padding
+    assert sum(1 for r in meta.repairs if "points outside the torrent" in r) == 3
+    # No data, no pieces root, no padding: the stream is the two real files padded.
+    assert meta.total_length == 2 * PL + PL
+    assert [f.path for f in meta.files if f.padding] == [(".pad", str(2 * PL - 40000)),
+                                                        (".pad", str(PL - 10))]
+
+
+def test_a_v2_entry_with_l_but_no_symlink_path_is_a_plain_file():
+    raw = v2_torrent({("a",): data(100, 1), ("b",): data(50, 2)})
+    raw = edit(raw, lambda t: t[b"info"][b"file tree"][b"b"][b""].update({b"attr": b"l"}))
+    meta = parse(raw)
+    assert [(f.path, f.length, f.symlink) for f in meta.files if not f.padding] == [
+        (("a",), 100, None), (("b",), 50, None)]
+
+
+def test_libtorrent_v2_and_hybrid_torrents_with_symlinks_parse_alike(tmp_path):
+    """Made by python3-libtorrent (its symlinks flag): the v2 tree and the hybrid's v1
+    list give the same links; libtorrent writes no length for a v2 symlink."""
+    import subprocess
+    if not Path("/usr/bin/python3").exists():
+        pytest.skip("no system python")
+    src = tmp_path / "t"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.bin").write_bytes(data(100000, 7))
+    (src / "link").symlink_to("a.bin")
+    (src / "sub" / "up").symlink_to("../a.bin")
+    (src / "abs").symlink_to("/etc/passwd")
+    code = (
+        "import libtorrent as lt, sys\n"
+        "for ver, flag in (('v2', lt.create_torrent.v2_only), ('hybrid', 0)):\n"
+        "    fs = lt.file_storage()\n"
+        f"    lt.add_files(fs, {str(src)!r}, flags=lt.create_torrent.symlinks)\n"
+        "    ct = lt.create_torrent(fs, 32768, flags=flag | lt.create_torrent.symlinks)\n"
+        f"    lt.set_piece_hashes(ct, {str(tmp_path)!r})\n"
+        f"    open({str(tmp_path)!r} + '/' + ver + '.torrent', 'wb').write(lt.bencode(ct.generate()))\n")
+    r = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True, text=True,
+                       timeout=60)
+    if "No module named 'libtorrent'" in r.stderr:
+        pytest.skip("python3-libtorrent is not installed")
+    assert r.returncode == 0, r.stderr
+    seen = []
+    for ver in ("v2", "hybrid"):
+        meta = parse((tmp_path / f"{ver}.torrent").read_bytes())
+        assert meta.version == ver
+        seen.append({f.path: f.symlink for f in meta.files if f.symlink is not None})
+    assert seen[0] == seen[1] == {("link",): ("a.bin",), ("sub", "up"): (), ("abs",): ()}

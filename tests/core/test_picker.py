@@ -1043,3 +1043,69 @@ def test_urgent_while_a_piece_is_at_now():
     assert p.urgent()
     p.drop("r")
     assert not p.urgent()
+
+
+# -- blocks a read needs first (BEP 52 block-level reads) ------------------------------
+
+def test_blocks_wanted_first_go_before_the_rest_of_their_piece():
+    p = make("00", blocks=16)
+    peer_with(p, "a", "11")
+    p.raise_priority("read", [0], NOW, 1.0)
+    p.want_first("read", 0, range(10, 12))
+    picked = p.pick("a", 0.0, 4)
+    assert picked == [(0, 10 * B, B), (0, 11 * B, B), (0, 0, B), (0, B, B)]
+    # The rest of the piece still comes, none twice.
+    rest = p.pick("a", 0.0, 100)
+    assert sorted(b for _, b, _ in picked + rest) == [i * B for i in range(16)]
+
+
+def test_blocks_wanted_first_are_undone_by_drop_and_by_the_piece_verified():
+    p = make("000", blocks=8)
+    peer_with(p, "a", "111")
+    p.raise_priority("read", [0, 1], NOW, 1.0)
+    p.want_first("read", 0, range(5, 6))
+    p.drop("read", [0])
+    p.raise_priority("r2", [0], NOW, 1.0)
+    assert p.pick("a", 0.0, 1) == [(0, 0, B)]
+    p.want_first("r2", 1, range(7, 8))
+    p.piece_verified(1)
+    p.want_first("r2", 1, range(3, 4))  # a piece we have: nothing to want
+    assert 1 not in p._first
+    p.want_first("r2", 2, range(6, 7))
+    p.raise_priority("r2", [2], NOW, 1.0)
+    p.drop("r2")
+    p.raise_priority("r3", [2], NOW, 1.0)
+    assert [b for i, b, _ in p.pick("a", 0.0, 20) if i == 2][0] == 0
+
+
+def test_blocks_wanted_only_leave_the_rest_of_the_piece_alone():
+    p = make("00", blocks=16, duplicate_after=1.0)
+    peer_with(p, "a", "11")
+    peer_with(p, "b", "11")
+    p.raise_priority("read", [0], NOW, 1.0)
+    p.want_first("read", 0, range(3, 5), only=True)
+    assert p.pick("a", 0.0, 8) == [(0, 3 * B, B), (0, 4 * B, B)]
+    assert p.pick("b", 0.5, 8) == []                  # nothing else of the piece
+    assert p.pick("b", 2.0, 8) == [(0, 3 * B, B), (0, 4 * B, B)]  # late: duplicated
+    p.want_first("other", 0, range(9, 10))            # an owner without ``only``
+    assert [b // B for _, b, _ in p.pick("b", 2.0, 3)] == [9, 0, 1]
+    p.drop("other")
+    p.want_first("read", 0, range(3, 5), only=False)  # the read gives up on blocks
+    assert [b // B for _, b, _ in p.pick("a", 2.0, 2)] == [2, 5]
+
+
+def test_a_block_that_failed_alone_is_missing_again():
+    p = make("0", blocks=4)
+    peer_with(p, "a", "1")
+    peer_with(p, "b", "1")
+    p.raise_priority("read", [0], NOW, 1.0)
+    p.pick("a", 0.0, 4)
+    for b in range(3):
+        p.block_received("a", 0, b * B, B)
+    assert p.block_failed(0, B) == "a"
+    assert p.block_failed(0, B) is None        # not received any more
+    assert p.block_failed(0, 3 * B) is None    # never received
+    assert p.block_failed(5, 0) is None        # no such piece in progress
+    assert p.pick("b", 0.1, 4) == [(0, B, B)]
+    assert not p.block_received("a", 0, 3 * B, B).piece_complete
+    assert p.block_received("b", 0, B, B).piece_complete

@@ -410,3 +410,28 @@ async def test_skip_reasons_are_kept_for_status(tmp_path, watched):
     about_magnet = [r for r in records if "slow.magnet" in r.getMessage()]
     assert len(about_magnet) == 1 and about_magnet[0].exc_info is None
     assert all(r.exc_info is None for r in records)
+
+
+async def test_a_hybrids_v2_swarm_peers_reach_it(tmp_path, watched):
+    """A hybrid torrent in a watch mount: a peer that names its v2 info-hash (cut to
+    20 bytes, as a client knowing only its urn:btmh magnet does) is routed to it,
+    answered with that hash, and serves it."""
+    import dataclasses
+    src = tmp_path / "p" / "hy.bin"
+    src.parent.mkdir()
+    src.write_bytes(bytes(range(256)) * 300)
+    (watched / "hy.torrent").write_bytes(
+        create_torrent(src, piece_length=32768, creation_date=0, version="hybrid"))
+    with trio.fail_after(LIMIT):
+        async with trio.open_nursery() as nursery:
+            mm = await start_multi(nursery, watched, tmp_path / "cache")
+            t = mm.fs.shown["hy.bin"]
+            assert t.meta.version == "hybrid"
+            v2_swarm = dataclasses.replace(t.meta, info_hash=t.meta.info_hash_v2[:20])
+            stream = await trio.open_tcp_stream("127.0.0.1", mm.port)
+            payload = b"".join(bytes(f.length) if f.padding else src.read_bytes()
+                               for f in t.meta.files)
+            nursery.start_soon(fake_peer, stream, v2_swarm, payload)
+            assert bytes(await t.read(0, 0, len(src.read_bytes()))) == src.read_bytes()
+            assert len(t.sessions) == 1
+            nursery.cancel_scope.cancel()

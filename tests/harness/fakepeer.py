@@ -42,6 +42,10 @@ class Behaviour:
     committed: int = 0            # with ``rate``: bytes at the head of its queue a cancel
     #                               no longer reaches (libtorrent's send buffer)
     fast: bool = True             # offer the fast extension (BEP 6)
+    # BEP 52 requests for block hashes (base layer 0) of a v2 torrent: "answer" them
+    # from the payload, answer with a leaf flipped ("bad"), or "reject" them; None:
+    # ignore them (a peer that never answers).
+    leaves: str | None = None
 
 
 @dataclass
@@ -50,6 +54,7 @@ class Stats:
     cancels: list[tuple[int, int, int]] = field(default_factory=list)
     rejects: list[tuple[int, int, int]] = field(default_factory=list)
     blocks: list[tuple[int, int, int]] = field(default_factory=list)  # received from us
+    hash_requests: list = field(default_factory=list)  # BEP 52 HashRequests it got
     sent_bytes: int = 0
     handshaken: bool = False  # our handshake reached it
     closed: bool = False
@@ -169,6 +174,10 @@ async def fake_peer(stream: trio.abc.Stream, meta, payload: bytes,
                         await send(conn.send(wire.Reject(req.index, req.begin, req.length)))
                 elif isinstance(event, wire.Reject):
                     stats.rejects.append((event.index, event.begin, event.length))
+                elif isinstance(event, wire.HashRequest):
+                    stats.hash_requests.append(event)
+                    if b.leaves is not None:
+                        await send(conn.send(_leaves_answer(meta, payload, event, b.leaves)))
                 elif isinstance(event, wire.Piece):
                     stats.blocks.append((event.index, event.begin, len(event.data)))
         except (trio.BrokenResourceError, trio.ClosedResourceError, wire.ProtocolError):
@@ -177,6 +186,24 @@ async def fake_peer(stream: trio.abc.Stream, meta, payload: bytes,
             stats.closed = True
             nursery.cancel_scope.cancel()
     return stats
+
+
+def _leaves_answer(meta, payload: bytes, req, how: str):
+    """The answer to a request for block hashes: the file's leaves (zero hashes past
+    its end), one flipped if ``how`` is "bad", or a reject."""
+    from torrentfs.core import merkle
+    f = meta.v2.file_of_root(req.pieces_root)
+    if how == "reject" or f is None or req.base_layer != 0:
+        return wire.HashReject(req.pieces_root, req.base_layer, req.index, req.length,
+                               req.proof_layers)
+    start = sum(x.length for x in meta.files[:f])
+    leaves = merkle.leaf_hashes(payload[start:start + meta.files[f].length])
+    run = [leaves[i] if i < len(leaves) else merkle.ZERO
+           for i in range(req.index, req.index + req.length)]
+    if how == "bad":
+        run[-1] = bytes([run[-1][0] ^ 1]) + run[-1][1:]
+    return wire.Hashes(req.pieces_root, 0, req.index, req.length, req.proof_layers,
+                       b"".join(run))
 
 
 @contextlib.contextmanager

@@ -535,17 +535,19 @@ def lt_info_hashes(torrent_path: Path | str) -> tuple[bytes, bytes]:
 
 
 def lt_create(path: Path | str, out: Path | str, tracker: str | Sequence[str] | None = None,
-              piece_size: int | None = None, version: str = "v1") -> bytes:
+              piece_size: int | None = None, version: str = "v1",
+              symlinks: bool = False) -> bytes:
     """Write a .torrent of a file or directory; return its info-hash (the 20 bytes
     trackers and handshakes use: for ``version="v2"`` the v2 info-hash cut short).
-    ``version``: "v1" (v1-only), "v2" (BEP 52 only) or "hybrid" (libtorrent's default)."""
+    ``version``: "v1" (v1-only), "v2" (BEP 52 only) or "hybrid" (libtorrent's default).
+    ``symlinks``: symlinks under ``path`` become BEP 47 links (else followed)."""
     trackers = [tracker] if isinstance(tracker, str) else list(tracker or ())
     argv = _lt_argv("create", "--path", str(path), "--out", str(out))
     for url in trackers:
         argv += ["--tracker", url]
     if piece_size:
         argv += ["--piece-size", str(piece_size)]
-    argv += ["--version", version]
+    argv += ["--version", version] + (["--symlinks"] if symlinks else [])
     res = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                          env=child_env(), timeout=120)
     if res.returncode != 0:

@@ -98,3 +98,40 @@ def test_magnet_link_gets_metadata_and_piece_layers_from_libtorrent(v2swarm, mou
             assert f.read(size) == original[offset:offset + size], (offset, size)
     if meta.version == "v2":
         assert "asking for the piece layers of" in m.log
+
+
+@pytest.mark.parametrize("version", ["v2", "hybrid"])
+def test_v2_symlinks_are_links_in_the_mount(version, tmp_path, mount_torrent):
+    """Symlinks in a BEP 52 file tree (libtorrent's symlinks flag): links in the mount,
+    a target inside the torrent followed, one leaving it shown broken (a loop to
+    itself), never followed outside; the data around them reads back verified."""
+    import os
+    src = tmp_path / "data" / "links"
+    (src / "d" / "e").mkdir(parents=True)
+    (src / "d" / "a.bin").write_bytes(random.Random(47).randbytes(100_000))
+    (src / "link").symlink_to("d/a.bin")
+    # libtorrent writes a link's text as its 'symlink path', which BEP 47 reads from
+    # the torrent's root: "../a.bin" leaves it (libtorrent drops the ".."; we show
+    # it broken, as for v1 links).
+    (src / "d" / "e" / "up").symlink_to("../a.bin")
+    (src / "evil").symlink_to("/etc/passwd")
+    torrent = tmp_path / f"links-{version}.torrent"
+    lt_create(src, torrent, piece_size=32768, version=version, symlinks=True)
+    meta = parse(torrent.read_bytes())
+    assert meta.version == version
+    seed = tmp_path / "seed" / "links" / "d"  # the data alone: libtorrent makes the links
+    seed.mkdir(parents=True)
+    (seed / "a.bin").write_bytes((src / "d" / "a.bin").read_bytes())
+    with lt_seeder(torrent, tmp_path / "seed", ip="127.0.0.5") as seeder:
+        m = mount_torrent(torrent, "--peer", seeder.endpoint)
+        top = m.path / "links"
+        link = top / "link"
+        assert os.lstat(link).st_mode & 0o170000 == 0o120000
+        assert os.readlink(link) == "d/a.bin"
+        assert os.readlink(top / "evil") == "evil"  # outside the torrent: nowhere
+        assert os.readlink(top / "d" / "e" / "up") == "up"
+        with pytest.raises(OSError):
+            (top / "evil").read_bytes()
+        original = (src / "d" / "a.bin").read_bytes()
+        assert (top / "d" / "a.bin").read_bytes() == original
+        assert link.read_bytes() == original  # followed inside the mount

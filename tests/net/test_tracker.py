@@ -186,3 +186,69 @@ async def test_https_announce_through_httpx_with_ipv6_peers():
     assert seen[0].scheme == "https" and seen[0].host == "t.example"
     assert seen[0].params["passkey"] == "abc" and seen[0].params["compact"] == "1"
     assert r.peers == (("10.0.0.1", 6881), ("2001:db8::2", 51413))
+
+
+async def test_a_hybrid_announces_its_v2_swarm_to_the_tracker_that_answered(monkeypatch,
+                                                                            autojump_clock):
+    """Each announce of the v1 info-hash is followed by one of the v2 hash (cut to 20
+    bytes) to the same tracker; peers of both swarms are taken, each once; both
+    are announced stopped; a failure for the v2 hash alone changes nothing."""
+    v2 = b"v" * 20
+    seen = []
+
+    async def fake(client, url, req, timeout=tracker.TIMEOUT):
+        seen.append((round(trio.current_time()), url, req.info_hash, req.event))
+        if url == "http://t/b":
+            raise TrackerError("b is down")
+        if req.info_hash == v2:
+            if url == "http://t/c":
+                raise TrackerError("no v2 here")
+            return AnnounceResponse(interval=100, peers=(("10.0.0.2", 2), ("10.0.0.3", 3)))
+        return AnnounceResponse(interval=100, peers=(("10.0.0.1", 1), ("10.0.0.2", 2)))
+
+    monkeypatch.setattr(tracker, "announce_http", fake)
+    peers = []
+    a = tracker.Announcer([["http://t/b", "http://t/a"]], b"i" * 20, b"p" * 20,
+                          lambda: 6881, lambda: (0, 0, 5), peers.extend, also=(v2,))
+    async with trio.open_nursery() as n:
+        await n.start(a.run)
+        await trio.sleep(150)
+        n.cancel_scope.cancel()
+    assert [(t, u[-1], h[:1], e) for t, u, h, e in seen] == [
+        (0, "b", b"i", "started"), (0, "a", b"i", "started"), (0, "a", b"v", "started"),
+        (100, "a", b"i", ""), (100, "a", b"v", ""),
+        (150, "a", b"i", "stopped"), (150, "a", b"v", "stopped")]
+    assert peers[:3] == [("10.0.0.1", 1), ("10.0.0.2", 2), ("10.0.0.3", 3)]
+    state = {st["url"]: st for st in a.tracker_states()}["http://t/a"]
+    assert (state["status"], state["peers"]) == ("ok", 3)  # both swarms' peers, once each
+
+    seen.clear()
+    b = tracker.Announcer([["http://t/c"]], b"i" * 20, b"p" * 20, lambda: 6881,
+                          lambda: (0, 0, 5), peers.extend, also=(v2,))
+    async with trio.open_nursery() as n:
+        await n.start(b.run)
+        await trio.sleep(10)
+        n.cancel_scope.cancel()
+    assert b.last_error is None and [e for *_, e in seen][:2] == ["started", "started"]
+
+
+async def test_peers_found_only_in_the_v2_swarm_go_to_their_own_callback(monkeypatch,
+                                                                         autojump_clock):
+    v2 = b"v" * 20
+
+    async def fake(client, url, req, timeout=tracker.TIMEOUT):
+        if req.info_hash == v2:
+            return AnnounceResponse(interval=100, peers=(("10.0.0.2", 2), ("10.0.0.3", 3)))
+        return AnnounceResponse(interval=100, peers=(("10.0.0.1", 1), ("10.0.0.2", 2)))
+
+    monkeypatch.setattr(tracker, "announce_http", fake)
+    main, other = [], []
+    a = tracker.Announcer([["http://t/a"]], b"i" * 20, b"p" * 20, lambda: 6881,
+                          lambda: (0, 0, 5), main.extend, also=(v2,),
+                          on_other_peers=lambda h, peers: other.append((h, peers)))
+    async with trio.open_nursery() as n:
+        await n.start(a.run)
+        await trio.sleep(1)
+        n.cancel_scope.cancel()
+    assert main == [("10.0.0.1", 1), ("10.0.0.2", 2)]  # the v1 swarm's (10.0.0.2 in both)
+    assert other == [(v2, [("10.0.0.3", 3)])]           # only in the v2 swarm

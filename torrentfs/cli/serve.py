@@ -209,8 +209,12 @@ def map_ports(nursery, args, tcp_port: int, dht=None) -> None:
 
 def keep_found(nursery, dht, torrent) -> None:
     """Find the torrent's peers on the DHT, and announce our port there, for as
-    long as it runs."""
+    long as it runs: in each of its swarms (a hybrid's v2 one too)."""
+    from torrentfs.engine.swarms import adder, swarm_hashes
     from torrentfs.net.dht import keep_torrent_found
-    nursery.start_soon(partial(keep_torrent_found, dht, torrent.meta.info_hash,
-                               port=lambda: torrent.port, add_peer=torrent.add_peer,
-                               peer_count=lambda: len(torrent.sessions)))
+    for info_hash in swarm_hashes(torrent.meta):
+        add = torrent.add_peer if info_hash == torrent.meta.info_hash else partial(
+            lambda h, addr: adder(torrent)(h, [addr]), info_hash)
+        nursery.start_soon(partial(keep_torrent_found, dht, info_hash,
+                                   port=lambda: torrent.port, add_peer=add,
+                                   peer_count=lambda: len(torrent.sessions)))

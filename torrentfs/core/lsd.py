@@ -121,8 +121,11 @@ class LocalDiscovery:
     """One torrent's announcement schedule and its filter of what it hears."""
 
     def __init__(self, info_hash: bytes, cookie: str,
-                 interval: float = ANNOUNCE_INTERVAL) -> None:
+                 interval: float = ANNOUNCE_INTERVAL, also: tuple[bytes, ...] = ()) -> None:
         self.info_hash = info_hash
+        # Every info-hash announced and heard: a hybrid torrent's v2 one (cut to 20
+        # bytes) is ``also``.
+        self.info_hashes = [info_hash, *also]
         self.cookie = cookie
         self.interval = interval
         self._next_announce: float | None = None  # None: not yet announced
@@ -139,7 +142,7 @@ class LocalDiscovery:
         self._next_announce = now + self.interval
 
     def announcement(self, port: int, ipv6: bool = False) -> bytes:
-        return build_announce([self.info_hash], port, self.cookie, ipv6)
+        return build_announce(self.info_hashes, port, self.cookie, ipv6)
 
     def heard(self, data: bytes, source_ip: str, now: float) -> tuple[str, int] | None:
         """The peer (source_ip, port) an announcement names, if it is for us and new
@@ -147,7 +150,7 @@ class LocalDiscovery:
         ann = parse_announce(data)
         if ann.cookie is not None and ann.cookie == self.cookie:
             return None
-        if self.info_hash not in ann.info_hashes:
+        if not any(h in ann.info_hashes for h in self.info_hashes):
             return None
         seen = [(t, p) for t, p in self._sources.pop(source_ip, []) if now - t < SOURCE_WINDOW]
         if any(p == ann.port for _, p in seen) or len(seen) >= PER_SOURCE:

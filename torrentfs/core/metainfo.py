@@ -402,13 +402,13 @@ def _parse_v2(top: dict, info: dict, info_bytes: bytes, piece_length: int) -> Me
     if not isinstance(raw_name, bytes):
         raise MetainfoError("invalid torrent: missing 'name'")
     name = _v2_component(_text(raw_name), _show(_text(raw_name)))
-    v2_info, rows, multi = metainfo_v2.v2_only(top, info, info_bytes, piece_length,
-                                               _v2_component, _length)
+    v2_info, rows, multi, links = metainfo_v2.v2_only(top, info, info_bytes, piece_length,
+                                                      _v2_component, _length)
     files: list[FileEntry] = []
     offset = 0
-    for path, length, padding, executable in rows:
+    for (path, length, padding, executable), link in zip(rows, links):
         files.append(FileEntry(path if multi or padding else (name,), length, offset, padding,
-                               executable))
+                               executable, link if multi else None))
         offset += length
     repairs: list[str] = []
     if multi:

@@ -22,6 +22,11 @@ piece boundary); a piece must pass both its SHA-1 and its v2 hash. Their info-ha
 on the wire is the v1 one (SHA-1); a v2-only torrent uses the SHA-256 info-hash cut
 to 20 bytes in handshakes, trackers, DHT and LSD (BEP 52).
 
+Symlinks (BEP 47 ``attr`` ``l`` with a ``symlink path`` in a tree entry, which
+libtorrent writes with no length and no pieces root) hold no data: ``TreeFile.symlink``
+keeps the target, and ``metainfo`` resolves it under the BEP 47 rules (inside the
+torrent, else shown broken).
+
 Piece layers are checked when the torrent is parsed: each must climb to its file's
 ``pieces root``, so from then on a piece is judged by one hash. A v2-only torrent
 missing the piece layer of a file longer than a piece is refused (getting them from
@@ -35,7 +40,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from torrentfs.core import merkle
+from torrentfs.core import merkle, names
 
 __all__ = ["V2Error", "V2Info", "is_v2", "tree_files", "pad_layout", "build", "check_hybrid",
            "hybrid", "v2_only", "layer_needs"]
@@ -69,6 +74,9 @@ class TreeFile:
     length: int
     root: bytes | None
     executable: bool
+    #: BEP 47 ``l`` in a v2 tree (``attr`` and ``symlink path``, no data): the target
+    #: as given (components from the torrent's root; ``metainfo`` resolves it).
+    symlink: tuple[str, ...] | None = None
 
 
 def tree_files(info: dict, component: Callable[[str, str], str],
@@ -113,6 +121,13 @@ def _shown(raw: tuple[bytes, ...]) -> str:
 def _file(entry: Any, path: tuple[str, ...], shown: str, check_length) -> TreeFile:
     if not isinstance(entry, dict):
         raise V2Error(f"invalid torrent: file {shown} of the 'file tree' is not a dictionary")
+    attr = entry.get(b"attr")
+    target = entry.get(b"symlink path")
+    if (isinstance(attr, bytes) and b"l" in attr and isinstance(target, list)
+            and all(isinstance(c, bytes) for c in target)):
+        # A symlink holds no data (libtorrent writes no length, nor a pieces root).
+        return TreeFile(path, 0, None, b"x" in attr,
+                        tuple(names.decode(c) for c in target))
     if b"length" not in entry:
         raise V2Error(f"invalid torrent: file {shown} has no 'length'")
     length = check_length(entry[b"length"], f"file {shown}")
@@ -269,12 +284,17 @@ def hybrid(top: dict, info: dict, info_bytes: bytes, rows: list[Row], piece_leng
 
 
 def v2_only(top: dict, info: dict, info_bytes: bytes, piece_length: int, component,
-            check_length) -> tuple[V2Info, list[Row], bool]:
-    """A v2-only torrent's V2Info, its stream's file rows (``pad_layout``) and
-    whether it is multi-file."""
+            check_length) -> tuple[V2Info, list[Row], bool, list[tuple[str, ...] | None]]:
+    """A v2-only torrent's V2Info, its stream's file rows (``pad_layout``), whether
+    it is multi-file, and each row's symlink target (None: not a symlink)."""
     tree, multi = tree_files(info, component, check_length)
     rows = pad_layout(tree, piece_length)
-    return build(top, info_bytes, tree, rows, piece_length, False), rows, multi
+    links: list[tuple[str, ...] | None] = []
+    for f in tree:  # the rows are the tree's files, each followed by its padding if any
+        links.append(f.symlink)
+        if f.length % piece_length:
+            links.append(None)
+    return build(top, info_bytes, tree, rows, piece_length, False), rows, multi, links
 
 
 def _layer(layers_in: dict, root: bytes, length: int, piece_length: int,

@@ -100,6 +100,9 @@ class Picker:
         self.prefetch = prefetch
         self.duplicate_after = duplicate_after
         self._raises: dict[int, dict[Hashable, tuple[int, float]]] = {}
+        # Blocks of a piece to hand out before its others (or instead of them, with
+        # ``only``): piece -> owner -> (blocks, only).
+        self._first: dict[int, dict[Hashable, tuple[range, bool]]] = {}
         self._order: list[tuple[int, int, float]] | None = None  # raised, most urgent first
         self._partials: dict[int, _Partial] = {}
         self._parole: set[int] = set()  # failed their hash, not verified since
@@ -131,7 +134,21 @@ class Picker:
             owners = self._raises.get(i)
             if owners and owners.pop(owner, None) is not None and not owners:
                 del self._raises[i]
+        for i in list(self._first) if pieces is None else pieces:
+            owners = self._first.get(i)
+            if owners and owners.pop(owner, None) is not None and not owners:
+                del self._first[i]
         self._order = None
+
+    def want_first(self, owner: Hashable, index: int, blocks: range,
+                   only: bool = False) -> None:
+        """Owner ``owner`` (a read) needs these blocks of piece ``index`` (block
+        numbers) before its others: they are handed out first (BEP 52 lets a read
+        use blocks verified alone); with ``only``, none of the piece's others are
+        (while every owner wanting blocks of it says ``only``). Undone by
+        ``drop(owner)``; a second call by the same owner replaces the first."""
+        if index not in self.have:
+            self._first.setdefault(index, {})[owner] = (blocks, only)
 
     def priority(self, index: int) -> tuple[int, float]:
         """``(tier, deadline)`` of a piece: the most urgent raise on it."""
@@ -391,9 +408,26 @@ class Picker:
                 return
         out = self._outstanding[peer]
         requests, received, blocks = partial.requests, partial.received, partial.blocks
+        n = len(blocks)
+        first = self._first.get(index)
+        if first:  # blocks a read needs, before the rest
+            for wanted, _ in first.values():
+                for b in wanted if partial.num_free else ():
+                    if len(picked) >= limit:
+                        break
+                    if b < n and not received[b] and not requests[b]:
+                        requests[b][peer] = now
+                        partial.num_free -= 1
+                        begin, length = blocks[b]
+                        out[(index, begin)] = None
+                        picked.append((index, begin, length))
+            if all(only for _, only in first.values()):
+                if duplicate:
+                    wanted = sorted({b for w, _ in first.values() for b in w})
+                    self._duplicate(peer, index, now, limit, picked, wanted)
+                return
         # Blocks nobody holds, from the cursor on.
         b = partial.cursor
-        n = len(blocks)
         while partial.num_free and b < n and len(picked) < limit:
             if not received[b] and not requests[b]:
                 requests[b][peer] = now
@@ -403,11 +437,19 @@ class Picker:
                 picked.append((index, begin, length))
             b += 1
         partial.cursor = b  # every block before b is now received or requested
-        if not duplicate:
-            return
-        # A late NOW piece: blocks others have held for duplicate_after are asked of
-        # this peer too (at most one extra holder per duplicate_after).
-        for b in range(n):
+        if duplicate:
+            self._duplicate(peer, index, now, limit, picked, range(n))
+
+    def _duplicate(self, peer: Peer, index: int, now: float, limit: int,
+                   picked: list[Block], among) -> None:
+        """A late NOW piece: blocks (``among``) others have held for duplicate_after
+        are asked of this peer too (at most one extra holder per duplicate_after)."""
+        partial = self._partials[index]
+        out = self._outstanding[peer]
+        requests, received, blocks = partial.requests, partial.received, partial.blocks
+        for b in among:
+            if b >= len(blocks):
+                continue
             if len(picked) >= limit:
                 return
             holders = requests[b]
@@ -447,6 +489,20 @@ class Picker:
         holders.clear()
         return Received(True, partial.complete, others)
 
+    def block_failed(self, index: int, begin: int) -> Peer | None:
+        """A received block of a piece in progress proved bad on its own (BEP 52):
+        it is missing again. Returns the peer that sent it."""
+        partial = self._partials.get(index)
+        if partial is None:
+            return None
+        b = begin // self.geometry.block_size
+        if not 0 <= b < len(partial.blocks) or not partial.received[b]:
+            return None
+        partial.received[b] = 0
+        partial.num_received -= 1
+        partial.freed(b)
+        return partial.suppliers.pop(begin, None)
+
     def contributors(self, index: int) -> set[Peer]:
         """The peers that sent blocks of a piece in progress."""
         return set(self.suppliers(index).values())
@@ -460,6 +516,7 @@ class Picker:
         """The piece passed its hash: it is ours; nobody is asked for it again."""
         self.have.add(index)
         self._parole.discard(index)
+        self._first.pop(index, None)
         self._forget_partial(index)
         if index in self._raises:
             del self._raises[index]

@@ -322,10 +322,16 @@ class PeerConnection:
     # -- sending ------------------------------------------------------------
 
     def handshake(self) -> bytes:
-        """Return our 68 handshake bytes.  Call exactly once, before ``send()``."""
+        """Return our 68 handshake bytes.  Call exactly once, before ``send()``.
+        Answering a peer that named our other info-hash (``also_info_hash``: a
+        hybrid's v2 swarm), we name that one too."""
         if self._handshake_sent:
             raise LocalProtocolError("handshake already sent")
         self._handshake_sent = True
+        theirs = self._their_handshake
+        if theirs is not None and theirs.info_hash in self._also:
+            self._our_handshake = Handshake(theirs.info_hash, self._our_handshake.peer_id,
+                                            self._our_handshake.reserved)
         return handshake.encode(self._our_handshake)
 
     def send(self, msg: Message) -> bytes:

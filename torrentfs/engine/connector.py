@@ -44,6 +44,7 @@ from torrentfs.core import wire
 from torrentfs.core.geometry import Geometry
 from torrentfs.core.metainfo import Metainfo
 from torrentfs.engine.options import TorrentOptions
+from torrentfs.engine.swarms import swarm_hashes
 from torrentfs.net.listen import WILDCARDS, open_listeners
 from torrentfs.net.mse import MSEError, initiate, open_incoming
 from torrentfs.net.peer import PeerSession, Swarm, connect, tune
@@ -63,6 +64,7 @@ class Candidate:
     banned: bool = False    # ourselves: never dialed again
     encrypt: bool | None = None  # dial with MSE (True), in plain (False); None: as the policy
     utp: bool | None = None  # speaks uTP: known (PEX flag, a session), failed, unknown
+    swarm: bytes | None = None  # found only in a hybrid's v2 swarm: dialed naming that hash
 
 
 class Dialer(Swarm, Protocol):
@@ -96,13 +98,18 @@ class Connector:
         self.on_unreachable: Callable[[tuple[str, int]], None] | None = None
         self._wake = trio.Event()
 
-    def add(self, addr: tuple[str, int], *, utp: bool | None = None) -> None:
+    def add(self, addr: tuple[str, int], *, utp: bool | None = None,
+            swarm: bytes | None = None) -> None:
         """Remember a peer address to dial (from a tracker, the user, ...); ``utp``
-        True if it is known to speak uTP."""
+        True if it is known to speak uTP; ``swarm`` the info-hash it was found under
+        when not the torrent's own (a hybrid's v2 one: ``swarms``)."""
         addr = (str(addr[0]), int(addr[1]))
-        if addr not in self.candidates:
-            self.candidates[addr] = Candidate(utp=utp)
+        cand = self.candidates.get(addr)
+        if cand is None:
+            self.candidates[addr] = Candidate(utp=utp, swarm=swarm)
             self._wake.set()
+        elif swarm is None:
+            cand.swarm = None  # in the torrent's own swarm too: named by its own hash
 
     def wake(self) -> None:
         """A session ended: there may be room to dial another."""
@@ -256,7 +263,7 @@ class Connector:
         and, if ``settle``, the candidate's next try set) if it failed."""
         policy = self.torrent.options.encryption
         try:
-            stream = await initiate(stream, self.torrent.meta.info_hash,
+            stream = await initiate(stream, cand.swarm or self.torrent.meta.info_hash,
                                     require=policy == "require")
         except (MSEError, trio.TooSlowError, trio.BrokenResourceError,
                 trio.ClosedResourceError, OSError) as e:
@@ -303,11 +310,12 @@ class Connector:
 
     def _new_session(self, stream, addr, *, outgoing: bool, transport: str) -> PeerSession:
         t = self.torrent
-        conn = wire.PeerConnection(t.meta.info_hash, t.peer_id,
-                                   num_pieces=t.geometry.num_pieces,
-                                   v2=t.meta.v2 is not None,
-                                   also_info_hash=None if t.meta.v2 is None
-                                   else t.meta.v2.info_hash[:20])
+        ours, also = t.meta.info_hash, None if t.meta.v2 is None else t.meta.v2.info_hash[:20]
+        cand = self.candidates.get(addr) if outgoing else None
+        if cand is not None and cand.swarm is not None and cand.swarm == also:
+            ours, also = also, ours  # a peer of the v2 swarm only: named by that hash
+        conn = wire.PeerConnection(ours, t.peer_id, num_pieces=t.geometry.num_pieces,
+                                   v2=t.meta.v2 is not None, also_info_hash=also)
         session = PeerSession(t, stream, addr, conn, outgoing=outgoing)
         session.transport = transport
         if transport == "utp":
@@ -351,9 +359,9 @@ class Connector:
         """The incoming ``stream``, decrypted if its peer speaks MSE/PE (net/mse.py
         tells the two apart), or None (closed) if the policy refuses it or the
         handshake fails."""
-        info_hash = self.torrent.meta.info_hash
+        hashes = list(swarm_hashes(self.torrent.meta))  # a hybrid's v2 swarm too
         try:
-            incoming = await open_incoming(stream, [info_hash], self.torrent.options.encryption)
+            incoming = await open_incoming(stream, hashes, self.torrent.options.encryption)
         except (MSEError, trio.TooSlowError, trio.BrokenResourceError,
                 trio.ClosedResourceError, OSError) as e:
             log.debug("incoming %s:%d refused: %s", *addr[:2], e)

@@ -51,6 +51,7 @@ from torrentfs.disk.private import private_dir
 from torrentfs.disk.space import NoRoom, free_space_limit
 from torrentfs.engine.options import TorrentOptions
 from torrentfs.engine.sources import Skip, Source, SourceError, load_file
+from torrentfs.engine.swarms import other_hashes, swarm_hashes
 from torrentfs.engine.torrent import Torrent
 from torrentfs.net.listen import WILDCARDS, open_listeners
 from torrentfs.net.mse import MSEError, open_incoming
@@ -266,8 +267,9 @@ class MultiMount:
     def _forget(self, entry: _Entry) -> None:
         if self.by_file.get(entry.file) is entry:
             del self.by_file[entry.file]
-        if self.by_hash.get(entry.source.info_hash) is entry:
-            del self.by_hash[entry.source.info_hash]
+        for h, e in list(self.by_hash.items()):  # its v1 hash, and a hybrid's v2 one
+            if e is entry:
+                del self.by_hash[h]
         # A file skipped as a duplicate of this one gets its turn.
         for file, h in list(self._duplicates.items()):
             if h == entry.source.info_hash:
@@ -370,6 +372,8 @@ class MultiMount:
                           ready: Callable[[], None], options: TorrentOptions) -> None:
         torrent = Torrent(meta, folder, options, shared=self.shared, utp=self.utp)
         tree = Tree.from_metainfo(meta)
+        for h in other_hashes(meta):  # a hybrid: peers of its v2 swarm are routed here too
+            self.by_hash.setdefault(h, entry)
         async with trio.open_nursery() as nursery:
             await nursery.start(torrent.run)
             entry.torrent, entry.nursery = torrent, nursery
@@ -377,9 +381,11 @@ class MultiMount:
             try:
                 if self.dht is not None and not meta.private:
                     from torrentfs.net.dht import keep_torrent_found
-                    nursery.start_soon(partial(
-                        keep_torrent_found, self.dht, meta.info_hash, port=lambda: self.port,
-                        add_peer=torrent.add_peer, peer_count=lambda: len(torrent.sessions)))
+                    for h in swarm_hashes(meta):  # each swarm of the torrent
+                        nursery.start_soon(partial(
+                            keep_torrent_found, self.dht, h, port=lambda: self.port,
+                            add_peer=torrent.add_peer,
+                            peer_count=lambda: len(torrent.sessions)))
                 entry.folder = self.fs.add(meta.name, torrent, tree)
                 log.info("added %s as %s (info-hash %s)", entry.file, entry.folder,
                          meta.info_hash.hex())

@@ -44,6 +44,7 @@ from torrentfs.core.picker import NOW, READAHEAD, Picker
 from torrentfs.core.readahead import Readahead
 from torrentfs.disk.cache import DiskCache
 from torrentfs.disk.storage import Storage, StorageError
+from torrentfs.engine.blockreads import BlockReads
 
 NOW_SLACK = 0.05            # deadline of a piece a read waits on: now + this
 READAHEAD_MIN = 2 << 20     # readahead window after a seek, bytes
@@ -290,12 +291,15 @@ class Reads:
         self.waiting: dict[object, tuple[float, list[int]]] = {}
         self._events: dict[int, trio.Event] = {}        # piece -> set when it arrives
         self._store_errors: dict[int, OSError] = {}     # piece -> why it was not written
+        # v2 torrents: reads wait only for the blocks they cover (``blockreads``).
+        self.blocks = BlockReads(torrent)
 
     # -- what the torrent tells ---------------------------------------------------------
 
     def piece_arrived(self, index: int) -> None:
         """A piece is verified and on disk: wake the reads waiting for it."""
         self._store_errors.pop(index, None)
+        self.blocks.piece_arrived(index)
         event = self._events.pop(index, None)
         if event is not None:
             event.set()
@@ -304,6 +308,7 @@ class Reads:
         """A piece verified but could not be written: the reads waiting for it fail
         with this error rather than wait on."""
         self._store_errors[index] = error
+        self.blocks.changed()
         event = self._events.pop(index, None)
         if event is not None:
             event.set()
@@ -356,7 +361,14 @@ class Reads:
                         unscheduled = []
                         retry = handle is not None and handle.retrying(missing)
                         try:
-                            await self._wait_for(missing, owner, retry)
+                            if self.blocks.enabled:  # v2: only the blocks it covers
+                                data = await self._wait_blocks(start, size, pieces, owner,
+                                                               missing, retry)
+                                if data is not None:
+                                    return data
+                                missing = t.have.missing(pieces)
+                            if missing:
+                                await self._wait_for(missing, owner, retry)
                         except ReadTimeout:
                             if handle is not None:
                                 handle.timed_out(missing)
@@ -400,6 +412,21 @@ class Reads:
             if index in t.have:  # not evicted while it was read
                 self.upload_chunks.put(index, start, chunk)
             return memoryview(chunk)[begin - start:begin - start + length]
+
+    async def _wait_blocks(self, start: int, size: int, pieces: range, owner: object,
+                           missing: list[int], retry: bool) -> bytes | None:
+        """``BlockReads.read``, as a read waiting (``waiting``), with its timeout."""
+        timeout = math.inf if self.read_timeout is None else self.read_timeout
+        self.waiting[owner] = (trio.current_time(), missing)
+        try:
+            return await self.blocks.read(start, size, pieces, owner,
+                                          timeout if not retry else min(timeout, RETRY_SLACK))
+        except trio.TooSlowError:
+            i = next(i for i in pieces if i not in self.torrent.have)
+            raise ReadTimeout(f"no progress for {timeout:g} s waiting for blocks of "
+                              f"piece {i}: {self.torrent.who_has(i)}") from None
+        finally:
+            self.waiting.pop(owner, None)
 
     async def _wait_for(self, pieces: list[int], owner: object | None = None,
                         retry: bool = False) -> None:

@@ -60,10 +60,9 @@ from torrentfs.engine.options import TorrentOptions
 from torrentfs.engine.peerext import PeerExtensions
 from torrentfs.engine.reads import ReadHandle, Reads
 from torrentfs.engine.requests import Requests
+from torrentfs.engine.swarms import discovery
 from torrentfs.engine.upload import Uploader
-from torrentfs.net.lsd import LsdService
 from torrentfs.net.peer import PeerSession
-from torrentfs.net.tracker import Announcer
 from torrentfs.net.webseed import WebSeed, WebSeeds
 
 log = logging.getLogger("torrentfs.torrent")
@@ -138,13 +137,9 @@ class Torrent:
         self.downloaded = 0
         self.wasted = 0
         self.metrics = Metrics(options.origins)  # read by status and --metrics
-        self.announcer = Announcer(
-            [list(t) for t in meta.announce_list] if options.announce else [],
-            meta.info_hash, self.peer_id, lambda: self.port,
-            self._announce_stats, self._on_tracker_peers)
-        # Local service discovery, never for private torrents.
-        self.lsd = (LsdService(meta.info_hash, lambda: self.port, self.add_peer)
-                    if options.lsd and not meta.private else None)
+        # Trackers and local service discovery (never for private torrents), for
+        # every swarm of the torrent (a hybrid's v2 one too: ``swarms``).
+        self.announcer, self.lsd = discovery(self)
         # Who hears of a piece arriving or leaving (the FUSE layer's st_blocks).
         self.piece_listeners: list = []  # callables taking a piece index
         # Web seeds (BEP 19): the torrent's url-list unless given.
@@ -273,6 +268,7 @@ class Torrent:
             self.picker.remove_peer(s)
             s.registered = False
         self.requests.forget(s)
+        self.reads.blocks.peer_left(s)
         s.queued.clear()
         s.upload_fifo.clear()
         self.ext.peer_closed(s)
@@ -316,8 +312,10 @@ class Torrent:
                 self.ext.on_extended(s, msg)
             case wire.Cancel():
                 self.uploads.cancel(s, msg)
-            case wire.HashRequest() | wire.Hashes() | wire.HashReject():
+            case wire.HashRequest():
                 self.uploads.hash_message(s, msg)  # BEP 52
+            case wire.Hashes() | wire.HashReject():  # leaves for block-level reads
+                self.reads.blocks.hash_message(s, msg)
             case wire.Interested():
                 if self.have.count:
                     self.rechoke()  # a free slot should not wait for the next round
@@ -366,6 +364,7 @@ class Torrent:
         buf[begin:begin + n] = data
         self.downloaded += n
         self.metrics.received[s.source] += n
+        self.reads.blocks.got_block(s, index, begin, data)  # v2: a read may need it alone
         for other in got.cancel:
             self.requests.cancel(other, index, begin, n)
         if got.piece_complete:
@@ -488,8 +487,7 @@ class Torrent:
                 self._update_interest(s)
 
     def remember(self, index: int, data: bytearray) -> None:
-        """Keep a piece just verified (or checked on disk) in memory: the next
-        reads are likely in it."""
+        """Keep a just-verified (or disk-checked) piece in memory: next reads likely want it."""
         self.reads.remember(index, data)
 
     def downloading(self, index: int) -> bool:

@@ -60,8 +60,9 @@ class LsdService:
     def __init__(self, info_hash: bytes, port: Callable[[], int],
                  on_peer: Callable[[tuple[str, int]], None], *, ipv6: bool = True,
                  interval: float = ANNOUNCE_INTERVAL,
-                 open_socket: Callable[[int], Any] = open_multicast_socket) -> None:
-        self.core = LocalDiscovery(info_hash, secrets.token_hex(4), interval)
+                 open_socket: Callable[[int], Any] = open_multicast_socket,
+                 also: tuple[bytes, ...] = ()) -> None:
+        self.core = LocalDiscovery(info_hash, secrets.token_hex(4), interval, also)
         self.port = port
         self.on_peer = on_peer
         self.families = [stdsocket.AF_INET] + ([stdsocket.AF_INET6] if ipv6 else [])

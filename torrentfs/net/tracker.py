@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 import httpx
@@ -93,9 +93,18 @@ class Announcer:
                  port: Callable[[], int], stats: Callable[[], tuple[int, int, int]],
                  on_peers: Callable[[list[tuple[str, int]]], None],
                  udp: UdpTrackerClient | None = None, *,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 also: tuple[bytes, ...] = (),
+                 on_other_peers: Callable[[bytes, list[tuple[str, int]]], None] | None = None
+                 ) -> None:
         self.tiers = [list(t) for t in tiers if t]
         self.info_hash = info_hash
+        # More info-hashes announced to each tracker that answers for ``info_hash``
+        # (a hybrid torrent's v2 swarm: its v2 info-hash cut to 20 bytes). The peers
+        # found only there go to ``on_other_peers(info_hash, peers)`` if given, else
+        # to ``on_peers`` with the others.
+        self.also = tuple(also)
+        self.on_other_peers = on_other_peers
         self.peer_id = peer_id
         self.port = port
         self.stats = stats
@@ -125,10 +134,32 @@ class Announcer:
             self._pending_event = "completed"
             self._wake.set()
 
-    def _request(self, event: str) -> AnnounceRequest:
+    def _request(self, event: str, info_hash: bytes | None = None) -> AnnounceRequest:
         up, down, left = self.stats()
-        return AnnounceRequest(self.info_hash, self.peer_id, self.port(), up, down, left,
-                               event, key=self.key, tracker_id=self._tracker_id)
+        info_hash = info_hash or self.info_hash
+        return AnnounceRequest(info_hash, self.peer_id, self.port(), up, down, left, event,
+                               key=self.key, tracker_id=self._tracker_id
+                               if info_hash == self.info_hash else None)
+
+    async def _announce_also(self, client: httpx.AsyncClient, url: str, event: str,
+                             resp: AnnounceResponse) -> AnnounceResponse:
+        """Announce the other info-hashes (``also``) to the tracker that answered;
+        ``resp`` with their peers added (unless ``on_other_peers`` takes them). A
+        failure there is logged only."""
+        peers = list(resp.peers)
+        for other in self.also:
+            try:
+                more = await self._announce_to(client, url, self._request(event, other))
+            except TrackerError as e:
+                log.info("%s (for %s)", e, other.hex())
+                continue
+            new = [p for p in more.peers if p not in peers]
+            if self.on_other_peers is not None:
+                if new:
+                    self.on_other_peers(other, new)
+            else:
+                peers += new
+        return replace(resp, peers=tuple(peers)) if len(peers) != len(resp.peers) else resp
 
     async def announce(self, client: httpx.AsyncClient, event: str = "") -> AnnounceResponse:
         """Announce to the first tracker that answers, tier by tier; a tracker that
@@ -144,6 +175,8 @@ class Announcer:
                     log.info("%s", e)
                     self._state(url).failed(str(e), self.clock())
                     continue
+                if self.also:
+                    resp = await self._announce_also(client, url, event, resp)
                 self._state(url).answered(len(resp.peers), resp.warning, self.clock())
                 tier.remove(url)
                 tier.insert(0, url)
@@ -205,7 +238,9 @@ class Announcer:
 
     async def _announce_stopped(self, client: httpx.AsyncClient) -> None:
         for url in list(self._announced):
-            try:
-                await self._announce_to(client, url, self._request("stopped"), STOP_TIMEOUT)
-            except TrackerError as e:
-                log.info("stopped announce: %s", e)
+            for info_hash in (self.info_hash, *self.also):
+                try:
+                    await self._announce_to(client, url, self._request("stopped", info_hash),
+                                            STOP_TIMEOUT)
+                except TrackerError as e:
+                    log.info("stopped announce: %s", e)

@@ -9,7 +9,7 @@ Runs under the system interpreter /usr/bin/python3, not the project venv.
                       [--peer IP:PORT ...] [--timeout S] [--utp]
                       [--download-rate BPS] [--ready-file F]
     lt_peer.py create --path P --out T [--tracker URL ...] [--piece-size N]
-                      [--version v1|v2|hybrid]
+                      [--version v1|v2|hybrid] [--symlinks]
     lt_peer.py hashes --torrent T
     lt_peer.py dht    --listen IP:PORT --ready-file F [--dht-node IP:PORT ...]
 
@@ -378,11 +378,12 @@ def cmd_create(args):
     """Write a torrent of a file or directory; print its info-hash(es)."""
     path = os.path.abspath(args.path)
     fs = lt.file_storage()
-    lt.add_files(fs, path)
+    links = lt.create_torrent.symlinks if args.symlinks else 0
+    lt.add_files(fs, path, flags=links)
     if fs.num_files() == 0:
         raise SystemExit(f"no files under {path}")
     flags = {"v1": lt.create_torrent.v1_only, "v2": lt.create_torrent.v2_only,
-             "hybrid": 0}[args.version]
+             "hybrid": 0}[args.version] | links
     ct = lt.create_torrent(fs, args.piece_size or 0, flags)
     for tier, url in enumerate(args.tracker):
         ct.add_tracker(url, tier)
@@ -471,6 +472,8 @@ def main(argv=None):
     sp.add_argument("--tracker", action="append", default=[])
     sp.add_argument("--piece-size", type=int, default=0)
     sp.add_argument("--version", choices=["v1", "v2", "hybrid"], default="v1")
+    sp.add_argument("--symlinks", action="store_true",
+                    help="keep symlinks as BEP 47 links (libtorrent's symlinks flag)")
     sp.set_defaults(func=cmd_create)
 
     sp = sub.add_parser("hashes")
