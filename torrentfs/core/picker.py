@@ -36,7 +36,9 @@ Peers are any hashable keys. Method names say what the picker hears.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Hashable, Iterable
 
 from torrentfs.core.bitfield import Bitfield
@@ -47,6 +49,11 @@ TIER_NAMES = {NONE: "none", NORMAL: "normal", READAHEAD: "readahead", NOW: "now"
 
 Peer = Hashable
 Block = tuple[int, int, int]  # (piece index, begin, length)
+
+
+def _urgency(td: tuple[int, float]) -> tuple[int, float]:
+    """Sort key of a (tier, deadline): a higher tier, then an earlier deadline."""
+    return td[0], -td[1]
 
 
 class _Partial:
@@ -100,6 +107,9 @@ class Picker:
         self.prefetch = prefetch
         self.duplicate_after = duplicate_after
         self._raises: dict[int, dict[Hashable, tuple[int, float]]] = {}
+        # The most urgent raise of each piece asked about since the raises last
+        # changed (``priority`` is called per block request: it must be cheap).
+        self._top: dict[int, tuple[int, float]] = {}
         self._order: list[tuple[int, int, float]] | None = None  # raised, most urgent first
         self._partials: dict[int, _Partial] = {}
         self._parole: set[int] = set()  # failed their hash, not verified since
@@ -123,6 +133,7 @@ class Picker:
                 continue
             self._raises.setdefault(i, {})[owner] = (tier, deadline)
         self._order = None
+        self._top.clear()
 
     def drop(self, owner: Hashable, pieces: Iterable[int] | None = None) -> None:
         """Undo ``owner``'s raises: on ``pieces``, or on all of them."""
@@ -132,15 +143,19 @@ class Picker:
             if owners and owners.pop(owner, None) is not None and not owners:
                 del self._raises[i]
         self._order = None
+        self._top.clear()
 
     def priority(self, index: int) -> tuple[int, float]:
         """``(tier, deadline)`` of a piece: the most urgent raise on it."""
         base = (NORMAL if self.prefetch and index not in self.have else NONE, math.inf)
-        owners = self._raises.get(index)
-        if not owners:
-            return base
+        top = self._top.get(index)
+        if top is None:
+            owners = self._raises.get(index)
+            if not owners:
+                return base
+            top = self._top[index] = max(owners.values(), key=_urgency)
         # --prefetch holds every piece at NORMAL, so a raise at NONE cannot lower it.
-        return max(base, *owners.values(), key=lambda td: (td[0], -td[1]))
+        return top if top[0] >= base[0] else base
 
     def waiting(self) -> list[tuple[int, int, float]]:
         """``(piece, tier, deadline)`` of every raised piece, most urgent first."""
@@ -256,12 +271,16 @@ class Picker:
         return out
 
     def _backlog_size(self, peer: Peer) -> int:
+        """How many of the peer's requests are for pieces below NOW."""
         out = self._outstanding.get(peer)
         if not out:
             return 0
+        # Counted per piece (a peer's requests span a few pieces): one priority
+        # look-up per piece, not per request.
         raises = self._raises
-        return sum(1 for index, _ in out
-                   if index not in raises or self.priority(index)[0] != NOW)
+        per_piece = Counter(map(itemgetter(0), out))
+        return len(out) - sum(n for index, n in per_piece.items()
+                              if index in raises and self.priority(index)[0] == NOW)
 
     def peer_choked(self, peer: Peer) -> None:
         """The peer dropped all our requests (a choke without the fast extension)."""
@@ -464,6 +483,7 @@ class Picker:
         if index in self._raises:
             del self._raises[index]
             self._order = None
+            self._top.pop(index, None)
 
     def piece_lost(self, index: int) -> None:
         """A piece we had is gone (evicted from the disk cache, or found damaged on
