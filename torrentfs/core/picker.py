@@ -19,6 +19,12 @@ Contract
   ``limit``. Each peer's requests are kept in the order asked: ``backlog(peer)``
   lists those below NOW asked before its latest NOW request (what a read's blocks
   queue behind there), so that the shell can cancel them and ask again after.
+* A pick that finds no free block the peer could take (every block of every wanted
+  piece it has is received or requested, none of them late) is remembered: the
+  peer's next ``pick`` returns [] at once until something changes that could free
+  a block for it (a raise or drop, a request dropped, a piece failed, lost or
+  withdrawn, a HAVE, a peer added or removed). A sequential read ahead of its
+  reader asks after every block and finds nothing most times.
 * A block is in one of three states: missing, requested (by one or more peers, each
   with the time of its request), received. ``block_received`` reports whether the block
   was new and whether its piece is now complete; a complete piece is neither picked
@@ -110,6 +116,10 @@ class Picker:
         # The most urgent raise of each piece asked about since the raises last
         # changed (``priority`` is called per block request: it must be cheap).
         self._top: dict[int, tuple[int, float]] = {}
+        # Bumped by whatever could free a block for some peer; a peer whose last pick
+        # found nothing free at generation g picks nothing while it is still g.
+        self._generation = 0
+        self._dry: dict[Peer, int] = {}
         self._order: list[tuple[int, int, float]] | None = None  # raised, most urgent first
         self._partials: dict[int, _Partial] = {}
         self._parole: set[int] = set()  # failed their hash, not verified since
@@ -128,22 +138,32 @@ class Picker:
                        deadline: float) -> None:
         """Owner ``owner`` wants ``pieces`` at ``tier`` by ``deadline``. A second raise
         by the same owner replaces its first for those pieces."""
+        changed = False
         for i in pieces:
             if i in self.have:
                 continue
             self._raises.setdefault(i, {})[owner] = (tier, deadline)
-        self._order = None
-        self._top.clear()
+            changed = True
+        if changed:
+            self._changed_raises()
 
     def drop(self, owner: Hashable, pieces: Iterable[int] | None = None) -> None:
         """Undo ``owner``'s raises: on ``pieces``, or on all of them."""
         targets = list(self._raises) if pieces is None else pieces
+        changed = False
         for i in targets:
             owners = self._raises.get(i)
-            if owners and owners.pop(owner, None) is not None and not owners:
-                del self._raises[i]
+            if owners and owners.pop(owner, None) is not None:
+                changed = True
+                if not owners:
+                    del self._raises[i]
+        if changed:  # a read's owner often raised nothing: keep the order then
+            self._changed_raises()
+
+    def _changed_raises(self) -> None:
         self._order = None
         self._top.clear()
+        self._generation += 1
 
     def priority(self, index: int) -> tuple[int, float]:
         """``(tier, deadline)`` of a piece: the most urgent raise on it."""
@@ -191,6 +211,7 @@ class Picker:
         self._peers[peer] = Bitfield(self.geometry.num_pieces)
         self._outstanding[peer] = {}
         self._order = None
+        self._generation += 1
         if not self.geometry.num_pieces:
             self._seeds += 1
 
@@ -202,6 +223,8 @@ class Picker:
                 partial.only = None
         bits = self._peers.pop(peer, None)
         self._outstanding.pop(peer, None)
+        self._dry.pop(peer, None)
+        self._generation += 1
         if bits is not None:
             if bits.complete:
                 self._seeds -= 1
@@ -213,6 +236,7 @@ class Picker:
         bits = self._peers[peer]
         if bits.add(index):
             self.availability[index] += 1
+            self._generation += 1
             if bits.complete:
                 self._seeds += 1
             if index in self._raises and self._seeds < len(self._peers):
@@ -294,6 +318,7 @@ class Picker:
         if out is None or (index, begin) not in out:
             return
         del out[(index, begin)]
+        self._generation += 1
         partial = self._partials.get(index)
         if partial is not None:
             b = begin // self.geometry.block_size
@@ -343,7 +368,7 @@ class Picker:
         piece a read waits on come from several peers at once; so too of a
         READAHEAD piece while every peer is a seed. With ``ahead``, the peer's
         requests below NOW grow to ``ahead`` blocks at most."""
-        if limit <= 0 or peer not in self._peers:
+        if limit <= 0 or peer not in self._peers or self._dry.get(peer) == self._generation:
             return []
         room = math.inf if ahead is None else ahead - self._backlog_size(peer)
         bits = self._peers[peer]
@@ -357,6 +382,8 @@ class Picker:
         only_seeds = self._seeds == len(self._peers)
         avail, seeds = self.availability, self._seeds
         below = None  # len(picked) when the first piece below NOW came up
+        dry = True  # no block free for this peer so far (see the contract)
+        partials = self._partials
         for index, tier, deadline in self._urgent_order():
             if tier == NONE or index not in bits:  # raised at NONE: never requested
                 continue
@@ -376,6 +403,8 @@ class Picker:
             self._pick_from(peer, index, now, cap, picked, duplicate=late)
             if len(picked) >= limit:
                 return picked
+            # A NOW piece's blocks may be asked again once late: never dry.
+            dry = dry and tier != NOW and not partials[index].num_free
         if self.prefetch:
             if below is None:
                 limit = min(limit, len(picked) + max(0, room))
@@ -384,7 +413,10 @@ class Picker:
             for index in self._normal_candidates(bits):
                 self._pick_from(peer, index, now, limit, picked, duplicate=False)
                 if len(picked) >= limit:
-                    break
+                    return picked
+                dry = dry and not partials[index].num_free
+        if dry:
+            self._dry[peer] = self._generation
         return picked
 
     def _normal_candidates(self, bits: Bitfield) -> Iterable[int]:
@@ -490,6 +522,7 @@ class Picker:
         disk): it is wanted again like any missing piece."""
         self.have.discard(index)
         self._order = None
+        self._generation += 1
 
     def piece_failed(self, index: int) -> None:
         """The piece failed its hash: all its blocks are missing again, and it goes on
@@ -501,6 +534,7 @@ class Picker:
         partial = self._partials.pop(index, None)
         if partial is None:
             return
+        self._generation += 1
         for b, holders in enumerate(partial.requests):
             for peer in holders:
                 self._outstanding.get(peer, {}).pop((index, partial.blocks[b][0]), None)
