@@ -1057,8 +1057,10 @@ def test_a_dry_pick_is_remembered_until_a_block_may_be_free():
     assert len(taken) == 2
     assert p.pick("b", 0.0, 10) == []
     assert p._dry["b"] == p._generation  # remembered: the next pick returns at once
+    assert p.dry("b") and p.dry("a")  # a took all there was: dry as well
     assert p.pick("b", 0.0, 10) == []
     p.request_dropped("a", *taken[0][:2])  # the block is free again
+    assert not p.dry("b")
     assert p.pick("b", 0.0, 10) == [taken[0]]
     p.raise_priority("h", [1], READAHEAD, 2.0)  # a new piece is wanted
     assert order(p.pick("b", 0.0, 10)) == [1]

@@ -267,6 +267,11 @@ class Picker:
             return not self.have.complete
         return any(i not in self.have for i in bits)
 
+    def dry(self, peer: Peer) -> bool:
+        """True while the peer's last pick found no free block and nothing changed
+        since: its next ``pick`` would return []."""
+        return self._dry.get(peer) == self._generation
+
     def outstanding(self, peer: Peer) -> int:
         """How many blocks the peer has been asked for and not yet delivered."""
         return len(self._outstanding.get(peer, ()))
