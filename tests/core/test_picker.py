@@ -1109,3 +1109,180 @@ def test_a_block_that_failed_alone_is_missing_again():
     assert p.pick("b", 0.1, 4) == [(0, B, B)]
     assert not p.block_received("a", 0, 3 * B, B).piece_complete
     assert p.block_received("b", 0, B, B).piece_complete
+
+
+# -- a pick that finds nothing free is remembered ---------------------------------------
+
+
+def test_a_dry_pick_is_remembered_until_a_block_may_be_free():
+    p = make("00", blocks=2)
+    seed(p, "a")
+    seed(p, "b")
+    p.raise_priority("h", [0], READAHEAD, 1.0)
+    taken = p.pick("a", 0.0, 10)
+    assert len(taken) == 2
+    assert p.pick("b", 0.0, 10) == []
+    assert p._dry["b"] == p._generation  # remembered: the next pick returns at once
+    assert p.dry("b") and p.dry("a")  # a took all there was: dry as well
+    assert p.pick("b", 0.0, 10) == []
+    p.request_dropped("a", *taken[0][:2])  # the block is free again
+    assert not p.dry("b")
+    assert p.pick("b", 0.0, 10) == [taken[0]]
+    p.raise_priority("h", [1], READAHEAD, 2.0)  # a new piece is wanted
+    assert order(p.pick("b", 0.0, 10)) == [1]
+
+
+def _dry_setup():
+    """Peer c has pieces 1 and 3; of the wanted pieces 0 and 1, a is asked for 0, c
+    for 1: c's next pick is dry."""
+    p = make("0000", blocks=3, last=B + 5)
+    for name, bf in zip(PEERS, ["1110", "1010", "0101"]):
+        peer_with(p, name, bf)
+    p.raise_priority("r", [0, 1], READAHEAD, 1.0)
+    a_blocks = p.pick("a", 0.0, 3)
+    c_blocks = p.pick("c", 0.0, 10)
+    assert order(a_blocks) == [0] and order(c_blocks) == [1]
+    assert p.pick("c", 0.0, 10) == [] and "c" in p._dry
+    return p, a_blocks, c_blocks
+
+
+def test_a_leecher_leaving_ends_a_seeds_dry_spell():
+    """A seed leaves a piece that a leecher has to the leecher (spare the seeds):
+    once the leecher is gone, the seed takes it."""
+    p = make("00", blocks=2)
+    seed(p, "s")
+    peer_with(p, "l", "10")
+    p.raise_priority("r", [0], READAHEAD, 1.0)
+    assert p.pick("s", 0.0, 10) == [] and "s" in p._dry
+    p.remove_peer("l")
+    assert order(p.pick("s", 0.0, 10)) == [0]
+
+
+@pytest.mark.parametrize("event", ["have", "dropped", "raise", "failed", "lost",
+                                   "withdrawn", "left", "choked"])
+def test_each_event_that_may_free_a_block_ends_a_dry_spell(event):
+    p, a_blocks, c_blocks = _dry_setup()
+    if event == "have":  # c gets piece 0, a block of which is free
+        p.request_dropped("a", *a_blocks[0][:2])
+        p._dry["c"] = p._generation  # dry again: only the HAVE below may end it
+        p.got_have("c", 0)
+        assert p.pick("c", 0.0, 10) == [a_blocks[0]]
+    elif event == "dropped":
+        p.request_dropped("c", *c_blocks[1][:2])
+        assert p.pick("c", 0.0, 10) == [c_blocks[1]]
+    elif event == "raise":
+        p.raise_priority("r", [3], READAHEAD, 2.0)
+        assert order(p.pick("c", 0.0, 10)) == [3]
+    elif event == "failed":
+        for blk in c_blocks:
+            p.block_received("c", *blk)
+        p.piece_failed(1)
+        assert order(p.pick("c", 0.0, 10)) == [1]
+    elif event == "lost":  # with --prefetch every missing piece is wanted
+        p.have.add(3)
+        p.prefetch = True
+        p._dry.clear()
+        assert p.pick("c", 0.0, 10) == []
+        p.piece_lost(3)
+        assert order(p.pick("c", 0.0, 10)) == [3]
+    elif event == "withdrawn":
+        p.drop("r", [1])
+        assert p.withdraw(1) is not None
+        p._dry["c"] = p._generation  # only the withdrawal's effect may end it
+        p.raise_priority("r2", [1], READAHEAD, 2.0)
+        assert order(p.pick("c", 0.0, 10)) == [1]
+    elif event == "left":  # a leaves: its blocks of piece 0 are free (c lacks 0)
+        p.remove_peer("a")
+        p.got_have("c", 0)
+        assert order(p.pick("c", 0.0, 10)) == [0]
+    elif event == "choked":
+        p.peer_choked("c")
+        assert order(p.pick("c", 0.0, 10)) == [1]
+    check_consistent(p)
+
+
+ops_twin = st.lists(
+    st.one_of(
+        st.tuples(st.just("pick"), st.sampled_from(PEERS), st.integers(0, 6),
+                  st.integers(1, 3), st.sampled_from([None, 0, 1, 2, 4])),
+        st.tuples(st.just("raise"), st.sampled_from(["r1", "r2"]), st.integers(0, 3),
+                  st.sampled_from([NONE, NORMAL, READAHEAD, NOW])),
+        st.tuples(st.just("drop"), st.sampled_from(["r1", "r2"])),
+        st.tuples(st.just("recv"), st.sampled_from(PEERS), st.integers(0, 20)),
+        st.tuples(st.just("reject"), st.sampled_from(PEERS), st.integers(0, 20)),
+        st.tuples(st.just("have"), st.sampled_from(PEERS), st.integers(0, 3)),
+        st.tuples(st.just("leave"), st.sampled_from(PEERS)),
+        st.tuples(st.just("verify"), st.integers(0, 3), st.booleans()),
+        st.tuples(st.just("lost"), st.integers(0, 3)),
+        st.tuples(st.just("withdraw"), st.integers(0, 3)),
+        st.tuples(st.just("tick")),
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=ops_twin, prefetch=st.booleans())
+def test_remembering_dry_picks_changes_no_pick(ops, prefetch):
+    """The same operations on two pickers, one of which forgets every dry pick: each
+    pick hands out the same blocks."""
+    twins = [make("0000", blocks=3, last=B + 5, prefetch=prefetch) for _ in range(2)]
+    now = 0.0
+    given_out: dict[str, list] = {name: [] for name in PEERS}
+    for p in twins:
+        for name, bf in zip(PEERS, ["1111", "1010", "0100"]):
+            peer_with(p, name, bf)
+    for op in ops:
+        kind = op[0]
+        if kind == "pick":
+            _, peer, limit, spread, ahead = op
+            results = []
+            for k, p in enumerate(twins):
+                if peer not in p._peers:
+                    peer_with(p, peer, "0110")
+                if k:
+                    p._dry.clear()
+                results.append(p.pick(peer, now, limit, spread, ahead))
+            assert results[0] == results[1]
+            given_out[peer] += results[0]
+            continue
+        for p in twins:
+            if kind == "raise":
+                _, owner, index, tier = op
+                p.raise_priority(owner, [index], tier, now + 1)
+            elif kind == "drop":
+                p.drop(op[1])
+            elif kind in ("recv", "reject"):
+                _, peer, k = op
+                if given_out[peer]:
+                    blk = given_out[peer][k % len(given_out[peer])]
+                    if kind == "recv":
+                        p.block_received(peer, *blk)
+                    else:
+                        p.request_dropped(peer, blk[0], blk[1])
+            elif kind == "have":
+                if op[1] in p._peers:
+                    p.got_have(op[1], op[2])
+            elif kind == "leave":
+                p.remove_peer(op[1])
+            elif kind == "verify":
+                _, index, ok = op
+                partial = p._partials.get(index)
+                if partial is not None and partial.complete:
+                    if ok:
+                        p.piece_verified(index)
+                    else:
+                        p.piece_failed(index)
+            elif kind == "lost":
+                if op[1] in p.have:
+                    p.piece_lost(op[1])
+            elif kind == "withdraw":
+                p.withdraw(op[1])
+            elif kind == "tick":
+                now += 0.7
+        if kind in ("recv", "reject") and given_out[op[1]]:
+            given_out[op[1]].pop(op[2] % len(given_out[op[1]]))
+        elif kind == "leave":
+            given_out[op[1]] = []
+    for p in twins:
+        check_consistent(p)

@@ -19,6 +19,12 @@ Contract
   ``limit``. Each peer's requests are kept in the order asked: ``backlog(peer)``
   lists those below NOW asked before its latest NOW request (what a read's blocks
   queue behind there), so that the shell can cancel them and ask again after.
+* A pick that finds no free block the peer could take (every block of every wanted
+  piece it has is received or requested, none of them late) is remembered: the
+  peer's next ``pick`` returns [] at once until something changes that could free
+  a block for it (a raise or drop, a request dropped, a piece failed, lost or
+  withdrawn, a HAVE, a peer added or removed). A sequential read ahead of its
+  reader asks after every block and finds nothing most times.
 * A block is in one of three states: missing, requested (by one or more peers, each
   with the time of its request), received. ``block_received`` reports whether the block
   was new and whether its piece is now complete; a complete piece is neither picked
@@ -36,7 +42,9 @@ Peers are any hashable keys. Method names say what the picker hears.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Hashable, Iterable
 
 from torrentfs.core.bitfield import Bitfield
@@ -47,6 +55,11 @@ TIER_NAMES = {NONE: "none", NORMAL: "normal", READAHEAD: "readahead", NOW: "now"
 
 Peer = Hashable
 Block = tuple[int, int, int]  # (piece index, begin, length)
+
+
+def _urgency(td: tuple[int, float]) -> tuple[int, float]:
+    """Sort key of a (tier, deadline): a higher tier, then an earlier deadline."""
+    return td[0], -td[1]
 
 
 class _Partial:
@@ -103,6 +116,13 @@ class Picker:
         # Blocks of a piece to hand out before its others (or instead of them, with
         # ``only``): piece -> owner -> (blocks, only).
         self._first: dict[int, dict[Hashable, tuple[range, bool]]] = {}
+        # The most urgent raise of each piece asked about since the raises last
+        # changed (``priority`` is called per block request: it must be cheap).
+        self._top: dict[int, tuple[int, float]] = {}
+        # Bumped by whatever could free a block for some peer; a peer whose last pick
+        # found nothing free at generation g picks nothing while it is still g.
+        self._generation = 0
+        self._dry: dict[Peer, int] = {}
         self._order: list[tuple[int, int, float]] | None = None  # raised, most urgent first
         self._partials: dict[int, _Partial] = {}
         self._parole: set[int] = set()  # failed their hash, not verified since
@@ -121,24 +141,38 @@ class Picker:
                        deadline: float) -> None:
         """Owner ``owner`` wants ``pieces`` at ``tier`` by ``deadline``. A second raise
         by the same owner replaces its first for those pieces."""
+        changed = False
         for i in pieces:
             if i in self.have:
                 continue
             self._raises.setdefault(i, {})[owner] = (tier, deadline)
-        self._order = None
+            changed = True
+        if changed:
+            self._changed_raises()
 
     def drop(self, owner: Hashable, pieces: Iterable[int] | None = None) -> None:
         """Undo ``owner``'s raises: on ``pieces``, or on all of them."""
         targets = list(self._raises) if pieces is None else pieces
+        changed = False
         for i in targets:
             owners = self._raises.get(i)
-            if owners and owners.pop(owner, None) is not None and not owners:
-                del self._raises[i]
+            if owners and owners.pop(owner, None) is not None:
+                changed = True
+                if not owners:
+                    del self._raises[i]
         for i in list(self._first) if pieces is None else pieces:
             owners = self._first.get(i)
-            if owners and owners.pop(owner, None) is not None and not owners:
-                del self._first[i]
+            if owners and owners.pop(owner, None) is not None:
+                changed = True  # blocks held back for a read are free again
+                if not owners:
+                    del self._first[i]
+        if changed:  # a read's owner often raised nothing: keep the order then
+            self._changed_raises()
+
+    def _changed_raises(self) -> None:
         self._order = None
+        self._top.clear()
+        self._generation += 1
 
     def want_first(self, owner: Hashable, index: int, blocks: range,
                    only: bool = False) -> None:
@@ -149,15 +183,19 @@ class Picker:
         ``drop(owner)``; a second call by the same owner replaces the first."""
         if index not in self.have:
             self._first.setdefault(index, {})[owner] = (blocks, only)
+            self._generation += 1  # blocks held back or let go: picks may differ
 
     def priority(self, index: int) -> tuple[int, float]:
         """``(tier, deadline)`` of a piece: the most urgent raise on it."""
         base = (NORMAL if self.prefetch and index not in self.have else NONE, math.inf)
-        owners = self._raises.get(index)
-        if not owners:
-            return base
+        top = self._top.get(index)
+        if top is None:
+            owners = self._raises.get(index)
+            if not owners:
+                return base
+            top = self._top[index] = max(owners.values(), key=_urgency)
         # --prefetch holds every piece at NORMAL, so a raise at NONE cannot lower it.
-        return max(base, *owners.values(), key=lambda td: (td[0], -td[1]))
+        return top if top[0] >= base[0] else base
 
     def waiting(self) -> list[tuple[int, int, float]]:
         """``(piece, tier, deadline)`` of every raised piece, most urgent first."""
@@ -193,6 +231,7 @@ class Picker:
         self._peers[peer] = Bitfield(self.geometry.num_pieces)
         self._outstanding[peer] = {}
         self._order = None
+        self._generation += 1
         if not self.geometry.num_pieces:
             self._seeds += 1
 
@@ -204,6 +243,8 @@ class Picker:
                 partial.only = None
         bits = self._peers.pop(peer, None)
         self._outstanding.pop(peer, None)
+        self._dry.pop(peer, None)
+        self._generation += 1
         if bits is not None:
             if bits.complete:
                 self._seeds -= 1
@@ -215,6 +256,7 @@ class Picker:
         bits = self._peers[peer]
         if bits.add(index):
             self.availability[index] += 1
+            self._generation += 1
             if bits.complete:
                 self._seeds += 1
             if index in self._raises and self._seeds < len(self._peers):
@@ -245,6 +287,11 @@ class Picker:
             return not self.have.complete
         return any(i not in self.have for i in bits)
 
+    def dry(self, peer: Peer) -> bool:
+        """True while the peer's last pick found no free block and nothing changed
+        since: its next ``pick`` would return []."""
+        return self._dry.get(peer) == self._generation
+
     def outstanding(self, peer: Peer) -> int:
         """How many blocks the peer has been asked for and not yet delivered."""
         return len(self._outstanding.get(peer, ()))
@@ -273,12 +320,16 @@ class Picker:
         return out
 
     def _backlog_size(self, peer: Peer) -> int:
+        """How many of the peer's requests are for pieces below NOW."""
         out = self._outstanding.get(peer)
         if not out:
             return 0
+        # Counted per piece (a peer's requests span a few pieces): one priority
+        # look-up per piece, not per request.
         raises = self._raises
-        return sum(1 for index, _ in out
-                   if index not in raises or self.priority(index)[0] != NOW)
+        per_piece = Counter(map(itemgetter(0), out))
+        return len(out) - sum(n for index, n in per_piece.items()
+                              if index in raises and self.priority(index)[0] == NOW)
 
     def peer_choked(self, peer: Peer) -> None:
         """The peer dropped all our requests (a choke without the fast extension)."""
@@ -292,6 +343,7 @@ class Picker:
         if out is None or (index, begin) not in out:
             return
         del out[(index, begin)]
+        self._generation += 1
         partial = self._partials.get(index)
         if partial is not None:
             b = begin // self.geometry.block_size
@@ -341,7 +393,7 @@ class Picker:
         piece a read waits on come from several peers at once; so too of a
         READAHEAD piece while every peer is a seed. With ``ahead``, the peer's
         requests below NOW grow to ``ahead`` blocks at most."""
-        if limit <= 0 or peer not in self._peers:
+        if limit <= 0 or peer not in self._peers or self._dry.get(peer) == self._generation:
             return []
         room = math.inf if ahead is None else ahead - self._backlog_size(peer)
         bits = self._peers[peer]
@@ -355,6 +407,8 @@ class Picker:
         only_seeds = self._seeds == len(self._peers)
         avail, seeds = self.availability, self._seeds
         below = None  # len(picked) when the first piece below NOW came up
+        dry = True  # no block free for this peer so far (see the contract)
+        partials = self._partials
         for index, tier, deadline in self._urgent_order():
             if tier == NONE or index not in bits:  # raised at NONE: never requested
                 continue
@@ -374,6 +428,8 @@ class Picker:
             self._pick_from(peer, index, now, cap, picked, duplicate=late)
             if len(picked) >= limit:
                 return picked
+            # A NOW piece's blocks may be asked again once late: never dry.
+            dry = dry and tier != NOW and not partials[index].num_free
         if self.prefetch:
             if below is None:
                 limit = min(limit, len(picked) + max(0, room))
@@ -382,7 +438,10 @@ class Picker:
             for index in self._normal_candidates(bits):
                 self._pick_from(peer, index, now, limit, picked, duplicate=False)
                 if len(picked) >= limit:
-                    break
+                    return picked
+                dry = dry and not partials[index].num_free
+        if dry:
+            self._dry[peer] = self._generation
         return picked
 
     def _normal_candidates(self, bits: Bitfield) -> Iterable[int]:
@@ -501,6 +560,7 @@ class Picker:
         partial.received[b] = 0
         partial.num_received -= 1
         partial.freed(b)
+        self._generation += 1  # a block free again
         return partial.suppliers.pop(begin, None)
 
     def contributors(self, index: int) -> set[Peer]:
@@ -521,12 +581,14 @@ class Picker:
         if index in self._raises:
             del self._raises[index]
             self._order = None
+            self._top.pop(index, None)
 
     def piece_lost(self, index: int) -> None:
         """A piece we had is gone (evicted from the disk cache, or found damaged on
         disk): it is wanted again like any missing piece."""
         self.have.discard(index)
         self._order = None
+        self._generation += 1
 
     def piece_failed(self, index: int) -> None:
         """The piece failed its hash: all its blocks are missing again, and it goes on
@@ -538,6 +600,7 @@ class Picker:
         partial = self._partials.pop(index, None)
         if partial is None:
             return
+        self._generation += 1
         for b, holders in enumerate(partial.requests):
             for peer in holders:
                 self._outstanding.get(peer, {}).pop((index, partial.blocks[b][0]), None)

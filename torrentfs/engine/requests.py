@@ -68,8 +68,8 @@ class Requests:
         if s.peer_choking or s.closed or not s.registered or t.seed_only:
             return
         outstanding = t.picker.outstanding(s)
-        if batch and outstanding > (PIPELINE_MAX - AHEAD_MIN) // 2:
-            return  # drained to half of no backlog yet: skip working out its size
+        if batch and (outstanding > (PIPELINE_MAX - AHEAD_MIN) // 2 or t.picker.dry(s)):
+            return  # drained to half of no backlog yet, or nothing to pick: skip the sizes
         outstanding -= self._held(s)
         now = trio.current_time()
         pipeline, ahead = self.sizes(s, now)

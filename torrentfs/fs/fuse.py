@@ -365,7 +365,9 @@ def _unescape_mountinfo(field: str) -> str:
 
 def set_kernel_readahead(mountpoint: str, kib: int = KERNEL_READAHEAD_KIB) -> bool:
     """Let the kernel read ahead ``kib`` KiB on our mount, so sequential readers send
-    1 MiB reads instead of 128 KiB ones (FUSE caps a request at 1 MiB anyway). The
+    1 MiB reads instead of 128 KiB ones (FUSE caps a request at 1 MiB anyway). Only
+    once the kernel's INIT is answered: the answer lowers the readahead to libfuse's
+    ``max_readahead`` (the 128 KiB the kernel offered), whatever was set before. The
     mount's backing device is found in /proc/self/mountinfo: a stat of the mountpoint
     from this process would wait on itself, so ``mountpoint`` must already be a real
     path (resolved before mounting). Needs root; False if it could not."""
@@ -408,6 +410,16 @@ class Mount:
     def __init__(self, fs, mountpoint: str) -> None:
         self.fs = fs
         self.mountpoint = mountpoint
+        self.readahead_raised: bool | None = None  # once tried (after the kernel's INIT)
+        # pyfuse3 calls the filesystem's init() while it answers the kernel's INIT
+        # request, just before the answer goes out.
+        self._initialised = trio.Event()
+        previous_init = fs.init
+
+        def init() -> None:
+            previous_init()
+            self._initialised.set()
+        fs.init = init
 
     async def serve(self, ready: Callable[[], None] = lambda: None) -> None:
         """Answer the kernel's requests until the filesystem is unmounted (fusermount3
@@ -417,9 +429,19 @@ class Mount:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._unmount_on_signal)
             nursery.start_soon(self.fs.watch_readers)
+            nursery.start_soon(self._raise_readahead)
             ready()
             await pyfuse3.main()
             nursery.cancel_scope.cancel()
+
+    async def _raise_readahead(self) -> None:
+        """Raise the kernel's readahead once INIT is answered (``set_kernel_readahead``):
+        the answer is written before the session loop's next checkpoint, so before
+        this task runs again."""
+        await self._initialised.wait()
+        self.readahead_raised = set_kernel_readahead(self.mountpoint)
+        if not self.readahead_raised:
+            log.info("could not raise the kernel's readahead (not root?): 128 KiB reads")
 
     async def _unmount_on_signal(self) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as sigs:
@@ -455,8 +477,6 @@ async def mounted(fs, mountpoint: str, options: list[str] = ()) -> AsyncIterator
     except RuntimeError as e:
         raise MountError(f"cannot mount on {mountpoint}: {e}") from None
     try:
-        if not set_kernel_readahead(mountpoint):
-            log.info("could not raise the kernel's readahead (not root?): 128 KiB reads")
         yield Mount(fs, mountpoint)
     finally:
         log.info("unmounting %s", mountpoint)

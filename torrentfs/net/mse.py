@@ -43,12 +43,6 @@ import trio
 from torrentfs.core import handshake, mse
 from torrentfs.core.mse import MSEError
 
-try:  # cryptography >= 43 keeps ARC4 with the other "decrepit" ciphers
-    from cryptography.hazmat.decrepit.ciphers.algorithms import ARC4
-except ImportError:  # pragma: no cover - older cryptography
-    from cryptography.hazmat.primitives.ciphers.algorithms import ARC4
-from cryptography.hazmat.primitives.ciphers import Cipher
-
 log = logging.getLogger("torrentfs.mse")
 
 __all__ = ["POLICIES", "HANDSHAKE_TIMEOUT", "MSEError", "EncryptedStream", "Incoming",
@@ -60,7 +54,14 @@ READ_SIZE = 4096
 
 
 def rc4(key: bytes) -> mse.Cipher:
-    """An RC4 keystream from ``cryptography`` (OpenSSL's)."""
+    """An RC4 keystream from ``cryptography`` (OpenSSL's). Imported at the first
+    encrypted connection, not with the mount: it costs some 25 ms of CPU, and a
+    mount lists its files before any peer is dialed."""
+    try:  # cryptography >= 43 keeps ARC4 with the other "decrepit" ciphers
+        from cryptography.hazmat.decrepit.ciphers.algorithms import ARC4
+    except ImportError:  # pragma: no cover - older cryptography
+        from cryptography.hazmat.primitives.ciphers.algorithms import ARC4
+    from cryptography.hazmat.primitives.ciphers import Cipher
     return Cipher(ARC4(key), mode=None).encryptor()
 
 
