@@ -137,6 +137,9 @@ class Uploader:
                 await self._serve_one(s, req)
             if not batch:
                 self._wake = trio.Event()
+                if not any(s.upload_fifo for s in self.torrent.sessions.values()):
+                    await self._wake.wait()  # idle: only a new request wakes us
+                    continue
                 # A drained socket or a new request wakes us; so does the end of a
                 # hold, at the latest.
                 with trio.move_on_after(HOLD_SECONDS / 4):
