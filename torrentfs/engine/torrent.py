@@ -330,7 +330,7 @@ class Torrent:
         self.picker.got_have(s, msg.index)
         if not s.am_interested and msg.index not in self.have and not self.seed_only:
             s.send(wire.Interested())
-        if not s.peer_choking:
+        if not s.peer_choking and msg.index not in self.have:  # else nothing new to ask
             if not self.picker.is_seed(s):
                 # A fellow leecher has it: spare the seeds (an origin is often the
                 # scarce upload), cancelling what they have not sent yet.
