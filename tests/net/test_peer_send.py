@@ -122,3 +122,39 @@ async def test_blocks_arrive_whole_and_in_order_when_joined():
     expected, received, swarm, s = await _exchange(Wrapped)
     assert received == expected
     assert s.backlog == 0
+
+
+async def test_a_lazy_message_waits_for_a_flush_or_the_next_send():
+    a, b = socket.socketpair()
+    far = trio.socket.from_stdlib_socket(b)
+    conn = wire.PeerConnection(INFO_HASH, b"A" * 20, num_pieces=NUM_PIECES)
+    s = PeerSession(Swarm(), trio.SocketStream(trio.socket.from_stdlib_socket(a)),
+                    ("127.0.0.1", 1), conn, outgoing=True)
+    remote = wire.PeerConnection(INFO_HASH, b"B" * 20, num_pieces=NUM_PIECES)
+    got = bytearray()
+
+    async def receive(n: int) -> bytes:
+        while len(got) < n:
+            got.extend(await far.recv(1 << 16))
+        data = bytes(got[:n])
+        del got[:n]
+        return data
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(s.run)
+            await far.send(remote.handshake())
+            await receive(HANDSHAKE_LEN)
+            await trio.testing.wait_all_tasks_blocked()
+            s.send_lazy(wire.Have(3))
+            await trio.testing.wait_all_tasks_blocked()
+            assert s.backlog == 9  # queued, the sender not woken
+            s.flush()
+            assert await receive(9) == messages.encode(wire.Have(3), NUM_PIECES)
+            s.send_lazy(wire.Have(4))
+            s.send(wire.Have(5))  # the next message takes it along
+            assert await receive(18) == (messages.encode(wire.Have(4), NUM_PIECES)
+                                         + messages.encode(wire.Have(5), NUM_PIECES))
+            s.close("done")
+    a.close()
+    b.close()

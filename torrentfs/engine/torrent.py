@@ -55,6 +55,7 @@ from torrentfs.core.ratelimit import TokenBucket
 from torrentfs.disk.cache import DiskCache
 from torrentfs.disk.storage import Storage
 from torrentfs.engine.connector import Candidate, Connector
+from torrentfs.engine.haves import HaveBatcher
 from torrentfs.engine.options import TorrentOptions
 from torrentfs.engine.peerext import PeerExtensions
 from torrentfs.engine.reads import ReadHandle, Reads
@@ -126,6 +127,7 @@ class Torrent:
         self.connector = Connector(self, max_peers=options.max_peers, shared=shared, utp=utp)
         self.uploads = Uploader(self, shared.upload if shared
                                 else TokenBucket(options.upload_rate))
+        self.haves = HaveBatcher(self)  # HAVEs of verified pieces, batched
         self.download_limit = (shared.download if shared  # applied by each PeerSession
                                else TokenBucket(options.download_rate))
         self.cache = DiskCache(self, options.cache_size)
@@ -184,6 +186,7 @@ class Torrent:
                 nursery.start_soon(self.connector.run)
                 nursery.start_soon(self._ticker)
                 nursery.start_soon(self.uploads.run)
+                nursery.start_soon(self.haves.run)
                 if not self.seed_only:
                     nursery.start_soon(self.cache.run)
                 await nursery.start(self.announcer.run)
@@ -458,11 +461,7 @@ class Torrent:
         self.reads.piece_arrived(index)
         for listener in self.piece_listeners:
             listener(index)
-        for s in list(self.sessions.values()):
-            if s.registered:
-                s.send(wire.Have(index))
-                if self.have.complete and s.am_interested:
-                    s.send(wire.NotInterested())
+        self.haves.announce(index)  # and, once complete, not interested any more
         if self.have.complete:
             log.info("all %d pieces verified", self.have.size)
             self.announcer.completed()

@@ -123,6 +123,22 @@ class PeerSession:
         self._out.append(data)
         self._queued(len(data))
 
+    def send_lazy(self, msg: wire.Message) -> None:
+        """Queue a message without waking the sender: it leaves with the next
+        message sent, or at the next ``flush`` (HAVEs: many per wake-up)."""
+        if self.closed:
+            return
+        data = self.conn.send(msg)
+        self._out.append(data)
+        self._out_len += len(data)
+        if self._out_len > MAX_SEND_BUFFER:
+            self.close("peer does not read what we send")
+
+    def flush(self) -> None:
+        """Send what ``send_lazy`` queued, now."""
+        if self._out:
+            self._wake.set()
+
     def _queued(self, n: int) -> None:
         self._out_len += n
         if self._out_len > MAX_SEND_BUFFER:
