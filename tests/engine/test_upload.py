@@ -152,3 +152,20 @@ async def test_run_answers_everything_and_waits_out_holds(peers, autojump_clock)
         assert c.sent == [(7, 0)]
         assert b.sent == [(5, 0)]  # nothing fresh is asked any more
         nursery.cancel_scope.cancel()
+
+
+async def test_an_idle_uploader_sets_no_timer(peers, autojump_clock):
+    """With nothing asked it waits for a request alone: no timer wakes it (an idle
+    mount with many peers must cost next to nothing, issue 13). A request wakes
+    it and is answered."""
+    a, b, c, up = peers
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(up.run)
+        await trio.testing.wait_all_tasks_blocked()
+        assert trio.lowlevel.current_statistics().seconds_to_next_deadline == float("inf")
+        ask(up, a, 7)
+        await trio.testing.wait_all_tasks_blocked()
+        assert a.sent == [(7, 0)]
+        await trio.testing.wait_all_tasks_blocked()
+        assert trio.lowlevel.current_statistics().seconds_to_next_deadline == float("inf")
+        nursery.cancel_scope.cancel()

@@ -226,3 +226,32 @@ async def test_an_ipv6_dht_node_refuses_an_ipv4_only_socket():
             with pytest.raises(OSError, match="IPv6"):
                 await nursery.start(DHT(host="::", bootstrap=[], transport=shared).run)
             nursery.cancel_scope.cancel()
+
+
+async def test_no_timer_runs_without_connections():
+    """An idle socket (no uTP connection) sets no timer: nothing wakes the daemon
+    20 times a second for nothing (issue 13). A connection starts the timers; once
+    it is gone they stop again."""
+    async def accept(stream: UtpStream, addr):
+        assert await stream.receive_some(10) == b"hi"
+
+    def next_deadline() -> float:
+        return trio.lowlevel.current_statistics().seconds_to_next_deadline
+
+    with trio.fail_after(30) as bound:
+        async with trio.open_nursery() as nursery:
+            server, client = await _pair(nursery, accept)
+            await trio.testing.wait_all_tasks_blocked()
+            bound.deadline = float("inf")  # the bound itself is a deadline: lift it to look
+            assert next_deadline() == float("inf")
+            bound.deadline = trio.current_time() + 30
+            stream = await client.connect(("127.0.0.1", server.port))
+            await stream.send_all(b"hi")
+            await stream.aclose()
+            while server.connections or client.connections:
+                await trio.sleep(0.05)
+            await trio.sleep(2 * 0.05)  # the timers' last round sees none left
+            await trio.testing.wait_all_tasks_blocked()
+            bound.deadline = float("inf")
+            assert next_deadline() == float("inf")
+            nursery.cancel_scope.cancel()

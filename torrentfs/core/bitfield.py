@@ -80,6 +80,11 @@ class Bitfield:
         """One byte per piece, 0 or 1 (a copy)."""
         return bytearray(self._bits)
 
+    def flag_array(self) -> bytearray:
+        """The live array of one byte per piece (0 or 1), for hot loops that test
+        many indexes known to be in range: read it, never write it."""
+        return self._bits
+
     def without(self, other: "Bitfield") -> "Bitfield":
         """The pieces of this set that are not in ``other`` (of the same size)."""
         if other.size != self.size:

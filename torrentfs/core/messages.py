@@ -370,6 +370,12 @@ def _check_block(msg: Message, begin: object, length: int | None) -> None:
 
 
 def _encode_piece(msg: Piece, num_pieces: int | None) -> bytes:
+    return b"".join(encode_piece_parts(msg, num_pieces))
+
+
+def encode_piece_parts(msg: Piece, num_pieces: int | None) -> tuple[bytes, object]:
+    """A Piece's wire form in two parts: its 13-byte head and its payload as given
+    (not copied: a sender can hand both to the kernel in one ``sendmsg``)."""
     _check_index(msg, msg.index, num_pieces)
     _check_block(msg, msg.begin, None)
     if not _is_bytes(msg.data):
@@ -377,8 +383,7 @@ def _encode_piece(msg: Piece, num_pieces: int | None) -> bytes:
     size = memoryview(msg.data).nbytes
     if not 1 <= size <= MAX_BLOCK_LENGTH:
         raise LocalProtocolError(f"Piece: block of {size} bytes not in 1..{MAX_BLOCK_LENGTH}")
-    head = _PIECE_FULL_HEAD.pack(9 + size, 7, msg.index, msg.begin)
-    return b"".join((head, msg.data))
+    return _PIECE_FULL_HEAD.pack(9 + size, 7, msg.index, msg.begin), msg.data
 
 
 def encode(msg: Message, num_pieces: int | None) -> bytes:

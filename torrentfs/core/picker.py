@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Hashable, Iterable
@@ -124,6 +125,10 @@ class Picker:
         self._generation = 0
         self._dry: dict[Peer, int] = {}
         self._order: list[tuple[int, int, float]] | None = None  # raised, most urgent first
+        self._keys: list[tuple] = []  # the sort key of each entry of _order
+        self._key_of: dict[int, tuple] = {}  # piece -> its key there
+        self._leech_order = False  # _order sorted with leechers about (rarity counts)
+        self._resort: set[int] = set()  # pieces of _order whose rarity changed since
         self._partials: dict[int, _Partial] = {}
         self._parole: set[int] = set()  # failed their hash, not verified since
         self._peers: dict[Peer, Bitfield] = {}
@@ -201,29 +206,66 @@ class Picker:
         """``(piece, tier, deadline)`` of every raised piece, most urgent first."""
         return list(self._urgent_order())
 
-    def _urgent_order(self) -> list[tuple[int, int, float]]:
-        if self._order is None:
-            order = [(i, *self.priority(i)) for i in self._raises if i not in self.have]
-            if len(self._peers) > self._seeds:
-                # Other leechers are about (a cluster reading the same data): READAHEAD
-                # goes rarest first, then by a deadline jittered per node, and ties in
-                # NOW are broken per node, so nodes fetch different pieces from the
-                # seeds and trade them.
-                avail, salt = self.availability, self.salt
+    def _sort_key(self, e: tuple[int, int, float]) -> tuple:
+        i, tier, deadline = e
+        if not self._leech_order:
+            return (-tier, deadline, i)
+        # Other leechers are about (a cluster reading the same data): READAHEAD goes
+        # rarest first, then by a deadline jittered per node, and ties in NOW are
+        # broken per node, so nodes fetch different pieces from the seeds and trade
+        # them.
+        mix = ((i * 2654435761 + self.salt) % 1000) / 1000
+        if tier == READAHEAD:
+            return (-tier, self.availability[i], deadline + mix * self.jitter, i)
+        # Pieces one read waits on share a deadline: each node takes them in an
+        # order of its own, so each fetches different ones first.
+        return (-tier, deadline, mix, i)
 
-                def key(e: tuple[int, int, float]) -> tuple:
-                    i, tier, deadline = e
-                    mix = ((i * 2654435761 + salt) % 1000) / 1000
-                    if tier == READAHEAD:
-                        return (-tier, avail[i], deadline + mix * self.jitter, i)
-                    # Pieces one read waits on share a deadline: each node takes them
-                    # in an order of its own, so each fetches different ones first.
-                    return (-tier, deadline, mix, i)
-                order.sort(key=key)
+    def _urgent_order(self) -> list[tuple[int, int, float]]:
+        """The raised pieces not had yet, most urgent first (``_sort_key``). Kept
+        between calls: a raise or drop sorts it again, while a change of one piece's
+        rarity (a peer's have, the commonest event in a swarm) or one verified piece
+        moves or removes that entry alone (keys are unique: they end in the index)."""
+        if self._order is not None and self._leech_order != (len(self._peers) > self._seeds):
+            self._order = None  # a peer became a seed: rarity stops counting, or starts
+        if self._order is not None and self._resort:
+            if len(self._resort) > 32:  # a bitfield's worth: sort once instead
+                self._order = None
             else:
-                order.sort(key=lambda e: (-e[1], e[2], e[0]))
-            self._order = order
+                for i in self._resort:
+                    old = self._key_of.get(i)
+                    if old is None:
+                        continue
+                    pos = bisect_left(self._keys, old)
+                    entry = self._order[pos]
+                    new = self._sort_key(entry)
+                    if new != old:
+                        del self._keys[pos], self._order[pos]
+                        pos = bisect_left(self._keys, new)
+                        self._keys.insert(pos, new)
+                        self._order.insert(pos, entry)
+                        self._key_of[i] = new
+                self._resort.clear()
+        if self._order is None:
+            self._leech_order = len(self._peers) > self._seeds
+            prio, have = self.priority, self.have
+            entries = [(i, *prio(i)) for i in self._raises if i not in have]
+            key = self._sort_key
+            keyed = sorted([(key(e), e) for e in entries])  # unique keys: never compares e
+            self._keys = [k for k, _ in keyed]
+            self._order = [e for _, e in keyed]
+            self._key_of = {e[0]: k for k, e in keyed}
+            self._resort.clear()
         return self._order
+
+    def _unorder(self, index: int) -> None:
+        """Take a piece out of the kept order (it was verified)."""
+        old = self._key_of.pop(index, None)
+        if self._order is None or old is None:
+            return
+        pos = bisect_left(self._keys, old)
+        del self._keys[pos], self._order[pos]
+        self._resort.discard(index)
 
     # -- peers ----------------------------------------------------------------------
 
@@ -260,7 +302,12 @@ class Picker:
             if bits.complete:
                 self._seeds += 1
             if index in self._raises and self._seeds < len(self._peers):
-                self._order = None  # rarity changed and it matters
+                # Rarity changed and it matters: move that piece alone if the order
+                # was sorted by rarity already, else sort again.
+                if self._order is not None and self._leech_order:
+                    self._resort.add(index)
+                else:
+                    self._order = None
 
     def is_seed(self, peer: Peer) -> bool:
         """True when the peer has every piece."""
@@ -408,9 +455,17 @@ class Picker:
         avail, seeds = self.availability, self._seeds
         below = None  # len(picked) when the first piece below NOW came up
         dry = True  # no block free for this peer so far (see the contract)
-        partials = self._partials
+        has, partials = bits.flag_array(), self._partials
         for index, tier, deadline in self._urgent_order():
-            if tier == NONE or index not in bits:  # raised at NONE: never requested
+            if tier == NONE or not has[index]:  # raised at NONE: never requested
+                continue
+            # Most raised pieces are being fetched already, every block asked:
+            # nothing to pick there unless late (skipped here, not in _pick_from:
+            # this loop runs over every raised piece at each pick).
+            partial = partials.get(index)
+            if (partial is not None and not partial.num_free and not partial.parole
+                    and (tier != NOW or now < deadline)):
+                dry = dry and tier != NOW  # once late, a NOW piece's blocks are asked again
                 continue
             if spare and tier != NOW and avail[index] > seeds:
                 continue
@@ -580,7 +635,7 @@ class Picker:
         self._forget_partial(index)
         if index in self._raises:
             del self._raises[index]
-            self._order = None
+            self._unorder(index)
             self._top.pop(index, None)
 
     def piece_lost(self, index: int) -> None:

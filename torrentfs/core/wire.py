@@ -334,6 +334,15 @@ class PeerConnection:
                                             self._our_handshake.reserved)
         return handshake.encode(self._our_handshake)
 
+    def send_piece(self, msg: Piece) -> tuple[bytes, object]:
+        """``send`` of a Piece in two parts: (head, payload), the payload not copied.
+        Raises LocalProtocolError as ``send`` does."""
+        if not self._handshake_sent:
+            raise LocalProtocolError("send() before handshake()")
+        parts = messages.encode_piece_parts(msg, self._num_pieces)
+        self._first_sent = True
+        return parts
+
     def send(self, msg: Message) -> bytes:
         """Validate ``msg`` and return its wire encoding.
 

@@ -55,6 +55,7 @@ from torrentfs.core.ratelimit import TokenBucket
 from torrentfs.disk.cache import DiskCache
 from torrentfs.disk.storage import Storage
 from torrentfs.engine.connector import Candidate, Connector
+from torrentfs.engine.haves import HaveBatcher
 from torrentfs.engine.metrics import Metrics
 from torrentfs.engine.options import TorrentOptions
 from torrentfs.engine.peerext import PeerExtensions
@@ -126,6 +127,7 @@ class Torrent:
         self.connector = Connector(self, max_peers=options.max_peers, shared=shared, utp=utp)
         self.uploads = Uploader(self, shared.upload if shared
                                 else TokenBucket(options.upload_rate))
+        self.haves = HaveBatcher(self)  # HAVEs of verified pieces, batched
         self.download_limit = (shared.download if shared  # applied by each PeerSession
                                else TokenBucket(options.download_rate))
         self.cache = DiskCache(self, options.cache_size)
@@ -181,6 +183,7 @@ class Torrent:
                 nursery.start_soon(self.connector.run)
                 nursery.start_soon(self._ticker)
                 nursery.start_soon(self.uploads.run)
+                nursery.start_soon(self.haves.run)
                 if not self.seed_only:
                     nursery.start_soon(self.cache.run)
                 await nursery.start(self.announcer.run)
@@ -331,7 +334,7 @@ class Torrent:
         self.picker.got_have(s, msg.index)
         if not s.am_interested and msg.index not in self.have and not self.seed_only:
             s.send(wire.Interested())
-        if not s.peer_choking:
+        if not s.peer_choking and msg.index not in self.have:  # else nothing new to ask
             if not self.picker.is_seed(s):
                 # A fellow leecher has it: spare the seeds (an origin is often the
                 # scarce upload), cancelling what they have not sent yet.
@@ -463,11 +466,7 @@ class Torrent:
         self.reads.piece_arrived(index)
         for listener in self.piece_listeners:
             listener(index)
-        for s in list(self.sessions.values()):
-            if s.registered:
-                s.send(wire.Have(index))
-                if self.have.complete and s.am_interested:
-                    s.send(wire.NotInterested())
+        self.haves.announce(index)  # and, once complete, not interested any more
         if self.have.complete:
             log.info("all %d pieces verified", self.have.size)
             self.announcer.completed()

@@ -45,7 +45,7 @@ log = logging.getLogger("torrentfs.upload")
 MAX_UPLOAD_QUEUE = 500      # requests a peer may have queued with us (what we
                             # advertise as BEP 10 'reqq': peerext.REQQ)
 MAX_REFUSED = 4 * MAX_UPLOAD_QUEUE  # requests refused in a row before the peer is dropped
-UPLOAD_BACKLOG = 128 << 10  # serve a peer more only while less than this awaits its socket,
+UPLOAD_BACKLOG = 512 << 10  # serve a peer more only while less than this awaits its socket,
 UPLOAD_BACKLOG_MIN = 16 << 10  # ... or, for a slow peer, this or BACKLOG_SECONDS of its
 BACKLOG_SECONDS = 0.02      # rate: what sits in a socket can no longer be cancelled or held
 SCAN = 64                   # requests of a peer's queue weighed when choosing its next
@@ -137,6 +137,9 @@ class Uploader:
                 await self._serve_one(s, req)
             if not batch:
                 self._wake = trio.Event()
+                if not any(s.upload_fifo for s in self.torrent.sessions.values()):
+                    await self._wake.wait()  # idle: only a new request wakes us
+                    continue
                 # A drained socket or a new request wakes us; so does the end of a
                 # hold, at the latest.
                 with trio.move_on_after(HOLD_SECONDS / 4):

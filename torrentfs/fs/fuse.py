@@ -145,6 +145,7 @@ class TorrentFS(pyfuse3.Operations):
         self._openers: dict[int, int] = {}  # fh -> pid of the process that opened it
         self._next_fh = handles or itertools.count(1)
         self._waiting: dict[object, tuple[int, trio.CancelScope]] = {}  # reads in progress
+        self._read_waits = trio.Event()  # set when a read begins (watch_readers)
         self._closing = False
         self._closing_why = "unmounting"
         self.refused_at: float | None = None  # when a read last failed for the unmount
@@ -244,6 +245,7 @@ class TorrentFS(pyfuse3.Operations):
         key = object()
         with trio.CancelScope() as scope:
             self._waiting[key] = (self._openers.get(fh, 0), scope)
+            self._read_waits.set()
             try:
                 return await self._read(handle, off, size)
             finally:
@@ -260,6 +262,9 @@ class TorrentFS(pyfuse3.Operations):
         """Fail the waiting reads of readers that gave up (see the module docstring).
         Runs until cancelled; costs nothing while no read waits."""
         while True:
+            if not self._waiting:  # no read: no wake-ups until one comes
+                self._read_waits = trio.Event()
+                await self._read_waits.wait()
             await trio.sleep(POLL_READERS)
             self.check_readers()
 

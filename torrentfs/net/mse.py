@@ -90,6 +90,12 @@ class EncryptedStream(trio.abc.Stream):
         """Whether the payload goes RC4-encrypted (not just the handshake)."""
         return self._encrypt is not None
 
+    @property
+    def plain_stream(self) -> trio.abc.Stream | None:
+        """The stream below when what is sent goes to it unchanged (no RC4): a
+        sender may write to it directly. None when encrypted."""
+        return None if self._encrypt is not None else self.stream
+
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if self._head:
             n = len(self._head) if max_bytes is None else max_bytes

@@ -12,13 +12,17 @@ read; half a message that does not complete within ``PARTIAL_TIMEOUT`` ends the
 session (slowloris), as does silence for ``IDLE_TIMEOUT``; a peer that sends more
 blocks than we ever asked it for (``UNREQUESTED_SLACK`` spare) is dropped.
 
-``send`` never blocks: it encodes and appends to an outgoing buffer, so the swarm's
-(synchronous) decisions can send without awaiting. The buffer is bounded: a peer that
-does not read what we send is dropped.
+``send`` never blocks: it encodes and appends to an outgoing queue, so the swarm's
+(synchronous) decisions can send without awaiting. The queue is bounded: a peer that
+does not read what we send is dropped. A block's payload is queued as it is (a view
+of a verified piece in memory), not copied: on a plain TCP connection the sender hands
+the queue to the kernel with ``sendmsg`` (many messages, heads and payloads, per call);
+an encrypted or uTP stream gets them joined.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import socket
 from collections import deque
@@ -39,6 +43,7 @@ UNREQUESTED_SLACK = 16    # blocks beyond what we ever requested that a peer may
 KEEPALIVE_EVERY = 90.0
 RECV_SIZE = 1 << 18
 MAX_SEND_BUFFER = 8 << 20
+SEND_IOV = 64             # buffers per sendmsg call (the kernel allows IOV_MAX, 1024)
 
 
 class Swarm(Protocol):
@@ -72,7 +77,8 @@ class PeerSession:
         self.last_received = now
         self.last_sent = now
         self.last_block = now
-        self._out = bytearray()
+        self._out: deque = deque()  # buffers to send, in order
+        self._out_len = 0            # their bytes
         self._wake = trio.Event()
         self._cancel = trio.CancelScope()
         self.closed = False
@@ -99,9 +105,13 @@ class PeerSession:
         """Queue a message; never blocks. Updates our choke/interest flags."""
         if self.closed:
             return
-        if type(msg) is wire.Piece:
-            pass  # the common case: no flag to update
-        elif isinstance(msg, wire.Choke):
+        if type(msg) is wire.Piece:  # the common case: no flag to update, no copy
+            head, data = self.conn.send_piece(msg)
+            self._out.append(head)
+            self._out.append(data)
+            self._queued(len(head) + len(data))
+            return
+        if isinstance(msg, wire.Choke):
             self.am_choking = True
         elif isinstance(msg, wire.Unchoke):
             self.am_choking = False
@@ -111,8 +121,29 @@ class PeerSession:
             self.am_interested = False
         elif isinstance(msg, wire.Request):
             self.requests_sent += 1
-        self._out += self.conn.send(msg)
-        if len(self._out) > MAX_SEND_BUFFER:
+        data = self.conn.send(msg)
+        self._out.append(data)
+        self._queued(len(data))
+
+    def send_lazy(self, msg: wire.Message) -> None:
+        """Queue a message without waking the sender: it leaves with the next
+        message sent, or at the next ``flush`` (HAVEs: many per wake-up)."""
+        if self.closed:
+            return
+        data = self.conn.send(msg)
+        self._out.append(data)
+        self._out_len += len(data)
+        if self._out_len > MAX_SEND_BUFFER:
+            self.close("peer does not read what we send")
+
+    def flush(self) -> None:
+        """Send what ``send_lazy`` queued, now."""
+        if self._out:
+            self._wake.set()
+
+    def _queued(self, n: int) -> None:
+        self._out_len += n
+        if self._out_len > MAX_SEND_BUFFER:
             self.close("peer does not read what we send")
         self._wake.set()
 
@@ -265,18 +296,44 @@ class PeerSession:
     @property
     def backlog(self) -> int:
         """Bytes queued for this peer that the socket has not taken yet."""
-        return len(self._out)
+        return self._out_len
 
     async def _sender(self) -> None:
+        sock = _plain_socket(self.stream)
         while True:
             if not self._out:
                 self._wake = trio.Event()
                 await self._wake.wait()
-            data, self._out = self._out, bytearray()
-            await self.stream.send_all(data)
+            if sock is not None:
+                await self._send_some(sock)
+            else:
+                out, self._out, self._out_len = self._out, deque(), 0
+                await self.stream.send_all(b"".join(out))
             self.last_sent = trio.current_time()
             if not self._out:
                 self.swarm.on_drained(self)
+
+    async def _send_some(self, sock) -> None:
+        """Hand the kernel up to SEND_IOV queued buffers in one ``sendmsg`` (it
+        waits until the socket can take some); what it took leaves the queue."""
+        out = self._out
+        bufs = list(itertools.islice(out, SEND_IOV))
+        sent = await sock.sendmsg(bufs)
+        self._out_len -= sent
+        while sent:
+            n = len(out[0])
+            if sent < n:  # the kernel took part of this buffer: keep the rest
+                out[0] = memoryview(out[0])[sent:]
+                break
+            out.popleft()
+            sent -= n
+
+
+def _plain_socket(stream) -> "trio.socket.SocketType | None":
+    """The TCP socket under ``stream`` if what we write goes to it as it is (not
+    encrypted, not uTP), else None."""
+    inner = getattr(stream, "plain_stream", stream)
+    return inner.socket if isinstance(inner, trio.SocketStream) else None
 
 
 NOTSENT_LOWAT = 16 << 10

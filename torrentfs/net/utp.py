@@ -151,6 +151,7 @@ class UtpSocket:
         self._conns: dict[tuple[Addr, int], UtpStream] = {}
         self._nursery: trio.Nursery | None = None
         self._touched: dict[int, UtpStream] = {}
+        self._first_conn = trio.Event()  # set when a connection comes while there were none
         self.resets_sent = 0
         self.datagrams_in = self.datagrams_out = 0   # uTP's and the DHT's
 
@@ -238,6 +239,7 @@ class UtpSocket:
                 break
         stream = UtpStream(self, utp.Connection.connect(cid, trio.current_time()), addr)
         self._conns[(addr, cid)] = stream
+        self._first_conn.set()
         self._flush(stream)
         with trio.move_on_after(timeout):
             while stream.core.state == utp.SYN_SENT:
@@ -307,6 +309,7 @@ class UtpSocket:
         core = utp.Connection.accept(syn, now, secrets.randbits(16))
         stream = UtpStream(self, core, addr)
         self._conns[(addr, core.recv_id)] = stream
+        self._first_conn.set()
         self._flush(stream)
         self._nursery.start_soon(self._serve, stream)
 
@@ -348,6 +351,9 @@ class UtpSocket:
 
     async def _timers(self) -> None:
         while True:
+            if not self._conns:  # nothing to time: sleep until a connection comes
+                self._first_conn = trio.Event()
+                await self._first_conn.wait()
             await trio.sleep(TICK)
             now = trio.current_time()
             for stream in list(self._conns.values()):

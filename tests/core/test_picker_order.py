@@ -1,0 +1,83 @@
+"""The picker keeps its urgency order between picks (issue 13: a swarm's haves made
+it sort every raised piece again after each one). Whatever it hears, the kept order
+must be the one a fresh sort gives, and the priority the most urgent raise."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from torrentfs.core.bitfield import Bitfield
+from torrentfs.core.geometry import BLOCK_SIZE as B
+from torrentfs.core.geometry import Geometry
+from torrentfs.core.picker import NONE, NORMAL, NOW, READAHEAD, Picker
+
+N = 24
+
+events = st.lists(st.one_of(
+    st.tuples(st.just("raise"), st.integers(0, 2), st.lists(st.integers(0, N - 1), max_size=6),
+              st.sampled_from([NONE, NORMAL, READAHEAD, NOW]), st.integers(0, 5)),
+    st.tuples(st.just("drop"), st.integers(0, 2)),
+    st.tuples(st.just("have"), st.integers(0, 3), st.integers(0, N - 1)),
+    st.tuples(st.just("bitfield"), st.integers(0, 3), st.integers(0, 2 ** N - 1)),
+    st.tuples(st.just("verified"), st.integers(0, N - 1)),
+    st.tuples(st.just("lost"), st.integers(0, N - 1)),
+    st.tuples(st.just("remove"), st.integers(0, 3)),
+    st.tuples(st.just("pick"), st.integers(0, 3)),
+), max_size=60)
+
+
+def fresh_order(p: Picker) -> list:
+    """What the order is when sorted from scratch."""
+    p._order = None
+    return list(p._urgent_order())
+
+
+@settings(max_examples=300, deadline=None)
+@given(events, st.booleans())
+def test_kept_order_is_a_fresh_sort(evs, prefetch):
+    p = Picker(Geometry(2 * B, (N * 2 * B,)), Bitfield(N), prefetch=prefetch, salt=7)
+    peers: set[int] = set()
+    for ev in evs:
+        kind = ev[0]
+        if kind == "raise":
+            p.raise_priority(ev[1], ev[2], ev[3], float(ev[4]))
+        elif kind == "drop":
+            p.drop(ev[1])
+        elif kind in ("have", "bitfield", "pick") and ev[1] not in peers:
+            p.add_peer(ev[1])
+            peers.add(ev[1])
+        if kind == "have":
+            p.got_have(ev[1], ev[2])
+        elif kind == "bitfield":
+            p.got_bitfield(ev[1], Bitfield.from_bytes(ev[2].to_bytes(3, "big"), N))
+        elif kind == "verified":
+            p.piece_verified(ev[1])
+        elif kind == "lost":
+            p.piece_lost(ev[1])
+        elif kind == "remove" and ev[1] in peers:
+            p.remove_peer(ev[1])
+            peers.discard(ev[1])
+        elif kind == "pick":
+            p.pick(ev[1], 10.0, 4)
+        kept = list(p._urgent_order())
+        assert kept == fresh_order(p)
+
+
+def test_priority_is_the_most_urgent_raise():
+    p = Picker(Geometry(2 * B, (4 * 2 * B,)), Bitfield(4))
+    assert p.priority(0) == (NONE, math.inf)
+    p.raise_priority("a", [0], READAHEAD, 5.0)
+    p.raise_priority("b", [0], READAHEAD, 3.0)
+    p.raise_priority("c", [0], NORMAL, 1.0)
+    assert p.priority(0) == (READAHEAD, 3.0)
+    p.raise_priority("d", [0], NOW, 9.0)
+    assert p.priority(0) == (NOW, 9.0)
+    p.raise_priority("e", [1], NONE, 2.0)
+    assert p.priority(1) == (NONE, 2.0)
+    q = Picker(Geometry(2 * B, (4 * 2 * B,)), Bitfield(4), prefetch=True)
+    q.raise_priority("e", [1], NONE, 2.0)
+    assert q.priority(1) == (NORMAL, math.inf)  # prefetch: a raise at NONE cannot lower it
+    assert q.priority(2) == (NORMAL, math.inf)
