@@ -1,6 +1,6 @@
 """The status file's ``files`` list kept encoded (``engine.statusfiles``): the text
 spliced in is what ``json.dumps`` of the plain list gives, before and after pieces
-are verified (or lost), and it is not rebuilt when nothing changed."""
+are verified (or lost), and no entry is encoded again while nothing changed."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def test_nothing_is_encoded_again_while_no_piece_changes(monkeypatch):
     first = Files(t).json()
     monkeypatch.setattr(statusfiles, "_quote", None)  # encoding a path would fail now
     monkeypatch.setattr(Geometry, "file_verified", None)  # and counting a file's bytes
-    assert Files(t).json() is first
+    assert Files(t).json() == first
 
 
 def test_the_document_splices_each_torrents_list(monkeypatch):
