@@ -81,3 +81,12 @@ def test_the_document_splices_each_torrents_list(monkeypatch):
         [{"name": "one", "files": list(Files(one))},
          {"name": "two", "files": list(Files(two))}], "/mnt/x", pid=7, updated=1.0)
     assert not _PUBLISHING.get()  # snapshots outside publish hold plain lists
+
+
+def test_a_single_file_torrent():
+    info = {b"name": b"one.bin", b"piece length": PIECE, b"length": 40000,
+            b"pieces": b"h" * 60}
+    t = FakeTorrent(parse(bencodepy.encode({b"info": info})))
+    t.have.add(1)
+    assert Files(t).json() == plain(t) == \
+        '[{"path":"one.bin","size":40000,"verified":16384}]'

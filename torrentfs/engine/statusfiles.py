@@ -37,11 +37,14 @@ class _Encoded:
 
     def __init__(self, meta, geometry) -> None:
         self.meta, self.geometry = meta, geometry
-        lengths = geometry.file_lengths
+        if meta.multi_file:
+            top = meta.name + "/"
+            paths = [None if f.padding else top + "/".join(f.path) for f in meta.files]
+        else:
+            paths = [None if f.padding else meta.name for f in meta.files]
         self.entries: list[str | None] = [
-            None if f.padding else
-            f'{{"path":{_quote(file_path(meta, i))},"size":{lengths[i]},"verified":0}}'
-            for i, f in enumerate(meta.files)]
+            None if path is None else f'{{"path":{_quote(path)},"size":{size},"verified":0}}'
+            for path, size in zip(paths, geometry.file_lengths)]
         self.flags = bytes(geometry.num_pieces)  # nothing verified yet
 
     def update(self, have) -> str:
