@@ -37,14 +37,12 @@ class _Encoded:
 
     def __init__(self, meta, geometry) -> None:
         self.meta, self.geometry = meta, geometry
-        if meta.multi_file:
-            top = meta.name + "/"
-            paths = [None if f.padding else top + "/".join(f.path) for f in meta.files]
-        else:
-            paths = [None if f.padding else meta.name for f in meta.files]
+        top = meta.name + "/" if meta.multi_file else None  # no list of paths besides
         self.entries: list[str | None] = [
-            None if path is None else f'{{"path":{_quote(path)},"size":{size},"verified":0}}'
-            for path, size in zip(paths, geometry.file_lengths)]
+            None if f.padding else
+            f'{{"path":{_quote(meta.name if top is None else top + "/".join(f.path))},'
+            f'"size":{size},"verified":0}}'
+            for f, size in zip(meta.files, geometry.file_lengths)]
         self.flags = bytes(geometry.num_pieces)  # nothing verified yet
 
     def update(self, have) -> str:
