@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import bencodepy
+import pytest
 
 from torrentfs.core.bitfield import Bitfield
 from torrentfs.core.geometry import Geometry
@@ -39,7 +40,9 @@ def plain(t) -> str:
     return json.dumps(list(Files(t)), separators=(",", ":"))
 
 
-def test_the_encoded_list_is_what_json_dumps_gives():
+@pytest.mark.parametrize("few", [0, 256])  # changed pieces found, or all counted
+def test_the_encoded_list_is_what_json_dumps_gives(monkeypatch, few):
+    monkeypatch.setattr(statusfiles, "_FEW", few)
     t = torrent([5000, 40000, 0, 7, 30000], names=["a", "b\u2603", "c\"q", "d\\e", "e"])
     assert [f["path"] for f in Files(t)][:2] == ["t\u00e9\"x/d/a", "t\u00e9\"x/d/b\u2603"]
     assert len(list(Files(t))) == 5  # no padding file
@@ -57,6 +60,7 @@ def test_the_encoded_list_is_what_json_dumps_gives():
 
 def test_many_changed_pieces_at_once(monkeypatch):
     monkeypatch.setattr(statusfiles, "_MANY", 2)
+    monkeypatch.setattr(statusfiles, "_FEW", 0)
     t = torrent([PIECE * 3 + 5, 1, PIECE * 2])
     Files(t).json()
     for piece in (0, 1, 2, 4):
@@ -65,6 +69,7 @@ def test_many_changed_pieces_at_once(monkeypatch):
 
 
 def test_nothing_is_encoded_again_while_no_piece_changes(monkeypatch):
+    monkeypatch.setattr(statusfiles, "_FEW", 1)  # as for many files
     t = torrent([5000, 40000])
     first = Files(t).json()
     monkeypatch.setattr(statusfiles, "_quote", None)  # encoding a path would fail now

@@ -22,6 +22,8 @@ _CHANGED = re.compile(rb"[^\x00]")
 #: Past this many changed pieces, every file's entry is encoded again (cheaper than
 #: mapping each piece to its files).
 _MANY = 4096
+#: Up to this many files, each file's verified bytes are counted at every snapshot.
+_FEW = 256
 
 
 def file_path(meta, index: int) -> str:
@@ -43,9 +45,17 @@ class _Encoded:
             f'{{"path":{_quote(meta.name if top is None else top + "/".join(f.path))},'
             f'"size":{size},"verified":0}}'
             for f, size in zip(meta.files, geometry.file_lengths)]
-        self.flags = bytes(geometry.num_pieces)  # nothing verified yet
+        # The verified pieces shown, to find what changed: only for many files (a
+        # million pieces in one file would keep a megabyte for nothing).
+        self.flags = bytes(geometry.num_pieces) if len(self.entries) > _FEW else None
 
     def update(self, have) -> str:
+        if self.flags is None:  # few files: each counted again, cheap
+            g, entries = self.geometry, self.entries
+            for i, entry in enumerate(entries):
+                if entry is not None:
+                    entries[i] = f"{entry[:entry.rindex(':') + 1]}{g.file_verified(have, i)}}}"
+            return "[" + ",".join(filter(None, entries)) + "]"
         flags = bytes(have.flags())
         if flags != self.flags:
             g, entries = self.geometry, self.entries
