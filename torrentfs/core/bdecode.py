@@ -25,6 +25,9 @@ MAX_LENGTH_DIGITS = 18  # a string of 10**18 bytes is absurd already
 _INT = re.compile(rb"i(0|-?[1-9][0-9]{0,%d})e" % (MAX_INT_DIGITS - 1))
 _LEN = re.compile(rb"(0|[1-9][0-9]{0,%d}):" % (MAX_LENGTH_DIGITS - 1))
 _DIGITS = frozenset(b"0123456789")
+# A torrent's common file entry, ``{"length": n, "path": [...]}`` in canonical order:
+# read at once by ``_Decoder.list`` (most of a torrent of many files).
+_FILE_ENTRY = re.compile(rb"d6:lengthi(0|[1-9][0-9]{0,%d})e4:pathl" % (MAX_INT_DIGITS - 1))
 
 
 class BencodeError(ValueError):
@@ -116,6 +119,7 @@ class _Decoder:
         out: list = []
         append = out.append
         value, len_match, int_match = self.value, _LEN.match, _INT.match
+        file_match = _FILE_ENTRY.match
         pos += 1
         while True:
             if pos >= n:
@@ -140,7 +144,24 @@ class _Decoder:
                 append(int(m.group(1)))
                 pos = m.end()
                 continue
-            if c == 0x64 and depth + 1 < MAX_DEPTH:
+            if c == 0x64 and depth + 3 < MAX_DEPTH:
+                m = file_match(data, pos)
+                if m is not None:  # {length, path}: the path's strings read here
+                    parts: list = []
+                    p = m.end()
+                    while p < n and 0x30 <= data[p] <= 0x39 \
+                            and (s := len_match(data, p)) is not None \
+                            and (end := s.end() + int(s.group(1))) <= n:
+                        parts.append(data[s.end():end])
+                        p = end
+                    if data[p:p + 2] == b"ee":
+                        append({b"length": int(m.group(1)), b"path": parts})
+                        pos = p + 2
+                        continue
+                    # anything else (more keys, a malformed string...): read it the
+                    # general way, which says what is wrong
+                v, pos = self.dictionary(pos, depth + 1, None)
+            elif c == 0x64 and depth + 1 < MAX_DEPTH:
                 v, pos = self.dictionary(pos, depth + 1, None)
             else:
                 v, pos = value(pos, depth + 1)

@@ -202,6 +202,9 @@ def _show(parts: tuple[str, ...] | str) -> str:
 # A component nothing in ``_component`` would change: no control character, no
 # character libtorrent drops, at most 240 bytes (60 characters of up to 4 bytes).
 _PLAIN = re.compile("[^\x00-\x1f\x7f-\x9f/\\\\\u202a-\u202e\u200e\u200f]{1,60}\\Z")
+# A whole path of such components, "/"-joined, none of them "." or "..".
+_PLAIN_C = "(?!\\.\\.?(?:/|\\Z))[^\x00-\x1f\x7f-\x9f/\\\\\u202a-\u202e\u200e\u200f]{1,60}"
+_PLAIN_PATH = re.compile(f"(?:{_PLAIN_C}/)*{_PLAIN_C}\\Z")
 
 
 def _v2_component(comp: str, shown: str) -> str:
@@ -391,7 +394,7 @@ def _parse(data: bytes) -> Metainfo:
     rows = [(f.path, f.length, f.padding, f.executable) for f in files]
     v2_info = metainfo_v2.hybrid(top, info, info_bytes, rows, piece_length, _v2_component,
                                  _length) if v2 else None
-    return _metainfo(top, info, hashlib.sha1(info_bytes).digest(), info_bytes, name,
+    return _metainfo(top, info, info_hash, info_bytes, name,
                      piece_length, pieces, files, has_files, total, v2_info, repairs)
 
 
@@ -476,13 +479,14 @@ def _file(entry: Any, index: int, repairs: list[str]
         if type(raw_path) is list and raw_path and type(length) is int \
                 and 0 <= length <= MAX_TOTAL_LENGTH:
             try:
-                texts = tuple([c.decode() for c in raw_path])
-            except (UnicodeDecodeError, AttributeError):
+                joined = b"/".join(raw_path).decode()  # UTF-8 iff each component is
+            except (UnicodeDecodeError, TypeError):
                 pass
             else:
-                plain = _PLAIN.match
-                if all(plain(t) is not None and t != "." and t != ".." for t in texts):
-                    return texts, length, False, False, None
+                if _PLAIN_PATH.match(joined) is not None:
+                    texts = tuple(joined.split("/"))
+                    if len(texts) == len(raw_path):  # no component held a "/"
+                        return texts, length, False, False, None
     if not isinstance(entry, dict):
         raise MetainfoError(f"invalid torrent: entry {index} of 'files' is not a dictionary")
     padding, executable = _attrs(entry)

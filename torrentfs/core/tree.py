@@ -14,6 +14,7 @@ of the mount.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import itemgetter
 from types import MappingProxyType
 from typing import Iterable
 
@@ -21,6 +22,7 @@ ROOT_INODE = 1  # as FUSE (and pyfuse3.ROOT_INODE) number the root
 
 
 _NO_CHILDREN: dict[str, int] = MappingProxyType({})  # type: ignore[assignment]
+_PATH = itemgetter(0)
 
 
 @dataclass(slots=True)
@@ -57,29 +59,38 @@ class Tree:
     repairs them)."""
 
     def __init__(self, entries: Iterable[tuple[tuple[str, ...], int, int, bool]]) -> None:
-        self.nodes: dict[int, Node] = {ROOT_INODE: Node(ROOT_INODE, "", ROOT_INODE, True)}
+        root = Node(ROOT_INODE, "", ROOT_INODE, True)
+        nodes = self.nodes = {ROOT_INODE: root}
+        folders: dict[tuple[str, ...], Node] = {(): root}  # made so far, by path
         next_inode = ROOT_INODE + 1
-        for path, length, file_index, executable, *link in sorted(entries, key=lambda e: e[0]):
-            parent = self.nodes[ROOT_INODE]
-            for depth, name in enumerate(path):
-                last = depth == len(path) - 1
-                inode = parent.children.get(name)
-                if inode is None:
-                    node = (Node(next_inode, name, parent.inode, False, children=_NO_CHILDREN)
-                            if last else Node(next_inode, name, parent.inode, True))
-                    if last:
-                        node.size, node.file_index, node.executable = length, file_index, executable
-                        if link and link[0] is not None:
-                            node.symlink = link[0]
-                            node.size = len(link[0].encode())
-                    self.nodes[next_inode] = node
-                    parent.children[name] = next_inode
-                    next_inode += 1
-                    parent = node
-                else:
-                    parent = self.nodes[inode]
-                    if last or not parent.is_dir:
-                        raise ValueError(f"path clash at {'/'.join(path)}")
+        for path, length, file_index, executable, *link in sorted(entries, key=_PATH):
+            parent = folders.get(path[:-1])
+            if parent is None:  # a folder not seen yet (sorted: its files follow)
+                parent = root
+                for depth in range(len(path) - 1):
+                    inode = parent.children.get(path[depth])
+                    if inode is None:
+                        node = Node(next_inode, path[depth], parent.inode, True)
+                        nodes[next_inode] = node
+                        parent.children[path[depth]] = next_inode
+                        folders[path[:depth + 1]] = node
+                        next_inode += 1
+                        parent = node
+                    else:
+                        parent = nodes[inode]
+                        if not parent.is_dir:
+                            raise ValueError(f"path clash at {'/'.join(path)}")
+            name = path[-1]
+            if name in parent.children:
+                raise ValueError(f"path clash at {'/'.join(path)}")
+            node = Node(next_inode, name, parent.inode, False, length, file_index, executable,
+                        _NO_CHILDREN)
+            if link and link[0] is not None:
+                node.symlink = link[0]
+                node.size = len(link[0].encode())
+            nodes[next_inode] = node
+            parent.children[name] = next_inode
+            next_inode += 1
 
     @classmethod
     def from_metainfo(cls, meta) -> "Tree":

@@ -2,7 +2,8 @@
 ``--json`` and ``--watch``, and the extended attributes of the mounted files.
 
 ``snapshot(torrent)`` reads a ``Torrent``'s state in the trio thread and returns a
-dict of plain values (no I/O, cheap: one pass over the pieces). The daemon
+dict of plain values (no I/O, cheap: one pass over the pieces; in ``publish`` its
+``files`` is a ``statusfiles.Files``, kept encoded, that ``encode`` splices in). The daemon
 publishes it (``publish``) once a second (less often for a torrent so big that its
 snapshot takes over 20 ms) as a JSON file written atomically (temp file, rename)
 next to the mount's state file, ``<cache>/mounts/<key>.status.json``;
@@ -55,10 +56,12 @@ retyped within a schema number; sizes in bytes, rates in bytes/s, times in s)::
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
 import re
+import secrets
 import time
 from pathlib import Path
 
@@ -67,18 +70,19 @@ import trio
 from torrentfs.core.address import show_addr
 from torrentfs.disk.private import write_private
 from torrentfs.engine.metrics import figures
+from torrentfs.engine.statusfiles import Files, file_path
+
+__all__ = ["SCHEMA", "client_name", "document", "encode", "file_path", "node_facts",
+           "publish", "snapshot", "status_path"]
 
 log = logging.getLogger("torrentfs.status")
 
 SCHEMA = 1
 PUBLISH_EVERY = 1.0  # seconds between status files ...
 BUSY_SHARE = 50     # ... or more: a huge torrent's snapshot takes at most 1/50 of the time
-
-
-def file_path(meta, index: int) -> str:
-    """A file's path as the mount shows it (the torrent's folder first)."""
-    f = meta.files[index]
-    return "/".join((meta.name, *f.path)) if meta.multi_file else meta.name
+#: True while ``publish`` takes snapshots: their ``files`` stay ``statusfiles.Files``
+#: for ``encode`` (a 100,000-file list is neither rebuilt nor encoded again).
+_PUBLISHING = contextvars.ContextVar("publishing", default=False)
 
 
 def client_name(peer_id: bytes | None) -> str:
@@ -114,9 +118,9 @@ def snapshot(torrent, now: float | None = None) -> dict:
         if missing:
             reads.append({"pieces": missing, "waiting": round(now - since, 3),
                           "why": torrent.who_has(missing[0])})
-    files = [{"path": file_path(meta, i), "size": g.file_lengths[i],
-              "verified": g.file_verified(have, i)}
-             for i, f in enumerate(meta.files) if not f.padding]
+    files = Files(torrent)  # encoded once, then only what changed (``statusfiles``)
+    if not _PUBLISHING.get():
+        files = list(files)  # plain data
     return {
         "name": meta.name, "info_hash": meta.info_hash.hex(),
         "size": g.total_length, "verified": g.verified_total(have),
@@ -160,6 +164,24 @@ def status_path(state_file: Path) -> Path:
     return state_file.with_name(state_file.stem + ".status.json")
 
 
+def encode(doc: dict) -> bytes:
+    """The status document as compact JSON; each torrent's ``files`` (``Files``) is
+    spliced in as it was encoded (``statusfiles``), not encoded again."""
+    nonce = secrets.token_hex(16)  # in no name: a placeholder nothing else can be
+    lists: list[str] = []
+
+    def raw(o):
+        if isinstance(o, Files):
+            lists.append(o.json())
+            return f"{nonce}:{len(lists) - 1}"
+        raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+
+    text = json.dumps(doc, separators=(",", ":"), default=raw)
+    for n, listed in enumerate(lists):
+        text = text.replace(f'"{nonce}:{n}"', listed, 1)
+    return text.encode()
+
+
 async def publish(torrents, path: Path, mountpoint: str, every: float = PUBLISH_EVERY,
                   offload=trio.to_thread.run_sync, extra=None) -> None:
     """Write the status file every ``every`` seconds until cancelled, then remove
@@ -169,10 +191,14 @@ async def publish(torrents, path: Path, mountpoint: str, every: float = PUBLISH_
     try:
         while True:
             t0 = time.perf_counter()
-            doc = document([t.status() for t in torrents()], mountpoint)
+            token = _PUBLISHING.set(True)
+            try:
+                doc = document([t.status() for t in torrents()], mountpoint)
+            finally:
+                _PUBLISHING.reset(token)
             if extra is not None:
                 doc.update(extra())
-            data = json.dumps(doc, separators=(",", ":")).encode()
+            data = encode(doc)
             took = time.perf_counter() - t0  # in the trio thread: keep it a small share
             try:
                 await offload(write_private, path, data)  # atomic: old or new, never half
