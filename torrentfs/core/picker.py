@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Hashable, Iterable
+from typing import Container, Hashable, Iterable
 
 from torrentfs.core.bitfield import Bitfield
 from torrentfs.core.geometry import Geometry
@@ -101,6 +101,7 @@ class Picker:
         self.duplicate_after = duplicate_after
         self._raises: dict[int, dict[Hashable, tuple[int, float]]] = {}
         self._order: list[tuple[int, int, float]] | None = None  # raised, most urgent first
+        self._prio: dict[int, tuple[int, float]] = {}  # priority() of raised pieces, kept
         self._partials: dict[int, _Partial] = {}
         self._parole: set[int] = set()  # failed their hash, not verified since
         self._peers: dict[Peer, Bitfield] = {}
@@ -122,12 +123,14 @@ class Picker:
             if i in self.have:
                 continue
             self._raises.setdefault(i, {})[owner] = (tier, deadline)
+            self._prio.pop(i, None)
         self._order = None
 
     def drop(self, owner: Hashable, pieces: Iterable[int] | None = None) -> None:
         """Undo ``owner``'s raises: on ``pieces``, or on all of them."""
         targets = list(self._raises) if pieces is None else pieces
         for i in targets:
+            self._prio.pop(i, None)
             owners = self._raises.get(i)
             if owners and owners.pop(owner, None) is not None and not owners:
                 del self._raises[i]
@@ -148,7 +151,17 @@ class Picker:
 
     def _urgent_order(self) -> list[tuple[int, int, float]]:
         if self._order is None:
-            order = [(i, *self.priority(i)) for i in self._raises if i not in self.have]
+            # priority() of each raised piece, kept until a raise, drop or change of
+            # have touches it: rarity changes re-sort this often (each have).
+            prio, have = self._prio, self.have
+            order = []
+            for i in self._raises:
+                if i in have:
+                    continue
+                p = prio.get(i)
+                if p is None:
+                    p = prio[i] = self.priority(i)
+                order.append((i, p[0], p[1]))
             if len(self._peers) > self._seeds:
                 # Other leechers are about (a cluster reading the same data): READAHEAD
                 # goes rarest first, then by a deadline jittered per node, and ties in
@@ -317,13 +330,16 @@ class Picker:
     # -- picking ----------------------------------------------------------------------
 
     def pick(self, peer: Peer, now: float, limit: int, spread: int = 1,
-             ahead: int | None = None) -> list[Block]:
+             ahead: int | None = None, avoid: Container[int] | None = None,
+             avoid_grace: float = 0.0) -> list[Block]:
         """Up to ``limit`` new block requests for ``peer``, most urgent first. With
         ``spread`` > 1 (the number of peers that could share the work), one pick
         takes at most its share of a NOW piece's blocks, so that the blocks of a
         piece a read waits on come from several peers at once; so too of a
         READAHEAD piece while every peer is a seed. With ``ahead``, the peer's
-        requests below NOW grow to ``ahead`` blocks at most."""
+        requests below NOW grow to ``ahead`` blocks at most. Pieces in ``avoid`` are
+        not asked of this peer (a remote one: ``core/topology``) unless a read waits
+        on them ``avoid_grace`` seconds past their deadline."""
         if limit <= 0 or peer not in self._peers:
             return []
         room = math.inf if ahead is None else ahead - self._backlog_size(peer)
@@ -342,6 +358,9 @@ class Picker:
             if tier == NONE or index not in bits:  # raised at NONE: never requested
                 continue
             if spare and tier != NOW and avail[index] > seeds:
+                continue
+            if (avoid is not None and index in avoid
+                    and not (tier == NOW and now >= deadline + avoid_grace)):
                 continue
             if tier != NOW and below is None:  # NOW comes first: the rest is backlog
                 below = len(picked)
@@ -363,6 +382,8 @@ class Picker:
                 if len(picked) >= limit:
                     return picked
             for index in self._normal_candidates(bits):
+                if avoid is not None and index in avoid:
+                    continue
                 self._pick_from(peer, index, now, limit, picked, duplicate=False)
                 if len(picked) >= limit:
                     break
@@ -459,6 +480,7 @@ class Picker:
     def piece_verified(self, index: int) -> None:
         """The piece passed its hash: it is ours; nobody is asked for it again."""
         self.have.add(index)
+        self._prio.pop(index, None)
         self._parole.discard(index)
         self._forget_partial(index)
         if index in self._raises:
@@ -469,6 +491,7 @@ class Picker:
         """A piece we had is gone (evicted from the disk cache, or found damaged on
         disk): it is wanted again like any missing piece."""
         self.have.discard(index)
+        self._prio.pop(index, None)
         self._order = None
 
     def piece_failed(self, index: int) -> None:

@@ -33,6 +33,8 @@ class TorrentOptions:
     encryption: str = "prefer"       # MSE/PE: prefer, require or off (net/mse.py)
     tcp: bool = True                 # peers over TCP (listen and dial)
     utp: bool = True                 # peers over uTP (BEP 29; UDP on the same port)
+    prefer_subnet: str | None = None  # CIDR(s) or "auto": peers there first (core/topology)
+    super_seed: bool = False         # a seed sends each piece about once (core/sparing)
 
     # -- the data --------------------------------------------------------------------
     prefetch: bool = False           # download the whole torrent, below reads
