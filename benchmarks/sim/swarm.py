@@ -8,8 +8,12 @@ The model
   take no time).
 * Each node joins at a time drawn uniformly over ``join_window`` (all at 0 by
   default) and connects, like a tracker's answer, to up to ``peers`` (50) peers drawn
-  at random from those present (the origin among them); connections are both ways
-  and exchange bitfields at once. A ``leave_fraction`` of the nodes, drawn at
+  at random from those present (the origin among them) that have room: no node
+  keeps more than ``peers`` connections, incoming ones included, as ``--max-peers``
+  caps a daemon's (so past 50 nodes most never talk to the origin). With
+  ``prefer_rack`` (``--prefer-subnet``) the draw is core/topology's ``choose``:
+  peers of its own rack first. Connections are both ways and exchange bitfields at
+  once. A ``leave_fraction`` of the nodes, drawn at
   random, stop at half their read and drop every connection: blocks on the way to or
   from them are lost, their peers' requests to them are freed (``Picker.remove_peer``)
   and their slots rechoked. They count as not finished.
@@ -43,10 +47,51 @@ import time
 from typing import Any
 
 from torrentfs.core.geometry import Geometry
+from torrentfs.core.topology import choose
 
 from benchmarks.cluster_report import ideal_seconds
 from benchmarks.sim.links import BLOCK, Link, Loop, Params, reserve
 from benchmarks.sim.node import Node
+
+
+class Pool:
+    """A set of nodes to draw from at random in O(k) (a list and positions)."""
+
+    def __init__(self) -> None:
+        self.items: list[Node] = []
+        self.pos: dict[Node, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, n: Node) -> None:
+        if n not in self.pos:
+            self.pos[n] = len(self.items)
+            self.items.append(n)
+
+    def discard(self, n: Node) -> None:
+        i = self.pos.pop(n, None)
+        if i is not None:
+            last = self.items.pop()
+            if last is not n:
+                self.items[i] = last
+                self.pos[last] = i
+
+    def sample(self, rng: random.Random, k: int, want=None) -> list[Node]:
+        """Up to ``k`` distinct members (those ``want`` accepts, if given)."""
+        if want is None:
+            return rng.sample(self.items, min(k, len(self.items)))
+        got: list[Node] = []
+        seen: set[int] = set()
+        for _ in range(8 * k):
+            if len(got) >= k or len(seen) >= len(self.items):
+                break
+            i = rng.randrange(len(self.items))
+            if i not in seen:
+                seen.add(i)
+                if want(self.items[i]):
+                    got.append(self.items[i])
+        return got
 
 
 class Swarm:
@@ -69,7 +114,9 @@ class Swarm:
                       for i in range(1, p.nodes + 1)]
         for n in self.rng.sample(self.nodes, round(p.leave_fraction * p.nodes)):
             n.leaves = True
-        self.present: list[Node] = []
+        # Present nodes with room for another connection: all, and by rack.
+        self.open = Pool()
+        self.open_in = [Pool() for _ in range(racks)]
         self.pending = sum(1 for n in self.nodes if not n.leaves)
         self.origin_tx = 0      # sim bytes the origin sent
         self.delivered = 0      # sim bytes that reached a node
@@ -122,29 +169,52 @@ class Swarm:
     # -- nodes coming and going -----------------------------------------------------------
 
     def join(self, node: Node) -> None:
+        """The node connects, like a tracker's answer, to up to ``peers`` nodes drawn
+        at random among those present with room (each keeps at most ``peers``
+        connections, as ``--max-peers`` caps a torrentfs daemon's, incoming ones
+        included)."""
         now = self.loop.now
         node.alive = True
         node.joined_at = now
-        pool = self.present
-        for p in self.rng.sample(pool, min(self.params.peers, len(pool))):
+        k = self.params.peers
+        if self.params.prefer_rack:   # core/topology: local peers first
+            local = self.open_in[node.rack].sample(self.rng, k)
+            remote = self.open.sample(self.rng, k, lambda p: p.rack != node.rack)
+            chosen = choose(local + remote, lambda p: p.rack == node.rack, k)
+        else:
+            chosen = self.open.sample(self.rng, k)
+        for p in chosen:
             node.connect(p, now)
             p.connect(node, now)
+            self._room(p)
         for p in list(node.conns):
             node.update_interest(p)
             p.update_interest(node)
-        self.present.append(node)
+        self._room(node)
         self.loop.at(now + 1.0, node.tick)
         if not node.origin:
             node.start_reading()
 
+    def _room(self, node: Node) -> None:
+        """Keep ``open`` (present nodes with room for a connection) up to date."""
+        has_room = node.alive and len(node.conns) < self.params.peers
+        for s in (self.open, self.open_in[node.rack]):
+            if has_room:
+                s.add(node)
+            else:
+                s.discard(node)
+
     def leave(self, node: Node) -> None:
         node.alive = False
-        self.present.remove(node)
-        for p in list(node.conns):
+        self._room(node)
+        peers = list(node.conns)
+        for p in peers:
             p.drop(node)
         node.conns.clear()
         node.unchoking.clear()
         node.asking.clear()
+        for p in peers:
+            self._room(p)
 
     def finished(self, node: Node) -> None:
         node.done_at = self.loop.now

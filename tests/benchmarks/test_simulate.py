@@ -117,3 +117,27 @@ def test_plot_draws_the_cdf_and_the_flows(tmp_path, monkeypatch):
     assert cli.main(["--nodes", "2", "--size", "1", "--piece-size", "64",
                      "--plot", "p.png"]) == 0
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_preferring_the_subnet_keeps_each_rack_uplink_nearer_one_copy():
+    # 3 racks of 8 nodes (the origin in rack 0), uplinks at 2 MB/s: without a
+    # preference each far rack takes about 1.55 copies over its uplink; with
+    # --prefer-subnet (core/topology) about 1.3, and nobody is slower for it. (The
+    # larger the racks, the larger the gain: see docs/benchmarks.md.)
+    p = dict(nodes=24, racks=3, rack_uplink=2e6)
+    free, near = simulate(small(**p)), simulate(small(**p, prefer_rack=True))
+    assert free["ok"] and near["ok"]
+    far_free = sum(r["in_copies"] for r in free["racks"][1:]) / 2
+    far_near = sum(r["in_copies"] for r in near["racks"][1:]) / 2
+    assert far_free >= 1.45
+    assert far_near <= 1.4
+    assert max(times(near)) <= 1.1 * max(times(free))
+
+
+def test_a_super_seeding_origin_sends_about_one_copy():
+    plain = simulate(small(nodes=16))
+    spare = simulate(small(nodes=16, super_seed=True))
+    assert spare["ok"]
+    assert spare["origin_copies"] <= 1.05
+    assert spare["origin_copies"] <= plain["origin_copies"]
+    assert max(times(spare)) <= 1.1 * max(times(plain))
