@@ -385,12 +385,11 @@ class Node:
             if req.index not in c.queued:
                 continue   # cancelled meanwhile: not sent
             c.queued.discard(req.index)
-            if self.sparing is not None and not self.sparing.serve(
-                    p, req.index, self.sent.get(req.index, 0),
-                    self.picker.availability[req.index] - self.picker.peer_has(p, req.index),
-                    now):
-                self.swarm.send(self, p, p.on_reject, req.index)
-                continue
+            if self.sparing is not None:
+                if not self.sparing.serve(p, req.index, now):
+                    self.swarm.send(self, p, p.on_reject, req.index)
+                    continue
+                self.sparing.sent(p, req.index)
             nbytes = self.g.piece_size(req.index)
             c.up.add(nbytes, now)
             self.tx += nbytes
@@ -420,14 +419,17 @@ class Node:
                 self.swarm.leave(self)
                 return
             n = min(rs, size - self.pos)
-            self._advance(self.pos, n)
             missing = self.have.missing(g.pieces_in_range(self.pos, n))
             if missing:
-                self.read_len = n
-                self.waiting = set(missing)
+                # engine/reads.py: a read that will wait raises its own pieces
+                # first, before the window moves on (which gives up what it leaves).
                 self.wait_owner = owner = object()
                 self.picker.raise_priority(owner, missing, NOW,
                                            self.swarm.loop.now + NOW_SLACK)
+            self._advance(self.pos, n)
+            if missing:
+                self.read_len = n
+                self.waiting = set(missing)
                 self.schedule()
                 return
             self.pos += n

@@ -7,10 +7,10 @@ The model
   window and NOW raises; a read returns as soon as its pieces are in: disk and CPU
   take no time).
 * Each node joins at a time drawn uniformly over ``join_window`` (all at 0 by
-  default) and connects, like a tracker's answer, to up to ``peers`` (50) peers drawn
+  default) and dials, like a tracker's answer, up to ``peers`` / 2 (25) peers drawn
   at random from those present (the origin among them) that have room: no node
-  keeps more than ``peers`` connections, incoming ones included, as ``--max-peers``
-  caps a daemon's (so past 50 nodes most never talk to the origin). With
+  keeps more than ``peers`` (50) connections, incoming ones included, as
+  ``--max-peers`` caps a daemon's (so past 50 nodes most never talk to the origin). With
   ``prefer_rack`` (``--prefer-subnet``) the draw is core/topology's ``choose``:
   peers of its own rack first. Connections are both ways and exchange bitfields at
   once. A ``leave_fraction`` of the nodes, drawn at
@@ -169,14 +169,15 @@ class Swarm:
     # -- nodes coming and going -----------------------------------------------------------
 
     def join(self, node: Node) -> None:
-        """The node connects, like a tracker's answer, to up to ``peers`` nodes drawn
-        at random among those present with room (each keeps at most ``peers``
+        """The node dials, like a tracker's answer, up to half of ``peers`` nodes
+        drawn at random among those present with room; each keeps at most ``peers``
         connections, as ``--max-peers`` caps a torrentfs daemon's, incoming ones
-        included)."""
+        included. (Dialing all ``peers`` would fill the first nodes' slots with each
+        other, leaving later nodes to connect only among themselves, with nothing.)"""
         now = self.loop.now
         node.alive = True
         node.joined_at = now
-        k = self.params.peers
+        k = max(1, self.params.peers // 2)
         if self.params.prefer_rack:   # core/topology: local peers first
             local = self.open_in[node.rack].sample(self.rng, k)
             remote = self.open.sample(self.rng, k, lambda p: p.rack != node.rack)

@@ -34,11 +34,12 @@ def test_a_download_cap_below_the_upload_bounds_the_time():
     res = simulate(small(nodes=1, down_rate=0.5e6))
     (t,) = times(res)
     ideal = 4 * MIB / 0.5e6
-    # Never faster than the cap. Slower by what comes twice: a read's readahead
-    # window starts where the read ends, so the read's own pieces leave the window
-    # and are withdrawn (engine/reads.py, Picker.withdraw) while on the way, then
-    # asked again at NOW; with the download the bottleneck that costs its time.
-    assert ideal * 0.99 <= t <= ideal * 1.4
+    # Never faster than the cap, and hardly slower: nothing comes twice. (A read
+    # raises its own pieces before its readahead window moves past them, as
+    # engine/reads.py does, so they are never withdrawn and asked again; before
+    # the simulator did the same, this took 1.36 x as long.)
+    assert ideal * 0.99 <= t <= ideal * 1.05
+    assert res["node_rx"][0] == pytest.approx(4 * MIB, rel=0.01)
     received = res["node_rx"][0]
     assert t == pytest.approx(received / 0.5e6, rel=0.03)
 
@@ -102,6 +103,13 @@ def test_the_command_prints_the_kraken_report_and_writes_json(tmp_path, capsys, 
     assert data["torrentfs_n"]["nodes"] == 3 and len(data["torrentfs_n"]["reads"]) == 3
 
 
+def test_the_command_takes_the_subnet_preference_and_super_seeding(capsys):
+    assert cli.main(["--nodes", "4", "--size", "2", "--piece-size", "64", "--racks", "2",
+                     "--rack-uplink", "1e6", "--prefer-subnet", "--super-seed"]) == 0
+    out = capsys.readouterr().out
+    assert "subnet preferred, origin super-seeds" in out
+
+
 @pytest.mark.parametrize("bad", [["--nodes", "0"], ["--leave-fraction", "1"],
                                  ["--piece-size", "24"], ["--latency", "-1"]])
 def test_bad_options_are_one_line_errors(bad, capsys):
@@ -120,18 +128,17 @@ def test_plot_draws_the_cdf_and_the_flows(tmp_path, monkeypatch):
 
 
 def test_preferring_the_subnet_keeps_each_rack_uplink_nearer_one_copy():
-    # 3 racks of 8 nodes (the origin in rack 0), uplinks at 2 MB/s: without a
-    # preference each far rack takes about 1.55 copies over its uplink; with
-    # --prefer-subnet (core/topology) about 1.3, and nobody is slower for it. (The
-    # larger the racks, the larger the gain: see docs/benchmarks.md.)
-    p = dict(nodes=24, racks=3, rack_uplink=2e6)
+    # 3 racks of 16 nodes (the origin in rack 0), uplinks at 2 MB/s: without a
+    # preference the far racks take 2.3 copies each over their uplinks; with
+    # --prefer-subnet (core/topology) 1.6, and nobody is slower for it.
+    p = dict(nodes=48, racks=3, rack_uplink=2e6)
     free, near = simulate(small(**p)), simulate(small(**p, prefer_rack=True))
     assert free["ok"] and near["ok"]
     far_free = sum(r["in_copies"] for r in free["racks"][1:]) / 2
     far_near = sum(r["in_copies"] for r in near["racks"][1:]) / 2
-    assert far_free >= 1.45
-    assert far_near <= 1.4
-    assert max(times(near)) <= 1.1 * max(times(free))
+    assert far_free >= 2.0
+    assert far_near <= min(1.8, 0.8 * far_free)
+    assert max(times(near)) <= 1.05 * max(times(free))
 
 
 def test_a_super_seeding_origin_sends_about_one_copy():

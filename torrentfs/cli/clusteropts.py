@@ -29,10 +29,10 @@ def add_prefer_subnet(p) -> None:
 
 def add_super_seed(p) -> None:
     p.add_argument("--super-seed", action="store_true",
-                   help="spare this seed's upload (an origin's): a piece it has sent "
-                        "before and another peer now has is refused (BEP 6 reject) so "
-                        "that the asker fetches it there, unless it keeps asking for 3 s; "
-                        "the origin sends about one copy as nodes join (default: off)")
+                   help="spare this seed's upload (an origin's): a piece it already "
+                        "sent to another peer is refused (BEP 6 reject) so that the asker "
+                        "fetches it there, unless it keeps asking for 3 s; the origin "
+                        "sends about one copy as nodes join (default: off)")
 
 
 def cluster_settings(args) -> dict:

@@ -273,6 +273,7 @@ class Torrent:
             s.registered = False
         self.requests.forget(s)
         self.nearby.closed(s)
+        self.uploads.closed(s)
         s.queued.clear()
         s.upload_fifo.clear()
         self.ext.peer_closed(s)

@@ -72,18 +72,19 @@ class Uploader:
         self._pieces_sent: dict[int, int] = {}  # piece -> times its first block went out
         self._last_sent: dict[int, tuple[PeerSession, float]] = {}  # piece -> to whom, when
         self._hashes: HashServer | None = None  # made at the first hash request
-        # seed --super-seed: a piece sent before that another peer has is refused
-        # (BEP 6 reject; core/sparing), so the asker fetches it there.
+        # seed --super-seed: a piece already sent to another peer is refused (BEP 6
+        # reject; core/sparing), so the asker fetches it there.
         self.sparing = (Sparing() if getattr(getattr(torrent, "options", None), "super_seed",
                                              False) else None)
 
+    def closed(self, s: PeerSession) -> None:
+        """The peer is gone."""
+        if self.sparing is not None:
+            self.sparing.forget(s)
+
     def _spare(self, s: PeerSession, req: wire.Request) -> bool:
         """--super-seed: whether to serve this request (core/sparing)."""
-        picker = self.torrent.picker
-        others = picker.availability[req.index] - (s.registered
-                                                   and picker.peer_has(s, req.index))
-        return self.sparing.serve(s, req.index, self._pieces_sent.get(req.index, 0),
-                                  others, trio.current_time())
+        return self.sparing.serve(s, req.index, trio.current_time())
 
     def hash_message(self, s: PeerSession, msg: wire.Message) -> None:
         """A BEP 52 hash request (answered or rejected), or hashes or a reject we
@@ -219,5 +220,7 @@ class Uploader:
             s.up.add(len(data), trio.current_time())
             self.uploaded += len(data)
             self._last_sent[req.index] = (s, trio.current_time())
+            if self.sparing is not None:
+                self.sparing.sent(s, req.index)
             if req.begin == 0:
                 self._pieces_sent[req.index] = self._pieces_sent.get(req.index, 0) + 1
