@@ -168,6 +168,18 @@ class Swarm:
 
     # -- nodes coming and going -----------------------------------------------------------
 
+    def join_group(self, nodes: list[Node]) -> None:
+        """Nodes that join at the same moment (all of them, with no join window):
+        each is present before any dials, so each draws from the whole group, as a
+        tracker that heard all of them answers, not only from those before it in
+        the list (which would chain the swarm: each node linked to the few before
+        it with room, pieces passed down hundreds of hops)."""
+        for n in nodes:
+            n.alive = True
+            self._room(n)
+        for n in nodes:
+            self.join(n)
+
     def join(self, node: Node) -> None:
         """The node dials, like a tracker's answer, up to half of ``peers`` nodes
         drawn at random among those present with room; each keeps at most ``peers``
@@ -177,14 +189,20 @@ class Swarm:
         now = self.loop.now
         node.alive = True
         node.joined_at = now
-        k = max(1, self.params.peers // 2)
-        if self.params.prefer_rack:   # core/topology: local peers first
+        self.open.discard(node)   # not a candidate for itself
+        self.open_in[node.rack].discard(node)
+        k = min(max(1, self.params.peers // 2), self.params.peers - len(node.conns))
+        if k <= 0:
+            chosen = []
+        elif self.params.prefer_rack:   # core/topology: local peers first
             local = self.open_in[node.rack].sample(self.rng, k)
             remote = self.open.sample(self.rng, k, lambda p: p.rack != node.rack)
             chosen = choose(local + remote, lambda p: p.rack == node.rack, k)
         else:
             chosen = self.open.sample(self.rng, k)
         for p in chosen:
+            if p in node.conns:
+                continue
             node.connect(p, now)
             p.connect(node, now)
             self._room(p)
@@ -239,8 +257,11 @@ class Swarm:
         self.join(self.origin)
         joins = sorted(self.rng.uniform(0, p.join_window) if p.join_window else 0.0
                        for _ in self.nodes)
+        groups: dict[float, list[Node]] = {}
         for t, n in zip(joins, self.nodes):
-            self.loop.at(t, self.join, n)
+            groups.setdefault(t, []).append(n)
+        for t, group in groups.items():
+            self.loop.at(t, self.join_group, group)
         self.loop.at(0.0, self._sample, max(0.05, self.ideal / 200))
         limit = p.max_time or 50 * self.ideal + p.join_window
         self.loop.run(until=limit)
