@@ -118,13 +118,14 @@ def flow_matrix(logs: dict[str, str], names: dict[str, str]) -> dict[str, dict[s
 class Origin:
     """``torrentfs seed`` in host 0, stopped by PID; its stderr is its log."""
 
-    def __init__(self, c: Cluster, torrent: Path, data: Path, work: Path) -> None:
+    def __init__(self, c: Cluster, torrent: Path, data: Path, work: Path,
+                 extra: list[str] = ()) -> None:
         self.log_path = work / "origin.log"
         self.cache = work / "origin-cache"
         with open(self.log_path, "wb") as err:
             self.proc = c.popen(0, [TORRENTFS, "seed", str(torrent), str(data),
                                     "--port", str(ORIGIN_PORT), "--cache-dir", str(self.cache),
-                                    "--no-dht"],
+                                    "--no-dht", *extra],
                                 stdout=subprocess.DEVNULL, stderr=err)
         try:
             wait_until(lambda: b"seeding " in self.log_path.read_bytes()
@@ -260,13 +261,13 @@ def link_bytes(c: Cluster, i: int, direction: str) -> int:
 
 def torrentfs_phase(c: Cluster, n: int, torrent: Path, data: Path, info_hash: str,
                     want: str, size: int, work: Path, timeout: float,
-                    mount_extra: list[str]) -> dict[str, Any]:
+                    mount_extra: list[str], seed_extra: list[str] = ()) -> dict[str, Any]:
     """The origin and nodes 1..n; all n read the whole file at once."""
     work.mkdir(parents=True)
     names = {c.hosts[0].ip: "origin", c.bridge_ip: "tracker"}
     names.update({c.hosts[i].ip: f"node{i}" for i in range(1, n + 1)})
     res: dict[str, Any] = {"nodes": n}
-    origin = Origin(c, torrent, data, work)
+    origin = Origin(c, torrent, data, work, seed_extra)
     mounts: list[NodeMount] = []
     try:
         tx0 = c.tx_bytes(0)
@@ -464,6 +465,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--mount-arg", action="append", default=[], metavar="ARG",
                     help="extra argument for every torrentfs mount (repeatable), e.g. "
                          "--mount-arg=--prefetch")
+    ap.add_argument("--seed-arg", action="append", default=[], metavar="ARG",
+                    help="extra argument for the origin's torrentfs seed (repeatable), "
+                         "e.g. --seed-arg=--super-seed")
     ap.add_argument("--timeout", type=float, default=0,
                     help="bound for each phase's reads in s (default: 60 + 2x what the "
                          "origin alone needs to send N copies)")
@@ -534,11 +538,11 @@ def main(argv: list[str] | None = None) -> int:
         say(f"torrentfs, 1 node (timeout {size / args.origin_rate * 2 + 60:.0f} s)")
         result["torrentfs_1"] = torrentfs_phase(c, 1, torrent, data, info_hash, want, size,
                                                 work / "torrentfs-1-node", size / args.origin_rate * 2 + 60,
-                                                args.mount_arg)
+                                                args.mount_arg, args.seed_arg)
         say(f"torrentfs, {args.nodes} nodes (timeout {timeout:.0f} s)")
         result["torrentfs_n"] = torrentfs_phase(c, args.nodes, torrent, data, info_hash, want,
                                                 size, work / f"torrentfs-{args.nodes}-nodes", timeout,
-                                                args.mount_arg)
+                                                args.mount_arg, args.seed_arg)
         if not args.no_http:
             result["http_1"] = http_phase(c, 1, data, want, size,
                                           size / args.origin_rate * 2 + 60)

@@ -32,7 +32,8 @@ def params_from(args: argparse.Namespace, nodes: int) -> Params:
                   latency=args.latency / 1000, racks=args.racks,
                   rack_uplink=args.rack_uplink, join_window=args.join_window,
                   leave_fraction=args.leave_fraction, peers=args.peers,
-                  read_size=args.read_size << 10, seed=args.seed)
+                  read_size=args.read_size << 10, seed=args.seed,
+                  prefer_rack=args.prefer_subnet, super_seed=args.super_seed)
 
 
 def report(result: dict[str, Any]) -> list[str]:
@@ -51,7 +52,9 @@ def report(result: dict[str, Any]) -> list[str]:
                  + (f", rack uplink {a['rack_uplink'] / 1e6:g} MB/s each way"
                     if a["rack_uplink"] else "")
                  + f", joins over {a['join_window']:g} s, {a['leave_fraction']:.0%} leave "
-                 f"at half their read, up to {a['peers']} peers each, seed {a['seed']}")
+                 f"at half their read, up to {a['peers']} peers each, seed {a['seed']}"
+                 + (", subnet preferred" if a.get("prefer_subnet") else "")
+                 + (", origin super-seeds" if a.get("super_seed") else ""))
     s = summary(tn, size, a["origin_rate"], a["node_rate"])
     lines += kraken_lines(s, TARGETS)
     lines.append("  " + "; ".join(v for v in verdicts(s, TARGETS) if "CPU" not in v))
@@ -91,6 +94,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="nodes join uniformly over this many seconds (0)")
     ap.add_argument("--leave-fraction", type=float, default=0,
                     help="share of the nodes that leave at half their read (0)")
+    ap.add_argument("--prefer-subnet", action="store_true",
+                    help="each rack is a subnet and nodes prefer their own (as "
+                         "torrentfs mount --prefer-subnet auto)")
+    ap.add_argument("--super-seed", action="store_true",
+                    help="the origin spares its uplink (as torrentfs seed --super-seed)")
     ap.add_argument("--peers", type=int, default=50, help="peers per node at join (50)")
     ap.add_argument("--read-size", type=int, default=128, help="read size, KiB (128)")
     ap.add_argument("--seed", type=int, default=1, help="random seed (1)")

@@ -91,6 +91,8 @@ class Params:
     peers: int = 50               # peers each node connects to as it joins
     read_size: int = 128 << 10    # the reader's read size (FUSE's usual)
     seed: int = 1
+    prefer_rack: bool = False     # --prefer-subnet, each rack a subnet (core/topology)
+    super_seed: bool = False      # the origin spares its uplink (core/sparing)
     max_time: float = 0.0         # 0: 50 x the ideal time, then give up
 
     @property

@@ -14,10 +14,13 @@ from torrentfs.core.geometry import Geometry
 from torrentfs.core.picker import NOW, READAHEAD, Picker
 from torrentfs.core.ratelimit import Rate
 from torrentfs.core.readahead import Readahead
+from torrentfs.core.sparing import Sparing
+from torrentfs.core.topology import AVOID_GRACE, LocalHave, RemoteGate
 from torrentfs.core.uploadpolicy import best_request
 from torrentfs.engine.reads import (NOW_SLACK, READAHEAD_DEADLINE, READAHEAD_MAX,
                                     READAHEAD_MIN, READAHEAD_STEP)
-from torrentfs.engine.requests import PIPELINE_MAX, PIPELINE_MIN, PIPELINE_SECONDS
+from torrentfs.engine.requests import (AHEAD_MIN, AHEAD_SECONDS, PIPELINE_MAX, PIPELINE_MIN,
+                                       PIPELINE_SECONDS)
 from torrentfs.engine.torrent import LEECHER_JITTER, SPREAD_MAX
 from torrentfs.engine.upload import SCAN
 
@@ -40,9 +43,11 @@ class Conn:
     """One node's side of a connection to a peer."""
 
     __slots__ = ("am_choking", "peer_choking", "am_interested", "peer_interested",
-                 "queue", "queued", "down", "up", "connected_at")
+                 "queue", "queued", "down", "up", "connected_at", "remote", "cancelling")
 
-    def __init__(self, now: float) -> None:
+    def __init__(self, now: float, remote: bool) -> None:
+        self.remote = remote               # another rack, and we prefer our own
+        self.cancelling: dict[int, bool] = {}  # our cancels it has not answered: held?
         self.am_choking = True
         self.peer_choking = True
         self.am_interested = False
@@ -70,6 +75,12 @@ class Node:
         self.have = have
         self.picker = Picker(geometry, have, salt=swarm.rng.getrandbits(32),
                              jitter=LEECHER_JITTER)
+        # --prefer-subnet (a rack is a subnet): core/topology's decisions.
+        self.prefer = swarm.params.prefer_rack
+        self.local_have = LocalHave(geometry.num_pieces)
+        self.gate = RemoteGate(self.local_have)
+        # --super-seed on the origin: core/sparing.
+        self.sparing = Sparing() if origin and swarm.params.super_seed else None
         self.choker = Choker()
         self.up = Link(up_rate)
         self.down = Link(down_rate) if down_rate else None
@@ -107,10 +118,13 @@ class Node:
     # -- connections ----------------------------------------------------------------
 
     def connect(self, peer: Node, now: float) -> None:
-        self.conns[peer] = Conn(now)
+        remote = self.prefer and peer.rack != self.rack
+        self.conns[peer] = Conn(now, remote)
         self.picker.add_peer(peer)
         if peer.have.count:
             self.picker.got_bitfield(peer, peer.have)
+            if self.prefer and not remote:
+                self.local_have.have_all(peer, peer.have)
 
     def drop(self, peer: Node) -> None:
         """The peer left: its requests are freed, its slot rechoked."""
@@ -118,6 +132,8 @@ class Node:
         if c is None:
             return
         self.picker.remove_peer(peer)
+        if self.prefer and not c.remote:
+            self.local_have.forget(peer)
         self.unchoking.discard(peer)
         self.asking.pop(peer, None)
         if not c.am_choking:
@@ -172,6 +188,7 @@ class Node:
 
     def on_choke(self, peer: Node) -> None:
         self.conns[peer].peer_choking = True
+        self.conns[peer].cancelling.clear()   # every request is rejected with it
         self.unchoking.discard(peer)
         self.picker.peer_choked(peer)
         self.schedule()
@@ -187,16 +204,47 @@ class Node:
         c = self.conns[peer]
         if c.peer_choking or self.origin or self.done_at is not None:
             return
-        outstanding = self.picker.outstanding(peer)
+        picker = self.picker
+        outstanding = picker.outstanding(peer)
+        if batch and outstanding > (PIPELINE_MAX - AHEAD_MIN) // 2 // self.swarm.factor:
+            return
+        if c.cancelling:
+            outstanding -= sum(1 for held in c.cancelling.values() if held)
         now = self.swarm.loop.now
         f = self.swarm.factor
-        blocks = int(c.down.rate(now) * f * PIPELINE_SECONDS) // BLOCK
-        pipeline = -(-max(PIPELINE_MIN, min(PIPELINE_MAX, blocks)) // f)
-        if outstanding >= pipeline or (batch and outstanding > pipeline // 2):
-            return
-        spread = max(1, min(SPREAD_MAX, len(self.unchoking)))
-        for index, _, _ in self.picker.pick(peer, now, pipeline - outstanding, spread):
-            self.swarm.send(self, peer, peer.on_request, index)
+        # engine/requests.py's Requests.sizes, in blocks of the real size, then in
+        # simulated blocks (one per piece).
+        blocks_per_s = c.down.rate(now) * f / BLOCK
+        pipeline = max(PIPELINE_MIN, min(PIPELINE_MAX, int(blocks_per_s * PIPELINE_SECONDS)))
+        ahead = max(AHEAD_MIN, min(pipeline - AHEAD_MIN, int(blocks_per_s * AHEAD_SECONDS)))
+        pipeline, ahead = -(-pipeline // f), -(-ahead // f)
+        if outstanding < pipeline and not (batch and outstanding > ahead // 2):
+            spread = max(1, min(SPREAD_MAX, len(self.unchoking)))
+            avoid = self.gate if c.remote else None
+            picked = picker.pick(peer, now, pipeline - outstanding, spread, ahead,
+                                 avoid, AVOID_GRACE)
+            for index, _, _ in picked:
+                self.swarm.send(self, peer, peer.on_request, index)
+            if picked and picker.priority(picked[0][0])[0] == NOW:
+                self._make_way(peer, c)
+                return
+        if not batch and picker.urgent():
+            self._make_way(peer, c)
+
+    def _make_way(self, peer: Node, c: Conn) -> None:
+        """engine/requests.py: cancel what a read's blocks queue behind at the peer,
+        holding each until the peer answers (with the block or a reject)."""
+        for index, _, _ in self.picker.backlog(peer):
+            if index not in c.cancelling:
+                self.cancel(peer, index, hold=True)
+
+    def cancel(self, peer: Node, index: int, hold: bool = False) -> None:
+        """engine/requests.py's Requests.cancel (every peer here has the fast
+        extension): the cancel is remembered until the peer answers it."""
+        c = self.conns.get(peer)
+        if c is not None:
+            c.cancelling[index] = hold
+            self.swarm.send(self, peer, peer.on_cancel, index)
 
     def schedule(self, skip: Node | None = None) -> None:
         now = self.swarm.loop.now
@@ -208,6 +256,8 @@ class Node:
         c = self.conns.get(peer)
         if c is None:
             return   # the sender left: what was on the way is lost
+        if c.cancelling:
+            c.cancelling.pop(index, None)
         now = self.swarm.loop.now
         c.down.add(nbytes, now)
         if peer.origin:
@@ -217,7 +267,7 @@ class Node:
         got = self.picker.block_received(peer, index, 0, nbytes)
         if got.new:
             for other in got.cancel:
-                self.swarm.send(self, other, other.on_cancel, index)
+                self.cancel(other, index)
             if got.piece_complete:
                 self.picker.piece_verified(index)
                 self.piece_arrived(index)
@@ -227,6 +277,8 @@ class Node:
     def on_have(self, peer: Node, index: int) -> None:
         self.picker.got_have(peer, index)
         c = self.conns[peer]
+        if self.prefer and not c.remote:
+            self.local_have.have(peer, index)
         if (not c.am_interested and index not in self.have and not self.origin
                 and self.done_at is None):
             c.am_interested = True
@@ -234,7 +286,7 @@ class Node:
         if not c.peer_choking:
             if not self.picker.is_seed(peer):
                 for seed, _, _ in self.picker.spare_seeds(index):
-                    self.swarm.send(self, seed, seed.on_cancel, index)
+                    self.cancel(seed, index)
             self.fill(peer)
 
     def piece_arrived(self, index: int) -> None:
@@ -271,13 +323,24 @@ class Node:
         self.kick()
 
     def on_reject(self, peer: Node, index: int) -> None:
-        self.picker.request_dropped(peer, index, 0)
-        self.schedule(skip=peer)
+        """engine/requests.py's Requests.rejected."""
+        c = self.conns[peer]
+        held = c.cancelling.pop(index, None)
+        if held is None:   # the peer's own refusal
+            self.picker.request_dropped(peer, index, 0)
+            self.schedule(skip=peer)
+        elif held:         # it answered a cancel of ours
+            self.picker.request_dropped(peer, index, 0)
+            if not any(c.cancelling.values()):
+                self.schedule()
 
     def on_cancel(self, peer: Node, index: int) -> None:
+        """A fast-extension peer answers a cancel of a request not yet served with a
+        reject (one already sent arrives as the block)."""
         c = self.conns.get(peer)
-        if c is not None:
+        if c is not None and index in c.queued:
             c.queued.discard(index)
+            self.swarm.send(self, peer, peer.on_reject, index)
 
     def kick(self) -> None:
         if not self.busy and self.asking:
@@ -322,6 +385,11 @@ class Node:
             if req.index not in c.queued:
                 continue   # cancelled meanwhile: not sent
             c.queued.discard(req.index)
+            if self.sparing is not None:
+                if not self.sparing.serve(p, req.index, now):
+                    self.swarm.send(self, p, p.on_reject, req.index)
+                    continue
+                self.sparing.sent(p, req.index)
             nbytes = self.g.piece_size(req.index)
             c.up.add(nbytes, now)
             self.tx += nbytes
@@ -351,14 +419,17 @@ class Node:
                 self.swarm.leave(self)
                 return
             n = min(rs, size - self.pos)
-            self._advance(self.pos, n)
             missing = self.have.missing(g.pieces_in_range(self.pos, n))
             if missing:
-                self.read_len = n
-                self.waiting = set(missing)
+                # engine/reads.py: a read that will wait raises its own pieces
+                # first, before the window moves on (which gives up what it leaves).
                 self.wait_owner = owner = object()
                 self.picker.raise_priority(owner, missing, NOW,
                                            self.swarm.loop.now + NOW_SLACK)
+            self._advance(self.pos, n)
+            if missing:
+                self.read_len = n
+                self.waiting = set(missing)
                 self.schedule()
                 return
             self.pos += n
@@ -377,7 +448,7 @@ class Node:
             self.picker.drop(self, stale)
             for i in stale:
                 for peer, _, _ in self.picker.withdraw(i) or ():
-                    self.swarm.send(self, peer, peer.on_cancel, i)
+                    self.cancel(peer, i)
         self._raise([i for i in window if i not in self.raised and i not in self.have])
 
     def _raise(self, pieces: list[int]) -> None:

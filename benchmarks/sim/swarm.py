@@ -7,9 +7,13 @@ The model
   window and NOW raises; a read returns as soon as its pieces are in: disk and CPU
   take no time).
 * Each node joins at a time drawn uniformly over ``join_window`` (all at 0 by
-  default) and connects, like a tracker's answer, to up to ``peers`` (50) peers drawn
-  at random from those present (the origin among them); connections are both ways
-  and exchange bitfields at once. A ``leave_fraction`` of the nodes, drawn at
+  default) and dials, like a tracker's answer, up to ``peers`` / 2 (25) peers drawn
+  at random from those present (the origin among them) that have room: no node
+  keeps more than ``peers`` (50) connections, incoming ones included, as
+  ``--max-peers`` caps a daemon's (so past 50 nodes most never talk to the origin). With
+  ``prefer_rack`` (``--prefer-subnet``) the draw is core/topology's ``choose``:
+  peers of its own rack first. Connections are both ways and exchange bitfields at
+  once. A ``leave_fraction`` of the nodes, drawn at
   random, stop at half their read and drop every connection: blocks on the way to or
   from them are lost, their peers' requests to them are freed (``Picker.remove_peer``)
   and their slots rechoked. They count as not finished.
@@ -43,10 +47,51 @@ import time
 from typing import Any
 
 from torrentfs.core.geometry import Geometry
+from torrentfs.core.topology import choose
 
 from benchmarks.cluster_report import ideal_seconds
 from benchmarks.sim.links import BLOCK, Link, Loop, Params, reserve
 from benchmarks.sim.node import Node
+
+
+class Pool:
+    """A set of nodes to draw from at random in O(k) (a list and positions)."""
+
+    def __init__(self) -> None:
+        self.items: list[Node] = []
+        self.pos: dict[Node, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, n: Node) -> None:
+        if n not in self.pos:
+            self.pos[n] = len(self.items)
+            self.items.append(n)
+
+    def discard(self, n: Node) -> None:
+        i = self.pos.pop(n, None)
+        if i is not None:
+            last = self.items.pop()
+            if last is not n:
+                self.items[i] = last
+                self.pos[last] = i
+
+    def sample(self, rng: random.Random, k: int, want=None) -> list[Node]:
+        """Up to ``k`` distinct members (those ``want`` accepts, if given)."""
+        if want is None:
+            return rng.sample(self.items, min(k, len(self.items)))
+        got: list[Node] = []
+        seen: set[int] = set()
+        for _ in range(8 * k):
+            if len(got) >= k or len(seen) >= len(self.items):
+                break
+            i = rng.randrange(len(self.items))
+            if i not in seen:
+                seen.add(i)
+                if want(self.items[i]):
+                    got.append(self.items[i])
+        return got
 
 
 class Swarm:
@@ -69,7 +114,9 @@ class Swarm:
                       for i in range(1, p.nodes + 1)]
         for n in self.rng.sample(self.nodes, round(p.leave_fraction * p.nodes)):
             n.leaves = True
-        self.present: list[Node] = []
+        # Present nodes with room for another connection: all, and by rack.
+        self.open = Pool()
+        self.open_in = [Pool() for _ in range(racks)]
         self.pending = sum(1 for n in self.nodes if not n.leaves)
         self.origin_tx = 0      # sim bytes the origin sent
         self.delivered = 0      # sim bytes that reached a node
@@ -121,30 +168,72 @@ class Swarm:
 
     # -- nodes coming and going -----------------------------------------------------------
 
+    def join_group(self, nodes: list[Node]) -> None:
+        """Nodes that join at the same moment (all of them, with no join window):
+        each is present before any dials, so each draws from the whole group, as a
+        tracker that heard all of them answers, not only from those before it in
+        the list (which would chain the swarm: each node linked to the few before
+        it with room, pieces passed down hundreds of hops)."""
+        for n in nodes:
+            n.alive = True
+            self._room(n)
+        for n in nodes:
+            self.join(n)
+
     def join(self, node: Node) -> None:
+        """The node dials, like a tracker's answer, up to half of ``peers`` nodes
+        drawn at random among those present with room; each keeps at most ``peers``
+        connections, as ``--max-peers`` caps a torrentfs daemon's, incoming ones
+        included. (Dialing all ``peers`` would fill the first nodes' slots with each
+        other, leaving later nodes to connect only among themselves, with nothing.)"""
         now = self.loop.now
         node.alive = True
         node.joined_at = now
-        pool = self.present
-        for p in self.rng.sample(pool, min(self.params.peers, len(pool))):
+        self.open.discard(node)   # not a candidate for itself
+        self.open_in[node.rack].discard(node)
+        k = min(max(1, self.params.peers // 2), self.params.peers - len(node.conns))
+        if k <= 0:
+            chosen = []
+        elif self.params.prefer_rack:   # core/topology: local peers first
+            local = self.open_in[node.rack].sample(self.rng, k)
+            remote = self.open.sample(self.rng, k, lambda p: p.rack != node.rack)
+            chosen = choose(local + remote, lambda p: p.rack == node.rack, k)
+        else:
+            chosen = self.open.sample(self.rng, k)
+        for p in chosen:
+            if p in node.conns:
+                continue
             node.connect(p, now)
             p.connect(node, now)
+            self._room(p)
         for p in list(node.conns):
             node.update_interest(p)
             p.update_interest(node)
-        self.present.append(node)
+        self._room(node)
         self.loop.at(now + 1.0, node.tick)
         if not node.origin:
             node.start_reading()
 
+    def _room(self, node: Node) -> None:
+        """Keep ``open`` (present nodes with room for a connection) up to date."""
+        has_room = node.alive and len(node.conns) < self.params.peers
+        for s in (self.open, self.open_in[node.rack]):
+            if has_room:
+                s.add(node)
+            else:
+                s.discard(node)
+
     def leave(self, node: Node) -> None:
         node.alive = False
-        self.present.remove(node)
-        for p in list(node.conns):
+        self._room(node)
+        peers = list(node.conns)
+        for p in peers:
             p.drop(node)
         node.conns.clear()
         node.unchoking.clear()
         node.asking.clear()
+        for p in peers:
+            self._room(p)
 
     def finished(self, node: Node) -> None:
         node.done_at = self.loop.now
@@ -168,8 +257,11 @@ class Swarm:
         self.join(self.origin)
         joins = sorted(self.rng.uniform(0, p.join_window) if p.join_window else 0.0
                        for _ in self.nodes)
+        groups: dict[float, list[Node]] = {}
         for t, n in zip(joins, self.nodes):
-            self.loop.at(t, self.join, n)
+            groups.setdefault(t, []).append(n)
+        for t, group in groups.items():
+            self.loop.at(t, self.join_group, group)
         self.loop.at(0.0, self._sample, max(0.05, self.ideal / 200))
         limit = p.max_time or 50 * self.ideal + p.join_window
         self.loop.run(until=limit)

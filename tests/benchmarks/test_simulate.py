@@ -34,11 +34,12 @@ def test_a_download_cap_below_the_upload_bounds_the_time():
     res = simulate(small(nodes=1, down_rate=0.5e6))
     (t,) = times(res)
     ideal = 4 * MIB / 0.5e6
-    # Never faster than the cap. Slower by what comes twice: a read's readahead
-    # window starts where the read ends, so the read's own pieces leave the window
-    # and are withdrawn (engine/reads.py, Picker.withdraw) while on the way, then
-    # asked again at NOW; with the download the bottleneck that costs its time.
-    assert ideal * 0.99 <= t <= ideal * 1.4
+    # Never faster than the cap, and hardly slower: nothing comes twice. (A read
+    # raises its own pieces before its readahead window moves past them, as
+    # engine/reads.py does, so they are never withdrawn and asked again; before
+    # the simulator did the same, this took 1.36 x as long.)
+    assert ideal * 0.99 <= t <= ideal * 1.05
+    assert res["node_rx"][0] == pytest.approx(4 * MIB, rel=0.01)
     received = res["node_rx"][0]
     assert t == pytest.approx(received / 0.5e6, rel=0.03)
 
@@ -102,6 +103,13 @@ def test_the_command_prints_the_kraken_report_and_writes_json(tmp_path, capsys, 
     assert data["torrentfs_n"]["nodes"] == 3 and len(data["torrentfs_n"]["reads"]) == 3
 
 
+def test_the_command_takes_the_subnet_preference_and_super_seeding(capsys):
+    assert cli.main(["--nodes", "4", "--size", "2", "--piece-size", "64", "--racks", "2",
+                     "--rack-uplink", "1e6", "--prefer-subnet", "--super-seed"]) == 0
+    out = capsys.readouterr().out
+    assert "subnet preferred, origin super-seeds" in out
+
+
 @pytest.mark.parametrize("bad", [["--nodes", "0"], ["--leave-fraction", "1"],
                                  ["--piece-size", "24"], ["--latency", "-1"]])
 def test_bad_options_are_one_line_errors(bad, capsys):
@@ -117,3 +125,27 @@ def test_plot_draws_the_cdf_and_the_flows(tmp_path, monkeypatch):
     assert cli.main(["--nodes", "2", "--size", "1", "--piece-size", "64",
                      "--plot", "p.png"]) == 0
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_preferring_the_subnet_keeps_each_rack_uplink_nearer_one_copy():
+    # 3 racks of 16 nodes (the origin in rack 0), uplinks at 2 MB/s: without a
+    # preference the far racks take 13 copies each over their uplinks and the
+    # uplinks bound the time; with --prefer-subnet (core/topology) 3.5 copies, and
+    # everyone is done in less than half the time.
+    p = dict(nodes=48, racks=3, rack_uplink=2e6)
+    free, near = simulate(small(**p)), simulate(small(**p, prefer_rack=True))
+    assert free["ok"] and near["ok"]
+    far_free = sum(r["in_copies"] for r in free["racks"][1:]) / 2
+    far_near = sum(r["in_copies"] for r in near["racks"][1:]) / 2
+    assert far_free >= 8
+    assert far_near <= 0.4 * far_free
+    assert max(times(near)) <= 0.5 * max(times(free))
+
+
+def test_a_super_seeding_origin_sends_about_one_copy():
+    plain = simulate(small(nodes=16))
+    spare = simulate(small(nodes=16, super_seed=True))
+    assert spare["ok"]
+    assert spare["origin_copies"] <= 1.05
+    assert spare["origin_copies"] <= plain["origin_copies"]
+    assert max(times(spare)) <= 1.1 * max(times(plain))

@@ -24,6 +24,7 @@ from torrentfs.cli.args import (
     positive_int,
     positive_seconds,
 )
+from torrentfs.cli.clusteropts import parse_prefer_subnet
 from torrentfs.cli.config import (
     ConfigError,
     commands,
@@ -37,7 +38,8 @@ from torrentfs.cli.main import build_parser, parse_command_line
 SAMPLES = {int: "7", float: "2.5", parse_size: "3M", parse_peer: "10.0.0.1:7",
            parse_peer_list: "10.0.0.1:7", parse_port: "7", parse_seed_after: "ratio=2",
            positive_int: "9", positive_seconds: "33", parse_web_seed: "http://10.0.0.1:7/x",
-           parse_listen: "127.0.0.1:9100", parse_origin: "10.0.0.1:7", None: "some text"}
+           parse_listen: "127.0.0.1:9100", parse_origin: "10.0.0.1:7",
+           parse_prefer_subnet: "10.0.1.0/24", None: "some text"}
 
 
 def parse(argv, config: str | None = None, tmp_path=None, **environ):

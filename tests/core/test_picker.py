@@ -1286,3 +1286,23 @@ def test_remembering_dry_picks_changes_no_pick(ops, prefetch):
             given_out[op[1]] = []
     for p in twins:
         check_consistent(p)
+
+
+# -- avoid (--prefer-subnet: core/topology) ---------------------------------------------
+
+def test_avoided_pieces_are_not_picked_unless_a_read_waits_past_the_grace():
+    p = make("0000")
+    far = peer_with(p, "far", "1111")
+    p.raise_priority("ra", [0, 1, 2], READAHEAD, 5.0)
+    p.raise_priority("read", [3], NOW, 1.0)
+    avoid = {1, 3}
+    assert order(p.pick(far, 0.0, 100, avoid=avoid, avoid_grace=1.0)) == [0, 2]
+    # The read on piece 3 is late by more than the grace: any peer may serve it.
+    assert order(p.pick(far, 2.5, 100, avoid=avoid, avoid_grace=1.0)) == [3]
+    check_consistent(p)
+
+
+def test_avoided_pieces_are_not_prefetched():
+    p = make("000", prefetch=True)
+    far = peer_with(p, "far", "111")
+    assert order(p.pick(far, 0.0, 100, avoid={0, 2})) == [1]

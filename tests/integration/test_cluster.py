@@ -14,6 +14,9 @@ origin with ``--origin``: once the reads are done, each is scraped over HTTP. On
 every node the bytes received by source (origin, peer) add up to the file it read,
 and together the nodes took at least one copy from the origin (the only seed) and
 no more than it says it sent.
+
+The same run with the origin as ``torrentfs seed --super-seed`` (core/sparing) must
+upload at most 1.25 copies.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ ORIGIN_RATE = 2_000_000   # bytes/s, the origin's upload (tbf on its veth)
 NODE_RATE = 4_000_000     # bytes/s, each node's upload
 ORIGIN_PORT = 6881
 MAX_ORIGIN_COPIES = 1.75
+MAX_SPARED_COPIES = 1.25  # with ``seed --super-seed`` (core/sparing): about one copy
 READ_TIMEOUT = 150        # s for all readers together
 METRICS_PORT = 9100       # every daemon's --metrics, on its own address
 
@@ -110,7 +114,13 @@ def cluster_run(tmp_path_factory):
     return run_cluster(tmp_path_factory.mktemp("cluster"))
 
 
-def run_cluster(tmp_path):
+@pytest.fixture(scope="module")
+def spared_run(tmp_path_factory):
+    """The same cluster with the origin run as ``torrentfs seed --super-seed``."""
+    return run_cluster(tmp_path_factory.mktemp("cluster-spared"), ["--super-seed"], "i16t")
+
+
+def run_cluster(tmp_path, origin_extra=(), prefix="tfcl"):
     data = tmp_path / "data"
     data.mkdir()
     payload = data / "blob.bin"
@@ -119,7 +129,7 @@ def run_cluster(tmp_path):
     torrent = tmp_path / "t.torrent"
 
     report: list[str] = []
-    with cluster(1 + N_NODES, "tfcl") as c:
+    with cluster(1 + N_NODES, prefix) as c:
         names = {c.hosts[0].ip: "origin", c.bridge_ip: "tracker"}
         names.update({c.hosts[i].ip: f"node{i}" for i in range(1, N_NODES + 1)})
         c.limit_egress(0, ORIGIN_RATE)
@@ -135,7 +145,8 @@ def run_cluster(tmp_path):
                 origin = c.popen(0, [TORRENTFS, "seed", str(torrent), str(data),
                                      "--port", str(ORIGIN_PORT), "--no-dht",
                                      "--metrics", f"{c.hosts[0].ip}:{METRICS_PORT}",
-                                     "--cache-dir", str(tmp_path / "origin-cache")],
+                                     "--cache-dir", str(tmp_path / "origin-cache"),
+                                     *origin_extra],
                                  stdout=subprocess.DEVNULL, stderr=err)
             mounts: list[Mount] = []
             readers: list[subprocess.Popen] = []
@@ -286,3 +297,16 @@ def test_metrics_bytes_by_source_add_up_on_every_node(cluster_run):
     assert sum(by_source(origin, h).values()) == 0  # a seed downloads nothing
     sent = one(origin, "torrentfs_sent_bytes_total", h)
     assert SIZE <= from_origin <= sent, r["summary"]
+
+
+def test_a_super_seeding_origin_sends_about_one_copy(spared_run):
+    # Real mounts reading at once from an origin that refuses what it sent before
+    # and another node now has (BEP 6 rejects): every read byte-exact, the nodes
+    # trade the rest, and the origin's uplink carries about one copy.
+    r = spared_run
+    for i, code, got, errout, _ in r["results"]:
+        assert code == 0 and got == r["want"], (
+            f"node{i} did not read the file byte-exact\n{r['summary']}")
+    assert r["origin_copies"] <= MAX_SPARED_COPIES, (
+        f"the super-seeding origin uploaded {r['origin_copies']:.2f} copies for {N_NODES} "
+        f"nodes (at most {MAX_SPARED_COPIES})\n{r['summary']}")

@@ -350,6 +350,7 @@ def torrent_options(args, **fixed):
     """The ``engine.options.TorrentOptions`` the command line gives (a setting the
     command has no option for keeps its default); ``fixed`` are set by the command
     itself (a seed's ``data_dir``, a magnet's port and peers, ...)."""
+    from torrentfs.cli.clusteropts import cluster_settings
     from torrentfs.engine.options import TorrentOptions
     if getattr(args, "no_utp", False) and getattr(args, "no_tcp", False):
         raise CliError("--no-utp and --no-tcp together leave no way to reach a peer")
@@ -365,7 +366,8 @@ def torrent_options(args, **fixed):
         read_timeout=getattr(args, "read_timeout", 0) or None,
         cache_size=getattr(args, "cache_size", None),
         cache_size_auto=getattr(args, "cache_size_auto", False),
-        max_open_files=getattr(args, "max_open_files", TorrentOptions.max_open_files))
+        max_open_files=getattr(args, "max_open_files", TorrentOptions.max_open_files),
+        **cluster_settings(args))
     settings.update(fixed)
     settings["peers"] = [*settings["peers"], *(dial for _, dial in origins if dial)]
     return TorrentOptions(**settings)

@@ -34,6 +34,7 @@ from torrentfs.cli.args import (
     parse_size,
     torrent_options,
 )
+from torrentfs.cli.clusteropts import add_prefer_subnet
 from torrentfs.cli.daemon import daemonise
 from torrentfs.cli.mountpoint import check_mountpoint
 from torrentfs.cli.errors import cache_folder_error
@@ -114,6 +115,7 @@ def add_parser(sub) -> None:
     add_transports(net)
     add_dht(net)
     add_web_seeds(net)
+    add_prefer_subnet(net)
     data = m.add_argument_group("cache and reading")
     data.add_argument("--cache-dir", metavar="DIR",
                       help=f"where downloaded data is kept (default: {default_cache_dir()})")

@@ -22,6 +22,7 @@ from torrentfs.cli.args import (
     parse_peer,
     torrent_options,
 )
+from torrentfs.cli.clusteropts import add_prefer_subnet, add_super_seed
 from torrentfs.cli.output import CliError, progress_bar, setup_logging
 from torrentfs.cli.registry import Registration, lock_torrent
 from torrentfs.cli.serve import check_ports, keep_found, map_ports, start_dht, start_metrics
@@ -62,6 +63,8 @@ def add_parser(sub) -> None:
     add_port_mapping(sd)
     add_transports(sd)
     add_dht(sd)
+    add_prefer_subnet(sd)
+    add_super_seed(sd)
     sd.add_argument("--cache-dir", metavar="DIR",
                     help=f"where our state is kept (default: {default_cache_dir()})")
     add_max_open_files(sd)

@@ -42,11 +42,11 @@ Peers are any hashable keys. Method names say what the picker hears.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from bisect import bisect_left
+from collections import Counter
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Hashable, Iterable
+from typing import Container, Hashable, Iterable
 
 from torrentfs.core.bitfield import Bitfield
 from torrentfs.core.geometry import Geometry
@@ -433,14 +433,18 @@ class Picker:
     # -- picking ----------------------------------------------------------------------
 
     def pick(self, peer: Peer, now: float, limit: int, spread: int = 1,
-             ahead: int | None = None) -> list[Block]:
+             ahead: int | None = None, avoid: Container[int] | None = None,
+             avoid_grace: float = 0.0) -> list[Block]:
         """Up to ``limit`` new block requests for ``peer``, most urgent first. With
         ``spread`` > 1 (the number of peers that could share the work), one pick
         takes at most its share of a NOW piece's blocks, so that the blocks of a
         piece a read waits on come from several peers at once; so too of a
         READAHEAD piece while every peer is a seed. With ``ahead``, the peer's
-        requests below NOW grow to ``ahead`` blocks at most."""
-        if limit <= 0 or peer not in self._peers or self._dry.get(peer) == self._generation:
+        requests below NOW grow to ``ahead`` blocks at most. Pieces in ``avoid`` are
+        not asked of this peer (a remote one: ``core/topology``) unless a read waits
+        on them ``avoid_grace`` seconds past their deadline."""
+        if limit <= 0 or peer not in self._peers or (
+                not avoid and self._dry.get(peer) == self._generation):
             return []
         room = math.inf if ahead is None else ahead - self._backlog_size(peer)
         bits = self._peers[peer]
@@ -469,6 +473,9 @@ class Picker:
                 continue
             if spare and tier != NOW and avail[index] > seeds:
                 continue
+            if (avoid is not None and index in avoid
+                    and not (tier == NOW and now >= deadline + avoid_grace)):
+                continue
             if tier != NOW and below is None:  # NOW comes first: the rest is backlog
                 below = len(picked)
                 limit = min(limit, below + max(0, room))
@@ -491,11 +498,13 @@ class Picker:
                 if len(picked) >= limit:
                     return picked
             for index in self._normal_candidates(bits):
+                if avoid is not None and index in avoid:
+                    continue
                 self._pick_from(peer, index, now, limit, picked, duplicate=False)
                 if len(picked) >= limit:
                     return picked
                 dry = dry and not partials[index].num_free
-        if dry:
+        if dry and not avoid:  # what ``avoid`` holds back changes with time and peers
             self._dry[peer] = self._generation
         return picked
 

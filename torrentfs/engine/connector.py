@@ -176,7 +176,10 @@ class Connector:
         async with trio.open_nursery() as nursery:
             while True:
                 now = trio.current_time()
-                for addr, cand in list(self.candidates.items()):
+                nearby = getattr(t, "nearby", None)  # --prefer-subnet: local ones first
+                order = nearby.dial_order(list(self.candidates)) if nearby else self.candidates
+                for addr in order:
+                    cand = self.candidates[addr]
                     if not self.room(len(self.connecting)):
                         break
                     if (cand.banned or addr[0] in t.banned_ips or cand.next_try > now

@@ -34,6 +34,8 @@ class TorrentOptions:
     tcp: bool = True                 # peers over TCP (listen and dial)
     utp: bool = True                 # peers over uTP (BEP 29; UDP on the same port)
     origins: tuple[str, ...] = ()    # IP addresses whose bytes count as the origin's
+    prefer_subnet: str | None = None  # CIDR(s) or "auto": peers there first (core/topology)
+    super_seed: bool = False         # a seed sends each piece about once (core/sparing)
 
     # -- the data --------------------------------------------------------------------
     prefetch: bool = False           # download the whole torrent, below reads

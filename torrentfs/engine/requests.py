@@ -23,8 +23,10 @@ unanswered for CANCEL_TIMEOUT seconds is forgotten, and its block freed
 (``expire``, from the ticker).
 
 What it needs of its torrent: ``picker``, ``geometry``, ``seed_only``, ``spread``
-(over how many peers a NOW piece's blocks are split) and ``schedule`` (every peer
-picks).
+(over how many peers a NOW piece's blocks are split), ``schedule`` (every peer
+picks) and, if it has one, ``nearby`` (``--prefer-subnet``: a peer outside our subnet
+is not asked for a piece a peer inside has, unless a read has waited on it
+``AVOID_GRACE`` past its deadline; engine/locality).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import trio
 
 from torrentfs.core import wire
 from torrentfs.core.picker import NOW
+from torrentfs.core.topology import AVOID_GRACE
 from torrentfs.net.peer import PeerSession
 
 PIPELINE_MIN, PIPELINE_MAX = 16, 256  # block requests outstanding per peer ...
@@ -74,7 +77,9 @@ class Requests:
         now = trio.current_time()
         pipeline, ahead = self.sizes(s, now)
         if outstanding < pipeline and not (batch and outstanding > ahead // 2):
-            picked = t.picker.pick(s, now, pipeline - outstanding, t.spread, ahead)
+            nearby = getattr(t, "nearby", None)  # --prefer-subnet (core/topology)
+            picked = t.picker.pick(s, now, pipeline - outstanding, t.spread, ahead,
+                                   nearby.avoid(s) if nearby else None, AVOID_GRACE)
             for index, begin, length in picked:
                 s.send(wire.Request(index, begin, length))
             if picked and t.picker.priority(picked[0][0])[0] == NOW:  # NOW comes first

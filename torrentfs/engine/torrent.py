@@ -56,6 +56,7 @@ from torrentfs.disk.cache import DiskCache
 from torrentfs.disk.storage import Storage
 from torrentfs.engine.connector import Candidate, Connector
 from torrentfs.engine.haves import HaveBatcher
+from torrentfs.engine.locality import Nearby
 from torrentfs.engine.metrics import Metrics
 from torrentfs.engine.options import TorrentOptions
 from torrentfs.engine.peerext import PeerExtensions
@@ -121,6 +122,7 @@ class Torrent:
         self.banned_ips: set[str] = set()
         self._banned_ids: set[bytes] = set()
         self.choker = choker or Choker()
+        self.nearby = Nearby(options.prefer_subnet, self.geometry.num_pieces)
         # The torrents of a multi-torrent mount share their rate limits and a cap on
         # connections (``multi.Shared``).
         self.shared = shared
@@ -272,6 +274,8 @@ class Torrent:
             s.registered = False
         self.requests.forget(s)
         self.reads.blocks.peer_left(s)
+        self.nearby.closed(s)
+        self.uploads.closed(s)
         s.queued.clear()
         s.upload_fifo.clear()
         self.ext.peer_closed(s)
@@ -292,11 +296,13 @@ class Torrent:
             return
         match msg:
             case wire.Bitfield():
-                self.picker.got_bitfield(
-                    s, Bitfield.from_bytes(msg.bits, self.geometry.num_pieces))
+                bits = Bitfield.from_bytes(msg.bits, self.geometry.num_pieces)
+                self.picker.got_bitfield(s, bits)
+                self.nearby.got_all(s, bits)
                 self._update_interest(s)
             case wire.HaveAll():
                 self.picker.got_have_all(s)
+                self.nearby.got_all(s, range(self.geometry.num_pieces))
                 self._update_interest(s)
             case wire.Have():
                 self._on_have(s, msg)
@@ -332,6 +338,7 @@ class Torrent:
 
     def _on_have(self, s: PeerSession, msg: wire.Have) -> None:
         self.picker.got_have(s, msg.index)
+        self.nearby.got(s, msg.index)
         if not s.am_interested and msg.index not in self.have and not self.seed_only:
             s.send(wire.Interested())
         if not s.peer_choking and msg.index not in self.have:  # else nothing new to ask

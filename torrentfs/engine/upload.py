@@ -36,6 +36,7 @@ import trio
 from torrentfs.core import wire
 from torrentfs.core.piecelayers import HashServer
 from torrentfs.core.ratelimit import TokenBucket
+from torrentfs.core.sparing import Sparing
 from torrentfs.core.uploadpolicy import HOLD_SECONDS, best_request
 from torrentfs.disk.storage import StorageError
 from torrentfs.net.peer import PeerSession
@@ -71,6 +72,19 @@ class Uploader:
         self._pieces_sent: dict[int, int] = {}  # piece -> times its first block went out
         self._last_sent: dict[int, tuple[PeerSession, float]] = {}  # piece -> to whom, when
         self._hashes: HashServer | None = None  # made at the first hash request
+        # seed --super-seed: a piece already sent to another peer is refused (BEP 6
+        # reject; core/sparing), so the asker fetches it there.
+        self.sparing = (Sparing() if getattr(getattr(torrent, "options", None), "super_seed",
+                                             False) else None)
+
+    def closed(self, s: PeerSession) -> None:
+        """The peer is gone."""
+        if self.sparing is not None:
+            self.sparing.forget(s)
+
+    def _spare(self, s: PeerSession, req: wire.Request) -> bool:
+        """--super-seed: whether to serve this request (core/sparing)."""
+        return self.sparing.serve(s, req.index, trio.current_time())
 
     def hash_message(self, s: PeerSession, msg: wire.Message) -> None:
         """A BEP 52 hash request (answered or rejected), or hashes or a reject we
@@ -184,7 +198,7 @@ class Uploader:
         key = (req.index, req.begin, req.length)
         if key not in s.queued or s.closed:
             return
-        if s.am_choking:
+        if s.am_choking or (self.sparing is not None and s.fast and not self._spare(s, req)):
             s.queued.discard(key)
             if s.fast:
                 s.send(wire.Reject(*key))
@@ -209,5 +223,7 @@ class Uploader:
             s.up.add(len(data), trio.current_time())
             self.uploaded += len(data)
             self._last_sent[req.index] = (s, trio.current_time())
+            if self.sparing is not None:
+                self.sparing.sent(s, req.index)
             if req.begin == 0:
                 self._pieces_sent[req.index] = self._pieces_sent.get(req.index, 0) + 1
