@@ -55,6 +55,17 @@ def test_the_origin_is_known_by_its_ip_whatever_the_port_or_the_socket_family():
     assert normal_ip("not-an-ip") == "not-an-ip"
 
 
+def test_the_origin_is_known_by_its_peer_id_at_another_address():
+    # The origin's daemon heard at its IPv6 link-local address (LSD) is still the
+    # origin once its peer id has been seen at an origin address.
+    m = Metrics(["10.0.0.1"])
+    assert m.source_of(("fe80::1", 6881), b"O" * 20) == "peer"   # not known yet
+    assert m.source_of(("10.0.0.1", 6881), b"O" * 20) == "origin"
+    assert m.source_of(("fe80::1", 6881), b"O" * 20) == "origin"
+    assert m.source_of(("fe80::2", 6881), b"N" * 20) == "peer"
+    assert m.source_of(("fe80::1", 6881)) == "peer"  # no peer id: by address only
+
+
 # -- live, with fake peers ---------------------------------------------------------------
 
 async def test_bytes_by_source_add_up_to_what_was_read(make_swarm, autojump_clock):

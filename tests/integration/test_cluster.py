@@ -55,9 +55,9 @@ MAX_SPARED_COPIES = 1.25  # with ``seed --super-seed`` (core/sparing): about one
 READ_TIMEOUT = 150        # s for all readers together
 METRICS_PORT = 9100       # every daemon's --metrics, on its own address
 
-CLOSED = re.compile(r"<peer ([\d.]+):(\d+)> closed: (.*) \(received (\d+) bytes of blocks, "
+CLOSED = re.compile(r"<peer ([\da-f:.]+):(\d+)> closed: (.*) \(received (\d+) bytes of blocks, "
                     r"sent (\d+)\)")
-CONNECTED = re.compile(r"connected to <peer ([\d.]+):(\d+)> \((in|out)\)")
+CONNECTED = re.compile(r"connected to <peer ([\da-f:.]+):(\d+)> \((in|out)\)")
 TOTALS = re.compile(r"totals: downloaded (\d+) bytes, uploaded (\d+), wasted (\d+)")
 
 
@@ -104,6 +104,13 @@ def try_scrape(ip: str):
         return f"scrape failed: {type(e).__name__}: {e}"
 
 
+def link_local_addresses(c, i: int) -> list[str]:
+    """Host i's IPv6 link-local addresses (``ip -6 addr`` in its namespace)."""
+    out = c.run(i, ["ip", "-6", "-o", "addr", "show", "scope", "link"],
+                capture_output=True, text=True).stdout
+    return re.findall(r"inet6 (fe80:[\da-f:]+)/", out)
+
+
 def connected_ips(log: str) -> set[str]:
     return {ip for ip, _port, _dir in CONNECTED.findall(log)}
 
@@ -132,6 +139,11 @@ def run_cluster(tmp_path, origin_extra=(), prefix="tfcl"):
     with cluster(1 + N_NODES, prefix) as c:
         names = {c.hosts[0].ip: "origin", c.bridge_ip: "tracker"}
         names.update({c.hosts[i].ip: f"node{i}" for i in range(1, N_NODES + 1)})
+        # The daemons also meet at their IPv6 link-local addresses (LSD over IPv6, then
+        # uTP on the dual-stack socket): those name the same hosts.
+        for i, host in enumerate(c.hosts):
+            for addr in link_local_addresses(c, i):
+                names[addr] = "origin" if i == 0 else f"node{i}"
         c.limit_egress(0, ORIGIN_RATE)
         for i in range(1, N_NODES + 1):
             c.limit_egress(i, NODE_RATE)

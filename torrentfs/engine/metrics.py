@@ -84,14 +84,22 @@ class Metrics:
 
     def __init__(self, origins: Iterable[str] = ()) -> None:
         self.origins = frozenset(normal_ip(h) for h in origins)
+        # Peer ids seen at an origin address: the same daemon reached at another of
+        # its addresses (an IPv6 link-local one heard over LSD, say) is the origin too.
+        self.origin_ids: set[bytes] = set()
         self.received = dict.fromkeys(SOURCES, 0)  # bytes taken into pieces, by source
         self.pieces_passed = 0   # pieces downloaded whose hash matched ...
         self.pieces_failed = 0   # ... and did not
         self.read_latency = Latency()
 
-    def source_of(self, addr: tuple[str, int]) -> str:
-        """``origin`` or ``peer``, for a peer at ``addr`` (its session's ``source``)."""
-        return "origin" if normal_ip(addr[0]) in self.origins else "peer"
+    def source_of(self, addr: tuple[str, int], peer_id: bytes | None = None) -> str:
+        """``origin`` or ``peer``, for a peer at ``addr`` with ``peer_id`` (its
+        session's ``source``): an origin address, or a peer id seen at one."""
+        if self.origins and normal_ip(addr[0]) in self.origins:
+            if peer_id is not None:
+                self.origin_ids.add(peer_id)
+            return "origin"
+        return "origin" if peer_id is not None and peer_id in self.origin_ids else "peer"
 
 
 def figures(torrent) -> dict:

@@ -249,13 +249,17 @@ class Torrent:
         if s.peer_id in self._banned_ids or s.addr[0] in self.banned_ips:
             s.close_reason = "banned peer"
             return False
-        if any(o is not s and o.peer_id == s.peer_id and not o.closed
-               for o in self.sessions.values()):
+        twins = [o for o in self.sessions.values()
+                 if o is not s and o.peer_id == s.peer_id and not o.closed]
+        if twins:
             s.close_reason = "already connected to this peer"
+            if self.metrics.source_of(s.addr, s.peer_id) == "origin":
+                for o in twins:  # the origin, reached first at another of its addresses
+                    o.source = "origin"
             return False
         self.picker.add_peer(s)
         s.registered = True
-        s.source = self.metrics.source_of(s.addr)  # whose bytes: origin or peer
+        s.source = self.metrics.source_of(s.addr, s.peer_id)  # whose bytes: origin or peer
         if s.fast and self.have.complete:
             s.send(wire.HaveAll())
         elif s.fast and not self.have.count:
