@@ -264,7 +264,7 @@ class Node:
             self.rx_origin += nbytes
         else:
             self.rx_peers += nbytes
-        got = self.picker.block_received(peer, index, 0, nbytes)
+        got = self.picker.block_received(peer, index, 0, nbytes, now)
         if got.new:
             for other in got.cancel:
                 self.cancel(other, index)

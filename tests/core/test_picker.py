@@ -474,6 +474,24 @@ def test_duplicates_only_after_duplicate_after():
     check_consistent(p)
 
 
+def test_a_holder_that_keeps_delivering_is_not_duplicated():
+    # A full pipeline on a slow or shared link (a rack uplink, our own downlink):
+    # the holder answers steadily, the late block is only queued behind what was
+    # asked before, and a second request would queue on the same link.
+    p = make("0", blocks=8, duplicate_after=1.0)
+    seed(p, "a")
+    seed(p, "b")
+    p.raise_priority("r", [0], NOW, 1.0)
+    taken = everything(p, "a", now=0.0)
+    for k, block in enumerate(taken[:4]):  # one block every 0.8 s
+        assert p.block_received("a", *block, now=0.8 * (k + 1)).new
+        assert everything(p, "b", now=0.8 * (k + 1) + 0.9) == []
+    # then it falls silent: duplicate_after after its last block, b is asked too
+    assert everything(p, "b", now=3.2 + 0.999) == []
+    assert everything(p, "b", now=3.2 + 1.001) == taken[4:]
+    check_consistent(p)
+
+
 def test_duplicate_after_setting_is_used():
     p = make("0", duplicate_after=5.0)
     seed(p, "a")

@@ -13,7 +13,11 @@ Contract
   against its deadline and that another peer has held for ``duplicate_after``
   seconds is handed out again (the faster answer wins; the shell cancels the other
   requests). The clock restarts with each extra
-  request, so a block gains at most one more holder per ``duplicate_after``.
+  request, so a block gains at most one more holder per ``duplicate_after``, and
+  with each block a holder delivers (``block_received(..., now=)``): a holder that
+  keeps delivering is working through what was asked before (a full pipeline on a
+  slow or shared link), not stalled, and a duplicate would only queue on the same
+  link. Only a holder silent for ``duplicate_after`` since it was asked is doubled.
 * With ``ahead``, ``pick`` hands out blocks below NOW only while the peer holds
   fewer than ``ahead`` of them (readahead, prefetch); NOW blocks only count against
   ``limit``. Each peer's requests are kept in the order asked: ``backlog(peer)``
@@ -124,6 +128,7 @@ class Picker:
         # found nothing free at generation g picks nothing while it is still g.
         self._generation = 0
         self._dry: dict[Peer, int] = {}
+        self._heard: dict[Peer, float] = {}  # when each peer last delivered a block
         self._order: list[tuple[int, int, float]] | None = None  # raised, most urgent first
         self._keys: list[tuple] = []  # the sort key of each entry of _order
         self._key_of: dict[int, tuple] = {}  # piece -> its key there
@@ -286,6 +291,7 @@ class Picker:
         bits = self._peers.pop(peer, None)
         self._outstanding.pop(peer, None)
         self._dry.pop(peer, None)
+        self._heard.pop(peer, None)
         self._generation += 1
         if bits is not None:
             if bits.complete:
@@ -570,6 +576,7 @@ class Picker:
         partial = self._partials[index]
         out = self._outstanding[peer]
         requests, received, blocks = partial.requests, partial.received, partial.blocks
+        heard, since = self._heard, now - self.duplicate_after
         for b in among:
             if b >= len(blocks):
                 continue
@@ -577,7 +584,7 @@ class Picker:
                 return
             holders = requests[b]
             if (received[b] or not holders or peer in holders
-                    or max(holders.values()) > now - self.duplicate_after):
+                    or any(max(t, heard.get(h, t)) > since for h, t in holders.items())):
                 continue
             holders[peer] = now
             begin, length = blocks[b]
@@ -586,12 +593,16 @@ class Picker:
 
     # -- receiving --------------------------------------------------------------------
 
-    def block_received(self, peer: Peer, index: int, begin: int, length: int) -> Received:
-        """A block arrived from ``peer``. Unrequested, duplicate, or misshapen blocks
-        come back with ``new=False`` and change nothing."""
+    def block_received(self, peer: Peer, index: int, begin: int, length: int,
+                       now: float | None = None) -> Received:
+        """A block arrived from ``peer`` (at ``now``: the peer is not stalled, see
+        ``duplicate_after``). Unrequested, duplicate, or misshapen blocks come back
+        with ``new=False`` and change nothing else."""
         if not self.geometry.is_valid_block(index, begin, length):
             # Misshapen: our request for (index, begin), if any, is still open.
             return Received(False)
+        if now is not None and peer in self._peers:
+            self._heard[peer] = now
         out = self._outstanding.get(peer)
         if out is not None:
             out.pop((index, begin), None)

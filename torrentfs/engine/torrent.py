@@ -368,7 +368,7 @@ class Torrent:
         """A block arrived from a peer or a web seed: into its piece's buffer, the
         other holders cancelled; a complete piece goes to be verified."""
         n = len(data)
-        got = self.picker.block_received(s, index, begin, n)
+        got = self.picker.block_received(s, index, begin, n, trio.current_time())
         if not got.new:
             self.wasted += n
             return
