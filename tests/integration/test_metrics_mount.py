@@ -18,6 +18,7 @@ from tests.harness.metrics import by_source, scrape
 from tests.harness.swarm import free_port, lt_create, lt_seeder, wait_until
 from tests.harness.webseeds import files_on_disk, range_server
 from torrentfs.core.metainfo import parse
+from torrentfs.fs.fuse import KERNEL_READAHEAD_KIB
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -72,7 +73,9 @@ def test_bytes_by_source_add_up_to_what_was_read(served, mount_torrent):
     assert got["torrentfs_pieces_failed_total"][ids] == 0
     assert got["torrentfs_pieces_have"][ids] == got["torrentfs_pieces"][ids] == n_pieces
     assert got["torrentfs_reads_waiting"][ids] == 0
-    assert got["torrentfs_read_seconds_count"][ids] >= SIZE // (128 * 1024)
+    # Every FUSE read is timed: the kernel asks for at most its readahead at a time
+    # (raised to KERNEL_READAHEAD_KIB at init; it was 128 KiB when this was written).
+    assert got["torrentfs_read_seconds_count"][ids] >= SIZE // (KERNEL_READAHEAD_KIB << 10)
     assert got["torrentfs_read_seconds_sum"][ids] > 0
     assert ids in got["torrentfs_peers"]  # 0 by now: libtorrent drops a seed once we are one
     assert got["process_resident_memory_bytes"][()] > 0
