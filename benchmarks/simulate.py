@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.cluster_report import fmt, kraken_lines, summary, verdicts
+from benchmarks.cluster_report import kraken_lines, summary, verdicts
 from benchmarks.sim.links import Params
 from benchmarks.sim.swarm import simulate
 from torrentfs.disk.create import choose_piece_length

@@ -132,20 +132,19 @@ class PeerSession:
             return
         data = self.conn.send(msg)
         self._out.append(data)
-        self._out_len += len(data)
-        if self._out_len > MAX_SEND_BUFFER:
-            self.close("peer does not read what we send")
+        self._queued(len(data), wake=False)
 
     def flush(self) -> None:
         """Send what ``send_lazy`` queued, now."""
         if self._out:
             self._wake.set()
 
-    def _queued(self, n: int) -> None:
+    def _queued(self, n: int, wake: bool = True) -> None:
         self._out_len += n
         if self._out_len > MAX_SEND_BUFFER:
             self.close("peer does not read what we send")
-        self._wake.set()
+        if wake:
+            self._wake.set()
 
     def close(self, reason: str = "") -> None:
         """End the session (from any task)."""
