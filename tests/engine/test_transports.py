@@ -103,3 +103,16 @@ async def test_a_peer_known_to_speak_utp_is_dialed_over_utp_first(tmp_path):
                     assert next(iter(t.sessions.values())).transport == want
                     inner.cancel_scope.cancel()
             n.cancel_scope.cancel()
+
+
+def test_a_link_local_address_without_zone_is_not_a_candidate(tmp_path):
+    """PEX (its compact form has no room for a zone) may pass on fe80:: addresses:
+    they name no link of ours (TCP cannot dial them, uTP replies come back zoned),
+    so only a zoned one, as LSD hears it, is kept."""
+    meta, _ = small_torrent(tmp_path, 1 << 16)
+    t = Torrent(meta, tmp_path / "c", options(), offload=inline)
+    for addr in [("fe80::1", 6881), ("fe80::1%2", 6881), ("2001:db8::1", 6881),
+                 ("10.0.0.1", 6881)]:
+        t.connector.add(addr)
+    assert sorted(t.candidates) == [("10.0.0.1", 6881), ("2001:db8::1", 6881),
+                                    ("fe80::1%2", 6881)]

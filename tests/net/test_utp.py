@@ -2,12 +2,13 @@
 DHT's datagrams told apart on the same socket, RESET for unknown connections."""
 
 import os
+import socket
 
 import pytest
 import trio
 
 from torrentfs.core import utp
-from torrentfs.net.utp import UtpSocket, UtpStream
+from torrentfs.net.utp import UtpSocket, UtpStream, plain_addr, socket_addr
 
 
 async def _pair(nursery, accept):
@@ -255,3 +256,15 @@ async def test_no_timer_runs_without_connections():
             bound.deadline = float("inf")
             assert next_deadline() == float("inf")
             nursery.cancel_scope.cancel()
+
+
+def test_a_link_local_address_carries_its_zone_both_ways():
+    """What recvfrom reports (the scope id beside the address) is keyed zoned, and a
+    zoned address goes back to the socket with its scope id: the socket module
+    ignores a zone written in the host string."""
+    assert plain_addr(("fe80::1", 6881, 0, 2)) == ("fe80::1%2", 6881)
+    assert plain_addr(("::ffff:10.0.0.1", 6881, 0, 0)) == ("10.0.0.1", 6881)
+    assert plain_addr(("2001:db8::1", 6881, 0, 0)) == ("2001:db8::1", 6881)
+    assert socket_addr(("fe80::1%2", 6881)) == ("fe80::1", 6881, 0, 2)
+    assert socket_addr(("fe80::1%lo", 6881)) == ("fe80::1", 6881, 0, socket.if_nametoindex("lo"))
+    assert socket_addr(("10.0.0.1", 6881)) == ("10.0.0.1", 6881)

@@ -41,6 +41,7 @@ from typing import Callable, Protocol
 import trio
 
 from torrentfs.core import wire
+from torrentfs.core.address import unzoned_link_local, zoned
 from torrentfs.core.geometry import Geometry
 from torrentfs.core.metainfo import Metainfo
 from torrentfs.engine.options import TorrentOptions
@@ -104,6 +105,8 @@ class Connector:
         True if it is known to speak uTP; ``swarm`` the info-hash it was found under
         when not the torrent's own (a hybrid's v2 one: ``swarms``)."""
         addr = (str(addr[0]), int(addr[1]))
+        if unzoned_link_local(addr[0]):
+            return  # fe80:: passed on (PEX) names no link of ours: LSD finds it zoned
         cand = self.candidates.get(addr)
         if cand is None:
             self.candidates[addr] = Candidate(utp=utp, swarm=swarm)
@@ -338,7 +341,8 @@ class Connector:
         """A connection to our listener (``trio.serve_listeners``): plain or
         encrypted, as the policy allows."""
         try:
-            host, port, *_ = stream.socket.getpeername()
+            host, port, *rest = stream.socket.getpeername()
+            host = zoned(host, rest[1] if len(rest) > 1 else 0)  # fe80::1%2: as LSD has it
         except OSError:
             await stream.aclose()
             return
