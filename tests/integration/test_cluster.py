@@ -60,6 +60,10 @@ HOST = r"[\da-f:.]+(?:%\w+)?"
 CLOSED = re.compile(rf"<peer ({HOST}):(\d+)> closed: (.*) \(received (\d+) bytes of blocks, "
                     r"sent (\d+)\)")
 CONNECTED = re.compile(rf"connected to <peer ({HOST}):(\d+)> \((in|out)\)")
+# A peer that sat on our requests for SNUB_AFTER (20 s): on these links every peer
+# serves within a second, so one is a stall (as when a session fell out of
+# ``sessions`` and its peer's requests were never served).
+SNUBBED = re.compile(rf"<peer ({HOST}):\d+> snubbed us")
 OUTGOING_UTP = re.compile(rf"<peer ({HOST}:\d+)> over uTP \(outgoing\)")
 REACHED_OUT = re.compile(rf"(?:connected to <peer ({HOST}:\d+)> \(out\)"
                          rf"|<peer ({HOST}:\d+)> closed: already connected to this peer)")
@@ -261,6 +265,10 @@ def run_cluster(tmp_path, origin_extra=(), prefix="tfcl"):
                       + (f"downloaded {t[0] / 2**20:.2f} MiB, uploaded {t[1] / 2**20:.2f}, "
                          f"wasted {t[2] / 2**20:.2f}" if t else "none"))
     report.append(matrix_table(flow_matrix(logs, names), list(logs)))
+    snubs = [f"{h} by " + ", ".join(sorted(names.get(unzoned(ip), ip)
+                                          for ip in SNUBBED.findall(log)))
+             for h, log in logs.items() if SNUBBED.search(log)]
+    report.append("snubbed (sat 20 s on requests): " + ("; ".join(snubs) or "none"))
     report.append("reached over TCP at a zoned link-local address: " + "; ".join(
         f"{h} {len(tcp_to_link_local(log))}" for h, log in logs.items()))
     hexhash = info_hash.hex()
@@ -282,9 +290,12 @@ def run_cluster(tmp_path, origin_extra=(), prefix="tfcl"):
 
     flows = flow_matrix(logs, names)
     link_local_tcp = {h: tcp_to_link_local(log) for h, log in logs.items()}
-    return {"link_local_tcp": link_local_tcp,"results": results, "want": want, "summary": summary, "flows": flows,
+    snubbed = {h: sorted(names.get(unzoned(ip), ip) for ip in SNUBBED.findall(log))
+               for h, log in logs.items()}
+    return {"results": results, "want": want, "summary": summary, "flows": flows,
             "origin_totals": origin_totals, "origin_text": origin_text,
-            "origin_copies": origin_copies, "metrics": scraped, "info_hash": hexhash}
+            "origin_copies": origin_copies, "metrics": scraped, "info_hash": hexhash,
+            "link_local_tcp": link_local_tcp, "snubbed": snubbed}
 
 
 def test_four_mounts_read_byte_exact_and_trade_pieces(cluster_run):
@@ -307,6 +318,15 @@ def test_link_local_peers_heard_over_lsd_are_reached_over_tcp(cluster_run):
     only uTP reached them)."""
     reached = cluster_run["link_local_tcp"]
     assert any(reached.values()), cluster_run["summary"]
+
+
+def test_no_peer_sits_on_requests(cluster_run):
+    """No host waited SNUB_AFTER (20 s) for blocks a peer had been asked for. Here
+    every peer serves within a second; one that does not is stalled, as a session
+    replaced in ``sessions`` by a second connection at its address was (it never
+    served its peer's requests, and the reads waited for the snub)."""
+    snubbed = {h: who for h, who in cluster_run["snubbed"].items() if who}
+    assert not snubbed, cluster_run["summary"]
 
 
 def test_origin_uploads_well_under_a_copy_per_node(cluster_run):
