@@ -86,6 +86,28 @@ async def test_connect_to_nobody_fails_within_the_timeout():
             nursery.cancel_scope.cancel()
 
 
+async def test_a_zone_given_by_name_is_keyed_by_index():
+    """A peer given as fe80::1%lo is dialed as fe80::1%<index of lo>: its replies
+    come from the address the socket reports, zoned by index, and must find their
+    connection. An unknown interface fails the connect at once."""
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            client = UtpSocket(host="::1")
+            await nursery.start(client.run)
+
+            async def dial():
+                with pytest.raises(OSError):
+                    await client.connect(("fe80::1%lo", 6881), timeout=0.5)
+            nursery.start_soon(dial)
+            await trio.sleep(0.1)
+            assert {a for a, _ in client._conns} == {
+                (f"fe80::1%{socket.if_nametoindex('lo')}", 6881)}
+            with pytest.raises(OSError):
+                await client.connect(("fe80::1%no-such-if", 6881), timeout=0.5)
+            await trio.sleep(1)
+            nursery.cancel_scope.cancel()
+
+
 async def test_dht_and_utp_share_one_udp_port():
     """A DHT node over uTP's socket bootstraps from a plain DHT node and is found by
     it, while a uTP stream runs on the same port."""

@@ -241,6 +241,9 @@ class UtpSocket:
         if self.raw is None:
             raise OSError("uTP socket not running")
         addr = plain_addr((addr[0], int(addr[1])))
+        host, _, zone = addr[0].partition("%")
+        if zone and not zone.isdigit():  # fe80::1%eth0: keyed as replies come, %<index>
+            addr = (f"{host}%{socket.if_nametoindex(zone)}", addr[1])
         if not self.serves(":" in addr[0]):
             raise OSError(f"uTP socket cannot reach {addr[0]} (address family)")
         if len(self._conns) >= MAX_CONNECTIONS:
