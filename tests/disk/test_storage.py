@@ -539,7 +539,6 @@ def test_unrecorded_finds_written_pieces_missing_from_resume(multi):
     """A crash between a piece's write and the next resume save: the piece is on
     disk but not recorded. ``unrecorded`` names it (and only such pieces)."""
     s, stream = multi
-    g = s.geometry
     recorded = written(s, stream, [0])
     s.save_resume(recorded)
     written(s, stream, [2, 3])

@@ -57,6 +57,22 @@ async def test_learns_peers_by_pex_bounded(tmp_path, autojump_clock):
         n.cancel_scope.cancel()
 
 
+async def test_a_link_local_address_from_pex_is_not_learned(tmp_path, autojump_clock):
+    """PEX's compact form has no room for a zone: an fe80:: address it passes on
+    names no link of ours, so it is neither a candidate nor counted as learned
+    (peers on our link are heard over LSD, zoned)."""
+    meta, t = make(tmp_path, max_peers=1)
+    async with trio.open_nursery() as n:
+        await n.start(t.run)
+        attach(n, t, ("127.0.0.5", 7000), ExtBehaviour(
+            pex=[("fe80::1", 7001), ("127.0.0.9", 7002)], pex_flags=pex.FLAG_UTP))
+        await trio.sleep(1)
+        assert set(t.candidates) == {("127.0.0.9", 7002)}
+        assert t.candidates[("127.0.0.9", 7002)].utp
+        assert t.ext.learned == 1
+        n.cancel_scope.cancel()
+
+
 async def test_tells_each_peer_of_the_others_once_a_minute(tmp_path, autojump_clock):
     meta, t = make(tmp_path)
     a, b, c = ("127.0.0.5", 7000), ("127.0.0.6", 7001), ("127.0.0.7", 7002)

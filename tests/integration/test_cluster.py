@@ -55,9 +55,18 @@ MAX_SPARED_COPIES = 1.25  # with ``seed --super-seed`` (core/sparing): about one
 READ_TIMEOUT = 150        # s for all readers together
 METRICS_PORT = 9100       # every daemon's --metrics, on its own address
 
-CLOSED = re.compile(r"<peer ([\da-f:.]+):(\d+)> closed: (.*) \(received (\d+) bytes of blocks, "
+# A host: IPv4, IPv6, or IPv6 link-local with its zone (fe80::1%2, as LSD hears it).
+HOST = r"[\da-f:.]+(?:%\w+)?"
+CLOSED = re.compile(rf"<peer ({HOST}):(\d+)> closed: (.*) \(received (\d+) bytes of blocks, "
                     r"sent (\d+)\)")
-CONNECTED = re.compile(r"connected to <peer ([\da-f:.]+):(\d+)> \((in|out)\)")
+CONNECTED = re.compile(rf"connected to <peer ({HOST}):(\d+)> \((in|out)\)")
+# A peer that sat on our requests for SNUB_AFTER (20 s): on these links every peer
+# serves within a second, so one is a stall (as when a session fell out of
+# ``sessions`` and its peer's requests were never served).
+SNUBBED = re.compile(rf"<peer ({HOST}):\d+> snubbed us")
+OUTGOING_UTP = re.compile(rf"<peer ({HOST}:\d+)> over uTP \(outgoing\)")
+REACHED_OUT = re.compile(rf"(?:connected to <peer ({HOST}:\d+)> \(out\)"
+                         rf"|<peer ({HOST}:\d+)> closed: already connected to this peer)")
 TOTALS = re.compile(r"totals: downloaded (\d+) bytes, uploaded (\d+), wasted (\d+)")
 
 
@@ -70,8 +79,8 @@ def flow_matrix(logs: dict[str, str], names: dict[str, str]) -> dict[str, dict[s
     said_sent: dict[tuple[str, str], int] = defaultdict(int)
     for me, log in logs.items():
         for ip, _port, _why, got, sent in CLOSED.findall(log):
-            said_got[me, names.get(ip, ip)] += int(got)
-            said_sent[me, names.get(ip, ip)] += int(sent)
+            said_got[me, names.get(unzoned(ip), ip)] += int(got)
+            said_sent[me, names.get(unzoned(ip), ip)] += int(sent)
     m: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for r in logs:
         for s in logs:
@@ -111,8 +120,20 @@ def link_local_addresses(c, i: int) -> list[str]:
     return re.findall(r"inet6 (fe80:[\da-f:]+)/", out)
 
 
+def unzoned(ip: str) -> str:
+    """A host without its zone: ``names`` knows link-local addresses that way."""
+    return ip.split("%")[0]
+
+
 def connected_ips(log: str) -> set[str]:
-    return {ip for ip, _port, _dir in CONNECTED.findall(log)}
+    return {unzoned(ip) for ip, _port, _dir in CONNECTED.findall(log)}
+
+
+def tcp_to_link_local(log: str) -> set[str]:
+    """Zoned link-local addresses (heard over LSD) this host reached over TCP: a
+    session it dialed got past the handshake, and it was not a uTP one."""
+    reached = {a or b for a, b in REACHED_OUT.findall(log)}
+    return {a for a in reached if "%" in a} - set(OUTGOING_UTP.findall(log))
 
 
 @pytest.fixture(scope="module")
@@ -244,6 +265,12 @@ def run_cluster(tmp_path, origin_extra=(), prefix="tfcl"):
                       + (f"downloaded {t[0] / 2**20:.2f} MiB, uploaded {t[1] / 2**20:.2f}, "
                          f"wasted {t[2] / 2**20:.2f}" if t else "none"))
     report.append(matrix_table(flow_matrix(logs, names), list(logs)))
+    snubs = [f"{h} by " + ", ".join(sorted(names.get(unzoned(ip), ip)
+                                          for ip in SNUBBED.findall(log)))
+             for h, log in logs.items() if SNUBBED.search(log)]
+    report.append("snubbed (sat 20 s on requests): " + ("; ".join(snubs) or "none"))
+    report.append("reached over TCP at a zoned link-local address: " + "; ".join(
+        f"{h} {len(tcp_to_link_local(log))}" for h, log in logs.items()))
     hexhash = info_hash.hex()
     for host, samples in scraped.items():
         if isinstance(samples, str):
@@ -262,9 +289,13 @@ def run_cluster(tmp_path, origin_extra=(), prefix="tfcl"):
     (tmp_path / "summary.txt").write_text(summary + "\n")
 
     flows = flow_matrix(logs, names)
+    link_local_tcp = {h: tcp_to_link_local(log) for h, log in logs.items()}
+    snubbed = {h: sorted(names.get(unzoned(ip), ip) for ip in SNUBBED.findall(log))
+               for h, log in logs.items()}
     return {"results": results, "want": want, "summary": summary, "flows": flows,
             "origin_totals": origin_totals, "origin_text": origin_text,
-            "origin_copies": origin_copies, "metrics": scraped, "info_hash": hexhash}
+            "origin_copies": origin_copies, "metrics": scraped, "info_hash": hexhash,
+            "link_local_tcp": link_local_tcp, "snubbed": snubbed}
 
 
 def test_four_mounts_read_byte_exact_and_trade_pieces(cluster_run):
@@ -279,6 +310,23 @@ def test_four_mounts_read_byte_exact_and_trade_pieces(cluster_run):
     from_nodes = sum(n for to in flows if to.startswith("node")
                      for frm, n in flows[to].items() if frm.startswith("node"))
     assert from_nodes >= SIZE, r["summary"]
+
+
+def test_link_local_peers_heard_over_lsd_are_reached_over_tcp(cluster_run):
+    """LSD over IPv6 hears the hosts at their link-local addresses; kept with their
+    zone (the interface), those are dialed over TCP (without it, connect fails and
+    only uTP reached them)."""
+    reached = cluster_run["link_local_tcp"]
+    assert any(reached.values()), cluster_run["summary"]
+
+
+def test_no_peer_sits_on_requests(cluster_run):
+    """No host waited SNUB_AFTER (20 s) for blocks a peer had been asked for. Here
+    every peer serves within a second; one that does not is stalled, as a session
+    replaced in ``sessions`` by a second connection at its address was (it never
+    served its peer's requests, and the reads waited for the snub)."""
+    snubbed = {h: who for h, who in cluster_run["snubbed"].items() if who}
+    assert not snubbed, cluster_run["summary"]
 
 
 def test_origin_uploads_well_under_a_copy_per_node(cluster_run):

@@ -170,3 +170,41 @@ async def test_torrent_adds_peers_lsd_finds_and_private_torrents_have_no_lsd(
         await trio.sleep(1)
         assert ("10.0.0.2", 7777) in t.candidates
         n.cancel_scope.cancel()
+
+
+async def test_a_peer_heard_on_an_ipv6_link_local_address_keeps_its_zone(autojump_clock):
+    """The socket reports a link-local sender's interface as the scope id, beside the
+    address: the peer is handed on as ``fe80::...%<scope id>``, which TCP can dial
+    (without the zone, connect fails with EINVAL). Other addresses stay as they are."""
+    found = []
+
+    class Heard(FakeSocket):
+        def __init__(self, datagrams):
+            self.closed, self.datagrams = False, list(datagrams)
+
+        async def sendto(self, data, addr):
+            await trio.lowlevel.checkpoint()
+
+        async def recvfrom(self, n):
+            if self.datagrams:
+                return self.datagrams.pop(0)
+            await trio.sleep_forever()
+
+    by_family = {
+        socket.AF_INET: Heard([(build_announce([IH], 6881, "a"), ("10.0.0.1", 6771))]),
+        socket.AF_INET6: Heard([
+            (build_announce([IH], 7000, "b", ipv6=True), ("fe80::1", 6771, 0, 3)),
+            (build_announce([IH], 7001, "c", ipv6=True), ("2001:db8::2", 6771, 0, 0)),
+        ]),
+    }
+
+    async def open_socket(family):
+        await trio.lowlevel.checkpoint()
+        return by_family[family]
+
+    lsd = LsdService(IH, lambda: 6999, found.append, open_socket=open_socket)
+    async with trio.open_nursery() as n:
+        await n.start(lsd.run)
+        await trio.sleep(1)
+        n.cancel_scope.cancel()
+    assert sorted(found) == [("10.0.0.1", 6881), ("2001:db8::2", 7001), ("fe80::1%3", 7000)]

@@ -6,6 +6,7 @@ no gateway at all costs one log line and a retry later, never an error.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import struct
 
@@ -32,23 +33,34 @@ async def fake_gateway(sock, seen: list, lifetime: int = NATPMP_LIFETIME) -> Non
                               addr)
 
 
+@contextlib.asynccontextmanager
+async def mapping(gateway):
+    """A PortMapper for TCP 6881 and UDP 6882 against ``gateway`` (``fake_gateway``
+    or ``fake_pcp_gateway``, granting at most 600 s) on a loopback socket, once its
+    mappings are made: yields (the mapper, the datagrams the gateway got as (time,
+    bytes), the cancel scope that stops the mapper). Everything stops on exit."""
+    with trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM) as sock:
+        await sock.bind(("127.0.0.1", 0))
+        seen: list = []
+        async with trio.open_nursery() as n:
+            n.start_soon(gateway, sock, seen, 600)
+            pm = PortMapper([("TCP", 6881), ("UDP", 6882)], gateway="127.0.0.1",
+                            natpmp_port=sock.getsockname()[1])
+            inner = trio.CancelScope()
+
+            async def run():
+                with inner:
+                    await pm.run()
+            n.start_soon(run)
+            with trio.fail_after(10):
+                await pm.mapped_event.wait()
+            yield pm, seen, inner
+            n.cancel_scope.cancel()
+
+
 async def test_natpmp_map_renew_delete(autojump_clock, caplog):
     caplog.set_level(logging.INFO, "torrentfs.portmap")
-    sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
-    await sock.bind(("127.0.0.1", 0))
-    seen: list = []
-    async with trio.open_nursery() as n:
-        n.start_soon(fake_gateway, sock, seen, 600)
-        pm = PortMapper([("TCP", 6881), ("UDP", 6882)], gateway="127.0.0.1",
-                        natpmp_port=sock.getsockname()[1])
-        inner = trio.CancelScope()
-
-        async def run():
-            with inner:
-                await pm.run()
-        n.start_soon(run)
-        with trio.fail_after(10):
-            await pm.mapped_event.wait()
+    async with mapping(fake_gateway) as (pm, seen, inner):
         assert pm.method == "NAT-PMP" and pm.external_address == "5.6.7.8"
         assert [(m.protocol, m.internal, m.external, m.lifetime) for m in pm.mapped] == \
             [("TCP", 6881, 7881, 600), ("UDP", 6882, 7882, 600)]
@@ -64,7 +76,6 @@ async def test_natpmp_map_renew_delete(autojump_clock, caplog):
         deletes = [struct.unpack(">BBHHHI", d) for _, d in seen[6:]]
         assert [(op, internal, external, life) for _, op, _, internal, external, life
                 in deletes] == [(natpmp.TCP, 6881, 0, 0), (natpmp.UDP, 6882, 0, 0)]
-        n.cancel_scope.cancel()
     text = caplog.text
     assert text.count("port mapping (NAT-PMP, gateway 127.0.0.1): external address 5.6.7.8; "
                       "TCP 6881 -> 7881 for 600 s, UDP 6882 -> 7882 for 600 s") == 1
@@ -99,21 +110,7 @@ async def fake_pcp_gateway(sock, seen: list, lifetime: int) -> None:
 
 async def test_pcp_map_renew_delete_with_one_nonce_per_mapping(autojump_clock, caplog):
     caplog.set_level(logging.INFO, "torrentfs.portmap")
-    sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
-    await sock.bind(("127.0.0.1", 0))
-    seen: list = []
-    async with trio.open_nursery() as n:
-        n.start_soon(fake_pcp_gateway, sock, seen, 600)
-        pm = PortMapper([("TCP", 6881), ("UDP", 6882)], gateway="127.0.0.1",
-                        natpmp_port=sock.getsockname()[1])
-        inner = trio.CancelScope()
-
-        async def run():
-            with inner:
-                await pm.run()
-        n.start_soon(run)
-        with trio.fail_after(10):
-            await pm.mapped_event.wait()
+    async with mapping(fake_pcp_gateway) as (pm, seen, inner):
         assert pm.method == "PCP" and pm.external_address == "5.6.7.8"
         assert [(m.protocol, m.internal, m.external, m.lifetime) for m in pm.mapped] == \
             [("TCP", 6881, 7881, 600), ("UDP", 6882, 7882, 600)]
@@ -124,7 +121,6 @@ async def test_pcp_map_renew_delete_with_one_nonce_per_mapping(autojump_clock, c
         inner.cancel()
         await trio.sleep(5)
         assert len(seen) == 6
-        n.cancel_scope.cancel()
     fields = [(d[0], d[1], struct.unpack(">I", d[4:8])[0], d[24:36], d[36],
                struct.unpack(">HH", d[40:44])) for _, d in seen]
     tcp_nonce, udp_nonce = fields[0][3], fields[1][3]

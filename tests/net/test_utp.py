@@ -2,12 +2,13 @@
 DHT's datagrams told apart on the same socket, RESET for unknown connections."""
 
 import os
+import socket
 
 import pytest
 import trio
 
 from torrentfs.core import utp
-from torrentfs.net.utp import UtpSocket, UtpStream
+from torrentfs.net.utp import UtpSocket, UtpStream, plain_addr, socket_addr
 
 
 async def _pair(nursery, accept):
@@ -82,6 +83,28 @@ async def test_connect_to_nobody_fails_within_the_timeout():
             with pytest.raises(OSError, match="timed out"):
                 await client.connect(silent.getsockname(), timeout=1.0)
             assert client.connections == 0
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_zone_given_by_name_is_keyed_by_index():
+    """A peer given as fe80::1%lo is dialed as fe80::1%<index of lo>: its replies
+    come from the address the socket reports, zoned by index, and must find their
+    connection. An unknown interface fails the connect at once."""
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            client = UtpSocket(host="::1")
+            await nursery.start(client.run)
+
+            async def dial():
+                with pytest.raises(OSError):
+                    await client.connect(("fe80::1%lo", 6881), timeout=0.5)
+            nursery.start_soon(dial)
+            await trio.sleep(0.1)
+            assert {a for a, _ in client._conns} == {
+                (f"fe80::1%{socket.if_nametoindex('lo')}", 6881)}
+            with pytest.raises(OSError):
+                await client.connect(("fe80::1%no-such-if", 6881), timeout=0.5)
+            await trio.sleep(1)
             nursery.cancel_scope.cancel()
 
 
@@ -255,3 +278,15 @@ async def test_no_timer_runs_without_connections():
             bound.deadline = float("inf")
             assert next_deadline() == float("inf")
             nursery.cancel_scope.cancel()
+
+
+def test_a_link_local_address_carries_its_zone_both_ways():
+    """What recvfrom reports (the scope id beside the address) is keyed zoned, and a
+    zoned address goes back to the socket with its scope id: the socket module
+    ignores a zone written in the host string."""
+    assert plain_addr(("fe80::1", 6881, 0, 2)) == ("fe80::1%2", 6881)
+    assert plain_addr(("::ffff:10.0.0.1", 6881, 0, 0)) == ("10.0.0.1", 6881)
+    assert plain_addr(("2001:db8::1", 6881, 0, 0)) == ("2001:db8::1", 6881)
+    assert socket_addr(("fe80::1%2", 6881)) == ("fe80::1", 6881, 0, 2)
+    assert socket_addr(("fe80::1%lo", 6881)) == ("fe80::1", 6881, 0, socket.if_nametoindex("lo"))
+    assert socket_addr(("10.0.0.1", 6881)) == ("10.0.0.1", 6881)

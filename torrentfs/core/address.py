@@ -6,6 +6,12 @@ BEP 32 for IPv6) is the packed IP address followed by the port, big-endian: 6
 bytes for IPv4, 18 for IPv6.  Shown, an IPv6 address is bracketed
 (``[::1]:6881``), as in URLs and magnet links.
 
+An IPv6 link-local address (``fe80::/10``) is only dialable with its zone, the
+interface it was heard on: the socket layer reports it as a scope id beside the
+address, and we carry it in the host string (``fe80::1%2``, as getaddrinfo reads it).
+Every address a socket reports goes through ``zoned``, so one peer has one address
+whichever way it was heard of (LSD, an incoming connection, a uTP datagram).
+
 Pure: no I/O.
 """
 
@@ -37,3 +43,23 @@ def unpack_addr(raw: bytes) -> Addr:
     """The address in ``raw``, a compact form (6 or 18 bytes; the caller checks the
     length)."""
     return str(ipaddress.ip_address(raw[:-2])), int.from_bytes(raw[-2:], "big")
+
+
+def zoned(host: str, scope_id: int) -> str:
+    """``host`` as a socket reported it with ``scope_id`` (its 4th element for IPv6):
+    ``fe80::1%2`` for a link-local address heard on interface 2, anything else
+    unchanged. Without the zone TCP cannot connect to a link-local address, and the
+    replies to uTP sent to it come back from the zoned one."""
+    if scope_id and ":" in host and "%" not in host:
+        return f"{host}%{scope_id}"
+    return host
+
+
+def unzoned_link_local(host: str) -> bool:
+    """Whether ``host`` is an IPv6 link-local address without a zone (as PEX and
+    trackers pass them on): it names no link of ours, so it cannot be dialed."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return ip.version == 6 and ip.is_link_local and not ip.scope_id

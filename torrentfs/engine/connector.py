@@ -9,7 +9,10 @@ ends, and at least once a second. An address whose dial failed is tried again
 after 30 s doubling to 10 min; one whose session ended after 15 s doubling to
 8 min (from 15 s again once a session lasted over a minute). Banned addresses
 (``torrent.banned_ips``) and our own (a candidate marked ``banned``) are never
-dialed; a peer that dials us while banned or with no room is closed at once.
+dialed; a peer that dials us while banned or with no room is closed at once. An
+address has one session at a time: a connection that lands at an address already
+in ``sessions``, dialed or accepted, is closed (over uTP, whose one port serves both
+ways, a peer that dialed us has the very address we dial it at).
 
 Encryption (MSE/PE, ``net/mse.py``) follows ``torrent.options.encryption``: with
 ``require`` every connection is encrypted; with ``prefer`` an address is dialed in
@@ -41,6 +44,7 @@ from typing import Callable, Protocol
 import trio
 
 from torrentfs.core import wire
+from torrentfs.core.address import unzoned_link_local, zoned
 from torrentfs.core.geometry import Geometry
 from torrentfs.core.metainfo import Metainfo
 from torrentfs.engine.options import TorrentOptions
@@ -104,6 +108,8 @@ class Connector:
         True if it is known to speak uTP; ``swarm`` the info-hash it was found under
         when not the torrent's own (a hybrid's v2 one: ``swarms``)."""
         addr = (str(addr[0]), int(addr[1]))
+        if unzoned_link_local(addr[0]):
+            return  # fe80:: passed on (PEX) names no link of ours: LSD finds it zoned
         cand = self.candidates.get(addr)
         if cand is None:
             self.candidates[addr] = Candidate(utp=utp, swarm=swarm)
@@ -216,6 +222,12 @@ class Connector:
                     return
         finally:
             self.connecting.discard(addr)
+        if stream is not None and addr in self.torrent.sessions:
+            # The peer reached us first at this very address (uTP: one port both ways).
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+            cand.next_try = trio.current_time() + 15 * 2 ** min(cand.failures, 5)
+            return
         if stream is not None:
             session = await self.attach(stream, addr, transport=transport)
             if (session.peer_id is None and not encrypt and policy == "prefer"
@@ -330,7 +342,13 @@ class Connector:
         """Run a peer session we started over ``stream`` (any trio stream; over
         ``transport``, "tcp" or "utp") until it ends; returns it, closed."""
         session = self._new_session(stream, addr, outgoing=True, transport=transport)
-        self.torrent.sessions[addr] = session
+        if addr in self.torrent.sessions:
+            # Never replace a session in ``sessions`` (an incoming one over uTP has
+            # this very address): the one replaced would run on unseen, never
+            # scheduled, its requests never served.
+            session.close("already connected at this address")
+        else:
+            self.torrent.sessions[addr] = session
         await session.run()
         return session
 
@@ -338,7 +356,8 @@ class Connector:
         """A connection to our listener (``trio.serve_listeners``): plain or
         encrypted, as the policy allows."""
         try:
-            host, port, *_ = stream.socket.getpeername()
+            host, port, *rest = stream.socket.getpeername()
+            host = zoned(host, rest[1] if len(rest) > 1 else 0)  # fe80::1%2: as LSD has it
         except OSError:
             await stream.aclose()
             return

@@ -146,10 +146,12 @@ class PeerExtensions:
                 break
             if addr not in t.candidates and addr not in t.sessions:
                 t.add_peer(addr)
+                if addr not in t.candidates:
+                    continue  # not taken: an fe80:: address without its zone
                 new += 1
-                if flags & pex.FLAG_ENCRYPTION and addr in t.candidates:
+                if flags & pex.FLAG_ENCRYPTION:
                     t.candidates[addr].encrypt = True  # it prefers MSE: dial it so
-                if flags & pex.FLAG_UTP and addr in t.candidates:
+                if flags & pex.FLAG_UTP:
                     t.candidates[addr].utp = True
             if self.holepunch is not None:
                 self.holepunch.learned(addr, s, flags)

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import trio
 
+from torrentfs.core.address import zoned
 from torrentfs.core.lsd import (
     ANNOUNCE_INTERVAL,
     GROUP4,
@@ -116,7 +117,8 @@ class LsdService:
                 log.debug("LSD receive failed: %s", e.strerror or e)
                 await trio.sleep(1)  # bounded: errors on a datagram socket are rare
                 continue
-            host = str(source[0]).split("%")[0]
+            # A link-local IPv6 sender keeps its zone (scope id): TCP needs it.
+            host = zoned(str(source[0]), source[3] if len(source) > 3 else 0)
             try:
                 peer = self.core.heard(data, host, trio.current_time())
             except LsdError as e:

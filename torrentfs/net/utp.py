@@ -11,7 +11,8 @@ an outgoing connection from the same socket.
 With no host (or a wildcard: ``None``, ``""``, ``"*"``, ``"::"``) the socket is
 dual-stack, as the TCP listeners are: one IPv6 socket with ``IPV6_V6ONLY`` off, so
 IPv4 peers and nodes reach it too (their addresses are shown and handed on as plain
-IPv4, ``::ffff:a.b.c.d`` mapped back); a host without IPv6 falls back to IPv4 alone,
+IPv4, ``::ffff:a.b.c.d`` mapped back, and an IPv6 link-local one with its zone,
+``fe80::1%2``: ``core.address.zoned``); a host without IPv6 falls back to IPv4 alone,
 with one log line. A named host is used alone. The DHT sends through ``sendto``
 (which maps an IPv4 address for a dual-stack socket); what is not uTP goes to
 ``other`` (from IPv4) or ``other6`` (from IPv6), an IPv4 and an IPv6 DHT node.
@@ -39,7 +40,7 @@ from typing import Awaitable, Callable
 import trio
 
 from torrentfs.core import utp
-from torrentfs.core.address import Addr
+from torrentfs.core.address import Addr, zoned
 
 log = logging.getLogger("torrentfs.utp")
 
@@ -56,11 +57,22 @@ _MAPPED = "::ffff:"
 
 def plain_addr(addr) -> Addr:
     """A socket address as ``(host, port)``: an IPv4-mapped IPv6 address
-    (``::ffff:1.2.3.4``, what a dual-stack socket reports for IPv4) as plain IPv4."""
+    (``::ffff:1.2.3.4``, what a dual-stack socket reports for IPv4) as plain IPv4; a
+    link-local IPv6 one with its zone (``fe80::1%2``) from the scope id."""
     host = addr[0]
     if host.startswith(_MAPPED) and "." in host:
         host = host[len(_MAPPED):]
-    return host, addr[1]
+    return zoned(host, addr[3] if len(addr) > 3 else 0), addr[1]
+
+
+def socket_addr(addr: Addr) -> tuple:
+    """``addr`` as a socket call takes it: a zoned IPv6 host (``fe80::1%2``) as
+    ``(host, port, 0, scope id)`` (the socket module ignores a zone in the string)."""
+    host, port = addr
+    if "%" not in host:
+        return addr
+    host, zone = host.split("%", 1)
+    return host, port, 0, int(zone) if zone.isdigit() else socket.if_nametoindex(zone)
 
 
 class UtpStream(trio.abc.Stream):
@@ -196,7 +208,7 @@ class UtpSocket:
         dual-stack socket). Raises OSError as ``socket.sendto`` does."""
         if self.dual and ":" not in addr[0]:
             addr = (_MAPPED + addr[0], addr[1])
-        self.raw.sendto(data, addr)
+        self.raw.sendto(data, socket_addr(addr))
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; ready once bound (``port`` is then the real port).
@@ -229,6 +241,9 @@ class UtpSocket:
         if self.raw is None:
             raise OSError("uTP socket not running")
         addr = plain_addr((addr[0], int(addr[1])))
+        host, _, zone = addr[0].partition("%")
+        if zone and not zone.isdigit():  # fe80::1%eth0: keyed as replies come, %<index>
+            addr = (f"{host}%{socket.if_nametoindex(zone)}", addr[1])
         if not self.serves(":" in addr[0]):
             raise OSError(f"uTP socket cannot reach {addr[0]} (address family)")
         if len(self._conns) >= MAX_CONNECTIONS:
