@@ -43,6 +43,7 @@ from torrentfs.core.geometry import Geometry
 from torrentfs.core.picker import NOW, READAHEAD, Picker
 from torrentfs.core.readahead import Readahead
 from torrentfs.disk.cache import DiskCache
+from torrentfs.disk.nowait import read_nowait
 from torrentfs.disk.storage import Storage, StorageError
 from torrentfs.engine.blockreads import BlockReads
 
@@ -392,7 +393,8 @@ class Reads:
     async def block(self, index: int, begin: int, length: int) -> bytes | memoryview:
         """Bytes of a verified piece, for an upload: from memory if it is still
         there (just verified, or read for an earlier upload: ``UploadChunks``), else
-        from disk in a worker thread. Raises ``StorageError`` if the piece left the
+        from the page cache in this thread (``nowait``), else from disk in a worker
+        thread. Raises ``StorageError`` if the piece left the
         disk cache meanwhile (or failed its check there)."""
         data = self.recent.block(index, begin, length)
         if data is None:
@@ -408,7 +410,9 @@ class Reads:
             if span is None:
                 return await t.offload(t.storage.read, base + begin, length)
             start, size = span
-            chunk = await t.offload(t.storage.read, base + start, size)
+            chunk = read_nowait(t.storage, base + start, size)  # in the page cache
+            if chunk is None:
+                chunk = await t.offload(t.storage.read, base + start, size)
             if index in t.have:  # not evicted while it was read
                 self.upload_chunks.put(index, start, chunk)
             return memoryview(chunk)[begin - start:begin - start + length]
