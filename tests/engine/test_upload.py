@@ -55,6 +55,9 @@ class Seed:
     async def block(self, index: int, begin: int, length: int) -> bytes:
         return bytes(length)
 
+    def block_now(self, index: int, begin: int, length: int) -> bytes | None:
+        return None  # always the way through ``block``
+
 
 def ask(up: Uploader, peer: Peer, index: int, begin: int = 0) -> None:
     up.request(peer, wire.Request(index, begin, BLOCK))
@@ -62,7 +65,7 @@ def ask(up: Uploader, peer: Peer, index: int, begin: int = 0) -> None:
 
 def sent(up: Uploader, now: float) -> list[tuple[str, int, int]]:
     """What the uploader answers next, in order, at time ``now``, served at once."""
-    return [(s.name, r.index, r.begin) for s, r in up._next_batch(now)]
+    return [(s.name, r.index, r.begin) for s, r, _ in up._next_batch(now)]
 
 
 @pytest.fixture
@@ -73,8 +76,8 @@ def peers():
 
 async def serve(up: Uploader, peer: Peer, index: int, begin: int = 0) -> None:
     ask(up, peer, index, begin)
-    [(s, req)] = up._next_batch(trio.current_time())
-    await up._serve_one(s, req)
+    [(s, req, prev)] = up._next_batch(trio.current_time())
+    await up._serve_one(s, req, prev)
 
 
 async def test_least_sent_piece_goes_first(peers, autojump_clock):
@@ -169,3 +172,41 @@ async def test_an_idle_uploader_sets_no_timer(peers, autojump_clock):
         await trio.testing.wait_all_tasks_blocked()
         assert trio.lowlevel.current_statistics().seconds_to_next_deadline == float("inf")
         nursery.cancel_scope.cancel()
+
+
+def _random_uploader(rng, full_scan: bool):
+    """Three peers with random queues (runs of blocks of random pieces, as clients
+    ask), random counts and recent takers of pieces; the same for the same rng."""
+    peers = [Peer(n) for n in "abc"]
+    up = Uploader(Seed(*peers), TokenBucket(0))
+    if full_scan:
+        up._next_best = lambda s, n, taken, now: up._best(s, now)
+    for p in peers:
+        for _ in range(rng.randrange(1, 12)):
+            index = rng.randrange(12)
+            first = rng.randrange(0, 4)
+            for b in range(first, first + rng.randrange(1, 40)):
+                ask(up, p, index, b * BLOCK)
+    for index in range(12):
+        if rng.random() < 0.5:
+            up._pieces_sent[index] = rng.randrange(3)
+        if rng.random() < 0.5:
+            up._last_sent[index] = (rng.choice(peers), rng.uniform(-3, 0))
+    return up
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_quick_next_pick_is_the_full_scans_choice(seed):
+    """``_next_batch`` takes a peer's next request without scanning its queue again
+    when it can (``_next_best``): its picks, in order, are exactly those of a full
+    scan after every take."""
+    import random
+    quick = _random_uploader(random.Random(seed), full_scan=False)
+    full = _random_uploader(random.Random(seed), full_scan=True)
+    for up in (quick, full):
+        for s in up.torrent.sessions.values():
+            s.backlog = -(100 << 20)  # room for everything
+    picks = [[(s.name, r.index, r.begin) for s, r, _ in up._next_batch(0.0)]
+             for up in (quick, full)]
+    assert picks[0] == picks[1]
+    assert len(picks[0]) > 0

@@ -390,15 +390,39 @@ class Reads:
         finally:
             t.picker.drop(owner)
 
-    async def block(self, index: int, begin: int, length: int) -> bytes | memoryview:
-        """Bytes of a verified piece, for an upload: from memory if it is still
-        there (just verified, or read for an earlier upload: ``UploadChunks``), else
-        from the page cache in this thread (``nowait``), else from disk in a worker
-        thread. Raises ``StorageError`` if the piece left the
-        disk cache meanwhile (or failed its check there)."""
+    def block_now(self, index: int, begin: int, length: int) -> memoryview | None:
+        """Bytes of a verified piece for an upload if they can be had without
+        waiting: in memory (just verified, or read for an earlier upload:
+        ``UploadChunks``), or in the page cache (a chunk read with RWF_NOWAIT, kept
+        for the next blocks) of a piece in ``have`` already checked on disk in this
+        run. Else None: ``block`` reads it. Synchronous, so nothing can evict the
+        piece between the check and the read (an eviction leaves ``have`` in the
+        trio thread before its hole is punched)."""
         data = self.recent.block(index, begin, length)
         if data is None:
             data = self.upload_chunks.get(index, begin, length)
+        if data is not None:
+            return data
+        t = self.torrent
+        if index not in t.have or index not in t.cache.trusted:
+            return None
+        span = self.upload_chunks.span(t.geometry.piece_size(index), begin, length)
+        if span is None:
+            return None
+        start, size = span
+        chunk = read_nowait(t.storage, t.geometry.piece_offset(index) + start, size)
+        if chunk is None:
+            return None
+        self.upload_chunks.put(index, start, chunk)
+        return memoryview(chunk)[begin - start:begin - start + length]
+
+    async def block(self, index: int, begin: int, length: int) -> bytes | memoryview:
+        """Bytes of a verified piece, for an upload: ``block_now`` if it can, else
+        from disk in a worker thread (checked there first if not yet in this run;
+        a chunk of ``UPLOAD_CHUNK`` is kept for the next blocks). Raises
+        ``StorageError`` if the piece left the disk cache meanwhile (or failed its
+        check there)."""
+        data = self.block_now(index, begin, length)
         if data is not None:
             return data
         t = self.torrent
@@ -410,7 +434,7 @@ class Reads:
             if span is None:
                 return await t.offload(t.storage.read, base + begin, length)
             start, size = span
-            chunk = read_nowait(t.storage, base + start, size)  # in the page cache
+            chunk = read_nowait(t.storage, base + start, size)  # cached by the check?
             if chunk is None:
                 chunk = await t.offload(t.storage.read, base + start, size)
             if index in t.have:  # not evicted while it was read
