@@ -35,6 +35,9 @@ class Peer:
         if isinstance(msg, wire.Piece):
             self.sent.append((msg.index, msg.begin))
 
+    def send_block(self, index: int, begin: int, data) -> None:
+        self.send(wire.Piece(index, begin, data))
+
     def __repr__(self) -> str:
         return self.name
 

@@ -311,7 +311,7 @@ class Uploader:
                 return False
             now = trio.current_time()
         s.queued.discard(key)
-        s.send(wire.Piece(req.index, req.begin, data))
+        s.send_block(req.index, req.begin, data)
         s.up.add(len(data), now)
         self.uploaded += len(data)
         if self.sparing is not None:
