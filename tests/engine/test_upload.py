@@ -213,3 +213,48 @@ def test_quick_next_pick_is_the_full_scans_choice(seed):
              for up in (quick, full)]
     assert picks[0] == picks[1]
     assert len(picks[0]) > 0
+
+
+class CachedSeed(Seed):
+    """A seed whose blocks are all at hand (memory or page cache): no await."""
+
+    def block_now(self, index: int, begin: int, length: int) -> bytes | None:
+        return bytes(length)
+
+
+async def test_blocks_at_hand_are_answered_in_rounds_and_counted(autojump_clock):
+    """The path without an await (``_serve_now``): every request answered once, a
+    fast peer many blocks per round, the bytes in its rate and the total; a peer
+    choked meanwhile gets rejects, and what it asked does not count as sent."""
+    a, b = Peer("a"), Peer("b")
+    rejected = []
+    b.send = lambda msg: rejected.append(msg)
+    up = Uploader(CachedSeed(a, b), TokenBucket(0))
+    for begin in range(0, 64 * BLOCK, BLOCK):
+        ask(up, a, 3, begin)
+    for index in (7, 8):
+        ask(up, b, index)
+    b.am_choking = True
+    a.up.add(100 << 20, trio.current_time())  # a fast peer: room for many blocks
+    sent_block = a.send_block
+
+    def queue(index, begin, data):  # what waits for the socket
+        a.backlog += len(data)
+        sent_block(index, begin, data)
+    a.send_block = queue
+    rounds = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(up.run)
+        while len(a.sent) < 64 and len(rounds) < 64:
+            await trio.testing.wait_all_tasks_blocked()
+            rounds.append(len(a.sent) - sum(rounds))
+            assert a.backlog <= UPLOAD_BACKLOG  # no more than the room
+            await trio.sleep(0.001)
+            a.backlog = 0  # its socket took it all
+            up.drained(a)
+        nursery.cancel_scope.cancel()
+    assert a.sent == [(3, begin) for begin in range(0, 64 * BLOCK, BLOCK)]
+    assert max(rounds) > 1  # many blocks per round once its rate is known
+    assert a.up.total - (100 << 20) == up.uploaded == 64 * BLOCK
+    assert rejected == [wire.Reject(7, 0, BLOCK), wire.Reject(8, 0, BLOCK)]
+    assert up._pieces_sent == {3: 1} and set(up._last_sent) == {3}

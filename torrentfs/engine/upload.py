@@ -152,8 +152,18 @@ class Uploader:
         while True:
             now = trio.current_time()
             batch = self._next_batch(now)
+            sent: dict[PeerSession, int] = {}
             for s, req, prev in batch:
-                await self._serve_one(s, req, prev, now)
+                n = self._serve_now(s, req, now)
+                if n is None:  # it must wait (a disk read, the rate limit)
+                    await self._serve_one(s, req, prev, now)
+                elif n:
+                    sent[s] = sent.get(s, 0) + n
+                else:
+                    self._untaken(s, req, prev)
+            for s, n in sent.items():  # one rate update per peer and round
+                s.up.add(n, now)
+                self.uploaded += n
             if not batch:
                 self._wake = trio.Event()
                 if not any(s.upload_fifo for s in self.torrent.sessions.values()):
@@ -267,6 +277,30 @@ class Uploader:
             return None
         return best_request(itertools.islice(fifo, SCAN), s, self._pieces_sent,
                             self._last_sent, now)
+
+    def _serve_now(self, s: PeerSession, req: wire.Request, now: float) -> int | None:
+        """``_serve_one`` when it need not wait, the common case: the bytes sent
+        (0 if it was not served), or None if it must wait (``_serve_one`` then);
+        the caller counts the bytes in the peer's rate."""
+        key = (req.index, req.begin, req.length)
+        queued = s.queued
+        if key not in queued or s.closed:
+            return 0
+        if s.am_choking or (self.sparing is not None and s.fast and not self._spare(s, req)):
+            queued.discard(key)
+            if s.fast:
+                s.send(wire.Reject(*key))
+            return 0
+        if not self.limit.unlimited:
+            return None
+        data = self.torrent.block_now(req.index, req.begin, req.length)
+        if data is None:
+            return None
+        queued.discard(key)
+        s.send_block(req.index, req.begin, data)
+        if self.sparing is not None:
+            self.sparing.sent(s, req.index)
+        return len(data)
 
     async def _serve_one(self, s: PeerSession, req: wire.Request, prev: Any = None,
                          now: float | None = None) -> None:
