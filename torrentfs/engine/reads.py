@@ -146,17 +146,18 @@ class UploadChunks:
 
     def __init__(self, limit: int = UPLOAD_CACHE_BYTES) -> None:
         self.limit = limit
-        self._chunks: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self._chunks: OrderedDict[tuple[int, int], memoryview] = OrderedDict()  # views
         self.bytes = 0
 
     def get(self, index: int, begin: int, length: int) -> memoryview | None:
         """The block if its chunk is here (a view of it), else None."""
         n, off = divmod(begin, UPLOAD_CHUNK)
-        chunk = self._chunks.get((index, n))
+        key = (index, n)
+        chunk = self._chunks.get(key)
         if chunk is None or off + length > len(chunk):
             return None
-        self._chunks.move_to_end((index, n))
-        return memoryview(chunk)[off:off + length]
+        self._chunks.move_to_end(key)
+        return chunk[off:off + length]
 
     def span(self, piece_size: int, begin: int, length: int) -> tuple[int, int] | None:
         """Where in the piece the chunk holding the block lies (start, size), or None
@@ -170,7 +171,7 @@ class UploadChunks:
         old = self._chunks.pop(key, None)
         if old is not None:
             self.bytes -= len(old)
-        self._chunks[key] = data
+        self._chunks[key] = memoryview(data).cast("B")
         self.bytes += len(data)
         while self.bytes > self.limit and len(self._chunks) > 1:
             _, gone = self._chunks.popitem(last=False)
