@@ -115,3 +115,20 @@ def test_threads_never_read_through_a_closed_descriptor(files):
 def test_capacity_must_be_positive():
     with pytest.raises(ValueError):
         FdPool(lambda i, c: None, 0)
+
+
+def test_use_open_never_opens_and_holds_what_is_open(files):
+    opened = []
+    pool = pool_of(files, 2, opened)
+    with pool.use_open(0) as fd:
+        assert fd is None  # not open: not opened either
+    assert opened == [] and 0 not in pool
+    with pool.use(0):
+        pass
+    with pool.use_open(0) as fd:
+        assert os.pread(fd, 1, 0) == b"\0"
+        for i in (1, 2, 3):  # over capacity: 0 is in use, so it is not closed
+            with pool.use(i):
+                pass
+        assert is_open(fd) and 0 in pool
+    assert opened == [0, 1, 2, 3] and len(pool) <= 2

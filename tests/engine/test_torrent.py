@@ -258,6 +258,36 @@ async def test_upload_of_an_evicted_piece_is_refused(make_swarm, autojump_clock)
         n.cancel_scope.cancel()
 
 
+async def test_block_now_only_from_memory_or_the_page_cache_of_checked_pieces(
+        make_swarm, autojump_clock, monkeypatch):
+    """``block_now`` (an upload's block without waiting): from memory, or read
+    from the page cache in the trio thread, but only of a piece in ``have`` already
+    checked on disk in this run; anything else is None (``block`` does the rest)."""
+    from torrentfs.disk import nowait
+    monkeypatch.setattr(nowait._State, "supported", nowait.RWF_NOWAIT is not None)
+    meta, payload, torrent = make_swarm(size=8 * 32768)
+    async with trio.open_nursery() as n:
+        await n.start(torrent.run)
+        Swarm(n, torrent, meta, payload).add()
+        await torrent.read(0, 0, 2 * 32768)
+        block = payload[2 * 32768 + 16384:3 * 32768]
+        await torrent.read(0, 2 * 32768, 100)  # piece 2 stays in memory (not read to its end)
+        assert bytes(torrent.block_now(2, 16384, 16384)) == block
+        assert torrent.reads.upload_chunks.get(2, 16384, 16384) is None  # memory's
+        torrent.reads.recent.clear()
+        torrent.cache.trusted.discard(2)  # as if resumed, not yet checked
+        assert torrent.block_now(2, 16384, 16384) is None
+        assert await torrent.block(2, 16384, 16384) == block  # checks it first
+        torrent.reads.upload_chunks.forget(2)
+        if nowait._State.supported:  # just written and read: in the page cache
+            assert bytes(torrent.block_now(2, 16384, 16384)) == block
+            assert torrent.reads.upload_chunks.get(2, 0, 16384) is not None
+        assert torrent.block_now(5, 0, 16384) is None  # not here
+        torrent.piece_gone(2)
+        assert torrent.block_now(2, 16384, 16384) is None
+        n.cancel_scope.cancel()
+
+
 async def test_full_disk_evicts_then_fails_reads_cleanly(make_swarm, autojump_clock,
                                                          monkeypatch):
     """ENOSPC: the cache makes room by evicting what was read, and when there is

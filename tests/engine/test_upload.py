@@ -35,6 +35,9 @@ class Peer:
         if isinstance(msg, wire.Piece):
             self.sent.append((msg.index, msg.begin))
 
+    def send_block(self, index: int, begin: int, data) -> None:
+        self.send(wire.Piece(index, begin, data))
+
     def __repr__(self) -> str:
         return self.name
 
@@ -55,6 +58,9 @@ class Seed:
     async def block(self, index: int, begin: int, length: int) -> bytes:
         return bytes(length)
 
+    def block_now(self, index: int, begin: int, length: int) -> bytes | None:
+        return None  # always the way through ``block``
+
 
 def ask(up: Uploader, peer: Peer, index: int, begin: int = 0) -> None:
     up.request(peer, wire.Request(index, begin, BLOCK))
@@ -62,7 +68,7 @@ def ask(up: Uploader, peer: Peer, index: int, begin: int = 0) -> None:
 
 def sent(up: Uploader, now: float) -> list[tuple[str, int, int]]:
     """What the uploader answers next, in order, at time ``now``, served at once."""
-    return [(s.name, r.index, r.begin) for s, r in up._next_batch(now)]
+    return [(s.name, r.index, r.begin) for s, r, _ in up._next_batch(now)]
 
 
 @pytest.fixture
@@ -73,8 +79,8 @@ def peers():
 
 async def serve(up: Uploader, peer: Peer, index: int, begin: int = 0) -> None:
     ask(up, peer, index, begin)
-    [(s, req)] = up._next_batch(trio.current_time())
-    await up._serve_one(s, req)
+    [(s, req, prev)] = up._next_batch(trio.current_time())
+    await up._serve_one(s, req, prev)
 
 
 async def test_least_sent_piece_goes_first(peers, autojump_clock):
@@ -169,3 +175,86 @@ async def test_an_idle_uploader_sets_no_timer(peers, autojump_clock):
         await trio.testing.wait_all_tasks_blocked()
         assert trio.lowlevel.current_statistics().seconds_to_next_deadline == float("inf")
         nursery.cancel_scope.cancel()
+
+
+def _random_uploader(rng, full_scan: bool):
+    """Three peers with random queues (runs of blocks of random pieces, as clients
+    ask), random counts and recent takers of pieces; the same for the same rng."""
+    peers = [Peer(n) for n in "abc"]
+    up = Uploader(Seed(*peers), TokenBucket(0))
+    if full_scan:
+        up._next_best = lambda s, n, taken, now: up._best(s, now)
+    for p in peers:
+        for _ in range(rng.randrange(1, 12)):
+            index = rng.randrange(12)
+            first = rng.randrange(0, 4)
+            for b in range(first, first + rng.randrange(1, 40)):
+                ask(up, p, index, b * BLOCK)
+    for index in range(12):
+        if rng.random() < 0.5:
+            up._pieces_sent[index] = rng.randrange(3)
+        if rng.random() < 0.5:
+            up._last_sent[index] = (rng.choice(peers), rng.uniform(-3, 0))
+    return up
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_quick_next_pick_is_the_full_scans_choice(seed):
+    """``_next_batch`` takes a peer's next request without scanning its queue again
+    when it can (``_next_best``): its picks, in order, are exactly those of a full
+    scan after every take."""
+    import random
+    quick = _random_uploader(random.Random(seed), full_scan=False)
+    full = _random_uploader(random.Random(seed), full_scan=True)
+    for up in (quick, full):
+        for s in up.torrent.sessions.values():
+            s.backlog = -(100 << 20)  # room for everything
+    picks = [[(s.name, r.index, r.begin) for s, r, _ in up._next_batch(0.0)]
+             for up in (quick, full)]
+    assert picks[0] == picks[1]
+    assert len(picks[0]) > 0
+
+
+class CachedSeed(Seed):
+    """A seed whose blocks are all at hand (memory or page cache): no await."""
+
+    def block_now(self, index: int, begin: int, length: int) -> bytes | None:
+        return bytes(length)
+
+
+async def test_blocks_at_hand_are_answered_in_rounds_and_counted(autojump_clock):
+    """The path without an await (``_serve_now``): every request answered once, a
+    fast peer many blocks per round, the bytes in its rate and the total; a peer
+    choked meanwhile gets rejects, and what it asked does not count as sent."""
+    a, b = Peer("a"), Peer("b")
+    rejected = []
+    b.send = lambda msg: rejected.append(msg)
+    up = Uploader(CachedSeed(a, b), TokenBucket(0))
+    for begin in range(0, 64 * BLOCK, BLOCK):
+        ask(up, a, 3, begin)
+    for index in (7, 8):
+        ask(up, b, index)
+    b.am_choking = True
+    a.up.add(100 << 20, trio.current_time())  # a fast peer: room for many blocks
+    sent_block = a.send_block
+
+    def queue(index, begin, data):  # what waits for the socket
+        a.backlog += len(data)
+        sent_block(index, begin, data)
+    a.send_block = queue
+    rounds = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(up.run)
+        while len(a.sent) < 64 and len(rounds) < 64:
+            await trio.testing.wait_all_tasks_blocked()
+            rounds.append(len(a.sent) - sum(rounds))
+            assert a.backlog <= UPLOAD_BACKLOG  # no more than the room
+            await trio.sleep(0.001)
+            a.backlog = 0  # its socket took it all
+            up.drained(a)
+        nursery.cancel_scope.cancel()
+    assert a.sent == [(3, begin) for begin in range(0, 64 * BLOCK, BLOCK)]
+    assert max(rounds) > 1  # many blocks per round once its rate is known
+    assert a.up.total - (100 << 20) == up.uploaded == 64 * BLOCK
+    assert rejected == [wire.Reject(7, 0, BLOCK), wire.Reject(8, 0, BLOCK)]
+    assert up._pieces_sent == {3: 1} and set(up._last_sent) == {3}

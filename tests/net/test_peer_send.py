@@ -1,6 +1,7 @@
-"""The send side of net/peer.py: blocks are queued as views, not copied, and a plain
-TCP stream gets them with ``sendmsg``; whatever the kernel takes, partly or whole,
-the peer receives exactly the messages queued, in order (issue 13)."""
+"""The send side of net/peer.py: blocks (``send`` of a Piece, or ``send_block``) are
+queued as views, not copied, and a plain TCP stream gets them with ``sendmsg``;
+whatever the kernel takes, partly or whole, the peer receives exactly the messages
+queued, in order (issue 13)."""
 
 from __future__ import annotations
 
@@ -79,8 +80,11 @@ async def _exchange(wrap) -> tuple[bytes, bytes, Swarm, PeerSession]:
                 if n % 37 == 0:
                     msgs.append(wire.Have(n % NUM_PIECES))
             msgs.append(wire.Piece(1, 5, b"xyz"))  # a short last block, bytes
-            for msg in msgs:
-                s.send(msg)
+            for k, msg in enumerate(msgs):
+                if type(msg) is wire.Piece and k % 2:  # half of them without a Piece
+                    s.send_block(msg.index, msg.begin, msg.data)
+                else:
+                    s.send(msg)
                 expected += messages.encode(msg, NUM_PIECES)
             assert s.backlog > 0
             while len(received) < len(expected):

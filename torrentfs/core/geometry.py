@@ -110,8 +110,9 @@ class Geometry:
 
     def is_within_piece(self, index: int, begin: int, length: int) -> bool:
         """True when the byte range lies inside piece ``index`` (what a peer may ask of us)."""
+        pl = self.piece_length  # piece_size inlined: a seed asks this once a block
         return (0 <= index < self.num_pieces and begin >= 0 and length > 0
-                and begin + length <= self.piece_size(index))
+                and begin + length <= min(pl, self.total_length - index * pl))
 
     # -- files ------------------------------------------------------------------
 

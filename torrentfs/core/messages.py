@@ -386,6 +386,19 @@ def encode_piece_parts(msg: Piece, num_pieces: int | None) -> tuple[bytes, objec
     return _PIECE_FULL_HEAD.pack(9 + size, 7, msg.index, msg.begin), msg.data
 
 
+def piece_head(index: int, begin: int, size: int, num_pieces: int | None) -> bytes:
+    """The 13-byte head of a Piece message whose block of ``size`` bytes follows it
+    on the wire (``encode_piece_parts`` without the message object); judged the
+    same way."""
+    if num_pieces is None or not 0 <= index < num_pieces:
+        raise LocalProtocolError(f"Piece: piece index {index!r} not in 0..{num_pieces}")
+    if not 0 <= begin < _U32:
+        raise LocalProtocolError(f"Piece: bad begin {begin!r}")
+    if not 1 <= size <= MAX_BLOCK_LENGTH:
+        raise LocalProtocolError(f"Piece: block of {size} bytes not in 1..{MAX_BLOCK_LENGTH}")
+    return _PIECE_FULL_HEAD.pack(9 + size, 7, index, begin)
+
+
 def encode(msg: Message, num_pieces: int | None) -> bytes:
     """The wire bytes of ``msg`` for a torrent of ``num_pieces`` pieces (None: not
     known yet, so no bitfield and no piece index may be sent).

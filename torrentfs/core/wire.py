@@ -95,6 +95,7 @@ take ``bytes(piece.data)`` for anything kept long.
 from __future__ import annotations
 
 import enum
+import struct
 
 from torrentfs.core import bitfield, handshake, messages
 from torrentfs.core.handshake import (
@@ -193,6 +194,7 @@ class _Sentinel(enum.Enum):
 
 
 NEED_DATA = _Sentinel.NEED_DATA
+_REQUEST = struct.Struct(">IBIII")  # a request, length prefix to length
 """Returned by ``next_event()`` when more bytes must be received first."""
 
 _FIRST_TYPES = (Bitfield, HaveAll, HaveNone)
@@ -343,6 +345,16 @@ class PeerConnection:
         self._first_sent = True
         return parts
 
+    def send_block(self, index: int, begin: int, size: int) -> bytes:
+        """The head of ``Piece(index, begin, data)`` for a block of ``size`` bytes,
+        to be sent right before them (``send_piece`` without the message object).
+        Raises LocalProtocolError as ``send`` does."""
+        if not self._handshake_sent:
+            raise LocalProtocolError("send() before handshake()")
+        head = messages.piece_head(index, begin, size, self._num_pieces)
+        self._first_sent = True
+        return head
+
     def send(self, msg: Message) -> bytes:
         """Validate ``msg`` and return its wire encoding.
 
@@ -453,6 +465,15 @@ class PeerConnection:
             return ConnectionClosed()
         if state is _RecvState.HANDSHAKE:
             return self._next_handshake()
+        buf, pos = self._buf, self._pos
+        if state is _RecvState.RUNNING and len(buf) - pos >= 17 and buf[pos + 4] == 6:
+            # A whole request at hand (what a seed hears most): judged as decode
+            # judges it, without the general path's calls.
+            length, _, index, begin, size = _REQUEST.unpack_from(buf, pos)
+            if (length == 13 and self._num_pieces is not None and index < self._num_pieces
+                    and 1 <= size <= MAX_BLOCK_LENGTH):
+                self._pos = pos + 17
+                return Request(index, begin, size)
 
         if not self._fill(4):
             return self._short("message")

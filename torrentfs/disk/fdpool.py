@@ -58,6 +58,20 @@ class FdPool:
             if fd is not None:
                 self._release(key)
 
+    @contextmanager
+    def use_open(self, key: int) -> Iterator[int | None]:
+        """``use`` of a file only if it is open now: None otherwise (it opens
+        nothing, so it never blocks on a slow disk: the trio thread may call it)."""
+        with self._lock:
+            fd = self._fds.get(key)
+            if fd is not None:
+                self._users[key] = self._users.get(key, 0) + 1
+        try:
+            yield fd
+        finally:
+            if fd is not None:
+                self._release(key)
+
     def _acquire(self, key: int, create: bool) -> int | None:
         with self._lock:
             fd = self._fds.get(key)

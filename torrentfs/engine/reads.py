@@ -43,6 +43,7 @@ from torrentfs.core.geometry import Geometry
 from torrentfs.core.picker import NOW, READAHEAD, Picker
 from torrentfs.core.readahead import Readahead
 from torrentfs.disk.cache import DiskCache
+from torrentfs.disk.nowait import read_nowait
 from torrentfs.disk.storage import Storage, StorageError
 from torrentfs.engine.blockreads import BlockReads
 
@@ -145,17 +146,18 @@ class UploadChunks:
 
     def __init__(self, limit: int = UPLOAD_CACHE_BYTES) -> None:
         self.limit = limit
-        self._chunks: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self._chunks: OrderedDict[tuple[int, int], memoryview] = OrderedDict()  # views
         self.bytes = 0
 
     def get(self, index: int, begin: int, length: int) -> memoryview | None:
         """The block if its chunk is here (a view of it), else None."""
         n, off = divmod(begin, UPLOAD_CHUNK)
-        chunk = self._chunks.get((index, n))
+        key = (index, n)
+        chunk = self._chunks.get(key)
         if chunk is None or off + length > len(chunk):
             return None
-        self._chunks.move_to_end((index, n))
-        return memoryview(chunk)[off:off + length]
+        self._chunks.move_to_end(key)
+        return chunk[off:off + length]
 
     def span(self, piece_size: int, begin: int, length: int) -> tuple[int, int] | None:
         """Where in the piece the chunk holding the block lies (start, size), or None
@@ -169,7 +171,7 @@ class UploadChunks:
         old = self._chunks.pop(key, None)
         if old is not None:
             self.bytes -= len(old)
-        self._chunks[key] = data
+        self._chunks[key] = memoryview(data).cast("B")
         self.bytes += len(data)
         while self.bytes > self.limit and len(self._chunks) > 1:
             _, gone = self._chunks.popitem(last=False)
@@ -389,14 +391,39 @@ class Reads:
         finally:
             t.picker.drop(owner)
 
-    async def block(self, index: int, begin: int, length: int) -> bytes | memoryview:
-        """Bytes of a verified piece, for an upload: from memory if it is still
-        there (just verified, or read for an earlier upload: ``UploadChunks``), else
-        from disk in a worker thread. Raises ``StorageError`` if the piece left the
-        disk cache meanwhile (or failed its check there)."""
+    def block_now(self, index: int, begin: int, length: int) -> memoryview | None:
+        """Bytes of a verified piece for an upload if they can be had without
+        waiting: in memory (just verified, or read for an earlier upload:
+        ``UploadChunks``), or in the page cache (a chunk read with RWF_NOWAIT, kept
+        for the next blocks) of a piece in ``have`` already checked on disk in this
+        run. Else None: ``block`` reads it. Synchronous, so nothing can evict the
+        piece between the check and the read (an eviction leaves ``have`` in the
+        trio thread before its hole is punched)."""
         data = self.recent.block(index, begin, length)
         if data is None:
             data = self.upload_chunks.get(index, begin, length)
+        if data is not None:
+            return data
+        t = self.torrent
+        if index not in t.have or index not in t.cache.trusted:
+            return None
+        span = self.upload_chunks.span(t.geometry.piece_size(index), begin, length)
+        if span is None:
+            return None
+        start, size = span
+        chunk = read_nowait(t.storage, t.geometry.piece_offset(index) + start, size)
+        if chunk is None:
+            return None
+        self.upload_chunks.put(index, start, chunk)
+        return memoryview(chunk)[begin - start:begin - start + length]
+
+    async def block(self, index: int, begin: int, length: int) -> bytes | memoryview:
+        """Bytes of a verified piece, for an upload: ``block_now`` if it can, else
+        from disk in a worker thread (checked there first if not yet in this run;
+        a chunk of ``UPLOAD_CHUNK`` is kept for the next blocks). Raises
+        ``StorageError`` if the piece left the disk cache meanwhile (or failed its
+        check there)."""
+        data = self.block_now(index, begin, length)
         if data is not None:
             return data
         t = self.torrent
@@ -408,7 +435,9 @@ class Reads:
             if span is None:
                 return await t.offload(t.storage.read, base + begin, length)
             start, size = span
-            chunk = await t.offload(t.storage.read, base + start, size)
+            chunk = read_nowait(t.storage, base + start, size)  # cached by the check?
+            if chunk is None:
+                chunk = await t.offload(t.storage.read, base + start, size)
             if index in t.have:  # not evicted while it was read
                 self.upload_chunks.put(index, start, chunk)
             return memoryview(chunk)[begin - start:begin - start + length]

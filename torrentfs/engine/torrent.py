@@ -569,6 +569,10 @@ class Torrent:
         """Bytes of a verified piece, for an upload (``Reads.block``)."""
         return await self.reads.block(index, begin, length)
 
+    def block_now(self, index: int, begin: int, length: int) -> memoryview | None:
+        """The same if it can be had without waiting, else None (``Reads.block_now``)."""
+        return self.reads.block_now(index, begin, length)
+
     # -- the read path (reads.Reads) --------------------------------------------------
 
     def open_handle(self, file_index: int) -> ReadHandle:

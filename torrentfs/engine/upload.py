@@ -1,10 +1,13 @@
 """The upload side of a torrent: answering peers' requests.
 
 Every request of an unchoked peer for a verified piece is queued on its session; one
-task (``Uploader.run``) answers them one block per peer in turn, within the upload
-rate limit. A peer whose socket is backed up (more than ``UPLOAD_BACKLOG`` unsent) is
-skipped until it drains, so unsent blocks wait here, where a cancel still drops them
-at no cost (the sockets keep little unsent data: ``peer.tune``). A peer choked
+task (``Uploader.run``) answers them in rounds, within the upload rate limit: each
+round gives every peer whose socket has room as many blocks as fit in it, so a fast
+peer is served many blocks per wake-up, each from memory or the page cache at once
+when it can be (``Torrent.block_now``). A peer whose socket is backed up (more than
+``UPLOAD_BACKLOG`` unsent) is skipped until it drains, so unsent blocks wait here,
+where a cancel still drops them at no cost (the sockets keep little unsent data:
+``peer.tune``). A peer choked
 meanwhile gets a reject (BEP 6). Each peer's next block is the oldest request for the
 pieces uploaded least so far: a seed spreads pieces over its peers instead of sending
 everyone the same ones, which they can then trade among themselves.
@@ -30,6 +33,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections import deque
+from typing import Any
 
 import trio
 
@@ -146,9 +150,20 @@ class Uploader:
 
     async def run(self) -> None:
         while True:
-            batch = self._next_batch(trio.current_time())
-            for s, req in batch:
-                await self._serve_one(s, req)
+            now = trio.current_time()
+            batch = self._next_batch(now)
+            sent: dict[PeerSession, int] = {}
+            for s, req, prev in batch:
+                n = self._serve_now(s, req, now)
+                if n is None:  # it must wait (a disk read, the rate limit)
+                    await self._serve_one(s, req, prev, now)
+                elif n:
+                    sent[s] = sent.get(s, 0) + n
+                else:
+                    self._untaken(s, req, prev)
+            for s, n in sent.items():  # one rate update per peer and round
+                s.up.add(n, now)
+                self.uploaded += n
             if not batch:
                 self._wake = trio.Event()
                 if not any(s.upload_fifo for s in self.torrent.sessions.values()):
@@ -158,28 +173,97 @@ class Uploader:
                 # hold, at the latest.
                 with trio.move_on_after(HOLD_SECONDS / 4):
                     await self._wake.wait()
+            else:
+                # Many blocks went out at once: let the senders and receivers run
+                # (their sockets take what we queued) before the next round.
+                await trio.lowlevel.checkpoint()
 
-    def _next_batch(self, now: float) -> list[tuple[PeerSession, wire.Request]]:
-        """One request to answer now for each peer whose socket has room, taken off
-        its queue. Fresh pieces first: those that just went to someone else wait
-        while anyone asks for one that has not (see the module docstring), even a
-        peer whose socket is still busy with what we sent it; with no fresh requests
-        at all the uplink would idle, so held ones go."""
+    def _next_batch(self, now: float) -> list[tuple[PeerSession, wire.Request, Any]]:
+        """The requests to answer now, taken off their queues: for each peer whose
+        socket has room, its next ones while the room lasts (one at least). Fresh
+        pieces first: those that just went to someone else wait while anyone asks
+        for one that has not (see the module docstring), even a peer whose socket is
+        still busy with what we sent it; with no fresh requests at all the uplink
+        would idle, so held ones go. A request taken counts as sent at once (to
+        whom, when, and the piece's count if it is its first block), so the next
+        one weighed, for this peer or another, sees it; each comes with what it
+        replaced (``_serve_one`` puts that back if the request is not served)."""
         asking = [s for s in self.torrent.sessions.values() if s.upload_fifo and not s.closed]
-        room = {s: s.backlog < backlog_limit(s, now) for s in asking}
-        ready = [(s, self._best(s, now)) for s in asking if room[s]]
+        room = {s: backlog_limit(s, now) - s.backlog for s in asking}
+        ready = [(s, self._best(s, now)) for s in asking if room[s] > 0]
         ready = [(s, best) for s, best in ready if best is not None]
         fresh = any(not held for _, (_, held) in ready)
         if ready and not fresh:
             fresh = any(best is not None and not best[1]
                         for best in (self._best(s, now) for s in asking
-                                     if not room[s]))
+                                     if room[s] <= 0))
         batch = []
-        for s, (n, held) in ready:
-            if not (held and fresh):
-                batch.append((s, s.upload_fifo[n]))
-                del s.upload_fifo[n]
+        for k, (s, best) in enumerate(ready):
+            if k:  # weighed again: the peers before it took requests meanwhile
+                best = self._best(s, now)
+            left = room[s]
+            while best is not None:
+                n, held = best
+                if held and fresh:
+                    break
+                fifo = s.upload_fifo
+                req = fifo[n]
+                del fifo[n]
+                batch.append((s, req, self._taken(s, req, now)))
+                left -= req.length
+                if left <= 0:
+                    break
+                best = self._next_best(s, n, req, now)
         return batch
+
+    def _next_best(self, s: PeerSession, n: int, taken: wire.Request,
+                   now: float) -> tuple[int, bool] | None:
+        """``_best`` right after the request at ``n`` (the best) was taken, in O(1)
+        when it can be: the next request of the same piece, now at ``n``, is the
+        best again unless the piece's count went up (a first block was taken) or
+        the request that just entered the scanned window beats it. (Before: every
+        request ahead of ``n`` weighed more than the one taken, those after it no
+        less; its piece's requests weigh the same or less now that it went to
+        ``s``; only the new entrant at SCAN-1 is unweighed.) Else a full scan."""
+        fifo = s.upload_fifo
+        if taken.begin != 0 and n < len(fifo):
+            nxt = fifo[n]
+            if nxt.index == taken.index and (nxt.index, nxt.begin, nxt.length) in s.queued:
+                if len(fifo) < SCAN:
+                    return n, False
+                sent = self._pieces_sent
+                count = sent.get(taken.index, 0)
+                new = fifo[SCAN - 1]
+                if new.index == taken.index or sent.get(new.index, 0) >= count:
+                    return n, False
+                to = self._last_sent.get(new.index)
+                if to is not None and to[0] is not s and now - to[1] < HOLD_SECONDS:
+                    return n, False  # held: weighs more
+        return self._best(s, now)
+
+    def _taken(self, s: PeerSession, req: wire.Request, now: float) -> Any:
+        """A request is about to be answered: the piece went to ``s`` now. Returns
+        what that replaced, for ``_untaken``."""
+        prev = self._last_sent.get(req.index)
+        self._last_sent[req.index] = (s, now)
+        if req.begin == 0:
+            self._pieces_sent[req.index] = self._pieces_sent.get(req.index, 0) + 1
+        return prev
+
+    def _untaken(self, s: PeerSession, req: wire.Request, prev: Any) -> None:
+        """A request taken was not answered after all: it does not count as sent."""
+        if req.begin == 0:
+            n = self._pieces_sent.get(req.index, 0) - 1
+            if n > 0:
+                self._pieces_sent[req.index] = n
+            else:
+                self._pieces_sent.pop(req.index, None)
+        last = self._last_sent.get(req.index)
+        if last is not None and last[0] is s:  # nobody took it since
+            if prev is None:
+                del self._last_sent[req.index]
+            else:
+                self._last_sent[req.index] = prev
 
     def _best(self, s: PeerSession, now: float) -> tuple[int, bool] | None:
         """Where in the peer's queue its next request is, and whether it is held:
@@ -194,36 +278,76 @@ class Uploader:
         return best_request(itertools.islice(fifo, SCAN), s, self._pieces_sent,
                             self._last_sent, now)
 
-    async def _serve_one(self, s: PeerSession, req: wire.Request) -> None:
+    def _serve_now(self, s: PeerSession, req: wire.Request, now: float) -> int | None:
+        """``_serve_one`` when it need not wait, the common case: the bytes sent
+        (0 if it was not served), or None if it must wait (``_serve_one`` then);
+        the caller counts the bytes in the peer's rate."""
+        key = (req.index, req.begin, req.length)
+        queued = s.queued
+        if key not in queued or s.closed:
+            return 0
+        if s.am_choking or (self.sparing is not None and s.fast and not self._spare(s, req)):
+            queued.discard(key)
+            if s.fast:
+                s.send(wire.Reject(*key))
+            return 0
+        if not self.limit.unlimited:
+            return None
+        data = self.torrent.block_now(req.index, req.begin, req.length)
+        if data is None:
+            return None
+        queued.discard(key)
+        s.send_block(req.index, req.begin, data)
+        if self.sparing is not None:
+            self.sparing.sent(s, req.index)
+        return len(data)
+
+    async def _serve_one(self, s: PeerSession, req: wire.Request, prev: Any = None,
+                         now: float | None = None) -> None:
+        """Answer a request taken by ``_next_batch`` (``prev``: what its taking
+        replaced): its block from memory or the page cache at once
+        (``block_now``), else read in a worker thread; or a reject if it may no
+        longer be served."""
+        if not await self._answer(s, req, now):
+            self._untaken(s, req, prev)
+
+    async def _answer(self, s: PeerSession, req: wire.Request, now: float | None) -> bool:
+        """``_serve_one``: whether the block was sent."""
         key = (req.index, req.begin, req.length)
         if key not in s.queued or s.closed:
-            return
+            return False
         if s.am_choking or (self.sparing is not None and s.fast and not self._spare(s, req)):
             s.queued.discard(key)
             if s.fast:
                 s.send(wire.Reject(*key))
-            return
-        wait = self.limit.take(req.length, trio.current_time())
-        if wait:
-            await trio.sleep(wait)
+            return False
+        if now is None:
+            now = trio.current_time()
+        if not self.limit.unlimited:
+            wait = self.limit.take(req.length, now)
+            if wait:
+                await trio.sleep(wait)
+                if key not in s.queued or s.closed or s.am_choking:
+                    return False
+                now = trio.current_time()
+        data = self.torrent.block_now(req.index, req.begin, req.length)
+        if data is None:
+            try:
+                data = await self.torrent.block(req.index, req.begin, req.length)
+            except OSError as e:  # evicted from the disk cache meanwhile, or a disk error
+                (log.debug if isinstance(e, StorageError) else log.warning)(
+                    "cannot read piece %d for upload: %s", req.index, e)
+                s.queued.discard(key)
+                if s.fast:
+                    s.send(wire.Reject(*key))
+                return False
             if key not in s.queued or s.closed or s.am_choking:
-                return
-        try:
-            data = await self.torrent.block(req.index, req.begin, req.length)
-        except OSError as e:  # evicted from the disk cache meanwhile, or a disk error
-            (log.debug if isinstance(e, StorageError) else log.warning)(
-                "cannot read piece %d for upload: %s", req.index, e)
-            s.queued.discard(key)
-            if s.fast:
-                s.send(wire.Reject(*key))
-            return
-        if key in s.queued and not s.closed and not s.am_choking:
-            s.queued.discard(key)
-            s.send(wire.Piece(req.index, req.begin, data))
-            s.up.add(len(data), trio.current_time())
-            self.uploaded += len(data)
-            self._last_sent[req.index] = (s, trio.current_time())
-            if self.sparing is not None:
-                self.sparing.sent(s, req.index)
-            if req.begin == 0:
-                self._pieces_sent[req.index] = self._pieces_sent.get(req.index, 0) + 1
+                return False
+            now = trio.current_time()
+        s.queued.discard(key)
+        s.send_block(req.index, req.begin, data)
+        s.up.add(len(data), now)
+        self.uploaded += len(data)
+        if self.sparing is not None:
+            self.sparing.sent(s, req.index)
+        return True

@@ -125,6 +125,17 @@ class PeerSession:
         self._out.append(data)
         self._queued(len(data))
 
+    def send_block(self, index: int, begin: int, data) -> None:
+        """``send(Piece(index, begin, data))`` without the message object (a seed
+        sends this most); ``data``, bytes-like of bytes, is queued as it is."""
+        if self.closed:
+            return
+        head = self.conn.send_block(index, begin, len(data))
+        out = self._out
+        out.append(head)
+        out.append(data)
+        self._queued(13 + len(data))
+
     def send_lazy(self, msg: wire.Message) -> None:
         """Queue a message without waking the sender: it leaves with the next
         message sent, or at the next ``flush`` (HAVEs: many per wake-up)."""
@@ -237,9 +248,11 @@ class PeerSession:
         while True:
             with trio.CancelScope(deadline=self._receive_deadline(partial_since)) as idle:
                 while True:
-                    if resume_at > trio.current_time():
-                        # stop reading this socket a while: TCP slows the peer
-                        await trio.sleep_until(resume_at)
+                    if resume_at:
+                        if resume_at > trio.current_time():
+                            # stop reading this socket a while: TCP slows the peer
+                            await trio.sleep_until(resume_at)
+                        resume_at = 0.0
                     event = self.conn.next_event()
                     if event is wire.NEED_DATA:
                         if self.conn.buffered and partial_since is None:
@@ -265,6 +278,8 @@ class PeerSession:
                             wait = limit.take(len(event.data), now)
                             if wait:
                                 resume_at = now + wait
+                    elif type(event) is wire.Request:
+                        pass  # the common case for a seed: no flag to update
                     elif isinstance(event, wire.ConnectionClosed):
                         self.close_reason = "peer closed the connection"
                         return
