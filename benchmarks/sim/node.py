@@ -108,6 +108,12 @@ class Node:
     def __lt__(self, other: Node) -> bool:   # the choker's tie-break among keys
         return self.idx < other.idx
 
+    def __hash__(self) -> int:
+        # By number, not by address: sets of nodes (here and in the real cores, which
+        # key peers by them) then iterate in the same order in every process, so a
+        # run depends only on its parameters and seed, not on what else was imported.
+        return self.idx
+
     def __repr__(self) -> str:
         return self.name
 
