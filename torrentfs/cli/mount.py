@@ -270,7 +270,6 @@ def serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=Non
             torrent = Torrent(meta, folder, options, peer_id=peer_id,
                               utp=dht.transport if dht is not None else None)
             fs = TorrentFS(torrent, Tree.from_metainfo(meta))
-            torrent.discovery_go = trio.Event()  # trackers...: once the mount answers
             await nursery.start(torrent.run)  # a port taken since: one line (run_trio)
             await start_metrics(nursery, args, lambda: [torrent])
             if dht is None and not meta.private:
@@ -283,7 +282,6 @@ def serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=Non
                 write_pid(state)
                 log.info("mounted %s on %s (info-hash %s, port %d)",
                          meta.name, mountpoint, meta.info_hash.hex(), torrent.port)
-                nursery.start_soon(mount.after_first_requests, torrent.discovery_go.set)
                 # `torrentfs status` reads what this publishes.
                 nursery.start_soon(partial(publish, lambda: [torrent], status_path(state),
                                            mountpoint, extra=lambda: phase))

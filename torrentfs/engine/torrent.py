@@ -151,9 +151,6 @@ class Torrent:
             self, meta.url_list if options.web_seeds is None else options.web_seeds,
             http_transport)
         self._nursery: trio.Nursery | None = None
-        # If set to an Event before ``run``, trackers, LSD and web seeds start only
-        # once it is set: a mount answers the kernel's first requests first.
-        self.discovery_go: trio.Event | None = None
         # BEP 10 extensions (metadata serving, PEX): hooks in on_handshake,
         # on_peer_closed, on_message and _ticker.
         self.ext = PeerExtensions(self, pex_enabled=options.pex and not meta.private)
@@ -191,10 +188,10 @@ class Torrent:
                 nursery.start_soon(self.haves.run)
                 if not self.seed_only:
                     nursery.start_soon(self.cache.run)
-                if self.discovery_go is None:
-                    await self._discover(nursery)
-                else:
-                    nursery.start_soon(self._discover, nursery, self.discovery_go)
+                await nursery.start(self.announcer.run)
+                if self.lsd is not None:
+                    await nursery.start(self.lsd.run)
+                await nursery.start(self.webseeds.run)
                 task_status.started()
         finally:
             log.info("totals: downloaded %d bytes, uploaded %d, wasted %d; %d of %d "
@@ -202,15 +199,6 @@ class Torrent:
                      self.have.count, self.have.size)
             with trio.CancelScope(shield=True):
                 await self.offload(self._save_resume_and_close)
-
-    async def _discover(self, nursery: trio.Nursery, go: trio.Event | None = None) -> None:
-        """Start the trackers, LSD and the web seeds (once ``go`` is set, if given)."""
-        if go is not None:
-            await go.wait()
-        await nursery.start(self.announcer.run)
-        if self.lsd is not None:
-            await nursery.start(self.lsd.run)
-        await nursery.start(self.webseeds.run)
 
     def _save_resume_and_close(self) -> None:
         try:

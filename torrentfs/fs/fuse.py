@@ -53,7 +53,6 @@ TIMEOUT = 3600.0  # attributes and names never change while mounted
 POLL_READERS = 0.2  # how often a waiting read looks whether its reader gave up
 DRAIN_QUIET = 0.25   # unmounting: answer reads (EIO) until none came for this long ...
 DRAIN_MAX = 3.0      # ... or this long at most
-FIRST_REQUESTS = 0.02  # after INIT, this long for the first lookups before the network
 
 # Pending, these end a blocked read: SIGKILL (the kernel adds it for any fatal
 # signal), and the usual "stop" signals when the process handles them.
@@ -439,14 +438,6 @@ class Mount:
             ready()
             await pyfuse3.main()
             nursery.cancel_scope.cancel()
-
-    async def after_first_requests(self, fn: Callable[[], None]) -> None:
-        """Call ``fn`` once the kernel's INIT is answered and ``FIRST_REQUESTS``
-        seconds more have passed: the lookups and listings that follow a mount at
-        once are answered before ``fn`` (a mount's network start) takes the CPU."""
-        await self._initialised.wait()
-        await trio.sleep(FIRST_REQUESTS)
-        fn()
 
     async def _raise_readahead(self) -> None:
         """Raise the kernel's readahead once INIT is answered (``set_kernel_readahead``):

@@ -13,8 +13,9 @@ import logging
 import secrets
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
+import httpx
 import trio
 
 from torrentfs.core.announce import (
@@ -26,9 +27,6 @@ from torrentfs.core.announce import (
     parse_response,
 )
 from torrentfs.net.udpclient import UdpTrackerClient
-
-if TYPE_CHECKING:  # httpx is imported when the first HTTP announce is due: a mount
-    import httpx   # is served before its network starts (engine.torrent.run)
 
 log = logging.getLogger("torrentfs.tracker")
 
@@ -43,7 +41,6 @@ async def announce_http(client: httpx.AsyncClient, url: str, req: AnnounceReques
     """One announce. Raises ``TrackerError`` with a one-line reason on any failure."""
     if not url.startswith(("http://", "https://")):
         raise TrackerError(f"unsupported tracker URL {url}")
-    import httpx
     try:
         with trio.fail_after(timeout):
             async with client.stream("GET", announce_url(url, req)) as resp:
@@ -212,7 +209,6 @@ class Announcer:
         if not self.tiers:
             task_status.started()
             return
-        import httpx
         async with httpx.AsyncClient(transport=self.transport,
                                      follow_redirects=True, max_redirects=3,
                                      headers={"User-Agent": "torrentfs/0.1"}) as client, \

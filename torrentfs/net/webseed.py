@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
+import httpx
 import trio
 
 from torrentfs import __version__
@@ -49,9 +50,6 @@ from torrentfs.core.webseed import (
     split_run,
     usable,
 )
-
-if TYPE_CHECKING:  # imported when the seeds start (``WebSeeds.run``): a mount is
-    import httpx   # served before its network starts (engine.torrent.run)
 
 log = logging.getLogger("torrentfs.webseed")
 
@@ -167,7 +165,6 @@ class WebSeed:
     # -- fetching ------------------------------------------------------------------
 
     async def _fetch(self, run: _Run) -> None:
-        import httpx  # loaded by ``WebSeeds.run`` already
         try:
             with run.scope:
                 await self._get(run)
@@ -332,7 +329,6 @@ class WebSeeds:
         if not self.seeds or self.torrent.seed_only:
             task_status.started()
             return
-        import httpx
         timeout = httpx.Timeout(STALL_TIMEOUT, connect=10.0)
         limits = httpx.Limits(max_connections=SLOTS * len(self.seeds),
                               max_keepalive_connections=SLOTS * len(self.seeds))
