@@ -13,6 +13,17 @@ def test_first_read_gets_the_minimum_window_after_it():
     assert not r.sequential
 
 
+def test_a_first_read_in_the_middle_gets_none_until_a_read_continues_it():
+    r = Readahead(2 * M, 16 * M)
+    assert r.advance(5 * M, 4096) == (5 * M + 4096, 0)  # a random reader, maybe
+    assert not r.sequential
+    assert r.advance(5 * M + 4096, 4096) == (5 * M + 8192, 2 * M)  # a stream after all
+    assert r.advance(5 * M + 8192, 4096) == (5 * M + 12288, 4 * M)
+    r = Readahead(2 * M, 16 * M)
+    r.advance(5 * M, 4096)
+    assert r.advance(9 * M, 4096) == (9 * M + 4096, 2 * M)  # then a seek, as ever
+
+
 def test_contiguous_reads_double_up_to_the_maximum():
     r = Readahead(2 * M, 16 * M)
     pos, windows = 0, []

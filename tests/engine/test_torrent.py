@@ -86,8 +86,8 @@ async def test_readahead_grows_and_close_undoes_it(make_swarm, autojump_clock):
         s = await start(n, make_swarm, size=400 * 32768)
         t = s.torrent
         h = t.open_handle(0)
-        # Opening raises the first and last pieces.
-        assert {i for i, tier, _ in t.picker.waiting()} == {0, 399}
+        assert t.picker.waiting() == []  # opening alone asks for nothing
+        # A first read at the file's start raises the first and last pieces.
         h.advance(0, 65536)
         first = {i for i, tier, _ in t.picker.waiting() if tier == READAHEAD}
         assert {0, 399} <= first  # the window moving on keeps the first and last
@@ -101,6 +101,43 @@ async def test_readahead_grows_and_close_undoes_it(make_swarm, autojump_clock):
         assert len(after - {0, 399}) <= len(first - {0, 399}) + 1
         h.close()
         assert t.picker.waiting() == []
+        n.cancel_scope.cancel()
+
+
+async def test_a_files_first_read_is_asked_alone(make_swarm, autojump_clock):
+    """A fresh file's first read waits for its own pieces alone: at the file's
+    start, its readahead and the last piece are asked once they are in; in the
+    middle (a random reader, maybe), nothing more is asked until a read continues
+    it."""
+    async with trio.open_nursery() as n:
+        s = await start(n, make_swarm, size=400 * 32768)
+        t = s.torrent
+        peer = s.add(Behaviour(delay=0.5))
+        h = t.open_handle(0)
+        got = []
+
+        async def first_read() -> None:
+            got.append(await t.read(0, 0, 1000, h))
+        async with trio.open_nursery() as reading:
+            reading.start_soon(first_read)
+            await trio.sleep(0.25)  # the read waits: only its piece is asked
+            assert {i for i, _, _ in peer.requests} == {0}
+            assert {i for i, *_ in t.picker.waiting()} == {0}
+        assert got == [s.payload[:1000]]
+        ahead = {i for i, tier, _ in t.picker.waiting() if tier == READAHEAD}
+        assert 399 in ahead and 1 in ahead  # after it: the last piece, the window
+        h.close()
+        await trio.sleep(1)
+        peer.requests.clear()
+        h = t.open_handle(0)
+        off = 200 * 32768 + 5
+        assert await t.read(0, off, 1000, h) == s.payload[off:off + 1000]
+        await trio.sleep(1)
+        assert {i for i, _, _ in peer.requests} == {200}
+        assert t.picker.waiting() == []
+        assert await t.read(0, off + 1000, 1000, h) == s.payload[off + 1000:off + 2000]
+        assert 201 in {i for i, tier, _ in t.picker.waiting() if tier == READAHEAD}
+        h.close()
         n.cancel_scope.cancel()
 
 

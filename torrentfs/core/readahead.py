@@ -4,6 +4,9 @@ Contract: the window starts at ``min_window`` bytes; each read that starts where
 previous one ended doubles it, up to ``max_window``; a read anywhere else (a seek)
 shrinks it back to ``min_window``. The window always starts where the last read
 ended, and is clipped to the file's end by the caller (``Geometry.file_pieces``).
+A file whose first read is not at its start gives no sign of a stream (a random
+reader opens, reads and closes): no window until a read continues that one, as the
+kernel's own readahead does for a lone random read.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ class Readahead:
     def advance(self, offset: int, size: int) -> tuple[int, int]:
         """A read of ``[offset, offset+size)`` happened: returns ``(start, length)`` of
         the byte range to read ahead."""
-        if self.next_offset is not None:
-            if offset == self.next_offset:
-                self.window = min(self.window * 2, self.max_window)
-            else:
-                self.window = self.min_window
+        if self.next_offset is None:
+            if offset:  # a first read in the middle: none until one continues it
+                self.window = 0
+        elif offset == self.next_offset:
+            self.window = min(max(self.window * 2, self.min_window), self.max_window)
+        else:
+            self.window = self.min_window
         self.next_offset = offset + size
         return self.next_offset, self.window
 

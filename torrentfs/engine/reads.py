@@ -196,25 +196,37 @@ class ReadHandle:
         # Deadlines count from here: (when, piece), READAHEAD_STEP s per piece after.
         self._anchor: tuple[float, int] | None = None
         self._timed_out: tuple[float, set[int]] | None = None  # when, which pieces
-        # Container indexes often sit at the end of a video file: fetch the first
-        # and last pieces soon after open, at readahead priority. They are raised
-        # by an owner of their own, so the window moving on does not drop them.
-        g = self.torrent.geometry
-        edge = list(g.file_pieces(file_index, 0, 1))
-        length = g.file_lengths[file_index]
-        if length:
-            edge += g.file_pieces(file_index, length - 1, 1)
+        # Container indexes often sit at the end of a video file: a first read at
+        # the file's start (a player probing it) fetches the first and last pieces
+        # too, at readahead priority (``advance``). They are raised by an owner of
+        # their own, so the window moving on does not drop them.
         self._edge = object()
-        self._edges = [i for i in dict.fromkeys(edge) if i not in self.torrent.have]
+        self._edges: list[int] = []
+
+    def _raise_edges(self, schedule: bool) -> None:
+        t = self.torrent
+        g = t.geometry
+        edge = list(g.file_pieces(self.file_index, 0, 1))
+        length = g.file_lengths[self.file_index]
+        if length:
+            edge += g.file_pieces(self.file_index, length - 1, 1)
+        self._edges = [i for i in dict.fromkeys(edge) if i not in t.have]
         now = trio.current_time()
         self._raise(self._edges, lambda rank: now + READAHEAD_DEADLINE + READAHEAD_STEP * rank,
-                    owner=self._edge)
+                    owner=self._edge, schedule=schedule)
+
+    @property
+    def fresh(self) -> bool:
+        """No read through this file yet."""
+        return self.readahead.next_offset is None
 
     def advance(self, offset: int, size: int, schedule: bool = True) -> None:
         """A read of ``[offset, offset+size)`` happened: move the readahead window.
         Without ``schedule`` the peers are not told yet (the read is about to raise
         its own pieces, which must be asked first)."""
         t = self.torrent
+        if self.fresh and offset == 0:
+            self._raise_edges(schedule)
         start, length = self.readahead.advance(offset, size)
         window = t.geometry.file_pieces(self.file_index, start, length)
         current = set(window)
@@ -350,8 +362,12 @@ class Reads:
         unscheduled = t.have.missing(pieces)
         if unscheduled:
             t.picker.raise_priority(owner, unscheduled, NOW, trio.current_time() + NOW_SLACK)
+        # A file's first read that waits is alone on the wire: its readahead (and the
+        # first and last pieces) are asked once its pieces are in. On a fast link the
+        # time is spent receiving, and the read would wait for those too.
+        later = handle is not None and handle.fresh and bool(unscheduled)
         try:
-            if handle is not None:
+            if handle is not None and not later:
                 handle.advance(offset, size, schedule=not unscheduled)
             with t.cache.pinned(pieces):  # not evicted under our feet
                 for _ in range(CHECK_TRIES):
@@ -383,6 +399,8 @@ class Reads:
                 else:
                     raise StorageError(f"pieces {pieces.start}-{pieces.stop - 1} keep "
                                        "failing their hash check on disk")
+                if later:
+                    handle.advance(offset, size)
                 t.cache.touched(pieces)
                 data = self.recent.read(g, start, size, pieces)
                 if data is not None:

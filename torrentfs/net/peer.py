@@ -26,7 +26,7 @@ import itertools
 import logging
 import socket
 from collections import deque
-from typing import Protocol
+from typing import Callable, Protocol
 
 import trio
 
@@ -245,6 +245,7 @@ class PeerSession:
         # about once a PARTIAL_TIMEOUT, not once a read.
         partial_since: float | None = None
         resume_at = 0.0  # the download limit's pause runs until then
+        ack = _quick_acker(self.stream)
         while True:
             with trio.CancelScope(deadline=self._receive_deadline(partial_since)) as idle:
                 while True:
@@ -260,6 +261,8 @@ class PeerSession:
                             idle.deadline = min(idle.deadline,
                                                 partial_since + PARTIAL_TIMEOUT)
                         data = await self.stream.receive_some(RECV_SIZE)
+                        if ack is not None:
+                            ack()
                         self.last_received = trio.current_time()
                         self.conn.receive_data(data)
                         continue
@@ -348,6 +351,29 @@ def _plain_socket(stream) -> "trio.socket.SocketType | None":
     encrypted, not uTP), else None."""
     inner = getattr(stream, "plain_stream", stream)
     return inner.socket if isinstance(inner, trio.SocketStream) else None
+
+
+def _quick_acker(stream) -> Callable[[], None] | None:
+    """A call that has the TCP socket under ``stream`` (plain or under MSE) ack what
+    came at once, or None (uTP; no TCP_QUICKACK here). A seeder with Nagle on holds
+    the last block of a run (a segment under the MSS: every block, on loopback)
+    until our ACK, which Linux delays 40 ms when we have nothing to send: a read's
+    last blocks came 40 ms late. Quick-ack mode ends by itself: set after each read."""
+    opt = getattr(socket, "TCP_QUICKACK", None)
+    while opt is not None and not isinstance(stream, trio.SocketStream):
+        stream = getattr(stream, "stream", None)  # mse.EncryptedStream's TCP stream
+        if stream is None:
+            return None
+    if opt is None:
+        return None
+    sock = stream.socket
+
+    def ack() -> None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, opt, 1)
+        except OSError:
+            pass
+    return ack
 
 
 NOTSENT_LOWAT = 16 << 10

@@ -1,0 +1,78 @@
+"""Mount -> file listed, repeated: the median time from the ``torrentfs mount``
+command's start to ``os.listdir`` seeing the file with its size (what scripts/bench's
+"mount -> file listed" row times, on a tiny torrent with no peers), over N fresh
+mounts with empty caches. For issue 13's latency target (<= 0.1 s).
+
+    .venv/bin/python -m benchmarks.mountready [--runs 20] [--tracker URL] [-- MOUNT ARGS]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from benchmarks.procstats import cpu_seconds
+from benchmarks.programs import TorrentfsMount, say
+from tests.harness.swarm import child_env
+
+TORRENTFS = str(Path(sys.executable).with_name("torrentfs"))
+
+
+class _Bench:
+    """What a Mount needs of a bench.Bench: a work folder, a counter, the top folder."""
+
+    def __init__(self, tmp: Path, top: str):
+        self.tmp = tmp
+        self.top = top
+        self.counter = itertools.count(1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--tracker", default="http://127.0.0.1:9/announce",
+                    help="the torrent's announce URL (default: a closed port)")
+    ap.add_argument("extra", nargs="*", help="more options for torrentfs mount")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="mountready-") as d:
+        tmp = Path(d)
+        top = "payload"
+        (tmp / "data" / top).mkdir(parents=True)
+        (tmp / "data" / top / "big.bin").write_bytes(os.urandom(1 << 20))
+        torrent = tmp / "t.torrent"
+        subprocess.run([TORRENTFS, "create", str(tmp / "data" / top), "-o", str(torrent),
+                        "-t", args.tracker, "--piece-size", "256K"],
+                       check=True, capture_output=True, env=child_env())
+        bench = _Bench(tmp, top)
+        times, cpus = [], []
+        for _ in range(args.runs):
+            m = TorrentfsMount(bench, "ready")
+            m.extra_args = list(args.extra)
+            try:
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                m.start(torrent, top, "big.bin", 1 << 20, 30)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                daemon = cpu_seconds(m.pid) if m.pid else None
+                times.append(m.ready_s)
+                if daemon is not None:  # the command's CPU, then its daemon's so far
+                    cpus.append(after.ru_utime - before.ru_utime
+                                + after.ru_stime - before.ru_stime + daemon)
+            finally:
+                m.close()
+        times.sort()
+        say(f"mount -> listed over {len(times)} mounts: median {statistics.median(times):.3f} s, "
+            f"min {times[0]:.3f}, max {times[-1]:.3f}; CPU (command + daemon, 10 ms ticks) "
+            f"median {statistics.median(cpus):.3f} s")
+        print(" ".join(f"{t:.3f}" for t in times))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
