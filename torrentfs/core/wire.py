@@ -343,6 +343,16 @@ class PeerConnection:
         self._first_sent = True
         return parts
 
+    def send_requests(self, blocks: list[tuple[int, int, int]]) -> bytes:
+        """``send`` of a Request for each ``(index, begin, length)``: their wire
+        bytes, joined. Raises LocalProtocolError as ``send`` does, emitting nothing."""
+        if not self._handshake_sent:
+            raise LocalProtocolError("send() before handshake()")
+        data = messages.encode_requests(blocks, self._num_pieces)
+        if blocks:
+            self._first_sent = True
+        return data
+
     def send(self, msg: Message) -> bytes:
         """Validate ``msg`` and return its wire encoding.
 
