@@ -108,6 +108,7 @@ from torrentfs.core.handshake import (
     make_reserved,
 )
 from torrentfs.core.messages import (
+    _PIECE_FULL_HEAD,
     MAX_BLOCK_LENGTH,
     AllowedFast,
     Bitfield,
@@ -409,6 +410,20 @@ class PeerConnection:
         Raises RemoteProtocolError if the peer broke a rule; from then on
         every call raises it.
         """
+        if self._state is _RecvState.RUNNING:
+            # The common case first: a whole block already in the buffer (most
+            # messages are blocks). Exactly what the general path below would
+            # return for it; anything else goes there.
+            buf, pos = self._buf, self._pos
+            if len(buf) - pos >= 13 and buf[pos + 4] == 7:
+                length, _, index, begin = _PIECE_FULL_HEAD.unpack_from(buf, pos)
+                end = pos + 4 + length
+                n = self._num_pieces
+                if (9 < length <= 9 + MAX_BLOCK_LENGTH and length <= self._max_message
+                        and end <= len(buf) and (n is None or index < n)):
+                    self._pos = end
+                    self._exported = True  # the block is a view of buf
+                    return Piece(index, begin, memoryview(buf)[pos + 13:end].toreadonly())
         if self._state is _RecvState.ERROR:
             raise RemoteProtocolError(f"connection already failed: {self._error}")
         try:

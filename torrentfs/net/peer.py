@@ -247,9 +247,11 @@ class PeerSession:
         while True:
             with trio.CancelScope(deadline=self._receive_deadline(partial_since)) as idle:
                 while True:
-                    if resume_at > trio.current_time():
-                        # stop reading this socket a while: TCP slows the peer
-                        await trio.sleep_until(resume_at)
+                    if resume_at:
+                        if resume_at > trio.current_time():
+                            # stop reading this socket a while: TCP slows the peer
+                            await trio.sleep_until(resume_at)
+                        resume_at = 0.0
                     event = self.conn.next_event()
                     if event is wire.NEED_DATA:
                         if self.conn.buffered and partial_since is None:
