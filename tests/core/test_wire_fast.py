@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from torrentfs.core.wire import (
     MAX_BLOCK_LENGTH,
+    NEED_DATA,
     Have,
     LocalProtocolError,
     PeerConnection,
@@ -116,4 +117,30 @@ def test_a_buffered_block_is_a_readonly_view_and_the_next_message_follows():
     assert first == Piece(3, 16384, b"y" * 16384)
     assert isinstance(first.data, memoryview) and first.data.readonly
     assert second == Have(2)
+    assert conn.buffered == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=block_messages, cuts=st.lists(st.integers(1, 6 * (MAX_BLOCK_LENGTH + 13)),
+                                          max_size=12))
+def test_blocks_cut_anywhere_across_receives_parse_as_they_do_whole(data, cuts):
+    """A received chunk is parsed in place and only a message cut across receives is
+    copied: wherever the cuts fall, the events, errors and leftovers are the same."""
+    kwargs = {"max_message": 2**18}
+    whole = _events(after_handshake(**kwargs), data, [])
+    cut = _events(after_handshake(**kwargs), data, sorted({c for c in cuts if c < len(data)}))
+    assert cut == whole
+
+
+def test_a_block_cut_across_receives_stays_valid_after_more_arrive():
+    conn = after_handshake()
+    first, second = raw(7, u32s(1, 0) + b"a" * 16384), raw(7, u32s(2, 0) + b"b" * 16384)
+    data = first + second
+    conn.receive_data(data[:10000])
+    assert conn.next_event() is NEED_DATA
+    conn.receive_data(data[10000:20000])
+    block = conn.next_event()
+    conn.receive_data(data[20000:])
+    assert conn.next_event() == Piece(2, 0, b"b" * 16384)
+    assert block == Piece(1, 0, b"a" * 16384)  # not overwritten by what came after
     assert conn.buffered == 0

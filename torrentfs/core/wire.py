@@ -257,15 +257,17 @@ class PeerConnection:
         self._their_handshake: Handshake | None = None
 
         # Receive side.  Bytes from receive_data() wait in _incoming until the
-        # parser runs short; then they are appended to _buf, which is read
-        # from _pos onwards.  _exported means a memoryview of _buf was handed
-        # out, so _buf must never be resized or written again.
+        # parser runs short; then the next one becomes _buf, or (the tail of a
+        # message cut across receives) what is needed is appended to _buf, which
+        # is read from _pos onwards.  _exported means a memoryview of _buf was
+        # handed out (or _buf is a received chunk), so _buf must never be resized
+        # or written again.
         self._state = _RecvState.HANDSHAKE
         self._error: str | None = None
-        self._buf = bytearray()
+        self._buf: bytearray | bytes | memoryview = bytearray()
         self._pos = 0
         self._exported = False
-        self._incoming: list[bytes] = []
+        self._incoming: list[bytes | memoryview] = []
         self._eof = False
 
         # Send side.
@@ -438,27 +440,47 @@ class PeerConnection:
             raise
 
     def _fill(self, n: int) -> bool:
-        """Make at least ``n`` unread bytes available in _buf if possible."""
-        if len(self._buf) - self._pos >= n:
+        """Make at least ``n`` unread bytes available in _buf if possible.
+
+        A received chunk read from its start becomes _buf as it is (no copy; it is
+        never written, as if exported). Only a message cut across receives is
+        copied: its bytes so far, then from the chunks after it just what it lacks."""
+        buf, pos = self._buf, self._pos
+        if len(buf) - pos >= n:
             return True
-        if not self._incoming:
+        incoming = self._incoming
+        if not incoming:
             return False
+        if pos == len(buf):
+            self._buf = buf = incoming.pop(0)
+            self._pos = pos = 0
+            self._exported = True
+            if len(buf) >= n or not incoming:
+                return len(buf) >= n
         if self._exported:
-            # Views of _buf are out there: leave it alone, start a new one
-            # with the unread tail (a partial message, so short).
-            self._buf = self._buf[self._pos :]
-            self._pos = 0
+            # Views of _buf are out there (or it is a received chunk): leave it
+            # alone, start a new one with the unread tail (a partial message).
+            self._buf = buf = bytearray(memoryview(buf)[pos:])
+            self._pos = pos = 0
             self._exported = False
-        elif self._pos and self._pos >= len(self._buf) - self._pos:
+        elif pos and pos >= len(buf) - pos:
             # Compact when what we move is no bigger than what was consumed:
             # amortised O(1) per byte however the data is chunked.
-            del self._buf[: self._pos]
-            self._pos = 0
-        buf = self._buf
-        for chunk in self._incoming:
-            buf += chunk
-        self._incoming.clear()
-        return len(buf) - self._pos >= n
+            del buf[:pos]
+            self._pos = pos = 0
+        while incoming:
+            lack = n - (len(buf) - pos)
+            if lack <= 0:
+                break
+            chunk = incoming[0]
+            if lack >= len(chunk):
+                buf += chunk
+                del incoming[0]
+            else:  # the rest of this chunk waits, to be taken uncopied
+                view = memoryview(chunk)
+                buf += view[:lack]
+                incoming[0] = view[lack:]
+        return len(buf) - pos >= n
 
     def _short(self, what: str) -> _Sentinel:
         """NEED_DATA, or the right reaction to EOF while short of bytes."""
