@@ -29,6 +29,9 @@ class Peer:
     def send(self, msg: wire.Message) -> None:
         self.sent.append(msg)
 
+    def send_requests(self, blocks) -> None:
+        self.sent.extend(wire.Request(*b) for b in blocks)
+
     def take(self, kind) -> list[tuple[int, int]]:
         out = [(m.index, m.begin) for m in self.sent if isinstance(m, kind)]
         self.sent = [m for m in self.sent if not isinstance(m, kind)]

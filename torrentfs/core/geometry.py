@@ -104,7 +104,8 @@ class Geometry:
         """True when ``(index, begin, length)`` names exactly one of our blocks."""
         if not 0 <= index < self.num_pieces:
             return False
-        size = self.piece_size(index)
+        # piece_size(index), without its check again (one call per block received)
+        size = min(self.piece_length, self.total_length - index * self.piece_length)
         return (begin % self.block_size == 0 and 0 <= begin < size
                 and length == min(self.block_size, size - begin))
 

@@ -377,6 +377,8 @@ class Picker:
         out = self._outstanding.get(peer)
         if not out:
             return 0
+        if not self.urgent():  # no read waits (the common case): all of them
+            return len(out)
         # Counted per piece (a peer's requests span a few pieces): one priority
         # look-up per piece, not per request.
         raises = self._raises

@@ -109,6 +109,7 @@ from torrentfs.core.handshake import (
     make_reserved,
 )
 from torrentfs.core.messages import (
+    _PIECE_FULL_HEAD,
     MAX_BLOCK_LENGTH,
     AllowedFast,
     Bitfield,
@@ -258,15 +259,17 @@ class PeerConnection:
         self._their_handshake: Handshake | None = None
 
         # Receive side.  Bytes from receive_data() wait in _incoming until the
-        # parser runs short; then they are appended to _buf, which is read
-        # from _pos onwards.  _exported means a memoryview of _buf was handed
-        # out, so _buf must never be resized or written again.
+        # parser runs short; then the next one becomes _buf, or (the tail of a
+        # message cut across receives) what is needed is appended to _buf, which
+        # is read from _pos onwards.  _exported means a memoryview of _buf was
+        # handed out (or _buf is a received chunk), so _buf must never be resized
+        # or written again.
         self._state = _RecvState.HANDSHAKE
         self._error: str | None = None
-        self._buf = bytearray()
+        self._buf: bytearray | bytes | memoryview = bytearray()
         self._pos = 0
         self._exported = False
-        self._incoming: list[bytes] = []
+        self._incoming: list[bytes | memoryview] = []
         self._eof = False
 
         # Send side.
@@ -355,6 +358,16 @@ class PeerConnection:
         self._first_sent = True
         return head
 
+    def send_requests(self, blocks: list[tuple[int, int, int]]) -> bytes:
+        """``send`` of a Request for each ``(index, begin, length)``: their wire
+        bytes, joined. Raises LocalProtocolError as ``send`` does, emitting nothing."""
+        if not self._handshake_sent:
+            raise LocalProtocolError("send() before handshake()")
+        data = messages.encode_requests(blocks, self._num_pieces)
+        if blocks:
+            self._first_sent = True
+        return data
+
     def send(self, msg: Message) -> bytes:
         """Validate ``msg`` and return its wire encoding.
 
@@ -411,6 +424,20 @@ class PeerConnection:
         Raises RemoteProtocolError if the peer broke a rule; from then on
         every call raises it.
         """
+        if self._state is _RecvState.RUNNING:
+            # The common case first: a whole block already in the buffer (most
+            # messages are blocks). Exactly what the general path below would
+            # return for it; anything else goes there.
+            buf, pos = self._buf, self._pos
+            if len(buf) - pos >= 13 and buf[pos + 4] == 7:
+                length, _, index, begin = _PIECE_FULL_HEAD.unpack_from(buf, pos)
+                end = pos + 4 + length
+                n = self._num_pieces
+                if (9 < length <= 9 + MAX_BLOCK_LENGTH and length <= self._max_message
+                        and end <= len(buf) and (n is None or index < n)):
+                    self._pos = end
+                    self._exported = True  # the block is a view of buf
+                    return Piece(index, begin, memoryview(buf)[pos + 13:end].toreadonly())
         if self._state is _RecvState.ERROR:
             raise RemoteProtocolError(f"connection already failed: {self._error}")
         try:
@@ -425,27 +452,47 @@ class PeerConnection:
             raise
 
     def _fill(self, n: int) -> bool:
-        """Make at least ``n`` unread bytes available in _buf if possible."""
-        if len(self._buf) - self._pos >= n:
+        """Make at least ``n`` unread bytes available in _buf if possible.
+
+        A received chunk read from its start becomes _buf as it is (no copy; it is
+        never written, as if exported). Only a message cut across receives is
+        copied: its bytes so far, then from the chunks after it just what it lacks."""
+        buf, pos = self._buf, self._pos
+        if len(buf) - pos >= n:
             return True
-        if not self._incoming:
+        incoming = self._incoming
+        if not incoming:
             return False
+        if pos == len(buf):
+            self._buf = buf = incoming.pop(0)
+            self._pos = pos = 0
+            self._exported = True
+            if len(buf) >= n or not incoming:
+                return len(buf) >= n
         if self._exported:
-            # Views of _buf are out there: leave it alone, start a new one
-            # with the unread tail (a partial message, so short).
-            self._buf = self._buf[self._pos :]
-            self._pos = 0
+            # Views of _buf are out there (or it is a received chunk): leave it
+            # alone, start a new one with the unread tail (a partial message).
+            self._buf = buf = bytearray(memoryview(buf)[pos:])
+            self._pos = pos = 0
             self._exported = False
-        elif self._pos and self._pos >= len(self._buf) - self._pos:
+        elif pos and pos >= len(buf) - pos:
             # Compact when what we move is no bigger than what was consumed:
             # amortised O(1) per byte however the data is chunked.
-            del self._buf[: self._pos]
-            self._pos = 0
-        buf = self._buf
-        for chunk in self._incoming:
-            buf += chunk
-        self._incoming.clear()
-        return len(buf) - self._pos >= n
+            del buf[:pos]
+            self._pos = pos = 0
+        while incoming:
+            lack = n - (len(buf) - pos)
+            if lack <= 0:
+                break
+            chunk = incoming[0]
+            if lack >= len(chunk):
+                buf += chunk
+                del incoming[0]
+            else:  # the rest of this chunk waits, to be taken uncopied
+                view = memoryview(chunk)
+                buf += view[:lack]
+                incoming[0] = view[lack:]
+        return len(buf) - pos >= n
 
     def _short(self, what: str) -> _Sentinel:
         """NEED_DATA, or the right reaction to EOF while short of bytes."""

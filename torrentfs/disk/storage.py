@@ -32,6 +32,7 @@ from pathlib import Path
 
 from torrentfs.core.bitfield import Bitfield, and_flags
 from torrentfs.core.geometry import Geometry
+from torrentfs.disk.direct import DirectWrites
 from torrentfs.disk.fdpool import DEFAULT_MAX_OPEN_FILES, FdPool
 from torrentfs.disk.private import open_private, private_dir, write_private
 
@@ -125,6 +126,7 @@ class Storage:
         self._check_paths()
         self.pool = FdPool(self._open_file, max_open_files)
         self._dirty: set[int] = set()  # written since the last fsync
+        self.direct = DirectWrites(not readonly)  # verified pieces past the page cache
         self._scanned: tuple[bytearray, bytearray] | None = None  # load_resume's scan
         self._lock = threading.Lock()
 
@@ -221,6 +223,10 @@ class Storage:
                 written = 0
                 with self.pool.use(span.file_index, create=True) as fd:
                     self._dirty.add(span.file_index)
+                    # Past the page cache where aligned (disk/direct.py), else through it.
+                    if self.direct.write(self.paths[span.file_index], span.file_offset,
+                                         chunk):
+                        written = span.length
                     while written < span.length:
                         written += os.pwrite(fd, chunk[written:], span.file_offset + written)
             pos += span.length

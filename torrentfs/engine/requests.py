@@ -80,8 +80,7 @@ class Requests:
             nearby = getattr(t, "nearby", None)  # --prefer-subnet (core/topology)
             picked = t.picker.pick(s, now, pipeline - outstanding, t.spread, ahead,
                                    nearby.avoid(s) if nearby else None, AVOID_GRACE)
-            for index, begin, length in picked:
-                s.send(wire.Request(index, begin, length))
+            s.send_requests(picked)
             if picked and t.picker.priority(picked[0][0])[0] == NOW:  # NOW comes first
                 self._make_way(s)
                 return

@@ -292,7 +292,7 @@ class Torrent:
         # Most messages are blocks (downloading) or requests (seeding): no match for them.
         if type(msg) is wire.Piece:
             self.requests.answered(s, msg.index, msg.begin)
-            self.got_block(s, msg.index, msg.begin, msg.data)
+            self.got_block(s, msg.index, msg.begin, msg.data, s.last_received)
             self._fill(s, batch=True)
             return
         if type(msg) is wire.Request:
@@ -364,11 +364,14 @@ class Torrent:
         those unchoking us, up to ``SPREAD_MAX``."""
         return self._spread
 
-    def got_block(self, s: PeerSession | WebSeed, index: int, begin: int, data) -> None:
-        """A block arrived from a peer or a web seed: into its piece's buffer, the
-        other holders cancelled; a complete piece goes to be verified."""
+    def got_block(self, s: PeerSession | WebSeed, index: int, begin: int, data,
+                  now: float | None = None) -> None:
+        """A block arrived (at ``now``: by default the current time) from a peer or
+        a web seed: into its piece's buffer, the other holders cancelled; a complete
+        piece goes to be verified."""
         n = len(data)
-        got = self.picker.block_received(s, index, begin, n, trio.current_time())
+        got = self.picker.block_received(s, index, begin, n,
+                                         trio.current_time() if now is None else now)
         if not got.new:
             self.wasted += n
             return

@@ -136,6 +136,16 @@ class PeerSession:
         out.append(data)
         self._queued(13 + len(data))
 
+    def send_requests(self, blocks: list[tuple[int, int, int]]) -> None:
+        """Queue a Request for each ``(index, begin, length)``, as one buffer (what
+        a pick asks for: many per call)."""
+        if self.closed or not blocks:
+            return
+        data = self.conn.send_requests(blocks)
+        self.requests_sent += len(blocks)
+        self._out.append(data)
+        self._queued(len(data))
+
     def send_lazy(self, msg: wire.Message) -> None:
         """Queue a message without waking the sender: it leaves with the next
         message sent, or at the next ``flush`` (HAVEs: many per wake-up)."""
