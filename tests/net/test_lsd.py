@@ -170,3 +170,13 @@ async def test_torrent_adds_peers_lsd_finds_and_private_torrents_have_no_lsd(
         await trio.sleep(1)
         assert ("10.0.0.2", 7777) in t.candidates
         n.cancel_scope.cancel()
+
+
+def test_a_link_local_announcer_keeps_its_zone_so_that_tcp_can_reach_it():
+    from torrentfs.net.lsd import source_host
+    assert source_host(("fe80::1%veth0", 6771, 0, 7)) == "fe80::1%veth0"
+    assert source_host(("fe80::1", 6771, 0, 7)) == "fe80::1%7"
+    assert source_host(("fe80::1", 6771, 0, 0)) == "fe80::1"
+    assert source_host(("2001:db8::1%3", 6771, 0, 3)) == "2001:db8::1"
+    assert source_host(("10.0.0.1", 6771)) == "10.0.0.1"
+    assert source_host(("169.254.1.1", 6771)) == "169.254.1.1"

@@ -10,6 +10,7 @@ them gets each multicast datagram).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
 import socket as stdsocket
@@ -116,7 +117,7 @@ class LsdService:
                 log.debug("LSD receive failed: %s", e.strerror or e)
                 await trio.sleep(1)  # bounded: errors on a datagram socket are rare
                 continue
-            host = str(source[0]).split("%")[0]
+            host = source_host(source)
             try:
                 peer = self.core.heard(data, host, trio.current_time())
             except LsdError as e:
@@ -126,6 +127,27 @@ class LsdService:
                 self.found += 1
                 log.info("local peer discovery: found peer %s:%d", *peer)
                 self.on_peer(peer)
+
+
+def source_host(source) -> str:
+    """The host to dial an announcer at, from the source address of its datagram. A
+    link-local IPv6 one keeps its zone (``fe80::1%eth0``, as the socket reports it,
+    or the scope id as a number): without it a TCP connect to it fails (EINVAL), so
+    that the peer would be reached over uTP alone, at several times the CPU per
+    byte of TCP (a datagram per 1,380 bytes, each through the whole network stack).
+    Any other address loses a zone it has no use for."""
+    host = str(source[0])
+    bare = host.split("%")[0]
+    try:
+        link_local = ipaddress.ip_address(bare).is_link_local
+    except ValueError:
+        return bare
+    if not link_local or ":" not in bare:
+        return bare
+    if "%" in host:
+        return host
+    scope = source[3] if len(source) > 3 else 0
+    return f"{bare}%{scope}" if scope else bare
 
 
 def _name(family: int) -> str:
