@@ -304,9 +304,14 @@ class Picker:
         bits = self._peers[peer]
         if bits.add(index):
             self.availability[index] += 1
-            self._generation += 1
             if bits.complete:
                 self._seeds += 1
+                self._generation += 1  # seeds spare it no longer: they may pick more
+            elif index not in self.have and self.priority(index)[0] != NONE:
+                # Only this peer can take blocks it could not before, and only of a
+                # wanted piece (a HAVE a second from each of a cluster's peers must
+                # not send every peer through a whole pick).
+                self._dry.pop(peer, None)
             if index in self._raises and self._seeds < len(self._peers):
                 # Rarity changed and it matters: move that piece alone if the order
                 # was sorted by rarity already, else sort again.
@@ -652,7 +657,7 @@ class Picker:
         self.have.add(index)
         self._parole.discard(index)
         self._first.pop(index, None)
-        self._forget_partial(index)
+        self._forget_partial(index, freed=False)
         if index in self._raises:
             del self._raises[index]
             self._unorder(index)
@@ -671,11 +676,14 @@ class Picker:
         self._forget_partial(index)
         self._parole.add(index)
 
-    def _forget_partial(self, index: int) -> None:
+    def _forget_partial(self, index: int, freed: bool = True) -> None:
+        """Drop a piece in progress; ``freed`` unless it is complete and verified
+        (then no block of it comes free for anybody: nobody's empty pick changes)."""
         partial = self._partials.pop(index, None)
         if partial is None:
             return
-        self._generation += 1
+        if freed:
+            self._generation += 1
         for b, holders in enumerate(partial.requests):
             for peer in holders:
                 self._outstanding.get(peer, {}).pop((index, partial.blocks[b][0]), None)

@@ -50,7 +50,7 @@ from torrentfs.core.bitfield import Bitfield
 from torrentfs.core.blame import Blame
 from torrentfs.core.choker import Choker, PeerView
 from torrentfs.core.geometry import Geometry
-from torrentfs.core.picker import Picker
+from torrentfs.core.picker import NONE, Picker
 from torrentfs.core.ratelimit import TokenBucket
 from torrentfs.disk.cache import DiskCache
 from torrentfs.disk.storage import Storage
@@ -345,7 +345,8 @@ class Torrent:
         self.nearby.got(s, msg.index)
         if not s.am_interested and msg.index not in self.have and not self.seed_only:
             s.send(wire.Interested())
-        if not s.peer_choking and msg.index not in self.have:  # else nothing new to ask
+        if (not s.peer_choking and msg.index not in self.have
+                and self.picker.priority(msg.index)[0] != NONE):  # else nothing new to ask
             if not self.picker.is_seed(s):
                 # A fellow leecher has it: spare the seeds (an origin is often the
                 # scarce upload), cancelling what they have not sent yet.
@@ -469,7 +470,8 @@ class Torrent:
         if ok:
             for peer in self.blame.piece_verified(index, buf):
                 self.ban(peer, f"sent bad blocks of piece {index}")
-        self.schedule()
+        else:  # its blocks are free again (a verified piece frees none: no pick)
+            self.schedule()
 
     def piece_on_disk(self, index: int) -> None:
         """A verified piece is on disk: it is ours; wake its readers, tell the peers."""
