@@ -315,18 +315,6 @@ class PeerConnection:
         return len(self._buf) - self._pos + sum(map(len, self._incoming))
 
     @property
-    def missing(self) -> int:
-        """Once ``next_event()`` has returned NEED_DATA: how many more bytes complete
-        the message begun (0 at a message boundary, in the handshake, or while its
-        length prefix is incomplete). A receiver may sleep until that many arrive."""
-        if self._state is not _RecvState.RUNNING and self._state is not _RecvState.FIRST:
-            return 0
-        have = len(self._buf) - self._pos
-        if self._incoming or have < 4:
-            return 0
-        return max(0, 4 + messages.length_prefix(self._buf, self._pos) - have)
-
-    @property
     def errored(self) -> bool:
         """True after a RemoteProtocolError; the receive side is dead."""
         return self._state is _RecvState.ERROR

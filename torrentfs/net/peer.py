@@ -32,7 +32,6 @@ import trio
 
 from torrentfs.core import wire
 from torrentfs.core.ratelimit import Rate, TokenBucket
-from torrentfs.net.lowat import RecvLowat
 
 log = logging.getLogger("torrentfs.peer")
 
@@ -235,7 +234,6 @@ class PeerSession:
         # about once a PARTIAL_TIMEOUT, not once a read.
         partial_since: float | None = None
         resume_at = 0.0  # the download limit's pause runs until then
-        lowat = RecvLowat(self.stream)  # one wake-up per message, not per segment
         while True:
             with trio.CancelScope(deadline=self._receive_deadline(partial_since)) as idle:
                 while True:
@@ -248,7 +246,6 @@ class PeerSession:
                             partial_since = trio.current_time()
                             idle.deadline = min(idle.deadline,
                                                 partial_since + PARTIAL_TIMEOUT)
-                        lowat.want(self.conn.missing)
                         data = await self.stream.receive_some(RECV_SIZE)
                         self.last_received = trio.current_time()
                         self.conn.receive_data(data)
