@@ -75,9 +75,11 @@ TARGETS = {"p50_over_ideal": 1.3, "p99_over_p50": 1.3, "origin_copies": TARGET_C
            "cpu_s_per_gib": 10.0}
 SAMPLE_EVERY = 0.25  # s between samples of the link counters during the reads
 
-CLOSED = re.compile(r"<peer ([\d.]+):(\d+)> closed: (.*) \(received (\d+) bytes of blocks, "
-                    r"sent (\d+)\)")
-CONNECTED = re.compile(r"connected to <peer ([\d.]+):(\d+)> \((in|out)\)")
+# A peer's host is IPv4 or IPv6 (the nodes also meet at their link-local addresses,
+# found by LSD: ``fe80::1%2``; the zone is dropped when naming the host).
+CLOSED = re.compile(r"<peer ([\d.]+|[\da-f:]+(?:%\w+)?):(\d+)> closed: (.*) "
+                    r"\(received (\d+) bytes of blocks, sent (\d+)\)")
+CONNECTED = re.compile(r"connected to <peer ([\d.]+|[\da-f:]+(?:%\w+)?):(\d+)> \((in|out)\)")
 TOTALS = re.compile(r"totals: downloaded (\d+) bytes, uploaded (\d+), wasted (\d+)")
 
 
@@ -95,8 +97,21 @@ def totals(log: str) -> dict[str, int] | None:
     return {"downloaded": d, "uploaded": u, "wasted": w}
 
 
-def connected_ips(log: str) -> set[str]:
-    return {ip for ip, _port, _dir in CONNECTED.findall(log)}
+def connected_ips(log: str, names: dict[str, str] | None = None) -> set[str]:
+    """The hosts a log says it connected to (by name, if ``names`` has the IP)."""
+    names = names or {}
+    hosts = (ip.split("%")[0] for ip, _port, _dir in CONNECTED.findall(log))
+    return {names.get(ip, ip) for ip in hosts}
+
+
+def link_local_names(c: Cluster, hosts: dict[int, str]) -> dict[str, str]:
+    """IPv6 link-local address -> name of each host in ``hosts`` (index -> name)."""
+    out = {}
+    for i, name in hosts.items():
+        r = c.run(i, ["ip", "-6", "-o", "addr", "show", "scope", "link"],
+                  capture_output=True, text=True)
+        out.update({a: name for a in re.findall(r"inet6 (fe80:[\da-f:]+)/", r.stdout)})
+    return out
 
 
 def flow_matrix(logs: dict[str, str], names: dict[str, str]) -> dict[str, dict[str, int]]:
@@ -107,6 +122,7 @@ def flow_matrix(logs: dict[str, str], names: dict[str, str]) -> dict[str, dict[s
     said_sent: dict[tuple[str, str], int] = defaultdict(int)
     for me, log in logs.items():
         for ip, _port, _why, got, sent in CLOSED.findall(log):
+            ip = ip.split("%")[0]
             said_got[me, names.get(ip, ip)] += int(got)
             said_sent[me, names.get(ip, ip)] += int(sent)
     return {r: {s: max(said_got[r, s], said_sent[s, r]) for s in logs if s != r}
@@ -266,6 +282,7 @@ def torrentfs_phase(c: Cluster, n: int, torrent: Path, data: Path, info_hash: st
     work.mkdir(parents=True)
     names = {c.hosts[0].ip: "origin", c.bridge_ip: "tracker"}
     names.update({c.hosts[i].ip: f"node{i}" for i in range(1, n + 1)})
+    names.update(link_local_names(c, {i: names[c.hosts[i].ip] for i in range(n + 1)}))
     res: dict[str, Any] = {"nodes": n}
     origin = Origin(c, torrent, data, work, seed_extra)
     mounts: list[NodeMount] = []
@@ -277,7 +294,7 @@ def torrentfs_phase(c: Cluster, n: int, torrent: Path, data: Path, info_hash: st
         # Later nodes learn earlier ones from the tracker; wait (bounded) for the mesh.
         mesh_ok = True
         try:
-            wait_until(lambda: all(len(connected_ips(m.log())) >= n for m in mounts),
+            wait_until(lambda: all(len(connected_ips(m.log(), names)) >= n for m in mounts),
                        timeout=15, interval=0.2)
         except TimeoutError:
             mesh_ok = False

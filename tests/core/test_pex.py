@@ -28,6 +28,16 @@ def test_host_names_and_bad_ports_are_not_sent():
     assert pex.decode(pex.encode([(("example.com", 1), 0), (("1.2.3.4", 0), 0)])) == PexMessage()
 
 
+def test_ipv6_link_local_addresses_are_neither_sent_nor_taken():
+    # Without its zone (which the compact form cannot carry) TCP cannot reach one.
+    added = [(("fe80::1", 6881), pex.FLAG_UTP), (("fe80::2%eth0", 6881), 0),
+             (("169.254.1.1", 6881), 0), (("2001:db8::7", 6881), 0)]
+    assert pex.decode(pex.encode(added)) == PexMessage(
+        ((("169.254.1.1", 6881), 0), (("2001:db8::7", 6881), 0)))
+    raw = bytes.fromhex("fe80" + "00" * 13 + "01") + b"\x1a\xe1"
+    assert pex.decode(bencodepy.encode({b"added6": raw, b"added6.f": b"\x04"})) == PexMessage()
+
+
 def test_hostile_entries_are_skipped_and_bounded():
     blob = b"".join(bytes([10, 0, i >> 8 & 255, i & 255]) + b"\x1a\xe1" for i in range(300))
     blob += bytes([0, 0, 0, 0, 0, 1]) + bytes([224, 0, 0, 1, 0, 1]) + bytes([1, 1, 1, 1, 0, 0])

@@ -10,9 +10,12 @@ Contract:
 * :func:`decode` reads a peer's message.  A list whose length is not a
   multiple of its entry size, or a payload that is not a bencoded dictionary,
   is a :class:`PexError`.  At most ``MAX_ACCEPT`` entries of each list are
-  read (the rest is ignored); port 0, unspecified and multicast addresses are
-  skipped.  Missing or short flags read as 0.
-* :func:`encode` writes one; host names (not IP literals) are skipped.
+  read (the rest is ignored); port 0, unspecified, multicast and IPv6 link-local
+  addresses are skipped.  Missing or short flags read as 0.
+* :func:`encode` writes one; host names (not IP literals) and IPv6
+  link-local addresses are skipped: a link-local address means nothing without its zone,
+  which the compact form cannot carry (TCP cannot reach it; only uTP on the
+  sender's one link might, by luck).
 * :class:`PexPeer` is our side towards one peer: ``update(current, now)``
   returns the message to send now (the peers added since the last one, at most
   ``MAX_ADDED``, and the ones dropped, at most ``MAX_DROPPED``), or None when
@@ -58,11 +61,17 @@ class PexMessage:
     dropped: tuple[Addr, ...] = ()
 
 
+def _link_local6(ip) -> bool:
+    return ip.version == 6 and ip.is_link_local
+
+
 def _compact(addr: Addr) -> tuple[int, bytes] | None:
     """(IP version, compact bytes) of an IP literal address, else None."""
     if not 0 < addr[1] < 65536:
         return None
     try:
+        if _link_local6(ipaddress.ip_address(addr[0])):
+            return None
         packed = pack_addr(addr)
     except ValueError:
         return None
@@ -96,7 +105,7 @@ def _entries(blob: object, size: int, what: str) -> list[Addr | None]:
     for at in range(0, min(len(blob), size * MAX_ACCEPT), size):
         host, port = unpack_addr(blob[at:at + size])
         ip = ipaddress.ip_address(host)
-        good = port and not (ip.is_unspecified or ip.is_multicast)
+        good = port and not (ip.is_unspecified or ip.is_multicast or _link_local6(ip))
         out.append((host, port) if good else None)
     return out
 

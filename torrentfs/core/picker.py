@@ -27,8 +27,11 @@ Contract
   piece it has is received or requested, none of them late) is remembered: the
   peer's next ``pick`` returns [] at once until something changes that could free
   a block for it (a raise or drop, a request dropped, a piece failed, lost or
-  withdrawn, a HAVE, a peer added or removed). A sequential read ahead of its
-  reader asks after every block and finds nothing most times.
+  withdrawn, a peer added or removed, a peer becoming a seed). A HAVE of a wanted
+  piece frees blocks for its sender alone, and only of that piece: the sender's
+  next picks look at the pieces it announced since, not at every wanted one. A
+  sequential read ahead of its reader asks after every block and finds nothing
+  most times.
 * A block is in one of three states: missing, requested (by one or more peers, each
   with the time of its request), received. ``block_received`` reports whether the block
   was new and whether its piece is now complete; a complete piece is neither picked
@@ -128,6 +131,8 @@ class Picker:
         # found nothing free at generation g picks nothing while it is still g.
         self._generation = 0
         self._dry: dict[Peer, int] = {}
+        # Pieces a dry peer announced (HAVE) since: all its next pick need look at.
+        self._fresh: dict[Peer, set[int]] = {}
         self._heard: dict[Peer, float] = {}  # when each peer last delivered a block
         self._order: list[tuple[int, int, float]] | None = None  # raised, most urgent first
         self._keys: list[tuple] = []  # the sort key of each entry of _order
@@ -291,6 +296,7 @@ class Picker:
         bits = self._peers.pop(peer, None)
         self._outstanding.pop(peer, None)
         self._dry.pop(peer, None)
+        self._fresh.pop(peer, None)
         self._heard.pop(peer, None)
         self._generation += 1
         if bits is not None:
@@ -304,9 +310,16 @@ class Picker:
         bits = self._peers[peer]
         if bits.add(index):
             self.availability[index] += 1
-            self._generation += 1
             if bits.complete:
                 self._seeds += 1
+                self._generation += 1  # seeds spare it no longer: they may pick more
+            elif (index not in self.have and self.priority(index)[0] != NONE
+                    and self._dry.get(peer) == self._generation):
+                # Only this peer can take blocks it could not before, and only of a
+                # wanted piece: its next pick walks that piece alone (a HAVE a second
+                # from each of a cluster's peers must not send every peer, nor its
+                # sender, through the whole readahead).
+                self._fresh.setdefault(peer, set()).add(index)
             if index in self._raises and self._seeds < len(self._peers):
                 # Rarity changed and it matters: move that piece alone if the order
                 # was sorted by rarity already, else sort again.
@@ -343,7 +356,7 @@ class Picker:
     def dry(self, peer: Peer) -> bool:
         """True while the peer's last pick found no free block and nothing changed
         since: its next ``pick`` would return []."""
-        return self._dry.get(peer) == self._generation
+        return self._dry.get(peer) == self._generation and not self._fresh.get(peer)
 
     def outstanding(self, peer: Peer) -> int:
         """How many blocks the peer has been asked for and not yet delivered."""
@@ -451,9 +464,22 @@ class Picker:
         requests below NOW grow to ``ahead`` blocks at most. Pieces in ``avoid`` are
         not asked of this peer (a remote one: ``core/topology``) unless a read waits
         on them ``avoid_grace`` seconds past their deadline."""
-        if limit <= 0 or peer not in self._peers or (
-                not avoid and self._dry.get(peer) == self._generation):
+        if limit <= 0 or peer not in self._peers:
             return []
+        # A dry peer walks only the pieces it announced since (``_fresh``).
+        fresh = self._fresh.pop(peer, None)
+        if not avoid and self._dry.get(peer) == self._generation:
+            if not fresh:
+                return []
+            if self.prefetch:  # NORMAL candidates are not kept in order: walk all
+                del self._dry[peer]
+                fresh = None
+            else:
+                self._fresh[peer] = fresh  # until a walk of them finds nothing
+        else:
+            if fresh:  # announced while dry, walked in full now (``avoid``): the
+                self._dry.pop(peer, None)  # dry mark no longer says where to look
+            fresh = None
         room = math.inf if ahead is None else ahead - self._backlog_size(peer)
         bits = self._peers[peer]
         picked: list[Block] = []
@@ -468,7 +494,12 @@ class Picker:
         below = None  # len(picked) when the first piece below NOW came up
         dry = True  # no block free for this peer so far (see the contract)
         has, partials = bits.flag_array(), self._partials
-        for index, tier, deadline in self._urgent_order():
+        order = self._urgent_order()
+        if fresh is not None:
+            keys, key_of = self._keys, self._key_of
+            order = [order[bisect_left(keys, key_of[i])]
+                     for i in sorted((i for i in fresh if i in key_of), key=key_of.__getitem__)]
+        for index, tier, deadline in order:
             if tier == NONE or not has[index]:  # raised at NONE: never requested
                 continue
             # Most raised pieces are being fetched already, every block asked:
@@ -514,6 +545,7 @@ class Picker:
                 dry = dry and not partials[index].num_free
         if dry and not avoid:  # what ``avoid`` holds back changes with time and peers
             self._dry[peer] = self._generation
+            self._fresh.pop(peer, None)
         return picked
 
     def _normal_candidates(self, bits: Bitfield) -> Iterable[int]:
@@ -654,7 +686,7 @@ class Picker:
         self.have.add(index)
         self._parole.discard(index)
         self._first.pop(index, None)
-        self._forget_partial(index)
+        self._forget_partial(index, freed=False)
         if index in self._raises:
             del self._raises[index]
             self._unorder(index)
@@ -673,11 +705,14 @@ class Picker:
         self._forget_partial(index)
         self._parole.add(index)
 
-    def _forget_partial(self, index: int) -> None:
+    def _forget_partial(self, index: int, freed: bool = True) -> None:
+        """Drop a piece in progress; ``freed`` unless it is complete and verified
+        (then no block of it comes free for anybody: nobody's empty pick changes)."""
         partial = self._partials.pop(index, None)
         if partial is None:
             return
-        self._generation += 1
+        if freed:
+            self._generation += 1
         for b, holders in enumerate(partial.requests):
             for peer in holders:
                 self._outstanding.get(peer, {}).pop((index, partial.blocks[b][0]), None)

@@ -50,7 +50,7 @@ from torrentfs.core.bitfield import Bitfield
 from torrentfs.core.blame import Blame
 from torrentfs.core.choker import Choker, PeerView
 from torrentfs.core.geometry import Geometry
-from torrentfs.core.picker import Picker
+from torrentfs.core.picker import NONE, NOW, Picker
 from torrentfs.core.ratelimit import TokenBucket
 from torrentfs.disk.cache import DiskCache
 from torrentfs.disk.storage import Storage
@@ -345,13 +345,19 @@ class Torrent:
         self.nearby.got(s, msg.index)
         if not s.am_interested and msg.index not in self.have and not self.seed_only:
             s.send(wire.Interested())
-        if not s.peer_choking and msg.index not in self.have:  # else nothing new to ask
+        tier = self.picker.priority(msg.index)[0]
+        if not s.peer_choking and msg.index not in self.have and tier != NONE:
+            spared = False  # else nothing new to ask
             if not self.picker.is_seed(s):
                 # A fellow leecher has it: spare the seeds (an origin is often the
                 # scarce upload), cancelling what they have not sent yet.
                 for seed, begin, length in self.picker.spare_seeds(msg.index):
                     self.requests.cancel(seed, msg.index, begin, length)
-            self._fill(s)
+                    spared = True
+            # A piece no read waits on is one more choice: taken once the peer has
+            # drained to half its requests, as after a block (a whole pick per HAVE
+            # cost a cluster's nodes most of their picking).
+            self._fill(s, batch=tier != NOW and not spared)
 
     def _count_spread(self) -> None:
         n = sum(1 for p in self.sessions.values() if not p.peer_choking and p.registered)
@@ -472,7 +478,8 @@ class Torrent:
         if ok:
             for peer in self.blame.piece_verified(index, buf):
                 self.ban(peer, f"sent bad blocks of piece {index}")
-        self.schedule()
+        else:  # its blocks are free again (a verified piece frees none: no pick)
+            self.schedule()
 
     def piece_on_disk(self, index: int) -> None:
         """A verified piece is on disk: it is ours; wake its readers, tell the peers."""
