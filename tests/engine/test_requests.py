@@ -13,7 +13,7 @@ from torrentfs.core.geometry import BLOCK_SIZE as B
 from torrentfs.core.geometry import Geometry
 from torrentfs.core.picker import NOW, READAHEAD, Picker
 from torrentfs.core.ratelimit import Rate
-from torrentfs.engine.requests import AHEAD_MIN, CANCEL_TIMEOUT, Requests
+from torrentfs.engine.requests import AHEAD_MIN, CANCEL_TIMEOUT, PIPELINE_MIN, Requests
 
 
 class Peer:
@@ -128,3 +128,19 @@ async def test_an_unanswered_cancel_frees_its_block_in_time(autojump_clock):
     await trio.sleep(CANCEL_TIMEOUT / 2)
     r.expire(trio.current_time())
     assert t.picker.outstanding(p) == 4
+
+
+async def test_a_read_is_asked_past_a_pipeline_full_of_what_no_read_waits_on(autojump_clock):
+    """A peer's whole pipeline holds blocks no read waits on any more (a read left
+    behind by a seek, now readahead): a new read's blocks are still asked, and what
+    they would queue behind is cancelled."""
+    t, r, p = setup()
+    t.picker.raise_priority("old read", range(1, 5), NOW, 0.1)
+    r.fill(p)
+    old = p.take(wire.Request)
+    assert len(old) == PIPELINE_MIN == t.picker.outstanding(p)  # the pipeline is full
+    t.picker.raise_priority("old read", range(1, 5), READAHEAD, 3.0)  # left behind
+    t.picker.raise_priority("read", [6], NOW, 0.5)
+    r.fill(p)
+    assert {i for i, _ in p.take(wire.Request)} == {6}
+    assert p.take(wire.Cancel) == old

@@ -12,6 +12,8 @@ import pytest
 import trio
 
 from tests.harness.fakepeer import Behaviour, start
+from torrentfs.core.picker import NOW, READAHEAD
+from torrentfs.engine import reads
 
 MB = 1_000_000
 CHUNK = 128 << 10          # what the kernel asks of a FUSE file at a time
@@ -79,4 +81,87 @@ async def test_a_read_overtakes_the_readahead_queued_at_a_peer(make_swarm, autoj
         # The cancelled readahead is asked again and arrives.
         await t.read(0, CHUNK, 2 * CHUNK, h)
         h.close()
+        n.cancel_scope.cancel()
+
+
+async def play_from_a_seek(t, handle, start_at: int, seconds: float, chunk: int):
+    """``play``, as ``ffmpeg -re`` after a seek: reads of ``chunk`` (the kernel's
+    readahead), the clock started before the first read; returns each read's wait."""
+    t0 = trio.current_time()
+    waits = []
+    pos = start_at
+    while pos < start_at + MB * seconds:
+        due = t0 + (pos - start_at) / MB
+        if due > trio.current_time():
+            await trio.sleep(due - trio.current_time())
+        r0 = trio.current_time()
+        data = await t.read(0, pos, chunk, handle)
+        waits.append(trio.current_time() - r0)
+        pos += len(data)
+    return waits
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_a_seek_in_a_video_holds_for_a_buffer_against_bursty_seeds(
+        make_swarm, autojump_clock, stream):
+    """Two seeds capped at 1 MB/s each send in bursts every half second, one 0.15 s
+    after the other (a capped libtorrent seeder's tick), with a burst's worth past
+    the reach of a cancel; a 1 MB/s reader seeks and plays with its clock started before its first
+    read there (``ffmpeg -re``), in the 256 KiB reads the kernel makes of a video.
+    A video's handle (``stream``) holds that first read until more is in (at most
+    SEEK_HOLD_MAX): the reads after it never stand still for 0.3 s (the bench's
+    stall). Without the hold the reader catches up with its clock at the edge of
+    what has come, and stands still between bursts."""
+    async with trio.open_nursery() as n:
+        s = await start(n, make_swarm, size=24 << 20, piece_length=256 << 10)
+        s.add(Behaviour(rate=MB, tick=0.5, phase=0.1, committed=256 << 10))
+        s.add(Behaviour(rate=MB, tick=0.5, phase=0.25, committed=256 << 10))
+        await trio.sleep(0.5)
+        t = s.torrent
+        h = t.open_handle(0, stream=stream)
+        await t.read(0, 0, 256 << 10, h)            # the header, then a seek
+        waits = await play_from_a_seek(t, h, 16 << 20, 8, 256 << 10)
+        assert waits[0] <= reads.SEEK_HOLD_MAX + 0.1, waits[0]  # the first frame
+        if stream:
+            assert max(waits[1:]) < 0.3, waits
+        else:
+            assert max(waits[1:]) >= 0.3, waits     # what the hold is for
+        h.close()
+        n.cancel_scope.cancel()
+
+
+async def test_a_seek_leaves_the_reads_of_the_old_place_behind(make_swarm, autojump_clock):
+    """Reads through a file still waiting at the old place when the reader seeks
+    (the kernel's readahead of a file's start, after a player probed it) drop
+    from NOW to READAHEAD, so the seek's pieces come first; they are still
+    answered. Another file's reads, and a read that follows on, keep NOW."""
+    async with trio.open_nursery() as n:
+        s = await start(n, make_swarm, size=24 << 20, piece_length=256 << 10)
+        s.add(Behaviour(rate=MB / 4))                 # reads wait
+        await trio.sleep(0.5)
+        t = s.torrent
+        h, other = t.open_handle(0), t.open_handle(0)
+        done = []
+
+        async def read(handle, offset):
+            await t.read(0, offset, CHUNK, handle)
+            done.append(offset)
+
+        n.start_soon(read, h, 4 << 20)
+        n.start_soon(read, other, 8 << 20)
+        await trio.sleep(0.01)
+        n.start_soon(read, h, (4 << 20) + CHUNK)      # follows on: still NOW
+        await trio.sleep(0.01)
+        piece = 256 << 10
+        assert t.picker.priority((4 << 20) // piece)[0] == NOW
+        n.start_soon(read, h, 16 << 20)               # a seek
+        await trio.sleep(0.01)
+        assert t.picker.priority((4 << 20) // piece)[0] == READAHEAD  # left behind
+        assert t.picker.priority((16 << 20) // piece)[0] == NOW
+        assert t.picker.priority((8 << 20) // piece)[0] == NOW  # another file's read
+        assert not done
+        with trio.fail_after(30):
+            while len(done) < 4:
+                await trio.sleep(0.1)
+        assert done.index(16 << 20) < done.index(4 << 20)  # the seek's read came first
         n.cancel_scope.cancel()

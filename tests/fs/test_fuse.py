@@ -108,3 +108,38 @@ async def test_st_blocks_and_xattrs_follow_verified_pieces(make_swarm, autojump_
             await fs.getxattr(999, b"user.torrentfs.progress", None)
         assert e.value.errno == errno.ENOENT
         n.cancel_scope.cancel()
+
+
+# -- the kernel's readahead, chosen per open (no mount: a file stands for sysfs) -------
+
+def test_a_video_not_all_here_is_opened_with_the_streaming_readahead(tmp_path):
+    from types import SimpleNamespace
+
+    from torrentfs.core.bitfield import Bitfield
+    from torrentfs.core.geometry import Geometry
+    from torrentfs.fs.fuse import (KERNEL_READAHEAD_KIB, STREAM_READAHEAD_KIB,
+                                   KernelReadahead, TorrentFS, is_video)
+
+    assert is_video("Film.MKV") and is_video("a/b.mp4") and not is_video("big.bin")
+    sysfs = tmp_path / "read_ahead_kb"
+    knob = KernelReadahead(str(sysfs))
+    geometry = Geometry(1 << 20, (4 << 20, 4 << 20))  # two files of 4 pieces
+    have = Bitfield(8)
+    fs = SimpleNamespace(kernel_readahead=knob,
+                         torrent=SimpleNamespace(geometry=geometry, have=have))
+    film = SimpleNamespace(name="film.mkv", file_index=0)
+
+    def opened(node) -> int:
+        TorrentFS._choose_readahead(fs, node, is_video(node.name))
+        return int(sysfs.read_text())
+
+    assert opened(film) == STREAM_READAHEAD_KIB
+    assert opened(SimpleNamespace(name="data.bin", file_index=1)) == KERNEL_READAHEAD_KIB
+    for i in range(4):
+        have.add(i)
+    assert opened(film) == KERNEL_READAHEAD_KIB        # all here: read it fast
+    sysfs.write_text("7")
+    assert opened(film) == 7                            # unchanged: not written again
+    fs.kernel_readahead = None                          # not root: left alone
+    assert opened(SimpleNamespace(name="x.webm", file_index=1)) == 7
+    assert not KernelReadahead(str(tmp_path / "no" / "such")).set(256)

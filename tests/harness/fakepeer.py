@@ -42,6 +42,11 @@ class Behaviour:
     committed: int = 0            # with ``rate``: bytes at the head of its queue a cancel
     #                               no longer reaches (libtorrent's send buffer)
     fast: bool = True             # offer the fast extension (BEP 6)
+    # With ``rate``: send in bursts this many seconds apart (``rate * tick`` bytes of
+    # the queue each, the first ``phase`` s after connecting), as a capped libtorrent
+    # seeder hands out its quota (its tick_interval, 0.5 s). None: a steady uplink.
+    tick: float | None = None
+    phase: float = 0.0
     # BEP 52 requests for block hashes (base layer 0) of a v2 torrent: "answer" them
     # from the payload, answer with a leaf flipped ("bad"), or "reject" them; None:
     # ignore them (a peer that never answers).
@@ -119,6 +124,16 @@ async def fake_peer(stream: trio.abc.Stream, meta, payload: bytes,
                 await trio.sleep(req.length / rate)
                 await answer(req)
 
+        async def serve_in_ticks(rate: float, tick: float, phase: float) -> None:
+            await trio.sleep(phase)
+            while True:
+                quota = rate * tick
+                while uplink and uplink[0].length <= quota:
+                    req = uplink.pop(0)
+                    quota -= req.length
+                    await answer(req)
+                await trio.sleep(tick)
+
         async def keep_alive(every: float) -> None:
             while True:
                 await trio.sleep(every)
@@ -128,7 +143,9 @@ async def fake_peer(stream: trio.abc.Stream, meta, payload: bytes,
             await send(greeting)
             if b.keepalive_every:
                 nursery.start_soon(keep_alive, b.keepalive_every)
-            if b.rate:
+            if b.rate and b.tick:
+                nursery.start_soon(serve_in_ticks, b.rate, b.tick, b.phase)
+            elif b.rate:
                 nursery.start_soon(serve_at_rate, b.rate)
             while True:
                 event = conn.next_event()

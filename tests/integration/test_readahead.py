@@ -46,3 +46,30 @@ def test_the_kernel_readahead_is_raised_once_init_is_answered(tmp_path, mount_to
         assert out.returncode == 0, out.stderr
         # Still raised after the reads (nothing lowered it again).
         assert _bdi_readahead(mountpoint) == KERNEL_READAHEAD_KIB
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="setting the readahead needs root")
+def test_a_video_not_all_here_is_read_in_smaller_kernel_requests(tmp_path, mount_torrent):
+    """The kernel copies the mount's readahead into a file as its open is answered:
+    a video some of whose pieces are missing is opened with STREAM_READAHEAD_KIB (a
+    player waits for the whole of each kernel request), any other file with
+    KERNEL_READAHEAD_KIB."""
+    from torrentfs.fs.fuse import STREAM_READAHEAD_KIB
+
+    data = tmp_path / "data" / "films"
+    data.mkdir(parents=True)
+    (data / "film.mkv").write_bytes(os.urandom(4 * 1024 * 1024))
+    (data / "seq.bin").write_bytes(os.urandom(4 * 1024 * 1024))
+    torrent = tmp_path / "films.torrent"
+    lt_create(data, torrent, None, piece_size=PIECE)
+    with lt_seeder(torrent, tmp_path / "data", ip="127.0.0.2") as seeder:
+        m = mount_torrent(torrent, "--peer", seeder.endpoint)
+        mountpoint = Path(os.path.realpath(m.path))
+        assert wait_until(lambda: _bdi_readahead(mountpoint) == KERNEL_READAHEAD_KIB, 10,
+                          interval=0.05)
+        with open(mountpoint / "films" / "film.mkv", "rb") as f:
+            assert _bdi_readahead(mountpoint) == STREAM_READAHEAD_KIB
+            assert len(f.read(1 << 20)) == 1 << 20
+        with open(mountpoint / "films" / "seq.bin", "rb") as f:
+            assert _bdi_readahead(mountpoint) == KERNEL_READAHEAD_KIB
+            assert len(f.read()) == 4 << 20

@@ -385,6 +385,10 @@ class Picker:
                 ahead.append((index, begin, self.geometry.block_length(index, begin)))
         return out
 
+    def below_now(self, peer: Peer) -> int:
+        """How many of the peer's requests are for pieces below NOW."""
+        return self._backlog_size(peer)
+
     def _backlog_size(self, peer: Peer) -> int:
         """How many of the peer's requests are for pieces below NOW."""
         out = self._outstanding.get(peer)

@@ -23,6 +23,13 @@ again) when the reader drifts more than ``REANCHOR_AFTER`` seconds from that pac
 ``block`` reads a block of a verified piece for an upload, the same way (memory,
 else disk, pinned meanwhile).
 
+After a seek (a read through a handle that does not follow on from its last), the
+reads through the handle still waiting at the old place drop to READAHEAD
+(``ReadHandle.seeked``): they are the kernel's readahead there, nobody waits on
+them. A video's handle (``stream``) holds a seek read that had to wait until the
+next SEEK_HOLD_BYTES of the file are in too, SEEK_HOLD_MAX at most (``_hold``): a
+player that seeks on a slow swarm then starts a little later and plays on.
+
 What the read path needs of its torrent is ``PieceSupply``; what the torrent tells
 it is ``piece_arrived``, ``store_failed``, ``remember`` and ``forget``. Only
 verified pieces are ever read: a piece is in ``have`` once hashed and on disk.
@@ -53,6 +60,10 @@ READAHEAD_MAX = 32 << 20    # the window doubles on each contiguous read up to t
 READAHEAD_DEADLINE = 0.5    # deadline of the first readahead piece: now + this ...
 READAHEAD_STEP = 0.05       # ... and this much later for each piece after it in the file
 REANCHOR_AFTER = 5.0        # the reader this far off that pace: deadlines counted afresh
+STALE_DEADLINE = 3.0        # a read left behind by a seek: readahead due now + this
+SEEK_HOLD_AFTER = 0.1       # a video's seek read that waited this long (a slow swarm) ...
+SEEK_HOLD_BYTES = 1 << 20   # ... also waits for this much of the file after it ...
+SEEK_HOLD_MAX = 1.2         # ... until this long after it began, at most
 RECENT_BYTES = 40 << 20     # verified pieces kept in memory until first read
 RETRY_WINDOW = 2.0          # a read of a piece that timed out this recently ...
 RETRY_SLACK = 0.5           # ... waits this long at most (the kernel's retry of a read)
@@ -188,14 +199,17 @@ class ReadHandle:
     of the window are dropped again, and requests for them cancelled. Its raises
     are its own: ``close`` drops them all."""
 
-    def __init__(self, reads: Reads, file_index: int) -> None:
+    def __init__(self, reads: Reads, file_index: int, stream: bool = False) -> None:
         self.torrent = reads.torrent
         self.file_index = file_index
+        self.stream = stream  # a video: a seek read may hold for a buffer (``Reads._hold``)
         self.readahead = Readahead(READAHEAD_MIN, reads.readahead_max)
         self._raised: set[int] = set()
         # Deadlines count from here: (when, piece), READAHEAD_STEP s per piece after.
         self._anchor: tuple[float, int] | None = None
         self._timed_out: tuple[float, set[int]] | None = None  # when, which pieces
+        # Reads through this file waiting for pieces: owner -> the pieces.
+        self.pending: dict[object, list[int]] = {}
         # Container indexes often sit at the end of a video file: a first read at
         # the file's start (a player probing it) fetches the first and last pieces
         # too, at readahead priority (``advance``). They are raised by an owner of
@@ -251,6 +265,20 @@ class ReadHandle:
         when, first = anchor
         self._raise(fresh, lambda i: when + READAHEAD_DEADLINE + READAHEAD_STEP * (i - first),
                     by_index=True, schedule=schedule)
+
+    def seeked(self, owner: object) -> None:
+        """The read of ``owner`` jumped away from where the reads through this file
+        were: the others still waiting are left behind (the kernel's readahead of
+        the old place, which the reader no longer waits on: a player reads a file's
+        start to probe it, then seeks). Their pieces drop from NOW to READAHEAD, due
+        soon after the new place's first pieces, so that the seek's blocks come first
+        at every peer (``Requests`` cancels what they queue behind); the reads are
+        still answered."""
+        t = self.torrent
+        when = trio.current_time() + STALE_DEADLINE
+        for other, pieces in self.pending.items():
+            if other is not owner:
+                t.picker.raise_priority(other, pieces, READAHEAD, when)
 
     def _raise(self, pieces: list[int], deadline, by_index: bool = False,
                schedule: bool = True, owner: object = None) -> None:
@@ -338,8 +366,8 @@ class Reads:
 
     # -- reading --------------------------------------------------------------------------
 
-    def open_handle(self, file_index: int) -> ReadHandle:
-        return ReadHandle(self, file_index)
+    def open_handle(self, file_index: int, stream: bool = False) -> ReadHandle:
+        return ReadHandle(self, file_index, stream)
 
     async def read(self, file_index: int, offset: int, size: int,
                    handle: ReadHandle | None = None) -> bytes | memoryview:
@@ -360,15 +388,23 @@ class Reads:
         # pick: the read's blocks come first).
         owner = object()
         unscheduled = t.have.missing(pieces)
+        began = trio.current_time()
         if unscheduled:
-            t.picker.raise_priority(owner, unscheduled, NOW, trio.current_time() + NOW_SLACK)
+            t.picker.raise_priority(owner, unscheduled, NOW, began + NOW_SLACK)
         # A file's first read that waits is alone on the wire: its readahead (and the
         # first and last pieces) are asked once its pieces are in. On a fast link the
         # time is spent receiving, and the read would wait for those too.
         later = handle is not None and handle.fresh and bool(unscheduled)
+        # A seek in a video that has to wait may hold for a buffer (``_hold``).
+        hold = (bool(unscheduled) and handle is not None and handle.stream
+                and handle.readahead.next_offset not in (None, offset))
         try:
             if handle is not None and not later:
                 handle.advance(offset, size, schedule=not unscheduled)
+                if unscheduled:
+                    handle.pending[owner] = unscheduled
+                    if not handle.readahead.sequential and len(handle.pending) > 1:
+                        handle.seeked(owner)
             with t.cache.pinned(pieces):  # not evicted under our feet
                 for _ in range(CHECK_TRIES):
                     missing = t.have.missing(pieces)
@@ -401,12 +437,16 @@ class Reads:
                                        "failing their hash check on disk")
                 if later:
                     handle.advance(offset, size)
+                if hold and trio.current_time() - began >= SEEK_HOLD_AFTER:
+                    await self._hold(file_index, offset + size, began + SEEK_HOLD_MAX)
                 t.cache.touched(pieces)
                 data = self.recent.read(g, start, size, pieces)
                 if data is not None:
                     return data
                 return await t.offload(t.storage.read, start, size)
         finally:
+            if handle is not None:
+                handle.pending.pop(owner, None)
             t.picker.drop(owner)
 
     def block_now(self, index: int, begin: int, length: int) -> memoryview | None:
@@ -459,6 +499,23 @@ class Reads:
             if index in t.have:  # not evicted while it was read
                 self.upload_chunks.put(index, start, chunk)
             return memoryview(chunk)[begin - start:begin - start + length]
+
+    async def _hold(self, file_index: int, offset: int, until: float) -> None:
+        """A seek read in a video waited for its pieces (a slow swarm): it also waits
+        for the next SEEK_HOLD_BYTES of the file, until ``until`` at most. A player
+        that seeks starts its clock before that first read; answered at once, it
+        plays the first frame, then stands still at each next piece while it catches
+        up with its clock. Held, it starts a little later and plays on (issue 12;
+        docs/benchmarks.md, session 5). Nothing here fails the read: its bytes are in."""
+        t = self.torrent
+        more = t.have.missing(t.geometry.file_pieces(file_index, offset, SEEK_HOLD_BYTES))
+        if not more:
+            return
+        with trio.move_on_at(until):
+            try:
+                await self._wait_for(more)
+            except (ReadTimeout, OSError):
+                pass  # the next read of those pieces says so
 
     async def _wait_blocks(self, start: int, size: int, pieces: range, owner: object,
                            missing: list[int], retry: bool) -> bytes | None:

@@ -73,9 +73,13 @@ class Requests:
         outstanding = t.picker.outstanding(s)
         if batch and (outstanding > (PIPELINE_MAX - AHEAD_MIN) // 2 or t.picker.dry(s)):
             return  # drained to half of no backlog yet, or nothing to pick: skip the sizes
-        outstanding -= self._held(s)
+        held = self._held(s)
+        outstanding -= held
         now = trio.current_time()
         pipeline, ahead = self.sizes(s, now)
+        urgent = not batch and t.picker.urgent()
+        if urgent:  # a read waits: what it would queue behind here is cancelled below
+            outstanding -= t.picker.below_now(s) - held
         if outstanding < pipeline and not (batch and outstanding > ahead // 2):
             nearby = getattr(t, "nearby", None)  # --prefer-subnet (core/topology)
             picked = t.picker.pick(s, now, pipeline - outstanding, t.spread, ahead,
@@ -84,7 +88,7 @@ class Requests:
             if picked and t.picker.priority(picked[0][0])[0] == NOW:  # NOW comes first
                 self._make_way(s)
                 return
-        if not batch and t.picker.urgent():
+        if urgent:
             self._make_way(s)
 
     def _held(self, s: PeerSession) -> int:

@@ -585,9 +585,10 @@ class Torrent:
 
     # -- the read path (reads.Reads) --------------------------------------------------
 
-    def open_handle(self, file_index: int) -> ReadHandle:
-        """An open file: its reads move a readahead window (``reads.ReadHandle``)."""
-        return self.reads.open_handle(file_index)
+    def open_handle(self, file_index: int, stream: bool = False) -> ReadHandle:
+        """An open file: its reads move a readahead window (``reads.ReadHandle``);
+        ``stream``: a video (a seek read may hold for a buffer)."""
+        return self.reads.open_handle(file_index, stream)
 
     async def read(self, file_index: int, offset: int, size: int,
                    handle: ReadHandle | None = None) -> bytes | memoryview:

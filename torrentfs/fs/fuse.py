@@ -142,6 +142,8 @@ class TorrentFS(pyfuse3.Operations):
         created = torrent.meta.creation_date
         self.time_ns = int((created if created and created > 0 else time.time()) * 1e9)
         self._handles: dict[int, object] = {}
+        # The mount's readahead, set per open (``Mount`` gives it once INIT is answered).
+        self.kernel_readahead: KernelReadahead | None = None
         self._openers: dict[int, int] = {}  # fh -> pid of the process that opened it
         self._next_fh = handles or itertools.count(1)
         self._waiting: dict[object, tuple[int, trio.CancelScope]] = {}  # reads in progress
@@ -230,10 +232,27 @@ class TorrentFS(pyfuse3.Operations):
         if flags & os.O_ACCMODE != os.O_RDONLY:
             raise pyfuse3.FUSEError(errno.EROFS)
         fh = next(self._next_fh)
-        self._handles[fh] = self.torrent.open_handle(node.file_index)
+        video = is_video(node.name)
+        self._handles[fh] = self.torrent.open_handle(node.file_index, stream=video)
+        self._choose_readahead(node, video)
         if ctx is not None and ctx.pid:
             self._openers[fh] = thread_group(ctx.pid)
         return pyfuse3.FileInfo(fh=fh, keep_cache=True)
+
+    def _choose_readahead(self, node: Node, video: bool) -> None:
+        """Set the kernel's readahead for the file being opened (``KernelReadahead``):
+        STREAM_READAHEAD_KIB for a video some of whose pieces are missing (a player
+        reads it at its pace, and waits for the whole of each kernel request: smaller
+        ones reach it sooner on a slow swarm), else KERNEL_READAHEAD_KIB."""
+        knob = self.kernel_readahead
+        if knob is None:
+            return
+        kib = KERNEL_READAHEAD_KIB
+        if video:
+            t = self.torrent
+            if t.have.missing(t.geometry.file_pieces(node.file_index)):
+                kib = STREAM_READAHEAD_KIB
+        knob.set(kib)
 
     async def read(self, fh, off, size):
         handle = self._handles.get(fh)
@@ -362,33 +381,69 @@ class TorrentFS(pyfuse3.Operations):
 
 
 KERNEL_READAHEAD_KIB = 1024
+# A video not all here is read with this readahead instead: a player waits for the
+# whole of each kernel request, and on a slow swarm 1 MiB ones keep it waiting for
+# data a second ahead of what it needs (docs/benchmarks.md, session 5).
+STREAM_READAHEAD_KIB = 256
+VIDEO_SUFFIXES = frozenset({".mkv", ".mp4", ".m4v", ".webm", ".avi", ".mov", ".ts",
+                            ".m2ts", ".mpg", ".mpeg", ".wmv", ".flv", ".ogv"})
+
+
+def is_video(name: str) -> bool:
+    """Whether a file's name says it is a video (players read it at its pace)."""
+    return os.path.splitext(name)[1].lower() in VIDEO_SUFFIXES
 
 
 def _unescape_mountinfo(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
-def set_kernel_readahead(mountpoint: str, kib: int = KERNEL_READAHEAD_KIB) -> bool:
-    """Let the kernel read ahead ``kib`` KiB on our mount, so sequential readers send
-    1 MiB reads instead of 128 KiB ones (FUSE caps a request at 1 MiB anyway). Only
-    once the kernel's INIT is answered: the answer lowers the readahead to libfuse's
-    ``max_readahead`` (the 128 KiB the kernel offered), whatever was set before. The
-    mount's backing device is found in /proc/self/mountinfo: a stat of the mountpoint
-    from this process would wait on itself, so ``mountpoint`` must already be a real
-    path (resolved before mounting). Needs root; False if it could not."""
-    target = mountpoint
+class KernelReadahead:
+    """The kernel's readahead on our mount (its backing device's ``read_ahead_kb``).
+    The kernel copies it into each open file as the open is answered, so the value
+    set while answering an open is that file's (``TorrentFS.open``)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.kib: int | None = None
+
+    def set(self, kib: int) -> bool:
+        """Write ``kib`` unless it is there already; False if it could not."""
+        if kib == self.kib:
+            return True
+        try:
+            with open(self.path, "w") as f:
+                f.write(str(kib))
+        except OSError:
+            return False
+        self.kib = kib
+        return True
+
+
+def kernel_readahead(mountpoint: str) -> KernelReadahead | None:
+    """The readahead setting of a mount, found in /proc/self/mountinfo: a stat of the
+    mountpoint from this process would wait on itself, so ``mountpoint`` must already
+    be a real path (resolved before mounting). None if it is not mounted."""
+    dev = None
     try:
         with open("/proc/self/mountinfo") as f:
             for line in f:
                 fields = line.split()
-                if len(fields) > 4 and _unescape_mountinfo(fields[4]) == target:
+                if len(fields) > 4 and _unescape_mountinfo(fields[4]) == mountpoint:
                     dev = fields[2]
-            path = f"/sys/class/bdi/{dev}/read_ahead_kb"
-        with open(path, "w") as f:
-            f.write(str(kib))
-        return True
-    except (OSError, UnboundLocalError):
-        return False
+    except OSError:
+        return None
+    return None if dev is None else KernelReadahead(f"/sys/class/bdi/{dev}/read_ahead_kb")
+
+
+def set_kernel_readahead(mountpoint: str, kib: int = KERNEL_READAHEAD_KIB) -> bool:
+    """Let the kernel read ahead ``kib`` KiB on our mount, so sequential readers send
+    1 MiB reads instead of 128 KiB ones (FUSE caps a request at 1 MiB anyway). Only
+    once the kernel's INIT is answered: the answer lowers the readahead to libfuse's
+    ``max_readahead`` (the 128 KiB the kernel offered), whatever was set before.
+    Needs root; False if it could not."""
+    knob = kernel_readahead(mountpoint)
+    return knob is not None and knob.set(kib)
 
 
 def mount_options(fsname: str, extra: list[str] = ()) -> set[str]:
@@ -444,8 +499,11 @@ class Mount:
         the answer is written before the session loop's next checkpoint, so before
         this task runs again."""
         await self._initialised.wait()
-        self.readahead_raised = set_kernel_readahead(self.mountpoint)
-        if not self.readahead_raised:
+        knob = kernel_readahead(self.mountpoint)
+        self.readahead_raised = knob is not None and knob.set(KERNEL_READAHEAD_KIB)
+        if self.readahead_raised:
+            self.fs.kernel_readahead = knob  # chosen per open from now on
+        else:
             log.info("could not raise the kernel's readahead (not root?): 128 KiB reads")
 
     async def _unmount_on_signal(self) -> None:

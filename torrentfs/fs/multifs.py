@@ -164,6 +164,7 @@ class MultiFS(pyfuse3.Operations):
         if inode == ROOT_INODE:
             raise pyfuse3.FUSEError(errno.EISDIR)
         child = self._child(inode)
+        child.kernel_readahead = getattr(self, "kernel_readahead", None)
         info = await child.open(inode, flags, ctx)
         self._fh_owner[info.fh] = child
         return info
