@@ -216,6 +216,7 @@ class ReadHandle:
         # their own, so the window moving on does not drop them.
         self._edge = object()
         self._edges: list[int] = []
+        self._later: tuple[bool, int, int] | None = None  # advance(later=True) left
 
     def _raise_edges(self, schedule: bool) -> None:
         t = self.torrent
@@ -234,14 +235,36 @@ class ReadHandle:
         """No read through this file yet."""
         return self.readahead.next_offset is None
 
-    def advance(self, offset: int, size: int, schedule: bool = True) -> None:
+    def advance(self, offset: int, size: int, schedule: bool = True,
+                later: bool = False) -> None:
         """A read of ``[offset, offset+size)`` happened: move the readahead window.
         Without ``schedule`` the peers are not told yet (the read is about to raise
-        its own pieces, which must be asked first)."""
-        t = self.torrent
-        if self.fresh and offset == 0:
-            self._raise_edges(schedule)
+        its own pieces, which must be asked first). With ``later`` the window only
+        moves: its pieces (and a first read's edge pieces) are raised by
+        ``raise_later`` once the read has its own, unless a read moved it since."""
+        edges = self.fresh and offset == 0
         start, length = self.readahead.advance(offset, size)
+        if later:
+            self._later = (edges, start, length)
+            return
+        if self._later is not None:  # a first read still waits: this one moved on
+            edges = edges or self._later[0]
+            self._later = None
+        if edges:
+            self._raise_edges(schedule)
+        self._move(start, length, schedule)
+
+    def raise_later(self) -> None:
+        """Raise what ``advance(..., later=True)`` left, if no read moved on since."""
+        if self._later is not None:
+            edges, start, length = self._later
+            self._later = None
+            if edges:
+                self._raise_edges(True)
+            self._move(start, length, True)
+
+    def _move(self, start: int, length: int, schedule: bool) -> None:
+        t = self.torrent
         window = t.geometry.file_pieces(self.file_index, start, length)
         current = set(window)
         stale = [i for i in self._raised if i not in current]
@@ -399,8 +422,8 @@ class Reads:
         hold = (bool(unscheduled) and handle is not None and handle.stream
                 and handle.readahead.next_offset not in (None, offset))
         try:
-            if handle is not None and not later:
-                handle.advance(offset, size, schedule=not unscheduled)
+            if handle is not None:
+                handle.advance(offset, size, schedule=not unscheduled, later=later)
                 if unscheduled:
                     handle.pending[owner] = unscheduled
                     if not handle.readahead.sequential and len(handle.pending) > 1:
@@ -436,7 +459,7 @@ class Reads:
                     raise StorageError(f"pieces {pieces.start}-{pieces.stop - 1} keep "
                                        "failing their hash check on disk")
                 if later:
-                    handle.advance(offset, size)
+                    handle.raise_later()
                 if hold and trio.current_time() - began >= SEEK_HOLD_AFTER:
                     await self._hold(file_index, offset + size, began + SEEK_HOLD_MAX)
                 t.cache.touched(pieces)
