@@ -169,3 +169,15 @@ async def test_an_idle_uploader_sets_no_timer(peers, autojump_clock):
         await trio.testing.wait_all_tasks_blocked()
         assert trio.lowlevel.current_statistics().seconds_to_next_deadline == float("inf")
         nursery.cancel_scope.cancel()
+
+
+async def test_peers_asking_for_the_same_new_piece_at_once_get_different_ones(peers,
+                                                                               autojump_clock):
+    # Readers in step: all three ask for 5 first. One batch sends 5 to one peer and
+    # something else to the others, not 5's first block three times.
+    a, b, c, up = peers
+    for p, more in ((a, ()), (b, (6,)), (c, (6, 7))):
+        ask(up, p, 5)
+        for i in more:
+            ask(up, p, i)
+    assert sorted(sent(up, trio.current_time())) == [("a", 5, 0), ("b", 6, 0), ("c", 7, 0)]

@@ -37,7 +37,7 @@ from torrentfs.core import wire
 from torrentfs.core.piecelayers import HashServer
 from torrentfs.core.ratelimit import TokenBucket
 from torrentfs.core.sparing import Sparing
-from torrentfs.core.uploadpolicy import HOLD_SECONDS, best_request
+from torrentfs.core.uploadpolicy import HOLD_SECONDS, next_batch
 from torrentfs.disk.storage import StorageError
 from torrentfs.net.peer import PeerSession
 
@@ -165,34 +165,22 @@ class Uploader:
         while anyone asks for one that has not (see the module docstring), even a
         peer whose socket is still busy with what we sent it; with no fresh requests
         at all the uplink would idle, so held ones go."""
-        asking = [s for s in self.torrent.sessions.values() if s.upload_fifo and not s.closed]
-        room = {s: s.backlog < backlog_limit(s, now) for s in asking}
-        ready = [(s, self._best(s, now)) for s in asking if room[s]]
-        ready = [(s, best) for s, best in ready if best is not None]
-        fresh = any(not held for _, (_, held) in ready)
-        if ready and not fresh:
-            fresh = any(best is not None and not best[1]
-                        for best in (self._best(s, now) for s in asking
-                                     if not room[s]))
+        asking = []
+        for s in self.torrent.sessions.values():
+            fifo, queued = s.upload_fifo, s.queued
+            # Cancelled requests at the head are dropped on the way.
+            while fifo and (fifo[0].index, fifo[0].begin, fifo[0].length) not in queued:
+                fifo.popleft()
+            if fifo and not s.closed:
+                # Its best request is among the first SCAN (a peer asks for what it
+                # wants most first): core/uploadpolicy.next_batch.
+                asking.append((s, list(itertools.islice(fifo, SCAN)),
+                               s.backlog < backlog_limit(s, now)))
         batch = []
-        for s, (n, held) in ready:
-            if not (held and fresh):
-                batch.append((s, s.upload_fifo[n]))
-                del s.upload_fifo[n]
+        for s, n in next_batch(asking, self._pieces_sent, self._last_sent, now):
+            batch.append((s, s.upload_fifo[n]))
+            del s.upload_fifo[n]
         return batch
-
-    def _best(self, s: PeerSession, now: float) -> tuple[int, bool] | None:
-        """Where in the peer's queue its next request is, and whether it is held:
-        the oldest of the requests for the pieces we have uploaded least, preferring
-        any not held, among the first ``SCAN`` (a peer asks for what it wants
-        most first). Cancelled requests at the head are dropped on the way."""
-        fifo, queued = s.upload_fifo, s.queued
-        while fifo and (fifo[0].index, fifo[0].begin, fifo[0].length) not in queued:
-            fifo.popleft()
-        if not fifo:
-            return None
-        return best_request(itertools.islice(fifo, SCAN), s, self._pieces_sent,
-                            self._last_sent, now)
 
     async def _serve_one(self, s: PeerSession, req: wire.Request) -> None:
         key = (req.index, req.begin, req.length)
