@@ -104,16 +104,6 @@ def connected_ips(log: str, names: dict[str, str] | None = None) -> set[str]:
     return {names.get(ip, ip) for ip in hosts}
 
 
-def link_local_names(c: Cluster, hosts: dict[int, str]) -> dict[str, str]:
-    """IPv6 link-local address -> name of each host in ``hosts`` (index -> name)."""
-    out = {}
-    for i, name in hosts.items():
-        r = c.run(i, ["ip", "-6", "-o", "addr", "show", "scope", "link"],
-                  capture_output=True, text=True)
-        out.update({a: name for a in re.findall(r"inet6 (fe80:[\da-f:]+)/", r.stdout)})
-    return out
-
-
 def flow_matrix(logs: dict[str, str], names: dict[str, str]) -> dict[str, dict[str, int]]:
     """matrix[receiver][sender] = bytes of blocks, from the ``closed:`` lines. A session
     is logged by the side that saw it end, so each line gives both directions; one
@@ -282,7 +272,8 @@ def torrentfs_phase(c: Cluster, n: int, torrent: Path, data: Path, info_hash: st
     work.mkdir(parents=True)
     names = {c.hosts[0].ip: "origin", c.bridge_ip: "tracker"}
     names.update({c.hosts[i].ip: f"node{i}" for i in range(1, n + 1)})
-    names.update(link_local_names(c, {i: names[c.hosts[i].ip] for i in range(n + 1)}))
+    names.update({h.ll_ip: "origin" if h.index == 0 else f"node{h.index}"
+                  for h in c.hosts[:n + 1] if h.ll_ip})
     res: dict[str, Any] = {"nodes": n}
     origin = Origin(c, torrent, data, work, seed_extra)
     mounts: list[NodeMount] = []
@@ -309,6 +300,7 @@ def torrentfs_phase(c: Cluster, n: int, torrent: Path, data: Path, info_hash: st
                              "nodes_rx": sum(link_bytes(c, i, "tx") for i in range(1, n + 1))})
 
         cpu0 = [cpu_seconds(m.pid) for m in mounts]
+        drops0 = [c.qdisc_drops(i) for i in range(n + 1)]
         t_reads = time.monotonic()
         reads = run_readers([["sha256sum", str(m.path / FILE_NAME)] for m in mounts],
                             None, [0] * n, timeout, sample=sample)
@@ -318,6 +310,9 @@ def torrentfs_phase(c: Cluster, n: int, torrent: Path, data: Path, info_hash: st
         # sender mid-message costs its peers' logs the session's figures.
         res["quiet_after_reads"] = c.wait_quiet(range(n + 1), quiet=1.0, timeout=20)
         res["origin_tx"] = c.tx_bytes(0) - tx0
+        # Packets the upload caps' queues dropped during the reads (TCP then
+        # retransmits: blocks late by a retransmission timeout, asked again).
+        res["qdisc_drops"] = [c.qdisc_drops(i) - d for i, d in enumerate(drops0)]
         res["origin_cpu_s"] = cpu_seconds(origin.proc.pid)
         res["node_cpu_s"] = [cpu_seconds(m.pid) for m in mounts]
         res["node_cpu_reads_s"] = [b - a if a is not None and b is not None else None
@@ -397,7 +392,9 @@ def report(r: dict[str, Any]) -> str:
     n = a["nodes"]
     lines = [f"cluster: {n} nodes, {a['size']} MiB file ({r['pieces']} pieces of "
              f"{r['piece_length'] >> 10} KiB), origin upload {a['origin_rate'] / 1e6:g} MB/s, "
-             f"node upload {a['node_rate'] / 1e6:g} MB/s (tbf on each veth)", ""]
+             f"node upload {a['node_rate'] / 1e6:g} MB/s ("
+             + ("capped by each daemon" if a.get("app_caps") else
+                f"tbf on each veth, {a.get('queue_ms', 50)} ms queue") + ")", ""]
     rows = [("", "torrentfs", "HTTP", "target"),
             ("time, 1 node (s)", fmt(t1["slowest_s"]), fmt(h1 and h1["slowest_s"]), ""),
             (f"time, {n} nodes at once (s)", fmt(tn["slowest_s"]),
@@ -459,6 +456,12 @@ def report(r: dict[str, Any]) -> str:
     lines.append(f"  origin CPU {fmt(tn['origin_cpu_s'])} s; all daemons "
                  f"{fmt(sum(x or 0 for x in tn['node_cpu_s']) + (tn['origin_cpu_s'] or 0))} CPU s "
                  f"in {fmt(tn['wall_s'])} s on {os.cpu_count()} CPUs")
+    if tn.get("qdisc_drops"):
+        d = tn["qdisc_drops"]
+        wasted = [t["wasted"] for t in tn.get("node_totals") or () if t]
+        lines.append(f"  packets dropped by the upload caps' queues: origin {d[0]}, nodes "
+                     f"{sum(d[1:])}; duplicate blocks received (wasted): "
+                     f"{sum(wasted) / r['size_bytes']:.2f} copies in all")
     if tn.get("crashed"):
         lines += ["", "tracebacks in the logs of: " + ", ".join(tn["crashed"])]
     lines += ["", f"total wall time {r['wall_s']:.0f} s"]
@@ -479,6 +482,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--piece-size", type=int, default=0,
                     help="piece size in KiB (default: torrentfs create's choice)")
     ap.add_argument("--no-http", action="store_true", help="skip the HTTP contrast")
+    ap.add_argument("--queue-ms", type=int, default=50, metavar="MS",
+                    help="each cap's queue, in ms at its rate (tbf latency; 50). At low "
+                         "rates a short queue drops the packets of many TCP flows at "
+                         "once, and the retransmission timeouts make blocks late")
     ap.add_argument("--mount-arg", action="append", default=[], metavar="ARG",
                     help="extra argument for every torrentfs mount (repeatable), e.g. "
                          "--mount-arg=--prefetch")
@@ -493,8 +500,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="draw the CDF of node completion times against the ideal time "
                          "and the origin's vs the peers' bytes over time (needs matplotlib: "
                          "pip install -e '.[bench]'; scripts/cluster installs it)")
+    ap.add_argument("--app-caps", action="store_true",
+                    help="cap uploads in the daemons (torrentfs --upload-rate), as a "
+                         "cluster's operator would, not with tbf: no queue drops, so it "
+                         "measures the swarm, not TCP's recovery (needs --no-http)")
     ap.add_argument("--keep", metavar="DIR", help="work in DIR and keep logs there")
     args = ap.parse_args(argv)
+    if args.app_caps and not args.no_http:
+        ap.error("--app-caps needs --no-http (nothing would cap the HTTP server)")
     args.json, args.keep = caller_path(args.json), caller_path(args.keep)
     args.plot = caller_path(args.plot)
     return args
@@ -545,9 +558,13 @@ def main(argv: list[str] | None = None) -> int:
         meta = parse(torrent.read_bytes())
         info_hash = meta.info_hash.hex()
         tracker.add(info_hash)
-        c.limit_egress(0, args.origin_rate)
-        for i in range(1, args.nodes + 1):
-            c.limit_egress(i, args.node_rate)
+        if args.app_caps:
+            args.seed_arg = [*args.seed_arg, f"--upload-rate={args.origin_rate}"]
+            args.mount_arg = [*args.mount_arg, f"--upload-rate={args.node_rate}"]
+        else:
+            c.limit_egress(0, args.origin_rate, latency_ms=args.queue_ms)
+            for i in range(1, args.nodes + 1):
+                c.limit_egress(i, args.node_rate, latency_ms=args.queue_ms)
         result: dict[str, Any] = {
             "args": vars(args), "size_bytes": size, "info_hash": info_hash,
             "piece_length": meta.piece_length, "pieces": -(-size // meta.piece_length)}

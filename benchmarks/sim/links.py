@@ -6,10 +6,11 @@ resource (a node's upload or download, a rack's uplink in one direction) with th
 time it is next free: a transfer reserves each link it crosses, in path order, for
 bytes / that link's rate (see ``reserve``).
 
-Scaling: the simulation runs at one 16 KiB block per piece. Bytes (file, reads,
-readahead windows) and rates are divided by the same factor (piece size / 16 KiB),
-so every transfer takes the time the real piece would take; the report scales the
-bytes back.
+Scaling: a simulated 16 KiB block stands for ``unit`` real bytes (16 KiB: every
+real block is simulated; the piece size: one block per piece, as before session 5).
+Bytes (file, pieces, reads, readahead windows) and rates are divided by the same
+factor (unit / 16 KiB), so every transfer takes the time the real bytes would take;
+the report scales the bytes back.
 """
 
 from __future__ import annotations
@@ -94,10 +95,24 @@ class Params:
     prefer_rack: bool = False     # --prefer-subnet, each rack a subnet (core/topology)
     super_seed: bool = False      # the origin spares its uplink (core/sparing)
     max_time: float = 0.0         # 0: 50 x the ideal time, then give up
+    unit: int = 0                 # real bytes per simulated block (0: the piece size)
+    shared_uplink: bool | None = None  # an uploader's batch of blocks (one per asking
+                                  # peer) shares its uplink; False: one block at a time;
+                                  # None: shared when every real block is simulated
+                                  # (a batch of merged blocks would hold the uplink
+                                  # for a whole piece per peer, where the real one
+                                  # turns over every 16 KiB)
 
     @property
     def factor(self) -> int:
-        """Real bytes per simulated byte: a piece becomes one 16 KiB block."""
-        if self.piece_size % BLOCK:
-            raise ValueError("the piece size must be a multiple of 16 KiB")
-        return self.piece_size // BLOCK
+        """Real bytes per simulated byte: a block of ``unit`` real bytes becomes one
+        16 KiB block."""
+        unit = self.unit or self.piece_size
+        if self.piece_size % BLOCK or unit % BLOCK or self.piece_size % unit:
+            raise ValueError("the unit must be a multiple of 16 KiB dividing the piece size")
+        return unit // BLOCK
+
+    @property
+    def shared(self) -> bool:
+        """Whether an uploader's batch shares its uplink (see ``shared_uplink``)."""
+        return self.factor == 1 if self.shared_uplink is None else self.shared_uplink

@@ -5,6 +5,7 @@ between nodes go through the swarm (``Swarm.send``), which adds the latency."""
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,7 @@ from torrentfs.core.ratelimit import Rate
 from torrentfs.core.readahead import Readahead
 from torrentfs.core.sparing import Sparing
 from torrentfs.core.topology import AVOID_GRACE, LocalHave, RemoteGate
-from torrentfs.core.uploadpolicy import best_request
+from torrentfs.core.uploadpolicy import best_request, next_batch
 from torrentfs.engine.reads import (NOW_SLACK, READAHEAD_DEADLINE, READAHEAD_MAX,
                                     READAHEAD_MIN, READAHEAD_STEP)
 from torrentfs.engine.requests import (AHEAD_MIN, AHEAD_SECONDS, PIPELINE_MAX, PIPELINE_MIN,
@@ -31,12 +32,14 @@ if TYPE_CHECKING:
 
 
 class Req:
-    """A queued request (one block is one piece in the simulation)."""
+    """A queued request for one (simulated) block."""
 
-    __slots__ = ("index",)
+    __slots__ = ("index", "begin", "length")
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, begin: int, length: int) -> None:
         self.index = index
+        self.begin = begin
+        self.length = length
 
 
 class Conn:
@@ -47,13 +50,14 @@ class Conn:
 
     def __init__(self, now: float, remote: bool) -> None:
         self.remote = remote               # another rack, and we prefer our own
-        self.cancelling: dict[int, bool] = {}  # our cancels it has not answered: held?
+        self.cancelling: dict[tuple[int, int], bool] = {}  # our cancels it has not
+                                           # answered, by (index, begin): held?
         self.am_choking = True
         self.peer_choking = True
         self.am_interested = False
         self.peer_interested = False
         self.queue: deque[Req] = deque()   # its requests to us, oldest first
-        self.queued: set[int] = set()      # those not cancelled
+        self.queued: set[tuple[int, int]] = set()   # those not cancelled
         self.down = Rate()
         self.up = Rate()
         self.connected_at = now
@@ -88,6 +92,7 @@ class Node:
         self.unchoking: set[Node] = set()      # peers not choking us
         self.asking: dict[Node, None] = {}     # peers with queued requests, in turn
         self.busy = False                      # an uplink turn is scheduled
+        self.have_batch: list[int] = []        # verified, their haves not yet sent
         self.sent: dict[int, int] = {}         # piece -> times it went out
         self.last_sent: dict[int, tuple[Node, float]] = {}
         self.alive = False
@@ -229,8 +234,8 @@ class Node:
             avoid = self.gate if c.remote else None
             picked = picker.pick(peer, now, pipeline - outstanding, spread, ahead,
                                  avoid, AVOID_GRACE)
-            for index, _, _ in picked:
-                self.swarm.send(self, peer, peer.on_request, index)
+            for index, begin, length in picked:
+                self.swarm.send(self, peer, peer.on_request, index, begin, length)
             if picked and picker.priority(picked[0][0])[0] == NOW:
                 self._make_way(peer, c)
                 return
@@ -240,17 +245,17 @@ class Node:
     def _make_way(self, peer: Node, c: Conn) -> None:
         """engine/requests.py: cancel what a read's blocks queue behind at the peer,
         holding each until the peer answers (with the block or a reject)."""
-        for index, _, _ in self.picker.backlog(peer):
-            if index not in c.cancelling:
-                self.cancel(peer, index, hold=True)
+        for index, begin, _ in self.picker.backlog(peer):
+            if (index, begin) not in c.cancelling:
+                self.cancel(peer, index, begin, hold=True)
 
-    def cancel(self, peer: Node, index: int, hold: bool = False) -> None:
+    def cancel(self, peer: Node, index: int, begin: int, hold: bool = False) -> None:
         """engine/requests.py's Requests.cancel (every peer here has the fast
         extension): the cancel is remembered until the peer answers it."""
         c = self.conns.get(peer)
         if c is not None:
-            c.cancelling[index] = hold
-            self.swarm.send(self, peer, peer.on_cancel, index)
+            c.cancelling[index, begin] = hold
+            self.swarm.send(self, peer, peer.on_cancel, index, begin)
 
     def schedule(self, skip: Node | None = None) -> None:
         now = self.swarm.loop.now
@@ -258,22 +263,22 @@ class Node:
             if p is not skip:
                 self.fill(p)
 
-    def on_block(self, peer: Node, index: int, nbytes: int) -> None:
+    def on_block(self, peer: Node, index: int, begin: int, nbytes: int) -> None:
         c = self.conns.get(peer)
         if c is None:
             return   # the sender left: what was on the way is lost
         if c.cancelling:
-            c.cancelling.pop(index, None)
+            c.cancelling.pop((index, begin), None)
         now = self.swarm.loop.now
         c.down.add(nbytes, now)
         if peer.origin:
             self.rx_origin += nbytes
         else:
             self.rx_peers += nbytes
-        got = self.picker.block_received(peer, index, 0, nbytes, now)
+        got = self.picker.block_received(peer, index, begin, nbytes, now)
         if got.new:
             for other in got.cancel:
-                self.cancel(other, index)
+                self.cancel(other, index, begin)
             if got.piece_complete:
                 self.picker.piece_verified(index)
                 self.piece_arrived(index)
@@ -291,8 +296,8 @@ class Node:
             self.swarm.send(self, peer, peer.on_interested)
         if not c.peer_choking:
             if not self.picker.is_seed(peer):
-                for seed, _, _ in self.picker.spare_seeds(index):
-                    self.cancel(seed, index)
+                for seed, begin, _ in self.picker.spare_seeds(index):
+                    self.cancel(seed, index, begin)
             self.fill(peer)
 
     def piece_arrived(self, index: int) -> None:
@@ -316,37 +321,37 @@ class Node:
 
     # -- uploading ------------------------------------------------------------------
 
-    def on_request(self, peer: Node, index: int) -> None:
+    def on_request(self, peer: Node, index: int, begin: int, length: int) -> None:
         c = self.conns[peer]
         if c.am_choking or index not in self.have:   # rejected (BEP 6)
-            self.swarm.send(self, peer, peer.on_reject, index)
+            self.swarm.send(self, peer, peer.on_reject, index, begin)
             return
-        if index in c.queued:
+        if (index, begin) in c.queued:
             return
-        c.queued.add(index)
-        c.queue.append(Req(index))
+        c.queued.add((index, begin))
+        c.queue.append(Req(index, begin, length))
         self.asking[peer] = None
         self.kick()
 
-    def on_reject(self, peer: Node, index: int) -> None:
+    def on_reject(self, peer: Node, index: int, begin: int) -> None:
         """engine/requests.py's Requests.rejected."""
         c = self.conns[peer]
-        held = c.cancelling.pop(index, None)
+        held = c.cancelling.pop((index, begin), None)
         if held is None:   # the peer's own refusal
-            self.picker.request_dropped(peer, index, 0)
+            self.picker.request_dropped(peer, index, begin)
             self.schedule(skip=peer)
         elif held:         # it answered a cancel of ours
-            self.picker.request_dropped(peer, index, 0)
+            self.picker.request_dropped(peer, index, begin)
             if not any(c.cancelling.values()):
                 self.schedule()
 
-    def on_cancel(self, peer: Node, index: int) -> None:
+    def on_cancel(self, peer: Node, index: int, begin: int) -> None:
         """A fast-extension peer answers a cancel of a request not yet served with a
         reject (one already sent arrives as the block)."""
         c = self.conns.get(peer)
-        if c is not None and index in c.queued:
-            c.queued.discard(index)
-            self.swarm.send(self, peer, peer.on_reject, index)
+        if c is not None and (index, begin) in c.queued:
+            c.queued.discard((index, begin))
+            self.swarm.send(self, peer, peer.on_reject, index, begin)
 
     def kick(self) -> None:
         if not self.busy and self.asking:
@@ -355,53 +360,70 @@ class Node:
             loop.at(max(loop.now, self.up.free), self.serve)
 
     def serve(self) -> None:
-        """The uplink is free: answer one request (engine/upload.py's choice: fresh
-        pieces first, held ones only when nobody asks for a fresh one; peers in turn)."""
+        """The uplink is free: answer requests as engine/upload.py's ``_next_batch``
+        does: one block for each asking peer (its best request: fresh pieces first;
+        held ones only while no peer asks for a fresh one). The batch's blocks go out
+        together, sharing the uplink as TCP flows through one qdisc do, so each
+        arrives when the whole batch is through (``Params.shared_uplink``; without it,
+        one block at a time, peers in turn)."""
         self.busy = False
         if not self.alive:
             return
         now = self.swarm.loop.now
+        shared = self.swarm.params.shared
         while self.asking:
-            chosen = None
+            asking = []
             for p in list(self.asking):
                 c = self.conns[p]
                 q = c.queue
-                while q and q[0].index not in c.queued:
+                while q and (q[0].index, q[0].begin) not in c.queued:
                     q.popleft()
                 if not q:
                     del self.asking[p]
                     continue
-                n, held = best_request(list(q)[:SCAN], p, self.sent, self.last_sent, now)
-                if not held:
-                    chosen = (p, n)
-                    break
-                if chosen is None:
-                    chosen = (p, n)
-            if chosen is None:
+                asking.append((p, list(itertools.islice(q, SCAN)), True))
+            if not asking:
                 return
-            p, n = chosen
-            c = self.conns[p]
-            req = c.queue[n]
-            del c.queue[n]
-            if not c.queue:
+            if shared:   # core/uploadpolicy, as engine/upload.py's _next_batch
+                batch = next_batch(asking, self.sent, self.last_sent, now)
+            else:   # the first fresh one, else the first held one
+                ready = [(p, *best_request(r, p, self.sent, self.last_sent, now))
+                         for p, r, _ in asking]
+                batch = [next(((p, n) for p, n, held in ready if not held),
+                              ready[0][:2])]
+            sends = []
+            for p, n in batch:
+                c = self.conns[p]
+                req = c.queue[n]
+                del c.queue[n]
                 del self.asking[p]
-            else:   # its turn is over: to the back of the line
-                del self.asking[p]
-                self.asking[p] = None
-            if req.index not in c.queued:
-                continue   # cancelled meanwhile: not sent
-            c.queued.discard(req.index)
-            if self.sparing is not None:
-                if not self.sparing.serve(p, req.index, now):
-                    self.swarm.send(self, p, p.on_reject, req.index)
-                    continue
-                self.sparing.sent(p, req.index)
-            nbytes = self.g.piece_size(req.index)
-            c.up.add(nbytes, now)
-            self.tx += nbytes
-            self.sent[req.index] = self.sent.get(req.index, 0) + 1
-            self.last_sent[req.index] = (p, now)
-            self.swarm.transfer(self, p, req.index, nbytes)
+                if c.queue:   # its turn is over: to the back of the line
+                    self.asking[p] = None
+                key = (req.index, req.begin)
+                if key not in c.queued:
+                    continue   # cancelled meanwhile: not sent
+                c.queued.discard(key)
+                if self.sparing is not None:
+                    if not self.sparing.serve(p, req.index, now):
+                        self.swarm.send(self, p, p.on_reject, req.index, req.begin)
+                        continue
+                    self.sparing.sent(p, req.index)
+                sends.append((p, req))
+            if not sends:
+                continue
+            total = sum(req.length for _, req in sends)
+            up = self.up
+            up_end = max(now, up.free) + total / up.rate
+            up.free = up_end
+            up.bytes += total
+            for p, req in sends:
+                nbytes = req.length
+                self.conns[p].up.add(nbytes, now)
+                self.tx += nbytes
+                if req.begin == 0:   # engine/upload.py counts a piece at its first block
+                    self.sent[req.index] = self.sent.get(req.index, 0) + 1
+                self.last_sent[req.index] = (p, now)
+                self.swarm.transfer(self, p, req.index, req.begin, nbytes, up_end)
             self.kick()
             return
 
@@ -453,8 +475,8 @@ class Node:
             self.raised.difference_update(stale)
             self.picker.drop(self, stale)
             for i in stale:
-                for peer, _, _ in self.picker.withdraw(i) or ():
-                    self.cancel(peer, i)
+                for peer, begin, _ in self.picker.withdraw(i) or ():
+                    self.cancel(peer, i, begin)
         self._raise([i for i in window if i not in self.raised and i not in self.have])
 
     def _raise(self, pieces: list[int]) -> None:

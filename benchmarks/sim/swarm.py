@@ -24,20 +24,28 @@ The model
   capped. Each link is taken from when it is free (not before the link before it)
   for bytes / its own rate, so a busy link further on queues the block, as a
   switch's buffer would, without holding the sender's upload; the block arrives
-  ``latency`` after its last byte is through. A sender answers one request at a time
-  and a link carries one block at a time, so no link ever exceeds its rate.
+  ``latency`` after its last byte is through. A sender answers its requests as
+  engine/upload.py does, one block for each asking peer at once
+  (core/uploadpolicy.next_batch); the blocks of a batch share its upload, so each
+  arrives when the batch is through (``Params.shared``; with merged blocks, one
+  at a time). No link ever exceeds its rate.
+* Haves leave in batches, ``HAVE_DELAY`` after the first (engine/haves.py).
 * Per node: torrentfs's Picker (priorities as reads.py raises them), Choker (a
   regular rechoke every 10 s, out of turn on interest as engine/torrent.py does),
   Readahead, Rate, pipeline size and spread as engine/torrent.py computes them, and
   the uploader's next-request choice (core/uploadpolicy). A node that has the whole
   file stays as a seed.
-* Coarser unit (see ``links``): one 16 KiB block per piece, bytes and rates divided
-  by the same factor, so times are those of the real sizes. What this loses: the
-  blocks of one piece cannot come from several peers at once, and a piece is
-  announced only once whole (as in reality).
-* Not modelled: CPU, disk, TCP slow start and congestion, the tracker's re-announces
-  and PEX (a node that loses peers does not find new ones), snubbing, dropping
-  useless peers, hash failures.
+* Unit (see ``links``): every real 16 KiB block, so the blocks of one piece come
+  from several peers at once (the picker's spread), late ones are asked again
+  (``duplicate_after``) and a piece is announced once whole; or, for big runs,
+  blocks merged up to one per piece, bytes and rates divided by the same factor,
+  so times are those of the real sizes (scripts/simulate picks the finest unit
+  that keeps nodes x blocks within a budget).
+* Not modelled: CPU, disk, TCP slow start, congestion and loss (a short queue
+  behind a tbf cap drops packets of many flows at once: the real runs cap uploads
+  in the daemons, ``scripts/cluster --app-caps``), the tracker's re-announces and
+  PEX (a node that loses peers does not find new ones), snubbing, dropping useless
+  peers, hash failures.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ from typing import Any
 
 from torrentfs.core.geometry import Geometry
 from torrentfs.core.topology import choose
+from torrentfs.engine.haves import HAVE_DELAY
 
 from benchmarks.cluster_report import ideal_seconds
 from benchmarks.sim.links import BLOCK, Link, Loop, Params, reserve
@@ -99,7 +108,7 @@ class Swarm:
         self.params = p = params
         self.rng = random.Random(p.seed)
         self.factor = f = p.factor
-        self.geometry = Geometry(BLOCK, (-(-p.size // f),))
+        self.geometry = Geometry(p.piece_size // f, (-(-p.size // f),))
         self.loop = Loop()
         self.latency = p.latency
         racks = max(1, p.racks)
@@ -135,8 +144,11 @@ class Swarm:
         if src.alive and dst.alive and src in dst.conns:
             fn(src, *args)
 
-    def transfer(self, src: Node, dst: Node, index: int, nbytes: int) -> None:
-        links = [src.up]
+    def transfer(self, src: Node, dst: Node, index: int, begin: int, nbytes: int,
+                 up_end: float) -> None:
+        """A block whose last byte leaves ``src``'s upload (already reserved) at
+        ``up_end``, through the links after it."""
+        links = []
         if self.rack_out is not None and src.rack != dst.rack:
             links += [self.rack_out[src.rack], self.rack_in[dst.rack]]
         if src.rack != dst.rack:
@@ -146,25 +158,39 @@ class Swarm:
             links.append(dst.down)
         if src.origin:
             self.origin_tx += nbytes
-        end = reserve(links, nbytes, self.loop.now)
-        self.loop.at(end + self.latency, self._block, src, dst, index, nbytes)
+        # The links after it carry the block as it leaves (a switch's buffer), from
+        # the time its own bytes would take at the sender's rate before up_end.
+        end = (max(up_end, reserve(links, nbytes, up_end - nbytes / src.up.rate))
+               if links else up_end)
+        self.loop.at(end + self.latency, self._block, src, dst, index, begin, nbytes)
 
-    def _block(self, src: Node, dst: Node, index: int, nbytes: int) -> None:
+    def _block(self, src: Node, dst: Node, index: int, begin: int, nbytes: int) -> None:
         if dst.alive and src in dst.conns:
             self.delivered += nbytes
-            dst.on_block(src, index, nbytes)
+            dst.on_block(src, index, begin, nbytes)
 
     def piece_done(self, node: Node, index: int) -> None:
-        """``node`` verified a piece: a have to each of its peers."""
-        self.loop.at(self.loop.now + self.latency, self._haves, node, list(node.conns), index)
+        """``node`` verified a piece: a have to each of its peers, batched as
+        engine/haves.py does (they leave together ``HAVE_DELAY`` after the first of
+        a batch)."""
+        if node.have_batch:
+            node.have_batch.append(index)
+            return
+        node.have_batch.append(index)
+        self.loop.at(self.loop.now + HAVE_DELAY, self._flush_haves, node)
+
+    def _flush_haves(self, node: Node) -> None:
+        batch, node.have_batch = node.have_batch, []
+        self.loop.at(self.loop.now + self.latency, self._haves, node, list(node.conns), batch)
 
     @staticmethod
-    def _haves(node: Node, peers: list[Node], index: int) -> None:
+    def _haves(node: Node, peers: list[Node], batch: list[int]) -> None:
         if not node.alive:
             return
         for p in peers:
             if p.alive and node in p.conns:
-                p.on_have(node, index)
+                for index in batch:
+                    p.on_have(node, index)
 
     # -- nodes coming and going -----------------------------------------------------------
 

@@ -111,7 +111,8 @@ def test_the_command_takes_the_subnet_preference_and_super_seeding(capsys):
 
 
 @pytest.mark.parametrize("bad", [["--nodes", "0"], ["--leave-fraction", "1"],
-                                 ["--piece-size", "24"], ["--latency", "-1"]])
+                                 ["--piece-size", "24"], ["--latency", "-1"],
+                                 ["--sim-block", "24"]])
 def test_bad_options_are_one_line_errors(bad, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(bad)
@@ -149,3 +150,70 @@ def test_a_super_seeding_origin_sends_about_one_copy():
     assert spare["origin_copies"] <= 1.05
     assert spare["origin_copies"] <= plain["origin_copies"]
     assert max(times(spare)) <= 1.1 * max(times(plain))
+
+
+def test_every_real_block_simulated_one_seed_one_leecher_takes_size_over_the_cap():
+    res = simulate(small(nodes=1, unit=16 << 10))
+    (t,) = times(res)
+    assert t == pytest.approx(4 * MIB / 1e6, rel=0.03)
+    assert res["origin_copies"] == pytest.approx(1.0, abs=0.01)
+
+
+def test_at_block_level_the_blocks_of_one_piece_come_from_several_peers():
+    # 64 KiB pieces in 16 KiB blocks: a read that waits on a piece asks its blocks
+    # of up to SPREAD_MAX peers at once (Picker.pick's spread), so a node gets
+    # pieces partly from the origin and partly from another node; one block per
+    # piece cannot show it (a piece then comes whole from one peer).
+    fine = simulate(small(nodes=4, unit=16 << 10))
+    coarse = simulate(small(nodes=4))
+    assert fine["ok"] and coarse["ok"]
+    assert fine["sim_events"] > 2 * coarse["sim_events"]
+    for r in times(fine):
+        assert r <= 1.3 * 4 * MIB / 1e6
+    assert fine["origin_copies"] <= 1.3
+
+
+def test_a_shared_uplink_delivers_a_batch_together_and_no_faster_than_its_rate():
+    # engine/upload.py answers one block for every asking peer at once; the blocks
+    # share the uplink (TCP flows through one qdisc), so none is through before the
+    # whole batch is. The simulated time per node is never shorter than its share.
+    for shared in (True, False):
+        res = simulate(small(nodes=2, unit=16 << 10, shared_uplink=shared))
+        assert res["ok"]
+        assert min(times(res)) >= 4 * MIB / 1e6 * 0.99
+        assert max(times(res)) <= 1.25 * 4 * MIB / 1e6
+
+
+def test_haves_leave_in_batches_after_the_have_delay():
+    from benchmarks.sim.swarm import Swarm
+    from torrentfs.engine.haves import HAVE_DELAY
+    sw = Swarm(small(nodes=2, unit=16 << 10))
+    a, b = sw.nodes
+    sw.join_group([a, b])
+    heard = []
+    b.on_have = lambda peer, index: heard.append((sw.loop.now, index))
+    sw.loop.now = 1.0
+    sw.piece_done(a, 5)
+    sw.loop.now = 1.02
+    sw.piece_done(a, 6)   # joins the batch of piece 5
+    sw.loop._q = [e for e in sw.loop._q if e[2] in (sw._flush_haves, sw._haves)]
+    sw.loop.run()
+    assert heard == [(pytest.approx(1.0 + HAVE_DELAY + sw.latency), 5),
+                     (pytest.approx(1.0 + HAVE_DELAY + sw.latency), 6)]
+
+
+def test_the_command_simulates_every_block_while_it_can_and_merges_past_that(capsys):
+    args = cli.parse_args(["--nodes", "8", "--size", "16", "--piece-size", "64"])
+    assert cli.sim_unit(args, 8, 16 * MIB, 64 << 10) == 16 << 10
+    assert cli.sim_unit(args, 1000, 32 * MIB, 256 << 10) == 256 << 10
+    assert cli.sim_unit(args, 10000, 32 * MIB, 1 << 20) == 1 << 20
+    args = cli.parse_args(["--sim-block", "32", "--piece-size", "64"])
+    assert cli.sim_unit(args, 1000, 32 * MIB, 64 << 10) == 32 << 10
+    assert cli.main(["--nodes", "2", "--size", "1", "--piece-size", "64"]) == 0
+    assert "simulated in blocks of 16 KiB (every real block)" in capsys.readouterr().out
+
+
+def test_the_command_reads_as_the_kernel_asks_a_mount():
+    from torrentfs.fs.fuse import KERNEL_READAHEAD_KIB
+    assert cli.READ_KIB == KERNEL_READAHEAD_KIB
+    assert cli.parse_args([]).read_size == KERNEL_READAHEAD_KIB

@@ -258,3 +258,15 @@ async def test_blocks_at_hand_are_answered_in_rounds_and_counted(autojump_clock)
     assert a.up.total - (100 << 20) == up.uploaded == 64 * BLOCK
     assert rejected == [wire.Reject(7, 0, BLOCK), wire.Reject(8, 0, BLOCK)]
     assert up._pieces_sent == {3: 1} and set(up._last_sent) == {3}
+
+
+async def test_peers_asking_for_the_same_new_piece_at_once_get_different_ones(peers,
+                                                                               autojump_clock):
+    # Readers in step: all three ask for 5 first. One batch sends 5 to one peer and
+    # something else to the others, not 5's first block three times.
+    a, b, c, up = peers
+    for p, more in ((a, ()), (b, (6,)), (c, (6, 7))):
+        ask(up, p, 5)
+        for i in more:
+            ask(up, p, i)
+    assert sorted(sent(up, trio.current_time())) == [("a", 5, 0), ("b", 6, 0), ("c", 7, 0)]

@@ -258,6 +258,7 @@ class ClusterHost:
     ip: str       # its address on the bridge's subnet
     ns_if: str    # the veth end inside the namespace (its egress = the host's upload)
     br_if: str    # the veth end in the root namespace, enslaved to the bridge
+    ll_ip: str | None = None   # its IPv6 link-local address (fixed: from its fixed MAC)
 
     @property
     def netns_path(self) -> str:
@@ -322,6 +323,16 @@ class Cluster:
         """Bytes host i has received on its veth."""
         return int(self._stats(i)["rx"]["bytes"])
 
+    def qdisc_drops(self, i: int) -> int:
+        """Packets host i's upload qdisc (the tbf of `limit_egress`) has dropped: a
+        full queue, so TCP retransmits (0 without a cap)."""
+        h = self.hosts[i]
+        res = subprocess.run(["tc", "-n", h.ns, "-s", "-j", "qdisc", "show", "dev", h.ns_if],
+                             capture_output=True, text=True, timeout=10)
+        with contextlib.suppress(ValueError, TypeError):
+            return sum(int(q.get("drops", 0)) for q in json.loads(res.stdout or "[]"))
+        return 0
+
     def wait_quiet(self, hosts: Sequence[int], quiet: float = 1.0, timeout: float = 20.0,
                    slack: int = 4096) -> bool:
         """Wait until `hosts` have each sent at most `slack` bytes over the last `quiet`
@@ -373,6 +384,8 @@ def cluster(n_hosts: int, prefix: str = "tfc", *, subnet_prefix: str = CLUSTER_S
         bridge = f"{bridge_prefix}{subnet}"
         if _ip("link", "add", bridge, "type", "bridge", check=False).returncode == 0:
             c = Cluster(bridge=bridge, bridge_ip=f"{subnet_prefix}.{subnet}.1", subnet=subnet)
+            # A fixed MAC: a bridge otherwise takes its lowest port's as ports join.
+            _ip("link", "set", bridge, "address", f"02:32:{subnet:02x}:ff:ff:ff")
             break
     if c is None:
         raise RuntimeError(f"no free {subnet_prefix}.K.0/24 subnet for a cluster")
@@ -390,7 +403,8 @@ def cluster(n_hosts: int, prefix: str = "tfc", *, subnet_prefix: str = CLUSTER_S
             h = ClusterHost(index=i, ns=ns, ip=f"{subnet_prefix}.{c.subnet}.{10 + i}",
                             ns_if="eth0", br_if=br_if)
             c.hosts.append(h)
-            _ip("link", "add", br_if, "type", "veth", "peer", "name", h.ns_if, "netns", ns)
+            _ip("link", "add", br_if, "type", "veth", "peer", "name", h.ns_if,
+                "address", _cluster_mac(c.subnet, i), "netns", ns)
             _ip("link", "set", br_if, "master", c.bridge)
             _ip("link", "set", br_if, "up")
             _ip("-n", ns, "addr", "add", f"{h.ip}/24", "dev", h.ns_if)
@@ -408,9 +422,54 @@ def cluster(n_hosts: int, prefix: str = "tfc", *, subnet_prefix: str = CLUSTER_S
                            text=True, timeout=10).stdout,
                        timeout=15, interval=0.1,
                        message=f"bridge port {h.br_if} does not forward")
+        _pin_neighbours(c)
         yield c
     finally:
         _cluster_cleanup(c)
+
+
+def _cluster_mac(subnet: int, i: int) -> str:
+    """Host i's fixed, locally administered MAC in cluster K: 02:32:KK:00:II:II."""
+    return f"02:32:{subnet:02x}:00:{i >> 8:02x}:{i & 0xff:02x}"
+
+
+def _link_local(ns: str | None, dev: str) -> str | None:
+    """The fe80:: address of `dev` (in namespace `ns`, or the root one), if any."""
+    res = _ip(*(("-n", ns) if ns else ()), "-j", "-6", "addr", "show", "dev", dev,
+              "scope", "link", check=False)
+    with contextlib.suppress(ValueError, IndexError, KeyError):
+        for a in json.loads(res.stdout)[0]["addr_info"]:
+            return a["local"]
+    return None
+
+
+def _pin_neighbours(c: Cluster) -> None:
+    """Permanent neighbour entries (IPv4 and IPv6 link-local) between every pair of
+    hosts, and between the hosts and the bridge. The kernel's ARP and ND tables are
+    shared by every namespace and hold gc_thresh3 (1024) learned entries each: 65
+    hosts that all talk to each other need 65 x 64 of them per family, and past the
+    limit packets are dropped ("neighbour table overflow"). Permanent entries do not
+    count against it (Linux >= 4.19), and no ARP or ND is needed at all."""
+    bridge_mac = json.loads(_ip("-j", "link", "show", c.bridge).stdout)[0]["address"]
+    for h in c.hosts:
+        h.ll_ip = _link_local(h.ns, h.ns_if)
+    ends = [(h.ip, h.ll_ip, _cluster_mac(c.subnet, h.index)) for h in c.hosts]
+    ends.append((c.bridge_ip, _link_local(None, c.bridge), bridge_mac))
+    for h in c.hosts:
+        me = _cluster_mac(c.subnet, h.index)
+        lines = [f"neigh replace {addr} lladdr {mac} dev {h.ns_if} nud permanent"
+                 for ip, ll, mac in ends if mac != me
+                 for addr in (ip, ll) if addr]
+        res = subprocess.run(["ip", "-n", h.ns, "-batch", "-"], input="\n".join(lines) + "\n",
+                             capture_output=True, text=True, timeout=30)
+        if res.returncode != 0:
+            raise RuntimeError(f"neighbour entries in {h.ns}: {res.stderr.strip()}")
+    lines = [f"neigh replace {addr} lladdr {mac} dev {c.bridge} nud permanent"
+             for ip, ll, mac in ends[:-1] for addr in (ip, ll) if addr]
+    res = subprocess.run(["ip", "-batch", "-"], input="\n".join(lines) + "\n",
+                         capture_output=True, text=True, timeout=30)
+    if res.returncode != 0:
+        raise RuntimeError(f"neighbour entries on {c.bridge}: {res.stderr.strip()}")
 
 
 def _cluster_cleanup(c: Cluster) -> None:
