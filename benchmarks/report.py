@@ -12,7 +12,6 @@ from typing import Any
 
 from benchmarks.programs import SYSTEMS, TORRENTFS
 
-
 ROWS = [  # (label, key, better, format)
     ("mount -> file listed, s", "ready_s", "lower", "{:.2f}"),
     ("first 64 KiB at offset 0, ms", "ttfb_ms", "lower", "{:.0f}"),

@@ -9,6 +9,7 @@ import itertools
 from collections import deque
 from typing import TYPE_CHECKING
 
+from benchmarks.sim.links import BLOCK, Link
 from torrentfs.core.bitfield import Bitfield
 from torrentfs.core.choker import Choker, PeerView
 from torrentfs.core.geometry import Geometry
@@ -18,14 +19,22 @@ from torrentfs.core.readahead import Readahead
 from torrentfs.core.sparing import Sparing
 from torrentfs.core.topology import AVOID_GRACE, LocalHave, RemoteGate
 from torrentfs.core.uploadpolicy import best_request, next_batch
-from torrentfs.engine.reads import (NOW_SLACK, READAHEAD_DEADLINE, READAHEAD_MAX,
-                                    READAHEAD_MIN, READAHEAD_STEP)
-from torrentfs.engine.requests import (AHEAD_MIN, AHEAD_SECONDS, PIPELINE_MAX, PIPELINE_MIN,
-                                       PIPELINE_SECONDS)
+from torrentfs.engine.reads import (
+    NOW_SLACK,
+    READAHEAD_DEADLINE,
+    READAHEAD_MAX,
+    READAHEAD_MIN,
+    READAHEAD_STEP,
+)
+from torrentfs.engine.requests import (
+    AHEAD_MIN,
+    AHEAD_SECONDS,
+    PIPELINE_MAX,
+    PIPELINE_MIN,
+    PIPELINE_SECONDS,
+)
 from torrentfs.engine.torrent import LEECHER_JITTER, SPREAD_MAX
 from torrentfs.engine.upload import SCAN
-
-from benchmarks.sim.links import BLOCK, Link
 
 if TYPE_CHECKING:
     from benchmarks.sim.swarm import Swarm

@@ -54,13 +54,12 @@ import random
 import time
 from typing import Any
 
+from benchmarks.cluster_report import ideal_seconds
+from benchmarks.sim.links import Link, Loop, Params, reserve
+from benchmarks.sim.node import Node
 from torrentfs.core.geometry import Geometry
 from torrentfs.core.topology import choose
 from torrentfs.engine.haves import HAVE_DELAY
-
-from benchmarks.cluster_report import ideal_seconds
-from benchmarks.sim.links import BLOCK, Link, Loop, Params, reserve
-from benchmarks.sim.node import Node
 
 
 class Pool:

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.harness.command import assert_one_line_error, run
-from torrentfs.fs.procfs import pid_alive
 from torrentfs.core.magnet import link as magnet_link
+from torrentfs.fs.procfs import pid_alive
+
 
 @pytest.mark.parametrize("content, needle", [
     (b"this is not bencode", "not a torrent file"),

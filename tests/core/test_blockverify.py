@@ -12,7 +12,7 @@ import pytest
 
 from torrentfs.core import merkle
 from torrentfs.core.blockverify import BlockVerifier, HashError
-from torrentfs.core.messages import HashReject, Hashes
+from torrentfs.core.messages import Hashes, HashReject
 from torrentfs.core.metainfo import parse
 from torrentfs.disk.create import create_torrent
 

@@ -7,17 +7,16 @@ import struct
 
 import pytest
 
+from tests.core.test_wire import after_handshake, drain, make_pair, raw, transfer, u32s
 from torrentfs.core.handshake import RESERVED_V2, make_reserved
 from torrentfs.core.wire import (
-    HashReject,
     Hashes,
+    HashReject,
     HashRequest,
     Interested,
     LocalProtocolError,
     RemoteProtocolError,
 )
-
-from tests.core.test_wire import after_handshake, drain, make_pair, raw, transfer, u32s
 
 ROOT = bytes(range(32))
 H = b"h" * 32

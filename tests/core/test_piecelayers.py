@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from torrentfs.core import merkle
-from torrentfs.core.messages import HashReject, Hashes, HashRequest
+from torrentfs.core.messages import Hashes, HashReject, HashRequest
 from torrentfs.core.piecelayers import RUN, HashServer, LayerFetch, uncle_count
 
 PL = 4 * merkle.BLOCK_SIZE  # base layer 2

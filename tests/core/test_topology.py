@@ -2,8 +2,15 @@
 
 import pytest
 
-from torrentfs.core.topology import (REMOTE_MIN, LocalHave, Locality, RemoteGate,
-                                     TopologyError, choose, dial_order)
+from torrentfs.core.topology import (
+    REMOTE_MIN,
+    LocalHave,
+    Locality,
+    RemoteGate,
+    TopologyError,
+    choose,
+    dial_order,
+)
 
 
 def test_a_cidr_makes_its_addresses_local_and_no_others():

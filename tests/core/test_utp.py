@@ -8,8 +8,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from torrentfs.core import utp
-from torrentfs.core.utp import (Closed, Connected, Connection, Eof, Packet, UtpError,
-                                decode, encode, is_utp)
+from torrentfs.core.utp import (
+    Closed,
+    Connected,
+    Connection,
+    Eof,
+    Packet,
+    UtpError,
+    decode,
+    encode,
+    is_utp,
+)
 
 
 def test_codec_round_trip_with_selective_ack():

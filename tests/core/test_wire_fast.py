@@ -9,17 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from torrentfs.core.wire import (
-    MAX_BLOCK_LENGTH,
-    NEED_DATA,
-    Have,
-    LocalProtocolError,
-    PeerConnection,
-    Piece,
-    RemoteProtocolError,
-    Request,
-)
-
 from tests.core.test_wire import (
     NUM_PIECES,
     after_handshake,
@@ -29,6 +18,16 @@ from tests.core.test_wire import (
     new_conn,
     raw,
     u32s,
+)
+from torrentfs.core.wire import (
+    MAX_BLOCK_LENGTH,
+    NEED_DATA,
+    Have,
+    LocalProtocolError,
+    PeerConnection,
+    Piece,
+    RemoteProtocolError,
+    Request,
 )
 
 blocks = st.lists(st.tuples(st.integers(0, NUM_PIECES - 1), st.integers(0, 2**32 - 1),

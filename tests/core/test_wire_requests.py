@@ -21,11 +21,11 @@ from tests.core.test_wire import (
 )
 from torrentfs.core.wire import (
     MAX_BLOCK_LENGTH,
-    LocalProtocolError,
     Cancel,
     Have,
     Interested,
     KeepAlive,
+    LocalProtocolError,
     PeerConnection,
     Piece,
     RemoteProtocolError,

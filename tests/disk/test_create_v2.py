@@ -9,11 +9,10 @@ import os
 
 import pytest
 
+from tests.core.test_metainfo_v2 import LIBTORRENT, MULTI, PL, SINGLE
 from torrentfs.core.geometry import Geometry
 from torrentfs.core.metainfo import parse
 from torrentfs.disk.create import CreateError, create_torrent
-
-from tests.core.test_metainfo_v2 import LIBTORRENT, MULTI, SINGLE, PL
 
 
 @pytest.fixture

@@ -66,9 +66,9 @@ async def test_torrents_that_fit_get_no_limit(tmp_path, monkeypatch, caplog):
 
 async def test_a_given_cache_size_is_kept(tmp_path, monkeypatch):
     """--cache-size given: the free space is not asked (as for a single mount)."""
+    from tests.engine.test_multi import RecordingFS
     from torrentfs.engine.multi import MultiMount, Shared
     from torrentfs.engine.options import TorrentOptions
-    from tests.engine.test_multi import RecordingFS
     watched = tmp_path / "watched"
     watched.mkdir()
     write_torrent(tmp_path / "p1", "one", 600_000, 1, watched / "a.torrent")

@@ -117,8 +117,13 @@ def test_a_video_not_all_here_is_opened_with_the_streaming_readahead(tmp_path):
 
     from torrentfs.core.bitfield import Bitfield
     from torrentfs.core.geometry import Geometry
-    from torrentfs.fs.fuse import (KERNEL_READAHEAD_KIB, STREAM_READAHEAD_KIB,
-                                   KernelReadahead, TorrentFS, is_video)
+    from torrentfs.fs.fuse import (
+        KERNEL_READAHEAD_KIB,
+        STREAM_READAHEAD_KIB,
+        KernelReadahead,
+        TorrentFS,
+        is_video,
+    )
 
     assert is_video("Film.MKV") and is_video("a/b.mp4") and not is_video("big.bin")
     sysfs = tmp_path / "read_ahead_kb"

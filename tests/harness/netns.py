@@ -27,8 +27,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from tests.harness.swarm import (Peer, _has_trackers, _running, _wait_ready, _workdir,
-                                 can_connect, child_env, wait_until)
+from tests.harness.swarm import (
+    Peer,
+    _has_trackers,
+    _running,
+    _wait_ready,
+    _workdir,
+    can_connect,
+    child_env,
+    wait_until,
+)
 
 NETNS_SUBNET = "10.231"  # namespaces get 10.231.N.0/24
 

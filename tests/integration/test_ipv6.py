@@ -14,8 +14,7 @@ import threading
 import pytest
 
 from tests.harness.mounts import Seed
-from tests.harness.payload import cmp_tree
-from tests.harness.payload import make_payload, same_tree
+from tests.harness.payload import cmp_tree, make_payload, same_tree
 from tests.harness.swarm import (
     free_port,
     lt_create,

@@ -13,8 +13,8 @@ import re
 
 import pytest
 
-from tests.harness.payload import cmp_tree, make_payload
 from tests.harness.netns import cluster
+from tests.harness.payload import cmp_tree, make_payload
 from tests.harness.swarm import lt_create, lt_seeder, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

@@ -101,8 +101,8 @@ def test_utp_through_a_dropping_rate_limited_link(tmp_path, mount_torrent):
     """`torrentfs seed --no-tcp` in a namespace whose link out is a tbf of 8 Mbit/s
     with a queue of a few packets (netem is not in this kernel: the drops are the
     queue's); a mount over uTP reads everything byte-exact, and packets were dropped."""
-    from tests.harness.netns import netns_host
     from tests.harness.command import TORRENTFS
+    from tests.harness.netns import netns_host
     from tests.harness.swarm import stop_process, wait_until
 
     data = tmp_path / "data"

@@ -16,14 +16,14 @@ from pathlib import Path
 from torrentfs.cli import watch
 from torrentfs.cli.args import (
     add_dht,
-    add_log_level,
     add_encryption,
-    add_max_open_files,
+    add_log_level,
     add_lsd,
+    add_max_open_files,
+    add_metadata_timeout,
     add_metrics,
     add_origin,
     add_port_mapping,
-    add_metadata_timeout,
     add_rates,
     add_transports,
     add_web_seeds,
@@ -36,8 +36,8 @@ from torrentfs.cli.args import (
 )
 from torrentfs.cli.clusteropts import add_prefer_subnet
 from torrentfs.cli.daemon import daemonise
-from torrentfs.cli.mountpoint import check_mountpoint
 from torrentfs.cli.errors import cache_folder_error
+from torrentfs.cli.mountpoint import check_mountpoint
 from torrentfs.cli.output import CliError, human, setup_logging
 from torrentfs.cli.registry import SEEDING, Registration, lock_torrent
 from torrentfs.cli.serve import (

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from torrentfs.cli.args import (
     add_dht,
-    add_log_level,
     add_encryption,
+    add_log_level,
     add_lsd,
     add_max_open_files,
     add_metrics,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from torrentfs.cli.args import torrent_options
 from torrentfs.cli.daemon import daemonise
-from torrentfs.cli.mountpoint import check_mountpoint
 from torrentfs.cli.errors import cache_folder_error
+from torrentfs.cli.mountpoint import check_mountpoint
 from torrentfs.cli.output import CliError, setup_logging
 from torrentfs.cli.registry import Registration
 from torrentfs.cli.serve import map_ports, open_dht, start_metrics, write_pid

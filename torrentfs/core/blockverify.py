@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Hashable
 
 from torrentfs.core import merkle
-from torrentfs.core.messages import HashReject, HashRequest, Hashes
+from torrentfs.core.messages import Hashes, HashReject, HashRequest
 
 __all__ = ["BlockVerifier", "HashError", "Plan", "MAX_PIECES"]
 

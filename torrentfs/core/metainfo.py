@@ -63,8 +63,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from torrentfs.core import metainfo_v2
-from torrentfs.core import names
+from torrentfs.core import metainfo_v2, names
 from torrentfs.core.bdecode import BencodeError, decode_torrent
 from torrentfs.core.text import has_control, replace_control
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Hashable
 
 from torrentfs.core import merkle
-from torrentfs.core.messages import HashReject, HashRequest, Hashes
+from torrentfs.core.messages import Hashes, HashReject, HashRequest
 
 __all__ = ["HashServer", "LayerFetch", "uncle_count", "piece_layer_base", "RUN"]
 

@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 import trio
 
 from torrentfs import __version__
-from torrentfs.net.listen import global_ipv6
 from torrentfs.core import metadata, pex, wire
 from torrentfs.core.extension import (
     OUR_IDS,
@@ -52,6 +51,7 @@ from torrentfs.core.extension import (
 from torrentfs.core.holepunch import UT_HOLEPUNCH
 from torrentfs.engine.holepunch import HOLEPUNCH_ID, Holepunch
 from torrentfs.engine.upload import MAX_UPLOAD_QUEUE
+from torrentfs.net.listen import global_ipv6
 
 log = logging.getLogger("torrentfs.ext")
 

@@ -43,8 +43,8 @@ import trio
 
 from torrentfs.core.tree import Node, Tree
 from torrentfs.disk.storage import StorageError
-from torrentfs.engine.status import node_facts
 from torrentfs.engine.reads import ReadTimeout
+from torrentfs.engine.status import node_facts
 from torrentfs.engine.torrent import Torrent
 
 log = logging.getLogger("torrentfs.fuse")

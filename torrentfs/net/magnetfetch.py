@@ -34,10 +34,9 @@ from functools import partial
 from pathlib import Path
 from typing import Awaitable, Callable, Sequence
 
+import bencodepy
 import httpx
 import trio
-
-import bencodepy
 
 from torrentfs.core import metadata, metainfo_v2, pex, piecelayers, wire
 from torrentfs.core.address import Addr
