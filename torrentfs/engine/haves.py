@@ -15,12 +15,13 @@ import trio
 
 from torrentfs.core import wire
 
-# HAVEs of pieces verified within this long leave together. In a cluster's trickle
-# the HAVE batches were most of what woke a node (perf, 8 nodes, 20 s: 49,632
-# receives for 25,893 sends, about 2 receives per block moved): a quarter of a
-# second cuts that, while a piece read by others waits for its HAVE a quarter of
-# a second at most (most leave earlier, with a block or a request).
-HAVE_DELAY = 0.25
+# HAVEs of pieces verified within this long leave together. A quarter of a second
+# (tried in session 5) cut a trickle cluster's receives by a fifth, but its CPU
+# gain was within the noise, while the simulator (benchmarks/sim, which takes this
+# constant) put the 32-node p50 at 1.63x the ideal against 1.51x with 50 ms
+# (3 seeds each, 8 MiB at 250 kB/s caps): peers learn of a piece later and ask the
+# origin meanwhile.
+HAVE_DELAY = 0.05
 
 
 class HaveBatcher:
