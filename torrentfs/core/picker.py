@@ -43,7 +43,9 @@ Contract
   only (the first to pick it, until that peer drops a request of it), so the next
   failure has a single supplier to blame, and a pass proves whose old blocks were bad.
 
-Peers are any hashable keys. Method names say what the picker hears.
+Peers are any hashable keys. Method names say what the picker hears. The priorities
+(raises, drops, blocks wanted first) and the kept order of urgency are
+``core/priorities.Priorities``, a mixin of Picker.
 """
 
 from __future__ import annotations
@@ -57,17 +59,13 @@ from typing import Container, Hashable, Iterable
 
 from torrentfs.core.bitfield import Bitfield
 from torrentfs.core.geometry import Geometry
+from torrentfs.core.priorities import NONE, NORMAL, NOW, READAHEAD, TIER_NAMES, Priorities
 
-NONE, NORMAL, READAHEAD, NOW = 0, 1, 2, 3
-TIER_NAMES = {NONE: "none", NORMAL: "normal", READAHEAD: "readahead", NOW: "now"}
+__all__ = ["NONE", "NORMAL", "NOW", "READAHEAD", "TIER_NAMES", "Block", "Peer", "Picker",
+           "Received"]
 
 Peer = Hashable
 Block = tuple[int, int, int]  # (piece index, begin, length)
-
-
-def _urgency(td: tuple[int, float]) -> tuple[int, float]:
-    """Sort key of a (tier, deadline): a higher tier, then an earlier deadline."""
-    return td[0], -td[1]
 
 
 class _Partial:
@@ -113,20 +111,14 @@ class Received:
     cancel: list[Peer] = field(default_factory=list)
 
 
-class Picker:
+class Picker(Priorities):
     def __init__(self, geometry: Geometry, have: Bitfield, *, prefetch: bool = False,
                  duplicate_after: float = 1.0, salt: int = 0, jitter: float = 1.0) -> None:
+        super().__init__()  # raises, blocks wanted first, the kept order: core/priorities
         self.geometry = geometry
         self.have = have
         self.prefetch = prefetch
         self.duplicate_after = duplicate_after
-        self._raises: dict[int, dict[Hashable, tuple[int, float]]] = {}
-        # Blocks of a piece to hand out before its others (or instead of them, with
-        # ``only``): piece -> owner -> (blocks, only).
-        self._first: dict[int, dict[Hashable, tuple[range, bool]]] = {}
-        # The most urgent raise of each piece asked about since the raises last
-        # changed (``priority`` is called per block request: it must be cheap).
-        self._top: dict[int, tuple[int, float]] = {}
         # Bumped by whatever could free a block for some peer; a peer whose last pick
         # found nothing free at generation g picks nothing while it is still g.
         self._generation = 0
@@ -134,11 +126,6 @@ class Picker:
         # Pieces a dry peer announced (HAVE) since: all its next pick need look at.
         self._fresh: dict[Peer, set[int]] = {}
         self._heard: dict[Peer, float] = {}  # when each peer last delivered a block
-        self._order: list[tuple[int, int, float]] | None = None  # raised, most urgent first
-        self._keys: list[tuple] = []  # the sort key of each entry of _order
-        self._key_of: dict[int, tuple] = {}  # piece -> its key there
-        self._leech_order = False  # _order sorted with leechers about (rarity counts)
-        self._resort: set[int] = set()  # pieces of _order whose rarity changed since
         self._partials: dict[int, _Partial] = {}
         self._parole: set[int] = set()  # failed their hash, not verified since
         self._peers: dict[Peer, Bitfield] = {}
@@ -146,136 +133,9 @@ class Picker:
         self._outstanding: dict[Peer, dict[tuple[int, int], None]] = {}
         self.availability = [0] * geometry.num_pieces
         self._seeds = 0  # peers that have every piece
-        # Per-node jitter of readahead deadlines among leechers (see _urgent_order).
+        # Per-node jitter of readahead deadlines among leechers (see Priorities._sort_key).
         self.salt = salt
         self.jitter = jitter
-
-    # -- priorities ----------------------------------------------------------------
-
-    def raise_priority(self, owner: Hashable, pieces: Iterable[int], tier: int,
-                       deadline: float) -> None:
-        """Owner ``owner`` wants ``pieces`` at ``tier`` by ``deadline``. A second raise
-        by the same owner replaces its first for those pieces."""
-        changed = False
-        for i in pieces:
-            if i in self.have:
-                continue
-            self._raises.setdefault(i, {})[owner] = (tier, deadline)
-            changed = True
-        if changed:
-            self._changed_raises()
-
-    def drop(self, owner: Hashable, pieces: Iterable[int] | None = None) -> None:
-        """Undo ``owner``'s raises: on ``pieces``, or on all of them."""
-        targets = list(self._raises) if pieces is None else pieces
-        changed = False
-        for i in targets:
-            owners = self._raises.get(i)
-            if owners and owners.pop(owner, None) is not None:
-                changed = True
-                if not owners:
-                    del self._raises[i]
-        for i in list(self._first) if pieces is None else pieces:
-            owners = self._first.get(i)
-            if owners and owners.pop(owner, None) is not None:
-                changed = True  # blocks held back for a read are free again
-                if not owners:
-                    del self._first[i]
-        if changed:  # a read's owner often raised nothing: keep the order then
-            self._changed_raises()
-
-    def _changed_raises(self) -> None:
-        self._order = None
-        self._top.clear()
-        self._generation += 1
-
-    def want_first(self, owner: Hashable, index: int, blocks: range,
-                   only: bool = False) -> None:
-        """Owner ``owner`` (a read) needs these blocks of piece ``index`` (block
-        numbers) before its others: they are handed out first (BEP 52 lets a read
-        use blocks verified alone); with ``only``, none of the piece's others are
-        (while every owner wanting blocks of it says ``only``). Undone by
-        ``drop(owner)``; a second call by the same owner replaces the first."""
-        if index not in self.have:
-            self._first.setdefault(index, {})[owner] = (blocks, only)
-            self._generation += 1  # blocks held back or let go: picks may differ
-
-    def priority(self, index: int) -> tuple[int, float]:
-        """``(tier, deadline)`` of a piece: the most urgent raise on it."""
-        base = (NORMAL if self.prefetch and index not in self.have else NONE, math.inf)
-        top = self._top.get(index)
-        if top is None:
-            owners = self._raises.get(index)
-            if not owners:
-                return base
-            top = self._top[index] = max(owners.values(), key=_urgency)
-        # --prefetch holds every piece at NORMAL, so a raise at NONE cannot lower it.
-        return top if top[0] >= base[0] else base
-
-    def waiting(self) -> list[tuple[int, int, float]]:
-        """``(piece, tier, deadline)`` of every raised piece, most urgent first."""
-        return list(self._urgent_order())
-
-    def _sort_key(self, e: tuple[int, int, float]) -> tuple:
-        i, tier, deadline = e
-        if not self._leech_order:
-            return (-tier, deadline, i)
-        # Other leechers are about (a cluster reading the same data): READAHEAD goes
-        # rarest first, then by a deadline jittered per node, and ties in NOW are
-        # broken per node, so nodes fetch different pieces from the seeds and trade
-        # them.
-        mix = ((i * 2654435761 + self.salt) % 1000) / 1000
-        if tier == READAHEAD:
-            return (-tier, self.availability[i], deadline + mix * self.jitter, i)
-        # Pieces one read waits on share a deadline: each node takes them in an
-        # order of its own, so each fetches different ones first.
-        return (-tier, deadline, mix, i)
-
-    def _urgent_order(self) -> list[tuple[int, int, float]]:
-        """The raised pieces not had yet, most urgent first (``_sort_key``). Kept
-        between calls: a raise or drop sorts it again, while a change of one piece's
-        rarity (a peer's have, the commonest event in a swarm) or one verified piece
-        moves or removes that entry alone (keys are unique: they end in the index)."""
-        if self._order is not None and self._leech_order != (len(self._peers) > self._seeds):
-            self._order = None  # a peer became a seed: rarity stops counting, or starts
-        if self._order is not None and self._resort:
-            if len(self._resort) > 32:  # a bitfield's worth: sort once instead
-                self._order = None
-            else:
-                for i in self._resort:
-                    old = self._key_of.get(i)
-                    if old is None:
-                        continue
-                    pos = bisect_left(self._keys, old)
-                    entry = self._order[pos]
-                    new = self._sort_key(entry)
-                    if new != old:
-                        del self._keys[pos], self._order[pos]
-                        pos = bisect_left(self._keys, new)
-                        self._keys.insert(pos, new)
-                        self._order.insert(pos, entry)
-                        self._key_of[i] = new
-                self._resort.clear()
-        if self._order is None:
-            self._leech_order = len(self._peers) > self._seeds
-            prio, have = self.priority, self.have
-            entries = [(i, *prio(i)) for i in self._raises if i not in have]
-            key = self._sort_key
-            keyed = sorted([(key(e), e) for e in entries])  # unique keys: never compares e
-            self._keys = [k for k, _ in keyed]
-            self._order = [e for _, e in keyed]
-            self._key_of = {e[0]: k for k, e in keyed}
-            self._resort.clear()
-        return self._order
-
-    def _unorder(self, index: int) -> None:
-        """Take a piece out of the kept order (it was verified)."""
-        old = self._key_of.pop(index, None)
-        if self._order is None or old is None:
-            return
-        pos = bisect_left(self._keys, old)
-        del self._keys[pos], self._order[pos]
-        self._resort.discard(index)
 
     # -- peers ----------------------------------------------------------------------
 
@@ -361,11 +221,6 @@ class Picker:
     def outstanding(self, peer: Peer) -> int:
         """How many blocks the peer has been asked for and not yet delivered."""
         return len(self._outstanding.get(peer, ()))
-
-    def urgent(self) -> bool:
-        """True while some piece is at NOW (a read waits for it)."""
-        order = self._urgent_order()
-        return bool(order) and order[0][1] == NOW
 
     def backlog(self, peer: Peer) -> list[Block]:
         """The peer's requests for pieces below NOW (readahead, prefetch, or no

@@ -32,7 +32,7 @@ Invariants (the picker holds the block-level ones):
 * a piece being read or uploaded is pinned in the disk cache (``cache``): it
   stays in ``have`` and on disk until the bytes are out.
 * no session gets past its handshake with a banned address or peer id (``ban``: bad
-  data, attributed by ``blame.Blame``).
+  data, attributed by ``blame.Blame``; admission and bans: ``membership.Membership``).
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ from torrentfs.disk.storage import Storage
 from torrentfs.engine.connector import Candidate, Connector
 from torrentfs.engine.haves import HaveBatcher
 from torrentfs.engine.locality import Nearby
+from torrentfs.engine.membership import Membership
 from torrentfs.engine.metrics import Metrics
 from torrentfs.engine.options import TorrentOptions
 from torrentfs.engine.peerext import PeerExtensions
@@ -119,8 +120,10 @@ class Torrent:
         self._verifying: set[int] = set()
         # Peers that sent bad data are banned for the session, by address and peer id.
         self.blame = Blame(self.geometry)
-        self.banned_ips: set[str] = set()
-        self._banned_ids: set[bytes] = set()
+        # Sessions admitted, registered and banned: ``membership.Membership``; the
+        # connector and status read the banned addresses here (the same set).
+        self.membership = Membership(self)
+        self.banned_ips = self.membership.banned_ips
         self.choker = choker or Choker()
         self.nearby = Nearby(options.prefer_subnet, self.geometry.num_pieces)
         # The torrents of a multi-torrent mount share their rate limits and a cap on
@@ -151,8 +154,8 @@ class Torrent:
             self, meta.url_list if options.web_seeds is None else options.web_seeds,
             http_transport)
         self._nursery: trio.Nursery | None = None
-        # BEP 10 extensions (metadata serving, PEX): hooks in on_handshake,
-        # on_peer_closed, on_message and _ticker.
+        # BEP 10 extensions (metadata serving, PEX): hooks in Membership (on_handshake,
+        # on_peer_closed), on_message and _ticker.
         self.ext = PeerExtensions(self, pex_enabled=options.pex and not meta.private)
         for addr in options.peers:
             self.add_peer(addr)
@@ -241,50 +244,12 @@ class Torrent:
     # -- session callbacks (peer.Swarm) ---------------------------------------------
 
     def on_handshake(self, s: PeerSession) -> bool:
-        if s.peer_id == self.peer_id:
-            s.close_reason = "connected to ourselves"
-            if s.outgoing and s.addr in self.connector.candidates:
-                self.connector.candidates[s.addr].banned = True
-            return False
-        if s.peer_id in self._banned_ids or s.addr[0] in self.banned_ips:
-            s.close_reason = "banned peer"
-            return False
-        twins = [o for o in self.sessions.values()
-                 if o is not s and o.peer_id == s.peer_id and not o.closed]
-        if twins:
-            s.close_reason = "already connected to this peer"
-            if self.metrics.source_of(s.addr, s.peer_id) == "origin":
-                for o in twins:  # the origin, reached first at another of its addresses
-                    o.source = "origin"
-            return False
-        self.picker.add_peer(s)
-        s.registered = True
-        s.source = self.metrics.source_of(s.addr, s.peer_id)  # whose bytes: origin or peer
-        if s.fast and self.have.complete:
-            s.send(wire.HaveAll())
-        elif s.fast and not self.have.count:
-            s.send(wire.HaveNone())
-        elif self.have.count:
-            s.send(wire.Bitfield(self.have.to_bytes()))
-        self.ext.greet(s)
-        log.info("connected to %r (%s)", s, "out" if s.outgoing else "in")
-        return True
+        """Admit and register a session, or refuse it (``Membership.on_handshake``)."""
+        return self.membership.on_handshake(s)
 
     def on_peer_closed(self, s: PeerSession) -> None:
-        if self.sessions.get(s.addr) is s:
-            del self.sessions[s.addr]
-        if s.registered:
-            self.picker.remove_peer(s)
-            s.registered = False
-        self.requests.forget(s)
-        self.reads.blocks.peer_left(s)
-        self.nearby.closed(s)
-        self.uploads.closed(s)
-        s.queued.clear()
-        s.upload_fifo.clear()
-        self.ext.peer_closed(s)
-        self.connector.wake()
-        self.schedule()
+        """A session ended: unregister it (``Membership.on_peer_closed``)."""
+        self.membership.on_peer_closed(s)
 
     def on_message(self, s: PeerSession, msg: wire.Message) -> None:
         """One message from a peer past its handshake (the session has already
@@ -523,20 +488,8 @@ class Torrent:
 
     def ban(self, s: PeerSession | WebSeed, why: str) -> None:
         """Refuse the peer's address and peer id for the rest of the session, and
-        drop every connection that has either. A web seed is given up."""
-        if isinstance(s, WebSeed):
-            s.drop(why)
-            return
-        ip = s.addr[0]
-        if ip in self.banned_ips and s.peer_id in self._banned_ids:
-            return
-        log.warning("banned %r (peer id %r): %s", s, s.peer_id, why)
-        self.banned_ips.add(ip)
-        if s.peer_id:
-            self._banned_ids.add(s.peer_id)
-        for other in list(self.sessions.values()):
-            if other.addr[0] == ip or (s.peer_id and other.peer_id == s.peer_id):
-                other.close(f"banned: {why}")
+        drop every connection that has either; give up a web seed (``Membership.ban``)."""
+        self.membership.ban(s, why)
 
     async def _ticker(self) -> None:
         while True:

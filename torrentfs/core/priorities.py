@@ -1,0 +1,195 @@
+"""How urgently each piece is wanted, and the raised pieces in order of urgency.
+
+A mixin of ``core/picker.Picker`` (one object, so the per-block paths read this state
+as plain attributes, with no layer in between). Pure: no I/O, no clock.
+
+* A piece is wanted at a priority tier: NOW (a read is waiting), READAHEAD (a read will
+  soon wait), NORMAL (``--prefetch``: the whole torrent), NONE (never requested), each
+  tier above NONE with a deadline. Owners (a read, a file handle) raise pieces
+  (``raise_priority``) and only an owner's ``drop`` undoes its raises; a piece's
+  ``priority`` is the most urgent raise on it. ``want_first`` marks blocks of a piece
+  that a read needs before the piece's others.
+* ``_urgent_order`` is the raised pieces not had yet, most urgent first, kept between
+  calls (``pick`` walks it on every call): a raise or drop sorts it again, a change of
+  one piece's rarity moves that entry alone, a verified piece leaves it (``_unorder``).
+
+The host (Picker) provides ``have``, ``prefetch``, ``availability``, ``salt``,
+``jitter``, ``_peers`` and ``_seeds``, and a ``_generation`` counter that whatever
+could free a block bumps (a raise, a drop or a ``want_first`` here). It sets
+``_order`` to None when the order must be sorted again (a peer added or removed, a
+piece lost) and adds to ``_resort`` a raised piece whose rarity changed.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from typing import Hashable, Iterable
+
+from torrentfs.core.bitfield import Bitfield
+
+NONE, NORMAL, READAHEAD, NOW = 0, 1, 2, 3
+TIER_NAMES = {NONE: "none", NORMAL: "normal", READAHEAD: "readahead", NOW: "now"}
+
+
+def _urgency(td: tuple[int, float]) -> tuple[int, float]:
+    """Sort key of a (tier, deadline): a higher tier, then an earlier deadline."""
+    return td[0], -td[1]
+
+
+class Priorities:
+    """Owners' raises, the blocks reads want first, and the kept urgency order."""
+
+    # Provided by the host (see the module docstring).
+    have: Bitfield
+    prefetch: bool
+    availability: list[int]
+    salt: int
+    jitter: float
+    _peers: dict[Hashable, Bitfield]
+    _seeds: int
+    _generation: int
+
+    def __init__(self) -> None:
+        self._raises: dict[int, dict[Hashable, tuple[int, float]]] = {}
+        # Blocks of a piece to hand out before its others (or instead of them, with
+        # ``only``): piece -> owner -> (blocks, only).
+        self._first: dict[int, dict[Hashable, tuple[range, bool]]] = {}
+        # The most urgent raise of each piece asked about since the raises last
+        # changed (``priority`` is called per block request: it must be cheap).
+        self._top: dict[int, tuple[int, float]] = {}
+        self._order: list[tuple[int, int, float]] | None = None  # raised, most urgent first
+        self._keys: list[tuple] = []  # the sort key of each entry of _order
+        self._key_of: dict[int, tuple] = {}  # piece -> its key there
+        self._leech_order = False  # _order sorted with leechers about (rarity counts)
+        self._resort: set[int] = set()  # pieces of _order whose rarity changed since
+
+    def raise_priority(self, owner: Hashable, pieces: Iterable[int], tier: int,
+                       deadline: float) -> None:
+        """Owner ``owner`` wants ``pieces`` at ``tier`` by ``deadline``. A second raise
+        by the same owner replaces its first for those pieces."""
+        changed = False
+        for i in pieces:
+            if i in self.have:
+                continue
+            self._raises.setdefault(i, {})[owner] = (tier, deadline)
+            changed = True
+        if changed:
+            self._changed_raises()
+
+    def drop(self, owner: Hashable, pieces: Iterable[int] | None = None) -> None:
+        """Undo ``owner``'s raises: on ``pieces``, or on all of them."""
+        targets = list(self._raises) if pieces is None else pieces
+        changed = False
+        for i in targets:
+            owners = self._raises.get(i)
+            if owners and owners.pop(owner, None) is not None:
+                changed = True
+                if not owners:
+                    del self._raises[i]
+        for i in list(self._first) if pieces is None else pieces:
+            owners = self._first.get(i)
+            if owners and owners.pop(owner, None) is not None:
+                changed = True  # blocks held back for a read are free again
+                if not owners:
+                    del self._first[i]
+        if changed:  # a read's owner often raised nothing: keep the order then
+            self._changed_raises()
+
+    def _changed_raises(self) -> None:
+        self._order = None
+        self._top.clear()
+        self._generation += 1
+
+    def want_first(self, owner: Hashable, index: int, blocks: range,
+                   only: bool = False) -> None:
+        """Owner ``owner`` (a read) needs these blocks of piece ``index`` (block
+        numbers) before its others: they are handed out first (BEP 52 lets a read
+        use blocks verified alone); with ``only``, none of the piece's others are
+        (while every owner wanting blocks of it says ``only``). Undone by
+        ``drop(owner)``; a second call by the same owner replaces the first."""
+        if index not in self.have:
+            self._first.setdefault(index, {})[owner] = (blocks, only)
+            self._generation += 1  # blocks held back or let go: picks may differ
+
+    def priority(self, index: int) -> tuple[int, float]:
+        """``(tier, deadline)`` of a piece: the most urgent raise on it."""
+        base = (NORMAL if self.prefetch and index not in self.have else NONE, math.inf)
+        top = self._top.get(index)
+        if top is None:
+            owners = self._raises.get(index)
+            if not owners:
+                return base
+            top = self._top[index] = max(owners.values(), key=_urgency)
+        # --prefetch holds every piece at NORMAL, so a raise at NONE cannot lower it.
+        return top if top[0] >= base[0] else base
+
+    def waiting(self) -> list[tuple[int, int, float]]:
+        """``(piece, tier, deadline)`` of every raised piece, most urgent first."""
+        return list(self._urgent_order())
+
+    def _sort_key(self, e: tuple[int, int, float]) -> tuple:
+        i, tier, deadline = e
+        if not self._leech_order:
+            return (-tier, deadline, i)
+        # Other leechers are about (a cluster reading the same data): READAHEAD goes
+        # rarest first, then by a deadline jittered per node, and ties in NOW are
+        # broken per node, so nodes fetch different pieces from the seeds and trade
+        # them.
+        mix = ((i * 2654435761 + self.salt) % 1000) / 1000
+        if tier == READAHEAD:
+            return (-tier, self.availability[i], deadline + mix * self.jitter, i)
+        # Pieces one read waits on share a deadline: each node takes them in an
+        # order of its own, so each fetches different ones first.
+        return (-tier, deadline, mix, i)
+
+    def _urgent_order(self) -> list[tuple[int, int, float]]:
+        """The raised pieces not had yet, most urgent first (``_sort_key``). Kept
+        between calls: a raise or drop sorts it again, while a change of one piece's
+        rarity (a peer's have, the commonest event in a swarm) or one verified piece
+        moves or removes that entry alone (keys are unique: they end in the index)."""
+        if self._order is not None and self._leech_order != (len(self._peers) > self._seeds):
+            self._order = None  # a peer became a seed: rarity stops counting, or starts
+        if self._order is not None and self._resort:
+            if len(self._resort) > 32:  # a bitfield's worth: sort once instead
+                self._order = None
+            else:
+                for i in self._resort:
+                    old = self._key_of.get(i)
+                    if old is None:
+                        continue
+                    pos = bisect_left(self._keys, old)
+                    entry = self._order[pos]
+                    new = self._sort_key(entry)
+                    if new != old:
+                        del self._keys[pos], self._order[pos]
+                        pos = bisect_left(self._keys, new)
+                        self._keys.insert(pos, new)
+                        self._order.insert(pos, entry)
+                        self._key_of[i] = new
+                self._resort.clear()
+        if self._order is None:
+            self._leech_order = len(self._peers) > self._seeds
+            prio, have = self.priority, self.have
+            entries = [(i, *prio(i)) for i in self._raises if i not in have]
+            key = self._sort_key
+            keyed = sorted([(key(e), e) for e in entries])  # unique keys: never compares e
+            self._keys = [k for k, _ in keyed]
+            self._order = [e for _, e in keyed]
+            self._key_of = {e[0]: k for k, e in keyed}
+            self._resort.clear()
+        return self._order
+
+    def _unorder(self, index: int) -> None:
+        """Take a piece out of the kept order (it was verified)."""
+        old = self._key_of.pop(index, None)
+        if self._order is None or old is None:
+            return
+        pos = bisect_left(self._keys, old)
+        del self._keys[pos], self._order[pos]
+        self._resort.discard(index)
+
+    def urgent(self) -> bool:
+        """True while some piece is at NOW (a read waits for it)."""
+        order = self._urgent_order()
+        return bool(order) and order[0][1] == NOW
