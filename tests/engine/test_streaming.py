@@ -19,9 +19,11 @@ MB = 1_000_000
 CHUNK = 128 << 10          # what the kernel asks of a FUSE file at a time
 
 
-async def play(t, handle, start_at: int, seconds: float, bitrate: float = MB):
-    """Read ``seconds`` of a ``bitrate`` stream from ``start_at``, paced; returns
-    each read's wait, in order."""
+async def play(t, handle, start_at: int, seconds: float, bitrate: float = MB,
+               chunk: int = CHUNK):
+    """Read ``seconds`` of a ``bitrate`` stream from ``start_at``, paced, in reads of
+    ``chunk`` (the kernel's readahead), the clock started before the first read (as
+    ``ffmpeg -re``, also after a seek); returns each read's wait, in order."""
     t0 = trio.current_time()
     waits = []
     pos = start_at
@@ -30,7 +32,7 @@ async def play(t, handle, start_at: int, seconds: float, bitrate: float = MB):
         if due > trio.current_time():
             await trio.sleep(due - trio.current_time())
         r0 = trio.current_time()
-        data = await t.read(0, pos, CHUNK, handle)
+        data = await t.read(0, pos, chunk, handle)
         waits.append(trio.current_time() - r0)
         pos += len(data)
     return waits
@@ -84,23 +86,6 @@ async def test_a_read_overtakes_the_readahead_queued_at_a_peer(make_swarm, autoj
         n.cancel_scope.cancel()
 
 
-async def play_from_a_seek(t, handle, start_at: int, seconds: float, chunk: int):
-    """``play``, as ``ffmpeg -re`` after a seek: reads of ``chunk`` (the kernel's
-    readahead), the clock started before the first read; returns each read's wait."""
-    t0 = trio.current_time()
-    waits = []
-    pos = start_at
-    while pos < start_at + MB * seconds:
-        due = t0 + (pos - start_at) / MB
-        if due > trio.current_time():
-            await trio.sleep(due - trio.current_time())
-        r0 = trio.current_time()
-        data = await t.read(0, pos, chunk, handle)
-        waits.append(trio.current_time() - r0)
-        pos += len(data)
-    return waits
-
-
 @pytest.mark.parametrize("stream", [True, False])
 async def test_a_seek_in_a_video_holds_for_a_buffer_against_bursty_seeds(
         make_swarm, autojump_clock, stream):
@@ -120,7 +105,7 @@ async def test_a_seek_in_a_video_holds_for_a_buffer_against_bursty_seeds(
         t = s.torrent
         h = t.open_handle(0, stream=stream)
         await t.read(0, 0, 256 << 10, h)            # the header, then a seek
-        waits = await play_from_a_seek(t, h, 16 << 20, 8, 256 << 10)
+        waits = await play(t, h, 16 << 20, 8, chunk=256 << 10)
         assert waits[0] <= reads.SEEK_HOLD_MAX + 0.1, waits[0]  # the first frame
         if stream:
             assert max(waits[1:]) < 0.3, waits
