@@ -438,9 +438,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def isolate_network(argv: list[str]) -> None:
-    """Re-exec the benchmark in a new network namespace whose only interface is
-    loopback (unshare --net), unless already there or --no-netns. btfs's libtorrent
+def isolate_network(argv: list[str], module: str = "benchmarks.bench") -> None:
+    """Re-exec the benchmark (``python -m module``) in a new network namespace whose
+    only interface is loopback (unshare --net), unless already there or --no-netns. btfs's libtorrent
     listens on every interface and turns on LSD multicast and DHT: inside the
     namespace nothing of the benchmark can reach any other host, and nothing
     outside (another swarm on this machine's loopback) can reach it."""
@@ -451,7 +451,7 @@ def isolate_network(argv: list[str]) -> None:
     env = dict(os.environ, TORRENTFS_BENCH_NETNS="1")
     os.execvpe("unshare", ["unshare", "--net", "--", "sh", "-c",
                            'ip link set lo up && exec "$0" "$@"',
-                           sys.executable, "-m", "benchmarks.bench", *argv], env)
+                           sys.executable, "-m", module, *argv], env)
 
 
 def _terminate(signum, frame):

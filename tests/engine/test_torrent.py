@@ -141,6 +141,36 @@ async def test_a_files_first_read_is_asked_alone(make_swarm, autojump_clock):
         n.cancel_scope.cancel()
 
 
+async def test_a_seek_that_waits_is_asked_alone(make_swarm, autojump_clock):
+    """A read that jumps away (a player seeking) and has to wait drops the old
+    place's window at once and waits for its own pieces alone: its new window is
+    asked once they are in (on a fast link the read would otherwise wait for the
+    window's blocks arriving beside its own)."""
+    async with trio.open_nursery() as n:
+        s = await start(n, make_swarm, size=400 * 32768)
+        t = s.torrent
+        peer = s.add(Behaviour(delay=0.5))
+        h = t.open_handle(0)
+        assert await t.read(0, 0, 1000, h) == s.payload[:1000]
+        assert await t.read(0, 1000, 1000, h) == s.payload[1000:2000]
+        assert 1 in {i for i, tier, _ in t.picker.waiting() if tier == READAHEAD}
+        got = []
+        off = 200 * 32768 + 5
+
+        async def seek_read() -> None:
+            got.append(await t.read(0, off, 1000, h))
+        async with trio.open_nursery() as reading:
+            reading.start_soon(seek_read)
+            await trio.sleep(0.25)  # the read waits: only its piece is wanted (and
+            # the last piece, asked after the first read, kept until the close)
+            assert {i for i, *_ in t.picker.waiting()} == {200, 399}
+        assert got == [s.payload[off:off + 1000]]
+        ahead = {i for i, tier, _ in t.picker.waiting() if tier == READAHEAD}
+        assert 201 in ahead and 1 not in ahead  # after it: the new window only
+        h.close()
+        n.cancel_scope.cancel()
+
+
 async def test_two_handles_undo_only_their_own(make_swarm, autojump_clock):
     async with trio.open_nursery() as n:
         s = await start(n, make_swarm, size=400 * 32768)

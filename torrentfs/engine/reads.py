@@ -241,11 +241,13 @@ class ReadHandle:
         Without ``schedule`` the peers are not told yet (the read is about to raise
         its own pieces, which must be asked first). With ``later`` the window only
         moves: its pieces (and a first read's edge pieces) are raised by
-        ``raise_later`` once the read has its own, unless a read moved it since."""
+        ``raise_later`` once the read has its own, unless a read moved it since; the
+        pieces of the window it leaves (a seek's) are dropped at once."""
         edges = self.fresh and offset == 0
         start, length = self.readahead.advance(offset, size)
         if later:
             self._later = (edges, start, length)
+            self._move(start, 0, schedule)  # a seek: the old window is let go now
             return
         if self._later is not None:  # a first read still waits: this one moved on
             edges = edges or self._later[0]
@@ -414,13 +416,14 @@ class Reads:
         began = trio.current_time()
         if unscheduled:
             t.picker.raise_priority(owner, unscheduled, NOW, began + NOW_SLACK)
-        # A file's first read that waits is alone on the wire: its readahead (and the
-        # first and last pieces) are asked once its pieces are in. On a fast link the
-        # time is spent receiving, and the read would wait for those too.
-        later = handle is not None and handle.fresh and bool(unscheduled)
+        # A file's first read, or a seek, that waits is alone on the wire: its
+        # readahead (and a first read's first and last pieces) are asked once its
+        # pieces are in. On a fast link the time is spent receiving (and the piece's
+        # hash waits for the GIL while blocks come in): the read would wait for those.
+        seek = handle is not None and handle.readahead.next_offset not in (None, offset)
+        later = handle is not None and (handle.fresh or seek) and bool(unscheduled)
         # A seek in a video that has to wait may hold for a buffer (``_hold``).
-        hold = (bool(unscheduled) and handle is not None and handle.stream
-                and handle.readahead.next_offset not in (None, offset))
+        hold = bool(unscheduled) and seek and handle.stream
         try:
             if handle is not None:
                 handle.advance(offset, size, schedule=not unscheduled, later=later)
