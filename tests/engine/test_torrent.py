@@ -149,7 +149,7 @@ async def test_a_seek_that_waits_is_asked_alone(make_swarm, autojump_clock):
     async with trio.open_nursery() as n:
         s = await start(n, make_swarm, size=400 * 32768)
         t = s.torrent
-        peer = s.add(Behaviour(delay=0.5))
+        s.add(Behaviour(delay=0.5))
         h = t.open_handle(0)
         assert await t.read(0, 0, 1000, h) == s.payload[:1000]
         assert await t.read(0, 1000, 1000, h) == s.payload[1000:2000]
