@@ -430,6 +430,16 @@ def cluster(n_hosts: int, prefix: str = "tfc", *, subnet_prefix: str = CLUSTER_S
                            text=True, timeout=10).stdout,
                        timeout=15, interval=0.1,
                        message=f"bridge port {h.br_if} does not forward")
+        # Every host's IPv6 link-local address is past duplicate address detection
+        # (about a second after its link came up): until then nothing can be sent
+        # from it, and an LSD announcement sent at a daemon's start would be lost,
+        # with the next one five minutes away.
+        for h in c.hosts:
+            wait_until(lambda: _link_local(h.ns, h.ns_if) is not None and not _ip(
+                           "-n", h.ns, "-6", "addr", "show", "dev", h.ns_if, "tentative",
+                           check=False).stdout.strip(),
+                       timeout=15, interval=0.1,
+                       message=f"{h.ns}/{h.ns_if}: no IPv6 link-local address past DAD")
         _pin_neighbours(c)
         yield c
     finally:
