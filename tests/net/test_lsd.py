@@ -139,9 +139,35 @@ async def test_send_failure_is_not_fatal_and_port_zero_waits(autojump_clock):
         del bus.members[0].sendto
         await trio.sleep(400)
         n.cancel_scope.cancel()
-    # Port known at 5.5 s, seen at the next look (6 s); that failed announcement
-    # still counts, so the next one is 5 minutes later.
-    assert [round(t) for t, _, _ in bus.sent] == [306]
+    # Port known at 5.5 s, seen at the next look (6 s); that announcement failed and
+    # is tried again 2 s later (8 s), when the network is back; the next one is 5
+    # minutes after that.
+    assert [round(t) for t, _, _ in bus.sent] == [8, 308]
+
+
+async def test_an_announcement_that_keeps_failing_is_tried_five_times_more(autojump_clock):
+    # A daemon started with the network (a unit at boot) may find its address not
+    # usable yet (IPv6 DAD): a failed announcement is tried again 2 s later, five
+    # times at most, then the next waits the five minutes as usual.
+    bus = Bus()
+    port = {"n": 0}
+    a = LsdService(IH, lambda: port["n"], [].append, open_socket=bus.opener("10.0.0.1"))
+    tries = []
+
+    async def unusable(data, addr):
+        await trio.lowlevel.checkpoint()
+        tries.append(round(trio.current_time()))
+        raise OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
+    async with trio.open_nursery() as n:
+        await n.start(a.run)
+        bus.members[0].sendto = unusable
+        port["n"] = 6881
+        await trio.sleep(100)
+        del bus.members[0].sendto
+        await trio.sleep(300)
+        n.cancel_scope.cancel()
+    assert tries == [0, 2, 4, 6, 8, 10]
+    assert [round(t) for t, _, _ in bus.sent] == [310]
 
 
 # -- LSD in a Torrent ------------------------------------------------------------------

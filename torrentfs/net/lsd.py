@@ -28,6 +28,9 @@ from torrentfs.core.lsd import (
     LsdError,
 )
 
+RETRIES = 5         # announcements that failed to send, tried again ...
+RETRY_AFTER = 2.0   # ... this many seconds later
+
 log = logging.getLogger("torrentfs.lsd")
 
 RECV_SIZE = 2048
@@ -92,18 +95,29 @@ class LsdService:
 
     async def _announce(self, sockets) -> None:
         """At start, then every interval: one announcement per family."""
+        retries = 0
         while True:
             now = trio.current_time()
             port = self.port()
             if self.core.announce_due(now) and port:
+                failed = False
                 for family, sock in sockets:
                     ipv6 = family == stdsocket.AF_INET6
                     group = (GROUP6 if ipv6 else GROUP4, PORT)
                     try:
                         await sock.sendto(self.core.announcement(port, ipv6), group)
                     except OSError as e:
+                        failed = True
                         log.debug("LSD announce over %s failed: %s", _name(family),
                                   e.strerror or e)
+                if failed and retries < RETRIES:
+                    # A daemon started with the network (a unit at boot) may find its
+                    # address not usable yet (IPv6 DAD): try again soon, a few times,
+                    # rather than in five minutes.
+                    retries += 1
+                    await trio.sleep(RETRY_AFTER)
+                    continue
+                retries = 0
                 self.core.announced(now)
             # Not listening yet (port 0): look again in a second.
             await trio.sleep_until(self.core.next_announce(trio.current_time()) if port
