@@ -136,7 +136,11 @@ class PortMapper:
 
     # -- PCP -----------------------------------------------------------------------
 
-    async def _pcp_ask(self, gateway: str, request: bytes, nonce: bytes) -> pcp.MapAnswer:
+    async def _ask(self, gateway: str, request: bytes, size: int, answer_of,
+                   what: str):
+        """Send ``request`` to the gateway's NAT-PMP/PCP port, again after 0.25 s,
+        0.5 s, ... (NATPMP_TRIES in all), until a datagram (of up to ``size`` bytes)
+        gives an answer: ``answer_of(data)``, None for one that is not ours."""
         sock = trio.socket.socket(stdsocket.AF_INET, stdsocket.SOCK_DGRAM)
         with sock:
             await sock.connect((gateway, self.natpmp_port))
@@ -145,13 +149,19 @@ class PortMapper:
                 await sock.send(request)
                 with trio.move_on_after(wait):
                     while True:
-                        data = await sock.recv(pcp.MAX_ANSWER + 1)
-                        try:
-                            return pcp.parse_response(data, nonce)
-                        except pcp.PcpOther:
-                            continue   # an answer to an earlier request: not ours
+                        answer = answer_of(await sock.recv(size))
+                        if answer is not None:
+                            return answer
                 wait *= 2
-        raise trio.TooSlowError(f"no PCP answer from {gateway}")
+        raise trio.TooSlowError(f"no {what} answer from {gateway}")
+
+    async def _pcp_ask(self, gateway: str, request: bytes, nonce: bytes) -> pcp.MapAnswer:
+        def answer_of(data: bytes) -> pcp.MapAnswer | None:
+            try:
+                return pcp.parse_response(data, nonce)
+            except pcp.PcpOther:
+                return None   # an answer to an earlier request: not ours
+        return await self._ask(gateway, request, pcp.MAX_ANSWER + 1, answer_of, "PCP")
 
     def _pcp_request(self, gateway: str, proto: str, port: int,
                      lifetime: int) -> tuple[bytes, bytes]:
@@ -173,20 +183,12 @@ class PortMapper:
     # -- NAT-PMP -----------------------------------------------------------------
 
     async def _natpmp_ask(self, gateway: str, request: bytes):
-        sock = trio.socket.socket(stdsocket.AF_INET, stdsocket.SOCK_DGRAM)
-        with sock:
-            await sock.connect((gateway, self.natpmp_port))
-            wait = 0.25
-            for _ in range(NATPMP_TRIES):
-                await sock.send(request)
-                with trio.move_on_after(wait):
-                    while True:
-                        data = await sock.recv(64)
-                        answer = natpmp.parse_response(data)
-                        if isinstance(answer, natpmp.ExternalAddress) == (request[1] == 0):
-                            return answer
-                wait *= 2
-        raise trio.TooSlowError(f"no NAT-PMP answer from {gateway}")
+        def answer_of(data: bytes):
+            answer = natpmp.parse_response(data)
+            if isinstance(answer, natpmp.ExternalAddress) == (request[1] == 0):
+                return answer
+            return None
+        return await self._ask(gateway, request, 64, answer_of, "NAT-PMP")
 
     async def _natpmp(self, gateway: str) -> float:
         ext = await self._natpmp_ask(gateway, natpmp.external_address_request())
