@@ -96,6 +96,12 @@ class EncryptedStream(trio.abc.Stream):
         sender may write to it directly. None when encrypted."""
         return None if self._encrypt is not None else self.stream
 
+    @property
+    def plain_receive_stream(self) -> trio.abc.Stream | None:
+        """The stream below when what arrives there is this stream's as it is (no
+        RC4, no replayed bytes left): a receiver may read it directly. Else None."""
+        return None if self._decrypt is not None or self._head else self.stream
+
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if self._head:
             n = len(self._head) if max_bytes is None else max_bytes

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import socket
 from collections import deque
 from typing import Callable, Protocol
@@ -256,6 +257,11 @@ class PeerSession:
         partial_since: float | None = None
         resume_at = 0.0  # the download limit's pause runs until then
         ack = _quick_acker(self.stream)
+        # A plain TCP socket is read directly (``_receive_fd``): one wake-up, one
+        # recv, one task step per arrival, where trio's ``receive_some`` adds a
+        # recv that fails (EAGAIN) and a second step after each that succeeds.
+        fd = _receive_fd(self.stream)
+        drained = False  # the last read emptied the socket: wait before the next
         while True:
             with trio.CancelScope(deadline=self._receive_deadline(partial_since)) as idle:
                 while True:
@@ -270,7 +276,19 @@ class PeerSession:
                             partial_since = trio.current_time()
                             idle.deadline = min(idle.deadline,
                                                 partial_since + PARTIAL_TIMEOUT)
-                        data = await self.stream.receive_some(RECV_SIZE)
+                        if fd is None:
+                            data = await self.stream.receive_some(RECV_SIZE)
+                        else:
+                            if drained:
+                                await trio.lowlevel.wait_readable(fd)
+                            try:
+                                data = os.read(fd, RECV_SIZE)
+                            except BlockingIOError:
+                                drained = True
+                                continue
+                            drained = len(data) < RECV_SIZE
+                            if not drained:  # more may be waiting: let others run first
+                                await trio.lowlevel.checkpoint()
                         if ack is not None:
                             ack()
                         self.last_received = trio.current_time()
@@ -327,12 +345,13 @@ class PeerSession:
 
     async def _sender(self) -> None:
         sock = _plain_socket(self.stream)
+        fd = sock.fileno() if sock is not None else -1
         while True:
             if not self._out:
                 self._wake = trio.Event()
                 await self._wake.wait()
             if sock is not None:
-                await self._send_some(sock)
+                await self._send_some(fd)
             else:
                 out, self._out, self._out_len = self._out, deque(), 0
                 await self.stream.send_all(b"".join(out))
@@ -340,20 +359,35 @@ class PeerSession:
             if not self._out:
                 self.swarm.on_drained(self)
 
-    async def _send_some(self, sock) -> None:
-        """Hand the kernel up to SEND_IOV queued buffers in one ``sendmsg`` (it
-        waits until the socket can take some); what it took leaves the queue."""
+    async def _send_some(self, fd: int) -> None:
+        """Hand the kernel up to SEND_IOV queued buffers in one ``writev`` on the
+        socket ``fd``; what it took leaves the queue. Waits until the socket can
+        take more if it took less than all of them (a full socket), else yields
+        only if more is queued: a send that empties the queue costs no task step
+        of its own (trio's ``sendmsg`` adds one after each)."""
         out = self._out
         bufs = list(itertools.islice(out, SEND_IOV))
-        sent = await sock.sendmsg(bufs)
+        try:
+            sent = os.writev(fd, bufs)
+        except BlockingIOError:
+            await trio.lowlevel.wait_writable(fd)
+            return
         self._out_len -= sent
-        while sent:
+        taken = 0  # whole buffers the kernel took
+        while taken < len(bufs):
             n = len(out[0])
-            if sent < n:  # the kernel took part of this buffer: keep the rest
-                out[0] = memoryview(out[0])[sent:]
+            if sent < n:  # the kernel took part of this buffer (or none): keep the rest
+                if sent:
+                    out[0] = memoryview(out[0])[sent:]
                 break
             out.popleft()
             sent -= n
+            taken += 1
+        if out:
+            if taken == len(bufs):  # all it was given went: the rest next, after others
+                await trio.lowlevel.checkpoint()
+            else:  # the socket is full: wait for room
+                await trio.lowlevel.wait_writable(fd)
 
 
 def _plain_socket(stream) -> "trio.socket.SocketType | None":
@@ -361,6 +395,13 @@ def _plain_socket(stream) -> "trio.socket.SocketType | None":
     encrypted, not uTP), else None."""
     inner = getattr(stream, "plain_stream", stream)
     return inner.socket if isinstance(inner, trio.SocketStream) else None
+
+
+def _receive_fd(stream) -> int | None:
+    """The descriptor of the TCP socket under ``stream`` if what arrives there is
+    the stream's as it is (not decrypted, not uTP, no bytes held back), else None."""
+    inner = getattr(stream, "plain_receive_stream", stream)
+    return inner.socket.fileno() if isinstance(inner, trio.SocketStream) else None
 
 
 def _quick_acker(stream) -> Callable[[], None] | None:
