@@ -1,6 +1,7 @@
 """HAVEs of verified pieces leave in batches (engine/haves.py): queued lazily, one
 flush of each peer HAVE_DELAY after the first of a batch, no timer while none
-waits. Time is trio's autojump clock."""
+waits; a peer that has every piece of the batch already (and is no seed) waits for
+the once-a-second tick instead. Time is trio's autojump clock."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ from torrentfs.engine.haves import HAVE_DELAY, HaveBatcher
 
 
 class Session:
-    def __init__(self, registered: bool = True, interested: bool = False) -> None:
+    def __init__(self, registered: bool = True, interested: bool = False,
+                 has: tuple[int, ...] = (), seed: bool = False) -> None:
         self.registered = registered
+        self.has = set(has)
+        self.seed = seed
         self.am_interested = interested
         self.lazy: list[wire.Message] = []
         self.sent: list[wire.Message] = []
@@ -29,10 +33,23 @@ class Session:
         self.flushes.append(trio.current_time())
 
 
+class Picker:
+    """What the batcher asks of a torrent's picker: what each peer has."""
+
+    @staticmethod
+    def peer_has(s: Session, index: int) -> bool:
+        return s.seed or index in s.has
+
+    @staticmethod
+    def is_seed(s: Session) -> bool:
+        return s.seed
+
+
 class Torrent:
     def __init__(self, *sessions: Session, pieces: int = 4) -> None:
         self.sessions = dict(enumerate(sessions))
         self.have = Bitfield(pieces)
+        self.picker = Picker()
 
 
 def idle() -> bool:
@@ -70,3 +87,29 @@ async def test_complete_tells_interesting_peers_we_are_not_interested(autojump_c
     batcher.announce(0)
     assert keen.sent == [wire.NotInterested()] and other.sent == []
     assert keen.lazy == [wire.Have(0)] == other.lazy
+
+
+async def test_peers_with_every_piece_of_a_batch_wait_for_the_tick(autojump_clock):
+    lacking, having, seed = Session(has=(0,)), Session(has=(0, 1)), Session(seed=True)
+    t = Torrent(lacking, having, seed)
+    batcher = HaveBatcher(t)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(batcher.run)
+        start = trio.current_time()
+        for i in (0, 1):
+            t.have.add(i)
+            batcher.announce(i)
+        assert lacking.lazy == [wire.Have(0), wire.Have(1)] == having.lazy == seed.lazy
+        await trio.sleep(HAVE_DELAY * 2)
+        # lacks piece 1; a seed may be super-seeding: both hear at once
+        assert lacking.flushes == [start + HAVE_DELAY] == seed.flushes
+        assert having.flushes == []  # nothing it can act on: it waits
+        await trio.testing.wait_all_tasks_blocked()
+        assert idle()  # and no timer runs for it
+        del t.sessions[2]  # the seed left
+        batcher.announce(0)  # only peers that have it: no batch, no timer
+        await trio.testing.wait_all_tasks_blocked()
+        assert idle() and len(lacking.flushes) == 1
+        nursery.cancel_scope.cancel()
+    batcher.flush_all()  # the torrent's tick
+    assert len(having.flushes) == 1 and len(lacking.flushes) == 2

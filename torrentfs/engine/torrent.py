@@ -514,6 +514,7 @@ class Torrent:
                     s.close("useless: neither side interested")  # room for another
             if self.choker.due(now):
                 self.rechoke()
+            self.haves.flush_all()  # HAVEs of pieces their peers have already
             self.ext.tick(now)
             self.requests.expire(now)
             self._count_spread()
