@@ -89,3 +89,38 @@ async def test_every_message_arrives_in_order_whatever_the_reads():
     assert s.close_reason == "peer closed the connection"
     a.close()
     b.close()
+
+
+async def test_the_swarm_hears_once_per_receive_after_its_messages():
+    class Counting(Swarm):
+        def on_received(self, s) -> None:
+            self.got.append("received")
+
+    a, b = socket.socketpair()
+    swarm = Counting()
+    conn = wire.PeerConnection(INFO_HASH, b"A" * 20, num_pieces=NUM_PIECES)
+    s = PeerSession(swarm, trio.SocketStream(trio.socket.from_stdlib_socket(a)),
+                    ("127.0.0.1", 1), conn, outgoing=False)
+    remote = wire.PeerConnection(INFO_HASH, b"B" * 20, num_pieces=NUM_PIECES)
+    far = trio.socket.from_stdlib_socket(b)
+    haves = b"".join(messages.encode(wire.Have(i), NUM_PIECES) for i in range(3))
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(s.run)
+            await far.send(remote.handshake())
+            await trio.testing.wait_all_tasks_blocked()
+            assert swarm.got == []  # the handshake is no message for the swarm
+            await far.send(haves)  # three messages in one receive
+            while "received" not in swarm.got:
+                await trio.sleep(0.01)
+            assert swarm.got == [wire.Have(0), wire.Have(1), wire.Have(2), "received"]
+            await far.send(haves[:13])  # one whole, one cut: heard after the whole one
+            while swarm.got.count("received") < 2:
+                await trio.sleep(0.01)
+            await far.send(haves[13:18])
+            while swarm.got.count("received") < 3:
+                await trio.sleep(0.01)
+            assert swarm.got[4:] == [wire.Have(0), "received", wire.Have(1), "received"]
+            s.close("done")
+    a.close()
+    b.close()

@@ -141,6 +141,7 @@ class Torrent:
         self._spread = 1  # peers unchoking us (up to SPREAD_MAX): urgent pieces split this way
         # Each peer's requests: a read's blocks before readahead (``requests.Requests``).
         self.requests = Requests(self)
+        self._fills: dict[PeerSession, bool] = {}  # picks HAVEs asked for (on_received)
         self.downloaded = 0
         self.wasted = 0
         self.metrics = Metrics(options.origins)  # read by status and --metrics
@@ -249,6 +250,7 @@ class Torrent:
 
     def on_peer_closed(self, s: PeerSession) -> None:
         """A session ended: unregister it (``Membership.on_peer_closed``)."""
+        self._fills.pop(s, None)
         self.membership.on_peer_closed(s)
 
     def on_message(self, s: PeerSession, msg: wire.Message) -> None:
@@ -321,8 +323,17 @@ class Torrent:
                     spared = True
             # A piece no read waits on is one more choice: taken once the peer has
             # drained to half its requests, as after a block (a whole pick per HAVE
-            # cost a cluster's nodes most of their picking).
-            self._fill(s, batch=tier != NOW and not spared)
+            # cost a cluster's nodes most of their picking). Picked once the HAVEs
+            # of this receive are all in (``on_received``): one pick for a batch.
+            batch = tier != NOW and not spared
+            self._fills[s] = self._fills.get(s, True) and batch
+
+    def on_received(self, s: PeerSession) -> None:
+        """The messages of one receive from ``s`` are handled: the pick its HAVEs
+        asked for, once."""
+        batch = self._fills.pop(s, None)
+        if batch is not None:
+            self._fill(s, batch)
 
     def _count_spread(self) -> None:
         n = sum(1 for p in self.sessions.values() if not p.peer_choking and p.registered)

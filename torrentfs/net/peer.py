@@ -50,6 +50,9 @@ SEND_IOV = 64             # buffers per sendmsg call (the kernel allows IOV_MAX,
 class Swarm(Protocol):
     def on_handshake(self, session: "PeerSession") -> bool: ...
     def on_message(self, session: "PeerSession", msg: wire.Message) -> None: ...
+    # Optional: told when the messages of one receive are all handled (the work
+    # several of them ask for, done once: ``Torrent.on_received``).
+    # def on_received(self, session: "PeerSession") -> None: ...
     def on_peer_closed(self, session: "PeerSession") -> None: ...
     def on_drained(self, session: "PeerSession") -> None: ...
     download_limit: TokenBucket  # shared by all sessions: applied as blocks arrive
@@ -262,6 +265,8 @@ class PeerSession:
         # recv that fails (EAGAIN) and a second step after each that succeeds.
         fd = _receive_fd(self.stream)
         drained = False  # the last read emptied the socket: wait before the next
+        received = getattr(self.swarm, "on_received", None)
+        handled = False  # a message since the last receive: tell ``received``
         while True:
             with trio.CancelScope(deadline=self._receive_deadline(partial_since)) as idle:
                 while True:
@@ -272,6 +277,11 @@ class PeerSession:
                         resume_at = 0.0
                     event = self.conn.next_event()
                     if event is wire.NEED_DATA:
+                        if handled and received is not None:
+                            handled = False
+                            received(self)
+                            if self.closed:
+                                return
                         if self.conn.buffered and partial_since is None:
                             partial_since = trio.current_time()
                             idle.deadline = min(idle.deadline,
@@ -323,6 +333,7 @@ class PeerSession:
                     elif isinstance(event, wire.NotInterested):
                         self.peer_interested = False
                     self.swarm.on_message(self, event)
+                    handled = True
                     if self.closed:
                         return
             if trio.current_time() >= self._receive_deadline(partial_since):
