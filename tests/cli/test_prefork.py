@@ -49,7 +49,9 @@ def read_all(fd: int, timeout: float = 20.0) -> bytes:
 
 
 def report(sock, w: int) -> None:
-    """An early child that reports what it was handed, then waits to be killed."""
+    """An early child that reports what it was handed, then waits to be killed. It
+    imports with no gc, as ``launch``'s does: the parent's gc state comes with the work."""
+    gc.disable()
     work = prefork.receive(sock)
     if work is None:
         os.write(w, b"none")
@@ -78,11 +80,13 @@ def kill(pid: int) -> None:
         pass
 
 
-def test_the_work_and_the_lock_go_to_the_child(tmp_path):
+@pytest.mark.parametrize("gc_enabled", [False, True])
+def test_the_work_and_the_lock_go_to_the_child(tmp_path, gc_enabled):
     lock = TorrentLock(tmp_path).acquire(mountpoint="/mnt/x")
     inode = os.fstat(lock.fd).st_ino
     old_umask = os.umask(0o027)
-    gc.disable()
+    if not gc_enabled:
+        gc.disable()
     pid = None
     try:
         prefork.start(["mount", "x.torrent", "/mnt/x"], report)
@@ -94,7 +98,7 @@ def test_the_work_and_the_lock_go_to_the_child(tmp_path):
         got = json.loads(read_all(word))
         os.close(word)
         assert got == {"result": 42, "logfile": str(tmp_path / "log"), "log_level": "debug",
-                       "umask": 0o027, "gc": False, "inode": inode}
+                       "umask": 0o027, "gc": gc_enabled, "inode": inode}
         os.close(lock.fd)  # the parent lets go: the child holds the lock alone
         with pytest.raises(Locked):
             TorrentLock(tmp_path).acquire(mountpoint="/mnt/y")

@@ -160,8 +160,10 @@ def receive(sock: socket.socket):
     sock.close()
     serve, logfile, log_level, umask, gc_enabled, has_fd = pickle.loads(buf)
     os.umask(umask)
-    if not gc_enabled:
-        import gc
+    import gc
+    if gc_enabled:
+        gc.enable()
+    else:
         gc.disable()
     if has_fd:
         serve.keywords["lock"].fd = fds[0]
