@@ -34,6 +34,15 @@ def test_which_command_lines_fork_early(argv, wanted):
     assert prefork.wanted(argv) is wanted
 
 
+def test_a_big_torrent_is_not_forked_early(tmp_path):
+    small, big = tmp_path / "small.torrent", tmp_path / "big.torrent"
+    small.write_bytes(b"d" + b"x" * 1000)
+    big.write_bytes(b"d" + b"x" * prefork.TORRENT_MAX)
+    assert prefork.wanted(["mount", str(small), "/mnt/x"])
+    assert not prefork.wanted(["mount", str(big), "/mnt/x"])
+    assert not prefork.wanted([str(big), "/mnt/x", "-o", "ro"])
+
+
 def read_all(fd: int, timeout: float = 20.0) -> bytes:
     import select
     data = b""

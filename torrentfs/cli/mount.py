@@ -57,6 +57,11 @@ from torrentfs.engine.sources import cached_metainfo, fetch_metainfo, load_targe
 
 log = logging.getLogger("torrentfs")
 
+# The early daemon (``prefork``) takes a torrent of at most this many files: its
+# Metainfo is pickled to it, ~4 us a file each way, which past some 30,000 files
+# costs more than the imports the early fork saves (a forked child shares it free).
+EARLY_FILES = 20_000
+
 MOUNT_EPILOG = """\
 examples:
   torrentfs mount movie.torrent ~/movie
@@ -195,7 +200,8 @@ def _run(args) -> int:
     return daemonise(partial(serve, meta, magnet, mountpoint, folder, args, lock=lock),
                      mountpoint=mountpoint, logfile=folder / "torrentfs.log",
                      log_level=args.log_level,
-                     extra_wait=args.metadata_timeout if meta is None else 0, early=True)
+                     extra_wait=args.metadata_timeout if meta is None else 0,
+                     early=meta is None or len(meta.files) <= EARLY_FILES)
 
 
 def preload() -> None:
