@@ -96,6 +96,20 @@ CASES = [
 ]
 
 
+def processes_naming(text: str) -> list[int]:
+    """The pids of the processes whose command line has ``text``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if text.encode() in f.read():
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_every_failure_is_one_line(place, case):
     d, port = place
@@ -112,6 +126,8 @@ def test_every_failure_is_one_line(place, case):
                 subprocess.run([TORRENTFS, "unmount", str(d / "mp")], capture_output=True,
                                timeout=60, stdin=subprocess.DEVNULL)
     assert not mounted, r
+    # nothing of the command stays behind: not the daemon forked early (``prefork``)
+    assert not processes_naming(str(d)), r
     lines = r.stderr.strip().splitlines()
     assert r.returncode != 0, r
     assert len(lines) == 1, r.stderr

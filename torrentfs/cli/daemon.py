@@ -42,39 +42,58 @@ Progress = Callable[[str], None]
 
 
 def daemonise(serve: Callable[[Ready, Progress], int], *, mountpoint: str, logfile: Path,
-              log_level: str, extra_wait: float = 0.0) -> int:
+              log_level: str, extra_wait: float = 0.0, early: bool = False) -> int:
     """Fork; the child serves (``serve(ready, progress)`` until unmounted), the parent
     waits for its word that the mount is ready (or why it failed) and exits with
     that. A magnet mount's daemon fetches the metadata first: ``extra_wait`` seconds
-    more, while the daemon's progress lines are shown on a terminal."""
-    r, w = os.pipe()
-    wait = READY_TIMEOUT + extra_wait
-    pid = os.fork()
-    if pid:
+    more, while the daemon's progress lines are shown on a terminal. ``early``: the
+    child forked at the program's start (``prefork``) serves, if there is one and it
+    takes ``serve``; else a child is forked now."""
+    from torrentfs.cli import prefork
+    handed = prefork.hand_over(serve, logfile, log_level) if early else None
+    if handed is not None:
+        pid, r = handed
+    else:
+        prefork.cancel()
+        r, w = os.pipe()
+        pid = os.fork()
+        if not pid:
+            os.close(r)
+            os.setsid()
+            serve_child(w, serve, logfile, log_level)
         os.close(w)
-        previous = {sig: signal.signal(sig, _interrupt)
-                    for sig in (signal.SIGTERM, signal.SIGHUP)}
-        try:
-            word = _read_word(r, wait, terminal_progress())
-        except KeyboardInterrupt:
-            abandon(pid, mountpoint)
-            raise
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        if word == "ok":
-            return 0
-        if word is None:  # the daemon wedged: do not leave it or its mount behind
-            os.kill(pid, signal.SIGKILL)
-            subprocess.run(["fusermount3", "-uz", mountpoint], capture_output=True)
-            word = (f"mount did not become ready in {wait:.0f} s; "
-                    f"see {logfile}")
-        elif not word:
-            word = f"mount failed; see {logfile}"
-        raise CliError(word)
-    # The child: a new session, no terminal, logs to a file.
-    os.close(r)
-    os.setsid()
+    return wait_for_daemon(pid, r, READY_TIMEOUT + extra_wait, mountpoint, logfile)
+
+
+def wait_for_daemon(pid: int, r: int, wait: float, mountpoint: str, logfile: Path) -> int:
+    """The parent's side: the daemon ``pid``'s word on the pipe ``r`` -> 0, or a
+    CliError saying why the mount failed (a daemon silent for ``wait`` s is killed)."""
+    previous = {sig: signal.signal(sig, _interrupt)
+                for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        word = _read_word(r, wait, terminal_progress())
+    except KeyboardInterrupt:
+        abandon(pid, mountpoint)
+        raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if word == "ok":
+        return 0
+    if word is None:  # the daemon wedged: do not leave it or its mount behind
+        os.kill(pid, signal.SIGKILL)
+        subprocess.run(["fusermount3", "-uz", mountpoint], capture_output=True)
+        word = (f"mount did not become ready in {wait:.0f} s; "
+                f"see {logfile}")
+    elif not word:
+        word = f"mount failed; see {logfile}"
+    raise CliError(word)
+
+
+def serve_child(w: int, serve: Callable[[Ready, Progress], int], logfile: Path,
+                log_level: str) -> None:
+    """The daemon's side, in its own session: no terminal, logs to ``logfile``, runs
+    ``serve(ready, progress)`` and tells its parent on the pipe ``w``. Never returns."""
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)

@@ -13,7 +13,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from torrentfs.cli import watch
+from torrentfs.cli import prefork, watch
 from torrentfs.cli.args import (
     add_dht,
     add_encryption,
@@ -56,6 +56,11 @@ from torrentfs.disk.private import private_dir
 from torrentfs.engine.sources import cached_metainfo, fetch_metainfo, load_target
 
 log = logging.getLogger("torrentfs")
+
+# The early daemon (``prefork``) takes a torrent of at most this many files: its
+# Metainfo is pickled to it, ~4 us a file each way, which past some 30,000 files
+# costs more than the imports the early fork saves (a forked child shares it free).
+EARLY_FILES = 20_000
 
 MOUNT_EPILOG = """\
 examples:
@@ -188,13 +193,26 @@ def _run(args) -> int:
     # One daemon per torrent and cache folder; a forked daemon holds the lock on.
     lock = lock_torrent(folder, mountpoint)
     if args.foreground:
+        prefork.cancel()  # no daemon: this process serves
         setup_logging(args.log_level, stream=sys.stderr)
         return serve(meta, magnet, mountpoint, folder, args, ready=lambda msg: None,
                      lock=lock)
     return daemonise(partial(serve, meta, magnet, mountpoint, folder, args, lock=lock),
                      mountpoint=mountpoint, logfile=folder / "torrentfs.log",
                      log_level=args.log_level,
-                     extra_wait=args.metadata_timeout if meta is None else 0)
+                     extra_wait=args.metadata_timeout if meta is None else 0,
+                     early=meta is None or len(meta.files) <= EARLY_FILES)
+
+
+def preload() -> None:
+    """Import what ``serve`` imports before it can mount: the early daemon
+    (``prefork``) does it while its parent parses the command line."""
+    import trio  # noqa: F401
+
+    from torrentfs.core.tree import Tree  # noqa: F401
+    from torrentfs.engine.status import publish  # noqa: F401
+    from torrentfs.engine.torrent import Torrent  # noqa: F401
+    from torrentfs.fs.fuse import TorrentFS  # noqa: F401
 
 
 def cache_limit_from_free_space(meta, folder: Path) -> tuple[int | None, str]:

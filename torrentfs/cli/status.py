@@ -19,7 +19,6 @@ from torrentfs.cli.liveview import STALE_AFTER, percent, pieces_text
 from torrentfs.cli.output import CliError, human
 from torrentfs.cli.state import default_cache_dir, mount_state_file
 from torrentfs.core.text import printable
-from torrentfs.engine.status import status_path
 from torrentfs.fs.procfs import pid_alive, process_state
 
 WATCH_EVERY = 1.0    # --watch redraws this often
@@ -34,6 +33,7 @@ def load(mountpoint: str, cache: Path) -> dict:
     if entry is not None and entry.get("status"):
         path = Path(entry["status"])
     else:
+        from torrentfs.engine.status import status_path  # trio: not for every command
         path = status_path(mount_state_file(cache, mountpoint))
     try:
         doc = json.loads(path.read_bytes())

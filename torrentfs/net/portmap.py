@@ -37,6 +37,7 @@ import httpx
 import trio
 
 from torrentfs.core import natpmp, pcp, upnp
+from torrentfs.net.httpclient import client as http_client
 
 log = logging.getLogger("torrentfs.portmap")
 
@@ -223,7 +224,7 @@ class PortMapper:
         return upnp.parse_soap_response(r.status_code, r.content[:upnp.MAX_XML + 1])
 
     async def _upnp(self) -> float:
-        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, trust_env=False) as client:
+        async with http_client(timeout=HTTP_TIMEOUT, trust_env=False) as client:
             if self.method != "UPnP":
                 location = await self._discover()
                 r = await client.get(location)
@@ -286,7 +287,7 @@ class PortMapper:
                 except (natpmp.NatPmpError, OSError, trio.TooSlowError) as e:
                     log.debug("NAT-PMP delete: %s", e)
         elif self.method == "UPnP":
-            async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, trust_env=False) as client:
+            async with http_client(timeout=HTTP_TIMEOUT, trust_env=False) as client:
                 for m in mapped:
                     try:
                         await self._soap(client, upnp.delete_port_mapping(

@@ -13,9 +13,8 @@ import logging
 import secrets
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import httpx
 import trio
 
 from torrentfs.core.announce import (
@@ -28,6 +27,9 @@ from torrentfs.core.announce import (
 )
 from torrentfs.net.udpclient import UdpTrackerClient
 
+if TYPE_CHECKING:  # imported when the first HTTP announce is made, not with the engine
+    import httpx
+
 log = logging.getLogger("torrentfs.tracker")
 
 TIMEOUT = 15.0
@@ -39,6 +41,7 @@ RETRY_MIN, RETRY_MAX = 15.0, 600.0
 async def announce_http(client: httpx.AsyncClient, url: str, req: AnnounceRequest,
                         timeout: float = TIMEOUT) -> AnnounceResponse:
     """One announce. Raises ``TrackerError`` with a one-line reason on any failure."""
+    import httpx
     if not url.startswith(("http://", "https://")):
         raise TrackerError(f"unsupported tracker URL {url}")
     try:
@@ -209,9 +212,9 @@ class Announcer:
         if not self.tiers:
             task_status.started()
             return
-        async with httpx.AsyncClient(transport=self.transport,
-                                     follow_redirects=True, max_redirects=3,
-                                     headers={"User-Agent": "torrentfs/0.1"}) as client, \
+        from torrentfs.net.httpclient import client as http_client
+        async with http_client(self.transport, follow_redirects=True, max_redirects=3,
+                               headers={"User-Agent": "torrentfs/0.1"}) as client, \
                 self.udp:
             task_status.started()
             event, retry = "started", RETRY_MIN

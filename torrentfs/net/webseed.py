@@ -28,9 +28,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import httpx
 import trio
 
 from torrentfs import __version__
@@ -50,6 +49,9 @@ from torrentfs.core.webseed import (
     split_run,
     usable,
 )
+
+if TYPE_CHECKING:  # imported when a web seed is first used, not with the engine
+    import httpx
 
 log = logging.getLogger("torrentfs.webseed")
 
@@ -165,6 +167,7 @@ class WebSeed:
     # -- fetching ------------------------------------------------------------------
 
     async def _fetch(self, run: _Run) -> None:
+        import httpx
         try:
             with run.scope:
                 await self._get(run)
@@ -329,13 +332,16 @@ class WebSeeds:
         if not self.seeds or self.torrent.seed_only:
             task_status.started()
             return
+        import httpx
+
+        from torrentfs.net.httpclient import client as http_client
         timeout = httpx.Timeout(STALL_TIMEOUT, connect=10.0)
         limits = httpx.Limits(max_connections=SLOTS * len(self.seeds),
                               max_keepalive_connections=SLOTS * len(self.seeds))
-        async with httpx.AsyncClient(transport=self.transport, follow_redirects=True,
-                                     max_redirects=5, timeout=timeout, limits=limits,
-                                     headers={"User-Agent": f"torrentfs/{__version__}"}
-                                     ) as client, trio.open_nursery() as nursery:
+        async with http_client(self.transport, follow_redirects=True,
+                               max_redirects=5, timeout=timeout, limits=limits,
+                               headers={"User-Agent": f"torrentfs/{__version__}"}
+                               ) as client, trio.open_nursery() as nursery:
             for s in self.seeds:
                 s.client, s.nursery = client, nursery
                 log.info("web seed %s", s.url)
