@@ -150,18 +150,23 @@ async def test_an_announcement_that_keeps_failing_is_tried_five_times_more(autoj
     # usable yet (IPv6 DAD): a failed announcement is tried again 2 s later, five
     # times at most, then the next waits the five minutes as usual.
     bus = Bus()
-    port = {"n": 0}
-    a = LsdService(IH, lambda: port["n"], [].append, open_socket=bus.opener("10.0.0.1"))
     tries = []
 
     async def unusable(data, addr):
         await trio.lowlevel.checkpoint()
         tries.append(round(trio.current_time()))
         raise OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
+
+    opener = bus.opener("10.0.0.1")
+
+    async def open_unusable(family):
+        # The socket fails from its first datagram on, whichever task trio runs first.
+        s = await opener(family)
+        s.sendto = unusable
+        return s
+    a = LsdService(IH, lambda: 6881, [].append, open_socket=open_unusable)
     async with trio.open_nursery() as n:
         await n.start(a.run)
-        bus.members[0].sendto = unusable
-        port["n"] = 6881
         await trio.sleep(100)
         del bus.members[0].sendto
         await trio.sleep(300)
