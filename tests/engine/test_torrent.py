@@ -141,6 +141,38 @@ async def test_a_files_first_read_is_asked_alone(make_swarm, autojump_clock):
         n.cancel_scope.cancel()
 
 
+async def test_a_fast_first_read_reads_ahead_at_the_readers_pace(make_swarm, autojump_clock):
+    """A file's first read answered fast (a fast swarm) restarts its window at twice
+    its size, and each read that continues doubles it: a program that reads a few
+    hundred KiB (ffprobe) does not share the CPU with a download of megabytes it
+    will not read. A slow one keeps the full window (the test above)."""
+    async with trio.open_nursery() as n:
+        s = await start(n, make_swarm, size=400 * 32768)
+        t = s.torrent
+        s.add(Behaviour(delay=0.001))
+        h = t.open_handle(0)
+        await trio.sleep(1)  # connected
+        assert await t.read(0, 0, 32768, h) == s.payload[:32768]
+
+        def ahead() -> set[int]:
+            return {i for i, tier, _ in t.picker.waiting() if tier == READAHEAD} - {399}
+        assert ahead() == {1, 2}  # 64 KiB past the read, not READAHEAD_MIN
+        assert await t.read(0, 32768, 32768, h) == s.payload[32768:65536]
+        assert max(ahead() | set(t.have)) == 5  # doubled: 128 KiB past it
+        h.close()
+        n.cancel_scope.cancel()
+    # The same read on a slow swarm gets the full window (READAHEAD_MIN: 2 MiB).
+    async with trio.open_nursery() as n:
+        s = await start(n, make_swarm, size=400 * 32768)
+        t = s.torrent
+        s.add(Behaviour(delay=0.5))
+        h = t.open_handle(0)
+        assert await t.read(0, 0, 32768, h) == s.payload[:32768]
+        assert max(ahead()) == 64
+        h.close()
+        n.cancel_scope.cancel()
+
+
 async def test_a_seek_that_waits_is_asked_alone(make_swarm, autojump_clock):
     """A read that jumps away (a player seeking) and has to wait drops the old
     place's window at once and waits for its own pieces alone: its new window is
