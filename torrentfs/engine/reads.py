@@ -373,8 +373,7 @@ class Reads:
         self._store_errors: dict[int, OSError] = {}     # piece -> why it was not written
         # v2 torrents: reads wait only for the blocks they cover (``blockreads``).
         self.blocks = BlockReads(torrent)
-        # Pieces a file's first read or a seek waits on alone -> how many such reads.
-        self._alone: dict[int, int] = {}
+        self._alone: set[int] = set()  # pieces a first read or a seek waits on alone
 
     # -- what the torrent tells ---------------------------------------------------------
 
@@ -407,10 +406,8 @@ class Reads:
     # -- reading --------------------------------------------------------------------------
 
     def alone(self, index: int) -> bool:
-        """Whether a file's first read or a seek waits on the piece, alone on the
-        wire: it is written through the page cache, which returns 1-2 ms sooner
-        than an ``O_DIRECT`` write (disk/direct.py), so the read is answered
-        sooner. Other pieces, the bulk of a download, are written past it."""
+        """Whether a file's first read or a seek waits on the piece alone: it is
+        written through the page cache, 1-2 ms sooner than O_DIRECT (disk/direct)."""
         return index in self._alone
 
     def open_handle(self, file_index: int, stream: bool = False) -> ReadHandle:
@@ -447,8 +444,7 @@ class Reads:
         # A seek in a video that has to wait may hold for a buffer (``_hold``).
         hold = bool(unscheduled) and seek and handle.stream
         alone = unscheduled if later else []
-        for i in alone:
-            self._alone[i] = self._alone.get(i, 0) + 1
+        self._alone.update(alone)
         try:
             if handle is not None:
                 handle.advance(offset, size, schedule=not unscheduled, later=later)
@@ -496,11 +492,7 @@ class Reads:
                     return data
                 return await t.offload(t.storage.read, start, size)
         finally:
-            for i in alone:
-                if self._alone[i] > 1:
-                    self._alone[i] -= 1
-                else:
-                    del self._alone[i]
+            self._alone.difference_update(alone)  # (stored by now, or given up)
             if handle is not None:
                 handle.pending.pop(owner, None)
             t.picker.drop(owner)
