@@ -166,8 +166,13 @@ async def test_an_announcement_that_keeps_failing_is_tried_five_times_more(autoj
         del bus.members[0].sendto
         await trio.sleep(300)
         n.cancel_scope.cancel()
-    assert tries == [0, 2, 4, 6, 8, 10]
-    assert [round(t) for t, _, _ in bus.sent] == [310]
+    # The first look at the port comes at 0 or 1 s: whether the service's task or
+    # this one runs first after the start is trio's (it shuffles the order of tasks
+    # woken together), so the times count from that first try.
+    first = tries[0]
+    assert first in (0, 1)
+    assert [t - first for t in tries] == [0, 2, 4, 6, 8, 10]
+    assert [round(t) - first for t, _, _ in bus.sent] == [310]
 
 
 # -- LSD in a Torrent ------------------------------------------------------------------
