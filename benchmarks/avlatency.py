@@ -7,13 +7,18 @@ namespace of its own, then times, --runs times each (medians and every run):
   - cold: each on a fresh mount with an empty cache, as bench.py does;
   - warm: the same again on that mount 1.5 s later (its pages in the kernel's cache).
 With --keep DIR the mounts' logs stay in DIR. Run under PYTHONPATH=<another tree>
-to time another torrentfs package against the same harness.
+to time another torrentfs package against the same harness, or give --alt TREE to
+alternate, run by run, between this package and TREE's (PYTHONPATH=TREE) on the same
+swarm: a before/after pair measured in the same minutes on a shared machine.
+--size N makes the big file N MiB (scripts/bench: 1024), which puts the video's pieces
+after it, as in the bench.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
 import sys
 import tempfile
@@ -22,6 +27,7 @@ from pathlib import Path
 
 from benchmarks import bench as B
 from benchmarks.payload import make_payload
+from benchmarks.procstats import tcp_received
 from benchmarks.programs import run_bounded
 from tests.harness.swarm import lt_create, lt_seeder, opentracker
 
@@ -40,9 +46,48 @@ def timed(argv: list[str]) -> float:
     return secs
 
 
-def show(label: str, times: list[float]) -> None:
-    print(f"{label:<14} median {statistics.median(times):.3f} s  "
+def show(label: str, times: list[float], unit: str = "s") -> None:
+    print(f"{label:<20} median {statistics.median(times):.3f} {unit}  "
           f"{[round(t, 3) for t in times]}", flush=True)
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time of every thread of ``pid`` so far, to the nanosecond (schedstat;
+    /proc/PID/stat counts in 10 ms ticks)."""
+    total = 0
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):
+                with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                    total += int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return total / 1e9
+
+
+class Cold:
+    """One program's cold runs on one package: its time, the daemon's CPU while it
+    ran, and the bytes the daemon had received from the seeders by its end (what the
+    readahead costs beside the program)."""
+
+    def __init__(self) -> None:
+        self.secs: list[float] = []
+        self.cpu: list[float] = []
+        self.mib: list[float] = []
+
+    def run(self, m, argv: list[str], ips: list[str]) -> None:
+        cpu0 = cpu_seconds(m.pid) if m.pid else None
+        self.secs.append(timed(argv))
+        cpu1 = cpu_seconds(m.pid) if m.pid else None
+        if cpu0 is not None and cpu1 is not None:
+            self.cpu.append(cpu1 - cpu0)
+            self.mib.append(sum(tcp_received(m.pid, ips).values()) / (1 << 20))
+
+    def show(self, label: str) -> None:
+        show(f"cold {label}", self.secs)
+        if self.cpu:
+            show("  daemon CPU", self.cpu, "s")
+            show("  received", self.mib, "MiB")
 
 
 def main() -> int:
@@ -50,9 +95,15 @@ def main() -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=7, help="runs of each (7)")
     ap.add_argument("--keep", metavar="DIR", help="work in DIR and keep it")
+    ap.add_argument("--size", type=int, default=8, help="the big file, MiB (8)")
+    ap.add_argument("--alt", metavar="TREE",
+                    help="alternate runs with the torrentfs package under TREE")
+    ap.add_argument("--only", choices=("ffprobe", "seek"), help="time only this one")
+    ap.add_argument("--no-floor", action="store_true", help="skip the local-copy runs")
     ns = ap.parse_args()
     B.isolate_network(sys.argv[1:], "benchmarks.avlatency")
-    args = B.parse_args(["--size", "8", "--no-netns"])
+    args = B.parse_args(["--size", str(ns.size), "--no-netns"])
+    trees = [("", None)] + ([("alt ", str(Path(ns.alt).resolve()))] if ns.alt else [])
     with contextlib.ExitStack() as stack:
         if ns.keep:
             tmp = Path(ns.keep).resolve()
@@ -69,18 +120,42 @@ def main() -> int:
                                           workdir=tmp / "seeders", timeout=180))
         tracker.wait_peers(ih, args.seeders, timeout=30)
         video = str(bench.payload / "video.mkv")
-        show("floor ffprobe", [timed(FFPROBE + [video]) for _ in range(ns.runs)])
-        show("floor seek", [timed(ffseek(video)) for _ in range(ns.runs)])
-        for label, argv in (("ffprobe", lambda p: FFPROBE + [p]), ("seek", ffseek)):
-            cold, warm = [], []
+        programs = [("ffprobe", lambda p: FFPROBE + [p]), ("seek", ffseek)]
+        if ns.only:
+            programs = [(label, argv) for label, argv in programs if label == ns.only]
+        if not ns.no_floor:
+            for label, argv in programs:
+                show(f"floor {label}", [timed(argv(video)) for _ in range(ns.runs)])
+        for label, argv in programs:
+            cold = {name: Cold() for name, _ in trees}
+            warm: dict[str, list[float]] = {name: [] for name, _ in trees}
             for _ in range(ns.runs):
-                with bench.mount("torrentfs", label, {}) as m:
-                    cold.append(timed(argv(m.path("video.mkv"))))
-                    time.sleep(1.5)
-                    warm.append(timed(argv(m.path("video.mkv"))))
-            show(f"cold {label}", cold)
-            show(f"warm {label}", warm)
+                for name, tree in trees:  # interleaved: the same minutes for each
+                    with pythonpath(tree), bench.mount("torrentfs", label, {}) as m:
+                        cold[name].run(m, argv(m.path("video.mkv")), bench.seeder_ips)
+                        time.sleep(1.5)
+                        warm[name].append(timed(argv(m.path("video.mkv"))))
+            for name, _ in trees:
+                cold[name].show(f"{name}{label}")
+                show(f"{name}warm {label}", warm[name])
     return 0
+
+
+@contextlib.contextmanager
+def pythonpath(tree: str | None):
+    """PYTHONPATH=tree for the mounts started inside (none: unchanged)."""
+    if tree is None:
+        yield
+        return
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = tree
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = old
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ ROWS = [  # (label, key, better, format)
     ("RssAnon once listed, MiB", "ready_rss_mib", "lower", "{:.1f}"),
     ("peak RssAnon, MiB", "peak_rss_mib", "lower", "{:.1f}"),
     ("seeders that sent >= 1 MiB (seq read)", "peers", "", "{:.0f}"),
-    ("ffprobe of the video (cold), s", "ffprobe_s", "lower", "{:.2f}"),
-    ("ffmpeg -ss 40, 1 frame (cold), s", "seek_s", "lower", "{:.2f}"),
+    ("ffprobe of the video (cold, median of {av}), s", "ffprobe_s", "lower", "{:.3f}"),
+    ("ffmpeg -ss 40, 1 frame (cold, median of {av}), s", "seek_s", "lower", "{:.3f}"),
     ("RssAnon once listed, {big} GiB torrent, MiB", "big_rss_mib", "lower", "{:.1f}"),
     ("mount -> listed, {files}-file torrent, s", "scale_files_ready_s", "lower", "{:.2f}"),
     ("  RssAnon then, MiB", "scale_files_rss_mib", "lower", "{:.1f}"),
@@ -87,7 +87,8 @@ def table(summary: dict, args) -> str:
         if not any(key in summary.get(s, {}) for s in SYSTEMS):
             continue
         label = label.format(big=args.big_size, files=getattr(args, "scale_files", 0),
-                             pieces=getattr(args, "scale_pieces", 0))
+                             pieces=getattr(args, "scale_pieces", 0),
+                             av=getattr(args, "av_runs", 1))
         cells = []
         for s in SYSTEMS:
             v = summary.get(s, {}).get(key)

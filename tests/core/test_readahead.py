@@ -55,3 +55,35 @@ def test_backwards_read_is_a_seek():
 def test_bad_bounds(lo, hi):
     with pytest.raises(ValueError):
         Readahead(lo, hi)
+
+
+def test_pace_restarts_the_window_at_twice_the_last_read():
+    r = Readahead(2 * M, 16 * M)
+    assert r.advance(0, 65536) == (65536, 2 * M)
+    assert r.pace(65536) == (65536, 131072)  # the first read came fast: its pace
+    assert not r.sequential
+    windows = []
+    pos = 65536
+    for size in (131072, 262144, 262144, 262144, 262144, 262144, 262144, 262144):
+        windows.append(r.advance(pos, size)[1])
+        pos += size
+        assert r.sequential  # contiguous reads grow it, though under the minimum
+    assert windows == [262144, 524288, M, 2 * M, 4 * M, 8 * M, 16 * M, 16 * M]
+    assert r.advance(100 * M, 4096) == (100 * M + 4096, 2 * M)  # a seek: the minimum
+    assert r.pace(4096) == (100 * M + 4096, 8192)
+    assert r.pace(M) == (100 * M + 4096, 8192)  # never larger than it is
+
+
+def test_pace_keeps_no_window_for_a_lone_read_in_the_middle():
+    r = Readahead(2 * M, 16 * M)
+    r.advance(5 * M, 4096)
+    assert r.pace(4096) == (5 * M + 4096, 0)
+    with pytest.raises(ValueError):
+        Readahead(M, 2 * M).pace(4096)  # no read yet
+
+
+def test_a_window_at_its_maximum_is_not_growing():
+    r = Readahead(2 * M, 2 * M)
+    r.advance(0, M)
+    r.advance(M, M)
+    assert not r.sequential  # as before: only a window that grew says so

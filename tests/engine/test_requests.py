@@ -144,3 +144,27 @@ async def test_a_read_is_asked_past_a_pipeline_full_of_what_no_read_waits_on(aut
     r.fill(p)
     assert {i for i, _ in p.take(wire.Request)} == {6}
     assert p.take(wire.Cancel) == old
+
+
+async def test_a_new_peer_is_asked_its_share_of_a_waited_piece_in_one_go(autojump_clock):
+    """A peer whose rate is not known yet (a new connection) gets PIPELINE_MIN
+    requests; while a read waits on a piece it may take its whole share of it
+    (the piece's blocks over ``spread`` peers), else the rest of a 1 MiB piece
+    would wait a round trip. The readahead stays capped."""
+    t = Torrent(pieces=4, blocks=64)
+    t.spread = 3
+    r = Requests(t)
+    p = Peer()
+    t.picker.add_peer(p)
+    t.picker.got_have_all(p)
+    t.picker.raise_priority("read", [0], NOW, 0.5)
+    t.picker.raise_priority("ahead", [1, 2], READAHEAD, 1.0)
+    r.fill(p)
+    asked = p.take(wire.Request)
+    assert len([i for i, _ in asked if i == 0]) == 22 > PIPELINE_MIN  # 64 / 3, rounded up
+    assert len([i for i, _ in asked if i != 0]) <= AHEAD_MIN
+    t.picker.drop("read")
+    t.picker.raise_priority("later", [3], NOW, 0.5)
+    t.spread = 1
+    r.fill(p)  # alone, it may take the whole piece
+    assert len([i for i, _ in p.take(wire.Request) if i == 3]) == 64

@@ -141,6 +141,67 @@ async def test_a_files_first_read_is_asked_alone(make_swarm, autojump_clock):
         n.cancel_scope.cancel()
 
 
+async def test_a_fast_first_read_reads_ahead_at_the_readers_pace(make_swarm, autojump_clock):
+    """A file's first read answered fast (a fast swarm) restarts its window at twice
+    its size, and each read that continues doubles it: a program that reads a few
+    hundred KiB (ffprobe) does not share the CPU with a download of megabytes it
+    will not read. A slow one keeps the full window (the test above)."""
+    async with trio.open_nursery() as n:
+        s = await start(n, make_swarm, size=400 * 32768)
+        t = s.torrent
+        s.add(Behaviour(delay=0.001))
+        h = t.open_handle(0)
+        await trio.sleep(1)  # connected
+        assert await t.read(0, 0, 32768, h) == s.payload[:32768]
+
+        def ahead() -> set[int]:
+            return {i for i, tier, _ in t.picker.waiting() if tier == READAHEAD} - {399}
+        assert ahead() == {1, 2}  # 64 KiB past the read, not READAHEAD_MIN
+        assert await t.read(0, 32768, 32768, h) == s.payload[32768:65536]
+        assert max((ahead() | set(t.have)) - {399}) == 5  # doubled: 128 KiB past it
+        h.close()
+        n.cancel_scope.cancel()
+    # The same read on a slow swarm gets the full window (READAHEAD_MIN: 2 MiB).
+    async with trio.open_nursery() as n:
+        s = await start(n, make_swarm, size=400 * 32768)
+        t = s.torrent
+        s.add(Behaviour(delay=0.5))
+        h = t.open_handle(0)
+        assert await t.read(0, 0, 32768, h) == s.payload[:32768]
+        assert max(ahead()) == 64
+        h.close()
+        n.cancel_scope.cancel()
+
+
+async def test_a_piece_a_lone_read_waits_on_is_written_through_the_page_cache(
+        make_swarm, autojump_clock, monkeypatch):
+    """A file's first read and a seek wait alone for their pieces: those are written
+    through the page cache (it returns sooner than O_DIRECT); the readahead's are
+    written past it, as every piece was."""
+    async with trio.open_nursery() as n:
+        s = await start(n, make_swarm, size=400 * 32768)
+        t = s.torrent
+        real = t.storage.write_piece
+        direct: dict[int, bool] = {}
+
+        def write_piece(index, data, how=True):
+            direct[index] = how
+            real(index, data, how)
+        monkeypatch.setattr(t.storage, "write_piece", write_piece)
+        s.add(Behaviour(delay=0.5))
+        h = t.open_handle(0)
+        assert await t.read(0, 0, 1000, h) == s.payload[:1000]
+        assert await t.read(0, 1000, 1000, h) == s.payload[1000:2000]
+        off = 200 * 32768
+        assert await t.read(0, off, 1000, h) == s.payload[off:off + 1000]  # a seek
+        await trio.sleep(5)
+        assert direct[0] is False and direct[200] is False
+        assert direct[399] is True and direct[201] is True  # the last piece, the window
+        assert not t.reads._alone
+        h.close()
+        n.cancel_scope.cancel()
+
+
 async def test_a_seek_that_waits_is_asked_alone(make_swarm, autojump_clock):
     """A read that jumps away (a player seeking) and has to wait drops the old
     place's window at once and waits for its own pieces alone: its new window is
@@ -364,14 +425,14 @@ async def test_full_disk_evicts_then_fails_reads_cleanly(make_swarm, autojump_cl
     real = st.write_piece
     room = {"pieces": 3}
 
-    def write_piece(index, data):
+    def write_piece(index, data, direct=True):
         on_disk = sum(st.has_data(i) for i in range(meta.num_pieces))
         if on_disk >= room["pieces"]:
             g = st.geometry  # a partial write, then the disk is full
             with st.pool.use(0, create=True) as fd:
                 os.pwrite(fd, bytes(data[:100]), g.piece_offset(index))
             raise OSError(errno.ENOSPC, "No space left on device")
-        real(index, data)
+        real(index, data, direct)
 
     monkeypatch.setattr(st, "write_piece", write_piece)
     async with trio.open_nursery() as n:

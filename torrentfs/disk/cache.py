@@ -189,10 +189,11 @@ class DiskCache:
 
     # -- storing ------------------------------------------------------------------------
 
-    async def store(self, index: int, data) -> bool:
-        """Hash a downloaded piece and write it if it passes, making room first.
-        Returns the verdict; raises OSError if it cannot be written (the piece is
-        then not on disk at all)."""
+    async def store(self, index: int, data, direct: bool = True) -> bool:
+        """Hash a downloaded piece and write it if it passes, making room first
+        (not ``direct``: through the page cache, which returns sooner, for a piece
+        a read waits on alone). Returns the verdict; raises OSError if it cannot be
+        written (the piece is then not on disk at all)."""
         event = self._punching.get(index)
         if event is not None:  # an eviction of this piece is still being carried out
             await event.wait()
@@ -203,17 +204,19 @@ class DiskCache:
         # (it would punch out the new bytes of a piece about to be trusted).
         self.books.pin(index)
         try:
-            return await self._store(index, data, size, victims)
+            return await self._store(index, data, size, victims, direct)
         finally:
             self.books.unpin(index)
 
-    async def _store(self, index: int, data, size: int, victims: list[int]) -> bool:
+    async def _store(self, index: int, data, size: int, victims: list[int],
+                     direct: bool = True) -> bool:
         t = self.torrent
         self._forget(victims)
         try:
             with self._punch_guard(victims):
                 ok = await t.offload(partial(self.storage.store, index, data,
-                                              evict=victims), limiter=self._hash_limiter)
+                                              evict=victims, direct=direct),
+                                      limiter=self._hash_limiter)
             if not ok:
                 self.books.removed(index)
                 return False
@@ -241,7 +244,7 @@ class DiskCache:
             try:
                 with self._punch_guard(victims):
                     await t.offload(partial(self.storage.store, index, data,
-                                             evict=victims, verify=False))
+                                             evict=victims, verify=False, direct=direct))
             except OSError:
                 self.books.removed(index)
                 raise

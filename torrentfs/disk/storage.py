@@ -209,8 +209,9 @@ class Storage:
         with self._lock:
             self.pool.close()
 
-    def write_piece(self, index: int, data) -> None:
-        """Write a whole (verified) piece to its files."""
+    def write_piece(self, index: int, data, direct: bool = True) -> None:
+        """Write a whole (verified) piece to its files (through the page cache
+        throughout unless ``direct``: a buffered write returns sooner)."""
         view = memoryview(data).cast("B")
         if view.nbytes != self.geometry.piece_size(index):
             # A short buffer would make the pwrite loop below spin forever on 0 bytes.
@@ -224,8 +225,8 @@ class Storage:
                 with self.pool.use(span.file_index, create=True) as fd:
                     self._dirty.add(span.file_index)
                     # Past the page cache where aligned (disk/direct.py), else through it.
-                    if self.direct.write(self.paths[span.file_index], span.file_offset,
-                                         chunk):
+                    if direct and self.direct.write(self.paths[span.file_index],
+                                                    span.file_offset, chunk):
                         written = span.length
                     while written < span.length:
                         written += os.pwrite(fd, chunk[written:], span.file_offset + written)
@@ -267,9 +268,11 @@ class Storage:
         A write that fails (a full disk) leaves no part of the piece behind."""
         return self.store(index, data)
 
-    def store(self, index: int, data, *, evict=(), verify: bool = True) -> bool:
+    def store(self, index: int, data, *, evict=(), verify: bool = True,
+              direct: bool = True) -> bool:
         """Punch out the pieces in ``evict`` (room for this one), then hash ``data``
-        (unless ``verify`` is False: hashed already) and write it if it passes.
+        (unless ``verify`` is False: hashed already) and write it if it passes
+        (``direct``: past the page cache where it can, ``write_piece``).
         Returns the verdict. A write that fails (a full disk) leaves no part of the
         piece behind. Eviction is best effort: a filesystem that cannot punch holes
         keeps the bytes (the pieces are forgotten all the same)."""
@@ -281,7 +284,7 @@ class Storage:
         if verify and not self.verify(index, data):
             return False
         try:
-            self.write_piece(index, data)
+            self.write_piece(index, data, direct)
         except OSError:
             try:
                 self.punch(index)

@@ -20,6 +20,9 @@ follows its place in the file, so the window is fetched in reading order however
 grew: ``READAHEAD_STEP`` seconds per piece counted from an anchor (a time and a
 piece), set at the first read and at each seek, and moved (the whole window raised
 again) when the reader drifts more than ``REANCHOR_AFTER`` seconds from that pace.
+A file's first read or a seek that waits is asked alone; its window is raised once
+its pieces are in (``raise_later``), at the reader's pace (twice the read, doubling
+with each read that continues) if it waited less than PACE_BELOW (a fast swarm).
 ``block`` reads a block of a verified piece for an upload, the same way (memory,
 else disk, pinned meanwhile).
 
@@ -57,6 +60,7 @@ from torrentfs.engine.blockreads import BlockReads
 NOW_SLACK = 0.05            # deadline of a piece a read waits on: now + this
 READAHEAD_MIN = 2 << 20     # readahead window after a seek, bytes
 READAHEAD_MAX = 32 << 20    # the window doubles on each contiguous read up to this
+PACE_BELOW = 0.05           # a first or seek read answered faster: window at its pace
 READAHEAD_DEADLINE = 0.5    # deadline of the first readahead piece: now + this ...
 READAHEAD_STEP = 0.05       # ... and this much later for each piece after it in the file
 REANCHOR_AFTER = 5.0        # the reader this far off that pace: deadlines counted afresh
@@ -246,7 +250,7 @@ class ReadHandle:
         edges = self.fresh and offset == 0
         start, length = self.readahead.advance(offset, size)
         if later:
-            self._later = (edges, start, length)
+            self._later = (edges, size, length)
             self._move(start, 0, schedule)  # a seek: the old window is let go now
             return
         if self._later is not None:  # a first read still waits: this one moved on
@@ -256,13 +260,22 @@ class ReadHandle:
             self._raise_edges(schedule)
         self._move(start, length, schedule)
 
-    def raise_later(self) -> None:
-        """Raise what ``advance(..., later=True)`` left, if no read moved on since."""
+    def raise_later(self, waited: float = math.inf) -> None:
+        """Raise what ``advance(..., later=True)`` left, if no read moved on since.
+        A read that ``waited`` less than PACE_BELOW (a fast swarm) restarts the window
+        at the reader's pace (``Readahead.pace``): a program that reads a few hundred
+        KiB (a probe, a seek's first frame) then does not share the CPU with a
+        download of megabytes it will not read, and a stream's window doubles with
+        each read that continues."""
         if self._later is not None:
-            edges, start, length = self._later
+            edges, size, length = self._later
             self._later = None
             if edges:
                 self._raise_edges(True)
+            if waited < PACE_BELOW:
+                start, length = self.readahead.pace(size)
+            else:
+                start = self.readahead.next_offset
             self._move(start, length, True)
 
     def _move(self, start: int, length: int, schedule: bool) -> None:
@@ -360,6 +373,7 @@ class Reads:
         self._store_errors: dict[int, OSError] = {}     # piece -> why it was not written
         # v2 torrents: reads wait only for the blocks they cover (``blockreads``).
         self.blocks = BlockReads(torrent)
+        self._alone: set[int] = set()  # pieces a first read or a seek waits on alone
 
     # -- what the torrent tells ---------------------------------------------------------
 
@@ -390,6 +404,11 @@ class Reads:
         self.upload_chunks.forget(index)
 
     # -- reading --------------------------------------------------------------------------
+
+    def alone(self, index: int) -> bool:
+        """Whether a file's first read or a seek waits on the piece alone: it is
+        written through the page cache, 1-2 ms sooner than O_DIRECT (disk/direct)."""
+        return index in self._alone
 
     def open_handle(self, file_index: int, stream: bool = False) -> ReadHandle:
         return ReadHandle(self, file_index, stream)
@@ -424,6 +443,8 @@ class Reads:
         later = handle is not None and (handle.fresh or seek) and bool(unscheduled)
         # A seek in a video that has to wait may hold for a buffer (``_hold``).
         hold = bool(unscheduled) and seek and handle.stream
+        alone = unscheduled if later else []
+        self._alone.update(alone)
         try:
             if handle is not None:
                 handle.advance(offset, size, schedule=not unscheduled, later=later)
@@ -462,7 +483,7 @@ class Reads:
                     raise StorageError(f"pieces {pieces.start}-{pieces.stop - 1} keep "
                                        "failing their hash check on disk")
                 if later:
-                    handle.raise_later()
+                    handle.raise_later(trio.current_time() - began)
                 if hold and trio.current_time() - began >= SEEK_HOLD_AFTER:
                     await self._hold(file_index, offset + size, began + SEEK_HOLD_MAX)
                 t.cache.touched(pieces)
@@ -471,6 +492,7 @@ class Reads:
                     return data
                 return await t.offload(t.storage.read, start, size)
         finally:
+            self._alone.difference_update(alone)  # (stored by now, or given up)
             if handle is not None:
                 handle.pending.pop(owner, None)
             t.picker.drop(owner)

@@ -2,8 +2,9 @@
 (``torrent.requests``).
 
 Each unchoked peer is kept asked for blocks (``fill``): about PIPELINE_SECONDS of
-its measured rate in all, of which at most AHEAD_SECONDS for pieces no read waits
-on (readahead, prefetch). So a read's blocks queue behind little at any peer; and
+its measured rate in all (while a read waits, at least its share of a piece: the
+piece's blocks over ``spread`` peers), of which at most AHEAD_SECONDS for pieces no
+read waits on (readahead, prefetch). So a read's blocks queue behind little at any peer; and
 while a read waits, the requests its blocks queue behind at a peer (those below NOW
 asked before its latest NOW request: ``Picker.backlog``) are cancelled (BEP 3), so
 that the peer serves the read's blocks next. The cancelled blocks are asked again,
@@ -80,6 +81,13 @@ class Requests:
         urgent = not batch and t.picker.urgent()
         if urgent:  # a read waits: what it would queue behind here is cancelled below
             outstanding -= t.picker.below_now(s) - held
+            # ... and the peer may take its share of a whole piece in one go, though
+            # its rate is not known yet (a new connection: PIPELINE_MIN): a 1 MiB
+            # piece is 64 blocks, split over ``spread`` peers; what does not fit
+            # waits a round trip. The readahead stays capped by ``ahead``.
+            g = t.geometry
+            share = -(-(g.piece_length // g.block_size) // max(1, t.spread))
+            pipeline = max(pipeline, min(PIPELINE_MAX, share))
         if outstanding < pipeline and not (batch and outstanding > ahead // 2):
             nearby = getattr(t, "nearby", None)  # --prefer-subnet (core/topology)
             picked = t.picker.pick(s, now, pipeline - outstanding, t.spread, ahead,

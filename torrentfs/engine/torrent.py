@@ -429,7 +429,7 @@ class Torrent:
     async def _verify(self, index: int) -> None:
         buf = self._buffers.pop(index)
         try:
-            ok = await self.cache.store(index, buf)
+            ok = await self.cache.store(index, buf, not self.reads.alone(index))
         except OSError as e:
             if e.errno != errno.ENOSPC:  # a full disk is logged by the cache, once a minute
                 log.error("cannot write piece %d: %s", index, e)
