@@ -53,6 +53,7 @@ from torrentfs.core.geometry import Geometry
 from torrentfs.core.picker import NONE, NOW, Picker
 from torrentfs.core.ratelimit import TokenBucket
 from torrentfs.disk.cache import DiskCache
+from torrentfs.disk.direct import aligned_buffer
 from torrentfs.disk.storage import Storage
 from torrentfs.engine.connector import Candidate, Connector
 from torrentfs.engine.haves import HaveBatcher
@@ -116,7 +117,7 @@ class Torrent:
         # How blocking storage work runs: in a worker thread (tests may run it inline).
         self.offload = offload
         self.sessions: dict[tuple[str, int], PeerSession] = {}
-        self._buffers: dict[int, bytearray] = {}
+        self._buffers: dict[int, memoryview] = {}  # page-aligned (O_DIRECT, no copy)
         self._verifying: set[int] = set()
         # Peers that sent bad data are banned for the session, by address and peer id.
         self.blame = Blame(self.geometry)
@@ -348,7 +349,7 @@ class Torrent:
             return
         buf = self._buffers.get(index)
         if buf is None:
-            buf = self._buffers[index] = bytearray(self.geometry.piece_size(index))
+            buf = self._buffers[index] = aligned_buffer(self.geometry.piece_size(index))
         buf[begin:begin + n] = data
         self.downloaded += n
         self.metrics.received[s.source] += n
