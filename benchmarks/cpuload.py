@@ -17,9 +17,12 @@ load; ``--profile`` records the daemon with py-spy (``--gil``: the Python work o
 which perf shows is half of it; raw format, collapsed stacks in OUT) while it runs;
 ``--profile native:OUT`` records every thread with its C frames, idle samples too
 (py-spy ``--native --idle``); ``strace:OUT`` counts its system calls instead
-(``strace -c -f``), ``perf:OUT`` samples it with ``perf record -g``. Everything
+(``strace -c -f``), ``calls:OUT`` counts the main ones without slowing the daemon
+(``perf stat``, ``SYSCALLS``), ``perf:OUT`` samples it with ``perf record -g``. Everything
 started is stopped by PID, every mount unmounted, in finally blocks. ``read`` also
-gives the daemon's user and system CPU s per GiB apart (``user_sys``).
+gives the daemon's user and system CPU s per GiB apart (``user_sys``) and its minor
+page faults per MiB read (``faults_per_MiB``: 256 means every page of every piece
+buffer was fresh memory).
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ from torrentfs.cli.state import mount_state_file
 from torrentfs.fs.procfs import pid_alive
 
 GIB = 1 << 30
+SYSCALLS = ("recvfrom", "sendmsg", "sendto", "writev", "read", "futex", "epoll_wait",
+            "epoll_ctl", "pwrite64", "openat", "setsockopt")
 LEECH_IP = "127.0.0.60"
 LT_SEED_IP = "127.0.0.61"
 
@@ -70,6 +75,9 @@ def profiled(pid: int, out: str | None) -> Iterator[None]:
         return
     if out.startswith("strace:"):  # count the daemon's system calls instead
         argv = ["strace", "-c", "-f", "-p", str(pid), "-o", out[len("strace:"):]]
+    elif out.startswith("calls:"):  # how many of the system calls that matter (perf stat)
+        events = ",".join(f"syscalls:sys_enter_{c}" for c in SYSCALLS)
+        argv = ["perf", "stat", "-e", events, "-p", str(pid), "-o", out[len("calls:"):]]
     elif out.startswith("perf:"):  # on-CPU samples, kernel included (perf record -g)
         argv = ["perf", "record", "-F", "499", "-g", "-o", out[len("perf:"):], "-p", str(pid)]
     else:  # py-spy: the interpreter's time (--gil), with "all:" every busy thread, with
@@ -289,17 +297,18 @@ def run_read(tmp: Path, torrent: Path, data: Path, name: str, size: int, *,
            "cpu_s_per_GiB": (c1 - c0) / (size / GIB) if c0 is not None and c1 is not None
            else "error"}
     if u0 and u1:  # the split: user (our Python, hashing, copies) and system time
-        out["user_sys"] = [round((b - a) / (size / GIB), 2) for a, b in zip(u0, u1)]
+        out["user_sys"] = [round((b - a) / (size / GIB), 2) for a, b in zip(u0[:2], u1[:2])]
+        out["faults_per_MiB"] = round((u1[2] - u0[2]) / (size >> 20), 1)  # fresh pages
     return out
 
 
-def _user_sys(pid: int) -> tuple[float, float] | None:
-    """utime and stime of a process, in seconds."""
+def _user_sys(pid: int) -> tuple[float, float, int] | None:
+    """utime and stime of a process, in seconds, and its minor page faults."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         tck = os.sysconf("SC_CLK_TCK")
-        return int(fields[11]) / tck, int(fields[12]) / tck
+        return int(fields[11]) / tck, int(fields[12]) / tck, int(fields[7])
     except (OSError, IndexError, ValueError):
         return None
 

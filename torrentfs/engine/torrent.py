@@ -155,6 +155,7 @@ class Torrent:
             self, meta.url_list if options.web_seeds is None else options.web_seeds,
             http_transport)
         self._nursery: trio.Nursery | None = None
+        self._schedule_soon = False  # a schedule_soon task is on its way
         # BEP 10 extensions (metadata serving, PEX): hooks in Membership (on_handshake,
         # on_peer_closed), on_message and _ticker.
         self.ext = PeerExtensions(self, pex_enabled=options.pex and not meta.private)
@@ -415,6 +416,19 @@ class Torrent:
                 s.fill(now)
             else:
                 self._fill(s)
+
+    def schedule_soon(self) -> None:
+        """``schedule`` once the running task yields (once however often asked): a
+        read that raised its readahead is answered before the peers pick."""
+        if self._nursery is None:
+            self.schedule()
+        elif not self._schedule_soon:
+            self._schedule_soon = True
+            self._nursery.start_soon(self._scheduled)
+
+    async def _scheduled(self) -> None:
+        self._schedule_soon = False
+        self.schedule()
 
     async def _verify(self, index: int) -> None:
         buf = self._buffers.pop(index)
