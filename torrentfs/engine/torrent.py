@@ -354,7 +354,9 @@ class Torrent:
         buf[begin:begin + n] = data
         self.downloaded += n
         self.metrics.received[s.source] += n
-        self.reads.blocks.got_block(s, index, begin, data)  # v2: a read may need it alone
+        blocks = self.reads.blocks
+        if blocks.verifier is not None:  # v2: a read may need it alone
+            blocks.got_block(s, index, begin, data)
         for other in got.cancel:
             self.requests.cancel(other, index, begin, n)
         if got.piece_complete:
