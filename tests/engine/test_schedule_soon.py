@@ -17,9 +17,11 @@ async def test_schedule_soon_runs_once_after_the_task_yields(make_swarm, autojum
         for _ in range(3):
             t.schedule_soon()
         assert runs == []  # not in the caller's step: its read is answered first
+        assert t.requests.soon  # meanwhile a block arriving makes no peer pick
         await trio.sleep(0)
         await trio.sleep(0)
         assert len(runs) == 1
+        assert not t.requests.soon
         t.schedule_soon()
         await trio.sleep(0)
         await trio.sleep(0)

@@ -155,7 +155,6 @@ class Torrent:
             self, meta.url_list if options.web_seeds is None else options.web_seeds,
             http_transport)
         self._nursery: trio.Nursery | None = None
-        self._schedule_soon = False  # a schedule_soon task is on its way
         # BEP 10 extensions (metadata serving, PEX): hooks in Membership (on_handshake,
         # on_peer_closed), on_message and _ticker.
         self.ext = PeerExtensions(self, pex_enabled=options.pex and not meta.private)
@@ -260,7 +259,8 @@ class Torrent:
         if type(msg) is wire.Piece:
             self.requests.answered(s, msg.index, msg.begin)
             self.got_block(s, msg.index, msg.begin, msg.data, s.last_received)
-            self._fill(s, batch=True)
+            if not self.requests.soon:  # else every peer picks at once, fastest first
+                self._fill(s, batch=True)
             return
         if type(msg) is wire.Request:
             self.uploads.request(s, msg)
@@ -354,9 +354,8 @@ class Torrent:
         buf[begin:begin + n] = data
         self.downloaded += n
         self.metrics.received[s.source] += n
-        blocks = self.reads.blocks
-        if blocks.verifier is not None:  # v2: a read may need it alone
-            blocks.got_block(s, index, begin, data)
+        if self.reads.blocks.verifier is not None:  # v2: a read may need it alone
+            self.reads.blocks.got_block(s, index, begin, data)
         for other in got.cancel:
             self.requests.cancel(other, index, begin, n)
         if got.piece_complete:
@@ -420,17 +419,8 @@ class Torrent:
                 self._fill(s)
 
     def schedule_soon(self) -> None:
-        """``schedule`` once the running task yields (once however often asked): a
-        read that raised its readahead is answered before the peers pick."""
-        if self._nursery is None:
-            self.schedule()
-        elif not self._schedule_soon:
-            self._schedule_soon = True
-            self._nursery.start_soon(self._scheduled)
-
-    async def _scheduled(self) -> None:
-        self._schedule_soon = False
-        self.schedule()
+        """``schedule`` once the running task yields (``Requests.schedule_soon``)."""
+        self.requests.schedule_soon(self._nursery)
 
     async def _verify(self, index: int) -> None:
         buf = self._buffers.pop(index)
