@@ -44,3 +44,15 @@ async def test_a_sequential_reader_still_gets_its_readahead(make_swarm, autojump
         assert set(range(8)) < asked  # the window ahead of the reader was asked for
         assert 8 in s.torrent.have
         n.cancel_scope.cancel()
+
+
+async def test_schedule_soon_of_a_torrent_not_running_schedules_at_once(make_swarm):
+    _, _, t = make_swarm()
+    runs = []
+    t.schedule = lambda *a, **k: runs.append(1)
+    t.schedule_soon()  # not started yet: no nursery
+    assert runs == [1] and not t.requests.soon
+    async with trio.open_nursery() as closed:
+        pass
+    t.requests.schedule_soon(closed)  # a nursery closed to new tasks (shutting down)
+    assert runs == [1, 1] and not t.requests.soon

@@ -62,11 +62,16 @@ class Requests:
         answer. Until then a block arriving does not make its sender pick (the
         torrent checks ``soon``): every peer picks at once, fastest first, as if
         scheduled at once (else whichever peer's blocks came first took the lot)."""
-        if nursery is None:
-            self.torrent.schedule()
-        elif not self.soon:
-            self.soon = True
+        if self.soon:
+            return
+        try:
+            if nursery is None:
+                raise RuntimeError("the torrent is not running")
             nursery.start_soon(self._scheduled)
+        except RuntimeError:  # not running (yet, or any more): at once then
+            self.torrent.schedule()
+        else:
+            self.soon = True
 
     async def _scheduled(self) -> None:
         self.soon = False
