@@ -13,10 +13,16 @@ daemon's CPU seconds (utime + stime from /proc) against the bytes moved.
   a quick load to profile).
 
 ``python -m benchmarks.cpuload upload|idle|read --size 64 [--profile OUT]`` runs one
-load; ``--profile`` records the daemon with py-spy (``--gil``: the Python
-work only, which perf shows is half of it; raw format, collapsed stacks in OUT) while it runs; ``--profile strace:OUT`` counts its system
-calls instead (``strace -c -f``), ``perf:OUT`` samples it with ``perf record -g``. Everything started is stopped by PID, every
-mount unmounted, in finally blocks.
+load; ``--profile`` records the daemon with py-spy (``--gil``: the Python work only,
+which perf shows is half of it; raw format, collapsed stacks in OUT) while it runs;
+``--profile native:OUT`` records every thread with its C frames, idle samples too
+(py-spy ``--native --idle``); ``strace:OUT`` counts its system calls instead
+(``strace -c -f``), ``calls:OUT`` counts the main ones without slowing the daemon
+(``perf stat``, ``SYSCALLS``), ``perf:OUT`` samples it with ``perf record -g``. Everything
+started is stopped by PID, every mount unmounted, in finally blocks. ``read`` also
+gives the daemon's user and system CPU s per GiB apart (``user_sys``) and its minor
+page faults per MiB read (``faults_per_MiB``: 256 means every page of every piece
+buffer was fresh memory).
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ from torrentfs.cli.state import mount_state_file
 from torrentfs.fs.procfs import pid_alive
 
 GIB = 1 << 30
+SYSCALLS = ("recvfrom", "sendmsg", "sendto", "writev", "read", "futex", "epoll_wait",
+            "epoll_ctl", "pwrite64", "openat", "setsockopt")
 LEECH_IP = "127.0.0.60"
 LT_SEED_IP = "127.0.0.61"
 
@@ -67,13 +75,18 @@ def profiled(pid: int, out: str | None) -> Iterator[None]:
         return
     if out.startswith("strace:"):  # count the daemon's system calls instead
         argv = ["strace", "-c", "-f", "-p", str(pid), "-o", out[len("strace:"):]]
+    elif out.startswith("calls:"):  # how many of the system calls that matter (perf stat)
+        events = ",".join(f"syscalls:sys_enter_{c}" for c in SYSCALLS)
+        argv = ["perf", "stat", "-e", events, "-p", str(pid), "-o", out[len("calls:"):]]
     elif out.startswith("perf:"):  # on-CPU samples, kernel included (perf record -g)
         argv = ["perf", "record", "-F", "499", "-g", "-o", out[len("perf:"):], "-p", str(pid)]
-    else:  # py-spy: the interpreter's time (--gil), or with "all:" every busy thread
+    else:  # py-spy: the interpreter's time (--gil), with "all:" every busy thread, with
+        # "native:" every thread's samples, idle included, C frames too (--native --idle)
         spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-        gil = [] if out.startswith("all:") else ["--gil"]
-        argv = [spy, "record", *gil, "--format", "raw", "-r", "250", "-p", str(pid),
-                "-o", out.removeprefix("all:")]
+        mode, path = out.split(":", 1) if out.startswith(("all:", "native:")) else ("", out)
+        opts = {"all": [], "native": ["--native", "--idle"]}.get(mode, ["--gil"])
+        argv = [spy, "record", *opts, "--format", "raw", "-r", "250", "-p", str(pid),
+                "-o", path]
     proc = subprocess.Popen(argv,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -273,16 +286,31 @@ def run_read(tmp: Path, torrent: Path, data: Path, name: str, size: int, *,
         say(f"read: dd of {size >> 20} MiB through the mount, {seeders} seeders")
         sampler = PeerSampler(pid, [s.ip for s in seeds])
         with profiled(pid, profile):
-            c0, t0 = cpu_seconds(pid), time.monotonic()
+            c0, t0, u0 = cpu_seconds(pid), time.monotonic(), _user_sys(pid)
             subprocess.run(["dd", f"if={mnt / name}", "of=/dev/null", "bs=1M"],
                            capture_output=True, timeout=timeout, check=True)
-            c1, t1 = cpu_seconds(pid), time.monotonic()
+            c1, t1, u1 = cpu_seconds(pid), time.monotonic(), _user_sys(pid)
         by_ip = sampler.stop()
     total = sum(by_ip.values()) or 1
-    return {"MBps": size / (t1 - t0) / 1e6,
-            "shares": [round(n / total, 2) for n in by_ip.values()],
-            "cpu_s_per_GiB": (c1 - c0) / (size / GIB) if c0 is not None and c1 is not None
-            else "error"}
+    out = {"MBps": size / (t1 - t0) / 1e6,
+           "shares": [round(n / total, 2) for n in by_ip.values()],
+           "cpu_s_per_GiB": (c1 - c0) / (size / GIB) if c0 is not None and c1 is not None
+           else "error"}
+    if u0 and u1:  # the split: user (our Python, hashing, copies) and system time
+        out["user_sys"] = [round((b - a) / (size / GIB), 2) for a, b in zip(u0[:2], u1[:2])]
+        out["faults_per_MiB"] = round((u1[2] - u0[2]) / (size >> 20), 1)  # fresh pages
+    return out
+
+
+def _user_sys(pid: int) -> tuple[float, float, int] | None:
+    """utime and stime of a process, in seconds, and its minor page faults."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        tck = os.sysconf("SC_CLK_TCK")
+        return int(fields[11]) / tck, int(fields[12]) / tck, int(fields[7])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ import pytest
 from tests.disk.test_storage import PL, build, piece, storage_for
 from torrentfs.core.geometry import Geometry
 from torrentfs.disk import direct
-from torrentfs.disk.direct import ALIGN, DirectWrites
+from torrentfs.disk.direct import ALIGN, DirectWrites, aligned, aligned_buffer
 from torrentfs.disk.storage import Storage
 
 pytestmark = pytest.mark.skipif(not direct.O_DIRECT, reason="no O_DIRECT here")
@@ -40,6 +40,40 @@ def test_an_aligned_write_lands(tmp_path):
     data = bytearray(os.urandom(2 * ALIGN))  # a bytearray: not page-aligned itself
     assert w.write(path, ALIGN, data)
     assert path.read_bytes() == bytes(ALIGN) + data + bytes(ALIGN)
+
+
+@pytest.mark.parametrize("size", [1, ALIGN, 3 * ALIGN + 5, 1 << 20])
+def test_an_aligned_buffer_is_aligned_zeroed_and_writable(size):
+    buf = aligned_buffer(size)
+    assert len(buf) == size and aligned(buf) and not buf.readonly
+    assert bytes(buf) == bytes(size)
+    buf[size - 1:] = b"x"
+    assert not aligned(buf[1:])
+    assert aligned(buf[ALIGN:]) == (size > ALIGN)
+    assert not aligned(memoryview(bytes(ALIGN)))  # read-only: its address is not had
+
+
+def test_an_aligned_buffer_is_written_as_it_is(tmp_path, monkeypatch):
+    if not _direct_ok(tmp_path):
+        pytest.skip("this filesystem refuses O_DIRECT")
+    path = _file(tmp_path)
+    w = DirectWrites()
+    monkeypatch.setattr(DirectWrites, "_scratch", lambda self, n: pytest.fail("copied"))
+    buf = aligned_buffer(2 * ALIGN)
+    buf[:] = os.urandom(2 * ALIGN)
+    assert w.write(path, 2 * ALIGN, buf)
+    assert path.read_bytes() == bytes(2 * ALIGN) + bytes(buf)
+
+
+def test_an_unaligned_view_of_an_aligned_buffer_is_copied_first(tmp_path):
+    if not _direct_ok(tmp_path):
+        pytest.skip("this filesystem refuses O_DIRECT")
+    path = _file(tmp_path)
+    w = DirectWrites()
+    buf = aligned_buffer(3 * ALIGN)
+    buf[:] = os.urandom(3 * ALIGN)
+    assert w.write(path, 0, buf[100:100 + 2 * ALIGN])  # through the scratch buffer
+    assert path.read_bytes() == bytes(buf[100:100 + 2 * ALIGN]) + bytes(2 * ALIGN)
 
 
 @pytest.mark.parametrize("offset, size", [(1, ALIGN), (0, ALIGN + 1), (ALIGN, 100), (0, 0)])

@@ -497,7 +497,13 @@ class Picker(Priorities):
         """A block arrived from ``peer`` (at ``now``: the peer is not stalled, see
         ``duplicate_after``). Unrequested, duplicate, or misshapen blocks come back
         with ``new=False`` and change nothing else."""
-        if not self.geometry.is_valid_block(index, begin, length):
+        partial = self._partials.get(index)
+        b = begin // self.geometry.block_size
+        # A piece in progress lists its blocks: (begin, length) must be one of them
+        # (what is_valid_block checks, without its arithmetic; once a block).
+        blocks = partial.blocks if partial is not None else ()
+        if (not (0 <= b < len(blocks) and blocks[b] == (begin, length))
+                and not self.geometry.is_valid_block(index, begin, length)):
             # Misshapen: our request for (index, begin), if any, is still open.
             return Received(False)
         if now is not None and peer in self._peers:
@@ -505,10 +511,8 @@ class Picker(Priorities):
         out = self._outstanding.get(peer)
         if out is not None:
             out.pop((index, begin), None)
-        partial = self._partials.get(index)
         if partial is None or index in self.have:
             return Received(False)
-        b = begin // self.geometry.block_size
         holders = partial.requests[b]
         was_requested = holders.pop(peer, None) is not None
         if partial.received[b] or not was_requested:

@@ -132,14 +132,17 @@ class Rate:
     STEP = 0.05  # decay at most this often: cheap enough to call per block
 
     def add(self, n: int, now: float) -> None:
-        self._decay(now)
+        last = self._last  # _decay's test inline: this runs once a block
+        if last is None or now - last >= self.STEP:
+            self._decay(now)
         self.total += n
         self._rate += n / self.window
         bucket = math.floor(now / self.SHOWN_BUCKET)
-        if self._buckets and self._buckets[-1][0] >= bucket:
-            self._buckets[-1][1] += n
+        buckets = self._buckets
+        if buckets and buckets[-1][0] >= bucket:
+            buckets[-1][1] += n
         else:
-            self._buckets.append([bucket, n])
+            buckets.append([bucket, n])
             self._expire(now)
 
     def shown(self, now: float) -> float:

@@ -13,6 +13,11 @@ piece) go through the page cache as before. A filesystem that refuses ``O_DIRECT
 (EINVAL at the open or the write) turns it off for the storage: every write then goes
 through the page cache.
 
+A piece buffer made by ``aligned_buffer`` (the engine downloads every piece into
+one) starts on a page: its aligned spans are written from it as they are, with no
+copy into the scratch buffer (a copy that held the GIL, a megabyte at a time, in the
+worker thread, while the trio thread waited to take the next blocks in).
+
 The file is opened for each write (by path, not following a symlink) and closed
 after it: no descriptor outlives the write, so the pool (``fdpool``) stays the only
 owner of open files. Reads, punches and fsyncs go through the pool's descriptors:
@@ -22,6 +27,7 @@ dropped from it).
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import mmap
 import os
@@ -55,8 +61,11 @@ class DirectWrites:
                 self.enabled = False
             return False  # the buffered write that follows says what is wrong
         try:
-            scratch = self._scratch(n)
-            scratch[:n] = view
+            if aligned(view):
+                scratch = view  # a page-aligned piece buffer: written as it is
+            else:
+                scratch = self._scratch(n)
+                scratch[:n] = view
             written = 0
             while written < n:
                 try:
@@ -80,3 +89,27 @@ class DirectWrites:
             self._local.mem = mmap.mmap(-1, n)
             buf = self._local.buf = memoryview(self._local.mem)
         return buf
+
+
+def aligned_buffer(size: int) -> memoryview:
+    """A writable, zero-filled buffer of ``size`` bytes that starts on an ``ALIGN``
+    boundary (a view into a bytearray ``ALIGN`` bytes longer; the bytearray lives
+    as long as the view and never moves: a view of it is out). What ``write``
+    sends to the device with no copy."""
+    raw = bytearray(size + ALIGN)
+    skip = -_address(raw) % ALIGN
+    return memoryview(raw)[skip:skip + size]
+
+
+def aligned(view: memoryview) -> bool:
+    """True when a buffer's first byte is on an ``ALIGN`` boundary (only a
+    writable buffer's address can be had: a read-only or empty one counts as
+    unaligned)."""
+    if view.readonly or not view.c_contiguous or not view.nbytes:
+        return False
+    return _address(view) % ALIGN == 0
+
+
+def _address(buf) -> int:
+    """The address of a writable buffer's first byte."""
+    return ctypes.addressof(ctypes.c_char.from_buffer(buf))

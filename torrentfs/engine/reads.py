@@ -91,6 +91,7 @@ class PieceSupply(Protocol):
     offload: Callable[..., Any]  # runs blocking storage work (a worker thread)
 
     def schedule(self) -> None: ...  # priorities changed: let every peer pick
+    def schedule_soon(self) -> None: ...  # the same, once the running task yields
     def cancel_unwanted(self, pieces: Iterable[int]) -> None: ...
     def who_has(self, index: int) -> str: ...  # why a piece is not coming
 
@@ -332,7 +333,7 @@ class ReadHandle:
         if owner is None:
             self._raised.update(pieces)
         if schedule:
-            t.schedule()
+            t.schedule_soon()  # after the read is answered: it waits for none of these
 
     def timed_out(self, pieces: list[int]) -> None:
         """A read through this file timed out waiting for ``pieces``."""

@@ -54,6 +54,29 @@ class Requests:
         # Cancels sent to fast-extension peers and not answered yet: session ->
         # {(index, begin): (when sent, whether the picker still holds the block)}.
         self._cancelling: dict[PeerSession, dict[tuple[int, int], tuple[float, bool]]] = {}
+        self.soon = False  # a schedule_soon is on its way
+
+    def schedule_soon(self, nursery: trio.Nursery | None) -> None:
+        """The torrent's ``schedule`` once the running task yields, once however
+        often asked: a read that raised its readahead (and waits for none of it) is
+        answered before the peers pick, and the reader's next read waits for that
+        answer. Until then a block arriving does not make its sender pick (the
+        torrent checks ``soon``): every peer picks at once, fastest first, as if
+        scheduled at once (else whichever peer's blocks came first took the lot)."""
+        if self.soon:
+            return
+        try:
+            if nursery is None:
+                raise RuntimeError("the torrent is not running")
+            nursery.start_soon(self._scheduled)
+        except RuntimeError:  # not running (yet, or any more): at once then
+            self.torrent.schedule()
+        else:
+            self.soon = True
+
+    async def _scheduled(self) -> None:
+        self.soon = False
+        self.torrent.schedule()
 
     def sizes(self, s: PeerSession, now: float) -> tuple[int, int]:
         """``(pipeline, ahead)``: how many requests to keep outstanding with a peer,

@@ -53,6 +53,7 @@ from torrentfs.core.geometry import Geometry
 from torrentfs.core.picker import NONE, NOW, Picker
 from torrentfs.core.ratelimit import TokenBucket
 from torrentfs.disk.cache import DiskCache
+from torrentfs.disk.direct import aligned_buffer
 from torrentfs.disk.storage import Storage
 from torrentfs.engine.connector import Candidate, Connector
 from torrentfs.engine.haves import HaveBatcher
@@ -116,7 +117,7 @@ class Torrent:
         # How blocking storage work runs: in a worker thread (tests may run it inline).
         self.offload = offload
         self.sessions: dict[tuple[str, int], PeerSession] = {}
-        self._buffers: dict[int, bytearray] = {}
+        self._buffers: dict[int, memoryview] = {}  # page-aligned (O_DIRECT, no copy)
         self._verifying: set[int] = set()
         # Peers that sent bad data are banned for the session, by address and peer id.
         self.blame = Blame(self.geometry)
@@ -260,7 +261,8 @@ class Torrent:
         if type(msg) is wire.Piece:
             self.requests.answered(s, msg.index, msg.begin)
             self.got_block(s, msg.index, msg.begin, msg.data, s.last_received)
-            self._fill(s, batch=True)
+            if not self.requests.soon:  # else every peer picks at once, fastest first
+                self._fill(s, batch=True)
             return
         if type(msg) is wire.Request:
             self.uploads.request(s, msg)
@@ -359,11 +361,12 @@ class Torrent:
             return
         buf = self._buffers.get(index)
         if buf is None:
-            buf = self._buffers[index] = bytearray(self.geometry.piece_size(index))
+            buf = self._buffers[index] = aligned_buffer(self.geometry.piece_size(index))
         buf[begin:begin + n] = data
         self.downloaded += n
         self.metrics.received[s.source] += n
-        self.reads.blocks.got_block(s, index, begin, data)  # v2: a read may need it alone
+        if self.reads.blocks.verifier is not None:  # v2: a read may need it alone
+            self.reads.blocks.got_block(s, index, begin, data)
         for other in got.cancel:
             self.requests.cancel(other, index, begin, n)
         if got.piece_complete:
@@ -425,6 +428,10 @@ class Torrent:
                 s.fill(now)
             else:
                 self._fill(s)
+
+    def schedule_soon(self) -> None:
+        """``schedule`` once the running task yields (``Requests.schedule_soon``)."""
+        self.requests.schedule_soon(self._nursery)
 
     async def _verify(self, index: int) -> None:
         buf = self._buffers.pop(index)
