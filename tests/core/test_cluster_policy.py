@@ -1,6 +1,6 @@
 """The cluster policy of session 6 (issues 13 and 16), in the pure cores that both the
 engine and the swarm simulator call: a read raises only its first missing piece to
-NOW while other leechers are about (``Priorities.raise_read``); the picker knows at
+NOW while other leechers are about (``SPLIT_LEECHERS`` or more) (``Priorities.raise_read``); the picker knows at
 once which peers have nothing more for us (``piece_verified``'s answer, so the shell
 says not interested); a choker with no empty slot needs no round for a newly
 interested peer (``Choker.has_room``); a leecher with nothing free to ask may take
@@ -12,6 +12,7 @@ from tests.core.test_picker import make, peer_with, seed
 from torrentfs.core.choker import Choker, PeerView
 from torrentfs.core.geometry import BLOCK_SIZE as B
 from torrentfs.core.picker import NOW, READAHEAD
+from torrentfs.core.priorities import SPLIT_LEECHERS
 
 # -- a read's pieces: the first at NOW, the rest READAHEAD with leechers about --------
 
@@ -23,10 +24,20 @@ def test_among_seeds_alone_a_read_raises_all_its_pieces_to_now():
     assert [p.priority(i) for i in (1, 2, 3)] == [(NOW, 5.0)] * 3
 
 
-def test_with_a_leecher_about_only_the_first_missing_piece_is_now():
+def test_with_few_leechers_about_a_read_still_raises_all_its_pieces_to_now():
+    p = make("0000")
+    seed(p, "s")
+    for k in range(SPLIT_LEECHERS - 1):
+        peer_with(p, f"l{k}", "1000")
+    p.raise_read("read", [1, 2], deadline=5.0)
+    assert [p.priority(i) for i in (1, 2)] == [(NOW, 5.0)] * 2
+
+
+def test_with_leechers_about_only_the_first_missing_piece_is_now():
     p = make("0100")
     seed(p, "s")
-    peer_with(p, "l", "1000")
+    for k in range(SPLIT_LEECHERS):
+        peer_with(p, f"l{k}", "1000")
     p.raise_read("read", [1, 2, 3], deadline=5.0)
     assert p.priority(1)[0] != NOW  # had: not raised at all
     assert p.priority(2) == (NOW, 5.0)
@@ -41,9 +52,10 @@ def test_with_a_leecher_about_only_the_first_missing_piece_is_now():
 
 def test_a_leechers_pick_still_takes_the_reads_readahead_pieces():
     p = make("0000", blocks=1)
-    peer_with(p, "l", "0111")
+    for k in range(SPLIT_LEECHERS):
+        peer_with(p, f"l{k}", "0111")
     p.raise_read("read", [1, 2, 3], deadline=0.0)
-    assert sorted(i for i, _, _ in p.pick("l", 1.0, 10)) == [1, 2, 3]
+    assert sorted(i for i, _, _ in p.pick("l0", 1.0, 10)) == [1, 2, 3]
 
 
 # -- interest that follows what a peer still has for us ---------------------------
