@@ -5,7 +5,6 @@ between nodes go through the swarm (``Swarm.send``), which adds the latency."""
 
 from __future__ import annotations
 
-import itertools
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -18,7 +17,7 @@ from torrentfs.core.ratelimit import Rate
 from torrentfs.core.readahead import Readahead
 from torrentfs.core.sparing import Sparing
 from torrentfs.core.topology import AVOID_GRACE, LocalHave, RemoteGate
-from torrentfs.core.uploadpolicy import best_request, next_batch
+from torrentfs.core.uploadpolicy import Rounds
 from torrentfs.engine.reads import (
     NOW_SLACK,
     READAHEAD_DEADLINE,
@@ -34,7 +33,6 @@ from torrentfs.engine.requests import (
     PIPELINE_SECONDS,
 )
 from torrentfs.engine.torrent import LEECHER_JITTER, SPREAD_MAX
-from torrentfs.engine.upload import SCAN
 
 if TYPE_CHECKING:
     from benchmarks.sim.swarm import Swarm
@@ -66,7 +64,7 @@ class Conn:
         self.am_interested = False
         self.peer_interested = False
         self.queue: deque[Req] = deque()   # its requests to us, oldest first
-        self.queued: set[tuple[int, int]] = set()   # those not cancelled
+        self.queued: set[tuple[int, int, int]] = set()   # those not cancelled
         self.down = Rate()
         self.up = Rate()
         self.connected_at = now
@@ -102,8 +100,7 @@ class Node:
         self.asking: dict[Node, None] = {}     # peers with queued requests, in turn
         self.busy = False                      # an uplink turn is scheduled
         self.have_batch: list[int] = []        # verified, their haves not yet sent
-        self.sent: dict[int, int] = {}         # piece -> times it went out
-        self.last_sent: dict[int, tuple[Node, float]] = {}
+        self.rounds = Rounds()                 # the uploader's memory and rounds
         self.alive = False
         self.leaves = False                    # leaves at half its read
         self.joined_at: float | None = None
@@ -118,6 +115,7 @@ class Node:
         self.read_len = 0
         self.waiting: set[int] = set()
         self.wait_owner: object | None = None
+        self.wait_deadline = 0.0
 
     def __lt__(self, other: Node) -> bool:   # the choker's tie-break among keys
         return self.idx < other.idx
@@ -197,7 +195,7 @@ class Node:
 
     def on_interested(self, peer: Node) -> None:
         self.conns[peer].peer_interested = True
-        if self.have.count:
+        if self.have.count and self.choker.has_room():
             self.rechoke()
 
     def on_not_interested(self, peer: Node) -> None:
@@ -289,8 +287,7 @@ class Node:
             for other in got.cancel:
                 self.cancel(other, index, begin)
             if got.piece_complete:
-                self.picker.piece_verified(index)
-                self.piece_arrived(index)
+                self.piece_arrived(index, self.picker.piece_verified(index))
         if self.done_at is None and peer in self.conns:
             self.fill(peer, batch=True)
 
@@ -309,9 +306,11 @@ class Node:
                     self.cancel(seed, index, begin)
             self.fill(peer)
 
-    def piece_arrived(self, index: int) -> None:
-        """engine/torrent.py's piece_on_disk: haves out, readers woken, a
-        not-interested to all once complete, every pipeline topped up."""
+    def piece_arrived(self, index: int, dull: list[Node]) -> None:
+        """engine/torrent.py's piece_on_disk: haves out, readers woken (a read
+        still waiting raises its next piece: engine/reads.py's ``_wait_for``), a
+        not-interested to the peers with nothing more for us (``dull``) and to all
+        once complete, every pipeline topped up."""
         self.swarm.piece_done(self, index)
         if index in self.waiting:
             self.waiting.discard(index)
@@ -320,6 +319,16 @@ class Node:
                 self.wait_owner = None
                 self.pos += self.read_len
                 self.read_on()
+            else:
+                rest = sorted(self.waiting)
+                if self.picker.priority(rest[0])[0] != NOW:
+                    self.picker.raise_read(self.wait_owner, rest, self.wait_deadline)
+        if not self.have.complete:
+            for p in dull:
+                c = self.conns.get(p)
+                if c is not None and c.am_interested:
+                    c.am_interested = False
+                    self.swarm.send(self, p, p.on_not_interested)
         if self.have.complete:
             for p, c in self.conns.items():
                 if c.am_interested:
@@ -335,9 +344,9 @@ class Node:
         if c.am_choking or index not in self.have:   # rejected (BEP 6)
             self.swarm.send(self, peer, peer.on_reject, index, begin)
             return
-        if (index, begin) in c.queued:
+        if (index, begin, length) in c.queued:
             return
-        c.queued.add((index, begin))
+        c.queued.add((index, begin, length))
         c.queue.append(Req(index, begin, length))
         self.asking[peer] = None
         self.kick()
@@ -358,8 +367,9 @@ class Node:
         """A fast-extension peer answers a cancel of a request not yet served with a
         reject (one already sent arrives as the block)."""
         c = self.conns.get(peer)
-        if c is not None and (index, begin) in c.queued:
-            c.queued.discard((index, begin))
+        key = (index, begin, self.g.block_length(index, begin))
+        if c is not None and key in c.queued:
+            c.queued.discard(key)
             self.swarm.send(self, peer, peer.on_reject, index, begin)
 
     def kick(self) -> None:
@@ -369,51 +379,53 @@ class Node:
             loop.at(max(loop.now, self.up.free), self.serve)
 
     def serve(self) -> None:
-        """The uplink is free: answer requests as engine/upload.py's ``_next_batch``
-        does: one block for each asking peer (its best request: fresh pieces first;
-        held ones only while no peer asks for a fresh one). The batch's blocks go out
-        together, sharing the uplink as TCP flows through one qdisc do, so each
-        arrives when the whole batch is through (``Params.shared_uplink``; without it,
-        one block at a time, peers in turn)."""
+        """The uplink is free: answer requests as engine/upload.py does, with the
+        same rule (core/uploadpolicy's ``Rounds``): one block for each asking peer
+        (its best request: fresh pieces first; held ones only while no peer asks
+        for a fresh one). The round's blocks go out together, sharing the uplink as
+        TCP flows through one qdisc do, so each arrives when the whole round is
+        through (``Params.shared_uplink``; without it, one block at a time, peers in
+        turn: the first fresh one, else the first held one)."""
         self.busy = False
         if not self.alive:
             return
         now = self.swarm.loop.now
-        shared = self.swarm.params.shared
+        rounds = self.rounds
         while self.asking:
-            asking = []
-            for p in list(self.asking):
-                c = self.conns[p]
-                q = c.queue
-                while q and (q[0].index, q[0].begin) not in c.queued:
-                    q.popleft()
+            asking = [(p, self.conns[p].queue, self.conns[p].queued, BLOCK)
+                      for p in self.asking]
+            if self.swarm.params.shared:
+                batch = rounds.batch(asking, now)
+            else:
+                ready = [(p, q, best) for p, q, live, _ in asking
+                         if (best := rounds.best(p, q, live, now)) is not None]
+                pick = next(((p, q, n) for p, q, (n, held) in ready if not held),
+                            (ready[0][0], ready[0][1], ready[0][2][0]) if ready else None)
+                batch = []
+                if pick is not None:
+                    p, q, n = pick
+                    req = q[n]
+                    del q[n]
+                    batch = [(p, req, rounds.taken(p, req, now))]
+            for p, q, _, _ in asking:
                 if not q:
                     del self.asking[p]
-                    continue
-                asking.append((p, list(itertools.islice(q, SCAN)), True))
-            if not asking:
+            if not batch:
                 return
-            if shared:   # core/uploadpolicy, as engine/upload.py's _next_batch
-                batch = next_batch(asking, self.sent, self.last_sent, now)
-            else:   # the first fresh one, else the first held one
-                ready = [(p, *best_request(r, p, self.sent, self.last_sent, now))
-                         for p, r, _ in asking]
-                batch = [next(((p, n) for p, n, held in ready if not held),
-                              ready[0][:2])]
             sends = []
-            for p, n in batch:
+            for p, req, prev in batch:
                 c = self.conns[p]
-                req = c.queue[n]
-                del c.queue[n]
-                del self.asking[p]
-                if c.queue:   # its turn is over: to the back of the line
+                if p in self.asking:   # its turn is over: to the back of the line
+                    del self.asking[p]
                     self.asking[p] = None
-                key = (req.index, req.begin)
+                key = (req.index, req.begin, req.length)
                 if key not in c.queued:
+                    rounds.untaken(p, req, prev)
                     continue   # cancelled meanwhile: not sent
                 c.queued.discard(key)
                 if self.sparing is not None:
                     if not self.sparing.serve(p, req.index, now):
+                        rounds.untaken(p, req, prev)
                         self.swarm.send(self, p, p.on_reject, req.index, req.begin)
                         continue
                     self.sparing.sent(p, req.index)
@@ -429,9 +441,6 @@ class Node:
                 nbytes = req.length
                 self.conns[p].up.add(nbytes, now)
                 self.tx += nbytes
-                if req.begin == 0:   # engine/upload.py counts a piece at its first block
-                    self.sent[req.index] = self.sent.get(req.index, 0) + 1
-                self.last_sent[req.index] = (p, now)
                 self.swarm.transfer(self, p, req.index, req.begin, nbytes, up_end)
             self.kick()
             return
@@ -461,8 +470,8 @@ class Node:
                 # engine/reads.py: a read that will wait raises its own pieces
                 # first, before the window moves on (which gives up what it leaves).
                 self.wait_owner = owner = object()
-                self.picker.raise_priority(owner, missing, NOW,
-                                           self.swarm.loop.now + NOW_SLACK)
+                self.wait_deadline = self.swarm.loop.now + NOW_SLACK
+                self.picker.raise_read(owner, missing, self.wait_deadline)
             self._advance(self.pos, n)
             if missing:
                 self.read_len = n

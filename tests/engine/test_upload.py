@@ -183,7 +183,9 @@ def _random_uploader(rng, full_scan: bool):
     peers = [Peer(n) for n in "abc"]
     up = Uploader(Seed(*peers), TokenBucket(0))
     if full_scan:
-        up._next_best = lambda s, n, taken, now: up._best(s, now)
+        rounds = up.rounds  # core/uploadpolicy's Rounds, the uploader's rule
+        rounds.next_best = lambda peer, fifo, live, n, taken, now: rounds.best(
+            peer, fifo, live, now)
     for p in peers:
         for _ in range(rng.randrange(1, 12)):
             index = rng.randrange(12)
@@ -201,7 +203,7 @@ def _random_uploader(rng, full_scan: bool):
 @pytest.mark.parametrize("seed", range(300))
 def test_quick_next_pick_is_the_full_scans_choice(seed):
     """``_next_batch`` takes a peer's next request without scanning its queue again
-    when it can (``_next_best``): its picks, in order, are exactly those of a full
+    when it can (``Rounds.next_best``): its picks, in order, are exactly those of a full
     scan after every take."""
     import random
     quick = _random_uploader(random.Random(seed), full_scan=False)

@@ -116,6 +116,13 @@ class Choker:
         passed since the last one."""
         return self._last_rechoke is None or now - self._last_rechoke >= self.rechoke_every
 
+    def has_room(self) -> bool:
+        """Whether the last round left a slot empty (fewer unchoked than
+        ``regular_slots + 1``): a peer that becomes interested is worth a round out
+        of turn only then. Peers' interest comes and goes with each piece in a
+        cluster reading in step; a round for each would cost more than it gives."""
+        return len(self.regular) + (self.optimistic is not None) <= self.regular_slots
+
     def rechoke(self, peers: list[PeerView], now: float, seeding: bool) -> Decision:
         """Run one round over the connected ``peers``; returns the changes to make."""
         self._last_rechoke = now

@@ -61,6 +61,7 @@ from typing import Container, Hashable, Iterable
 from torrentfs.core.bitfield import Bitfield
 from torrentfs.core.geometry import Geometry
 from torrentfs.core.priorities import NONE, NORMAL, NOW, READAHEAD, TIER_NAMES, Priorities
+from torrentfs.core.stealing import STEAL_AFTER, steal
 
 __all__ = ["NONE", "NORMAL", "NOW", "READAHEAD", "TIER_NAMES", "Block", "Peer", "Picker",
            "Received"]
@@ -115,12 +116,14 @@ class Received:
 
 class Picker(Priorities):
     def __init__(self, geometry: Geometry, have: Bitfield, *, prefetch: bool = False,
-                 duplicate_after: float = 1.0, salt: int = 0, jitter: float = 1.0) -> None:
+                 duplicate_after: float = 1.0, salt: int = 0, jitter: float = 1.0,
+                 steal_after: float = STEAL_AFTER) -> None:
         super().__init__()  # raises, blocks wanted first, the kept order: core/priorities
         self.geometry = geometry
         self.have = have
         self.prefetch = prefetch
         self.duplicate_after = duplicate_after
+        self.steal_after = steal_after  # core/stealing (0: never)
         # Bumped by whatever could free a block for some peer; a peer whose last pick
         # found nothing free at generation g picks nothing while it is still g.
         self._generation = 0
@@ -131,6 +134,7 @@ class Picker(Priorities):
         self._partials: dict[int, _Partial] = {}
         self._parole: set[int] = set()  # failed their hash, not verified since
         self._peers: dict[Peer, Bitfield] = {}
+        self._lacking: dict[Peer, int] = {}  # pieces each peer has that we lack
         # Each peer's requests (index, begin), in the order asked.
         self._outstanding: dict[Peer, dict[tuple[int, int], None]] = {}
         self.availability = [0] * geometry.num_pieces
@@ -143,6 +147,7 @@ class Picker(Priorities):
 
     def add_peer(self, peer: Peer) -> None:
         self._peers[peer] = Bitfield(self.geometry.num_pieces)
+        self._lacking[peer] = 0
         self._outstanding[peer] = {}
         self._order = None
         self._generation += 1
@@ -156,6 +161,7 @@ class Picker(Priorities):
             if partial.only == peer:
                 partial.only = None
         bits = self._peers.pop(peer, None)
+        self._lacking.pop(peer, None)
         self._outstanding.pop(peer, None)
         self._dry.pop(peer, None)
         self._fresh.pop(peer, None)
@@ -172,6 +178,8 @@ class Picker(Priorities):
         bits = self._peers[peer]
         if bits.add(index):
             self.availability[index] += 1
+            if index not in self.have:
+                self._lacking[peer] += 1
             if bits.complete:
                 self._seeds += 1
                 self._generation += 1  # seeds spare it no longer: they may pick more
@@ -208,12 +216,7 @@ class Picker(Priorities):
 
     def is_interesting(self, peer: Peer) -> bool:
         """True when the peer has a piece we lack."""
-        bits = self._peers.get(peer)
-        if bits is None or not bits.count:
-            return False
-        if bits.complete:
-            return not self.have.complete
-        return any(i not in self.have for i in bits)
+        return self._lacking.get(peer, 0) > 0
 
     def dry(self, peer: Peer) -> bool:
         """True while the peer's last pick found no free block and nothing changed
@@ -396,6 +399,11 @@ class Picker(Priorities):
                 return picked
             # A NOW piece's blocks may be asked again once late: never dry.
             dry = dry and tier != NOW and not partials[index].num_free
+        if self.steal_after and len(picked) < limit and not bits.complete and avoid is None:
+            dry = not steal(self, peer, order, has, now, limit, picked,
+                            self.steal_after, avoid) and dry
+            if len(picked) >= limit:
+                return picked
         if self.prefetch:
             if below is None:
                 limit = min(limit, len(picked) + max(0, room))
@@ -550,9 +558,18 @@ class Picker(Priorities):
         partial = self._partials.get(index)
         return dict(partial.suppliers) if partial else {}
 
-    def piece_verified(self, index: int) -> None:
-        """The piece passed its hash: it is ours; nobody is asked for it again."""
-        self.have.add(index)
+    def piece_verified(self, index: int) -> list[Peer]:
+        """The piece passed its hash: it is ours; nobody is asked for it again.
+        Returns the peers that had it and now have no piece we lack (the shell
+        tells them it is not interested: their uploads go to those who need them)."""
+        dull = []
+        if self.have.add(index):
+            lacking = self._lacking
+            for peer, bits in self._peers.items():
+                if index in bits:
+                    lacking[peer] -= 1
+                    if not lacking[peer]:
+                        dull.append(peer)
         self._parole.discard(index)
         self._first.pop(index, None)
         self._forget_partial(index, freed=False)
@@ -560,11 +577,15 @@ class Picker(Priorities):
             del self._raises[index]
             self._unorder(index)
             self._top.pop(index, None)
+        return dull
 
     def piece_lost(self, index: int) -> None:
         """A piece we had is gone (evicted from the disk cache, or found damaged on
         disk): it is wanted again like any missing piece."""
-        self.have.discard(index)
+        if self.have.discard(index):
+            for peer, bits in self._peers.items():
+                if index in bits:
+                    self._lacking[peer] += 1
         self._order = None
         self._generation += 1
 

@@ -29,6 +29,9 @@ from typing import Hashable, Iterable
 from torrentfs.core.bitfield import Bitfield
 
 NONE, NORMAL, READAHEAD, NOW = 0, 1, 2, 3
+SPLIT_LEECHERS = 4  # other leechers about from which a read raises only its first piece
+                    # to NOW (``raise_read``); with fewer, the real 4-node cluster test
+                    # (nodes twice as fast as the origin) sent the origin 1.8-2.0 copies
 TIER_NAMES = {NONE: "none", NORMAL: "normal", READAHEAD: "readahead", NOW: "now"}
 
 
@@ -76,6 +79,24 @@ class Priorities:
             changed = True
         if changed:
             self._changed_raises()
+
+    def raise_read(self, owner: Hashable, pieces: Iterable[int], deadline: float) -> None:
+        """A read waits on ``pieces`` (in file order). Among seeds alone every
+        missing one is raised to NOW, and so with fewer than ``SPLIT_LEECHERS``
+        leechers. With more (a cluster reading the same file in step), only the
+        first missing one is: the rest go to
+        READAHEAD due at the same ``deadline``, where each node takes them rarest
+        first, in an order of its own, so that nodes fetch different pieces and
+        trade them instead of all asking the few holders of the same ones at once.
+        The reader raises again as each piece comes in (the next one to NOW)."""
+        missing = [i for i in pieces if i not in self.have]
+        if not missing:
+            return
+        owned = self._raises
+        rest = READAHEAD if len(self._peers) - self._seeds >= SPLIT_LEECHERS else NOW
+        for n, i in enumerate(missing):
+            owned.setdefault(i, {})[owner] = (rest if n else NOW, deadline)
+        self._changed_raises()
 
     def drop(self, owner: Hashable, pieces: Iterable[int] | None = None) -> None:
         """Undo ``owner``'s raises: on ``pieces``, or on all of them."""

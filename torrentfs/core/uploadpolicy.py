@@ -9,27 +9,43 @@ caller scans it), the next is the oldest request for the piece uploaded least so
 identity): that peer will soon announce it, and the asker can fetch it there. The
 uploader (engine/upload.py) and the swarm simulator (benchmarks/sim) both use it.
 
-``next_batch`` chooses one request for each peer whose socket has room, as the
-simulator's uploader sends them together (engine/upload.py's ``_next_batch`` takes
-as many per peer as its socket has room for, weighing each with ``best_request``
-after the ones before it were counted as sent: the same rule, block by block): a piece chosen for one peer of the batch holds it
-for the peers after it, as if just sent (peers reading the same file in step ask
-for the same new piece at the same moment; without this each got its first block
-from the origin). Held requests wait while any peer, with room or not, has a fresh
-one; with none at all they go, so the uplink does not idle.
+``Rounds`` is an uploader's memory of what went out (``sent``, ``last_sent``) and
+its rounds: ``batch`` takes, for each peer whose socket has room, its next requests
+while the room lasts (one at least), each weighed with ``best_request`` after the
+ones before it were counted as sent (``taken``). So a piece chosen for one peer of
+the round holds it for the peers after it, as if just sent (peers reading the same
+file in step ask for the same new piece at the same moment; without this each got
+its first block from the origin). Held requests wait while any peer, with room or
+not, has a fresh one; with none at all they go, so the uplink does not idle.
+engine/upload.py runs its rounds with it, and so does the swarm simulator
+(benchmarks/sim, one block of room per peer); ``next_batch`` is one such round over
+plain lists.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections import ChainMap
-from typing import Hashable, Iterable, Protocol, Sequence
+import sys
+from collections import deque
+from typing import Any, Container, Hashable, Iterable, Protocol, Sequence
 
-HOLD_SECONDS = 2.0  # how long a piece just sent to one peer waits for another
+HOLD_SECONDS = 8.0  # how long a piece just sent to one peer waits for another (the
+                   # time it takes to spread through a 64-node cluster at a trickle:
+                   # benchmarks/sim, docs/benchmarks.md "session 6: cluster policy")
+
+
+SCAN = 64  # requests of a peer's queue weighed when choosing its next
 
 
 class HasIndex(Protocol):
     index: int
+
+
+class Req(Protocol):
+    index: int
+    begin: int
+    length: int
 
 
 def best_request(requests: Iterable[HasIndex], peer: Hashable, sent: dict[int, int],
@@ -53,31 +69,135 @@ def best_request(requests: Iterable[HasIndex], peer: Hashable, sent: dict[int, i
     return None if best < 0 else (best, best_key[0])
 
 
-def next_batch(asking: Iterable[tuple[Hashable, Sequence[HasIndex], bool]],
+class Rounds:
+    """An uploader's memory of what went out, and its rounds (module docstring).
+
+    A peer's queue is a deque of requests, oldest first, with the set of the keys
+    ``(index, begin, length)`` still live (a cancelled request stays in the deque
+    until it reaches the head, where it is dropped)."""
+
+    def __init__(self, hold: float = HOLD_SECONDS, scan: int = SCAN) -> None:
+        self.hold = hold
+        self.scan = scan
+        self.sent: dict[int, int] = {}  # piece -> times its first block went out
+        self.last_sent: dict[int, tuple[Hashable, float]] = {}  # piece -> to whom, when
+
+    def batch(self, asking: Iterable[tuple[Hashable, deque, Container, int]],
+              now: float) -> list[tuple[Hashable, Any, Any]]:
+        """The requests to answer now, taken off their queues, as ``(peer, request,
+        what its taking replaced)``: ``asking`` gives each peer with requests, its
+        queue, its live keys and its room (bytes its socket can take; <= 0: busy,
+        weighed only to know whether anyone asks for a fresh piece)."""
+        asking = list(asking)
+        ready = [(peer, fifo, live, room, self.best(peer, fifo, live, now))
+                 for peer, fifo, live, room in asking if room > 0]
+        ready = [r for r in ready if r[4] is not None]
+        fresh = any(not held for *_, (_, held) in ready)
+        if ready and not fresh:
+            fresh = any(best is not None and not best[1]
+                        for best in (self.best(peer, fifo, live, now)
+                                     for peer, fifo, live, room in asking if room <= 0))
+        batch = []
+        for k, (peer, fifo, live, left, best) in enumerate(ready):
+            if k:  # weighed again: the peers before it took requests meanwhile
+                best = self.best(peer, fifo, live, now)
+            while best is not None:
+                n, held = best
+                if held and fresh:
+                    break
+                req = fifo[n]
+                del fifo[n]
+                batch.append((peer, req, self.taken(peer, req, now)))
+                left -= req.length
+                if left <= 0:
+                    break
+                best = self.next_best(peer, fifo, live, n, req, now)
+        return batch
+
+    def best(self, peer: Hashable, fifo: deque, live: Container,
+             now: float) -> tuple[int, bool] | None:
+        """Where in the peer's queue its next request is, and whether it is held:
+        ``best_request`` among the first ``scan`` (a peer asks for what it wants
+        most first). Cancelled requests at the head are dropped on the way."""
+        while fifo and (fifo[0].index, fifo[0].begin, fifo[0].length) not in live:
+            fifo.popleft()
+        if not fifo:
+            return None
+        return best_request(itertools.islice(fifo, self.scan), peer, self.sent,
+                            self.last_sent, now, self.hold)
+
+    def next_best(self, peer: Hashable, fifo: deque, live: Container, n: int,
+                  taken: Req, now: float) -> tuple[int, bool] | None:
+        """``best`` right after the request at ``n`` (the best) was taken, in O(1)
+        when it can be: the next request of the same piece, now at ``n``, is the
+        best again unless the piece's count went up (a first block was taken) or
+        the request that just entered the scanned window beats it. (Before: every
+        request ahead of ``n`` weighed more than the one taken, those after it no
+        less; its piece's requests weigh the same or less now that it went to
+        ``peer``; only the new entrant at scan-1 is unweighed.) Else a full scan."""
+        scan = self.scan
+        if taken.begin != 0 and n < len(fifo):
+            nxt = fifo[n]
+            if nxt.index == taken.index and (nxt.index, nxt.begin, nxt.length) in live:
+                if len(fifo) < scan:
+                    return n, False
+                sent = self.sent
+                count = sent.get(taken.index, 0)
+                new = fifo[scan - 1]
+                if new.index == taken.index or sent.get(new.index, 0) >= count:
+                    return n, False
+                to = self.last_sent.get(new.index)
+                if to is not None and to[0] is not peer and now - to[1] < self.hold:
+                    return n, False  # held: weighs more
+        return self.best(peer, fifo, live, now)
+
+    def taken(self, peer: Hashable, req: Req, now: float) -> Any:
+        """A request is about to be answered: the piece went to ``peer`` now.
+        Returns what that replaced, for ``untaken``."""
+        prev = self.last_sent.get(req.index)
+        self.last_sent[req.index] = (peer, now)
+        if req.begin == 0:
+            self.sent[req.index] = self.sent.get(req.index, 0) + 1
+        return prev
+
+    def untaken(self, peer: Hashable, req: Req, prev: Any) -> None:
+        """A request taken was not answered after all: it does not count as sent."""
+        if req.begin == 0:
+            n = self.sent.get(req.index, 0) - 1
+            if n > 0:
+                self.sent[req.index] = n
+            else:
+                self.sent.pop(req.index, None)
+        last = self.last_sent.get(req.index)
+        if last is not None and last[0] is peer:  # nobody took it since
+            if prev is None:
+                del self.last_sent[req.index]
+            else:
+                self.last_sent[req.index] = prev
+
+
+class _Live:
+    """Every request is live (``next_batch``'s plain lists have no cancels)."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+
+def next_batch(asking: Iterable[tuple[Hashable, Sequence[Req], bool]],
                sent: dict[int, int], last_sent: dict[int, tuple[Hashable, float]],
                now: float, hold: float = HOLD_SECONDS) -> list[tuple[Hashable, int]]:
-    """``(peer, position)`` of the requests to answer now, in ``asking``'s order:
-    each entry is a peer, the requests of its queue to weigh (oldest first), and
-    whether its socket has room for another block. See the module docstring."""
-    taken: dict[int, tuple[Hashable, float]] = {}
-    seen = ChainMap(taken, last_sent)
-    ready: list[tuple[Hashable, int, bool]] = []
-    busy: list[tuple[Hashable, Sequence[HasIndex]]] = []
-    fresh = False
-    for peer, requests, room in asking:
-        if not room:
-            busy.append((peer, requests))
-            continue
-        best = best_request(requests, peer, sent, seen, now, hold)
-        if best is None:
-            continue
-        n, held = best
-        if not held:
-            fresh = True
-            taken[requests[n].index] = (peer, now)
-        ready.append((peer, n, held))
-    if ready and not fresh:
-        fresh = any(best is not None and not best[1]
-                    for best in (best_request(r, peer, sent, seen, now, hold)
-                                 for peer, r in busy))
-    return [(peer, n) for peer, n, held in ready if not (held and fresh)]
+    """One round of ``Rounds.batch`` with room for one request per peer, over
+    plain lists (left as they are, like ``sent`` and ``last_sent``): ``(peer,
+    position)`` of the requests to answer now, in ``asking``'s order. Each entry is
+    a peer, the requests of its queue to weigh (oldest first), and whether its
+    socket has room for another block."""
+    rounds = Rounds(hold, scan=sys.maxsize)  # the caller gave what to weigh
+    rounds.sent, rounds.last_sent = dict(sent), dict(last_sent)
+    live = _Live()
+    queues = [(peer, list(requests), deque(requests), room)
+              for peer, requests, room in asking]
+    taken = rounds.batch([(peer, fifo, live, 1 if room else 0)
+                          for peer, _, fifo, room in queues], now)
+    where = {peer: requests for peer, requests, _, _ in queues}
+    return [(peer, next(n for n, r in enumerate(where[peer]) if r is req))
+            for peer, req, _ in taken]

@@ -434,8 +434,8 @@ class Reads:
         owner = object()
         unscheduled = t.have.missing(pieces)
         began = trio.current_time()
-        if unscheduled:
-            t.picker.raise_priority(owner, unscheduled, NOW, began + NOW_SLACK)
+        if unscheduled:  # NOW (the first of them alone, with leechers about)
+            t.picker.raise_read(owner, unscheduled, began + NOW_SLACK)
         # A file's first read, or a seek, that waits is alone on the wire: its
         # readahead (and a first read's first and last pieces) are asked once its
         # pieces are in. On a fast link the time is spent receiving (and the piece's
@@ -588,13 +588,18 @@ class Reads:
         that just timed out) waits ``RETRY_SLACK`` at most."""
         t = self.torrent
         owner = owner or object()
-        t.picker.raise_priority(owner, pieces, NOW, trio.current_time() + NOW_SLACK)
+        deadline = trio.current_time() + NOW_SLACK
+        t.picker.raise_read(owner, pieces, deadline)
         t.schedule()
         timeout = math.inf if self.read_timeout is None else self.read_timeout
         wait = timeout if not retry else min(timeout, RETRY_SLACK)
         self.waiting[owner] = (trio.current_time(), pieces)
         try:
-            for i in pieces:
+            for k, i in enumerate(pieces):
+                if i not in t.have and t.picker.priority(i)[0] != NOW:
+                    # The next piece waited on (``raise_read`` raised only the first).
+                    t.picker.raise_read(owner, pieces[k:], deadline)
+                    t.schedule()
                 while i not in t.have:
                     event = self._events.get(i)
                     if event is None:

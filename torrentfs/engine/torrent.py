@@ -299,7 +299,7 @@ class Torrent:
             case wire.Hashes() | wire.HashReject():  # leaves for block-level reads
                 self.reads.blocks.hash_message(s, msg)
             case wire.Interested():
-                if self.have.count:
+                if self.have.count and self.choker.has_room():
                     self.rechoke()  # a free slot should not wait for the next round
             case wire.NotInterested():
                 if not s.am_choking:
@@ -466,11 +466,15 @@ class Torrent:
 
     def piece_on_disk(self, index: int) -> None:
         """A verified piece is on disk: it is ours; wake its readers, tell the peers."""
-        self.picker.piece_verified(index)
+        dull = self.picker.piece_verified(index)
         self.reads.piece_arrived(index)
         for listener in self.piece_listeners:
             listener(index)
         self.haves.announce(index)  # and, once complete, not interested any more
+        if not self.have.complete:
+            for s in dull:  # nothing more for us there: its uploads go to others
+                if getattr(s, "am_interested", False) and not s.closed:
+                    s.send(wire.NotInterested())
         if self.have.complete:
             log.info("all %d pieces verified", self.have.size)
             self.announcer.completed()

@@ -30,7 +30,6 @@ keep); hashes nobody asked for drop the peer.
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections import deque
 from typing import Any
@@ -41,7 +40,7 @@ from torrentfs.core import wire
 from torrentfs.core.piecelayers import HashServer
 from torrentfs.core.ratelimit import TokenBucket
 from torrentfs.core.sparing import Sparing
-from torrentfs.core.uploadpolicy import HOLD_SECONDS, best_request
+from torrentfs.core.uploadpolicy import HOLD_SECONDS, Rounds
 from torrentfs.disk.storage import StorageError
 from torrentfs.net.peer import PeerSession
 
@@ -53,7 +52,6 @@ MAX_REFUSED = 4 * MAX_UPLOAD_QUEUE  # requests refused in a row before the peer 
 UPLOAD_BACKLOG = 512 << 10  # serve a peer more only while less than this awaits its socket,
 UPLOAD_BACKLOG_MIN = 16 << 10  # ... or, for a slow peer, this or BACKLOG_SECONDS of its
 BACKLOG_SECONDS = 0.02      # rate: what sits in a socket can no longer be cancelled or held
-SCAN = 64                   # requests of a peer's queue weighed when choosing its next
 
 
 def backlog_limit(s: PeerSession, now: float) -> int:
@@ -73,8 +71,7 @@ class Uploader:
         self.limit = limit
         self.uploaded = 0
         self._wake = trio.Event()
-        self._pieces_sent: dict[int, int] = {}  # piece -> times its first block went out
-        self._last_sent: dict[int, tuple[PeerSession, float]] = {}  # piece -> to whom, when
+        self.rounds = Rounds()  # what went out, to whom, when; each round's choice
         self._hashes: HashServer | None = None  # made at the first hash request
         # seed --super-seed: a piece already sent to another peer is refused (BEP 6
         # reject; core/sparing), so the asker fetches it there.
@@ -184,99 +181,25 @@ class Uploader:
         pieces first: those that just went to someone else wait while anyone asks
         for one that has not (see the module docstring), even a peer whose socket is
         still busy with what we sent it; with no fresh requests at all the uplink
-        would idle, so held ones go. A request taken counts as sent at once (to
-        whom, when, and the piece's count if it is its first block), so the next
-        one weighed, for this peer or another, sees it; each comes with what it
+        would idle, so held ones go. The rule is core/uploadpolicy's ``Rounds``,
+        which the swarm simulator runs too; each request comes with what its taking
         replaced (``_serve_one`` puts that back if the request is not served)."""
-        asking = [s for s in self.torrent.sessions.values() if s.upload_fifo and not s.closed]
-        room = {s: backlog_limit(s, now) - s.backlog for s in asking}
-        ready = [(s, self._best(s, now)) for s in asking if room[s] > 0]
-        ready = [(s, best) for s, best in ready if best is not None]
-        fresh = any(not held for _, (_, held) in ready)
-        if ready and not fresh:
-            fresh = any(best is not None and not best[1]
-                        for best in (self._best(s, now) for s in asking
-                                     if room[s] <= 0))
-        batch = []
-        for k, (s, best) in enumerate(ready):
-            if k:  # weighed again: the peers before it took requests meanwhile
-                best = self._best(s, now)
-            left = room[s]
-            while best is not None:
-                n, held = best
-                if held and fresh:
-                    break
-                fifo = s.upload_fifo
-                req = fifo[n]
-                del fifo[n]
-                batch.append((s, req, self._taken(s, req, now)))
-                left -= req.length
-                if left <= 0:
-                    break
-                best = self._next_best(s, n, req, now)
-        return batch
-
-    def _next_best(self, s: PeerSession, n: int, taken: wire.Request,
-                   now: float) -> tuple[int, bool] | None:
-        """``_best`` right after the request at ``n`` (the best) was taken, in O(1)
-        when it can be: the next request of the same piece, now at ``n``, is the
-        best again unless the piece's count went up (a first block was taken) or
-        the request that just entered the scanned window beats it. (Before: every
-        request ahead of ``n`` weighed more than the one taken, those after it no
-        less; its piece's requests weigh the same or less now that it went to
-        ``s``; only the new entrant at SCAN-1 is unweighed.) Else a full scan."""
-        fifo = s.upload_fifo
-        if taken.begin != 0 and n < len(fifo):
-            nxt = fifo[n]
-            if nxt.index == taken.index and (nxt.index, nxt.begin, nxt.length) in s.queued:
-                if len(fifo) < SCAN:
-                    return n, False
-                sent = self._pieces_sent
-                count = sent.get(taken.index, 0)
-                new = fifo[SCAN - 1]
-                if new.index == taken.index or sent.get(new.index, 0) >= count:
-                    return n, False
-                to = self._last_sent.get(new.index)
-                if to is not None and to[0] is not s and now - to[1] < HOLD_SECONDS:
-                    return n, False  # held: weighs more
-        return self._best(s, now)
-
-    def _taken(self, s: PeerSession, req: wire.Request, now: float) -> Any:
-        """A request is about to be answered: the piece went to ``s`` now. Returns
-        what that replaced, for ``_untaken``."""
-        prev = self._last_sent.get(req.index)
-        self._last_sent[req.index] = (s, now)
-        if req.begin == 0:
-            self._pieces_sent[req.index] = self._pieces_sent.get(req.index, 0) + 1
-        return prev
+        return self.rounds.batch(
+            [(s, s.upload_fifo, s.queued, backlog_limit(s, now) - s.backlog)
+             for s in self.torrent.sessions.values() if s.upload_fifo and not s.closed],
+            now)
 
     def _untaken(self, s: PeerSession, req: wire.Request, prev: Any) -> None:
         """A request taken was not answered after all: it does not count as sent."""
-        if req.begin == 0:
-            n = self._pieces_sent.get(req.index, 0) - 1
-            if n > 0:
-                self._pieces_sent[req.index] = n
-            else:
-                self._pieces_sent.pop(req.index, None)
-        last = self._last_sent.get(req.index)
-        if last is not None and last[0] is s:  # nobody took it since
-            if prev is None:
-                del self._last_sent[req.index]
-            else:
-                self._last_sent[req.index] = prev
+        self.rounds.untaken(s, req, prev)
 
-    def _best(self, s: PeerSession, now: float) -> tuple[int, bool] | None:
-        """Where in the peer's queue its next request is, and whether it is held:
-        the oldest of the requests for the pieces we have uploaded least, preferring
-        any not held, among the first ``SCAN`` (a peer asks for what it wants
-        most first). Cancelled requests at the head are dropped on the way."""
-        fifo, queued = s.upload_fifo, s.queued
-        while fifo and (fifo[0].index, fifo[0].begin, fifo[0].length) not in queued:
-            fifo.popleft()
-        if not fifo:
-            return None
-        return best_request(itertools.islice(fifo, SCAN), s, self._pieces_sent,
-                            self._last_sent, now)
+    @property
+    def _pieces_sent(self) -> dict[int, int]:  # piece -> times its first block went out
+        return self.rounds.sent
+
+    @property
+    def _last_sent(self) -> dict[int, tuple[PeerSession, float]]:  # piece -> to whom, when
+        return self.rounds.last_sent
 
     def _serve_now(self, s: PeerSession, req: wire.Request, now: float) -> int | None:
         """``_serve_one`` when it need not wait, the common case: the bytes sent
