@@ -27,6 +27,7 @@ from torrentfs.engine.status import (
     document,
     node_facts,
     publish,
+    publish_now,
     status_path,
 )
 
@@ -158,6 +159,18 @@ async def test_publish_writes_the_file_every_second_and_removes_it(tmp_path,
         assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left
         n.cancel_scope.cancel()
     assert not path.exists()
+
+
+def test_publish_now_writes_the_state_at_once_between_the_ticks(tmp_path):
+    # `torrentfs status` must say "seeding after unmount" as soon as `torrentfs
+    # list` does, not up to a second later.
+    torrent = SimpleNamespace(status=lambda: {"n": 1})
+    path = tmp_path / "x.status.json"
+    publish_now(lambda: [torrent], path, "/mnt/x", extra=lambda: {"state": "seeding"})
+    doc = json.loads(path.read_bytes())
+    assert (doc["state"], doc["torrents"], doc["mountpoint"]) == ("seeding", [{"n": 1}],
+                                                                  "/mnt/x")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 def test_status_path_sits_beside_the_mount_state_file(tmp_path):

@@ -240,7 +240,7 @@ def serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=Non
     import trio
 
     from torrentfs.core.tree import Tree
-    from torrentfs.engine.status import publish, status_path
+    from torrentfs.engine.status import publish, publish_now, status_path
     from torrentfs.engine.torrent import Torrent, make_peer_id
     from torrentfs.fs.fuse import TorrentFS, mounted
 
@@ -317,6 +317,10 @@ def serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=Non
 
                 def seeding(until: str) -> None:  # SIGTERM now ends the seeding
                     phase["state"] = SEEDING
+                    # The status file first: `torrentfs status` says so as soon as
+                    # the registry (`list`, `unmount`) does.
+                    publish_now(lambda: [torrent], status_path(state), mountpoint,
+                                extra=lambda: phase)
                     reg.update(state=SEEDING, until=until)
                     if lock is not None:
                         lock.update(mountpoint=mountpoint, what="seeded after the unmount of")

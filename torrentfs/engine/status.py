@@ -182,6 +182,28 @@ def encode(doc: dict) -> bytes:
     return text.encode()
 
 
+def status_file(torrents, mountpoint: str, extra=None) -> bytes:
+    """The status file's bytes now (``publish``'s arguments)."""
+    token = _PUBLISHING.set(True)
+    try:
+        doc = document([t.status() for t in torrents()], mountpoint)
+    finally:
+        _PUBLISHING.reset(token)
+    if extra is not None:
+        doc.update(extra())
+    return encode(doc)
+
+
+def publish_now(torrents, path: Path, mountpoint: str, extra=None) -> None:
+    """Write the status file at once, in this thread: a change of state that
+    ``torrentfs status`` must show as soon as ``torrentfs list`` does (the registry
+    is written at once; ``publish`` writes every second)."""
+    try:
+        write_private(path, status_file(torrents, mountpoint, extra))
+    except OSError as e:
+        log.warning("cannot write the status file %s: %s", path, e)
+
+
 async def publish(torrents, path: Path, mountpoint: str, every: float = PUBLISH_EVERY,
                   offload=trio.to_thread.run_sync, extra=None) -> None:
     """Write the status file every ``every`` seconds until cancelled, then remove
@@ -191,14 +213,7 @@ async def publish(torrents, path: Path, mountpoint: str, every: float = PUBLISH_
     try:
         while True:
             t0 = time.perf_counter()
-            token = _PUBLISHING.set(True)
-            try:
-                doc = document([t.status() for t in torrents()], mountpoint)
-            finally:
-                _PUBLISHING.reset(token)
-            if extra is not None:
-                doc.update(extra())
-            data = encode(doc)
+            data = status_file(torrents, mountpoint, extra)
             took = time.perf_counter() - t0  # in the trio thread: keep it a small share
             try:
                 await offload(write_private, path, data)  # atomic: old or new, never half
