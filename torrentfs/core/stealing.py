@@ -24,7 +24,16 @@ from torrentfs.core.priorities import READAHEAD
 
 Block = tuple[int, int, int]  # (piece index, begin, length), as core/picker's
 
-STEAL_AFTER = 1.0  # a block asked of another peer this long ago may be asked again
+# A block asked of another peer this long ago may be asked again; 0: never (the
+# default). Off since the merge: in `scripts/cluster --nodes 8 --size 32 --origin-rate
+# 2000000 --node-rate 2000000 --no-http` (caps by tc, so a block waits in the kernel's
+# queues, where a second of waiting is normal) two runs with 1.0 gave p50 1.93 / 2.12x
+# ideal, origin 1.82 / 1.98 copies, 0.48 / 0.60 copies wasted and 42.5 / 49.2 CPU s
+# per GiB; two with it off 1.89 / 1.57x, 1.69 / 1.42 copies, 0.48 / 0.29 wasted and
+# 35.7 / 32.6 CPU s per GiB. It helped only with the application's own caps
+# (`--app-caps`), where the wait is in our queue. ``Picker(steal_after=...)`` still
+# turns it on.
+STEAL_AFTER = 0.0
 
 
 def steal(picker: Any, peer: Hashable, order: Sequence[tuple[int, int, float]],
