@@ -401,18 +401,19 @@ class PeerSession:
                 await trio.lowlevel.wait_writable(fd)
 
 
-def _plain_socket(stream) -> "trio.socket.SocketType | None":
+def _plain_socket(stream, plain: str = "plain_stream") -> "trio.socket.SocketType | None":
     """The TCP socket under ``stream`` if what we write goes to it as it is (not
-    encrypted, not uTP), else None."""
-    inner = getattr(stream, "plain_stream", stream)
+    encrypted, not uTP), else None. With ``plain="plain_receive_stream"``: if what
+    arrives there is the stream's as it is (not decrypted, no bytes held back)."""
+    inner = getattr(stream, plain, stream)
     return inner.socket if isinstance(inner, trio.SocketStream) else None
 
 
 def _receive_fd(stream) -> int | None:
     """The descriptor of the TCP socket under ``stream`` if what arrives there is
     the stream's as it is (not decrypted, not uTP, no bytes held back), else None."""
-    inner = getattr(stream, "plain_receive_stream", stream)
-    return inner.socket.fileno() if isinstance(inner, trio.SocketStream) else None
+    sock = _plain_socket(stream, "plain_receive_stream")
+    return sock.fileno() if sock is not None else None
 
 
 def _quick_acker(stream) -> Callable[[], None] | None:
