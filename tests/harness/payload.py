@@ -59,6 +59,22 @@ def cmp_tree(original: Path, mounted: Path, log: str = "") -> None:
         assert r.returncode == 0, f"{rel}: {r.stdout}{r.stderr}\n{log[-3000:]}"
 
 
+def dd_random_ranges(mounted: Path, original: bytes, seed: int, piece: int,
+                     count: int = 50) -> None:
+    """Read ``count`` random ranges of ``mounted`` with ``dd`` (sizes from one byte to
+    a piece and a byte, at random offsets, a generator seeded with ``seed``) and check
+    each against the same range of ``original``."""
+    rng = random.Random(seed)
+    for _ in range(count):
+        size = rng.choice([1, 100, 4096, 65536, 300_000, piece + 1])
+        offset = rng.randrange(0, len(original) - 1)
+        r = subprocess.run(["dd", f"if={mounted}", "bs=65536", f"skip={offset}",
+                            f"count={size}", "iflag=skip_bytes,count_bytes",
+                            "status=none"], capture_output=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == original[offset:offset + size], (offset, size)
+
+
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -20,45 +20,72 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 PIECE = 64 * 1024
 
 
+def _made(tmp_path, size, seed):
+    """A payload of `size` bytes under tmp_path/data and its torrent (no tracker):
+    (payload, torrent, info hash)."""
+    payload = make_payload(tmp_path / "data" / "payload", size, seed=seed)
+    torrent = tmp_path / "t.torrent"
+    return payload, torrent, lt_create(payload, torrent, None, piece_size=PIECE)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "utp"])
 @pytest.mark.parametrize("policy", ["prefer", "require"])
 def test_mount_reads_from_a_forced_encryption_libtorrent_seeder(tmp_path, mount_torrent,
-                                                                 policy):
-    """With the default policy the mount dials in plain text, is refused, and dials
-    again encrypted at once; with --encryption require it dials encrypted."""
+                                                                 policy, transport):
+    """Over TCP, with the default policy the mount dials in plain text, is refused,
+    and dials again encrypted at once; with --encryption require it dials encrypted.
+    Over uTP (the seeder's TCP off, plain text refused) the mount reads everything
+    over an encrypted uTP connection (cmp of every file)."""
+    utp = transport == "utp"
     data = tmp_path / "data"
-    payload = make_payload(data / "payload", 2 * 1024 * 1024 + 7, seed=151)
-    torrent = tmp_path / "t.torrent"
-    lt_create(payload, torrent, None, piece_size=PIECE)
-    with lt_seeder(torrent, data, ip="127.0.0.151", encryption="forced") as origin:
+    payload, torrent, _ = _made(tmp_path, 2 * 1024 * 1024 + (9 if utp else 7),
+                                156 if utp else 151)
+    with lt_seeder(torrent, data, ip="127.0.0.156" if utp else "127.0.0.151",
+                   encryption="forced", utp=utp, tcp=not utp) as origin:
         m = mount_torrent(torrent, "--peer", origin.endpoint, "--encryption", policy)
-        same_tree(payload, m.path / "payload")
+        if utp:
+            cmp_tree(payload, m.path / "payload", m.log)
+        else:
+            same_tree(payload, m.path / "payload")
     assert f"encrypted connection to {origin.ip}:{origin.port} (RC4)" in m.log, m.log[-3000:]
+    if utp:
+        assert f"<peer {origin.ip}:{origin.port}> over uTP (outgoing)" in m.log, \
+            m.log[-3000:]
 
 
+@pytest.mark.parametrize("transport", ["tcp", "utp"])
 @pytest.mark.parametrize("policy", ["prefer", "require"])
-def test_forced_encryption_libtorrent_leeches_from_torrentfs_seed(tmp_path, policy):
+def test_forced_encryption_libtorrent_leeches_from_torrentfs_seed(tmp_path, policy,
+                                                                   transport):
+    """A libtorrent leecher forcing RC4 gets everything from `torrentfs seed`, over
+    TCP or (its TCP off) over uTP."""
+    utp = transport == "utp"
     data = tmp_path / "data"
-    payload = make_payload(data / "payload", 2 * 1024 * 1024 + 13, seed=152)
-    torrent = tmp_path / "t.torrent"
-    lt_create(payload, torrent, None, piece_size=PIECE)
+    payload, torrent, _ = _made(tmp_path, 2 * 1024 * 1024 + (15 if utp else 13),
+                                157 if utp else 152)
+    ip = "127.0.0.157" if utp else "127.0.0.152"
     port = free_port()
     with Seed(torrent, data, tmp_path / "cache", port, "--encryption", policy) as seed:
         out = tmp_path / "out"
-        r = lt_leecher(torrent, out, ip="127.0.0.152", peers=[f"127.0.0.1:{port}"],
-                       encryption="forced", timeout=60)
+        r = lt_leecher(torrent, out, ip=ip, peers=[f"127.0.0.1:{port}"],
+                       encryption="forced", utp=utp, tcp=not utp,
+                       timeout=90 if utp else 60)
         assert r.returncode == 0, r.stderr + seed.log.read_text()[-3000:]
     same_tree(payload, out / "payload")
-    # (it dials from 127.0.0.1: its --listen address binds only what it accepts)
-    assert re.search(r"encrypted connection from 127\.0\.0\.1:\d+ \(RC4\)",
-                     seed.log.read_text())
+    log = seed.log.read_text()
+    # Over TCP it dials from 127.0.0.1 (its --listen address binds only what it
+    # accepts); over uTP it sends from its listen address, one UDP socket.
+    source = re.escape(ip) if utp else r"127\.0\.0\.1"
+    assert re.search(rf"encrypted connection from {source}:\d+ \(RC4\)", log), log[-3000:]
+    if utp:
+        assert re.search(rf"<peer {re.escape(ip)}:\d+> over uTP \(incoming\)", log), \
+            log[-3000:]
 
 
 def test_plain_libtorrent_refused_when_encryption_required(tmp_path):
     """--encryption require refuses a peer that speaks plain text only."""
     data = tmp_path / "data"
-    payload = make_payload(data / "payload", 300_000, seed=153)
-    torrent = tmp_path / "t.torrent"
-    lt_create(payload, torrent, None, piece_size=PIECE)
+    payload, torrent, _ = _made(tmp_path, 300_000, 153)
     port = free_port()
     with Seed(torrent, data, tmp_path / "cache", port, "--encryption", "require",
               "--log-level", "debug") as seed:
@@ -102,48 +129,10 @@ def test_transmission_requiring_encryption_both_ways(tmp_path, mount_torrent):
 def test_magnet_mount_from_a_forced_encryption_libtorrent_seeder(tmp_path, mount_torrent):
     """The metadata fetch dials again encrypted too, then the mount reads it all."""
     data = tmp_path / "data"
-    payload = make_payload(data / "payload", 1024 * 1024 + 5, seed=155)
-    torrent = tmp_path / "t.torrent"
-    info_hash = lt_create(payload, torrent, None, piece_size=PIECE)
+    payload, torrent, info_hash = _made(tmp_path, 1024 * 1024 + 5, 155)
     with lt_seeder(torrent, data, ip="127.0.0.155", encryption="forced") as origin:
         link = f"magnet:?xt=urn:btih:{info_hash.hex()}&x.pe={origin.endpoint}"
         m = mount_torrent(link)
         same_tree(payload, m.path / "payload")
     assert "metadata of" in m.log and \
         f"encrypted connection to {origin.ip}:{origin.port} (RC4)" in m.log, m.log[-3000:]
-
-
-@pytest.mark.parametrize("policy", ["prefer", "require"])
-def test_mount_reads_from_a_forced_encryption_utp_only_libtorrent_seeder(
-        tmp_path, mount_torrent, policy):
-    """MSE/PE over uTP: the seeder's TCP is off, it refuses plain text; the mount
-    reads everything over an encrypted uTP connection (cmp of every file)."""
-    data = tmp_path / "data"
-    payload = make_payload(data / "payload", 2 * 1024 * 1024 + 9, seed=156)
-    torrent = tmp_path / "t.torrent"
-    lt_create(payload, torrent, None, piece_size=PIECE)
-    with lt_seeder(torrent, data, ip="127.0.0.156", encryption="forced",
-                   utp=True, tcp=False) as origin:
-        m = mount_torrent(torrent, "--peer", origin.endpoint, "--encryption", policy)
-        cmp_tree(payload, m.path / "payload", m.log)
-    assert f"encrypted connection to {origin.ip}:{origin.port} (RC4)" in m.log, m.log[-3000:]
-    assert f"<peer {origin.ip}:{origin.port}> over uTP (outgoing)" in m.log, m.log[-3000:]
-
-
-@pytest.mark.parametrize("policy", ["prefer", "require"])
-def test_forced_encryption_utp_only_libtorrent_leeches_from_torrentfs_seed(tmp_path, policy):
-    data = tmp_path / "data"
-    payload = make_payload(data / "payload", 2 * 1024 * 1024 + 15, seed=157)
-    torrent = tmp_path / "t.torrent"
-    lt_create(payload, torrent, None, piece_size=PIECE)
-    port = free_port()
-    with Seed(torrent, data, tmp_path / "cache", port, "--encryption", policy) as seed:
-        out = tmp_path / "out"
-        r = lt_leecher(torrent, out, ip="127.0.0.157", peers=[f"127.0.0.1:{port}"],
-                       encryption="forced", utp=True, tcp=False, timeout=90)
-        assert r.returncode == 0, r.stderr + seed.log.read_text()[-3000:]
-    same_tree(payload, out / "payload")
-    log = seed.log.read_text()
-    # (over uTP it sends from its listen address, one UDP socket)
-    assert re.search(r"encrypted connection from 127\.0\.0\.157:\d+ \(RC4\)", log), log[-3000:]
-    assert re.search(r"<peer 127\.0\.0\.157:\d+> over uTP \(incoming\)", log), log[-3000:]

@@ -5,7 +5,6 @@ tools (ls, cmp, dd, sha256sum). Every mount is unmounted by the fixture."""
 from __future__ import annotations
 
 import os
-import random
 import re
 import signal
 import subprocess
@@ -15,7 +14,7 @@ import pytest
 from tests.harness.command import TORRENTFS
 from tests.harness.mounts import pid_alive
 from tests.harness.netns import netns_host, transmission_seeder
-from tests.harness.payload import cmp_tree, make_payload, sha256, tree_of
+from tests.harness.payload import cmp_tree, dd_random_ranges, make_payload, sha256, tree_of
 from tests.harness.swarm import (
     lt_create,
     lt_leecher,
@@ -79,16 +78,7 @@ def test_cmp_every_file(swarm, mount_torrent):
 def test_fifty_random_ranges_with_dd(swarm, mount_torrent):
     m = mount_torrent(swarm["torrent"])
     original = (swarm["payload"] / "big.bin").read_bytes()
-    rng = random.Random(50)
-    for _ in range(50):
-        size = rng.choice([1, 100, 4096, 65536, 300_000, PIECE + 1])
-        offset = rng.randrange(0, BIG - 1)
-        r = subprocess.run(["dd", f"if={m.path / 'payload' / 'big.bin'}", "bs=65536",
-                            f"skip={offset}", f"count={size}",
-                            "iflag=skip_bytes,count_bytes", "status=none"],
-                           capture_output=True, timeout=60)
-        assert r.returncode == 0, r.stderr
-        assert r.stdout == original[offset:offset + size], (offset, size)
+    dd_random_ranges(m.path / "payload" / "big.bin", original, 50, PIECE)
 
 
 def test_four_readers_at_once(swarm, mount_torrent):

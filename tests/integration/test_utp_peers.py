@@ -4,14 +4,13 @@ random ranges); a uTP-only libtorrent leecher <- ``torrentfs seed`` and <- a mou
 
 from __future__ import annotations
 
-import random
 import re
 import subprocess
 
 import pytest
 
 from tests.harness.mounts import Seed
-from tests.harness.payload import cmp_tree, make_payload, same_tree
+from tests.harness.payload import cmp_tree, dd_random_ranges, make_payload, same_tree
 from tests.harness.swarm import free_port, lt_create, lt_leecher, lt_seeder, opentracker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -53,16 +52,7 @@ def test_fifty_random_ranges_over_utp(utp_swarm, mount_torrent):
     big = next(p for p in utp_swarm["payload"].rglob("*") if p.stat().st_size > SIZE // 2)
     rel = big.relative_to(utp_swarm["payload"])
     original = big.read_bytes()
-    rng = random.Random(29)
-    for _ in range(50):
-        size = rng.choice([1, 100, 4096, 65536, 300_000, PIECE + 1])
-        offset = rng.randrange(0, len(original) - 1)
-        r = subprocess.run(["dd", f"if={m.path / 'payload' / rel}", "bs=65536",
-                            f"skip={offset}", f"count={size}",
-                            "iflag=skip_bytes,count_bytes", "status=none"],
-                           capture_output=True, timeout=60)
-        assert r.returncode == 0, r.stderr
-        assert r.stdout == original[offset:offset + size], (offset, size)
+    dd_random_ranges(m.path / "payload" / rel, original, 29, PIECE)
 
 
 def test_utp_only_libtorrent_leeches_from_torrentfs_seed(tmp_path):
