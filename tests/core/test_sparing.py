@@ -31,6 +31,21 @@ def test_a_peer_still_asking_after_the_grace_is_served_and_becomes_a_taker():
     assert not sp.serve("c", 0, now=13.5)   # per peer
 
 
+def test_the_grace_once_given_holds_for_a_second_look():
+    """The uploader asks again after waiting for its rate limit (engine/upload.py
+    checks a request when it takes it and when it sends it): the answer must not
+    change. Before, the grace was spent by the first look and the second refused
+    anew, so behind a rate limit a piece whose only taker was choked mid-piece was
+    refused to everyone for good (a real 32-node cluster's reads timed out)."""
+    sp = Sparing(grace=3.0)
+    sp.sent("a", 0)
+    assert not sp.serve("b", 0, now=0.0)
+    assert sp.serve("b", 0, now=3.0)
+    assert sp.serve("b", 0, now=3.0)        # the same request, sent after the wait
+    assert sp.serve("b", 0, now=3.2)        # and the rest of the piece
+    assert not sp.serve("c", 0, now=3.2)    # still per peer
+
+
 def test_forget_drops_a_peers_refusals_and_takes():
     sp = Sparing(grace=3.0)
     sp.sent("a", 0)

@@ -16,7 +16,7 @@ for the rest of it (a cancelled block asked again) and are served.
 So that no peer starves (the peer that got the piece may have left, or be one the
 asker is not connected to), a peer refused a piece is served it anyway once it has
 kept asking for ``grace`` seconds since its first refusal, and is then one of the
-piece's takers. A peer without the fast extension cannot be refused (it would wait
+piece's takers (at once: ``serve`` says the same however often it is asked). A peer without the fast extension cannot be refused (it would wait
 for the block forever): the shell serves it.
 
 Contract: ``serve(peer, index, now)`` says whether to answer a request (True) or
@@ -51,6 +51,10 @@ class Sparing:
         first = self._refused.setdefault(key, now)
         if now - first >= self.grace:
             del self._refused[key]
+            # A taker from now on, so that a second look at the same request (the
+            # shell checks again after waiting for the rate limit) says the same:
+            # the grace is spent, and a fresh refusal would starve it again.
+            takers.add(peer)
             return True
         self.refusals += 1
         return False
