@@ -207,7 +207,8 @@ def _run(args) -> int:
 def preload() -> None:
     """Import what ``serve`` imports before it can mount: the early daemon
     (``prefork``) does it while its parent parses the command line."""
-    import trio  # noqa: F401
+    from torrentfs.cli.quickimport import import_trio_pyfuse3
+    import_trio_pyfuse3()  # without their side trips (ldconfig, a distribution scan)
 
     from torrentfs.core.tree import Tree  # noqa: F401
     from torrentfs.engine.status import publish  # noqa: F401
@@ -237,6 +238,7 @@ def serve(meta, magnet, mountpoint: str, folder: Path, args, ready, progress=Non
     not cached), fetch the metadata first: the mount appears, and ``ready`` is
     called, only once the tree is known. The daemon is in the registry meanwhile
     (``torrentfs list``); ``lock`` is the torrent's (``disk.lock``), held until the end."""
+    preload()  # (done already in the early daemon)
     import trio
 
     from torrentfs.core.tree import Tree

@@ -189,11 +189,13 @@ class DiskCache:
 
     # -- storing ------------------------------------------------------------------------
 
-    async def store(self, index: int, data, direct: bool = True) -> bool:
-        """Hash a downloaded piece and write it if it passes, making room first
-        (not ``direct``: through the page cache, which returns sooner, for a piece
-        a read waits on alone). Returns the verdict; raises OSError if it cannot be
-        written (the piece is then not on disk at all)."""
+    async def store(self, index: int, data, direct: bool = True,
+                    hashed: bool = False) -> bool:
+        """Hash a downloaded piece (unless ``hashed``: the caller did) and write it
+        if it passes, making room first (not ``direct``: through the page cache,
+        which returns sooner, for a piece a read waits on alone). Returns the
+        verdict; raises OSError if it cannot be written (the piece is then not on
+        disk at all)."""
         event = self._punching.get(index)
         if event is not None:  # an eviction of this piece is still being carried out
             await event.wait()
@@ -204,18 +206,19 @@ class DiskCache:
         # (it would punch out the new bytes of a piece about to be trusted).
         self.books.pin(index)
         try:
-            return await self._store(index, data, size, victims, direct)
+            return await self._store(index, data, size, victims, direct, hashed)
         finally:
             self.books.unpin(index)
 
     async def _store(self, index: int, data, size: int, victims: list[int],
-                     direct: bool = True) -> bool:
+                     direct: bool = True, hashed: bool = False) -> bool:
         t = self.torrent
         self._forget(victims)
         try:
             with self._punch_guard(victims):
                 ok = await t.offload(partial(self.storage.store, index, data,
-                                              evict=victims, direct=direct),
+                                              evict=victims, verify=not hashed,
+                                              direct=direct),
                                       limiter=self._hash_limiter)
             if not ok:
                 self.books.removed(index)

@@ -106,6 +106,7 @@ class Recent:
         self.bytes = 0
 
     def remember(self, index: int, data: bytearray) -> None:
+        self.forget(index)  # (a piece verified in memory is remembered again once written)
         self._pieces[index] = data
         self.bytes += len(data)
         while self.bytes > self.limit and len(self._pieces) > 1:
@@ -375,6 +376,7 @@ class Reads:
         # v2 torrents: reads wait only for the blocks they cover (``blockreads``).
         self.blocks = BlockReads(torrent)
         self._alone: set[int] = set()  # pieces a first read or a seek waits on alone
+        self._in_memory: set[int] = set()  # verified and in ``recent``, being written
 
     # -- what the torrent tells ---------------------------------------------------------
 
@@ -385,6 +387,19 @@ class Reads:
         event = self._events.pop(index, None)
         if event is not None:
             event.set()
+
+    def verified(self, index: int, data: bytearray) -> None:
+        """A piece a read waits on alone is verified, and about to be written: the
+        reads waiting for it are answered from memory now (``_from_memory``), not
+        after the write. ``written`` ends that, once the write is done or failed."""
+        self._in_memory.add(index)
+        self.recent.remember(index, data)
+        event = self._events.pop(index, None)
+        if event is not None:
+            event.set()
+
+    def written(self, index: int) -> None:
+        self._in_memory.discard(index)
 
     def store_failed(self, index: int, error: OSError) -> None:
         """A piece verified but could not be written: the reads waiting for it fail
@@ -433,6 +448,7 @@ class Reads:
         # pick: the read's blocks come first).
         owner = object()
         unscheduled = t.have.missing(pieces)
+        early = None  # the bytes, from pieces verified in memory before their write
         began = trio.current_time()
         if unscheduled:  # NOW (the first of them alone, with leechers about)
             t.picker.raise_read(owner, unscheduled, began + NOW_SLACK)
@@ -470,6 +486,10 @@ class Reads:
                                     return data
                                 missing = t.have.missing(pieces)
                             if missing:
+                                await self._wait_for(missing, owner, retry, memory=True)
+                                early = self._from_memory(g, start, size, pieces)
+                                missing = [] if early is not None else t.have.missing(pieces)
+                            if missing:  # (in memory, but not the whole read: the disk)
                                 await self._wait_for(missing, owner, retry)
                         except ReadTimeout:
                             if handle is not None:
@@ -478,7 +498,7 @@ class Reads:
                     elif unscheduled:
                         unscheduled = []
                         t.schedule()
-                    if await t.cache.trust(pieces):
+                    if early is not None or await t.cache.trust(pieces):
                         break
                 else:
                     raise StorageError(f"pieces {pieces.start}-{pieces.stop - 1} keep "
@@ -488,7 +508,7 @@ class Reads:
                 if hold and trio.current_time() - began >= SEEK_HOLD_AFTER:
                     await self._hold(file_index, offset + size, began + SEEK_HOLD_MAX)
                 t.cache.touched(pieces)
-                data = self.recent.read(g, start, size, pieces)
+                data = early if early is not None else self.recent.read(g, start, size, pieces)
                 if data is not None:
                     return data
                 return await t.offload(t.storage.read, start, size)
@@ -581,11 +601,21 @@ class Reads:
         finally:
             self.waiting.pop(owner, None)
 
+    def _from_memory(self, g: Geometry, start: int, size: int,
+                     pieces: range) -> bytes | memoryview | None:
+        """A read's bytes if every piece it lacks on disk is verified in memory
+        (``verified``) and all its pieces are in ``recent``; else None."""
+        missing = self.torrent.have.missing(pieces)
+        if not missing or not self._in_memory.issuperset(missing):
+            return None
+        return self.recent.read(g, start, size, pieces)
+
     async def _wait_for(self, pieces: list[int], owner: object | None = None,
-                        retry: bool = False) -> None:
+                        retry: bool = False, memory: bool = False) -> None:
         """Raise the pieces to NOW (as ``owner``) and wait until each is in
-        ``have``; the raises are undone however this ends. A ``retry`` (of a read
-        that just timed out) waits ``RETRY_SLACK`` at most."""
+        ``have`` (with ``memory``: or verified in memory, ``verified``); the raises
+        are undone however this ends. A ``retry`` (of a read that just timed out)
+        waits ``RETRY_SLACK`` at most."""
         t = self.torrent
         owner = owner or object()
         deadline = trio.current_time() + NOW_SLACK
@@ -600,14 +630,14 @@ class Reads:
                     # The next piece waited on (``raise_read`` raised only the first).
                     t.picker.raise_read(owner, pieces[k:], deadline)
                     t.schedule()
-                while i not in t.have:
+                while i not in t.have and not (memory and i in self._in_memory):
                     event = self._events.get(i)
                     if event is None:
                         event = self._events[i] = trio.Event()
                         self._store_errors.pop(i, None)  # a new attempt: old news
                     with trio.move_on_after(wait):
                         await event.wait()
-                    if i in t.have:
+                    if i in t.have or (memory and i in self._in_memory):
                         break
                     error = self._store_errors.get(i)
                     if error is not None:  # verified, but it could not be written
