@@ -275,20 +275,24 @@ def _connections(pid: int) -> int:
 
 
 def run_read(tmp: Path, torrent: Path, data: Path, name: str, size: int, *,
-             seeders: int = 3, timeout: float = 300, profile: str | None = None) -> dict:
-    """A mount fed by ``seeders`` libtorrent seeders, read with dd: MB/s, CPU s/GiB."""
+             seeders: int = 3, timeout: float = 300, profile: str | None = None,
+             reader: str = "dd") -> dict:
+    """A mount fed by ``seeders`` libtorrent seeders, read with dd (or, ``reader=
+    "sha256"``, as scripts/bench reads: 1 MiB reads, each hashed): MB/s, CPU s/GiB."""
     with contextlib.ExitStack() as stack:
         seeds = [stack.enter_context(lt_seeder(torrent, data, ip=f"127.0.0.{70 + i}",
                                                workdir=tmp / "lt-seeds", timeout=120))
                  for i in range(seeders)]
         pid, mnt = stack.enter_context(mount(torrent, tmp, "read",
                                              [s.endpoint for s in seeds]))
-        say(f"read: dd of {size >> 20} MiB through the mount, {seeders} seeders")
+        say(f"read: {reader} of {size >> 20} MiB through the mount, {seeders} seeders")
+        argv = ["dd", f"if={mnt / name}", "of=/dev/null", "bs=1M"]
+        if reader == "sha256":
+            argv = [sys.executable, "-c", SHA256_READER, str(mnt / name)]
         sampler = PeerSampler(pid, [s.ip for s in seeds])
         with profiled(pid, profile):
             c0, t0, u0 = cpu_seconds(pid), time.monotonic(), _user_sys(pid)
-            subprocess.run(["dd", f"if={mnt / name}", "of=/dev/null", "bs=1M"],
-                           capture_output=True, timeout=timeout, check=True)
+            subprocess.run(argv, capture_output=True, timeout=timeout, check=True)
             c1, t1, u1 = cpu_seconds(pid), time.monotonic(), _user_sys(pid)
         by_ip = sampler.stop()
     total = sum(by_ip.values()) or 1
@@ -300,6 +304,19 @@ def run_read(tmp: Path, torrent: Path, data: Path, name: str, size: int, *,
         out["user_sys"] = [round((b - a) / (size / GIB), 2) for a, b in zip(u0[:2], u1[:2])]
         out["faults_per_MiB"] = round((u1[2] - u0[2]) / (size >> 20), 1)  # fresh pages
     return out
+
+
+# scripts/bench's sequential reader (benchmarks/worker.py): 1 MiB reads into one
+# buffer, each hashed before the next.
+SHA256_READER = """
+import hashlib, sys
+h, buf = hashlib.sha256(), bytearray(1 << 20)
+view = memoryview(buf)
+with open(sys.argv[1], "rb", buffering=0) as f:
+    while k := f.readinto(buf):
+        h.update(view[:k])
+print(h.hexdigest())
+"""
 
 
 def _user_sys(pid: int) -> tuple[float, float, int] | None:
@@ -323,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--idle-seconds", type=float, default=30.0)
     ap.add_argument("--only", default="torrentfs,libtorrent", help="upload: which seeders")
     ap.add_argument("--profile", metavar="OUT", help="py-spy raw profile of the daemon")
+    ap.add_argument("--reader", choices=["dd", "sha256"], default="dd",
+                    help="read: dd bs=1M, or scripts/bench's reader (1 MiB reads, hashed)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="torrentfs-cpuload-") as d:
         tmp = Path(d)
@@ -336,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
                            seconds=args.idle_seconds, profile=args.profile)
         else:
             res = run_read(tmp, torrent, data, name, size, seeders=args.seeders,
-                           profile=args.profile)
+                           profile=args.profile, reader=args.reader)
     print(res)
     return 0
 

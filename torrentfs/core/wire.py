@@ -97,7 +97,7 @@ from __future__ import annotations
 import enum
 import struct
 
-from torrentfs.core import bitfield, handshake, messages
+from torrentfs.core import bitfield, blockrun, handshake, messages
 from torrentfs.core.handshake import (
     DEFAULT_RESERVED,
     HANDSHAKE_LENGTH,
@@ -450,6 +450,20 @@ class PeerConnection:
             self._pos = 0
             self._exported = False
             raise
+
+    def take_blocks(self) -> list[tuple[int, int, memoryview]]:
+        """The whole blocks next in the buffer, consumed, as ``(index, begin, data)``
+        (``core/blockrun``; each judged as ``next_event`` judges a block, ``data`` a
+        view as a Piece's is); what follows them is left to ``next_event``. Called
+        after ``next_event`` returned a Piece: the blocks of one receive handled as
+        one run. None unless running."""
+        if self._state is not _RecvState.RUNNING:
+            return []
+        blocks, self._pos = blockrun.take(self._buf, self._pos, self._num_pieces,
+                                          min(9 + MAX_BLOCK_LENGTH, self._max_message))
+        if blocks:
+            self._exported = True  # the blocks are views of buf
+        return blocks
 
     def _fill(self, n: int) -> bool:
         """Make at least ``n`` unread bytes available in _buf if possible.

@@ -310,6 +310,17 @@ class Torrent:
                 pass  # nothing for the torrent: a peer starts with no pieces, the
                 # session saw its keep-alive, and the hints of BEP 5/6 go unused
 
+    def on_blocks(self, s: PeerSession, blocks: list) -> None:
+        """A run of blocks of one receive from ``s``, ``(index, begin, data)`` each:
+        as an on_message of a Piece for each, with one pick after them all."""
+        now = s.last_received
+        answered, got_block = self.requests.answered, self.got_block
+        for index, begin, data in blocks:
+            answered(s, index, begin)
+            got_block(s, index, begin, data, now)
+        if not self.requests.soon:  # else every peer picks at once, fastest first
+            self._fill(s, batch=True)
+
     def _on_have(self, s: PeerSession, msg: wire.Have) -> None:
         self.picker.got_have(s, msg.index)
         self.nearby.got(s, msg.index)

@@ -53,6 +53,9 @@ class Swarm(Protocol):
     # Optional: told when the messages of one receive are all handled (the work
     # several of them ask for, done once: ``Torrent.on_received``).
     # def on_received(self, session: "PeerSession") -> None: ...
+    # Optional: a run of blocks of one receive, ``[(index, begin, data), ...]``,
+    # instead of an on_message of a Piece for each (the session's books done once).
+    # def on_blocks(self, session: "PeerSession", blocks: list) -> None: ...
     def on_peer_closed(self, session: "PeerSession") -> None: ...
     def on_drained(self, session: "PeerSession") -> None: ...
     download_limit: TokenBucket  # shared by all sessions: applied as blocks arrive
@@ -266,6 +269,7 @@ class PeerSession:
         fd = _receive_fd(self.stream)
         drained = False  # the last read emptied the socket: wait before the next
         received = getattr(self.swarm, "on_received", None)
+        on_blocks = getattr(self.swarm, "on_blocks", None)  # a run of blocks at once
         handled = False  # a message since the last receive: tell ``received``
         while True:
             with trio.CancelScope(deadline=self._receive_deadline(partial_since)) as idle:
@@ -305,6 +309,21 @@ class PeerSession:
                         self.conn.receive_data(data)
                         continue
                     partial_since = None
+                    if type(event) is wire.Piece and on_blocks is not None:
+                        blocks = [(event.index, event.begin, event.data),
+                                  *self.conn.take_blocks()]
+                        over = self.blocks_received + len(blocks) - (
+                            self.requests_sent + UNREQUESTED_SLACK)
+                        if over > 0:  # the run goes past the slack: up to it, then drop
+                            del blocks[len(blocks) - over:]
+                            self.close_reason = "sent blocks we never asked for"
+                        if blocks:
+                            resume_at = self._got_blocks(blocks)
+                            on_blocks(self, blocks)
+                            handled = True
+                        if self.closed or over > 0:
+                            return
+                        continue
                     if type(event) is wire.Piece:
                         self.blocks_received += 1
                         if self.blocks_received > self.requests_sent + UNREQUESTED_SLACK:
@@ -342,6 +361,24 @@ class PeerSession:
             self.close_reason = f"half a message pending for {PARTIAL_TIMEOUT:.0f} s"
         else:
             self.close_reason = f"peer silent for {IDLE_TIMEOUT:.0f} s"
+
+    def _got_blocks(self, blocks: list) -> float:
+        """The session's books for a run of blocks just received (as for each
+        Piece below, once). Returns when the download limit lets reading go on
+        (0: now)."""
+        n = len(blocks)
+        self.blocks_received += n
+        size = sum([len(data) for _, _, data in blocks]) if n > 1 else len(blocks[0][2])
+        now = self.last_received
+        self.down.add(size, now)
+        self.last_block = now
+        self.snubbed = False
+        limit = self.swarm.download_limit
+        if not limit.unlimited:
+            wait = limit.take(size, now)
+            if wait:
+                return now + wait
+        return 0.0
 
     def keep_alive(self, now: float) -> None:
         """Send a keep-alive if we have sent nothing for KEEPALIVE_EVERY seconds
