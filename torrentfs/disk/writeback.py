@@ -10,19 +10,19 @@ it completes (SHA-1 runs at about 1.6 GB/s: 20 us for 32 KiB, less than the roun
 trip) and, if it passes, is ours at once: its readers and peers are served from
 memory while its write waits. The writes of the pieces verified within
 ``WRITE_DELAY`` go to one worker thread together (one round trip and, for each data
-file, one ``O_DIRECT`` open per batch). ``WRITE_DELAY`` is the HAVE batch's delay
-(``engine/haves.py``): both timers start with the same verified piece and expire in
-the same turn of the loop, so the batch costs no wake-up of its own.
+file, one ``O_DIRECT`` open per batch), or at once when ``BATCH_BYTES`` wait. A
+thread round trip costs far more than a timer's wake-up: 250 ms gave ~8 % less CPU
+than 50 ms (the HAVE batch's delay, whose timer turn it then shared) in three
+8-node clusters run side by side (docs/benchmarks.md, session 7).
 
 Until its write returns, a piece's bytes are in ``Storage.unwritten``, which every
-read of the storage looks at first (``Storage.read``; ``read_nowait`` declines such
-a range, so an upload reads it there): a verified piece is readable and uploadable
-from the moment it is announced. The resume file never names a piece that is not
-written yet (``unwritten_excluded``), so a kill -9 loses at most the pieces of the
-batch in flight, which the next run fetches again, as before. A write that fails for a full
-disk makes room and is tried once more, as any piece's (``DiskCache``); one that
-still fails drops its piece like an eviction (peers were told; their requests are
-refused). Either turns write-behind off for the run: later pieces are written before
+read of the storage looks at first (``Storage.read``, ``nowait.read_nowait``): a
+verified piece is readable and uploadable from the moment it is announced. The
+resume file never names a piece that is not written yet (``unwritten_excluded``), so
+a kill -9 loses at most the pieces of the batch in flight (a quarter of a second's),
+which the next run fetches again. A write that fails for a full disk makes room and
+is tried once more, as any piece's (``DiskCache``); one that still fails drops its
+piece like an eviction (peers were told; their requests are refused). Either turns write-behind off for the run: later pieces are written before
 they are announced, as before. It is only turned on by a first piece written that
 way: a disk full from the start fails the reads that wait for its pieces.
 
@@ -41,7 +41,7 @@ import trio
 from torrentfs.core.bitfield import Bitfield
 
 INLINE_MAX = 128 << 10   # pieces up to this size are hashed in the trio thread
-WRITE_DELAY = 0.05       # a verified piece waits this long for its write (= HAVE_DELAY)
+WRITE_DELAY = 0.25       # a verified piece waits at most this long for its write
 BATCH_BYTES = 16 << 20   # a batch larger than this is written at once
 
 
