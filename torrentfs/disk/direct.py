@@ -21,16 +21,16 @@ worker thread, while the trio thread waited to take the next blocks in).
 The file is opened for each write (by path, not following a symlink) and closed
 after it: no descriptor outlives the write, so the pool (``fdpool``) stays the only
 owner of open files. A batch of writes (``disk/writeback.py``) keeps each file's
-descriptor for the batch (``kept_open``): one open per file and batch. Reads, punches and fsyncs go through the pool's descriptors:
-Linux keeps the page cache coherent with direct writes (the written range is
-dropped from it).
+descriptor for the batch (``kept_open``): one open per file and batch. Reads, punches
+and fsyncs go through the pool's descriptors: Linux keeps the page cache coherent
+with direct writes (the written range is dropped from it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
-import contextlib
 import mmap
 import os
 import threading

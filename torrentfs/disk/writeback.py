@@ -22,9 +22,10 @@ resume file never names a piece that is not written yet (``unwritten_excluded``)
 a kill -9 loses at most the pieces of the batch in flight (a quarter of a second's),
 which the next run fetches again. A write that fails for a full disk makes room and
 is tried once more, as any piece's (``DiskCache``); one that still fails drops its
-piece like an eviction (peers were told; their requests are refused). Either turns write-behind off for the run: later pieces are written before
-they are announced, as before. It is only turned on by a first piece written that
-way: a disk full from the start fails the reads that wait for its pieces.
+piece like an eviction (peers were told; their requests are refused). Either turns
+write-behind off for the run: later pieces are written before they are announced, as
+before. It is only turned on by a first piece written that way: a disk full from the
+start fails the reads that wait for its pieces.
 
 Larger pieces (a fast download's MiB pieces) keep the worker thread for the hash:
 in the trio thread it would hold up the receive of the next blocks. So does every
