@@ -441,6 +441,7 @@ async def test_full_disk_evicts_then_fails_reads_cleanly(make_swarm, autojump_cl
         for i in range(6):  # each read evicts an older piece to make room
             off = i * 32768
             assert await torrent.read(0, off, 32768) == payload[off:off + 32768]
+        await torrent.cache.drain()  # the writes verified pieces wait for (writeback)
         assert torrent.cache.evicted >= 3
         room["pieces"] = 0  # something else filled the disk
         t0 = trio.current_time()

@@ -51,6 +51,7 @@ from torrentfs.core.cache import PieceCache
 from torrentfs.core.geometry import Geometry
 from torrentfs.disk.space import DiskFull
 from torrentfs.disk.storage import Storage
+from torrentfs.disk.writeback import WriteBehind, unwritten_excluded
 
 log = logging.getLogger("torrentfs.diskcache")
 
@@ -89,6 +90,8 @@ class DiskCache:
         self.recovered = 0
         self.evicted = 0
         self.full = DiskFull()  # writes that failed for a full disk (logged once a minute)
+        # Small pieces: hashed here, written in batches (disk/writeback.py), while run.
+        self.behind = WriteBehind(self.storage, torrent.offload)
 
     @property
     def limit(self) -> int | None:
@@ -115,22 +118,31 @@ class DiskCache:
     async def run(self) -> None:
         """Check the unrecorded pieces, keep the cache within its limit, and save the
         resume file while pieces change. Runs until cancelled."""
-        await self._evict(self.books.victims())  # the limit may be lower than last run
-        if self.unrecorded:
-            await self._recover_all()
-        last = trio.current_time()
-        while True:
-            await trio.sleep(1.0)
-            if self.dirty and trio.current_time() - last >= RESUME_EVERY:
-                last = trio.current_time()
-                await self.save()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.behind.run)
+            await self._evict(self.books.victims())  # the limit may be lower than last run
+            if self.unrecorded:
+                await self._recover_all()
+            last = trio.current_time()
+            while True:
+                await trio.sleep(1.0)
+                if self.dirty and trio.current_time() - last >= RESUME_EVERY:
+                    last = trio.current_time()
+                    await self.save()
+
+    async def drain(self) -> None:
+        """Write the verified pieces still queued (at exit, before the last save)."""
+        await self.behind.drain()
 
     async def save(self) -> None:
         """Save the resume file now (a worker thread). A failure is logged, not
         raised: the next save tries again."""
         self.dirty = False
+        have = unwritten_excluded(self.torrent.have, self.storage.unwritten)
+        if have is not self.torrent.have:
+            self.dirty = True  # those pieces are named by the next save
         try:
-            await self.torrent.offload(self.storage.save_resume, self.torrent.have)
+            await self.torrent.offload(self.storage.save_resume, have)
         except OSError as e:
             self.dirty = True
             log.warning("could not save resume state: %s", e)
@@ -205,10 +217,54 @@ class DiskCache:
         # Pinned while it is written: another store making room must not pick it
         # (it would punch out the new bytes of a piece about to be trusted).
         self.books.pin(index)
+        if self.books.limit is None and self.behind.takes(size):  # (module writeback)
+            return self._store_behind(index, data, victims, direct, hashed)
         try:
             return await self._store(index, data, size, victims, direct, hashed)
         finally:
             self.books.unpin(index)
+
+    def _store_behind(self, index: int, data, victims: list[int], direct: bool,
+                      hashed: bool = False) -> bool:
+        """A small piece: hashed here (unless ``hashed``: the caller did); if it passes, trusted at once and queued for
+        a batched write (disk/writeback.py). It stays pinned, and ``victims`` guarded,
+        until the write returns."""
+        if not hashed and not self.storage.verify(index, data):
+            self.books.unpin(index)
+            self.books.removed(index)
+            return False
+        self._forget(victims)
+        guard = self._punch_guard(victims)
+        guard.__enter__()
+
+        async def done(error: OSError | None) -> None:
+            try:
+                if error is not None and error.errno == errno.ENOSPC:
+                    try:  # make room and try once more, as ``_store`` does
+                        await self._store_on_full(index, data, len(data), direct, error)
+                        error = None
+                    except OSError as e:
+                        error = e
+            finally:
+                guard.__exit__(None, None, None)
+                self.books.unpin(index)
+            if error is not None:
+                self._write_failed(index, error)
+
+        self.behind.put(index, data, victims, direct, done)
+        self.trusted.add(index)
+        self.dirty = True
+        return True
+
+    def _write_failed(self, index: int, error: OSError) -> None:
+        """A piece announced as ours could not be written: it leaves like an evicted
+        one (its bytes were punched out by the failed store)."""
+        self.books.removed(index)
+        self.trusted.discard(index)
+        self.dirty = True
+        if error.errno != errno.ENOSPC:  # (a full disk is logged once a minute)
+            log.error("cannot write piece %d: %s; it will be fetched again", index, error)
+        self.torrent.piece_gone(index)
 
     async def _store(self, index: int, data, size: int, victims: list[int],
                      direct: bool = True, hashed: bool = False) -> bool:
@@ -223,37 +279,45 @@ class DiskCache:
             if not ok:
                 self.books.removed(index)
                 return False
+            self.behind.proven()
         except OSError as e:
             if e.errno != errno.ENOSPC:
                 self.books.removed(index)
                 raise
-            # The disk is full (of our pieces or of anything else): evict a few of
-            # ours, least recently read first, and try once more.
-            victims = self.books.victims(limit=self.books.used - ENOSPC_FREE * size)
-            self._forget(victims)
-            unlogged = self.full.note(trio.current_time(), time.time())
-            if unlogged is not None:
-                log.warning("disk full writing piece %d to %s (%s); %s%s", index,
-                            self.storage.folder, "evicting %d pieces" % len(victims)
-                            if victims else "nothing of ours to evict",
-                            "set a smaller --cache-size or free some space",
-                            f"; {unlogged} more since the last such line"
-                            if unlogged else "")
-            if not victims:
-                self.books.removed(index)
-                if t.stop_prefetch():  # it would fetch and drop pieces in a loop
-                    log.warning("disk full: background download (--prefetch) stopped")
-                raise
-            try:
-                with self._punch_guard(victims):
-                    await t.offload(partial(self.storage.store, index, data,
-                                             evict=victims, verify=False, direct=direct))
-            except OSError:
-                self.books.removed(index)
-                raise
+            await self._store_on_full(index, data, size, direct, e)
         self.trusted.add(index)
         self.dirty = True
         return True
+
+    async def _store_on_full(self, index: int, data, size: int, direct: bool,
+                             error: OSError) -> None:
+        """A verified piece's write failed for a full disk (ENOSPC). Raises OSError
+        if it cannot be written (it is then out of the books)."""
+        t = self.torrent
+        # The disk is full (of our pieces or of anything else): evict a few of
+        # ours, least recently read first, and try once more.
+        victims = self.books.victims(limit=self.books.used - ENOSPC_FREE * size)
+        self._forget(victims)
+        unlogged = self.full.note(trio.current_time(), time.time())
+        if unlogged is not None:
+            log.warning("disk full writing piece %d to %s (%s); %s%s", index,
+                        self.storage.folder, "evicting %d pieces" % len(victims)
+                        if victims else "nothing of ours to evict",
+                        "set a smaller --cache-size or free some space",
+                        f"; {unlogged} more since the last such line"
+                        if unlogged else "")
+        if not victims:
+            self.books.removed(index)
+            if t.stop_prefetch():  # it would fetch and drop pieces in a loop
+                log.warning("disk full: background download (--prefetch) stopped")
+            raise error
+        try:
+            with self._punch_guard(victims):
+                await t.offload(partial(self.storage.store, index, data,
+                                         evict=victims, verify=False, direct=direct))
+        except OSError:
+            self.books.removed(index)
+            raise
 
     @contextlib.contextmanager
     def _punch_guard(self, pieces: list[int]) -> Iterator[None]:

@@ -20,18 +20,21 @@ worker thread, while the trio thread waited to take the next blocks in).
 
 The file is opened for each write (by path, not following a symlink) and closed
 after it: no descriptor outlives the write, so the pool (``fdpool``) stays the only
-owner of open files. Reads, punches and fsyncs go through the pool's descriptors:
-Linux keeps the page cache coherent with direct writes (the written range is
-dropped from it).
+owner of open files. A batch of writes (``disk/writeback.py``) keeps each file's
+descriptor for the batch (``kept_open``): one open per file and batch. Reads, punches
+and fsyncs go through the pool's descriptors: Linux keeps the page cache coherent
+with direct writes (the written range is dropped from it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import mmap
 import os
 import threading
+from typing import Iterator
 
 ALIGN = 4096
 O_DIRECT = getattr(os, "O_DIRECT", 0)
@@ -54,12 +57,17 @@ class DirectWrites:
         n = view.nbytes
         if not self.enabled or not n or offset % ALIGN or n % ALIGN:
             return False
-        try:
-            fd = os.open(path, os.O_WRONLY | O_DIRECT | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError as e:
-            if e.errno == errno.EINVAL:  # the filesystem has no O_DIRECT
-                self.enabled = False
-            return False  # the buffered write that follows says what is wrong
+        kept = getattr(self._local, "kept", None)
+        fd = kept.get(path) if kept is not None else None
+        if fd is None:
+            try:
+                fd = os.open(path, os.O_WRONLY | O_DIRECT | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError as e:
+                if e.errno == errno.EINVAL:  # the filesystem has no O_DIRECT
+                    self.enabled = False
+                return False  # the buffered write that follows says what is wrong
+            if kept is not None:
+                kept[path] = fd
         try:
             if aligned(view):
                 scratch = view  # a page-aligned piece buffer: written as it is
@@ -79,7 +87,23 @@ class DirectWrites:
                     return False
             return True
         finally:
-            os.close(fd)
+            if kept is None:
+                os.close(fd)
+
+    @contextlib.contextmanager
+    def kept_open(self) -> Iterator[None]:
+        """The writes of this thread within the block share one descriptor per
+        file, all closed at its end."""
+        if getattr(self._local, "kept", None) is not None:  # nested: the outer one
+            yield
+            return
+        kept = self._local.kept = {}
+        try:
+            yield
+        finally:
+            self._local.kept = None
+            for fd in kept.values():
+                os.close(fd)
 
     def _scratch(self, n: int) -> memoryview:
         buf = getattr(self._local, "buf", None)

@@ -7,7 +7,8 @@ and a worker thread's round trip then costs more than the read itself. So the
 upload path tries ``read_nowait`` first: it reads only from data files the pool
 holds open and only what the page cache has; anything short of all of it (a page
 not cached, a file not open, a kernel or filesystem without RWF_NOWAIT) is None,
-and the caller reads in a worker thread as before.
+and the caller reads in a worker thread as before. A piece whose write is still
+queued (``disk/writeback.py``) is read from memory.
 
 The caller makes sure the range lies in verified pieces, as for ``Storage.read``.
 """
@@ -31,6 +32,32 @@ def read_nowait(storage: Storage, stream_offset: int, length: int) -> bytearray 
     every one of them can be read now without waiting for the disk, else None."""
     if not _State.supported or length <= 0:
         return None
+    if storage.unwritten:
+        return _with_unwritten(storage, stream_offset, length)
+    return _read_nowait(storage, stream_offset, length)
+
+
+def _with_unwritten(storage: Storage, stream_offset: int, length: int) -> bytearray | None:
+    """``read_nowait`` while some pieces wait for their write (disk/writeback.py):
+    their bytes from memory, the others' from the page cache."""
+    g = storage.geometry
+    out = bytearray()
+    end = stream_offset + length
+    for i in g.pieces_in_range(stream_offset, length):
+        base = g.piece_offset(i)
+        lo, hi = max(stream_offset, base), min(end, base + g.piece_size(i))
+        data = storage.unwritten.get(i)
+        if data is None:
+            data = _read_nowait(storage, lo, hi - lo)
+            if data is None:
+                return None
+            out += data
+        else:
+            out += memoryview(data)[lo - base:hi - base]
+    return out
+
+
+def _read_nowait(storage: Storage, stream_offset: int, length: int) -> bytearray | None:
     buf = bytearray(length)  # padding stays zeros
     view = memoryview(buf)
     pos = 0

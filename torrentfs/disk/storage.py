@@ -70,16 +70,25 @@ def punch_hole(fd: int, offset: int, length: int) -> None:
 class _Paths:
     """The data file paths, made when asked (a torrent may list 100,000 files)."""
 
+    KEEP = 256  # paths kept once made (a Path costs microseconds, asked per write)
+
     def __init__(self, storage: "Storage") -> None:
         self._storage = storage
+        self._made: dict[int, Path] = {}
 
     def __len__(self) -> int:
         return len(self._storage.meta.files)
 
     def __getitem__(self, index: int) -> Path:
+        path = self._made.get(index)
+        if path is not None:
+            return path
         if not 0 <= index < len(self):
             raise IndexError(f"no file {index}")
-        return self._storage.data_dir / self._storage.relative(index)
+        if len(self._made) >= self.KEEP:
+            self._made.clear()
+        path = self._made[index] = self._storage.data_dir / self._storage.relative(index)
+        return path
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
@@ -128,6 +137,9 @@ class Storage:
         self._dirty: set[int] = set()  # written since the last fsync
         self.direct = DirectWrites(not readonly)  # verified pieces past the page cache
         self._scanned: tuple[bytearray, bytearray] | None = None  # load_resume's scan
+        # Verified pieces whose write has not returned (disk/writeback.py): reads
+        # take their bytes from here.
+        self.unwritten: dict[int, object] = {}
         self._lock = threading.Lock()
 
     def relative(self, index: int) -> Path:
@@ -235,6 +247,11 @@ class Storage:
     def read(self, stream_offset: int, length: int) -> bytes:
         """Bytes ``[stream_offset, stream_offset+length)`` of the torrent's stream.
         The caller makes sure they lie in verified pieces."""
+        if self.unwritten:
+            return self._read_unwritten(stream_offset, length)
+        return self._read_disk(stream_offset, length)
+
+    def _read_disk(self, stream_offset: int, length: int) -> bytes:
         parts = []
         for span in self.geometry.spans(stream_offset, length):
             if span.file_index in self.padding:
@@ -247,6 +264,23 @@ class Storage:
             if len(data) != span.length:
                 raise StorageError(f"short read from {self.paths[span.file_index]}")
             parts.append(data)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _read_unwritten(self, stream_offset: int, length: int) -> bytes:
+        """``read`` while some pieces wait for their write: those from memory (a
+        piece leaves ``unwritten`` only once its write has returned)."""
+        g = self.geometry
+        parts = []
+        end = stream_offset + length
+        for i in g.pieces_in_range(stream_offset, length):
+            lo = max(stream_offset, g.piece_offset(i))
+            hi = min(end, g.piece_offset(i) + g.piece_size(i))
+            data = self.unwritten.get(i)
+            if data is not None:
+                base = g.piece_offset(i)
+                parts.append(bytes(memoryview(data)[lo - base:hi - base]))
+            else:
+                parts.append(self._read_disk(lo, hi - lo))
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def read_piece(self, index: int) -> bytes:

@@ -204,6 +204,7 @@ class Torrent:
                      "pieces verified", self.downloaded, self.uploaded, self.wasted,
                      self.have.count, self.have.size)
             with trio.CancelScope(shield=True):
+                await self.cache.drain()  # pieces verified, their writes still queued
                 await self.offload(self._save_resume_and_close)
 
     def _save_resume_and_close(self) -> None:
