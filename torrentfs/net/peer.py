@@ -53,6 +53,9 @@ class Swarm(Protocol):
     # Optional: told when the messages of one receive are all handled (the work
     # several of them ask for, done once: ``Torrent.on_received``).
     # def on_received(self, session: "PeerSession") -> None: ...
+    # Optional: a run of HAVE messages of one receive, their piece indexes in order,
+    # instead of an on_message for each.
+    # def on_haves(self, session: "PeerSession", indexes: list[int]) -> None: ...
     def on_peer_closed(self, session: "PeerSession") -> None: ...
     def on_drained(self, session: "PeerSession") -> None: ...
     download_limit: TokenBucket  # shared by all sessions: applied as blocks arrive
@@ -266,6 +269,7 @@ class PeerSession:
         fd = _receive_fd(self.stream)
         drained = False  # the last read emptied the socket: wait before the next
         received = getattr(self.swarm, "on_received", None)
+        on_haves = getattr(self.swarm, "on_haves", None)  # a run of HAVEs at once
         handled = False  # a message since the last receive: tell ``received``
         while True:
             with trio.CancelScope(deadline=self._receive_deadline(partial_since)) as idle:
@@ -305,6 +309,12 @@ class PeerSession:
                         self.conn.receive_data(data)
                         continue
                     partial_since = None
+                    if type(event) is wire.Have and on_haves is not None:
+                        on_haves(self, [event.index, *self.conn.take_haves()])
+                        handled = True
+                        if self.closed:
+                            return
+                        continue
                     if type(event) is wire.Piece:
                         self.blocks_received += 1
                         if self.blocks_received > self.requests_sent + UNREQUESTED_SLACK:
