@@ -462,9 +462,11 @@ class PeerConnection:
         (none unless running); what follows them is left to ``next_event``. Called
         after ``next_event`` returned a Have: a peer's batch of HAVEs comes in one
         receive and is handled as one (``core/haverun``)."""
-        if self._state is not _RecvState.RUNNING or self._num_pieces is None:
+        buf, pos = self._buf, self._pos
+        if (len(buf) - pos < haverun.SIZE or buf[pos + 4] != 4
+                or self._state is not _RecvState.RUNNING or self._num_pieces is None):
             return []
-        indexes, self._pos = haverun.take(self._buf, self._pos, self._num_pieces)
+        indexes, self._pos = haverun.take(buf, pos, self._num_pieces)
         return indexes
 
     def _fill(self, n: int) -> bool:
@@ -558,6 +560,11 @@ class PeerConnection:
         buf, pos = self._buf, self._pos  # _fill may have replaced or compacted
         start = pos + 4
         end = start + length
+        if length == 5 and buf[start] == 4 and state is _RecvState.RUNNING:
+            index = _HAVE.unpack_from(buf, pos)[2]  # the first HAVE of a receive
+            if self._num_pieces is not None and index < self._num_pieces:
+                self._pos = end
+                return Have(index)
         self._pos = end
         if length == 0:
             event: Message = KeepAlive()
