@@ -50,7 +50,7 @@ from torrentfs.core.bitfield import Bitfield
 from torrentfs.core.blame import Blame
 from torrentfs.core.choker import Choker, PeerView
 from torrentfs.core.geometry import Geometry
-from torrentfs.core.picker import NONE, NOW, Picker
+from torrentfs.core.picker import Picker
 from torrentfs.core.ratelimit import TokenBucket
 from torrentfs.disk.cache import DiskCache
 from torrentfs.disk.direct import aligned_buffer
