@@ -124,3 +124,46 @@ async def test_the_swarm_hears_once_per_receive_after_its_messages():
             s.close("done")
     a.close()
     b.close()
+
+
+async def test_a_run_of_haves_is_handed_over_at_once():
+    class Runs(Swarm):
+        def on_haves(self, s, indexes) -> None:
+            self.got.append(("haves", list(indexes)))
+
+        def on_received(self, s) -> None:
+            self.got.append("received")
+
+    a, b = socket.socketpair()
+    swarm = Runs()
+    conn = wire.PeerConnection(INFO_HASH, b"A" * 20, num_pieces=NUM_PIECES)
+    s = PeerSession(swarm, trio.SocketStream(trio.socket.from_stdlib_socket(a)),
+                    ("127.0.0.1", 1), conn, outgoing=False)
+    remote = wire.PeerConnection(INFO_HASH, b"B" * 20, num_pieces=NUM_PIECES)
+    far = trio.socket.from_stdlib_socket(b)
+
+    def enc(*msgs) -> bytes:
+        return b"".join(messages.encode(m, NUM_PIECES) for m in msgs)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(s.run)
+            await far.send(remote.handshake() + enc(wire.Unchoke()))
+            while "received" not in swarm.got:
+                await trio.sleep(0.01)
+            # HAVEs, a choke between two runs, half a HAVE at the end
+            data = enc(wire.Have(5), wire.Have(1), wire.Have(63), wire.Choke(),
+                       wire.Have(2), wire.Have(3))
+            await far.send(data[:-4])
+            while swarm.got.count("received") < 2:
+                await trio.sleep(0.01)
+            await far.send(data[-4:])
+            while swarm.got.count("received") < 3:
+                await trio.sleep(0.01)
+            assert swarm.got == [wire.Unchoke(), "received",
+                                 ("haves", [5, 1, 63]), wire.Choke(), ("haves", [2]),
+                                 "received", ("haves", [3]), "received"]
+            assert s.peer_choking
+            s.close("done")
+    a.close()
+    b.close()

@@ -97,7 +97,7 @@ from __future__ import annotations
 import enum
 import struct
 
-from torrentfs.core import bitfield, blockrun, handshake, messages
+from torrentfs.core import bitfield, blockrun, handshake, haverun, messages
 from torrentfs.core.handshake import (
     DEFAULT_RESERVED,
     HANDSHAKE_LENGTH,
@@ -197,6 +197,7 @@ class _Sentinel(enum.Enum):
 NEED_DATA = _Sentinel.NEED_DATA
 _REQUEST = struct.Struct(">IBIII")  # a request, length prefix to length
 """Returned by ``next_event()`` when more bytes must be received first."""
+_HAVE = struct.Struct(">IBI")  # a HAVE: length prefix, id, index
 
 _FIRST_TYPES = (Bitfield, HaveAll, HaveNone)
 # Messages that may precede the bitfield without using up its slot.
@@ -380,6 +381,11 @@ class PeerConnection:
             data = messages.encode(msg, self._num_pieces)
             self._first_sent = True
             return data
+        if type(msg) is Have and self._handshake_sent:  # every piece, to every peer
+            index, n = msg.index, self._num_pieces
+            if type(index) is int and n is not None and 0 <= index < n:
+                self._first_sent = True
+                return _HAVE.pack(5, 4, index)
         if not isinstance(msg, Message):
             raise LocalProtocolError(f"not a message: {msg!r}")
         if isinstance(msg, (Handshake, ConnectionClosed)):
@@ -465,6 +471,18 @@ class PeerConnection:
             self._exported = True  # the blocks are views of buf
         return blocks
 
+    def take_haves(self) -> list[int]:
+        """The piece indexes of the whole HAVE messages next in the buffer, consumed
+        (none unless running); what follows them is left to ``next_event``. Called
+        after ``next_event`` returned a Have: a peer's batch of HAVEs comes in one
+        receive and is handled as one (``core/haverun``)."""
+        buf, pos = self._buf, self._pos
+        if (len(buf) - pos < haverun.SIZE or buf[pos + 4] != 4
+                or self._state is not _RecvState.RUNNING or self._num_pieces is None):
+            return []
+        indexes, self._pos = haverun.take(buf, pos, self._num_pieces)
+        return indexes
+
     def _fill(self, n: int) -> bool:
         """Make at least ``n`` unread bytes available in _buf if possible.
 
@@ -535,6 +553,13 @@ class PeerConnection:
                     and 1 <= size <= MAX_BLOCK_LENGTH):
                 self._pos = pos + 17
                 return Request(index, begin, size)
+        if (state is _RecvState.RUNNING and len(buf) - pos >= 9 and buf[pos + 4] == 4
+                and self._num_pieces is not None):
+            # A whole HAVE (what a trickle swarm's peers hear most), as decode judges it.
+            length, _, index = _HAVE.unpack_from(buf, pos)
+            if length == 5 and index < self._num_pieces:
+                self._pos = pos + 9
+                return Have(index)
 
         if not self._fill(4):
             return self._short("message")
@@ -549,6 +574,11 @@ class PeerConnection:
         buf, pos = self._buf, self._pos  # _fill may have replaced or compacted
         start = pos + 4
         end = start + length
+        if length == 5 and buf[start] == 4 and state is _RecvState.RUNNING:
+            index = _HAVE.unpack_from(buf, pos)[2]  # the first HAVE of a receive
+            if self._num_pieces is not None and index < self._num_pieces:
+                self._pos = end
+                return Have(index)
         self._pos = end
         if length == 0:
             event: Message = KeepAlive()

@@ -50,13 +50,14 @@ from torrentfs.core.bitfield import Bitfield
 from torrentfs.core.blame import Blame
 from torrentfs.core.choker import Choker, PeerView
 from torrentfs.core.geometry import Geometry
-from torrentfs.core.picker import NONE, NOW, Picker
+from torrentfs.core.picker import Picker
 from torrentfs.core.ratelimit import TokenBucket
 from torrentfs.disk.cache import DiskCache
 from torrentfs.disk.direct import aligned_buffer
 from torrentfs.disk.storage import Storage
 from torrentfs.engine.connector import Candidate, Connector
 from torrentfs.engine.haves import HaveBatcher
+from torrentfs.engine.havesin import got_haves
 from torrentfs.engine.locality import Nearby
 from torrentfs.engine.membership import Membership
 from torrentfs.engine.metrics import Metrics
@@ -323,25 +324,13 @@ class Torrent:
             self._fill(s, batch=True)
 
     def _on_have(self, s: PeerSession, msg: wire.Have) -> None:
-        self.picker.got_have(s, msg.index)
-        self.nearby.got(s, msg.index)
-        if not s.am_interested and msg.index not in self.have and not self.seed_only:
-            s.send(wire.Interested())
-        tier = self.picker.priority(msg.index)[0]
-        if not s.peer_choking and msg.index not in self.have and tier != NONE:
-            spared = False  # else nothing new to ask
-            if not self.picker.is_seed(s):
-                # A fellow leecher has it: spare the seeds (an origin is often the
-                # scarce upload), cancelling what they have not sent yet.
-                for seed, begin, length in self.picker.spare_seeds(msg.index):
-                    self.requests.cancel(seed, msg.index, begin, length)
-                    spared = True
-            # A piece no read waits on is one more choice: taken once the peer has
-            # drained to half its requests, as after a block (a whole pick per HAVE
-            # cost a cluster's nodes most of their picking). Picked once the HAVEs
-            # of this receive are all in (``on_received``): one pick for a batch.
-            batch = tier != NOW and not spared
-            self._fills[s] = self._fills.get(s, True) and batch
+        got_haves(self, s, [msg.index])
+
+    def on_haves(self, s: PeerSession, indexes: list[int]) -> None:
+        """A run of HAVEs of one receive, handled as one (``engine/havesin``): the
+        seeds spared for each piece a leecher now has, the pick they ask for made
+        once the receive is handled (``on_received``)."""
+        got_haves(self, s, indexes)
 
     def on_received(self, s: PeerSession) -> None:
         """The messages of one receive from ``s`` are handled: the pick its HAVEs

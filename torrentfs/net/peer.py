@@ -56,6 +56,9 @@ class Swarm(Protocol):
     # Optional: a run of blocks of one receive, ``[(index, begin, data), ...]``,
     # instead of an on_message of a Piece for each (the session's books done once).
     # def on_blocks(self, session: "PeerSession", blocks: list) -> None: ...
+    # Optional: a run of HAVE messages of one receive, their piece indexes in order,
+    # instead of an on_message for each.
+    # def on_haves(self, session: "PeerSession", indexes: list[int]) -> None: ...
     def on_peer_closed(self, session: "PeerSession") -> None: ...
     def on_drained(self, session: "PeerSession") -> None: ...
     download_limit: TokenBucket  # shared by all sessions: applied as blocks arrive
@@ -270,6 +273,7 @@ class PeerSession:
         drained = False  # the last read emptied the socket: wait before the next
         received = getattr(self.swarm, "on_received", None)
         on_blocks = getattr(self.swarm, "on_blocks", None)  # a run of blocks at once
+        on_haves = getattr(self.swarm, "on_haves", None)  # a run of HAVEs at once
         handled = False  # a message since the last receive: tell ``received``
         while True:
             with trio.CancelScope(deadline=self._receive_deadline(partial_since)) as idle:
@@ -322,6 +326,12 @@ class PeerSession:
                             on_blocks(self, blocks)
                             handled = True
                         if self.closed or over > 0:
+                            return
+                        continue
+                    if type(event) is wire.Have and on_haves is not None:
+                        on_haves(self, [event.index, *self.conn.take_haves()])
+                        handled = True
+                        if self.closed:
                             return
                         continue
                     if type(event) is wire.Piece:
