@@ -1,11 +1,11 @@
-"""The read path's memory for uploads: ``reads.UploadChunks`` keeps chunks of pieces
+"""The read path's memory for uploads: ``memory.UploadChunks`` keeps chunks of pieces
 read from disk, bounded, least recently used out first, and forgets an evicted
 piece."""
 
 from __future__ import annotations
 
-from torrentfs.engine import reads
-from torrentfs.engine.reads import UPLOAD_CHUNK, UploadChunks
+from torrentfs.engine import memory
+from torrentfs.engine.memory import UPLOAD_CHUNK, UploadChunks
 
 
 def test_a_block_comes_from_its_chunk():
@@ -49,4 +49,4 @@ def test_forget_drops_every_chunk_of_a_piece():
 
 
 def test_default_bound():
-    assert UploadChunks().limit == reads.UPLOAD_CACHE_BYTES
+    assert UploadChunks().limit == memory.UPLOAD_CACHE_BYTES
