@@ -91,6 +91,22 @@ async def test_tells_each_peer_of_the_others_once_a_minute(tmp_path, autojump_cl
         n.cancel_scope.cancel()
 
 
+async def test_a_peer_with_nothing_to_learn_is_told_once_another_comes(tmp_path, autojump_clock):
+    # Alone, a peer has nothing to be told: the tick skips it while the set of
+    # peers stays the same, and tells it at the next tick once that set changes.
+    meta, t = make(tmp_path)
+    a, b = ("127.0.0.5", 7000), ("127.0.0.6", 7001)
+    async with trio.open_nursery() as n:
+        await n.start(t.run)
+        sa = attach(n, t, a, ExtBehaviour())
+        await trio.sleep(10)
+        assert sa.pex == []
+        attach(n, t, b, ExtBehaviour())
+        await trio.sleep(2)
+        assert [m.added for m in sa.pex] == [((b, pex.FLAG_REACHABLE),)]
+        n.cancel_scope.cancel()
+
+
 async def test_no_pex_neither_tells_nor_listens(tmp_path, autojump_clock):
     meta, t = make(tmp_path, pex=False)
     async with trio.open_nursery() as n:

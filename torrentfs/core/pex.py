@@ -138,11 +138,19 @@ class PexPeer:
         self.told: dict[Addr, int] = {}
         self.last_sent: float | None = None
         self.last_received: float | None = None
+        #: the caller's token (``Extensions.tick``: the set of peers known) when the
+        #: last ``update`` had nothing to send: the same set gives nothing again
+        self.quiet_for: object = None
+
+    def due(self, now: float) -> bool:
+        """Whether a message may go now (``INTERVAL`` since the last): the caller
+        need not gather the peers it knows before then."""
+        return self.last_sent is None or now - self.last_sent >= INTERVAL
 
     def update(self, current: Mapping[Addr, int], now: float) -> bytes | None:
         """The message to send now, given the peers we know now (address -> flags),
         or None."""
-        if self.last_sent is not None and now - self.last_sent < INTERVAL:
+        if not self.due(now):
             return None
         added = [(a, f) for a, f in current.items() if a not in self.told][:MAX_ADDED]
         dropped = [a for a in self.told if a not in current][:MAX_DROPPED]

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, Container, Protocol
 
 import trio
 
@@ -184,6 +184,7 @@ class Connector:
                 now = trio.current_time()
                 nearby = getattr(t, "nearby", None)  # --prefer-subnet: local ones first
                 order = nearby.dial_order(list(self.candidates)) if nearby else self.candidates
+                reached = None
                 for addr in order:
                     cand = self.candidates[addr]
                     if not self.room(len(self.connecting)):
@@ -192,11 +193,24 @@ class Connector:
                             or addr in t.sessions
                             or addr in self.connecting):
                         continue
+                    if reached is None:
+                        reached = self._reached()
+                    if addr in reached:
+                        continue
                     self.connecting.add(addr)
                     nursery.start_soon(self._dial, addr, cand)
                 self._wake = trio.Event()
                 with trio.move_on_after(WAKE_EVERY):
                     await self._wake.wait()
+
+    def _reached(self) -> Container[tuple[str, int]]:
+        """The listen addresses of the peers connected to us (their extension
+        handshakes name their ports): dialing one would only make a twin connection,
+        refused after both handshakes ("already connected to this peer"), and again
+        at each retry. In a cluster every pair did that, every node dialing the
+        ones that had dialed it once PEX named them."""
+        ext = getattr(self.torrent, "ext", None)
+        return ext.endpoints() if ext is not None else ()
 
     async def _dial(self, addr: tuple[str, int], cand: Candidate) -> None:
         policy = self.torrent.options.encryption

@@ -193,14 +193,18 @@ class PeerExtensions:
     def tick(self, now: float) -> None:
         if not self.pex_enabled:
             return
-        known = None
+        known = seen = None
         for s, state in list(self.peers.items()):
             their_id = state.hs.ids.get(UT_PEX)
-            if not their_id or s.closed:
+            if not their_id or s.closed or not state.pex.due(now):
                 continue
             if known is None:
                 known = self._known()
+                seen = frozenset((a, f) for a, (_, f) in known.items())
+            if state.pex.quiet_for == seen:  # nothing new for it since it had nothing:
+                continue  # no dict of every peer for each peer, every second
             current = {a: f for a, (peer, f) in known.items() if peer is not s}
             payload = state.pex.update(current, now)
             if payload is not None:
                 s.send(wire.Extended(their_id, payload))
+            state.pex.quiet_for = seen if payload is None else None
