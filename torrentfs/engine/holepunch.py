@@ -99,8 +99,13 @@ class Holepunch:
     def _connect(self, relay, addr: Addr, now: float) -> None:
         t = self.torrent
         c = t.connector
-        if (c.utp is None or addr in t.sessions or addr in c.connecting
-                or not c.room(len(c.connecting)) or not self.punches.should_connect(now)):
+        if addr in t.sessions or addr in c.connecting:
+            # The other side's dial (sent the same connect) may beat ours to it.
+            log.info("holepunch: %r asks us to connect to %s: connected already",
+                     relay, show_addr(addr))
+            return
+        if (c.utp is None or not c.room(len(c.connecting))
+                or not self.punches.should_connect(now)):
             return
         nursery = getattr(t, "_nursery", None)
         if nursery is None:
