@@ -11,6 +11,14 @@ import trio.testing
 from tests.harness.fakepeer import Behaviour, start
 
 
+def no_write_behind(monkeypatch, t) -> None:
+    """Every piece written through a worker thread, as pieces larger than write-behind
+    takes are (disk/writeback.py), whatever piece is written first: the path these
+    tests are about. A small piece written behind is trusted and readable from
+    ``Storage.unwritten`` at once, which tests/disk/test_writeback.py covers."""
+    monkeypatch.setattr(t.cache.behind, "takes", lambda size: False)
+
+
 def hold_writes(monkeypatch, t, pieces: set[int]) -> trio.Event:
     """Storage work in the trio thread (as ``fakepeer.inline``), but the store of
     ``pieces`` waits until the returned event is set: a write still under way."""
@@ -30,6 +38,7 @@ async def test_a_lone_read_is_answered_before_its_piece_is_written(
     async with trio.open_nursery() as n:
         s = await start(n, make_swarm, size=400 * 32768)
         t = s.torrent
+        no_write_behind(monkeypatch, t)
         let_go = hold_writes(monkeypatch, t, {0})
         s.add()
         h = t.open_handle(0)
@@ -74,10 +83,7 @@ async def test_a_read_beyond_memory_waits_for_the_write(make_swarm, autojump_clo
     async with trio.open_nursery() as n:
         s = await start(n, make_swarm, size=40 * 32768)
         t = s.torrent
-        # The write through a worker thread, as for pieces larger than write-behind
-        # takes (disk/writeback.py): a small piece written behind is readable from
-        # Storage.unwritten at once, which tests/disk/test_writeback.py covers.
-        monkeypatch.setattr(t.cache.behind, "takes", lambda size: False)
+        no_write_behind(monkeypatch, t)
         s.add()
         assert await t.read(0, 0, 1000) == s.payload[:1000]  # piece 0 on disk
         t.reads.recent.clear()  # ... and not in memory
@@ -103,6 +109,7 @@ async def test_a_failed_write_after_the_answer_leaves_nothing_in_memory(
     async with trio.open_nursery() as n:
         s = await start(n, make_swarm, size=40 * 32768, read_timeout=5)
         t = s.torrent
+        no_write_behind(monkeypatch, t)
         let_go = trio.Event()
         attempts = []
 
