@@ -134,8 +134,8 @@ class Choker:
         a peer that gives us more than a slot holder does gets its slot at once, not
         at the next regular round. Session 6 rechoked out of turn only with a slot
         empty (``interest_every`` infinite); in the simulator that cost the large
-        swarms most: p50 1.54 against 1.43 x ideal at 250 nodes, 1.92 against 1.73
-        at 1,000 (session 6's ablation); at most once a second (1.0) was no better
+        swarms most: p50 1.54 against 1.43 x ideal at 250 nodes, 1.92 against 1.71
+        at 1,000 (--super-seed); at most once a second (1.0) was no better
         (1.64 at 250, 1.94 at 1,000). docs/benchmarks.md, session 7."""
         return self.has_room() or (self._last_rechoke is not None
                                    and now - self._last_rechoke >= self.interest_every)
