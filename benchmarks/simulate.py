@@ -52,6 +52,7 @@ def params_from(args: argparse.Namespace, nodes: int) -> Params:
                   node_rate=args.node_rate, down_rate=args.down_rate,
                   latency=args.latency / 1000, racks=args.racks,
                   rack_uplink=args.rack_uplink, join_window=args.join_window,
+                  mount_window=args.mount_window,
                   leave_fraction=args.leave_fraction, peers=args.peers,
                   read_size=args.read_size << 10, seed=args.seed,
                   prefer_rack=args.prefer_subnet, super_seed=args.super_seed, unit=unit)
@@ -76,7 +77,10 @@ def report(result: dict[str, Any]) -> list[str]:
     lines.append(f"  latency {a['latency']:g} ms, {a['racks']} rack(s)"
                  + (f", rack uplink {a['rack_uplink'] / 1e6:g} MB/s each way"
                     if a["rack_uplink"] else "")
-                 + f", joins over {a['join_window']:g} s, {a['leave_fraction']:.0%} leave "
+                 + (f", mounted one after another over {a['mount_window']:g} s, then read "
+                    "at once" if a.get("mount_window") else
+                    f", joins over {a['join_window']:g} s")
+                 + f", {a['leave_fraction']:.0%} leave "
                  f"at half their read, up to {a['peers']} peers each, seed {a['seed']}"
                  + (", subnet preferred" if a.get("prefer_subnet") else "")
                  + (", origin super-seeds" if a.get("super_seed") else ""))
@@ -117,6 +121,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="each rack's link to the others, B/s each way (0: not capped)")
     ap.add_argument("--join-window", type=float, default=0,
                     help="nodes join uniformly over this many seconds (0)")
+    ap.add_argument("--mount-window", type=float, default=0, metavar="S",
+                    help="as scripts/cluster runs them: the nodes connect one after "
+                         "another over S seconds, then all read at once (0: all at 0; "
+                         "see --join-window)")
     ap.add_argument("--leave-fraction", type=float, default=0,
                     help="share of the nodes that leave at half their read (0)")
     ap.add_argument("--prefer-subnet", action="store_true",
@@ -144,7 +152,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
            if v <= 0]
     bad += [name for name, v in (("--latency", args.latency), ("--down-rate", args.down_rate),
                                  ("--rack-uplink", args.rack_uplink),
-                                 ("--join-window", args.join_window)) if v < 0]
+                                 ("--join-window", args.join_window),
+                                 ("--mount-window", args.mount_window)) if v < 0]
+    if args.join_window and args.mount_window:
+        ap.error("--join-window and --mount-window are two ways to join: give one")
     if bad:
         ap.error(f"{', '.join(bad)} out of range")
     if not 0 <= args.leave_fraction < 1:

@@ -88,6 +88,9 @@ class Params:
     rack_uplink: float = 0.0      # 0: not capped; else each rack's link to the others,
                                   # this many bytes/s in each direction
     join_window: float = 0.0      # nodes join uniformly over this many seconds
+    mount_window: float = 0.0     # scripts/cluster's way instead: node i connects at
+                                  # (i - 1) x this / nodes, in order, and all start
+                                  # reading together at this (times counted from it)
     leave_fraction: float = 0.0   # this share of the nodes leaves at half its read
     peers: int = 50               # peers each node connects to as it joins
     read_size: int = 128 << 10    # the reader's read size (FUSE's usual)

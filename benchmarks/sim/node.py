@@ -195,7 +195,7 @@ class Node:
 
     def on_interested(self, peer: Node) -> None:
         self.conns[peer].peer_interested = True
-        if self.have.count and self.choker.has_room():
+        if self.have.count and self.choker.worth_round(self.swarm.loop.now):
             self.rechoke()
 
     def on_not_interested(self, peer: Node) -> None:

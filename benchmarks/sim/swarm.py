@@ -7,7 +7,9 @@ The model
   window and NOW raises; a read returns as soon as its pieces are in: disk and CPU
   take no time).
 * Each node joins at a time drawn uniformly over ``join_window`` (all at 0 by
-  default) and dials, like a tracker's answer, up to ``peers`` / 2 (25) peers drawn
+  default) and starts reading; or, as scripts/cluster runs them (``mount_window``),
+  the nodes connect one after another, node i at (i - 1) x window / N, and all
+  start reading at the end of the window. Each dials, like a tracker's answer, up to ``peers`` / 2 (25) peers drawn
   at random from those present (the origin among them) that have room: no node
   keeps more than ``peers`` (50) connections, incoming ones included, as
   ``--max-peers`` caps a daemon's (so past 50 nodes most never talk to the origin). With
@@ -205,7 +207,7 @@ class Swarm:
         for n in nodes:
             self.join(n)
 
-    def join(self, node: Node) -> None:
+    def join(self, node: Node, read: bool = True) -> None:
         """The node dials, like a tracker's answer, up to half of ``peers`` nodes
         drawn at random among those present with room; each keeps at most ``peers``
         connections, as ``--max-peers`` caps a torrentfs daemon's, incoming ones
@@ -236,8 +238,19 @@ class Swarm:
             p.update_interest(node)
         self._room(node)
         self.loop.at(now + 1.0, node.tick)
-        if not node.origin:
+        if not node.origin and read:
             node.start_reading()
+
+    def mount(self, node: Node) -> None:
+        """``mount_window``: the node connects now (as ``join``) and reads later."""
+        self.join(node, read=False)
+
+    def read_all(self) -> None:
+        """``mount_window``: every node starts reading at once."""
+        for n in self.nodes:
+            if n.alive:
+                n.joined_at = self.loop.now
+                n.start_reading()
 
     def _room(self, node: Node) -> None:
         """Keep ``open`` (present nodes with room for a connection) up to date."""
@@ -280,15 +293,20 @@ class Swarm:
         p, f = self.params, self.factor
         wall = time.monotonic()
         self.join(self.origin)
-        joins = sorted(self.rng.uniform(0, p.join_window) if p.join_window else 0.0
-                       for _ in self.nodes)
-        groups: dict[float, list[Node]] = {}
-        for t, n in zip(joins, self.nodes):
-            groups.setdefault(t, []).append(n)
-        for t, group in groups.items():
-            self.loop.at(t, self.join_group, group)
+        if p.mount_window:
+            for k, n in enumerate(self.nodes):
+                self.loop.at(k * p.mount_window / len(self.nodes), self.mount, n)
+            self.loop.at(p.mount_window, self.read_all)
+        else:
+            joins = sorted(self.rng.uniform(0, p.join_window) if p.join_window else 0.0
+                           for _ in self.nodes)
+            groups: dict[float, list[Node]] = {}
+            for t, n in zip(joins, self.nodes):
+                groups.setdefault(t, []).append(n)
+            for t, group in groups.items():
+                self.loop.at(t, self.join_group, group)
         self.loop.at(0.0, self._sample, max(0.05, self.ideal / 200))
-        limit = p.max_time or 50 * self.ideal + p.join_window
+        limit = p.max_time or 50 * self.ideal + p.join_window + p.mount_window
         self.loop.run(until=limit)
         self._sample(0)  # the last point
         reads = [{"node": n.name, "rack": n.rack, "left": n.leaves,

@@ -82,6 +82,15 @@ def test_joins_over_a_window_are_timed_from_each_join():
     assert all(t < 2 * 4 * MIB / 1e6 for t in times(res))
 
 
+def test_mounted_one_after_another_then_read_at_once():
+    # scripts/cluster's way: the nodes connect over the window, in order, and all
+    # start reading at its end; each time is counted from there.
+    res = simulate(small(nodes=4, mount_window=3.0))
+    assert res["ok"]
+    assert max(times(res)) == pytest.approx(res["sim_time_s"] - 3.0, abs=1e-6)
+    assert all(t < 2 * 4 * MIB / 1e6 for t in times(res))
+
+
 def test_the_same_seed_gives_the_same_run_and_another_seed_another():
     p = dict(nodes=6, racks=2, rack_uplink=0.5e6, join_window=2.0, leave_fraction=0.2)
     a, b = simulate(small(**p, seed=3)), simulate(small(**p, seed=3))
@@ -112,6 +121,7 @@ def test_the_command_takes_the_subnet_preference_and_super_seeding(capsys):
 
 @pytest.mark.parametrize("bad", [["--nodes", "0"], ["--leave-fraction", "1"],
                                  ["--piece-size", "24"], ["--latency", "-1"],
+                                 ["--join-window", "1", "--mount-window", "1"],
                                  ["--sim-block", "24"]])
 def test_bad_options_are_one_line_errors(bad, capsys):
     with pytest.raises(SystemExit) as e:

@@ -2,11 +2,13 @@
 engine and the swarm simulator call: a read raises only its first missing piece to
 NOW while other leechers are about (``SPLIT_LEECHERS`` or more) (``Priorities.raise_read``); the picker knows at
 once which peers have nothing more for us (``piece_verified``'s answer, so the shell
-says not interested); a choker with no empty slot needs no round for a newly
-interested peer (``Choker.has_room``); a leecher with nothing free to ask may take
+says not interested); a newly interested peer is worth a round out of turn while a
+slot is empty or, by default, always (``Choker.worth_round``, session 7); a leecher with nothing free to ask may take
 over a block that waits in another peer's queue (``core/stealing``)."""
 
 from __future__ import annotations
+
+import math
 
 from tests.core.test_picker import make, peer_with, seed
 from torrentfs.core.choker import Choker, PeerView
@@ -108,6 +110,29 @@ def test_the_choker_has_room_only_while_a_slot_is_empty():
     views = [PeerView(k, k != "a", False, 0.0, 0.0) for k in "abc"]
     c.rechoke(views, 2.0, seeding=True)  # a lost interest: its slot is free
     assert c.has_room()
+
+
+def test_an_interested_peer_is_worth_a_round_with_a_slot_free_or_a_second_on():
+    c = Choker(regular_slots=1, interest_every=1.0)
+    assert c.worth_round(0.0)  # no round yet: every slot is free
+    views = [PeerView(k, True, True, 0.0, 0.0) for k in "ab"]
+    c.rechoke(views, 5.0, seeding=True)  # a regular, b optimistic: full
+    assert not c.has_room()
+    assert not c.worth_round(5.0)
+    assert not c.worth_round(5.9)
+    assert c.worth_round(6.0)  # a second after the last round
+    views = [PeerView(k, k != "b", k not in "ab", 0.0, 0.0) for k in "abc"]
+    c.rechoke(views, 6.0, seeding=True)  # b lost interest; c takes the slot
+    assert not c.worth_round(6.5)
+    views = [PeerView(k, k == "a", k not in "ac", 0.0, 0.0) for k in "abc"]
+    c.rechoke(views, 6.5, seeding=True)  # c lost interest too: a slot is free
+    assert c.worth_round(6.5)
+    default = Choker(regular_slots=0)  # every Interested is worth a round
+    default.rechoke([PeerView(k, True, True, 0.0, 0.0) for k in "ab"], 1.0, seeding=True)
+    assert not default.has_room() and default.worth_round(1.0)
+    inf = Choker(regular_slots=0, interest_every=math.inf)
+    inf.rechoke([PeerView(k, True, True, 0.0, 0.0) for k in "ab"], 1.0, seeding=True)
+    assert not inf.worth_round(1e9)  # session 6's rule: only with a slot free
 
 
 # -- taking over a block that waits in another peer's queue ------------------------

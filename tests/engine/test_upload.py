@@ -30,10 +30,13 @@ class Peer:
         self.backlog = 0
         self.up = Rate()
         self.sent: list[tuple[int, int]] = []
+        self.rejected: list[tuple[int, int]] = []
 
     def send(self, msg: wire.Message) -> None:
         if isinstance(msg, wire.Piece):
             self.sent.append((msg.index, msg.begin))
+        elif isinstance(msg, wire.Reject):
+            self.rejected.append((msg.index, msg.begin))
 
     def send_block(self, index: int, begin: int, data) -> None:
         self.send(wire.Piece(index, begin, data))
@@ -138,6 +141,27 @@ async def test_cancelled_requests_are_dropped_not_weighed(peers, autojump_clock)
     ask(up, b, 9)
     assert sent(up, trio.current_time()) == [("b", 9, 0)]
     assert not b.upload_fifo
+
+
+async def test_a_cancel_is_answered_with_a_reject_unless_the_block_went(peers,
+                                                                      autojump_clock):
+    # BEP 6: a fast-extension peer hears a reject for a cancelled request not yet
+    # served (engine/requests.py holds the block until that answer, or 10 s); a
+    # block already sent is the answer itself; a peer without the extension
+    # expects nothing.
+    a, b, c, up = peers
+    await serve(up, a, 5)
+    ask(up, a, 6)
+    up.cancel(a, wire.Cancel(5, 0, BLOCK))   # sent already
+    up.cancel(a, wire.Cancel(6, 0, BLOCK))   # still queued
+    up.cancel(a, wire.Cancel(7, 0, BLOCK))   # never asked
+    assert a.rejected == [(6, 0)]
+    assert a.sent == [(5, 0)]
+    c.fast = False
+    ask(up, c, 8)
+    up.cancel(c, wire.Cancel(8, 0, BLOCK))
+    assert c.rejected == []
+    assert sent(up, trio.current_time()) == []
 
 
 async def test_run_answers_everything_and_waits_out_holds(peers, autojump_clock):

@@ -7,7 +7,8 @@ Each round the shell fills in one ``PeerView`` per connected peer and calls
 ``rechoke(peers, now, seeding)``; it gets back a ``Decision`` and sends the chokes and
 unchokes it lists. ``due(now)`` says when the next regular round is owed (every
 ``rechoke_every`` seconds after the last one); the shell may also rechoke out of turn
-(say, when an unchoked peer loses interest), which restarts that count.
+(say, when an unchoked peer loses interest, or when a peer becomes interested and
+``worth_round(now)`` says so), which restarts that count.
 
 * Only interested peers are unchoked. An unchoked peer that is not interested is
   choked.
@@ -46,6 +47,9 @@ from typing import Hashable, Protocol
 
 NEW_PEER_AGE = 60.0   # seconds: a peer connected more recently is "new"
 NEW_PEER_WEIGHT = 3   # a new peer's chance of the optimistic slot, against 1 for others
+INTEREST_ROUND_EVERY = 0.0  # seconds: with every slot taken, a peer's Interested is
+                            # worth a round out of turn at most this often (``worth_round``;
+                            # 0: every time, as before session 6's guard)
 
 
 class Rng(Protocol):
@@ -96,7 +100,8 @@ class _KeyOrder:
 
 class Choker:
     def __init__(self, regular_slots: int = 4, optimistic_every: float = 30.0,
-                 rechoke_every: float = 10.0, rng: Rng | None = None) -> None:
+                 rechoke_every: float = 10.0, rng: Rng | None = None,
+                 interest_every: float = INTEREST_ROUND_EVERY) -> None:
         if regular_slots < 0:
             raise ValueError("regular_slots must be >= 0")
         if optimistic_every <= 0 or rechoke_every <= 0:
@@ -105,6 +110,7 @@ class Choker:
         self.optimistic_every = optimistic_every
         self.rechoke_every = rechoke_every
         self.rng = rng
+        self.interest_every = interest_every
         self.optimistic: Hashable | None = None   # the current optimistic unchoke
         self.regular: frozenset = frozenset()     # the regular set of the last round
         self._optimistic_since: float | None = None
@@ -118,10 +124,21 @@ class Choker:
 
     def has_room(self) -> bool:
         """Whether the last round left a slot empty (fewer unchoked than
-        ``regular_slots + 1``): a peer that becomes interested is worth a round out
-        of turn only then. Peers' interest comes and goes with each piece in a
-        cluster reading in step; a round for each would cost more than it gives."""
+        ``regular_slots + 1``); see ``worth_round``."""
         return len(self.regular) + (self.optimistic is not None) <= self.regular_slots
+
+    def worth_round(self, now: float) -> bool:
+        """Whether a peer that just became interested is worth a round out of turn:
+        always while a slot is empty (``has_room``), else once ``interest_every``
+        seconds have passed since the last round. By default (0) every time, so that
+        a peer that gives us more than a slot holder does gets its slot at once, not
+        at the next regular round. Session 6 rechoked out of turn only with a slot
+        empty (``interest_every`` infinite); in the simulator that cost the large
+        swarms most: p50 1.54 against 1.43 x ideal at 250 nodes, 1.92 against 1.71
+        at 1,000 (--super-seed); at most once a second (1.0) was no better
+        (1.64 at 250, 1.94 at 1,000). docs/benchmarks.md, session 7."""
+        return self.has_room() or (self._last_rechoke is not None
+                                   and now - self._last_rechoke >= self.interest_every)
 
     def rechoke(self, peers: list[PeerView], now: float, seeding: bool) -> Decision:
         """Run one round over the connected ``peers``; returns the changes to make."""

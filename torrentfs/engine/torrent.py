@@ -302,8 +302,8 @@ class Torrent:
             case wire.Hashes() | wire.HashReject():  # leaves for block-level reads
                 self.reads.blocks.hash_message(s, msg)
             case wire.Interested():
-                if self.have.count and self.choker.has_room():
-                    self.rechoke()  # a free slot should not wait for the next round
+                if self.have.count and self.choker.worth_round(trio.current_time()):
+                    self.rechoke()  # a free slot, or a better peer, need not wait 10 s
             case wire.NotInterested():
                 if not s.am_choking:
                     self.rechoke()

@@ -132,10 +132,18 @@ class Uploader:
         return False
 
     def cancel(self, s: PeerSession, msg: wire.Cancel) -> None:
-        """Not sent if not sent yet: a cancelled request leaves the queue. (The FIFO
-        drops its stale entries when they outnumber the live ones by a queue's worth,
-        so request-cancel churn holds it bounded.)"""
-        s.queued.discard((msg.index, msg.begin, msg.length))
+        """Not sent if not sent yet: a cancelled request leaves the queue, and a
+        fast-extension peer hears a reject for it (BEP 6: a cancel is answered with
+        the block or a reject; engine/requests.py keeps a cancelled block the peer's
+        until that answer, CANCEL_TIMEOUT at most, so without it two torrentfs
+        daemons held a read's block 10 s). (The FIFO drops its stale entries when
+        they outnumber the live ones by a queue's worth, so request-cancel churn
+        holds it bounded.)"""
+        key = (msg.index, msg.begin, msg.length)
+        if key in s.queued:
+            s.queued.discard(key)
+            if s.fast:
+                s.send(wire.Reject(*key))
         if len(s.upload_fifo) > len(s.queued) + MAX_UPLOAD_QUEUE:
             s.upload_fifo = deque(r for r in s.upload_fifo
                                   if (r.index, r.begin, r.length) in s.queued)
