@@ -270,3 +270,25 @@ def _files_under(tree, node) -> list[int]:
             else:
                 out.append(child.file_index)
     return out
+
+
+def why_missing(torrent, index: int) -> str:
+    """Why a piece is not coming, for the log and ``status``: no peers, or peers
+    without it, or with it but choking us; and how the web seeds fare, if any."""
+    peers = [s for s in torrent.sessions.values() if s.registered]
+    if not peers:
+        why = "no peers connected"
+    else:
+        having = [s for s in peers if torrent.picker.peer_has(s, index)]
+        if not having:
+            why = f"none of the {len(peers)} peers connected has it"
+        else:
+            unchoked = sum(1 for s in having if not s.peer_choking)
+            why = (f"{len(having)} of {len(peers)} peers connected have it, "
+                   f"{unchoked} of them unchoked us")
+    seeds = torrent.webseeds.active()
+    if seeds:  # they have every piece
+        down = sum(1 for s in seeds if not s.up)
+        why += f"; {down} of {len(seeds)} web seeds down" if down else \
+            f"; {len(seeds)} web seeds up"
+    return why

@@ -599,23 +599,6 @@ class Torrent:
         return snapshot(self)
 
     def who_has(self, index: int) -> str:
-        """Why a piece is not coming, for the log: no peers, or peers without it;
-        and how the web seeds fare, if any."""
-        why = self._peers_having(index)
-        seeds = self.webseeds.active()
-        if seeds:  # they have every piece
-            down = sum(1 for s in seeds if not s.up)
-            why += f"; {down} of {len(seeds)} web seeds down" if down else \
-                f"; {len(seeds)} web seeds up"
-        return why
-
-    def _peers_having(self, index: int) -> str:
-        peers = [s for s in self.sessions.values() if s.registered]
-        if not peers:
-            return "no peers connected"
-        having = [s for s in peers if self.picker.peer_has(s, index)]
-        if not having:
-            return f"none of the {len(peers)} peers connected has it"
-        unchoked = sum(1 for s in having if not s.peer_choking)
-        return (f"{len(having)} of {len(peers)} peers connected have it, "
-                f"{unchoked} of them unchoked us")
+        """Why a piece is not coming, for the log (``status.why_missing``)."""
+        from torrentfs.engine.status import why_missing
+        return why_missing(self, index)
