@@ -139,3 +139,31 @@ async def test_a_failed_write_after_the_answer_leaves_nothing_in_memory(
         assert t.reads.recent.block(0, 0, 10) is None  # not on disk: not answered
         h.close()
         n.cancel_scope.cancel()
+
+
+async def test_no_answer_before_the_write_where_the_disk_has_no_room(
+        make_swarm, autojump_clock, monkeypatch):
+    """On a full disk the reads waiting on a piece fail with ENOSPC (disk/cache.py):
+    none is answered from memory first, to fail only on the next read."""
+    async with trio.open_nursery() as n:
+        s = await start(n, make_swarm, size=400 * 32768)
+        t = s.torrent
+        no_write_behind(monkeypatch, t)
+        monkeypatch.setattr(t.cache, "room_for", lambda size: False)
+        let_go = hold_writes(monkeypatch, t, {0})
+        s.add()
+        h = t.open_handle(0)
+        got = []
+
+        async def read() -> None:
+            got.append(await t.read(0, 0, 1000, h))
+        n.start_soon(read)
+        await trio.sleep(5)
+        assert not got and not t.reads._in_memory  # verified, but waits for its write
+        let_go.set()
+        with trio.fail_after(5):
+            while not got:
+                await trio.sleep(0.01)
+        assert got == [s.payload[:1000]] and 0 in t.have
+        h.close()
+        n.cancel_scope.cancel()

@@ -206,6 +206,17 @@ class DiskCache:
 
     # -- storing ------------------------------------------------------------------------
 
+    def room_for(self, size: int) -> bool:
+        """Whether the disk has ``size`` bytes free for our data now (a read answered
+        before its piece's write, ``Reads.verified``, only where the write should
+        succeed: on a full disk the reads waiting on a piece fail with ENOSPC, as
+        the module docstring says, rather than succeed once and fail after)."""
+        try:
+            st = os.statvfs(self.storage.data_dir)
+        except OSError:
+            return False
+        return st.f_bavail * st.f_frsize >= size
+
     async def store(self, index: int, data, direct: bool = True,
                     hashed: bool = False) -> bool:
         """Hash a downloaded piece (unless ``hashed``: the caller did) and write it

@@ -440,7 +440,8 @@ class Torrent:
         # A piece a read waits on alone is hashed here (no thread hand-offs, which
         # took 0.1-7 ms each way under load) and the read answered from memory before
         # the write (``Reads.verified``).
-        alone = self.reads.alone(index) and len(buf) <= INLINE_HASH_MAX
+        alone = (self.reads.alone(index) and len(buf) <= INLINE_HASH_MAX
+                 and self.cache.room_for(len(buf)))
         try:
             ok = self.storage.verify(index, buf) if alone else True
             if ok and alone:
