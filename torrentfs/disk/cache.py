@@ -242,9 +242,9 @@ class DiskCache:
 
     def _store_behind(self, index: int, data, victims: list[int], direct: bool,
                       hashed: bool = False) -> bool:
-        """A small piece: hashed here (unless ``hashed``: the caller did); if it passes, trusted at once and queued for
-        a batched write (disk/writeback.py). It stays pinned, and ``victims`` guarded,
-        until the write returns."""
+        """A small piece: hashed here (unless ``hashed``: the caller did); if it
+        passes, trusted at once and queued for a batched write (disk/writeback.py).
+        It stays pinned, and ``victims`` guarded, until the write returns."""
         if not hashed and not self.storage.verify(index, data):
             self.books.unpin(index)
             self.books.removed(index)

@@ -40,20 +40,13 @@ def read_nowait(storage: Storage, stream_offset: int, length: int) -> bytearray 
 def _with_unwritten(storage: Storage, stream_offset: int, length: int) -> bytearray | None:
     """``read_nowait`` while some pieces wait for their write (disk/writeback.py):
     their bytes from memory, the others' from the page cache."""
-    g = storage.geometry
     out = bytearray()
-    end = stream_offset + length
-    for i in g.pieces_in_range(stream_offset, length):
-        base = g.piece_offset(i)
-        lo, hi = max(stream_offset, base), min(end, base + g.piece_size(i))
-        data = storage.unwritten.get(i)
-        if data is None:
-            data = _read_nowait(storage, lo, hi - lo)
-            if data is None:
+    for lo, hi, view in storage.unwritten_spans(stream_offset, length):
+        if view is None:
+            view = _read_nowait(storage, lo, hi - lo)
+            if view is None:
                 return None
-            out += data
-        else:
-            out += memoryview(data)[lo - base:hi - base]
+        out += view
     return out
 
 

@@ -29,6 +29,7 @@ import hashlib
 import os
 import threading
 from pathlib import Path
+from typing import Iterator
 
 from torrentfs.core.bitfield import Bitfield, and_flags
 from torrentfs.core.geometry import Geometry
@@ -269,19 +270,22 @@ class Storage:
     def _read_unwritten(self, stream_offset: int, length: int) -> bytes:
         """``read`` while some pieces wait for their write: those from memory (a
         piece leaves ``unwritten`` only once its write has returned)."""
+        parts = [bytes(view) if view is not None else self._read_disk(lo, hi - lo)
+                 for lo, hi, view in self.unwritten_spans(stream_offset, length)]
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def unwritten_spans(self, stream_offset: int,
+                        length: int) -> Iterator[tuple[int, int, memoryview | None]]:
+        """The range cut at piece edges, ``(lo, hi, view)`` for each piece it covers:
+        ``view`` the bytes ``[lo, hi)`` from memory if the piece's write has not
+        returned yet (``unwritten``), else None (they are on disk)."""
         g = self.geometry
-        parts = []
         end = stream_offset + length
         for i in g.pieces_in_range(stream_offset, length):
-            lo = max(stream_offset, g.piece_offset(i))
-            hi = min(end, g.piece_offset(i) + g.piece_size(i))
+            base = g.piece_offset(i)
+            lo, hi = max(stream_offset, base), min(end, base + g.piece_size(i))
             data = self.unwritten.get(i)
-            if data is not None:
-                base = g.piece_offset(i)
-                parts.append(bytes(memoryview(data)[lo - base:hi - base]))
-            else:
-                parts.append(self._read_disk(lo, hi - lo))
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+            yield lo, hi, None if data is None else memoryview(data)[lo - base:hi - base]
 
     def read_piece(self, index: int) -> bytes:
         return self.read(self.geometry.piece_offset(index), self.geometry.piece_size(index))

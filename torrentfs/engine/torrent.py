@@ -440,14 +440,13 @@ class Torrent:
         # A piece a read waits on alone is hashed here (no thread hand-offs, which
         # took 0.1-7 ms each way under load) and the read answered from memory before
         # the write (``Reads.verified``).
-        alone = (self.reads.alone(index) and len(buf) <= INLINE_HASH_MAX
-                 and self.cache.room_for(len(buf)))
+        lone = self.reads.alone(index)
+        early = lone and len(buf) <= INLINE_HASH_MAX and self.cache.room_for(len(buf))
         try:
-            ok = self.storage.verify(index, buf) if alone else True
-            if ok and alone:
+            ok = self.storage.verify(index, buf) if early else True
+            if ok and early:
                 self.reads.verified(index, buf)
-            ok = ok and await self.cache.store(index, buf, not self.reads.alone(index),
-                                               hashed=alone)
+            ok = ok and await self.cache.store(index, buf, not lone, hashed=early)
         except OSError as e:
             if e.errno != errno.ENOSPC:  # a full disk is logged by the cache, once a minute
                 log.error("cannot write piece %d: %s", index, e)
