@@ -21,13 +21,19 @@ print(set_os_thread_name is not None, pyfuse3.__version__,
 """
 
 
-def test_trio_and_pyfuse3_import_with_no_subprocess_and_no_distribution_scan():
-    out = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True,
+def fresh_python(code: str) -> str:
+    """What ``code`` prints in a fresh interpreter (which must succeed)."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_trio_and_pyfuse3_import_with_no_subprocess_and_no_distribution_scan():
+    stdout = fresh_python(CHECK)
     # trio still names its threads; pyfuse3 says "unknown" (its version is not looked
     # up); the stand-in and the patched lookup are gone once the imports are over.
-    assert out.stdout.split() == ["True", "unknown", "False", "False", "ctypes.util"]
+    assert stdout.split() == ["True", "unknown", "False", "False", "ctypes.util"]
 
 
 def test_the_real_metadata_module_works_afterwards():
@@ -35,11 +41,9 @@ def test_the_real_metadata_module_works_afterwards():
             "import_trio_pyfuse3()\n"
             "import importlib.metadata\n"
             "print(importlib.metadata.version('trio'))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
-    assert out.returncode == 0, out.stderr
+    stdout = fresh_python(code)
     import trio
-    assert out.stdout.strip() == trio.__version__
+    assert stdout.strip() == trio.__version__
 
 
 def test_a_metadata_module_imported_before_is_left_alone():
@@ -48,7 +52,5 @@ def test_a_metadata_module_imported_before_is_left_alone():
             "import_trio_pyfuse3()\n"
             "import sys, pyfuse3\n"
             "print(sys.modules['importlib.metadata'] is m, pyfuse3.__version__ != 'unknown')")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["True", "True"]
+    stdout = fresh_python(code)
+    assert stdout.split() == ["True", "True"]

@@ -10,9 +10,15 @@ import socket
 
 import trio
 
-from tests.net.test_peer_receive import INFO_HASH, NUM_PIECES, Swarm
+from tests.net.test_peer_receive import (
+    INFO_HASH,
+    NUM_PIECES,
+    Swarm,
+    send_in_growing_pieces,
+    session,
+)
 from torrentfs.core import messages, wire
-from torrentfs.net.peer import UNREQUESTED_SLACK, PeerSession
+from torrentfs.net.peer import UNREQUESTED_SLACK
 
 BLOCK = 1 << 14
 
@@ -29,12 +35,6 @@ class Runs(Swarm):
     def on_blocks(self, s, blocks) -> None:
         self.runs.append(len(blocks))
         self.got.extend(wire.Piece(i, b, bytes(d)) for i, b, d in blocks)
-
-
-def session(a: socket.socket, swarm) -> PeerSession:
-    conn = wire.PeerConnection(INFO_HASH, b"A" * 20, num_pieces=NUM_PIECES)
-    return PeerSession(swarm, trio.SocketStream(trio.socket.from_stdlib_socket(a)),
-                       ("127.0.0.1", 1), conn, outgoing=False)
 
 
 async def test_blocks_come_in_runs_in_order_and_are_counted_once():
@@ -55,13 +55,7 @@ async def test_blocks_come_in_runs_in_order_and_are_counted_once():
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(s.run)
-            pos, step = 0, 1
-            while pos < len(data):  # a byte, then larger and larger pieces
-                end = min(len(data), pos + step)
-                while pos < end:
-                    pos += await far.send(data[pos:end])
-                step = step * 3 + 1
-                await trio.sleep(0)
+            await send_in_growing_pieces(far, data)
             while len(swarm.got) < len(sent):
                 await trio.sleep(0.01)
             assert swarm.got == sent

@@ -42,6 +42,25 @@ class Swarm:
         pass
 
 
+def session(a: socket.socket, swarm) -> PeerSession:
+    """An incoming session of ``swarm`` on our end ``a`` of a socket pair."""
+    conn = wire.PeerConnection(INFO_HASH, b"A" * 20, num_pieces=NUM_PIECES)
+    return PeerSession(swarm, trio.SocketStream(trio.socket.from_stdlib_socket(a)),
+                       ("127.0.0.1", 1), conn, outgoing=False)
+
+
+async def send_in_growing_pieces(far, data: bytes) -> None:
+    """Send ``data`` a byte, then larger and larger pieces, letting the session run
+    between them: every way a message can be cut across receives."""
+    pos, step = 0, 1
+    while pos < len(data):
+        end = min(len(data), pos + step)
+        while pos < end:
+            pos += await far.send(data[pos:end])
+        step = step * 3 + 1
+        await trio.sleep(0)
+
+
 def test_receive_fd_only_for_what_arrives_as_it_is():
     a, b = socket.socketpair()
     with a, b:
@@ -57,9 +76,7 @@ def test_receive_fd_only_for_what_arrives_as_it_is():
 async def test_every_message_arrives_in_order_whatever_the_reads():
     a, b = socket.socketpair()
     swarm = Swarm()
-    conn = wire.PeerConnection(INFO_HASH, b"A" * 20, num_pieces=NUM_PIECES)
-    stream = trio.SocketStream(trio.socket.from_stdlib_socket(a))
-    s = PeerSession(swarm, stream, ("127.0.0.1", 1), conn, outgoing=False)
+    s = session(a, swarm)
     s.requests_sent = 1000  # the blocks below were asked for
     remote = wire.PeerConnection(INFO_HASH, b"B" * 20, num_pieces=NUM_PIECES)
     payload = os.urandom(1 << 20)
@@ -73,13 +90,7 @@ async def test_every_message_arrives_in_order_whatever_the_reads():
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(s.run)
-            pos, step = 0, 1
-            while pos < len(data):  # a byte, then larger and larger pieces
-                end = min(len(data), pos + step)
-                while pos < end:
-                    pos += await far.send(data[pos:end])
-                step = step * 3 + 1
-                await trio.sleep(0)
+            await send_in_growing_pieces(far, data)
             while swarm.got.count(wire.KeepAlive()) < (RECV_SIZE + 100) // 4:
                 await trio.sleep(0.01)
             assert swarm.got[:len(sent)] == sent
@@ -98,9 +109,7 @@ async def test_the_swarm_hears_once_per_receive_after_its_messages():
 
     a, b = socket.socketpair()
     swarm = Counting()
-    conn = wire.PeerConnection(INFO_HASH, b"A" * 20, num_pieces=NUM_PIECES)
-    s = PeerSession(swarm, trio.SocketStream(trio.socket.from_stdlib_socket(a)),
-                    ("127.0.0.1", 1), conn, outgoing=False)
+    s = session(a, swarm)
     remote = wire.PeerConnection(INFO_HASH, b"B" * 20, num_pieces=NUM_PIECES)
     far = trio.socket.from_stdlib_socket(b)
     haves = b"".join(messages.encode(wire.Have(i), NUM_PIECES) for i in range(3))
@@ -136,9 +145,7 @@ async def test_a_run_of_haves_is_handed_over_at_once():
 
     a, b = socket.socketpair()
     swarm = Runs()
-    conn = wire.PeerConnection(INFO_HASH, b"A" * 20, num_pieces=NUM_PIECES)
-    s = PeerSession(swarm, trio.SocketStream(trio.socket.from_stdlib_socket(a)),
-                    ("127.0.0.1", 1), conn, outgoing=False)
+    s = session(a, swarm)
     remote = wire.PeerConnection(INFO_HASH, b"B" * 20, num_pieces=NUM_PIECES)
     far = trio.socket.from_stdlib_socket(b)
 
