@@ -256,3 +256,25 @@ def test_after_stop_reading_data_is_acknowledged_and_dropped():
             a.receive(decode(d), now)
     assert b.readable == 0 and b.recv_window == utp.RECV_BUFFER
     assert a.send_space == utp.SEND_BUFFER   # everything acknowledged
+
+
+def test_a_fin_lost_four_times_still_ends_the_stream():
+    a, b = _connected_pair()
+    a.close()
+    now, lost_fins = 0.0, 0
+    for _ in range(10_000):
+        now += 0.05
+        for d in a.outgoing(now):
+            p = decode(d)
+            if p.type == utp.ST_FIN and lost_fins < 4:
+                lost_fins += 1
+                continue
+            b.receive(p, now)
+        for d in b.outgoing(now):
+            a.receive(decode(d), now)
+        a.tick(now), b.tick(now)
+        if Eof() in b.events():
+            break
+    else:
+        raise AssertionError("the FIN never arrived")
+    assert lost_fins == 4

@@ -59,7 +59,7 @@ MIN_RTO = 0.5
 MAX_RTO = 30.0
 DATA_RESENDS = 6            # a packet sent this many more times unacked: the peer is gone
 SYN_RESENDS = 5             # a SYN sent this many more times, 1 s apart, unanswered: no peer
-FIN_RESENDS = 3
+FIN_RESENDS = DATA_RESENDS  # a lost FIN costs the peer its Eof: as many tries as data (within LINGER)
 DUP_ACKS = 3
 BASE_DELAY_MINUTES = 2      # LEDBAT's base delay: the minimum over this many minutes
 
