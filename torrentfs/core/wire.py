@@ -553,13 +553,11 @@ class PeerConnection:
                     and 1 <= size <= MAX_BLOCK_LENGTH):
                 self._pos = pos + 17
                 return Request(index, begin, size)
-        if (state is _RecvState.RUNNING and len(buf) - pos >= 9 and buf[pos + 4] == 4
-                and self._num_pieces is not None):
-            # A whole HAVE (what a trickle swarm's peers hear most), as decode judges it.
-            length, _, index = _HAVE.unpack_from(buf, pos)
-            if length == 5 and index < self._num_pieces:
-                self._pos = pos + 9
-                return Have(index)
+        if state is _RecvState.RUNNING and len(buf) - pos >= 9 and buf[pos + 4] == 4:
+            # A whole HAVE (what a trickle swarm's peers hear most).
+            have = self._have_at(buf, pos)
+            if have is not None:
+                return have
 
         if not self._fill(4):
             return self._short("message")
@@ -575,10 +573,9 @@ class PeerConnection:
         start = pos + 4
         end = start + length
         if length == 5 and buf[start] == 4 and state is _RecvState.RUNNING:
-            index = _HAVE.unpack_from(buf, pos)[2]  # the first HAVE of a receive
-            if self._num_pieces is not None and index < self._num_pieces:
-                self._pos = end
-                return Have(index)
+            have = self._have_at(buf, pos)  # a HAVE cut across receives
+            if have is not None:
+                return have
         self._pos = end
         if length == 0:
             event: Message = KeepAlive()
@@ -594,6 +591,15 @@ class PeerConnection:
         elif state is _RecvState.FIRST and not isinstance(event, _BEFORE_FIRST_TYPES):
             self._state = _RecvState.RUNNING
         return event
+
+    def _have_at(self, buf, pos: int) -> Have | None:
+        """The whole HAVE at ``buf[pos:]`` (id 4 checked by the caller), consumed, if
+        decode would accept it; None leaves it to the general path, which judges it."""
+        length, _, index = _HAVE.unpack_from(buf, pos)
+        if length == 5 and self._num_pieces is not None and index < self._num_pieces:
+            self._pos = pos + 9
+            return Have(index)
+        return None
 
     def _next_handshake(self) -> Message | _Sentinel:
         complete = self._fill(HANDSHAKE_LENGTH)
