@@ -116,3 +116,30 @@ async def test_a_peer_that_would_be_refused_is_closed_before_its_handshake(tmp_p
         assert trio.current_time() - start < 1
         assert await theirs.receive_some() == b""   # closed, nothing said
         n.cancel_scope.cancel()
+
+
+async def test_the_last_tenth_of_the_slots_is_left_to_peers_that_dial_us(autojump_clock):
+    """A torrent dials up to max_peers less a tenth (from 10 up): a peer that lost a
+    session to a newcomer (replaced) does not dial a full peer at once, replacing
+    one of its sessions in turn, round a swarm larger than max_peers."""
+    from types import SimpleNamespace
+
+    from torrentfs.engine.connector import Connector
+    from torrentfs.engine.options import TorrentOptions
+
+    for max_peers, open_, dials in ((50, 40, 5), (50, 45, 0), (10, 7, 2), (5, 3, 2)):
+        t = SimpleNamespace(options=TorrentOptions(max_peers=max_peers), banned_ips=set(),
+                            sessions={("10.0.0.1", i): object() for i in range(open_)})
+        c = Connector(t, max_peers=max_peers)
+        dialed = []
+
+        async def dial(addr, cand, c=c, dialed=dialed):
+            dialed.append(addr)   # still dialing: counts against the room
+        c._dial = dial
+        for i in range(20):
+            c.add(("10.0.0.2", 7000 + i))
+        async with trio.open_nursery() as n:
+            n.start_soon(c.run)
+            await trio.sleep(3)
+            n.cancel_scope.cancel()
+        assert len(dialed) == dials, (max_peers, open_)
