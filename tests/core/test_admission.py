@@ -26,13 +26,21 @@ def test_the_origin_is_never_replaced():
 def test_a_peer_we_upload_to_is_kept_before_one_we_choke():
     r = Replacer(protect=15, every=2)
     slots = [slot("served", last_block=0, unchoked=True),
-             slot("choked", last_block=90)]
+             slot("choked", last_block=80)]
     assert r.victim(slots, now=100) == "choked"
+
+
+def test_a_peer_that_sent_us_a_block_lately_is_kept():
+    r = Replacer(protect=15, every=2)
+    slots = [slot("serving", last_block=90), slot("served", last_block=88, unchoked=True)]
+    assert r.victim(slots, now=100) is None
+    assert r.victim(slots, now=104) == "served"   # 16 s without a block
+    assert r.victim(slots, now=106) == "serving"  # both idle: the one we choke
 
 
 def test_of_the_choked_the_one_that_sent_us_nothing_longest_goes():
     r = Replacer(protect=15, every=2)
-    slots = [slot("recent", last_block=95), slot("stale", last_block=40),
+    slots = [slot("recent", last_block=80), slot("stale", last_block=40),
              slot("never", connected_at=60)]
     assert r.victim(slots, now=100) == "stale"
     slots = [slot("old", connected_at=10), slot("newer", connected_at=20)]

@@ -11,8 +11,9 @@ its sessions, the one it would miss least, as libtorrent's peer turnover does in
 its own time:
 
 * never one younger than ``protect`` seconds (a newcomer is not replaced by the
-  next newcomer before it could get anything), nor the origin's (the pieces nobody
-  else has yet come from there);
+  next newcomer before it could get anything), nor one that sent us a block in the
+  last ``protect`` seconds (a peer serving us is kept), nor the origin's (the pieces
+  nobody else has yet come from there);
 * of the others, first a peer we choke (we upload nothing to it), then the one that
   sent us a block least recently (a peer that never sent one counts from when it
   connected), then the oldest connection;
@@ -33,7 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Hashable, Iterable
 
-PROTECT = 15.0        # a session this young is never replaced
+PROTECT = 15.0        # a session this young, or that sent a block this recently, is kept
 REPLACE_EVERY = 2.0   # at most one replacement per this many seconds, per torrent
 
 
@@ -59,7 +60,9 @@ class Replacer:
     def _candidates(self, slots: Iterable[Slot], now: float) -> list[Slot]:
         if self._last is not None and now - self._last < self.every:
             return []
-        return [s for s in slots if not s.origin and now - s.connected_at >= self.protect]
+        # last_block is never before connected_at: one test covers both ages
+        return [s for s in slots if not s.origin and now - max(s.connected_at, s.last_block)
+                >= self.protect]
 
     def possible(self, slots: Iterable[Slot], now: float) -> bool:
         """Whether ``victim`` would name a slot now."""
