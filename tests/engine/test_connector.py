@@ -41,3 +41,105 @@ async def test_a_peer_that_reached_us_is_not_dialed_at_its_listen_address(tmp_pa
         assert ("127.0.0.6", 7000) in dialed
         assert ("127.0.0.5", 7000) not in dialed
         n.cancel_scope.cancel()
+
+
+async def test_a_full_torrent_makes_room_for_a_peer_that_dials_it(tmp_path, autojump_clock):
+    """At max_peers, a peer that dials us replaces the session we would miss least,
+    once that is older than admission.PROTECT and at most one per REPLACE_EVERY:
+    in a swarm larger than max_peers the nodes that started first fill their slots
+    with each other, and a late joiner would otherwise be refused by every one."""
+    from torrentfs.core.admission import PROTECT, REPLACE_EVERY
+    from torrentfs.engine.options import TorrentOptions
+
+    meta, _ = small_torrent(tmp_path, 1 << 20, piece_length=16384)
+    t = Torrent(meta, tmp_path / "cache", TorrentOptions(max_peers=2), offload=inline)
+    ended: dict[str, float] = {}
+
+    async def peer(name, n):
+        ours, theirs = trio.testing.memory_stream_pair()
+
+        async def run():
+            try:
+                await ext_peer(theirs, meta.info_hash, ExtBehaviour(), ExtStats(),
+                               b"-FX0001-" + bytes([n]) * 12)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass   # closed while it sent its handshake
+            ended[name] = trio.current_time()
+
+        n_.start_soon(run)
+        n_.start_soon(t.accept, ours, (f"127.0.0.{n}", 50000 + n))
+        await trio.sleep(0.5)
+
+    async with trio.open_nursery() as n_:
+        await n_.start(t.run)
+        await peer("a", 1)
+        await peer("b", 2)
+        await peer("c", 3)       # full, and a and b are too young to make room
+        assert set(t.sessions) == {("127.0.0.1", 50001), ("127.0.0.2", 50002)}
+        assert "c" in ended and not {"a", "b"} & set(ended)
+        assert not t.connector.admissible(("127.0.0.9", 50009))
+        await trio.sleep(PROTECT)
+        assert t.connector.admissible(("127.0.0.9", 50009))
+        await peer("d", 4)       # a replaced (neither sent a block: the oldest)
+        await peer("e", 5)       # one replacement per REPLACE_EVERY: refused
+        assert "a" in ended and "b" not in ended and "e" in ended
+        assert ("127.0.0.4", 50004) in t.sessions
+        assert ("127.0.0.5", 50005) not in t.sessions
+        await trio.sleep(REPLACE_EVERY)
+        await peer("f", 6)       # b goes; d is too young
+        assert "b" in ended and "d" not in ended
+        assert set(t.sessions) == {("127.0.0.4", 50004), ("127.0.0.6", 50006)}
+        n_.cancel_scope.cancel()
+
+
+async def test_a_peer_that_would_be_refused_is_closed_before_its_handshake(tmp_path,
+                                                                          autojump_clock):
+    """A full torrent closes a uTP connection at once, not after the (encrypted)
+    handshake it would run and then refuse: that handshake costs a Diffie-Hellman,
+    and a peer whose encrypted handshake succeeded and was then closed cannot tell
+    a full peer from one that refuses it (it logged "expected a handshake", again at
+    each retry)."""
+    from torrentfs.engine.options import TorrentOptions
+
+    meta, _ = small_torrent(tmp_path, 1 << 20, piece_length=16384)
+    t = Torrent(meta, tmp_path / "cache", TorrentOptions(max_peers=1), offload=inline)
+    async with trio.open_nursery() as n:
+        await n.start(t.run)
+        ours, theirs = trio.testing.memory_stream_pair()
+        n.start_soon(ext_peer, theirs, meta.info_hash, ExtBehaviour(), ExtStats(),
+                     b"-FX0001-" + bytes(12))
+        n.start_soon(t.accept, ours, ("127.0.0.1", 50001))
+        await trio.sleep(1)
+        ours, theirs = trio.testing.memory_stream_pair()
+        start = trio.current_time()
+        await t.connector.handle_incoming_utp(ours, ("127.0.0.2", 50002))  # sends nothing
+        assert trio.current_time() - start < 1
+        assert await theirs.receive_some() == b""   # closed, nothing said
+        n.cancel_scope.cancel()
+
+
+async def test_the_last_tenth_of_the_slots_is_left_to_peers_that_dial_us(autojump_clock):
+    """A torrent dials up to max_peers less a tenth (from 10 up): a peer that lost a
+    session to a newcomer (replaced) does not dial a full peer at once, replacing
+    one of its sessions in turn, round a swarm larger than max_peers."""
+    from types import SimpleNamespace
+
+    from torrentfs.engine.connector import Connector
+    from torrentfs.engine.options import TorrentOptions
+
+    for max_peers, open_, dials in ((50, 40, 5), (50, 45, 0), (10, 7, 2), (5, 3, 2)):
+        t = SimpleNamespace(options=TorrentOptions(max_peers=max_peers), banned_ips=set(),
+                            sessions={("10.0.0.1", i): object() for i in range(open_)})
+        c = Connector(t, max_peers=max_peers)
+        dialed = []
+
+        async def dial(addr, cand, c=c, dialed=dialed):
+            dialed.append(addr)   # still dialing: counts against the room
+        c._dial = dial
+        for i in range(20):
+            c.add(("10.0.0.2", 7000 + i))
+        async with trio.open_nursery() as n:
+            n.start_soon(c.run)
+            await trio.sleep(3)
+            n.cancel_scope.cancel()
+        assert len(dialed) == dials, (max_peers, open_)

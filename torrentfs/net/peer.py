@@ -207,6 +207,9 @@ class PeerSession:
             await self.stream.send_all(self.conn.handshake())
         with trio.fail_after(HANDSHAKE_TIMEOUT):
             hs = await self._next_event()
+        if isinstance(hs, wire.ConnectionClosed):  # a full peer does that (connector.py)
+            self.close_reason = "peer closed the connection before its handshake"
+            return
         if not isinstance(hs, wire.Handshake):
             raise wire.RemoteProtocolError("expected a handshake")
         self.peer_id = hs.peer_id
