@@ -81,7 +81,8 @@ def wait_for_daemon(pid: int, r: int, wait: float, mountpoint: str, logfile: Pat
     if word == "ok":
         return 0
     if word is None:  # the daemon wedged: do not leave it or its mount behind
-        os.kill(pid, signal.SIGKILL)
+        from torrentfs.cli.prefork import kill
+        kill(pid, signal.SIGKILL)
         subprocess.run(["fusermount3", "-uz", mountpoint], capture_output=True)
         word = (f"mount did not become ready in {wait:.0f} s; "
                 f"see {logfile}")
@@ -158,13 +159,14 @@ def abandon(pid: int, mountpoint: str) -> None:
     from torrentfs.fs.procfs import fuse_mount_type
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second Ctrl-C waits
         signal.signal(sig, signal.SIG_IGN)
+    from torrentfs.cli.prefork import gone, kill
     try:
-        os.kill(pid, signal.SIGTERM)
+        kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + ABANDON_WAIT
-        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        while not gone(pid):  # our child, or a resident process's (through its pidfd)
             if time.monotonic() >= deadline:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
+                kill(pid, signal.SIGKILL)
+                gone(pid, wait=True)
                 break
             time.sleep(0.05)
     except (ChildProcessError, ProcessLookupError):

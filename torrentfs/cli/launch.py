@@ -5,7 +5,7 @@ Only the standard library and ``prefork`` are imported before that fork, so that
 child can start on the daemon's imports (trio, pyfuse3, the engine) at once, on the
 other core, while this process imports the command line, parses it and checks the
 torrent and the mountpoint. ``cli.main.main`` called directly (tests) never forks
-early.
+early. A mount that no resident process served starts one as it exits (``zygote``).
 """
 
 from __future__ import annotations
@@ -20,9 +20,23 @@ def main() -> int:
     prefork.start(argv, _daemon_to_be)
     try:
         from torrentfs.cli.main import main as cli_main
-        return cli_main(argv)
+        code = cli_main(argv)
     finally:
         prefork.cancel()  # not handed the work: it ends now
+    if code == 0 and prefork.resident_allowed and not prefork.zygote_served:
+        _start_resident(argv)
+    return code
+
+
+def _start_resident(argv: list[str]) -> None:
+    """The mount is ready and no resident process served it: start one in the
+    background for the next mounts (``zygote``), unless turned off."""
+    from torrentfs.cli import zygote
+    if zygote.enabled(argv):
+        try:
+            zygote.spawn()
+        except OSError:
+            pass
 
 
 def _daemon_to_be(sock, w: int) -> None:

@@ -147,6 +147,10 @@ def add_parser(sub) -> None:
     add_metadata_timeout(net)
     add_origin(net)
     add_max_open_files(data)
+    m.add_argument("--no-resident", action="store_true",
+                   help="neither use nor start the resident process that makes mounts "
+                        "quick (also: no-resident = true in the config file, or "
+                        "TORRENTFS_RESIDENT=0; see: torrentfs resident --help)")
     add_metrics(m.add_argument_group("running as a service"))
     add_log_level(m.add_argument_group("logging"))
     m.set_defaults(func=run)
@@ -197,6 +201,11 @@ def _run(args) -> int:
         setup_logging(args.log_level, stream=sys.stderr)
         return serve(meta, magnet, mountpoint, folder, args, ready=lambda msg: None,
                      lock=lock)
+    if args.no_resident:
+        if prefork.is_resident_child():
+            prefork.cancel()  # daemonise forks one of ours
+    else:
+        prefork.resident_allowed = True  # the launcher may start one as it exits
     return daemonise(partial(serve, meta, magnet, mountpoint, folder, args, lock=lock),
                      mountpoint=mountpoint, logfile=folder / "torrentfs.log",
                      log_level=args.log_level,
