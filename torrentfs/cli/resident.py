@@ -89,6 +89,9 @@ def run(args) -> int:
         argv = zygote.server_argv(zygote.socket_path(), args.idle * 60)
         os.execv(argv[0], argv)
     proc = zygote.spawn(args.idle * 60)
+    if proc is None:
+        raise CliError(f"{zygote.socket_path()}: too long for a unix socket; set "
+                       "XDG_RUNTIME_DIR to a shorter folder")
     deadline = time.monotonic() + START_WAIT
     while (found := status()) is None:
         if proc.poll() is not None and status() is None:

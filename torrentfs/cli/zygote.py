@@ -8,9 +8,9 @@ set-up, httpx) waits on a unix socket, and the launcher (``prefork.start``, befo
 the command line's own imports) asks it for a child instead of forking one:
 
 1. The launcher connects to ``socket_path()`` (a folder of the user's alone, the
-   socket 0600, its name from the interpreter, the package's folder and the
-   environment variables the interpreter reads at start, so a different install or
-   ``PYTHONPATH`` has its own) and checks that the peer runs as the same user.
+   socket 0600, its name from the interpreter, the package's folder, the
+   environment variables the interpreter reads at start and the namespaces, so a
+   different install, ``PYTHONPATH`` or ``ip netns exec`` has its own) and checks that the peer runs as the same user.
 2. It sends one request (``marshal``: the op, the interpreter's version, its
    environment, cwd and file limits) with the write end of the pipe the daemon's
    word comes up (``SCM_RIGHTS``).
@@ -46,6 +46,7 @@ SOCKET_ENV_OFF = "TORRENTFS_RESIDENT"   # 0/no/off/false: never use or start one
 IDLE_DEFAULT = 600.0                    # s without a request before it ends
 CONNECT_TIMEOUT = 2.0                   # s for the zygote to answer (it does in ms)
 REQUEST_MAX = 1 << 20
+SUN_PATH_MAX = 107                      # bytes of a unix socket's path: longer, no zygote
 LIMITS = ("RLIMIT_NOFILE", "RLIMIT_CORE", "RLIMIT_STACK", "RLIMIT_AS", "RLIMIT_DATA",
           "RLIMIT_FSIZE")
 _OFF = ("0", "no", "off", "false")
@@ -59,6 +60,21 @@ def _start_env(environ) -> list[tuple[str, str]]:
     """The variables the interpreter (and the dynamic loader) read when it starts:
     a child forked from a zygote started under others would not see them."""
     return sorted((k, v) for k, v in environ.items() if k.startswith(("PYTHON", "LD_")))
+
+
+NAMESPACES = ("mnt", "net", "pid", "user", "uts", "ipc", "cgroup")
+
+
+def namespaces() -> list[int]:
+    """This process's namespaces: a child forked by a zygote is in the zygote's
+    (``ip netns exec`` or ``unshare`` gets a zygote of its own)."""
+    found = []
+    for name in NAMESPACES:
+        try:
+            found.append(os.stat(f"/proc/self/ns/{name}").st_ino)
+        except OSError:
+            found.append(0)
+    return found
 
 
 def runtime_dir(environ=os.environ) -> str:
@@ -78,7 +94,7 @@ def socket_path(environ=os.environ) -> str:
     """Where the zygote for this interpreter, package and start environment listens."""
     import zlib
     key = repr((os.path.realpath(sys.executable), package_dir(), _start_env(environ),
-                sys.hexversion)).encode()
+                sys.hexversion, namespaces())).encode()
     return os.path.join(runtime_dir(environ),
                         f"resident-{zlib.crc32(key):08x}{zlib.adler32(key):08x}.sock")
 
@@ -119,7 +135,7 @@ def ask(op: str, fds: list[int] = (), path: str | None = None, **extra) -> Reply
     """Send ``op`` to the zygote: its reply (the socket still open) or None (no
     zygote, not ours, or anything else wrong). The caller closes ``reply.sock``."""
     path = path or socket_path()
-    if not secure_dir(os.path.dirname(path)):
+    if len(os.fsencode(path)) > SUN_PATH_MAX or not secure_dir(os.path.dirname(path)):
         return None
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     received: list[int] = []
@@ -161,7 +177,7 @@ def request_child(w: int, path: str | None = None) -> tuple[int, int, socket.soc
     except OSError:
         return None
     reply = ask("fork", [w], path, env=dict(os.environ), cwd=cwd, limits=limits,
-                package=package_dir())
+                package=package_dir(), namespaces=namespaces())
     if reply is None:
         return None
     try:
@@ -185,9 +201,12 @@ def server_argv(path: str, idle: float) -> list[str]:
 
 def spawn(idle: float = IDLE_DEFAULT, path: str | None = None):
     """Start a zygote in the background (it ends at once if one is there or on its
-    way): its Popen."""
+    way): its Popen, or None if its socket's path is too long to bind."""
     import subprocess
-    return subprocess.Popen(server_argv(path or socket_path(), idle), cwd="/",
+    path = path or socket_path()
+    if len(os.fsencode(path)) > SUN_PATH_MAX:
+        return None
+    return subprocess.Popen(server_argv(path, idle), cwd="/",
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True,
                             close_fds=True)

@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 
-from torrentfs.cli.zygote import LIMITS, REQUEST_MAX, package_dir, secure_dir
+from torrentfs.cli.zygote import LIMITS, REQUEST_MAX, namespaces, package_dir, secure_dir
 
 
 def preload() -> None:
@@ -191,6 +191,8 @@ class Zygote:
         """Why this zygote cannot fork the child asked for, or None."""
         if req.get("package") != package_dir():
             return "another package"
+        if req.get("namespaces") != namespaces():
+            return "namespaces"
         if module_times() != self.times:
             return "stale"  # code changed under us: fork as before, and retire
         if threading.active_count() != 1:
