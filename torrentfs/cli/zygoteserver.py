@@ -33,11 +33,14 @@ def preload() -> None:
     lazy imports), once for every child."""
     from torrentfs.cli.mount import preload as mount_preload
     mount_preload()
+    import encodings.idna  # noqa: F401  - a tracker's host name, at the first announce
+
     import torrentfs.cli.daemon  # noqa: F401
+    import torrentfs.disk.lock  # noqa: F401  - the lock handed over (unpickled)
     import torrentfs.net.tracker  # noqa: F401
     try:
-        import httpx
-        httpx.AsyncClient()  # httpcore's transports, imported when a client is made
+        from torrentfs.net.httpclient import client
+        client()  # httpcore's transports, imported when a client is made
     except Exception:  # noqa: BLE001 - a daemon's own client says what is wrong
         pass
 
