@@ -50,6 +50,7 @@ examples:
   mpv ~/movie/movie.mkv                      play at once: reads fetch what they need
   torrentfs unmount ~/movie
   torrentfs list                             every mount and daemon of yours
+  torrentfs resident status                  the process that makes mounts quick
   torrentfs info movie.torrent               what the torrent holds
   torrentfs create ./image -o image.torrent -t http://tracker:6969/announce
   torrentfs seed image.torrent /srv          serve a finished download

@@ -17,8 +17,8 @@ STOP_WAIT = 10.0   # s for a stopped one to end
 RESIDENT_EPILOG = """\
 A mount's daemon has to import Python, trio, pyfuse3 and the engine before it can
 mount (about 0.2 s). The resident process has done that once: "torrentfs mount"
-asks it for a daemon instead of starting one, and the files are listed in well
-under 0.1 s. The first mount that finds none starts it in the background; it ends
+asks it for a daemon instead of starting one, and the files are listed without
+waiting for those imports. The first mount that finds none starts it in the background; it ends
 after --idle minutes without a mount (default {idle:g}), and after an upgrade of
 torrentfs (its code is stale: the next mount starts a new one). Mounts it made
 are not its: stopping it leaves them mounted. Whatever goes wrong with it, a
@@ -79,6 +79,9 @@ def run(args) -> int:
         print(f"resident process {found['pid'] if found else '?'} stopped "
               "(the mounts it made stay)")
         return 0
+    if _turned_off():
+        raise CliError(f"the resident process is turned off ({zygote.SOCKET_ENV_OFF}="
+                       f"{os.environ[zygote.SOCKET_ENV_OFF]}): mounts would not use it")
     if args.idle <= 0:
         raise CliError("--idle must be more than 0 minutes")
     found = status()
@@ -104,6 +107,11 @@ def run(args) -> int:
     return 0
 
 
+def _turned_off() -> bool:
+    return not zygote.enabled(["mount"], {k: v for k, v in os.environ.items()
+                                         if k != "INVOCATION_ID"})
+
+
 def wait_gone(pid: int, timeout: float) -> None:
     """Wait (at most ``timeout`` s) until the process ``pid`` has ended."""
     import select
@@ -120,10 +128,9 @@ def wait_gone(pid: int, timeout: float) -> None:
 def show_status() -> int:
     found = status()
     if found is None:
-        off = os.environ.get(zygote.SOCKET_ENV_OFF, "").lower() in ("0", "no", "off", "false")
         print("no resident process" + (f" (turned off: {zygote.SOCKET_ENV_OFF}="
-                                        f"{os.environ[zygote.SOCKET_ENV_OFF]})" if off
-                                        else "; the next mount starts one"))
+                                        f"{os.environ[zygote.SOCKET_ENV_OFF]})"
+                                        if _turned_off() else "; the next mount starts one"))
         return 3
     since = time.strftime("%H:%M:%S", time.localtime(found["started"]))
     alive = len(found["children"])
