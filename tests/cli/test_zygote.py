@@ -1,9 +1,9 @@
 """cli/zygote.py and cli/zygoteserver.py: the resident process's protocol, piece by
 piece, and one real resident process (no FUSE): which command lines ask it, where
 its socket is, that nothing is asked of a socket in a folder that is not ours
-alone, the staleness check, and a child it forks taking work through
-``prefork.hand_over`` with the caller's environment, cwd, umask and limits; a child
-not handed the work is ended, and every child is reaped."""
+alone, the staleness check, a command run there with the caller's stdio,
+environment, cwd and umask and its exit code, a command given back to the caller,
+its process reaped, and ``stop``."""
 
 from __future__ import annotations
 
@@ -11,22 +11,18 @@ import importlib
 import json
 import os
 import resource
-import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
-from functools import partial
 from pathlib import Path
 
 import pytest
 
 from tests.harness.swarm import wait_until
-from torrentfs.cli import prefork, zygote
+from torrentfs.cli import zygote
 from torrentfs.cli.zygoteserver import Zygote, _above, module_times
-from torrentfs.fs.procfs import pid_alive
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -93,16 +89,6 @@ def test_limits_above_the_zygotes_cannot_be_given():
     assert not _above(512, 1024)
 
 
-def report(path: str, ready, progress) -> int:
-    """The work a test hands a zygote's child: what it runs with, then ready."""
-    Path(path).write_text(json.dumps({
-        "pid": os.getpid(), "ppid": os.getppid(), "cwd": os.getcwd(),
-        "mark": os.environ.get("ZYGOTE_TEST_MARK"), "umask": os.umask(0o22),
-        "nofile": resource.getrlimit(resource.RLIMIT_NOFILE), "sid": os.getsid(0)}))
-    ready(None)
-    return 0
-
-
 @pytest.fixture
 def short_runtime(monkeypatch):
     """A runtime folder of this test's with a path short enough for a unix socket
@@ -143,58 +129,52 @@ def status(path: str) -> dict:
     return json.loads(rest)
 
 
-def test_a_zygote_child_takes_the_work_with_the_callers_environment(resident, tmp_path,
-                                                                    monkeypatch):
+def run_here(path: str, argv: list[str], tmp_path: Path) -> tuple[int | None, str, str]:
+    """``zygote.run_command`` with stdout and stderr to files: (code, out, err)."""
+    out, err = tmp_path / "out", tmp_path / "err"
+    with open(os.devnull) as i, open(out, "w") as o, open(err, "w") as e:
+        code = zygote.run_command(argv, path, stdio=(i.fileno(), o.fileno(), e.fileno()))
+    return code, out.read_text(), err.read_text()
+
+
+def test_a_command_runs_there_with_the_callers_stdio_environment_cwd_and_umask(
+        resident, tmp_path, good_torrent, monkeypatch):
     path, proc = resident
-    monkeypatch.setenv("ZYGOTE_TEST_MARK", "caller")
     monkeypatch.chdir(tmp_path)
-    out = tmp_path / "report.json"
-    old_umask = os.umask(0o027)
-    r, w = os.pipe()
+    code, out, err = run_here(path, ["info", "good.torrent"], tmp_path)  # relative: cwd
+    assert (code, err) == (0, "") and "payload.bin" in out
+    bad = tmp_path / "bad.toml"
+    bad.write_text("cache-size = [\n")
+    monkeypatch.setenv("TORRENTFS_CONFIG", str(bad))  # the caller's environment
+    code, out, err = run_here(path, ["info", "good.torrent"], tmp_path)
+    assert code == 1 and out == ""
+    assert err.startswith("torrentfs: error: ") and str(bad) in err and err.count("\n") == 1
+    monkeypatch.setenv("TORRENTFS_CONFIG", os.devnull)
+    old = os.umask(0o027)
     try:
-        got = zygote.request_child(w, path)
-        os.close(w)
-        assert got is not None
-        pid, pidfd, sock = got
-        prefork._child = prefork._Child(pid, sock, r, pidfd)
-        assert prefork.is_resident_child()
-        handed = prefork.hand_over(partial(report, str(out)), tmp_path / "log", "info")
-        assert handed == (pid, r)
-        word = b""
-        deadline = time.monotonic() + 30
-        while select.select([r], [], [], max(0, deadline - time.monotonic()))[0]:
-            chunk = os.read(r, 100)
-            if not chunk:
-                break
-            word += chunk
-        assert word == b"ok\n"
-        assert prefork.gone(pid, wait=True)  # through its pidfd: not our child
+        code, out, err = run_here(path, ["create", "payload.bin", "-o", "made.torrent"],
+                                  tmp_path)
     finally:
-        os.umask(old_umask)
-        os.close(r)
-        prefork._pidfds.clear()
-    seen = json.loads(out.read_text())
-    assert seen["pid"] == pid and seen["ppid"] == proc.pid
-    assert seen["cwd"] == str(tmp_path) and seen["mark"] == "caller"
-    assert seen["umask"] == 0o027 and seen["sid"] == pid
-    assert tuple(seen["nofile"]) == resource.getrlimit(resource.RLIMIT_NOFILE)
+        os.umask(old)
+    assert code == 0, err
+    assert (tmp_path / "made.torrent").stat().st_mode & 0o777 == 0o640
+    code, out, err = run_here(path, ["info", "--bogus"], tmp_path)  # argparse's exit
+    assert code == 2 and err.startswith("torrentfs: error: ") and err.count("\n") == 1
     wait_until(lambda: status(path)["children"] == [], timeout=10,
-               message="the zygote did not reap its child")
-    assert status(path)["served"] == 1
+               message="the zygote did not reap its command's process")
+    assert status(path)["served"] == 4
 
 
-def test_a_zygote_child_not_handed_the_work_is_ended(resident):
+def test_a_command_given_back_runs_in_the_caller(resident, tmp_path, good_torrent):
+    """--no-resident seen only once parsed (config file, -o): nothing was done."""
     path, proc = resident
-    r, w = os.pipe()
-    got = zygote.request_child(w, path)
-    os.close(w)
-    assert got is not None
-    pid, pidfd, sock = got
-    prefork._child = prefork._Child(pid, sock, r, pidfd)
-    prefork.cancel()
-    assert prefork._child is None and not pid_alive(pid)
-    wait_until(lambda: status(path)["children"] == [], timeout=10,
-               message="the zygote did not reap its child")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    code, out, err = run_here(path, ["mount", str(good_torrent), str(mnt), "--no-dht",
+                                     "--cache-dir", str(tmp_path / "c"), "-o",
+                                     "no_resident"], tmp_path)
+    assert (code, out, err) == (None, "", "")
+    assert not os.path.ismount(mnt) and not (tmp_path / "c").exists()
 
 
 def test_stop_ends_the_zygote_and_removes_its_socket(resident):
@@ -204,10 +184,7 @@ def test_stop_ends_the_zygote_and_removes_its_socket(resident):
     reply.sock.close()
     assert proc.wait(10) == 0
     assert not os.path.exists(path)
-    r, w = os.pipe()
-    assert zygote.request_child(w, path) is None  # the launcher then forks as before
-    os.close(r)
-    os.close(w)
+    assert zygote.run_command(["info", "x"], path) is None  # the launcher runs it
 
 
 def test_another_network_namespace_has_a_socket_of_its_own(tmp_path):

@@ -81,8 +81,7 @@ def wait_for_daemon(pid: int, r: int, wait: float, mountpoint: str, logfile: Pat
     if word == "ok":
         return 0
     if word is None:  # the daemon wedged: do not leave it or its mount behind
-        from torrentfs.cli.prefork import kill
-        kill(pid, signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
         subprocess.run(["fusermount3", "-uz", mountpoint], capture_output=True)
         word = (f"mount did not become ready in {wait:.0f} s; "
                 f"see {logfile}")
@@ -159,14 +158,13 @@ def abandon(pid: int, mountpoint: str) -> None:
     from torrentfs.fs.procfs import fuse_mount_type
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second Ctrl-C waits
         signal.signal(sig, signal.SIG_IGN)
-    from torrentfs.cli.prefork import gone, kill
     try:
-        kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + ABANDON_WAIT
-        while not gone(pid):  # our child, or a resident process's (through its pidfd)
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
             if time.monotonic() >= deadline:
-                kill(pid, signal.SIGKILL)
-                gone(pid, wait=True)
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
                 break
             time.sleep(0.05)
     except (ChildProcessError, ProcessLookupError):
@@ -180,6 +178,9 @@ def _read_word(fd: int, timeout: float, progress=None) -> str | None:
     takes longer than ``timeout`` seconds. Lines ``progress: TEXT`` are passed to
     ``progress`` as they come (when given) and are not part of the word."""
     import select
+
+    from torrentfs.cli import zygote
+    caller = [zygote.caller] if zygote.caller is not None else []  # (see zygote)
     deadline = time.monotonic() + timeout
     data = b""
     word: list[str] = []
@@ -188,8 +189,11 @@ def _read_word(fd: int, timeout: float, progress=None) -> str | None:
         with os.fdopen(fd, "rb", buffering=0) as pipe:
             while True:
                 left = deadline - time.monotonic()
-                if left <= 0 or not select.select([pipe], [], [], left)[0]:
+                ready = select.select([pipe, *caller], [], [], left)[0] if left > 0 else []
+                if not ready:
                     return None
+                if caller and caller[0] in ready and pipe not in ready:
+                    raise KeyboardInterrupt  # the launcher that asked is gone: as Ctrl-C
                 chunk = pipe.read(4096)
                 lines = (data + chunk).split(b"\n")
                 data = lines.pop() if chunk else b""

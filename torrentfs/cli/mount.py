@@ -13,7 +13,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from torrentfs.cli import prefork, watch
+from torrentfs.cli import prefork, watch, zygote
 from torrentfs.cli.args import (
     add_dht,
     add_encryption,
@@ -157,6 +157,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    if args.no_resident and zygote.caller is not None:
+        raise zygote.RunLocally()  # from the config file: the launcher runs it
     check_ports(args)  # a port in use: one line now, not from the daemon
     if args.watch:  # many torrents in one mount
         return watch.run(args)
@@ -201,10 +203,7 @@ def _run(args) -> int:
         setup_logging(args.log_level, stream=sys.stderr)
         return serve(meta, magnet, mountpoint, folder, args, ready=lambda msg: None,
                      lock=lock)
-    if args.no_resident:
-        if prefork.is_resident_child():
-            prefork.cancel()  # daemonise forks one of ours
-    else:
+    if not args.no_resident:
         prefork.resident_allowed = True  # the launcher may start one as it exits
     return daemonise(partial(serve, meta, magnet, mountpoint, folder, args, lock=lock),
                      mountpoint=mountpoint, logfile=folder / "torrentfs.log",

@@ -12,12 +12,6 @@ command (an error, ``--foreground``, ``--watch``, another command) ends the chil
 (``cancel``), at once, by its pid. A child that cannot take the work (it died, or the
 work does not pickle) leaves ``daemonise`` to fork as before.
 
-With a resident process (``zygote``; on unless turned off), the launcher asks it for
-that child instead of forking one: the child it forks has done its imports already,
-and takes the same work the same way. The child is then not this process's own:
-``kill`` and ``gone`` reach it through a pidfd. If the resident process is not
-there or refuses, the launcher forks as before.
-
 The child is in its own session from the start (Ctrl-C at the terminal is the
 parent's to handle) and has no terminal output: it says nothing until it serves, and
 then logs to its file like any daemon.
@@ -26,7 +20,6 @@ then logs to its file like any daemon.
 from __future__ import annotations
 
 import os
-import select
 import signal
 import socket
 import struct
@@ -39,18 +32,14 @@ TORRENT_MAX = 1 << 20    # a bigger .torrent (100,000 files: 0.6 s to parse, 0.4
                          # and as much to unpickle) is mounted by a child forked after it
 
 _child: _Child | None = None
-_pidfds: dict[int, int] = {}  # a resident process's child handed the work: its pidfd
-resident_allowed = False      # the command may leave a resident process (``mount``)
-zygote_served = False         # a resident process's child took the work
+resident_allowed = False  # the command may leave a resident process (``mount``: ``zygote``)
 
 
 class _Child:
-    def __init__(self, pid: int, sock: socket.socket, word: int,
-                 pidfd: int | None = None) -> None:
+    def __init__(self, pid: int, sock: socket.socket, word: int) -> None:
         self.pid = pid
         self.sock = sock      # the work goes down it
         self.word = word      # the daemon's word ("ok" or why not) comes up this pipe
-        self.pidfd = pidfd    # a resident process's child (not ours to waitpid)
 
 
 def wanted(argv: list[str]) -> bool:
@@ -81,16 +70,6 @@ def start(argv: list[str], child_main: Callable[[socket.socket, int], None]) -> 
     global _child
     if _child is not None or not wanted(argv):
         return
-    from torrentfs.cli import zygote
-    if zygote.enabled(argv):
-        r, w = os.pipe()
-        got = zygote.request_child(w)
-        os.close(w)  # the zygote's child has it now, or nobody
-        if got is not None:
-            pid, pidfd, sock = got
-            _child = _Child(pid, sock, r, pidfd)
-            return
-        os.close(r)
     parent_sock, child_sock = socket.socketpair()
     r, w = os.pipe()
     try:
@@ -125,40 +104,11 @@ def cancel() -> None:
         return
     child.sock.close()
     os.close(child.word)
-    if child.pidfd is not None:  # the resident process reaps it
-        try:
-            signal.pidfd_send_signal(child.pidfd, signal.SIGKILL)
-            select.select([child.pidfd], [], [], 5.0)
-        except OSError:
-            pass
-        os.close(child.pidfd)
-        return
     try:
         os.kill(child.pid, signal.SIGKILL)
         os.waitpid(child.pid, 0)
     except (ProcessLookupError, ChildProcessError):
         pass
-
-
-def is_resident_child() -> bool:
-    """The early child is a resident process's (not yet handed the work)."""
-    return _child is not None and _child.pidfd is not None
-
-
-def kill(pid: int, sig: int) -> None:
-    """Signal the daemon ``pid`` (through its pidfd if it is a resident process's)."""
-    if pid in _pidfds:
-        signal.pidfd_send_signal(_pidfds[pid], sig)
-    else:
-        os.kill(pid, sig)
-
-
-def gone(pid: int, wait: bool = False) -> bool:
-    """The daemon ``pid`` has ended (reaped, if it is our child); ``wait``: wait
-    for it. Raises ChildProcessError if it is neither ours nor a resident's."""
-    if pid in _pidfds:
-        return bool(select.select([_pidfds[pid]], [], [], None if wait else 0)[0])
-    return os.waitpid(pid, 0 if wait else os.WNOHANG) != (0, 0)
 
 
 def hand_over(serve, logfile, log_level: str) -> tuple[int, int] | None:
@@ -194,10 +144,6 @@ def hand_over(serve, logfile, log_level: str) -> tuple[int, int] | None:
         return None
     child.sock.close()
     _child = None
-    if child.pidfd is not None:
-        global zygote_served
-        _pidfds[child.pid] = child.pidfd
-        zygote_served = True
     return child.pid, child.word
 
 

@@ -16,20 +16,21 @@ STOP_WAIT = 10.0   # s for a stopped one to end
 
 RESIDENT_EPILOG = """\
 A mount's daemon has to import Python, trio, pyfuse3 and the engine before it can
-mount (about 0.2 s). The resident process has done that once: "torrentfs mount"
-asks it for a daemon instead of starting one, and the files are listed without
-waiting for those imports. The first mount that finds none starts it in the background; it ends
-after --idle minutes without a mount (default {idle:g}), and after an upgrade of
-torrentfs (its code is stale: the next mount starts a new one). Mounts it made
-are not its: stopping it leaves them mounted. Whatever goes wrong with it, a
-mount starts its daemon the usual way.
+mount (about 0.2 s), and the command itself imports the command line. The
+resident process has done all that once: "torrentfs mount" hands it the command
+(with its environment, working folder and terminal) instead of running it, and
+the files are listed without waiting for those imports. The first mount that
+finds none starts it in the background; it ends after --idle minutes without a
+mount (default {idle:g}), and after an upgrade of torrentfs (its code is stale:
+the next mount starts a new one). Stopping it leaves the mounts alone. Whatever
+goes wrong with it, a mount runs the usual way.
 
 Turn it off with --no-resident on mount, no-resident = true under [mount] in the
 config file, or TORRENTFS_RESIDENT=0 in the environment. It is never used by
 mount(8) (fstab) or from a systemd unit, whose daemon belongs in the unit.
 
 examples:
-  torrentfs resident status        is one running, since when, how many mounts it made
+  torrentfs resident status        is one running, since when, how many mounts it ran
   torrentfs resident start --idle 120
   torrentfs resident stop
 """
@@ -37,9 +38,9 @@ examples:
 
 def add_parser(sub) -> None:
     r = command(sub, "resident", help="the resident process that makes mounts quick",
-                description="Start, stop or show the per-user resident process from which "
-                "mounts get their daemon (already imported: mounts are ready in a "
-                "fraction of the time).",
+                description="Start, stop or show the per-user resident process that runs mount "
+                "commands with everything already imported: mounts are ready in a "
+                "fraction of the time.",
                 epilog=RESIDENT_EPILOG.format(idle=zygote.IDLE_DEFAULT / 60))
     r.add_argument("action", choices=("start", "stop", "status"),
                    help="start (in the background), stop, or status (exit 3 if none runs)")
@@ -135,7 +136,7 @@ def show_status() -> int:
     since = time.strftime("%H:%M:%S", time.localtime(found["started"]))
     alive = len(found["children"])
     print(f"resident process {found['pid']}, since {since}: {found['served']} mount "
-          f"daemon(s) made, {alive} still running; ends after "
+          f"command(s) run, {alive} running now; ends after "
           f"{found['idle_left'] / 60:.1f} more min without a mount")
     print(f"socket: {found['socket']}")
     return 0

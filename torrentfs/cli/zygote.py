@@ -1,34 +1,40 @@
-"""The resident process ("zygote"): a mount's daemon forked from a process that has
+"""The resident process ("zygote"): a mount command run in a process that has
 imported it all already (issue 13: mount -> listed was mostly imports).
 
-Without it, ``torrentfs mount`` forks an early child (``prefork``) that imports trio,
-pyfuse3 and the engine (~0.15-0.2 s of CPU) before it can mount. With it, a
-per-user process that did those imports once (``mount.preload``, the daemon's
-set-up, httpx) waits on a unix socket, and the launcher (``prefork.start``, before
-the command line's own imports) asks it for a child instead of forking one:
+Without it, ``torrentfs mount`` starts an interpreter that imports the command line
+(~35 ms) while an early child (``prefork``) imports trio, pyfuse3 and the engine
+(~0.15-0.2 s of CPU) before it can mount. With it, a per-user process that did all
+those imports once (the CLI, ``mount.preload``, the daemon's set-up, httpx) waits on
+a unix socket, and the launcher (``launch``, before the command line's imports)
+hands it the command instead of running it:
 
 1. The launcher connects to ``socket_path()`` (a folder of the user's alone, the
    socket 0600, its name from the interpreter, the package's folder, the
-   environment variables the interpreter reads at start and the namespaces, so a
-   different install, ``PYTHONPATH`` or ``ip netns exec`` has its own) and checks that the peer runs as the same user.
-2. It sends one request (``marshal``: the op, the interpreter's version, its
-   environment, cwd and file limits) with the write end of the pipe the daemon's
-   word comes up (``SCM_RIGHTS``).
+   environment variables the interpreter reads at start, the locale and the
+   namespaces, so a different install, ``PYTHONPATH`` or ``ip netns exec`` has its
+   own) and checks that the peer runs as the same user.
+2. It sends one request (``marshal``: the op, the interpreter's version, argv, its
+   environment, cwd, umask and file limits) with its stdin, stdout and stderr
+   (``SCM_RIGHTS``).
 3. The zygote checks that none of its modules changed on disk since it imported
    them (an upgrade, a ``git pull``) and that it can give the child the caller's
-   limits; then it forks. The child is exactly today's early child after its
-   imports: in its own session, with the caller's environment, cwd and limits, it
-   takes its work from the same socket (``prefork.receive``: the pickled ``serve``,
-   the torrent's lock, umask, gc state) and serves (``daemon.serve_child``).
-4. The zygote answers ``pid N`` with a pidfd of the child (the launcher waits for
-   and signals a process that is not its child through it), or ``refused: WHY``.
+   limits; then it forks. The child takes the caller's stdio, environment, cwd,
+   umask and limits, answers ``pid N`` with a pidfd of itself, runs the command
+   (``cli.main.main(argv)``: the parse, the checks, the daemon forked as in a late
+   fork and waited for) and ends with ``exit CODE``. A command given back
+   (``RunLocally``: ``--no-resident`` from the config file) ends with ``local``.
+4. Meanwhile the launcher forwards SIGINT, SIGTERM and SIGHUP to the command's
+   process (Ctrl-C works as before) and exits with its code. A launcher that goes
+   away (SIGKILL) is seen by the command's process as Ctrl-C (``caller``: the
+   socket ``daemon._read_word`` also watches): its mount is not left behind.
 
-A stale zygote refuses, removes its socket and ends; anything that goes wrong on
-the launcher's side (no socket, refused, a protocol error, a timeout) makes
-``request`` return None, and the launcher forks as it always did: a mount never
-fails for the zygote. The zygote is single-threaded and never runs trio (a fork
-of it is safe), reaps its children, and ends after ``idle`` seconds without a
-request. Ending it leaves the mounts it forked alone.
+A stale zygote refuses (``refused: WHY``), removes its socket and ends; anything
+that goes wrong before the command's process answers (no socket, refused, a
+protocol error, a timeout) makes ``run_command`` return None, and the launcher runs
+the command itself as it always did: a mount never fails for the zygote. The zygote
+is single-threaded and never runs trio (a fork of it is safe), reaps its children,
+and ends after ``idle`` seconds without a command. The daemons are the commands'
+children, as without it: ending the zygote leaves the mounts alone.
 
 Only the standard library is imported here at the top: the launcher imports this
 before anything else.
@@ -57,9 +63,11 @@ def package_dir() -> str:
 
 
 def _start_env(environ) -> list[tuple[str, str]]:
-    """The variables the interpreter (and the dynamic loader) read when it starts:
-    a child forked from a zygote started under others would not see them."""
-    return sorted((k, v) for k, v in environ.items() if k.startswith(("PYTHON", "LD_")))
+    """The variables the interpreter (and the dynamic loader) read when it starts,
+    and the locale (the encoding of stdio is chosen then): a child forked from a
+    zygote started under others would not see them."""
+    return sorted((k, v) for k, v in environ.items()
+                  if k.startswith(("PYTHON", "LD_", "LC_")) or k == "LANG")
 
 
 NAMESPACES = ("mnt", "net", "pid", "user", "uts", "ipc", "cgroup")
@@ -126,9 +134,17 @@ def enabled(argv: list[str], environ=os.environ) -> bool:
 
 # -- the launcher's side -------------------------------------------------------------
 
+caller: socket.socket | None = None  # in a command's process: the launcher's socket
+
+
+class RunLocally(SystemExit):
+    """Raised by a command run in the zygote that must run in the launcher instead
+    (nothing printed yet): the launcher runs it itself."""
+
+
 class Reply:
-    def __init__(self, sock: socket.socket, line: str, fds: list[int]) -> None:
-        self.sock, self.line, self.fds = sock, line, fds
+    def __init__(self, sock: socket.socket, line: str, fds: list[int], rest: bytes) -> None:
+        self.sock, self.line, self.fds, self.rest = sock, line, fds, rest
 
 
 def ask(op: str, fds: list[int] = (), path: str | None = None, **extra) -> Reply | None:
@@ -149,7 +165,7 @@ def ask(op: str, fds: list[int] = (), path: str | None = None, **extra) -> Reply
         body = marshal.dumps({"op": op, "version": sys.hexversion, **extra})
         socket.send_fds(s, [struct.pack(">I", len(body)) + body], list(fds))
         data = b""
-        while not data.endswith(b"\n"):
+        while b"\n" not in data:
             chunk, got, _flags, _addr = socket.recv_fds(s, 65536, 2)
             received += got
             if not chunk:
@@ -158,7 +174,8 @@ def ask(op: str, fds: list[int] = (), path: str | None = None, **extra) -> Reply
             if len(data) > REQUEST_MAX:
                 raise OSError("too long")
         s.settimeout(None)
-        return Reply(s, data.decode(errors="replace").strip(), received)
+        line, _, rest = data.partition(b"\n")
+        return Reply(s, line.decode(errors="replace").strip(), received, rest)
     except (OSError, ValueError, struct.error):
         s.close()
         for fd in received:
@@ -166,30 +183,67 @@ def ask(op: str, fds: list[int] = (), path: str | None = None, **extra) -> Reply
         return None
 
 
-def request_child(w: int, path: str | None = None) -> tuple[int, int, socket.socket] | None:
-    """Ask the zygote for an early child whose word goes up the pipe ``w``:
-    (its pid, a pidfd of it, the socket its work goes down), or None."""
+def run_command(argv: list[str], path: str | None = None,
+                stdio: tuple[int, int, int] = (0, 1, 2)) -> int | None:
+    """Run the command ``argv`` in a child of the zygote, with this process's
+    environment, cwd, umask, limits and ``stdio``: its exit code, or None if it
+    did not run there (no zygote, refused, given back): the caller runs it. A
+    negative code -N: it was killed by the signal N the launcher passed on."""
     import resource
+    import signal
     limits = {name: resource.getrlimit(getattr(resource, name)) for name in LIMITS
               if hasattr(resource, name)}
     try:
         cwd = os.getcwd()
     except OSError:
         return None
-    reply = ask("fork", [w], path, env=dict(os.environ), cwd=cwd, limits=limits,
-                package=package_dir(), namespaces=namespaces())
+    umask = os.umask(0o077)
+    os.umask(umask)
+    reply = ask("run", list(stdio), path, argv=list(argv), env=dict(os.environ), cwd=cwd,
+                umask=umask, limits=limits, package=package_dir(), namespaces=namespaces())
     if reply is None:
         return None
+    word, _, pid = reply.line.partition(" ")
+    if word != "pid" or len(reply.fds) != 1 or not pid.isdigit():
+        reply.sock.close()
+        for fd in reply.fds:
+            os.close(fd)
+        return None
+    pidfd, sock, data = reply.fds[0], reply.sock, reply.rest
+    forwarded: list[int] = []
+
+    def forward(signum, frame) -> None:  # Ctrl-C, kill: the command's to handle
+        forwarded.append(signum)
+        try:
+            signal.pidfd_send_signal(pidfd, signum)
+        except OSError:
+            pass
+
+    previous = {sig: signal.signal(sig, forward)
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
-        word, _, pid = reply.line.partition(" ")
-        if word == "pid" and len(reply.fds) == 1 and pid.isdigit():
-            return int(pid), reply.fds[0], reply.sock
-    except ValueError:
+        while b"\n" not in data:
+            chunk = sock.recv(256)
+            if not chunk:
+                break
+            data += chunk
+    except OSError:
         pass
-    reply.sock.close()
-    for fd in reply.fds:
-        os.close(fd)
-    return None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sock.close()
+        os.close(pidfd)
+    word, _, code = data.partition(b"\n")[0].decode(errors="replace").partition(" ")
+    if word == "exit" and code.lstrip("-").isdigit():
+        return int(code)
+    if word == "local" and not forwarded:
+        return None
+    if forwarded:  # it was killed by the signal it was sent: so is the launcher
+        return -forwarded[-1]
+    print("torrentfs: error: the command ended unexpectedly in the resident process "
+          "(torrentfs resident stop, or mount with --no-resident)", file=sys.stderr)
+    return 1
 
 
 def server_argv(path: str, idle: float) -> list[str]:

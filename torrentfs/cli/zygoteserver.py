@@ -1,13 +1,14 @@
-"""The resident process ("zygote") itself: imports what a mount's daemon needs once,
-then forks a child per ``fork`` request on its socket (``zygote`` has the protocol
-and the launcher's side). Single-threaded, never runs trio: fork is safe here.
+"""The resident process ("zygote") itself: imports the command line and what a
+mount's daemon needs once, then forks a child per ``run`` request on its socket,
+which runs the command (``zygote`` has the protocol and the launcher's side).
+Single-threaded, never runs trio: fork is safe here.
 
 One per socket path: the first holds an flock on ``resident-*.lock`` (which says
 its pid and settings for ``torrentfs resident status``), a second one ends at once.
 It ends on ``stop``, SIGTERM, ``idle`` s without a request, or when its code is
 found stale (a module changed on disk since it was imported: it refuses that
-request and ends, and the launcher forks as before). Its children are the mounts'
-daemons; it reaps them while it runs and leaves them running when it ends.
+request and ends, and the launcher runs the command itself). Its children are the
+commands' processes, which it reaps; the daemons are theirs, as without it.
 """
 
 from __future__ import annotations
@@ -25,17 +26,28 @@ import sys
 import threading
 import time
 
-from torrentfs.cli.zygote import LIMITS, REQUEST_MAX, namespaces, package_dir, secure_dir
+from torrentfs.cli.zygote import (
+    LIMITS,
+    REQUEST_MAX,
+    RunLocally,
+    namespaces,
+    package_dir,
+    secure_dir,
+)
 
 
 def preload() -> None:
-    """Everything a daemon imports before its mount is listed (and its http client's
-    lazy imports), once for every child."""
+    """Everything the mount command and its daemon import before the mount is
+    listed (and the http client's lazy imports), once for every child."""
     from torrentfs.cli.mount import preload as mount_preload
     mount_preload()
+    import difflib  # noqa: F401  - the config file's, when there is one
     import encodings.idna  # noqa: F401  - a tracker's host name, at the first announce
+    import tomllib  # noqa: F401
 
+    import torrentfs.cli.config  # noqa: F401
     import torrentfs.cli.daemon  # noqa: F401
+    import torrentfs.cli.main  # noqa: F401
     import torrentfs.disk.lock  # noqa: F401  - the lock handed over (unpickled)
     import torrentfs.net.tracker  # noqa: F401
     try:
@@ -155,7 +167,7 @@ class Zygote:
                 socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
             if uid != os.getuid():
                 return
-            data, fds, _flags, _addr = socket.recv_fds(conn, 65536, 2)
+            data, fds, _flags, _addr = socket.recv_fds(conn, 65536, 4)
             buf = bytearray(data)
             while len(buf) < 4 or len(buf) < 4 + struct.unpack(">I", buf[:4])[0]:
                 chunk = conn.recv(65536)
@@ -172,9 +184,9 @@ class Zygote:
             elif op == "stop":
                 self.stopping = True
                 conn.sendall(b"ok\n")
-            elif op == "fork" and len(fds) == 1:
+            elif op == "run" and len(fds) == 3:
                 self.last = time.monotonic()  # only mounts keep it alive
-                self.fork(conn, fds.pop(), req)
+                self.run(conn, fds, req)
             else:
                 conn.sendall(b"refused: bad request\n")
         except (OSError, ValueError, EOFError, TypeError, struct.error):
@@ -211,61 +223,107 @@ class Zygote:
                 return "limits"  # the child could not raise its hard limit to it
         return None
 
-    def fork(self, conn: socket.socket, w: int, req: dict) -> None:
-        try:
-            why = self.refusal(req)
-            if why is not None:
-                if why == "stale":
-                    self.stopping = True
-                conn.sendall(f"refused: {why}\n".encode())
-                return
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    self.child(conn, w, req)
-                finally:
-                    os._exit(1)
-            self.children.add(pid)
-            self.served += 1
-            pidfd = os.pidfd_open(pid)  # not reaped yet: it is there, maybe a zombie
+    def run(self, conn: socket.socket, fds: list[int], req: dict) -> None:
+        """Fork the command's process (``command``), unless refused. ``fds`` (the
+        caller's stdio) are closed here either way."""
+        why = self.refusal(req)
+        if why is not None:
+            if why == "stale":
+                self.stopping = True
+            conn.sendall(f"refused: {why}\n".encode())
+            return
+        pid = os.fork()
+        if pid == 0:
             try:
-                socket.send_fds(conn, [f"pid {pid}\n".encode()], [pidfd])
-            except OSError:
-                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                self.command(conn, fds, req)
             finally:
-                os.close(pidfd)
-        finally:
-            os.close(w)
+                os._exit(1)
+        self.children.add(pid)
+        self.served += 1
 
-    def child(self, conn: socket.socket, w: int, req: dict) -> None:
-        """The forked child: becomes the caller's early child, then serves its work."""
+    def command(self, conn: socket.socket, fds: list[int], req: dict) -> None:
+        """The forked child: takes the caller's stdio, environment, cwd, umask and
+        limits, says its pid, runs the command and says its exit code."""
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        self.listener.close()
-        for fd in (self.lock, self.wake_r, self.wake_w):
-            os.close(fd)
-        os.setsid()
-        import resource
-        for name, limit in req.get("limits", {}).items():
-            try:
-                resource.setrlimit(getattr(resource, name), tuple(limit))
-            except (OSError, ValueError):
-                pass
+        code = 1
         try:
-            os.chdir(req["cwd"])
-        except OSError:
-            os.chdir("/")
-        os.environ.clear()
-        os.environ.update(req["env"])
-        conn.settimeout(None)
-        from torrentfs.cli import prefork
-        from torrentfs.cli.daemon import serve_child
-        work = prefork.receive(conn)
-        if work is None:
+            self.listener.close()
+            for fd in (self.lock, self.wake_r, self.wake_w):
+                os.close(fd)
+            for i, fd in enumerate(fds):
+                os.dup2(fd, i)
+                os.close(fd)
+            fds.clear()
+            _stdio()
+            import resource
+            for name, limit in req.get("limits", {}).items():
+                try:
+                    resource.setrlimit(getattr(resource, name), tuple(limit))
+                except (OSError, ValueError):
+                    pass
+            try:
+                os.chdir(req["cwd"])
+            except OSError:
+                os.chdir("/")
+            os.environ.clear()
+            os.environ.update(req["env"])
+            os.umask(req["umask"])
+            conn.settimeout(None)
+            pidfd = os.pidfd_open(os.getpid())
+            socket.send_fds(conn, [f"pid {os.getpid()}\n".encode()], [pidfd])
+            os.close(pidfd)
+            from torrentfs.cli import zygote
+            zygote.caller = conn  # the daemon's wait watches it: a killed launcher
+            os.register_at_fork(after_in_child=_forget_caller)  # not the daemon's
+            from torrentfs.cli.main import main as cli_main
+            code = cli_main(req["argv"])
+        except RunLocally:
+            _flush()
+            conn.sendall(b"local\n")
             os._exit(0)
-        serve_child(w, *work)
+        except SystemExit as e:  # argparse's usage error (2)
+            if isinstance(e.code, str):
+                print(e.code, file=sys.stderr)
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except KeyboardInterrupt:
+            code = 130
+        _flush()
+        try:
+            conn.sendall(f"exit {code}\n".encode())
+        except OSError:
+            pass
+        os._exit(code)
+
+
+def _stdio() -> None:
+    """sys.stdin, stdout and stderr on the caller's (fds 0, 1, 2), buffered as
+    Python buffers them at start for what they are."""
+    enc = sys.stdout.encoding
+    sys.stdin = open(0, "r", encoding=enc, closefd=False)
+    sys.stdout = open(1, "w", buffering=1 if os.isatty(1) else -1, encoding=enc,
+                      closefd=False)
+    sys.stderr = open(2, "w", buffering=1, encoding=enc, errors="backslashreplace",
+                      closefd=False)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def _forget_caller() -> None:
+    """In a process the command forks (its daemon): the launcher's socket is not
+    its to hold or watch."""
+    from torrentfs.cli import zygote
+    if zygote.caller is not None:
+        zygote.caller.close()
+        zygote.caller = None
 
 
 def _above(a: int, b: int) -> bool:
