@@ -115,6 +115,8 @@ def test_the_next_mounts_run_in_the_resident_process_and_read(
         second = mount_torrent(good_torrent, "--peer", f"127.0.0.1:{port}")
         pid = second.pid()
         assert from_resident(pid) and second.result.stderr == ""
+        for daemon in (first.pid(), pid):  # what ps and pgrep show of both
+            assert Path(f"/proc/{daemon}/comm").read_text().strip() == "torrentfs"
         assert os.listdir(second.path) == ["payload.bin"]
         assert (second.path / "payload.bin").read_bytes() == data
         assert os.readlink(f"/proc/{pid}/cwd") == os.getcwd()  # the caller's, as without it

@@ -44,6 +44,9 @@ def add_parser(sub) -> None:
                 epilog=RESIDENT_EPILOG.format(idle=zygote.IDLE_DEFAULT / 60))
     r.add_argument("action", choices=("start", "stop", "status"),
                    help="start (in the background), stop, or status (exit 3 if none runs)")
+    r.add_argument("--json", action="store_true",
+                   help="status: as JSON (pid, socket, started, served, children, "
+                        "idle_left, commands_cpu)")
     r.add_argument("--idle", type=float, default=zygote.IDLE_DEFAULT / 60, metavar="MINUTES",
                    help="start: end after this long without a mount")
     r.add_argument("-f", "--foreground", action="store_true",
@@ -67,7 +70,7 @@ def status() -> dict | None:
 
 def run(args) -> int:
     if args.action == "status":
-        return show_status()
+        return show_status(args.json)
     if args.action == "stop":
         found = status()
         reply = zygote.ask("stop")
@@ -126,8 +129,11 @@ def wait_gone(pid: int, timeout: float) -> None:
         os.close(fd)
 
 
-def show_status() -> int:
+def show_status(as_json: bool = False) -> int:
     found = status()
+    if as_json:
+        print(json.dumps(found))
+        return 0 if found is not None else 3
     if found is None:
         print("no resident process" + (f" (turned off: {zygote.SOCKET_ENV_OFF}="
                                         f"{os.environ[zygote.SOCKET_ENV_OFF]})"

@@ -77,6 +77,7 @@ class Zygote:
         self.last = time.monotonic()
         self.children: set[int] = set()
         self.served = 0
+        self.cpu = 0.0  # s of CPU of the commands run and reaped
         self.stopping = False
         self.lock = -1
         self.listener: socket.socket | None = None
@@ -151,11 +152,13 @@ class Zygote:
     def reap(self) -> None:
         for pid in list(self.children):
             try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
+                done, _, usage = os.wait4(pid, os.WNOHANG)
             except ChildProcessError:
-                done = pid
+                done, usage = pid, None
             if done:
                 self.children.discard(pid)
+                if usage is not None:
+                    self.cpu += usage.ru_utime + usage.ru_stime
 
     # -- requests ----------------------------------------------------------------------
 
@@ -198,7 +201,7 @@ class Zygote:
     def status(self) -> dict:
         self.reap()
         return {"pid": os.getpid(), "socket": self.path, "idle": self.idle,
-                "started": self.started, "served": self.served,
+                "started": self.started, "served": self.served, "commands_cpu": self.cpu,
                 "children": sorted(self.children),
                 "idle_left": max(0.0, self.last + self.idle - time.monotonic())}
 
@@ -326,6 +329,17 @@ def _forget_caller() -> None:
         zygote.caller = None
 
 
+def _name_process() -> None:
+    """``torrentfs`` as this process's name (``ps``, ``pgrep torrentfs``), as a
+    daemon started by the ``torrentfs`` script has: the daemons forked from here
+    inherit it."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(15, b"torrentfs", 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
+
+
 def _above(a: int, b: int) -> bool:
     """Limit ``a`` is above limit ``b`` (RLIM_INFINITY above all)."""
     import resource
@@ -342,6 +356,7 @@ def serve_forever(path: str, idle: float) -> int:
     z = Zygote(path, idle)
     if not z.take_lock():
         return 0  # another is there or on its way
+    _name_process()
     try:
         gc.disable()
         preload()
