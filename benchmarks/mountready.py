@@ -95,8 +95,8 @@ def measure(bench, torrent: Path, top: str, args) -> tuple[list, list, list, lis
         m = TorrentfsMount(bench, "ready")
         m.extra_args = list(args.extra)
         try:
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             resident_before = resident_cpu() if args.resident else 0.0
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             m.start(torrent, top, "big.bin", 1 << 20, 30)
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             if args.resident:  # the command's process in the resident process, reaped
