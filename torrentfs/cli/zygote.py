@@ -199,46 +199,68 @@ def run_command(argv: list[str], path: str | None = None,
         return None
     umask = os.umask(0o077)
     os.umask(umask)
-    reply = ask("run", list(stdio), path, argv=list(argv), env=dict(os.environ), cwd=cwd,
-                umask=umask, limits=limits, package=package_dir(), namespaces=namespaces())
-    if reply is None:
-        return None
-    word, _, pid = reply.line.partition(" ")
-    if word != "pid" or len(reply.fds) != 1 or not pid.isdigit():
-        reply.sock.close()
-        for fd in reply.fds:
-            os.close(fd)
-        return None
-    pidfd, sock, data = reply.fds[0], reply.sock, reply.rest
     forwarded: list[int] = []
+    pidfd: list[int] = []
 
     def forward(signum, frame) -> None:  # Ctrl-C, kill: the command's to handle
         forwarded.append(signum)
-        try:
-            signal.pidfd_send_signal(pidfd, signum)
-        except OSError:
-            pass
+        if pidfd:
+            try:
+                signal.pidfd_send_signal(pidfd[0], signum)
+            except OSError:
+                pass
 
     previous = {sig: signal.signal(sig, forward)
                 for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    data = b""
     try:
-        while b"\n" not in data:
-            chunk = sock.recv(256)
-            if not chunk:
-                break
-            data += chunk
-    except OSError:
-        pass
+        reply = ask("run", list(stdio), path, argv=list(argv), env=dict(os.environ),
+                    cwd=cwd, umask=umask, limits=limits, package=package_dir(),
+                    namespaces=namespaces())
+        if reply is None:
+            word = ""
+        else:
+            word, _, pid = reply.line.partition(" ")
+            if word != "pid" or len(reply.fds) != 1 or not pid.isdigit():
+                reply.sock.close()
+                for fd in reply.fds:
+                    os.close(fd)
+                word = ""
+        if not word:  # not run there: the caller runs it, unless it was told to stop
+            if forwarded:
+                return 130 if forwarded[-1] == signal.SIGINT else -forwarded[-1]
+            return None
+        signals = set(previous)
+        signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+        pidfd.append(reply.fds[0])
+        for signum in forwarded:  # came while it was asked
+            try:
+                signal.pidfd_send_signal(pidfd[0], signum)
+            except OSError:
+                pass
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+        sock, data = reply.sock, reply.rest
+        try:
+            while b"\n" not in data:
+                chunk = sock.recv(256)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError:
+            pass
+        finally:
+            sock.close()
+            os.close(pidfd.pop())
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        sock.close()
-        os.close(pidfd)
     word, _, code = data.partition(b"\n")[0].decode(errors="replace").partition(" ")
     if word == "exit" and code.lstrip("-").isdigit():
         return int(code)
     if word == "local" and not forwarded:
         return None
+    if word == "local":  # Ctrl-C before anything was done
+        return 130 if forwarded[-1] == signal.SIGINT else -forwarded[-1]
     if forwarded:  # it was killed by the signal it was sent: so is the launcher
         return -forwarded[-1]
     print("torrentfs: error: the command ended unexpectedly in the resident process "
