@@ -50,7 +50,7 @@ from typing import Any, Callable, Iterator
 from benchmarks import caller_path, cpuload, slowswarm, targets, v2reads
 from benchmarks.payload import VIDEO_SECONDS, make_payload, write_zeros_torrent
 from benchmarks.procstats import PeerSampler, RssSampler, cpu_seconds, rss_anon_kib, senders
-from benchmarks.programs import MOUNTS, SYSTEMS, Mount, run_bounded, say
+from benchmarks.programs import MOUNTS, SYSTEMS, Mount, resident_process, run_bounded, say
 from benchmarks.report import machine, print_report, summarise, versions
 from benchmarks.scale import run_scale
 from benchmarks.worker import BenchError, Timeout
@@ -399,6 +399,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="bound on one 64 KiB read, s (60)")
     ap.add_argument("--mount-timeout", type=float, default=60.0,
                     help="bound on a mount becoming ready, s (60)")
+    ap.add_argument("--no-resident", action="store_true",
+                    help="torrentfs mounts without its resident process (by default it is "
+                         "started before the first mount, as a user has it once a first "
+                         "mount started it: the mount rows say so)")
     ap.add_argument("--av-runs", type=int, default=5,
                     help="cold ffprobe and seek runs (fresh mounts), median reported (5)")
     ap.add_argument("--ff-timeout", type=float, default=90.0,
@@ -540,6 +544,14 @@ def main(argv: list[str] | None = None) -> int:
         tracker.wait_peers(ih, args.seeders, timeout=30)
         say(f"swarm ready after {time.monotonic() - t_start:.1f} s")
 
+        if "torrentfs" in args.only and not args.no_resident:
+            try:
+                pid = stack.enter_context(resident_process(tmp))
+                say(f"torrentfs: resident process {pid} started (--no-resident: without)")
+            except BenchError as e:
+                say(f"torrentfs: no resident process ({e}); mounting without")
+                args.no_resident = True
+        info["resident"] = not args.no_resident
         runs = []
         for run_no in range(1, args.runs + 1):
             if args.runs > 1:

@@ -31,6 +31,37 @@ def say(msg: str) -> None:
 
 
 
+@contextlib.contextmanager
+def resident_process(tmp: Path):
+    """torrentfs's resident process on, as a user has it once a first mount started
+    it: started (``torrentfs resident start``) before the mounts, in a runtime folder
+    of its own (the mounts' registry goes there too), and stopped by its PID after."""
+    import re
+    run = tmp / "runtime"
+    run.mkdir(mode=0o700, exist_ok=True)
+    saved = {k: os.environ.get(k) for k in ("XDG_RUNTIME_DIR", "TORRENTFS_RESIDENT")}
+    os.environ.update(XDG_RUNTIME_DIR=str(run), TORRENTFS_RESIDENT="1")
+    pid = None
+    try:
+        out = subprocess.run([TORRENTFS, "resident", "start"], capture_output=True,
+                             text=True, timeout=60, env=child_env())
+        found = re.search(r"resident process (\d+)", out.stdout)
+        if out.returncode or not found:
+            raise BenchError(f"torrentfs resident start: {out.stdout}{out.stderr}".strip())
+        pid = int(found.group(1))
+        yield pid
+    finally:
+        subprocess.run([TORRENTFS, "resident", "stop"], capture_output=True, timeout=30,
+                       env=child_env())
+        if pid is not None:
+            kill_pid(pid, "torrentfs.cli.zygote")
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def wait_exit(proc: subprocess.Popen, timeout: float) -> int:
     """``proc.wait(timeout)`` woken by the exit itself. Python's own wait with a timeout
     (before 3.14) polls with sleeps that double up to 50 ms: a program that takes 65 ms

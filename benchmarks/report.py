@@ -13,7 +13,7 @@ from typing import Any
 from benchmarks.programs import SYSTEMS, TORRENTFS
 
 ROWS = [  # (label, key, better, format)
-    ("mount -> file listed, s", "ready_s", "lower", "{:.2f}"),
+    ("mount -> file listed{resident}, s", "ready_s", "lower", "{:.2f}"),
     ("first 64 KiB at offset 0, ms", "ttfb_ms", "lower", "{:.0f}"),
     ("20 cold random 64 KiB reads: median ms", "random_median_ms", "lower", "{:.0f}"),
     ("  p90 ms", "random_p90_ms", "lower", "{:.0f}"),
@@ -86,7 +86,9 @@ def table(summary: dict, args) -> str:
     for label, key, better, spec in ROWS:
         if not any(key in summary.get(s, {}) for s in SYSTEMS):
             continue
-        label = label.format(big=args.big_size, files=getattr(args, "scale_files", 0),
+        resident = not getattr(args, "no_resident", True)
+        label = label.format(resident=" (torrentfs: resident process on)" if resident else "",
+                             big=args.big_size, files=getattr(args, "scale_files", 0),
                              pieces=getattr(args, "scale_pieces", 0),
                              av=getattr(args, "av_runs", 1))
         cells = []

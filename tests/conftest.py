@@ -30,6 +30,9 @@ settings.load_profile("torrentfs")
 # The tests run the real command: the config file of whoever runs them must not
 # change what they see (a test that wants a config file passes --config).
 os.environ["TORRENTFS_CONFIG"] = os.devnull
+# Nor may a mount leave a resident process behind (tests/integration/test_resident.py
+# turns it on for its own runtime folder).
+os.environ["TORRENTFS_RESIDENT"] = "0"
 
 
 @pytest.fixture

@@ -90,8 +90,11 @@ def can_connect(host: str, port: int, timeout: float = 0.5) -> bool:
 
 
 def child_env() -> dict[str, str]:
-    """The environment for child processes, without proxy variables."""
-    return {k: v for k, v in os.environ.items() if k.lower() not in _PROXY_VARS}
+    """The environment for child processes, without proxy variables, and with no
+    resident process (``torrentfs mount`` would leave one) unless asked for."""
+    env = {k: v for k, v in os.environ.items() if k.lower() not in _PROXY_VARS}
+    env.setdefault("TORRENTFS_RESIDENT", "0")
+    return env
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> int | None:

@@ -178,6 +178,9 @@ def _read_word(fd: int, timeout: float, progress=None) -> str | None:
     takes longer than ``timeout`` seconds. Lines ``progress: TEXT`` are passed to
     ``progress`` as they come (when given) and are not part of the word."""
     import select
+
+    from torrentfs.cli import zygote
+    caller = [zygote.caller] if zygote.caller is not None else []  # (see zygote)
     deadline = time.monotonic() + timeout
     data = b""
     word: list[str] = []
@@ -186,8 +189,11 @@ def _read_word(fd: int, timeout: float, progress=None) -> str | None:
         with os.fdopen(fd, "rb", buffering=0) as pipe:
             while True:
                 left = deadline - time.monotonic()
-                if left <= 0 or not select.select([pipe], [], [], left)[0]:
+                ready = select.select([pipe, *caller], [], [], left)[0] if left > 0 else []
+                if not ready:
                     return None
+                if caller and caller[0] in ready and pipe not in ready:
+                    raise KeyboardInterrupt  # the launcher that asked is gone: as Ctrl-C
                 chunk = pipe.read(4096)
                 lines = (data + chunk).split(b"\n")
                 data = lines.pop() if chunk else b""

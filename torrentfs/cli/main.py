@@ -17,7 +17,17 @@ import os
 import sys
 
 from torrentfs import __version__
-from torrentfs.cli import create, info, listing, mount, seed, status, stop, unmount
+from torrentfs.cli import (
+    create,
+    info,
+    listing,
+    mount,
+    resident,
+    seed,
+    status,
+    stop,
+    unmount,
+)
 from torrentfs.cli.args import (
     CONFIG_ENV,
     Formatter,
@@ -31,7 +41,8 @@ from torrentfs.engine.sources import SourceError
 
 log = logging.getLogger("torrentfs")
 
-COMMANDS = (mount, unmount, seed, status, listing, stop, info, create)  # in the order --help lists them
+COMMANDS = (mount, unmount, seed, status, listing, stop, info, create,
+            resident)  # in the order --help lists them
 
 MAIN_EPILOG = """\
 examples:
@@ -39,6 +50,7 @@ examples:
   mpv ~/movie/movie.mkv                      play at once: reads fetch what they need
   torrentfs unmount ~/movie
   torrentfs list                             every mount and daemon of yours
+  torrentfs resident status                  the process that makes mounts quick
   torrentfs info movie.torrent               what the torrent holds
   torrentfs create ./image -o image.torrent -t http://tracker:6969/announce
   torrentfs seed image.torrent /srv          serve a finished download

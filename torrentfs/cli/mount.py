@@ -13,7 +13,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from torrentfs.cli import prefork, watch
+from torrentfs.cli import prefork, watch, zygote
 from torrentfs.cli.args import (
     add_dht,
     add_encryption,
@@ -147,12 +147,18 @@ def add_parser(sub) -> None:
     add_metadata_timeout(net)
     add_origin(net)
     add_max_open_files(data)
+    m.add_argument("--no-resident", action="store_true",
+                   help="neither use nor start the resident process that makes mounts "
+                        "quick (also: no-resident = true in the config file, or "
+                        "TORRENTFS_RESIDENT=0; see: torrentfs resident --help)")
     add_metrics(m.add_argument_group("running as a service"))
     add_log_level(m.add_argument_group("logging"))
     m.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if args.no_resident and zygote.caller is not None:
+        raise zygote.RunLocally()  # from the config file: the launcher runs it
     check_ports(args)  # a port in use: one line now, not from the daemon
     if args.watch:  # many torrents in one mount
         return watch.run(args)
@@ -197,6 +203,8 @@ def _run(args) -> int:
         setup_logging(args.log_level, stream=sys.stderr)
         return serve(meta, magnet, mountpoint, folder, args, ready=lambda msg: None,
                      lock=lock)
+    if not args.no_resident:
+        prefork.resident_allowed = True  # the launcher may start one as it exits
     return daemonise(partial(serve, meta, magnet, mountpoint, folder, args, lock=lock),
                      mountpoint=mountpoint, logfile=folder / "torrentfs.log",
                      log_level=args.log_level,

@@ -32,6 +32,7 @@ TORRENT_MAX = 1 << 20    # a bigger .torrent (100,000 files: 0.6 s to parse, 0.4
                          # and as much to unpickle) is mounted by a child forked after it
 
 _child: _Child | None = None
+resident_allowed = False  # the command may leave a resident process (``mount``: ``zygote``)
 
 
 class _Child:
