@@ -6,6 +6,10 @@ namespace of its own, then times, --runs times each (medians and every run):
   - the floor: ffprobe and ``ffmpeg -ss 40`` (one frame) of the payload's own copy;
   - cold: each on a fresh mount with an empty cache, as bench.py does;
   - warm: the same again on that mount 1.5 s later (its pages in the kernel's cache).
+With --reads also 64 KiB of big.bin read as the bench reads it (its worker's pread,
+on a fresh mount, the moment the file is listed): at 0 (the bench's first-byte row)
+and in the middle (a cold random read). They show what a listed folder's video head
+start (engine/headstart) costs a read of another file right after the listing.
 With --keep DIR the mounts' logs stay in DIR. Run under PYTHONPATH=<another tree>
 to time another torrentfs package against the same harness, or give --alt TREE to
 alternate, run by run, between this package and TREE's (PYTHONPATH=TREE) on the same
@@ -32,6 +36,7 @@ from benchmarks.programs import run_bounded
 from tests.harness.swarm import lt_create, lt_seeder, opentracker
 
 FFPROBE = ["ffprobe", "-v", "error", "-show_format", "-show_streams"]
+CHUNK = 64 << 10  # the bench's first-byte and random reads
 
 
 def ffseek(path: str) -> list[str]:
@@ -75,9 +80,9 @@ class Cold:
         self.cpu: list[float] = []
         self.mib: list[float] = []
 
-    def run(self, m, argv: list[str], ips: list[str]) -> None:
+    def run(self, m, program, ips: list[str]) -> None:
         cpu0 = cpu_seconds(m.pid) if m.pid else None
-        self.secs.append(timed(argv))
+        self.secs.append(program(m))
         cpu1 = cpu_seconds(m.pid) if m.pid else None
         if cpu0 is not None and cpu1 is not None:
             self.cpu.append(cpu1 - cpu0)
@@ -98,7 +103,10 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=8, help="the big file, MiB (8)")
     ap.add_argument("--alt", metavar="TREE",
                     help="alternate runs with the torrentfs package under TREE")
-    ap.add_argument("--only", choices=("ffprobe", "seek"), help="time only this one")
+    ap.add_argument("--only", choices=("ffprobe", "seek", "first", "middle"),
+                    help="time only this one")
+    ap.add_argument("--reads", action="store_true",
+                    help="also time 64 KiB reads of big.bin: at 0 (first), in the middle")
     ap.add_argument("--no-floor", action="store_true", help="skip the local-copy runs")
     ns = ap.parse_args()
     B.isolate_network(sys.argv[1:], "benchmarks.avlatency")
@@ -120,25 +128,41 @@ def main() -> int:
                                           workdir=tmp / "seeders", timeout=180))
         tracker.wait_peers(ih, args.seeders, timeout=30)
         video = str(bench.payload / "video.mkv")
-        programs = [("ffprobe", lambda p: FFPROBE + [p]), ("seek", ffseek)]
+        argvs = {"ffprobe": lambda p: FFPROBE + [p], "seek": ffseek}
+        programs = {label: (lambda m, a=argv: timed(a(m.path("video.mkv"))))
+                    for label, argv in argvs.items()}
+        if ns.reads or ns.only in ("first", "middle"):
+            programs["first"] = lambda m: pread(m, 0)
+            programs["middle"] = lambda m: pread(m, bench.size // 2)
         if ns.only:
-            programs = [(label, argv) for label, argv in programs if label == ns.only]
+            programs = {ns.only: programs[ns.only]}
         if not ns.no_floor:
-            for label, argv in programs:
-                show(f"floor {label}", [timed(argv(video)) for _ in range(ns.runs)])
-        for label, argv in programs:
+            for label in programs:
+                if label in argvs:
+                    show(f"floor {label}", [timed(argvs[label](video))
+                                            for _ in range(ns.runs)])
+        for label, program in programs.items():
             cold = {name: Cold() for name, _ in trees}
             warm: dict[str, list[float]] = {name: [] for name, _ in trees}
             for _ in range(ns.runs):
                 for name, tree in trees:  # interleaved: the same minutes for each
                     with pythonpath(tree), bench.mount("torrentfs", label, {}) as m:
-                        cold[name].run(m, argv(m.path("video.mkv")), bench.seeder_ips)
+                        cold[name].run(m, program, bench.seeder_ips)
                         time.sleep(1.5)
-                        warm[name].append(timed(argv(m.path("video.mkv"))))
+                        warm[name].append(program(m))
             for name, _ in trees:
                 cold[name].show(f"{name}{label}")
                 show(f"{name}warm {label}", warm[name])
     return 0
+
+
+def pread(m, offset: int) -> float:
+    """64 KiB of big.bin at ``offset`` through the mount's worker, as the bench reads:
+    seconds."""
+    r = m.worker.call(60, op="pread", path=m.path("big.bin"), offset=offset, size=CHUNK)
+    if "error" in r or r.get("n") != CHUNK:
+        raise SystemExit(f"avlatency: the read at {offset} failed: {r}")
+    return r["t1"] - r["t0"]
 
 
 @contextlib.contextmanager

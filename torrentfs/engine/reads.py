@@ -23,6 +23,8 @@ again) when the reader drifts more than ``REANCHOR_AFTER`` seconds from that pac
 A file's first read or a seek that waits is asked alone; its window is raised once
 its pieces are in (``raise_later``), at the reader's pace (twice the read, doubling
 with each read that continues) if it waited less than PACE_BELOW (a fast swarm).
+A first read answered at once from pieces a head start brought quickly (a listed
+folder's videos: ``headstart``) reads ahead at the reader's pace too.
 ``block`` reads a block of a verified piece for an upload, the same way (memory,
 else disk, pinned meanwhile).
 
@@ -55,6 +57,7 @@ from torrentfs.disk.cache import DiskCache
 from torrentfs.disk.nowait import read_nowait
 from torrentfs.disk.storage import Storage, StorageError
 from torrentfs.engine.blockreads import BlockReads
+from torrentfs.engine.headstart import HeadStart
 from torrentfs.engine.memory import Recent, UploadChunks
 
 NOW_SLACK = 0.05            # deadline of a piece a read waits on: now + this
@@ -271,6 +274,7 @@ class Reads:
         self.blocks = BlockReads(torrent)
         self._alone: set[int] = set()  # pieces a first read or a seek waits on alone
         self._in_memory: set[int] = set()  # verified and in ``recent``, being written
+        self.head_start = HeadStart(torrent, self.waiting)  # a listed folder's videos
 
     # -- what the torrent tells ---------------------------------------------------------
 
@@ -278,6 +282,7 @@ class Reads:
         """A piece is verified and on disk: wake the reads waiting for it."""
         self._store_errors.pop(index, None)
         self.blocks.piece_arrived(index)
+        self.head_start.arrived(index)
         event = self._events.pop(index, None)
         if event is not None:
             event.set()
@@ -312,6 +317,7 @@ class Reads:
         """A piece left the disk cache: not served from memory either."""
         self.recent.forget(index)
         self.upload_chunks.forget(index)
+        self.head_start.forget(index)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -341,6 +347,7 @@ class Reads:
         # and before the peers are asked for the readahead (``_wait_for`` lets them
         # pick: the read's blocks come first).
         owner = object()
+        self.head_start.read_began()
         unscheduled = t.have.missing(pieces)
         early = None  # the bytes, from pieces verified in memory before their write
         began = trio.current_time()
@@ -352,13 +359,18 @@ class Reads:
         # hash waits for the GIL while blocks come in): the read would wait for those.
         seek = handle is not None and handle.readahead.next_offset not in (None, offset)
         later = handle is not None and (handle.fresh or seek) and bool(unscheduled)
+        # A first read answered at once by a quick head start: at the reader's pace.
+        paced = (handle is not None and handle.fresh and not unscheduled
+                 and self.head_start.quick(pieces))
         # A seek in a video that has to wait may hold for a buffer (``_hold``).
         hold = bool(unscheduled) and seek and handle.stream
         alone = unscheduled if later else []
         self._alone.update(alone)
         try:
             if handle is not None:
-                handle.advance(offset, size, schedule=not unscheduled, later=later)
+                handle.advance(offset, size, schedule=not unscheduled, later=later or paced)
+                if paced:
+                    handle.raise_later(0.0)
                 if unscheduled:
                     handle.pending[owner] = unscheduled
                     if not handle.readahead.sequential and len(handle.pending) > 1:

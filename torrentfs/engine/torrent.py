@@ -195,6 +195,7 @@ class Torrent:
                 nursery.start_soon(self.haves.run)
                 if not self.seed_only:
                     nursery.start_soon(self.cache.run)
+                    nursery.start_soon(self.reads.head_start.run)  # (engine/headstart)
                 await nursery.start(self.announcer.run)
                 if self.lsd is not None:
                     await nursery.start(self.lsd.run)

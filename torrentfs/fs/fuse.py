@@ -209,6 +209,10 @@ class TorrentFS(pyfuse3.Operations):
 
     async def readdir(self, fh, start_id, token):
         children = self.tree.children(fh - self.base)
+        if start_id == 0:  # a folder listed: its videos get a head start (engine/headstart)
+            self.torrent.reads.head_start.listed(fh, [
+                node.file_index for node in children
+                if not node.is_dir and node.symlink is None and is_video(node.name)])
         for i in range(start_id, len(children)):
             node = children[i]
             if not pyfuse3.readdir_reply(token, os.fsencode(node.name), self._attrs(node), i + 1):
