@@ -322,6 +322,15 @@ def test_transport_switches_reach_the_torrent_options():
         assert (o.tcp, o.utp) == (False, True)
 
 
+def test_head_start_reaches_the_torrent_options():
+    from torrentfs.cli.args import torrent_options
+    from torrentfs.cli.main import build_parser
+    p = build_parser()
+    assert torrent_options(p.parse_args(["mount", "t", "m"])).head_start == 8 << 20
+    assert torrent_options(p.parse_args(["mount", "t", "m", "--head-start", "0"])).head_start == 0
+    assert torrent_options(p.parse_args(["mount", "t", "m", "--head-start", "2M"])).head_start == 2 << 20
+
+
 def test_no_utp_and_no_tcp_is_one_line(tmp_path, good_torrent):
     mnt = tmp_path / "mnt"
     mnt.mkdir()

@@ -66,10 +66,10 @@ async def test_a_read_right_after_the_listing_has_the_peers_to_itself(
 
 async def test_the_head_start_keeps_to_its_budget(make_swarm, autojump_clock, monkeypatch):
     """First pieces before last ones, and never past the budget of the mount."""
-    monkeypatch.setattr(headstart, "BUDGET", PIECE)
     async with trio.open_nursery() as n:
         s = await start(n, make_swarm, size=400 * PIECE)
         t = s.torrent
+        t.reads.head_start.budget = PIECE
         assert t.reads.head_start.listed("a", [0]) == [0]
         assert t.reads.head_start.listed("b", [0]) == []
         assert t.reads.head_start.spent == PIECE
@@ -107,4 +107,18 @@ async def test_a_complete_or_seeding_torrent_gets_no_head_start(make_swarm, auto
         await t.read(0, 0, 4 * PIECE)
         assert t.have.complete
         assert t.reads.head_start.listed("folder", [0]) == []
+        n.cancel_scope.cancel()
+
+
+async def test_a_head_start_of_zero_fetches_nothing(make_swarm, autojump_clock):
+    """``--head-start 0``: a listed folder's videos are not fetched."""
+    async with trio.open_nursery() as n:
+        s = await start(n, make_swarm, size=400 * PIECE)
+        t = s.torrent
+        t.reads.head_start.budget = 0
+        peer = s.add(Behaviour(delay=0.001))
+        await trio.sleep(1)
+        assert t.reads.head_start.listed("folder", [0]) == []
+        await trio.sleep(headstart.LULL * 4)
+        assert raised(t) == set() and not peer.requests
         n.cancel_scope.cancel()

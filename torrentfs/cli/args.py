@@ -363,6 +363,7 @@ def torrent_options(args, **fixed):
         encryption=getattr(args, "encryption", "prefer"),
         utp=not getattr(args, "no_utp", False), tcp=not getattr(args, "no_tcp", False),
         prefetch=getattr(args, "prefetch", False),
+        head_start=getattr(args, "head_start", TorrentOptions.head_start),
         read_timeout=getattr(args, "read_timeout", 0) or None,
         cache_size=getattr(args, "cache_size", None),
         cache_size_auto=getattr(args, "cache_size_auto", False),

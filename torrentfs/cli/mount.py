@@ -131,6 +131,10 @@ def add_parser(sub) -> None:
                            "one from its free space, with a warning)")
     data.add_argument("--prefetch", action="store_true",
                       help="download the whole torrent in the background, below reads")
+    data.add_argument("--head-start", type=parse_size, default=8 << 20, metavar="SIZE",
+                      help="listing a folder fetches the first and last pieces of its "
+                           "videos in a lull of reads, up to SIZE per mount (default: 8M; "
+                           "0: never)")
     data.add_argument("--read-timeout", type=float, default=0, metavar="SECONDS",
                       help="fail a read with EIO when a piece it needs does not arrive "
                            "for this long, counted from the read's first attempt (default: "

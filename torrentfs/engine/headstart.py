@@ -9,8 +9,8 @@ read path fetches meanwhile (the last piece, the readahead) is received and
 hashed beside the program on the same cores. A listing of a folder comes before
 any of that (a program starts: 60 ms for ffprobe's own libraries), so when a folder
 is listed (``listed``: the FUSE layer's first READDIR of it) the first and then the
-last pieces of its video files are raised to READAHEAD, at most ``BUDGET`` bytes
-in all per mount (a folder of a hundred videos costs no more than a few of them),
+last pieces of its video files are raised to READAHEAD, at most ``budget`` bytes
+in all per mount (``--head-start``, default ``BUDGET``; 0: none) (a folder of a hundred videos costs no more than a few of them),
 each folder once. A read of such a piece later finds it verified (or on its way);
 nothing is ever returned that the read path did not verify.
 
@@ -47,8 +47,9 @@ class HeadStart:
     """The head start of one torrent (see the module docstring). ``torrent`` is a
     ``reads.PieceSupply``; ``waiting`` holds the reads waiting (``Reads.waiting``)."""
 
-    def __init__(self, torrent, waiting: Sized = ()) -> None:
+    def __init__(self, torrent, waiting: Sized = (), budget: int = BUDGET) -> None:
         self.torrent = torrent
+        self.budget = budget                       # bytes per mount at most (0: none)
         self.waiting = waiting
         self.spent = 0                             # bytes asked so far
         self._folders: set[Hashable] = set()       # folders listed already
@@ -82,7 +83,7 @@ class HeadStart:
             if i in t.have or i in self._asked:
                 continue
             size = g.piece_size(i)
-            if self.spent + size > BUDGET:
+            if self.spent + size > self.budget:
                 break
             self.spent += size
             chosen.append(i)

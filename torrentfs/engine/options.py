@@ -39,6 +39,7 @@ class TorrentOptions:
 
     # -- the data --------------------------------------------------------------------
     prefetch: bool = False           # download the whole torrent, below reads
+    head_start: int = 8 << 20        # bytes a listed folder's videos may fetch (engine/headstart)
     read_timeout: float | None = None  # a read with no progress this long fails; None: never
     cache_size: int | None = None    # bytes kept on disk at most; None: no limit
     cache_size_auto: bool = False    # cache_size was set from the disk's free space

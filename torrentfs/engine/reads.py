@@ -274,7 +274,8 @@ class Reads:
         self.blocks = BlockReads(torrent)
         self._alone: set[int] = set()  # pieces a first read or a seek waits on alone
         self._in_memory: set[int] = set()  # verified and in ``recent``, being written
-        self.head_start = HeadStart(torrent, self.waiting)  # a listed folder's videos
+        self.head_start = HeadStart(torrent, self.waiting,  # a listed folder's videos
+                                    budget=torrent.options.head_start)
 
     # -- what the torrent tells ---------------------------------------------------------
 
