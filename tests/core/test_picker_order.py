@@ -20,6 +20,11 @@ events = st.lists(st.one_of(
     st.tuples(st.just("raise"), st.integers(0, 2), st.lists(st.integers(0, N - 1), max_size=6),
               st.sampled_from([NONE, NORMAL, READAHEAD, NOW]), st.integers(0, 5)),
     st.tuples(st.just("drop"), st.integers(0, 2)),
+    st.tuples(st.just("drop_some"), st.integers(0, 2), st.lists(st.integers(0, N - 1),
+                                                              max_size=4)),
+    st.tuples(st.just("read"), st.integers(0, 2), st.lists(st.integers(0, N - 1), max_size=5),
+              st.integers(0, 5)),
+    st.tuples(st.just("first"), st.integers(0, 2), st.integers(0, N - 1)),
     st.tuples(st.just("have"), st.integers(0, 3), st.integers(0, N - 1)),
     st.tuples(st.just("bitfield"), st.integers(0, 3), st.integers(0, 2 ** N - 1)),
     st.tuples(st.just("verified"), st.integers(0, N - 1)),
@@ -30,8 +35,9 @@ events = st.lists(st.one_of(
 
 
 def fresh_order(p: Picker) -> list:
-    """What the order is when sorted from scratch."""
+    """What the order is when sorted from scratch (every priority asked again)."""
     p._order = None
+    p._top.clear()
     return list(p._urgent_order())
 
 
@@ -46,6 +52,12 @@ def test_kept_order_is_a_fresh_sort(evs, prefetch):
             p.raise_priority(ev[1], ev[2], ev[3], float(ev[4]))
         elif kind == "drop":
             p.drop(ev[1])
+        elif kind == "drop_some":
+            p.drop(ev[1], ev[2])
+        elif kind == "read":
+            p.raise_read(ev[1], ev[2], float(ev[3]))
+        elif kind == "first":
+            p.want_first(ev[1], ev[2], range(1))
         elif kind in ("have", "bitfield", "pick") and ev[1] not in peers:
             p.add_peer(ev[1])
             peers.add(ev[1])
@@ -63,7 +75,9 @@ def test_kept_order_is_a_fresh_sort(evs, prefetch):
         elif kind == "pick":
             p.pick(ev[1], 10.0, 4)
         kept = list(p._urgent_order())
+        priorities = [p.priority(i) for i in range(N)]
         assert kept == fresh_order(p)
+        assert priorities == [p.priority(i) for i in range(N)]
 
 
 def test_priority_is_the_most_urgent_raise():
