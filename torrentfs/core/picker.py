@@ -363,11 +363,13 @@ class Picker(Priorities):
             keys, key_of = self._keys, self._key_of
             order = [order[bisect_left(keys, key_of[i])]
                      for i in sorted((i for i in fresh if i in key_of), key=key_of.__getitem__)]
+            had = compress(order, map(has.__getitem__, map(_index, order)))
+        else:
+            had = self._had_by(has)
         # Only the pieces the peer has: the others are passed over in C, not one by
         # one here (a trickle cluster's node walked some 500 raised pieces per pick,
         # of which the peer had 3 to 23, to pick less than one block on average).
-        for index, tier, deadline in compress(order, map(has.__getitem__,
-                                                         map(_index, order))):
+        for index, tier, deadline in had:
             if tier == NONE:  # raised at NONE: never requested
                 continue
             # Most raised pieces are being fetched already, every block asked:

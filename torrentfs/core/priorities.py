@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
+from itertools import compress
+from operator import itemgetter
 from typing import Hashable, Iterable
 
 from torrentfs.core.bitfield import Bitfield
@@ -71,6 +73,8 @@ class Priorities:
         self._leech_order = False  # _order sorted with leechers about (rarity counts)
         self._resort: set[int] = set()  # pieces of _order whose rarity changed since
         self._rekey: set[int] = set()  # pieces whose raises changed since
+        self._pieces: list[int] = []  # the piece of each entry of _order
+        self._indexes: itemgetter | None = None  # of _pieces, made by ``_had_by``
 
     def raise_priority(self, owner: Hashable, pieces: Iterable[int], tier: int,
                        deadline: float) -> None:
@@ -201,32 +205,50 @@ class Priorities:
             keyed = sorted([(key(e), e) for e in entries])  # unique keys: never compares e
             self._keys = [k for k, _ in keyed]
             self._order = [e for _, e in keyed]
+            self._pieces = [e[0] for e in self._order]
             self._key_of = {e[0]: k for k, e in keyed}
             self._resort.clear()
             self._rekey.clear()
+            self._indexes = None
         return self._order
+
+    def _had_by(self, has: bytearray) -> Iterable[tuple[int, int, float]]:
+        """The entries of the kept order (``_urgent_order``, up to date) whose pieces
+        are flagged in ``has`` (a peer's ``Bitfield.flag_array``), in order: one C
+        call takes every flag at once (a pick walks ~500 raised pieces to find the
+        few a peer has; this takes a third of the time of a flag looked up per
+        entry). The getter is made again after the order changed."""
+        order = self._order
+        if len(order) < 2:  # (an itemgetter of one index returns no tuple)
+            return compress(order, map(has.__getitem__, self._pieces))
+        indexes = self._indexes
+        if indexes is None:  # (from a list of ints: under a microsecond for 500)
+            indexes = self._indexes = itemgetter(*self._pieces)
+        return compress(order, indexes(has))
 
     def _move_entries(self) -> None:
         """Bring the kept order up to date for the few pieces whose rarity
         (``_resort``) or raises (``_rekey``) changed: each entry is taken out and,
         if the piece is still raised and missing, put back where its new key sorts
         (what a fresh sort would give: the keys are unique)."""
-        keys, order, key_of = self._keys, self._order, self._key_of
+        keys, order, key_of, pieces = self._keys, self._order, self._key_of, self._pieces
         raises, have, key = self._raises, self.have, self._sort_key
         for i in self._resort | self._rekey:
             old = key_of.pop(i, None)
             if old is not None:
                 pos = bisect_left(keys, old)
-                del keys[pos], order[pos]
+                del keys[pos], order[pos], pieces[pos]
             if i in raises and i not in have:
                 entry = (i, *self.priority(i))
                 new = key(entry)
                 pos = bisect_left(keys, new)
                 keys.insert(pos, new)
                 order.insert(pos, entry)
+                pieces.insert(pos, i)
                 key_of[i] = new
         self._resort.clear()
         self._rekey.clear()
+        self._indexes = None
 
     def _unorder(self, index: int) -> None:
         """Take a piece out of the kept order (it was verified)."""
@@ -234,8 +256,9 @@ class Priorities:
         if self._order is None or old is None:
             return
         pos = bisect_left(self._keys, old)
-        del self._keys[pos], self._order[pos]
+        del self._keys[pos], self._order[pos], self._pieces[pos]
         self._resort.discard(index)
+        self._indexes = None
 
     def urgent(self) -> bool:
         """True while some piece is at NOW (a read waits for it)."""
