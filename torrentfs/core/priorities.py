@@ -187,9 +187,10 @@ class Priorities:
 
     def _urgent_order(self) -> list[tuple[int, int, float]]:
         """The raised pieces not had yet, most urgent first (``_sort_key``). Kept
-        between calls: a raise or drop sorts it again, while a change of one piece's
-        rarity (a peer's have, the commonest event in a swarm) or one verified piece
-        moves or removes that entry alone (keys are unique: they end in the index)."""
+        between calls: a raise or drop of a few pieces, or a change of one piece's
+        rarity (a peer's have, the commonest event in a swarm), moves those entries
+        alone (``_move_entries``), a verified piece's leaves (keys are unique: they
+        end in the index); more changes at once, a peer come or gone, sort it again."""
         if self._order is not None and self._leech_order != (len(self._peers) > self._seeds):
             self._order = None  # a peer became a seed: rarity stops counting, or starts
         if self._order is not None and (self._resort or self._rekey):
