@@ -45,11 +45,9 @@ class Torrent:
         self.seed_only = False
         self.spread = 1
         self.schedules = 0
-        self.scheduled: list = []  # the pieces each schedule named (None: all)
 
-    def schedule(self, skip=None, pieces=None) -> None:
+    def schedule(self, skip=None) -> None:
         self.schedules += 1
-        self.scheduled.append(None if pieces is None else set(pieces))
 
 
 def setup(fast: bool = True) -> tuple[Torrent, Requests, Peer]:
@@ -79,7 +77,6 @@ async def test_a_read_makes_the_backlog_ahead_of_it_wait(autojump_clock):
     assert t.schedules == 0                            # not until the last answer
     r.rejected(p, *backlog[-1])
     assert t.schedules == 1
-    assert t.scheduled == [{i for i, _ in backlog}]    # the holders of the freed blocks
     assert t.picker.outstanding(p) == 4                # the read's blocks
     r.fill(p)
     assert p.take(wire.Request)[:AHEAD_MIN] == backlog  # asked again, behind the read

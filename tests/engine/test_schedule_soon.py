@@ -59,7 +59,7 @@ async def test_schedule_soon_of_a_torrent_not_running_schedules_at_once(make_swa
 
 
 async def test_schedule_of_one_piece_lets_only_its_holders_pick(make_swarm, autojump_clock):
-    """A read's next piece raised to NOW (``schedule(pieces=)``): the peers that have
+    """A read's next piece raised to NOW (``schedule(piece=)``): the peers that have
     it pick, the others are not asked (the raise changes nothing for them)."""
     from tests.harness.fakepeer import Behaviour
     async with trio.open_nursery() as n:
@@ -72,7 +72,7 @@ async def test_schedule_of_one_piece_lets_only_its_holders_pick(make_swarm, auto
         assert len([p for p in t.sessions.values() if p.registered]) == 2
         filled = []
         t._fill = lambda p, batch=False: filled.append(p)
-        t.schedule(pieces=(3,))
+        t.schedule(piece=3)
         assert [t.picker.peer_has(p, 3) for p in filled] == [True]
         filled.clear()
         t.schedule()

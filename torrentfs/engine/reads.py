@@ -524,7 +524,7 @@ class Reads:
                     # The next piece waited on (``raise_read`` raised only the first):
                     # only its holders can be asked for it, or make way for it.
                     t.picker.raise_read(owner, pieces[k:], deadline)
-                    t.schedule(pieces=(i,))
+                    t.schedule(piece=i)
                 while i not in t.have and not (memory and i in self._in_memory):
                     event = self._events.get(i)
                     if event is None:

@@ -16,8 +16,8 @@ reject, before it answers any later request for the same block. So a reject that
 answers a cancel is recognised as such (``rejected``) and never taken for the
 refusal of a newer request. A block cancelled to make way for a read stays the
 peer's in the picker until that answer (nobody else is asked for it, nor is the
-peer again); once the peer has answered all such cancels, every peer that has
-one of their pieces picks, so the blocks are asked again in one go and in order. A peer without the extension
+peer again); once the peer has answered all such cancels, every peer picks, so
+the blocks are asked again in one go and in order. A peer without the extension
 may answer nothing: its cancelled blocks are freed at once (one that still comes
 is kept if it was asked again meanwhile, else dropped as unrequested). A cancel
 unanswered for CANCEL_TIMEOUT seconds is forgotten, and its block freed
@@ -54,8 +54,6 @@ class Requests:
         # Cancels sent to fast-extension peers and not answered yet: session ->
         # {(index, begin): (when sent, whether the picker still holds the block)}.
         self._cancelling: dict[PeerSession, dict[tuple[int, int], tuple[float, bool]]] = {}
-        # The pieces of the blocks freed by a peer's answers to those held, so far.
-        self._freed: dict[PeerSession, set[int]] = {}
         self.soon = False  # a schedule_soon is on its way
 
     def schedule_soon(self, nursery: trio.Nursery | None) -> None:
@@ -151,8 +149,7 @@ class Requests:
 
     def rejected(self, s: PeerSession, index: int, begin: int) -> None:
         """The peer rejected a request. If that answered a cancel of ours, its block
-        is freed if we held it, and once every cancel is answered every peer that
-        has a freed block's piece picks.
+        is freed if we held it, and once every cancel is answered every peer picks.
         A reject of the peer's own frees the block for other peers at once; the
         peer is not asked again right away (it would be asked the same; the ticker
         refills it)."""
@@ -167,11 +164,8 @@ class Requests:
             del self._cancelling[s]
         if answered[1]:
             t.picker.request_dropped(s, index, begin)
-            freed = self._freed.setdefault(s, set())
-            freed.add(index)
             if not any(held for _, held in pending.values()):
-                # Only the peers that have a freed block's piece can be asked for it.
-                t.schedule(pieces=self._freed.pop(s))
+                t.schedule()
 
     def answered(self, s: PeerSession, index: int, begin: int) -> None:
         """A block came from the peer: a cancel of it, if any, is answered."""
@@ -183,7 +177,6 @@ class Requests:
         """The peer dropped all our requests (closed, choked without the fast
         extension, or snubbed us)."""
         self._cancelling.pop(s, None)
-        self._freed.pop(s, None)
 
     def expire(self, now: float) -> None:
         """Forget cancels unanswered for CANCEL_TIMEOUT seconds, freeing the blocks
@@ -197,4 +190,3 @@ class Requests:
                         picker.request_dropped(s, *key)
             if not pending:
                 del self._cancelling[s]
-                self._freed.pop(s, None)

@@ -41,7 +41,6 @@ import errno
 import logging
 import os
 import secrets
-from collections.abc import Collection
 
 import trio
 
@@ -418,18 +417,16 @@ class Torrent:
             for peer, begin, length in cancels:
                 self.requests.cancel(peer, index, begin, length)
 
-    def schedule(self, skip: PeerSession | None = None,
-                 pieces: Collection[int] | None = None) -> None:
+    def schedule(self, skip: PeerSession | None = None, piece: int | None = None) -> None:
         """Priorities changed or requests were freed: let every unchoked peer pick,
-        fastest first, so urgent blocks go to the best peers. With ``pieces`` (the
-        only ones that changed: raised to NOW, or their blocks freed), only the peers
-        that have one of them (web seeds have all)."""
+        fastest first, so urgent blocks go to the best peers. With ``piece`` (one
+        piece raised to NOW), only the peers that have it (web seeds have all)."""
         now = trio.current_time()
         peers = [*self.sessions.values(), *self.webseeds.active()]
-        if pieces is not None:
+        if piece is not None:
             has = self.picker.peer_has
             peers = [p for p in peers if isinstance(p, WebSeed)
-                     or (p.registered and any(has(p, i) for i in pieces))]
+                     or (p.registered and has(p, piece))]
         peers.sort(key=lambda p: -p.down.rate(now))
         for s in peers:
             if s is skip:
