@@ -4,6 +4,7 @@ must be the one a fresh sort gives, and the priority the most urgent raise."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 from hypothesis import given, settings
@@ -20,6 +21,11 @@ events = st.lists(st.one_of(
     st.tuples(st.just("raise"), st.integers(0, 2), st.lists(st.integers(0, N - 1), max_size=6),
               st.sampled_from([NONE, NORMAL, READAHEAD, NOW]), st.integers(0, 5)),
     st.tuples(st.just("drop"), st.integers(0, 2)),
+    st.tuples(st.just("drop_some"), st.integers(0, 2), st.lists(st.integers(0, N - 1),
+                                                              max_size=4)),
+    st.tuples(st.just("read"), st.integers(0, 2), st.lists(st.integers(0, N - 1), max_size=5),
+              st.integers(0, 5)),
+    st.tuples(st.just("first"), st.integers(0, 2), st.integers(0, N - 1)),
     st.tuples(st.just("have"), st.integers(0, 3), st.integers(0, N - 1)),
     st.tuples(st.just("bitfield"), st.integers(0, 3), st.integers(0, 2 ** N - 1)),
     st.tuples(st.just("verified"), st.integers(0, N - 1)),
@@ -29,10 +35,13 @@ events = st.lists(st.one_of(
 ), max_size=60)
 
 
-def fresh_order(p: Picker) -> list:
-    """What the order is when sorted from scratch."""
+def fresh(p: Picker) -> tuple[list, list]:
+    """What the order and every piece's priority are when worked out from scratch,
+    on a copy: the picker's own kept state goes on to the next event untouched."""
+    p = copy.deepcopy(p)
     p._order = None
-    return list(p._urgent_order())
+    p._top.clear()
+    return list(p._urgent_order()), [p.priority(i) for i in range(N)]
 
 
 @settings(max_examples=300, deadline=None)
@@ -46,6 +55,12 @@ def test_kept_order_is_a_fresh_sort(evs, prefetch):
             p.raise_priority(ev[1], ev[2], ev[3], float(ev[4]))
         elif kind == "drop":
             p.drop(ev[1])
+        elif kind == "drop_some":
+            p.drop(ev[1], ev[2])
+        elif kind == "read":
+            p.raise_read(ev[1], ev[2], float(ev[3]))
+        elif kind == "first":
+            p.want_first(ev[1], ev[2], range(1))
         elif kind in ("have", "bitfield", "pick") and ev[1] not in peers:
             p.add_peer(ev[1])
             peers.add(ev[1])
@@ -63,7 +78,11 @@ def test_kept_order_is_a_fresh_sort(evs, prefetch):
         elif kind == "pick":
             p.pick(ev[1], 10.0, 4)
         kept = list(p._urgent_order())
-        assert kept == fresh_order(p)
+        # What a pick walks: the kept order's pieces a peer has (its getter of
+        # every entry's flag made again whenever the order changed).
+        has = bytearray((i * 7 + len(evs)) % 3 != 0 for i in range(N))
+        assert list(p._had_by(has)) == [e for e in kept if has[e[0]]]
+        assert (kept, [p.priority(i) for i in range(N)]) == fresh(p)
 
 
 def test_priority_is_the_most_urgent_raise():

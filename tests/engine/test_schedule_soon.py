@@ -56,3 +56,25 @@ async def test_schedule_soon_of_a_torrent_not_running_schedules_at_once(make_swa
         pass
     t.requests.schedule_soon(closed)  # a nursery closed to new tasks (shutting down)
     assert runs == [1, 1] and not t.requests.soon
+
+
+async def test_schedule_of_one_piece_lets_only_its_holders_pick(make_swarm, autojump_clock):
+    """A read's next piece raised to NOW (``schedule(piece=)``): the peers that have
+    it pick, the others are not asked (the raise changes nothing for them)."""
+    from tests.harness.fakepeer import Behaviour
+    async with trio.open_nursery() as n:
+        s = await start(n, make_swarm)
+        t = s.torrent
+        pieces = t.geometry.num_pieces
+        s.add()
+        s.add(Behaviour(have=set(range(pieces)) - {3}))
+        await trio.sleep(1)
+        assert len([p for p in t.sessions.values() if p.registered]) == 2
+        filled = []
+        t._fill = lambda p, batch=False: filled.append(p)
+        t.schedule(piece=3)
+        assert [t.picker.peer_has(p, 3) for p in filled] == [True]
+        filled.clear()
+        t.schedule()
+        assert len(filled) == 2
+        n.cancel_scope.cancel()

@@ -231,10 +231,11 @@ class Picker(Priorities):
         """The peer's requests for pieces below NOW (readahead, prefetch, or no
         longer wanted) that it was asked for before its latest request for a NOW
         piece, in the order asked: those a read's blocks queue behind there."""
-        ahead: list[Block] = []
-        out: list[Block] = []
+        ahead: list[tuple[int, int]] = []
+        out: list[tuple[int, int]] = []
         tiers: dict[int, int] = {}
-        for index, begin in self._outstanding.get(peer, ()):
+        for key in self._outstanding.get(peer, ()):
+            index = key[0]
             tier = tiers.get(index)
             if tier is None:
                 tier = tiers[index] = self.priority(index)[0]
@@ -242,8 +243,9 @@ class Picker(Priorities):
                 out += ahead
                 ahead = []
             else:
-                ahead.append((index, begin, self.geometry.block_length(index, begin)))
-        return out
+                ahead.append(key)
+        length = self.geometry.block_length  # of those returned only (most are not)
+        return [(index, begin, length(index, begin)) for index, begin in out]
 
     def below_now(self, peer: Peer) -> int:
         """How many of the peer's requests are for pieces below NOW."""
@@ -319,7 +321,7 @@ class Picker(Priorities):
 
     def pick(self, peer: Peer, now: float, limit: int, spread: int = 1,
              ahead: int | None = None, avoid: Container[int] | None = None,
-             avoid_grace: float = 0.0) -> list[Block]:
+             avoid_grace: float = 0.0, below: int | None = None) -> list[Block]:
         """Up to ``limit`` new block requests for ``peer``, most urgent first. With
         ``spread`` > 1 (the number of peers that could share the work), one pick
         takes at most its share of a NOW piece's blocks, so that the blocks of a
@@ -327,7 +329,8 @@ class Picker(Priorities):
         READAHEAD piece while every peer is a seed. With ``ahead``, the peer's
         requests below NOW grow to ``ahead`` blocks at most. Pieces in ``avoid`` are
         not asked of this peer (a remote one: ``core/topology``) unless a read waits
-        on them ``avoid_grace`` seconds past their deadline."""
+        on them ``avoid_grace`` seconds past their deadline. ``below`` is the
+        peer's ``below_now`` if the caller has just counted it."""
         if limit <= 0 or peer not in self._peers:
             return []
         # A dry peer walks only the pieces it announced since (``_fresh``).
@@ -344,7 +347,8 @@ class Picker(Priorities):
             if fresh:  # announced while dry, walked in full now (``avoid``): the
                 self._dry.pop(peer, None)  # dry mark no longer says where to look
             fresh = None
-        room = math.inf if ahead is None else ahead - self._backlog_size(peer)
+        room = (math.inf if ahead is None
+                else ahead - (self._backlog_size(peer) if below is None else below))
         bits = self._peers[peer]
         picked: list[Block] = []
         # Spare the seeds: a piece that is not urgent and that a peer without the
@@ -363,11 +367,13 @@ class Picker(Priorities):
             keys, key_of = self._keys, self._key_of
             order = [order[bisect_left(keys, key_of[i])]
                      for i in sorted((i for i in fresh if i in key_of), key=key_of.__getitem__)]
+            had = compress(order, map(has.__getitem__, map(_index, order)))
+        else:
+            had = self._had_by(has)
         # Only the pieces the peer has: the others are passed over in C, not one by
         # one here (a trickle cluster's node walked some 500 raised pieces per pick,
         # of which the peer had 3 to 23, to pick less than one block on average).
-        for index, tier, deadline in compress(order, map(has.__getitem__,
-                                                         map(_index, order))):
+        for index, tier, deadline in had:
             if tier == NONE:  # raised at NONE: never requested
                 continue
             # Most raised pieces are being fetched already, every block asked:

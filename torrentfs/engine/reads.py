@@ -534,9 +534,10 @@ class Reads:
         try:
             for k, i in enumerate(pieces):
                 if i not in t.have and t.picker.priority(i)[0] != NOW:
-                    # The next piece waited on (``raise_read`` raised only the first).
+                    # The next piece waited on (``raise_read`` raised only the first):
+                    # only its holders can be asked for it, or make way for it.
                     t.picker.raise_read(owner, pieces[k:], deadline)
-                    t.schedule()
+                    t.schedule(piece=i)
                 while i not in t.have and not (memory and i in self._in_memory):
                     event = self._events.get(i)
                     if event is None:

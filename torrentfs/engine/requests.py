@@ -102,8 +102,10 @@ class Requests:
         now = trio.current_time()
         pipeline, ahead = self.sizes(s, now)
         urgent = not batch and t.picker.urgent()
+        below = None  # (counted once, for the pick too)
         if urgent:  # a read waits: what it would queue behind here is cancelled below
-            outstanding -= t.picker.below_now(s) - held
+            below = t.picker.below_now(s)
+            outstanding -= below - held
             # ... and the peer may take its share of a whole piece in one go, though
             # its rate is not known yet (a new connection: PIPELINE_MIN): a 1 MiB
             # piece is 64 blocks, split over ``spread`` peers; what does not fit
@@ -114,7 +116,7 @@ class Requests:
         if outstanding < pipeline and not (batch and outstanding > ahead // 2):
             nearby = getattr(t, "nearby", None)  # --prefer-subnet (core/topology)
             picked = t.picker.pick(s, now, pipeline - outstanding, t.spread, ahead,
-                                   nearby.avoid(s) if nearby else None, AVOID_GRACE)
+                                   nearby.avoid(s) if nearby else None, AVOID_GRACE, below)
             s.send_requests(picked)
             if picked and t.picker.priority(picked[0][0])[0] == NOW:  # NOW comes first
                 self._make_way(s)

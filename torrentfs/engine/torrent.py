@@ -418,12 +418,17 @@ class Torrent:
             for peer, begin, length in cancels:
                 self.requests.cancel(peer, index, begin, length)
 
-    def schedule(self, skip: PeerSession | None = None) -> None:
+    def schedule(self, skip: PeerSession | None = None, piece: int | None = None) -> None:
         """Priorities changed or requests were freed: let every unchoked peer pick,
-        fastest first, so urgent blocks go to the best peers."""
+        fastest first, so urgent blocks go to the best peers. With ``piece`` (one
+        piece raised to NOW), only the peers that have it (web seeds have all)."""
         now = trio.current_time()
-        peers = sorted([*self.sessions.values(), *self.webseeds.active()],
-                       key=lambda p: -p.down.rate(now))
+        peers = [*self.sessions.values(), *self.webseeds.active()]
+        if piece is not None:
+            has = self.picker.peer_has
+            peers = [p for p in peers if isinstance(p, WebSeed)
+                     or (p.registered and has(p, piece))]
+        peers.sort(key=lambda p: -p.down.rate(now))
         for s in peers:
             if s is skip:
                 continue
