@@ -239,6 +239,10 @@ class Node(int):
         if c.peer_choking or self.origin or self.done_at is not None:
             return
         picker = self.picker
+        if not c.remote and picker.dry(peer):   # its pick would find nothing
+            if not batch and picker.urgent():
+                self._make_way(peer, c)
+            return
         outstanding = picker.outstanding(peer)
         if batch and outstanding > (PIPELINE_MAX - AHEAD_MIN) // 2 // self.swarm.factor:
             return
