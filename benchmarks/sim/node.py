@@ -52,25 +52,34 @@ class Req:
 class Conn:
     """One node's side of a connection to a peer."""
 
-    __slots__ = ("am_choking", "peer_choking", "am_interested", "peer_interested",
-                 "queue", "queued", "down", "up", "connected_at", "remote", "cancelling")
+    __slots__ = ("view", "peer_choking", "am_interested", "queue", "queued", "down", "up",
+                 "remote", "cancelling")
 
-    def __init__(self, now: float, remote: bool) -> None:
+    def __init__(self, peer: Node, now: float, remote: bool) -> None:
+        # What the choker sees of the peer, kept from round to round: whether it is
+        # interested in us and whether we choke it (set where they change), and the
+        # rate a round ranks by, read at the round (``Node.rechoke``).
+        self.view = PeerView(peer, False, True, 0.0, 0.0, False, now)
         self.remote = remote               # another rack, and we prefer our own
         self.cancelling: dict[tuple[int, int], bool] = {}  # our cancels it has not
                                            # answered, by (index, begin): held?
-        self.am_choking = True
         self.peer_choking = True
         self.am_interested = False
-        self.peer_interested = False
         self.queue: deque[Req] = deque()   # its requests to us, oldest first
         self.queued: set[tuple[int, int, int]] = set()   # those not cancelled
         self.down = Rate()
         self.up = Rate()
-        self.connected_at = now
 
 
-class Node:
+class Node(int):
+    """A node is its number (an int): the real cores key peers by it in dicts and
+    sets, which then hash and order nodes in C, and iterate in the same order in
+    every process, so a run depends only on its parameters and seed, not on what
+    else was imported (the origin is 0, nodes 1..N)."""
+
+    def __new__(cls, swarm: Swarm, idx: int, *args: object, **kw: object) -> Node:
+        return super().__new__(cls, idx)
+
     def __init__(self, swarm: Swarm, idx: int, rack: int, geometry: Geometry,
                  up_rate: float, down_rate: float, origin: bool) -> None:
         self.swarm = swarm
@@ -97,6 +106,7 @@ class Node:
         self.down = Link(down_rate) if down_rate else None
         self.conns: dict[Node, Conn] = {}
         self.unchoking: set[Node] = set()      # peers not choking us
+        self.interested: dict[Node, Conn] = {}  # peers interested in us
         self.asking: dict[Node, None] = {}     # peers with queued requests, in turn
         self.busy = False                      # an uplink turn is scheduled
         self.have_batch: list[int] = []        # verified, their haves not yet sent
@@ -117,17 +127,13 @@ class Node:
         self.wait_owner: object | None = None
         self.wait_deadline = 0.0
 
-    def __lt__(self, other: Node) -> bool:   # the choker's tie-break among keys
-        return self.idx < other.idx
-
-    def __hash__(self) -> int:
-        # By number, not by address: sets of nodes (here and in the real cores, which
-        # key peers by them) then iterate in the same order in every process, so a
-        # run depends only on its parameters and seed, not on what else was imported.
-        return self.idx
+    def __bool__(self) -> bool:   # the origin (0) too
+        return True
 
     def __repr__(self) -> str:
         return self.name
+
+    __str__ = __repr__
 
     @property
     def seeding(self) -> bool:
@@ -137,7 +143,7 @@ class Node:
 
     def connect(self, peer: Node, now: float) -> None:
         remote = self.prefer and peer.rack != self.rack
-        self.conns[peer] = Conn(now, remote)
+        self.conns[peer] = Conn(peer, now, remote)
         self.picker.add_peer(peer)
         if peer.have.count:
             self.picker.got_bitfield(peer, peer.have)
@@ -154,7 +160,8 @@ class Node:
             self.local_have.forget(peer)
         self.unchoking.discard(peer)
         self.asking.pop(peer, None)
-        if not c.am_choking:
+        self.interested.pop(peer, None)
+        if not c.view.choked:
             self.rechoke()
         self.schedule()
 
@@ -168,19 +175,25 @@ class Node:
 
     def rechoke(self) -> None:
         now = self.swarm.loop.now
-        views = [PeerView(p, c.peer_interested, c.am_choking, c.down.rate(now),
-                          c.up.rate(now), False, c.connected_at)
-                 for p, c in self.conns.items()]
-        decision = self.choker.rechoke(views, now, self.seeding)
+        seeding = self.seeding
+        # A round ranks the interested peers alone, by what they give us (while we
+        # leech) or take from us (seeding): only those rates are read (pure reads).
+        if seeding:
+            for c in self.interested.values():
+                c.view.up_rate = c.up.rate(now)
+        else:
+            for c in self.interested.values():
+                c.view.down_rate = c.down.rate(now)
+        decision = self.choker.rechoke([c.view for c in self.conns.values()], now, seeding)
         for p in decision.choke:
             c = self.conns[p]
-            c.am_choking = True
+            c.view.choked = True
             c.queue.clear()   # with BEP 6 each is rejected: the peer hears the choke
             c.queued.clear()
             self.asking.pop(p, None)
             self.swarm.send(self, p, p.on_choke)
         for p in decision.unchoke:
-            self.conns[p].am_choking = False
+            self.conns[p].view.choked = False
             self.swarm.send(self, p, p.on_unchoke)
 
     def tick(self) -> None:
@@ -194,14 +207,17 @@ class Node:
         self.swarm.loop.at(self.swarm.loop.now + 1.0, self.tick)
 
     def on_interested(self, peer: Node) -> None:
-        self.conns[peer].peer_interested = True
+        c = self.conns[peer]
+        c.view.interested = True
+        self.interested[peer] = c
         if self.have.count and self.choker.worth_round(self.swarm.loop.now):
             self.rechoke()
 
     def on_not_interested(self, peer: Node) -> None:
         c = self.conns[peer]
-        c.peer_interested = False
-        if not c.am_choking:
+        c.view.interested = False
+        self.interested.pop(peer, None)
+        if not c.view.choked:
             self.rechoke()
 
     def on_choke(self, peer: Node) -> None:
@@ -223,6 +239,10 @@ class Node:
         if c.peer_choking or self.origin or self.done_at is not None:
             return
         picker = self.picker
+        if not c.remote and picker.dry(peer):   # its pick would find nothing
+            if not batch and picker.urgent():
+                self._make_way(peer, c)
+            return
         outstanding = picker.outstanding(peer)
         if batch and outstanding > (PIPELINE_MAX - AHEAD_MIN) // 2 // self.swarm.factor:
             return
@@ -341,7 +361,7 @@ class Node:
 
     def on_request(self, peer: Node, index: int, begin: int, length: int) -> None:
         c = self.conns[peer]
-        if c.am_choking or index not in self.have:   # rejected (BEP 6)
+        if c.view.choked or index not in self.have:   # rejected (BEP 6)
             self.swarm.send(self, peer, peer.on_reject, index, begin)
             return
         if (index, begin, length) in c.queued:

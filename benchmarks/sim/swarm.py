@@ -269,6 +269,7 @@ class Swarm:
             p.drop(node)
         node.conns.clear()
         node.unchoking.clear()
+        node.interested.clear()
         node.asking.clear()
         for p in peers:
             self._room(p)

@@ -176,3 +176,17 @@ def test_rate_meter_decays_over_its_window():
     r.add(500, 5.0)
     assert r.total == 1500 and r.rate(5.0) == pytest.approx(200.0 / math.e + 100.0)
     assert r.rate(1000.0) < 1e-6 and r.total == 1500
+
+
+def test_reading_the_rate_meter_changes_nothing():
+    # The choker reads every peer's rate each round, as often as Interesteds come:
+    # a meter read often must say what one read seldom says.
+    often, seldom = Rate(window=5.0), Rate(window=5.0)
+    for k in range(200):
+        t = k * 0.037
+        for r in (often, seldom):
+            r.add(1000 + k, t)
+        often.rate(t + 0.02)
+        often.rate(t + 0.03)
+    assert often.rate(9.0) == seldom.rate(9.0)
+    assert often.rate(20.0) == seldom.rate(20.0)

@@ -14,7 +14,8 @@ unchokes it lists. ``due(now)`` says when the next regular round is owed (every
   choked.
 * Regular slots: the ``regular_slots`` interested peers with the best rate. The rate is
   ``down_rate`` (what the peer gives us) while we leech and ``up_rate`` (what it takes
-  from us) when ``seeding``. Ties go to the longest connected (smallest
+  from us) when ``seeding``; a round reads no other rate (not the other one, nor any
+  of a peer that is not interested), so a shell may leave those unset. Ties go to the longest connected (smallest
   ``connected_at``), then to the lowest key. While leeching a snubbed peer gets no
   regular slot; a slot nobody qualifies for stays empty.
 * One optimistic slot: an interested peer that is not in the regular set. It keeps the
@@ -166,22 +167,22 @@ class Choker:
     def _track_waits(self, peers: list[PeerView]) -> None:
         """Keep ``_choked_since`` in step with the views: forget gone or unchoked peers,
         date a newly seen choked peer from its connection."""
-        since = {}
-        for p in peers:
-            if p.choked:
-                since[p.key] = self._choked_since.get(p.key, p.connected_at)
-        self._choked_since = since
+        get = self._choked_since.get
+        self._choked_since = {p.key: get(p.key, p.connected_at) for p in peers if p.choked}
 
     def _regular(self, peers: list[PeerView], seeding: bool) -> list[Hashable]:
         """The keys of the regular set, best first."""
         if seeding:
-            eligible = [p for p in peers if p.interested]
-            rate = lambda p: p.up_rate  # noqa: E731
+            ranked = [(-p.up_rate, p.connected_at, p.key, n)
+                      for n, p in enumerate(peers) if p.interested]
         else:
-            eligible = [p for p in peers if p.interested and not p.snubbed]
-            rate = lambda p: p.down_rate  # noqa: E731
-        eligible.sort(key=lambda p: (-rate(p), p.connected_at, _KeyOrder(p.key)))
-        return [p.key for p in eligible[:self.regular_slots]]
+            ranked = [(-p.down_rate, p.connected_at, p.key, n)
+                      for n, p in enumerate(peers) if p.interested and not p.snubbed]
+        try:
+            ranked.sort()   # keys are unique: the position n is never compared
+        except TypeError:   # keys that cannot be compared: by type name and repr
+            ranked.sort(key=lambda r: (r[0], r[1], _KeyOrder(r[2])))
+        return [r[2] for r in ranked[:self.regular_slots]]
 
     def _rotate_optimistic(self, peers: list[PeerView], regular: list[Hashable],
                            now: float) -> None:

@@ -157,8 +157,14 @@ class Rate:
             self._buckets.popleft()
 
     def rate(self, now: float) -> float:
-        self._decay(now)
-        return self._rate
+        """The smooth rate at ``now``. A pure read: only ``add`` moves the state, so
+        how often it is read (the choker reads every peer's each round, and rounds
+        come with every Interested) changes nothing; the swarm simulator then reads
+        only the rates a round uses."""
+        last = self._last
+        if last is None or now - last < self.STEP:
+            return self._rate
+        return self._rate * math.exp(-(now - last) / self.window) if self._rate else 0.0
 
     def _decay(self, now: float) -> None:
         if self._last is None:
