@@ -95,6 +95,13 @@ def main() -> int:
         done(t, ", ".join(s.endpoint for s in seeders))
 
         t = step(f"torrentfs mount {torrent.name} {mnt}")
+        # The first mount leaves a resident process (torrentfs resident) for the next
+        # ones; one the demo started is stopped with the rest on the way out.
+        if subprocess.run([TORRENTFS, "resident", "status"], capture_output=True,
+                          stdin=subprocess.DEVNULL, timeout=60).returncode == 3:
+            stack.callback(lambda: subprocess.run(
+                [TORRENTFS, "resident", "stop"], capture_output=True,
+                stdin=subprocess.DEVNULL, timeout=60))
         run([TORRENTFS, "mount", str(torrent), str(mnt), "--cache-dir", str(cache), "--no-dht"])
         stack.callback(lambda: subprocess.run(
             [TORRENTFS, "unmount", str(mnt), "--cache-dir", str(cache)],
