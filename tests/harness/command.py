@@ -9,10 +9,15 @@ import pty
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+
+from tests.harness.swarm import wait_until
+from torrentfs.fs.procfs import pid_alive
 
 TORRENTFS = str(Path(sys.executable).with_name("torrentfs"))
 
@@ -20,6 +25,42 @@ TORRENTFS = str(Path(sys.executable).with_name("torrentfs"))
 def run(*args, timeout=30):
     return subprocess.run([TORRENTFS, *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def kill_by_pid(pid: int | None) -> None:
+    """Whatever state the process is in (stopped too), it ends."""
+    if pid and pid_alive(pid):
+        for sig in (signal.SIGCONT, signal.SIGKILL):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        wait_until(lambda: not pid_alive(pid), timeout=10)
+
+
+@contextmanager
+def mount_fetching_magnet(info_hash: str, mountpoint, cache, *, text: bool = False):
+    """``torrentfs mount`` of a magnet whose one peer (a socket on loopback) accepts
+    the daemon's connection and never says a word, so the metadata cannot come:
+    yields the command's Popen once its daemon is fetching. On the way out the
+    command is killed if it still runs, and the peer's socket closed."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        silent.settimeout(30)
+        link = f"magnet:?xt=urn:btih:{info_hash}&x.pe=127.0.0.1:{silent.getsockname()[1]}"
+        proc = subprocess.Popen(
+            [TORRENTFS, "mount", link, str(mountpoint), "--cache-dir", str(cache),
+             "--no-dht", "--no-lsd", "--metadata-timeout", "120"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=text)
+        try:
+            silent.accept()[0].close()  # the daemon is fetching the metadata
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
 
 
 def assert_one_line_error(r, *needles):

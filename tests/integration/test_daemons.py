@@ -15,14 +15,18 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.harness.command import TORRENTFS, assert_one_line_error, run
+from tests.harness.command import (
+    assert_one_line_error,
+    kill_by_pid,
+    mount_fetching_magnet,
+    run,
+)
 from tests.harness.mounts import Seed
 from tests.harness.swarm import free_port, wait_until
 from torrentfs.cli import registry
@@ -39,17 +43,6 @@ def runtime(tmp_path, monkeypatch):
     folder.mkdir(mode=0o700)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(folder))
     return folder / "torrentfs" / "daemons"
-
-
-def kill_by_pid(pid: int | None) -> None:
-    """Whatever state the process is in (stopped too), it ends."""
-    if pid and pid_alive(pid):
-        for sig in (signal.SIGCONT, signal.SIGKILL):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        wait_until(lambda: not pid_alive(pid), timeout=10)
 
 
 def list_json() -> list[dict]:
@@ -197,18 +190,8 @@ def test_ctrl_c_during_a_magnet_fetch_ends_the_daemon(runtime, tmp_path, sig):
     mountpoint.mkdir()
     info_hash = "5e" * 20
     pid = None
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen(8)
-        silent.settimeout(30)
-        link = f"magnet:?xt=urn:btih:{info_hash}&x.pe=127.0.0.1:{silent.getsockname()[1]}"
-        proc = subprocess.Popen(
-            [TORRENTFS, "mount", link, str(mountpoint), "--cache-dir", str(cache),
-             "--no-dht", "--no-lsd", "--metadata-timeout", "120"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with mount_fetching_magnet(info_hash, mountpoint, cache) as proc:
         try:
-            conn, _ = silent.accept()  # the daemon is fetching the metadata
-            conn.close()
             [entry] = registry.entries(runtime)
             pid = entry["pid"]
             assert entry["state"] == "fetching metadata" and entry["info_hash"] == info_hash
@@ -221,9 +204,6 @@ def test_ctrl_c_during_a_magnet_fetch_ends_the_daemon(runtime, tmp_path, sig):
             wait_until(lambda: not pid_alive(pid), timeout=10,
                        message="the daemon runs on after Ctrl-C")
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
             kill_by_pid(pid)
     assert fuse_mount_type(str(mountpoint)) is None and os.listdir(mountpoint) == []
     assert registry.entries(runtime) == []
@@ -236,18 +216,8 @@ def test_stop_ends_a_daemon_fetching_metadata_by_its_info_hash(runtime, tmp_path
     mountpoint.mkdir()
     info_hash = "3c" * 20
     pid = None
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen(8)
-        silent.settimeout(30)
-        link = f"magnet:?xt=urn:btih:{info_hash}&x.pe=127.0.0.1:{silent.getsockname()[1]}"
-        proc = subprocess.Popen(
-            [TORRENTFS, "mount", link, str(mountpoint), "--cache-dir", str(cache),
-             "--no-dht", "--no-lsd", "--metadata-timeout", "120"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True)
+    with mount_fetching_magnet(info_hash, mountpoint, cache, text=True) as proc:
         try:
-            silent.accept()[0].close()
             [entry] = registry.entries(runtime)
             pid = entry["pid"]
             r = run("stop", info_hash[:8])
@@ -257,9 +227,6 @@ def test_stop_ends_a_daemon_fetching_metadata_by_its_info_hash(runtime, tmp_path
             assert proc.returncode == 1  # the mount it waited for was not made
             assert len(err.splitlines()) == 1 and "Traceback" not in err, err
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
             kill_by_pid(pid)
     assert fuse_mount_type(str(mountpoint)) is None
 

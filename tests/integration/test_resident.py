@@ -12,14 +12,13 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from tests.harness.command import TORRENTFS, run
+from tests.harness.command import TORRENTFS, kill_by_pid, mount_fetching_magnet, run
 from tests.harness.mounts import Seed
 from tests.harness.swarm import free_port, wait_until
 from torrentfs.fs.procfs import fuse_mount_type, pid_alive
@@ -31,15 +30,6 @@ def from_resident(pid: int) -> bool:
     """The daemon ``pid`` was forked in the resident process (its command line is
     the resident process's, not ``torrentfs mount``'s)."""
     return b"zygoteserver" in Path(f"/proc/{pid}/cmdline").read_bytes()
-
-
-def kill_by_pid(pid: int | None) -> None:
-    if pid and pid_alive(pid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        wait_until(lambda: not pid_alive(pid), timeout=10)
 
 
 class Resident:
@@ -185,18 +175,8 @@ def test_ctrl_c_or_a_killed_command_ends_its_daemon(resident, tmp_path, sig):
     mountpoint.mkdir()
     info_hash = "5e" * 20
     pid = None
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen(8)
-        silent.settimeout(30)
-        link = f"magnet:?xt=urn:btih:{info_hash}&x.pe=127.0.0.1:{silent.getsockname()[1]}"
-        proc = subprocess.Popen(
-            [TORRENTFS, "mount", link, str(mountpoint), "--cache-dir", str(cache),
-             "--no-dht", "--no-lsd", "--metadata-timeout", "120"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with mount_fetching_magnet(info_hash, mountpoint, cache) as proc:
         try:
-            conn, _ = silent.accept()  # the daemon is fetching the metadata
-            conn.close()
             r = run("list", "--json")
             [entry] = json.loads(r.stdout)
             pid = entry["pid"]
@@ -210,9 +190,6 @@ def test_ctrl_c_or_a_killed_command_ends_its_daemon(resident, tmp_path, sig):
             wait_until(lambda: resident.status()["alive"] == 0, timeout=10,
                        message="the resident process did not reap the command")
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
             kill_by_pid(pid)
     assert fuse_mount_type(str(mountpoint)) is None and os.listdir(mountpoint) == []
 
