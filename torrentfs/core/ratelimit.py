@@ -167,8 +167,7 @@ class Rate:
         return self._rate * math.exp(-(now - last) / self.window) if self._rate else 0.0
 
     def _decay(self, now: float) -> None:
-        if self._last is None:
-            self._last = now
-        elif now - self._last >= self.STEP:
-            self._rate *= math.exp(-(now - self._last) / self.window)
+        """Move the state to ``now``: the rate ``rate`` reads there."""
+        if self._last is None or now - self._last >= self.STEP:
+            self._rate = self.rate(now)
             self._last = now
