@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+from contextlib import asynccontextmanager
 
 import trio
 import trio.testing
@@ -57,6 +58,18 @@ def setup(tmp_path, pieces: int = 8):
     st = storage_for(tmp_path / "t", meta)
     st.open()
     return meta, stream, st
+
+
+@asynccontextmanager
+async def running_cache(owner: Owner):
+    """A DiskCache of ``owner`` with its write-behind running, and the nursery it runs
+    in (cancel it to stop the cache)."""
+    cache = DiskCache(owner)
+    async with trio.open_nursery() as n:
+        n.start_soon(cache.run)
+        await trio.testing.wait_all_tasks_blocked()
+        assert cache.behind.running
+        yield cache, n
 
 
 def test_a_queued_piece_reads_from_memory_then_from_disk(tmp_path):
@@ -125,11 +138,7 @@ async def test_pieces_verified_together_are_written_in_one_batch(tmp_path, autoj
     meta, stream, st = setup(tmp_path)
     g = st.geometry
     owner = Owner(st)
-    cache = DiskCache(owner)
-    async with trio.open_nursery() as n:
-        n.start_soon(cache.run)
-        await trio.testing.wait_all_tasks_blocked()
-        assert cache.behind.running
+    async with running_cache(owner) as (cache, n):
         assert await cache.store(0, bytearray(piece(stream, g, 0)))  # the old way
         owner.piece_on_disk(0)
         assert st.has_data(0) and cache.behind.batches == 0
@@ -160,11 +169,7 @@ async def test_a_failed_write_drops_the_piece_and_turns_it_off(tmp_path, autojum
     meta, stream, st = setup(tmp_path)
     g = st.geometry
     owner = Owner(st)
-    cache = DiskCache(owner)
-    async with trio.open_nursery() as n:
-        n.start_soon(cache.run)
-        await trio.testing.wait_all_tasks_blocked()
-        assert cache.behind.running
+    async with running_cache(owner) as (cache, n):
         assert await cache.store(0, bytearray(piece(stream, g, 0)))
         real = st.write_piece
 
