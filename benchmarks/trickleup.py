@@ -20,8 +20,9 @@ seed's CPU counts; the leechers' is this process's.
 ``--alt DIR`` runs the seed of every other run from another build's tree (a ``git
 archive`` of it: ``PYTHONPATH=DIR``), alternating, so both builds see the same
 minutes of a shared machine; ``--runs N`` runs each build N times. ``--profile OUT``
-records the (first) seed with py-spy (``benchmarks.cpuload.profiled``: ``native:OUT``
-for ``--native --idle``).
+records the first run's seed of each build (the other build's in OUT.alt) with
+``benchmarks.cpuload.profiled`` (py-spy; ``all:OUT`` every busy thread, ``calls:OUT``
+the main system calls counted).
 
 ``python -m benchmarks.trickleup --size 32 --leechers 5 --rate 250000 --runs 3 --alt
 /tmp/base``. The seed is stopped by PID (``benchmarks.cpuload.torrentfs_seed``)."""
@@ -168,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="block requests each keeps outstanding (16)")
     ap.add_argument("--runs", type=int, default=1, help="runs of each build (1)")
     ap.add_argument("--alt", metavar="DIR", help="another build's tree, alternated")
-    ap.add_argument("--profile", metavar="OUT", help="py-spy raw profile of the first run")
+    ap.add_argument("--profile", metavar="OUT",
+                    help="profile the first run of each build (OUT, OUT.alt)")
     args = ap.parse_args(argv)
     from torrentfs.core.metainfo import parse
 
@@ -181,8 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         for run in range(args.runs):
             for alt in builds:
                 label = f"{run}-{'alt' if alt else 'this'}"
-                res = run_once(tmp, torrent, data, meta, args, label, alt,
-                               args.profile if not results else None)
+                profile = None
+                if args.profile and run == 0:  # the first run of each build
+                    profile = args.profile + (".alt" if alt else "")
+                res = run_once(tmp, torrent, data, meta, args, label, alt, profile)
                 say(f"trickleup {label}: {res}")
                 results.append(res)
     for alt in builds:
