@@ -315,7 +315,7 @@ class Uploader:
         if data is None:
             return None
         queued.discard(key)
-        s.send_block(req.index, req.begin, data, wake=False)  # run() pushes
+        s.send_block(req.index, req.begin, data, wake=False)  # _serve_batch pushes
         if self.sparing is not None:
             self.sparing.sent(s, req.index)
         return len(data)
