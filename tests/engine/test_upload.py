@@ -38,8 +38,11 @@ class Peer:
         elif isinstance(msg, wire.Reject):
             self.rejected.append((msg.index, msg.begin))
 
-    def send_block(self, index: int, begin: int, data) -> None:
+    def send_block(self, index: int, begin: int, data, wake: bool = True) -> None:
         self.send(wire.Piece(index, begin, data))
+
+    def push(self) -> None:
+        pass
 
     def __repr__(self) -> str:
         return self.name
@@ -264,7 +267,7 @@ async def test_blocks_at_hand_are_answered_in_rounds_and_counted(autojump_clock)
     a.up.add(100 << 20, trio.current_time())  # a fast peer: room for many blocks
     sent_block = a.send_block
 
-    def queue(index, begin, data):  # what waits for the socket
+    def queue(index, begin, data, wake=True):  # what waits for the socket
         a.backlog += len(data)
         sent_block(index, begin, data)
     a.send_block = queue

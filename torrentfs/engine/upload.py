@@ -7,7 +7,12 @@ peer is served many blocks per wake-up, each from memory or the page cache at on
 when it can be (``Torrent.block_now``). A peer whose socket is backed up (more than
 ``UPLOAD_BACKLOG`` unsent) is skipped until it drains, so unsent blocks wait here,
 where a cancel still drops them at no cost (the sockets keep little unsent data:
-``peer.tune``). A peer choked
+``peer.tune``). A round hands each peer's blocks to its socket itself
+(``PeerSession.push``), and a socket's drain runs the next round in the draining
+task when the uploader waits idle (``drained``): at a trickle a block costs one
+sender step, not an uploader step and two sender steps. A request wakes the
+uploader only if its peer's socket has room, and a wait sets a timer only while a
+request is held (one deadline, kept until it passes). A peer choked
 meanwhile gets a reject (BEP 6). Each peer's next block is the oldest request for the
 pieces uploaded least so far: a seed spreads pieces over its peers instead of sending
 everyone the same ones, which they can then trade among themselves.
@@ -31,6 +36,7 @@ keep); hashes nobody asked for drop the peer.
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 from typing import Any
 
@@ -71,6 +77,8 @@ class Uploader:
         self.limit = limit
         self.uploaded = 0
         self._wake = trio.Event()
+        self._parked = False  # the task waits for ``_wake`` (``drained`` runs a round)
+        self._deferred: list = []  # what a round out of the task left it to serve
         self.rounds = Rounds()  # what went out, to whom, when; each round's choice
         self._hashes: HashServer | None = None  # made at the first hash request
         # seed --super-seed: a piece already sent to another peer is refused (BEP 6
@@ -121,7 +129,8 @@ class Uploader:
         s.refused = 0
         s.queued.add(key)
         s.upload_fifo.append(msg)
-        self._wake.set()
+        if s.backlog < UPLOAD_BACKLOG_MIN or s.backlog < backlog_limit(s, trio.current_time()):
+            self._wake.set()  # else its socket is busy: its drain wakes the uploader
 
     def _refuse(self, s: PeerSession) -> bool:
         """Count a refused request; past MAX_REFUSED in a row, drop the peer (True)."""
@@ -149,39 +158,120 @@ class Uploader:
                                   if (r.index, r.begin, r.length) in s.queued)
 
     def drained(self, s: PeerSession) -> None:
-        """The peer's socket took everything we had for it."""
-        if s.upload_fifo:
+        """The peer's socket took everything we had for it. If the uploader waits
+        idle, its round runs here and now (``_round_now``); else it is woken."""
+        if not s.upload_fifo:
+            return
+        if self._parked and self.limit.unlimited:
+            self._round_now()
+        else:
             self._wake.set()
 
-    async def run(self) -> None:
-        while True:
+    def _round_now(self) -> None:
+        """A round in the caller's task (a sender's, whose socket just drained): at
+        a trickle every block went out on an uploader wake-up and task step of its
+        own after the sender's, and then on a sender's step again. What must wait
+        (a disk read) is left to the uploader's task, from the request on, in
+        order; so is a round again (requests left with room: held, see ``run``)."""
+        self._parked = False  # drains meanwhile (``push``) wake the task
+        try:
             now = trio.current_time()
-            batch = self._next_batch(now)
-            sent: dict[PeerSession, int] = {}
-            for s, req, prev in batch:
-                n = self._serve_now(s, req, now)
-                if n is None:  # it must wait (a disk read, the rate limit)
-                    await self._serve_one(s, req, prev, now)
-                elif n:
-                    sent[s] = sent.get(s, 0) + n
-                else:
-                    self._untaken(s, req, prev)
-            for s, n in sent.items():  # one rate update per peer and round
-                s.up.add(n, now)
-                self.uploaded += n
-            if not batch:
-                self._wake = trio.Event()
-                if not any(s.upload_fifo for s in self.torrent.sessions.values()):
-                    await self._wake.wait()  # idle: only a new request wakes us
-                    continue
-                # A drained socket or a new request wakes us; so does the end of a
-                # hold, at the latest.
-                with trio.move_on_after(HOLD_SECONDS / 4):
-                    await self._wake.wait()
+            asking = self._asking(now)
+            batch = self.rounds.batch(asking, now) if asking else []
+            rest, sent = self._serve_batch(batch, now)
+            if rest:
+                self._deferred.extend(rest)
+                self._wake.set()
+            elif self._left(asking, sent, now):
+                self._wake.set()
+        finally:
+            self._parked = True
+
+    def _serve_batch(self, batch: list, now: float) -> tuple[list, dict]:
+        """Answer the requests of ``batch`` in order while none must wait; the rest,
+        from the first that must (a disk read, the rate limit), is returned, with
+        the bytes sent to each peer (counted in its rate, and pushed to its socket:
+        one rate update and one send per peer)."""
+        sent: dict[PeerSession, int] = {}
+        rest: list = []
+        for k, (s, req, prev) in enumerate(batch):
+            n = self._serve_now(s, req, now)
+            if n is None:
+                rest = batch[k:]
+                break
+            if n:
+                sent[s] = sent.get(s, 0) + n
             else:
-                # Many blocks went out at once: let the senders and receivers run
-                # (their sockets take what we queued) before the next round.
+                self._untaken(s, req, prev)
+        for s, n in sent.items():
+            s.up.add(n, now)
+            self.uploaded += n
+            s.push()  # its socket takes what it can now, the sender the rest
+        return rest, sent
+
+    async def _serve_rest(self, rest: list, now: float) -> None:
+        """``_serve_batch``'s rest: the first awaited (``_serve_one``), and so on."""
+        while rest:
+            s, req, prev = rest[0]
+            await self._serve_one(s, req, prev, now)
+            rest, _ = self._serve_batch(rest[1:], now)
+
+    async def run(self) -> None:
+        hold_until = math.inf  # a round then at the latest: a hold may have ended
+        while True:
+            self._wake = trio.Event()  # what happens from here on wakes the next round
+            now = trio.current_time()
+            if self._deferred:  # a round in a sender's task left these
+                rest, self._deferred = self._deferred, []
+                await self._serve_rest(rest, now)
+            asking = self._asking(now)
+            batch = self.rounds.batch(asking, now) if asking else []
+            rest, sent = self._serve_batch(batch, now)
+            if rest:
+                await self._serve_rest(rest, now)
+            if self._wake.is_set():  # a drain or a request meanwhile: again, after others
                 await trio.lowlevel.checkpoint()
+                continue
+            # A drained socket or a new request wakes us. A peer left requests with
+            # room in its socket does not: they were held (the round may have taken
+            # the last fresh request, after which held ones go: a round again at
+            # once, as after every round that took any), or else until a hold ends
+            # (a round then at the latest; the deadline is kept until it passes,
+            # not set again at every wait).
+            if self._left(asking, sent, now):
+                if batch:
+                    await trio.lowlevel.checkpoint()
+                    continue
+                if not now < hold_until < math.inf:
+                    hold_until = now + HOLD_SECONDS / 4
+                with trio.move_on_at(hold_until):
+                    await self._park()
+            else:
+                hold_until = math.inf
+                await self._park()
+
+    async def _park(self) -> None:
+        """Wait for a wake-up; drains meanwhile run their rounds (``drained``)."""
+        self._parked = True
+        try:
+            await self._wake.wait()
+        finally:
+            self._parked = False
+
+    @staticmethod
+    def _left(asking: list, sent: dict, now: float) -> bool:
+        """Whether a peer of the round (``asking``) has requests left and room in
+        its socket (for those sent blocks, ``sent``, worked out again)."""
+        for s, fifo, _, room in asking:
+            if fifo and (room if s not in sent else backlog_limit(s, now) - s.backlog) > 0:
+                return True
+        return False
+
+    def _asking(self, now: float) -> list[tuple[PeerSession, deque, set, int]]:
+        """Each peer with requests queued: its queue, its live keys and the room in
+        its socket (``backlog_limit``), as ``Rounds.batch`` takes them."""
+        return [(s, s.upload_fifo, s.queued, backlog_limit(s, now) - s.backlog)
+                for s in self.torrent.sessions.values() if s.upload_fifo and not s.closed]
 
     def _next_batch(self, now: float) -> list[tuple[PeerSession, wire.Request, Any]]:
         """The requests to answer now, taken off their queues: for each peer whose
@@ -192,10 +282,7 @@ class Uploader:
         would idle, so held ones go. The rule is core/uploadpolicy's ``Rounds``,
         which the swarm simulator runs too; each request comes with what its taking
         replaced (``_serve_one`` puts that back if the request is not served)."""
-        return self.rounds.batch(
-            [(s, s.upload_fifo, s.queued, backlog_limit(s, now) - s.backlog)
-             for s in self.torrent.sessions.values() if s.upload_fifo and not s.closed],
-            now)
+        return self.rounds.batch(self._asking(now), now)
 
     def _untaken(self, s: PeerSession, req: wire.Request, prev: Any) -> None:
         """A request taken was not answered after all: it does not count as sent."""
@@ -228,7 +315,7 @@ class Uploader:
         if data is None:
             return None
         queued.discard(key)
-        s.send_block(req.index, req.begin, data)
+        s.send_block(req.index, req.begin, data, wake=False)  # _serve_batch pushes
         if self.sparing is not None:
             self.sparing.sent(s, req.index)
         return len(data)

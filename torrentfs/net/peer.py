@@ -90,6 +90,8 @@ class PeerSession:
         self._out: deque = deque()  # buffers to send, in order
         self._out_len = 0            # their bytes
         self._wake = trio.Event()
+        self._idle_fd = -1           # the socket while the sender waits idle (``push``)
+        self._full = False           # ``push`` left it full: wait for room, then write
         self._cancel = trio.CancelScope()
         self.closed = False
         self.close_reason = ""
@@ -135,16 +137,17 @@ class PeerSession:
         self._out.append(data)
         self._queued(len(data))
 
-    def send_block(self, index: int, begin: int, data) -> None:
+    def send_block(self, index: int, begin: int, data, wake: bool = True) -> None:
         """``send(Piece(index, begin, data))`` without the message object (a seed
-        sends this most); ``data``, bytes-like of bytes, is queued as it is."""
+        sends this most); ``data``, bytes-like of bytes, is queued as it is. With
+        ``wake=False`` the sender is not woken: the caller ``push``es."""
         if self.closed:
             return
         head = self.conn.send_block(index, begin, len(data))
         out = self._out
         out.append(head)
         out.append(data)
-        self._queued(13 + len(data))
+        self._queued(13 + len(data), wake)
 
     def send_requests(self, blocks: list[tuple[int, int, int]]) -> None:
         """Queue a Request for each ``(index, begin, length)``, as one buffer (what
@@ -169,6 +172,35 @@ class PeerSession:
         """Send what ``send_lazy`` queued, now."""
         if self._out:
             self._wake.set()
+
+    def push(self) -> None:
+        """Send what is queued now, from the calling task, if the sender is idle on
+        a plain TCP socket: one ``writev`` there, the sender woken only for what the
+        kernel does not take (else it is woken, as by ``flush``). An uploader's round
+        ends with this: at a trickle every block went out on a sender wake-up and
+        task step of its own, and its drain woke the uploader again."""
+        if not self._out or self.closed:
+            return
+        fd = self._idle_fd
+        if fd < 0:  # the sender is busy, or it joins the queue for a stream
+            self._wake.set()
+            return
+        bufs = list(itertools.islice(self._out, SEND_IOV))
+        try:
+            sent = os.writev(fd, bufs)
+        except BlockingIOError:
+            sent = 0
+        except OSError:  # the sender meets it again and ends the session
+            self._wake.set()
+            return
+        self._took(bufs, sent)
+        if self._out:  # the socket is full: the sender waits for room
+            self._idle_fd = -1
+            self._full = True
+            self._wake.set()
+        else:
+            self.last_sent = trio.current_time()
+            self.swarm.on_drained(self)
 
     def _queued(self, n: int, wake: bool = True) -> None:
         self._out_len += n
@@ -410,7 +442,12 @@ class PeerSession:
         while True:
             if not self._out:
                 self._wake = trio.Event()
-                await self._wake.wait()
+                self._idle_fd = fd
+                try:
+                    await self._wake.wait()
+                finally:
+                    self._idle_fd = -1
+                continue  # a ``push`` may have sent it all meanwhile
             if sock is not None:
                 await self._send_some(fd)
             else:
@@ -426,6 +463,9 @@ class PeerSession:
         take more if it took less than all of them (a full socket), else yields
         only if more is queued: a send that empties the queue costs no task step
         of its own (trio's ``sendmsg`` adds one after each)."""
+        if self._full:
+            self._full = False
+            await trio.lowlevel.wait_writable(fd)
         out = self._out
         bufs = list(itertools.islice(out, SEND_IOV))
         try:
@@ -433,6 +473,17 @@ class PeerSession:
         except BlockingIOError:
             await trio.lowlevel.wait_writable(fd)
             return
+        taken = self._took(bufs, sent)
+        if out:
+            if taken == len(bufs):  # all it was given went: the rest next, after others
+                await trio.lowlevel.checkpoint()
+            else:  # the socket is full: wait for room
+                await trio.lowlevel.wait_writable(fd)
+
+    def _took(self, bufs: list, sent: int) -> int:
+        """The kernel took ``sent`` bytes of ``bufs`` (the queue's head): they leave
+        the queue. Returns how many whole buffers went."""
+        out = self._out
         self._out_len -= sent
         taken = 0  # whole buffers the kernel took
         while taken < len(bufs):
@@ -444,11 +495,7 @@ class PeerSession:
             out.popleft()
             sent -= n
             taken += 1
-        if out:
-            if taken == len(bufs):  # all it was given went: the rest next, after others
-                await trio.lowlevel.checkpoint()
-            else:  # the socket is full: wait for room
-                await trio.lowlevel.wait_writable(fd)
+        return taken
 
 
 def _plain_socket(stream, plain: str = "plain_stream") -> "trio.socket.SocketType | None":
