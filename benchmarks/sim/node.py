@@ -116,6 +116,7 @@ class Node(int):
         self.joined_at: float | None = None
         self.done_at: float | None = None
         self.rx_origin = self.rx_peers = self.tx = 0
+        self.rx_blocks = 0                     # simulated blocks received
         # The reader (engine/reads.py's ReadHandle and read).
         f = swarm.factor
         self.readahead = Readahead(max(1, READAHEAD_MIN // f), max(1, READAHEAD_MAX // f))
@@ -230,6 +231,9 @@ class Node(int):
     def on_unchoke(self, peer: Node) -> None:
         self.conns[peer].peer_choking = False
         self.unchoking.add(peer)
+        # engine/havesin's ``unchoked``: the seeds spared the pieces it has.
+        for seed, index, begin, _ in self.picker.spare_seeds_to(peer):
+            self.cancel(seed, index, begin)
         self.fill(peer)
 
     # -- downloading ----------------------------------------------------------------
@@ -298,6 +302,7 @@ class Node(int):
             c.cancelling.pop((index, begin), None)
         now = self.swarm.loop.now
         c.down.add(nbytes, now)
+        self.rx_blocks += 1
         if peer.origin:
             self.rx_origin += nbytes
         else:

@@ -57,7 +57,7 @@ from torrentfs.disk.direct import aligned_buffer
 from torrentfs.disk.storage import Storage
 from torrentfs.engine.connector import Candidate, Connector
 from torrentfs.engine.haves import HaveBatcher
-from torrentfs.engine.havesin import got_haves
+from torrentfs.engine.havesin import got_haves, unchoked
 from torrentfs.engine.locality import Nearby
 from torrentfs.engine.membership import Membership
 from torrentfs.engine.metrics import Metrics
@@ -284,6 +284,8 @@ class Torrent:
             case wire.Have():
                 self._on_have(s, msg)
             case wire.Unchoke():
+                if not self.seed_only:
+                    unchoked(self, s)  # the seeds spared what it has (engine/havesin)
                 self._count_spread()
                 self._fill(s)
             case wire.Choke():
