@@ -328,12 +328,14 @@ class Torrent:
 
     def _on_have(self, s: PeerSession, msg: wire.Have) -> None:
         got_haves(self, s, [msg.index])
+        self.uploads.announced(s, [msg.index])
 
     def on_haves(self, s: PeerSession, indexes: list[int]) -> None:
         """A run of HAVEs of one receive, handled as one (``engine/havesin``): the
         seeds spared for each piece a leecher now has, the pick they ask for made
         once the receive is handled (``on_received``)."""
         got_haves(self, s, indexes)
+        self.uploads.announced(s, indexes)
 
     def on_received(self, s: PeerSession) -> None:
         """The messages of one receive from ``s`` are handled: the pick its HAVEs

@@ -14,7 +14,10 @@ everyone the same ones, which they can then trade among themselves.
 
 While some peer asks for a piece nobody has had from us yet, a request for a piece
 that just went to another peer waits (up to ``HOLD_SECONDS``): the peer that got it
-will soon announce it, and the asker then fetches it there and cancels here. Peers
+will soon announce it, and the asker then fetches it there and cancels here. While
+nobody does, it still waits ``IDLE_HOLD_SECONDS`` (the rounds then wake at the end
+of that wait: ``Rounds.wake_at``), so the uplink sends no second copy the asker could
+have had from that peer a moment later. Peers
 reading the same file at once ask for the same pieces at once; without this a
 scarce uplink (an origin's) sends the same pieces again and again instead of new
 ones, and the whole swarm waits for it.
@@ -40,7 +43,7 @@ from torrentfs.core import wire
 from torrentfs.core.piecelayers import HashServer
 from torrentfs.core.ratelimit import TokenBucket
 from torrentfs.core.sparing import Sparing
-from torrentfs.core.uploadpolicy import HOLD_SECONDS, Rounds
+from torrentfs.core.uploadpolicy import HOLD_SECONDS, IDLE_HOLD_SECONDS, Rounds
 from torrentfs.disk.storage import StorageError
 from torrentfs.net.peer import PeerSession
 
@@ -71,12 +74,14 @@ class Uploader:
         self.limit = limit
         self.uploaded = 0
         self._wake = trio.Event()
-        self.rounds = Rounds()  # what went out, to whom, when; each round's choice
         self._hashes: HashServer | None = None  # made at the first hash request
         # seed --super-seed: a piece already sent to another peer is refused (BEP 6
         # reject; core/sparing), so the asker fetches it there.
         self.sparing = (Sparing() if getattr(getattr(torrent, "options", None), "super_seed",
                                              False) else None)
+        # What went out, to whom, when; each round's choice. A super-seeding origin
+        # refuses what a plain one holds while nothing fresh is asked: no idle hold.
+        self.rounds = Rounds(idle_hold=0.0 if self.sparing is not None else IDLE_HOLD_SECONDS)
 
     def closed(self, s: PeerSession) -> None:
         """The peer is gone."""
@@ -148,6 +153,17 @@ class Uploader:
             s.upload_fifo = deque(r for r in s.upload_fifo
                                   if (r.index, r.begin, r.length) in s.queued)
 
+    def announced(self, s: PeerSession, indexes) -> None:
+        """The peer announced these pieces (HAVEs): a request left waiting for one
+        of them (core/uploadpolicy's idle hold) waits a moment more at most, so
+        the rounds run again to time that."""
+        rounds = self.rounds
+        if rounds.idle_hold <= 0:
+            return
+        now = trio.current_time()
+        if any([rounds.announced(s, i, now) for i in indexes]):
+            self._wake.set()
+
     def drained(self, s: PeerSession) -> None:
         """The peer's socket took everything we had for it."""
         if s.upload_fifo:
@@ -175,8 +191,11 @@ class Uploader:
                     await self._wake.wait()  # idle: only a new request wakes us
                     continue
                 # A drained socket or a new request wakes us; so does the end of a
-                # hold, at the latest.
-                with trio.move_on_after(HOLD_SECONDS / 4):
+                # hold, at the latest (of an idle one, when it ends: ``wake_at``).
+                until = now + HOLD_SECONDS / 4
+                if self.rounds.wake_at is not None:
+                    until = min(until, self.rounds.wake_at)
+                with trio.move_on_at(until):
                     await self._wake.wait()
             else:
                 # Many blocks went out at once: let the senders and receivers run
@@ -188,8 +207,9 @@ class Uploader:
         socket has room, its next ones while the room lasts (one at least). Fresh
         pieces first: those that just went to someone else wait while anyone asks
         for one that has not (see the module docstring), even a peer whose socket is
-        still busy with what we sent it; with no fresh requests at all the uplink
-        would idle, so held ones go. The rule is core/uploadpolicy's ``Rounds``,
+        still busy with what we sent it; with no fresh requests at all, held ones
+        go once their piece went out ``IDLE_HOLD_SECONDS`` ago (the asker may take
+        it from the peer that got it meanwhile). The rule is core/uploadpolicy's ``Rounds``,
         which the swarm simulator runs too; each request comes with what its taking
         replaced (``_serve_one`` puts that back if the request is not served)."""
         return self.rounds.batch(
