@@ -154,9 +154,10 @@ class Rounds:
 
     def _idle_best(self, peer: Hashable, fifo: deque, n: int, now: float) -> int | None:
         """Nothing fresh is asked and the peer's best request (at ``n``) is held:
-        where its best request is among those no longer held idle (``idle_until``),
-        or None if every one weighed still is (they wait; ``wake_at`` is moved up
-        to the end of the first such wait, and their pieces are ``waiting``)."""
+        where its best request is among those whose idle hold is over (the module
+        docstring), or None if every one weighed is still within it (they wait;
+        ``wake_at`` is moved up to the end of the first such wait, and their
+        pieces are ``waiting``)."""
         if self.idle_hold <= 0:
             return n
         sent, last_sent, heard = self.sent, self.last_sent, self.heard

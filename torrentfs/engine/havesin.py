@@ -63,4 +63,3 @@ def unchoked(t, s) -> None:
     cancel = t.requests.cancel
     for seed, index, begin, length in t.picker.spare_seeds_to(s):
         cancel(seed, index, begin, length)
-

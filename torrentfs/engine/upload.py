@@ -15,9 +15,10 @@ everyone the same ones, which they can then trade among themselves.
 While some peer asks for a piece nobody has had from us yet, a request for a piece
 that just went to another peer waits (up to ``HOLD_SECONDS``): the peer that got it
 will soon announce it, and the asker then fetches it there and cancels here. While
-nobody does, it still waits ``IDLE_HOLD_SECONDS`` (the rounds then wake at the end
-of that wait: ``Rounds.wake_at``), so the uplink sends no second copy the asker could
-have had from that peer a moment later. Peers
+nobody does, it still waits ``IDLE_HOLD_SECONDS``, or ``ANNOUNCED_GRACE`` after a
+peer's HAVE of the piece (``announced``; the rounds wake when the wait ends:
+``Rounds.wake_at``), so the uplink sends no second copy the asker could have had
+from that peer a moment later. Peers
 reading the same file at once ask for the same pieces at once; without this a
 scarce uplink (an origin's) sends the same pieces again and again instead of new
 ones, and the whole swarm waits for it.
@@ -208,8 +209,9 @@ class Uploader:
         pieces first: those that just went to someone else wait while anyone asks
         for one that has not (see the module docstring), even a peer whose socket is
         still busy with what we sent it; with no fresh requests at all, held ones
-        go once their piece went out ``IDLE_HOLD_SECONDS`` ago (the asker may take
-        it from the peer that got it meanwhile). The rule is core/uploadpolicy's ``Rounds``,
+        go once their piece went out ``IDLE_HOLD_SECONDS`` ago, or a peer announced
+        it ``ANNOUNCED_GRACE`` ago (the asker may take it from the peer that got
+        it meanwhile). The rule is core/uploadpolicy's ``Rounds``,
         which the swarm simulator runs too; each request comes with what its taking
         replaced (``_serve_one`` puts that back if the request is not served)."""
         return self.rounds.batch(
