@@ -110,12 +110,16 @@ class Node(int):
         self.asking: dict[Node, None] = {}     # peers with queued requests, in turn
         self.busy = False                      # an uplink turn is scheduled
         self.have_batch: list[int] = []        # verified, their haves not yet sent
-        self.rounds = Rounds()                 # the uploader's memory and rounds
+        # The uploader's memory and rounds; a super-seeding origin refuses what a
+        # plain one holds while nothing fresh is asked (engine/upload.py).
+        self.rounds = Rounds(idle_hold=0.0) if self.sparing is not None else Rounds()
+        self.wake_due: float | None = None     # a turn is due then (an idle hold ends)
         self.alive = False
         self.leaves = False                    # leaves at half its read
         self.joined_at: float | None = None
         self.done_at: float | None = None
         self.rx_origin = self.rx_peers = self.tx = 0
+        self.rx_blocks = 0                     # simulated blocks received
         # The reader (engine/reads.py's ReadHandle and read).
         f = swarm.factor
         self.readahead = Readahead(max(1, READAHEAD_MIN // f), max(1, READAHEAD_MAX // f))
@@ -230,6 +234,9 @@ class Node(int):
     def on_unchoke(self, peer: Node) -> None:
         self.conns[peer].peer_choking = False
         self.unchoking.add(peer)
+        # engine/havesin's ``unchoked``: the seeds spared the pieces it has.
+        for seed, index, begin, _ in self.picker.spare_seeds_to(peer):
+            self.cancel(seed, index, begin)
         self.fill(peer)
 
     # -- downloading ----------------------------------------------------------------
@@ -298,6 +305,7 @@ class Node(int):
             c.cancelling.pop((index, begin), None)
         now = self.swarm.loop.now
         c.down.add(nbytes, now)
+        self.rx_blocks += 1
         if peer.origin:
             self.rx_origin += nbytes
         else:
@@ -313,6 +321,9 @@ class Node(int):
 
     def on_have(self, peer: Node, index: int) -> None:
         self.picker.got_have(peer, index)
+        rounds = self.rounds  # engine/upload.py's ``announced``: an idle hold ends soon
+        if rounds.idle_hold > 0 and rounds.announced(peer, index, self.swarm.loop.now):
+            self.kick()
         c = self.conns[peer]
         if self.prefer and not c.remote:
             self.local_have.have(peer, index)
@@ -431,6 +442,11 @@ class Node(int):
                 if not q:
                     del self.asking[p]
             if not batch:
+                wake = rounds.wake_at if self.swarm.params.shared else None
+                if wake is not None and (self.wake_due is None or wake < self.wake_due
+                                         or self.wake_due < now):
+                    self.wake_due = wake  # held with nothing fresh: a turn when it ends
+                    self.swarm.loop.at(wake, self.kick)
                 return
             sends = []
             for p, req, prev in batch:

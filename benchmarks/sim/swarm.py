@@ -332,6 +332,7 @@ class Swarm:
                       for r in range(len(self.rack_bytes_in))],
             "sim_time_s": self.loop.now,
             "sim_events": self.loop.events,
+            "sim_blocks": sum(n.rx_blocks for n in self.nodes),  # simulated blocks received
             "sim_wall_s": time.monotonic() - wall,
         }
 

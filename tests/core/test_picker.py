@@ -982,6 +982,26 @@ def test_have_from_a_leecher_moves_requests_off_the_seed():
     check_consistent(p)
 
 
+def test_an_unchoke_from_a_leecher_moves_requests_off_the_seed():
+    # The node's HAVE of piece 0 came while it choked us (nothing could be asked
+    # of it then, so nothing was spared); its unchoke spares the seed piece 0's
+    # requests, not piece 1's, which the node does not have.
+    p = make("00", blocks=2)
+    seed(p, "origin")
+    p.add_peer("node")
+    p.raise_priority("h", [0, 1], READAHEAD, 1.0)
+    taken = p.pick("origin", 0.0, 100)
+    assert order(taken) == [0, 1]
+    p.got_have("node", 0)
+    cancels = p.spare_seeds_to("node")
+    assert sorted(cancels) == [("origin", 0, b, n) for i, b, n in taken if i == 0]
+    assert p.outstanding("origin") == 2
+    assert order(p.pick("node", 0.0, 100)) == [0]
+    assert p.spare_seeds_to("node") == []  # asked of the node now
+    assert p.spare_seeds_to("origin") == []  # a seed spares no seed
+    check_consistent(p)
+
+
 def test_among_leechers_readahead_goes_rarest_first():
     p = make("0000", blocks=1)
     seed(p, "origin")

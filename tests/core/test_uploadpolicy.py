@@ -1,6 +1,15 @@
 """core/uploadpolicy.py: which queued request an uploader answers next."""
 
-from torrentfs.core.uploadpolicy import HOLD_SECONDS, best_request, next_batch
+from collections import deque
+
+from torrentfs.core.uploadpolicy import (
+    ANNOUNCED_GRACE,
+    HOLD_SECONDS,
+    IDLE_HOLD_SECONDS,
+    Rounds,
+    best_request,
+    next_batch,
+)
 from torrentfs.core.wire import Request
 
 
@@ -45,21 +54,97 @@ def test_a_batch_gives_one_new_piece_to_one_peer_and_others_a_different_one():
 
 
 def test_a_batch_with_nothing_fresh_sends_the_held_so_the_uplink_does_not_idle():
+    # The rule without an idle hold (a super-seeding origin's, whose sparing then
+    # refuses what another peer has: core/sparing).
     asking = [("a", [R(5)], True), ("b", [R(5)], True)]
     # 5 is fresh: it goes to a, and b's request waits (a fresh piece went out) ...
-    assert next_batch(asking, {}, {}, now=10.0) == [("a", 0)]
+    assert next_batch(asking, {}, {}, now=10.0, idle_hold=0.0) == [("a", 0)]
     # ... but when 5 has just gone to someone else and nobody asks for anything
     # fresh, both go rather than leave the uplink idle
-    assert next_batch(asking, {5: 1}, {5: ("x", 9.5)}, now=10.0) == [("a", 0), ("b", 0)]
+    assert next_batch(asking, {5: 1}, {5: ("x", 9.5)}, now=10.0,
+                      idle_hold=0.0) == [("a", 0), ("b", 0)]
     # and once the hold is over nothing is held
-    assert next_batch(asking, {5: 1}, {5: ("x", 0.0)}, now=10.0) == [("a", 0)]
+    assert next_batch(asking, {5: 1}, {5: ("x", 0.0)}, now=10.0, idle_hold=0.0) == [("a", 0)]
 
 
 def test_a_batch_holds_while_a_busy_peer_asks_for_a_fresh_piece():
     asking = [("a", [R(5)], True), ("c", [R(7)], False)]
     assert next_batch(asking, {5: 1}, {5: ("x", 9.5)}, now=10.0) == []
-    assert next_batch([("a", [R(5)], True)], {5: 1}, {5: ("x", 9.5)}, now=10.0) == [("a", 0)]
+    assert next_batch([("a", [R(5)], True)], {5: 1}, {5: ("x", 9.5)}, now=10.0,
+                      idle_hold=0.0) == [("a", 0)]
     assert next_batch([], {}, {}, now=0.0) == []
+
+
+def test_with_nothing_fresh_a_held_request_waits_the_idle_hold_then_goes():
+    """The origin's second copies: a piece that just went to x is asked for by a
+    and b, and nobody asks for a fresh one. They wait IDLE_HOLD_SECONDS (x
+    announces it meanwhile, and a and b cancel here to take it there); then the
+    uplink would idle, so one goes, and the round holds the other for it."""
+    asking = [("a", [R(5)], True), ("b", [R(5)], True)]
+    assert next_batch(asking, {5: 1}, {5: ("x", 9.5)}, now=9.5 + IDLE_HOLD_SECONDS / 2) == []
+    assert next_batch(asking, {5: 1}, {5: ("x", 9.5)},
+                      now=9.5 + IDLE_HOLD_SECONDS) == [("a", 0)]
+    # Past the idle hold but within the hold, fresh requests still come first.
+    busy = [("a", [R(5)], True), ("c", [R(7)], False)]
+    assert next_batch(busy, {5: 1}, {5: ("x", 9.5)}, now=9.5 + IDLE_HOLD_SECONDS) == []
+
+
+def test_a_round_that_leaves_held_requests_waiting_says_when_the_first_may_go():
+    rounds = Rounds()
+    rounds.sent = {5: 1, 6: 1}
+    rounds.last_sent = {5: ("x", 9.75), 6: ("y", 9.5)}
+    fifo = deque([R(5), R(6)])
+    assert rounds.batch([("a", fifo, _All(), 16384)], now=10.0) == []
+    assert rounds.wake_at == 9.5 + IDLE_HOLD_SECONDS and list(fifo) == [R(5), R(6)]
+    [(peer, req, _)] = rounds.batch([("a", fifo, _All(), 16384)], now=rounds.wake_at)
+    assert (peer, req) == ("a", R(6)) and rounds.wake_at is None
+    # A round that leaves nothing waiting so (here: a fresh piece asked) says None.
+    rounds.batch([("a", fifo, _All(), 16384), ("c", deque([R(7)]), _All(), 0)], now=10.1)
+    assert rounds.wake_at is None
+
+
+def test_with_nothing_fresh_a_held_piece_past_its_idle_hold_goes_before_one_within_it():
+    # 5 went out once, just now, to x; 6 twice, but longer ago: 6 goes, 5 waits.
+    sent, last = {5: 1, 6: 2}, {5: ("x", 9.9), 6: ("x", 10.0 - IDLE_HOLD_SECONDS)}
+    assert next_batch([("a", [R(5), R(6)], True)], sent, last, now=10.0) == [("a", 1)]
+
+
+def test_without_an_idle_hold_nothing_waits_for_one():
+    rounds = Rounds(idle_hold=0.0)
+    rounds.sent, rounds.last_sent = {5: 1}, {5: ("x", 9.9)}
+    assert len(rounds.batch([("a", deque([R(5)]), _All(), 16384)], now=10.0)) == 1
+    assert rounds.wake_at is None
+
+
+def test_an_announced_piece_is_held_idle_no_longer_than_the_grace():
+    """x announced 5 (its HAVE reached us, and a, at once): had a been able to
+    fetch it there, it would have cancelled here within the grace; it still asks,
+    so it goes."""
+    rounds = Rounds()
+    rounds.sent, rounds.last_sent = {5: 1}, {5: ("x", 10.0)}
+    fifo = deque([R(5)])
+    assert rounds.batch([("a", fifo, _All(), 16384)], now=10.2) == []
+    assert rounds.wake_at == 10.0 + IDLE_HOLD_SECONDS and rounds.waiting == {5}
+    assert not rounds.announced("x", 6, 10.3)  # nothing waits for 6
+    assert rounds.announced("x", 5, 10.3)  # a wait for 5: a round is due
+    assert rounds.batch([("a", fifo, _All(), 16384)], now=10.3) == []
+    assert rounds.wake_at == 10.3 + ANNOUNCED_GRACE < 10.0 + IDLE_HOLD_SECONDS
+    rounds.announced("y", 5, 10.35)  # the first announcement counts
+    assert rounds.heard[5] == 10.3
+    assert len(rounds.batch([("a", fifo, _All(), 16384)], now=10.3 + ANNOUNCED_GRACE)) == 1
+
+
+def test_a_piece_announced_long_before_it_went_out_again_is_not_held_idle():
+    # a did not fetch 5 from the peer that announced it long ago (choked there):
+    # with nothing fresh asked it need not wait for x, which just got it too.
+    rounds = Rounds()
+    rounds.sent, rounds.last_sent, rounds.heard = {5: 2}, {5: ("x", 10.0)}, {5: 3.0}
+    assert len(rounds.batch([("a", deque([R(5)]), _All(), 16384)], now=10.01)) == 1
+
+
+class _All:
+    def __contains__(self, key):
+        return True
 
 
 def R(index):

@@ -8,7 +8,7 @@ from torrentfs.core import wire
 from torrentfs.core.bitfield import Bitfield
 from torrentfs.core.geometry import Geometry
 from torrentfs.core.picker import NOW, READAHEAD, Picker
-from torrentfs.engine.havesin import got_haves
+from torrentfs.engine.havesin import got_haves, unchoked
 from torrentfs.engine.locality import Nearby
 
 B = 16384
@@ -115,3 +115,25 @@ def test_pieces_we_have_change_nothing_but_the_counts():
     got_haves(t, s, [1, 2])
     assert s.sent == [] and t._fills == {} and not t.picker.is_interesting(s)
     assert t.picker.availability[1:3] == [1, 1]
+
+
+def test_an_unchoke_spares_the_seeds_what_a_have_heard_while_choked_did_not():
+    """In a cluster reading in step a node is choked by a fellow for want of
+    interest until that fellow's HAVE makes it interested: the HAVE comes while
+    choked (nothing spared: nothing can be asked of a choking peer), the unchoke a
+    round trip later. The unchoke spares the seeds then, so the blocks are asked
+    of the fellow, not the origin (whose copies counted them twice)."""
+    t = Torrent()
+    origin, fellow = Session("origin"), Session("fellow", choking=True)
+    t.picker.add_peer(origin)
+    t.picker.got_have_all(origin)
+    t.picker.add_peer(fellow)
+    t.picker.raise_priority("r", [3, 5], READAHEAD, 10.0)
+    t.picker.pick(origin, 0.0, 4)  # both pieces asked of the origin
+    got_haves(t, fellow, [3])
+    assert t.requests.cancels == []
+    fellow.peer_choking = False
+    unchoked(t, fellow)
+    assert [(c[0].name, c[1]) for c in t.requests.cancels] == [("origin", 3)] * 2
+    assert [i for i, _, _ in t.picker.pick(fellow, 0.0, 4)] == [3, 3]
+

@@ -12,7 +12,8 @@ import trio
 
 from torrentfs.core import wire
 from torrentfs.core.ratelimit import Rate, TokenBucket
-from torrentfs.engine.upload import HOLD_SECONDS, UPLOAD_BACKLOG, Uploader
+from torrentfs.core.uploadpolicy import ANNOUNCED_GRACE
+from torrentfs.engine.upload import HOLD_SECONDS, IDLE_HOLD_SECONDS, UPLOAD_BACKLOG, Uploader
 
 BLOCK = 16 << 10
 
@@ -103,7 +104,10 @@ async def test_piece_just_sent_elsewhere_waits_while_others_ask_fresh(peers, aut
     ask(up, b, 5)
     ask(up, c, 7)
     assert sent(up, trio.current_time()) == [("c", 7, 0)]
-    # b's request is still queued; with nobody asking for anything fresh it goes.
+    # b's request is still queued; with nobody asking for anything fresh it goes,
+    # once a has had IDLE_HOLD_SECONDS to announce 5 (b would then take it there).
+    assert sent(up, trio.current_time()) == []
+    await trio.sleep(IDLE_HOLD_SECONDS)
     assert sent(up, trio.current_time()) == [("b", 5, 0)]
 
 
@@ -185,6 +189,56 @@ async def test_run_answers_everything_and_waits_out_holds(peers, autojump_clock)
         assert c.sent == [(7, 0)]
         assert b.sent == [(5, 0)]  # nothing fresh is asked any more
         nursery.cancel_scope.cancel()
+
+
+async def test_run_wakes_at_the_end_of_an_idle_hold(peers, autojump_clock):
+    """With nothing fresh asked, a request for a piece that just went to another
+    peer waits IDLE_HOLD_SECONDS (that peer may serve it), then goes without
+    anything else waking the task; cancelled meanwhile (the asker took the piece
+    from that peer), it never goes: the origin sends one copy, not two."""
+    a, b, c, up = peers
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(up.run)
+        ask(up, a, 5)
+        ask(up, a, 6)
+        await trio.testing.wait_all_tasks_blocked()
+        assert a.sent == [(5, 0), (6, 0)]
+        ask(up, b, 5)
+        ask(up, c, 6)
+        await trio.sleep(IDLE_HOLD_SECONDS / 2)
+        assert b.sent == [] and c.sent == []
+        up.cancel(c, wire.Cancel(6, 0, BLOCK))  # c heard a's HAVE: it asks a
+        await trio.sleep(IDLE_HOLD_SECONDS / 2 + 0.01)
+        assert b.sent == [(5, 0)] and c.sent == [] and c.rejected == [(6, 0)]
+        nursery.cancel_scope.cancel()
+
+
+async def test_run_sends_a_held_request_soon_after_its_piece_is_announced(peers,
+                                                                           autojump_clock):
+    """a announced 5 (a HAVE) and b, which heard it too, still asks for it here: b
+    cannot fetch it from a, so it goes ANNOUNCED_GRACE later, not IDLE_HOLD_SECONDS."""
+    a, b, c, up = peers
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(up.run)
+        ask(up, a, 5)
+        await trio.testing.wait_all_tasks_blocked()
+        ask(up, b, 5)
+        await trio.sleep(0.2)
+        assert b.sent == []
+        up.announced(a, [5])
+        await trio.sleep(ANNOUNCED_GRACE / 2)
+        assert b.sent == []
+        await trio.sleep(ANNOUNCED_GRACE / 2 + 0.01)
+        assert b.sent == [(5, 0)]
+        nursery.cancel_scope.cancel()
+
+
+def test_a_super_seeding_origin_holds_nothing_while_nothing_fresh_is_asked():
+    """Its sparing refuses what another peer has (core/sparing): no idle hold."""
+    seed = Seed(Peer("a"))
+    assert Uploader(seed, TokenBucket(0)).rounds.idle_hold == IDLE_HOLD_SECONDS > 0
+    seed.options = type("Options", (), {"super_seed": True})()
+    assert Uploader(seed, TokenBucket(0)).rounds.idle_hold == 0
 
 
 async def test_an_idle_uploader_sets_no_timer(peers, autojump_clock):

@@ -317,6 +317,20 @@ class Picker(Priorities):
                 self.request_dropped(peer, index, begin)
         return cancels
 
+    def spare_seeds_to(self, peer: Peer) -> list[tuple[Peer, int, int, int]]:
+        """``spare_seeds`` of every piece in progress that ``peer``, without the whole
+        torrent, has: it has just unchoked us. (Its HAVEs came while it choked us,
+        when nothing could be asked of it: in a cluster reading in step, a peer
+        choked for want of interest hears the HAVE that makes it interested first,
+        the unchoke a round trip later.) Returns ``(seed, index, begin, length)``
+        to cancel."""
+        bits = self._peers.get(peer)
+        if bits is None or bits.complete or not self._seeds:
+            return []
+        return [(seed, index, begin, length)
+                for index in [i for i in self._partials if i in bits]
+                for seed, begin, length in self.spare_seeds(index)]
+
     # -- picking ----------------------------------------------------------------------
 
     def pick(self, peer: Peer, now: float, limit: int, spread: int = 1,

@@ -16,7 +16,18 @@ ones before it were counted as sent (``taken``). So a piece chosen for one peer 
 the round holds it for the peers after it, as if just sent (peers reading the same
 file in step ask for the same new piece at the same moment; without this each got
 its first block from the origin). Held requests wait while any peer, with room or
-not, has a fresh one; with none at all they go, so the uplink does not idle.
+not, has a fresh one. With none at all, a held request still waits while its
+piece is on its way to the peer that got it: ``idle_hold`` seconds after the
+piece last went out, or ``announced_grace`` after a peer announced it (``announced``,
+at its HAVE), whichever ends first. An asker that can fetch the piece from that
+peer hears the same HAVE and cancels here meanwhile; one still asking cannot (it
+is choked there), and waits no longer. ``wake_at`` says when the first such wait
+ends (the caller's next round is due then, or at a HAVE of a piece ``announced``
+says is ``waiting``). (Sent at once, as they were, such requests were an origin's
+second and third copies whenever its readers paused asking for fresh pieces:
+1.5-1.9 copies for 4 readers where 1 is the aim; docs/benchmarks.md, session 9.)
+A super-seeding origin (core/sparing) refuses them instead: it holds them no
+longer (``idle_hold=0``).
 engine/upload.py runs its rounds with it, and so does the swarm simulator
 (benchmarks/sim, one block of room per peer); ``next_batch`` is one such round over
 plain lists.
@@ -34,6 +45,18 @@ HOLD_SECONDS = 8.0  # how long a piece just sent to one peer waits for another (
                    # time it takes to spread through a 64-node cluster at a trickle:
                    # benchmarks/sim, docs/benchmarks.md "session 6: cluster policy")
 
+
+IDLE_HOLD_SECONDS = 1.0  # with no fresh request at all, how long a piece just sent
+                         # to one peer still waits for another: the taker's HAVE
+                         # comes 0.2-0.8 s after the origin sent the piece in a
+                         # 4-node test cluster (its queues, HAVE_DELAY), and the
+                         # asker cancels here on hearing it (docs/benchmarks.md,
+                         # session 9)
+
+ANNOUNCED_GRACE = 0.1  # ... and no longer than this after a peer announced the piece
+                      # (a HAVE reaches the asker as it reaches us: an asker that may
+                      # fetch it there has cancelled here by then; one still asking
+                      # is choked there, or not connected, and waits for nothing)
 
 SCAN = 64  # requests of a peer's queue weighed when choosing its next
 
@@ -76,9 +99,18 @@ class Rounds:
     ``(index, begin, length)`` still live (a cancelled request stays in the deque
     until it reaches the head, where it is dropped)."""
 
-    def __init__(self, hold: float = HOLD_SECONDS, scan: int = SCAN) -> None:
+    def __init__(self, hold: float = HOLD_SECONDS, scan: int = SCAN,
+                 idle_hold: float = IDLE_HOLD_SECONDS,
+                 announced_grace: float = ANNOUNCED_GRACE) -> None:
         self.hold = hold
         self.scan = scan
+        self.idle_hold = min(idle_hold, hold)
+        self.announced_grace = announced_grace
+        # When the first request a round left waiting, with nothing fresh asked,
+        # may go (None: none waits so): the caller's next round is due then.
+        self.wake_at: float | None = None
+        self.waiting: set[int] = set()  # the pieces of the requests left so
+        self.heard: dict[int, float] = {}  # piece -> when a peer first announced it
         self.sent: dict[int, int] = {}  # piece -> times its first block went out
         self.last_sent: dict[int, tuple[Hashable, float]] = {}  # piece -> to whom, when
 
@@ -98,13 +130,19 @@ class Rounds:
                         for best in (self.best(peer, fifo, live, now)
                                      for peer, fifo, live, room in asking if room <= 0))
         batch = []
+        self.wake_at = None
+        self.waiting.clear()
         for k, (peer, fifo, live, left, best) in enumerate(ready):
             if k:  # weighed again: the peers before it took requests meanwhile
                 best = self.best(peer, fifo, live, now)
             while best is not None:
                 n, held = best
-                if held and fresh:
-                    break
+                if held:
+                    if fresh:
+                        break
+                    n = self._idle_best(peer, fifo, n, now)
+                    if n is None:
+                        break
                 req = fifo[n]
                 del fifo[n]
                 batch.append((peer, req, self.taken(peer, req, now)))
@@ -113,6 +151,48 @@ class Rounds:
                     break
                 best = self.next_best(peer, fifo, live, n, req, now)
         return batch
+
+    def _idle_best(self, peer: Hashable, fifo: deque, n: int, now: float) -> int | None:
+        """Nothing fresh is asked and the peer's best request (at ``n``) is held:
+        where its best request is among those whose idle hold is over (the module
+        docstring), or None if every one weighed is still within it (they wait;
+        ``wake_at`` is moved up to the end of the first such wait, and their
+        pieces are ``waiting``)."""
+        if self.idle_hold <= 0:
+            return n
+        sent, last_sent, heard = self.sent, self.last_sent, self.heard
+        best, best_count, until = None, math.inf, math.inf
+        prev = -1
+        for k, req in enumerate(itertools.islice(fifo, self.scan)):
+            index = req.index
+            if index == prev:
+                continue  # same as the request before it, which is older
+            prev = index
+            to = last_sent.get(index)
+            if to is not None and to[0] is not peer:
+                end = to[1] + self.idle_hold
+                h = heard.get(index)
+                if h is not None and h + self.announced_grace < end:
+                    end = h + self.announced_grace
+                if now < end:
+                    until = min(until, end)
+                    self.waiting.add(index)
+                    continue
+            count = sent.get(index, 0)
+            if count < best_count:
+                best, best_count = k, count
+        if best is None:
+            self.wake_at = until if self.wake_at is None else min(self.wake_at, until)
+        return best
+
+    def announced(self, peer: Hashable, index: int, now: float) -> bool:
+        """``peer`` announced piece ``index`` (a HAVE). Whether a request the last
+        round left waiting idle is for it: that wait now ends ``announced_grace``
+        from now, and the caller's next round is due then (``wake_at`` after a
+        round now)."""
+        if index not in self.heard:
+            self.heard[index] = now
+        return index in self.waiting
 
     def best(self, peer: Hashable, fifo: deque, live: Container,
              now: float) -> tuple[int, bool] | None:
@@ -185,13 +265,14 @@ class _Live:
 
 def next_batch(asking: Iterable[tuple[Hashable, Sequence[Req], bool]],
                sent: dict[int, int], last_sent: dict[int, tuple[Hashable, float]],
-               now: float, hold: float = HOLD_SECONDS) -> list[tuple[Hashable, int]]:
+               now: float, hold: float = HOLD_SECONDS,
+               idle_hold: float = IDLE_HOLD_SECONDS) -> list[tuple[Hashable, int]]:
     """One round of ``Rounds.batch`` with room for one request per peer, over
     plain lists (left as they are, like ``sent`` and ``last_sent``): ``(peer,
     position)`` of the requests to answer now, in ``asking``'s order. Each entry is
     a peer, the requests of its queue to weigh (oldest first), and whether its
     socket has room for another block."""
-    rounds = Rounds(hold, scan=sys.maxsize)  # the caller gave what to weigh
+    rounds = Rounds(hold, scan=sys.maxsize, idle_hold=idle_hold)  # the caller gave what to weigh
     rounds.sent, rounds.last_sent = dict(sent), dict(last_sent)
     live = _Live()
     queues = [(peer, list(requests), deque(requests), room)

@@ -53,3 +53,13 @@ def got_haves(t, s, indexes: list[int]) -> None:
         batch = batch and tier != NOW and not spared
     if asked:
         fills[s] = batch
+
+
+def unchoked(t, s) -> None:
+    """Peer session ``s`` of torrent ``t`` unchoked us: the seeds are spared the
+    pieces in progress it has (``Picker.spare_seeds_to``), as a HAVE of each would
+    have spared them had it come while ``s`` unchoked us; the caller's pick then
+    asks ``s`` for them."""
+    cancel = t.requests.cancel
+    for seed, index, begin, length in t.picker.spare_seeds_to(s):
+        cancel(seed, index, begin, length)

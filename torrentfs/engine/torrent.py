@@ -57,7 +57,7 @@ from torrentfs.disk.direct import aligned_buffer
 from torrentfs.disk.storage import Storage
 from torrentfs.engine.connector import Candidate, Connector
 from torrentfs.engine.haves import HaveBatcher
-from torrentfs.engine.havesin import got_haves
+from torrentfs.engine.havesin import got_haves, unchoked
 from torrentfs.engine.locality import Nearby
 from torrentfs.engine.membership import Membership
 from torrentfs.engine.metrics import Metrics
@@ -284,6 +284,8 @@ class Torrent:
             case wire.Have():
                 self._on_have(s, msg)
             case wire.Unchoke():
+                if not self.seed_only:
+                    unchoked(self, s)  # the seeds spared what it has (engine/havesin)
                 self._count_spread()
                 self._fill(s)
             case wire.Choke():
@@ -326,12 +328,14 @@ class Torrent:
 
     def _on_have(self, s: PeerSession, msg: wire.Have) -> None:
         got_haves(self, s, [msg.index])
+        self.uploads.announced(s, [msg.index])
 
     def on_haves(self, s: PeerSession, indexes: list[int]) -> None:
         """A run of HAVEs of one receive, handled as one (``engine/havesin``): the
         seeds spared for each piece a leecher now has, the pick they ask for made
         once the receive is handled (``on_received``)."""
         got_haves(self, s, indexes)
+        self.uploads.announced(s, indexes)
 
     def on_received(self, s: PeerSession) -> None:
         """The messages of one receive from ``s`` are handled: the pick its HAVEs

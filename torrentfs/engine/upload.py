@@ -19,7 +19,11 @@ everyone the same ones, which they can then trade among themselves.
 
 While some peer asks for a piece nobody has had from us yet, a request for a piece
 that just went to another peer waits (up to ``HOLD_SECONDS``): the peer that got it
-will soon announce it, and the asker then fetches it there and cancels here. Peers
+will soon announce it, and the asker then fetches it there and cancels here. While
+nobody does, it still waits ``IDLE_HOLD_SECONDS``, or ``ANNOUNCED_GRACE`` after a
+peer's HAVE of the piece (``announced``; the rounds wake when the wait ends:
+``Rounds.wake_at``), so the uplink sends no second copy the asker could have had
+from that peer a moment later. Peers
 reading the same file at once ask for the same pieces at once; without this a
 scarce uplink (an origin's) sends the same pieces again and again instead of new
 ones, and the whole swarm waits for it.
@@ -46,7 +50,7 @@ from torrentfs.core import wire
 from torrentfs.core.piecelayers import HashServer
 from torrentfs.core.ratelimit import TokenBucket
 from torrentfs.core.sparing import Sparing
-from torrentfs.core.uploadpolicy import HOLD_SECONDS, Rounds
+from torrentfs.core.uploadpolicy import HOLD_SECONDS, IDLE_HOLD_SECONDS, Rounds
 from torrentfs.disk.storage import StorageError
 from torrentfs.net.peer import PeerSession
 
@@ -79,12 +83,14 @@ class Uploader:
         self._wake = trio.Event()
         self._parked = False  # the task waits for ``_wake`` (``drained`` runs a round)
         self._deferred: list = []  # what a round out of the task left it to serve
-        self.rounds = Rounds()  # what went out, to whom, when; each round's choice
         self._hashes: HashServer | None = None  # made at the first hash request
         # seed --super-seed: a piece already sent to another peer is refused (BEP 6
         # reject; core/sparing), so the asker fetches it there.
         self.sparing = (Sparing() if getattr(getattr(torrent, "options", None), "super_seed",
                                              False) else None)
+        # What went out, to whom, when; each round's choice. A super-seeding origin
+        # refuses what a plain one holds while nothing fresh is asked: no idle hold.
+        self.rounds = Rounds(idle_hold=0.0 if self.sparing is not None else IDLE_HOLD_SECONDS)
 
     def closed(self, s: PeerSession) -> None:
         """The peer is gone."""
@@ -156,6 +162,17 @@ class Uploader:
         if len(s.upload_fifo) > len(s.queued) + MAX_UPLOAD_QUEUE:
             s.upload_fifo = deque(r for r in s.upload_fifo
                                   if (r.index, r.begin, r.length) in s.queued)
+
+    def announced(self, s: PeerSession, indexes) -> None:
+        """The peer announced these pieces (HAVEs): a request left waiting for one
+        of them (core/uploadpolicy's idle hold) waits a moment more at most, so
+        the rounds run again to time that."""
+        rounds = self.rounds
+        if rounds.idle_hold <= 0:
+            return
+        now = trio.current_time()
+        if any([rounds.announced(s, i, now) for i in indexes]):
+            self._wake.set()
 
     def drained(self, s: PeerSession) -> None:
         """The peer's socket took everything we had for it. If the uploader waits
@@ -244,7 +261,10 @@ class Uploader:
                     continue
                 if not now < hold_until < math.inf:
                     hold_until = now + HOLD_SECONDS / 4
-                with trio.move_on_at(hold_until):
+                # An idle hold (nothing fresh asked) ends sooner: ``wake_at``.
+                wake_at = self.rounds.wake_at
+                with trio.move_on_at(hold_until if wake_at is None
+                                     else min(hold_until, wake_at)):
                     await self._park()
             else:
                 hold_until = math.inf
@@ -278,8 +298,10 @@ class Uploader:
         socket has room, its next ones while the room lasts (one at least). Fresh
         pieces first: those that just went to someone else wait while anyone asks
         for one that has not (see the module docstring), even a peer whose socket is
-        still busy with what we sent it; with no fresh requests at all the uplink
-        would idle, so held ones go. The rule is core/uploadpolicy's ``Rounds``,
+        still busy with what we sent it; with no fresh requests at all, held ones
+        go once their piece went out ``IDLE_HOLD_SECONDS`` ago, or a peer announced
+        it ``ANNOUNCED_GRACE`` ago (the asker may take it from the peer that got
+        it meanwhile). The rule is core/uploadpolicy's ``Rounds``,
         which the swarm simulator runs too; each request comes with what its taking
         replaced (``_serve_one`` puts that back if the request is not served)."""
         return self.rounds.batch(self._asking(now), now)
