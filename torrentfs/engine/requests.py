@@ -165,7 +165,9 @@ class Requests:
         if answered[1]:
             t.picker.request_dropped(s, index, begin)
             if not any(held for _, held in pending.values()):
-                t.schedule()
+                # Once the running task yields: the peers whose answers came in
+                # the same receive round pick once, together (``schedule_soon``).
+                t.schedule_soon()
 
     def answered(self, s: PeerSession, index: int, begin: int) -> None:
         """A block came from the peer: a cancel of it, if any, is answered."""
