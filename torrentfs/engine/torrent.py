@@ -421,7 +421,9 @@ class Torrent:
     def schedule(self, skip: PeerSession | None = None, piece: int | None = None) -> None:
         """Priorities changed or requests were freed: let every unchoked peer pick,
         fastest first, so urgent blocks go to the best peers. With ``piece`` (one
-        piece raised to NOW), only the peers that have it (web seeds have all)."""
+        piece raised to NOW), only the peers that have it (web seeds have all), and
+        once every block of it is asked, only those asked (``Picker.askers``: the
+        others would find nothing of it to pick)."""
         now = trio.current_time()
         peers = [*self.sessions.values(), *self.webseeds.active()]
         if piece is not None:
@@ -432,6 +434,10 @@ class Torrent:
         for s in peers:
             if s is skip:
                 continue
+            if piece is not None:
+                asked = self.picker.askers(piece, now)
+                if asked is not None and s not in asked:
+                    continue
             if isinstance(s, WebSeed):
                 s.fill(now)
             else:

@@ -1,0 +1,43 @@
+"""``Torrent.schedule(piece=)`` (a read's next piece raised to NOW): its holders pick,
+fastest first, until every block of it is asked; after that only the peers asked
+for its blocks do (``Picker.askers``): a pick elsewhere would find none of them."""
+
+from __future__ import annotations
+
+import trio
+
+from tests.harness.fakepeer import start
+from torrentfs.core.picker import NOW
+
+
+async def test_schedule_of_one_piece_stops_at_the_peers_asked_for_it(make_swarm,
+                                                                     autojump_clock):
+    async with trio.open_nursery() as n:
+        s = await start(n, make_swarm)
+        t = s.torrent
+        for _ in range(3):
+            s.add()
+        await trio.sleep(1)
+        assert len([p for p in t.sessions.values() if p.registered]) == 3
+        assert t.spread == 3 and t.geometry.num_blocks(3) == 2
+        filled = []
+        fill = t._fill
+
+        def recorded(p, batch=False):
+            filled.append(p)
+            fill(p, batch)
+
+        t._fill = recorded
+        t.picker.raise_priority("read", [3], NOW, trio.current_time() + 0.05)
+        t.schedule(piece=3)
+        # Its 2 blocks split over the spread: the first two peers take one each,
+        # the third is not asked to pick.
+        asked = t.picker.askers(3, trio.current_time())
+        assert len(filled) == 2 and asked == set(filled)
+        filled.clear()
+        t.schedule(piece=3)
+        assert set(filled) == asked                     # the askers only (to make way)
+        filled.clear()
+        t.schedule()
+        assert len(filled) == 3                         # (everyone, as before)
+        n.cancel_scope.cancel()
