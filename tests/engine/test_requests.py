@@ -49,8 +49,9 @@ class Torrent:
     def schedule(self, skip=None) -> None:
         self.schedules += 1
 
-    def schedule_soon(self) -> None:  # (the same, once the running task yields)
+    def schedule_soon(self, freed=None) -> None:  # (the same, once the task yields)
         self.schedules += 1
+        self.freed = freed
 
 
 def setup(fast: bool = True) -> tuple[Torrent, Requests, Peer]:
@@ -80,6 +81,7 @@ async def test_a_read_makes_the_backlog_ahead_of_it_wait(autojump_clock):
     assert t.schedules == 0                            # not until the last answer
     r.rejected(p, *backlog[-1])
     assert t.schedules == 1
+    assert t.freed == {i for i, _ in backlog}          # what it picks for
     assert t.picker.outstanding(p) == 4                # the read's blocks
     r.fill(p)
     assert p.take(wire.Request)[:AHEAD_MIN] == backlog  # asked again, behind the read

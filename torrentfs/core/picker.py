@@ -214,27 +214,6 @@ class Picker(Priorities):
     def peer_has(self, peer: Peer, index: int) -> bool:
         return index in self._peers[peer]
 
-    def askers(self, index: int, now: float) -> set[Peer] | None:
-        """The peers asked for blocks of piece ``index``, if no other peer's pick
-        could find one of its blocks to ask for: each is received or asked, none
-        asked only of peers silent ``duplicate_after`` (``_duplicate``), and the
-        piece is neither on parole nor has blocks a read wants first. Else None.
-        (A piece raised to NOW changes only the askers' picks then: what they ask
-        for that piece's blocks to queue behind.)"""
-        partial = self._partials.get(index)
-        if (partial is None or partial.num_free or partial.parole or self.steal_after
-                or index in self._first):
-            return None
-        heard, since = self._heard, now - self.duplicate_after
-        askers: set[Peer] = set()
-        for holders, received in zip(partial.requests, partial.received):
-            if received:
-                continue
-            if not any(max(t, heard.get(h, t)) > since for h, t in holders.items()):
-                return None  # its block may be asked of another peer (late: doubled)
-            askers.update(holders)
-        return askers
-
     def is_interesting(self, peer: Peer) -> bool:
         """True when the peer has a piece we lack."""
         return self._lacking.get(peer, 0) > 0

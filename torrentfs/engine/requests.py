@@ -55,8 +55,13 @@ class Requests:
         # {(index, begin): (when sent, whether the picker still holds the block)}.
         self._cancelling: dict[PeerSession, dict[tuple[int, int], tuple[float, bool]]] = {}
         self.soon = False  # a schedule_soon is on its way
+        # What it is for: the pieces whose blocks answered cancels freed (it stops
+        # once they are all asked again), or None: every peer picks.
+        self._freed: set[int] | None = None
+        self._unasked: set[int] = set()  # freed by answered cancels, not scheduled yet
 
-    def schedule_soon(self, nursery: trio.Nursery | None) -> None:
+    def schedule_soon(self, nursery: trio.Nursery | None,
+                      freed: set[int] | None = None) -> None:
         """The torrent's ``schedule`` once the running task yields, once however
         often asked: a read that raised its readahead (and waits for none of it) is
         answered before the peers pick, and the reader's next read waits for that
@@ -64,19 +69,25 @@ class Requests:
         torrent checks ``soon``): every peer picks at once, fastest first, as if
         scheduled at once (else whichever peer's blocks came first took the lot)."""
         if self.soon:
+            if freed is None:
+                self._freed = None
+            elif self._freed is not None:
+                self._freed |= freed
             return
         try:
             if nursery is None:
                 raise RuntimeError("the torrent is not running")
             nursery.start_soon(self._scheduled)
         except RuntimeError:  # not running (yet, or any more): at once then
-            self.torrent.schedule()
+            self.torrent.schedule(freed=freed)
         else:
             self.soon = True
+            self._freed = None if freed is None else set(freed)
 
     async def _scheduled(self) -> None:
+        freed, self._freed = self._freed, None
         self.soon = False
-        self.torrent.schedule()
+        self.torrent.schedule(freed=freed)
 
     def sizes(self, s: PeerSession, now: float) -> tuple[int, int]:
         """``(pipeline, ahead)``: how many requests to keep outstanding with a peer,
@@ -164,10 +175,13 @@ class Requests:
             del self._cancelling[s]
         if answered[1]:
             t.picker.request_dropped(s, index, begin)
+            self._unasked.add(index)
             if not any(held for _, held in pending.values()):
                 # Once the running task yields: the peers whose answers came in
-                # the same receive round pick once, together (``schedule_soon``).
-                t.schedule_soon()
+                # the same receive round pick once, together, until the freed
+                # blocks are all asked again (``schedule_soon``).
+                t.schedule_soon(self._unasked)
+                self._unasked = set()
 
     def answered(self, s: PeerSession, index: int, begin: int) -> None:
         """A block came from the peer: a cancel of it, if any, is answered."""

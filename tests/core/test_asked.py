@@ -1,4 +1,4 @@
-"""``Picker.askers``: the peers asked for a piece's blocks once no other peer's pick
+"""core/asked: ``askers``, the peers asked for a piece's blocks once no other peer's pick
 could find one of them to ask for (``Torrent.schedule(piece=)`` lets only those pick
 when a read's next piece is raised to NOW)."""
 
@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.core.test_picker import make, peer_with, seed
+from torrentfs.core.asked import askers, unasked
 from torrentfs.core.geometry import BLOCK_SIZE as B
 from torrentfs.core.picker import NOW, READAHEAD
 
@@ -18,16 +19,16 @@ def test_askers_are_none_until_every_block_is_asked():
     p = make("0000", blocks=3)
     a, b = seed(p, "a"), seed(p, "b")
     p.raise_priority("r", [1], NOW, 5.0)
-    assert p.askers(1, 0.0) is None                     # not started
+    assert askers(p, 1, 0.0) is None and not unasked(p, 1)  # not started
     assert len(p.pick(a, 0.0, 2)) == 2
-    assert p.askers(1, 0.0) is None                     # one block still free
+    assert askers(p, 1, 0.0) is None and unasked(p, 1)  # one block still free
     assert len(p.pick(b, 0.0, 5)) == 1
-    assert p.askers(1, 0.0) == {a, b}
+    assert askers(p, 1, 0.0) == {a, b} and not unasked(p, 1)
     p.block_received(a, 1, 0, B, 0.5)
     p.block_received(a, 1, B, B, 0.5)
-    assert p.askers(1, 0.5) == {b}                      # only b's block is still due
+    assert askers(p, 1, 0.5) == {b}                      # only b's block is still due
     p.request_dropped(b, 1, 2 * B)
-    assert p.askers(1, 0.5) is None                     # freed: anybody may pick it
+    assert askers(p, 1, 0.5) is None and unasked(p, 1)  # freed: anybody may pick it
 
 
 def test_askers_are_none_once_a_silent_askers_block_may_be_doubled():
@@ -35,12 +36,12 @@ def test_askers_are_none_once_a_silent_askers_block_may_be_doubled():
     a, b, c = seed(p, "a"), seed(p, "b"), seed(p, "c")
     p.raise_priority("r", [1], NOW, 0.1)
     p.pick(a, 0.0, 5)
-    assert p.askers(1, 0.9) == {a}
-    assert p.askers(1, 1.0) is None                     # a silent for duplicate_after
+    assert askers(p, 1, 0.9) == {a}
+    assert askers(p, 1, 1.0) is None                     # a silent for duplicate_after
     assert [i for i, _, _ in p.pick(c, 1.0, 5)] == [1, 1]  # (doubled, as said)
     p.block_received(a, 1, 0, B, 1.2)                   # a delivers: not silent
-    assert p.askers(1, 1.5) == {a, c}
-    assert b not in p.askers(1, 1.5)
+    assert askers(p, 1, 1.5) == {a, c}
+    assert b not in askers(p, 1, 1.5)
 
 
 def test_askers_are_none_for_a_piece_on_parole_or_with_blocks_wanted_first():
@@ -48,14 +49,14 @@ def test_askers_are_none_for_a_piece_on_parole_or_with_blocks_wanted_first():
     a = seed(p, "a")
     p.raise_priority("r", [1, 2], NOW, 5.0)
     p.pick(a, 0.0, 10)
-    assert p.askers(1, 0.0) == {a} and p.askers(2, 0.0) == {a}
+    assert askers(p, 1, 0.0) == {a} and askers(p, 2, 0.0) == {a}
     p.want_first("r", 1, range(1, 2))
-    assert p.askers(1, 0.0) is None
+    assert askers(p, 1, 0.0) is None
     for begin in (0, B):
         p.block_received(a, 2, begin, B, 0.1)
     p.piece_failed(2)
     p.pick(a, 0.2, 10)
-    assert p.askers(2, 0.2) is None                     # on parole: one peer at a time
+    assert askers(p, 2, 0.2) is None                     # on parole: one peer at a time
 
 
 def test_askers_are_none_while_stealing_is_on():
@@ -67,7 +68,7 @@ def test_askers_are_none_while_stealing_is_on():
     p.raise_priority("r", [1], NOW, 0.1)
     p.pick(a, 0.0, 5)
     p.block_received(a, 1, 0, B, 0.8)
-    assert p.askers(1, 1.0) is None
+    assert askers(p, 1, 1.0) is None
     assert p.pick(c, 1.0, 5) == [(1, B, B)]             # (taken over, as said)
 
 
@@ -102,11 +103,11 @@ def test_no_other_peer_picks_a_block_of_a_piece_with_askers(events, stealing):
                 else:
                     p.request_dropped(peer, *key)
         for index in range(6):
-            askers = p.askers(index, now)
-            if askers is None:
+            asked = askers(p, index, now)
+            if asked is None:
                 continue
             for other in peers:
-                if other in askers:
+                if other in asked:
                     continue
                 trial = copy.deepcopy(p)
                 assert index not in {i for i, _, _ in trial.pick(other, now, 10**6)}
