@@ -6,7 +6,7 @@ its measured rate in all (while a read waits, at least its share of a piece: the
 piece's blocks over ``spread`` peers), of which at most AHEAD_SECONDS for pieces no
 read waits on (readahead, prefetch). So a read's blocks queue behind little at any peer; and
 while a read waits, the requests its blocks queue behind at a peer (those below NOW
-asked before its latest NOW request: ``Picker.backlog``) are cancelled (BEP 3), so
+asked before its latest NOW request and due later: ``Picker.backlog``) are cancelled (BEP 3), so
 that the peer serves the read's blocks next. The cancelled blocks are asked again,
 after them, in the order they are wanted.
 
