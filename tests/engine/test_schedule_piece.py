@@ -79,4 +79,7 @@ async def test_a_schedule_for_freed_blocks_stops_once_they_are_asked_again(
         assert filled == []                             # nothing of it left to ask
         t.schedule()
         assert len(filled) == 3
+        filled.clear()
+        t.schedule(skip={peers[0], peers[2]})           # (peers that just rejected)
+        assert filled == [peers[1]]
         n.cancel_scope.cancel()

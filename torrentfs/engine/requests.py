@@ -59,15 +59,19 @@ class Requests:
         # once they are all asked again), or None: every peer picks.
         self._freed: set[int] | None = None
         self._unasked: set[int] = set()  # freed by answered cancels, not scheduled yet
+        self._skip: set[PeerSession] = set()  # peers that rejected, not asked by it
 
     def schedule_soon(self, nursery: trio.Nursery | None,
-                      freed: set[int] | None = None) -> None:
+                      freed: set[int] | None = None,
+                      skip: PeerSession | None = None) -> None:
         """The torrent's ``schedule`` once the running task yields, once however
         often asked: a read that raised its readahead (and waits for none of it) is
         answered before the peers pick, and the reader's next read waits for that
         answer. Until then a block arriving does not make its sender pick (the
         torrent checks ``soon``): every peer picks at once, fastest first, as if
         scheduled at once (else whichever peer's blocks came first took the lot)."""
+        if skip is not None:
+            self._skip.add(skip)
         if self.soon:
             if freed is None:
                 self._freed = None
@@ -79,15 +83,17 @@ class Requests:
                 raise RuntimeError("the torrent is not running")
             nursery.start_soon(self._scheduled)
         except RuntimeError:  # not running (yet, or any more): at once then
-            self.torrent.schedule(freed=freed)
+            skip, self._skip = self._skip, set()
+            self.torrent.schedule(skip=skip, freed=freed)
         else:
             self.soon = True
             self._freed = None if freed is None else set(freed)
 
     async def _scheduled(self) -> None:
         freed, self._freed = self._freed, None
+        skip, self._skip = self._skip, set()
         self.soon = False
-        self.torrent.schedule(freed=freed)
+        self.torrent.schedule(skip=skip, freed=freed)
 
     def sizes(self, s: PeerSession, now: float) -> tuple[int, int]:
         """``(pipeline, ahead)``: how many requests to keep outstanding with a peer,
@@ -161,15 +167,16 @@ class Requests:
     def rejected(self, s: PeerSession, index: int, begin: int) -> None:
         """The peer rejected a request. If that answered a cancel of ours, its block
         is freed if we held it, and once every cancel is answered every peer picks.
-        A reject of the peer's own frees the block for other peers at once; the
-        peer is not asked again right away (it would be asked the same; the ticker
-        refills it)."""
+        A reject of the peer's own frees the block for other peers once the
+        running task yields (a choke's run of rejects: one schedule, until the
+        freed blocks are asked again); the peer is not asked again right away (it
+        would be asked the same; the ticker refills it)."""
         t = self.torrent
         pending = self._cancelling.get(s)
         answered = pending.pop((index, begin), None) if pending else None
         if answered is None:
             t.picker.request_dropped(s, index, begin)
-            t.schedule(skip=s)
+            t.schedule_soon({index}, skip=s)
             return
         if not pending:
             del self._cancelling[s]
