@@ -49,6 +49,10 @@ class Torrent:
     def schedule(self, skip=None) -> None:
         self.schedules += 1
 
+    def schedule_soon(self, freed=None, skip=None) -> None:  # (once the task yields)
+        self.schedules += 1
+        self.freed = freed
+
 
 def setup(fast: bool = True) -> tuple[Torrent, Requests, Peer]:
     t = Torrent()
@@ -77,6 +81,7 @@ async def test_a_read_makes_the_backlog_ahead_of_it_wait(autojump_clock):
     assert t.schedules == 0                            # not until the last answer
     r.rejected(p, *backlog[-1])
     assert t.schedules == 1
+    assert t.freed == {i for i, _ in backlog}          # what it picks for
     assert t.picker.outstanding(p) == 4                # the read's blocks
     r.fill(p)
     assert p.take(wire.Request)[:AHEAD_MIN] == backlog  # asked again, behind the read
@@ -168,3 +173,23 @@ async def test_a_new_peer_is_asked_its_share_of_a_waited_piece_in_one_go(autojum
     t.spread = 1
     r.fill(p)  # alone, it may take the whole piece
     assert len([i for i, _ in p.take(wire.Request) if i == 3]) == 64
+
+
+async def test_a_run_of_the_peers_own_rejects_is_one_schedule_without_it(autojump_clock):
+    """A peer's rejects of requests of ours (a choke, with the fast extension: one
+    per request) free each block for the others: once the running task yields, one
+    schedule for them all, which does not ask that peer (``schedule_soon``)."""
+    t, r, p = setup()
+    runs = []
+    t.schedule = lambda skip=None, freed=None: runs.append((skip, freed))
+    async with trio.open_nursery() as n:
+        t.schedule_soon = lambda freed=None, skip=None: r.schedule_soon(n, freed, skip)
+        t.picker.raise_priority("h", [1, 2], READAHEAD, 1.0)
+        r.fill(p)
+        asked = p.take(wire.Request)
+        assert {i for i, _ in asked} == {1, 2}
+        for index, begin in asked:
+            r.rejected(p, index, begin)
+        assert runs == [] and t.picker.outstanding(p) == 0  # freed at once, ...
+        await trio.sleep(0)
+    assert runs == [({p}, {1, 2})]                      # ... asked for once, not of p

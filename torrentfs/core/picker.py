@@ -230,20 +230,24 @@ class Picker(Priorities):
     def backlog(self, peer: Peer) -> list[Block]:
         """The peer's requests for pieces below NOW (readahead, prefetch, or no
         longer wanted) that it was asked for before its latest request for a NOW
-        piece, in the order asked: those a read's blocks queue behind there."""
-        ahead: list[tuple[int, int]] = []
+        piece, in the order asked: those a read's blocks queue behind there. Not
+        those due no later than the NOW piece after them (a read's other pieces,
+        raised at its deadline: the read waits for them all the same, so moving
+        them behind its NOW piece would gain it nothing)."""
+        ahead: list[tuple[tuple[int, int], float]] = []
         out: list[tuple[int, int]] = []
-        tiers: dict[int, int] = {}
+        tops: dict[int, tuple[int, float]] = {}
         for key in self._outstanding.get(peer, ()):
             index = key[0]
-            tier = tiers.get(index)
-            if tier is None:
-                tier = tiers[index] = self.priority(index)[0]
-            if tier == NOW:
-                out += ahead
+            top = tops.get(index)
+            if top is None:
+                top = tops[index] = self.priority(index)
+            if top[0] == NOW:
+                due = top[1]
+                out += [k for k, deadline in ahead if deadline > due]
                 ahead = []
             else:
-                ahead.append(key)
+                ahead.append((key, top[1]))
         length = self.geometry.block_length  # of those returned only (most are not)
         return [(index, begin, length(index, begin)) for index, begin in out]
 

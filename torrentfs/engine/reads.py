@@ -423,7 +423,9 @@ class Reads:
             self._alone.difference_update(alone)  # (stored by now, or given up)
             if handle is not None:
                 handle.pending.pop(owner, None)
-            t.picker.drop(owner)
+            # Every raise of the read's (here, in ``_wait_for``, ``_wait_blocks``) is
+            # on its own pieces: undone there, not looked for among every raised one.
+            t.picker.drop(owner, pieces)
 
     def block_now(self, index: int, begin: int, length: int) -> memoryview | None:
         """Bytes of a verified piece for an upload if they can be had without
@@ -555,4 +557,4 @@ class Reads:
                                           f"piece {i}: {t.who_has(i)}")
         finally:
             self.waiting.pop(owner, None)
-            t.picker.drop(owner)
+            t.picker.drop(owner, pieces)  # (its raises: on ``pieces`` only)

@@ -6,7 +6,7 @@ its measured rate in all (while a read waits, at least its share of a piece: the
 piece's blocks over ``spread`` peers), of which at most AHEAD_SECONDS for pieces no
 read waits on (readahead, prefetch). So a read's blocks queue behind little at any peer; and
 while a read waits, the requests its blocks queue behind at a peer (those below NOW
-asked before its latest NOW request: ``Picker.backlog``) are cancelled (BEP 3), so
+asked before its latest NOW request and due later: ``Picker.backlog``) are cancelled (BEP 3), so
 that the peer serves the read's blocks next. The cancelled blocks are asked again,
 after them, in the order they are wanted.
 
@@ -55,28 +55,45 @@ class Requests:
         # {(index, begin): (when sent, whether the picker still holds the block)}.
         self._cancelling: dict[PeerSession, dict[tuple[int, int], tuple[float, bool]]] = {}
         self.soon = False  # a schedule_soon is on its way
+        # What it is for: the pieces whose blocks answered cancels freed (it stops
+        # once they are all asked again), or None: every peer picks.
+        self._freed: set[int] | None = None
+        self._unasked: set[int] = set()  # freed by answered cancels, not scheduled yet
+        self._skip: set[PeerSession] = set()  # peers that rejected, not asked by it
 
-    def schedule_soon(self, nursery: trio.Nursery | None) -> None:
+    def schedule_soon(self, nursery: trio.Nursery | None,
+                      freed: set[int] | None = None,
+                      skip: PeerSession | None = None) -> None:
         """The torrent's ``schedule`` once the running task yields, once however
         often asked: a read that raised its readahead (and waits for none of it) is
         answered before the peers pick, and the reader's next read waits for that
         answer. Until then a block arriving does not make its sender pick (the
         torrent checks ``soon``): every peer picks at once, fastest first, as if
         scheduled at once (else whichever peer's blocks came first took the lot)."""
+        if skip is not None:
+            self._skip.add(skip)
         if self.soon:
+            if freed is None:
+                self._freed = None
+            elif self._freed is not None:
+                self._freed |= freed
             return
         try:
             if nursery is None:
                 raise RuntimeError("the torrent is not running")
             nursery.start_soon(self._scheduled)
         except RuntimeError:  # not running (yet, or any more): at once then
-            self.torrent.schedule()
+            skip, self._skip = self._skip, set()
+            self.torrent.schedule(skip=skip, freed=freed)
         else:
             self.soon = True
+            self._freed = None if freed is None else set(freed)
 
     async def _scheduled(self) -> None:
+        freed, self._freed = self._freed, None
+        skip, self._skip = self._skip, set()
         self.soon = False
-        self.torrent.schedule()
+        self.torrent.schedule(skip=skip, freed=freed)
 
     def sizes(self, s: PeerSession, now: float) -> tuple[int, int]:
         """``(pipeline, ahead)``: how many requests to keep outstanding with a peer,
@@ -150,22 +167,28 @@ class Requests:
     def rejected(self, s: PeerSession, index: int, begin: int) -> None:
         """The peer rejected a request. If that answered a cancel of ours, its block
         is freed if we held it, and once every cancel is answered every peer picks.
-        A reject of the peer's own frees the block for other peers at once; the
-        peer is not asked again right away (it would be asked the same; the ticker
-        refills it)."""
+        A reject of the peer's own frees the block for other peers once the
+        running task yields (a choke's run of rejects: one schedule, until the
+        freed blocks are asked again); the peer is not asked again right away (it
+        would be asked the same; the ticker refills it)."""
         t = self.torrent
         pending = self._cancelling.get(s)
         answered = pending.pop((index, begin), None) if pending else None
         if answered is None:
             t.picker.request_dropped(s, index, begin)
-            t.schedule(skip=s)
+            t.schedule_soon({index}, skip=s)
             return
         if not pending:
             del self._cancelling[s]
         if answered[1]:
             t.picker.request_dropped(s, index, begin)
+            self._unasked.add(index)
             if not any(held for _, held in pending.values()):
-                t.schedule()
+                # Once the running task yields: the peers whose answers came in
+                # the same receive round pick once, together, until the freed
+                # blocks are all asked again (``schedule_soon``).
+                t.schedule_soon(self._unasked)
+                self._unasked = set()
 
     def answered(self, s: PeerSession, index: int, begin: int) -> None:
         """A block came from the peer: a cancel of it, if any, is answered."""

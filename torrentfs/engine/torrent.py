@@ -47,6 +47,7 @@ import trio
 from torrentfs import __version__
 from torrentfs.core import wire
 from torrentfs.core.bitfield import Bitfield
+from torrentfs.core.asked import askers, unasked
 from torrentfs.core.blame import Blame
 from torrentfs.core.choker import Choker, PeerView
 from torrentfs.core.geometry import Geometry
@@ -422,10 +423,15 @@ class Torrent:
             for peer, begin, length in cancels:
                 self.requests.cancel(peer, index, begin, length)
 
-    def schedule(self, skip: PeerSession | None = None, piece: int | None = None) -> None:
+    def schedule(self, skip: PeerSession | set | None = None, piece: int | None = None,
+                 freed: set[int] | None = None) -> None:
         """Priorities changed or requests were freed: let every unchoked peer pick,
         fastest first, so urgent blocks go to the best peers. With ``piece`` (one
-        piece raised to NOW), only the peers that have it (web seeds have all)."""
+        piece raised to NOW), only the peers that have it (web seeds have all), and
+        once every block of it is asked, only those asked (core/asked: the
+        others would find nothing of it to pick). With ``freed`` (pieces whose
+        blocks were freed: what this schedule is for), until none of their blocks
+        is free. ``skip``: a peer (or a set of them) not to ask."""
         now = trio.current_time()
         peers = [*self.sessions.values(), *self.webseeds.active()]
         if piece is not None:
@@ -434,16 +440,23 @@ class Torrent:
                      or (p.registered and has(p, piece))]
         peers.sort(key=lambda p: -p.down.rate(now))
         for s in peers:
-            if s is skip:
+            if s is skip or (type(skip) is set and s in skip):
                 continue
+            if piece is not None:
+                asked = askers(self.picker, piece, now)
+                if asked is not None and s not in asked:
+                    continue
+            elif freed is not None and not any(unasked(self.picker, i) for i in freed):
+                break
             if isinstance(s, WebSeed):
                 s.fill(now)
             else:
                 self._fill(s)
 
-    def schedule_soon(self) -> None:
+    def schedule_soon(self, freed: set[int] | None = None,
+                      skip: PeerSession | None = None) -> None:
         """``schedule`` once the running task yields (``Requests.schedule_soon``)."""
-        self.requests.schedule_soon(self._nursery)
+        self.requests.schedule_soon(self._nursery, freed, skip)
 
     async def _verify(self, index: int) -> None:
         buf = self._buffers.pop(index)
