@@ -134,7 +134,8 @@ class TorrentFS(pyfuse3.Operations):
     enable_writeback_cache = False
 
     def __init__(self, torrent: Torrent, tree: Tree, *, base: int = 0,
-                 handles: Iterator[int] | None = None) -> None:
+                 handles: Iterator[int] | None = None,
+                 page_cache: PageCacheFill | None = None) -> None:
         super().__init__()
         self.torrent = torrent
         self.tree = tree
@@ -161,8 +162,10 @@ class TorrentFS(pyfuse3.Operations):
         self._file_inodes = {n.file_index: n.inode for n in tree.nodes.values()
                              if not n.is_dir}
         torrent.piece_listeners.append(self._piece_changed)
-        # A listed video's quick head-start pieces go to the kernel's page cache.
-        self.page_cache = PageCacheFill(pyfuse3.notify_store)
+        # A listed video's quick head-start pieces go to the kernel's page cache
+        # (one per mount: a multi-torrent mount's torrents share it).
+        self.page_cache = (PageCacheFill(pyfuse3.notify_store) if page_cache is None
+                           else page_cache)
 
     def _node(self, inode: int) -> Node:
         node = self.tree.get(inode - self.base)
@@ -218,7 +221,7 @@ class TorrentFS(pyfuse3.Operations):
             videos = [node.file_index for node in children
                       if not node.is_dir and node.symlink is None and is_video(node.name)]
             self.torrent.reads.head_start.listed(fh, videos)
-            self.page_cache.listed(videos)
+            self.page_cache.listed(self.torrent, videos)
         for i in range(start_id, len(children)):
             node = children[i]
             if not pyfuse3.readdir_reply(token, os.fsencode(node.name), self._attrs(node), i + 1):
@@ -505,6 +508,7 @@ class Mount:
             nursery.start_soon(self._unmount_on_signal)
             nursery.start_soon(self.fs.watch_readers)
             nursery.start_soon(self._raise_readahead)
+            nursery.start_soon(self.fs.page_cache.run)
             ready()
             await pyfuse3.main()
             nursery.cancel_scope.cancel()

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import mmap
-from typing import Callable, Iterable, NamedTuple
+from typing import Awaitable, Callable, Iterable, NamedTuple
 
 import trio
 
@@ -71,28 +71,33 @@ def page_stores(g: Geometry, index: int, files: Iterable[int] | set[int]) -> lis
 
 
 class PageCacheFill:
-    """Hands verified pieces' pages to the kernel (see the module docstring).
-    ``store(inode, offset, data)`` is ``pyfuse3.notify_store``; ``spawn(fn, *args)``
-    starts an async task (``trio.lowlevel.spawn_system_task``: a piece arrives in a
-    synchronous callback)."""
+    """Hands verified pieces' pages to the kernel (see the module docstring), one
+    store at a time, in ``run`` (``fuse.Mount.serve`` runs it while the mount is
+    served; stores asked before wait for it). ``store(inode, offset, data)`` is
+    ``pyfuse3.notify_store``, called through ``run_sync`` (``trio.to_thread.run_sync``).
+    One per mount: a multi-torrent mount's torrents share it (``multifs``)."""
 
     def __init__(self, store: Callable[[int, int, memoryview], None],
-                 spawn: Callable[..., object] = trio.lowlevel.spawn_system_task) -> None:
+                 run_sync: Callable[..., Awaitable[object]] = trio.to_thread.run_sync) -> None:
         self.store = store
-        self.spawn = spawn
-        self.videos: set[int] = set()  # listed video files (file indexes)
-        self.given: set[int] = set()   # pieces handed over (each once)
-        self.running = 0               # stores in their threads now
+        self.run_sync = run_sync
+        self.limiter = trio.CapacityLimiter(1)  # the stores' own thread
+        self.videos: dict[object, set[int]] = {}  # per torrent: its listed videos
+        self.given: set[tuple[object, int]] = set()  # (torrent, piece) handed over
+        self._queue: list[tuple[int, int, memoryview]] = []
+        self._wake = trio.Event()
+        self.stored = 0                # stores done (or failed: their reads ask us)
 
-    def listed(self, videos: Iterable[int]) -> None:
-        """A folder was listed with these video files."""
-        self.videos.update(videos)
+    def listed(self, torrent, videos: Iterable[int]) -> None:
+        """A folder of ``torrent`` was listed with these video files."""
+        self.videos.setdefault(torrent, set()).update(videos)
 
     def arrived(self, torrent, index: int, inode_of: Callable[[int], int | None]) -> int:
-        """Piece ``index`` is verified and on disk: if a head start brought it
-        quickly, start handing its pages of listed videos to the kernel. Returns how
-        many stores were started."""
-        if not self.videos or index in self.given or index not in torrent.have:
+        """Piece ``index`` of ``torrent`` is verified and on disk: if a head start
+        brought it quickly, queue its pages of listed videos for the kernel.
+        Returns how many stores were queued."""
+        videos = self.videos.get(torrent)
+        if not videos or (torrent, index) in self.given or index not in torrent.have:
             return 0
         reads = torrent.reads
         if not reads.head_start.quick((index,)):
@@ -101,21 +106,31 @@ class PageCacheFill:
         piece = reads.recent.block(index, 0, g.piece_size(index))
         if piece is None:  # (no longer in memory: a read brings it)
             return 0
-        self.given.add(index)
-        started = 0
-        for s in page_stores(g, index, self.videos):
+        self.given.add((torrent, index))
+        queued = 0
+        for s in page_stores(g, index, videos):
             inode = inode_of(s.file_index)
             if inode is not None:
-                self.spawn(self._store, inode, s.file_offset, piece[s.begin:s.begin + s.length])
-                started += 1
-        return started
+                self._queue.append((inode, s.file_offset, piece[s.begin:s.begin + s.length]))
+                queued += 1
+        if queued:
+            self._wake.set()
+        return queued
 
-    async def _store(self, inode: int, offset: int, data: memoryview) -> None:
-        self.running += 1
-        try:
-            await trio.to_thread.run_sync(self.store, inode, offset, data,
-                                          abandon_on_cancel=True)
-        except OSError as e:  # (the kernel forgot the inode, an unmount): reads ask us
-            log.debug("page cache store of %d bytes at %d failed: %s", len(data), offset, e)
-        finally:
-            self.running -= 1
+    async def run(self) -> None:
+        """Carry out the queued stores, one at a time, each in a worker thread of its
+        own limiter (a store waiting for a page lock never holds up the threads the
+        reads need). Runs until cancelled; a store under way is finished first: the
+        FUSE session must outlive it."""
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            while self._queue:
+                inode, offset, data = self._queue.pop(0)
+                try:
+                    await self.run_sync(self.store, inode, offset, data,
+                                        limiter=self.limiter)
+                except OSError as e:  # (the kernel forgot the inode): reads ask us
+                    log.debug("page cache store of %d bytes at %d failed: %s",
+                              len(data), offset, e)
+                self.stored += 1
