@@ -385,7 +385,7 @@ class TorrentFS(pyfuse3.Operations):
         if pyfuse3.trio_token is None:
             return
         for span in self.torrent.geometry.piece_spans(index):
-            inode = self._file_inodes.get(span.file_index)
+            inode = self._kernel_inode(span.file_index)
             if inode is not None:
                 try:
                     pyfuse3.invalidate_inode(inode, attr_only=True)
