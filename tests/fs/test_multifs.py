@@ -43,3 +43,24 @@ async def test_xattrs_of_the_root_and_of_each_torrent(tmp_path):
     assert await fs.getxattr(file.st_ino, b"user.torrentfs.pieces", None) == \
         f"0/{meta.num_pieces}".encode()
     assert b"user.torrentfs.infohash" not in await fs.listxattr(file.st_ino, None)
+
+
+def test_a_piece_drops_the_attributes_of_its_file_at_the_inode_the_kernel_knows(
+        tmp_path, monkeypatch):
+    """A piece arriving changes its file's st_blocks: the kernel is told to drop the
+    cached attributes of that file as the mount shows it (the torrent's slot added
+    to the tree's inode), not of the tree's bare inode."""
+    fs = MultiFS(invalidate=lambda *a, **kw: None)
+    for n in (1, 2):
+        (tmp_path / str(n)).mkdir()
+        meta, _ = small_torrent(tmp_path / str(n), 100_000, seed=n)
+        fs.add(f"t{n}", Torrent(meta, tmp_path / f"c{n}", quiet()), Tree.from_metainfo(meta))
+    dropped = []
+    monkeypatch.setattr(pyfuse3, "trio_token", object())
+    monkeypatch.setattr(pyfuse3, "invalidate_inode",
+                        lambda inode, attr_only=False: dropped.append((inode, attr_only)))
+    child = fs._children[2]
+    child._piece_changed(0)
+    [file_node] = [n for n in child.tree.nodes.values() if not n.is_dir]
+    assert dropped == [(child.base + file_node.inode, True)]
+    assert child.base != 0

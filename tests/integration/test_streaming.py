@@ -1,9 +1,13 @@
 """Integration: streaming through the mount. A video plays and seeks through it with
-ffprobe/ffmpeg (the frame decoded at 40 s is the same as from the original file), and
-a small read in the middle of a big file fetches a few MiB, not the torrent."""
+ffprobe/ffmpeg (the frame decoded at 40 s is the same as from the original file), a
+listed video's head-start pieces wait in the kernel's page cache before anything
+reads them, and a small read in the middle of a big file fetches a few MiB, not the
+torrent."""
 
 from __future__ import annotations
 
+import ctypes
+import mmap
 import os
 import re
 import subprocess
@@ -11,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.swarm import lt_create, lt_seeder, opentracker
+from tests.harness.swarm import lt_create, lt_seeder, opentracker, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -72,6 +76,50 @@ def test_seek_before_anything_else_fetches_little(video_swarm, mount_torrent):
     assert m.unmount().returncode == 0
     got = int(re.search(r"totals: downloaded (\d+) bytes", m.log).group(1))
     assert got < video.stat().st_size  # not the whole film for one frame
+
+
+def resident(path: Path, offset: int, length: int) -> list[bool]:
+    """Which pages of ``[offset, offset+length)`` of a file are in the kernel's page
+    cache (mincore on a mapping of it: nothing is read)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    pages = -(-length // mmap.PAGESIZE)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, length, mmap.PROT_READ, mmap.MAP_SHARED, fd, offset)
+        assert addr not in (None, ctypes.c_void_p(-1).value), ctypes.get_errno()
+        try:
+            vec = ctypes.create_string_buffer(pages)
+            assert libc.mincore(addr, length, vec) == 0, ctypes.get_errno()
+            return [bool(b & 1) for b in vec.raw]
+        finally:
+            libc.munmap(addr, length)
+    finally:
+        os.close(fd)
+
+
+def test_a_listed_videos_head_start_waits_in_the_page_cache(video_swarm, mount_torrent):
+    """Listing the folder brings the video's first and last pieces (the head start)
+    and hands them to the kernel (fs/pagecache): a program that then opens the video
+    reads them without a round trip to the daemon, and reads the film's bytes."""
+    torrent, video = video_swarm
+    m = mount_torrent(torrent)
+    through = m.path / "film" / "film.mkv"
+    assert "film.mkv" in os.listdir(m.path / "film")
+    size = video.stat().st_size
+    piece = 256 * 1024
+    tail = (size - 1) // mmap.PAGESIZE * mmap.PAGESIZE  # the last page
+    wait_until(lambda: all(resident(through, 0, piece)) and all(resident(through, tail, 1)),
+               30, interval=0.05)
+    with open(through, "rb") as f, open(video, "rb") as original:
+        assert f.read(piece) == original.read(piece)
+        f.seek(tail)
+        original.seek(tail)
+        assert f.read() == original.read()
 
 
 def test_small_read_in_a_big_file_fetches_only_a_few_mib(tmp_path, mount_torrent):

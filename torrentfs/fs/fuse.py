@@ -5,8 +5,10 @@ goes to ``Torrent.read`` and waits there until its pieces are verified. This is 
 only module that turns errors into errno values. Verified data never changes, so the
 kernel may cache it for ever (``keep_cache``, long attribute and entry timeouts); only
 ``st_blocks`` (a file's verified bytes, for ``du``) moves, and the kernel is told to
-drop a file's cached attributes when a piece of it arrives or leaves. Extended
-attributes ``user.torrentfs.*`` give progress (``status.node_facts``).
+drop a file's cached attributes when a piece of it arrives or leaves. A listed
+video's head-start pieces that came quickly are put in the kernel's page cache
+before anything reads them (``pagecache``). Extended attributes
+``user.torrentfs.*`` give progress (``status.node_facts``).
 
 A reader that gives up must not stay stuck. The kernel sends FUSE_INTERRUPT when a
 process blocked in a read gets a signal, but pyfuse3 does not pass it on, and once
@@ -46,6 +48,7 @@ from torrentfs.disk.storage import StorageError
 from torrentfs.engine.reads import ReadTimeout
 from torrentfs.engine.status import node_facts
 from torrentfs.engine.torrent import Torrent
+from torrentfs.fs.pagecache import PageCacheFill
 
 log = logging.getLogger("torrentfs.fuse")
 
@@ -131,7 +134,8 @@ class TorrentFS(pyfuse3.Operations):
     enable_writeback_cache = False
 
     def __init__(self, torrent: Torrent, tree: Tree, *, base: int = 0,
-                 handles: Iterator[int] | None = None) -> None:
+                 handles: Iterator[int] | None = None,
+                 page_cache: PageCacheFill | None = None) -> None:
         super().__init__()
         self.torrent = torrent
         self.tree = tree
@@ -158,6 +162,10 @@ class TorrentFS(pyfuse3.Operations):
         self._file_inodes = {n.file_index: n.inode for n in tree.nodes.values()
                              if not n.is_dir}
         torrent.piece_listeners.append(self._piece_changed)
+        # A listed video's quick head-start pieces go to the kernel's page cache
+        # (one per mount: a multi-torrent mount's torrents share it).
+        self.page_cache = (PageCacheFill(pyfuse3.notify_store) if page_cache is None
+                           else page_cache)
 
     def _node(self, inode: int) -> Node:
         node = self.tree.get(inode - self.base)
@@ -210,9 +218,10 @@ class TorrentFS(pyfuse3.Operations):
     async def readdir(self, fh, start_id, token):
         children = self.tree.children(fh - self.base)
         if start_id == 0:  # a folder listed: its videos get a head start (engine/headstart)
-            self.torrent.reads.head_start.listed(fh, [
-                node.file_index for node in children
-                if not node.is_dir and node.symlink is None and is_video(node.name)])
+            videos = [node.file_index for node in children
+                      if not node.is_dir and node.symlink is None and is_video(node.name)]
+            self.torrent.reads.head_start.listed(fh, videos)
+            self.page_cache.listed(self.torrent, videos)
         for i in range(start_id, len(children)):
             node = children[i]
             if not pyfuse3.readdir_reply(token, os.fsencode(node.name), self._attrs(node), i + 1):
@@ -376,12 +385,17 @@ class TorrentFS(pyfuse3.Operations):
         if pyfuse3.trio_token is None:
             return
         for span in self.torrent.geometry.piece_spans(index):
-            inode = self._file_inodes.get(span.file_index)
+            inode = self._kernel_inode(span.file_index)
             if inode is not None:
                 try:
                     pyfuse3.invalidate_inode(inode, attr_only=True)
                 except OSError:
                     pass
+        self.page_cache.arrived(self.torrent, index, self._kernel_inode)
+
+    def _kernel_inode(self, file_index: int) -> int | None:
+        inode = self._file_inodes.get(file_index)
+        return None if inode is None else self.base + inode
 
 
 KERNEL_READAHEAD_KIB = 1024
@@ -494,6 +508,7 @@ class Mount:
             nursery.start_soon(self._unmount_on_signal)
             nursery.start_soon(self.fs.watch_readers)
             nursery.start_soon(self._raise_readahead)
+            nursery.start_soon(self.fs.page_cache.run)
             ready()
             await pyfuse3.main()
             nursery.cancel_scope.cancel()

@@ -34,6 +34,7 @@ from torrentfs.core.tree import ROOT_INODE, Tree
 from torrentfs.core.watchdir import unique_name
 from torrentfs.engine.torrent import Torrent
 from torrentfs.fs.fuse import POLL_READERS, TorrentFS
+from torrentfs.fs.pagecache import PageCacheFill
 
 log = logging.getLogger("torrentfs.fuse")
 
@@ -58,6 +59,7 @@ class MultiFS(pyfuse3.Operations):
         self._slots = itertools.count(1)
         self.uid, self.gid = os.getuid(), os.getgid()
         self.time_ns = time.time_ns()  # the root's times: its last change
+        self.page_cache = PageCacheFill(pyfuse3.notify_store)  # (fs/pagecache)
 
     # -- entries ------------------------------------------------------------------
 
@@ -67,7 +69,8 @@ class MultiFS(pyfuse3.Operations):
         if len(tree.nodes) >= 1 << SLOT_BITS:
             raise ValueError("too many files for one torrent")
         slot = next(self._slots)
-        child = TorrentFS(torrent, tree, base=slot << SLOT_BITS, handles=self._handles)
+        child = TorrentFS(torrent, tree, base=slot << SLOT_BITS, handles=self._handles,
+                          page_cache=self.page_cache)
         meta = torrent.meta
         top = tree.root.children[meta.name] if meta.multi_file else ROOT_INODE
         name = unique_name(name, self._folders)
