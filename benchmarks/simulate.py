@@ -15,6 +15,7 @@ from typing import Any
 from benchmarks.cluster_report import kraken_lines, summary, verdicts
 from benchmarks.sim.links import BLOCK, Params
 from benchmarks.sim.swarm import simulate
+from benchmarks.sim.why import lines as why_lines
 from torrentfs.disk.create import choose_piece_length
 
 # The Kraken-style targets of issue 16 (as benchmarks/cluster.py's TARGETS; CPU is
@@ -55,7 +56,8 @@ def params_from(args: argparse.Namespace, nodes: int) -> Params:
                   mount_window=args.mount_window,
                   leave_fraction=args.leave_fraction, peers=args.peers,
                   read_size=args.read_size << 10, seed=args.seed,
-                  prefer_rack=args.prefer_subnet, super_seed=args.super_seed, unit=unit)
+                  prefer_rack=args.prefer_subnet, super_seed=args.super_seed, unit=unit,
+                  why_idle=args.why_idle if nodes == args.nodes else 0.0)
 
 
 def report(result: dict[str, Any]) -> list[str]:
@@ -102,6 +104,8 @@ def report(result: dict[str, Any]) -> list[str]:
         lines.append(f"  {left} node(s) left mid-way; {stuck} staying node(s) did not finish")
     lines.append(f"  simulated {tn['sim_time_s']:.1f} s in {tn['sim_wall_s']:.1f} s "
                  f"({tn['sim_events']} events)")
+    if "why_idle" in tn:
+        lines += why_lines(tn["why_idle"])
     return lines
 
 
@@ -141,6 +145,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help=f"read size, KiB ({READ_KIB}: the FUSE reads of a sequential "
                          "reader, since the mount raises the kernel's readahead)")
     ap.add_argument("--seed", type=int, default=1, help="random seed (1)")
+    ap.add_argument("--why-idle", type=float, default=0, metavar="S",
+                    help="sample every node every S simulated seconds up to the ideal "
+                         "time and report why uplinks idle (benchmarks/sim/why.py; 0: off)")
     ap.add_argument("--json", metavar="FILE", help="write every raw number here")
     ap.add_argument("--plot", metavar="FILE.png",
                     help="completion CDF and origin vs peer bytes (needs matplotlib)")
@@ -153,7 +160,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     bad += [name for name, v in (("--latency", args.latency), ("--down-rate", args.down_rate),
                                  ("--rack-uplink", args.rack_uplink),
                                  ("--join-window", args.join_window),
-                                 ("--mount-window", args.mount_window)) if v < 0]
+                                 ("--mount-window", args.mount_window),
+                                 ("--why-idle", args.why_idle)) if v < 0]
     if args.join_window and args.mount_window:
         ap.error("--join-window and --mount-window are two ways to join: give one")
     if bad:

@@ -98,6 +98,7 @@ class Params:
     prefer_rack: bool = False     # --prefer-subnet, each rack a subnet (core/topology)
     super_seed: bool = False      # the origin spares its uplink (core/sparing)
     max_time: float = 0.0         # 0: 50 x the ideal time, then give up
+    why_idle: float = 0.0         # > 0: sample why uplinks idle this often (sim/why.py)
     unit: int = 0                 # real bytes per simulated block (0: the piece size)
     shared_uplink: bool | None = None  # an uploader's batch of blocks (one per asking
                                   # peer) shares its uplink; False: one block at a time;

@@ -59,6 +59,7 @@ from typing import Any
 from benchmarks.cluster_report import ideal_seconds
 from benchmarks.sim.links import Link, Loop, Params, reserve
 from benchmarks.sim.node import Node
+from benchmarks.sim.why import WhyIdle
 from torrentfs.core.geometry import Geometry
 from torrentfs.core.topology import choose
 from torrentfs.engine.haves import HAVE_DELAY
@@ -307,6 +308,9 @@ class Swarm:
             for t, group in groups.items():
                 self.loop.at(t, self.join_group, group)
         self.loop.at(0.0, self._sample, max(0.05, self.ideal / 200))
+        why = WhyIdle(p.why_idle) if p.why_idle > 0 else None
+        if why is not None:
+            why.start(self)
         limit = p.max_time or 50 * self.ideal + p.join_window + p.mount_window
         self.loop.run(until=limit)
         self._sample(0)  # the last point
@@ -330,6 +334,7 @@ class Swarm:
                        "out_copies": self.rack_bytes_out[r] * f / size,
                        "nodes": sum(1 for n in self.nodes if n.rack == r)}
                       for r in range(len(self.rack_bytes_in))],
+            **({"why_idle": why.report()} if why is not None else {}),
             "sim_time_s": self.loop.now,
             "sim_events": self.loop.events,
             "sim_blocks": sum(n.rx_blocks for n in self.nodes),  # simulated blocks received
