@@ -92,10 +92,11 @@ def test_with_nothing_fresh_a_held_request_waits_the_idle_hold_then_goes():
 def test_a_round_that_leaves_held_requests_waiting_says_when_the_first_may_go():
     rounds = Rounds()
     rounds.sent = {5: 1, 6: 1}
-    rounds.last_sent = {5: ("x", 9.75), 6: ("y", 9.5)}
+    rounds.last_sent = {5: ("x", 10.0 - IDLE_HOLD_SECONDS / 4),
+                        6: ("y", 10.0 - IDLE_HOLD_SECONDS / 2)}
     fifo = deque([R(5), R(6)])
     assert rounds.batch([("a", fifo, _All(), 16384)], now=10.0) == []
-    assert rounds.wake_at == 9.5 + IDLE_HOLD_SECONDS and list(fifo) == [R(5), R(6)]
+    assert rounds.wake_at == 10.0 + IDLE_HOLD_SECONDS / 2 and list(fifo) == [R(5), R(6)]
     [(peer, req, _)] = rounds.batch([("a", fifo, _All(), 16384)], now=rounds.wake_at)
     assert (peer, req) == ("a", R(6)) and rounds.wake_at is None
     # A round that leaves nothing waiting so (here: a fresh piece asked) says None.

@@ -46,12 +46,13 @@ HOLD_SECONDS = 8.0  # how long a piece just sent to one peer waits for another (
                    # benchmarks/sim, docs/benchmarks.md "session 6: cluster policy")
 
 
-IDLE_HOLD_SECONDS = 1.0  # with no fresh request at all, how long a piece just sent
+IDLE_HOLD_SECONDS = 0.5  # with no fresh request at all, how long a piece just sent
                          # to one peer still waits for another: the taker's HAVE
                          # comes 0.2-0.8 s after the origin sent the piece in a
                          # 4-node test cluster (its queues, HAVE_DELAY), and the
-                         # asker cancels here on hearing it (docs/benchmarks.md,
-                         # session 9)
+                         # asker cancels here on hearing it; 1 s let a node whose
+                         # pieces all came held finish 1.3x late (a 4-node block-
+                         # level simulation: docs/benchmarks.md, session 9)
 
 ANNOUNCED_GRACE = 0.1  # ... and no longer than this after a peer announced the piece
                       # (a HAVE reaches the asker as it reaches us: an asker that may
