@@ -150,3 +150,59 @@ class _All:
 
 def R(index):
     return Request(index, 0, 16384)
+
+
+def B(index, block):
+    return Request(index, block * 16384, 16384)
+
+
+def test_a_piece_begun_for_a_peer_is_finished_before_another_begins():
+    """Under a token bucket a round's blocks go out one after another: a round that
+    gave every asker a block would move each asker's piece along together, so
+    none is whole (and announced, so the next hop can start) until all are."""
+    rounds = Rounds()
+    a = deque([B(5, 0), B(5, 1), B(5, 2)])
+    b = deque([B(6, 0), B(6, 1)])
+    c = deque([B(7, 0)])
+    asking = [("a", a, _All(), 16384), ("b", b, _All(), 16384), ("c", c, _All(), 16384)]
+    # nothing begun yet: one fresh piece for each asker, as before
+    assert [(p, r.index, r.begin) for p, r, _ in rounds.batch(asking, 10.0)] == [
+        ("a", 5, 0), ("b", 6, 0), ("c", 7, 0)]
+    assert rounds.begun == {5: ("a", 10.0), 6: ("b", 10.0), 7: ("c", 10.0)}
+    # c asks for a new piece; the pieces begun go on, the one begun first alone, in
+    # its peer's queue order while its room lasts
+    c.append(B(8, 0))
+    asking[0] = ("a", a, _All(), 2 * 16384)
+    assert [(p, r.index, r.begin) for p, r, _ in rounds.batch(asking, 10.1)] == [
+        ("a", 5, 16384), ("a", 5, 32768)]
+    assert [(p, r.index, r.begin) for p, r, _ in rounds.batch(asking, 10.2)] == [
+        ("b", 6, 16384)]
+    # nothing begun is asked for any more: the round is as before
+    assert [(p, r.index, r.begin) for p, r, _ in rounds.batch(asking, 10.3)] == [
+        ("c", 8, 0)]
+
+
+def test_a_begun_piece_goes_on_only_for_the_peer_it_was_begun_for_and_with_room():
+    rounds = Rounds()
+    rounds.begun = {5: ("a", 1.0), 6: ("b", 2.0)}
+    rounds.sent = {5: 1, 6: 1}
+    a, b = deque([B(5, 1)]), deque([B(6, 1), B(7, 0)])
+    # a's socket is full: b's begun piece goes on, and nothing else starts
+    batch = rounds.batch([("a", a, _All(), 0), ("b", b, _All(), 16384)], 3.0)
+    assert [(p, r.index, r.begin) for p, r, _ in batch] == [("b", 6, 16384)]
+    # a block of a piece begun for another peer is no continuation: a fresh round
+    c = deque([B(5, 2), B(9, 0)])
+    batch = rounds.batch([("c", c, _All(), 16384)], 3.0)
+    assert [(p, r.index, r.begin) for p, r, _ in batch] == [("c", 9, 0)]
+
+
+def test_an_untaken_first_block_leaves_the_piece_begun_as_it_was():
+    rounds = Rounds()
+    rounds.begun = {5: ("x", 1.0)}
+    prev = rounds.taken("a", B(5, 0), 2.0)
+    assert rounds.begun[5] == ("a", 2.0)
+    rounds.untaken("a", B(5, 0), prev)
+    assert rounds.begun == {5: ("x", 1.0)}
+    prev = rounds.taken("a", B(6, 0), 2.0)
+    rounds.untaken("a", B(6, 0), prev)
+    assert 6 not in rounds.begun

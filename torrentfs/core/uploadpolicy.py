@@ -28,6 +28,13 @@ second and third copies whenever its readers paused asking for fresh pieces:
 1.5-1.9 copies for 4 readers where 1 is the aim; docs/benchmarks.md, session 9.)
 A super-seeding origin (core/sparing) refuses them instead: it holds them no
 longer (``idle_hold=0``).
+A piece begun for a peer is finished first: while a peer with room asks for the rest
+of a piece whose first block went to it (``begun``), a round is those blocks only,
+of the piece begun earliest, and starts no other piece. An uplink (the daemon's
+token bucket sends a round's blocks one after another) then completes a piece at one
+peer before the next begins, so that peer announces it, and the next hop starts,
+sooner than if every asker's piece crept along together (the simulator at 64 nodes:
+docs/benchmarks.md, session 9, "finishing a begun piece first").
 engine/upload.py runs its rounds with it, and so does the swarm simulator
 (benchmarks/sim, one block of room per peer); ``next_batch`` is one such round over
 plain lists.
@@ -114,6 +121,8 @@ class Rounds:
         self.heard: dict[int, float] = {}  # piece -> when a peer first announced it
         self.sent: dict[int, int] = {}  # piece -> times its first block went out
         self.last_sent: dict[int, tuple[Hashable, float]] = {}  # piece -> to whom, when
+        self.begun: dict[int, tuple[Hashable, float]] = {}  # piece -> to whom its first
+                                                            # block last went, when
 
     def batch(self, asking: Iterable[tuple[Hashable, deque, Container, int]],
               now: float) -> list[tuple[Hashable, Any, Any]]:
@@ -125,6 +134,11 @@ class Rounds:
         ready = [(peer, fifo, live, room, self.best(peer, fifo, live, now))
                  for peer, fifo, live, room in asking if room > 0]
         ready = [r for r in ready if r[4] is not None]
+        rest = self._begun_rest(ready, now)
+        if rest is not None:
+            self.wake_at = None
+            self.waiting.clear()
+            return rest
         fresh = any(not held for *_, (_, held) in ready)
         if ready and not fresh:
             fresh = any(best is not None and not best[1]
@@ -151,6 +165,39 @@ class Rounds:
                 if left <= 0:
                     break
                 best = self.next_best(peer, fifo, live, n, req, now)
+        return batch
+
+    def _begun_rest(self, ready: list, now: float) -> list | None:
+        """The round that finishes a piece begun for a peer (the module docstring):
+        of the ready peers' requests for the rest of a piece whose first block last
+        went to them (``begun``), the piece begun earliest, its requests in the
+        peer's queue order while the peer's room lasts; None if none is asked."""
+        begun = self.begun
+        if not begun:
+            return None
+        found, found_at = None, math.inf
+        for peer, fifo, live, room, _ in ready:
+            for req in itertools.islice(fifo, self.scan):
+                if req.begin == 0:
+                    continue
+                b = begun.get(req.index)
+                if (b is not None and b[0] is peer and b[1] < found_at
+                        and (req.index, req.begin, req.length) in live):
+                    found, found_at = (peer, fifo, live, room, req.index), b[1]
+        if found is None:
+            return None
+        peer, fifo, live, left, index = found
+        batch = []
+        n = 0
+        while n < len(fifo) and left > 0:
+            req = fifo[n]
+            if (req.index != index or req.begin == 0
+                    or (req.index, req.begin, req.length) not in live):
+                n += 1
+                continue
+            del fifo[n]
+            batch.append((peer, req, self.taken(peer, req, now)))
+            left -= req.length
         return batch
 
     def _idle_best(self, peer: Hashable, fifo: deque, n: int, now: float) -> int | None:
@@ -239,6 +286,9 @@ class Rounds:
         self.last_sent[req.index] = (peer, now)
         if req.begin == 0:
             self.sent[req.index] = self.sent.get(req.index, 0) + 1
+            begun = self.begun.get(req.index)
+            self.begun[req.index] = (peer, now)
+            return prev, begun
         return prev
 
     def untaken(self, peer: Hashable, req: Req, prev: Any) -> None:
@@ -249,6 +299,13 @@ class Rounds:
                 self.sent[req.index] = n
             else:
                 self.sent.pop(req.index, None)
+            prev, begun = prev
+            b = self.begun.get(req.index)
+            if b is not None and b[0] is peer:  # nobody began it since
+                if begun is None:
+                    del self.begun[req.index]
+                else:
+                    self.begun[req.index] = begun
         last = self.last_sent.get(req.index)
         if last is not None and last[0] is peer:  # nobody took it since
             if prev is None:
