@@ -1,15 +1,16 @@
 """The receive path's syscalls at a trickle (issue 13): a receive after one that did
 not fill its buffer asks for ``TRICKLE_RECV_SIZE`` (an allocation glibc serves from
 its heap, not a fresh mapping), one that filled it is followed by one of
-``RECV_SIZE``; the quick ACK is given only after a receive whose messages set no send
-going. Whatever the sizes, every block lands whole and unchanged, and a block handed
-on is never changed by later receives."""
+``RECV_SIZE``; the quick ACK is given only after a receive of blocks (or of half a
+message) whose messages set no send going. Whatever the sizes, every block lands
+whole and unchanged, and a block handed on is never changed by later receives."""
 
 from __future__ import annotations
 
 import os
 import socket
 
+import pytest
 import trio
 
 from torrentfs.core import messages, wire
@@ -89,39 +90,59 @@ async def test_a_block_cut_at_every_byte_lands_whole_and_stays_unchanged(monkeyp
     b.close()
 
 
-async def test_the_quick_ack_only_when_nothing_sent_carries_the_ack(monkeypatch):
+@pytest.mark.parametrize("runs", [False, True], ids=["on_message", "on_blocks"])
+async def test_the_quick_ack_only_for_blocks_when_nothing_sent_carries_it(
+        monkeypatch, runs):
     acks: list[int] = []
 
     class Answering(Swarm):
         def on_message(self, s, msg) -> None:
             super().on_message(s, msg)
-            if type(msg) is wire.Have and msg.index == 1:
+            if type(msg) is wire.Piece:
+                self.answer(s, msg.index)
+
+        def answer(self, s, index) -> None:
+            if index == 1:
                 s.send_requests([(1, 0, 1 << 14)])  # an answer: it carries the ACK
-            if type(msg) is wire.Have and msg.index == 3:
+            if index == 3:
                 s.send_lazy(wire.Have(0))  # queued, not sent now: no ACK carried
-            acks.append(-1)  # a marker: what came before was this message's receive
+
+    class Runs(Answering):
+        def on_blocks(self, s, blocks) -> None:
+            for index, begin, data in blocks:
+                self.got.append(wire.Piece(index, begin, bytes(data)))
+                self.answer(s, index)
 
     def acker(stream):
-        return lambda: acks.append(len(received))
+        return lambda: acks.append(len(swarm.got))
 
     monkeypatch.setattr(peer_mod, "_quick_acker", acker)
     a, b = socket.socketpair()
-    swarm = Answering()
-    received = swarm.got
+    swarm = Runs() if runs else Answering()
     s = session(a, swarm)
+    s.requests_sent = 100
     remote = wire.PeerConnection(INFO_HASH, b"B" * 20, num_pieces=NUM_PIECES)
     far = trio.socket.from_stdlib_socket(b)
+    blocks = [wire.Piece(i, 0, bytes([i]) * 100) for i in range(4)]
+
+    def enc(msg) -> bytes:
+        return messages.encode(msg, NUM_PIECES)
+
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(s.run)
             await far.send(remote.handshake())
             await trio.testing.wait_all_tasks_blocked()
-            for i in range(4):
-                await far.send(messages.encode(wire.Have(i), NUM_PIECES))
+            for data in (enc(blocks[0]),  # a block, nothing sent: acked
+                         enc(blocks[1]),  # a block answered: not acked
+                         enc(wire.Have(5)),  # no block: not acked
+                         enc(blocks[2])[:50],  # half a block: acked
+                         enc(blocks[2])[50:],  # the rest: acked
+                         enc(blocks[3])):  # a block, a send queued lazily: acked
+                await far.send(data)
                 await trio.testing.wait_all_tasks_blocked()
             s.close("done")
-    # each HAVE's receive is acked once it is handled, but for the one answered
-    assert [n for n in acks if n >= 0] == [1, 3, 4]
-    assert received == [wire.Have(i) for i in range(4)]
+    assert acks == [1, 3, 4, 5]  # how many messages were in when each came
+    assert swarm.got == [blocks[0], blocks[1], wire.Have(5), blocks[2], blocks[3]]
     a.close()
     b.close()

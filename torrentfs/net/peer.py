@@ -312,11 +312,14 @@ class PeerSession:
         partial_since: float | None = None
         resume_at = 0.0  # the download limit's pause runs until then
         ack = _quick_acker(self.stream)
-        # The quick ACK is wanted only when nothing we send carries the ACK: it is
-        # given once the messages of a receive are handled, if they set no send
-        # going (a block answered with a request, a request with a block: the ACK
-        # rides on those). ``ack_sends`` is ``_sends`` at the receive (-1: none due).
+        # The quick ACK is for a peer sending us blocks (more to come: its next one
+        # may wait for our ACK), so it is given once the messages of a receive are
+        # handled, if they were blocks or left half a message, and set no send going
+        # (a request we send carries the ACK). A receive of requests or HAVEs alone
+        # needs none (a seed got a setsockopt per request). ``ack_sends`` is
+        # ``_sends`` at the receive (-1: none due); ``got_blocks``: it had blocks.
         ack_sends = -1
+        got_blocks = False
         size = RECV_SIZE  # what the next receive asks for
         # A plain TCP socket is read directly (``_receive_fd``): one wake-up, one
         # recv, one task step per arrival, where trio's ``receive_some`` adds a
@@ -342,9 +345,11 @@ class PeerSession:
                             received(self)
                             if self.closed:
                                 return
-                        if ack_sends == self._sends:
+                        if ack_sends == self._sends and (got_blocks
+                                                         or self.conn.buffered):
                             ack()
                         ack_sends = -1
+                        got_blocks = False
                         if self.conn.buffered and partial_since is None:
                             partial_since = trio.current_time()
                             idle.deadline = min(idle.deadline,
@@ -378,6 +383,7 @@ class PeerSession:
                             del blocks[len(blocks) - over:]
                             self.close_reason = "sent blocks we never asked for"
                         if blocks:
+                            got_blocks = True
                             resume_at = self._got_blocks(blocks)
                             on_blocks(self, blocks)
                             handled = True
@@ -391,6 +397,7 @@ class PeerSession:
                             return
                         continue
                     if type(event) is wire.Piece:
+                        got_blocks = True
                         self.blocks_received += 1
                         if self.blocks_received > self.requests_sent + UNREQUESTED_SLACK:
                             self.close_reason = "sent blocks we never asked for"
