@@ -3,9 +3,7 @@ not fill its buffer asks for ``TRICKLE_RECV_SIZE`` (an allocation glibc serves f
 its heap, not a fresh mapping), one that filled it is followed by one of
 ``RECV_SIZE``; the quick ACK is given only after a receive of blocks (or of half a
 message) whose messages set no send going. Whatever the sizes, every block lands
-whole and unchanged, and a block handed on is never changed by later receives. The
-sender waits for room on a duplicate of the socket's descriptor (an epoll
-registration apart from the receiver's)."""
+whole and unchanged, and a block handed on is never changed by later receives."""
 
 from __future__ import annotations
 
@@ -20,7 +18,6 @@ from torrentfs.net import peer as peer_mod
 from torrentfs.net.peer import RECV_SIZE, TRICKLE_RECV_SIZE
 
 from tests.net.test_peer_receive import INFO_HASH, NUM_PIECES, Swarm, session
-from tests.net.test_peer_send import _exchange
 
 
 def test_a_trickle_receive_stays_under_the_mmap_threshold():
@@ -149,25 +146,3 @@ async def test_the_quick_ack_only_for_blocks_when_nothing_sent_carries_it(
     assert swarm.got == [blocks[0], blocks[1], wire.Have(5), blocks[2], blocks[3]]
     a.close()
     b.close()
-
-
-async def test_the_sender_waits_for_room_on_a_descriptor_of_its_own(monkeypatch):
-    # trio arms one epoll registration per descriptor for both its waiters: the
-    # sender waits on a duplicate, so a wake-up of one does not re-arm the other.
-    waits: dict[str, set[int]] = {"readable": set(), "writable": set()}
-    real = {k: getattr(trio.lowlevel, f"wait_{k}") for k in waits}
-
-    def spy(kind):
-        async def wait(fd):
-            waits[kind].add(fd if isinstance(fd, int) else fd.fileno())
-            await real[kind](fd)
-        return wait
-
-    for kind in waits:
-        monkeypatch.setattr(trio.lowlevel, f"wait_{kind}", spy(kind))
-    fds_before = len(os.listdir("/proc/self/fd"))
-    expected, received, _, s = await _exchange(lambda st: st)
-    assert received == expected  # the socket filled: the sender waited for room ...
-    assert waits["writable"] and waits["readable"]
-    assert not waits["writable"] & waits["readable"]  # ... never on the reader's fd
-    assert len(os.listdir("/proc/self/fd")) == fds_before  # the duplicate is closed

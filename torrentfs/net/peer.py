@@ -467,60 +467,46 @@ class PeerSession:
     async def _sender(self) -> None:
         sock = _plain_socket(self.stream)
         fd = sock.fileno() if sock is not None else -1
-        # The sender waits for room on a duplicate of the descriptor: trio registers
-        # each descriptor with epoll once for both its waiters (one-shot), so with
-        # the receiver waiting readable on the same one, every wake-up of either
-        # re-armed the other (an ``epoll_ctl`` more per wake-up). A duplicate is an
-        # epoll registration of its own.
-        wfd = os.dup(fd) if fd >= 0 else -1
-        try:
-            while True:
-                if not self._out:
-                    self._wake = trio.Event()
-                    self._idle_fd = fd
-                    try:
-                        await self._wake.wait()
-                    finally:
-                        self._idle_fd = -1
-                    continue  # a ``push`` may have sent it all meanwhile
-                if sock is not None:
-                    await self._send_some(fd, wfd)
-                else:
-                    out, self._out, self._out_len = self._out, deque(), 0
-                    await self.stream.send_all(b"".join(out))
-                self.last_sent = trio.current_time()
-                if not self._out:
-                    self.swarm.on_drained(self)
-        finally:
-            if wfd >= 0:
-                trio.lowlevel.notify_closing(wfd)
-                os.close(wfd)
+        while True:
+            if not self._out:
+                self._wake = trio.Event()
+                self._idle_fd = fd
+                try:
+                    await self._wake.wait()
+                finally:
+                    self._idle_fd = -1
+                continue  # a ``push`` may have sent it all meanwhile
+            if sock is not None:
+                await self._send_some(fd)
+            else:
+                out, self._out, self._out_len = self._out, deque(), 0
+                await self.stream.send_all(b"".join(out))
+            self.last_sent = trio.current_time()
+            if not self._out:
+                self.swarm.on_drained(self)
 
-    async def _send_some(self, fd: int, wfd: int | None = None) -> None:
+    async def _send_some(self, fd: int) -> None:
         """Hand the kernel up to SEND_IOV queued buffers in one ``writev`` on the
         socket ``fd``; what it took leaves the queue. Waits until the socket can
         take more if it took less than all of them (a full socket), else yields
         only if more is queued: a send that empties the queue costs no task step
-        of its own (trio's ``sendmsg`` adds one after each). Waits for room on
-        ``wfd`` (a duplicate of ``fd``: see ``_sender``) if given."""
-        if wfd is None:
-            wfd = fd
+        of its own (trio's ``sendmsg`` adds one after each)."""
         if self._full:
             self._full = False
-            await trio.lowlevel.wait_writable(wfd)
+            await trio.lowlevel.wait_writable(fd)
         out = self._out
         bufs = list(itertools.islice(out, SEND_IOV))
         try:
             sent = os.writev(fd, bufs)
         except BlockingIOError:
-            await trio.lowlevel.wait_writable(wfd)
+            await trio.lowlevel.wait_writable(fd)
             return
         taken = self._took(bufs, sent)
         if out:
             if taken == len(bufs):  # all it was given went: the rest next, after others
                 await trio.lowlevel.checkpoint()
             else:  # the socket is full: wait for room
-                await trio.lowlevel.wait_writable(wfd)
+                await trio.lowlevel.wait_writable(fd)
 
     def _took(self, bufs: list, sent: int) -> int:
         """The kernel took ``sent`` bytes of ``bufs`` (the queue's head): they leave
