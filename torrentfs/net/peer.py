@@ -548,7 +548,8 @@ def _quick_acker(stream) -> Callable[[], None] | None:
     came at once, or None (uTP; no TCP_QUICKACK here). A seeder with Nagle on holds
     the last block of a run (a segment under the MSS: every block, on loopback)
     until our ACK, which Linux delays 40 ms when we have nothing to send: a read's
-    last blocks came 40 ms late. Quick-ack mode ends by itself: set after each read."""
+    last blocks came 40 ms late. Quick-ack mode ends by itself: set again after each
+    receive of blocks that nothing we send answers (``_receiver``)."""
     opt = getattr(socket, "TCP_QUICKACK", None)
     while opt is not None and not isinstance(stream, trio.SocketStream):
         stream = getattr(stream, "stream", None)  # mse.EncryptedStream's TCP stream
