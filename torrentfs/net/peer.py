@@ -43,6 +43,14 @@ PARTIAL_TIMEOUT = 60.0    # part of a message pending this long: drop it
 UNREQUESTED_SLACK = 16    # blocks beyond what we ever requested that a peer may send
 KEEPALIVE_EVERY = 90.0
 RECV_SIZE = 1 << 18
+# What a receive asks for after a small one (under half this: a trickle, a block or
+# a request at a time). CPython allocates the whole size for a read, then shrinks
+# it to what came; glibc maps an allocation over its mmap threshold (128 KiB at
+# first) afresh each time (mmap, page faults, mremap, munmap: the shrink keeps the
+# threshold from rising), one under it comes from the heap, where shrinking is free.
+# A receive of more (a fast peer) is followed by one of RECV_SIZE: a read of 96 KiB
+# after each short one made the fast read's receives a fifth more.
+TRICKLE_RECV_SIZE = 96 << 10
 MAX_SEND_BUFFER = 8 << 20
 SEND_IOV = 64             # buffers per sendmsg call (the kernel allows IOV_MAX, 1024)
 
@@ -90,6 +98,7 @@ class PeerSession:
         self._out: deque = deque()  # buffers to send, in order
         self._out_len = 0            # their bytes
         self._wake = trio.Event()
+        self._sends = 0              # sends set going (woken or pushed): see ``_receiver``
         self._idle_fd = -1           # the socket while the sender waits idle (``push``)
         self._full = False           # ``push`` left it full: wait for room, then write
         self._cancel = trio.CancelScope()
@@ -171,6 +180,7 @@ class PeerSession:
     def flush(self) -> None:
         """Send what ``send_lazy`` queued, now."""
         if self._out:
+            self._sends += 1
             self._wake.set()
 
     def push(self) -> None:
@@ -181,6 +191,7 @@ class PeerSession:
         task step of its own, and its drain woke the uploader again."""
         if not self._out or self.closed:
             return
+        self._sends += 1
         fd = self._idle_fd
         if fd < 0:  # the sender is busy, or it joins the queue for a stream
             self._wake.set()
@@ -207,6 +218,7 @@ class PeerSession:
         if self._out_len > MAX_SEND_BUFFER:
             self.close("peer does not read what we send")
         if wake:
+            self._sends += 1
             self._wake.set()
 
     def close(self, reason: str = "") -> None:
@@ -301,6 +313,15 @@ class PeerSession:
         partial_since: float | None = None
         resume_at = 0.0  # the download limit's pause runs until then
         ack = _quick_acker(self.stream)
+        # The quick ACK is for a peer sending us blocks (more to come: its next one
+        # may wait for our ACK), so it is given once the messages of a receive are
+        # handled, if they were blocks or left half a message, and set no send going
+        # (a request we send carries the ACK). A receive of requests or HAVEs alone
+        # needs none (a seed got a setsockopt per request). ``ack_sends`` is
+        # ``_sends`` at the receive (-1: none due); ``got_blocks``: it had blocks.
+        ack_sends = -1
+        got_blocks = False
+        size = RECV_SIZE  # what the next receive asks for
         # A plain TCP socket is read directly (``_receive_fd``): one wake-up, one
         # recv, one task step per arrival, where trio's ``receive_some`` adds a
         # recv that fails (EAGAIN) and a second step after each that succeeds.
@@ -325,25 +346,32 @@ class PeerSession:
                             received(self)
                             if self.closed:
                                 return
+                        if ack_sends == self._sends and (got_blocks
+                                                         or self.conn.buffered):
+                            ack()
+                        ack_sends = -1
+                        got_blocks = False
                         if self.conn.buffered and partial_since is None:
                             partial_since = trio.current_time()
                             idle.deadline = min(idle.deadline,
                                                 partial_since + PARTIAL_TIMEOUT)
                         if fd is None:
-                            data = await self.stream.receive_some(RECV_SIZE)
+                            data = await self.stream.receive_some(size)
                         else:
                             if drained:
                                 await trio.lowlevel.wait_readable(fd)
                             try:
-                                data = os.read(fd, RECV_SIZE)
+                                data = os.read(fd, size)
                             except BlockingIOError:
                                 drained = True
                                 continue
-                            drained = len(data) < RECV_SIZE
+                            drained = len(data) < size
                             if not drained:  # more may be waiting: let others run first
                                 await trio.lowlevel.checkpoint()
+                        size = (TRICKLE_RECV_SIZE if len(data) < TRICKLE_RECV_SIZE // 2
+                                else RECV_SIZE)
                         if ack is not None:
-                            ack()
+                            ack_sends = self._sends
                         self.last_received = trio.current_time()
                         self.conn.receive_data(data)
                         continue
@@ -357,6 +385,7 @@ class PeerSession:
                             del blocks[len(blocks) - over:]
                             self.close_reason = "sent blocks we never asked for"
                         if blocks:
+                            got_blocks = True
                             resume_at = self._got_blocks(blocks)
                             on_blocks(self, blocks)
                             handled = True
@@ -370,6 +399,7 @@ class PeerSession:
                             return
                         continue
                     if type(event) is wire.Piece:
+                        got_blocks = True
                         self.blocks_received += 1
                         if self.blocks_received > self.requests_sent + UNREQUESTED_SLACK:
                             self.close_reason = "sent blocks we never asked for"
@@ -518,7 +548,8 @@ def _quick_acker(stream) -> Callable[[], None] | None:
     came at once, or None (uTP; no TCP_QUICKACK here). A seeder with Nagle on holds
     the last block of a run (a segment under the MSS: every block, on loopback)
     until our ACK, which Linux delays 40 ms when we have nothing to send: a read's
-    last blocks came 40 ms late. Quick-ack mode ends by itself: set after each read."""
+    last blocks came 40 ms late. Quick-ack mode ends by itself: set again after each
+    receive of blocks that nothing we send answers (``_receiver``)."""
     opt = getattr(socket, "TCP_QUICKACK", None)
     while opt is not None and not isinstance(stream, trio.SocketStream):
         stream = getattr(stream, "stream", None)  # mse.EncryptedStream's TCP stream
