@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from benchmarks import bench as B
+from benchmarks.cpuload import pythonpath
 from benchmarks.payload import make_payload
 from benchmarks.procstats import tcp_received
 from benchmarks.programs import run_bounded
@@ -163,23 +164,6 @@ def pread(m, offset: int) -> float:
     if "error" in r or r.get("n") != CHUNK:
         raise SystemExit(f"avlatency: the read at {offset} failed: {r}")
     return r["t1"] - r["t0"]
-
-
-@contextlib.contextmanager
-def pythonpath(tree: str | None):
-    """PYTHONPATH=tree for the mounts started inside (none: unchanged)."""
-    if tree is None:
-        yield
-        return
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = tree
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = old
 
 
 if __name__ == "__main__":

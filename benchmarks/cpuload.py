@@ -32,6 +32,7 @@ import contextlib
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -328,6 +329,46 @@ def _user_sys(pid: int) -> tuple[float, float, int] | None:
         return int(fields[11]) / tck, int(fields[12]) / tck, int(fields[7])
     except (OSError, IndexError, ValueError):
         return None
+
+
+@contextlib.contextmanager
+def pythonpath(tree: str | None) -> Iterator[None]:
+    """PYTHONPATH=tree for the daemons started inside (none: unchanged): another
+    build's tree, a ``git archive`` of it (child_env copies os.environ)."""
+    if tree is None:
+        yield
+        return
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = tree
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
+def per_gib(c0: float | None, u0, c1: float | None, u1, nbytes: int,
+            who: str = "daemon") -> dict[str, Any]:
+    """CPU seconds per GiB of ``nbytes`` between two samples of ``cpu_seconds`` (c)
+    and ``_user_sys`` (u) of one process, and its user/system split."""
+    if c0 is None or c1 is None:
+        raise RuntimeError(f"the {who}'s CPU time could not be read")
+    out: dict[str, Any] = {"cpu_s_per_GiB": round((c1 - c0) / (nbytes / GIB), 2)}
+    if u0 and u1:
+        out["user_sys_per_GiB"] = (round((u1[0] - u0[0]) / (nbytes / GIB), 2),
+                                   round((u1[1] - u0[1]) / (nbytes / GIB), 2))
+    return out
+
+
+def print_medians(results: list[dict], builds: list[str | None], what: str) -> None:
+    """Each build's median ``cpu_s_per_GiB`` over its runs (``results``' ``build``:
+    its --alt tree, or "this"), and every run's figure."""
+    for alt in builds:
+        mine = [r["cpu_s_per_GiB"] for r in results if r["build"] == (alt or "this")]
+        print(f"{alt or 'this build'}: CPU s per GiB {what}, median of {len(mine)}: "
+              f"{statistics.median(mine):.2f} (runs: {', '.join(map(str, mine))})")
 
 
 def main(argv: list[str] | None = None) -> int:

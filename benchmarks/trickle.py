@@ -26,19 +26,24 @@ records the (first) daemon with py-spy (``benchmarks.cpuload.profiled``).
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.cpuload import _user_sys, make_torrent, mount, profiled
+from benchmarks.cpuload import (
+    _user_sys,
+    make_torrent,
+    mount,
+    per_gib,
+    print_medians,
+    profiled,
+    pythonpath,
+)
 from benchmarks.procstats import cpu_seconds
 from benchmarks.programs import say
 
-GIB = 1 << 30
 PIECE_KIB = 32
 
 
@@ -46,30 +51,16 @@ def run_once(tmp: Path, torrent: Path, name: str, size: int, ports: list[int],
              label: str, alt: str | None, profile: str | None,
              timeout: float) -> dict:
     """One mount reading the whole file from the fake peers: CPU s per GiB."""
-    saved = os.environ.get("PYTHONPATH")
-    if alt:
-        os.environ["PYTHONPATH"] = alt  # the daemon's build (child_env copies environ)
-    try:
-        with mount(torrent, tmp, label, [f"127.0.0.1:{p}" for p in ports]) as (pid, mnt):
-            time.sleep(2)  # connections and bitfields settle
-            with profiled(pid, profile):
-                c0, u0, t0 = cpu_seconds(pid), _user_sys(pid), time.monotonic()
-                subprocess.run(["sha256sum", str(mnt / name)], capture_output=True,
-                               timeout=timeout, check=True)
-                c1, u1, t1 = cpu_seconds(pid), _user_sys(pid), time.monotonic()
-    finally:
-        if saved is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = saved
-    if c0 is None or c1 is None:
-        raise RuntimeError("the daemon's CPU time could not be read")
-    out = {"build": alt or "this", "s": round(t1 - t0, 2),
-           "cpu_s_per_GiB": round((c1 - c0) / (size / GIB), 2)}
-    if u0 and u1:
-        out["user_sys_per_GiB"] = (round((u1[0] - u0[0]) / (size / GIB), 2),
-                                   round((u1[1] - u0[1]) / (size / GIB), 2))
-    return out
+    peers = [f"127.0.0.1:{p}" for p in ports]
+    with pythonpath(alt), mount(torrent, tmp, label, peers) as (pid, mnt):
+        time.sleep(2)  # connections and bitfields settle
+        with profiled(pid, profile):
+            c0, u0, t0 = cpu_seconds(pid), _user_sys(pid), time.monotonic()
+            subprocess.run(["sha256sum", str(mnt / name)], capture_output=True,
+                           timeout=timeout, check=True)
+            c1, u1, t1 = cpu_seconds(pid), _user_sys(pid), time.monotonic()
+    return {"build": alt or "this", "s": round(t1 - t0, 2),
+            **per_gib(c0, u0, c1, u1, size)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,10 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                                    args.profile if not results else None, timeout)
                     say(f"trickle {label}: {res}")
                     results.append(res)
-    for alt in builds:
-        mine = [r["cpu_s_per_GiB"] for r in results if r["build"] == (alt or "this")]
-        print(f"{alt or 'this build'}: CPU s per GiB received, median of {len(mine)}: "
-              f"{statistics.median(mine):.2f} (runs: {', '.join(map(str, mine))})")
+    print_medians(results, builds, "received")
     return 0
 
 

@@ -30,9 +30,7 @@ the main system calls counted).
 from __future__ import annotations
 
 import argparse
-import os
 import socket
-import statistics
 import sys
 import tempfile
 import time
@@ -41,11 +39,18 @@ from pathlib import Path
 
 import trio
 
-from benchmarks.cpuload import _user_sys, make_torrent, profiled, torrentfs_seed
+from benchmarks.cpuload import (
+    _user_sys,
+    make_torrent,
+    per_gib,
+    print_medians,
+    profiled,
+    pythonpath,
+    torrentfs_seed,
+)
 from benchmarks.procstats import cpu_seconds
 from benchmarks.programs import say
 
-GIB = 1 << 30
 PIECE_KIB = 32
 BLOCK = 16 << 10
 RCVBUF = 16 << 10  # the leecher's receive buffer (the kernel doubles it)
@@ -129,33 +134,18 @@ async def leech_all(port: int, meta, leechers: int, rate: float, depth: int,
 def run_once(tmp: Path, torrent: Path, data: Path, meta, args, label: str,
              alt: str | None, profile: str | None) -> dict:
     """One seed serving every leecher their share: CPU s per GiB sent."""
-    saved = os.environ.get("PYTHONPATH")
-    if alt:
-        os.environ["PYTHONPATH"] = alt  # the seed's build (child_env copies environ)
     timeout = 120 + 3 * meta.total_length / (args.rate * args.leechers)
-    try:
-        with torrentfs_seed(torrent, data, tmp / f"cache-{label}") as (pid, port):
-            time.sleep(1)
-            with profiled(pid, profile):
-                c0, u0, t0 = cpu_seconds(pid), _user_sys(pid), time.monotonic()
-                got = trio.run(leech_all, port, meta, args.leechers, args.rate,
-                               args.depth, timeout)
-                c1, u1, t1 = cpu_seconds(pid), _user_sys(pid), time.monotonic()
-    finally:
-        if saved is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = saved
-    if c0 is None or c1 is None:
-        raise RuntimeError("the seed's CPU time could not be read")
+    with pythonpath(alt), torrentfs_seed(torrent, data, tmp / f"cache-{label}") as (pid, port):
+        time.sleep(1)
+        with profiled(pid, profile):
+            c0, u0, t0 = cpu_seconds(pid), _user_sys(pid), time.monotonic()
+            got = trio.run(leech_all, port, meta, args.leechers, args.rate,
+                           args.depth, timeout)
+            c1, u1, t1 = cpu_seconds(pid), _user_sys(pid), time.monotonic()
     sent = sum(got)
-    out = {"build": alt or "this", "s": round(t1 - t0, 2),
-           "MBps": round(sent / (t1 - t0) / 1e6, 2),
-           "cpu_s_per_GiB": round((c1 - c0) / (sent / GIB), 2)}
-    if u0 and u1:
-        out["user_sys_per_GiB"] = (round((u1[0] - u0[0]) / (sent / GIB), 2),
-                                   round((u1[1] - u0[1]) / (sent / GIB), 2))
-    return out
+    return {"build": alt or "this", "s": round(t1 - t0, 2),
+            "MBps": round(sent / (t1 - t0) / 1e6, 2),
+            **per_gib(c0, u0, c1, u1, sent, "seed")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,10 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                 res = run_once(tmp, torrent, data, meta, args, label, alt, profile)
                 say(f"trickleup {label}: {res}")
                 results.append(res)
-    for alt in builds:
-        mine = [r["cpu_s_per_GiB"] for r in results if r["build"] == (alt or "this")]
-        print(f"{alt or 'this build'}: CPU s per GiB sent, median of {len(mine)}: "
-              f"{statistics.median(mine):.2f} (runs: {', '.join(map(str, mine))})")
+    print_medians(results, builds, "sent")
     return 0
 
 
