@@ -134,10 +134,10 @@ class Rounds:
         ready = [(peer, fifo, live, room, self.best(peer, fifo, live, now))
                  for peer, fifo, live, room in asking if room > 0]
         ready = [r for r in ready if r[4] is not None]
+        self.wake_at = None
+        self.waiting.clear()
         rest = self._begun_rest(ready, now)
         if rest is not None:
-            self.wake_at = None
-            self.waiting.clear()
             return rest
         fresh = any(not held for *_, (_, held) in ready)
         if ready and not fresh:
@@ -145,8 +145,6 @@ class Rounds:
                         for best in (self.best(peer, fifo, live, now)
                                      for peer, fifo, live, room in asking if room <= 0))
         batch = []
-        self.wake_at = None
-        self.waiting.clear()
         for k, (peer, fifo, live, left, best) in enumerate(ready):
             if k:  # weighed again: the peers before it took requests meanwhile
                 best = self.best(peer, fifo, live, now)
@@ -300,18 +298,20 @@ class Rounds:
             else:
                 self.sent.pop(req.index, None)
             prev, begun = prev
-            b = self.begun.get(req.index)
-            if b is not None and b[0] is peer:  # nobody began it since
-                if begun is None:
-                    del self.begun[req.index]
-                else:
-                    self.begun[req.index] = begun
-        last = self.last_sent.get(req.index)
-        if last is not None and last[0] is peer:  # nobody took it since
-            if prev is None:
-                del self.last_sent[req.index]
-            else:
-                self.last_sent[req.index] = prev
+            _put_back(self.begun, req.index, peer, begun)  # unless begun for another since
+        _put_back(self.last_sent, req.index, peer, prev)  # unless taken by another since
+
+
+def _put_back(table: dict[int, tuple[Hashable, float]], index: int, peer: Hashable,
+              prev: tuple[Hashable, float] | None) -> None:
+    """Undo ``peer``'s entry for piece ``index`` in ``table`` (``Rounds.last_sent``
+    or ``begun``): ``prev`` again, or none, unless another peer's replaced it since."""
+    cur = table.get(index)
+    if cur is not None and cur[0] is peer:
+        if prev is None:
+            del table[index]
+        else:
+            table[index] = prev
 
 
 class _Live:
