@@ -4,17 +4,8 @@ uplinks have known reasons."""
 import pytest
 
 from benchmarks import simulate as cli
-from benchmarks.sim.links import Params
 from benchmarks.sim.swarm import simulate
-
-MIB = 1 << 20
-
-
-def small(**kw):
-    base = dict(size=4 * MIB, piece_size=64 << 10, origin_rate=1e6, node_rate=1e6,
-                latency=0.001)
-    base.update(kw)
-    return Params(**base)
+from tests.benchmarks.test_simulate import MIB, small
 
 
 def test_sampling_why_uplinks_idle_does_not_change_the_run():

@@ -11,24 +11,32 @@ from torrentfs.core.asked import askers, unasked
 from torrentfs.core.picker import NOW
 
 
+async def three_peers_recorded(n, make_swarm):
+    """A torrent of a fake swarm in nursery ``n`` with 3 fake peers registered, and
+    the list every peer it lets fill (``Torrent._fill``) is appended to."""
+    s = await start(n, make_swarm)
+    t = s.torrent
+    for _ in range(3):
+        s.add()
+    await trio.sleep(1)
+    peers = [p for p in t.sessions.values() if p.registered]
+    assert len(peers) == 3
+    filled = []
+    fill = t._fill
+
+    def recorded(p, batch=False):
+        filled.append(p)
+        fill(p, batch)
+
+    t._fill = recorded
+    return t, peers, filled
+
+
 async def test_schedule_of_one_piece_stops_at_the_peers_asked_for_it(make_swarm,
                                                                      autojump_clock):
     async with trio.open_nursery() as n:
-        s = await start(n, make_swarm)
-        t = s.torrent
-        for _ in range(3):
-            s.add()
-        await trio.sleep(1)
-        assert len([p for p in t.sessions.values() if p.registered]) == 3
+        t, peers, filled = await three_peers_recorded(n, make_swarm)
         assert t.spread == 3 and t.geometry.num_blocks(3) == 2
-        filled = []
-        fill = t._fill
-
-        def recorded(p, batch=False):
-            filled.append(p)
-            fill(p, batch)
-
-        t._fill = recorded
         t.picker.raise_priority("read", [3], NOW, trio.current_time() + 0.05)
         t.schedule(piece=3)
         # Its 2 blocks split over the spread: the first two peers take one each,
@@ -50,21 +58,7 @@ async def test_a_schedule_for_freed_blocks_stops_once_they_are_asked_again(
     again by the fastest peers; once none is free the others are not asked to
     pick (``freed``). A schedule for everything still reaches every peer."""
     async with trio.open_nursery() as n:
-        s = await start(n, make_swarm)
-        t = s.torrent
-        for _ in range(3):
-            s.add()
-        await trio.sleep(1)
-        peers = [p for p in t.sessions.values() if p.registered]
-        assert len(peers) == 3
-        filled = []
-        fill = t._fill
-
-        def recorded(p, batch=False):
-            filled.append(p)
-            fill(p, batch)
-
-        t._fill = recorded
+        t, peers, filled = await three_peers_recorded(n, make_swarm)
         t.picker.raise_priority("read", [3], NOW, trio.current_time() + 0.05)
         t.schedule(piece=3)
         for p in peers:  # as if rejected: the piece's 2 blocks are free again

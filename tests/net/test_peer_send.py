@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+from contextlib import asynccontextmanager
 
 import trio
 
@@ -128,55 +129,20 @@ async def test_blocks_arrive_whole_and_in_order_when_joined():
     assert s.backlog == 0
 
 
-async def test_a_lazy_message_waits_for_a_flush_or_the_next_send():
+@asynccontextmanager
+async def handshaken_session(sndbuf: int | None = None):
+    """A PeerSession over a socketpair (its socket's send buffer ``sndbuf``), running
+    and past the handshake, inside a 20 s bound: ``(session, its swarm, receive)``,
+    ``receive(n)`` the next ``n`` bytes at the far end. Closed on the way out."""
     a, b = socket.socketpair()
-    far = trio.socket.from_stdlib_socket(b)
-    conn = wire.PeerConnection(INFO_HASH, b"A" * 20, num_pieces=NUM_PIECES)
-    s = PeerSession(Swarm(), trio.SocketStream(trio.socket.from_stdlib_socket(a)),
-                    ("127.0.0.1", 1), conn, outgoing=True)
-    remote = wire.PeerConnection(INFO_HASH, b"B" * 20, num_pieces=NUM_PIECES)
-    got = bytearray()
-
-    async def receive(n: int) -> bytes:
-        while len(got) < n:
-            got.extend(await far.recv(1 << 16))
-        data = bytes(got[:n])
-        del got[:n]
-        return data
-
-    with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(s.run)
-            await far.send(remote.handshake())
-            await receive(HANDSHAKE_LEN)
-            await trio.testing.wait_all_tasks_blocked()
-            s.send_lazy(wire.Have(3))
-            await trio.testing.wait_all_tasks_blocked()
-            assert s.backlog == 9  # queued, the sender not woken
-            s.flush()
-            assert await receive(9) == messages.encode(wire.Have(3), NUM_PIECES)
-            s.send_lazy(wire.Have(4))
-            s.send(wire.Have(5))  # the next message takes it along
-            assert await receive(18) == (messages.encode(wire.Have(4), NUM_PIECES)
-                                         + messages.encode(wire.Have(5), NUM_PIECES))
-            s.close("done")
-    a.close()
-    b.close()
-
-
-async def test_push_sends_from_the_callers_task_and_leaves_the_rest_to_the_sender():
-    # An uploader's round queues blocks without waking the sender, then pushes: an
-    # idle sender's socket takes what it can at once (no task step), the drain is
-    # told at once; what the socket cannot take goes with the sender, in order.
-    a, b = socket.socketpair()
-    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16 << 10)
+    if sndbuf is not None:
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
     far = trio.socket.from_stdlib_socket(b)
     swarm = Swarm()
     conn = wire.PeerConnection(INFO_HASH, b"A" * 20, num_pieces=NUM_PIECES)
     s = PeerSession(swarm, trio.SocketStream(trio.socket.from_stdlib_socket(a)),
                     ("127.0.0.1", 1), conn, outgoing=True)
     remote = wire.PeerConnection(INFO_HASH, b"B" * 20, num_pieces=NUM_PIECES)
-    payload = os.urandom(1 << 20)
     got = bytearray()
 
     async def receive(n: int) -> bytes:
@@ -186,36 +152,60 @@ async def test_push_sends_from_the_callers_task_and_leaves_the_rest_to_the_sende
         del got[:n]
         return data
 
-    with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(s.run)
-            await far.send(remote.handshake())
-            await receive(HANDSHAKE_LEN)
-            await trio.testing.wait_all_tasks_blocked()
-            drained = swarm.drained
-            s.send_block(0, 0, payload[:1024], wake=False)
-            s.send_block(0, 1024, payload[1024:2048], wake=False)
-            assert s.backlog == 2 * (13 + 1024)  # queued, the sender not woken
-            s.push()
-            assert s.backlog == 0 and swarm.drained == drained + 1  # sent here, now
-            assert await receive(2 * (13 + 1024)) == b"".join(
-                messages.encode(wire.Piece(0, begin, payload[begin:begin + 1024]),
-                                NUM_PIECES) for begin in (0, 1024))
-            expected = bytearray()
-            for n in range(48):  # far more than the socket holds
-                begin = n << 14
-                s.send_block(1, begin, memoryview(payload)[begin:begin + (1 << 14)],
-                             wake=False)
-                expected += messages.encode(
-                    wire.Piece(1, begin, payload[begin:begin + (1 << 14)]), NUM_PIECES)
-            s.push()
-            assert 0 < s.backlog < len(expected)  # the socket took part of it
-            assert swarm.drained == drained + 1
-            assert await receive(len(expected)) == bytes(expected)
-            while s.backlog:
-                await trio.sleep(0.01)
-            await trio.testing.wait_all_tasks_blocked()
-            assert swarm.drained == drained + 2  # the sender finished and told it
-            s.close("done")
-    a.close()
-    b.close()
+    try:
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(s.run)
+                await far.send(remote.handshake())
+                await receive(HANDSHAKE_LEN)
+                await trio.testing.wait_all_tasks_blocked()
+                yield s, swarm, receive
+                s.close("done")
+    finally:
+        a.close()
+        b.close()
+
+
+async def test_a_lazy_message_waits_for_a_flush_or_the_next_send():
+    async with handshaken_session() as (s, _, receive):
+        s.send_lazy(wire.Have(3))
+        await trio.testing.wait_all_tasks_blocked()
+        assert s.backlog == 9  # queued, the sender not woken
+        s.flush()
+        assert await receive(9) == messages.encode(wire.Have(3), NUM_PIECES)
+        s.send_lazy(wire.Have(4))
+        s.send(wire.Have(5))  # the next message takes it along
+        assert await receive(18) == (messages.encode(wire.Have(4), NUM_PIECES)
+                                     + messages.encode(wire.Have(5), NUM_PIECES))
+
+
+async def test_push_sends_from_the_callers_task_and_leaves_the_rest_to_the_sender():
+    # An uploader's round queues blocks without waking the sender, then pushes: an
+    # idle sender's socket takes what it can at once (no task step), the drain is
+    # told at once; what the socket cannot take goes with the sender, in order.
+    payload = os.urandom(1 << 20)
+    async with handshaken_session(sndbuf=16 << 10) as (s, swarm, receive):
+        drained = swarm.drained
+        s.send_block(0, 0, payload[:1024], wake=False)
+        s.send_block(0, 1024, payload[1024:2048], wake=False)
+        assert s.backlog == 2 * (13 + 1024)  # queued, the sender not woken
+        s.push()
+        assert s.backlog == 0 and swarm.drained == drained + 1  # sent here, now
+        assert await receive(2 * (13 + 1024)) == b"".join(
+            messages.encode(wire.Piece(0, begin, payload[begin:begin + 1024]),
+                            NUM_PIECES) for begin in (0, 1024))
+        expected = bytearray()
+        for n in range(48):  # far more than the socket holds
+            begin = n << 14
+            s.send_block(1, begin, memoryview(payload)[begin:begin + (1 << 14)],
+                         wake=False)
+            expected += messages.encode(
+                wire.Piece(1, begin, payload[begin:begin + (1 << 14)]), NUM_PIECES)
+        s.push()
+        assert 0 < s.backlog < len(expected)  # the socket took part of it
+        assert swarm.drained == drained + 1
+        assert await receive(len(expected)) == bytes(expected)
+        while s.backlog:
+            await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()
+        assert swarm.drained == drained + 2  # the sender finished and told it
