@@ -143,3 +143,54 @@ async def test_the_last_tenth_of_the_slots_is_left_to_peers_that_dial_us(autojum
             await trio.sleep(3)
             n.cancel_scope.cancel()
         assert len(dialed) == dials, (max_peers, open_)
+
+
+async def test_another_address_of_a_peer_we_have_is_not_dialed_while_we_have_it(
+        tmp_path, autojump_clock):
+    """A peer dialed at one address answers with the peer id of a session we have
+    (reached at another: IPv4 from the tracker, IPv6 link-local from LSD): refused
+    as a twin, that address is not dialed again while the session lasts (each twin
+    cost both ends a handshake, again at every retry), and is once it ended."""
+    meta, _ = small_torrent(tmp_path, 1 << 20, piece_length=16384)
+    t = Torrent(meta, tmp_path / "cache", quiet(), offload=inline)
+    twin_id = b"-FX0001-" + b"t" * 12
+    opened = []
+
+    async def open_(addr, cand):
+        opened.append(addr)
+        ours, theirs = trio.testing.memory_stream_pair()
+        n.start_soon(quiet_peer, theirs)
+        return ours, "tcp"
+
+    async def quiet_peer(stream):
+        try:
+            await ext_peer(stream, meta.info_hash, ExtBehaviour(), ExtStats(), twin_id)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    t.connector._open = open_
+    first = trio.CancelScope()
+
+    async def first_session(ours):
+        with first:
+            await t.accept(ours, ("127.0.0.5", 50123))
+
+    async with trio.open_nursery() as n:
+        await n.start(t.run)
+        ours, theirs = trio.testing.memory_stream_pair()
+        n.start_soon(quiet_peer, theirs)
+        n.start_soon(first_session, ours)
+        await trio.sleep(1)
+        assert ("127.0.0.5", 50123) in t.sessions
+        t.add_peer(("10.0.0.5", 6881))   # the same peer at another address
+        await trio.sleep(1)
+        assert opened == [("10.0.0.5", 6881)]
+        assert ("10.0.0.5", 6881) not in t.sessions   # refused as a twin
+        await trio.sleep(60)     # its back-off (15 s) ran out long ago
+        assert ("127.0.0.5", 50123) in t.sessions
+        assert opened == [("10.0.0.5", 6881)]
+        first.cancel()           # the session at the first address ends
+        await trio.sleep(60)
+        assert opened.count(("10.0.0.5", 6881)) >= 2
+        assert ("10.0.0.5", 6881) in t.sessions
+        n.cancel_scope.cancel()

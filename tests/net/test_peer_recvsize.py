@@ -13,11 +13,10 @@ import socket
 import pytest
 import trio
 
+from tests.net.test_peer_receive import INFO_HASH, NUM_PIECES, Swarm, session
 from torrentfs.core import messages, wire
 from torrentfs.net import peer as peer_mod
 from torrentfs.net.peer import RECV_SIZE, TRICKLE_RECV_SIZE
-
-from tests.net.test_peer_receive import INFO_HASH, NUM_PIECES, Swarm, session
 
 
 def test_a_trickle_receive_stays_under_the_mmap_threshold():

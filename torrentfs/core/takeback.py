@@ -54,6 +54,14 @@ class TakeBack:
         bits = self._peers.get(peer)
         if bits is None or bits.complete or not self._seeds:
             return []
-        return [(seed, index, begin, length)
-                for index in [i for i in self._partials if i in bits]
-                for seed, begin, length in self.spare_seeds(index)]
+        # Walk the seeds' open requests (a few per seed), not every piece in
+        # progress (hundreds in a cluster, and unchokes come often there).
+        peers = self._peers
+        spared = [(seed, index, begin)
+                  for seed, out in self._outstanding.items() if out and peers[seed].complete
+                  for index, begin in out if index in bits]
+        cancels = []
+        for seed, index, begin in spared:
+            cancels.append((seed, index, begin, self.geometry.block_length(index, begin)))
+            self.request_dropped(seed, index, begin)
+        return cancels

@@ -48,10 +48,11 @@ from typing import Callable, Container, Protocol
 import trio
 
 from torrentfs.core import wire
-from torrentfs.core.admission import Replacer, Slot
 from torrentfs.core.address import unzoned_link_local, zoned
+from torrentfs.core.admission import Replacer, Slot
 from torrentfs.core.geometry import Geometry
 from torrentfs.core.metainfo import Metainfo
+from torrentfs.engine.membership import TWIN_REASON
 from torrentfs.engine.options import TorrentOptions
 from torrentfs.engine.swarms import swarm_hashes
 from torrentfs.net.listen import WILDCARDS, open_listeners
@@ -74,6 +75,7 @@ class Candidate:
     encrypt: bool | None = None  # dial with MSE (True), in plain (False); None: as the policy
     utp: bool | None = None  # speaks uTP: known (PEX flag, a session), failed, unknown
     swarm: bytes | None = None  # found only in a hybrid's v2 swarm: dialed naming that hash
+    twin: bytes | None = None  # the peer id it answered with while we had a session to it
 
 
 class Dialer(Swarm, Protocol):
@@ -229,7 +231,7 @@ class Connector:
                 now = trio.current_time()
                 nearby = getattr(t, "nearby", None)  # --prefer-subnet: local ones first
                 order = nearby.dial_order(list(self.candidates)) if nearby else self.candidates
-                reached = None
+                reached = live = None
                 for addr in order:
                     cand = self.candidates[addr]
                     if not self.dial_room(len(self.connecting)):
@@ -238,6 +240,11 @@ class Connector:
                             or addr in t.sessions
                             or addr in self.connecting):
                         continue
+                    if cand.twin is not None:
+                        if live is None:
+                            live = {s.peer_id for s in t.sessions.values() if not s.closed}
+                        if cand.twin in live:
+                            continue  # another address of a peer we have a session with
                     if reached is None:
                         reached = self._reached()
                     if addr in reached:
@@ -322,6 +329,10 @@ class Connector:
             cand.failures += 1
             cand.next_try = trio.current_time() + min(15 * 2 ** cand.failures, 600)
             return
+        # A peer reached at another of its addresses (IPv4 and IPv6, the tracker's
+        # and LSD's) answers here too, and is refused as a twin: not dialed here
+        # again while that session lasts (each twin costs both ends a handshake).
+        cand.twin = (session.peer_id if session.close_reason == TWIN_REASON else None)
         if session.connected_at and trio.current_time() - session.connected_at > LONG_SESSION:
             cand.failures = 0
         cand.next_try = trio.current_time() + 15 * 2 ** min(cand.failures, 5)

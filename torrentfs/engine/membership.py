@@ -30,6 +30,8 @@ from torrentfs.net.webseed import WebSeed
 
 log = logging.getLogger("torrentfs.torrent")
 
+TWIN_REASON = "already connected to this peer"  # a second session to one peer id
+
 
 class Membership:
     """The torrent's admission of sessions, their registration, and bans (see the
@@ -56,7 +58,7 @@ class Membership:
         twins = [o for o in t.sessions.values()
                  if o is not s and o.peer_id == s.peer_id and not o.closed]
         if twins:
-            s.close_reason = "already connected to this peer"
+            s.close_reason = TWIN_REASON
             if t.metrics.source_of(s.addr, s.peer_id) == "origin":
                 for o in twins:  # the origin, reached first at another of its addresses
                     o.source = "origin"

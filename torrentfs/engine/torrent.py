@@ -46,8 +46,8 @@ import trio
 
 from torrentfs import __version__
 from torrentfs.core import wire
-from torrentfs.core.bitfield import Bitfield
 from torrentfs.core.asked import askers, unasked
+from torrentfs.core.bitfield import Bitfield
 from torrentfs.core.blame import Blame
 from torrentfs.core.choker import Choker, PeerView
 from torrentfs.core.geometry import Geometry
