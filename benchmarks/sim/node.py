@@ -109,7 +109,8 @@ class Node(int):
         self.interested: dict[Node, Conn] = {}  # peers interested in us
         self.asking: dict[Node, None] = {}     # peers with queued requests, in turn
         self.busy = False                      # an uplink turn is scheduled
-        self.have_batch: list[int] = []        # verified, their haves not yet sent
+        self.have_batch: list = []             # (piece, its sources), not yet sent
+        self.lazy_haves: dict[Node, list[int]] = {}  # haves for the next message
         # The uploader's memory and rounds; a super-seeding origin refuses what a
         # plain one holds while nothing fresh is asked (engine/upload.py).
         self.rounds = Rounds(idle_hold=0.0) if self.sparing is not None else Rounds()
@@ -207,6 +208,7 @@ class Node(int):
             return
         if self.choker.due(self.swarm.loop.now):
             self.rechoke()
+        self.swarm.lazy_haves(self)  # engine/torrent.py's tick: ``flush_all``
         self.schedule()
         self.swarm.loop.at(self.swarm.loop.now + 1.0, self.tick)
 
@@ -315,7 +317,8 @@ class Node(int):
             for other in got.cancel:
                 self.cancel(other, index, begin)
             if got.piece_complete:
-                self.piece_arrived(index, self.picker.piece_verified(index))
+                sources = self.picker.contributors(index)  # (forgotten once verified)
+                self.piece_arrived(index, self.picker.piece_verified(index), sources)
         if self.done_at is None and peer in self.conns:
             self.fill(peer, batch=True)
 
@@ -337,12 +340,12 @@ class Node(int):
                     self.cancel(seed, index, begin)
             self.fill(peer)
 
-    def piece_arrived(self, index: int, dull: list[Node]) -> None:
+    def piece_arrived(self, index: int, dull: list[Node], sources=()) -> None:
         """engine/torrent.py's piece_on_disk: haves out, readers woken (a read
         still waiting raises its next piece: engine/reads.py's ``_wait_for``), a
         not-interested to the peers with nothing more for us (``dull``) and to all
         once complete, every pipeline topped up."""
-        self.swarm.piece_done(self, index)
+        self.swarm.piece_done(self, index, sources)
         if index in self.waiting:
             self.waiting.discard(index)
             if not self.waiting:

@@ -31,7 +31,10 @@ The model
   (core/uploadpolicy.next_batch); the blocks of a batch share its upload, so each
   arrives when the batch is through (``Params.shared``; with merged blocks, one
   at a time). No link ever exceeds its rate.
-* Haves leave in batches, ``HAVE_DELAY`` after the first (engine/haves.py).
+* Haves leave in batches, ``HAVE_DELAY`` after the first (engine/haves.py), to
+  the peers that lack the piece; to one of its sources with the next message to it
+  or at the tick; to a peer that has it, not at all (``REDUNDANT_HAVES`` for the
+  old way: every one to every peer at the flush).
 * Per node: torrentfs's Picker (priorities as reads.py raises them), Choker (a
   regular rechoke every 10 s, out of turn on interest as engine/torrent.py does),
   Readahead, Rate, pipeline size and spread as engine/torrent.py computes them, and
@@ -63,6 +66,10 @@ from benchmarks.sim.why import WhyIdle
 from torrentfs.core.geometry import Geometry
 from torrentfs.core.topology import choose
 from torrentfs.engine.haves import HAVE_DELAY
+
+# Every have to every peer at each flush (the daemons before session 10), instead of
+# engine/haves.py's rules: for A/B runs of the simulator.
+REDUNDANT_HAVES = False
 
 
 class Pool:
@@ -138,7 +145,10 @@ class Swarm:
 
     def send(self, src: Node, dst: Node, fn, *args: Any) -> None:
         """A message from ``src``; ``fn`` (a method of ``dst``) hears it after the
-        latency, if both are still connected."""
+        latency, if both are still connected. The haves ``src`` holds for ``dst``
+        go ahead of it (``lazy_haves``)."""
+        if src.lazy_haves and dst in src.lazy_haves:
+            self.lazy_haves(src, dst)
         self.loop.at(self.loop.now + self.latency, self._deliver, src, dst, fn, args)
 
     @staticmethod
@@ -149,7 +159,10 @@ class Swarm:
     def transfer(self, src: Node, dst: Node, index: int, begin: int, nbytes: int,
                  up_end: float) -> None:
         """A block whose last byte leaves ``src``'s upload (already reserved) at
-        ``up_end``, through the links after it."""
+        ``up_end``, through the links after it. The haves ``src`` holds for
+        ``dst`` go ahead of it (``lazy_haves``)."""
+        if src.lazy_haves and dst in src.lazy_haves:
+            self.lazy_haves(src, dst)
         links = []
         if self.rack_out is not None and src.rack != dst.rack:
             links += [self.rack_out[src.rack], self.rack_in[dst.rack]]
@@ -171,25 +184,57 @@ class Swarm:
             self.delivered += nbytes
             dst.on_block(src, index, begin, nbytes)
 
-    def piece_done(self, node: Node, index: int) -> None:
-        """``node`` verified a piece: a have to each of its peers, batched as
-        engine/haves.py does (they leave together ``HAVE_DELAY`` after the first of
-        a batch)."""
+    def piece_done(self, node: Node, index: int, sources=()) -> None:
+        """``node`` verified a piece (from ``sources``): a have to its peers,
+        batched as engine/haves.py does (they leave together ``HAVE_DELAY`` after
+        the first of a batch)."""
         if node.have_batch:
-            node.have_batch.append(index)
+            node.have_batch.append((index, sources))
             return
-        node.have_batch.append(index)
+        node.have_batch.append((index, sources))
         self.loop.at(self.loop.now + HAVE_DELAY, self._flush_haves, node)
 
     def _flush_haves(self, node: Node) -> None:
+        """engine/haves.py's flush: to each peer the haves of the pieces it lacks
+        (all to a seed); none of a piece it has, unless it is a source of it
+        (that one waits for the next message to that peer or the tick:
+        ``lazy_haves``). With ``REDUNDANT_HAVES``, as before session 10: every have
+        to every peer at the flush."""
         batch, node.have_batch = node.have_batch, []
-        self.loop.at(self.loop.now + self.latency, self._haves, node, list(node.conns), batch)
+        has, is_seed = node.picker.peer_has, node.picker.is_seed
+        now_to: dict[Node, list[int]] = {}
+        for p in node.conns:
+            if REDUNDANT_HAVES:
+                now_to[p] = [index for index, _ in batch]
+                continue
+            seed = is_seed(p)
+            out = []
+            for index, sources in batch:
+                if seed or not has(p, index):
+                    out.append(index)
+                elif p in sources:
+                    node.lazy_haves.setdefault(p, []).append(index)
+            if out:
+                now_to[p] = out
+        self.loop.at(self.loop.now + self.latency, self._haves, node, now_to)
+
+    def lazy_haves(self, node: Node, peer: Node | None = None) -> None:
+        """The haves ``node`` holds for ``peer`` (for all its peers: the tick) go."""
+        if not node.lazy_haves:
+            return
+        if peer is None:
+            now_to, node.lazy_haves = node.lazy_haves, {}
+        elif peer in node.lazy_haves:
+            now_to = {peer: node.lazy_haves.pop(peer)}
+        else:
+            return
+        self.loop.at(self.loop.now + self.latency, self._haves, node, now_to)
 
     @staticmethod
-    def _haves(node: Node, peers: list[Node], batch: list[int]) -> None:
+    def _haves(node: Node, now_to: dict) -> None:
         if not node.alive:
             return
-        for p in peers:
+        for p, batch in now_to.items():
             if p.alive and node in p.conns:
                 for index in batch:
                     p.on_have(node, index)

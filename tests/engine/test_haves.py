@@ -1,7 +1,8 @@
 """HAVEs of verified pieces leave in batches (engine/haves.py): queued lazily, one
 flush of each peer HAVE_DELAY after the first of a batch, no timer while none
-waits; a peer that has every piece of the batch already (and is no seed) waits for
-the once-a-second tick instead. Time is trio's autojump clock."""
+waits; a peer that has a piece already (and is no seed) is not told of it, unless
+it sent us a block of it: then it hears at the once-a-second tick (or with the next
+message). Time is trio's autojump clock."""
 
 from __future__ import annotations
 
@@ -89,7 +90,7 @@ async def test_complete_tells_interesting_peers_we_are_not_interested(autojump_c
     assert keen.lazy == [wire.Have(0)] == other.lazy
 
 
-async def test_peers_with_every_piece_of_a_batch_wait_for_the_tick(autojump_clock):
+async def test_peers_that_have_every_piece_of_a_batch_are_not_told(autojump_clock):
     lacking, having, seed = Session(has=(0,)), Session(has=(0, 1)), Session(seed=True)
     t = Torrent(lacking, having, seed)
     batcher = HaveBatcher(t)
@@ -99,17 +100,64 @@ async def test_peers_with_every_piece_of_a_batch_wait_for_the_tick(autojump_cloc
         for i in (0, 1):
             t.have.add(i)
             batcher.announce(i)
-        assert lacking.lazy == [wire.Have(0), wire.Have(1)] == having.lazy == seed.lazy
+        # a seed may be super-seeding: it hears of every piece
+        assert seed.lazy == [wire.Have(0), wire.Have(1)]
+        assert lacking.lazy == [wire.Have(1)]  # not of piece 0, which it has
+        assert having.lazy == []  # nothing it can act on: no redundant HAVE
         await trio.sleep(HAVE_DELAY * 2)
-        # lacks piece 1; a seed may be super-seeding: both hear at once
+        # lacks piece 1; the seed: both hear at once
         assert lacking.flushes == [start + HAVE_DELAY] == seed.flushes
-        assert having.flushes == []  # nothing it can act on: it waits
+        assert having.flushes == []
         await trio.testing.wait_all_tasks_blocked()
         assert idle()  # and no timer runs for it
         del t.sessions[2]  # the seed left
         batcher.announce(0)  # only peers that have it: no batch, no timer
         await trio.testing.wait_all_tasks_blocked()
         assert idle() and len(lacking.flushes) == 1
+        assert lacking.lazy == [wire.Have(1)] and having.lazy == []
         nursery.cancel_scope.cancel()
     batcher.flush_all()  # the torrent's tick
     assert len(having.flushes) == 1 and len(lacking.flushes) == 2
+
+
+async def test_the_peers_a_piece_came_from_hear_of_it_at_the_tick(autojump_clock):
+    """A peer that sent us a block of the piece has it, but its uploader may hold
+    another's request for it until our HAVE (core/uploadpolicy's idle hold): it is
+    told, lazily (with the next message to it, or at the tick)."""
+    source, other, lacking = Session(has=(0,)), Session(has=(0,)), Session()
+    t = Torrent(source, other, lacking)
+    batcher = HaveBatcher(t)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(batcher.run)
+        start = trio.current_time()
+        t.have.add(0)
+        batcher.announce(0, {source})
+        assert source.lazy == [wire.Have(0)] == lacking.lazy
+        assert other.lazy == []
+        await trio.sleep(HAVE_DELAY * 2)
+        assert lacking.flushes == [start + HAVE_DELAY]
+        assert source.flushes == []  # it asks nobody for it: no wake-up of its own
+        nursery.cancel_scope.cancel()
+    batcher.flush_all()  # the torrent's tick
+    assert len(source.flushes) == 1
+
+
+async def test_a_verified_piece_is_announced_to_the_peers_it_came_from(make_swarm):
+    """Torrent.piece_on_disk names the peers that sent a block of the piece to
+    the batcher: of two fellow leechers that have it, the one it came from
+    hears of it, the other does not."""
+    from torrentfs.core.picker import READAHEAD
+    _meta, _payload, t = make_swarm(size=4 * 32768, piece_length=32768)
+    source, other = Session(), Session()
+    for key, s in (("source", source), ("other", other)):
+        t.sessions[key] = s
+        t.picker.add_peer(s)
+        t.picker.got_have(s, 0)
+    t.picker.raise_priority("r", [0], READAHEAD, 10.0)
+    blocks = t.picker.pick(source, 0.0, 4)
+    assert blocks and {i for i, _, _ in blocks} == {0}
+    for index, begin, length in blocks:
+        t.picker.block_received(source, index, begin, length, 0.0)
+    t.piece_on_disk(0)
+    assert 0 in t.have
+    assert source.lazy == [wire.Have(0)] and other.lazy == []

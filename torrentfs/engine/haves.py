@@ -9,12 +9,22 @@ peer's receiver, per batch instead of per piece (issue 13). Once every piece is
 here, peers we were interested in are told we no longer are.
 
 A batch is flushed only to the peers that lack one of its pieces (or are seeds,
-which may be super-seeding: BEP 16 reveals pieces as HAVEs come back). To a peer
-that has them all, a HAVE says nothing it can act on now (it asks nobody for those
-pieces); it waits for the next message to that peer, or the torrent's once-a-second
-tick (``flush_all``). Peers of a cluster reading at once have about half of what
-each other verifies: this spares many flushes, each a send, a receive and two
-wake-ups (issue 13, a trickle).
+which may be super-seeding: BEP 16 reveals pieces as HAVEs come back). Peers of a
+cluster reading at once have about half of what each other verifies.
+
+A peer that has the piece already (and is no seed) is not told at all, as
+libtorrent's ``send_redundant_have=false``: a HAVE says nothing it can act on (it
+asks nobody for that piece), yet each one cost us the encoding and queueing, and it
+the parse, the bitfield and availability updates and the uploader's bookkeeping
+(``engine/havesin``); at a trickle in 32 KiB pieces a node of a 32-node cluster
+heard some 30,000 HAVEs per 32 MiB, about half of them such (issue 13). Except to
+the peers that sent us a block of the piece (``sources``): their uploader may hold
+another peer's request for it until it hears our HAVE (core/uploadpolicy's idle
+hold, ``Rounds.announced``); theirs leave with the next message to them, or at the
+torrent's once-a-second tick (``flush_all``). What the peers no longer learn: that a
+node completed since (it is no seed in their eyes: they spare it as a leecher,
+PEX does not flag it), and which pieces it has that they had first (if one
+of those leaves their cache, they fetch it elsewhere).
 """
 
 from __future__ import annotations
@@ -38,18 +48,27 @@ class HaveBatcher:
         self._due = trio.Event()  # set when HAVEs wait to be flushed
         self._lacking: set = set()  # sessions sent a HAVE of a piece they lack
 
-    def announce(self, index: int) -> None:
-        """Piece ``index`` is verified: queue its HAVE for every registered peer."""
+    def announce(self, index: int, sources=()) -> None:
+        """Piece ``index`` is verified: queue its HAVE for every registered peer
+        that lacks it, is a seed, or sent us a block of it (``sources``); the
+        others already have it (module docstring: no redundant HAVEs)."""
         t = self.torrent
         picker = t.picker
+        peer_has, is_seed = picker.peer_has, picker.is_seed
+        lacking = self._lacking
+        have = wire.Have(index)  # one message for all: a session only encodes it
+        complete = t.have.complete
         for s in list(t.sessions.values()):
-            if s.registered:
-                s.send_lazy(wire.Have(index))
-                if not picker.peer_has(s, index) or picker.is_seed(s):
-                    self._lacking.add(s)
-                if t.have.complete and s.am_interested:
-                    s.send(wire.NotInterested())
-        if self._lacking:
+            if not s.registered:
+                continue
+            if not peer_has(s, index) or is_seed(s):
+                lacking.add(s)
+                s.send_lazy(have)
+            elif s in sources:
+                s.send_lazy(have)
+            if complete and s.am_interested:
+                s.send(wire.NotInterested())
+        if lacking:
             self._due.set()
 
     async def run(self) -> None:

@@ -501,11 +501,12 @@ class Torrent:
 
     def piece_on_disk(self, index: int) -> None:
         """A verified piece is on disk: it is ours; wake its readers, tell the peers."""
+        sources = self.picker.contributors(index)  # (forgotten once verified)
         dull = self.picker.piece_verified(index)
         self.reads.piece_arrived(index)
         for listener in self.piece_listeners:
             listener(index)
-        self.haves.announce(index)  # and, once complete, not interested any more
+        self.haves.announce(index, sources)  # and, once complete, not interested
         if not self.have.complete:
             for s in dull:  # nothing more for us there: its uploads go to others
                 if getattr(s, "am_interested", False) and not s.closed:
