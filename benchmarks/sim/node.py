@@ -12,6 +12,7 @@ from benchmarks.sim.links import BLOCK, Link
 from torrentfs.core.bitfield import Bitfield
 from torrentfs.core.choker import Choker, PeerView
 from torrentfs.core.geometry import Geometry
+from torrentfs.core.havecadence import HaveCadence
 from torrentfs.core.picker import NOW, READAHEAD, Picker
 from torrentfs.core.ratelimit import Rate
 from torrentfs.core.readahead import Readahead
@@ -32,6 +33,7 @@ from torrentfs.engine.requests import (
     PIPELINE_MIN,
     PIPELINE_SECONDS,
 )
+from torrentfs.engine.haves import HAVE_DELAY
 from torrentfs.engine.torrent import LEECHER_JITTER, SPREAD_MAX
 
 if TYPE_CHECKING:
@@ -110,6 +112,8 @@ class Node(int):
         self.asking: dict[Node, None] = {}     # peers with queued requests, in turn
         self.busy = False                      # an uplink turn is scheduled
         self.have_batch: list[int] = []        # verified, their haves not yet sent
+        # When they leave (engine/haves.py, core/havecadence).
+        self.have_cadence = HaveCadence(HAVE_DELAY, swarm.params.have_at_once)
         # The uploader's memory and rounds; a super-seeding origin refuses what a
         # plain one holds while nothing fresh is asked (engine/upload.py).
         self.rounds = Rounds(idle_hold=0.0) if self.sparing is not None else Rounds()

@@ -31,7 +31,8 @@ The model
   (core/uploadpolicy.next_batch); the blocks of a batch share its upload, so each
   arrives when the batch is through (``Params.shared``; with merged blocks, one
   at a time). No link ever exceeds its rate.
-* Haves leave in batches, ``HAVE_DELAY`` after the first (engine/haves.py).
+* Haves leave in batches, ``HAVE_DELAY`` after the first (engine/haves.py); with
+  ``have_at_once``, at once after a quiet spell of ``HAVE_DELAY`` (core/havecadence).
 * Per node: torrentfs's Picker (priorities as reads.py raises them), Choker (a
   regular rechoke every 10 s, out of turn on interest as engine/torrent.py does),
   Readahead, Rate, pipeline size and spread as engine/torrent.py computes them, and
@@ -62,7 +63,6 @@ from benchmarks.sim.node import Node
 from benchmarks.sim.why import WhyIdle
 from torrentfs.core.geometry import Geometry
 from torrentfs.core.topology import choose
-from torrentfs.engine.haves import HAVE_DELAY
 
 
 class Pool:
@@ -174,14 +174,16 @@ class Swarm:
     def piece_done(self, node: Node, index: int) -> None:
         """``node`` verified a piece: a have to each of its peers, batched as
         engine/haves.py does (they leave together ``HAVE_DELAY`` after the first of
-        a batch)."""
+        a batch; with ``have_at_once``, at once after a quiet spell: core/havecadence)."""
         if node.have_batch:
             node.have_batch.append(index)
             return
         node.have_batch.append(index)
-        self.loop.at(self.loop.now + HAVE_DELAY, self._flush_haves, node)
+        now = self.loop.now
+        self.loop.at(now + node.have_cadence.delay(now), self._flush_haves, node)
 
     def _flush_haves(self, node: Node) -> None:
+        node.have_cadence.flushed(self.loop.now)
         batch, node.have_batch = node.have_batch, []
         self.loop.at(self.loop.now + self.latency, self._haves, node, list(node.conns), batch)
 
