@@ -7,7 +7,7 @@ seconds after its first HAVE. That delay is paid at every hop a new piece makes
 through a cluster: a piece is passed on only once its holder's peers hear of it.
 At 250 simulated nodes in 256 KiB pieces (0.13 s each on a 2 MB/s uplink) the
 50 ms were a quarter of each hop, and p50 went from 1.56 to 1.43 x the ideal time
-without them (docs/benchmarks.md, "session 10: p50 at 1,000 nodes").
+with 1 ms instead (one seed) (docs/benchmarks.md, "session 10: p50 at 1,000 nodes").
 
 The rule, with ``at_once``: **a batch whose first HAVE comes ``gap`` or more after
 the last batch left goes at once; otherwise it leaves ``gap`` after its first HAVE,
@@ -18,14 +18,14 @@ did: at most one per ``gap`` in a dense stream, one per piece in a sparse one.
 Without ``at_once`` (``AT_ONCE``, the default), every batch leaves ``gap`` after its
 first HAVE, as before session 10.
 
-Not on by default: at 250 simulated nodes it lowered p50 on each of three seeds
-(mean 1.54 -> 1.44 x ideal), but in the two-node known-answer case of
-tests/benchmarks (4 MiB, 64 KiB pieces, 1 MB/s) the earlier HAVEs let one node
-finish a second before the other, which then fetched its last pieces split between
-the origin and that node (core/picker: among seeds only, readahead is split):
-5.25 s against 4.42 s, 1.25 origin copies against 1.02 (a HAVE delay of 10 ms or
-less does the same with the old rule). The 8- and 64-node checks and a real
-cluster were not run (docs/benchmarks.md, "session 10: p50 at 1,000 nodes").
+Not on by default: at 250 simulated nodes it lowered p50 on four seeds of five
+(mean 1.52 -> 1.46 x ideal; at 8 and 64 nodes no change beyond the seeds' spread),
+but in the two-node known-answer case of tests/benchmarks (4 MiB, 64 KiB pieces,
+1 MB/s) the earlier HAVEs let one node finish a second before the other, which then
+fetched its last pieces split between the origin and that node (core/picker: among
+seeds only, readahead is split): 5.30 s against 4.42 s, 1.25 origin copies against
+1.02 (a HAVE delay of 10 ms or less does the same with the old rule). No real
+cluster was run with it (docs/benchmarks.md, "session 10: p50 at 1,000 nodes").
 """
 
 from __future__ import annotations
