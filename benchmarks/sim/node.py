@@ -19,6 +19,7 @@ from torrentfs.core.readahead import Readahead
 from torrentfs.core.sparing import Sparing
 from torrentfs.core.topology import AVOID_GRACE, LocalHave, RemoteGate
 from torrentfs.core.uploadpolicy import Rounds
+from torrentfs.engine.haves import HAVE_DELAY
 from torrentfs.engine.reads import (
     NOW_SLACK,
     READAHEAD_DEADLINE,
@@ -33,7 +34,6 @@ from torrentfs.engine.requests import (
     PIPELINE_MIN,
     PIPELINE_SECONDS,
 )
-from torrentfs.engine.haves import HAVE_DELAY
 from torrentfs.engine.torrent import LEECHER_JITTER, SPREAD_MAX
 
 if TYPE_CHECKING:
