@@ -57,7 +57,8 @@ def params_from(args: argparse.Namespace, nodes: int) -> Params:
                   leave_fraction=args.leave_fraction, peers=args.peers,
                   read_size=args.read_size << 10, seed=args.seed,
                   prefer_rack=args.prefer_subnet, super_seed=args.super_seed, unit=unit,
-                  why_idle=args.why_idle if nodes == args.nodes else 0.0)
+                  why_idle=args.why_idle if nodes == args.nodes else 0.0,
+                  have_at_once=args.have_at_once)
 
 
 def report(result: dict[str, Any]) -> list[str]:
@@ -85,7 +86,8 @@ def report(result: dict[str, Any]) -> list[str]:
                  + f", {a['leave_fraction']:.0%} leave "
                  f"at half their read, up to {a['peers']} peers each, seed {a['seed']}"
                  + (", subnet preferred" if a.get("prefer_subnet") else "")
-                 + (", origin super-seeds" if a.get("super_seed") else ""))
+                 + (", origin super-seeds" if a.get("super_seed") else "")
+                 + (", haves at once after a quiet spell" if a.get("have_at_once") else ""))
     s = summary(tn, size, a["origin_rate"], a["node_rate"])
     lines += kraken_lines(s, TARGETS)
     lines.append("  " + "; ".join(v for v in verdicts(s, TARGETS) if "CPU" not in v))
@@ -148,6 +150,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--why-idle", type=float, default=0, metavar="S",
                     help="sample every node every S simulated seconds up to the ideal "
                          "time and report why uplinks idle (benchmarks/sim/why.py; 0: off)")
+    ap.add_argument("--have-at-once", action="store_true",
+                    help="a batch of haves after a quiet spell leaves at once, not "
+                         "HAVE_DELAY later (core/havecadence's at_once; not the "
+                         "daemon's default)")
     ap.add_argument("--json", metavar="FILE", help="write every raw number here")
     ap.add_argument("--plot", metavar="FILE.png",
                     help="completion CDF and origin vs peer bytes (needs matplotlib)")

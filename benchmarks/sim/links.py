@@ -20,6 +20,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from torrentfs.core.havecadence import AT_ONCE
+
 BLOCK = 16 << 10
 
 
@@ -99,6 +101,8 @@ class Params:
     super_seed: bool = False      # the origin spares its uplink (core/sparing)
     max_time: float = 0.0         # 0: 50 x the ideal time, then give up
     why_idle: float = 0.0         # > 0: sample why uplinks idle this often (sim/why.py)
+    have_at_once: bool = AT_ONCE  # a batch of haves after a quiet spell leaves at once
+                                  # (core/havecadence's ``at_once``)
     unit: int = 0                 # real bytes per simulated block (0: the piece size)
     shared_uplink: bool | None = None  # an uploader's batch of blocks (one per asking
                                   # peer) shares its uplink; False: one block at a time;

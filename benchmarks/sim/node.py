@@ -12,12 +12,14 @@ from benchmarks.sim.links import BLOCK, Link
 from torrentfs.core.bitfield import Bitfield
 from torrentfs.core.choker import Choker, PeerView
 from torrentfs.core.geometry import Geometry
+from torrentfs.core.havecadence import HaveCadence
 from torrentfs.core.picker import NOW, READAHEAD, Picker
 from torrentfs.core.ratelimit import Rate
 from torrentfs.core.readahead import Readahead
 from torrentfs.core.sparing import Sparing
 from torrentfs.core.topology import AVOID_GRACE, LocalHave, RemoteGate
 from torrentfs.core.uploadpolicy import Rounds
+from torrentfs.engine.haves import HAVE_DELAY
 from torrentfs.engine.reads import (
     NOW_SLACK,
     READAHEAD_DEADLINE,
@@ -111,6 +113,8 @@ class Node(int):
         self.busy = False                      # an uplink turn is scheduled
         self.have_batch: list = []             # (piece, its sources), not yet sent
         self.lazy_haves: dict[Node, list[int]] = {}  # haves for the next message
+        # When they leave (engine/haves.py, core/havecadence).
+        self.have_cadence = HaveCadence(HAVE_DELAY, swarm.params.have_at_once)
         # The uploader's memory and rounds; a super-seeding origin refuses what a
         # plain one holds while nothing fresh is asked (engine/upload.py).
         self.rounds = Rounds(idle_hold=0.0) if self.sparing is not None else Rounds()

@@ -34,7 +34,8 @@ The model
 * Haves leave in batches, ``HAVE_DELAY`` after the first (engine/haves.py), to
   the peers that lack the piece; to one of its sources with the next message to it
   or at the tick; to a peer that has it, not at all (``REDUNDANT_HAVES`` for the
-  old way: every one to every peer at the flush).
+  old way: every one to every peer at the flush). With ``have_at_once``, a batch
+  leaves at once after a quiet spell of ``HAVE_DELAY`` (core/havecadence).
 * Per node: torrentfs's Picker (priorities as reads.py raises them), Choker (a
   regular rechoke every 10 s, out of turn on interest as engine/torrent.py does),
   Readahead, Rate, pipeline size and spread as engine/torrent.py computes them, and
@@ -65,7 +66,6 @@ from benchmarks.sim.node import Node
 from benchmarks.sim.why import WhyIdle
 from torrentfs.core.geometry import Geometry
 from torrentfs.core.topology import choose
-from torrentfs.engine.haves import HAVE_DELAY
 
 # Every have to every peer at each flush (the daemons before session 10), instead of
 # engine/haves.py's rules: for A/B runs of the simulator.
@@ -187,12 +187,14 @@ class Swarm:
     def piece_done(self, node: Node, index: int, sources=()) -> None:
         """``node`` verified a piece (from ``sources``): a have to its peers,
         batched as engine/haves.py does (they leave together ``HAVE_DELAY`` after
-        the first of a batch)."""
+        the first of a batch; with ``have_at_once``, at once after a quiet spell:
+        core/havecadence)."""
         if node.have_batch:
             node.have_batch.append((index, sources))
             return
         node.have_batch.append((index, sources))
-        self.loop.at(self.loop.now + HAVE_DELAY, self._flush_haves, node)
+        now = self.loop.now
+        self.loop.at(now + node.have_cadence.delay(now), self._flush_haves, node)
 
     def _flush_haves(self, node: Node) -> None:
         """engine/haves.py's flush: to each peer the haves of the pieces it lacks
@@ -200,6 +202,7 @@ class Swarm:
         (that one waits for the next message to that peer or the tick:
         ``lazy_haves``). With ``REDUNDANT_HAVES``, as before session 10: every have
         to every peer at the flush."""
+        node.have_cadence.flushed(self.loop.now)
         batch, node.have_batch = node.have_batch, []
         has, is_seed = node.picker.peer_has, node.picker.is_seed
         now_to: dict[Node, list[int]] = {}

@@ -217,6 +217,28 @@ def test_haves_leave_in_batches_after_the_have_delay():
                      (pytest.approx(1.0 + HAVE_DELAY + sw.latency), 6)]
 
 
+def test_with_have_at_once_a_batch_after_a_quiet_spell_leaves_at_once():
+    from benchmarks.sim.swarm import Swarm
+    from torrentfs.engine.haves import HAVE_DELAY
+    sw = Swarm(small(nodes=2, unit=16 << 10, have_at_once=True))
+    a, b = sw.nodes
+    sw.join_group([a, b])
+    heard = []
+    b.on_have = lambda peer, index: heard.append((sw.loop.now, index))
+    sw.loop._q = []
+    sw.loop.now = 1.0
+    sw.piece_done(a, 5)   # nothing left lately: at once
+    sw.loop.run()
+    sw.loop.now = 1.02
+    sw.piece_done(a, 6)   # within HAVE_DELAY of that batch: waits for it
+    sw.loop.now = 1.03
+    sw.piece_done(a, 7)   # joins it
+    sw.loop.run()
+    assert heard == [(pytest.approx(1.0 + sw.latency), 5),
+                     (pytest.approx(1.02 + HAVE_DELAY + sw.latency), 6),
+                     (pytest.approx(1.02 + HAVE_DELAY + sw.latency), 7)]
+
+
 def test_the_command_simulates_every_block_while_it_can_and_merges_past_that(capsys):
     args = cli.parse_args(["--nodes", "8", "--size", "16", "--piece-size", "64"])
     assert cli.sim_unit(args, 8, 16 * MIB, 64 << 10) == 16 << 10

@@ -6,10 +6,12 @@ message). Time is trio's autojump clock."""
 
 from __future__ import annotations
 
+import pytest
 import trio
 
 from torrentfs.core import wire
 from torrentfs.core.bitfield import Bitfield
+from torrentfs.core.havecadence import HaveCadence
 from torrentfs.engine.haves import HAVE_DELAY, HaveBatcher
 
 
@@ -77,6 +79,38 @@ async def test_haves_leave_together_after_the_delay(autojump_clock):
         assert a.flushes == [start + HAVE_DELAY] == b.flushes
         await trio.testing.wait_all_tasks_blocked()
         assert idle()  # nothing waits: no timer
+        nursery.cancel_scope.cancel()
+
+
+async def test_at_once_a_batch_after_a_quiet_spell_leaves_at_once(autojump_clock):
+    # core/havecadence's at_once (not the default): no wait after a quiet spell,
+    # HAVE_DELAY after its first HAVE within one of the last batch.
+    a = Session()
+    t = Torrent(a)
+    batcher = HaveBatcher(t)
+    batcher.cadence = HaveCadence(HAVE_DELAY, at_once=True)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(batcher.run)
+        await trio.testing.wait_all_tasks_blocked()
+        start = trio.current_time()
+        t.have.add(0)
+        batcher.announce(0)
+        await trio.testing.wait_all_tasks_blocked()
+        assert a.flushes == [start]  # nothing left lately: no wait
+        await trio.sleep(HAVE_DELAY / 2)
+        t.have.add(1)
+        batcher.announce(1)  # within HAVE_DELAY of that batch: it waits
+        await trio.sleep(HAVE_DELAY / 4)
+        t.have.add(2)
+        batcher.announce(2)  # joins it
+        await trio.sleep(HAVE_DELAY)
+        assert a.flushes == [start, pytest.approx(start + HAVE_DELAY * 1.5)]
+        await trio.sleep(HAVE_DELAY * 3)
+        t.have.add(3)
+        batcher.announce(3)  # a quiet spell again: at once
+        await trio.testing.wait_all_tasks_blocked()
+        assert a.flushes[2:] == [pytest.approx(start + HAVE_DELAY * 4.75)]
+        assert a.lazy == [wire.Have(i) for i in range(4)]
         nursery.cancel_scope.cancel()
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import trio
 
 from torrentfs.core import wire
+from torrentfs.core.havecadence import HaveCadence
 
 # HAVEs of pieces verified within this long leave together. A quarter of a second
 # (tried in session 5) cut a trickle cluster's receives by a fifth, but its CPU
@@ -47,6 +48,7 @@ class HaveBatcher:
         self.torrent = torrent
         self._due = trio.Event()  # set when HAVEs wait to be flushed
         self._lacking: set = set()  # sessions sent a HAVE of a piece they lack
+        self.cadence = HaveCadence(HAVE_DELAY)  # when a batch leaves (core/havecadence)
 
     def announce(self, index: int, sources=()) -> None:
         """Piece ``index`` is verified: queue its HAVE for every registered peer
@@ -72,15 +74,19 @@ class HaveBatcher:
             self._due.set()
 
     async def run(self) -> None:
-        """Flush each batch HAVE_DELAY after its first HAVE, to the peers that lack
-        one of its pieces; no timer while none waits. Runs until cancelled."""
+        """Flush each batch to the peers that lack one of its pieces: at once after
+        a quiet spell, else HAVE_DELAY after its first HAVE (core/havecadence); no
+        timer while none waits. Runs until cancelled."""
         while True:
             await self._due.wait()
-            await trio.sleep(HAVE_DELAY)
+            delay = self.cadence.delay(trio.current_time())
+            if delay:
+                await trio.sleep(delay)
             self._due = trio.Event()
             lacking, self._lacking = self._lacking, set()
             for s in lacking:
                 s.flush()
+            self.cadence.flushed(trio.current_time())
 
     def flush_all(self) -> None:
         """Send every HAVE still queued (the torrent's tick, once a second)."""
