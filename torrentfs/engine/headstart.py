@@ -96,7 +96,7 @@ class HeadStart:
             return []
         now = trio.current_time()
         for i in chosen:
-            self._asked[i] = math.inf  # (not quick until raised: ``_raise``)
+            self._asked[i] = -math.inf  # (never quick if it comes before ``_raise``)
         self._pending += chosen
         self.quiet_until = max(self.quiet_until, now + LISTED_LULL)
         self._wake.set()
@@ -131,10 +131,16 @@ class HeadStart:
         if pieces:
             t.schedule_soon()
 
+    def quick_now(self, index: int) -> bool:
+        """Whether a piece that is in now would be quick: a head start asked for it
+        within ``QUICK`` (then ``Torrent._verify`` hashes it at once, and the FUSE
+        layer hands it to the kernel before its write: fs/pagecache)."""
+        return trio.current_time() - self._asked.get(index, -math.inf) < QUICK
+
     def arrived(self, index: int) -> None:
-        """A piece is verified and on disk."""
-        asked = self._asked.pop(index, None)
-        if asked is not None and trio.current_time() - asked < QUICK:
+        """A piece is verified (in memory before its write, or on disk)."""
+        asked = self._asked.pop(index, -math.inf)
+        if trio.current_time() - asked < QUICK:
             self._quick.add(index)
 
     def forget(self, index: int) -> None:
