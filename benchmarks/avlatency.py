@@ -15,7 +15,9 @@ to time another torrentfs package against the same harness, or give --alt TREE t
 alternate, run by run, between this package and TREE's (PYTHONPATH=TREE) on the same
 swarm: a before/after pair measured in the same minutes on a shared machine.
 --size N makes the big file N MiB (scripts/bench: 1024), which puts the video's pieces
-after it, as in the bench.
+after it, as in the bench. --resident mounts through torrentfs's resident process, as
+scripts/bench does (one per tree, started before the runs); by default every daemon
+starts cold.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from benchmarks import bench as B
 from benchmarks.cpuload import pythonpath
 from benchmarks.payload import make_payload
 from benchmarks.procstats import tcp_received
-from benchmarks.programs import run_bounded
+from benchmarks.programs import resident_process, run_bounded
 from tests.harness.swarm import lt_create, lt_seeder, opentracker
 
 FFPROBE = ["ffprobe", "-v", "error", "-show_format", "-show_streams"]
@@ -109,6 +111,8 @@ def main() -> int:
     ap.add_argument("--reads", action="store_true",
                     help="also time 64 KiB reads of big.bin: at 0 (first), in the middle")
     ap.add_argument("--no-floor", action="store_true", help="skip the local-copy runs")
+    ap.add_argument("--resident", action="store_true",
+                    help="mount through the resident process, as scripts/bench does")
     ns = ap.parse_args()
     B.isolate_network(sys.argv[1:], "benchmarks.avlatency")
     args = B.parse_args(["--size", str(ns.size), "--no-netns"])
@@ -128,6 +132,10 @@ def main() -> int:
             stack.enter_context(lt_seeder(bench.torrent, tmp / "data", ip=ip,
                                           workdir=tmp / "seeders", timeout=180))
         tracker.wait_peers(ih, args.seeders, timeout=30)
+        if ns.resident:  # one per tree: its socket's name follows PYTHONPATH
+            for _, tree in trees:
+                with pythonpath(tree):
+                    stack.enter_context(resident_process(tmp))
         video = str(bench.payload / "video.mkv")
         argvs = {"ffprobe": lambda p: FFPROBE + [p], "seek": ffseek}
         programs = {label: (lambda m, a=argv: timed(a(m.path("video.mkv"))))

@@ -26,10 +26,10 @@ async def test_a_listed_video_gets_its_first_and_last_pieces_in_a_lull(
         await trio.sleep(1)  # connected
         assert t.reads.head_start.listed("folder", [0]) == [0, 399]
         assert raised(t) == set() and not peer.requests  # not before the lull
-        await trio.sleep(headstart.LULL / 2)
-        assert raised(t) == set()
-        await trio.sleep(headstart.LULL)
-        assert {i for i, _, _ in peer.requests} <= {0, 399}
+        await trio.sleep(headstart.LISTED_LULL / 2)
+        assert raised(t) == set() and not peer.requests
+        await trio.sleep(headstart.LISTED_LULL)  # less than LULL after the listing
+        assert {i for i, _, _ in peer.requests} == {0, 399}
         await trio.sleep(1)
         assert {0, 399} <= set(t.have)
         assert {i for i, _, _ in peer.requests} == {0, 399}  # nothing else
@@ -48,7 +48,7 @@ async def test_a_read_right_after_the_listing_has_the_peers_to_itself(
         peer = s.add(Behaviour(delay=0.2))
         await trio.sleep(1)
         t.reads.head_start.listed("folder", [0])
-        await trio.sleep(headstart.LULL / 2)
+        await trio.sleep(headstart.LISTED_LULL / 2)
         got = []
 
         async def read() -> None:
@@ -61,6 +61,27 @@ async def test_a_read_right_after_the_listing_has_the_peers_to_itself(
         assert got == [s.payload[200 * PIECE:200 * PIECE + 1000]]
         await trio.sleep(headstart.LULL * 2)
         assert raised(t) == {0, 399}  # after it
+        n.cancel_scope.cancel()
+
+
+async def test_a_read_keeps_the_head_start_off_for_the_longer_lull(
+        make_swarm, autojump_clock):
+    """The lull after a listing is LISTED_LULL, after a read LULL: a read that came
+    right after the listing (and was answered at once) holds the head start until
+    LULL after it began, past the listing's own lull."""
+    async with trio.open_nursery() as n:
+        s = await start(n, make_swarm, size=400 * PIECE)
+        t = s.torrent
+        peer = s.add(Behaviour(delay=0.001))
+        await trio.sleep(1)
+        t.reads.head_start.listed("folder", [0])
+        began = trio.current_time()
+        assert await t.read(0, 200 * PIECE, 1000) == s.payload[200 * PIECE:200 * PIECE + 1000]
+        assert trio.current_time() - began < headstart.LISTED_LULL
+        await trio.sleep_until(began + (headstart.LISTED_LULL + headstart.LULL) / 2)
+        assert {i for i, _, _ in peer.requests} == {200} and raised(t) == set()
+        await trio.sleep_until(began + headstart.LULL * 2)
+        assert {0, 399} <= {i for i, _, _ in peer.requests}
         n.cancel_scope.cancel()
 
 

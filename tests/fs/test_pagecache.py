@@ -11,6 +11,7 @@ import threading
 import pyfuse3
 import trio
 
+from tests.engine.test_early_reads import hold_writes, no_write_behind
 from tests.harness.fakepeer import Behaviour, inline, quiet, small_tree_torrent, start
 from torrentfs.core.geometry import Geometry
 from torrentfs.core.tree import Tree
@@ -81,6 +82,76 @@ async def test_quick_head_start_pieces_go_to_the_page_cache(make_swarm, autojump
         fs._piece_changed(0)  # (again: a piece left the cache, say) each piece once
         await trio.sleep(1)
         assert len(stored) == 2
+        n.cancel_scope.cancel()
+
+
+async def test_a_quick_head_start_piece_is_stored_before_its_write_ends(
+        make_swarm, autojump_clock, monkeypatch):
+    """Verified in memory, a quick head start's piece goes to the kernel at once
+    (``Reads.in_memory_listeners``), while its write is still under way; the
+    kernel's pages are verified bytes, so its write need not be waited for."""
+    async with trio.open_nursery() as n:
+        s = await start(n, make_swarm, size=400 * PIECE)
+        t = s.torrent
+        fs, stored = wire(t, s.meta, n, monkeypatch)
+        no_write_behind(monkeypatch, t)
+        let_go = hold_writes(monkeypatch, t, {0, 399})
+        s.add(Behaviour(delay=0.001))
+        await trio.sleep(1)
+        fs.page_cache.listed(t, [0])
+        t.reads.head_start.listed("folder", [0])
+        await trio.sleep(1)
+        assert not {0, 399} & set(t.have)  # both still being written
+        assert t.reads.in_memory(0) and t.reads.in_memory(399)
+        inode = fs.base + fs.tree.root.children[s.meta.name]
+        assert sorted(stored) == [(inode, 0, s.payload[:PIECE], True),
+                                  (inode, 399 * PIECE, s.payload[399 * PIECE:], True)]
+        let_go.set()
+        await trio.sleep(1)
+        assert {0, 399} <= set(t.have) and len(stored) == 2  # each piece once
+        n.cancel_scope.cancel()
+
+
+async def test_a_piece_a_read_brought_before_the_lull_is_the_reads(
+        make_swarm, autojump_clock, monkeypatch):
+    """A listed video's piece that a read fetched before the head start raised it
+    (the read came within the lull) was not the head start's: not stored. The
+    other piece, raised after the read's lull, is."""
+    async with trio.open_nursery() as n:
+        s = await start(n, make_swarm, size=400 * PIECE)
+        t = s.torrent
+        fs, stored = wire(t, s.meta, n, monkeypatch)
+        s.add(Behaviour(delay=0.001))
+        await trio.sleep(1)
+        fs.page_cache.listed(t, [0])
+        assert t.reads.head_start.listed("folder", [0]) == [0, 399]
+        h = t.open_handle(0)
+        assert await t.read(0, 0, 10, h) == s.payload[:10]  # a first read: alone
+        h.close()
+        await trio.sleep(1)
+        assert {0, 399} <= set(t.have)
+        assert [offset for _, offset, _, _ in stored] == [399 * PIECE]
+        n.cancel_scope.cancel()
+
+
+async def test_a_head_start_piece_that_fails_its_hash_is_never_stored(
+        make_swarm, autojump_clock, monkeypatch):
+    async with trio.open_nursery() as n:
+        s = await start(n, make_swarm, size=400 * PIECE)
+        t = s.torrent
+        fs, stored = wire(t, s.meta, n, monkeypatch)
+        liar = s.add(Behaviour(delay=0.001, corrupt={0}))
+        await trio.sleep(1)
+        fs.page_cache.listed(t, [0])
+        t.reads.head_start.listed("folder", [0])
+        await trio.sleep(1)
+        assert liar.sent_bytes and 0 not in t.have
+        assert [offset for _, offset, _, _ in stored] == [399 * PIECE]
+        s.add(Behaviour(delay=0.001))  # an honest peer: piece 0 comes (not quick now)
+        await trio.sleep(2)
+        assert 0 in t.have
+        assert all(data == s.payload[offset:offset + len(data)]
+                   for _, offset, data, _ in stored)
         n.cancel_scope.cancel()
 
 

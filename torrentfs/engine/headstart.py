@@ -14,11 +14,15 @@ in all per mount (``--head-start``, default ``BUDGET``; 0: none) (a folder of a 
 each folder once. A read of such a piece later finds it verified (or on its way);
 nothing is ever returned that the read path did not verify.
 
-The swarm is used only in a lull: the pieces are raised (``run``) once ``LULL``
-has passed since the listing and since the last read of the torrent began
-(``read_began``) with no read waiting, so a program that reads another file right
-after listing the folder (``dd``, a copy, a sequential reader) never shares the
-peers with a head start it did not ask for.
+The swarm is used only in a lull: the pieces are raised (``run``) once
+``LISTED_LULL`` has passed since the listing and ``LULL`` since the last read of the
+torrent began (``read_began``), with no read waiting, so a program that reads
+another file right after listing the folder (``dd``, a copy, a sequential reader)
+never shares the peers with a head start it did not ask for. The lull after a
+listing is the shorter: a program that probes a video may start as the listing
+ends (a shell's ``ls`` then ``ffprobe``), and ffprobe opens the file ~60 ms after
+it starts; counted from the listing at ``LULL``, the pieces often came after that
+open (docs/benchmarks.md, session 10).
 
 A file's first read answered at once from pieces the head start brought quickly
 (within ``QUICK`` of being asked: a fast swarm) reads ahead at the reader's pace,
@@ -37,7 +41,8 @@ import trio
 from torrentfs.core.picker import READAHEAD
 
 BUDGET = 8 << 20        # bytes asked by head starts, per mount at most
-LULL = 0.05             # raised once no read began for this long (nor the listing)
+LULL = 0.05             # raised once no read began for this long ...
+LISTED_LULL = 0.02      # ... and the listing was this long ago
 DEADLINE = 0.5          # the first piece is due now + this ...
 STEP = 0.05             # ... each next one this much later (firsts, then lasts)
 QUICK = 0.25            # a piece in within this of being asked: a fast swarm
@@ -57,7 +62,7 @@ class HeadStart:
         self._quick: set[int] = set()              # pieces in within QUICK of asked
         self._pending: list[int] = []              # chosen, not raised yet (``run``)
         self._wake = trio.Event()                  # set when pieces become pending
-        self.last_read = -math.inf                 # when the last read began
+        self.quiet_until = -math.inf               # the lull: no read began since
 
     def listed(self, folder: Hashable, videos: Iterable[int]) -> list[int]:
         """A folder is listed, with these video files (file indexes): their first
@@ -91,15 +96,15 @@ class HeadStart:
             return []
         now = trio.current_time()
         for i in chosen:
-            self._asked[i] = math.inf  # (not quick until raised: ``_raise``)
+            self._asked[i] = -math.inf  # (never quick if it comes before ``_raise``)
         self._pending += chosen
-        self.last_read = max(self.last_read, now)  # the lull counts from the listing too
+        self.quiet_until = max(self.quiet_until, now + LISTED_LULL)
         self._wake.set()
         return chosen
 
     def read_began(self) -> None:
         """A read of the torrent began (``reads.Reads.read``)."""
-        self.last_read = trio.current_time()
+        self.quiet_until = max(self.quiet_until, trio.current_time() + LULL)
 
     async def run(self) -> None:
         """Raise the pending pieces in each lull (see the module docstring). Runs
@@ -108,9 +113,8 @@ class HeadStart:
             await self._wake.wait()
             self._wake = trio.Event()
             while self._pending:
-                lull = self.last_read + LULL
-                if trio.current_time() < lull:
-                    await trio.sleep_until(lull)
+                if trio.current_time() < self.quiet_until:
+                    await trio.sleep_until(self.quiet_until)
                 elif self.waiting:
                     await trio.sleep(LULL)  # a read waits still: after it
                 else:
@@ -127,10 +131,16 @@ class HeadStart:
         if pieces:
             t.schedule_soon()
 
+    def quick_now(self, index: int) -> bool:
+        """Whether a piece that is in now would be quick: a head start asked for it
+        within ``QUICK`` (then ``Torrent._verify`` hashes it at once, and the FUSE
+        layer hands it to the kernel before its write: fs/pagecache)."""
+        return trio.current_time() - self._asked.get(index, -math.inf) < QUICK
+
     def arrived(self, index: int) -> None:
-        """A piece is verified and on disk."""
-        asked = self._asked.pop(index, None)
-        if asked is not None and trio.current_time() - asked < QUICK:
+        """A piece is verified (in memory before its write, or on disk)."""
+        asked = self._asked.pop(index, -math.inf)
+        if trio.current_time() - asked < QUICK:
             self._quick.add(index)
 
     def forget(self, index: int) -> None:

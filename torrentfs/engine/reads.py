@@ -274,6 +274,7 @@ class Reads:
         self.blocks = BlockReads(torrent)
         self._alone: set[int] = set()  # pieces a first read or a seek waits on alone
         self._in_memory: set[int] = set()  # verified and in ``recent``, being written
+        self.in_memory_listeners: list[Callable[[int], None]] = []  # told of those
         self.head_start = HeadStart(torrent, self.waiting,  # a listed folder's videos
                                     budget=torrent.options.head_start)
 
@@ -289,17 +290,26 @@ class Reads:
             event.set()
 
     def verified(self, index: int, data: bytearray) -> None:
-        """A piece a read waits on alone is verified, and about to be written: the
-        reads waiting for it are answered from memory now (``_from_memory``), not
-        after the write. ``written`` ends that, once the write is done or failed."""
+        """A piece a read waits on alone (or a quick head start's:
+        ``HeadStart.quick_now``) is verified, and about to be written: the reads
+        waiting for it are answered from memory now (``_from_memory``), not after
+        the write, and ``in_memory_listeners`` are told. ``written`` ends that, once
+        the write is done or failed."""
         self._in_memory.add(index)
         self.recent.remember(index, data)
+        self.head_start.arrived(index)
         event = self._events.pop(index, None)
         if event is not None:
             event.set()
+        for listener in self.in_memory_listeners:
+            listener(index)
 
     def written(self, index: int) -> None:
         self._in_memory.discard(index)
+
+    def in_memory(self, index: int) -> bool:
+        """Whether a piece is verified and in memory, its write under way."""
+        return index in self._in_memory
 
     def store_failed(self, index: int, error: OSError) -> None:
         """A piece verified but could not be written: the reads waiting for it fail

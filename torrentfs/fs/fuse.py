@@ -162,6 +162,7 @@ class TorrentFS(pyfuse3.Operations):
         self._file_inodes = {n.file_index: n.inode for n in tree.nodes.values()
                              if not n.is_dir}
         torrent.piece_listeners.append(self._piece_changed)
+        torrent.reads.in_memory_listeners.append(self._piece_in_memory)
         # A listed video's quick head-start pieces go to the kernel's page cache
         # (one per mount: a multi-torrent mount's torrents share it).
         self.page_cache = (PageCacheFill(pyfuse3.notify_store) if page_cache is None
@@ -391,6 +392,11 @@ class TorrentFS(pyfuse3.Operations):
                     pyfuse3.invalidate_inode(inode, attr_only=True)
                 except OSError:
                     pass
+        self.page_cache.arrived(self.torrent, index, self._kernel_inode)
+
+    def _piece_in_memory(self, index: int) -> None:
+        """A quick head start's piece is verified, its write under way: its pages
+        go to the kernel now (``pagecache``), not once it is on disk."""
         self.page_cache.arrived(self.torrent, index, self._kernel_inode)
 
     def _kernel_inode(self, file_index: int) -> int | None:

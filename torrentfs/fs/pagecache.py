@@ -93,13 +93,16 @@ class PageCacheFill:
         self.videos.setdefault(torrent, set()).update(videos)
 
     def arrived(self, torrent, index: int, inode_of: Callable[[int], int | None]) -> int:
-        """Piece ``index`` of ``torrent`` is verified and on disk: if a head start
-        brought it quickly, queue its pages of listed videos for the kernel.
-        Returns how many stores were queued."""
+        """Piece ``index`` of ``torrent`` is verified, in memory before its write
+        (``Reads.in_memory``: a quick head start's piece is hashed as it comes in)
+        or on disk: if a head start brought it quickly, queue its pages of listed
+        videos for the kernel. Returns how many stores were queued."""
         videos = self.videos.get(torrent)
-        if not videos or (torrent, index) in self.given or index not in torrent.have:
+        if not videos or (torrent, index) in self.given:
             return 0
         reads = torrent.reads
+        if index not in torrent.have and not reads.in_memory(index):
+            return 0
         if not reads.head_start.quick((index,)):
             return 0
         g = torrent.geometry
