@@ -37,7 +37,6 @@ Invariants (the picker holds the block-level ones):
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import secrets
@@ -64,6 +63,7 @@ from torrentfs.engine.membership import Membership
 from torrentfs.engine.metrics import Metrics
 from torrentfs.engine.options import TorrentOptions
 from torrentfs.engine.peerext import PeerExtensions
+from torrentfs.engine.pieces import PieceEvents
 from torrentfs.engine.reads import ReadHandle, Reads
 from torrentfs.engine.requests import Requests
 from torrentfs.engine.swarms import discovery
@@ -76,7 +76,6 @@ log = logging.getLogger("torrentfs.torrent")
 SNUB_AFTER = 20.0           # an unchoked peer that sends no block for this long is snubbed
 LEECHER_JITTER = 10.0       # among leechers, readahead order is shuffled over this many s
 SPREAD_MAX = 4              # a NOW piece's blocks are split over up to this many peers
-INLINE_HASH_MAX = 4 << 20   # a piece a read waits on alone is hashed in trio up to this size
 USELESS_AFTER = 60.0        # neither side interested this long: drop it when slots are full
 
 
@@ -86,7 +85,7 @@ def make_peer_id() -> bytes:
     return f"-TF{int(major):02d}{int(minor):02d}-".encode() + secrets.token_bytes(12)
 
 
-class Torrent:
+class Torrent(PieceEvents):
     """One torrent, live (see the module docstring). ``options`` are its settings;
     the keyword arguments are handed to it at run time: ``peer_id`` (a fresh one
     unless given), ``shared`` (the rate limits and connection cap of a multi-torrent
@@ -457,83 +456,6 @@ class Torrent:
                       skip: PeerSession | None = None) -> None:
         """``schedule`` once the running task yields (``Requests.schedule_soon``)."""
         self.requests.schedule_soon(self._nursery, freed, skip)
-
-    async def _verify(self, index: int) -> None:
-        buf = self._buffers.pop(index)
-        # A piece a read waits on alone is hashed here (no thread hand-offs, which
-        # took 0.1-7 ms each way under load) and the read answered from memory before
-        # the write (``Reads.verified``); so is a quick head start's piece, which goes
-        # to the kernel's page cache from there (fs/pagecache).
-        lone = self.reads.alone(index)
-        early = ((lone or self.reads.head_start.quick_now(index)) and len(buf) <= INLINE_HASH_MAX
-                 and self.cache.room_for(len(buf)))
-        try:
-            ok = self.storage.verify(index, buf) if early else True
-            if ok and early:
-                self.reads.verified(index, buf)
-            ok = ok and await self.cache.store(index, buf, not lone, hashed=early)
-        except OSError as e:
-            if e.errno != errno.ENOSPC:  # a full disk is logged by the cache, once a minute
-                log.error("cannot write piece %d: %s", index, e)
-            ok = None
-            self.reads.forget(index)  # (if it was verified in memory)
-            self.reads.store_failed(index, e)  # its reads fail rather than wait on
-        finally:
-            self._verifying.discard(index)
-            self.reads.written(index)
-        if ok:
-            self.metrics.pieces_passed += 1
-            self.reads.remember(index, buf)
-            self.piece_on_disk(index)
-        else:
-            suppliers = self.picker.suppliers(index)
-            self.picker.piece_failed(index)
-            if ok is False:
-                self.metrics.pieces_failed += 1
-                log.warning("piece %d failed its hash check (from %s)", index,
-                            ", ".join(map(repr, set(suppliers.values()))) or "nobody")
-                for peer in self.blame.piece_failed(index, buf, suppliers):
-                    self.ban(peer, f"sent the only data of {self.blame.strikes[peer]} "
-                             "pieces that failed their hash check")
-        if ok:
-            for peer in self.blame.piece_verified(index, buf):
-                self.ban(peer, f"sent bad blocks of piece {index}")
-        else:  # its blocks are free again (a verified piece frees none: no pick)
-            self.schedule()
-
-    def piece_on_disk(self, index: int) -> None:
-        """A verified piece is on disk: it is ours; wake its readers, tell the peers."""
-        sources = self.picker.contributors(index)  # (forgotten once verified)
-        dull = self.picker.piece_verified(index)
-        self.reads.piece_arrived(index)
-        for listener in self.piece_listeners:
-            listener(index)
-        self.haves.announce(index, sources)  # and, once complete, not interested
-        if not self.have.complete:
-            for s in dull:  # nothing more for us there: its uploads go to others
-                if getattr(s, "am_interested", False) and not s.closed:
-                    s.send(wire.NotInterested())
-        if self.have.complete:
-            log.info("all %d pieces verified", self.have.size)
-            self.announcer.completed()
-
-    def piece_gone(self, index: int) -> None:
-        """A piece left the disk cache (evicted, or damaged): wanted again if read.
-        Peers that have it may be interesting again (we cannot take a HAVE back;
-        their requests for it are rejected)."""
-        if index not in self.have:
-            return
-        self.picker.piece_lost(index)
-        for listener in self.piece_listeners:
-            listener(index)
-        self.reads.forget(index)
-        for s in list(self.sessions.values()):
-            if s.registered and not s.am_interested:
-                self._update_interest(s)
-
-    def remember(self, index: int, data: bytearray) -> None:
-        """Keep a just-verified (or disk-checked) piece in memory: next reads likely want it."""
-        self.reads.remember(index, data)
 
     def downloading(self, index: int) -> bool:
         """Whether a piece is being fetched, or hashed after its download."""
