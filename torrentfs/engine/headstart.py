@@ -139,9 +139,9 @@ class HeadStart:
 
     def arrived(self, index: int) -> None:
         """A piece is verified (in memory before its write, or on disk)."""
-        asked = self._asked.pop(index, -math.inf)
-        if trio.current_time() - asked < QUICK:
+        if self.quick_now(index):
             self._quick.add(index)
+        self._asked.pop(index, None)
 
     def forget(self, index: int) -> None:
         """A piece left the disk cache."""
