@@ -37,9 +37,10 @@ def summary(docs: list[dict], top: int = 25) -> list[str]:
     lines = [f"{n} daemons; per node: {proc / n:.2f} CPU s, main thread {main / n:.2f}, "
              f"task steps {tasks / n:.2f}, run loop {(main - tasks) / n:.2f}, "
              f"other threads {(proc - main) / n:.2f}"]
-    for title, t, c in (("tasks", "cpu", "steps"), ("methods (inclusive)", "fcpu", "fcalls")):
+    for title, t, c, what in (("tasks", "cpu", "steps", "steps"),
+                              ("methods (inclusive)", "fcpu", "fcalls", "calls")):
         if sums[t]:
-            lines.append(f"--- {title}: CPU s per node, share, {c} per node, us each")
+            lines.append(f"--- {title}: CPU s per node, share, {what} per node, us each")
         for key, ns in sums[t].most_common(top):
             count = sums[c][key]
             lines.append(f"{ns / 1e9 / n:7.3f} {100 * ns / 1e9 / proc:5.1f}% "
