@@ -33,7 +33,7 @@ if (b"mount" in open("/proc/self/cmdline", "rb").read().split(b"\0")
     from trio.abc import Instrument
 
     OUT = os.environ.get("TFS_TCPU_DIR", "/tmp/tcpu")
-    WRAPPERS = ("pump", "_guarded", "PeerSession._guarded", "PeerSession.run")
+    WRAPPERS = ("pump", "_guarded", "PeerSession.run")  # by the end of their names
     ROLES = ("PeerSession._receiver", "PeerSession._sender")
     clock = time.thread_time_ns
     cpu: collections.Counter = collections.Counter()
