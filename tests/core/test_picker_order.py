@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import copy
 import math
+from unittest import mock
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from torrentfs.core import priorities
 from torrentfs.core.bitfield import Bitfield
 from torrentfs.core.geometry import BLOCK_SIZE as B
 from torrentfs.core.geometry import Geometry
@@ -45,8 +47,15 @@ def fresh(p: Picker) -> tuple[list, list]:
 
 
 @settings(max_examples=300, deadline=None)
-@given(events, st.booleans())
-def test_kept_order_is_a_fresh_sort(evs, prefetch):
+@given(events, st.booleans(), st.sampled_from([priorities.RESORT_MAX, 0, 2]))
+def test_kept_order_is_a_fresh_sort(evs, prefetch, resort_max):
+    # A small RESORT_MAX sorts the kept order again where the default would move
+    # entries one by one (``_move_entries``): both must agree with a fresh sort.
+    with mock.patch.object(priorities, "RESORT_MAX", resort_max):
+        check_kept_order(evs, prefetch)
+
+
+def check_kept_order(evs, prefetch):
     p = Picker(Geometry(2 * B, (N * 2 * B,)), Bitfield(N), prefetch=prefetch, salt=7)
     peers: set[int] = set()
     for ev in evs:
@@ -77,7 +86,10 @@ def test_kept_order_is_a_fresh_sort(evs, prefetch):
             peers.discard(ev[1])
         elif kind == "pick":
             p.pick(ev[1], 10.0, 4)
+        # ``urgent``: what the head of the order says, asked before the order is used.
+        urgent = p.urgent()
         kept = list(p._urgent_order())
+        assert urgent == (bool(kept) and kept[0][1] == NOW)
         # What a pick walks: the kept order's pieces a peer has (its getter of
         # every entry's flag made again whenever the order changed).
         has = bytearray((i * 7 + len(evs)) % 3 != 0 for i in range(N))
@@ -100,3 +112,56 @@ def test_priority_is_the_most_urgent_raise():
     q.raise_priority("e", [1], NONE, 2.0)
     assert q.priority(1) == (NORMAL, math.inf)  # prefetch: a raise at NONE cannot lower it
     assert q.priority(2) == (NORMAL, math.inf)
+
+
+def test_many_rarities_changed_at_once_sort_the_kept_order_again():
+    """More than RESORT_MAX raised pieces change rarity between two uses of the
+    order (a cluster's HAVEs): it is sorted again, rarest first within READAHEAD,
+    and is what a fresh sort gives."""
+    n = 4 * priorities.RESORT_MAX
+    p = Picker(Geometry(2 * B, (n * 2 * B,)), Bitfield(n), salt=3)
+    for peer in "abc":
+        p.add_peer(peer)
+    p.raise_priority("r", range(n), READAHEAD, 5.0)
+    p.raise_priority("s", [n - 1], NOW, 5.0)
+    before = list(p._urgent_order())
+    # Peer a announces the first half, b the last pieces: both ends' rarities change,
+    # and with them the order (rarest first within READAHEAD).
+    for i in range(n // 2):
+        p.got_have("a", i)
+    for i in range(n // 2, n - 8):
+        p.got_have("b", i)
+        p.got_have("c", i)
+    assert len(p._resort) > priorities.RESORT_MAX
+    kept = list(p._urgent_order())
+    assert kept != before
+    assert kept == fresh(p)[0]
+    assert kept[0][0] == n - 1  # NOW first
+    assert all(p.availability[kept[k][0]] <= p.availability[kept[k + 1][0]]
+               for k in range(1, n - 1))
+
+
+def test_urgent_follows_every_raise_to_now():
+    """``urgent`` through every way a raise to NOW comes and goes: a raise replaced
+    by a lower one, several owners, drops, a read's raise and a verified piece."""
+    p = Picker(Geometry(2 * B, (4 * 2 * B,)), Bitfield(4))
+    p.raise_priority("a", [1], NOW, 1.0)
+    assert p.urgent()
+    p.raise_priority("a", [1], READAHEAD, 1.0)  # the same owner, lower: no longer
+    assert not p.urgent()
+    p.raise_priority("a", [1, 2], NOW, 1.0)
+    p.raise_priority("b", [2], NOW, 2.0)
+    p.drop("a", [2])
+    assert p.urgent()  # b still waits on 2, a on 1
+    p.drop("a")
+    assert p.urgent()  # b
+    p.piece_verified(2)
+    assert not p.urgent()  # b's piece is here
+    p.raise_read("c", [0, 3], 1.0)  # no other leechers: every missing piece at NOW
+    assert p.urgent()
+    p.piece_verified(0)
+    assert p.urgent()  # 3
+    p.drop("c")
+    assert not p.urgent()
+    p.raise_priority("d", [2], NOW, 1.0)  # had already: nothing raised
+    assert not p.urgent()
