@@ -12,6 +12,7 @@ from torrentfs.core.bitfield import Bitfield
 from torrentfs.core.geometry import BLOCK_SIZE as B
 from torrentfs.core.geometry import Geometry
 from torrentfs.core.picker import NOW, READAHEAD, Picker
+from torrentfs.core.priorities import SPLIT_LEECHERS
 from torrentfs.core.ratelimit import Rate
 from torrentfs.engine.requests import AHEAD_MIN, CANCEL_TIMEOUT, PIPELINE_MIN, Requests
 
@@ -173,6 +174,39 @@ async def test_a_new_peer_is_asked_its_share_of_a_waited_piece_in_one_go(autojum
     t.spread = 1
     r.fill(p)  # alone, it may take the whole piece
     assert len([i for i, _ in p.take(wire.Request) if i == 3]) == 64
+
+
+async def test_among_leechers_a_new_peer_is_asked_whole_pieces_in_one_go(autojump_clock):
+    """Among other leechers (a cluster), a peer whose rate is not known yet (a new
+    connection) is asked for at least AHEAD_PIECES whole pieces of readahead and
+    twice that in all (``floors``): the piece a read waits on goes in one go (here
+    64 blocks of a 1 MiB piece only it has), not PIPELINE_MIN blocks and the rest a
+    round trip later, and no piece of the readahead is left half asked. Among
+    seeds alone, and in pieces of up to 4 blocks, the floors are as they were."""
+    t = Torrent(pieces=6, blocks=64)
+    t.spread = 3
+    r = Requests(t)
+    p = Peer()
+    t.picker.add_peer(p)
+    t.picker.got_have_all(p)
+    assert r.floors() == (PIPELINE_MIN, AHEAD_MIN)  # a seed alone
+    for k in range(SPLIT_LEECHERS):
+        t.picker.add_peer(f"leecher{k}")
+    assert r.floors() == (256, 128)  # 1 MiB pieces: four pieces in all, two ahead
+    t.picker.raise_priority("read", [0], NOW, 0.5)
+    t.picker.raise_priority("ahead", [1, 2, 3, 4], READAHEAD, 1.0)
+    r.fill(p)
+    asked = p.take(wire.Request)
+    assert len([i for i, _ in asked if i == 0]) == 64 > PIPELINE_MIN
+    assert len([i for i, _ in asked if i != 0]) == 128  # two pieces, no more
+    small = Torrent(pieces=4, blocks=4)
+    for k in range(SPLIT_LEECHERS):
+        small.picker.add_peer(k)
+    assert Requests(small).floors() == (PIPELINE_MIN, AHEAD_MIN)
+    mid = Torrent(pieces=4, blocks=16)
+    for k in range(SPLIT_LEECHERS):
+        mid.picker.add_peer(k)
+    assert Requests(mid).floors() == (64, 32)
 
 
 async def test_a_run_of_the_peers_own_rejects_is_one_schedule_without_it(autojump_clock):

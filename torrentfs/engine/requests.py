@@ -36,6 +36,7 @@ import trio
 
 from torrentfs.core import wire
 from torrentfs.core.picker import NOW
+from torrentfs.core.priorities import SPLIT_LEECHERS
 from torrentfs.core.topology import AVOID_GRACE
 from torrentfs.net.peer import PeerSession
 
@@ -43,6 +44,7 @@ PIPELINE_MIN, PIPELINE_MAX = 16, 256  # block requests outstanding per peer ...
 PIPELINE_SECONDS = 1.0      # ... sized to about this long at the peer's rate
 AHEAD_MIN = 8               # of which for pieces no read waits on: at least this many ...
 AHEAD_SECONDS = 0.5         # ... and at most this long at the peer's rate
+AHEAD_PIECES = 2            # ... and at least this many whole pieces' blocks (floors)
 CANCEL_TIMEOUT = 10.0       # a cancel of ours unanswered this long: its block is free
 
 
@@ -60,6 +62,7 @@ class Requests:
         self._freed: set[int] | None = None
         self._unasked: set[int] = set()  # freed by answered cancels, not scheduled yet
         self._skip: set[PeerSession] = set()  # peers that rejected, not asked by it
+        self._floors: tuple[int, int, int] = (0, PIPELINE_MIN, AHEAD_MIN)  # see ``floors``
 
     def schedule_soon(self, nursery: trio.Nursery | None,
                       freed: set[int] | None = None,
@@ -95,12 +98,40 @@ class Requests:
         self.soon = False
         self.torrent.schedule(skip=skip, freed=freed)
 
+    def floors(self) -> tuple[int, int]:
+        """``(pipeline, ahead)`` at the least, whatever the peer's rate. Among
+        other leechers (``SPLIT_LEECHERS`` of them or more: a cluster reading the
+        same data) the readahead asked of a peer is AHEAD_PIECES whole pieces at
+        least (at most half of PIPELINE_MAX), and the pipeline twice that; else
+        PIPELINE_MIN and AHEAD_MIN.
+
+        A peer's measured rate is often low or not known (it unchoked us a moment
+        ago), so the floors decide what it is asked for. Below a piece's blocks a
+        piece is split over several peers (the origin among them): each piece
+        waits for its slowest part before it can be passed on, and the origin
+        serves parts of many. 32 nodes at 2 MB/s in 256 KiB pieces (16 blocks,
+        8 asked at most): 1.6-1.8 origin copies and 2.1-2.2 x the time of one
+        node; with 2 pieces' worth, 1.0-1.2 and 1.7-1.8, and a fifth less CPU
+        (docs/benchmarks.md, session 12). Pieces of up to 4 blocks keep the old floors; so does a read
+        from seeds alone (scripts/bench: its reads are a piece or two of
+        readahead at a time, and a deeper start measured slower)."""
+        if self.torrent.picker.leechers() < SPLIT_LEECHERS:
+            return PIPELINE_MIN, AHEAD_MIN
+        g = self.torrent.geometry
+        if self._floors[0] != g.piece_length:
+            per_piece = -(-g.piece_length // g.block_size)
+            ahead = min(max(AHEAD_MIN, AHEAD_PIECES * per_piece), PIPELINE_MAX // 2)
+            self._floors = (g.piece_length, max(PIPELINE_MIN, 2 * ahead), ahead)
+        return self._floors[1], self._floors[2]
+
     def sizes(self, s: PeerSession, now: float) -> tuple[int, int]:
         """``(pipeline, ahead)``: how many requests to keep outstanding with a peer,
-        and how many of them at most for pieces no read waits on."""
+        and how many of them at most for pieces no read waits on (``floors`` at
+        the least)."""
         blocks_per_s = s.down.rate(now) / self.torrent.geometry.block_size
-        pipeline = max(PIPELINE_MIN, min(PIPELINE_MAX, int(blocks_per_s * PIPELINE_SECONDS)))
-        ahead = max(AHEAD_MIN, min(pipeline - AHEAD_MIN, int(blocks_per_s * AHEAD_SECONDS)))
+        pipeline_min, ahead_min = self.floors()
+        pipeline = max(pipeline_min, min(PIPELINE_MAX, int(blocks_per_s * PIPELINE_SECONDS)))
+        ahead = max(ahead_min, min(pipeline - AHEAD_MIN, int(blocks_per_s * AHEAD_SECONDS)))
         return pipeline, ahead
 
     def fill(self, s: PeerSession, batch: bool = False) -> None:
@@ -124,9 +155,10 @@ class Requests:
             below = t.picker.below_now(s)
             outstanding -= below - held
             # ... and the peer may take its share of a whole piece in one go, though
-            # its rate is not known yet (a new connection: PIPELINE_MIN): a 1 MiB
-            # piece is 64 blocks, split over ``spread`` peers; what does not fit
-            # waits a round trip. The readahead stays capped by ``ahead``.
+            # its rate is not known yet (a new connection: PIPELINE_MIN among seeds;
+            # among leechers the floors cover it): a 1 MiB piece is 64 blocks, split
+            # over ``spread`` peers; what does not fit waits a round trip. The
+            # readahead stays capped by ``ahead``.
             g = t.geometry
             share = -(-(g.piece_length // g.block_size) // max(1, t.spread))
             pipeline = max(pipeline, min(PIPELINE_MAX, share))
