@@ -209,6 +209,26 @@ async def test_among_leechers_a_new_peer_is_asked_whole_pieces_in_one_go(autojum
     assert Requests(mid).floors() == (64, 32)
 
 
+async def test_a_peer_is_never_asked_more_than_it_says_it_queues(autojump_clock):
+    """A peer that told its request queue (BEP 10 ``reqq``) is never asked for more
+    at once, floors or not: requests past it may be dropped unanswered."""
+    t = Torrent(pieces=6, blocks=64)
+    r = Requests(t)
+    p = Peer()
+    p.reqq = 40
+    t.picker.add_peer(p)
+    t.picker.got_have_all(p)
+    for k in range(SPLIT_LEECHERS):
+        t.picker.add_peer(f"leecher{k}")
+    t.picker.raise_priority("read", [0], NOW, 0.5)
+    t.picker.raise_priority("ahead", [1, 2, 3], READAHEAD, 1.0)
+    r.fill(p)
+    assert len(p.take(wire.Request)) == 40 == t.picker.outstanding(p)
+    t.picker.drop("read")
+    r.fill(p)  # readahead alone: still within it
+    assert t.picker.outstanding(p) <= 40
+
+
 async def test_a_run_of_the_peers_own_rejects_is_one_schedule_without_it(autojump_clock):
     """A peer's rejects of requests of ours (a choke, with the fast extension: one
     per request) free each block for the others: once the running task yields, one

@@ -102,6 +102,7 @@ class PeerExtensions:
                 s.close(f"bad extension handshake: {e}")
                 return
             self.peers[s] = _PeerExt(hs)
+            s.reqq = hs.reqq or 0  # our pipeline to it stays within (engine/requests)
             log.debug("%r speaks %s (%s)", s, ", ".join(sorted(hs.ids)) or "no extensions",
                       hs.client or "unknown client")
             other = hs.ipv4 if ":" in s.addr[0] else hs.ipv6

@@ -4,7 +4,9 @@
 Each unchoked peer is kept asked for blocks (``fill``): about PIPELINE_SECONDS of
 its measured rate in all (while a read waits, at least its share of a piece: the
 piece's blocks over ``spread`` peers), of which at most AHEAD_SECONDS for pieces no
-read waits on (readahead, prefetch). So a read's blocks queue behind little at any peer; and
+read waits on (readahead, prefetch); at least ``floors`` (among leechers, two whole
+pieces of readahead), and never more than the peer says it queues (BEP 10
+``reqq``). So a read's blocks queue behind little at any peer; and
 while a read waits, the requests its blocks queue behind at a peer (those below NOW
 asked before its latest NOW request and due later: ``Picker.backlog``) are cancelled (BEP 3), so
 that the peer serves the read's blocks next. The cancelled blocks are asked again,
@@ -162,6 +164,10 @@ class Requests:
             g = t.geometry
             share = -(-(g.piece_length // g.block_size) // max(1, t.spread))
             pipeline = max(pipeline, min(PIPELINE_MAX, share))
+        reqq = getattr(s, "reqq", 0)  # what the peer says it queues (BEP 10)
+        if reqq:
+            pipeline = min(pipeline, reqq)
+            ahead = min(ahead, reqq)
         if outstanding < pipeline and not (batch and outstanding > ahead // 2):
             nearby = getattr(t, "nearby", None)  # --prefer-subnet (core/topology)
             picked = t.picker.pick(s, now, pipeline - outstanding, t.spread, ahead,

@@ -112,6 +112,7 @@ class PeerSession:
         self.requests_sent = 0   # block requests we ever sent it ...
         self.blocks_received = 0  # ... and blocks it ever sent us
         self.refused = 0         # its requests refused in a row (upload.py)
+        self.reqq = 0            # requests it queues at most (BEP 10 'reqq'; 0: not told)
 
     def __repr__(self) -> str:
         return f"<peer {self.addr[0]}:{self.addr[1]}>"
