@@ -25,6 +25,7 @@ class Peer:
         self.peer_choking = self.closed = False
         self.registered = True
         self.down = Rate()
+        self.reqq = 0  # what it says it queues (BEP 10): 0, not told
         self.sent: list[wire.Message] = []
 
     def send(self, msg: wire.Message) -> None:
@@ -37,6 +38,20 @@ class Peer:
         out = [(m.index, m.begin) for m in self.sent if isinstance(m, kind)]
         self.sent = [m for m in self.sent if not isinstance(m, kind)]
         return out
+
+
+def seed_peer(t: "Torrent") -> Peer:
+    """A new peer of ``t`` that has every piece."""
+    p = Peer()
+    t.picker.add_peer(p)
+    t.picker.got_have_all(p)
+    return p
+
+
+def add_leechers(t: "Torrent") -> None:
+    """SPLIT_LEECHERS peers of ``t`` that have nothing yet (a cluster about)."""
+    for k in range(SPLIT_LEECHERS):
+        t.picker.add_peer(f"leecher{k}")
 
 
 class Torrent:
@@ -160,9 +175,7 @@ async def test_a_new_peer_is_asked_its_share_of_a_waited_piece_in_one_go(autojum
     t = Torrent(pieces=4, blocks=64)
     t.spread = 3
     r = Requests(t)
-    p = Peer()
-    t.picker.add_peer(p)
-    t.picker.got_have_all(p)
+    p = seed_peer(t)
     t.picker.raise_priority("read", [0], NOW, 0.5)
     t.picker.raise_priority("ahead", [1, 2], READAHEAD, 1.0)
     r.fill(p)
@@ -186,12 +199,9 @@ async def test_among_leechers_a_new_peer_is_asked_whole_pieces_in_one_go(autojum
     t = Torrent(pieces=6, blocks=64)
     t.spread = 3
     r = Requests(t)
-    p = Peer()
-    t.picker.add_peer(p)
-    t.picker.got_have_all(p)
+    p = seed_peer(t)
     assert r.floors() == (PIPELINE_MIN, AHEAD_MIN)  # a seed alone
-    for k in range(SPLIT_LEECHERS):
-        t.picker.add_peer(f"leecher{k}")
+    add_leechers(t)
     assert r.floors() == (256, 128)  # 1 MiB pieces: four pieces in all, two ahead
     t.picker.raise_priority("read", [0], NOW, 0.5)
     t.picker.raise_priority("ahead", [1, 2, 3, 4], READAHEAD, 1.0)
@@ -200,12 +210,10 @@ async def test_among_leechers_a_new_peer_is_asked_whole_pieces_in_one_go(autojum
     assert len([i for i, _ in asked if i == 0]) == 64 > PIPELINE_MIN
     assert len([i for i, _ in asked if i != 0]) == 128  # two pieces, no more
     small = Torrent(pieces=4, blocks=4)
-    for k in range(SPLIT_LEECHERS):
-        small.picker.add_peer(k)
+    add_leechers(small)
     assert Requests(small).floors() == (PIPELINE_MIN, AHEAD_MIN)
     mid = Torrent(pieces=4, blocks=16)
-    for k in range(SPLIT_LEECHERS):
-        mid.picker.add_peer(k)
+    add_leechers(mid)
     assert Requests(mid).floors() == (64, 32)
 
 
@@ -214,12 +222,9 @@ async def test_a_peer_is_never_asked_more_than_it_says_it_queues(autojump_clock)
     at once, floors or not: requests past it may be dropped unanswered."""
     t = Torrent(pieces=6, blocks=64)
     r = Requests(t)
-    p = Peer()
+    p = seed_peer(t)
     p.reqq = 40
-    t.picker.add_peer(p)
-    t.picker.got_have_all(p)
-    for k in range(SPLIT_LEECHERS):
-        t.picker.add_peer(f"leecher{k}")
+    add_leechers(t)
     t.picker.raise_priority("read", [0], NOW, 0.5)
     t.picker.raise_priority("ahead", [1, 2, 3], READAHEAD, 1.0)
     r.fill(p)

@@ -199,10 +199,6 @@ class Picker(Priorities, TakeBack):
                 else:
                     self._order = None
 
-    def leechers(self) -> int:
-        """How many of the peers lack some piece."""
-        return len(self._peers) - self._seeds
-
     def is_seed(self, peer: Peer) -> bool:
         """True when the peer has every piece."""
         bits = self._peers.get(peer)

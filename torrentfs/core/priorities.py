@@ -102,7 +102,7 @@ class Priorities:
         if not missing:
             return
         owned = self._raises
-        rest = READAHEAD if len(self._peers) - self._seeds >= SPLIT_LEECHERS else NOW
+        rest = READAHEAD if self.leechers() >= SPLIT_LEECHERS else NOW
         for n, i in enumerate(missing):
             owned.setdefault(i, {})[owner] = (rest if n else NOW, deadline)
         self._changed_raises(missing)
@@ -166,6 +166,10 @@ class Priorities:
         # --prefetch holds every piece at NORMAL, so a raise at NONE cannot lower it.
         return top if top[0] >= base[0] else base
 
+    def leechers(self) -> int:
+        """How many of the peers lack some piece."""
+        return len(self._peers) - self._seeds
+
     def waiting(self) -> list[tuple[int, int, float]]:
         """``(piece, tier, deadline)`` of every raised piece, most urgent first."""
         return list(self._urgent_order())
@@ -191,7 +195,7 @@ class Priorities:
         rarity (a peer's have, the commonest event in a swarm), moves those entries
         alone (``_move_entries``), a verified piece's leaves (keys are unique: they
         end in the index); more changes at once, a peer come or gone, sort it again."""
-        if self._order is not None and self._leech_order != (len(self._peers) > self._seeds):
+        if self._order is not None and self._leech_order != (self.leechers() > 0):
             self._order = None  # a peer became a seed: rarity stops counting, or starts
         if self._order is not None and (self._resort or self._rekey):
             if len(self._resort) + len(self._rekey) > RESORT_MAX:  # sort once instead
@@ -199,7 +203,7 @@ class Priorities:
             else:
                 self._move_entries()
         if self._order is None:
-            self._leech_order = len(self._peers) > self._seeds
+            self._leech_order = self.leechers() > 0
             prio, have = self.priority, self.have
             entries = [(i, *prio(i)) for i in self._raises if i not in have]
             key = self._sort_key

@@ -64,7 +64,6 @@ class Requests:
         self._freed: set[int] | None = None
         self._unasked: set[int] = set()  # freed by answered cancels, not scheduled yet
         self._skip: set[PeerSession] = set()  # peers that rejected, not asked by it
-        self._floors: tuple[int, int, int] = (0, PIPELINE_MIN, AHEAD_MIN)  # see ``floors``
 
     def schedule_soon(self, nursery: trio.Nursery | None,
                       freed: set[int] | None = None,
@@ -114,17 +113,15 @@ class Requests:
         serves parts of many. 32 nodes at 2 MB/s in 256 KiB pieces (16 blocks,
         8 asked at most): 1.6-1.8 origin copies and 2.1-2.2 x the time of one
         node; with 2 pieces' worth, 1.0-1.2 and 1.7-1.8, and a fifth less CPU
-        (docs/benchmarks.md, session 12). Pieces of up to 4 blocks keep the old floors; so does a read
-        from seeds alone (scripts/bench: its reads are a piece or two of
-        readahead at a time, and a deeper start measured slower)."""
+        (docs/benchmarks.md, session 12). Pieces of up to 4 blocks keep the old
+        floors; so does a read from seeds alone (scripts/bench: its reads are a
+        piece or two of readahead at a time, and a deeper start measured slower)."""
         if self.torrent.picker.leechers() < SPLIT_LEECHERS:
             return PIPELINE_MIN, AHEAD_MIN
         g = self.torrent.geometry
-        if self._floors[0] != g.piece_length:
-            per_piece = -(-g.piece_length // g.block_size)
-            ahead = min(max(AHEAD_MIN, AHEAD_PIECES * per_piece), PIPELINE_MAX // 2)
-            self._floors = (g.piece_length, max(PIPELINE_MIN, 2 * ahead), ahead)
-        return self._floors[1], self._floors[2]
+        per_piece = -(-g.piece_length // g.block_size)
+        ahead = min(max(AHEAD_MIN, AHEAD_PIECES * per_piece), PIPELINE_MAX // 2)
+        return max(PIPELINE_MIN, 2 * ahead), ahead
 
     def sizes(self, s: PeerSession, now: float) -> tuple[int, int]:
         """``(pipeline, ahead)``: how many requests to keep outstanding with a peer,
@@ -164,10 +161,9 @@ class Requests:
             g = t.geometry
             share = -(-(g.piece_length // g.block_size) // max(1, t.spread))
             pipeline = max(pipeline, min(PIPELINE_MAX, share))
-        reqq = getattr(s, "reqq", 0)  # what the peer says it queues (BEP 10)
-        if reqq:
-            pipeline = min(pipeline, reqq)
-            ahead = min(ahead, reqq)
+        if s.reqq:  # what the peer says it queues (BEP 10)
+            pipeline = min(pipeline, s.reqq)
+            ahead = min(ahead, s.reqq)
         if outstanding < pipeline and not (batch and outstanding > ahead // 2):
             nearby = getattr(t, "nearby", None)  # --prefer-subnet (core/topology)
             picked = t.picker.pick(s, now, pipeline - outstanding, t.spread, ahead,
