@@ -5,18 +5,25 @@ allocated cache pages, and those pages hold the same bytes a second time beside 
 mount's own page cache (the kernel keeps what FUSE reads return). On the bench
 machine that copy was the largest single cost of a download (a third of the
 daemon's CPU at 1 GiB). An ``O_DIRECT`` write hands the pages of a buffer to the
-device instead. Its buffer, file offset and length must be aligned (``ALIGN``): the
-piece is copied into a page-aligned scratch buffer of the writing thread (a copy into
-memory that stays hot, unlike fresh cache pages), and only spans that start and end
-on ``ALIGN`` are written so; the rest (the last piece, the edges of a multi-file
-piece) go through the page cache as before. A filesystem that refuses ``O_DIRECT``
-(EINVAL at the open or the write) turns it off for the storage: every write then goes
-through the page cache.
+device instead. Its buffer, file offset and length must be aligned (``ALIGN``): of
+each span written, the whole file pages it covers go so (``write`` returns which
+bytes), and its edges (the part of a page it shares with the bytes before or after
+it: in a file that does not start on a page, every span has two) go through the
+page cache as before. A buffer not on a page is first copied into a page-aligned
+scratch buffer of the writing thread (a copy into memory that stays hot, unlike
+fresh cache pages). A filesystem that refuses ``O_DIRECT`` (EINVAL at the open or
+the write) turns it off for the storage: every write then goes through the page
+cache.
 
 A piece buffer made by ``aligned_buffer`` (the engine downloads every piece into
-one) starts on a page: its aligned spans are written from it as they are, with no
-copy into the scratch buffer (a copy that held the GIL, a megabyte at a time, in the
-worker thread, while the trio thread waited to take the next blocks in).
+one) is placed in memory so that the file's page boundaries fall on memory pages
+(``phase``, from ``Storage.buffer_phase``): the file pages of a piece are written
+from it as they are, with no copy into the scratch buffer (a copy that held the GIL,
+a megabyte at a time, in the worker thread, while the trio thread waited to take
+the next blocks in). Most multi-file torrents made without padding files (BEP 47)
+have files that start anywhere: before the phase and the edges, none of their
+pieces went direct, and the copy into the page cache was a third of the daemon's
+CPU in scripts/bench, whose torrent is such a one (docs/benchmarks.md, session 13).
 
 The file is opened for each write (by path, not following a symlink) and closed
 after it: no descriptor outlives the write, so the pool (``fdpool``) stays the only
@@ -38,6 +45,7 @@ from typing import Iterator
 
 ALIGN = 4096
 O_DIRECT = getattr(os, "O_DIRECT", 0)
+NOTHING = range(0)  # what ``write`` wrote direct when it wrote nothing
 
 
 class DirectWrites:
@@ -47,16 +55,18 @@ class DirectWrites:
         self.enabled = enabled and bool(O_DIRECT)
         self._local = threading.local()  # each worker thread's scratch buffer
 
-    def write(self, path: str | os.PathLike, offset: int, data) -> bool:
-        """Write ``data`` at ``offset`` of the (existing) file with ``O_DIRECT``.
-        True once all of it is written; False when this write cannot be direct
-        (unaligned, or turned off): then nothing needs undoing and the caller writes
-        it through the page cache. Raises OSError for a failed write (a full disk),
-        as a buffered write would."""
+    def write(self, path: str | os.PathLike, offset: int, data) -> range:
+        """Write the whole file pages that ``data``, at ``offset`` of the (existing)
+        file, covers with ``O_DIRECT``. Returns the positions in ``data`` written
+        so: the caller writes the rest (the edges before and after, or all of it if
+        the range is empty: no whole page, or turned off) through the page cache.
+        Raises OSError for a failed write (a full disk), as a buffered write would."""
         view = memoryview(data).cast("B")
-        n = view.nbytes
-        if not self.enabled or not n or offset % ALIGN or n % ALIGN:
-            return False
+        head = -offset % ALIGN
+        body = (view.nbytes - head) // ALIGN * ALIGN if view.nbytes > head else 0
+        if not self.enabled or body <= 0:
+            return NOTHING
+        view, offset, n = view[head:head + body], offset + head, body
         kept = getattr(self._local, "kept", None)
         fd = kept.get(path) if kept is not None else None
         if fd is None:
@@ -65,7 +75,7 @@ class DirectWrites:
             except OSError as e:
                 if e.errno == errno.EINVAL:  # the filesystem has no O_DIRECT
                     self.enabled = False
-                return False  # the buffered write that follows says what is wrong
+                return NOTHING  # the buffered write that follows says what is wrong
             if kept is not None:
                 kept[path] = fd
         try:
@@ -84,8 +94,8 @@ class DirectWrites:
                     # Refused (an alignment this filesystem does not take, or a
                     # short write that left the rest unaligned): write it buffered.
                     self.enabled = False
-                    return False
-            return True
+                    return NOTHING
+            return range(head, head + body)
         finally:
             if kept is None:
                 os.close(fd)
@@ -115,13 +125,14 @@ class DirectWrites:
         return buf
 
 
-def aligned_buffer(size: int) -> memoryview:
-    """A writable, zero-filled buffer of ``size`` bytes that starts on an ``ALIGN``
-    boundary (a view into a bytearray ``ALIGN`` bytes longer; the bytearray lives
-    as long as the view and never moves: a view of it is out). What ``write``
-    sends to the device with no copy."""
+def aligned_buffer(size: int, phase: int = 0) -> memoryview:
+    """A writable, zero-filled buffer of ``size`` bytes whose first byte is
+    ``phase`` bytes past an ``ALIGN`` boundary (a view into a bytearray ``ALIGN``
+    bytes longer; the bytearray lives as long as the view and never moves: a view
+    of it is out). Bytes bound for a file offset of that phase: ``write`` sends
+    their whole pages to the device with no copy."""
     raw = bytearray(size + ALIGN)
-    skip = -_address(raw) % ALIGN
+    skip = (phase - _address(raw)) % ALIGN
     return memoryview(raw)[skip:skip + size]
 
 

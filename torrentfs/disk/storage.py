@@ -33,7 +33,7 @@ from typing import Iterator
 
 from torrentfs.core.bitfield import Bitfield, and_flags
 from torrentfs.core.geometry import Geometry
-from torrentfs.disk.direct import DirectWrites
+from torrentfs.disk.direct import ALIGN, NOTHING, DirectWrites
 from torrentfs.disk.fdpool import DEFAULT_MAX_OPEN_FILES, FdPool
 from torrentfs.disk.private import open_private, private_dir, write_private
 
@@ -142,6 +142,11 @@ class Storage:
         # take their bytes from here.
         self.unwritten: dict[int, object] = {}
         self._lock = threading.Lock()
+        # Some file with data starts off a page of the stream: piece buffers are
+        # placed to match (``buffer_phase``).
+        self._phased = any(geometry.file_offset(i) % ALIGN
+                           for i in range(len(meta.files))
+                           if i not in self.padding and geometry.file_lengths[i])
 
     def relative(self, index: int) -> Path:
         """File ``index``'s path below the data folder."""
@@ -222,6 +227,20 @@ class Storage:
         with self._lock:
             self.pool.close()
 
+    def buffer_phase(self, index: int) -> int:
+        """Where in a page piece ``index``'s download buffer should start
+        (``aligned_buffer``'s ``phase``) so that the file pages of its longest span
+        lie on memory pages: ``write_piece`` sends them to the device with no copy.
+        0 when every file starts on a page (one file, or padded as BEP 47 has it)."""
+        if not self._phased:
+            return 0
+        best, phase, pos = 0, 0, 0
+        for span in self.geometry.piece_spans(index):
+            if span.length > best and span.file_index not in self.padding:
+                best, phase = span.length, (span.file_offset - pos) % ALIGN
+            pos += span.length
+        return phase
+
     def write_piece(self, index: int, data, direct: bool = True) -> None:
         """Write a whole (verified) piece to its files (through the page cache
         throughout unless ``direct``: a buffered write returns sooner)."""
@@ -234,15 +253,16 @@ class Storage:
         for span in self.geometry.piece_spans(index):
             if span.file_index not in self.padding:
                 chunk = view[pos:pos + span.length]
-                written = 0
                 with self.pool.use(span.file_index, create=True) as fd:
                     self._dirty.add(span.file_index)
-                    # Past the page cache where aligned (disk/direct.py), else through it.
-                    if direct and self.direct.write(self.paths[span.file_index],
-                                                    span.file_offset, chunk):
-                        written = span.length
-                    while written < span.length:
-                        written += os.pwrite(fd, chunk[written:], span.file_offset + written)
+                    # Its whole file pages past the page cache (disk/direct.py), the
+                    # rest (the edges, or all of it) through it.
+                    went = (self.direct.write(self.paths[span.file_index], span.file_offset,
+                                              chunk) if direct else NOTHING)
+                    for written, end in ((0, went.start), (went.stop, span.length)):
+                        while written < end:
+                            written += os.pwrite(fd, chunk[written:end],
+                                                 span.file_offset + written)
             pos += span.length
 
     def read(self, stream_offset: int, length: int) -> bytes:

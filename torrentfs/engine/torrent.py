@@ -119,7 +119,7 @@ class Torrent(PieceEvents):
         # How blocking storage work runs: in a worker thread (tests may run it inline).
         self.offload = offload
         self.sessions: dict[tuple[str, int], PeerSession] = {}
-        self._buffers: dict[int, memoryview] = {}  # page-aligned (O_DIRECT, no copy)
+        self._buffers: dict[int, memoryview] = {}  # page-placed (O_DIRECT, no copy)
         self._verifying: set[int] = set()
         # Peers that sent bad data are banned for the session, by address and peer id.
         self.blame = Blame(self.geometry)
@@ -368,7 +368,8 @@ class Torrent(PieceEvents):
             return
         buf = self._buffers.get(index)
         if buf is None:
-            buf = self._buffers[index] = aligned_buffer(self.geometry.piece_size(index))
+            buf = self._buffers[index] = aligned_buffer(self.geometry.piece_size(index),
+                                                        self.storage.buffer_phase(index))
         buf[begin:begin + n] = data
         self.downloaded += n
         self.metrics.received[s.source] += n
