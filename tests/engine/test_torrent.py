@@ -71,6 +71,30 @@ async def test_corrupt_data_never_returned(make_swarm, autojump_clock):
         n.cancel_scope.cancel()
 
 
+async def test_a_pieces_sha1_is_taken_as_its_blocks_come(make_swarm, autojump_clock,
+                                                          monkeypatch):
+    """No piece of a v1 torrent is hashed whole after its last block (core/runhash):
+    the storage is only asked to write it; a piece whose running hash does not match
+    is still refused, and its peer dropped."""
+    from torrentfs.disk.storage import Storage
+    hashed_whole = []
+    real_verify = Storage.verify
+    monkeypatch.setattr(Storage, "verify", lambda self, i, data: (
+        hashed_whole.append(i), real_verify(self, i, data))[1])
+    async with trio.open_nursery() as n:
+        s = await start(n, make_swarm, size=20 * 32768 + 100, read_timeout=30)
+        t = s.torrent
+        liar = s.add(Behaviour(corrupt=set(range(21))))
+        with pytest.raises(ReadTimeout):
+            await t.read(0, 0, 32768)
+        assert liar.closed and t.have.count == 0
+        s.add()
+        assert await t.read(0, 0, len(s.payload)) == s.payload
+        assert t.have.count == 21 and hashed_whole == []
+        assert not t._hashing  # each dropped with its piece's buffer
+        n.cancel_scope.cancel()
+
+
 async def test_read_timeout_without_peers(make_swarm, autojump_clock):
     async with trio.open_nursery() as n:
         s = await start(n, make_swarm, read_timeout=20)

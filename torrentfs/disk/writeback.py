@@ -6,8 +6,9 @@ round trip per piece, whose result wakes the event loop. At a trickle (a cluster
 reading at 2 MB/s in 32 KiB pieces) that was 26 of the ~150 wake-ups a second of a
 node, each with a GIL hand-over and an ``O_DIRECT`` open (issue 13; docs/
 benchmarks.md, session 7). A piece of up to ``INLINE_MAX`` bytes is now hashed where
-it completes (SHA-1 runs at about 1.6 GB/s: 20 us for 32 KiB, less than the round
-trip) and, if it passes, is ours at once: its readers and peers are served from
+it completes, if its SHA-1 was not taken as its blocks came (core/runhash; SHA-1 runs
+at about 1.6 GB/s: 20 us for 32 KiB, less than the round trip) and, if it passes, is
+ours at once: its readers and peers are served from
 memory while its write waits. The writes of the pieces verified within
 ``WRITE_DELAY`` go to one worker thread together (one round trip and, for each data
 file, one ``O_DIRECT`` open per batch), or at once when ``BATCH_BYTES`` wait. A

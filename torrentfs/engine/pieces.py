@@ -1,10 +1,11 @@
 """What a torrent does with a piece whose last block came in, and with one that
 leaves the disk cache: ``PieceEvents``, a mixin of engine/torrent.Torrent (whose
 ``reads``, ``cache``, ``storage``, ``picker``, ``blame``, ``haves``, ``sessions``,
-``metrics`` and listeners it uses). ``_verify`` hashes and stores it (in trio, with
-no thread hand-off, when a read waits on it alone or a quick head start wants it),
-``piece_on_disk`` makes it ours (readers woken, peers told), ``piece_gone`` wants it
-again."""
+``metrics`` and listeners it uses). ``_verify`` checks and stores it (a v1 piece's
+SHA-1 was taken as its blocks came, core/runhash; else it is hashed in trio, with no
+thread hand-off, when a read waits on it alone or a quick head start wants it, or in
+the worker thread that writes it), ``piece_on_disk`` makes it ours (readers woken,
+peers told), ``piece_gone`` wants it again."""
 
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ INLINE_HASH_MAX = 4 << 20   # a piece a read waits on alone is hashed in trio up
 class PieceEvents:
     async def _verify(self, index: int) -> None:
         buf = self._buffers.pop(index)
+        # Its SHA-1, taken as its blocks came (core/runhash): then only the write
+        # is left for the worker thread.
+        hashing = self._hashing.pop(index, None) if self._hashing is not None else None
+        digest = hashing.digest(len(buf)) if hashing is not None else None
         # A piece a read waits on alone is hashed here (no thread hand-offs, which
         # took 0.1-7 ms each way under load) and the read answered from memory before
         # the write (``Reads.verified``); so is a quick head start's piece, which goes
@@ -29,10 +34,14 @@ class PieceEvents:
         early = ((lone or self.reads.head_start.quick_now(index)) and len(buf) <= INLINE_HASH_MAX
                  and self.cache.room_for(len(buf)))
         try:
-            ok = self.storage.verify(index, buf) if early else True
+            if digest is not None:
+                ok = digest == self.meta.piece_hash(index)
+            else:
+                ok = self.storage.verify(index, buf) if early else True
             if ok and early:
                 self.reads.verified(index, buf)
-            ok = ok and await self.cache.store(index, buf, not lone, hashed=early)
+            ok = ok and await self.cache.store(index, buf, not lone,
+                                               hashed=early or digest is not None)
         except OSError as e:
             if e.errno != errno.ENOSPC:  # a full disk is logged by the cache, once a minute
                 log.error("cannot write piece %d: %s", index, e)

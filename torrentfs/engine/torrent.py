@@ -52,6 +52,7 @@ from torrentfs.core.choker import Choker, PeerView
 from torrentfs.core.geometry import Geometry
 from torrentfs.core.picker import Picker
 from torrentfs.core.ratelimit import TokenBucket
+from torrentfs.core.runhash import RunningHash
 from torrentfs.disk.cache import DiskCache
 from torrentfs.disk.direct import aligned_buffer
 from torrentfs.disk.storage import Storage
@@ -120,6 +121,9 @@ class Torrent(PieceEvents):
         self.offload = offload
         self.sessions: dict[tuple[str, int], PeerSession] = {}
         self._buffers: dict[int, memoryview] = {}  # page-placed (O_DIRECT, no copy)
+        # Their SHA-1 as far as their blocks are in order (core/runhash; v1 hashes
+        # alone: a hybrid's pieces are checked against both at the end).
+        self._hashing: dict[int, RunningHash] | None = {} if meta.v2 is None else None
         self._verifying: set[int] = set()
         # Peers that sent bad data are banned for the session, by address and peer id.
         self.blame = Blame(self.geometry)
@@ -371,6 +375,11 @@ class Torrent(PieceEvents):
             buf = self._buffers[index] = aligned_buffer(self.geometry.piece_size(index),
                                                         self.storage.buffer_phase(index))
         buf[begin:begin + n] = data
+        if self._hashing is not None:
+            hashing = self._hashing.get(index)
+            if hashing is None:
+                hashing = self._hashing[index] = RunningHash()
+            hashing.add(buf, begin, n)
         self.downloaded += n
         self.metrics.received[s.source] += n
         if self.reads.blocks.verifier is not None:  # v2: a read may need it alone
@@ -420,6 +429,8 @@ class Torrent(PieceEvents):
             if cancels is None:
                 continue
             self._buffers.pop(index, None)
+            if self._hashing is not None:
+                self._hashing.pop(index, None)
             for peer, begin, length in cancels:
                 self.requests.cancel(peer, index, begin, length)
 
