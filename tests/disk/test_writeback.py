@@ -192,11 +192,46 @@ async def test_a_failed_write_drops_the_piece_and_turns_it_off(tmp_path, autojum
     st.close()
 
 
-def test_large_pieces_keep_the_worker_thread(tmp_path):
-    """Only small pieces are hashed in the trio thread."""
+def test_large_pieces_keep_the_worker_thread_unless_hashed(tmp_path):
+    """Only small pieces are hashed in the trio thread; a large one comes this way
+    only with its hash checked already (core/runhash)."""
     meta, stream, st = setup(tmp_path)
     wb = WriteBehind(st, trio.to_thread.run_sync)
     wb.running = True
     wb.proven()
     assert wb.takes(PL) and not wb.takes(1 << 20)
+    assert wb.takes(1 << 20, hashed=True)
+    st.close()
+
+
+def test_past_queue_max_pieces_wait_for_the_disk(tmp_path, monkeypatch):
+    """Bytes queued and bytes being written count against QUEUE_MAX: a disk slower
+    than the swarm makes the download wait for it, not memory grow."""
+    from torrentfs.disk import writeback
+    monkeypatch.setattr(writeback, "QUEUE_MAX", 3 * PL)
+    meta, stream, st = setup(tmp_path)
+    wb = WriteBehind(st, trio.to_thread.run_sync)
+    wb.running = True
+    wb.proven()
+    done = []
+
+    async def note(error):
+        done.append(error)
+
+    for i in range(2):
+        wb.put(i, bytearray(piece(stream, st.geometry, i)), [], True, note)
+    assert wb.takes(PL) and not wb.takes(2 * PL, hashed=True)
+    wb.put(2, bytearray(piece(stream, st.geometry, 2)), [], True, note)
+    assert not wb.takes(PL)
+    written = []
+
+    async def slow_offload(fn, *args):
+        assert not wb.takes(PL)  # the batch in the write still counts
+        written.append(len(args[1]))
+        return fn(*args)
+
+    wb.offload = slow_offload
+    trio.run(wb._write)
+    assert written == [3] and done == [None] * 3 and wb.takes(3 * PL)
+    assert all(st.has_data(i) for i in range(3))
     st.close()

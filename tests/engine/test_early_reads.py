@@ -12,11 +12,12 @@ from tests.harness.fakepeer import Behaviour, start
 
 
 def no_write_behind(monkeypatch, t) -> None:
-    """Every piece written through a worker thread, as pieces larger than write-behind
-    takes are (disk/writeback.py), whatever piece is written first: the path these
-    tests are about. A small piece written behind is trusted and readable from
-    ``Storage.unwritten`` at once, which tests/disk/test_writeback.py covers."""
-    monkeypatch.setattr(t.cache.behind, "takes", lambda size: False)
+    """Every piece written through a worker thread, as pieces write-behind does not
+    take are (disk/writeback.py: a full queue, a cache with a size limit), whatever
+    piece is written first: the path these tests are about. A piece written behind
+    is trusted and readable from ``Storage.unwritten`` at once, which
+    tests/disk/test_writeback.py covers."""
+    monkeypatch.setattr(t.cache.behind, "takes", lambda size, hashed=False: False)
 
 
 def hold_writes(monkeypatch, t, pieces: set[int]) -> trio.Event:

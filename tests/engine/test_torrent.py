@@ -95,6 +95,36 @@ async def test_a_pieces_sha1_is_taken_as_its_blocks_come(make_swarm, autojump_cl
         n.cancel_scope.cancel()
 
 
+async def test_large_pieces_hashed_as_they_came_are_written_behind(make_swarm,
+                                                                  autojump_clock,
+                                                                  monkeypatch):
+    """Pieces larger than write-behind hashes itself (256 KiB here) go to it once
+    their running SHA-1 matched: written in batches, ours before their write; only
+    the first piece (which proves the disk takes our writes) is written alone."""
+    from torrentfs.disk.cache import DiskCache
+    from torrentfs.disk.writeback import INLINE_MAX
+    alone = []
+    real_store = DiskCache._store
+
+    async def store(self, index, *args, **kw):
+        alone.append(index)
+        return await real_store(self, index, *args, **kw)
+
+    monkeypatch.setattr(DiskCache, "_store", store)
+    async with trio.open_nursery() as n:
+        s = await start(n, make_swarm, size=6 * (256 << 10) + 100, piece_length=256 << 10)
+        t = s.torrent
+        assert t.geometry.piece_length > INLINE_MAX
+        s.add()
+        assert await t.read(0, 0, 256 << 10) == s.payload[:256 << 10]  # proves the disk
+        assert alone == [0]
+        assert await t.read(0, 0, len(s.payload)) == s.payload
+        await trio.sleep(1)
+        assert alone == [0] and t.cache.behind.batches >= 1 and not t.storage.unwritten
+        assert all(t.storage.has_data(i) for i in range(t.geometry.num_pieces))
+        n.cancel_scope.cancel()
+
+
 async def test_read_timeout_without_peers(make_swarm, autojump_clock):
     async with trio.open_nursery() as n:
         s = await start(n, make_swarm, read_timeout=20)

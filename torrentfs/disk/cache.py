@@ -233,7 +233,7 @@ class DiskCache:
         # Pinned while it is written: another store making room must not pick it
         # (it would punch out the new bytes of a piece about to be trusted).
         self.books.pin(index)
-        if self.books.limit is None and self.behind.takes(size):  # (module writeback)
+        if self.books.limit is None and self.behind.takes(size, hashed):  # (writeback)
             return self._store_behind(index, data, victims, direct, hashed)
         try:
             return await self._store(index, data, size, victims, direct, hashed)

@@ -28,10 +28,14 @@ write-behind off for the run: later pieces are written before they are announced
 before. It is only turned on by a first piece written that way: a disk full from the
 start fails the reads that wait for its pieces.
 
-Larger pieces (a fast download's MiB pieces) keep the worker thread for the hash:
-in the trio thread it would hold up the receive of the next blocks. So does every
-piece of a cache with a size limit (``--cache-size``): a piece waiting for its write
-is pinned, and the limit would be overrun by the pieces of a batch.
+Larger pieces (a fast download's MiB pieces) come this way once hashed already
+(their SHA-1 taken as their blocks came, core/runhash): else they keep the worker
+thread for the hash, which in the trio thread would hold up the receive of the next
+blocks. A batch is written while the next one fills; past ``QUEUE_MAX`` bytes waiting
+(a disk slower than the swarm) pieces are written before they are announced, as
+before, so the download waits for the disk. No piece of a cache with a size limit
+(``--cache-size``) comes this way: a piece waiting for its write is pinned, and the
+limit would be overrun by the pieces of a batch.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from torrentfs.core.bitfield import Bitfield
 INLINE_MAX = 128 << 10   # pieces up to this size are hashed in the trio thread
 WRITE_DELAY = 0.25       # a verified piece waits at most this long for its write
 BATCH_BYTES = 16 << 20   # a batch larger than this is written at once
+QUEUE_MAX = 64 << 20     # at most this many bytes wait for their write (all batches)
 
 
 class WriteBehind:
@@ -58,13 +63,16 @@ class WriteBehind:
         self.running = False           # ``run`` is serving the queue
         self._queue: list[tuple] = []  # (index, data, evict, direct, done)
         self._bytes = 0
+        self._writing = 0              # bytes of the batch being written
         self._due = trio.Event()       # set while pieces wait
         self._full = trio.Event()      # set when the queue should go now
         self.batches = 0               # written so far (for tests and counters)
 
-    def takes(self, size: int) -> bool:
-        """Whether a verified piece of ``size`` bytes goes this way."""
-        return self.enabled and self.running and size <= INLINE_MAX
+    def takes(self, size: int, hashed: bool = False) -> bool:
+        """Whether a verified piece of ``size`` bytes goes this way (``hashed``:
+        its hash is checked already, so it may be larger than INLINE_MAX)."""
+        return (self.enabled and self.running and (size <= INLINE_MAX or hashed)
+                and self._bytes + self._writing + size <= QUEUE_MAX)
 
     def proven(self) -> None:
         """A piece was written the old way: the disk takes our writes (a disk full
@@ -104,14 +112,17 @@ class WriteBehind:
                 await self._write()
 
     async def _write(self) -> None:
-        batch, self._queue, self._bytes = self._queue, [], 0
+        batch, self._queue, self._writing, self._bytes = self._queue, [], self._bytes, 0
         if not batch:
             return
         # Shielded: the pieces' fate must be known (a cancel would lose the results
         # of writes that happen all the same).
         with trio.CancelScope(shield=True):
-            errors = await self.offload(store_batch, self.storage,
-                                        [item[:4] for item in batch])
+            try:
+                errors = await self.offload(store_batch, self.storage,
+                                            [item[:4] for item in batch])
+            finally:
+                self._writing = 0
             self.batches += 1
             for (index, _data, _evict, _direct, done), error in zip(batch, errors):
                 if error is None:
