@@ -374,12 +374,11 @@ class Torrent(PieceEvents):
         if buf is None:
             buf = self._buffers[index] = aligned_buffer(self.geometry.piece_size(index),
                                                         self.storage.buffer_phase(index))
+            if self._hashing is not None:  # (made and dropped with the buffer)
+                self._hashing[index] = RunningHash()
         buf[begin:begin + n] = data
         if self._hashing is not None:
-            hashing = self._hashing.get(index)
-            if hashing is None:
-                hashing = self._hashing[index] = RunningHash()
-            hashing.add(buf, begin, n)
+            self._hashing[index].add(buf, begin, n)
         self.downloaded += n
         self.metrics.received[s.source] += n
         if self.reads.blocks.verifier is not None:  # v2: a read may need it alone
