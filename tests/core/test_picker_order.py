@@ -21,12 +21,13 @@ N = 24
 
 events = st.lists(st.one_of(
     st.tuples(st.just("raise"), st.integers(0, 2), st.lists(st.integers(0, N - 1), max_size=6),
-              st.sampled_from([NONE, NORMAL, READAHEAD, NOW]), st.integers(0, 5)),
+              st.sampled_from([NONE, NORMAL, READAHEAD, NOW]), st.integers(0, 5),
+              st.booleans()),
     st.tuples(st.just("drop"), st.integers(0, 2)),
     st.tuples(st.just("drop_some"), st.integers(0, 2), st.lists(st.integers(0, N - 1),
                                                               max_size=4)),
     st.tuples(st.just("read"), st.integers(0, 2), st.lists(st.integers(0, N - 1), max_size=5),
-              st.integers(0, 5)),
+              st.integers(0, 5), st.booleans()),
     st.tuples(st.just("first"), st.integers(0, 2), st.integers(0, N - 1)),
     st.tuples(st.just("have"), st.integers(0, 3), st.integers(0, N - 1)),
     st.tuples(st.just("bitfield"), st.integers(0, 3), st.integers(0, 2 ** N - 1)),
@@ -61,13 +62,13 @@ def check_kept_order(evs, prefetch):
     for ev in evs:
         kind = ev[0]
         if kind == "raise":
-            p.raise_priority(ev[1], ev[2], ev[3], float(ev[4]))
+            p.raise_priority(ev[1], ev[2], ev[3], float(ev[4]), ordered=ev[5])
         elif kind == "drop":
             p.drop(ev[1])
         elif kind == "drop_some":
             p.drop(ev[1], ev[2])
         elif kind == "read":
-            p.raise_read(ev[1], ev[2], float(ev[3]))
+            p.raise_read(ev[1], ev[2], float(ev[3]), ordered=ev[4])
         elif kind == "first":
             p.want_first(ev[1], ev[2], range(1))
         elif kind in ("have", "bitfield", "pick") and ev[1] not in peers:
@@ -86,6 +87,9 @@ def check_kept_order(evs, prefetch):
             peers.discard(ev[1])
         elif kind == "pick":
             p.pick(ev[1], 10.0, 4)
+        # A piece is in reading order while an owner that asked so still raises it.
+        for i, owners in p._ordered.items():
+            assert owners and owners <= set(p._raises.get(i, ())), (i, owners)
         # ``urgent``: what the head of the order says, asked before the order is used.
         urgent = p.urgent()
         kept = list(p._urgent_order())
@@ -165,3 +169,26 @@ def test_urgent_follows_every_raise_to_now():
     assert not p.urgent()
     p.raise_priority("d", [2], NOW, 1.0)  # had already: nothing raised
     assert not p.urgent()
+
+
+def test_a_video_window_keeps_reading_order_among_leechers():
+    """Among leechers READAHEAD goes rarest first, jittered per node; an ``ordered``
+    raise (a video's window) goes first, by deadline, until its owner drops it or
+    raises it again unordered."""
+    p = Picker(Geometry(2 * B, (N * 2 * B,)), Bitfield(N), salt=7, jitter=10.0)
+    for peer in range(priorities.SPLIT_LEECHERS + 1):
+        p.add_peer(peer)
+    p.got_bitfield(0, Bitfield.from_bytes(b"\xff\xff\xff", N))
+    p.got_have(1, 20)                           # piece 20 is commoner now
+    p.raise_priority("other", range(12, 24), READAHEAD, 9.0)
+    for i in range(10, 22):                     # a window: due one after another
+        p.raise_priority("video", [i], READAHEAD, 1.0 + i / 10, ordered=True)
+    order = [i for i, _, _ in p.waiting()]
+    assert order[:12] == list(range(10, 22))    # in order, ahead of the jittered rest
+    assert sorted(order[12:]) == [22, 23]
+    p.raise_priority("video", range(16, 22), READAHEAD, 3.0)  # the same owner, unordered
+    order = [i for i, _, _ in p.waiting()]
+    assert order[:6] == list(range(10, 16))
+    assert order[6:] != sorted(order[6:])       # rarest first, then jittered: shuffled
+    p.drop("video")
+    assert not p._ordered

@@ -556,6 +556,7 @@ class Picker(Priorities, TakeBack):
         self._forget_partial(index, freed=False)
         if index in self._raises:
             del self._raises[index]
+            self._ordered.pop(index, None)
             self._unorder(index)
             self._top.pop(index, None)
         return dull

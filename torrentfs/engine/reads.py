@@ -227,7 +227,7 @@ class ReadHandle:
         t = self.torrent
         for rank, i in enumerate(pieces):
             t.picker.raise_priority(owner or self, (i,), READAHEAD,
-                                    deadline(i if by_index else rank))
+                                    deadline(i if by_index else rank), self.stream)
         if owner is None:
             self._raised.update(pieces)
         if schedule:
@@ -362,8 +362,9 @@ class Reads:
         unscheduled = t.have.missing(pieces)
         early = None  # the bytes, from pieces verified in memory before their write
         began = trio.current_time()
+        stream = handle is not None and handle.stream  # a video: in order (picker)
         if unscheduled:  # NOW (the first of them alone, with leechers about)
-            t.picker.raise_read(owner, unscheduled, began + NOW_SLACK)
+            t.picker.raise_read(owner, unscheduled, began + NOW_SLACK, ordered=stream)
         # A file's first read, or a seek, that waits is alone on the wire: its
         # readahead (and a first read's first and last pieces) are asked once its
         # pieces are in. On a fast link the time is spent receiving (and the piece's
@@ -403,11 +404,13 @@ class Reads:
                                     return data
                                 missing = t.have.missing(pieces)
                             if missing:
-                                await self._wait_for(missing, owner, retry, memory=True)
+                                await self._wait_for(missing, owner, retry, memory=True,
+                                                     ordered=stream)
                                 early = self._from_memory(g, start, size, pieces)
                                 missing = [] if early is not None else t.have.missing(pieces)
                             if missing:  # (in memory, but not the whole read: the disk)
-                                await self._wait_for(missing, owner, retry)
+                                await self._wait_for(missing, owner, retry,
+                                                     ordered=stream)
                         except ReadTimeout:
                             if handle is not None:
                                 handle.timed_out(missing)
@@ -530,7 +533,8 @@ class Reads:
         return self.recent.read(g, start, size, pieces)
 
     async def _wait_for(self, pieces: list[int], owner: object | None = None,
-                        retry: bool = False, memory: bool = False) -> None:
+                        retry: bool = False, memory: bool = False,
+                        ordered: bool = False) -> None:
         """Raise the pieces to NOW (as ``owner``) and wait until each is in
         ``have`` (with ``memory``: or verified in memory, ``verified``); the raises
         are undone however this ends. A ``retry`` (of a read that just timed out)
@@ -538,7 +542,7 @@ class Reads:
         t = self.torrent
         owner = owner or object()
         deadline = trio.current_time() + NOW_SLACK
-        t.picker.raise_read(owner, pieces, deadline)
+        t.picker.raise_read(owner, pieces, deadline, ordered)
         t.schedule()
         timeout = math.inf if self.read_timeout is None else self.read_timeout
         wait = timeout if not retry else min(timeout, RETRY_SLACK)
@@ -548,7 +552,7 @@ class Reads:
                 if i not in t.have and t.picker.priority(i)[0] != NOW:
                     # The next piece waited on (``raise_read`` raised only the first):
                     # only its holders can be asked for it, or make way for it.
-                    t.picker.raise_read(owner, pieces[k:], deadline)
+                    t.picker.raise_read(owner, pieces[k:], deadline, ordered)
                     t.schedule(piece=i)
                 while i not in t.have and not (memory and i in self._in_memory):
                     event = self._events.get(i)
