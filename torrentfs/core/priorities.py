@@ -87,26 +87,25 @@ class Priorities:
         order among leechers too: neither rarity nor the per-node jitter moves them
         (``_sort_key``), and they come before the others of their tier."""
         changed = []
-        marks = self._ordered
         for i in pieces:
             if i in self.have:
                 continue
             self._raises.setdefault(i, {})[owner] = (tier, deadline)
-            if ordered:
-                marks.setdefault(i, set()).add(owner)
-            elif i in marks:
-                self._unmark(i, owner)
+            self._mark(i, owner, ordered)
             changed.append(i)
         if changed:
             self._changed_raises(changed)
 
-    def _unmark(self, index: int, owner: Hashable) -> None:
-        """``owner`` no longer wants ``index`` in reading order."""
-        owners = self._ordered.get(index)
-        if owners is not None:
+    def _mark(self, index: int, owner: Hashable, ordered: bool) -> None:
+        """Note whether ``owner`` (which raises ``index``) wants it in reading order."""
+        marks = self._ordered
+        if ordered:
+            marks.setdefault(index, set()).add(owner)
+        elif index in marks:
+            owners = marks[index]
             owners.discard(owner)
             if not owners:
-                del self._ordered[index]
+                del marks[index]
 
     def raise_read(self, owner: Hashable, pieces: Iterable[int], deadline: float,
                    ordered: bool = False) -> None:
@@ -123,29 +122,24 @@ class Priorities:
         missing = [i for i in pieces if i not in self.have]
         if not missing:
             return
-        owned, marks = self._raises, self._ordered
+        owned = self._raises
         rest = READAHEAD if self.leechers() >= SPLIT_LEECHERS else NOW
         for n, i in enumerate(missing):
             owned.setdefault(i, {})[owner] = (rest if n else NOW, deadline)
-            if ordered:
-                marks.setdefault(i, set()).add(owner)
-            elif i in marks:
-                self._unmark(i, owner)
+            self._mark(i, owner, ordered)
         self._changed_raises(missing)
 
     def drop(self, owner: Hashable, pieces: Iterable[int] | None = None) -> None:
         """Undo ``owner``'s raises: on ``pieces``, or on all of them."""
         targets = list(self._raises) if pieces is None else pieces
         changed = []
-        marks = self._ordered
         for i in targets:
             owners = self._raises.get(i)
             if owners and owners.pop(owner, None) is not None:
                 changed.append(i)
                 if not owners:
                     del self._raises[i]
-                if i in marks:
-                    self._unmark(i, owner)
+                self._mark(i, owner, False)
         first = False
         for i in list(self._first) if pieces is None else pieces:
             owners = self._first.get(i)
@@ -213,12 +207,11 @@ class Priorities:
         # them. A video's window (``ordered`` raises) goes first, by its deadlines: a
         # player needs its next pieces in order (shuffled over LEECHER_JITTER's 10 s,
         # a 0.5 MB/s stream of 32 KiB pieces waited 7 s in 8 s of play).
+        mix = ((i * 2654435761 + self.salt) % 1000) / 1000
         if tier == READAHEAD:
             if i in self._ordered:  # a video's window: in order, before the rest
                 return (-tier, -1, deadline, i)
-            mix = ((i * 2654435761 + self.salt) % 1000) / 1000
             return (-tier, self.availability[i], deadline + mix * self.jitter, i)
-        mix = ((i * 2654435761 + self.salt) % 1000) / 1000
         # Pieces one read waits on share a deadline: each node takes them in an
         # order of its own, so each fetches different ones first.
         return (-tier, deadline, mix, i)

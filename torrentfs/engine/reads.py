@@ -227,7 +227,7 @@ class ReadHandle:
         t = self.torrent
         for rank, i in enumerate(pieces):
             t.picker.raise_priority(owner or self, (i,), READAHEAD,
-                                    deadline(i if by_index else rank), self.stream)
+                                    deadline(i if by_index else rank), ordered=self.stream)
         if owner is None:
             self._raised.update(pieces)
         if schedule:
