@@ -9,7 +9,11 @@ import os
 import random
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
+
+if TYPE_CHECKING:
+    from tests.harness.mounts import Mount
 
 
 def data_of(n: int, seed: int) -> bytes:
@@ -49,14 +53,23 @@ def tree_of(root: Path) -> dict[str, int | None]:
     return out
 
 
-def cmp_tree(original: Path, mounted: Path, log: str = "") -> None:
+def cmp_tree(original: Path, mounted: Path, mount: Mount | None = None) -> None:
     """``cmp`` every file under ``original`` with its twin under ``mounted``; a
-    difference fails the test, with the tail of ``log`` (a mount's) to say why."""
+    difference, or a ``cmp`` still running after 60 s, fails the test with the tail
+    of ``mount``'s log as it is then, to say why."""
     for path in sorted(p for p in original.rglob("*") if p.is_file()):
         rel = path.relative_to(original)
-        r = subprocess.run(["cmp", str(path), str(mounted / rel)], capture_output=True,
-                           text=True, timeout=60)
-        assert r.returncode == 0, f"{rel}: {r.stdout}{r.stderr}\n{log[-3000:]}"
+        try:
+            r = subprocess.run(["cmp", str(path), str(mounted / rel)], capture_output=True,
+                               text=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{rel}: cmp still running after 60 s\n"
+                                 f"{_log_tail(mount)}") from None
+        assert r.returncode == 0, f"{rel}: {r.stdout}{r.stderr}\n{_log_tail(mount)}"
+
+
+def _log_tail(mount: Mount | None) -> str:
+    return "" if mount is None else mount.log[-3000:]
 
 
 def dd_random_ranges(mounted: Path, original: bytes, seed: int, piece: int,

@@ -75,7 +75,7 @@ def test_mount_finds_a_seeder_through_the_dht(dht, mount_torrent):
               "DHT node started, bootstrap included)")
         root = m.path / "payload"
         assert tree_of(root) == tree_of(dht["payload"])
-        cmp_tree(dht["payload"], root, m.log)
+        cmp_tree(dht["payload"], root, m)
         assert f"<peer {seeder.ip}:{seeder.port}>" in m.log
         # torrentfs announced itself to the libtorrent nodes with a token they gave.
         wait_until(lambda: announced(dht["nodes"], "127.0.0.1"), 30,
@@ -137,6 +137,6 @@ def test_mount_a_magnet_with_no_tracker_through_the_dht(dht, mount_torrent):
         print(f"\nmount MAGNET (DHT only) to a listed tree: {listed:.2f} s")
         assert re.search(r"metadata of \w+ \(payload\) fetched in", m.log), m.log[-3000:]
         assert "DHT: first peer" in m.log
-        cmp_tree(dht["payload"], m.path / "payload", m.log)
+        cmp_tree(dht["payload"], m.path / "payload", m)
         assert f"<peer {seeder.ip}:{seeder.port}>" in m.log
         assert m.unmount().returncode == 0

@@ -44,7 +44,7 @@ def test_mount_reads_from_a_forced_encryption_libtorrent_seeder(tmp_path, mount_
                    encryption="forced", utp=utp, tcp=not utp) as origin:
         m = mount_torrent(torrent, "--peer", origin.endpoint, "--encryption", policy)
         if utp:
-            cmp_tree(payload, m.path / "payload", m.log)
+            cmp_tree(payload, m.path / "payload", m)
         else:
             same_tree(payload, m.path / "payload")
     assert f"encrypted connection to {origin.ip}:{origin.port} (RC4)" in m.log, m.log[-3000:]

@@ -55,7 +55,7 @@ def test_mount_reaches_a_firewalled_libtorrent_seeder_through_a_libtorrent_relay
                            workdir=tmp_path) as target:
                 m = mount_torrent(torrent, "--peer", relay.endpoint,
                                   "--peer", target.endpoint)
-                cmp_tree(payload, m.path / "payload", m.log)
+                cmp_tree(payload, m.path / "payload", m)
                 assert m.unmount().returncode == 0
     log = m.log
     assert f"asks us to connect to {target.ip}:{target.port}" in log, log[-4000:]

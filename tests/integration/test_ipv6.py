@@ -81,7 +81,7 @@ def test_mount_reads_from_a_utp_only_libtorrent_seeder_on_ipv6_only(tmp_path, mo
     lt_create(payload, torrent, None, piece_size=PIECE)
     with lt_seeder(torrent, data, ip="::1", utp=True, tcp=False) as origin:
         m = mount_torrent(torrent, "--peer", origin.endpoint)
-        cmp_tree(payload, m.path / "payload", m.log)
+        cmp_tree(payload, m.path / "payload", m)
     assert "(IPv4 and IPv6)" in m.log, m.log[-3000:]
     assert f"<peer ::1:{origin.port}> over uTP (outgoing)" in m.log, m.log[-3000:]
 
@@ -142,7 +142,7 @@ def test_mount_finds_a_seeder_through_a_libtorrent_dht_node_on_ipv6(tmp_path, mo
             wait_until(lambda: "DHT: first peer" in m.log, 60,
                        message="no peer found through the DHT: " + m.log[-3000:])
             assert "(IPv6)" in m.log
-            cmp_tree(payload, m.path / "payload", m.log)
+            cmp_tree(payload, m.path / "payload", m)
     assert f"<peer ::1:{seeder.port}>" in m.log, m.log[-3000:]
 
 
@@ -166,5 +166,5 @@ def test_bep32_want_finds_an_ipv6_seeder_from_an_ipv4_bootstrap(tmp_path, mount_
             m = mount_torrent(torrent, "--dht-bootstrap", f"127.0.0.1:{port}")
             wait_until(lambda: "DHT: first peer" in m.log, 90,
                        message="no peer found through the DHT: " + m.log[-3000:])
-            cmp_tree(payload, m.path / "payload", m.log)
+            cmp_tree(payload, m.path / "payload", m)
     assert f"<peer ::1:{seeder.port}>" in m.log, m.log[-3000:]

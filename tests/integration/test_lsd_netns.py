@@ -36,7 +36,7 @@ def test_mount_finds_a_libtorrent_seeder_by_lsd(tmp_path, mount_torrent):
                 wait_until(lambda: found in m.log, timeout=30, interval=0.1)
             except TimeoutError:
                 pytest.fail(f"no LSD announcement heard\n{m.log[-3000:]}\n{seeder.log()}")
-            cmp_tree(payload, m.path / "payload", m.log)
+            cmp_tree(payload, m.path / "payload", m)
             # And libtorrent heard our announcement (the other direction).
             port = re.search(r"mounted .* port (\d+)\)", m.log).group(1)
             heard = [ln for ln in seeder.log().splitlines()
@@ -72,7 +72,7 @@ def test_mount_finds_a_libtorrent_seeder_by_lsd_over_ipv6(tmp_path, mount_torren
                 wait_until(lambda: found in m.log, timeout=30, interval=0.1)
             except TimeoutError:
                 pytest.fail(f"no LSD announcement heard\n{m.log[-3000:]}\n{seeder.log()}")
-            cmp_tree(payload, m.path / "payload", m.log)
+            cmp_tree(payload, m.path / "payload", m)
             # And libtorrent heard our IPv6 announcement (the other direction).
             port = re.search(r"mounted .* port (\d+)\)", m.log).group(1)
             assert f"[{ips[0]}]:{port}" in seeder.log() and \

@@ -46,7 +46,7 @@ def test_mount_magnet_through_tracker_then_again_from_cache(tmp_path, mount_torr
             listed = m.elapsed + (time.monotonic() - t_listed)
             print(f"\nmagnet mount to listed tree: {listed:.2f} s")
             assert re.search(r"metadata of \w+ \(payload\) fetched in", m.log), m.log[-2000:]
-            cmp_tree(payload, m.path / "payload", m.log)
+            cmp_tree(payload, m.path / "payload", m)
             assert m.unmount().returncode == 0
             info = cache / info_hash.hex() / "info.bencode"
             assert info.stat().st_mode & 0o777 == 0o600
@@ -69,7 +69,7 @@ def test_mount_magnet_with_only_a_peer_hint(tmp_path, mount_torrent):
         m = mount_torrent(magnet_of(info_hash, peers=[seeder.endpoint]),
                           "--metadata-timeout", "60")
         assert tree_of(m.path / "payload") == tree_of(payload)
-        cmp_tree(payload, m.path / "payload", m.log)
+        cmp_tree(payload, m.path / "payload", m)
 
 
 def test_mount_magnet_times_out_with_one_clear_line(tmp_path, mount_torrent):

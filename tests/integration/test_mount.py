@@ -66,7 +66,7 @@ def test_tree_appears_before_any_data(swarm, mount_torrent):
 
 def test_cmp_every_file(swarm, mount_torrent):
     m = mount_torrent(swarm["torrent"])
-    cmp_tree(swarm["payload"], m.path / "payload", m.log)
+    cmp_tree(swarm["payload"], m.path / "payload", m)
     # Blocks came from both seeders, not from one alone.
     assert m.unmount().returncode == 0
     got = {ip: int(n) for ip, n in re.findall(
@@ -166,7 +166,7 @@ def test_transmission_seeder(tmp_path, mount_torrent):
             tracker.add(info_hash)
             with transmission_seeder(torrent, data, host) as seeder:
                 m = mount_torrent(torrent)
-                cmp_tree(payload, m.path / "payload", m.log)
+                cmp_tree(payload, m.path / "payload", m)
                 assert f"connected to <peer {seeder.ip}:" in m.log
 
 

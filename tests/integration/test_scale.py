@@ -119,7 +119,7 @@ def test_3000_files_seeded_by_libtorrent_read_completely_under_ulimit_1024(
         m = mount_torrent(torrent, "--peer", seeder.endpoint, "--max-open-files", "128",
                           wrap=ulimit_1024)
         assert open_files_limit(m) == NOFILE
-        cmp_tree(top, m.path / "small", m.log)
+        cmp_tree(top, m.path / "small", m)
         assert open_fds(m) < 300
         assert "Too many open files" not in m.log
 

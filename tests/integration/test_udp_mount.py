@@ -22,7 +22,7 @@ def test_mount_finds_its_seeder_through_a_udp_tracker(tmp_path, mount_torrent):
         with lt_seeder(torrent, data, ip="127.0.0.6") as seeder:
             tracker.wait_peers(info_hash, 1, timeout=20)
             m = mount_torrent(torrent)
-            cmp_tree(payload, m.path / "payload", m.log)
+            cmp_tree(payload, m.path / "payload", m)
             assert m.unmount().returncode == 0
     log = m.log
     assert f"announced to {tracker.udp_url}" in log, log[-3000:]
@@ -41,7 +41,7 @@ def test_mount_a_magnet_whose_only_tracker_is_udp(tmp_path, mount_torrent):
             tracker.wait_peers(info_hash, 1, timeout=20)
             m = mount_torrent(magnet_of(info_hash, trackers=[tracker.udp_url]),
                               "--metadata-timeout", "60")
-            cmp_tree(payload, m.path / "payload", m.log)
+            cmp_tree(payload, m.path / "payload", m)
             assert m.unmount().returncode == 0
     assert f"announced to {tracker.udp_url}" in m.log, m.log[-3000:]
     assert f"<peer 127.0.0.7:{seeder.port}>" in m.log, m.log[-3000:]

@@ -40,7 +40,7 @@ def _blocks_by_peer(log: str) -> dict[str, int]:
 
 def test_mount_reads_everything_from_a_utp_only_seeder(utp_swarm, mount_torrent):
     m = mount_torrent(utp_swarm["torrent"])
-    cmp_tree(utp_swarm["payload"], m.path / "payload", m.log)
+    cmp_tree(utp_swarm["payload"], m.path / "payload", m)
     assert m.unmount().returncode == 0
     assert _blocks_by_peer(m.log).get("127.0.0.29", 0) >= SIZE, m.log[-3000:]
     assert "<peer 127.0.0.29:" in m.log and "over uTP (outgoing)" in m.log
@@ -116,7 +116,7 @@ def test_utp_through_a_dropping_rate_limited_link(tmp_path, mount_torrent):
                        timeout=60)
             assert seed.poll() is None, log.read_text()
             m = mount_torrent(torrent, "--peer", f"{host.ns_ip}:{port}", "--no-tcp")
-            cmp_tree(payload, m.path / "payload", m.log)
+            cmp_tree(payload, m.path / "payload", m)
             stats = host.run(["tc", "-s", "qdisc", "show", "dev", host.ns_if],
                              capture_output=True, text=True).stdout
             dropped = int(re.search(r"dropped (\d+)", stats).group(1))
@@ -133,7 +133,7 @@ def test_watch_mount_reads_from_a_utp_only_seeder(utp_swarm, mount_torrent, tmp_
     watched.mkdir()
     shutil.copy(utp_swarm["torrent"], watched / "p.torrent")
     m = mount_torrent(watched, watch=True)
-    cmp_tree(utp_swarm["payload"], m.path / "payload", m.log)
+    cmp_tree(utp_swarm["payload"], m.path / "payload", m)
     assert "over uTP (outgoing)" in m.log
 
 

@@ -37,7 +37,7 @@ def test_cmp_every_file(v2swarm, mount_torrent):
     m = mount_torrent(v2swarm["torrent"], "--peer", v2swarm["seeder"].endpoint)
     root = m.path / "payload"
     assert tree_of(root) == tree_of(v2swarm["payload"])
-    cmp_tree(v2swarm["payload"], root, m.log)
+    cmp_tree(v2swarm["payload"], root, m)
 
 
 def test_fifty_random_ranges_with_dd(v2swarm, mount_torrent):
@@ -64,7 +64,7 @@ def test_torrentfs_create_loaded_and_seeded_by_libtorrent(version, tmp_path, mou
     assert f"info-hash v2: {meta.info_hash_v2.hex()}" in r.stdout
     with lt_seeder(torrent, tmp_path / "data", ip="127.0.0.4") as seeder:
         m = mount_torrent(torrent, "--peer", seeder.endpoint)
-        cmp_tree(payload, m.path / "payload", m.log)
+        cmp_tree(payload, m.path / "payload", m)
 
 
 def test_magnet_link_gets_metadata_and_piece_layers_from_libtorrent(v2swarm, mount_torrent):
@@ -77,7 +77,7 @@ def test_magnet_link_gets_metadata_and_piece_layers_from_libtorrent(v2swarm, mou
     assert "xt=urn:btmh:1220" in uri and ("urn:btih" in uri) == (meta.version == "hybrid")
     m = mount_torrent(uri, "--peer", v2swarm["seeder"].endpoint)
     root = m.path / "payload"
-    cmp_tree(v2swarm["payload"], root, m.log)
+    cmp_tree(v2swarm["payload"], root, m)
     original = (v2swarm["payload"] / "big.bin").read_bytes()
     rng = random.Random(53)
     for _ in range(50):
