@@ -180,3 +180,92 @@ def test_a_flipped_byte_fails_or_is_harmless(pos, xor):
     if a.done and b.done:
         assert a.result.selected == b.result.selected
         assert b.result.decrypt.update(a.result.encrypt.update(b"x")) == b"x"
+
+
+# -- a shared secret starting with a zero byte (libtorrent 2.0.8, older rtorrent) -----
+
+def _keys(leading_zero: bool) -> tuple[int, int]:
+    """Private keys of A and B (the first found, in a fixed order) whose shared
+    secret starts with a zero byte, or does not."""
+    r = random.Random(7)
+    for _ in range(20_000):
+        a, b = r.getrandbits(160) | 2, r.getrandbits(160) | 2
+        if (mse._secret(mse.public_key(b), a)[0] == 0) == leading_zero:
+            return a, b
+    raise AssertionError("no such keys in 20,000 tries")
+
+
+def test_initiator_avoiding_a_short_secret_raises_before_sending_more():
+    a_key, b_key = _keys(leading_zero=True)
+    a = mse.Initiator(IH, rc4=rc4, private=a_key, pad_a=b"", pad_c=b"",
+                      avoid_short_secret=True)
+    b = mse.Responder((IH,), rc4=rc4, private=b_key, pad_b=b"", pad_d=b"")
+    to_a = b.receive(a.start())
+    with pytest.raises(mse.ShortSecret, match="zero byte"):
+        a.receive(to_a)
+    # Asked not to avoid it (the default), the same keys make a good handshake with
+    # an implementation that pads S, as the specification has it.
+    a = mse.Initiator(IH, rc4=rc4, private=a_key, pad_a=b"", pad_c=b"")
+    b = mse.Responder((IH,), rc4=rc4, private=b_key, pad_b=b"", pad_d=b"")
+    ra, rb, _, _ = run(a, b)
+    assert rb.skey == IH and ra.selected == rb.selected == mse.CRYPTO_RC4
+
+
+def test_initiator_avoiding_a_short_secret_goes_on_with_a_full_one():
+    a_key, b_key = _keys(leading_zero=False)
+    a = mse.Initiator(IH, rc4=rc4, private=a_key, pad_a=b"", pad_c=b"",
+                      avoid_short_secret=True)
+    b = mse.Responder((IH,), rc4=rc4, private=b_key, pad_b=b"", pad_d=b"")
+    ra, rb, _, _ = run(a, b)
+    assert rb.skey == IH
+
+
+def _libtorrent_208_a(a_key: int, yb: bytes, skey: bytes, mask_tail: bytes) -> bytes:
+    """What libtorrent 2.0.8 sends as A after Yb: right but for the req3 mask, which
+    it hashes over S without its leading zero bytes, followed by whatever was in
+    its buffer (``mask_tail``)."""
+    s = mse._secret(yb, a_key)
+    short = s.lstrip(b"\0")
+    wrong = short + mask_tail[:96 - len(short)]
+    enc = mse._rc4(rc4, mse._sha1(b"keyA", s, skey))
+    return (mse._sha1(b"req1", s) + mse._xor(mse._sha1(b"req2", skey), mse._sha1(b"req3", wrong))
+            + enc.update(mse.VC + (2).to_bytes(4, "big") + (0).to_bytes(2, "big")
+                         + (0).to_bytes(2, "big")))
+
+
+@pytest.mark.parametrize("tail", [b"\0" * 8, b"\xa5" * 8])
+@pytest.mark.parametrize("chunk", [None, 1])
+def test_responder_finds_the_torrent_a_short_secret_masked(tail, chunk):
+    """libtorrent 2.0.8 dialing us with a secret starting with a zero byte: its mask
+    names no torrent, so B finds the one whose keyA decrypts VC, among several."""
+    a_key, b_key = _keys(leading_zero=True)
+    b = mse.Responder((OTHER, IH), rc4=rc4, private=b_key, pad_b=b"", pad_d=b"")
+    yb = b.receive(mse.public_key(a_key))[:96]
+    data = _libtorrent_208_a(a_key, yb, IH, tail)
+    reply = b""
+    for i in range(0, len(data), chunk or len(data)):
+        reply += b.receive(data[i:i + (chunk or len(data))])
+    assert b.done and b.result.skey == IH and b.result.selected == mse.CRYPTO_RC4
+    # B's reply decrypts as A (keyB over the padded S) expects: VC, then RC4 selected.
+    dec = mse._rc4(rc4, mse._sha1(b"keyB", mse._secret(yb, a_key), IH))
+    assert dec.update(reply)[:12] == mse.VC + (2).to_bytes(4, "big")
+
+
+def test_responder_refuses_a_short_secret_masked_torrent_it_lacks():
+    a_key, b_key = _keys(leading_zero=True)
+    b = mse.Responder((OTHER,), rc4=rc4, private=b_key, pad_b=b"", pad_d=b"")
+    yb = b.receive(mse.public_key(a_key))[:96]
+    with pytest.raises(MSEError, match="do not have"):
+        b.receive(_libtorrent_208_a(a_key, yb, IH, bytes(8)))
+
+
+def test_responder_guesses_only_for_a_short_secret():
+    """With a full S, a mask naming no torrent is refused: no key is tried."""
+    a_key, b_key = _keys(leading_zero=False)
+    b = mse.Responder((IH,), rc4=rc4, private=b_key, pad_b=b"", pad_d=b"")
+    yb = b.receive(mse.public_key(a_key))[:96]
+    s = mse._secret(yb, a_key)
+    enc = mse._rc4(rc4, mse._sha1(b"keyA", s, IH))
+    bad_mask = mse._xor(mse._sha1(b"req2", IH), mse._sha1(b"req3", b"\1" + s[1:]))
+    with pytest.raises(MSEError, match="do not have"):
+        b.receive(mse._sha1(b"req1", s) + bad_mask + enc.update(mse.VC + bytes(8)))

@@ -194,3 +194,50 @@ async def test_another_address_of_a_peer_we_have_is_not_dialed_while_we_have_it(
         assert opened.count(("10.0.0.5", 6881)) >= 2
         assert ("10.0.0.5", 6881) in t.sessions
         n.cancel_scope.cancel()
+
+
+async def test_a_peer_refusing_plain_text_is_dialed_encrypted_again_after_a_failed_try(
+        tmp_path, autojump_clock):
+    """With --encryption prefer, a peer that closes plain connections is dialed
+    encrypted at once; when that one encrypted handshake fails (libtorrent 2.0.8
+    drops 1 in 256, net/mse.py), the next try is plain again, refused again, and the
+    try after that encrypted again: the peer is not left to plain text for good."""
+    from torrentfs.core import mse as core_mse
+    from torrentfs.net import mse
+
+    meta, _ = small_torrent(tmp_path, 1 << 20, piece_length=16384)
+    t = Torrent(meta, tmp_path / "cache", quiet(utp=False), offload=inline)
+    addr = ("127.0.0.7", 6881)
+    tries: list[str] = []
+
+    async def peer(theirs):
+        head = await theirs.receive_some(20)
+        if core_mse.looks_plain(head):
+            tries.append("plain")
+            await theirs.aclose()
+            return
+        tries.append("encrypted")
+        if tries.count("encrypted") == 1:   # the one that fails
+            await theirs.aclose()
+            return
+        inc = await mse.open_incoming(mse.EncryptedStream(theirs, head=head),
+                                      [meta.info_hash], "require")
+        await ext_peer(inc.stream, meta.info_hash, ExtBehaviour(), ExtStats(),
+                       b"-LT2080-" + bytes(12))
+
+    async def open_(addr_, cand):
+        ours, theirs = trio.testing.memory_stream_pair()
+        n.start_soon(peer, theirs)
+        return ours, "tcp"
+
+    t.connector._open = open_
+    async with trio.open_nursery() as n:
+        await n.start(t.run)
+        t.add_peer(addr)
+        for _ in range(600):
+            if addr in t.sessions and t.sessions[addr].peer_id is not None:
+                break
+            await trio.sleep(1)
+        assert tries == ["plain", "encrypted", "plain", "encrypted"]
+        assert t.sessions[addr].peer_id == b"-LT2080-" + bytes(12)
+        n.cancel_scope.cancel()

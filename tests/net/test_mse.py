@@ -9,6 +9,7 @@ import trio
 import trio.testing
 
 from torrentfs.core import handshake
+from torrentfs.core import mse as core_mse
 from torrentfs.net import mse
 
 IH = bytes(range(20))
@@ -136,3 +137,71 @@ async def test_replayed_stream_gives_its_head_first():
     await s.send_all(b"back")
     assert await a.receive_some(100) == b"back"
     await s.aclose()
+
+
+def _short_then_full() -> tuple[int, int, int]:
+    """B's private key, and two of A's: the first makes a shared secret starting
+    with a zero byte, the second one that does not."""
+    import random
+    r = random.Random(11)
+    b_key = r.getrandbits(160) | 2
+    yb = core_mse.public_key(b_key)
+    keys = [r.getrandbits(160) | 2 for _ in range(20_000)]
+    short = next(k for k in keys if core_mse._secret(yb, k)[0] == 0)
+    full = next(k for k in keys if core_mse._secret(yb, k)[0] != 0)
+    return b_key, short, full
+
+
+async def test_initiate_dials_again_rather_than_use_a_short_secret(monkeypatch):
+    """Over the first stream A gets a secret some peers hash wrong: it closes that
+    stream before sending more and does the handshake over ``reopen()``'s, with a
+    new key; the session runs over the second."""
+    b_key, short, full = _short_then_full()
+    keys = iter([short, full])
+    monkeypatch.setattr(mse, "_private", lambda: next(keys))
+    ends = []
+    outcomes = []
+
+    async def serve(b_end):
+        hs = core_mse.Responder([IH], rc4=mse.rc4, private=b_key, pad_b=b"", pad_d=b"")
+        try:
+            res = await mse._exchange(b_end, hs, b"")
+        except mse.MSEError as e:
+            outcomes.append(str(e))
+            return
+        outcomes.append("done")
+        stream = mse.EncryptedStream(b_end, res.encrypt, res.decrypt, res.payload)
+        assert await stream.receive_some(100) == b"hello"
+
+    async with trio.open_nursery() as n:
+        async def reopen():
+            a_end, b_end = trio.testing.memory_stream_pair()
+            ends.append(a_end)
+            n.start_soon(serve, b_end)
+            return a_end
+
+        first = await reopen()
+        a = await mse.initiate(first, IH, reopen=reopen)
+        await a.send_all(b"hello")
+    assert len(ends) == 2 and a.stream is ends[1] and a.encrypted
+    assert outcomes == ["the peer closed the connection during the encryption handshake",
+                        "done"]
+
+
+async def test_initiate_without_reopen_uses_a_short_secret(monkeypatch):
+    """Without ``reopen`` a secret starting with a zero byte is used, padded as the
+    specification has it (what our own responder expects)."""
+    b_key, short, _ = _short_then_full()
+    keys = iter([short, b_key])
+    monkeypatch.setattr(mse, "_private", lambda: next(keys))
+    a_end, b_end = trio.testing.memory_stream_pair()
+    got = {}
+
+    async def side_a():
+        got["a"] = await mse.initiate(a_end, IH)
+
+    async with trio.open_nursery() as n:
+        n.start_soon(side_a)
+        await trio.testing.wait_all_tasks_blocked()   # A took ``short``, B takes b_key
+        got["b"] = await mse.open_incoming(b_end, [IH], "prefer")
+    assert got["b"].info_hash == IH and got["a"].encrypted

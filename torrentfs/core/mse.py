@@ -28,6 +28,17 @@ takes the bytes that arrived and returns the bytes to send; once ``done``,
 Randomness (private keys, pads) and the RC4 implementation are given in, so this
 module stays pure (``net/mse.py`` passes ``secrets`` and ``cryptography``'s ARC4).
 
+A shared secret whose first byte is zero (1 in 256) is where two widespread
+implementations go wrong: libtorrent (before its fix of May 2026, arvidn/libtorrent#8434;
+Debian's 2.0.8 has it) hashes it short into the req3 mask, leaving the mask's last
+bytes to chance, and rtorrent's libtorrent (before rakshasa/libtorrent#894) uses it
+short throughout. As B we still find the torrent such an A asks for: when no
+info-hash matches the mask and S starts with a zero byte, the one whose keyA turns
+A's next 8 bytes into VC is it (a check per torrent we serve, in 1 of 256 such
+handshakes). As A nothing can be mended at our end, so ``avoid_short_secret`` makes
+the Initiator raise :class:`ShortSecret` before it sends anything more: the shell
+dials again with a new key.
+
 Bounded: every state needs a known number of bytes, or searches a window of known
 size (PadA, PadB, PadC, PadD at most 512 bytes, IA at most 65535): a peer that
 sends more garbage than that, a bad VC, a selection we did not offer, an unknown
@@ -47,7 +58,7 @@ from torrentfs.core.messages import RemoteProtocolError
 
 __all__ = [
     "P", "G", "KEY_BYTES", "VC", "MAX_PAD", "MAX_IA", "CRYPTO_PLAINTEXT", "CRYPTO_RC4",
-    "PRIVATE_KEY_BITS", "MSEError", "Cipher", "Result", "Initiator", "Responder",
+    "PRIVATE_KEY_BITS", "MSEError", "ShortSecret", "Cipher", "Result", "Initiator", "Responder",
     "public_key", "looks_plain",
 ]
 
@@ -69,6 +80,11 @@ _PLAIN_PREFIX = b"\x13BitTorrent protocol"
 
 class MSEError(RemoteProtocolError):
     """The peer's side of the encryption handshake is wrong; drop the connection."""
+
+
+class ShortSecret(MSEError):
+    """The shared secret starts with a zero byte, and the Initiator was asked to
+    avoid that (see the module's docstring): dial again with a new key."""
 
 
 class Cipher(Protocol):
@@ -187,7 +203,7 @@ class Initiator(_Handshake):
 
     def __init__(self, skey: bytes, *, rc4: CipherFactory, private: int, pad_a: bytes,
                  pad_c: bytes, provide: int = CRYPTO_RC4 | CRYPTO_PLAINTEXT,
-                 ia: bytes = b"") -> None:
+                 ia: bytes = b"", avoid_short_secret: bool = False) -> None:
         super().__init__(rc4, private)
         for pad in (pad_a, pad_c):
             _check_pad(pad)
@@ -200,6 +216,7 @@ class Initiator(_Handshake):
         self._pad_a, self._pad_c, self._ia = pad_a, pad_c, ia
         self._select = 0
         self._pad_d = 0
+        self._avoid_short = avoid_short_secret
 
     def start(self) -> bytes:
         if self._state != "start":
@@ -216,6 +233,9 @@ class Initiator(_Handshake):
             if yb is None:
                 return out
             s = _secret(yb, self._private)
+            if s[0] == 0 and self._avoid_short:
+                raise ShortSecret("the shared secret starts with a zero byte, which "
+                                  "some peers hash wrong")
             skey = self.skey
             self._enc = _rc4(self._rc4, _sha1(b"keyA", s, skey))
             self._dec = _rc4(self._rc4, _sha1(b"keyB", s, skey))
@@ -297,11 +317,13 @@ class Responder(_Handshake):
                 return out
             del self._buf[:at + len(self._req1)]
             self._state = "skey"
-        if self._state == "skey":
-            obf = self._take(20)
-            if obf is None:
+        if self._state == "skey":  # the masked SKEY, then ENCRYPT(VC, ...) to check it
+            if len(self._buf) < 20 + len(VC):
                 return out
+            obf = self._take(20)
             skey = self._by_req2.get(_xor(obf, _sha1(b"req3", self._s)))
+            if skey is None and self._s[0] == 0:
+                skey = self._skey_by_vc(bytes(self._buf[:len(VC)]))
             if skey is None:
                 raise MSEError("the peer asks for a torrent we do not have")
             self.skey = skey
@@ -348,3 +370,11 @@ class Responder(_Handshake):
                                  ia + (self._dec.update(rest) if rc4 else rest), self.skey)
             self._state = "done"
         return out
+
+    def _skey_by_vc(self, head: bytes) -> bytes | None:
+        """The info-hash whose keyA decrypts ``head`` (A's first 8 encrypted bytes)
+        to VC: the torrent asked for by an A that masked it with a short S."""
+        for skey in self._by_req2.values():
+            if _rc4(self._rc4, _sha1(b"keyA", self._s, skey)).update(head) == VC:
+                return skey
+        return None

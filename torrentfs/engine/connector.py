@@ -23,7 +23,9 @@ Encryption (MSE/PE, ``net/mse.py``) follows ``torrent.options.encryption``: with
 plain text first, and at once again encrypted if the peer closed the plain
 connection before its handshake (a peer that requires encryption does that); an
 address PEX says prefers encryption is dialed encrypted first; an address whose
-encrypted dial failed goes back to plain text. Incoming
+encrypted dial failed goes back to plain text, and to encryption at the next try if
+plain text is refused again. A dial whose shared secret some peers would hash wrong
+(net/mse.py) is made again with a new key at once, over the same transport. Incoming
 connections may be either (``open_incoming`` tells them apart).
 
 Transports: TCP and uTP (``net.utp``, on the UDP port of the same number, shared
@@ -43,7 +45,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Container, Protocol
+from functools import partial
+from typing import Awaitable, Callable, Container, Protocol
 
 import trio
 
@@ -283,7 +286,8 @@ class Connector:
                 # (libtorrent with TCP off does that): uTP is tried below before
                 # the candidate is judged.
                 utp_next = transport == "tcp" and self._utp_untried(cand)
-                stream = await self._encrypt(stream, addr, cand, settle=not utp_next)
+                stream = await self._encrypt(stream, addr, cand, settle=not utp_next,
+                                             reopen=self._reopener(addr, transport))
                 if stream is None and not utp_next:
                     return
         finally:
@@ -296,15 +300,18 @@ class Connector:
             return
         if stream is not None:
             session = await self.attach(stream, addr, transport=transport)
-            if (session.peer_id is None and not encrypt and policy == "prefer"
-                    and cand.encrypt is None):
+            if session.peer_id is None and not encrypt and policy == "prefer":
                 # Closed before its handshake: it may want encryption. Try that at
                 # once (before uTP below: a peer requiring encryption is the commoner
-                # case).
+                # case); and next time, after the usual wait, if plain text was
+                # dialed because an encrypted dial had failed (a peer refusing
+                # plain text must not be left to it for good on one bad handshake).
+                first = cand.encrypt is None
                 cand.encrypt = True
-                cand.next_try = trio.current_time()
-                self._wake.set()
-                return
+                if first:
+                    cand.next_try = trio.current_time()
+                    self._wake.set()
+                    return
         if ((session is None or session.peer_id is None and session.transport == "tcp")
                 and self._utp_untried(cand)):
             # TCP taken, then dropped before the handshake, encrypted or not as the
@@ -319,7 +326,9 @@ class Connector:
             finally:
                 self.connecting.discard(addr)
             if cand.utp:
-                stream = await self._encrypt(stream, addr, cand) if encrypt else stream
+                stream = (await self._encrypt(stream, addr, cand,
+                                              reopen=self._reopener(addr, "utp"))
+                          if encrypt else stream)
                 if stream is None:
                     return
                 session = await self.attach(stream, addr, transport="utp")
@@ -338,18 +347,30 @@ class Connector:
         cand.next_try = trio.current_time() + 15 * 2 ** min(cand.failures, 5)
         cand.failures += 1
 
+    def _reopener(self, addr: tuple[str, int],
+                  transport: str) -> Callable[[], Awaitable[trio.abc.Stream]]:
+        """Dials ``addr`` again over ``transport``."""
+        if transport == "utp":
+            assert self.utp is not None
+            return partial(self.utp.connect, addr)
+        return partial(connect, addr)
+
     def _utp_untried(self, cand: Candidate) -> bool:
         """Whether uTP may be tried with a candidate not yet known to speak it."""
         return cand.utp is None and self.torrent.options.utp and self.utp is not None
 
     async def _encrypt(self, stream: trio.abc.Stream, addr: tuple[str, int],
-                       cand: Candidate, *, settle: bool = True) -> trio.abc.Stream | None:
-        """``stream`` with the MSE/PE handshake done (net/mse.py), or None (closed,
-        and, if ``settle``, the candidate's next try set) if it failed."""
+                       cand: Candidate, *, settle: bool = True,
+                       reopen: Callable[[], Awaitable[trio.abc.Stream]] | None = None
+                       ) -> trio.abc.Stream | None:
+        """``stream`` with the MSE/PE handshake done (net/mse.py; over a new stream
+        from ``reopen`` if the first shared secret was one some peers hash wrong),
+        or None (closed, and, if ``settle``, the candidate's next try set) if it
+        failed."""
         policy = self.torrent.options.encryption
         try:
             stream = await initiate(stream, cand.swarm or self.torrent.meta.info_hash,
-                                    require=policy == "require")
+                                    require=policy == "require", reopen=reopen)
         except (MSEError, trio.TooSlowError, trio.BrokenResourceError,
                 trio.ClosedResourceError, OSError) as e:
             with trio.CancelScope(shield=True):

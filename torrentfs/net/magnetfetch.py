@@ -370,13 +370,18 @@ class _Fetch:
         encryption (``require``: always encrypted; ``off``: never)."""
         policy = self.encryption
         encrypt = policy == "require" or (policy == "prefer" and addr in self.encrypt)
+        stream = None
         try:
             stream = await self.connect(addr)
             if encrypt:
                 stream = await mse.initiate(stream, self.magnet.info_hash,
-                                            require=policy == "require")
+                                            require=policy == "require",
+                                            reopen=partial(self.connect, addr))
         except (OSError, mse.MSEError, trio.TooSlowError, trio.BrokenResourceError) as e:
             log.info("metadata: connect %s:%d failed: %s", *addr, e)
+            if stream is not None:
+                with trio.CancelScope(shield=True):
+                    await stream.aclose()
             return
         finally:
             self.connecting.discard(addr)

@@ -36,7 +36,7 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Awaitable, Callable, Iterable
 
 import trio
 
@@ -51,6 +51,7 @@ __all__ = ["POLICIES", "HANDSHAKE_TIMEOUT", "MSEError", "EncryptedStream", "Inco
 POLICIES = ("prefer", "require", "off")
 HANDSHAKE_TIMEOUT = 10.0   # the whole handshake, plain or encrypted, first byte to last
 READ_SIZE = 4096
+SHORT_SECRET_REDIALS = 2   # a new connection each; three zero first bytes in a row: 1 in 16M
 
 
 def rc4(key: bytes) -> mse.Cipher:
@@ -142,16 +143,39 @@ async def _exchange(stream: trio.abc.Stream, hs, first: bytes, head: bytes = b""
     return hs.result
 
 
-async def initiate(stream: trio.abc.Stream, info_hash: bytes, *,
-                   require: bool = False) -> EncryptedStream:
+async def initiate(stream: trio.abc.Stream, info_hash: bytes, *, require: bool = False,
+                   reopen: Callable[[], Awaitable[trio.abc.Stream]] | None = None
+                   ) -> EncryptedStream:
     """Side A over a stream we opened: offer RC4 (and plaintext unless
-    ``require``). Raises MSEError, trio.TooSlowError or the stream's errors."""
-    provide = mse.CRYPTO_RC4 | (0 if require else mse.CRYPTO_PLAINTEXT)
-    hs = mse.Initiator(info_hash, rc4=rc4, private=_private(), pad_a=_pad(), pad_c=b"",
-                       provide=provide)
-    with trio.fail_after(HANDSHAKE_TIMEOUT):
-        res = await _exchange(stream, hs, hs.start())
-    return EncryptedStream(stream, res.encrypt, res.decrypt, res.payload)
+    ``require``). Raises MSEError, trio.TooSlowError or the stream's errors.
+
+    With ``reopen`` (a new stream to the same peer), a shared secret starting with
+    a zero byte, which libtorrent 2.0.8 and older rtorrents hash wrong and so drop
+    the connection (1 handshake in 256; see core/mse.py), is not used: this stream
+    is closed and the handshake done again over ``reopen()``'s, with a new key (at
+    most ``SHORT_SECRET_REDIALS`` times). The stream returned is then over that one,
+    and one that fails is closed here."""
+    for redial in range(SHORT_SECRET_REDIALS + 1):
+        provide = mse.CRYPTO_RC4 | (0 if require else mse.CRYPTO_PLAINTEXT)
+        hs = mse.Initiator(info_hash, rc4=rc4, private=_private(), pad_a=_pad(), pad_c=b"",
+                           provide=provide, avoid_short_secret=(
+                               reopen is not None and redial < SHORT_SECRET_REDIALS))
+        try:
+            with trio.fail_after(HANDSHAKE_TIMEOUT):
+                res = await _exchange(stream, hs, hs.start())
+            return EncryptedStream(stream, res.encrypt, res.decrypt, res.payload)
+        except mse.ShortSecret:
+            log.debug("a shared secret with a leading zero byte: dialing again")
+        except BaseException:
+            if redial:   # the caller knows only the first stream
+                with trio.CancelScope(shield=True):
+                    await stream.aclose()
+            raise
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
+        assert reopen is not None
+        stream = await reopen()
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def respond(stream: trio.abc.Stream, head: bytes, info_hashes: Iterable[bytes], *,
