@@ -29,15 +29,13 @@ Randomness (private keys, pads) and the RC4 implementation are given in, so this
 module stays pure (``net/mse.py`` passes ``secrets`` and ``cryptography``'s ARC4).
 
 A shared secret whose first byte is zero (1 in 256) is where two widespread
-implementations go wrong: libtorrent (before its fix of May 2026, arvidn/libtorrent#8434;
-Debian's 2.0.8 has it) hashes it short into the req3 mask, leaving the mask's last
-bytes to chance, and rtorrent's libtorrent (before rakshasa/libtorrent#894) uses it
-short throughout. As B we still find the torrent such an A asks for: when no
-info-hash matches the mask and S starts with a zero byte, the one whose keyA turns
-A's next 8 bytes into VC is it (a check per torrent we serve, in 1 of 256 such
-handshakes). As A nothing can be mended at our end, so ``avoid_short_secret`` makes
-the Initiator raise :class:`ShortSecret` before it sends anything more: the shell
-dials again with a new key.
+implementations go wrong: libtorrent as B (before its fix of May 2026,
+arvidn/libtorrent#8434; Debian's 2.0.8 has it) hashes it short into the req3 mask
+it unmasks SKEY with, leaving the mask's last bytes to chance (as A it hashes S
+padded, as we expect), and rtorrent's libtorrent (before rakshasa/libtorrent#894)
+uses it short throughout; as B either drops the handshake. Nothing can be mended at
+A's end, so ``avoid_short_secret`` makes the Initiator raise :class:`ShortSecret`
+before it sends anything more: the shell dials again with a new key.
 
 Bounded: every state needs a known number of bytes, or searches a window of known
 size (PadA, PadB, PadC, PadD at most 512 bytes, IA at most 65535): a peer that
@@ -317,13 +315,11 @@ class Responder(_Handshake):
                 return out
             del self._buf[:at + len(self._req1)]
             self._state = "skey"
-        if self._state == "skey":  # the masked SKEY, then ENCRYPT(VC, ...) to check it
-            if len(self._buf) < 20 + len(VC):
-                return out
+        if self._state == "skey":
             obf = self._take(20)
+            if obf is None:
+                return out
             skey = self._by_req2.get(_xor(obf, _sha1(b"req3", self._s)))
-            if skey is None and self._s[0] == 0:
-                skey = self._skey_by_vc(bytes(self._buf[:len(VC)]))
             if skey is None:
                 raise MSEError("the peer asks for a torrent we do not have")
             self.skey = skey
@@ -370,11 +366,3 @@ class Responder(_Handshake):
                                  ia + (self._dec.update(rest) if rc4 else rest), self.skey)
             self._state = "done"
         return out
-
-    def _skey_by_vc(self, head: bytes) -> bytes | None:
-        """The info-hash whose keyA decrypts ``head`` (A's first 8 encrypted bytes)
-        to VC: the torrent asked for by an A that masked it with a short S."""
-        for skey in self._by_req2.values():
-            if _rc4(self._rc4, _sha1(b"keyA", self._s, skey)).update(head) == VC:
-                return skey
-        return None
