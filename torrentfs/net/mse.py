@@ -155,8 +155,8 @@ async def initiate(stream: trio.abc.Stream, info_hash: bytes, *, require: bool =
     is closed and the handshake done again over ``reopen()``'s, with a new key (at
     most ``SHORT_SECRET_REDIALS`` times). The stream returned is then over that one,
     and one that fails is closed here."""
+    provide = mse.CRYPTO_RC4 | (0 if require else mse.CRYPTO_PLAINTEXT)
     for redial in range(SHORT_SECRET_REDIALS + 1):
-        provide = mse.CRYPTO_RC4 | (0 if require else mse.CRYPTO_PLAINTEXT)
         hs = mse.Initiator(info_hash, rc4=rc4, private=_private(), pad_a=_pad(), pad_c=b"",
                            provide=provide, avoid_short_secret=(
                                reopen is not None and redial < SHORT_SECRET_REDIALS))
