@@ -20,6 +20,7 @@ from torrentfs.core.sparing import Sparing
 from torrentfs.core.topology import AVOID_GRACE, LocalHave, RemoteGate
 from torrentfs.core.uploadpolicy import Rounds
 from torrentfs.engine.haves import HAVE_DELAY
+from torrentfs.engine.pieces import NOT_INTERESTED_AFTER
 from torrentfs.engine.reads import (
     NOW_SLACK,
     READAHEAD_DEADLINE,
@@ -109,6 +110,7 @@ class Node(int):
         self.conns: dict[Node, Conn] = {}
         self.unchoking: set[Node] = set()      # peers not choking us
         self.interested: dict[Node, Conn] = {}  # peers interested in us
+        self.dull: dict[Node, float] = {}       # nothing more for us since (engine/pieces)
         self.asking: dict[Node, None] = {}     # peers with queued requests, in turn
         self.busy = False                      # an uplink turn is scheduled
         self.have_batch: list = []             # (piece, its sources), not yet sent
@@ -193,6 +195,9 @@ class Node(int):
         else:
             for c in self.interested.values():
                 c.view.down_rate = c.down.rate(now)
+        count = self.picker.pieces_of
+        for p, c in self.interested.items():
+            c.view.pieces = count(p)
         decision = self.choker.rechoke([c.view for c in self.conns.values()], now, seeding)
         for p in decision.choke:
             c = self.conns[p]
@@ -212,9 +217,23 @@ class Node(int):
             return
         if self.choker.due(self.swarm.loop.now):
             self.rechoke()
+        self.lose_interest()
         self.swarm.lazy_haves(self)  # engine/torrent.py's tick: ``flush_all``
         self.schedule()
         self.swarm.loop.at(self.swarm.loop.now + 1.0, self.tick)
+
+    def lose_interest(self) -> None:
+        """engine/pieces.py's ``lose_interest``: NotInterested to the peers that have
+        had nothing more for us for NOT_INTERESTED_AFTER seconds."""
+        now = self.swarm.loop.now
+        for p, since in list(self.dull.items()):
+            c = self.conns.get(p)
+            if c is None or not c.am_interested or self.picker.is_interesting(p):
+                del self.dull[p]
+            elif now - since >= NOT_INTERESTED_AFTER:
+                del self.dull[p]
+                c.am_interested = False
+                self.swarm.send(self, p, p.on_not_interested)
 
     def on_interested(self, peer: Node) -> None:
         c = self.conns[peer]
@@ -362,11 +381,10 @@ class Node(int):
                 if self.picker.priority(rest[0])[0] != NOW:
                     self.picker.raise_read(self.wait_owner, rest, self.wait_deadline)
         if not self.have.complete:
-            for p in dull:
+            for p in dull:   # told once that lasts (``lose_interest``)
                 c = self.conns.get(p)
                 if c is not None and c.am_interested:
-                    c.am_interested = False
-                    self.swarm.send(self, p, p.on_not_interested)
+                    self.dull[p] = self.swarm.loop.now
         if self.have.complete:
             for p, c in self.conns.items():
                 if c.am_interested:

@@ -27,8 +27,12 @@ unchokes it lists. ``due(now)`` says when the next regular round is owed (every
 * Choosing the optimistic peer: with an ``rng``, at random, a peer connected within the
   last ``NEW_PEER_AGE`` seconds weighing 3 times as much as an older one (mainline's
   rule: a new peer has nothing to offer yet and needs a first piece). Without an
-  ``rng``, deterministically: the candidate that has waited longest choked, then the
-  longest connected, then the lowest key; this makes the slot a round robin.
+  ``rng``, deterministically: the candidate with the fewest pieces (``pieces``, as the
+  shell last heard: a peer with nothing to give ranks last for every regular slot and
+  has only this one; in a large swarm such a peer waited for it behind every other,
+  docs/benchmarks.md session 16), then the one that has waited longest choked, then
+  the longest connected, then the lowest key; among peers alike this makes the slot
+  a round robin.
 * The unchoked set after applying a decision is the regular set plus the optimistic
   peer: at most ``regular_slots + 1`` peers, all interested.
 * A ``Decision`` lists only changes: ``unchoke`` holds peers choked now that should not
@@ -70,6 +74,7 @@ class PeerView:
     up_rate: float         # bytes/s we send it
     snubbed: bool = False  # it has sent us nothing for a long time although we asked
     connected_at: float = 0.0
+    pieces: int = 0        # how many pieces it has (the optimistic slot: fewest first)
 
 
 @dataclass(frozen=True)
@@ -203,7 +208,7 @@ class Choker:
 
     def _choose(self, candidates: list[PeerView], now: float) -> Hashable:
         candidates = sorted(candidates, key=lambda p: (
-            self._choked_since.get(p.key, now), p.connected_at, _KeyOrder(p.key)))
+            p.pieces, self._choked_since.get(p.key, now), p.connected_at, _KeyOrder(p.key)))
         if self.rng is None:
             return candidates[0].key
         weights = [NEW_PEER_WEIGHT if now - p.connected_at < NEW_PEER_AGE else 1

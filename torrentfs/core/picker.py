@@ -204,6 +204,11 @@ class Picker(Priorities, TakeBack):
         bits = self._peers.get(peer)
         return bits is not None and bits.complete
 
+    def pieces_of(self, peer: Peer) -> int:
+        """How many pieces the peer has (0 for one not registered)."""
+        bits = self._peers.get(peer)
+        return 0 if bits is None else bits.count
+
     def got_bitfield(self, peer: Peer, bits: Bitfield) -> None:
         for i in bits:
             self.got_have(peer, i)
@@ -542,7 +547,8 @@ class Picker(Priorities, TakeBack):
     def piece_verified(self, index: int) -> list[Peer]:
         """The piece passed its hash: it is ours; nobody is asked for it again.
         Returns the peers that had it and now have no piece we lack (the shell
-        tells them it is not interested: their uploads go to those who need them)."""
+        tells them it is not interested if that lasts: their uploads go to those who
+        need them)."""
         dull = []
         if self.have.add(index):
             lacking = self._lacking

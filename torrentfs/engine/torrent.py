@@ -132,6 +132,7 @@ class Torrent(PieceEvents):
         self.membership = Membership(self)
         self.banned_ips = self.membership.banned_ips
         self.choker = choker or Choker()
+        self._dull: dict[PeerSession, float] = {}  # nothing more for us since (pieces.py)
         self.nearby = Nearby(options.prefer_subnet, self.geometry.num_pieces)
         # The torrents of a multi-torrent mount share their rate limits and a cap on
         # connections (``multi.Shared``).
@@ -398,8 +399,9 @@ class Torrent(PieceEvents):
     def rechoke(self) -> None:
         """Run the choker over the registered peers and send what it decides."""
         now = trio.current_time()
+        count = self.picker.pieces_of
         views = [PeerView(s, s.peer_interested, s.am_choking, s.down.rate(now),
-                          s.up.rate(now), s.snubbed, s.connected_at)
+                          s.up.rate(now), s.snubbed, s.connected_at, count(s))
                  for s in self.sessions.values() if s.registered and not s.closed]
         decision = self.choker.rechoke(views, now, self.seeding)
         for s in decision.choke:
@@ -507,6 +509,7 @@ class Torrent(PieceEvents):
                     s.close("useless: neither side interested")  # room for another
             if self.choker.due(now):
                 self.rechoke()
+            self.lose_interest(now)
             self.haves.flush_all()  # HAVEs of pieces their peers have already
             self.ext.tick(now)
             self.requests.expire(now)
