@@ -84,7 +84,7 @@ class PieceEvents:
         for listener in self.piece_listeners:
             listener(index)
         self.haves.announce(index, sources)  # and, once complete, not interested
-        if not self.have.complete:
+        if dull and not self.have.complete:
             now = trio.current_time()
             for s in dull:  # nothing more for us there, for now (``lose_interest``)
                 if getattr(s, "am_interested", False) and not s.closed:
