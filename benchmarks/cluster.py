@@ -13,6 +13,9 @@ around. It measures, each phase with fresh caches and a freshly started origin:
                       file, from its veth's tx counter and from its totals line);
   HTTP, 1 and N nodes the same file fetched from ``python3 -m http.server`` in the
                       origin's namespace with curl, same caps: what no sharing costs.
+  libtorrent, 1 and N  (--libtorrent) the same swarm with libtorrent on every host,
+                      its own origin included (benchmarks/cluster_lt.py): time ratio,
+                      origin copies and CPU per GiB moved, printed against torrentfs's.
 
 Targets printed beside the numbers: time(N)/time(1) <= 1.5 and origin upload <= 2
 copies. Each node's read is checked with sha256. Who sent what to whom comes from
@@ -50,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import caller_path
+from benchmarks.cluster_lt import libtorrent_phase
 from benchmarks.cluster_report import (
     cpu_per_gib,
     kraken_lines,
@@ -462,10 +466,45 @@ def report(r: dict[str, Any]) -> str:
         lines.append(f"  packets dropped by the upload caps' queues: origin {d[0]}, nodes "
                      f"{sum(d[1:])}; duplicate blocks received (wasted): "
                      f"{sum(wasted) / r['size_bytes']:.2f} copies in all")
+    if r.get("libtorrent_n"):
+        lines += [""] + libtorrent_lines(r, n)
     if tn.get("crashed"):
         lines += ["", "tracebacks in the logs of: " + ", ".join(tn["crashed"])]
     lines += ["", f"total wall time {r['wall_s']:.0f} s"]
     return "\n".join(lines)
+
+
+def libtorrent_lines(r: dict[str, Any], n: int) -> list[str]:
+    """torrentfs's phases against libtorrent's, same caps, same run."""
+    a = r["args"]
+    t1, tn = r["torrentfs_1"], r["torrentfs_n"]
+    l1, ln = r["libtorrent_1"], r["libtorrent_n"]
+    s_t = r["summary_n"]
+    s_l = summary(ln, r["size_bytes"], a["origin_rate"], a["node_rate"])
+    r["summary_lt"] = s_l
+    rows = [("", "torrentfs", "libtorrent", "ratio"),
+            ("time, 1 node (s)", t1["slowest_s"], l1["slowest_s"], ".1f"),
+            (f"time, {n} nodes (s)", tn["slowest_s"], ln["slowest_s"], ".1f"),
+            (f"time({n}) / time(1)", ratio(tn["slowest_s"], t1["slowest_s"]),
+             ratio(ln["slowest_s"], l1["slowest_s"]), ".2f"),
+            ("p50 completion (x ideal)", s_t["p50_over_ideal"], s_l["p50_over_ideal"], ".2f"),
+            ("origin upload (copies)", tn["origin_copies"], ln["origin_copies"], ".2f"),
+            ("CPU s per GiB moved, median node", s_t["cpu_s_per_gib_median"],
+             s_l["cpu_s_per_gib_median"], ".2f"),
+            ("nodes' CPU s in the reads", sum(x or 0 for x in tn["node_cpu_reads_s"]),
+             sum(x or 0 for x in ln["node_cpu_reads_s"]), ".1f")]
+    w0 = max(len(x[0]) for x in rows)
+    lines = [f"against libtorrent (its own origin and {n} nodes, same caps; "
+             "ratio = torrentfs / libtorrent):"]
+    for name, ours, theirs, spec in rows:
+        if spec == "ratio":
+            lines.append(f"  {name:<{w0}}  {ours:>10}  {theirs:>10}  {spec:>6}")
+            continue
+        lines.append(f"  {name:<{w0}}  {fmt(ours, spec):>10}  {fmt(theirs, spec):>10}  "
+                     f"{fmt(ratio(ours, theirs), '.2f'):>6}")
+    lines.append("  libtorrent's reads byte-exact: "
+                 + ("yes" if l1["ok"] and ln["ok"] else "NO"))
+    return lines
 
 
 # ------------------------------------------------------------------ main
@@ -504,6 +543,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="cap uploads in the daemons (torrentfs --upload-rate), as a "
                          "cluster's operator would, not with tbf: no queue drops, so it "
                          "measures the swarm, not TCP's recovery (needs --no-http)")
+    ap.add_argument("--libtorrent", action="store_true",
+                    help="also run the same 1-node and N-node phases with libtorrent on "
+                         "every host (origin and nodes; benchmarks/cluster_lt.py) and "
+                         "print torrentfs's figures against libtorrent's")
     ap.add_argument("--keep", metavar="DIR", help="work in DIR and keep logs there")
     args = ap.parse_args(argv)
     if args.app_caps and not args.no_http:
@@ -577,6 +620,12 @@ def main(argv: list[str] | None = None) -> int:
         result["torrentfs_n"] = torrentfs_phase(c, args.nodes, torrent, data, info_hash, want,
                                                 size, work / f"torrentfs-{args.nodes}-nodes", timeout,
                                                 args.mount_arg, args.seed_arg)
+        if args.libtorrent:
+            for k in (1, args.nodes):
+                say(f"libtorrent, {k} node(s)")
+                t = size / args.origin_rate * 2 + 60 if k == 1 else timeout
+                result[f"libtorrent_{'1' if k == 1 else 'n'}"] = libtorrent_phase(
+                    c, k, torrent, data, FILE_NAME, want, size, work / f"libtorrent-{k}", t)
         if not args.no_http:
             result["http_1"] = http_phase(c, 1, data, want, size,
                                           size / args.origin_rate * 2 + 60)

@@ -103,3 +103,39 @@ def test_transmission_in_netns_seeds_to_libtorrent(tmp_path):
         ns = host.ns
     assert ns not in subprocess.run(["ip", "netns", "list"], capture_output=True,
                                     text=True, timeout=10).stdout
+
+
+@needs_tools
+@pytest.mark.timeout(90)
+def test_a_gated_libtorrent_node_waits_for_its_gate_then_seeds_on_when_done(tmp_path):
+    """scripts/cluster --libtorrent's node: it meets its peer but downloads nothing
+    until the gate file exists, writes its done file when complete, and seeds on
+    (the process lives) until stopped by its PID."""
+    content = make_content(tmp_path / "seed")
+    torrent = tmp_path / "content.torrent"
+    swarm.lt_create(content, torrent, piece_size=64 * 1024)
+    gate, done, out = tmp_path / "gate", tmp_path / "done", tmp_path / "leech"
+    out.mkdir()
+    log = tmp_path / "node.log"
+    with swarm.lt_seeder(torrent, content.parent, ip="127.0.0.2",
+                         workdir=tmp_path / "s2") as seed:
+        argv = [swarm.SYSTEM_PYTHON, str(swarm.LT_PEER), "leech", "--torrent", str(torrent),
+                "--save-path", str(out), "--listen", "127.0.0.9:0", "--timeout", "60",
+                "--peer", seed.endpoint, "--gate", str(gate), "--done-file", str(done)]
+        with open(log, "wb") as err:
+            node = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=err,
+                                    env=swarm.child_env())
+        try:
+            # Connected, with two status lines since (two seconds at 1 byte/s).
+            swarm.wait_until(lambda: log.read_text().count("peers=1") >= 2, timeout=30)
+            assert not done.exists()
+            status = [ln for ln in log.read_text().splitlines() if "progress=" in ln]
+            assert "progress=0.0%" in status[-1]
+            gate.touch()
+            swarm.wait_until(done.exists, timeout=40)
+            assert node.poll() is None  # seeding on
+            assert_same_tree(content, out / "content")
+        finally:
+            code = swarm.stop_process(node)
+        assert code == 0, log.read_text()[-2000:]

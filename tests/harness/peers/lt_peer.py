@@ -7,7 +7,7 @@ Runs under the system interpreter /usr/bin/python3, not the project venv.
                       [--utp] [--ready-file F] [--upload-rate BPS] [--lsd]
     lt_peer.py leech  (--torrent T | --magnet URI) --save-path DIR --listen IP:PORT
                       [--peer IP:PORT ...] [--timeout S] [--utp]
-                      [--download-rate BPS] [--ready-file F]
+                      [--download-rate BPS] [--ready-file F] [--gate F] [--done-file F]
     lt_peer.py create --path P --out T [--tracker URL ...] [--piece-size N]
                       [--version v1|v2|hybrid] [--symlinks]
     lt_peer.py hashes --torrent T
@@ -26,7 +26,9 @@ seed:   checks the data already in DIR, waits until seeding (and, when the
         real listen port to --ready-file atomically, then seeds until
         SIGTERM/SIGINT and exits 0.
 leech:  downloads, rechecks the data on disk, exits 0 when complete; exits 1
-        with a status line on stderr on timeout or error. With --magnet it
+        with a status line on stderr on timeout or error. With --done-file it
+        writes that file when complete and seeds on until SIGTERM; with --gate
+        FILE it downloads nothing until FILE exists (scripts/cluster's nodes). With --magnet it
         starts from a magnet link (the metadata comes from peers, BEP 9).
         --ready-file gets its listen port once it is connected to a peer.
 hashes: prints libtorrent's v1 and v2 info-hashes of T (hex, zeros when absent).
@@ -294,7 +296,10 @@ def cmd_leech(args):
         log(f"added magnet {args.magnet}")
     else:
         h = add_torrent(ses, args.torrent, args.save_path)
-    if args.download_rate:
+    gated = bool(args.gate) and not os.path.exists(args.gate)
+    if gated:  # 1 byte/s: it meets its peers, but downloads nothing until the gate opens
+        h.set_download_limit(1)
+    elif args.download_rate:
         h.set_download_limit(args.download_rate)
     last_dht = time.monotonic()
 
@@ -316,6 +321,10 @@ def cmd_leech(args):
                 rechecked = True
         s = h.status()
         now = time.monotonic()
+        if gated and os.path.exists(args.gate):
+            gated = False
+            h.set_download_limit(args.download_rate or -1)
+            log("gate open")
         if args.ready_file and (s.num_peers or not args.peer):
             write_atomically(args.ready_file, f"{port}\n")
             args.ready_file = None
@@ -329,6 +338,10 @@ def cmd_leech(args):
             continue
         n = h.torrent_file().num_pieces()
         if s.is_seeding and s.num_pieces == n and s.state == lt.torrent_status.seeding:
+            if args.done_file:
+                log(f"complete: {status_line(h)}; seeding until stopped")
+                write_atomically(args.done_file, f"{time.time()}\n")
+                return stay(ses, h, flag)
             if not rechecking:
                 log("download complete; rechecking the data on disk")
                 h.force_recheck()
@@ -349,6 +362,21 @@ def cmd_leech(args):
     reason = "interrupted" if flag.stop else f"timed out after {args.timeout}s"
     print(f"lt_peer leech {reason}: {status_line(h)}", file=sys.stderr, flush=True)
     return 1
+
+
+def stay(ses, h, flag):
+    """Seed what was downloaded until SIGTERM/SIGINT (a cluster's node, which keeps
+    uploading to the others once it has everything); 0."""
+    last = time.monotonic()
+    while not flag.stop:
+        ses.wait_for_alert(500)
+        log_alerts(ses)
+        if time.monotonic() - last >= 5:
+            last = time.monotonic()
+            log(status_line(h))
+    log("signal received, stopping")
+    ses.pause()
+    return 0
 
 
 def cmd_dht(args):
@@ -458,6 +486,12 @@ def main(argv=None):
     sp.add_argument("--timeout", type=float, default=60.0)
     sp.add_argument("--no-pex", dest="pex", action="store_false",
                     help="no default plugins (ut_pex, ut_metadata): with --torrent only")
+    sp.add_argument("--gate", metavar="FILE",
+                    help="download nothing (1 byte/s) until FILE exists, meeting peers "
+                         "meanwhile: a cluster's nodes start at once")
+    sp.add_argument("--done-file", metavar="FILE",
+                    help="once complete, write the time to FILE and seed until stopped "
+                         "(no recheck, no --timeout after that)")
     sp.set_defaults(func=cmd_leech)
 
     sp = sub.add_parser("dht")

@@ -1,0 +1,134 @@
+"""scripts/cluster's libtorrent phases (``--libtorrent``): the same swarm, caps and
+file with libtorrent everywhere, so that torrentfs's figures have a reference measured
+in the same run on the same machine (issue 13's targets are absolute; this says what a
+C++ client makes of them here).
+
+Host 0 runs a libtorrent seeder (the origin, TCP only, default settings), hosts 1..n
+each a libtorrent leecher (``tests/harness/peers/lt_peer.py leech``, under the system
+Python that has python3-libtorrent) on the same tracker. The leechers start gated (1
+byte/s) so that they meet their peers first, as the mounts do before their reads;
+the gate opens for all at once, and each node's time is when it holds every piece
+(libtorrent has hashed each). A node that is done seeds on, as a mount does, until
+the last is done. CPU is each leecher's process (the status loop of lt_peer.py
+included: a poll every 200 ms) from the gate to the end, per GiB its link moved, as
+for the mounts. Every file is checked with sha256 afterwards; every process is
+stopped by its PID."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.harness.netns import Cluster
+from tests.harness.swarm import LT_PEER, SYSTEM_PYTHON, lt_seeder, stop_process
+
+PORT = 6881
+MESH_WAIT_S = 15.0
+PEERS = re.compile(rb"peers=(\d+)")
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _peers_now(log: Path) -> int:
+    """The peer count of the leecher's latest status line (0 before the first)."""
+    try:
+        found = PEERS.findall(log.read_bytes()[-4096:])
+    except OSError:
+        return 0
+    return int(found[-1]) if found else 0
+
+
+def _sha256(path: Path) -> str | None:
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def libtorrent_phase(c: Cluster, n: int, torrent: Path, data: Path, file_name: str,
+                     want: str, size: int, work: Path, timeout: float) -> dict[str, Any]:
+    """A libtorrent origin in host 0 and libtorrent leechers in hosts 1..n, all
+    downloading at once from the gate; the keys of ``torrentfs_phase``'s result that
+    ``cluster_report.summary`` reads (no flow matrix: libtorrent logs none)."""
+    work.mkdir(parents=True)
+    res: dict[str, Any] = {"nodes": n, "flows": {}}
+    gate = work / "gate"
+    procs: list[subprocess.Popen] = []
+    logs: list[Path] = []
+    with lt_seeder(torrent, data, ip=c.hosts[0].ip, port=PORT, workdir=work,
+                   wrap=lambda argv: c.argv_in(0, argv)) as origin:
+        try:
+            tx0 = c.tx_bytes(0)
+            node0 = {i: (c.tx_bytes(i), c.rx_bytes(i)) for i in range(1, n + 1)}
+            for i in range(1, n + 1):
+                save = work / f"lt{i}"
+                save.mkdir()
+                logs.append(work / f"lt{i}.log")
+                argv = [SYSTEM_PYTHON, str(LT_PEER), "leech", "--torrent", str(torrent),
+                        "--save-path", str(save), "--listen", f"{c.hosts[i].ip}:{PORT}",
+                        "--bind-outgoing", "--timeout", str(timeout + MESH_WAIT_S + 30),
+                        "--gate", str(gate), "--done-file", str(work / f"lt{i}.done")]
+                with open(logs[-1], "wb") as err:
+                    procs.append(c.popen(i, argv, stdout=subprocess.DEVNULL, stderr=err))
+            deadline = time.monotonic() + MESH_WAIT_S
+            while time.monotonic() < deadline and not all(
+                    _peers_now(log) >= n for log in logs):  # the n - 1 others + origin
+                time.sleep(0.2)
+            res["mesh_complete_before_reads"] = all(_peers_now(log) >= n for log in logs)
+            cpu0 = [_cpu_seconds(p.pid) for p in procs]
+            t0 = time.monotonic()
+            gate.touch()
+            done: dict[int, float] = {}
+            while len(done) < n and time.monotonic() - t0 < timeout:
+                for k in range(n):
+                    if k not in done and (work / f"lt{k + 1}.done").exists():
+                        done[k] = time.monotonic() - t0
+                if any(p.poll() is not None for p in procs):
+                    break  # one failed: no point waiting the whole bound
+                time.sleep(0.02)
+            res["quiet_after_reads"] = c.wait_quiet(range(n + 1), quiet=1.0, timeout=20)
+            res["origin_tx"] = c.tx_bytes(0) - tx0
+            res["origin_cpu_s"] = _cpu_seconds(origin.pid)
+            res["node_cpu_s"] = [_cpu_seconds(p.pid) for p in procs]
+            res["node_cpu_reads_s"] = [b - a if a is not None and b is not None else None
+                                       for a, b in zip(cpu0, res["node_cpu_s"])]
+            res["wall_s"] = time.monotonic() - t0
+            res["node_tx"] = [c.tx_bytes(i) - node0[i][0] for i in range(1, n + 1)]
+            res["node_rx"] = [c.rx_bytes(i) - node0[i][1] for i in range(1, n + 1)]
+        finally:
+            for p in procs:
+                stop_process(p, timeout=10)
+    reads = []
+    for k in range(n):
+        if k not in done:
+            tail = logs[k].read_text(errors="replace")[-300:] if logs[k].exists() else ""
+            reads.append({"seconds": None, "error": f"not done within {timeout:.0f} s: "
+                                                    f"{tail}"})
+            continue
+        got = _sha256(work / f"lt{k + 1}" / file_name)
+        r = {"seconds": done[k], "sha256": got}
+        if got != want:
+            r["error"] = f"wrong data: sha256 {got}"
+        reads.append(r)
+    res["reads"] = reads
+    res["ok"] = all("error" not in r for r in reads)
+    secs = [r["seconds"] for r in reads]
+    res["slowest_s"] = max(secs) if all(s is not None for s in secs) else None
+    res["origin_copies"] = res["origin_tx"] / size
+    return res
