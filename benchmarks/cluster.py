@@ -62,6 +62,7 @@ from benchmarks.cluster_report import (
     summary,
     verdicts,
 )
+from benchmarks.procstats import cpu_seconds, cpu_times, system_share
 from tests.harness.netns import Cluster, cluster
 from tests.harness.swarm import can_connect, child_env, opentracker, stop_process, wait_until
 from torrentfs.cli.state import mount_state_file
@@ -203,18 +204,6 @@ class NodeMount:
                     os.kill(pid, signal.SIGKILL)
 
 
-def cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU seconds a process has used so far."""
-    if not pid:
-        return None
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def run_readers(argvs: list[list[str]], c: Cluster | None, hosts: list[int],
                 timeout: float, sample=None) -> list[dict[str, Any]]:
     """Start every reader at once (in the root namespace, or in host i's if `c`),
@@ -304,6 +293,7 @@ def torrentfs_phase(c: Cluster, n: int, torrent: Path, data: Path, info_hash: st
                              "nodes_rx": sum(link_bytes(c, i, "tx") for i in range(1, n + 1))})
 
         cpu0 = [cpu_seconds(m.pid) for m in mounts]
+        times0 = [cpu_times(m.pid) for m in mounts]
         drops0 = [c.qdisc_drops(i) for i in range(n + 1)]
         t_reads = time.monotonic()
         reads = run_readers([["sha256sum", str(m.path / FILE_NAME)] for m in mounts],
@@ -321,6 +311,7 @@ def torrentfs_phase(c: Cluster, n: int, torrent: Path, data: Path, info_hash: st
         res["node_cpu_s"] = [cpu_seconds(m.pid) for m in mounts]
         res["node_cpu_reads_s"] = [b - a if a is not None and b is not None else None
                                    for a, b in zip(cpu0, res["node_cpu_s"])]
+        res["node_system_share"] = system_share(times0, [cpu_times(m.pid) for m in mounts])
         res["wall_s"] = time.monotonic() - t_reads
         res["node_tx"] = [c.tx_bytes(i) - node0[i][0] for i in range(1, n + 1)]
         res["node_rx"] = [c.rx_bytes(i) - node0[i][1] for i in range(1, n + 1)]
@@ -492,7 +483,9 @@ def libtorrent_lines(r: dict[str, Any], n: int) -> list[str]:
             ("CPU s per GiB moved, median node", s_t["cpu_s_per_gib_median"],
              s_l["cpu_s_per_gib_median"], ".2f"),
             ("nodes' CPU s in the reads", sum(x or 0 for x in tn["node_cpu_reads_s"]),
-             sum(x or 0 for x in ln["node_cpu_reads_s"]), ".1f")]
+             sum(x or 0 for x in ln["node_cpu_reads_s"]), ".1f"),
+            ("  of which in the kernel (share)", tn.get("node_system_share"),
+             ln.get("node_system_share"), ".2f")]
     w0 = max(len(x[0]) for x in rows)
     lines = [f"against libtorrent (its own origin and {n} nodes, same caps; "
              "ratio = torrentfs / libtorrent):"]

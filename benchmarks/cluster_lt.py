@@ -17,28 +17,19 @@ stopped by its PID."""
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.procstats import cpu_seconds, cpu_times, system_share
 from tests.harness.netns import Cluster
 from tests.harness.swarm import LT_PEER, SYSTEM_PYTHON, lt_seeder, stop_process
 
 PORT = 6881
 MESH_WAIT_S = 15.0
 PEERS = re.compile(rb"peers=(\d+)")
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def _peers_now(log: Path) -> int:
@@ -91,7 +82,8 @@ def libtorrent_phase(c: Cluster, n: int, torrent: Path, data: Path, file_name: s
                     _peers_now(log) >= n for log in logs):  # the n - 1 others + origin
                 time.sleep(0.2)
             res["mesh_complete_before_reads"] = all(_peers_now(log) >= n for log in logs)
-            cpu0 = [_cpu_seconds(p.pid) for p in procs]
+            cpu0 = [cpu_seconds(p.pid) for p in procs]
+            times0 = [cpu_times(p.pid) for p in procs]
             t0 = time.monotonic()
             gate.touch()
             done: dict[int, float] = {}
@@ -104,10 +96,11 @@ def libtorrent_phase(c: Cluster, n: int, torrent: Path, data: Path, file_name: s
                 time.sleep(0.02)
             res["quiet_after_reads"] = c.wait_quiet(range(n + 1), quiet=1.0, timeout=20)
             res["origin_tx"] = c.tx_bytes(0) - tx0
-            res["origin_cpu_s"] = _cpu_seconds(origin.pid)
-            res["node_cpu_s"] = [_cpu_seconds(p.pid) for p in procs]
+            res["origin_cpu_s"] = cpu_seconds(origin.pid)
+            res["node_cpu_s"] = [cpu_seconds(p.pid) for p in procs]
             res["node_cpu_reads_s"] = [b - a if a is not None and b is not None else None
                                        for a, b in zip(cpu0, res["node_cpu_s"])]
+            res["node_system_share"] = system_share(times0, [cpu_times(p.pid) for p in procs])
             res["wall_s"] = time.monotonic() - t0
             res["node_tx"] = [c.tx_bytes(i) - node0[i][0] for i in range(1, n + 1)]
             res["node_rx"] = [c.rx_bytes(i) - node0[i][1] for i in range(1, n + 1)]

@@ -19,14 +19,34 @@ from torrentfs.fs.procfs import pid_alive
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """utime + stime of the process (all its threads), in seconds."""
+def cpu_times(pid: int | None) -> tuple[float, float] | None:
+    """(utime, stime) of the process (all its threads), in seconds."""
+    if not pid:
+        return None
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
     except (OSError, IndexError, ValueError):
         return None
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """utime + stime of the process (all its threads), in seconds."""
+    t = cpu_times(pid)
+    return None if t is None else t[0] + t[1]
+
+
+def system_share(before: list[tuple[float, float] | None],
+                 after: list[tuple[float, float] | None]) -> float | None:
+    """Of the CPU the processes used between two ``cpu_times`` samples, the kernel's
+    share (stime over utime + stime, all processes together)."""
+    user = sys_ = 0.0
+    for a, b in zip(before, after):
+        if a is not None and b is not None:
+            user += b[0] - a[0]
+            sys_ += b[1] - a[1]
+    return sys_ / (user + sys_) if user + sys_ > 0 else None
 
 
 def rss_anon_kib(pid: int) -> int | None:
