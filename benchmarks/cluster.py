@@ -485,7 +485,9 @@ def libtorrent_lines(r: dict[str, Any], n: int) -> list[str]:
             ("nodes' CPU s in the reads", sum(x or 0 for x in tn["node_cpu_reads_s"]),
              sum(x or 0 for x in ln["node_cpu_reads_s"]), ".1f"),
             ("  of which in the kernel (share)", tn.get("node_system_share"),
-             ln.get("node_system_share"), ".2f")]
+             ln.get("node_system_share"), ".2f"),
+            ("packets the caps' queues dropped", sum(tn.get("qdisc_drops") or [0]),
+             sum(ln.get("qdisc_drops") or [0]), "d")]
     w0 = max(len(x[0]) for x in rows)
     lines = [f"against libtorrent (its own origin and {n} nodes, same caps; "
              "ratio = torrentfs / libtorrent):"]

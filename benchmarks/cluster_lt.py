@@ -82,6 +82,7 @@ def libtorrent_phase(c: Cluster, n: int, torrent: Path, data: Path, file_name: s
                     _peers_now(log) >= n for log in logs):  # the n - 1 others + origin
                 time.sleep(0.2)
             res["mesh_complete_before_reads"] = all(_peers_now(log) >= n for log in logs)
+            drops0 = [c.qdisc_drops(i) for i in range(n + 1)]
             cpu0 = [cpu_seconds(p.pid) for p in procs]
             times0 = [cpu_times(p.pid) for p in procs]
             t0 = time.monotonic()
@@ -96,6 +97,7 @@ def libtorrent_phase(c: Cluster, n: int, torrent: Path, data: Path, file_name: s
                 time.sleep(0.02)
             res["quiet_after_reads"] = c.wait_quiet(range(n + 1), quiet=1.0, timeout=20)
             res["origin_tx"] = c.tx_bytes(0) - tx0
+            res["qdisc_drops"] = [c.qdisc_drops(i) - d for i, d in enumerate(drops0)]
             res["origin_cpu_s"] = cpu_seconds(origin.pid)
             res["node_cpu_s"] = [cpu_seconds(p.pid) for p in procs]
             res["node_cpu_reads_s"] = [b - a if a is not None and b is not None else None
