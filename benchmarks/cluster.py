@@ -16,6 +16,8 @@ around. It measures, each phase with fresh caches and a freshly started origin:
   libtorrent, 1 and N  (--libtorrent) the same swarm with libtorrent on every host,
                       its own origin included (benchmarks/cluster_lt.py): time ratio,
                       origin copies and CPU per GiB moved, printed against torrentfs's.
+  btfs, 1 and N       (--btfs) a btfs mount on every node, the libtorrent origin, read
+                      with sha256sum as the mounts are; printed the same way.
 
 Targets printed beside the numbers: time(N)/time(1) <= 1.5 and origin upload <= 2
 copies. Each node's read is checked with sha256. Who sent what to whom comes from
@@ -53,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import caller_path
-from benchmarks.cluster_lt import libtorrent_phase
+from benchmarks.cluster_lt import btfs_phase, libtorrent_phase
 from benchmarks.cluster_report import (
     cpu_per_gib,
     kraken_lines,
@@ -457,48 +459,52 @@ def report(r: dict[str, Any]) -> str:
         lines.append(f"  packets dropped by the upload caps' queues: origin {d[0]}, nodes "
                      f"{sum(d[1:])}; duplicate blocks received (wasted): "
                      f"{sum(wasted) / r['size_bytes']:.2f} copies in all")
-    if r.get("libtorrent_n"):
-        lines += [""] + libtorrent_lines(r, n)
+    if r.get("libtorrent_n") or r.get("btfs_n"):
+        lines += [""] + reference_lines(r, n)
+    for k in ("btfs_1_error", "btfs_n_error"):
+        if r.get(k):
+            lines += ["", f"btfs, {'1 node' if '_1_' in k else f'{n} nodes'}: {r[k]}"]
     if tn.get("crashed"):
         lines += ["", "tracebacks in the logs of: " + ", ".join(tn["crashed"])]
     lines += ["", f"total wall time {r['wall_s']:.0f} s"]
     return "\n".join(lines)
 
 
-def libtorrent_lines(r: dict[str, Any], n: int) -> list[str]:
-    """torrentfs's phases against libtorrent's, same caps, same run."""
+def reference_lines(r: dict[str, Any], n: int) -> list[str]:
+    """torrentfs's phases against libtorrent's and btfs's (those run), same caps,
+    same run; each ratio is torrentfs / the other."""
     a = r["args"]
-    t1, tn = r["torrentfs_1"], r["torrentfs_n"]
-    l1, ln = r["libtorrent_1"], r["libtorrent_n"]
-    s_t = r["summary_n"]
-    s_l = summary(ln, r["size_bytes"], a["origin_rate"], a["node_rate"])
-    r["summary_lt"] = s_l
-    rows = [("", "torrentfs", "libtorrent", "ratio"),
-            ("time, 1 node (s)", t1["slowest_s"], l1["slowest_s"], ".1f"),
-            (f"time, {n} nodes (s)", tn["slowest_s"], ln["slowest_s"], ".1f"),
-            (f"time({n}) / time(1)", ratio(tn["slowest_s"], t1["slowest_s"]),
-             ratio(ln["slowest_s"], l1["slowest_s"]), ".2f"),
-            ("p50 completion (x ideal)", s_t["p50_over_ideal"], s_l["p50_over_ideal"], ".2f"),
-            ("origin upload (copies)", tn["origin_copies"], ln["origin_copies"], ".2f"),
-            ("CPU s per GiB moved, median node", s_t["cpu_s_per_gib_median"],
-             s_l["cpu_s_per_gib_median"], ".2f"),
-            ("nodes' CPU s in the reads", sum(x or 0 for x in tn["node_cpu_reads_s"]),
-             sum(x or 0 for x in ln["node_cpu_reads_s"]), ".1f"),
-            ("  of which in the kernel (share)", tn.get("node_system_share"),
-             ln.get("node_system_share"), ".2f"),
-            ("packets the caps' queues dropped", sum(tn.get("qdisc_drops") or [0]),
-             sum(ln.get("qdisc_drops") or [0]), "d")]
-    w0 = max(len(x[0]) for x in rows)
-    lines = [f"against libtorrent (its own origin and {n} nodes, same caps; "
-             "ratio = torrentfs / libtorrent):"]
-    for name, ours, theirs, spec in rows:
-        if spec == "ratio":
-            lines.append(f"  {name:<{w0}}  {ours:>10}  {theirs:>10}  {spec:>6}")
-            continue
-        lines.append(f"  {name:<{w0}}  {fmt(ours, spec):>10}  {fmt(theirs, spec):>10}  "
-                     f"{fmt(ratio(ours, theirs), '.2f'):>6}")
-    lines.append("  libtorrent's reads byte-exact: "
-                 + ("yes" if l1["ok"] and ln["ok"] else "NO"))
+    others = [k for k in ("libtorrent", "btfs") if r.get(f"{k}_n")]
+    phases = {"torrentfs": (r["torrentfs_1"], r["torrentfs_n"], r["summary_n"])}
+    for k in others:
+        one, many = r[f"{k}_1"], r[f"{k}_n"]
+        r[f"summary_{k}"] = summary(many, r["size_bytes"], a["origin_rate"], a["node_rate"])
+        phases[k] = (one, many, r[f"summary_{k}"])
+
+    def figures(one, many, s):
+        return [one["slowest_s"], many["slowest_s"], ratio(many["slowest_s"], one["slowest_s"]),
+                s["p50_over_ideal"], many["origin_copies"], s["cpu_s_per_gib_median"],
+                sum(x or 0 for x in many["node_cpu_reads_s"]), many.get("node_system_share"),
+                sum(many.get("qdisc_drops") or [0])]
+
+    names = ["time, 1 node (s)", f"time, {n} nodes (s)", f"time({n}) / time(1)",
+             "p50 completion (x ideal)", "origin upload (copies)",
+             "CPU s per GiB moved, median node", "nodes' CPU s in the reads",
+             "  of which in the kernel (share)", "packets the caps' queues dropped"]
+    specs = [".1f", ".1f", ".2f", ".2f", ".2f", ".2f", ".1f", ".2f", "d"]
+    cols = {k: figures(*v) for k, v in phases.items()}
+    w0 = max(len(x) for x in names)
+    head = "".join(f"  {k:>10}" for k in cols) + "".join(f"  {'/ ' + k[:8]:>10}" for k in others)
+    lines = [f"against {' and '.join(others)} (the libtorrent origin, {n} nodes, same caps; "
+             "each ratio torrentfs / that one):", f"  {'':<{w0}}{head}"]
+    for j, (name, spec) in enumerate(zip(names, specs)):
+        row = "".join(f"  {fmt(cols[k][j], spec):>10}" for k in cols)
+        row += "".join(f"  {fmt(ratio(cols['torrentfs'][j], cols[k][j]), '.2f'):>10}"
+                       for k in others)
+        lines.append(f"  {name:<{w0}}{row}")
+    for k in others:
+        lines.append(f"  {k}'s reads byte-exact: "
+                     + ("yes" if r[f"{k}_1"]["ok"] and r[f"{k}_n"]["ok"] else "NO"))
     return lines
 
 
@@ -542,6 +548,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="also run the same 1-node and N-node phases with libtorrent on "
                          "every host (origin and nodes; benchmarks/cluster_lt.py) and "
                          "print torrentfs's figures against libtorrent's")
+    ap.add_argument("--btfs", action="store_true",
+                    help="also run the 1-node and N-node phases with a btfs mount on every "
+                         "node (a FUSE filesystem on libtorrent) and the libtorrent origin, "
+                         "read with sha256sum as the torrentfs mounts are. Debian's btfs "
+                         "2.24 aborts here in swarms of 8 nodes or more (\"invalid torrent "
+                         "handle used\"): reported as such")
     ap.add_argument("--keep", metavar="DIR", help="work in DIR and keep logs there")
     args = ap.parse_args(argv)
     if args.app_caps and not args.no_http:
@@ -615,12 +627,23 @@ def main(argv: list[str] | None = None) -> int:
         result["torrentfs_n"] = torrentfs_phase(c, args.nodes, torrent, data, info_hash, want,
                                                 size, work / f"torrentfs-{args.nodes}-nodes", timeout,
                                                 args.mount_arg, args.seed_arg)
-        if args.libtorrent:
-            for k in (1, args.nodes):
+        for k in (1, args.nodes):
+            t = size / args.origin_rate * 2 + 60 if k == 1 else timeout
+            key = "1" if k == 1 else "n"
+            if args.libtorrent:
                 say(f"libtorrent, {k} node(s)")
-                t = size / args.origin_rate * 2 + 60 if k == 1 else timeout
-                result[f"libtorrent_{'1' if k == 1 else 'n'}"] = libtorrent_phase(
+                result[f"libtorrent_{key}"] = libtorrent_phase(
                     c, k, torrent, data, FILE_NAME, want, size, work / f"libtorrent-{k}", t)
+            if args.btfs and (k == 1 or result.get("btfs_1")):
+                say(f"btfs, {k} node(s)")
+                try:
+                    result[f"btfs_{key}"] = btfs_phase(
+                        c, k, torrent, data, FILE_NAME, want, size, work / f"btfs-{k}", t,
+                        run_readers)
+                except RuntimeError as e:  # btfs crashed: reported, not a traceback
+                    say(f"btfs, {k} node(s): {e}")
+                    result[f"btfs_{key}_error"] = str(e)
+                    result.pop("btfs_1", None)
         if not args.no_http:
             result["http_1"] = http_phase(c, 1, data, want, size,
                                           size / args.origin_rate * 2 + 60)

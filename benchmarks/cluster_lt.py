@@ -1,7 +1,15 @@
-"""scripts/cluster's libtorrent phases (``--libtorrent``): the same swarm, caps and
-file with libtorrent everywhere, so that torrentfs's figures have a reference measured
-in the same run on the same machine (issue 13's targets are absolute; this says what a
-C++ client makes of them here).
+"""scripts/cluster's libtorrent and btfs phases (``--libtorrent``, ``--btfs``): the
+same swarm, caps and file with libtorrent everywhere, so that torrentfs's figures have
+a reference measured in the same run on the same machine (issue 13's targets are
+absolute; this says what a C++ client makes of them here).
+
+btfs (a FUSE filesystem on libtorrent, the nearest thing to torrentfs) is measured as
+the mounts are: a btfs mount in each node's namespace, the libtorrent origin, and the
+whole file read with sha256sum through each mount, each as soon as its mount lists
+it. btfs downloads the whole torrent from its start, reads or not, and cannot be
+gated: its times and CPU count from the moment the btfs processes are started, so
+they include its start-up and its peers' meeting (a few hundred ms), which the
+mounts' and the libtorrent nodes' do not.
 
 Host 0 runs a libtorrent seeder (the origin, TCP only, default settings), hosts 1..n
 each a libtorrent leecher (``tests/harness/peers/lt_peer.py leech``, under the system
@@ -16,12 +24,13 @@ stopped by its PID."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from benchmarks.procstats import cpu_seconds, cpu_times, system_share
 from tests.harness.netns import Cluster
@@ -121,6 +130,98 @@ def libtorrent_phase(c: Cluster, n: int, torrent: Path, data: Path, file_name: s
         if got != want:
             r["error"] = f"wrong data: sha256 {got}"
         reads.append(r)
+    res["reads"] = reads
+    res["ok"] = all("error" not in r for r in reads)
+    secs = [r["seconds"] for r in reads]
+    res["slowest_s"] = max(secs) if all(s is not None for s in secs) else None
+    res["origin_copies"] = res["origin_tx"] / size
+    return res
+
+
+def _listed(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # ENOTCONN: the filesystem's process is gone
+        return False
+
+
+def _check_alive(procs: list[subprocess.Popen], work: Path) -> None:
+    for k, p in enumerate(procs, 1):
+        if p.poll() is not None:
+            log = (work / f"btfs{k}.log").read_text(errors="replace").strip()
+            raise RuntimeError(f"btfs of node{k} exited with {p.returncode}"
+                               + (f": {log[-500:]}" if log else ""))
+
+
+def _mounted(path: Path) -> bool:
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == str(path) for line in f)
+
+
+def btfs_phase(c: Cluster, n: int, torrent: Path, data: Path, file_name: str,
+               want: str, size: int, work: Path, timeout: float,
+               run_readers: Callable[..., list[dict[str, Any]]]) -> dict[str, Any]:
+    """A libtorrent origin in host 0 and a btfs mount in each of hosts 1..n, each
+    read with sha256sum as soon as it lists the file (``run_readers`` of
+    benchmarks/cluster.py); times and CPU from the btfs processes' start."""
+    work.mkdir(parents=True)
+    res: dict[str, Any] = {"nodes": n, "flows": {}, "mesh_complete_before_reads": None}
+    procs: list[subprocess.Popen] = []
+    mnts: list[Path] = []
+    with lt_seeder(torrent, data, ip=c.hosts[0].ip, port=PORT, workdir=work,
+                   wrap=lambda argv: c.argv_in(0, argv)) as origin:
+        try:
+            tx0 = c.tx_bytes(0)
+            node0 = {i: (c.tx_bytes(i), c.rx_bytes(i)) for i in range(1, n + 1)}
+            drops0 = [c.qdisc_drops(i) for i in range(n + 1)]
+            t0 = time.monotonic()
+            for i in range(1, n + 1):
+                mnt, cache = work / f"mnt{i}", work / f"cache{i}"
+                mnt.mkdir()
+                cache.mkdir()
+                mnts.append(mnt)
+                with open(work / f"btfs{i}.log", "wb") as log:
+                    procs.append(c.popen(i, ["btfs", "-f", f"--data-directory={cache}",
+                                             str(torrent), str(mnt)],
+                                         stdout=log, stderr=subprocess.STDOUT))
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not all(_listed(m / file_name)
+                                                          for m in mnts):
+                _check_alive(procs, work)
+                time.sleep(0.02)
+            _check_alive(procs, work)
+            listed = time.monotonic() - t0
+            reads = run_readers([["sha256sum", str(m / file_name)] for m in mnts],
+                                None, [0] * n, timeout)
+            for rd in reads:  # from the mounts' start: btfs downloads from then on
+                if rd.get("seconds") is not None:
+                    rd["seconds"] += listed
+            res["quiet_after_reads"] = c.wait_quiet(range(n + 1), quiet=1.0, timeout=20)
+            res["origin_tx"] = c.tx_bytes(0) - tx0
+            res["qdisc_drops"] = [c.qdisc_drops(i) - d for i, d in enumerate(drops0)]
+            res["origin_cpu_s"] = cpu_seconds(origin.pid)
+            res["node_cpu_s"] = [cpu_seconds(p.pid) for p in procs]
+            res["node_cpu_reads_s"] = res["node_cpu_s"]  # its whole life
+            res["node_system_share"] = system_share([(0.0, 0.0)] * n,
+                                                    [cpu_times(p.pid) for p in procs])
+            res["wall_s"] = time.monotonic() - t0
+            res["node_tx"] = [c.tx_bytes(i) - node0[i][0] for i in range(1, n + 1)]
+            res["node_rx"] = [c.rx_bytes(i) - node0[i][1] for i in range(1, n + 1)]
+        finally:
+            for m in mnts:
+                if _mounted(m):
+                    subprocess.run(["fusermount3", "-u", str(m)], capture_output=True,
+                                   timeout=30)
+            for p, m in zip(procs, mnts):
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    p.wait(15)
+                if _mounted(m):
+                    subprocess.run(["fusermount3", "-uz", str(m)], capture_output=True,
+                                   timeout=30)
+                stop_process(p, timeout=10)
+    for r in reads:
+        if "sha256" in r and r["sha256"] != want:
+            r["error"] = f"wrong data: sha256 {r['sha256']}"
     res["reads"] = reads
     res["ok"] = all("error" not in r for r in reads)
     secs = [r["seconds"] for r in reads]

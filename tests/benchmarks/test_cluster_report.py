@@ -53,8 +53,8 @@ def test_a_node_that_did_not_finish_is_left_out_of_the_percentiles():
     assert s["finished"] == 1 and s["p99_s"] == 5.0 and s["cpu_s_per_gib_median"] is None
 
 
-def test_the_libtorrent_table_gives_torrentfs_over_libtorrent():
-    from benchmarks.cluster import libtorrent_lines
+def test_the_reference_table_gives_torrentfs_over_libtorrent():
+    from benchmarks.cluster import reference_lines
 
     def ph(secs, cpu, copies):
         p = phase([secs], {}, cpu=[cpu], rx=[MIB], tx=[MIB], copies=copies)
@@ -65,11 +65,32 @@ def test_the_libtorrent_table_gives_torrentfs_over_libtorrent():
          "torrentfs_1": ph(10.0, 1.0, 1.0), "torrentfs_n": ph(30.0, 4.0, 1.2),
          "libtorrent_1": ph(10.0, 0.5, 1.0), "libtorrent_n": ph(20.0, 1.0, 1.5)}
     r["summary_n"] = summary(r["torrentfs_n"], MIB, MIB, MIB)
-    lines = libtorrent_lines(r, 1)
-    rows = {ln.split("  ")[1].strip(): ln.split() for ln in lines[1:-1]}
+    lines = reference_lines(r, 1)
+    assert lines[1].split() == ["torrentfs", "libtorrent", "/", "libtorre"]
+    rows = {ln.split("  ")[1].strip(): ln.split() for ln in lines[2:-1]}
     assert rows["time(1) / time(1)"][-3:] == ["3.00", "2.00", "1.50"]
     assert rows["origin upload (copies)"][-3:] == ["1.20", "1.50", "0.80"]
     # 4 CPU s for 2 MiB moved: 2,048 s per GiB; libtorrent's 512
     assert rows["CPU s per GiB moved, median node"][-3:] == ["2048.00", "512.00", "4.00"]
-    assert r["summary_lt"]["cpu_s_per_gib_median"] == 512
+    assert r["summary_libtorrent"]["cpu_s_per_gib_median"] == 512
     assert lines[-1].endswith("byte-exact: yes")
+
+
+def test_the_reference_table_takes_btfs_beside_libtorrent():
+    from benchmarks.cluster import reference_lines
+
+    def ph(secs, cpu):
+        p = phase([secs], {}, cpu=[cpu], rx=[MIB], tx=[MIB])
+        p.update(slowest_s=secs, node_cpu_reads_s=[cpu], ok=True)
+        return p
+
+    r = {"args": {"origin_rate": MIB, "node_rate": MIB}, "size_bytes": MIB,
+         "torrentfs_1": ph(10.0, 1.0), "torrentfs_n": ph(30.0, 4.0),
+         "libtorrent_1": ph(10.0, 0.5), "libtorrent_n": ph(20.0, 1.0),
+         "btfs_1": ph(10.0, 2.0), "btfs_n": ph(40.0, 8.0)}
+    r["summary_n"] = summary(r["torrentfs_n"], MIB, MIB, MIB)
+    lines = reference_lines(r, 1)
+    assert lines[1].split() == ["torrentfs", "libtorrent", "btfs", "/", "libtorre", "/", "btfs"]
+    ratio_row = next(ln for ln in lines if "time(1) / time(1)" in ln).split()[-5:]
+    assert ratio_row == ["3.00", "2.00", "4.00", "1.50", "0.75"]
+    assert lines[-1].endswith("btfs's reads byte-exact: yes")
