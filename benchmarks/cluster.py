@@ -19,7 +19,7 @@ around. It measures, each phase with fresh caches and a freshly started origin:
   btfs, 1 and N       (--btfs) a btfs mount on every node, the libtorrent origin, read
                       with sha256sum as the mounts are; printed the same way.
 
-Targets printed beside the numbers: time(N)/time(1) <= 1.5 and origin upload <= 2
+Targets printed beside the numbers: time(N)/time(1) <= 1.5 and origin upload <= 1.5
 copies. Each node's read is checked with sha256. Who sent what to whom comes from
 the mounts' logs (``<peer IP:PORT> closed: ... (received N bytes of blocks, sent M)``).
 
