@@ -13,8 +13,8 @@ around. It measures, each phase with fresh caches and a freshly started origin:
                       file, from its veth's tx counter and from its totals line);
   HTTP, 1 and N nodes the same file fetched from ``python3 -m http.server`` in the
                       origin's namespace with curl, same caps: what no sharing costs.
-  libtorrent, 1 and N  (--libtorrent) the same swarm with libtorrent on every host,
-                      its own origin included (benchmarks/cluster_lt.py): time ratio,
+  libtorrent, 1 and N  unless --no-libtorrent, the same swarm with libtorrent on every
+                      host, its own origin included (benchmarks/cluster_lt.py): time ratio,
                       origin copies and CPU per GiB moved, printed against torrentfs's.
   btfs, 1 and N       (--btfs) a btfs mount on every node, the libtorrent origin, read
                       with sha256sum as the mounts are; printed the same way.
@@ -26,7 +26,8 @@ the mounts' logs (``<peer IP:PORT> closed: ... (received N bytes of blocks, sent
 Defaults: 8 nodes, a 64 MiB file, 4 MB/s upload for the origin and for each node.
 That run takes about 5 minutes on a 2-core machine (measured 283 s): ~18 s for
 each 1-node phase, 20-25 s for the 8 torrentfs nodes, 140-210 s for the 8 HTTP
-clients (8 copies through the origin's 4 MB/s), plus setup. Each phase's reads are bounded
+clients (8 copies through the origin's 4 MB/s), 40-50 s for the two libtorrent
+phases, plus setup. Each phase's reads are bounded
 (--timeout, by default 60 s + twice what the origin alone needs for N copies), so
 a run that goes wrong ends in about 12 minutes at worst. The 8 daemons use about
 31 CPU s in the 21 s of reads, so 2 cores are not the bottleneck at these rates.
@@ -544,10 +545,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="cap uploads in the daemons (torrentfs --upload-rate), as a "
                          "cluster's operator would, not with tbf: no queue drops, so it "
                          "measures the swarm, not TCP's recovery (needs --no-http)")
-    ap.add_argument("--libtorrent", action="store_true",
-                    help="also run the same 1-node and N-node phases with libtorrent on "
-                         "every host (origin and nodes; benchmarks/cluster_lt.py) and "
-                         "print torrentfs's figures against libtorrent's")
+    ap.add_argument("--no-libtorrent", dest="libtorrent", action="store_false",
+                    help="skip the libtorrent phases: by default the same 1-node and "
+                         "N-node phases run again with libtorrent on every host (origin "
+                         "and nodes; benchmarks/cluster_lt.py), and torrentfs's figures "
+                         "are printed against libtorrent's (about a minute more at 32 "
+                         "nodes)")
+    ap.add_argument("--libtorrent", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--btfs", action="store_true",
                     help="also run the 1-node and N-node phases with a btfs mount on every "
                          "node (a FUSE filesystem on libtorrent) and the libtorrent origin, "
