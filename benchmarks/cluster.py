@@ -546,12 +546,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "cluster's operator would, not with tbf: no queue drops, so it "
                          "measures the swarm, not TCP's recovery (needs --no-http)")
     ap.add_argument("--no-libtorrent", dest="libtorrent", action="store_false",
-                    help="skip the libtorrent phases: by default the same 1-node and "
-                         "N-node phases run again with libtorrent on every host (origin "
-                         "and nodes; benchmarks/cluster_lt.py), and torrentfs's figures "
-                         "are printed against libtorrent's (about a minute more at 32 "
-                         "nodes)")
-    ap.add_argument("--libtorrent", action="store_true", help=argparse.SUPPRESS)
+                    default=None,
+                    help="skip the libtorrent phases: by default (but with --app-caps) the "
+                         "same 1-node and N-node phases run again with libtorrent on every "
+                         "host (origin and nodes; benchmarks/cluster_lt.py), and "
+                         "torrentfs's figures are printed against libtorrent's (about a "
+                         "minute more at 32 nodes)")
+    ap.add_argument("--libtorrent", action="store_true", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--btfs", action="store_true",
                     help="also run the 1-node and N-node phases with a btfs mount on every "
                          "node (a FUSE filesystem on libtorrent) and the libtorrent origin, "
@@ -562,6 +563,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.app_caps and not args.no_http:
         ap.error("--app-caps needs --no-http (nothing would cap the HTTP server)")
+    if args.app_caps and (args.btfs or args.libtorrent):
+        ap.error("--app-caps caps only the torrentfs daemons: not with --libtorrent, --btfs")
+    if args.libtorrent is None:  # on, but where nothing would cap libtorrent's uploads
+        args.libtorrent = not args.app_caps
     args.json, args.keep = caller_path(args.json), caller_path(args.keep)
     args.plot = caller_path(args.plot)
     return args

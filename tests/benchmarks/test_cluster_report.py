@@ -94,3 +94,14 @@ def test_the_reference_table_takes_btfs_beside_libtorrent():
     ratio_row = next(ln for ln in lines if "time(1) / time(1)" in ln).split()[-5:]
     assert ratio_row == ["3.00", "2.00", "4.00", "1.50", "0.75"]
     assert lines[-1].endswith("btfs's reads byte-exact: yes")
+
+
+def test_libtorrent_runs_beside_by_default_but_not_under_app_caps():
+    from benchmarks.cluster import parse_args
+
+    assert parse_args([]).libtorrent is True
+    assert parse_args(["--no-libtorrent"]).libtorrent is False
+    # --app-caps caps the torrentfs daemons themselves: nothing would cap libtorrent
+    assert parse_args(["--app-caps", "--no-http"]).libtorrent is False
+    with pytest.raises(SystemExit):
+        parse_args(["--app-caps", "--no-http", "--libtorrent"])
