@@ -39,6 +39,7 @@ from tests.harness.swarm import LT_PEER, SYSTEM_PYTHON, lt_seeder, stop_process
 PORT = 6881
 MESH_WAIT_S = 15.0
 PEERS = re.compile(rb"peers=(\d+)")
+READY = b"Got metadata. Now ready"  # btfs's stdout once its torrent is set up
 
 
 def _peers_now(log: Path) -> int:
@@ -181,10 +182,20 @@ def btfs_phase(c: Cluster, n: int, torrent: Path, data: Path, file_name: str,
                 cache.mkdir()
                 mnts.append(mnt)
                 with open(work / f"btfs{i}.log", "wb") as log:
-                    procs.append(c.popen(i, ["btfs", "-f", f"--data-directory={cache}",
-                                             str(torrent), str(mnt)],
+                    # (stdbuf: its stdout line by line, for the "ready" line below)
+                    procs.append(c.popen(i, ["stdbuf", "-oL", "btfs", "-f",
+                                             f"--data-directory={cache}", str(torrent),
+                                             str(mnt)],
                                          stdout=log, stderr=subprocess.STDOUT))
+            # Nothing touches a mount before its btfs says it has set the torrent up
+            # (its FUSE handlers use the torrent's handle). With 8 or more nodes some
+            # btfs aborts before that line all the same ("invalid torrent handle
+            # used"): ``_check_alive`` reports it.
             deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not all(
+                    READY in (work / f"btfs{i}.log").read_bytes() for i in range(1, n + 1)):
+                _check_alive(procs, work)
+                time.sleep(0.02)
             while time.monotonic() < deadline and not all(_listed(m / file_name)
                                                           for m in mnts):
                 _check_alive(procs, work)
