@@ -1,4 +1,4 @@
-"""scripts/cluster's libtorrent and btfs phases (``--libtorrent``, ``--btfs``): the
+"""scripts/cluster's libtorrent and btfs phases (the first by default, ``--btfs``): the
 same swarm, caps and file with libtorrent everywhere, so that torrentfs's figures have
 a reference measured in the same run on the same machine (issue 13's targets are
 absolute; this says what a C++ client makes of them here).
@@ -17,15 +17,15 @@ Python that has python3-libtorrent) on the same tracker. The leechers start gate
 byte/s) so that they meet their peers first, as the mounts do before their reads;
 the gate opens for all at once, and each node's time is when it holds every piece
 (libtorrent has hashed each). A node that is done seeds on, as a mount does, until
-the last is done. CPU is each leecher's process (the status loop of lt_peer.py
-included: a poll every 200 ms) from the gate to the end, per GiB its link moved, as
-for the mounts. Every file is checked with sha256 afterwards; every process is
+the last is done, and its file is hashed with sha256sum at once (the CPU the
+mounts' readers spend hashing, on the same cores; it also checks the data). CPU is
+each leecher's process (the status loop of lt_peer.py included: a poll every 200 ms)
+from the gate to the end, per GiB its link moved, as for the mounts. Every process is
 stopped by its PID."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import re
 import subprocess
 import time
@@ -51,17 +51,6 @@ def _peers_now(log: Path) -> int:
     return int(found[-1]) if found else 0
 
 
-def _sha256(path: Path) -> str | None:
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-    except OSError:
-        return None
-    return h.hexdigest()
-
-
 def libtorrent_phase(c: Cluster, n: int, torrent: Path, data: Path, file_name: str,
                      want: str, size: int, work: Path, timeout: float) -> dict[str, Any]:
     """A libtorrent origin in host 0 and libtorrent leechers in hosts 1..n, all
@@ -72,6 +61,7 @@ def libtorrent_phase(c: Cluster, n: int, torrent: Path, data: Path, file_name: s
     gate = work / "gate"
     procs: list[subprocess.Popen] = []
     logs: list[Path] = []
+    hashers: dict[int, subprocess.Popen] = {}
     with lt_seeder(torrent, data, ip=c.hosts[0].ip, port=PORT, workdir=work,
                    wrap=lambda argv: c.argv_in(0, argv)) as origin:
         try:
@@ -102,6 +92,12 @@ def libtorrent_phase(c: Cluster, n: int, torrent: Path, data: Path, file_name: s
                 for k in range(n):
                     if k not in done and (work / f"lt{k + 1}.done").exists():
                         done[k] = time.monotonic() - t0
+                        # Its file is hashed at once, on the same cores as the swarm, as
+                        # the mounts' readers hash theirs while they read.
+                        hashers[k] = subprocess.Popen(
+                            ["sha256sum", str(work / f"lt{k + 1}" / file_name)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL)
                 if any(p.poll() is not None for p in procs):
                     break  # one failed: no point waiting the whole bound
                 time.sleep(0.02)
@@ -119,6 +115,13 @@ def libtorrent_phase(c: Cluster, n: int, torrent: Path, data: Path, file_name: s
         finally:
             for p in procs:
                 stop_process(p, timeout=10)
+            sums = {}
+            for k, h in hashers.items():
+                try:
+                    out, _ = h.communicate(timeout=60)
+                    sums[k] = out.decode().split()[0] if out.split() else None
+                except subprocess.TimeoutExpired:
+                    stop_process(h, timeout=5)
     reads = []
     for k in range(n):
         if k not in done:
@@ -126,7 +129,7 @@ def libtorrent_phase(c: Cluster, n: int, torrent: Path, data: Path, file_name: s
             reads.append({"seconds": None, "error": f"not done within {timeout:.0f} s: "
                                                     f"{tail}"})
             continue
-        got = _sha256(work / f"lt{k + 1}" / file_name)
+        got = sums.get(k)
         r = {"seconds": done[k], "sha256": got}
         if got != want:
             r["error"] = f"wrong data: sha256 {got}"
