@@ -28,8 +28,9 @@ seed:   checks the data already in DIR, waits until seeding (and, when the
 leech:  downloads, rechecks the data on disk, exits 0 when complete; exits 1
         with a status line on stderr on timeout or error. With --done-file it
         writes that file when complete and seeds on until SIGTERM; with --gate
-        FILE it downloads nothing until FILE exists (scripts/cluster's nodes). With --magnet it
-        starts from a magnet link (the metadata comes from peers, BEP 9).
+        FILE it downloads nothing until FILE exists (scripts/cluster's nodes).
+        With --magnet it starts from a magnet link (the metadata comes from
+        peers, BEP 9).
         --ready-file gets its listen port once it is connected to a peer.
 hashes: prints libtorrent's v1 and v2 info-hashes of T (hex, zeros when absent).
 create: writes a .torrent of a file or directory (v1-only unless --version says
@@ -265,20 +266,13 @@ def cmd_seed(args):
         write_atomically(args.ready_file, f"{port}\n")
     log(f"ready: seeding on {args.listen} (port {port})")
 
-    last = time.monotonic()
-    while not flag.stop:
-        ses.wait_for_alert(500)
-        log_alerts(ses)
-        if time.monotonic() - last >= 5:
-            last = time.monotonic()
-            log(status_line(h))
-            for ip, peer_port in args.peer:   # (again, should it have dropped)
-                h.connect_peer((ip, peer_port))
-            if args.dht:
-                h.force_dht_announce()  # keep the swarm's DHT nodes told (cheap here)
-    log("signal received, stopping")
-    ses.pause()
-    return 0
+    def again():
+        for ip, peer_port in args.peer:   # (again, should it have dropped)
+            h.connect_peer((ip, peer_port))
+        if args.dht:
+            h.force_dht_announce()  # keep the swarm's DHT nodes told (cheap here)
+
+    return stay(ses, h, flag, again)
 
 
 def cmd_leech(args):
@@ -364,9 +358,10 @@ def cmd_leech(args):
     return 1
 
 
-def stay(ses, h, flag):
-    """Seed what was downloaded until SIGTERM/SIGINT (a cluster's node, which keeps
-    uploading to the others once it has everything); 0."""
+def stay(ses, h, flag, every_5s=None):
+    """Seed until SIGTERM/SIGINT (a seeder, or a cluster's node that keeps uploading
+    to the others once it has everything), logging the status and calling
+    ``every_5s`` every 5 s; 0."""
     last = time.monotonic()
     while not flag.stop:
         ses.wait_for_alert(500)
@@ -374,6 +369,8 @@ def stay(ses, h, flag):
         if time.monotonic() - last >= 5:
             last = time.monotonic()
             log(status_line(h))
+            if every_5s is not None:
+                every_5s()
     log("signal received, stopping")
     ses.pause()
     return 0
