@@ -32,9 +32,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from benchmarks.procstats import cpu_seconds, cpu_times, system_share
+from benchmarks.cluster_meter import Meter, settle
 from tests.harness.netns import Cluster
 from tests.harness.swarm import LT_PEER, SYSTEM_PYTHON, lt_seeder, stop_process
+from torrentfs.fs.procfs import fuse_mount_type
 
 PORT = 6881
 MESH_WAIT_S = 15.0
@@ -65,8 +66,7 @@ def libtorrent_phase(c: Cluster, n: int, torrent: Path, data: Path, file_name: s
     with lt_seeder(torrent, data, ip=c.hosts[0].ip, port=PORT, workdir=work,
                    wrap=lambda argv: c.argv_in(0, argv)) as origin:
         try:
-            tx0 = c.tx_bytes(0)
-            node0 = {i: (c.tx_bytes(i), c.rx_bytes(i)) for i in range(1, n + 1)}
+            meter = Meter(c, n)
             for i in range(1, n + 1):
                 save = work / f"lt{i}"
                 save.mkdir()
@@ -82,10 +82,7 @@ def libtorrent_phase(c: Cluster, n: int, torrent: Path, data: Path, file_name: s
                     _peers_now(log) >= n for log in logs):  # the n - 1 others + origin
                 time.sleep(0.2)
             res["mesh_complete_before_reads"] = all(_peers_now(log) >= n for log in logs)
-            drops0 = [c.qdisc_drops(i) for i in range(n + 1)]
-            cpu0 = [cpu_seconds(p.pid) for p in procs]
-            times0 = [cpu_times(p.pid) for p in procs]
-            t0 = time.monotonic()
+            t0 = meter.begin([p.pid for p in procs])
             gate.touch()
             done: dict[int, float] = {}
             while len(done) < n and time.monotonic() - t0 < timeout:
@@ -101,17 +98,7 @@ def libtorrent_phase(c: Cluster, n: int, torrent: Path, data: Path, file_name: s
                 if any(p.poll() is not None for p in procs):
                     break  # one failed: no point waiting the whole bound
                 time.sleep(0.02)
-            res["quiet_after_reads"] = c.wait_quiet(range(n + 1), quiet=1.0, timeout=20)
-            res["origin_tx"] = c.tx_bytes(0) - tx0
-            res["qdisc_drops"] = [c.qdisc_drops(i) - d for i, d in enumerate(drops0)]
-            res["origin_cpu_s"] = cpu_seconds(origin.pid)
-            res["node_cpu_s"] = [cpu_seconds(p.pid) for p in procs]
-            res["node_cpu_reads_s"] = [b - a if a is not None and b is not None else None
-                                       for a, b in zip(cpu0, res["node_cpu_s"])]
-            res["node_system_share"] = system_share(times0, [cpu_times(p.pid) for p in procs])
-            res["wall_s"] = time.monotonic() - t0
-            res["node_tx"] = [c.tx_bytes(i) - node0[i][0] for i in range(1, n + 1)]
-            res["node_rx"] = [c.rx_bytes(i) - node0[i][1] for i in range(1, n + 1)]
+            meter.end(res, origin.pid, [p.pid for p in procs])
         finally:
             for p in procs:
                 stop_process(p, timeout=10)
@@ -129,16 +116,8 @@ def libtorrent_phase(c: Cluster, n: int, torrent: Path, data: Path, file_name: s
             reads.append({"seconds": None, "error": f"not done within {timeout:.0f} s: "
                                                     f"{tail}"})
             continue
-        got = sums.get(k)
-        r = {"seconds": done[k], "sha256": got}
-        if got != want:
-            r["error"] = f"wrong data: sha256 {got}"
-        reads.append(r)
-    res["reads"] = reads
-    res["ok"] = all("error" not in r for r in reads)
-    secs = [r["seconds"] for r in reads]
-    res["slowest_s"] = max(secs) if all(s is not None for s in secs) else None
-    res["origin_copies"] = res["origin_tx"] / size
+        reads.append({"seconds": done[k], "sha256": sums.get(k)})
+    settle(res, reads, want, size)
     return res
 
 
@@ -157,11 +136,6 @@ def _check_alive(procs: list[subprocess.Popen], work: Path) -> None:
                                + (f": {log[-500:]}" if log else ""))
 
 
-def _mounted(path: Path) -> bool:
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == str(path) for line in f)
-
-
 def btfs_phase(c: Cluster, n: int, torrent: Path, data: Path, file_name: str,
                want: str, size: int, work: Path, timeout: float,
                run_readers: Callable[..., list[dict[str, Any]]]) -> dict[str, Any]:
@@ -175,10 +149,8 @@ def btfs_phase(c: Cluster, n: int, torrent: Path, data: Path, file_name: str,
     with lt_seeder(torrent, data, ip=c.hosts[0].ip, port=PORT, workdir=work,
                    wrap=lambda argv: c.argv_in(0, argv)) as origin:
         try:
-            tx0 = c.tx_bytes(0)
-            node0 = {i: (c.tx_bytes(i), c.rx_bytes(i)) for i in range(1, n + 1)}
-            drops0 = [c.qdisc_drops(i) for i in range(n + 1)]
-            t0 = time.monotonic()
+            meter = Meter(c, n)
+            t0 = meter.begin(None)  # (btfs cannot be gated: all counts from its start)
             for i in range(1, n + 1):
                 mnt, cache = work / f"mnt{i}", work / f"cache{i}"
                 mnt.mkdir()
@@ -210,35 +182,18 @@ def btfs_phase(c: Cluster, n: int, torrent: Path, data: Path, file_name: str,
             for rd in reads:  # from the mounts' start: btfs downloads from then on
                 if rd.get("seconds") is not None:
                     rd["seconds"] += listed
-            res["quiet_after_reads"] = c.wait_quiet(range(n + 1), quiet=1.0, timeout=20)
-            res["origin_tx"] = c.tx_bytes(0) - tx0
-            res["qdisc_drops"] = [c.qdisc_drops(i) - d for i, d in enumerate(drops0)]
-            res["origin_cpu_s"] = cpu_seconds(origin.pid)
-            res["node_cpu_s"] = [cpu_seconds(p.pid) for p in procs]
-            res["node_cpu_reads_s"] = res["node_cpu_s"]  # its whole life
-            res["node_system_share"] = system_share([(0.0, 0.0)] * n,
-                                                    [cpu_times(p.pid) for p in procs])
-            res["wall_s"] = time.monotonic() - t0
-            res["node_tx"] = [c.tx_bytes(i) - node0[i][0] for i in range(1, n + 1)]
-            res["node_rx"] = [c.rx_bytes(i) - node0[i][1] for i in range(1, n + 1)]
+            meter.end(res, origin.pid, [p.pid for p in procs])  # CPU: their whole life
         finally:
             for m in mnts:
-                if _mounted(m):
+                if fuse_mount_type(str(m)):
                     subprocess.run(["fusermount3", "-u", str(m)], capture_output=True,
                                    timeout=30)
             for p, m in zip(procs, mnts):
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     p.wait(15)
-                if _mounted(m):
+                if fuse_mount_type(str(m)):
                     subprocess.run(["fusermount3", "-uz", str(m)], capture_output=True,
                                    timeout=30)
                 stop_process(p, timeout=10)
-    for r in reads:
-        if "sha256" in r and r["sha256"] != want:
-            r["error"] = f"wrong data: sha256 {r['sha256']}"
-    res["reads"] = reads
-    res["ok"] = all("error" not in r for r in reads)
-    secs = [r["seconds"] for r in reads]
-    res["slowest_s"] = max(secs) if all(s is not None for s in secs) else None
-    res["origin_copies"] = res["origin_tx"] / size
+    settle(res, reads, want, size)
     return res

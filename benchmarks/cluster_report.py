@@ -4,7 +4,8 @@ upload in copies of the file; what each node received from the origin and from i
 peers; CPU seconds per GiB each node moved. Plain functions of the phase's result
 dictionary (benchmarks/cluster.py ``torrentfs_phase``), so a simulated swarm can be
 reported the same way; ``plot`` draws the CDF of completion times and the origin's
-and the peers' bytes over time (matplotlib, from the optional ``bench`` extra)."""
+and the peers' bytes over time (matplotlib, from the optional ``bench`` extra);
+``reference_lines`` sets torrentfs's phases against libtorrent's and btfs's."""
 
 from __future__ import annotations
 
@@ -97,6 +98,10 @@ def fmt(x: float | None, spec: str = ".2f") -> str:
     return "-" if x is None else format(x, spec)
 
 
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
 def kraken_lines(s: dict[str, Any], targets: dict[str, float]) -> list[str]:
     """The Kraken-style table of one phase's summary, with each target beside it."""
     rows = [("", "seconds", "x ideal", "target")]
@@ -177,3 +182,41 @@ def plot(result: dict[str, Any], path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def reference_lines(r: dict[str, Any], n: int) -> list[str]:
+    """torrentfs's phases against libtorrent's and btfs's (those run), same caps,
+    same run; each ratio is torrentfs / the other."""
+    a = r["args"]
+    others = [k for k in ("libtorrent", "btfs") if r.get(f"{k}_n")]
+    phases = {"torrentfs": (r["torrentfs_1"], r["torrentfs_n"], r["summary_n"])}
+    for k in others:
+        one, many = r[f"{k}_1"], r[f"{k}_n"]
+        r[f"summary_{k}"] = summary(many, r["size_bytes"], a["origin_rate"], a["node_rate"])
+        phases[k] = (one, many, r[f"summary_{k}"])
+
+    def figures(one, many, s):
+        return [one["slowest_s"], many["slowest_s"], ratio(many["slowest_s"], one["slowest_s"]),
+                s["p50_over_ideal"], many["origin_copies"], s["cpu_s_per_gib_median"],
+                sum(x or 0 for x in many["node_cpu_reads_s"]), many.get("node_system_share"),
+                sum(many.get("qdisc_drops") or [0])]
+
+    names = ["time, 1 node (s)", f"time, {n} nodes (s)", f"time({n}) / time(1)",
+             "p50 completion (x ideal)", "origin upload (copies)",
+             "CPU s per GiB moved, median node", "nodes' CPU s in the reads",
+             "  of which in the kernel (share)", "packets the caps' queues dropped"]
+    specs = [".1f", ".1f", ".2f", ".2f", ".2f", ".2f", ".1f", ".2f", "d"]
+    cols = {k: figures(*v) for k, v in phases.items()}
+    w0 = max(len(x) for x in names)
+    head = "".join(f"  {k:>10}" for k in cols) + "".join(f"  {'/ ' + k[:8]:>10}" for k in others)
+    lines = [f"against {' and '.join(others)} (the libtorrent origin, {n} nodes, same caps; "
+             "each ratio torrentfs / that one):", f"  {'':<{w0}}{head}"]
+    for j, (name, spec) in enumerate(zip(names, specs)):
+        row = "".join(f"  {fmt(cols[k][j], spec):>10}" for k in cols)
+        row += "".join(f"  {fmt(ratio(cols['torrentfs'][j], cols[k][j]), '.2f'):>10}"
+                       for k in others)
+        lines.append(f"  {name:<{w0}}{row}")
+    for k in others:
+        lines.append(f"  {k}'s reads byte-exact: "
+                     + ("yes" if r[f"{k}_1"]["ok"] and r[f"{k}_n"]["ok"] else "NO"))
+    return lines

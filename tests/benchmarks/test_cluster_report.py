@@ -54,7 +54,7 @@ def test_a_node_that_did_not_finish_is_left_out_of_the_percentiles():
 
 
 def test_the_reference_table_gives_torrentfs_over_libtorrent():
-    from benchmarks.cluster import reference_lines
+    from benchmarks.cluster_report import reference_lines
 
     def ph(secs, cpu, copies):
         p = phase([secs], {}, cpu=[cpu], rx=[MIB], tx=[MIB], copies=copies)
@@ -77,7 +77,7 @@ def test_the_reference_table_gives_torrentfs_over_libtorrent():
 
 
 def test_the_reference_table_takes_btfs_beside_libtorrent():
-    from benchmarks.cluster import reference_lines
+    from benchmarks.cluster_report import reference_lines
 
     def ph(secs, cpu):
         p = phase([secs], {}, cpu=[cpu], rx=[MIB], tx=[MIB])
