@@ -407,7 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     mc = info["machine"]
     print(f"machine:  nproc={mc['nproc']}, {mc['kernel']}, {mc['cpu']}, {mc['memory']} RAM")
     v = info["versions"]
-    print(f"versions: torrentfs {v['torrentfs']}; btfs {v['btfs']}; libtorrent {v['libtorrent']}")
+    print(f"versions: torrentfs {v['torrentfs']} on Python {v['python']}; btfs {v['btfs']}; "
+          f"libtorrent {v['libtorrent']}")
     print(f"load:     {info['load_before']} (1/5/15-min load average before the run)")
     print(f"swarm:    {args.seeders} libtorrent seeders (TCP, no uTP), "
           f"upload cap {args.rate or 'none'} B/s each; big file {args.size} MiB, "

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import re
 import statistics
 import subprocess
+import sys
 from typing import Any
 
 from benchmarks.programs import SYSTEMS, TORRENTFS
@@ -127,6 +129,10 @@ def versions() -> dict:
     lt_py = out(["/usr/bin/python3", "-c", "import libtorrent; print(libtorrent.__version__)"]).strip()
     return {
         "torrentfs": tfs.replace("torrentfs ", "") or "?",
+        # the daemons' interpreter (theirs is this one: TORRENTFS is its venv's):
+        # an unoptimised build costs the daemon 5-13 % more CPU (scripts/install)
+        "python": f"{platform.python_version()} "
+                  f"({os.path.realpath(getattr(sys, '_base_executable', sys.executable))})",
         "btfs": f"{m.group(1) if m else '?'} (Debian {deb('btfs')})",
         "libtorrent": f"{lt_py or '?'} (Debian libtorrent-rasterbar2.0 "
                       f"{deb('libtorrent-rasterbar2.0')}; btfs and the seeders use it)",
