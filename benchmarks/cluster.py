@@ -68,6 +68,7 @@ from benchmarks.cluster_report import (
     summary,
     verdicts,
 )
+from benchmarks.report import python_build
 from tests.harness.netns import Cluster, cluster
 from tests.harness.swarm import can_connect, child_env, opentracker, stop_process, wait_until
 from torrentfs.cli.state import mount_state_file
@@ -363,7 +364,10 @@ def report(r: dict[str, Any]) -> str:
              f"{r['piece_length'] >> 10} KiB), origin upload {a['origin_rate'] / 1e6:g} MB/s, "
              f"node upload {a['node_rate'] / 1e6:g} MB/s ("
              + ("capped by each daemon" if a.get("app_caps") else
-                f"tbf on each veth, {a.get('queue_ms', 50)} ms queue") + ")", ""]
+                f"tbf on each veth, {a.get('queue_ms', 50)} ms queue") + ")"]
+    if r.get("python"):  # (older --json files have none)
+        lines.append(f"torrentfs runs on Python {r['python']}")
+    lines.append("")
     rows = [("", "torrentfs", "HTTP", "target"),
             ("time, 1 node (s)", fmt(t1["slowest_s"]), fmt(h1 and h1["slowest_s"]), ""),
             (f"time, {n} nodes at once (s)", fmt(tn["slowest_s"]),
@@ -560,7 +564,8 @@ def main(argv: list[str] | None = None) -> int:
                 c.limit_egress(i, args.node_rate, latency_ms=args.queue_ms)
         result: dict[str, Any] = {
             "args": vars(args), "size_bytes": size, "info_hash": info_hash,
-            "piece_length": meta.piece_length, "pieces": -(-size // meta.piece_length)}
+            "piece_length": meta.piece_length, "pieces": -(-size // meta.piece_length),
+            "python": python_build()}
 
         say(f"torrentfs, 1 node (timeout {size / args.origin_rate * 2 + 60:.0f} s)")
         result["torrentfs_1"] = torrentfs_phase(c, 1, torrent, data, info_hash, want, size,

@@ -116,6 +116,12 @@ def table(summary: dict, args) -> str:
     return "\n".join([line(header), sep, *map(line, rows)])
 
 
+def python_build() -> str:
+    """This interpreter's version and binary (the daemons': TORRENTFS is its venv's)."""
+    base = getattr(sys, "_base_executable", sys.executable)
+    return f"{platform.python_version()} ({os.path.realpath(base)})"
+
+
 def versions() -> dict:
     def out(argv):
         try:
@@ -131,8 +137,7 @@ def versions() -> dict:
         "torrentfs": tfs.replace("torrentfs ", "") or "?",
         # the daemons' interpreter (theirs is this one: TORRENTFS is its venv's):
         # an unoptimised build costs the daemon 5-13 % more CPU (scripts/install)
-        "python": f"{platform.python_version()} "
-                  f"({os.path.realpath(getattr(sys, '_base_executable', sys.executable))})",
+        "python": python_build(),
         "btfs": f"{m.group(1) if m else '?'} (Debian {deb('btfs')})",
         "libtorrent": f"{lt_py or '?'} (Debian libtorrent-rasterbar2.0 "
                       f"{deb('libtorrent-rasterbar2.0')}; btfs and the seeders use it)",

@@ -105,3 +105,15 @@ def test_libtorrent_runs_beside_by_default_but_not_under_app_caps():
     assert parse_args(["--app-caps", "--no-http"]).libtorrent is False
     with pytest.raises(SystemExit):
         parse_args(["--app-caps", "--no-http", "--libtorrent"])
+
+
+def test_the_reports_name_the_interpreter_the_daemons_run_on():
+    import os
+    import platform
+    import sys
+
+    from benchmarks.report import python_build
+
+    said = python_build()
+    assert said.startswith(platform.python_version() + " (")
+    assert said.endswith(os.path.realpath(sys._base_executable) + ")")
