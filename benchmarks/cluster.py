@@ -520,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     size = args.size << 20
     timeout = args.timeout or 60 + 2 * args.nodes * size / args.origin_rate
+    timeout_1 = size / args.origin_rate * 2 + 60  # a 1-node phase's bound
     t_start = time.monotonic()
     with contextlib.ExitStack() as stack:
         if args.keep:
@@ -567,22 +568,20 @@ def main(argv: list[str] | None = None) -> int:
             "piece_length": meta.piece_length, "pieces": -(-size // meta.piece_length),
             "python": python_build()}
 
-        say(f"torrentfs, 1 node (timeout {size / args.origin_rate * 2 + 60:.0f} s)")
+        say(f"torrentfs, 1 node (timeout {timeout_1:.0f} s)")
         result["torrentfs_1"] = torrentfs_phase(c, 1, torrent, data, info_hash, want, size,
-                                                work / "torrentfs-1-node", size / args.origin_rate * 2 + 60,
+                                                work / "torrentfs-1-node", timeout_1,
                                                 args.mount_arg, args.seed_arg)
         say(f"torrentfs, {args.nodes} nodes (timeout {timeout:.0f} s)")
         result["torrentfs_n"] = torrentfs_phase(c, args.nodes, torrent, data, info_hash, want,
                                                 size, work / f"torrentfs-{args.nodes}-nodes", timeout,
                                                 args.mount_arg, args.seed_arg)
-        for k in (1, args.nodes):
-            t = size / args.origin_rate * 2 + 60 if k == 1 else timeout
-            key = "1" if k == 1 else "n"
+        for key, k, t in (("1", 1, timeout_1), ("n", args.nodes, timeout)):
             if args.libtorrent:
                 say(f"libtorrent, {k} node(s)")
                 result[f"libtorrent_{key}"] = libtorrent_phase(
                     c, k, torrent, data, FILE_NAME, want, size, work / f"libtorrent-{k}", t)
-            if args.btfs and (k == 1 or result.get("btfs_1")):
+            if args.btfs and (key == "1" or result.get("btfs_1")):
                 say(f"btfs, {k} node(s)")
                 try:
                     result[f"btfs_{key}"] = btfs_phase(
@@ -593,8 +592,7 @@ def main(argv: list[str] | None = None) -> int:
                     result[f"btfs_{key}_error"] = str(e)
                     result.pop("btfs_1", None)
         if not args.no_http:
-            result["http_1"] = http_phase(c, 1, data, want, size,
-                                          size / args.origin_rate * 2 + 60)
+            result["http_1"] = http_phase(c, 1, data, want, size, timeout_1)
             result["http_n"] = http_phase(c, args.nodes, data, want, size, timeout)
         result["wall_s"] = time.monotonic() - t_start
     print(report(result))

@@ -135,9 +135,7 @@ def versions() -> dict:
     lt_py = out(["/usr/bin/python3", "-c", "import libtorrent; print(libtorrent.__version__)"]).strip()
     return {
         "torrentfs": tfs.replace("torrentfs ", "") or "?",
-        # the daemons' interpreter (theirs is this one: TORRENTFS is its venv's):
-        # an unoptimised build costs the daemon 5-13 % more CPU (scripts/install)
-        "python": python_build(),
+        "python": python_build(),  # (an unoptimised one costs 5-13 %: scripts/install)
         "btfs": f"{m.group(1) if m else '?'} (Debian {deb('btfs')})",
         "libtorrent": f"{lt_py or '?'} (Debian libtorrent-rasterbar2.0 "
                       f"{deb('libtorrent-rasterbar2.0')}; btfs and the seeders use it)",
